@@ -1,0 +1,48 @@
+"""The package layering rules of DESIGN.md section 2, enforced."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from twisted.trial.unittest import SynchronousTestCase
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _imports(package: str) -> dict[Path, set[str]]:
+    found: dict[Path, set[str]] = {}
+    for path in (ROOT / package).rglob("*.py"):
+        names: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                names.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names.add(node.module)
+        found[path] = names
+    return found
+
+
+class LayeringTests(SynchronousTestCase):
+    """Imports across packages follow the documented direction."""
+
+    def _assertNoImport(self, package: str, forbidden: str) -> None:
+        bad = [
+            f"{path.relative_to(ROOT)} imports {name}"
+            for path, names in _imports(package).items()
+            for name in names
+            if name == forbidden or name.startswith(forbidden + ".")
+        ]
+        self.assertEqual(bad, [])
+
+    def test_codecNeverImportsTwisted(self) -> None:
+        """bipgw.codec is sans-IO: no module in it imports Twisted."""
+        self._assertNoImport("bipgw/codec", "twisted")
+
+    def test_codecIsNotEmpty(self) -> None:
+        """The scan above really looks at the codec modules."""
+        self.assertGreater(len(_imports("bipgw/codec")), 1)
+
+    def test_bipgwNeverImportsSimcard(self) -> None:
+        """The gateway never depends on its simulated cards."""
+        self._assertNoImport("bipgw", "simcard")

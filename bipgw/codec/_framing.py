@@ -65,8 +65,11 @@ class LengthPrefixedSplitter:
     def feed(self, data: bytes) -> list[bytes]:
         """Add C{data}; return every frame now complete (prefix included).
 
-        After a bad length the stream cannot be resynchronised, so every
-        later call raises the same error again.
+        A bad length is refused from the prefix alone, before any of the
+        body is buffered.  Frames completed before it in the same call are
+        still returned (accepted data is never dropped) and the error is
+        raised by the next call.  The stream cannot be resynchronised, so
+        every later call raises the same error again.
         """
         if self._broken is not None:
             raise self._broken
@@ -79,12 +82,20 @@ class LengthPrefixedSplitter:
             length = int.from_bytes(buf[pos : pos + prefix], "big")
             total = length if self._counts_prefix else length + prefix
             if total < self._min or total > self._max:
+                # Report the bounds in the unit the length field uses.
+                adjust = 0 if self._counts_prefix else prefix
                 self._broken = self._error(
-                    f"frame length {length} outside [{self._min}, {self._max}]",
+                    f"frame length {length} outside"
+                    f" [{self._min - adjust}, {self._max - adjust}]",
                     field=self._field,
                     offset=self._consumed + pos,
                 )
                 del buf[:pos]
+                self._consumed += pos
+                if frames:
+                    # Hand over what was complete before the bad length;
+                    # the next call raises.
+                    return frames
                 raise self._broken
             if len(buf) - pos < total:
                 break

@@ -65,6 +65,30 @@ class SplitterTests(SynchronousTestCase):
             s.feed(b"\x00\x00\x00\x02")
         self.assertEqual(ctx.exception.offset, 6)
 
+    def test_framesBeforeBadLengthKept(self) -> None:
+        """Frames completed before a bad length in the same read are returned;
+        the error comes with the next call."""
+        s = _splitter(max_frame=64)
+        out = s.feed(_frame(b"a") + _frame(b"b") + (1 << 20).to_bytes(4, "big"))
+        self.assertEqual(out, [_frame(b"a"), _frame(b"b")])
+        with self.assertRaises(_TestError) as ctx:
+            s.feed(b"")
+        self.assertEqual(ctx.exception.offset, 10)
+
+    def test_boundsInLengthUnit(self) -> None:
+        """When the length excludes the prefix, the message's bounds do too."""
+        s = LengthPrefixedSplitter(
+            prefix_size=4,
+            counts_prefix=False,
+            min_frame=4,
+            max_frame=20,
+            error=_TestError,
+            field="length",
+        )
+        with self.assertRaises(_TestError) as ctx:
+            s.feed((17).to_bytes(4, "big"))
+        self.assertIn("outside [0, 16]", str(ctx.exception))
+
     def test_errorPickles(self) -> None:
         """Codec errors survive pickling (they cross process boundaries)."""
         import pickle

@@ -1,0 +1,88 @@
+# -*- test-case-name: tests.unit.tls.test_psk -*-
+"""TLS-PSK listeners and connectors built from endpoint strings.
+
+The gateway's configuration names its SCP81 listener as a Twisted endpoint
+string (C{tcp:8443:interface=0.0.0.0}); these helpers add the TLS-PSK layer
+on top of whatever that string describes, as tahoe's C{_TLSEndpointWrapper}
+does for certificates.
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import clientFromString, serverFromString, wrapClientTLS
+from twisted.internet.interfaces import (
+    IListeningPort,
+    IOpenSSLClientConnectionCreator,
+    IOpenSSLServerConnectionCreator,
+    IProtocolFactory,
+    IReactorTime,
+    IStreamClientEndpoint,
+    IStreamServerEndpoint,
+)
+from twisted.protocols.tls import TLSMemoryBIOFactory
+from zope.interface import implementer
+
+from bipgw.tls._psk import PskClientOptions, PskServerOptions
+
+
+@implementer(IStreamServerEndpoint)
+class PskServerEndpoint:
+    """An endpoint that listens like C{wrapped}, with TLS-PSK on every connection.
+
+    Twisted's own C{wrapServerTLS} (twisted/twisted#11861) is newer than
+    some releases C{setup.cfg} allows; this works with all of them.
+    """
+
+    def __init__(
+        self,
+        wrapped: IStreamServerEndpoint,
+        options: PskServerOptions,
+        clock: IReactorTime | None = None,
+    ) -> None:
+        """
+        @param wrapped: the transport endpoint (usually TCP).
+        @param options: the TLS-PSK settings and key lookup.
+        @param clock: schedules TLS write aggregation; pass the reactor
+            (C{None} makes Twisted import the global one).
+        """
+        # Typed Any: without the mypy-zope plugin, interface methods cannot be called.
+        self._wrapped: Any = wrapped
+        self._options = cast(IOpenSSLServerConnectionCreator, options)
+        self._clock = clock
+
+    def listen(self, protocolFactory: IProtocolFactory) -> Deferred[IListeningPort]:
+        """Listen, wrapping each accepted connection's protocol in TLS-PSK."""
+        factory = TLSMemoryBIOFactory(self._options, False, protocolFactory, self._clock)
+        result: Deferred[IListeningPort] = self._wrapped.listen(factory)
+        return result
+
+
+def psk_server_endpoint(
+    reactor: Any, description: str, options: PskServerOptions
+) -> PskServerEndpoint:
+    """A TLS-PSK listener from an endpoint string such as C{"tcp:8443"}.
+
+    @param reactor: the reactor (also used as the TLS layer's clock).
+    @param description: a server endpoint string, see
+        L{twisted.internet.endpoints.serverFromString}.
+    @param options: the TLS-PSK settings and key lookup.
+    """
+    return PskServerEndpoint(serverFromString(reactor, description), options, reactor)
+
+
+def psk_client_endpoint(
+    reactor: Any, description: str, options: PskClientOptions
+) -> IStreamClientEndpoint:
+    """A TLS-PSK connector from a client endpoint string (C{"tcp:host:8443"}).
+
+    The protocol the returned endpoint's C{connect} fires with is the
+    application's own, exactly as with L{wrapClientTLS}.
+    """
+    return wrapClientTLS(
+        cast(IOpenSSLClientConnectionCreator, options),
+        clientFromString(reactor, description),
+        clock=reactor,
+    )

@@ -1,0 +1,95 @@
+"""Key management: secrets that cannot leak, keys sealed at rest, diversification.
+
+The key hierarchy (DESIGN.md section 5, C{docs/keys.md}):
+
+  - the I{gateway root key} (L{RootKey}), kept in a file or environment
+    variable outside the database, seals every stored key (L{seal},
+    L{unseal});
+  - the L{KeyStore} file holds gateway-level keys: vendor I{transport keys}
+    (which open card-vendor output files, L{unwrap_from_transport}) and
+    I{master keys} from which per-card keys are diversified
+    (L{derive_card_key});
+  - per-card keys live in the application database, sealed with L{seal}.
+
+All key material in memory is a L{Secret}, whose text forms never show the
+bytes.  Every error derives from L{KeyManagementError} and names keys by
+label only.
+"""
+
+from bipgw.keys._kdf import (
+    KdfPurpose,
+    derive_card_key,
+    has_des_parity,
+    normalise_iccid,
+    psk_identity_for,
+    set_des_parity,
+)
+from bipgw.keys._keystore import KeyInfo, KeyKind, KeyStore, MetaValue
+from bipgw.keys._rootkey import ROOT_KEY_ENV, RootKey, seal, unseal
+from bipgw.keys._secret import (
+    DuplicateKeyError,
+    InsecureRootKeyFileError,
+    IntegrityError,
+    InvalidIccidError,
+    InvalidKeyError,
+    InvalidLabelError,
+    KeyAlgorithm,
+    KeyManagementError,
+    KeystoreFormatError,
+    KeystoreNotFoundError,
+    KeystoreWriteError,
+    RootKeyError,
+    Secret,
+    TransportError,
+    TransportFormatError,
+    TransportKeyMismatchError,
+    UnknownKeyError,
+    WrongRootKeyError,
+    check_value,
+)
+from bipgw.keys._transport import (
+    DEFAULT_TRANSPORT_SCHEME,
+    TransportScheme,
+    unwrap_from_transport,
+    wrap_for_transport,
+)
+
+__all__ = [
+    "DEFAULT_TRANSPORT_SCHEME",
+    "ROOT_KEY_ENV",
+    "DuplicateKeyError",
+    "InsecureRootKeyFileError",
+    "IntegrityError",
+    "InvalidIccidError",
+    "InvalidKeyError",
+    "InvalidLabelError",
+    "KdfPurpose",
+    "KeyAlgorithm",
+    "KeyInfo",
+    "KeyKind",
+    "KeyManagementError",
+    "KeyStore",
+    "KeystoreFormatError",
+    "KeystoreNotFoundError",
+    "KeystoreWriteError",
+    "MetaValue",
+    "RootKey",
+    "RootKeyError",
+    "Secret",
+    "TransportError",
+    "TransportFormatError",
+    "TransportKeyMismatchError",
+    "TransportScheme",
+    "UnknownKeyError",
+    "WrongRootKeyError",
+    "check_value",
+    "derive_card_key",
+    "has_des_parity",
+    "normalise_iccid",
+    "psk_identity_for",
+    "seal",
+    "set_des_parity",
+    "unseal",
+    "unwrap_from_transport",
+    "wrap_for_transport",
+]

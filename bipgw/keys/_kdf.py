@@ -1,0 +1,146 @@
+# -*- test-case-name: tests.unit.keys.test_kdf -*-
+"""Per-card key diversification: one master key, one ICCID, one card key.
+
+A fleet of cards either arrives with its keys in a vendor output file, or its
+keys are I{diversified}: computed from a master key held by the gateway and
+the card's ICCID, so the gateway stores one key per purpose instead of one
+per card.  The simulated fleet personalises its cards with the same function,
+reimplemented from C{docs/keys.md}; the exact construction is documented there
+and pinned by test vectors, so any third party can reproduce it.
+
+The KDF is NIST SP 800-108 in counter mode with AES-CMAC as PRF (the
+construction GlobalPlatform SCP03 also builds on): a standard, reviewed
+function, available in every crypto library and in card operating systems.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+from cryptography.hazmat.primitives.ciphers import algorithms
+from cryptography.hazmat.primitives.kdf.kbkdf import KBKDFCMAC, CounterLocation, Mode
+
+from bipgw.keys._secret import InvalidIccidError, InvalidKeyError, KeyAlgorithm, Secret
+
+#: Bytes of the SP 800-108 counter [i] (big-endian), placed before the fixed input.
+COUNTER_BYTES = 4
+#: Bytes of the SP 800-108 length field [L] (big-endian, the output length in bits).
+LENGTH_BYTES = 4
+#: Accepted ICCID lengths, in digits, after removing F filler.
+ICCID_DIGITS = (18, 19, 20)
+
+
+class KdfPurpose(Enum):
+    """What a diversified key is for; the value is the SP 800-108 I{Label}.
+
+    Distinct labels make the keys for different purposes independent even
+    when derived from the same master key and ICCID.
+    """
+
+    OTA_KIC = b"bipgw OTA KIc"
+    OTA_KID = b"bipgw OTA KID"
+    OTA_KIK = b"bipgw OTA KIK"
+    SCP81_PSK = b"bipgw SCP81 PSK"
+    SCP81_DEK = b"bipgw SCP81 DEK"
+    SCP03_ENC = b"bipgw SCP03 ENC"
+    SCP03_MAC = b"bipgw SCP03 MAC"
+    SCP03_DEK = b"bipgw SCP03 DEK"
+
+    @property
+    def label(self) -> bytes:
+        """The SP 800-108 Label bytes (ASCII)."""
+        value: bytes = self.value
+        return value
+
+
+def normalise_iccid(iccid: str) -> str:
+    """The canonical form of an ICCID: its decimal digits, without F filler.
+
+    EF_ICCID stores the ICCID in BCD padded with C{F} nibbles, so a 19-digit
+    ICCID often appears as 20 characters ending in C{F}; surrounding white
+    space and trailing C{F}/C{f} are removed.  What remains must be 18 to 20
+    ASCII digits.  The Luhn check digit is deliberately I{not} verified: 20
+    digit ICCIDs and test ranges exist without a valid one, and refusing a
+    card here would make its keys underivable rather than catch a typo (the
+    importer, which sees the whole record, is the place for that check).
+
+    @raise InvalidIccidError: naming the ICCID (an identifier, not a secret).
+    """
+    if not isinstance(iccid, str):
+        raise InvalidIccidError(f"an ICCID is text, not {type(iccid).__name__}")
+    digits = iccid.strip().rstrip("Ff")
+    shown = repr(iccid) if len(iccid) <= 32 else repr(iccid[:32]) + "..."
+    if not (digits.isascii() and digits.isdigit()):
+        raise InvalidIccidError(f"ICCID {shown} must contain only decimal digits (and F filler)")
+    if len(digits) not in ICCID_DIGITS:
+        raise InvalidIccidError(f"ICCID {shown} has {len(digits)} digits; an ICCID has 18 to 20")
+    return digits
+
+
+def psk_identity_for(iccid: str) -> bytes:
+    """The TLS-PSK identity a card presents on its SCP81 channel.
+
+    By convention the identity is the normalised ICCID as ASCII digits
+    (e.g. C{b"8988211000000000018"}): unique per card, known to the card
+    without extra personalisation, readable in traces, and it lets the
+    gateway find the card (and its PSK) from the TLS handshake alone.
+    """
+    return normalise_iccid(iccid).encode("ascii")
+
+
+def set_des_parity(key: bytes) -> bytes:
+    """C{key} with each byte's least significant bit set for odd parity.
+
+    DES ignores those bits, but cards, HSMs and C{PUT KEY} implementations
+    may reject a DES key whose bytes do not have odd parity.
+    """
+    out = bytearray(key)
+    for i, byte in enumerate(out):
+        high = byte & 0xFE
+        out[i] = high | ((high.bit_count() + 1) & 1)
+    return bytes(out)
+
+
+def has_des_parity(key: bytes) -> bool:
+    """C{True} if every byte of C{key} has an odd number of one bits."""
+    return all(byte.bit_count() % 2 == 1 for byte in key)
+
+
+def derive_card_key(
+    master: Secret, iccid: str, purpose: KdfPurpose, algorithm: KeyAlgorithm
+) -> Secret:
+    """Diversify a per-card key from a master key and the card's ICCID.
+
+    SP 800-108 counter mode, PRF AES-CMAC keyed with C{master}:
+    C{K(i) = CMAC(master, [i]_32 || Label || 00 || Context || [L]_32)}, with
+    C{Label = purpose.label}, C{Context} = the normalised ICCID in ASCII and
+    C{L} the output length in bits; the key is the first
+    C{algorithm.key_length} bytes of C{K(1) || K(2)}.  For Triple-DES
+    algorithms the parity bits are then set (odd parity).
+
+    @param master: an AES key (16, 24 or 32 bytes), whatever the algorithm of
+        the derived key: the PRF is AES-CMAC.
+    @raise InvalidKeyError: if C{master} is not an AES key size.
+    @raise InvalidIccidError: if C{iccid} is not an ICCID.
+    """
+    if len(master) not in (16, 24, 32):
+        raise InvalidKeyError(
+            f"a master key for {purpose.label.decode()} is an AES key of 16, 24 or 32"
+            f" bytes, got {len(master)}"
+        )
+    context = normalise_iccid(iccid).encode("ascii")
+    kdf = KBKDFCMAC(
+        algorithm=algorithms.AES,
+        mode=Mode.CounterMode,
+        length=algorithm.key_length,
+        rlen=COUNTER_BYTES,
+        llen=LENGTH_BYTES,
+        location=CounterLocation.BeforeFixed,
+        label=purpose.label,
+        context=context,
+        fixed=None,
+    )
+    key = kdf.derive(master.reveal())
+    if algorithm.is_des:
+        key = set_des_parity(key)
+    return Secret(key)

@@ -1,0 +1,72 @@
+"""The gateway's core: admin sessions between platforms and cards, as pure logic.
+
+A platform opens a session for a card (L{SessionEngine.open}); the engine
+resolves the card (L{ICardDirectory}), has a push SMS sent
+(L{IPushSender}), waits for the card to connect to the SCP81 server
+(L{SessionEngine.card_arrived} and L{CardLink}), relays command scripts
+(L{Session.execute}) and ends the session (L{Session.close}).  Every
+transition and every APDU is recorded (L{ISessionRecorder}) and published
+(L{SessionEngine.subscribe}).
+
+Nothing here does I/O or reads the wall clock: time comes from the
+C{IReactorTime} the engine is given, and the network from the services
+that call it (C{bipgw.services}).  The life of a session is drawn in
+C{docs/state-machines/session.dot}.
+"""
+
+from bipgw.core._engine import CardLink, Session, SessionEngine, Subscriber
+from bipgw.core._interfaces import (
+    ICardDirectory,
+    IPushSender,
+    ISessionRecorder,
+    MemorySessionRecorder,
+)
+from bipgw.core._policy import BusyPolicy, PolicyError, SessionPolicy
+from bipgw.core._session import TRANSITIONS
+from bipgw.core._types import (
+    ApduTrace,
+    CardRecord,
+    CardTarget,
+    CommandError,
+    FailureReason,
+    PushError,
+    PushOrder,
+    PushReceipt,
+    ScriptResult,
+    SessionError,
+    SessionEvent,
+    SessionId,
+    SessionState,
+    SessionStatus,
+    normalise_iccid,
+)
+
+__all__ = [
+    "TRANSITIONS",
+    "ApduTrace",
+    "BusyPolicy",
+    "CardLink",
+    "CardRecord",
+    "CardTarget",
+    "CommandError",
+    "FailureReason",
+    "ICardDirectory",
+    "IPushSender",
+    "ISessionRecorder",
+    "MemorySessionRecorder",
+    "PolicyError",
+    "PushError",
+    "PushOrder",
+    "PushReceipt",
+    "ScriptResult",
+    "Session",
+    "SessionEngine",
+    "SessionError",
+    "SessionEvent",
+    "SessionId",
+    "SessionPolicy",
+    "SessionState",
+    "SessionStatus",
+    "Subscriber",
+    "normalise_iccid",
+]

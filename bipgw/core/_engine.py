@@ -1,0 +1,463 @@
+# -*- test-case-name: tests.unit.core.test_engine_push,tests.unit.core.test_engine_relay -*-
+"""The session engine: every admin session, and the doors into them.
+
+Three parties meet here, each through its own door:
+
+  - the platform (L{SessionEngine.open}, L{Session.execute},
+    L{Session.close}, L{SessionEngine.status}, L{SessionEngine.subscribe});
+  - the SMS side (L{IPushSender} outwards; L{SessionEngine.push_delivered}
+    and L{SessionEngine.por_received} inwards);
+  - the SCP81 server (L{SessionEngine.card_arrived}, then L{CardLink}).
+
+The engine owns the registry of sessions, the one-session-per-card rule and
+the queue of sessions waiting for a busy card; each session's own life is
+its L{SessionMachine}.  It does no I/O and reads time only from the clock it
+is given, so every path is tested with L{twisted.internet.task.Clock}.
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Callable, Sequence
+
+from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from bipgw.codec.admin_http import AdminRequest, AdminResponse
+from bipgw.core._interfaces import ICardDirectory, IPushSender, ISessionRecorder
+from bipgw.core._policy import BusyPolicy, SessionPolicy
+from bipgw.core._session import SessionMachine
+from bipgw.core._types import (
+    ApduTrace,
+    CardRecord,
+    CardTarget,
+    FailureReason,
+    ScriptResult,
+    SessionError,
+    SessionEvent,
+    SessionId,
+    SessionStatus,
+    normalise_iccid,
+)
+
+Subscriber = Callable[[SessionEvent], object]
+"""Receives every L{SessionEvent} of every session."""
+
+
+class Session:
+    """The platform's handle on one admin session.
+
+    @ivar id: the session id.
+    @ivar ready: fires with the L{SessionStatus} once the card is connected
+        and commands can be sent; fails with L{SessionError} if the session
+        ends first (unknown card, card busy, push failures, timeout ...).
+    """
+
+    def __init__(self, machine: SessionMachine) -> None:
+        self._machine = machine
+        self.id = machine.id
+        self.ready = machine.ready
+
+    @property
+    def target(self) -> CardTarget:
+        """The card the platform asked for."""
+        return self._machine.target
+
+    @property
+    def service(self) -> str:
+        """The platform service the session was opened for."""
+        return self._machine.service
+
+    def status(self) -> SessionStatus:
+        """A snapshot of the session now."""
+        return self._machine.status()
+
+    def execute(
+        self, commands: Sequence[bytes], *, definite: bool = False
+    ) -> Deferred[ScriptResult]:
+        """Same as L{SessionEngine.execute} for this session."""
+        return self._machine.execute(commands, definite)
+
+    def close(self) -> Deferred[SessionStatus]:
+        """Same as L{SessionEngine.close} for this session."""
+        return self._machine.close()
+
+    def __repr__(self) -> str:
+        return f"<Session {self.id} {self._machine.state.value}>"
+
+
+class CardLink:
+    """The SCP81 server's handle on the session a card's connection serves.
+
+    The server calls L{post} for every request the card sends on the
+    connection, one at a time, and L{lost} when the connection ends.
+    """
+
+    _log = Logger()
+
+    def __init__(self, machine: SessionMachine, disconnect: Callable[[str], object] | None) -> None:
+        self._machine = machine
+        self._disconnect = disconnect
+
+    @property
+    def session_id(self) -> SessionId:
+        """The session this connection serves."""
+        return self._machine.id
+
+    def post(self, request: AdminRequest) -> Deferred[AdminResponse]:
+        """The card's next POST; fires with the response to send.
+
+        The first POST is held until the platform sends a command (C{200}
+        with the script and X-Admin-Next-URI C{/admin/s/<session>/<n>}) or
+        closes (C{204}); each later POST carries the answer to script C{n}
+        and is held again.  After a C{204}, or a response with
+        C{keep_alive=False}, the server closes the connection.
+        """
+        return self._machine.card_post(self, request)
+
+    def lost(self, reason: str | Failure | BaseException) -> None:
+        """The connection ended (after a C{204}: the session is closed; else it failed)."""
+        if isinstance(reason, Failure):
+            reason = reason.getErrorMessage() if reason.value is None else reason.value
+        if isinstance(reason, BaseException):
+            reason = f"{type(reason).__name__}: {reason}"
+        self._machine.card_lost(self, f"connection lost ({reason})")
+
+    def disconnect(self, why: str) -> None:
+        """Called by the session when it ends with no POST to answer: drop the line."""
+        if self._disconnect is None:
+            return
+        try:
+            self._disconnect(why)
+        except Exception:
+            self._log.failure("disconnecting the card of session {id} failed", id=self.session_id)
+
+
+class SessionEngine:
+    """Runs every admin session of the gateway.
+
+    @param clock: the time source for every timeout.
+    @param push_sender: sends the push SMS (the SMPP service).
+    @param directory: resolves ICCID/MSISDN to a card (the store).
+    @param recorder: keeps history and traces; a memory one when C{None}.
+    @param policy: timeouts, retries and the busy-card rule.
+    @param uri_prefix: the path the SCP81 server serves (Next-URIs are
+        C{<uri_prefix>/s/<session>/<n>}).
+    @param new_id: makes session ids (random by default).
+    @param keep_finished: how many ended sessions stay queryable with
+        L{status} (the recorder keeps them all).
+    """
+
+    _log = Logger()
+
+    def __init__(
+        self,
+        clock: IReactorTime,
+        push_sender: IPushSender,
+        directory: ICardDirectory,
+        recorder: ISessionRecorder | None = None,
+        policy: SessionPolicy | None = None,
+        *,
+        uri_prefix: str = "/admin",
+        new_id: Callable[[], SessionId] = SessionId.new,
+        keep_finished: int = 1000,
+    ) -> None:
+        from bipgw.core._interfaces import MemorySessionRecorder
+
+        if not uri_prefix.startswith("/") or (uri_prefix.endswith("/") and uri_prefix != "/"):
+            raise ValueError(f"uri_prefix {uri_prefix!r} must start, and not end, with '/'")
+        self._clock = clock
+        self._push_sender = push_sender
+        self._directory = directory
+        self.recorder: ISessionRecorder = recorder or MemorySessionRecorder()
+        self.policy = policy or SessionPolicy()
+        self._uri_prefix = uri_prefix.rstrip("/")
+        self._new_id = new_id
+        self._keep_finished = keep_finished
+        self._live: dict[SessionId, SessionMachine] = {}
+        self._finished: collections.OrderedDict[SessionId, SessionStatus] = (
+            collections.OrderedDict()
+        )
+        self._card_owner: dict[str, SessionMachine] = {}
+        self._waiting: dict[str, collections.deque[SessionMachine]] = {}
+        self._subscribers: list[Subscriber] = []
+
+    # -- the platform's door -------------------------------------------
+
+    def open(self, target: CardTarget, service: str) -> Session:
+        """Start a session with the card C{target} names, for C{service}.
+
+        Returns at once; watch L{Session.ready}.  The card is looked up,
+        reserved (or the session queued or refused when it is busy), then
+        pushed until it connects.
+        """
+        if not isinstance(target, CardTarget):
+            raise TypeError(f"target must be a CardTarget, not {type(target).__name__}")
+        if not isinstance(service, str) or not service:
+            raise ValueError("service must be a non-empty name")
+        session_id = self._new_id()
+        if session_id in self._live or session_id in self._finished:
+            raise RuntimeError(f"session id {session_id} was issued twice")
+        machine = SessionMachine(
+            session_id,
+            target,
+            service,
+            clock=self._clock,
+            policy=self.policy,
+            push_sender=self._push_sender,
+            host=self,
+            uri_prefix=self._uri_prefix,
+        )
+        self._live[session_id] = machine
+        self._record(self.recorder.record_session, machine.status())
+        wait = self.policy.resolve_timeout
+        machine.set_deadline(
+            wait, FailureReason.DIRECTORY_ERROR, f"no answer from the card directory in {wait:g} s"
+        )
+        found = maybeDeferred(self._directory.resolve, target)
+        found.addCallbacks(
+            self._resolved, self._not_resolved, callbackArgs=(machine,), errbackArgs=(machine,)
+        )
+        return Session(machine)
+
+    def execute(
+        self, session_id: SessionId | str, commands: Sequence[bytes], *, definite: bool = False
+    ) -> Deferred[ScriptResult]:
+        """Run C{commands} (C-APDUs) on the card as one expanded script.
+
+        Fires with the L{ScriptResult} (R-APDUs, executed count, timing)
+        once the card answers; commands sent while another runs are queued
+        in order.  Fails with L{bipgw.core.CommandError} when the card
+        reports a script status other than C{ok} or answers unreadably (the
+        session goes on), or with L{SessionError} when the session fails.
+
+        @param definite: send C{AA} (definite length) instead of C{AE}.
+        """
+        machine = self._find(session_id)
+        if machine is not None:
+            return machine.execute(commands, definite)
+        status = self.status(session_id)
+        if status is None:
+            return fail(SessionError(FailureReason.UNKNOWN_SESSION, str(session_id)))
+        detail = f"state {status.state.value}"
+        return fail(SessionError(FailureReason.SESSION_ENDED, detail, status.session_id))
+
+    def close(self, session_id: SessionId | str) -> Deferred[SessionStatus]:
+        """End the session after the commands already sent or queued.
+
+        Fires with the final status once the card got its C{204} and the
+        connection closed (or when the session had not reached the card
+        yet: it is cancelled); fails with L{SessionError} if it failed.
+        """
+        machine = self._find(session_id)
+        if machine is not None:
+            return machine.close()
+        status = self.status(session_id)
+        if status is None:
+            return fail(SessionError(FailureReason.UNKNOWN_SESSION, str(session_id)))
+        if status.reason is None or status.reason is FailureReason.CANCELLED:
+            return succeed(status)
+        return fail(SessionError(status.reason, status.detail, status.session_id))
+
+    def status(self, session_id: SessionId | str) -> SessionStatus | None:
+        """The session's current status, or C{None} if it is not known."""
+        try:
+            key = SessionId.of(session_id)
+        except ValueError:
+            return None
+        machine = self._live.get(key)
+        return machine.status() if machine is not None else self._finished.get(key)
+
+    def sessions(self) -> list[SessionStatus]:
+        """Every session not yet ended, oldest first."""
+        return [machine.status() for machine in self._live.values()]
+
+    def subscribe(self, subscriber: Subscriber) -> Callable[[], None]:
+        """Call C{subscriber} with every L{SessionEvent} from now on.
+
+        This is how the platform channel learns that a card dropped or a
+        session timed out.  A subscriber that raises is logged and kept.
+
+        @return: a function that unsubscribes.
+        """
+        self._subscribers.append(subscriber)
+
+        def unsubscribe() -> None:
+            if subscriber in self._subscribers:
+                self._subscribers.remove(subscriber)
+
+        return unsubscribe
+
+    def stop(self, detail: str = "the gateway is stopping") -> None:
+        """Fail every session not yet ended with C{SHUTDOWN}.
+
+        Sessions waiting for a busy card go first, so that ending a card's
+        current session does not start (and push for) the next one.
+        """
+        owners = set(map(id, self._card_owner.values()))
+        for machine in sorted(self._live.values(), key=lambda m: id(m) in owners):
+            machine.fail(FailureReason.SHUTDOWN, detail)
+
+    # -- the SMS side's door -----------------------------------------------
+
+    def push_delivered(
+        self, session_id: SessionId | str, attempt: int, delivered: bool, detail: str = ""
+    ) -> None:
+        """A delivery receipt for push C{attempt} of a session arrived.
+
+        @param delivered: C{False} for a final non-delivery (undeliverable,
+            expired, rejected): the push counts as failed and is sent again
+            while attempts remain.
+        @param detail: the receipt's state and error, for the history.
+        """
+        machine = self._find(session_id)
+        if machine is None:
+            self._log.info(
+                "delivery receipt for unknown or ended session {session_id}", session_id=session_id
+            )
+            return
+        machine.push_delivered(attempt, delivered, detail)
+
+    def por_received(self, iccid: str, status: int, detail: str = "") -> None:
+        """The card's proof of receipt for a push arrived (a PoR by SMS).
+
+        An error status fails the session waiting for that card with
+        C{POR_ERROR}, naming the status.
+        """
+        machine = self._owner(iccid)
+        if machine is None:
+            self._log.info(
+                "PoR status {status:#04x} from card {iccid} with no session waiting",
+                status=status,
+                iccid=iccid,
+            )
+            return
+        machine.por(status, detail)
+
+    # -- the SCP81 server's door -----------------------------------------
+
+    def card_arrived(
+        self, iccid: str, agent_id: str, *, disconnect: Callable[[str], object] | None = None
+    ) -> CardLink | None:
+        """A card opened its admin channel; find the session waiting for it.
+
+        @param iccid: the card, from its authenticated PSK identity.
+        @param agent_id: its X-Admin-From (or the ICCID when absent).
+        @param disconnect: called with a reason when the session ends while
+            no POST is held (a command timeout, say), so the server drops
+            the connection.
+        @return: the link to hand the card's POSTs to, or C{None} when no
+            session is waiting for this card (the server answers C{204}).
+        """
+        machine = self._owner(iccid)
+        if machine is None or not machine.awaiting_card:
+            self._log.info(
+                "card {iccid} (agent {agent_id}) connected with no session waiting",
+                iccid=iccid,
+                agent_id=agent_id,
+            )
+            return None
+        link = CardLink(machine, disconnect)
+        machine.attach(link, agent_id)
+        return link
+
+    # -- SessionHost: called by the machines ------------------------------
+
+    def _on_event(self, event: SessionEvent) -> None:
+        self._record(self.recorder.record_event, event)
+        for subscriber in list(self._subscribers):
+            try:
+                subscriber(event)
+            except Exception:
+                self._log.failure("session event subscriber {s!r} failed", s=subscriber)
+
+    def _on_snapshot(self, status: SessionStatus) -> None:
+        self._record(self.recorder.record_session, status)
+
+    def _on_trace(self, traces: Sequence[ApduTrace]) -> None:
+        self._record(self.recorder.record_apdus, tuple(traces))
+
+    def _on_ended(self, machine: SessionMachine) -> None:
+        self._live.pop(machine.id, None)
+        self._finished[machine.id] = machine.status()
+        while len(self._finished) > self._keep_finished:
+            self._finished.popitem(last=False)
+        card = machine.card
+        if card is None:
+            return
+        queue = self._waiting.get(card.iccid)
+        if queue is not None and machine in queue:
+            queue.remove(machine)
+        if self._card_owner.get(card.iccid) is machine:
+            del self._card_owner[card.iccid]
+            if queue:
+                successor = queue.popleft()
+                self._card_owner[card.iccid] = successor
+                successor.note(f"card free: session {machine.id} ended")
+                successor.start(card)
+        if queue is not None and not queue:
+            del self._waiting[card.iccid]
+
+    # -- internals --------------------------------------------------------
+
+    def _resolved(self, card: CardRecord | None, machine: SessionMachine) -> None:
+        if machine.state.terminal:
+            return
+        if card is None:
+            machine.fail(FailureReason.UNKNOWN_CARD, f"no card for {machine.target}")
+            return
+        if not isinstance(card, CardRecord):
+            machine.fail(FailureReason.DIRECTORY_ERROR, f"the directory returned {card!r}")
+            return
+        machine.card = card
+        self._record(self.recorder.record_session, machine.status())
+        owner = self._card_owner.get(card.iccid)
+        if owner is None:
+            self._card_owner[card.iccid] = machine
+            machine.start(card)
+            return
+        busy = f"card {card.iccid} has session {owner.id} ({owner.state.value})"
+        waiting = len(self._waiting.get(card.iccid, ()))
+        if self.policy.busy_policy is BusyPolicy.REFUSE:
+            machine.fail(FailureReason.CARD_BUSY, busy)
+        elif waiting >= self.policy.queue_limit_per_card:
+            machine.fail(
+                FailureReason.CARD_BUSY,
+                f"{busy}, and {waiting} sessions already wait for it (the limit)",
+            )
+        else:
+            self._waiting.setdefault(card.iccid, collections.deque()).append(machine)
+            wait = self.policy.queue_timeout
+            machine.note(f"{busy}; queued at position {waiting + 1}")
+            machine.set_deadline(
+                wait, FailureReason.QUEUE_TIMEOUT, f"{busy}; still busy after {wait:g} s"
+            )
+
+    def _not_resolved(self, failure: Failure, machine: SessionMachine) -> None:
+        self._log.failure(
+            "card directory failed for session {session_id}", failure, session_id=machine.id
+        )
+        machine.fail(FailureReason.DIRECTORY_ERROR, f"{failure.value!r}")
+
+    def _find(self, session_id: SessionId | str) -> SessionMachine | None:
+        try:
+            return self._live.get(SessionId.of(session_id))
+        except ValueError:
+            return None
+
+    def _owner(self, iccid: str) -> SessionMachine | None:
+        try:
+            return self._card_owner.get(normalise_iccid(iccid))
+        except ValueError:
+            return None
+
+    def _record(self, method: Callable[..., object], value: object) -> None:
+        """Hand C{value} to the recorder; log, never raise, if it fails."""
+        done = maybeDeferred(method, value)
+        done.addErrback(
+            lambda failure: self._log.failure(
+                "session recorder failed to record {what}", failure, what=type(value).__name__
+            )
+        )

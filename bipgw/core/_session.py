@@ -1,0 +1,519 @@
+# -*- test-case-name: tests.unit.core.test_engine_relay,tests.unit.core.test_engine_push -*-
+"""The life of one admin session, as an explicit state machine.
+
+States and the allowed transitions are the table L{TRANSITIONS} (drawn in
+C{docs/state-machines/session.dot}; a test keeps the two equal).  Every
+input is a method; each one updates the state first and fires the
+Deferreds it owes (the platform's, the card's held POST) only at the end,
+so a callback that calls straight back into the session always finds it
+consistent.  Two timers at most are ever pending: the deadline of the
+current state and the deadline of the command the card is running.
+
+The machine is written out by hand rather than with Automat: every input
+must be accepted in every state (a card can drop, a PoR can arrive late, a
+platform can close at any time), and a table plus one guarded C{_move} says
+that more plainly than a transition per (state, input) pair.
+"""
+
+from __future__ import annotations
+
+import collections
+import functools
+from collections.abc import Callable, Sequence
+from typing import Any, Final, Protocol, cast
+
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+
+from bipgw.codec.admin_http import AdminRequest, AdminResponse
+from bipgw.core._interfaces import IPushSender
+from bipgw.core._policy import SessionPolicy
+from bipgw.core._push import PushPhase
+from bipgw.core._scripts import (
+    BAD,
+    END,
+    Command,
+    build_command,
+    command_response,
+    read_answer,
+    same_target,
+)
+from bipgw.core._types import (
+    ApduTrace,
+    CardRecord,
+    CardTarget,
+    FailureReason,
+    ScriptResult,
+    SessionError,
+    SessionEvent,
+    SessionId,
+    SessionState,
+    SessionStatus,
+)
+
+_S = SessionState
+_LIVE: Final = tuple(s for s in SessionState if not s.terminal)
+
+TRANSITIONS: Final[frozenset[tuple[SessionState, SessionState]]] = frozenset(
+    {
+        (_S.REQUESTED, _S.PUSHING),
+        (_S.PUSHING, _S.PUSHING),
+        (_S.PUSHING, _S.AWAITING_CARD),
+        (_S.AWAITING_CARD, _S.PUSHING),
+        (_S.PUSHING, _S.CONNECTED),
+        (_S.AWAITING_CARD, _S.CONNECTED),
+        (_S.CONNECTED, _S.RELAYING),
+        (_S.RELAYING, _S.CONNECTED),
+        (_S.CONNECTED, _S.CLOSING),
+        (_S.RELAYING, _S.CLOSING),
+        (_S.CLOSING, _S.CLOSED),
+        *((state, _S.FAILED) for state in _LIVE),
+    }
+)
+"""Every (from, to) pair a session may take; nothing else ever happens."""
+
+
+class SessionHost(Protocol):
+    """What a machine needs from its engine: recording, and the end of its life."""
+
+    def _on_event(self, event: SessionEvent) -> None: ...
+    def _on_snapshot(self, status: SessionStatus) -> None: ...
+    def _on_trace(self, traces: Sequence[ApduTrace]) -> None: ...
+    def _on_ended(self, machine: SessionMachine) -> None: ...
+
+
+class SessionMachine(PushPhase):
+    """One admin session: push, wait for the card, relay scripts, close.
+
+    Built and driven by L{bipgw.core.SessionEngine}; the platform sees it
+    through L{bipgw.core.Session} and the SCP81 server through
+    L{bipgw.core.CardLink}.
+
+    @ivar ready: fires with the status once the card's first POST is held;
+        fails with L{SessionError} if the session ends before that.
+    @ivar card: the resolved card, once known.
+    """
+
+    _log = Logger()
+
+    def __init__(
+        self,
+        session_id: SessionId,
+        target: CardTarget,
+        service: str,
+        *,
+        clock: IReactorTime,
+        policy: SessionPolicy,
+        push_sender: IPushSender,
+        host: SessionHost,
+        uri_prefix: str,
+    ) -> None:
+        self.id = session_id
+        self.target = target
+        self.service = service
+        # Typed Any: without the mypy-zope plugin, interface methods cannot be called.
+        self._clock: Any = cast(Any, clock)
+        self._policy = policy
+        self._push_sender = push_sender
+        self._host = host
+        self._uri_prefix = uri_prefix
+        self.state = SessionState.REQUESTED
+        self._opened_at = self._updated_at = self._clock.seconds()
+        self._ended_at: float | None = None
+        self._reason: FailureReason | None = None
+        self._detail = ""
+        self._seq = 0
+        self.card: CardRecord | None = None
+        self._attempt = 0
+        self._timer: Any = None  # IDelayedCall
+        self._command_timer: Any = None  # IDelayedCall
+        self._link: Any = None  # CardLink; Any avoids an import cycle
+        self._link_up = False
+        self._agent_id: str | None = None
+        self._held: Deferred[AdminResponse] | None = None
+        self._scripts = 0
+        self._inflight: Command | None = None
+        self._queue: collections.deque[Command] = collections.deque()
+        self._closing = False
+        self._sent_close = False
+        self._close_waiters: list[Deferred[SessionStatus]] = []
+        self._outbox: list[Callable[[], object]] = []
+        self.ready: Deferred[SessionStatus] = Deferred()
+        self._ready_settled = False
+        self._event(None, SessionState.REQUESTED, None, f"opened for {target}, service {service!r}")
+
+    # -- queries -------------------------------------------------------
+
+    def status(self) -> SessionStatus:
+        """A snapshot of the session now."""
+        card = self.card
+        return SessionStatus(
+            session_id=self.id,
+            service=self.service,
+            target=self.target,
+            state=self.state,
+            opened_at=self._opened_at,
+            updated_at=self._updated_at,
+            iccid=None if card is None else card.iccid,
+            msisdn=None if card is None else card.msisdn,
+            agent_id=self._agent_id,
+            push_attempts=self._attempt,
+            scripts=self._scripts,
+            ended_at=self._ended_at,
+            reason=self._reason,
+            detail=self._detail,
+        )
+
+    @property
+    def awaiting_card(self) -> bool:
+        """Whether a connection from the card would be taken by this session."""
+        return self.state in (_S.PUSHING, _S.AWAITING_CARD) and self._link is None
+
+    def uri(self, script: int) -> str:
+        """The X-Admin-Next-URI under which the card answers script C{script}."""
+        return f"{self._uri_prefix}/s/{self.id}/{script}"
+
+    # -- inputs from the engine ---------------------------------------
+
+    def set_deadline(self, delay: float, reason: FailureReason, detail: str) -> None:
+        """Fail with C{reason} unless the state changes within C{delay} seconds."""
+        self._set_timer(delay, lambda: self.fail(reason, detail))
+
+    def note(self, detail: str) -> None:
+        """Add an event to the history without changing state."""
+        if not self.state.terminal:
+            self._event(self.state, self.state, None, detail, transition=False)
+
+    def start(self, card: CardRecord) -> None:
+        """The card is known and free: send the first push."""
+        self.card = card
+        self._push()
+        self._flush()
+
+    def fail(self, reason: FailureReason, detail: str) -> None:
+        """End the session with C{reason}, whatever it was doing."""
+        if not self.state.terminal:
+            self._finish(_S.FAILED, reason, detail)
+        self._flush()
+
+    # -- inputs from the card (through CardLink) ----------------------
+
+    def attach(self, link: object, agent_id: str) -> bool:
+        """Take the card's connection; C{False} if this session cannot."""
+        if not self.awaiting_card:
+            return False
+        self._link, self._link_up, self._agent_id = link, True, agent_id
+        wait = self._policy.idle_timeout
+        self.set_deadline(
+            wait, FailureReason.PROTOCOL_ERROR, f"the card connected but sent no POST in {wait:g} s"
+        )
+        return True
+
+    def card_post(self, link: object, request: AdminRequest) -> Deferred[AdminResponse]:
+        """The card POSTed: hold it, or take it as the answer to the script in flight."""
+        try:
+            if link is not self._link or self.state.terminal or self._sent_close:
+                return succeed(END)
+            if self.state in (_S.PUSHING, _S.AWAITING_CARD):
+                return self._first_post(request)
+            if self._inflight is not None:
+                return self._answer(self._inflight, request)
+            self._finish(
+                _S.FAILED,
+                FailureReason.PROTOCOL_ERROR,
+                f"a POST to {request.target!r} arrived while the previous one was unanswered",
+                answer=BAD,
+            )
+            return succeed(BAD)
+        finally:
+            self._flush()
+
+    def card_lost(self, link: object, reason: str) -> None:
+        """The card's connection ended."""
+        if link is not self._link:
+            return
+        self._link_up = False
+        if self.state is _S.CLOSING and self._sent_close:
+            self._finish(_S.CLOSED, None, "the connection closed after 204")
+        elif not self.state.terminal:
+            running = self._inflight
+            extra = "" if running is None else f" while script {running.number} was with the card"
+            self._finish(_S.FAILED, FailureReason.CARD_DROPPED, f"{reason}{extra}")
+        self._flush()
+
+    # -- inputs from the platform -------------------------------------
+
+    def execute(self, commands: Sequence[bytes], definite: bool) -> Deferred[ScriptResult]:
+        """Send C{commands} to the card as one script; fire with its answer."""
+        try:
+            if self.state.terminal or self._closing:
+                return self._refuse(FailureReason.SESSION_ENDED, f"state {self.state.value}")
+            if self.state not in (_S.CONNECTED, _S.RELAYING):
+                return self._refuse(FailureReason.NOT_CONNECTED, f"state {self.state.value}")
+            if self._inflight is not None and len(self._queue) >= self._policy.max_queued_commands:
+                return self._refuse(
+                    FailureReason.QUEUE_FULL, f"{len(self._queue)} commands already queued"
+                )
+            try:
+                command = build_command(commands, definite)
+            except SessionError as e:
+                return self._refuse(e.reason, e.detail)
+            if self._inflight is None:
+                self._send(command)
+            else:
+                self._queue.append(command)
+            return command.result
+        finally:
+            self._flush()
+
+    def close(self) -> Deferred[SessionStatus]:
+        """End the session: after outstanding commands, 204 and close the connection."""
+        waiter: Deferred[SessionStatus] = Deferred()
+        if self.state.terminal:
+            self._settle(waiter)
+            return waiter
+        self._close_waiters.append(waiter)
+        if not self._closing:
+            self._closing = True
+            if self.state in (_S.REQUESTED, _S.PUSHING, _S.AWAITING_CARD):
+                self._finish(_S.FAILED, FailureReason.CANCELLED, "closed by the platform")
+            else:
+                self._move(_S.CLOSING, "close requested by the platform")
+                self._set_timer(self._policy.close_timeout, self._close_timed_out)
+                if self._inflight is None:
+                    self._send_close()
+        self._flush()
+        return waiter
+
+    # -- relay -----------------------------------------------------------
+
+    def _first_post(self, request: AdminRequest) -> Deferred[AdminResponse]:
+        held: Deferred[AdminResponse] = Deferred()
+        self._held = held
+        self._move(
+            _S.CONNECTED,
+            f"card connected (agent id {self._agent_id!r}); first POST to {request.target!r}",
+        )
+        self._idle()
+        self._ready_settled = True
+        self._outbox.append(functools.partial(self.ready.callback, self.status()))
+        return held
+
+    def _idle(self) -> None:
+        wait = self._policy.idle_timeout
+        self.set_deadline(wait, FailureReason.IDLE_TIMEOUT, f"no command within {wait:g} s")
+
+    def _send(self, command: Command) -> None:
+        self._scripts = command.number = self._scripts + 1
+        command.sent_at = self._clock.seconds()
+        held, self._held = self._held, None
+        assert held is not None
+        self._inflight = command
+        detail = f"script {command.number}: {len(command.commands)} C-APDU(s)"
+        if self.state is _S.CONNECTED:
+            self._cancel_timer()
+            self._move(_S.RELAYING, detail)
+        else:
+            self.note(f"{detail}, sent while closing")
+        wait = self._policy.command_timeout
+        self._command_timer = self._clock.callLater(wait, self._command_timed_out, wait)
+        response = command_response(command, self.uri(command.number))
+        self._outbox.append(lambda: held.callback(response))
+
+    def _answer(self, command: Command, request: AdminRequest) -> Deferred[AdminResponse]:
+        self._inflight = None
+        self._cancel_command_timer()
+        now = self._clock.seconds()
+        expected = self.uri(command.number)
+        if not same_target(request.target, expected):
+            self._finish(
+                _S.FAILED,
+                FailureReason.PROTOCOL_ERROR,
+                f"the answer to script {command.number} went to {request.target!r},"
+                f" not {expected!r}",
+                command=command,
+            )
+            return succeed(BAD)
+        outcome = read_answer(self.id, command, request, now)
+        responses = outcome.responses if isinstance(outcome, ScriptResult) else ()
+        code = "ok" if isinstance(outcome, ScriptResult) else outcome.reason.value
+        self._trace(command, responses, now, code)
+        held: Deferred[AdminResponse] = Deferred()
+        self._held = held
+        if isinstance(outcome, ScriptResult):
+            self._outbox.append(lambda: command.result.callback(outcome))
+            done = f"script {command.number} answered: {len(responses)} R-APDU(s)"
+        else:
+            self._outbox.append(lambda: command.result.errback(outcome))
+            done = f"script {command.number} failed: {outcome}"
+        if self.state is _S.RELAYING:
+            self._move(_S.CONNECTED, done)
+        else:
+            self.note(done)
+        if self._queue:
+            self._send(self._queue.popleft())
+        elif self._closing:
+            self._send_close()
+        else:
+            self._idle()
+        return held
+
+    def _send_close(self) -> None:
+        held, self._held = self._held, None
+        assert held is not None
+        self._sent_close = True
+        self.note("answered the card's POST with 204; waiting for the connection to close")
+        self._outbox.append(lambda: held.callback(END))
+
+    def _trace(
+        self, command: Command, responses: Sequence[bytes], answered: float | None, outcome: str
+    ) -> None:
+        traces = [
+            ApduTrace(
+                session_id=self.id,
+                script=command.number,
+                index=i,
+                capdu=capdu,
+                rapdu=responses[i] if i < len(responses) else None,
+                sent_at=command.sent_at,
+                answered_at=answered if i < len(responses) else None,
+                outcome=outcome if i < len(responses) or outcome != "ok" else "not-executed",
+            )
+            for i, capdu in enumerate(command.commands)
+        ]
+        self._host._on_trace(traces)
+
+    def _command_timed_out(self, waited: float) -> None:
+        self._command_timer = None
+        command = self._inflight
+        assert command is not None
+        self._finish(
+            _S.FAILED,
+            FailureReason.COMMAND_TIMEOUT,
+            f"script {command.number} unanswered after {waited:g} s",
+        )
+        self._flush()
+
+    def _close_timed_out(self) -> None:
+        self._timer = None
+        wait = self._policy.close_timeout
+        if self._sent_close:
+            self._finish(_S.CLOSED, None, f"connection still open {wait:g} s after 204; dropped")
+        else:
+            self._finish(
+                _S.FAILED, FailureReason.CLOSE_TIMEOUT, f"not closed within {wait:g} s of close"
+            )
+        self._flush()
+
+    # -- machinery -----------------------------------------------------
+
+    def _refuse(self, reason: FailureReason, detail: str) -> Deferred[Any]:
+        return fail(SessionError(reason, detail, self.id))
+
+    def _settle(self, waiter: Deferred[SessionStatus]) -> None:
+        """Fire a close() waiter: success if the session ended by closing."""
+        status = self.status()
+        if self.state is _S.CLOSED or self._reason is FailureReason.CANCELLED:
+            waiter.callback(status)
+        else:
+            assert self._reason is not None
+            waiter.errback(SessionError(self._reason, self._detail, self.id))
+
+    def _move(self, to: SessionState, detail: str) -> None:
+        if (self.state, to) not in TRANSITIONS:
+            raise RuntimeError(f"session {self.id}: no transition {self.state.name} -> {to.name}")
+        previous, self.state = self.state, to
+        self._event(previous, to, None, detail)
+
+    def _event(
+        self,
+        previous: SessionState | None,
+        state: SessionState,
+        reason: FailureReason | None,
+        detail: str,
+        *,
+        transition: bool = True,
+    ) -> None:
+        self._seq += 1
+        self._updated_at = now = self._clock.seconds()
+        self._detail = detail
+        event = SessionEvent(self.id, self._seq, now, previous, state, reason, detail, transition)
+        self._log.info(
+            "session {session_id}: {previous}{arrow}{state}{why}: {detail}",
+            session_id=self.id,
+            previous="" if previous is None or not transition else previous.value,
+            arrow=" -> " if transition and previous is not None else "",
+            state=state.value,
+            why="" if reason is None else f" ({reason.value})",
+            detail=detail,
+        )
+        self._host._on_event(event)
+
+    def _finish(
+        self,
+        state: SessionState,
+        reason: FailureReason | None,
+        detail: str,
+        *,
+        answer: AdminResponse = END,
+        command: Command | None = None,
+    ) -> None:
+        """Enter a terminal state and settle everything the session owes."""
+        self._cancel_timer()
+        self._cancel_command_timer()
+        previous, self.state = self.state, state
+        self._reason = reason
+        self._ended_at = self._clock.seconds()
+        self._event(previous, state, reason, detail)
+        error = SessionError(reason or FailureReason.SESSION_ENDED, detail, self.id)
+        command = command or self._inflight
+        self._inflight = None
+        if command is not None:
+            self._trace(command, (), None, (reason or FailureReason.SESSION_ENDED).value)
+            self._outbox.append(lambda: command.result.errback(error))
+        while self._queue:
+            self._outbox.append(functools.partial(self._queue.popleft().result.errback, error))
+        held, self._held = self._held, None
+        link = self._link
+        if held is not None:
+            self._outbox.append(lambda: held.callback(answer))
+        elif link is not None and self._link_up:
+            self._outbox.append(lambda: link.disconnect(detail))
+        if not self._ready_settled:
+            self._ready_settled = True
+            self._outbox.append(functools.partial(self.ready.errback, error))
+        waiters, self._close_waiters = self._close_waiters, []
+        self._outbox.extend(functools.partial(self._settle, waiter) for waiter in waiters)
+        self._host._on_snapshot(self.status())
+        self._host._on_ended(self)
+
+    def _set_timer(self, delay: float, action: Callable[[], None]) -> None:
+        self._cancel_timer()
+        self._timer = self._clock.callLater(delay, self._fire_timer, action)
+
+    def _fire_timer(self, action: Callable[[], None]) -> None:
+        self._timer = None
+        action()
+        self._flush()
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            if self._timer.active():
+                self._timer.cancel()
+            self._timer = None
+
+    def _cancel_command_timer(self) -> None:
+        if self._command_timer is not None:
+            if self._command_timer.active():
+                self._command_timer.cancel()
+            self._command_timer = None
+
+    def _flush(self) -> None:
+        """Fire what the last input owes, now that the state is consistent."""
+        while self._outbox:
+            action = self._outbox.pop(0)
+            try:
+                action()
+            except Exception:
+                self._log.failure("session {session_id}: a callback failed", session_id=self.id)

@@ -1,0 +1,207 @@
+# -*- test-case-name: tests.unit.protocols.test_admin_server -*-
+"""The SCP81 admin server as a service: a TLS-PSK listener for cards.
+
+Cards triggered by a push open TCP to the gateway, run TLS 1.2 with their
+pre-shared key (L{bipgw.tls}) and POST per GlobalPlatform Amendment B
+(L{bipgw.protocols.admin}).  This service owns the listening port: it
+starts listening on an endpoint string from the configuration, exposes the
+handshake and HTTP counters, and on stop lets the sessions in progress
+finish for a grace period before dropping what is left.
+
+Keys never pass through here: the PSK lookup is a callable the gateway
+wires to its key store (synchronous and fast: it runs inside the
+handshake), and so is the identity → ICCID resolver.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, cast
+
+from constantly import NamedConstant
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, gatherResults, maybeDeferred, succeed
+from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
+from twisted.internet.ssl import TLSVersion
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from bipgw.codec.admin_http import DEFAULT_MAX_BODY
+from bipgw.protocols.admin import AdminFactory, AdminStats, ICardGateway
+from bipgw.tls import (
+    DEFAULT_CIPHERS,
+    PskServerEndpoint,
+    PskServerOptions,
+    PskServerStats,
+    psk_server_endpoint,
+)
+
+__all__ = ["AdminServer"]
+
+
+class AdminServer(Service):
+    """Listens for cards' SCP81 connections and hands them to the session engine.
+
+    @ivar tls_options: the TLS-PSK settings (suites, versions, key lookup).
+    @ivar factory: the protocol factory, which tracks open connections.
+    """
+
+    _log = Logger()
+
+    def __init__(
+        self,
+        reactor: Any,
+        gateway: ICardGateway,
+        *,
+        psk_lookup: Callable[[bytes], bytes | None],
+        identity_to_iccid: Callable[[bytes], str | None],
+        listen: str | IStreamServerEndpoint = "tcp:8443",
+        ciphers: str = DEFAULT_CIPHERS,
+        allow_weak: bool = False,
+        min_version: NamedConstant = TLSVersion.TLSv1_2,
+        max_version: NamedConstant = TLSVersion.TLSv1_2,
+        identity_hint: bytes | None = None,
+        grace_period: float = 30.0,
+        request_timeout: float = 30.0,
+        max_connections: int = 1000,
+        max_body: int = DEFAULT_MAX_BODY,
+    ) -> None:
+        """
+        @param reactor: the reactor to listen with; also the clock.
+        @param gateway: the session engine (anything with C{card_arrived}).
+        @param psk_lookup: PSK identity -> key, or C{None} if unknown.
+        @param identity_to_iccid: PSK identity -> the card's ICCID, or C{None}.
+        @param listen: a server endpoint string (C{"tcp:8443:interface=..."})
+            or an endpoint; TLS-PSK is added on top.
+        @param ciphers: the OpenSSL cipher string of PSK suites to offer.
+        @param allow_weak: permit NULL/3DES suites; an explicit operator choice.
+        @param min_version: the lowest TLS version (1.2 by default).
+        @param max_version: the highest TLS version (at most 1.2).
+        @param identity_hint: sent to cards in ServerKeyExchange, if given.
+        @param grace_period: seconds a stop waits for open connections.
+        @param request_timeout: seconds a new connection has to send its
+            first request.
+        @param max_connections: connections served at once.
+        @param max_body: the largest request body accepted.
+        @raise bipgw.tls.TlsConfigError: for TLS settings that cannot work.
+        """
+        if not grace_period >= 0:
+            raise ValueError(f"grace_period {grace_period!r} must be >= 0")
+        self._reactor = reactor
+        self._grace = grace_period
+        self.tls_options = PskServerOptions(
+            psk_lookup,
+            ciphers=ciphers,
+            allow_weak=allow_weak,
+            min_version=min_version,
+            max_version=max_version,
+            identity_hint=identity_hint,
+        )
+        self.factory = AdminFactory(
+            gateway,
+            identity_to_iccid,
+            clock=reactor,
+            request_timeout=request_timeout,
+            max_connections=max_connections,
+            max_body=max_body,
+        )
+        self._endpoint: Any
+        if isinstance(listen, str):
+            self._description = listen
+            self._endpoint = psk_server_endpoint(reactor, listen, self.tls_options)
+        else:
+            self._description = repr(listen)
+            self._endpoint = PskServerEndpoint(listen, self.tls_options, reactor)
+        self._listening: Deferred[IListeningPort] | None = None
+        self._port: Any = None
+        self._port_waiters: list[Deferred[IListeningPort]] = []
+
+    @property
+    def tls_stats(self) -> PskServerStats:
+        """Handshake outcomes: completed, unknown identity, wrong key ..."""
+        return self.tls_options.stats
+
+    @property
+    def stats(self) -> AdminStats:
+        """Connection and request counters."""
+        return self.factory.stats
+
+    @property
+    def port(self) -> IListeningPort | None:
+        """The listening port, while listening."""
+        return cast(IListeningPort | None, self._port)
+
+    def when_listening(self) -> Deferred[IListeningPort]:
+        """Fire with the port once listening (fails if listening failed)."""
+        waiter: Deferred[IListeningPort] = Deferred()
+        if self._port is not None:
+            waiter.callback(self._port)
+        else:
+            self._port_waiters.append(waiter)
+        return waiter
+
+    def startService(self) -> None:
+        """Start listening; a failure to listen is logged and reported to
+        L{when_listening}."""
+        super().startService()
+        self._listening = self._endpoint.listen(self.factory)
+        assert self._listening is not None
+        self._listening.addCallbacks(self._listened, self._not_listening)
+
+    def stopService(self) -> Deferred[None]:
+        """Stop listening, let open connections finish for the grace period,
+        then drop the rest; fires when every connection is gone."""
+        super().stopService()
+        listening, self._listening = self._listening, None
+        if listening is not None and not listening.called:
+            listening.cancel()
+        port, self._port = self._port, None
+        stopped: Deferred[None] = (
+            maybeDeferred(port.stopListening) if port is not None else succeed(None)
+        )
+        drained = self.factory.drained()
+        if not drained.called:
+            open_now = len(self.factory.connections)
+            self._log.info(
+                "SCP81 admin server stopping: waiting up to {grace:g} s for {n} connection(s)",
+                grace=self._grace,
+                n=open_now,
+            )
+            timer = self._reactor.callLater(self._grace, self._grace_over)
+
+            def done(result: object) -> object:
+                if timer.active():
+                    timer.cancel()
+                return result
+
+            drained.addBoth(done)
+        both: Deferred[list[None]] = gatherResults([stopped, drained], consumeErrors=True)
+        return both.addCallback(lambda _: None)
+
+    def _grace_over(self) -> None:
+        self._log.warn(
+            "SCP81 admin server: grace period over, dropping {n} connection(s)",
+            n=len(self.factory.connections),
+        )
+        self.factory.abort_all("the gateway is stopping")
+
+    def _listened(self, port: Any) -> None:
+        self._port = port
+        self._log.info(
+            "SCP81 admin server listening on {address} (TLS-PSK suites {suites})",
+            address=port.getHost(),
+            suites=":".join(self.tls_options.suites),
+        )
+        waiters, self._port_waiters = self._port_waiters, []
+        for waiter in waiters:
+            waiter.callback(port)
+
+    def _not_listening(self, failure: Failure) -> None:
+        self._log.failure(
+            "SCP81 admin server cannot listen on {description}",
+            failure,
+            description=self._description,
+        )
+        waiters, self._port_waiters = self._port_waiters, []
+        for waiter in waiters:
+            waiter.errback(failure)

@@ -43,6 +43,18 @@ class LayeringTests(SynchronousTestCase):
         """The scan above really looks at the codec modules."""
         self.assertGreater(len(_imports("bipgw/codec")), 1)
 
+    def test_simcardImportsOnlySharedParts(self) -> None:
+        """simcard uses only the shared building blocks of bipgw, never the gateway."""
+        allowed = ("bipgw.codec", "bipgw.tls", "bipgw.keys", "bipgw.client", "bipgw.errors")
+        bad = [
+            f"{path.relative_to(ROOT)} imports {name}"
+            for path, names in _imports("simcard").items()
+            for name in names
+            if (name == "bipgw" or name.startswith("bipgw."))
+            and not any(name == a or name.startswith(a + ".") for a in allowed)
+        ]
+        self.assertEqual(bad, [])
+
     def test_bipgwNeverImportsSimcard(self) -> None:
         """The gateway never depends on its simulated cards."""
         self._assertNoImport("bipgw", "simcard")

@@ -1,0 +1,270 @@
+# -*- test-case-name: tests.unit.ingest.test_import_cards,tests.unit.ingest.test_import_msisdn -*-
+"""Apply parsed vendor and MSISDN files to the store, and report line by line.
+
+A vendor file's secret columns are unwrapped with the transport key its
+header names (a keystore entry of kind C{transport}) and, at once, sealed
+under the gateway root key (L{bipgw.store.seal_card_key}); the clear keys
+never leave this module's local variables, and messages never quote a
+secret column.  Imports are idempotent: the same file again finds every
+card C{unchanged} (the store compares key fingerprints, not sealed blobs,
+which differ on every seal), and the report points at the earlier import
+of the same content.
+
+Every import, refused or not, is recorded in the store with an audit line
+(L{bipgw.ingest._report}), so the operator portal can show what came in and
+why lines were refused.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from attrs import evolve
+from twisted.internet.defer import Deferred, fail
+
+from bipgw.ingest._errors import IngestError, TransportKeyError
+from bipgw.ingest._msisdn_file import MAX_FILE_BYTES as MAX_MSISDN_FILE
+from bipgw.ingest._msisdn_file import MsisdnFileError, parse_msisdn_file
+from bipgw.ingest._report import Counts, counted, finish, refused, start
+from bipgw.ingest._unwrap import notices_for, open_cards, transport_key
+from bipgw.ingest._vendor_file import MAX_FILE_BYTES as MAX_VENDOR_FILE
+from bipgw.ingest._vendor_file import VendorFileError, parse_vendor_file
+from bipgw.keys import KeyStore, RootKey
+from bipgw.store import (
+    BatchResult,
+    ImportKind,
+    ImportReport,
+    IStore,
+    LineError,
+    Outcome,
+    WriteResult,
+)
+
+#: Cards or MSISDN changes written per transaction (unless all-or-nothing).
+BATCH_SIZE = 500
+
+_Clock = Callable[[], float]
+
+
+def read_file(path: str | os.PathLike[str], limit: int) -> bytes:
+    """The bytes of an uploaded file, refusing one larger than C{limit}.
+
+    @raise IngestError: if it cannot be read or is too large.
+    """
+    name = os.fspath(path)
+    try:
+        with open(name, "rb") as f:
+            data = f.read(limit + 1)
+    except OSError as e:
+        raise IngestError(f"cannot read {name}: {e.strerror or e}") from None
+    if len(data) > limit:
+        raise IngestError(f"{name} is larger than {limit} bytes")
+    return data
+
+
+def import_cards(
+    store: IStore,
+    keystore: KeyStore,
+    root: RootKey,
+    path: str | os.PathLike[str],
+    *,
+    all_or_nothing: bool = False,
+    actor: str = "bipgw import",
+    now: _Clock = time.time,
+) -> Deferred[ImportReport]:
+    """Import a card-vendor output file; fires with the (recorded) report.
+
+    @param keystore: holds the transport key the file's header names.
+    @param root: seals the per-card keys for the store.
+    @param all_or_nothing: import nothing if any line is refused.
+    @param actor: who asked, for the audit log.
+    @return: the report (also when the file is refused: see its C{fatal});
+        fails with L{IngestError} only if the file cannot be read.
+    """
+    try:
+        data = read_file(path, MAX_VENDOR_FILE)
+    except IngestError as e:
+        return fail(e)
+    return import_card_data(
+        store,
+        keystore,
+        root,
+        data,
+        file_name=os.path.basename(os.fspath(path)),
+        all_or_nothing=all_or_nothing,
+        actor=actor,
+        now=now,
+    )
+
+
+def import_card_data(
+    store: IStore,
+    keystore: KeyStore,
+    root: RootKey,
+    data: bytes,
+    *,
+    file_name: str,
+    all_or_nothing: bool = False,
+    actor: str = "bipgw import",
+    now: _Clock = time.time,
+) -> Deferred[ImportReport]:
+    """L{import_cards} for a file already in memory (an FTP upload)."""
+    return Deferred.fromCoroutine(
+        _import_cards(store, keystore, root, data, file_name, all_or_nothing, actor, now())
+    )
+
+
+async def _import_cards(
+    store: IStore,
+    keystore: KeyStore,
+    root: RootKey,
+    data: bytes,
+    file_name: str,
+    all_or_nothing: bool,
+    actor: str,
+    at: float,
+) -> ImportReport:
+    report = await start(store, ImportKind.CARDS, file_name, data, at)
+    try:
+        parsed = parse_vendor_file(data)
+        report = evolve(report, records=parsed.records, header=parsed.header.fields)
+        transport, scheme = transport_key(keystore, parsed.header.transport_key)
+    except (VendorFileError, TransportKeyError) as e:
+        return await finish(store, evolve(report, fatal=str(e)), actor)
+    notices = list(notices_for(parsed, scheme))
+    opened = open_cards(parsed, transport, scheme, root)
+    errors = [*parsed.errors, *opened.errors]
+    rejected = parsed.rejected + opened.rejected
+    if opened.failed and not opened.verified:
+        fatal = (
+            f"the transport key {parsed.header.transport_key!r} does not open this file's"
+            " secret columns (wrong key, or a file for another key): nothing imported"
+        )
+        return await finish(store, evolve(report, fatal=fatal, notices=tuple(notices)), actor)
+    if all_or_nothing and rejected:
+        return await finish(store, refused(report, errors, rejected, notices), actor)
+    lines = {upsert.iccid: line for line, upsert in opened.cards}
+    upserts = [upsert for _, upsert in opened.cards]
+    psk_column = "PSK_ID1" if "PSK_ID1" in parsed.columns else None
+    counts, committed = await _write(
+        lambda batch, atomic: store.upsert_cards(batch, atomic=atomic),
+        upserts,
+        all_or_nothing,
+    )
+    for result in counts.rejected:
+        column = psk_column if result.field == "psk_identity" else result.field
+        errors.append(LineError(lines[result.key], column, result.reason or "rejected"))
+    rejected += len(counts.rejected)
+    if not committed:
+        return await finish(store, refused(report, errors, rejected, notices), actor)
+    report = counted(report, counts, errors, rejected, notices)
+    return await finish(store, report, actor)
+
+
+async def _write(
+    write: Callable[[list[Any], bool], Deferred[BatchResult]],
+    items: Sequence[Any],
+    all_or_nothing: bool,
+    *,
+    indexed: bool = False,
+) -> tuple[Counts, bool]:
+    """Write C{items} in batches (one atomic batch for all-or-nothing).
+
+    @param indexed: results are keyed by their index in the batch (MSISDN
+        changes); rejected ones are re-keyed by their index in C{items}.
+    """
+    counts = Counts()
+    size = max(len(items), 1) if all_or_nothing else BATCH_SIZE
+    offset = 0
+    for first in range(0, len(items), size):
+        batch = list(items[first : first + size])
+        result = await write(batch, all_or_nothing)
+        for item in result.results:
+            counts.by_outcome[item.outcome] += 1
+            if item.outcome is Outcome.REJECTED:
+                counts.rejected.append(_shift(item, offset) if indexed else item)
+        if not result.committed:
+            return counts, False
+        offset += len(batch)
+    return counts, True
+
+
+def import_msisdn(
+    store: IStore,
+    path: str | os.PathLike[str],
+    *,
+    all_or_nothing: bool = False,
+    actor: str = "bipgw import",
+    now: _Clock = time.time,
+) -> Deferred[ImportReport]:
+    """Import an MSISDN mapping file; fires with the (recorded) report.
+
+    Valid records are applied in effective-time order (file order for
+    equal times); an empty EFFECTIVE_TIME means the time of the import.
+
+    @return: the report; fails with L{IngestError} only if the file cannot
+        be read.
+    """
+    try:
+        data = read_file(path, MAX_MSISDN_FILE)
+    except IngestError as e:
+        return fail(e)
+    return import_msisdn_data(
+        store,
+        data,
+        file_name=os.path.basename(os.fspath(path)),
+        all_or_nothing=all_or_nothing,
+        actor=actor,
+        now=now,
+    )
+
+
+def import_msisdn_data(
+    store: IStore,
+    data: bytes,
+    *,
+    file_name: str,
+    all_or_nothing: bool = False,
+    actor: str = "bipgw import",
+    now: _Clock = time.time,
+) -> Deferred[ImportReport]:
+    """L{import_msisdn} for a file already in memory (an FTP upload)."""
+    return Deferred.fromCoroutine(
+        _import_msisdn(store, data, file_name, all_or_nothing, actor, now())
+    )
+
+
+async def _import_msisdn(
+    store: IStore, data: bytes, file_name: str, all_or_nothing: bool, actor: str, at: float
+) -> ImportReport:
+    report = await start(store, ImportKind.MSISDN, file_name, data, at)
+    try:
+        parsed = parse_msisdn_file(data, default_time=int(at), source=file_name)
+    except MsisdnFileError as e:
+        return await finish(store, evolve(report, fatal=str(e)), actor)
+    report = evolve(report, records=parsed.records)
+    errors = list(parsed.errors)
+    if all_or_nothing and parsed.rejected:
+        return await finish(store, refused(report, errors, parsed.rejected, []), actor)
+    ordered = sorted(parsed.changes, key=lambda r: (r.change.effective_at, r.line))
+    counts, committed = await _write(
+        lambda batch, atomic: store.apply_msisdn_changes(batch, atomic=atomic, applied_at=at),
+        [record.change for record in ordered],
+        all_or_nothing,
+        indexed=True,
+    )
+    for result in counts.rejected:
+        line = ordered[int(result.key)].line
+        errors.append(LineError(line, result.field, result.reason or "rejected"))
+    rejected = parsed.rejected + len(counts.rejected)
+    if not committed:
+        return await finish(store, refused(report, errors, rejected, []), actor)
+    return await finish(store, counted(report, counts, errors, rejected, []), actor)
+
+
+def _shift(result: WriteResult, offset: int) -> WriteResult:
+    # MSISDN results are keyed by their index in the batch: make it global.
+    return evolve(result, key=str(int(result.key) + offset))

@@ -1,0 +1,186 @@
+# -*- test-case-name: tests.unit.ingest.test_import_cards -*-
+"""A vendor file's secret columns: unwrapped with the transport key, sealed at once.
+
+The clear keys exist only in this module's local variables, between
+L{unwrap_from_transport} and L{seal_card_key}; errors describe the column
+and the reason, never the value.  Whether the transport key is the right
+one is judged from the values themselves: RFC 5649's integrity check
+(C{aes-kwp}) or the vendor's key check value columns (C{<column>_KCV}),
+since 3DES-ECB cannot tell.
+"""
+
+from __future__ import annotations
+
+from bipgw.ingest._errors import TransportKeyError
+from bipgw.ingest._vendor_file import OtaAlgorithm, SecretColumn, VendorCard, VendorFile
+from bipgw.keys import (
+    KeyAlgorithm,
+    KeyKind,
+    KeyManagementError,
+    KeyStore,
+    RootKey,
+    Secret,
+    TransportFormatError,
+    TransportKeyMismatchError,
+    TransportScheme,
+    UnknownKeyError,
+    check_value,
+    psk_identity_for,
+    unwrap_from_transport,
+)
+from bipgw.store import CardUpsert, KeyPurpose, LineError, seal_card_key
+
+_OTA = (KeyPurpose.KIC, KeyPurpose.KID, KeyPurpose.KIK)
+_AES = {16: KeyAlgorithm.AES_128, 24: KeyAlgorithm.AES_192, 32: KeyAlgorithm.AES_256}
+_DES = {16: KeyAlgorithm.DES3_2KEY, 24: KeyAlgorithm.DES3_3KEY}
+
+
+class Opened:
+    """The cards of a vendor file with their keys unwrapped and re-sealed."""
+
+    def __init__(self) -> None:
+        self.cards: list[tuple[int, CardUpsert]] = []
+        self.errors: list[LineError] = []
+        self.rejected = 0
+        #: Secret values that failed an integrity or check-value test.
+        self.failed = 0
+        #: Secret values whose key was confirmed (RFC 5649 check, or KCV).
+        self.verified = 0
+
+
+def transport_key(keystore: KeyStore, label: str) -> tuple[Secret, TransportScheme]:
+    try:
+        info = keystore.info(label)
+    except (UnknownKeyError, KeyManagementError):
+        raise TransportKeyError(
+            f"the transport key {label!r} named by the header is not in the keystore"
+            f" {keystore.path}",
+            field="Transport_key",
+        ) from None
+    if info.kind is not KeyKind.TRANSPORT:
+        raise TransportKeyError(
+            f"keystore entry {label!r} is a {info.kind.value} key, not a transport key",
+            field="Transport_key",
+        )
+    scheme_name = info.meta.get("scheme", TransportScheme.AES_KWP.value)
+    try:
+        scheme = TransportScheme(str(scheme_name))
+    except ValueError:
+        raise TransportKeyError(
+            f"transport key {label!r} has unknown scheme {scheme_name!r}",
+            field="Transport_key",
+        ) from None
+    try:
+        return keystore.get(label), scheme
+    except KeyManagementError as e:
+        raise TransportKeyError(f"cannot open transport key {label!r}: {e}") from None
+
+
+def notices_for(parsed: VendorFile, scheme: TransportScheme) -> list[str]:
+    notices = []
+    if parsed.dropped_columns:
+        notices.append(
+            f"column(s) {', '.join(parsed.dropped_columns)} look like secrets bipgw has no"
+            " use for: not stored"
+        )
+    unchecked = [s.name for s in parsed.secrets if s.kcv_column is None]
+    if scheme is TransportScheme.DES3_ECB and unchecked:
+        notices.append(
+            f"3des-ecb cannot detect a wrong transport key, and column(s) {', '.join(unchecked)}"
+            " have no _KCV column to check them"
+        )
+    return notices
+
+
+def open_cards(
+    parsed: VendorFile, transport: Secret, scheme: TransportScheme, root: RootKey
+) -> Opened:
+    opened = Opened()
+    for card in parsed.cards:
+        keys = []
+        problems: list[LineError] = []
+        for column in parsed.secrets:
+            try:
+                key = unwrap_from_transport(transport, card.wrapped[column.name], scheme)
+            except TransportKeyMismatchError:
+                opened.failed += 1
+                problems.append(
+                    LineError(
+                        card.line,
+                        column.name,
+                        "the transport key does not open this value (integrity check failed)",
+                    )
+                )
+                continue
+            except TransportFormatError as e:
+                problems.append(LineError(card.line, column.name, e.message))
+                continue
+            checked = _check_key(card, column, key, parsed.header.ota_algorithm, scheme, opened)
+            if isinstance(checked, LineError):
+                problems.append(checked)
+                continue
+            keys.append(seal_card_key(root, card.iccid, column.purpose, column.kvn, checked, key))
+        if problems:
+            opened.rejected += 1
+            opened.errors.extend(problems)
+            continue
+        upsert = CardUpsert(
+            iccid=card.iccid,
+            imsi=card.imsi,
+            psk_identity=card.psk_identity or psk_identity_for(card.iccid),
+            batch=parsed.header.batch,
+            customer=parsed.header.customer,
+            card_type=parsed.header.card_type,
+            extras=card.extras,
+            keys=tuple(keys),
+        )
+        opened.cards.append((card.line, upsert))
+    return opened
+
+
+def _check_key(
+    card: VendorCard,
+    column: SecretColumn,
+    key: Secret,
+    ota_algorithm: str,
+    scheme: TransportScheme,
+    opened: Opened,
+) -> str | LineError:
+    """The key's algorithm name, or why it is refused; checks its KCV if the file has one."""
+    length = len(key)
+    if column.purpose in _OTA and ota_algorithm == OtaAlgorithm.DES3:
+        algorithm: KeyAlgorithm | None = _DES.get(length)
+        expected = "16 or 24"
+    elif column.purpose is KeyPurpose.PSK:
+        algorithm = _AES.get(length)
+        expected = "16 to 64"
+    else:
+        algorithm = _AES.get(length)
+        expected = "16, 24 or 32"
+    if column.purpose is KeyPurpose.PSK:
+        if not 16 <= length <= 64:
+            return LineError(card.line, column.name, f"a PSK is {expected} bytes, not {length}")
+    elif algorithm is None:
+        kind = "3DES" if column.purpose in _OTA and ota_algorithm == OtaAlgorithm.DES3 else "AES"
+        message = f"an {kind} key is {expected} bytes, not {length}"
+        return LineError(card.line, column.name, message)
+    kcv = card.kcvs.get(column.name)
+    if kcv is not None:
+        if algorithm is None:
+            message = f"no key check value is defined for a {length}-byte key"
+            return LineError(card.line, column.kcv_column, message)
+        if check_value(key, algorithm) != kcv:
+            opened.failed += 1
+            return LineError(
+                card.line,
+                column.kcv_column,
+                "the key check value does not match the unwrapped key"
+                " (wrong transport key, or a damaged value)",
+            )
+        opened.verified += 1
+    elif scheme is TransportScheme.AES_KWP:
+        opened.verified += 1
+    if column.purpose is KeyPurpose.PSK:
+        return "psk"
+    assert algorithm is not None
+    return algorithm.value

@@ -1,0 +1,152 @@
+"""The application database: cards and their sealed keys, MSISDNs, sessions, audit.
+
+Everything goes through L{IStore}, whose methods return Deferreds.  Two
+implementations pass the same contract tests:
+
+  - L{MemoryStore}: dictionaries; the fake for tests, and the store of a
+    gateway run without a database;
+  - L{SqlStore}: SQLAlchemy Core in a thread pool, on SQLite (the default,
+    a file created on first run, WAL mode) or PostgreSQL, with the schema
+    created and migrated on open (L{LATEST_VERSION}).
+
+L{open_store} picks one from a URL.  Per-card keys are stored only sealed
+under the gateway root key (L{seal_card_key}, L{open_card_key}).
+L{StoreCardDirectory} and L{StoreSessionRecorder} plug a store into the
+session engine (C{bipgw.core}).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet.defer import Deferred, succeed
+
+from bipgw.store._adapters import (
+    StoreCardDirectory,
+    StoreSessionRecorder,
+    event_record,
+    session_record,
+    trace_record,
+)
+from bipgw.store._engine import create_sql_engine
+from bipgw.store._interfaces import IStore, MsisdnPlan, plan_msisdn_change
+from bipgw.store._memory import MemoryStore
+from bipgw.store._migrations import (
+    LATEST_VERSION,
+    MIGRATIONS,
+    Migration,
+    SchemaVersionError,
+    current_version,
+    migrate,
+)
+from bipgw.store._sealing import (
+    FINGERPRINT_INFO,
+    card_key_fingerprint,
+    open_card_key,
+    seal_card_key,
+)
+from bipgw.store._sql import SqlStore
+from bipgw.store._types import (
+    MAX_OTA_COUNTER,
+    MAX_PSK_IDENTITY,
+    MAX_REPORTED_ERRORS,
+    ApduTraceRecord,
+    AuditRecord,
+    BatchResult,
+    Card,
+    CardKey,
+    CardKeys,
+    CardUpsert,
+    CounterExhaustedError,
+    DuplicateRecordError,
+    ImportKind,
+    ImportReport,
+    KeyPurpose,
+    LineError,
+    MsisdnChange,
+    MsisdnMapping,
+    MsisdnOperation,
+    Outcome,
+    Service,
+    SessionEvent,
+    SessionRecord,
+    StoreConflictError,
+    StoreError,
+    Tenant,
+    UnknownRecordError,
+    WriteResult,
+    card_key_label,
+)
+
+#: The URL of a store that lives in memory (nothing persists).
+MEMORY_URL = "memory:"
+
+
+def open_store(url: str, *, reactor: Any = None, threads: int | None = None) -> Deferred[IStore]:
+    """Open the store a configuration names; fires once it is ready to use.
+
+    @param url: L{MEMORY_URL}, C{sqlite:///PATH} (the file is created on
+        first use), or C{postgresql+psycopg://user@host/db}.
+    @param reactor: for the SQL store's thread pool; the global reactor if
+        C{None}.
+    """
+    if url.strip() == MEMORY_URL:
+        return succeed(MemoryStore())
+    d: Deferred[Any] = SqlStore.open(url, reactor=reactor, threads=threads)
+    return d
+
+
+__all__ = [
+    "FINGERPRINT_INFO",
+    "LATEST_VERSION",
+    "MAX_OTA_COUNTER",
+    "MAX_PSK_IDENTITY",
+    "MAX_REPORTED_ERRORS",
+    "MEMORY_URL",
+    "MIGRATIONS",
+    "ApduTraceRecord",
+    "AuditRecord",
+    "BatchResult",
+    "Card",
+    "CardKey",
+    "CardKeys",
+    "CardUpsert",
+    "CounterExhaustedError",
+    "DuplicateRecordError",
+    "IStore",
+    "ImportKind",
+    "ImportReport",
+    "KeyPurpose",
+    "LineError",
+    "MemoryStore",
+    "Migration",
+    "MsisdnChange",
+    "MsisdnMapping",
+    "MsisdnOperation",
+    "MsisdnPlan",
+    "Outcome",
+    "SchemaVersionError",
+    "Service",
+    "SessionEvent",
+    "SessionRecord",
+    "SqlStore",
+    "StoreCardDirectory",
+    "StoreConflictError",
+    "StoreError",
+    "StoreSessionRecorder",
+    "Tenant",
+    "UnknownRecordError",
+    "WriteResult",
+    "card_key_fingerprint",
+    "card_key_label",
+    "create_sql_engine",
+    "current_version",
+    "event_record",
+    "migrate",
+    "open_card_key",
+    "open_store",
+    "plan_msisdn_change",
+    "seal_card_key",
+    "session_record",
+    "trace_record",
+]

@@ -1,0 +1,108 @@
+# -*- test-case-name: tests.unit.store.test_migrations -*-
+"""Schema migrations: an ordered list of steps and a C{schema_version} table.
+
+Why not Alembic: it is not among the project's dependencies, and what it
+adds (revision graphs, autogenerate, an C{env.py} and an ini file per
+deployment) is machinery the gateway would have to ship and operators to
+run by hand.  bipgw migrates itself when it opens its database, on SQLite
+and PostgreSQL alike, so a list of numbered steps applied in one
+transaction is all it needs, and a test checks the result matches
+L{bipgw.store._schema}.  If the schema ever needs branching histories,
+Alembic can take over from the recorded version.
+
+Rules for a new step: append it with the next number, make it express the
+I{change} (add a column, an index...), and freeze step 1 by copying the
+tables it creates into it before changing L{_schema} (step 1 uses the
+current table definitions only while it is the only step).
+
+Running L{migrate} again is a no-op; two processes migrating at once are
+serialised by the database (PostgreSQL: a table lock; SQLite: the write
+lock taken by C{BEGIN IMMEDIATE}).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from attrs import frozen
+from sqlalchemy import Connection, func, insert, select, text
+
+from bipgw.store import _schema
+from bipgw.store._types import StoreError
+
+
+class SchemaVersionError(StoreError):
+    """The database was written by a newer bipgw, with steps this one lacks."""
+
+
+@frozen
+class Migration:
+    """One schema change.
+
+    @ivar version: its number; steps apply in increasing order.
+    @ivar description: what it does, recorded in C{schema_version}.
+    @ivar apply: runs the change on a connection inside the transaction.
+    """
+
+    version: int
+    description: str
+    apply: Callable[[Connection], None]
+
+
+def _initial(connection: Connection) -> None:
+    tables = [t for t in _schema.metadata.sorted_tables if t is not _schema.schema_version]
+    _schema.metadata.create_all(connection, tables=tables, checkfirst=True)
+
+
+#: Every step, in order.  Append only.
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "cards, card keys, MSISDN history, tenants, services, sessions,"
+        " session events, APDU traces, audit log, imports",
+        _initial,
+    ),
+)
+
+#: The schema version this code writes and expects.
+LATEST_VERSION = MIGRATIONS[-1].version
+
+
+def current_version(connection: Connection) -> int:
+    """The database's schema version (0: empty database)."""
+    if not connection.dialect.has_table(connection, "schema_version"):
+        return 0
+    version = connection.execute(select(func.max(_schema.schema_version.c.version))).scalar()
+    return int(version or 0)
+
+
+def migrate(connection: Connection, *, now: float) -> list[int]:
+    """Bring the schema up to L{LATEST_VERSION}; the versions applied.
+
+    Call inside a transaction (the SQL store opens one with the write
+    lock); every step and its C{schema_version} row commit together, or
+    none does.
+
+    @raise SchemaVersionError: if the database is newer than this code.
+    """
+    _schema.schema_version.create(connection, checkfirst=True)
+    if connection.dialect.name == "postgresql":
+        connection.execute(text("LOCK TABLE schema_version IN EXCLUSIVE MODE"))
+    found = current_version(connection)
+    if found > LATEST_VERSION:
+        raise SchemaVersionError(
+            f"the database has schema version {found}, but this bipgw knows versions up to"
+            f" {LATEST_VERSION}: upgrade bipgw, or use another database"
+        )
+    applied = []
+    for step in MIGRATIONS:
+        if step.version <= found:
+            continue
+        step.apply(connection)
+        connection.execute(
+            insert(_schema.schema_version).values(
+                version=step.version, description=step.description, applied_at=now
+            )
+        )
+        applied.append(step.version)
+    return applied

@@ -1,0 +1,137 @@
+"""The MSISDN mapping file parser."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hypothesis import given
+from hypothesis import strategies as st
+from twisted.trial.unittest import SynchronousTestCase
+
+from bipgw.ingest import MsisdnFile, MsisdnFileError, parse_msisdn_file
+from bipgw.store import MsisdnChange
+
+SAMPLE = Path(__file__).resolve().parents[3] / "examples" / "fleet" / "sample-msisdn.csv"
+ICCID = "8988211000000000018"
+T0 = 1_735_732_800  # 20250101120000 UTC
+NOW = 1_800_000_000
+
+
+def parse(text: str) -> MsisdnFile:
+    return parse_msisdn_file(text.encode("ascii"), default_time=NOW, source="f.csv")
+
+
+class MsisdnFileTests(SynchronousTestCase):
+    """Records, empty fields and per-field errors."""
+
+    def test_sample(self) -> None:
+        """The shipped sample parses to five changes, no errors."""
+        parsed = parse_msisdn_file(SAMPLE.read_bytes(), default_time=NOW)
+        self.assertEqual((parsed.records, parsed.rejected, parsed.errors), (5, 0, ()))
+        first = parsed.changes[0]
+        self.assertEqual(
+            (first.line, first.change),
+            (1, MsisdnChange("ADD", "33612345601", ICCID, "001010000000001", T0, None)),
+        )
+        last = parsed.changes[-1].change
+        self.assertEqual((last.operation, last.msisdn, last.imsi), ("DEL", None, None))
+
+    def test_eachOperation(self) -> None:
+        """ADD, CHG and DEL (by number, by card) parse; '+' is dropped; case is ignored."""
+        parsed = parse(
+            f"+33600000001,{ICCID},,add,20250101120000\n"
+            f"33600000002,{ICCID}F,001010000000001,CHG,20250101120001\n"
+            "33600000002,,,DEL,\n"
+            f",{ICCID},,Del,20250101120002\n"
+        )
+        self.assertEqual(parsed.errors, ())
+        self.assertEqual(
+            [c.change for c in parsed.changes],
+            [
+                MsisdnChange("ADD", "33600000001", ICCID, None, T0, "f.csv"),
+                MsisdnChange("CHG", "33600000002", ICCID, "001010000000001", T0 + 1, "f.csv"),
+                MsisdnChange("DEL", "33600000002", None, None, NOW, "f.csv"),
+                MsisdnChange("DEL", None, ICCID, None, T0 + 2, "f.csv"),
+            ],
+        )
+
+    def test_titleLineBlankLinesCrlf(self) -> None:
+        """An optional title line, blank lines and CRLF endings are accepted."""
+        parsed = parse(
+            "MSISDN, ICCID, IMSI, OPERATION, EFFECTIVE_TIME\r\n\r\n"
+            f"33600000001,{ICCID},,ADD,20250101120000\r\n"
+        )
+        self.assertEqual((parsed.records, len(parsed.changes), parsed.changes[0].line), (1, 1, 3))
+
+    def test_fieldErrors(self) -> None:
+        """Each bad field is reported with its line and name, and its line is refused."""
+        cases = [
+            (f"336,{ICCID},,ADD,20250101120000", "MSISDN", "5 to 15 digits"),
+            (f"3360000000x,{ICCID},,ADD,20250101120000", "MSISDN", "5 to 15 digits"),
+            ("33600000001,8988,,ADD,20250101120000", "ICCID", "4 digits"),
+            (f"33600000001,{ICCID},12,ADD,20250101120000", "IMSI", "6 to 15 digits"),
+            (f"33600000001,{ICCID},,MOVE,20250101120000", "OPERATION", "not ADD, DEL or CHG"),
+            (f"33600000001,{ICCID},,ADD,2025010112", "EFFECTIVE_TIME", "not YYYYMMDDHHMMSS"),
+            (f"33600000001,{ICCID},,ADD,20251301120000", "EFFECTIVE_TIME", "not a valid date"),
+            ("33600000001,,,ADD,20250101120000", "ICCID", "ADD needs the ICCID"),
+            (f",{ICCID},,CHG,20250101120000", "MSISDN", "CHG needs the MSISDN"),
+            (",,,DEL,20250101120000", "MSISDN", "DEL needs the MSISDN, the ICCID or both"),
+        ]
+        for line, field, words in cases:
+            parsed = parse(f"33600000009,{ICCID},,ADD,\n{line}\n")
+            self.assertEqual(len(parsed.errors), 1, line)
+            (error,) = parsed.errors
+            self.assertEqual((error.line, error.column), (2, field), line)
+            self.assertIn(words, error.message, line)
+            self.assertEqual((parsed.records, parsed.rejected, len(parsed.changes)), (2, 1, 1))
+
+    def test_wholeLineErrors(self) -> None:
+        """Wrong field counts, non-ASCII and control characters refuse the line."""
+        parsed = parse_msisdn_file(
+            b"1,2,3\n33600000001,,,DEL,,\n\xe9,,,DEL,\n\x01,,,DEL,\n", default_time=NOW
+        )
+        self.assertEqual([e.line for e in parsed.errors], [1, 2, 3, 4])
+        self.assertIn("3 fields; a record has 5", parsed.errors[0].message)
+        self.assertIn("not ASCII", parsed.errors[2].message)
+        self.assertIn("control characters", parsed.errors[3].message)
+
+    def test_tooLarge(self) -> None:
+        """A file over the size limit is refused as a whole."""
+        from bipgw.ingest import _msisdn_file
+
+        self.patch(_msisdn_file, "MAX_FILE_BYTES", 10)
+        self.assertRaises(MsisdnFileError, parse, "33600000001,,,DEL,\n")
+
+    @given(st.binary(max_size=400))
+    def test_randomBytes(self, data: bytes) -> None:
+        """Random bytes give a result (every record counted) or MsisdnFileError, nothing else."""
+        try:
+            parsed = parse_msisdn_file(data, default_time=NOW)
+        except MsisdnFileError:
+            return
+        self.assertEqual(parsed.records, len(parsed.changes) + parsed.rejected)
+
+    @given(
+        st.lists(
+            st.sampled_from(
+                [
+                    "",
+                    "+336000",
+                    "33600000001",
+                    ICCID,
+                    "ADD",
+                    "DEL",
+                    "CHG",
+                    "20250101120000",
+                    "x",
+                    "0010100",
+                ]
+            ),
+            min_size=0,
+            max_size=7,
+        )
+    )
+    def test_randomFields(self, fields: list[str]) -> None:
+        """Random fields in random numbers give a change or a line error, never an exception."""
+        parsed = parse(",".join(fields) + "\n")
+        self.assertEqual(len(parsed.changes) + parsed.rejected, parsed.records)

@@ -1,0 +1,314 @@
+# -*- test-case-name: tests.unit.cli.test_main,tests.unit.cli.test_keys,tests.unit.cli.test_init -*-
+"""The C{bipgw} command: everything an operator does before the gateway runs.
+
+  - C{bipgw init DIR}: a new install (configuration, root key, keystore);
+  - C{bipgw check-config FILE}: check a configuration and the keys it names;
+  - C{bipgw keys add-transport|generate-master|list}: the keystore;
+  - C{bipgw import cards|msisdn FILE}: load a card-vendor or MSISDN file.
+
+The gateway itself runs under twistd (C{twistd -n bipgw --config FILE}).
+Every refusal is one line on standard error naming what is wrong (the key,
+the file, the line), never a traceback, and the exit status is 1; usage
+mistakes exit with 2, as argparse does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from twisted.internet.defer import Deferred, ensureDeferred
+
+import bipgw
+from bipgw.cli import _init, _keys
+from bipgw.config import DEFAULT_CONFIG_NAME, Config, redacted_url
+from bipgw.errors import BipGwError
+from bipgw.keys import ROOT_KEY_ENV, KeyManagementError, TransportScheme
+
+#: The environment variable naming the configuration file when C{-c} is not given.
+CONFIG_ENV = "BIPGW_CONFIG"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bipgw",
+        description="BIP/OTA gateway: set up an install, manage its keys, import cards."
+        " The gateway itself runs under twistd: twistd -n bipgw --config FILE.",
+    )
+    parser.add_argument("--version", action="version", version=f"bipgw {bipgw.__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    init = commands.add_parser("init", help="create a new install in DIR")
+    init.add_argument("directory", metavar="DIR")
+    init.add_argument("--public-host", default="127.0.0.1", help="IPv4 address cards connect to")
+    init.add_argument("--public-port", type=int, default=None, help="port cards connect to")
+    init.add_argument("--listen", default="tcp:8443", help="admin listener endpoint string")
+    init.add_argument(
+        "--smpp", default="tcp:host=127.0.0.1:port=2775", help="SMSC client endpoint string"
+    )
+    init.add_argument("--system-id", default="bipgw", help="the ESME system_id")
+    init.add_argument("--smpp-password-file", help="file whose first line is the ESME password")
+    init.add_argument("--source-address", default="12345", help="the gateway's OTA address")
+    init.add_argument("--node-id", default="gw1", help="this node's name")
+    init.add_argument(
+        "--force", action="store_true", help="rewrite bipgw.toml (keys are always kept)"
+    )
+
+    check = commands.add_parser("check-config", help="check a configuration file and its keys")
+    check.add_argument("file", metavar="FILE")
+    check.add_argument(
+        "--no-keys", action="store_true", help="do not open the root key and keystore"
+    )
+
+    # -c is accepted before or after the subcommand.
+    config_option = argparse.ArgumentParser(add_help=False)
+    config_option.add_argument(
+        "-c",
+        "--config",
+        default=argparse.SUPPRESS,
+        help=f"configuration file (default: ${CONFIG_ENV}, else ./{DEFAULT_CONFIG_NAME})",
+    )
+
+    keys = commands.add_parser("keys", help="manage the keystore", parents=[config_option])
+    key_commands = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
+    transport = key_commands.add_parser(
+        "add-transport", help="add a vendor transport key", parents=[config_option]
+    )
+    transport.add_argument("label")
+    transport.add_argument("--from-file", required=True, metavar="FILE", help="hex key file")
+    transport.add_argument(
+        "--scheme",
+        default=TransportScheme.AES_KWP.value,
+        choices=[s.value for s in TransportScheme],
+        help="how the vendor wraps secret columns",
+    )
+    transport.add_argument("--replace", action="store_true", help="replace a key of that label")
+    master = key_commands.add_parser(
+        "generate-master", help="generate a random master key", parents=[config_option]
+    )
+    master.add_argument("kind", metavar="KIND", help=", ".join(_keys.MASTER_KINDS))
+    master.add_argument("label")
+    master.add_argument("--length", type=int, default=16, choices=(16, 24, 32))
+    master.add_argument("--kvn", type=int, default=1, help="key version it serves")
+    master.add_argument("--replace", action="store_true", help="replace a key of that label")
+    key_commands.add_parser("list", help="list keys (never their values)", parents=[config_option])
+
+    load = commands.add_parser("import", help="import a data file", parents=[config_option])
+    load_commands = load.add_subparsers(dest="import_kind", required=True, metavar="KIND")
+    cards = load_commands.add_parser(
+        "cards", help="a card-vendor output file", parents=[config_option]
+    )
+    cards.add_argument("file", metavar="FILE")
+    cards.add_argument(
+        "--all-or-nothing", action="store_true", help="apply nothing if any line is bad"
+    )
+    msisdn = load_commands.add_parser(
+        "msisdn", help="an MSISDN mapping file", parents=[config_option]
+    )
+    msisdn.add_argument("file", metavar="FILE")
+    msisdn.add_argument(
+        "--all-or-nothing", action="store_true", help="apply nothing if any line is bad"
+    )
+    return parser
+
+
+def _config_path(args: argparse.Namespace, environ: Mapping[str, str]) -> str:
+    return getattr(args, "config", None) or environ.get(CONFIG_ENV) or DEFAULT_CONFIG_NAME
+
+
+def main(
+    argv: Sequence[str] | None = None,
+    *,
+    stdout: TextIO | None = None,
+    stderr: TextIO | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> int:
+    """Run one C{bipgw} command; return the exit status.
+
+    @param argv: the arguments after the program name (default: C{sys.argv[1:]}).
+    @param stdout: where results go (default: C{sys.stdout}).
+    @param stderr: where errors go (default: C{sys.stderr}).
+    @param environ: the environment (C{BIPGW_CONFIG}, C{BIPGW_ROOT_KEY}).
+    """
+    out = sys.stdout if stdout is None else stdout
+    err = sys.stderr if stderr is None else stderr
+    env = os.environ if environ is None else environ
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            args = _parser().parse_args(sys.argv[1:] if argv is None else list(argv))
+        except SystemExit as e:
+            return e.code if isinstance(e.code, int) else 2
+    try:
+        return _COMMANDS[args.command](args, out, err, env)
+    except BipGwError as e:
+        err.write(f"bipgw: error: {e}\n")
+        return 1
+    except OSError as e:
+        where = f" {e.filename}" if e.filename else ""
+        err.write(f"bipgw: error:{where} {e.strerror or e}\n")
+        return 1
+    except KeyboardInterrupt:
+        err.write("bipgw: interrupted\n")
+        return 130
+
+
+def _init_command(
+    args: argparse.Namespace, out: TextIO, err: TextIO, env: Mapping[str, str]
+) -> int:
+    result = _init.init_install(
+        args.directory,
+        force=args.force,
+        password_source=args.smpp_password_file,
+        environ=env,
+        public_host=args.public_host,
+        public_port=args.public_port,
+        listen=args.listen,
+        smpp_endpoint=args.smpp,
+        system_id=args.system_id,
+        source_address=args.source_address,
+        node_id=args.node_id,
+    )
+    out.write(_init.describe(result))
+    return 0
+
+
+def _check_command(
+    args: argparse.Namespace, out: TextIO, err: TextIO, env: Mapping[str, str]
+) -> int:
+    config = Config.from_file(args.file)
+    out.write(summary(config))
+    if args.no_keys:
+        return 0
+    try:
+        keys = _keys.Keys.open(config, env)
+    except KeyManagementError as e:
+        err.write(f"bipgw: error: {e}\n")
+        return 1
+    where = f"${ROOT_KEY_ENV}" if env.get(ROOT_KEY_ENV) is not None else config.keys.root_key_file
+    out.write(f"  root key {keys.root.key_id} from {where}\n")
+    out.write(f"  keystore {keys.store.path}: {len(keys.store)} keys\n")
+    return 0
+
+
+def summary(config: Config) -> str:
+    """What a configuration makes the gateway do, in a few lines (no secrets)."""
+    admin = config.admin
+    smpp = config.smpp
+    url = config.database.url
+    lines = [
+        f"{config.source or '<configuration>'}: configuration OK",
+        f"  node {config.gateway.node_id}, data in {config.gateway.data_dir}",
+        f"  database {redacted_url(url)}",
+        f"  SMSC {smpp.endpoint} as {smpp.system_id} ({smpp.bind.value}),"
+        f" pushes from {smpp.source_address}",
+        f"  admin server on {admin.listen}; cards connect to"
+        f" {admin.public_host}:{admin.public_port}{admin.uri_prefix}",
+        "  services: "
+        + ", ".join(
+            f"{name} (TAR {s.tar.hex().upper()}, {s.trigger.value})"
+            for name, s in config.services.items()
+        ),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _keys_command(
+    args: argparse.Namespace, out: TextIO, err: TextIO, env: Mapping[str, str]
+) -> int:
+    config = Config.from_file(_config_path(args, env))
+    keys = _keys.Keys.open(config, env)
+    if args.keys_command == "add-transport":
+        info, check = _keys.add_transport(
+            keys, args.label, args.from_file, scheme=args.scheme, replace=args.replace
+        )
+    elif args.keys_command == "generate-master":
+        info, check = _keys.generate_master(
+            keys, args.kind, args.label, length=args.length, kvn=args.kvn, replace=args.replace
+        )
+    else:
+        _keys.list_keys(keys, out)
+        return 0
+    out.write(f"stored in {keys.store.path}:\n{_keys.describe(info, check)}\n")
+    return 0
+
+
+def _import_command(
+    args: argparse.Namespace, out: TextIO, err: TextIO, env: Mapping[str, str]
+) -> int:
+    from twisted.internet.task import react
+
+    config = Config.from_file(_config_path(args, env))
+    status = 1
+
+    def run(reactor: Any) -> Deferred[None]:
+        async def go() -> None:
+            nonlocal status
+            try:
+                status = await run_import(
+                    reactor,
+                    config,
+                    args.import_kind,
+                    Path(args.file),
+                    all_or_nothing=args.all_or_nothing,
+                    out=out,
+                    environ=env,
+                )
+            except (BipGwError, OSError) as e:
+                err.write(f"bipgw: error: {e}\n")
+
+        return ensureDeferred(go())
+
+    try:
+        react(run)
+    except SystemExit:
+        pass  # react always exits; the status is the import's own
+    return status
+
+
+async def run_import(
+    reactor: Any,
+    config: Config,
+    kind: str,
+    path: Path,
+    *,
+    all_or_nothing: bool,
+    out: TextIO,
+    environ: Mapping[str, str] | None = None,
+) -> int:
+    """Import one file into the configured database; return the exit status.
+
+    0 when every line was accepted and applied, 1 otherwise (the report
+    printed says which lines and why).
+
+    @param kind: C{"cards"} (a card-vendor output file, whose secret columns
+        are unwrapped with the keystore's transport key and sealed under the
+        root key) or C{"msisdn"} (an MSISDN mapping file).
+    """
+    from bipgw.ingest import import_cards, import_msisdn, render_report
+    from bipgw.store import open_store
+
+    root = config.keys.load_root_key(environ)
+    keystore = config.keys.open_keystore(root)
+    store = await open_store(config.database.url, reactor=reactor)
+    try:
+        if kind == "cards":
+            report = await import_cards(store, keystore, root, path, all_or_nothing=all_or_nothing)
+        else:
+            report = await import_msisdn(store, path, all_or_nothing=all_or_nothing)
+    finally:
+        await store.close()
+    out.write(render_report(report))
+    return 0 if report.ok else 1
+
+
+_COMMANDS = {
+    "init": _init_command,
+    "check-config": _check_command,
+    "keys": _keys_command,
+    "import": _import_command,
+}

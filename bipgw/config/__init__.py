@@ -1,0 +1,51 @@
+"""The gateway's configuration: one TOML file, checked once, frozen.
+
+L{Config.from_file} reads the file an operator writes (C{bipgw init}
+creates a commented one, C{docs/configuration.md} lists every key) into
+frozen values, one per table; the gateway's services are built from those
+values and never see the file.  Anything wrong (an unknown key, a value of
+the wrong type or out of range, an endpoint string Twisted cannot parse)
+raises L{ConfigError}, whose message names the full dotted key, the value
+found and what was expected, so a gateway never starts on a half-understood
+configuration.
+"""
+
+from bipgw.config._model import DEFAULT_CONFIG_NAME, SECTIONS, Config
+from bipgw.config._netkinds import MEMORY_URL, redacted_url, server_endpoint_port
+from bipgw.config._schema import ConfigError, Setting, settings_of
+from bipgw.config._sections import (
+    AdminSection,
+    BindMode,
+    DatabaseSection,
+    GatewaySection,
+    IngestSection,
+    KeysSection,
+    LogFormat,
+    LogSection,
+    SmppSection,
+)
+from bipgw.config._services import ServiceSection, SessionsSection, Trigger
+
+__all__ = [
+    "DEFAULT_CONFIG_NAME",
+    "MEMORY_URL",
+    "SECTIONS",
+    "AdminSection",
+    "BindMode",
+    "Config",
+    "ConfigError",
+    "DatabaseSection",
+    "GatewaySection",
+    "IngestSection",
+    "KeysSection",
+    "LogFormat",
+    "LogSection",
+    "ServiceSection",
+    "SessionsSection",
+    "Setting",
+    "SmppSection",
+    "Trigger",
+    "redacted_url",
+    "server_endpoint_port",
+    "settings_of",
+]

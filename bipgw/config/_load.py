@@ -1,0 +1,338 @@
+# -*- test-case-name: tests.unit.config.test_load,tests.unit.config.test_errors -*-
+"""Reading the TOML file into a checked L{Config}, or saying exactly why not.
+
+The walk is driven by the declarations in C{_sections} and C{_services}: a
+key they do not declare is an error (a typo must not silently fall back to
+a default), every value goes through its kind, and the checks that involve
+several keys
+(password or password file, SPI against KIc/KID, cipher suites against the
+TLS version) run once the table is read.  Checks that another component
+already knows how to make are delegated to it: endpoint strings to
+Twisted's parser, cipher strings to L{bipgw.tls.PskServerOptions}, SPI/KIc/
+KID to the OTA codec, the session timings to L{bipgw.core.SessionPolicy}.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from bipgw.codec.ota import BadFormat, ChecksumKind, KicAlgorithm, KidAlgorithm
+from bipgw.config._model import SECTIONS, Config
+from bipgw.config._schema import (
+    REQUIRED,
+    ConfigError,
+    Context,
+    InvalidValueError,
+    Setting,
+    settings_of,
+    shown,
+)
+from bipgw.config._sections import AdminSection, SmppSection
+from bipgw.config._services import ServiceSection, SessionsSection
+from bipgw.core import PolicyError
+from bipgw.tls import PskServerOptions, TlsConfigError
+
+#: A configuration file larger than this is refused unread.
+MAX_CONFIG_SIZE = 1024 * 1024
+_MAX_PASSWORD_FILE = 4096
+_SERVICE_NAME_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,32}")
+_SERVICE_NAME = "a name of letters, digits, '_' or '-' (1 to 32 characters)"
+_CIPHER_ALGORITHMS = frozenset(
+    {
+        KicAlgorithm.DES_CBC,
+        KicAlgorithm.TDES_2KEY,
+        KicAlgorithm.TDES_3KEY,
+        KicAlgorithm.DES_ECB,
+        KicAlgorithm.AES_CBC,
+    }
+)
+_CC_ALGORITHMS = frozenset(
+    {KidAlgorithm.DES_CBC, KidAlgorithm.TDES_2KEY, KidAlgorithm.TDES_3KEY, KidAlgorithm.AES_CMAC}
+)
+_RC_ALGORITHMS = frozenset({KidAlgorithm.CRC16, KidAlgorithm.CRC32})
+
+
+def load_file(path: Path) -> Config:
+    """Read C{path} and check it (see L{Config.from_file})."""
+    source = str(path)
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_CONFIG_SIZE + 1)
+    except FileNotFoundError:
+        raise ConfigError("no such file", source=source) from None
+    except OSError as e:
+        raise ConfigError(f"cannot read {path}: {e.strerror or e}", source=source) from None
+    if len(data) > MAX_CONFIG_SIZE:
+        raise ConfigError(f"larger than {MAX_CONFIG_SIZE} bytes", source=source)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"not UTF-8 text (byte {e.start})", source=source) from None
+    absolute = Path(os.path.abspath(path))
+    config = load_string(text, base_dir=absolute.parent, source=source)
+    return attrs.evolve(config, source=absolute)
+
+
+def load_string(text: str, *, base_dir: Path, source: str) -> Config:
+    """Parse TOML C{text} and check it (see L{Config.from_string})."""
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"not valid TOML: {e}", source=source) from None
+    return load_mapping(document, base_dir=base_dir, source=source)
+
+
+def load_mapping(document: Mapping[str, Any], *, base_dir: Path, source: str) -> Config:
+    """Check an already parsed document (the dictionaries C{tomllib} returns)."""
+    return _Reader(source, Context(base_dir=base_dir)).config(document)
+
+
+def _unknown(key: str, name: str, known: list[str], where: str) -> str:
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return f"{key}: unknown key in {where} (known keys: {', '.join(known)}){hint}"
+
+
+class _Reader:
+    """One pass over one document; every error carries the source name."""
+
+    def __init__(self, source: str, ctx: Context) -> None:
+        self._source = source
+        self._ctx = ctx
+
+    def error(self, reason: str, key: str | None = None) -> ConfigError:
+        return ConfigError(reason, key=key, source=self._source)
+
+    def config(self, document: Mapping[str, Any]) -> Config:
+        known = [*SECTIONS, "services"]
+        for name in document:
+            if name not in known:
+                close = difflib.get_close_matches(name, known, n=1)
+                hint = f"; did you mean [{close[0]}]?" if close else ""
+                raise self.error(
+                    f"{name}: unknown table or key at the top level (the tables are"
+                    f" {', '.join(f'[{k}]' for k in known)}){hint}",
+                    key=name,
+                )
+        sections: dict[str, Any] = {}
+        for name, cls in SECTIONS.items():
+            table = self.table(document, name, name)
+            sections[name] = self.section(cls, table, name)
+            if name == "gateway":
+                self._ctx.data_dir = sections[name].data_dir
+        sections["services"] = self.services(document.get("services"))
+        return Config(base_dir=self._ctx.base_dir, **sections)
+
+    def table(self, parent: Mapping[str, Any], name: str, key: str) -> Mapping[str, Any]:
+        value = parent.get(name, {})
+        if not isinstance(value, dict):
+            raise self.error(
+                f"{key} = {shown(value)}: expected a table [{key}], found a value", key=key
+            )
+        return value
+
+    def section(self, cls: type, table: Mapping[str, Any], prefix: str, **fixed: Any) -> Any:
+        settings = settings_of(cls)
+        for name in table:
+            if name not in settings:
+                key = f"{prefix}.{name}"
+                raise self.error(_unknown(key, name, list(settings), f"[{prefix}]"), key=key)
+        self._ctx.current = values = dict(fixed)
+        for name, spec in settings.items():
+            values[name] = self.value(spec, table, name, f"{prefix}.{name}")
+        instance = cls(**values)
+        check = _CHECKS.get(cls)
+        return instance if check is None else check(self, instance, prefix)
+
+    def value(self, spec: Setting, table: Mapping[str, Any], name: str, key: str) -> Any:
+        if name in table:
+            raw = table[name]
+        else:
+            try:
+                raw = spec.default_for(self._ctx)
+            except InvalidValueError as e:
+                raise self.error(f"{key}: missing; {e.detail}", key=key) from None
+            if raw is REQUIRED:
+                raise self.error(
+                    f"{key}: missing; this key is required ({spec.kind.expected})", key=key
+                )
+            if raw is None:
+                return None
+        try:
+            return spec.kind.parse(raw, self._ctx)
+        except InvalidValueError as e:
+            value = "(hidden)" if spec.secret else shown(raw)
+            if e.complete:
+                reason = e.detail
+            else:
+                reason = f"expected {spec.kind.expected}" + (f" ({e.detail})" if e.detail else "")
+            raise self.error(f"{key} = {value}: {reason}", key=key) from None
+
+    def services(self, value: object) -> dict[str, ServiceSection]:
+        if value is None:
+            raise self.error(
+                "services: missing; at least one [services.NAME] table is required"
+                " (for example [services.isd])",
+                key="services",
+            )
+        if not isinstance(value, dict):
+            raise self.error(
+                f"services = {shown(value)}: expected tables [services.NAME]", key="services"
+            )
+        if not value:
+            raise self.error(
+                "services: empty; at least one [services.NAME] table is required", key="services"
+            )
+        services = {}
+        for name in value:
+            key = f"services.{name}"
+            if not _SERVICE_NAME_PATTERN.fullmatch(name):
+                raise self.error(f"{key}: the service name must be {_SERVICE_NAME}", key=key)
+            table = self.table(value, name, key)
+            services[name] = self.section(ServiceSection, table, key, name=name)
+        return services
+
+    def read_password(self, smpp: SmppSection, key: str) -> str:
+        path = smpp.password_file
+        assert path is not None
+        try:
+            with open(path, "rb") as f:
+                data = f.read(_MAX_PASSWORD_FILE + 1)
+        except OSError as e:
+            raise self.error(f"cannot read {path}: {e.strerror or e}", key=key) from None
+        lines = data.splitlines() or [b""]
+        try:
+            password = lines[0].decode("ascii")
+        except UnicodeDecodeError:
+            password = "\0"
+        spec = settings_of(SmppSection)["password"]
+        try:
+            return str(spec.kind.parse(password, self._ctx))
+        except InvalidValueError:
+            raise self.error(
+                f"the first line of {path} is not an SMPP password ({spec.kind.expected})",
+                key=key,
+            ) from None
+
+
+def _check_smpp(reader: _Reader, smpp: SmppSection, prefix: str) -> SmppSection:
+    if smpp.password is not None and smpp.password_file is not None:
+        raise reader.error(
+            "give either password or password_file, not both", key=f"{prefix}.password_file"
+        )
+    if smpp.password is None and smpp.password_file is None:
+        raise reader.error(
+            f"{prefix}.password: missing; give password or password_file",
+            key=f"{prefix}.password",
+        )
+    if smpp.reconnect_max_delay < smpp.reconnect_initial_delay:
+        raise reader.error(
+            f"{prefix}.reconnect_max_delay = {shown(smpp.reconnect_max_delay)}: expected at least"
+            f" reconnect_initial_delay ({shown(smpp.reconnect_initial_delay)})",
+            key=f"{prefix}.reconnect_max_delay",
+        )
+    if smpp.password_file is not None:
+        password = reader.read_password(smpp, f"{prefix}.password_file")
+        return attrs.evolve(smpp, password=password)
+    return smpp
+
+
+def _check_admin(reader: _Reader, admin: AdminSection, prefix: str) -> AdminSection:
+    try:
+        PskServerOptions(
+            lambda identity: None,
+            ciphers=admin.cipher_string,
+            allow_weak=admin.allow_weak_ciphers,
+            min_version=admin.tls_min_version,
+        )
+    except TlsConfigError as e:
+        message = str(e)
+        name, _, reason = message.partition(": ")
+        key = f"{prefix}.tls_min_version" if name == "min_version" else f"{prefix}.ciphers"
+        reason = reason.replace("pass allow_weak=True", f"set {prefix}.allow_weak_ciphers = true")
+        raise reader.error(f"{key}: {reason}", key=key) from None
+    return admin
+
+
+def _check_sessions(reader: _Reader, sessions: SessionsSection, prefix: str) -> SessionsSection:
+    try:
+        sessions.policy()
+    except PolicyError as e:
+        name, _, reason = str(e).partition(": ")
+        key = f"{prefix}.{name}"
+        raise reader.error(f"{key}: {reason}", key=key) from None
+    return sessions
+
+
+def _check_service(reader: _Reader, service: ServiceSection, prefix: str) -> ServiceSection:
+    spi = service.spi
+    checksums = {spi.checksum, spi.por_checksum} - {ChecksumKind.NONE}
+    if ChecksumKind.DS in checksums:
+        raise reader.error(
+            f"{prefix}.spi = {shown(spi.to_bytes().hex().upper())}: digital signatures (DS)"
+            " are not supported; use a cryptographic checksum (CC)",
+            key=f"{prefix}.spi",
+        )
+    if checksums == {ChecksumKind.RC, ChecksumKind.CC}:
+        raise reader.error(
+            f"{prefix}.spi: the command and the PoR use RC and CC, which read KID differently;"
+            " use the same checksum kind for both",
+            key=f"{prefix}.spi",
+        )
+    kic_text = shown(f"{service.kic.to_byte():02X}")
+    if spi.ciphered or spi.por_ciphered:
+        if service.kic.algorithm not in _CIPHER_ALGORITHMS:
+            raise reader.error(
+                f"{prefix}.kic = {kic_text}: the SPI asks for ciphering, and"
+                f" {service.kic.algorithm.name} is not an algorithm bipgw can apply",
+                key=f"{prefix}.kic",
+            )
+        if service.kic.key_index == 0:
+            raise reader.error(
+                f"{prefix}.kic = {kic_text}: key version 0 does not exist (1 to F)",
+                key=f"{prefix}.kic",
+            )
+    kid = service.kid
+    kid_text = shown(f"{kid.to_byte():02X}")
+    if ChecksumKind.RC in checksums:
+        try:
+            kid = kid.for_checksum(ChecksumKind.RC)
+            usable = kid.algorithm in _RC_ALGORITHMS
+        except BadFormat:
+            usable = False
+        if not usable:
+            raise reader.error(
+                f"{prefix}.kid = {kid_text}: the SPI asks for a redundancy check (RC), which"
+                " needs KID x1 (CRC16) or x5 (CRC32)",
+                key=f"{prefix}.kid",
+            )
+        return attrs.evolve(service, kid=kid)
+    if ChecksumKind.CC in checksums:
+        if kid.algorithm not in _CC_ALGORITHMS:
+            raise reader.error(
+                f"{prefix}.kid = {kid_text}: the SPI asks for a cryptographic checksum, and"
+                f" {kid.algorithm.name} is not an algorithm bipgw can apply",
+                key=f"{prefix}.kid",
+            )
+        if kid.key_index == 0:
+            raise reader.error(
+                f"{prefix}.kid = {kid_text}: key version 0 does not exist (1 to F)",
+                key=f"{prefix}.kid",
+            )
+    return service
+
+
+_CHECKS: dict[type, Any] = {
+    SmppSection: _check_smpp,
+    AdminSection: _check_admin,
+    SessionsSection: _check_sessions,
+    ServiceSection: _check_service,
+}

@@ -1,0 +1,155 @@
+"""Tests for the twistd plugin: C{twistd bipgw --config FILE}."""
+
+from __future__ import annotations
+
+import base64
+import sys
+import types
+from pathlib import Path
+from typing import Any
+
+from twisted.application.service import IServiceMaker, MultiService
+from twisted.internet.testing import MemoryReactor
+from twisted.plugin import getPlugins
+from twisted.python.usage import UsageError
+from twisted.trial.unittest import SynchronousTestCase
+
+from bipgw import tap
+from bipgw.config import Config
+from bipgw.keys import KeyStore, RootKey, Secret
+from tests.unit.config import MINIMAL, private_directory, with_keys, write
+
+
+def _keys(directory: Path) -> None:
+    """The root key file and keystore MINIMAL names, in C{directory}."""
+    root = RootKey(Secret(bytes(range(32))))
+    root.save(directory / "root.key")
+    KeyStore.create(directory / "keystore.json", root)
+
+
+class OptionsTests(SynchronousTestCase):
+    """The plugin's options read and check the configuration file."""
+
+    def setUp(self) -> None:
+        self.base = private_directory(self)
+        self.path = write(self.base, "bipgw.toml", MINIMAL)
+        _keys(self.base)
+
+    def _parse(self, argv: list[str], environ: dict[str, str] | None = None) -> tap.Options:
+        options = tap.Options({} if environ is None else environ)
+        options.parseOptions(argv)
+        return options
+
+    def test_config(self) -> None:
+        """--config FILE gives the checked configuration."""
+        options = self._parse(["--config", str(self.path)])
+        self.assertEqual(options.config, Config.from_file(self.path))
+        self.assertEqual(self._parse(["-c", str(self.path)]).config, options.config)
+
+    def test_environment(self) -> None:
+        """Without --config, BIPGW_CONFIG names the file."""
+        options = self._parse([], {"BIPGW_CONFIG": str(self.path)})
+        self.assertEqual(options.config, Config.from_file(self.path))
+        self.assertEqual(options["config"], str(self.path))
+
+    def test_missing(self) -> None:
+        """No file named: a usage error that says how to make one."""
+        with self.assertRaises(UsageError) as ctx:
+            self._parse([])
+        self.assertIn("--config FILE is required", str(ctx.exception))
+        self.assertIn("bipgw init", str(ctx.exception))
+
+    def test_fileMissing(self) -> None:
+        """A file that does not exist: a usage error naming it."""
+        with self.assertRaises(UsageError) as ctx:
+            self._parse(["--config", str(self.base / "nope.toml")])
+        self.assertIn("nope.toml: no such file", str(ctx.exception))
+
+    def test_badValue(self) -> None:
+        """An invalid file: a usage error naming the key, the value and the expectation."""
+        write(self.base, "bipgw.toml", with_keys(MINIMAL, "admin", public_host='"gw.example"'))
+        with self.assertRaises(UsageError) as ctx:
+            self._parse(["--config", str(self.path)])
+        self.assertIn(
+            'admin.public_host = "gw.example": expected a unicast IPv4 address', str(ctx.exception)
+        )
+
+    def test_unknownKey(self) -> None:
+        """An unknown key: a usage error naming its full dotted key."""
+        write(self.base, "bipgw.toml", with_keys(MINIMAL, "services.isd", spy='"1639"'))
+        with self.assertRaises(UsageError) as ctx:
+            self._parse(["--config", str(self.path)])
+        self.assertIn("services.isd.spy: unknown key", str(ctx.exception))
+
+    def test_missingRootKey(self) -> None:
+        """A root key that cannot be loaded: a usage error naming the file."""
+        (self.base / "root.key").unlink()
+        with self.assertRaises(UsageError) as ctx:
+            self._parse(["--config", str(self.path)])
+        self.assertIn(f"no root key file at {self.base / 'root.key'}", str(ctx.exception))
+
+    def test_rootKeyFromEnvironment(self) -> None:
+        """BIPGW_ROOT_KEY is used when set; a wrong one does not open the keystore."""
+        (self.base / "root.key").unlink()
+        env = {"BIPGW_ROOT_KEY": base64.b64encode(bytes(range(32))).decode()}
+        self.assertIsNotNone(self._parse(["--config", str(self.path)], env).config)
+        env = {"BIPGW_ROOT_KEY": base64.b64encode(bytes(32)).decode()}
+        with self.assertRaises(UsageError) as ctx:
+            self._parse(["--config", str(self.path)], env)
+        self.assertIn("not under the loaded root key", str(ctx.exception))
+
+    def test_unknownOption(self) -> None:
+        """Everything is in the file: other options are usage errors."""
+        self.assertRaises(UsageError, self._parse, ["--config", str(self.path), "--port", "1"])
+
+
+class MakeServiceTests(SynchronousTestCase):
+    """makeService hands the checked configuration to bipgw.app.build_gateway."""
+
+    def setUp(self) -> None:
+        self.calls: list[tuple[Config, Any]] = []
+        self.service = MultiService()
+
+        def build_gateway(config: Config, reactor: Any) -> MultiService:
+            self.calls.append((config, reactor))
+            return self.service
+
+        app = types.ModuleType("bipgw.app")
+        app.build_gateway = build_gateway  # type: ignore[attr-defined]
+        previous = sys.modules.get("bipgw.app")
+        sys.modules["bipgw.app"] = app
+        self.addCleanup(self._restore, previous)
+        base = private_directory(self)
+        _keys(base)
+        self.options = tap.Options({})
+        self.options.parseOptions(["--config", str(write(base, "bipgw.toml", MINIMAL))])
+
+    def _restore(self, previous: types.ModuleType | None) -> None:
+        if previous is None:
+            del sys.modules["bipgw.app"]
+        else:
+            sys.modules["bipgw.app"] = previous
+
+    def test_delegates(self) -> None:
+        """The service is build_gateway's, built from the options' configuration and reactor."""
+        reactor = MemoryReactor()
+        self.assertIs(tap.makeService(self.options, reactor), self.service)
+        self.assertEqual(self.calls, [(self.options.config, reactor)])
+
+    def test_unparsedOptions(self) -> None:
+        """Options built by hand are checked before the gateway is built."""
+        options = tap.Options({})
+        with self.assertRaises(UsageError):
+            tap.makeService(options, MemoryReactor())
+        self.assertEqual(self.calls, [])
+
+
+class PluginTests(SynchronousTestCase):
+    """twistd finds the plugin."""
+
+    def test_discoverable(self) -> None:
+        """Exactly one IServiceMaker named bipgw, whose options are bipgw.tap's."""
+        makers = [p for p in getPlugins(IServiceMaker) if p.tapname == "bipgw"]
+        self.assertEqual(len(makers), 1)
+        self.assertIs(makers[0].options, tap.Options)
+        self.assertIn("gateway", makers[0].description.lower() + makers[0].name.lower())

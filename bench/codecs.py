@@ -32,8 +32,13 @@ _TARGETS = {
 }
 
 
-def _rate(fn: Callable[[], object], seconds: float, rounds: int = 5) -> float:
-    """Best rate (calls/s) of C{rounds} rounds of about C{seconds} each."""
+def _rate(fn: Callable[[], object], seconds: float, rounds: int = 5) -> tuple[float, float]:
+    """Best rates (calls per CPU second, calls per wall second) of C{rounds}.
+
+    The CPU-time rate is the one compared with the targets: it is what one
+    core delivers, whatever else the machine is doing; the wall-clock rate is
+    printed beside it so a loaded run is visible.
+    """
     batch = 1
     while True:  # size a batch to ~10 ms
         t0 = time.perf_counter()
@@ -42,16 +47,19 @@ def _rate(fn: Callable[[], object], seconds: float, rounds: int = 5) -> float:
         if time.perf_counter() - t0 > 0.01:
             break
         batch *= 2
-    best = 0.0
+    best_cpu = best_wall = 0.0
     for _ in range(rounds):
         n = 0
+        c0 = time.process_time()
         t0 = time.perf_counter()
         while (elapsed := time.perf_counter() - t0) < seconds:
             for _ in range(batch):
                 fn()
             n += batch
-        best = max(best, n / elapsed)
-    return best
+        cpu = time.process_time() - c0
+        best_cpu = max(best_cpu, n / max(cpu, 1e-9))
+        best_wall = max(best_wall, n / elapsed)
+    return best_cpu, best_wall
 
 
 def _submit_sm() -> Callable[[], object]:
@@ -135,15 +143,16 @@ def main(argv: list[str] | None = None) -> None:
         ("response script 20 R-APDUs encode+decode (AF)", _response(False)),
         ("response script 20 R-APDUs encode+decode (AB)", _response(True)),
     ]
+    print(f"{'operation':48s} {'per CPU s':>12s} {'per wall s':>12s} {'us (CPU)':>9s}")
     for name, fn in cases:
-        rate = _rate(fn, args.seconds)
+        cpu_rate, wall_rate = _rate(fn, args.seconds)
         target = _TARGETS.get(name)
         verdict = (
             ""
             if target is None
-            else f"  target {target:,}/s: {'met' if rate >= target else 'SHORT'}"
+            else f"  target {target:,}/s: {'met' if cpu_rate >= target else 'SHORT'}"
         )
-        print(f"{name:48s} {rate:12,.0f}/s  {1e6 / rate:7.1f} us{verdict}")
+        print(f"{name:48s} {cpu_rate:12,.0f} {wall_rate:12,.0f} {1e6 / cpu_rate:9.1f}{verdict}")
 
 
 def _cpu() -> str:

@@ -22,6 +22,18 @@ from bipgw.core._interfaces import (
     MemorySessionRecorder,
 )
 from bipgw.core._policy import BusyPolicy, PolicyError, SessionPolicy
+from bipgw.core._secured import (
+    DEFAULT_LEVEL,
+    GP_ISD_AID,
+    SECURE_CHANNEL_FAILED,
+    HostSessionFactory,
+    IScp03KeySource,
+    Scp03Step,
+    ScriptRunner,
+    SecureChannelError,
+    SecuredRelay,
+    host_session_factory,
+)
 from bipgw.core._session import TRANSITIONS
 from bipgw.core._types import (
     ApduTrace,
@@ -42,6 +54,9 @@ from bipgw.core._types import (
 )
 
 __all__ = [
+    "DEFAULT_LEVEL",
+    "GP_ISD_AID",
+    "SECURE_CHANNEL_FAILED",
     "TRANSITIONS",
     "ApduTrace",
     "BusyPolicy",
@@ -50,15 +65,21 @@ __all__ = [
     "CardTarget",
     "CommandError",
     "FailureReason",
+    "HostSessionFactory",
     "ICardDirectory",
     "IPushSender",
+    "IScp03KeySource",
     "ISessionRecorder",
     "MemorySessionRecorder",
     "PolicyError",
     "PushError",
     "PushOrder",
     "PushReceipt",
+    "Scp03Step",
     "ScriptResult",
+    "ScriptRunner",
+    "SecureChannelError",
+    "SecuredRelay",
     "Session",
     "SessionEngine",
     "SessionError",
@@ -68,5 +89,6 @@ __all__ = [
     "SessionState",
     "SessionStatus",
     "Subscriber",
+    "host_session_factory",
     "normalise_iccid",
 ]

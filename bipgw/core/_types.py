@@ -186,6 +186,7 @@ class FailureReason(enum.Enum):
     CLOSE_TIMEOUT = "close-timeout"
     CARD_DROPPED = "card-dropped"
     PROTOCOL_ERROR = "protocol-error"
+    SECURE_CHANNEL_FAILED = "secure-channel-failed"
     SCRIPT_STATUS = "script-status"
     SCRIPT_REJECTED = "script-rejected"
     BAD_RESPONSE = "bad-response"
@@ -217,6 +218,9 @@ _TEXTS: Final = {
     FailureReason.CLOSE_TIMEOUT: "the session did not close in time",
     FailureReason.CARD_DROPPED: "the card's connection was lost",
     FailureReason.PROTOCOL_ERROR: "the card broke the GP Amendment B protocol",
+    FailureReason.SECURE_CHANNEL_FAILED: (
+        "the card's ISD secure channel (SCP03) could not be opened, or an answer did not verify"
+    ),
     FailureReason.SCRIPT_STATUS: "the card reported a script status other than ok",
     FailureReason.SCRIPT_REJECTED: "the card could not parse the command script (bad format)",
     FailureReason.BAD_RESPONSE: "the card's response script could not be decoded",

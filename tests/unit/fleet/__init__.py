@@ -1,0 +1,1 @@
+"""Tests for the simulated fleet (simcard.fleet, simfleet, its twistd plugin)."""

@@ -15,6 +15,7 @@ into any endpoint, like Twisted's own C{CertificateOptions}.
 
 from __future__ import annotations
 
+import functools
 import re
 import weakref
 from collections.abc import Callable
@@ -65,6 +66,8 @@ _WEAK = re.compile(r"NULL|3DES|DES-CBC|RC4|EXP", re.IGNORECASE)
 _SEPARATORS = re.compile(r"[:, ;]+")
 _ALERT_FATAL = 2
 _KEY_MISMATCH_ALERTS = frozenset({20, 51})  # bad_record_mac, decrypt_error
+_POLICY_CACHE_SIZE = 32
+_binding_checked = False
 
 
 class PskUnavailableError(BipGwError, RuntimeError):
@@ -83,9 +86,16 @@ def check_binding(lib: object = _lib) -> None:
     on breaks the build with this message rather than with an
     C{AttributeError} deep inside a handshake.
 
+    The installed binding cannot change while the process runs, so once it
+    has passed it is not probed again: every card session builds options,
+    and the probe costs an C{SSL_CTX}.
+
     @param lib: the binding to inspect (a stand-in in tests).
     @raise PskUnavailableError: naming every missing piece and the versions.
     """
+    global _binding_checked
+    if lib is _lib and _binding_checked:
+        return
     missing = [name for name in _REQUIRED_SYMBOLS if not hasattr(lib, name)]
     ctx = SSL.Context(SSL.TLS_METHOD)
     if not hasattr(ctx, "_context"):
@@ -103,6 +113,8 @@ def check_binding(lib: object = _lib) -> None:
             f"{cryptography.__version__} ({SSL.OpenSSL_version(SSL.OPENSSL_VERSION).decode()}); "
             "pin the previous versions or port bipgw.tls._psk"
         )
+    if lib is _lib:
+        _binding_checked = True
 
 
 @attrs.frozen
@@ -123,6 +135,7 @@ def _suites_for(cipher_string: str) -> list[str]:
     return [n for n in names if not n.startswith("TLS_")]
 
 
+@functools.lru_cache(maxsize=_POLICY_CACHE_SIZE)
 def _make_policy(
     ciphers: str, allow_weak: bool, min_version: NamedConstant, max_version: NamedConstant
 ) -> _TlsPolicy:
@@ -131,6 +144,12 @@ def _make_policy(
     Weakness is judged on the suites OpenSSL actually selects, so an alias
     such as C{PSK} that drags in the NULL suites is caught as well as a
     suite named outright.
+
+    Cached: a card builds options for every admin session and the answer
+    depends only on these arguments and the OpenSSL build, so a fleet pays
+    for the probing once.  The policy is frozen and holds no key; refusals
+    are not cached (they raise); the bound keeps hostile config reloads from
+    growing memory.
     """
     for name, version in (("min_version", min_version), ("max_version", max_version)):
         if version not in _PROTOCOLS:

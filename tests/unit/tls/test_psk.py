@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import struct
+from collections.abc import Callable
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -33,6 +34,7 @@ from bipgw.tls import (
     PskServerOptions,
     PskUnavailableError,
     TlsConfigError,
+    _psk,
     check_binding,
     psk_client_endpoint,
     psk_identity,
@@ -465,6 +467,108 @@ class SuiteAndVersionTests(_TestCase):
         ]:
             self.assertRaises(TlsConfigError, make)
         self.assertEqual(PskClientOptions(b"x" * 128, KEY).identity, b"x" * 128)
+
+
+class _CountingSSL:
+    """C{OpenSSL.SSL} as C{bipgw.tls._psk} sees it, counting the contexts made.
+
+    A stand-in module rather than a Context subclass, so that pyOpenSSL's own
+    C{isinstance} checks still see the real class.
+    """
+
+    def __init__(self) -> None:
+        self.contexts = 0
+
+    def Context(self, method: int) -> SSL.Context:
+        self.contexts += 1
+        return SSL.Context(method)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(SSL, name)
+
+
+class PolicyCacheTests(_TestCase):
+    """Cipher resolution is done once per setting, one context per options object."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        _psk._make_policy.cache_clear()
+        self.addCleanup(_psk._make_policy.cache_clear)
+        self.spy = _CountingSSL()
+        self.patch(_psk, "SSL", self.spy)
+
+    def made(self, build: Callable[[], object]) -> int:
+        """How many SSL contexts C{build} creates."""
+        before = self.spy.contexts
+        build()
+        return self.spy.contexts - before
+
+    def test_settingsResolvedOnce(self) -> None:
+        """A card's second session builds one context, where the first probed OpenSSL."""
+        self.patch(_psk, "_binding_checked", False)
+        first = self.made(lambda: PskClientOptions(b"card-1", KEY))
+        self.assertGreater(first, 2)
+        self.assertEqual(self.made(lambda: PskClientOptions(b"card-2", OTHER_KEY)), 1)
+        self.assertEqual(self.made(lambda: PskServerOptions(_Keys({}))), 1)
+        self.assertEqual(_psk._make_policy.cache_info().hits, 2)
+        server = PskServerOptions(_Keys({b"card-2": KEY}))
+        client = PskClientOptions(b"card-2", KEY)
+        self.assertEqual(client.suites, tuple(DEFAULT_CIPHERS.split(":")))
+        link = self.link(server, client)
+        self.assertEqual(psk_identity(link.server_tls), b"card-2")
+        self.assertEqual(link.server_tls.getHandle().get_cipher_name(), "PSK-AES128-CBC-SHA256")
+
+    def test_bindingCheckedOnce(self) -> None:
+        """A passed binding check is not repeated; a stand-in binding is still checked."""
+        self.patch(_psk, "_binding_checked", False)
+        self.assertEqual(self.made(check_binding), 1)
+        self.assertEqual(self.made(check_binding), 0)
+        self.assertRaises(PskUnavailableError, check_binding, object())
+        self.assertRaises(PskUnavailableError, check_binding, object())
+
+    def test_connectionsShareTheOptionsContext(self) -> None:
+        """Connections reuse their options' context instead of building one each."""
+        server = PskServerOptions(_Keys({b"card-1": KEY}))
+        client = PskClientOptions(b"card-1", KEY)
+        for make in (server.serverConnectionForTLS, client.clientConnectionForTLS):
+            before = self.spy.contexts
+            first, second = make(None), make(None)
+            self.assertEqual(self.spy.contexts, before)
+            self.assertIs(first.get_context(), second.get_context())
+        self.assertIsNot(
+            server.serverConnectionForTLS(None).get_context(),
+            client.clientConnectionForTLS(None).get_context(),
+        )
+
+    def test_cacheKeyedOnEverySetting(self) -> None:
+        """A cached policy is never served for a different allow_weak or version."""
+        PskServerOptions(_Keys({}), ciphers="PSK-NULL-SHA256", allow_weak=True)
+        with self.assertRaises(TlsConfigError):
+            PskServerOptions(_Keys({}), ciphers="PSK-NULL-SHA256")
+        strict = PskServerOptions(_Keys({b"c": KEY}))
+        lenient = PskServerOptions(_Keys({b"c": KEY}), min_version=TLSVersion.TLSv1_0)
+        for server, handshook in ((strict, False), (lenient, True)):
+            with self.subTest(handshook=handshook):
+                old_card = PskClientOptions(
+                    b"c",
+                    KEY,
+                    ciphers="PSK-AES128-CBC-SHA",
+                    min_version=TLSVersion.TLSv1_0,
+                    max_version=TLSVersion.TLSv1_0,
+                )
+                self.assertEqual(self.link(server, old_card).server.handshook, handshook)
+
+    def test_refusalsNotCachedAndCacheBounded(self) -> None:
+        """Bad settings are refused every time; many distinct settings keep a bounded cache."""
+        for _ in range(2):
+            self.assertRaises(TlsConfigError, PskClientOptions, b"c", KEY, ciphers="AES128-SHA")
+        self.assertEqual(_psk._make_policy.cache_info().currsize, 0)
+        for count in range(1, _psk._POLICY_CACHE_SIZE + 8):
+            ciphers = ":".join(["PSK-AES128-CBC-SHA"] * count)
+            self.assertEqual(
+                PskClientOptions(b"c", KEY, ciphers=ciphers).suites[0], "PSK-AES128-CBC-SHA"
+            )
+        self.assertEqual(_psk._make_policy.cache_info().currsize, _psk._POLICY_CACHE_SIZE)
 
 
 def _records(data: bytes) -> list[tuple[int, int, bytes]]:

@@ -1,0 +1,1 @@
+"""Tests for bipgw.push: the secured push SMS and the PoR check."""

@@ -1,0 +1,107 @@
+"""The Python SDK for business platforms: reach SIM cards through bipgw.
+
+L{connect} opens and authenticates the platform channel
+(C{docs/platform-channel.md}); the L{PlatformClient} opens
+L{CardSession}s by ICCID or MSISDN, and each session sends C-APDUs (or
+whole expanded scripts) and closes.  Everything returns a C{Deferred}, so
+the SDK suits callback code and C{async def} code alike.
+
+The message values the SDK hands back (L{Result}, L{Notification}, ...) are
+those of L{bipgw.platform}, re-exported here for convenience.
+
+The APDU-script tools live here too: L{parse_script}/L{load_script} read the
+format of C{docs/apdu-scripts.md} and L{run_script} replays a script against
+an L{IReplayTarget} (the gateway through this SDK, or a simulated card
+provided by simcard's C{direct} plugin) and checks every answer.
+"""
+
+from bipgw.client._channel import (
+    CardSession,
+    ChannelClosedError,
+    PlatformClient,
+    PlatformError,
+    SessionFailedError,
+    connect,
+)
+from bipgw.client._replay import (
+    CommandOutcome,
+    GatewayTarget,
+    IReplayTarget,
+    IReplayTargetFactory,
+    ReplayReport,
+    ReplayTargetError,
+    ReplayTargetMaker,
+    Verdict,
+    find_target_factory,
+    open_gateway_target,
+    run_script,
+    target_factories,
+)
+from bipgw.client._replay_trace import (
+    TraceWriter,
+    format_capdu,
+    format_trace,
+    report_json,
+)
+from bipgw.client._script import (
+    Command,
+    Script,
+    load_script,
+    parse_script,
+    parse_variable,
+)
+from bipgw.client._script_match import (
+    DataMismatch,
+    DataPattern,
+    RegexPattern,
+    SwExpectation,
+    SwPattern,
+)
+from bipgw.client._script_syntax import (
+    ScriptError,
+    SourceLocation,
+)
+from bipgw.platform import Closed, ErrorCode, Notification, NotificationEvent, Result, Timeouts
+
+__all__ = [
+    "CardSession",
+    "ChannelClosedError",
+    "Closed",
+    "Command",
+    "CommandOutcome",
+    "DataMismatch",
+    "DataPattern",
+    "ErrorCode",
+    "GatewayTarget",
+    "IReplayTarget",
+    "IReplayTargetFactory",
+    "Notification",
+    "NotificationEvent",
+    "PlatformClient",
+    "PlatformError",
+    "RegexPattern",
+    "ReplayReport",
+    "ReplayTargetError",
+    "ReplayTargetMaker",
+    "Result",
+    "Script",
+    "ScriptError",
+    "SessionFailedError",
+    "SourceLocation",
+    "SwExpectation",
+    "SwPattern",
+    "Timeouts",
+    "TraceWriter",
+    "Verdict",
+    "connect",
+    "find_target_factory",
+    "format_capdu",
+    "format_trace",
+    "load_script",
+    "open_gateway_target",
+    "parse_script",
+    "parse_variable",
+    "report_json",
+    "run_script",
+    "target_factories",
+]

@@ -1,0 +1,529 @@
+# -*- test-case-name: tests.unit.client.test_channel,tests.unit.client.test_tls -*-
+"""The Python SDK for business platforms: the platform channel, as calls.
+
+L{connect} opens the channel (over TLS in production) and authenticates;
+the L{PlatformClient} it gives opens L{CardSession}s, and each session sends
+C-APDUs and closes.  Every call returns a L{Deferred}, so the SDK works the
+same from callbacks and from C{async def} code (through
+L{Deferred.fromCoroutine}); clients and sessions are async context managers
+that disconnect and close.  C{docs/platform-channel.md} has a full example.
+
+Failures arrive as L{PlatformError} (with the gateway's C{code}), as
+L{SessionFailedError} when a session could not be opened, and as
+L{ChannelClosedError} when the connection ends with requests outstanding.
+The SDK answers the gateway's heartbeat pings by itself.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from typing import Any
+
+import attrs
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.endpoints import clientFromString, connectProtocol, wrapClientTLS
+from twisted.internet.interfaces import IStreamClientEndpoint
+from twisted.internet.protocol import Protocol, connectionDone
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from bipgw.codec.frames import DEFAULT_MAX_FRAME, FrameDecoder, FrameError, encode_frame
+from bipgw.errors import BipGwError
+from bipgw.platform import (
+    SERVER_MESSAGES,
+    Accepted,
+    AuthOk,
+    Close,
+    Closed,
+    Command,
+    ErrorMessage,
+    Failed,
+    Hello,
+    Message,
+    MessageError,
+    Notification,
+    Open,
+    Ping,
+    Pong,
+    Ready,
+    Result,
+    Timeouts,
+    parse_message,
+)
+
+
+class PlatformError(BipGwError):
+    """The gateway refused or failed a request.
+
+    @ivar code: the gateway's stable code (L{bipgw.platform.ErrorCode}, or a
+        session failure reason such as C{script-status}).
+    @ivar message: the gateway's explanation.
+    @ivar session: the session concerned, if any.
+    """
+
+    def __init__(self, code: str, message: str, session: str | None = None) -> None:
+        super().__init__(f"{code}: {message}" if message else code)
+        self.code = code
+        self.message = message
+        self.session = session
+
+
+class SessionFailedError(PlatformError):
+    """The session ended before it was ready; C{code} is the reason."""
+
+
+class ChannelClosedError(PlatformError):
+    """The connection to the gateway ended before the answer came."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("connection-lost", message)
+
+
+def _as_bytes(value: bytes | str, what: str) -> bytes:
+    """C{value}, or the bytes it spells in hex (spaces allowed)."""
+    if isinstance(value, str):
+        try:
+            return bytes.fromhex(value)
+        except ValueError:
+            raise MessageError(f"{value[:40]!r} is not hex", field=what) from None
+    return bytes(value)
+
+
+@attrs.define(eq=False)
+class _Opening:
+    request_id: str
+    service: str
+    deferred: Deferred[CardSession]
+    session: CardSession | None = None
+    cancelled: bool = False
+
+
+class CardSession:
+    """A session with one card, open on a L{PlatformClient}.
+
+    @ivar id: the gateway's session id.
+    @ivar service: the service it was opened for.
+    @ivar iccid: the card's ICCID, as the gateway reported it.
+    @ivar ended_by: the L{Closed} or L{Notification} that ended the session.
+    """
+
+    def __init__(self, client: PlatformClient, session_id: str, service: str) -> None:
+        self._client = client
+        self.id = session_id
+        self.service = service
+        self.iccid: str | None = None
+        self.msisdn: str | None = None
+        self.ended_by: Closed | Notification | None = None
+        self._waiters: list[Deferred[Closed | Notification]] = []
+
+    def __repr__(self) -> str:
+        return f"<CardSession {self.id} {self.service} {'ended' if self.ended else 'open'}>"
+
+    @property
+    def ended(self) -> bool:
+        """Whether the session has ended (closed, or ended by the gateway)."""
+        return self.ended_by is not None
+
+    def send(self, apdus: Sequence[bytes | str], *, definite: bool = False) -> Deferred[Result]:
+        """Run C{apdus} (C-APDUs as bytes or hex) on the card as one script.
+
+        @param definite: send the script with a definite length (C{AA}).
+        @return: fires with the L{Result}; fails with L{PlatformError}.
+        """
+        if isinstance(apdus, bytes | str):
+            return fail(TypeError("apdus is a sequence of APDUs, not one APDU"))
+        return self._client._command(
+            lambda rid: Command(
+                session=self.id,
+                id=rid,
+                apdus=tuple(_as_bytes(a, f"apdus[{i}]") for i, a in enumerate(apdus)),
+                definite=True if definite else None,
+            )
+        )
+
+    def send_script(self, script: bytes | str) -> Deferred[Result]:
+        """Run an expanded command script (C{AA}/C{AE}, bytes or hex) on the card."""
+        return self._client._command(
+            lambda rid: Command(session=self.id, id=rid, script=_as_bytes(script, "script"))
+        )
+
+    def close(self) -> Deferred[None]:
+        """End the session after the commands already sent; fires when it has."""
+        if self.ended:
+            return succeed(None)
+        done = self._client._command(lambda rid: Close(session=self.id, id=rid))
+        return done.addCallback(lambda _: None)
+
+    def when_ended(self) -> Deferred[Closed | Notification]:
+        """Fires with the message that ended the session (or at once if it has)."""
+        if self.ended_by is not None:
+            return succeed(self.ended_by)
+        waiter: Deferred[Closed | Notification] = Deferred()
+        self._waiters.append(waiter)
+        return waiter
+
+    async def __aenter__(self) -> CardSession:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    def _end(self, how: Closed | Notification | Failure) -> None:
+        if self.ended_by is not None:
+            return
+        waiters, self._waiters = self._waiters, []
+        if isinstance(how, Failure):
+            self.ended_by = Notification(session=self.id, event="ended", message="connection lost")
+            for waiter in waiters:
+                waiter.errback(how)
+            return
+        self.ended_by = how
+        for waiter in waiters:
+            waiter.callback(how)
+
+
+class PlatformClient:
+    """An authenticated connection to the gateway's platform channel.
+
+    Built by L{connect}.  Any number of sessions may be open at once.
+
+    @ivar tenant: the tenant the gateway authenticated.
+    @ivar heartbeat: the gateway's heartbeat interval in seconds, if any.
+    """
+
+    _log = Logger()
+
+    def __init__(self, reactor: Any, *, max_frame: int = DEFAULT_MAX_FRAME) -> None:
+        self._reactor = reactor
+        self._max_frame = max_frame
+        self._protocol = _ClientProtocol(self, max_frame)
+        self.tenant: str | None = None
+        self.heartbeat: float | None = None
+        self._ids = itertools.count(1)
+        self._pending: dict[str, Deferred[Any]] = {}
+        self._openings: dict[str, _Opening] = {}  # by request id, until accepted
+        self._starting: dict[str, _Opening] = {}  # by session id, until ready or failed
+        self._sessions: dict[str, CardSession] = {}
+        self._pings: dict[str, float] = {}
+        self._gone: Failure | None = None
+        self._disconnected: list[Deferred[None]] = []
+
+    @property
+    def sessions(self) -> list[CardSession]:
+        """The sessions open (or opening) now."""
+        return list(self._sessions.values())
+
+    def open_session(
+        self,
+        *,
+        service: str,
+        iccid: str | None = None,
+        msisdn: str | None = None,
+        application: bytes | str | None = None,
+        timeouts: Timeouts | None = None,
+    ) -> Deferred[CardSession]:
+        """Open a session with the card named by C{iccid} or C{msisdn}.
+
+        @param application: the TAR or AID the session addresses (bytes or hex).
+        @param timeouts: the gateway closes the session if the card is not
+            ready, or a command not answered, in time.
+        @return: fires with the L{CardSession} once the card is connected;
+            fails with L{SessionFailedError} (the reason) or L{PlatformError}
+            (refused).  Cancelling it closes the session.
+        """
+        rid = self._next_id()
+        try:
+            app = None if application is None else _as_bytes(application, "application")
+            request = Open(
+                id=rid,
+                service=service,
+                iccid=iccid,
+                msisdn=msisdn,
+                application=app,
+                timeouts=timeouts,
+            )
+        except (MessageError, ValueError) as e:
+            return fail(e)
+        opening = _Opening(rid, service, Deferred(lambda _: self._cancel_open(opening)))
+        self._openings[rid] = opening
+        refused = self._send(request)
+        if refused is not None:
+            del self._openings[rid]
+            return fail(refused)
+        return opening.deferred
+
+    def ping(self) -> Deferred[float]:
+        """Round trip to the gateway; fires with the seconds it took."""
+        rid = self._next_id()
+        self._pings[rid] = self._reactor.seconds()
+        return self._request(Ping(id=rid))
+
+    def disconnect(self) -> Deferred[None]:
+        """Close the connection; the gateway closes its sessions cleanly."""
+        done = self.when_disconnected()
+        transport = self._protocol.transport
+        if transport is not None and self._gone is None:
+            transport.loseConnection()
+        return done
+
+    def when_disconnected(self) -> Deferred[None]:
+        """Fires once the connection has ended."""
+        if self._gone is not None:
+            return succeed(None)
+        waiter: Deferred[None] = Deferred()
+        self._disconnected.append(waiter)
+        return waiter
+
+    async def __aenter__(self) -> PlatformClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.disconnect()
+
+    # -- requests -------------------------------------------------------------
+
+    def _next_id(self) -> str:
+        return f"c{next(self._ids)}"
+
+    def _send(self, message: Message) -> BaseException | None:
+        if self._gone is not None:
+            return ChannelClosedError(self._gone.getErrorMessage())
+        try:
+            frame = encode_frame(message.to_json(), max_frame=self._max_frame)
+        except FrameError as e:
+            return e
+        transport = self._protocol.transport
+        assert transport is not None
+        transport.write(frame)
+        return None
+
+    def _request(self, message: Message) -> Deferred[Any]:
+        rid = getattr(message, "id", None)
+        assert isinstance(rid, str)
+        refused = self._send(message)
+        if refused is not None:
+            self._pings.pop(rid, None)
+            return fail(refused)
+        waiter: Deferred[Any] = Deferred(lambda _: self._forget_request(rid))
+        self._pending[rid] = waiter
+        return waiter
+
+    def _forget_request(self, request_id: str) -> None:
+        """A caller cancelled its request: its answer, if it comes, is dropped."""
+        self._pending.pop(request_id, None)
+        self._pings.pop(request_id, None)
+
+    def _command(self, build: Any) -> Deferred[Any]:
+        try:
+            message = build(self._next_id())
+        except (MessageError, ValueError) as e:
+            return fail(e)
+        return self._request(message)
+
+    def _hello(self, token: str | None, client_name: str | None) -> Deferred[PlatformClient]:
+        return self._request(Hello(id=self._next_id(), token=token, client=client_name))
+
+    def _cancel_open(self, opening: _Opening) -> None:
+        opening.cancelled = True
+        if opening.session is not None:
+            opening.session.close().addErrback(lambda _: None)
+
+    # -- what the gateway sends -------------------------------------------------
+
+    def _received(self, message: Message) -> None:
+        if isinstance(message, Ping):
+            self._send(Pong(id=message.id))
+            return
+        handler = getattr(self, f"_on_{message.TYPE}")
+        handler(message)
+
+    def _on_auth_ok(self, message: AuthOk) -> None:
+        self.tenant, self.heartbeat = message.tenant, message.heartbeat
+        self._answer(message.id, self)
+
+    def _on_accepted(self, message: Accepted) -> None:
+        opening = self._openings.get(message.id)
+        if opening is None:
+            self._log.warn("accepted for unknown request {id}", id=message.id)
+            return
+        del self._openings[message.id]
+        session = CardSession(self, message.session, opening.service)
+        opening.session = session
+        self._sessions[message.session] = session
+        self._starting[message.session] = opening
+        if opening.cancelled:
+            session.close().addErrback(lambda _: None)
+
+    def _on_ready(self, message: Ready) -> None:
+        opening = self._starting.pop(message.session, None)
+        session = self._sessions.get(message.session)
+        if session is None:
+            return
+        session.iccid, session.msisdn = message.iccid, message.msisdn
+        if opening is not None and not opening.cancelled:
+            opening.deferred.callback(session)
+
+    def _on_failed(self, message: Failed) -> None:
+        opening = self._starting.pop(message.session, None)
+        session = self._sessions.pop(message.session, None)
+        if session is not None:
+            note = Notification(
+                session=message.session,
+                event="ended",
+                reason=message.reason,
+                message=message.message,
+            )
+            session._end(note)
+        if opening is not None and not opening.cancelled:
+            opening.deferred.errback(
+                SessionFailedError(message.reason, message.message, message.session)
+            )
+
+    def _on_result(self, message: Result) -> None:
+        self._answer(message.id, message)
+
+    def _on_closed(self, message: Closed) -> None:
+        self._forget_session(message.session, message)
+        self._answer(message.id, message)
+
+    def _on_notification(self, message: Notification) -> None:
+        self._forget_session(message.session, message)
+
+    def _on_pong(self, message: Pong) -> None:
+        sent = self._pings.pop(message.id or "", None)
+        if sent is not None:
+            self._answer(message.id, self._reactor.seconds() - sent)
+
+    def _on_error(self, message: ErrorMessage) -> None:
+        error = PlatformError(message.code, message.message, message.session)
+        opening = self._openings.pop(message.id or "", None)
+        if opening is not None:
+            if not opening.cancelled:
+                opening.deferred.errback(error)
+            return
+        waiter = self._pending.pop(message.id or "", None)
+        if waiter is None:
+            self._log.warn("the gateway reported {error}", error=error)
+            return
+        self._pings.pop(message.id or "", None)
+        waiter.errback(error)
+
+    def _answer(self, request_id: str | None, value: object) -> None:
+        waiter = self._pending.pop(request_id or "", None)
+        if waiter is None:
+            self._log.warn("answer to unknown request {id}", id=request_id)
+            return
+        waiter.callback(value)
+
+    def _forget_session(self, session_id: str, how: Closed | Notification) -> None:
+        self._starting.pop(session_id, None)
+        session = self._sessions.pop(session_id, None)
+        if session is not None:
+            session._end(how)
+
+    def _lost(self, reason: Failure) -> None:
+        self._gone = reason
+        error = Failure(ChannelClosedError(reason.getErrorMessage()))
+        pending, self._pending = self._pending, {}
+        openings = [*self._openings.values(), *self._starting.values()]
+        self._openings, self._starting = {}, {}
+        sessions, self._sessions = self._sessions, {}
+        for waiter in pending.values():
+            waiter.errback(error)
+        for opening in openings:
+            if not opening.cancelled and not opening.deferred.called:
+                opening.deferred.errback(error)
+        for session in sessions.values():
+            session._end(error)
+        waiters, self._disconnected = self._disconnected, []
+        for done in waiters:
+            done.callback(None)
+
+
+class _ClientProtocol(Protocol):
+    """Frames in and out for a L{PlatformClient}."""
+
+    _log = Logger()
+
+    def __init__(self, client: PlatformClient, max_frame: int) -> None:
+        self._client = client
+        self._decoder = FrameDecoder(max_frame)
+
+    def dataReceived(self, data: bytes) -> None:
+        try:
+            frames = self._decoder.feed(data)
+        except FrameError as e:
+            self._log.error("unreadable stream from the gateway: {error}", error=e)
+            if self.transport is not None:
+                self.transport.loseConnection()
+            return
+        for frame in frames:
+            try:
+                if isinstance(frame, FrameError):
+                    raise frame
+                message = parse_message(frame, SERVER_MESSAGES)
+            except MessageError as e:
+                self._log.warn("ignored a bad frame from the gateway: {error}", error=e)
+                continue
+            self._client._received(message)
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self._client._lost(reason)
+
+
+def connect(
+    reactor: Any,
+    endpoint: str | IStreamClientEndpoint,
+    *,
+    token: str | None = None,
+    tls: Any = None,
+    client_name: str | None = "bipgw.client",
+    max_frame: int = DEFAULT_MAX_FRAME,
+    timeout: float = 30.0,
+) -> Deferred[PlatformClient]:
+    """Connect to the gateway's platform channel and authenticate.
+
+    @param endpoint: a client endpoint, or an endpoint string
+        (C{"tcp:gw.example:7443"}).
+    @param token: the tenant's API token; without one, the gateway
+        authenticates the TLS client certificate (give it in C{tls}).
+    @param tls: TLS client options (C{optionsForClientTLS(hostname, ...)})
+        to wrap the endpoint in; C{None} if the endpoint does TLS itself.
+    @param client_name: names this software in the gateway's logs.
+    @param timeout: seconds for connecting and authenticating.
+    @return: fires with the authenticated L{PlatformClient}; fails with
+        L{PlatformError} (C{auth-failed} ...), a connection error, or
+        L{twisted.internet.defer.TimeoutError}.
+    """
+    where = clientFromString(reactor, endpoint) if isinstance(endpoint, str) else endpoint
+    if tls is not None:
+        where = wrapClientTLS(tls, where)
+    client = PlatformClient(reactor, max_frame=max_frame)
+
+    def connected(_: object) -> Deferred[PlatformClient]:
+        hello = client._hello(token, client_name)
+        hello.addErrback(_drop_on_failure, client)
+        return hello
+
+    done: Deferred[PlatformClient] = connectProtocol(where, client._protocol).addCallback(connected)
+    return done.addTimeout(timeout, reactor)
+
+
+def _drop_on_failure(failure: Failure, client: PlatformClient) -> Failure:
+    # Refused or timed out: do not leave an unauthenticated connection open.
+    if not failure.check(ChannelClosedError):
+        transport = client._protocol.transport
+        if transport is not None:
+            transport.loseConnection()
+    return failure
+
+
+__all__ = [
+    "CardSession",
+    "ChannelClosedError",
+    "PlatformClient",
+    "PlatformError",
+    "SessionFailedError",
+    "connect",
+]

@@ -1,0 +1,353 @@
+# -*- test-case-name: tests.unit.platform.test_channel,tests.unit.platform.test_refusals -*-
+"""The session half of a platform connection: open, relay commands, close.
+
+A mixin of L{bipgw.platform._session.PlatformChannel}, kept apart so each
+module stays one concern: this one turns C{open}, C{command} and C{close}
+into calls on the L{bipgw.core.SessionEngine}, enforces the tenant's and the
+service's limits and the platform's own C{timeouts}, and answers with
+C{accepted}/C{ready}/C{failed}, C{result}/C{error} and C{closed}, or a
+C{notification} when a ready session ends on its own.
+
+Every session is released exactly once (L{SessionRelay._forget}), whichever
+way it ends: its usage count, its timers and its route in the hub.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Final
+
+import attrs
+from twisted.internet.defer import maybeDeferred
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from bipgw.codec.apdu import CommandApdu
+from bipgw.core import (
+    CardTarget,
+    FailureReason,
+    ScriptResult,
+    Session,
+    SessionEvent,
+    SessionStatus,
+)
+from bipgw.platform._fields import MAX_TEXT, MSISDN, ErrorCode, NotificationEvent
+from bipgw.platform._messages import (
+    Accepted,
+    Close,
+    Closed,
+    Command,
+    Failed,
+    Message,
+    Notification,
+    Open,
+    Ready,
+    Result,
+    Timeouts,
+)
+from bipgw.platform._tenants import ServiceGrant, TenantGrant
+
+if TYPE_CHECKING:
+    from bipgw.platform._session import PlatformHub
+
+_EVENTS: Final = {
+    FailureReason.CARD_DROPPED: NotificationEvent.CARD_DROPPED,
+    FailureReason.IDLE_TIMEOUT: NotificationEvent.TIMEOUT,
+    FailureReason.COMMAND_TIMEOUT: NotificationEvent.TIMEOUT,
+    FailureReason.CLOSE_TIMEOUT: NotificationEvent.TIMEOUT,
+    FailureReason.SHUTDOWN: NotificationEvent.SHUTDOWN,
+}
+
+
+@attrs.define(eq=False)
+class Tracked:
+    """One session of the connection, and what the channel owes about it."""
+
+    session: Session
+    service: ServiceGrant
+    application: bytes | None
+    timeouts: Timeouts | None
+    ready: bool = False
+    closing: bool = False
+    timed_out: tuple[str, str] | None = None  # (code, message) of a platform timeout
+    timer: IDelayedCall | None = None
+    commands: dict[str, IDelayedCall | None] = attrs.Factory(dict)
+
+    @property
+    def id(self) -> str:
+        return str(self.session.id)
+
+    def cancel_ready_timer(self) -> None:
+        if self.timer is not None and self.timer.active():
+            self.timer.cancel()
+        self.timer = None
+
+    def cancel_timers(self) -> None:
+        for call in [self.timer, *self.commands.values()]:
+            if call is not None and call.active():
+                call.cancel()
+        self.timer = None
+        self.commands = dict.fromkeys(self.commands)
+
+
+class SessionRelay:
+    """Sessions and commands for L{PlatformChannel} (which provides the rest)."""
+
+    _log: Logger
+    _hub: PlatformHub
+    _clock: IReactorTime
+    _tenant: TenantGrant | None
+    _closed: bool
+    _sessions: dict[str, Tracked]
+
+    # Provided by PlatformChannel.
+    def _emit(self, message: Message) -> None:
+        raise NotImplementedError()
+
+    def _reply(
+        self, code: str, text: str, request_id: str | None = None, session: str | None = None
+    ) -> None:
+        raise NotImplementedError()
+
+    def _describe(self, failure: Failure) -> tuple[str, str]:
+        raise NotImplementedError()
+
+    def _open(self, request: Open, tenant: TenantGrant) -> None:
+        service = tenant.services.get(request.service)
+        if service is None:
+            self._reply(
+                ErrorCode.SERVICE_NOT_ALLOWED,
+                f"tenant {tenant.tenant_id} has no service {request.service!r}",
+                request.id,
+            )
+            return
+        app = request.application
+        if app is not None and not service.allows_application(app):
+            kind = "TAR" if len(app) == 3 else "AID"
+            self._reply(
+                ErrorCode.APPLICATION_NOT_ALLOWED,
+                f"{kind} {app.hex().upper()} is not allowed for service {service.name}",
+                request.id,
+            )
+            return
+        refused = self._hub.usage.check_open(tenant, service)
+        if refused is not None:
+            self._reply(ErrorCode.LIMIT_REACHED, refused, request.id)
+            return
+        if request.iccid is not None:
+            target = CardTarget.by_iccid(request.iccid)
+        else:
+            target = CardTarget.by_msisdn(str(request.msisdn))
+        try:
+            session = self._hub.engine.open(target, service.name)
+        except Exception:
+            self._log.failure("opening a session for {target} failed", target=target)
+            self._reply(ErrorCode.INTERNAL_ERROR, "the gateway could not open it", request.id)
+            return
+        tracked = Tracked(session, service, app, request.timeouts)
+        self._sessions[tracked.id] = tracked
+        self._hub.usage.opened(tenant.tenant_id, service.name)
+        self._hub._attach(tracked.id, self)
+        self._emit(Accepted(id=request.id, session=tracked.id))
+        ready = request.timeouts.ready if request.timeouts else None
+        if ready is not None:
+            tracked.timer = self._clock.callLater(ready, self._ready_timed_out, tracked, ready)
+        session.ready.addCallbacks(
+            self._ready, self._not_ready, callbackArgs=(tracked,), errbackArgs=(tracked,)
+        )
+
+    def _ready(self, status: SessionStatus, tracked: Tracked) -> None:
+        tracked.cancel_ready_timer()
+        tracked.ready = True
+        # A number stored in another form is left out rather than sent invalid.
+        number = status.msisdn if status.msisdn and MSISDN.match(status.msisdn) else None
+        self._emit(Ready(session=tracked.id, iccid=status.iccid, msisdn=number))
+
+    def _not_ready(self, failure: Failure, tracked: Tracked) -> None:
+        tracked.cancel_ready_timer()
+        if tracked.timed_out is not None:
+            self._emit(
+                Failed(
+                    session=tracked.id, reason=tracked.timed_out[0], message=tracked.timed_out[1]
+                )
+            )
+        elif not tracked.closing:
+            code, text = self._describe(failure)
+            self._emit(Failed(session=tracked.id, reason=code, message=text))
+        self._forget(tracked)
+
+    def _ready_timed_out(self, tracked: Tracked, wait: float) -> None:
+        tracked.timer = None
+        text = f"the card did not connect within {wait:g} s (timeouts.ready)"
+        self._close_for_timeout(tracked, ErrorCode.READY_TIMEOUT, text)
+
+    def _close_for_timeout(self, tracked: Tracked, code: str, text: str) -> None:
+        if tracked.closing:
+            return
+        tracked.closing = True
+        tracked.timed_out = (code, text)
+        self._hub.engine.close(tracked.id).addBoth(self._forget_quietly, tracked)
+
+    def _session_ended(self, event: SessionEvent) -> None:
+        """Called by the hub when one of this connection's sessions ended."""
+        tracked = self._sessions.get(str(event.session_id))
+        if tracked is None:
+            return
+        if not self._closed:
+            if not tracked.ready:
+                return  # the ready errback reports it as failed
+            if tracked.timed_out is not None:
+                kind, (reason, text) = NotificationEvent.TIMEOUT, tracked.timed_out
+            elif tracked.closing:
+                return  # the answer to the platform's close reports it
+            else:
+                why = event.reason
+                kind = _EVENTS.get(why, NotificationEvent.ENDED) if why else NotificationEvent.ENDED
+                reason, text = why.value if why else "", event.detail
+            self._emit(
+                Notification(
+                    session=tracked.id, event=kind, reason=reason or None, message=text[:MAX_TEXT]
+                )
+            )
+        self._forget(tracked)
+
+    def _close(self, request: Close) -> None:
+        tracked = self._sessions.get(request.session)
+        if tracked is None:
+            self._reply(
+                ErrorCode.UNKNOWN_SESSION,
+                "no such session on this connection",
+                request.id,
+                request.session,
+            )
+            return
+        tracked.closing = True
+        done = self._hub.engine.close(tracked.id)
+        done.addCallbacks(
+            self._closed_ok,
+            self._close_failed,
+            callbackArgs=(tracked, request.id),
+            errbackArgs=(tracked, request.id),
+        )
+
+    def _closed_ok(self, status: SessionStatus, tracked: Tracked, request_id: str) -> None:
+        self._forget(tracked)
+        self._emit(Closed(session=tracked.id, id=request_id))
+
+    def _close_failed(self, failure: Failure, tracked: Tracked, request_id: str) -> None:
+        self._forget(tracked)
+        code, text = self._describe(failure)
+        self._reply(code, text, request_id, tracked.id)
+
+    def _forget(self, tracked: Tracked) -> None:
+        """The session ended: release what it held, once."""
+        if self._sessions.pop(tracked.id, None) is None:
+            return
+        tracked.cancel_timers()
+        self._hub._detach(tracked.id)
+        assert self._tenant is not None
+        self._hub.usage.ended(self._tenant.tenant_id, tracked.service.name)
+
+    def _forget_quietly(self, _: object, tracked: Tracked) -> None:
+        """L{_forget}, as a callback that swallows the close's outcome."""
+        self._forget(tracked)
+
+    # -- commands -------------------------------------------------------------
+
+    def _command(self, request: Command, tenant: TenantGrant) -> None:
+        rid, sid = request.id, request.session
+        tracked = self._sessions.get(sid)
+        if tracked is None:
+            self._reply(ErrorCode.UNKNOWN_SESSION, "no such session on this connection", rid, sid)
+            return
+        if tracked.closing:
+            self._reply(ErrorCode.SESSION_CLOSING, "the session is closing", rid, sid)
+            return
+        if rid in tracked.commands:
+            self._reply(ErrorCode.DUPLICATE_ID, f"command {rid!r} is still in flight", rid, sid)
+            return
+        refused = self._hub.usage.check_command(tenant)
+        if refused is not None:
+            self._reply(ErrorCode.LIMIT_REACHED, refused, rid, sid)
+            return
+        capdus = request.capdus
+        refused = forbidden_select(tracked, capdus)
+        if refused is not None:
+            self._reply(ErrorCode.APPLICATION_NOT_ALLOWED, refused, rid, sid)
+            return
+        self._hub.usage.command_sent(tenant.tenant_id)
+        wait = tracked.timeouts.command if tracked.timeouts else None
+        timer = (
+            None
+            if wait is None
+            else self._clock.callLater(wait, self._command_timed_out, tracked, rid, wait)
+        )
+        tracked.commands[rid] = timer
+        done = maybeDeferred(
+            self._hub.engine.execute, sid, capdus, definite=request.definite_length
+        )
+        done.addCallbacks(
+            self._result,
+            self._command_failed,
+            callbackArgs=(tracked, rid),
+            errbackArgs=(tracked, rid),
+        )
+
+    def _settle(self, tracked: Tracked, request_id: str) -> bool:
+        """The engine answered a command: stop counting it; C{True} if it is still owed."""
+        assert self._tenant is not None
+        self._hub.usage.command_done(self._tenant.tenant_id)
+        if request_id not in tracked.commands:
+            return False  # timed out: the platform has had its error
+        timer = tracked.commands.pop(request_id)
+        if timer is not None and timer.active():
+            timer.cancel()
+        return True
+
+    def _result(self, result: ScriptResult, tracked: Tracked, request_id: str) -> None:
+        if self._settle(tracked, request_id):
+            self._emit(
+                Result(
+                    session=tracked.id,
+                    id=request_id,
+                    rapdus=result.responses,
+                    executed=result.executed,
+                    elapsed_ms=max(0, round(result.duration * 1000)),
+                    complete=result.complete,
+                )
+            )
+
+    def _command_failed(self, failure: Failure, tracked: Tracked, request_id: str) -> None:
+        if self._settle(tracked, request_id):
+            code, text = self._describe(failure)
+            self._reply(code, text, request_id, tracked.id)
+
+    def _command_timed_out(self, tracked: Tracked, request_id: str, wait: float) -> None:
+        tracked.commands.pop(request_id, None)
+        text = f"no answer within {wait:g} s (timeouts.command); the session is closed"
+        self._reply(ErrorCode.COMMAND_TIMEOUT, text, request_id, tracked.id)
+        self._close_for_timeout(tracked, ErrorCode.COMMAND_TIMEOUT, text)
+
+
+def forbidden_select(tracked: Tracked, capdus: Sequence[bytes]) -> str | None:
+    """Why a command may not run: it SELECTs (by DF name) an AID outside its scope.
+
+    A session opened for an AID may select only that application; otherwise
+    the service's allowed AIDs apply (none listed: any).
+    """
+    app = tracked.application
+    scoped = app if app is not None and len(app) != 3 else None
+    for i, capdu in enumerate(capdus):
+        apdu = CommandApdu.decode(capdu)
+        if apdu.ins != 0xA4 or apdu.p1 != 0x04:
+            continue
+        aid = apdu.data
+        if (aid != scoped) if scoped is not None else not tracked.service.allows_select(aid):
+            scope = (
+                f"session's AID {scoped.hex().upper()}"
+                if scoped
+                else f"service {tracked.service.name}"
+            )
+            return f"C-APDU {i} SELECTs AID {aid.hex().upper()}, outside the {scope}"
+    return None

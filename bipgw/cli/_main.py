@@ -4,7 +4,8 @@
   - C{bipgw init DIR}: a new install (configuration, root key, keystore);
   - C{bipgw check-config FILE}: check a configuration and the keys it names;
   - C{bipgw keys add-transport|generate-master|list}: the keystore;
-  - C{bipgw import cards|msisdn FILE}: load a card-vendor or MSISDN file.
+  - C{bipgw import cards|msisdn FILE}: load a card-vendor or MSISDN file;
+  - C{bipgw replay SCRIPT ...}: run an APDU script against a card (docs/apdu-scripts.md).
 
 The gateway itself runs under twistd (C{twistd -n bipgw --config FILE}).
 Every refusal is one line on standard error naming what is wrong (the key,
@@ -25,7 +26,7 @@ from typing import Any, TextIO
 from twisted.internet.defer import Deferred, ensureDeferred
 
 import bipgw
-from bipgw.cli import _init, _keys
+from bipgw.cli import _init, _keys, _replay
 from bipgw.config import DEFAULT_CONFIG_NAME, Config, redacted_url
 from bipgw.errors import BipGwError
 from bipgw.keys import ROOT_KEY_ENV, KeyManagementError, TransportScheme
@@ -114,6 +115,7 @@ def _parser() -> argparse.ArgumentParser:
     msisdn.add_argument(
         "--all-or-nothing", action="store_true", help="apply nothing if any line is bad"
     )
+    _replay.add_parser(commands)
     return parser
 
 
@@ -311,4 +313,5 @@ _COMMANDS = {
     "check-config": _check_command,
     "keys": _keys_command,
     "import": _import_command,
+    "replay": _replay.run,
 }

@@ -5,7 +5,8 @@
   - C{bipgw check-config FILE}: check a configuration and the keys it names;
   - C{bipgw keys add-transport|generate-master|list}: the keystore;
   - C{bipgw import cards|msisdn FILE}: load a card-vendor or MSISDN file;
-  - C{bipgw replay SCRIPT ...}: run an APDU script against a card (docs/apdu-scripts.md).
+  - C{bipgw replay SCRIPT ...}: run an APDU script against a card (docs/apdu-scripts.md);
+  - C{bipgw tenant|service ...}: business platforms and what they may reach.
 
 The gateway itself runs under twistd (C{twistd -n bipgw --config FILE}).
 Every refusal is one line on standard error naming what is wrong (the key,
@@ -19,14 +20,14 @@ import argparse
 import contextlib
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
 from twisted.internet.defer import Deferred, ensureDeferred
 
 import bipgw
-from bipgw.cli import _init, _keys, _replay
+from bipgw.cli import _init, _keys, _replay, _tenants
 from bipgw.config import DEFAULT_CONFIG_NAME, Config, redacted_url
 from bipgw.errors import BipGwError
 from bipgw.keys import ROOT_KEY_ENV, KeyManagementError, TransportScheme
@@ -116,6 +117,7 @@ def _parser() -> argparse.ArgumentParser:
         "--all-or-nothing", action="store_true", help="apply nothing if any line is bad"
     )
     _replay.add_parser(commands)
+    _tenants.add_parser(commands)
     return parser
 
 
@@ -308,10 +310,14 @@ async def run_import(
     return 0 if report.ok else 1
 
 
-_COMMANDS = {
+_Command = Callable[[argparse.Namespace, TextIO, TextIO, Mapping[str, str]], int]
+
+_COMMANDS: dict[str, _Command] = {
     "init": _init_command,
     "check-config": _check_command,
     "keys": _keys_command,
     "import": _import_command,
     "replay": _replay.run,
+    "tenant": _tenants.run,
+    "service": _tenants.run,
 }

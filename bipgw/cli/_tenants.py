@@ -1,0 +1,294 @@
+# -*- test-case-name: tests.unit.cli.test_tenants -*-
+"""C{bipgw tenant ...} and C{bipgw service ...}: who may use the gateway's APIs.
+
+  - C{bipgw tenant add NAME [--token-file FILE] [--cert-cn CN]}: a new
+    tenant; without C{--token-file} a token is generated and printed once
+    (only its salted scrypt digest is stored, so it cannot be shown again);
+  - C{bipgw tenant list}, C{bipgw tenant disable NAME};
+  - C{bipgw service add NAME --tenant T [--aid HEX]... [--tar HEX]...
+    [--rate N] [--max-sessions N]}: let tenant C{T} open sessions of the
+    gateway service C{NAME}, for those applications only (none: any);
+  - C{bipgw service list [--tenant T]}.
+
+Everything is kept in the configured database through
+L{bipgw.platform._store_tenants}, which the gateway's tenant directory
+reads, so a change applies from the tenant's next connection or request.
+Refusals are one line on standard error and exit status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from collections.abc import Mapping
+from typing import Any, Final, TextIO
+
+import attrs
+from twisted.internet.defer import Deferred, ensureDeferred
+
+from bipgw.config import DEFAULT_CONFIG_NAME, Config
+from bipgw.errors import BipGwError
+from bipgw.platform._store_tenants import (
+    TokenDigest,
+    is_settings_row,
+    new_token,
+    service_id,
+    settings_id,
+)
+from bipgw.store import IStore, Service, Tenant
+
+__all__ = ["CONFIG_ENV", "TenantCommandError", "add_parser", "execute", "run"]
+
+CONFIG_ENV: Final = "BIPGW_CONFIG"
+_NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,31}\Z")
+_TOKEN: Final = re.compile(r"[\x21-\x7e]{16,512}\Z")
+_MAX_TOKEN_FILE: Final = 4096
+
+
+class TenantCommandError(BipGwError):
+    """A C{bipgw tenant}/C{service} command was given something it cannot use."""
+
+
+def _name(value: str) -> str:
+    if not _NAME.match(value):
+        raise argparse.ArgumentTypeError(
+            f"{value!r}: 1-32 letters, digits, '_', '.', ':' or '-',"
+            " starting with a letter or digit"
+        )
+    return value
+
+
+def _hex(size: str) -> Any:
+    lengths = {"aid": range(5, 17), "tar": range(3, 4)}[size]
+
+    def parse(value: str) -> str:
+        try:
+            raw = bytes.fromhex(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{value!r} is not hex") from None
+        if len(raw) not in lengths:
+            raise argparse.ArgumentTypeError(
+                f"{value!r}: an {size.upper()} is {lengths.start}"
+                + (f"-{lengths.stop - 1}" if len(lengths) > 1 else "")
+                + " bytes"
+            )
+        return raw.hex().upper()
+
+    return parse
+
+
+def _positive(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{value!r} is not >= 1")
+    return n
+
+
+def add_parser(subparsers: Any) -> None:
+    """Add the C{tenant} and C{service} commands to the C{bipgw} sub-command parsers."""
+    config = argparse.ArgumentParser(add_help=False)
+    config.add_argument(
+        "-c",
+        "--config",
+        default=argparse.SUPPRESS,
+        help=f"configuration file (default: ${CONFIG_ENV}, else ./{DEFAULT_CONFIG_NAME})",
+    )
+    tenant = subparsers.add_parser("tenant", help="manage API tenants", parents=[config])
+    actions = tenant.add_subparsers(dest="tenant_command", required=True, metavar="ACTION")
+    add = actions.add_parser("add", help="add a tenant (prints a new token once)", parents=[config])
+    add.add_argument("name", metavar="NAME", type=_name)
+    add.add_argument("--token-file", metavar="FILE", help="file whose first line is the token")
+    add.add_argument("--cert-cn", metavar="CN", help="also accept this TLS client certificate CN")
+    add.add_argument("--max-sessions", type=_positive, help="sessions open at once (all services)")
+    add.add_argument("--max-commands", type=_positive, help="commands in flight at once")
+    actions.add_parser("list", help="list tenants (never their tokens)", parents=[config])
+    disable = actions.add_parser("disable", help="refuse a tenant from now on", parents=[config])
+    disable.add_argument("name", metavar="NAME", type=_name)
+
+    service = subparsers.add_parser("service", help="manage tenants' services", parents=[config])
+    actions = service.add_subparsers(dest="service_command", required=True, metavar="ACTION")
+    add = actions.add_parser("add", help="grant a tenant a gateway service", parents=[config])
+    add.add_argument(
+        "name", metavar="NAME", type=_name, help="the gateway service ([services.NAME])"
+    )
+    add.add_argument("--tenant", required=True, type=_name, help="the tenant it is granted to")
+    add.add_argument("--aid", action="append", type=_hex("aid"), default=[], help="allowed AID")
+    add.add_argument("--tar", action="append", type=_hex("tar"), default=[], help="allowed TAR")
+    add.add_argument("--rate", type=_positive, help="commands per second the tenant may send")
+    add.add_argument("--max-sessions", type=_positive, help="sessions of it open at once")
+    listing = actions.add_parser("list", help="list services", parents=[config])
+    listing.add_argument("--tenant", type=_name, help="only this tenant's")
+
+
+def run(
+    args: argparse.Namespace,
+    stdout: TextIO,
+    stderr: TextIO,
+    environ: Mapping[str, str],
+) -> int:
+    """Run a parsed C{bipgw tenant|service} command on the configured store."""
+    from twisted.internet.task import react
+
+    from bipgw.store import open_store
+
+    path = getattr(args, "config", None) or environ.get(CONFIG_ENV) or DEFAULT_CONFIG_NAME
+    config = Config.from_file(path)
+    status = 1
+
+    def main(reactor: Any) -> Deferred[None]:
+        async def go() -> None:
+            nonlocal status
+            store = await open_store(config.database.url, reactor=reactor)
+            try:
+                status = await execute(store, args, stdout, stderr, config=config)
+            except BipGwError as e:
+                stderr.write(f"bipgw: error: {e}\n")
+            finally:
+                await store.close()
+
+        return ensureDeferred(go())
+
+    try:
+        react(main)
+    except SystemExit:
+        pass  # react always exits; the status is the command's own
+    return status
+
+
+async def execute(
+    store: IStore,
+    args: argparse.Namespace,
+    out: TextIO,
+    err: TextIO,
+    *,
+    config: Config | None = None,
+) -> int:
+    """Run the command in C{args} against C{store}; return the exit status.
+
+    @param config: when given, C{service add} warns about a service the
+        configuration does not define.
+    @raise TenantCommandError: for a refusal (unknown tenant, duplicate ...).
+    """
+    if args.command == "tenant":
+        if args.tenant_command == "add":
+            return await _add_tenant(store, args, out)
+        if args.tenant_command == "disable":
+            return await _disable_tenant(store, args.name, out)
+        return await _list_tenants(store, out)
+    if args.service_command == "add":
+        if config is not None and args.name not in config.services:
+            err.write(f"bipgw: warning: the configuration defines no service {args.name!r}\n")
+        return await _add_service(store, args, out)
+    return await _list_services(store, args.tenant, out)
+
+
+def read_token_file(path: str) -> str:
+    """The token on the first line of C{path}; the error never shows the file's text."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(_MAX_TOKEN_FILE + 1)
+    except OSError as e:
+        raise TenantCommandError(f"cannot read token file {path}: {e.strerror}") from None
+    lines = data.decode("ascii", errors="replace").splitlines()
+    token = lines[0].strip() if lines else ""
+    if len(data) > _MAX_TOKEN_FILE or not _TOKEN.match(token):
+        raise TenantCommandError(
+            f"token file {path}: the first line must be a token of 16-512 printable ASCII"
+            " characters without spaces"
+        )
+    return token
+
+
+async def _add_tenant(store: IStore, args: argparse.Namespace, out: TextIO) -> int:
+    name: str = args.name
+    if await store.get_tenant(name) is not None:
+        raise TenantCommandError(f"tenant {name} already exists")
+    generated = args.token_file is None
+    token = new_token() if generated else read_token_file(args.token_file)
+    settings: dict[str, str | int | float | bool | None] = {
+        "kind": "tenant-settings",
+        **TokenDigest.of(token).settings(),
+    }
+    for key in ("max_sessions", "max_commands"):
+        if getattr(args, key) is not None:
+            settings[key] = getattr(args, key)
+    if args.cert_cn:
+        settings["common_name"] = args.cert_cn
+    await store.put_tenant(Tenant(name, name, True))
+    await store.put_service(Service(settings_id(name), name, "", False, settings))
+    out.write(f"tenant {name} added\n")
+    if generated:
+        out.write(f"API token (shown once, only its digest is stored):\n{token}\n")
+    return 0
+
+
+async def _disable_tenant(store: IStore, name: str, out: TextIO) -> int:
+    tenant = await store.get_tenant(name)
+    if tenant is None:
+        raise TenantCommandError(f"no tenant {name}")
+    await store.put_tenant(attrs.evolve(tenant, enabled=False))
+    out.write(f"tenant {name} disabled\n")
+    return 0
+
+
+async def _list_tenants(store: IStore, out: TextIO) -> int:
+    tenants = await store.list_tenants()
+    if not tenants:
+        out.write("no tenants\n")
+    for tenant in tenants:
+        rows = await store.list_services(tenant_id=tenant.tenant_id)
+        services = sorted(r.name for r in rows if not is_settings_row(r))
+        auth = []
+        for row in rows:
+            if is_settings_row(row):
+                if TokenDigest.from_settings(row.settings) is not None:
+                    auth.append("token")
+                if row.settings.get("common_name"):
+                    auth.append(f"cn={row.settings['common_name']}")
+        state = "enabled" if tenant.enabled else "disabled"
+        out.write(
+            f"{tenant.tenant_id}\t{state}\tauth: {', '.join(auth) or 'none'}"
+            f"\tservices: {', '.join(services) or 'none'}\n"
+        )
+    return 0
+
+
+async def _add_service(store: IStore, args: argparse.Namespace, out: TextIO) -> int:
+    tenant = await store.get_tenant(args.tenant)
+    if tenant is None:
+        raise TenantCommandError(f"no tenant {args.tenant}")
+    sid = service_id(args.tenant, args.name)
+    if await store.get_service(sid) is not None:
+        raise TenantCommandError(f"tenant {args.tenant} already has service {args.name}")
+    settings: dict[str, str | int | float | bool | None] = {}
+    if args.aid:
+        settings["aids"] = " ".join(sorted(set(args.aid)))
+    if args.tar:
+        settings["tars"] = " ".join(sorted(set(args.tar)))
+    if args.rate is not None:
+        settings["rate"] = args.rate
+    if args.max_sessions is not None:
+        settings["max_sessions"] = args.max_sessions
+    await store.put_service(Service(sid, args.tenant, args.name, True, settings))
+    out.write(f"service {args.name} granted to tenant {args.tenant}\n")
+    return 0
+
+
+async def _list_services(store: IStore, tenant: str | None, out: TextIO) -> int:
+    rows = [r for r in await store.list_services(tenant_id=tenant) if not is_settings_row(r)]
+    if not rows:
+        out.write("no services\n")
+    for row in rows:
+        s = row.settings
+        details = [
+            f"aids: {s.get('aids') or 'any'}",
+            f"tars: {s.get('tars') or 'any'}",
+            f"max_sessions: {s.get('max_sessions') or '-'}",
+            f"rate: {s.get('rate') or '-'}",
+        ]
+        state = "enabled" if row.enabled else "disabled"
+        out.write(f"{row.tenant_id}\t{row.name}\t{state}\t" + "\t".join(details) + "\n")
+    return 0

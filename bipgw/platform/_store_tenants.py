@@ -1,0 +1,235 @@
+# -*- test-case-name: tests.unit.platform.test_store_tenants -*-
+"""Tenants from the application store: the L{ITenantDirectory} of a real install.
+
+The operator manages tenants and their services with C{bipgw tenant ...} and
+C{bipgw service ...} (L{bipgw.cli._tenants}); this module is what both that
+command and the gateway agree on about how they are kept in the store:
+
+  - a tenant is a L{bipgw.store.Tenant} (its id is the name the operator
+    chose; C{enabled=False} refuses it everywhere);
+  - each service it may use is a L{bipgw.store.Service} with id
+    C{<tenant>/<service>}, C{name} the gateway service (C{[services.NAME]})
+    and C{settings} holding C{aids}/C{tars} (hex, space separated),
+    C{max_sessions} and C{rate};
+  - what the store's tenant row has no column for (the API token, the
+    certificate CN, the tenant's limits) is kept in one reserved, disabled
+    service row C{<tenant>/~tenant} (L{TENANT_SETTINGS}).
+
+An API token is never stored: only a random salt and its scrypt digest, so
+a copy of the database does not let anyone call the API.  A token carries
+no hint of its tenant, so a lookup verifies it against each enabled
+tenant's digest; tokens already seen are then remembered in memory, keyed
+by an HMAC under a key that lives only in this process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import secrets
+from collections.abc import Mapping
+from typing import Final
+
+import attrs
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+
+from bipgw.platform._tenants import ServiceGrant, TenantGrant
+from bipgw.store import IStore, Service, Tenant
+
+TENANT_SETTINGS: Final = "~tenant"
+"""The service-id suffix of the row holding a tenant's credentials and limits."""
+SCRYPT_N: Final = 2**14
+"""scrypt cost (CPU/memory): 16 MiB and some tens of milliseconds per check."""
+SCRYPT_R: Final = 8
+SCRYPT_P: Final = 1
+_SALT: Final = 16
+_DIGEST: Final = 32
+_MAX_TOKEN: Final = 512
+
+
+@attrs.frozen(repr=False)
+class TokenDigest:
+    """A token as it is stored: scrypt parameters, salt and digest, never the token.
+
+    @ivar salt: random bytes, different for every token.
+    @ivar digest: C{scrypt(token, salt, n, r, p)}.
+    """
+
+    salt: bytes
+    digest: bytes
+    n: int = SCRYPT_N
+    r: int = SCRYPT_R
+    p: int = SCRYPT_P
+
+    @classmethod
+    def of(cls, token: str, *, n: int = SCRYPT_N, salt: bytes | None = None) -> TokenDigest:
+        """Hash C{token} with a fresh random salt (or C{salt})."""
+        salt = os.urandom(_SALT) if salt is None else salt
+        return cls(salt, _scrypt(token, salt, n, SCRYPT_R, SCRYPT_P), n)
+
+    def matches(self, token: str) -> bool:
+        """Whether C{token} is the one this digest was made from (constant time)."""
+        if not token or len(token) > _MAX_TOKEN:
+            return False
+        return hmac.compare_digest(_scrypt(token, self.salt, self.n, self.r, self.p), self.digest)
+
+    def settings(self) -> dict[str, str | int]:
+        """The digest as store settings (JSON scalars)."""
+        return {
+            "token_scheme": "scrypt",
+            "token_n": self.n,
+            "token_r": self.r,
+            "token_p": self.p,
+            "token_salt": self.salt.hex(),
+            "token_digest": self.digest.hex(),
+        }
+
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, object]) -> TokenDigest | None:
+        """The digest kept in C{settings}, or C{None} if there is none (or it is unreadable)."""
+        if settings.get("token_scheme") != "scrypt":
+            return None
+        try:
+            n, r, p = (int(str(settings[k])) for k in ("token_n", "token_r", "token_p"))
+            salt = bytes.fromhex(str(settings["token_salt"]))
+            digest = bytes.fromhex(str(settings["token_digest"]))
+        except (KeyError, ValueError):
+            return None
+        return cls(salt, digest, n, r, p)
+
+    def __repr__(self) -> str:
+        return f"<TokenDigest scrypt n={self.n}>"
+
+
+def _scrypt(token: str, salt: bytes, n: int, r: int, p: int) -> bytes:
+    return hashlib.scrypt(
+        token.encode("utf-8"), salt=salt, n=n, r=r, p=p, maxmem=2**26, dklen=_DIGEST
+    )
+
+
+def new_token() -> str:
+    """A fresh API token: 256 random bits, URL-safe, with a recognisable prefix."""
+    return "bgw_" + secrets.token_urlsafe(32)
+
+
+def settings_id(tenant_id: str) -> str:
+    """The id of the service row holding the tenant's credentials and limits."""
+    return f"{tenant_id}/{TENANT_SETTINGS}"
+
+
+def service_id(tenant_id: str, service: str) -> str:
+    """The store id of the tenant's grant of gateway service C{service}."""
+    return f"{tenant_id}/{service}"
+
+
+def is_settings_row(service: Service) -> bool:
+    """Whether a store service row is a tenant's reserved settings row."""
+    return service.service_id == settings_id(service.tenant_id)
+
+
+def hex_set(value: object) -> frozenset[bytes]:
+    """Space-separated hex values (C{"A000000087 B00010"}) as a set of bytes."""
+    if not isinstance(value, str):
+        return frozenset()
+    return frozenset(bytes.fromhex(v) for v in value.split())
+
+
+def _limit(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
+
+def service_grant(service: Service) -> ServiceGrant:
+    """The channel's view of one store service row."""
+    s = service.settings
+    return ServiceGrant(
+        service.name,
+        allowed_aids=hex_set(s.get("aids")),
+        allowed_tars=hex_set(s.get("tars")),
+        max_sessions=_limit(s.get("max_sessions")),
+    )
+
+
+class StoreTenantDirectory:
+    """An L{ITenantDirectory} over an L{IStore} (see the module docstring).
+
+    Each lookup reads the tenant and its services afresh, so a disabled
+    tenant or a changed service applies from the next connection (or the
+    next HTTP request).
+
+    @param default_max_sessions: the tenant's limit when its row sets none.
+    @param default_max_commands: likewise for commands in flight.
+    """
+
+    _log = Logger()
+
+    def __init__(
+        self, store: IStore, *, default_max_sessions: int = 100, default_max_commands: int = 100
+    ) -> None:
+        self._store = store
+        self._max_sessions = default_max_sessions
+        self._max_commands = default_max_commands
+        self._cache_key = os.urandom(32)
+        self._known: dict[bytes, tuple[str, bytes]] = {}
+
+    def by_token(self, token: str) -> Deferred[TenantGrant | None]:
+        """See L{ITenantDirectory.by_token}."""
+        return Deferred.fromCoroutine(self._by_token(token))
+
+    def by_certificate(self, common_name: str) -> Deferred[TenantGrant | None]:
+        """See L{ITenantDirectory.by_certificate}."""
+        return Deferred.fromCoroutine(self._by_certificate(common_name))
+
+    async def _by_token(self, token: str) -> TenantGrant | None:
+        if not isinstance(token, str) or not token or len(token) > _MAX_TOKEN:
+            return None
+        key = hmac.new(self._cache_key, token.encode("utf-8"), hashlib.sha256).digest()
+        known = self._known.get(key)
+        if known is not None:
+            tenant_id, digest = known
+            settings = await self._settings(tenant_id)
+            found = TokenDigest.from_settings(settings) if settings is not None else None
+            if found is not None and found.digest == digest:
+                return await self._grant(tenant_id, settings)
+            del self._known[key]
+        for tenant in await self._store.list_tenants():
+            if not tenant.enabled:
+                continue
+            settings = await self._settings(tenant.tenant_id)
+            found = TokenDigest.from_settings(settings) if settings is not None else None
+            if found is not None and found.matches(token):
+                if len(self._known) >= 4096:
+                    self._known.clear()
+                self._known[key] = (tenant.tenant_id, found.digest)
+                return await self._grant(tenant.tenant_id, settings)
+        return None
+
+    async def _by_certificate(self, common_name: str) -> TenantGrant | None:
+        for tenant in await self._store.list_tenants():
+            if not tenant.enabled:
+                continue
+            settings = await self._settings(tenant.tenant_id)
+            if settings is not None and settings.get("common_name") == common_name:
+                return await self._grant(tenant.tenant_id, settings)
+        return None
+
+    async def _settings(self, tenant_id: str) -> Mapping[str, object] | None:
+        row = await self._store.get_service(settings_id(tenant_id))
+        return None if row is None else row.settings
+
+    async def _grant(
+        self, tenant_id: str, settings: Mapping[str, object] | None
+    ) -> TenantGrant | None:
+        tenant: Tenant | None = await self._store.get_tenant(tenant_id)
+        if tenant is None or not tenant.enabled:
+            return None
+        rows = await self._store.list_services(tenant_id=tenant_id)
+        grants = [service_grant(row) for row in rows if row.enabled and not is_settings_row(row)]
+        settings = settings or {}
+        return TenantGrant(
+            tenant_id,
+            services=grants,
+            max_sessions=_limit(settings.get("max_sessions")) or self._max_sessions,
+            max_commands=_limit(settings.get("max_commands")) or self._max_commands,
+        )

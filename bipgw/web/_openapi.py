@@ -1,0 +1,311 @@
+# -*- test-case-name: tests.unit.web.test_openapi -*-
+"""The HTTP API's OpenAPI 3.1 document, as data.
+
+Served at C{GET /v1/openapi.json} and written to C{docs/openapi.json} (a
+test fails when that file is stale), so the document platform developers
+generate clients from is the one the gateway itself serves.  The error
+codes and their HTTP statuses come from L{bipgw.web._api.STATUS_OF}; L{ERROR_STATUSES}
+describes each status, and a test checks that every one is described.
+Regenerate the file with C{python -m bipgw.web._openapi > docs/openapi.json}.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any, Final
+
+import bipgw
+
+ERROR_STATUSES: Final[dict[int, str]] = {
+    400: "malformed JSON, or a field that is missing, unknown or wrong (the message names it)",
+    401: "no bearer token, or an unknown or disabled one",
+    403: "the tenant may not use that service, or the service not that application or AID",
+    404: "no such session for this tenant (or no card under that ICCID/MSISDN)",
+    405: "the path does not take that method",
+    409: "the card is busy with another session, or the session is closing or has ended",
+    413: "the request body is over the limit",
+    415: "the body is not application/json",
+    429: "a limit: sessions of the tenant or service, commands in flight, queued commands",
+    500: "a bug in the gateway (logged)",
+    502: "the card or the push failed (card-dropped, script-status, push-failed, ...)",
+    503: "the tenant directory is unavailable, or the gateway is shutting down",
+    504: "the card did not connect or answer in time",
+}
+
+_HEX = {"type": "string", "pattern": "^([0-9A-Fa-f]{2})*$"}
+_SESSION_ID = {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"}
+
+
+def _error_ref(status: int) -> dict[str, Any]:
+    return {
+        "description": ERROR_STATUSES[status],
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
+
+
+def _json(schema: str, description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}},
+    }
+
+
+def _errors(*statuses: int) -> dict[str, Any]:
+    return {str(s): _error_ref(s) for s in (401, 503, *statuses)}
+
+
+_SESSION_PARAM = {
+    "name": "id",
+    "in": "path",
+    "required": True,
+    "description": "the session id from POST /v1/sessions",
+    "schema": _SESSION_ID,
+}
+
+_SCHEMAS: Final[dict[str, Any]] = {
+    "Error": {
+        "type": "object",
+        "required": ["code", "message"],
+        "properties": {
+            "code": {
+                "type": "string",
+                "description": "stable, for programs: the platform channel's and the engine's"
+                " codes (invalid-message, auth-failed, service-not-allowed, unknown-session,"
+                " card-busy, limit-reached, card-timeout, script-status ...)",
+            },
+            "message": {"type": "string", "description": "for people"},
+            "session": _SESSION_ID,
+        },
+    },
+    "Timeouts": {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "ready": {"type": "number", "exclusiveMinimum": 0, "maximum": 3600},
+            "command": {"type": "number", "exclusiveMinimum": 0, "maximum": 3600},
+        },
+    },
+    "OpenRequest": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["service"],
+        "description": "exactly one of iccid and msisdn",
+        "properties": {
+            "iccid": {"type": "string", "pattern": "^[0-9]{18,20}[Ff]?$"},
+            "msisdn": {"type": "string", "pattern": "^\\+?[0-9]{1,15}$"},
+            "service": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"},
+            "application": {
+                **_HEX,
+                "description": "a TAR (3 bytes) or AID (5-16 bytes) the service allows",
+            },
+            "timeouts": {"$ref": "#/components/schemas/Timeouts"},
+        },
+    },
+    "Opened": {
+        "type": "object",
+        "required": ["session", "state"],
+        "properties": {"session": _SESSION_ID, "state": {"type": "string"}},
+    },
+    "SessionStatus": {
+        "type": "object",
+        "required": ["session", "state", "service", "opened_at", "updated_at"],
+        "properties": {
+            "session": _SESSION_ID,
+            "state": {
+                "type": "string",
+                "enum": [
+                    "requested",
+                    "pushing",
+                    "awaiting-card",
+                    "connected",
+                    "relaying",
+                    "closing",
+                    "closed",
+                    "failed",
+                ],
+            },
+            "service": {"type": "string"},
+            "iccid": {"type": "string"},
+            "msisdn": {"type": "string"},
+            "opened_at": {"type": "number"},
+            "updated_at": {"type": "number"},
+            "ended_at": {"type": "number"},
+            "scripts": {"type": "integer", "minimum": 0},
+            "push_attempts": {"type": "integer", "minimum": 0},
+            "reason": {"type": "string", "description": "why it failed"},
+            "detail": {"type": "string"},
+        },
+    },
+    "CommandRequest": {
+        "type": "object",
+        "additionalProperties": False,
+        "description": "exactly one of apdus and script",
+        "properties": {
+            "apdus": {"type": "array", "minItems": 1, "maxItems": 255, "items": _HEX},
+            "script": {**_HEX, "description": "an expanded command script (AA or AE)"},
+            "definite": {"type": "boolean", "description": "send AA (definite length)"},
+        },
+    },
+    "CommandResult": {
+        "type": "object",
+        "required": ["session", "rapdus", "executed", "elapsed_ms", "complete", "sw", "meanings"],
+        "properties": {
+            "session": _SESSION_ID,
+            "rapdus": {"type": "array", "items": _HEX},
+            "executed": {"type": "integer", "minimum": 0},
+            "elapsed_ms": {"type": "integer", "minimum": 0},
+            "complete": {"type": "boolean", "description": "false: the card stopped early"},
+            "sw": {"type": "array", "items": {"type": "string", "pattern": "^[0-9A-F]{4}$"}},
+            "meanings": {"type": "array", "items": {"type": "string"}},
+        },
+    },
+    "SessionEvent": {
+        "type": "object",
+        "required": ["session", "seq", "at", "state", "transition"],
+        "properties": {
+            "session": _SESSION_ID,
+            "seq": {"type": "integer"},
+            "at": {"type": "number"},
+            "state": {"type": "string"},
+            "previous": {"type": "string"},
+            "reason": {"type": "string"},
+            "detail": {"type": "string"},
+            "transition": {"type": "boolean"},
+        },
+    },
+}
+
+_PATHS: Final[dict[str, Any]] = {
+    "/v1/sessions": {
+        "post": {
+            "operationId": "openSession",
+            "summary": "Open a session with a card (by ICCID or MSISDN) for a service",
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {"schema": {"$ref": "#/components/schemas/OpenRequest"}}
+                },
+            },
+            "responses": {
+                "201": _json("Opened", "accepted; the card is being pushed"),
+                **_errors(400, 403, 404, 409, 413, 415, 429),
+            },
+        }
+    },
+    "/v1/sessions/{id}": {
+        "parameters": [_SESSION_PARAM],
+        "get": {
+            "operationId": "getSession",
+            "summary": "The session's status",
+            "responses": {"200": _json("SessionStatus", "the status"), **_errors(404)},
+        },
+        "delete": {
+            "operationId": "closeSession",
+            "summary": "Close the session after the commands already sent",
+            "responses": {
+                "200": _json("SessionStatus", "closed (or its final status)"),
+                **_errors(404, 502, 504),
+            },
+        },
+    },
+    "/v1/sessions/{id}/commands": {
+        "parameters": [_SESSION_PARAM],
+        "post": {
+            "operationId": "runCommand",
+            "summary": "Run C-APDUs on the card as one script (waits while it connects)",
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {"schema": {"$ref": "#/components/schemas/CommandRequest"}}
+                },
+            },
+            "responses": {
+                "200": _json("CommandResult", "the card's answer"),
+                **_errors(400, 403, 404, 409, 413, 415, 429, 502, 504),
+            },
+        },
+    },
+    "/v1/events": {
+        "get": {
+            "operationId": "streamEvents",
+            "summary": "Server-Sent Events: the engine's events of the tenant's sessions",
+            "parameters": [
+                {
+                    "name": "session",
+                    "in": "query",
+                    "required": False,
+                    "description": "only this session's events",
+                    "schema": _SESSION_ID,
+                }
+            ],
+            "responses": {
+                "200": {
+                    "description": "a stream of `event: session` frames whose data is a"
+                    " SessionEvent",
+                    "content": {
+                        "text/event-stream": {
+                            "schema": {"type": "string"},
+                            "x-event-data": {"$ref": "#/components/schemas/SessionEvent"},
+                        }
+                    },
+                },
+                **_errors(404),
+            },
+        }
+    },
+    "/v1/openapi.json": {
+        "get": {
+            "operationId": "getOpenApi",
+            "summary": "This document",
+            "security": [],
+            "responses": {
+                "200": {
+                    "description": "the OpenAPI document",
+                    "content": {"application/json": {"schema": {"type": "object"}}},
+                }
+            },
+        }
+    },
+}
+
+
+def openapi_document() -> dict[str, Any]:
+    """The OpenAPI 3.1 document of the HTTP API (a fresh copy each call)."""
+    return copy.deepcopy(
+        {
+            "openapi": "3.1.0",
+            "info": {
+                "title": "bipgw HTTP API",
+                "version": bipgw.__version__,
+                "summary": "Admin sessions with SIM cards over the air (SCP80 push, SCP81 BIP)",
+                "description": "The platform channel's request/response sessions over HTTP"
+                " JSON; see docs/http-api.md.",
+                "license": {"name": "MIT", "identifier": "MIT"},
+            },
+            "servers": [{"url": "/"}],
+            "security": [{"bearer": []}],
+            "paths": _PATHS,
+            "components": {
+                "schemas": _SCHEMAS,
+                "securitySchemes": {
+                    "bearer": {
+                        "type": "http",
+                        "scheme": "bearer",
+                        "description": "the tenant's API token (bipgw tenant add)",
+                    }
+                },
+            },
+        }
+    )
+
+
+def render() -> str:
+    """The document as C{docs/openapi.json} holds it (sorted keys, two-space indent)."""
+    return json.dumps(openapi_document(), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+if __name__ == "__main__":  # python -m bipgw.web._openapi > docs/openapi.json
+    import sys
+
+    sys.stdout.write(render())

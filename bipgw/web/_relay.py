@@ -1,0 +1,176 @@
+# -*- test-case-name: tests.unit.web.test_sessions,tests.unit.web.test_errors -*-
+"""The HTTP API's sessions: the platform channel's relay, driven by requests.
+
+The JSON API has the platform channel's semantics, so it reuses the
+channel's own session logic (L{bipgw.platform._relay.SessionRelay}): one
+L{TenantRelay} per tenant plays the part of a platform connection that never
+drops.  Each HTTP request becomes the channel message it stands for
+(C{open}, C{command}, C{close}) with a request id of the relay's own, and
+the messages the relay emits are routed back: the answer for that id to the
+waiting request (L{TenantRelay.expect}), C{ready}/C{failed} to the requests
+waiting for a connecting session (L{TenantRelay.when_ready}).
+
+So the limits (sessions per tenant and service, commands in flight), the
+application checks (the service's AIDs and TARs, SELECTs in commands), the
+C{timeouts} and the usage counts are the channel's, and they are shared with
+the platform connections when both use the same L{PlatformHub}.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import OrderedDict
+from typing import Any
+
+from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from bipgw.core import SessionError
+from bipgw.platform import (
+    MAX_TEXT,
+    Close,
+    Command,
+    ErrorCode,
+    ErrorMessage,
+    Failed,
+    Message,
+    Open,
+    PlatformHub,
+    Ready,
+    TenantGrant,
+)
+from bipgw.platform._relay import SessionRelay, Tracked
+
+_KEEP_FAILED = 256
+
+
+class TenantRelay(SessionRelay):
+    """One tenant's sessions opened through the HTTP API.
+
+    @ivar grant: the tenant's grant from its latest request; a changed grant
+        applies to the next request.
+    """
+
+    _log = Logger()
+
+    def __init__(self, hub: PlatformHub, grant: TenantGrant) -> None:
+        self._hub = hub
+        self._clock: IReactorTime = hub.clock
+        self._tenant: TenantGrant | None = grant
+        self._closed = False
+        self._sessions: dict[str, Tracked] = {}
+        self._ids = (f"http-{n}" for n in itertools.count(1))
+        self._pending: dict[str, Deferred[Message]] = {}
+        self._waiting: dict[str, list[Deferred[Ready | Failed]]] = {}
+        self._failed: OrderedDict[str, Failed] = OrderedDict()
+
+    @property
+    def grant(self) -> TenantGrant:
+        """The tenant's current grant."""
+        assert self._tenant is not None
+        return self._tenant
+
+    @grant.setter
+    def grant(self, grant: TenantGrant) -> None:
+        self._tenant = grant
+
+    def next_id(self) -> str:
+        """A request id for the next message."""
+        return next(self._ids)
+
+    def tracked(self, session: str) -> Tracked | None:
+        """The live session C{session}, if this tenant has it."""
+        return self._sessions.get(session)
+
+    def failed(self, session: str) -> Failed | None:
+        """Why session C{session} ended before it was ready, if it did (recently)."""
+        return self._failed.get(session)
+
+    @property
+    def live(self) -> list[str]:
+        """The ids of the sessions still open."""
+        return list(self._sessions)
+
+    # -- requests -------------------------------------------------------------
+
+    def expect(self, request_id: str) -> Deferred[Message]:
+        """The answer the relay will emit for C{request_id} (an answer or an error)."""
+
+        def forget(_: object) -> None:
+            self._pending.pop(request_id, None)
+
+        d: Deferred[Message] = Deferred(forget)
+        self._pending[request_id] = d
+        return d
+
+    def when_ready(self, session: str, wait: float) -> Deferred[Ready | Failed]:
+        """Fires with C{ready} or C{failed} for C{session}, or times out after C{wait} s.
+
+        Cancelling (the HTTP client went away) forgets the waiter.
+        """
+        waiters = self._waiting.setdefault(session, [])
+
+        def forget(d: Deferred[Any]) -> None:
+            if d in waiters:
+                waiters.remove(d)
+            if not waiters:
+                self._waiting.pop(session, None)
+
+        d: Deferred[Ready | Failed] = Deferred(forget)
+        waiters.append(d)
+        return d.addTimeout(wait, self._clock)
+
+    def open(self, request: Open) -> None:
+        """Relay an C{open} message (the answer goes to L{expect})."""
+        self._open(request, self.grant)
+
+    def command(self, request: Command) -> None:
+        """Relay a C{command} message."""
+        self._command(request, self.grant)
+
+    def close(self, request: Close) -> None:
+        """Relay a C{close} message."""
+        self._close(request)
+
+    def close_all(self) -> list[Deferred[Any]]:
+        """Close every session (the API is stopping); the engine's Deferreds."""
+        out = []
+        for tracked in list(self._sessions.values()):
+            tracked.cancel_timers()
+            if not tracked.closing:
+                tracked.closing = True
+                done = self._hub.engine.close(tracked.id)
+                out.append(done.addBoth(self._forget_quietly, tracked))
+        self._closed = True
+        return out
+
+    # -- what SessionRelay needs ------------------------------------------------
+
+    def _emit(self, message: Message) -> None:
+        request_id = getattr(message, "id", None)
+        if isinstance(message, Ready | Failed):
+            if isinstance(message, Failed):
+                self._failed[message.session] = message
+                while len(self._failed) > _KEEP_FAILED:
+                    self._failed.popitem(last=False)
+            for waiter in self._waiting.pop(message.session, []):
+                waiter.callback(message)
+        elif request_id is not None and request_id in self._pending:
+            self._pending.pop(request_id).callback(message)
+        # Notifications (a ready session ended on its own) reach clients
+        # through the session's status and the event stream.
+
+    def _reply(
+        self, code: str, text: str, request_id: str | None = None, session: str | None = None
+    ) -> None:
+        self._emit(ErrorMessage(code=code, message=text[:MAX_TEXT], id=request_id, session=session))
+
+    def _describe(self, failure: Failure) -> tuple[str, str]:
+        error = failure.value
+        if isinstance(error, SessionError):
+            return error.reason.value, str(error)[:MAX_TEXT]
+        if not failure.check(CancelledError):
+            self._log.failure("unexpected failure in the HTTP API", failure)
+        return ErrorCode.INTERNAL_ERROR, "internal error (logged by the gateway)"

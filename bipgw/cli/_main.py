@@ -6,7 +6,8 @@
   - C{bipgw keys add-transport|generate-master|list}: the keystore;
   - C{bipgw import cards|msisdn FILE}: load a card-vendor or MSISDN file;
   - C{bipgw replay SCRIPT ...}: run an APDU script against a card (docs/apdu-scripts.md);
-  - C{bipgw tenant|service ...}: business platforms and what they may reach.
+  - C{bipgw tenant|service ...}: business platforms and what they may reach;
+  - C{bipgw demo [DIR]}: the whole loop against a generated simulated fleet.
 
 The gateway itself runs under twistd (C{twistd -n bipgw --config FILE}).
 Every refusal is one line on standard error naming what is wrong (the key,
@@ -27,7 +28,7 @@ from typing import Any, TextIO
 from twisted.internet.defer import Deferred, ensureDeferred
 
 import bipgw
-from bipgw.cli import _init, _keys, _replay, _tenants
+from bipgw.cli import _demo, _init, _keys, _replay, _tenants
 from bipgw.config import DEFAULT_CONFIG_NAME, Config, redacted_url
 from bipgw.errors import BipGwError
 from bipgw.keys import ROOT_KEY_ENV, KeyManagementError, TransportScheme
@@ -118,6 +119,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     _replay.add_parser(commands)
     _tenants.add_parser(commands)
+    _demo.add_parser(commands)
     return parser
 
 
@@ -320,4 +322,5 @@ _COMMANDS: dict[str, _Command] = {
     "replay": _replay.run,
     "tenant": _tenants.run,
     "service": _tenants.run,
+    "demo": lambda args, out, err, env: _demo.run(args, out, err),
 }

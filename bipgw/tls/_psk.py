@@ -208,9 +208,12 @@ def _new_context(policy: _TlsPolicy) -> SSL.Context:
 
     Resumption is off so that every connection runs the PSK callback: a
     resumed session would skip the key lookup (and a key rotation) and leave
-    no identity to report.
+    no identity to report.  Idle connections give their read and write
+    buffers back (C{SSL_MODE_RELEASE_BUFFERS}): an admin session waits most
+    of its life for the platform, and the gateway holds thousands of them.
     """
     ctx = SSL.Context(SSL.TLS_METHOD)
+    ctx.set_mode(SSL.MODE_RELEASE_BUFFERS)
     ctx.set_min_proto_version(_PROTOCOLS[policy.min_version])
     ctx.set_max_proto_version(_PROTOCOLS[policy.max_version])
     ctx.set_cipher_list(policy.cipher_string.encode("ascii"))

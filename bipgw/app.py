@@ -43,9 +43,10 @@ from twisted.python.failure import Failure
 
 from bipgw._keycache import CacheStats, CardKeyCache
 from bipgw._recording import BatchingRecorder
+from bipgw._scp03_keys import Scp03MasterKeys, StoreScp03KeySource
 from bipgw.config import Config, redacted_url, server_endpoint_port
-from bipgw.core import CardTarget, Session, SessionEngine
-from bipgw.keys import KeyStore, RootKey
+from bipgw.core import CardTarget, SecuredSession, Session, SessionEngine
+from bipgw.keys import KeyManagementError, KeyStore, RootKey
 from bipgw.push import CallbackAddress, PushBuilder, PushProfile
 from bipgw.services.admin_server import AdminServer
 from bipgw.services.smpp_client import SmppClientService, esme_settings
@@ -236,17 +237,37 @@ class Gateway(MultiService):
 
     # -- for platforms, demos and tests ------------------------------------
 
-    def open_session(self, target: CardTarget | str, service: str | None = None) -> Session:
+    def open_session(
+        self, target: CardTarget | str, service: str | None = None
+    ) -> Session | SecuredSession:
         """Open an admin session (L{SessionEngine.open}).
 
         @param target: a L{CardTarget}, or an ICCID.
         @param service: the C{[services.NAME]} to use; the first one if C{None}.
+        @return: the engine's session, or for a service with C{secure_apdus}
+            a L{SecuredSession} whose commands go through the card's SCP03
+            channel (the platform sends plain APDUs).
         """
         if isinstance(target, str):
             target = CardTarget.by_iccid(target)
         if service is None:
             service = next(iter(self.config.services))
-        return self.engine.open(target, service)
+        session = self.engine.open(target, service)
+        settings = self.config.services.get(service)
+        if settings is not None and settings.secure_apdus:
+            return SecuredSession(session, self._scp03_source())
+        return session
+
+    def _scp03_source(self) -> StoreScp03KeySource:
+        """Where a secured service's card SCP03 keys come from: the card's
+        sealed keys in the store, else diversified from the keystore's
+        C{master-scp03-*} keys when it has them."""
+        masters: Scp03MasterKeys | None
+        try:
+            masters = Scp03MasterKeys.from_keystore(self.keystore)
+        except KeyManagementError:
+            masters = None
+        return StoreScp03KeySource(self.store, self.root, masters=masters)
 
     def when_ready(self) -> Deferred[Gateway]:
         """Fire with the gateway once it is started: database open, keys

@@ -32,6 +32,7 @@ from bipgw.core._secured import (
     ScriptRunner,
     SecureChannelError,
     SecuredRelay,
+    SecuredSession,
     host_session_factory,
 )
 from bipgw.core._session import TRANSITIONS
@@ -80,6 +81,7 @@ __all__ = [
     "ScriptRunner",
     "SecureChannelError",
     "SecuredRelay",
+    "SecuredSession",
     "Session",
     "SessionEngine",
     "SessionError",

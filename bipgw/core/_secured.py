@@ -56,7 +56,7 @@ from __future__ import annotations
 import enum
 import os
 from collections.abc import Callable, Sequence
-from typing import Final, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 
 import attrs
 from twisted.internet.defer import Deferred, DeferredLock, fail
@@ -78,12 +78,17 @@ from bipgw.codec.scp03 import (
 )
 from bipgw.codec.tlv import TlvError, decode_ber, find
 from bipgw.core._types import (
+    CardTarget,
     CommandError,
     FailureReason,
     ScriptResult,
     SessionError,
     SessionId,
+    SessionStatus,
 )
+
+if TYPE_CHECKING:
+    from bipgw.core._engine import Session
 
 __all__ = [
     "DEFAULT_LEVEL",
@@ -95,6 +100,7 @@ __all__ = [
     "ScriptRunner",
     "SecureChannelError",
     "SecuredRelay",
+    "SecuredSession",
     "host_session_factory",
 ]
 
@@ -601,3 +607,66 @@ class SecuredRelay:
             detail=detail,
         )
         return self._failure(step, detail, script=script, sw=sw)
+
+
+class SecuredSession:
+    """An admin session whose platform commands all go through the card's
+    ISD secure channel (what a service with C{secure_apdus} gets).
+
+    It looks like a L{bipgw.core.Session} (C{id}, C{ready}, C{status},
+    C{close}), but C{execute} goes through one L{SecuredRelay}: the platform
+    sends plain APDUs and the card keys never leave the gateway.  The card's
+    keys are looked up when the channel first opens, by the ICCID the
+    session resolved (the session may have been opened by MSISDN).
+
+    @param session: the engine's session (L{bipgw.core.Session}).
+    @param source: where the card's static SCP03 keys come from.
+    @param level: the security level to open the channel with.
+    """
+
+    def __init__(
+        self, session: Session, source: IScp03KeySource, *, level: int = DEFAULT_LEVEL
+    ) -> None:
+        self._session = session
+
+        def new_host() -> HostSession | Deferred[HostSession]:
+            iccid = session.status().iccid
+            if iccid is None:
+                return fail(ValueError("the session has no card yet"))
+            return host_session_factory(source, iccid)()
+
+        self.relay = SecuredRelay(session, new_host, level=level)
+
+    @property
+    def id(self) -> SessionId:
+        """The engine's session id."""
+        return self._session.id
+
+    @property
+    def ready(self) -> Deferred[SessionStatus]:
+        """Fires when the card has connected (L{bipgw.core.Session.ready})."""
+        return self._session.ready
+
+    @property
+    def target(self) -> CardTarget:
+        """The card as the session was asked for."""
+        return self._session.target
+
+    @property
+    def service(self) -> str:
+        """The service the session runs for."""
+        return self._session.service
+
+    def status(self) -> SessionStatus:
+        """The session's status now."""
+        return self._session.status()
+
+    def execute(
+        self, commands: Sequence[bytes], *, definite: bool = False
+    ) -> Deferred[ScriptResult]:
+        """Run plain C{commands} on the card through the secure channel."""
+        return self.relay.execute(commands, definite=definite)
+
+    def close(self) -> Deferred[SessionStatus]:
+        """End the admin session (the secure channel ends with it)."""
+        return self._session.close()

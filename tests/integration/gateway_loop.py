@@ -20,6 +20,7 @@ connection, timer or thread is left behind.
 from __future__ import annotations
 
 import shutil
+import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ from bipgw.cli import _keys
 from bipgw.cli._init import init_install
 from bipgw.codec.apdu import CommandApdu
 from bipgw.config import Config
+from bipgw.keys import KeyKind, Secret
 from simcard.applets import (
     CREDENTIAL_INSTANCE_AID,
     CREDENTIAL_MODULE_AID,
@@ -122,7 +124,7 @@ class Loop:
 NO_CARD_SESSIONS: Mapping[str, object] = dict(FAST_SESSIONS, card_timeout=1.0)
 
 
-def gateway_toml(smsc_port: int, sessions: Mapping[str, object]) -> str:
+def gateway_toml(smsc_port: int, sessions: Mapping[str, object], extra: str = "") -> str:
     """The gateway's configuration for the loop: SQLite, admin on any free port."""
     lines = [
         "[smpp]",
@@ -144,7 +146,7 @@ def gateway_toml(smsc_port: int, sessions: Mapping[str, object]) -> str:
     for key, value in sessions.items():
         lines.append(f'{key} = "{value}"' if isinstance(value, str) else f"{key} = {value}")
     lines.append("[services.isd]")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n" + extra
 
 
 async def start_loop(
@@ -152,6 +154,8 @@ async def start_loop(
     *,
     cards: int = 3,
     sessions: Mapping[str, object] = FAST_SESSIONS,
+    extra_config: str = "",
+    scp03_masters: bool = False,
 ) -> Loop:
     """Generate, start and connect a fleet and a gateway (module docstring)."""
     from twisted.internet import reactor
@@ -167,9 +171,19 @@ async def start_loop(
 
     install = directory / "gateway"
     init_install(install, password_source=generated.directory / "gateway" / "smpp.password")
-    (install / "bipgw.toml").write_text(gateway_toml(smsc_port, sessions))
+    (install / "bipgw.toml").write_text(gateway_toml(smsc_port, sessions, extra_config))
     config = Config.from_file(install / "bipgw.toml")
     keys = _keys.Keys.open(config, {})
+    if scp03_masters:
+        # An operator who diversifies SCP03 keys holds the masters the cards
+        # were personalised from; the fleet keeps them in its secrets.
+        masters = tomllib.loads((generated.directory / "secrets" / "master-keys.toml").read_text())
+        for name, kind in (
+            ("scp03_enc", KeyKind.MASTER_SCP03_ENC),
+            ("scp03_mac", KeyKind.MASTER_SCP03_MAC),
+            ("scp03_dek", KeyKind.MASTER_SCP03_DEK),
+        ):
+            keys.store.put(name, kind, Secret.from_hex(masters["master"][name]["key"]))
     key_file = generated.directory / "gateway" / f"{generated.transport_label}.key"
     _keys.add_transport(keys, generated.transport_label, key_file)
 

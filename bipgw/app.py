@@ -16,12 +16,18 @@ the network or the database happens when the service starts:
      the SMPP client as its push sender; the push builder
      secures each push with the cached OTA keys and a counter the store
      allocates (and persists) first;
-  4. the SCP81 admin server starts listening, then the SMPP client binds.
+  4. the SCP81 admin server starts listening, then the SMPP client binds;
+     once the admin server listens, the platforms' front doors configured
+     by C{[platform]} and C{[http_api]} start listening (L{bipgw._fronts}:
+     the platform channel and the HTTP API, over one hub, tenants from the
+     store).
      Delivery receipts and MO PoRs go back to the engine through the SMPP
      client's ledger (message id -> session and attempt; MSISDN -> the card
      the last push went to, whose keys verify the PoR).
 
-Stopping runs the other way, in the order that loses least: the admin
+Stopping runs the other way, in the order that loses least: the front
+doors stop first (no platform gets in; the sessions platforms still hold
+are closed cleanly, the cards get their C{204}), then the admin
 listener stops and lets connected cards finish for the grace period, the
 engine fails what is left with C{shutdown}, the SMPP client unbinds (after
 the submits in flight are answered), the session history still waiting is
@@ -35,12 +41,13 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from twisted.application.service import MultiService, Service
+from twisted.application.service import IService, MultiService, Service
 from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.internet.endpoints import clientFromString
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from bipgw import _fronts as fronts
 from bipgw._keycache import CacheStats, CardKeyCache
 from bipgw._recording import BatchingRecorder
 from bipgw._scp03_keys import Scp03MasterKeys, StoreScp03KeySource
@@ -127,6 +134,7 @@ def build_gateway(
     @param jitter: noise added to SMPP reconnection delays.
     @raise bipgw.keys.KeyManagementError: the root key or keystore cannot be
         loaded (the message names the file, never a key).
+    @raise bipgw.config.ConfigError: a C{[platform]} TLS file is unusable.
     """
     root = config.keys.load_root_key(environ)
     keystore = config.keys.open_keystore(root)
@@ -135,6 +143,7 @@ def build_gateway(
         reactor,
         root=root,
         keystore=keystore,
+        platform_tls=config.platform.tls_options() if config.platform else None,
         store_opener=store_opener,
         exit_on_failure=exit_on_failure,
         jitter=jitter,
@@ -164,6 +173,7 @@ class Gateway(MultiService):
         store_opener: StoreOpener = _open_store,
         exit_on_failure: bool = False,
         jitter: Callable[[], float] = random.random,
+        platform_tls: Any = None,
     ) -> None:
         super().__init__()
         self.config = config
@@ -173,6 +183,8 @@ class Gateway(MultiService):
         self._store_opener = store_opener
         self._exit_on_failure = exit_on_failure
         self._jitter = jitter
+        self._platform_tls = platform_tls
+        self._fronts: list[IService] = []
         self._store: IStore | None = None
         self._keys: CardKeyCache | None = None
         self._engine: SessionEngine | None = None
@@ -229,6 +241,16 @@ class Gateway(MultiService):
         """The TCP port the admin server listens on, while it does."""
         port = self._admin.port if self._admin is not None else None
         return None if port is None else int(port.getHost().port)  # type: ignore[attr-defined]
+
+    @property
+    def platform_port(self) -> int | None:
+        """The TCP port the platform channel listens on, while it does."""
+        return fronts.front_port(self._fronts, fronts.PLATFORM_SERVICE)
+
+    @property
+    def http_api_port(self) -> int | None:
+        """The TCP port the HTTP API listens on, while it does."""
+        return fronts.front_port(self._fronts, fronts.HTTP_API_SERVICE)
 
     def _part(self, part: Any, what: str) -> Any:
         if part is None:
@@ -411,7 +433,13 @@ class Gateway(MultiService):
         listening = admin.when_listening().addCallback(self._listening)
         admin.setServiceParent(self)
         smpp.setServiceParent(self)
-        return listening
+        self._fronts = fronts.build_fronts(
+            config, engine, store, reactor, platform_tls=self._platform_tls
+        )
+        # The front doors after the admin server: a platform's first session needs its port.
+        return listening.addCallback(
+            lambda _: fronts.start_fronts(self._fronts, self) if self.running else None
+        )
 
     def _listening(self, port: Any) -> None:
         bound = int(port.getHost().port)
@@ -433,12 +461,14 @@ class Gateway(MultiService):
         callback = self.builder.callback
         self._log.info(
             "gateway {node} ready: {cards} cards with keys, admin server on port {port},"
-            " cards connect to {host}:{public}",
+            " cards connect to {host}:{public}; platform channel {channel}, HTTP API {http}",
             node=self.config.gateway.node_id,
             cards=len(self.keys),
             port=self.admin_port,
             host=str(callback.host),
             public=callback.port,
+            channel=self.platform_port or "off",
+            http=self.http_api_port or "off",
         )
         waiters, self._ready_waiters = self._ready_waiters, []
         for waiter in waiters:
@@ -464,6 +494,7 @@ class Gateway(MultiService):
         self._stopping = done
         chain: Deferred[Any] = Deferred()
         starting.addBoth(lambda _: chain.callback(None))
+        chain.addCallback(lambda _: fronts.stop_fronts(self._fronts))
         chain.addCallback(lambda _: self._stop_part(self._admin, "admin server"))
         chain.addCallback(lambda _: self._stop_engine())
         chain.addCallback(lambda _: self._stop_part(self._smpp, "SMPP client"))

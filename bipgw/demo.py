@@ -19,6 +19,14 @@ directory (or one given), printing each step as the command it stands for:
      latency percentiles.  The exit status is 0 when every session
      succeeded.  With C{serve}, both keep running until Ctrl-C.
 
+The gateway also opens its platform channel (C{[platform]}), as plain TCP
+on 127.0.0.1 (a demo has no certificate; a deployment listens with TLS,
+C{docs/configuration.md}), and the demo adds a tenant C{demo} granted the
+service C{isd} (C{bipgw tenant add}, C{bipgw service add}) whose token it
+writes to C{gateway/platform.token}: with C{serve}, a platform can connect
+(C{bipgw.client.connect}, C{examples/platform_example.py}) and reach the
+demo's cards while it runs.
+
 The gateway never imports the simulated cards (C{tests/unit/test_layering.py}):
 the fleet runs through its twistd plugin, found by name with Twisted's
 plugin system (C{twistd -n simfleet} runs the same service), and its fleet
@@ -28,6 +36,7 @@ package installed, as it is in a checkout, but the gateway does not.
 
 from __future__ import annotations
 
+import argparse
 import io
 import math
 import os
@@ -50,20 +59,26 @@ from twisted.plugin import getPlugins
 
 from bipgw.app import Gateway, build_gateway
 from bipgw.cli import main as bipgw_main
+from bipgw.cli._tenants import add_parser as add_tenant_parser
+from bipgw.cli._tenants import execute as tenant_command
 from bipgw.config import Config
 from bipgw.core import CardTarget, SessionError
 from bipgw.errors import BipGwError
+from bipgw.platform._store_tenants import new_token
 
 __all__ = [
     "CREDENTIAL_AID",
+    "DEMO_TENANT",
     "ISD_SCRIPT",
     "LOG_NAME",
     "SERVICE_SCRIPT",
+    "TOKEN_NAME",
     "DemoError",
     "DemoOptions",
     "DemoSummary",
     "demo_directory",
     "percentile",
+    "platform_table",
     "run_demo",
     "tune",
 ]
@@ -86,6 +101,20 @@ SERVICE_SCRIPT: tuple[bytes, ...] = (
 
 #: Configuration lines the demo changes after C{bipgw init}: loopback is fast.
 _TUNING = {"rate": "2000", "window": "50", "max_connections": "20000"}
+
+#: The tenant the demo adds for platforms, and the file its token is written to.
+DEMO_TENANT = "demo"
+TOKEN_NAME = "platform.token"
+
+
+def platform_table(port: int) -> str:
+    """The C{[platform]} table the demo adds: the channel, plain TCP on loopback."""
+    return (
+        "\n[platform]\n"
+        "# The platform channel. Plain TCP on 127.0.0.1 for the demo only: a\n"
+        "# deployment listens with TLS (tls_certificate/tls_key, or an ssl: endpoint).\n"
+        f'listen = "tcp:{port}:interface=127.0.0.1"\n'
+    )
 
 
 class DemoError(BipGwError):
@@ -252,9 +281,13 @@ class _Run:
             if bipgw_main(argv, stdout=io.StringIO(), stderr=self.out) != 0:
                 raise DemoError(f"bipgw {argv[0]} failed")
         path = Path(config_file)
-        path.write_text(tune(path.read_text(encoding="utf-8")), encoding="utf-8")
+        self.platform_port = _free_port()
+        text = tune(path.read_text(encoding="utf-8")) + platform_table(self.platform_port)
+        path.write_text(text, encoding="utf-8")
         self.say(f"  (tuned for loopback: {', '.join(f'{k} = {v}' for k, v in _TUNING.items())})")
+        self.say(f"  (platform channel: [platform] listen = tcp:{self.platform_port} on 127.0.0.1)")
         self.fleet_dir = fleet_dir
+        self.install = install
         return Config.from_file(path)
 
     async def start(self, config: Config) -> Gateway:
@@ -284,12 +317,39 @@ class _Run:
             )
             if not report.ok:
                 raise DemoError(f"importing {file} failed: {report.fatal or 'rejected lines'}")
+        await self.add_tenant(gateway, config)
         await _within(self.reactor, gateway.when_bound(), 30.0, "binding to the SMSC")
         self.say(
             f"gateway ready: {len(gateway.keys)} cards, admin server on 127.0.0.1:"
             f"{gateway.admin_port}, bound to the SMSC on 127.0.0.1:{self.smsc_port}"
         )
         return gateway
+
+    async def add_tenant(self, gateway: Gateway, config: Config) -> None:
+        """Add the platform tenant (its token in a file) and grant it C{isd}."""
+        self.token_file = token_file = self.install / TOKEN_NAME
+        token_file.touch(mode=0o600)
+        token_file.write_text(new_token() + "\n", encoding="ascii")
+        parser = argparse.ArgumentParser(prog="bipgw")
+        add_tenant_parser(parser.add_subparsers(dest="command", required=True))
+        for argv in (
+            ["tenant", "add", DEMO_TENANT, "--token-file", str(token_file)],
+            ["service", "add", "isd", "--tenant", DEMO_TENANT],
+        ):
+            self.step("bipgw " + " ".join(argv) + f" -c {config.source}")
+            args = parser.parse_args(argv)
+            errors = io.StringIO()
+            if await tenant_command(gateway.store, args, io.StringIO(), errors) != 0:
+                raise DemoError(f"bipgw {' '.join(argv[:2])} failed: {errors.getvalue()}")
+
+    def platform_lines(self, gateway: Gateway) -> list[str]:
+        """How a platform reaches the demo's cards, for the terminal."""
+        port = gateway.platform_port
+        return [
+            f"platform channel: tcp:127.0.0.1:{port} (plain TCP, loopback only),"
+            f" tenant {DEMO_TENANT!r}, service 'isd', token in {self.token_file}",
+            f"  e.g. connect(reactor, 'tcp:127.0.0.1:{port}', token=<that file's first line>)",
+        ]
 
     async def sessions(self, gateway: Gateway) -> DemoSummary:
         cards = [c.iccid for c in await gateway.store.list_cards(limit=self.options.cards)]
@@ -418,6 +478,8 @@ async def run_demo(
                 f"serving: the gateway (admin port {gateway.admin_port}) and the fleet keep"
                 " running; Ctrl-C stops them"
             )
+            for line in run.platform_lines(gateway):
+                run.say(line)
             await (serving if serving is not None else Deferred())
     finally:
         await run.stop()

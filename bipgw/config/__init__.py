@@ -10,7 +10,8 @@ found and what was expected, so a gateway never starts on a half-understood
 configuration.
 """
 
-from bipgw.config._model import DEFAULT_CONFIG_NAME, SECTIONS, Config
+from bipgw.config._fronts import HttpApiSection, PlatformSection
+from bipgw.config._model import DEFAULT_CONFIG_NAME, OPTIONAL_SECTIONS, SECTIONS, Config
 from bipgw.config._netkinds import MEMORY_URL, redacted_url, server_endpoint_port
 from bipgw.config._schema import ConfigError, Setting, settings_of
 from bipgw.config._sections import (
@@ -29,6 +30,7 @@ from bipgw.config._services import ServiceSection, SessionsSection, Trigger
 __all__ = [
     "DEFAULT_CONFIG_NAME",
     "MEMORY_URL",
+    "OPTIONAL_SECTIONS",
     "SECTIONS",
     "AdminSection",
     "BindMode",
@@ -36,10 +38,12 @@ __all__ = [
     "ConfigError",
     "DatabaseSection",
     "GatewaySection",
+    "HttpApiSection",
     "IngestSection",
     "KeysSection",
     "LogFormat",
     "LogSection",
+    "PlatformSection",
     "ServiceSection",
     "SessionsSection",
     "Setting",

@@ -25,7 +25,8 @@ from typing import Any
 import attrs
 
 from bipgw.codec.ota import BadFormat, ChecksumKind, KicAlgorithm, KidAlgorithm
-from bipgw.config._model import SECTIONS, Config
+from bipgw.config._fronts import PlatformSection
+from bipgw.config._model import OPTIONAL_SECTIONS, SECTIONS, Config
 from bipgw.config._schema import (
     REQUIRED,
     ConfigError,
@@ -112,7 +113,7 @@ class _Reader:
         return ConfigError(reason, key=key, source=self._source)
 
     def config(self, document: Mapping[str, Any]) -> Config:
-        known = [*SECTIONS, "services"]
+        known = [*SECTIONS, "services", *OPTIONAL_SECTIONS]
         for name in document:
             if name not in known:
                 close = difflib.get_close_matches(name, known, n=1)
@@ -129,6 +130,9 @@ class _Reader:
             if name == "gateway":
                 self._ctx.data_dir = sections[name].data_dir
         sections["services"] = self.services(document.get("services"))
+        for name, cls in OPTIONAL_SECTIONS.items():
+            if name in document:
+                sections[name] = self.section(cls, self.table(document, name, name), name)
         return Config(base_dir=self._ctx.base_dir, **sections)
 
     def table(self, parent: Mapping[str, Any], name: str, key: str) -> Mapping[str, Any]:
@@ -330,7 +334,36 @@ def _check_service(reader: _Reader, service: ServiceSection, prefix: str) -> Ser
     return service
 
 
+def _check_platform(reader: _Reader, platform: PlatformSection, prefix: str) -> PlatformSection:
+    if (platform.tls_certificate is None) != (platform.tls_key is None):
+        given, missing = (
+            ("tls_certificate", "tls_key")
+            if platform.tls_key is None
+            else ("tls_key", "tls_certificate")
+        )
+        raise reader.error(
+            f"{prefix}.{missing}: missing; {given} is set, and TLS needs both the"
+            " certificate and its key",
+            key=f"{prefix}.{missing}",
+        )
+    if platform.tls_ca is not None and platform.tls_certificate is None:
+        raise reader.error(
+            f"{prefix}.tls_ca: verifying client certificates needs TLS from tls_certificate"
+            " and tls_key",
+            key=f"{prefix}.tls_ca",
+        )
+    if platform.endpoint_tls and platform.tls_certificate is not None:
+        raise reader.error(
+            f"{prefix}.listen = {shown(platform.listen)}: this endpoint brings its own TLS;"
+            " use a plain endpoint (tcp:...) with tls_certificate, or drop tls_certificate"
+            " and tls_key",
+            key=f"{prefix}.listen",
+        )
+    return platform
+
+
 _CHECKS: dict[type, Any] = {
+    PlatformSection: _check_platform,
     SmppSection: _check_smpp,
     AdminSection: _check_admin,
     SessionsSection: _check_sessions,

@@ -17,6 +17,7 @@ from typing import Any
 
 import attrs
 
+from bipgw.config._fronts import HttpApiSection, PlatformSection
 from bipgw.config._sections import (
     AdminSection,
     DatabaseSection,
@@ -46,6 +47,14 @@ SECTIONS: Mapping[str, type] = {
     "log": LogSection,
 }
 
+#: The tables that may be left out, in the order they are read and written:
+#: a table that is absent closes that front door (its L{Config} field is
+#: C{None}); a table given opens it on its (required) C{listen} endpoint.
+OPTIONAL_SECTIONS: Mapping[str, type] = {
+    "platform": PlatformSection,
+    "http_api": HttpApiSection,
+}
+
 
 def _freeze_services(value: Mapping[str, ServiceSection]) -> Mapping[str, ServiceSection]:
     return types.MappingProxyType(dict(value))
@@ -56,6 +65,10 @@ class Config:
     """The whole configuration of one gateway node, checked.
 
     @ivar services: the C{[services.NAME]} tables by name.
+    @ivar platform: the platform channel's listener, C{None} when the file
+        has no C{[platform]} table (no channel).
+    @ivar http_api: the HTTP API's listener, C{None} when the file has no
+        C{[http_api]} table (no HTTP API).
     @ivar base_dir: the directory relative paths were resolved against.
     @ivar source: the file read, or C{None} for L{from_string}.
     """
@@ -70,6 +83,8 @@ class Config:
     ingest: IngestSection
     log: LogSection
     base_dir: Path
+    platform: PlatformSection | None = None
+    http_api: HttpApiSection | None = None
     source: Path | None = attrs.field(default=None, eq=False)
 
     @classmethod

@@ -14,7 +14,7 @@ from __future__ import annotations
 import textwrap
 from typing import Any
 
-from bipgw.config._model import SECTIONS, Config
+from bipgw.config._model import OPTIONAL_SECTIONS, SECTIONS, Config
 from bipgw.config._schema import (
     REQUIRED,
     Context,
@@ -32,6 +32,12 @@ _HEADER = """\
 # default.  Relative paths are relative to the directory of this file.
 # Check the file with:  bipgw check-config FILE
 """
+
+# What leaving an optional table out means, said where it would be.
+_ABSENT = {
+    "platform": "no platform channel (docs/configuration.md, [platform]).",
+    "http_api": "no HTTP API (docs/configuration.md, [http_api]).",
+}
 
 # Secret keys that are not written because their value was read from a file.
 _READ_FROM: dict[tuple[type, str], str] = {(SmppSection, "password"): "password_file"}
@@ -91,4 +97,10 @@ def render(config: Config) -> str:
             for service_name, service in config.services.items():
                 lines.extend(_table(f"services.{service_name}", service, ctx))
         lines.extend(_table(name, getattr(config, name), ctx))
+    for name in OPTIONAL_SECTIONS:
+        section = getattr(config, name)
+        if section is None:
+            lines.extend(["", f"# [{name}] is absent: {_ABSENT[name]}"])
+        else:
+            lines.extend(_table(name, section, ctx))
     return "\n".join(lines) + "\n"

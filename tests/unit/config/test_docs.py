@@ -7,12 +7,12 @@ import tomllib
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from bipgw.config import SECTIONS, Config, ServiceSection, settings_of
+from bipgw.config import OPTIONAL_SECTIONS, SECTIONS, Config, ServiceSection, settings_of
 from bipgw.config._schema import REQUIRED, Context
 from tests.unit.config import ROOT, private_directory, write
 
-TABLES = [*SECTIONS.items(), ("services.NAME", ServiceSection)]
-_HEADING = re.compile(r"^## `\[([a-z.A-Z]+)\]`$")
+TABLES = [*SECTIONS.items(), ("services.NAME", ServiceSection), *OPTIONAL_SECTIONS.items()]
+_HEADING = re.compile(r"^## `\[([a-z_.A-Z]+)\]`$")
 _ROW = re.compile(r"^\| `([a-z_]+)` \| (.*?) \| (.*?) \| (.*) \|$")
 
 
@@ -86,7 +86,7 @@ class ExampleTests(SynchronousTestCase):
         """Each key is set in the example, or shown commented out when it is optional."""
         text = (ROOT / "examples" / "gateway.toml").read_text()
         document = tomllib.loads(text)
-        for table, cls in SECTIONS.items():
+        for table, cls in [*SECTIONS.items(), *OPTIONAL_SECTIONS.items()]:
             for key, spec in settings_of(cls).items():
                 with self.subTest(key=f"{table}.{key}"):
                     if key not in document.get(table, {}):

@@ -1,0 +1,262 @@
+# -*- test-case-name: tests.unit.config.test_fronts -*-
+"""The optional tables of the platforms' front doors: C{[platform]} and C{[http_api]}.
+
+Business platforms reach cards through the framed platform channel
+(L{bipgw.platform}) or through the HTTP JSON API (L{bipgw.web}); each is a
+listener of its own, and a gateway that only serves, say, the channel must
+not open an HTTP port.  So these two tables are optional: a table left out
+of the file means that door is closed (the L{bipgw.config.Config} field is
+C{None}), a table given opens it on its C{listen} endpoint.
+
+The keys map onto L{bipgw.platform.ChannelSettings} and
+L{bipgw.web.ApiSettings} and take their defaults from them, so the file and
+the code cannot disagree.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from bipgw.config._kinds import SECONDS, FilePath, Integer, Number
+from bipgw.config._netkinds import ServerEndpoint
+from bipgw.config._schema import REQUIRED, ConfigError, setting
+from bipgw.platform import ChannelSettings
+from bipgw.web import ApiSettings
+
+#: The largest frame or request body a configuration may allow (16 MiB).
+MAX_PAYLOAD = 16 * 1024 * 1024
+
+#: The server endpoint types that bring their own TLS.
+TLS_ENDPOINT_TYPES = ("ssl", "tls")
+
+
+def _default(cls: type, name: str) -> Any:
+    return attrs.fields_dict(cls)[name].default
+
+
+@attrs.frozen
+class PlatformSection:
+    """C{[platform]}: the framed channel business platforms connect to.
+
+    TLS comes either from the endpoint string (C{ssl:7443:privateKey=...:
+    certKey=...}) or from L{tls_certificate} and L{tls_key} around a plain
+    endpoint; only the second can also verify client certificates
+    (L{tls_ca}), which lets tenants authenticate by their certificate's CN.
+    """
+
+    listen: str = attrs.field(
+        metadata=setting(
+            ServerEndpoint(),
+            REQUIRED,
+            "Where the platform channel listens, as a Twisted server endpoint string"
+            " (ssl:... brings its own TLS).",
+        )
+    )
+    tls_certificate: Path | None = attrs.field(
+        metadata=setting(
+            FilePath(),
+            None,
+            "PEM server certificate (chain) for TLS around a plain listen endpoint.",
+            example="platform.crt",
+        )
+    )
+    tls_key: Path | None = attrs.field(
+        metadata=setting(
+            FilePath(),
+            None,
+            "PEM private key of tls_certificate.",
+            example="platform.key",
+        )
+    )
+    tls_ca: Path | None = attrs.field(
+        metadata=setting(
+            FilePath(),
+            None,
+            "PEM CA certificates that sign the platforms' client certificates; when set,"
+            " a client certificate is required and tenants may authenticate by its CN.",
+            example="platform-ca.crt",
+        )
+    )
+    max_frame: int = attrs.field(
+        metadata=setting(
+            Integer(64, MAX_PAYLOAD),
+            _default(ChannelSettings, "max_frame"),
+            "The largest frame payload accepted and sent, in bytes.",
+        )
+    )
+    auth_timeout: float = attrs.field(
+        metadata=setting(
+            SECONDS,
+            _default(ChannelSettings, "auth_timeout"),
+            "How long a new connection has to authenticate.",
+        )
+    )
+    heartbeat_interval: float = attrs.field(
+        metadata=setting(
+            Number(0.0, inclusive=True, unit="seconds"),
+            _default(ChannelSettings, "heartbeat_interval"),
+            "Idle seconds before the gateway pings a connection; 0 disables heartbeats.",
+        )
+    )
+    max_connections: int = attrs.field(
+        metadata=setting(
+            Integer(1, 1_000_000), 1000, "Platform connections served at once; more are refused."
+        )
+    )
+
+    @property
+    def endpoint_tls(self) -> bool:
+        """Whether L{listen} is an endpoint type that brings its own TLS."""
+        return self.listen.split(":", 1)[0].strip().lower() in TLS_ENDPOINT_TYPES
+
+    @property
+    def encrypted(self) -> bool:
+        """Whether platforms reach this listener over TLS (else: plain, for tests and demos)."""
+        return self.endpoint_tls or self.tls_certificate is not None
+
+    def channel_settings(self) -> ChannelSettings:
+        """The channel's settings: this table's keys (certificate login when L{tls_ca} is set)."""
+        return ChannelSettings(
+            auth_timeout=self.auth_timeout,
+            heartbeat_interval=self.heartbeat_interval or None,
+            max_frame=self.max_frame,
+            certificate_auth=self.tls_ca is not None,
+        )
+
+    def tls_options(self) -> Any:
+        """TLS server options from the certificate files, or C{None} for none.
+
+        The files are read here, when the gateway is built (not when the
+        configuration is checked, which reads no key), so a missing file, a
+        file that is not PEM or a key that does not match the certificate
+        stops the gateway before it listens.
+
+        @return: a L{twisted.internet.ssl.CertificateOptions} (TLS 1.2 or
+            later; verifying client certificates against L{tls_ca} when set),
+            or C{None} when L{tls_certificate} is unset.
+        @raise ConfigError: naming the key whose file is unusable.
+        """
+        if self.tls_certificate is None or self.tls_key is None:
+            return None
+        from OpenSSL import SSL, crypto
+        from twisted.internet import ssl
+
+        chain = _pem_certificates(self.tls_certificate, "platform.tls_certificate")
+        data = _read(self.tls_key, "platform.tls_key")
+        try:
+            key = ssl.KeyPair.load(data, crypto.FILETYPE_PEM)
+        except (crypto.Error, ValueError):
+            raise ConfigError(
+                f"{self.tls_key} holds no PEM private key", key="platform.tls_key"
+            ) from None
+        options: dict[str, Any] = {}
+        if self.tls_ca is not None:
+            options = {
+                "verify": True,
+                "caCerts": _pem_certificates(self.tls_ca, "platform.tls_ca"),
+                "requireCertificate": True,
+            }
+        made = ssl.CertificateOptions(
+            privateKey=key.original,
+            certificate=chain[0],
+            extraCertChain=chain[1:],
+            raiseMinimumTo=ssl.TLSVersion.TLSv1_2,
+            **options,
+        )
+        try:
+            made.getContext()  # checks the key against the certificate
+        except SSL.Error:
+            raise ConfigError(
+                f"the key in {self.tls_key} does not match the certificate in"
+                f" {self.tls_certificate}",
+                key="platform.tls_key",
+            ) from None
+        return made
+
+
+_PEM_BEGIN = b"-----BEGIN CERTIFICATE-----"
+_MAX_PEM = 1024 * 1024
+
+
+def _read(path: Path, key: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            data = f.read(_MAX_PEM + 1)
+    except OSError as e:
+        raise ConfigError(f"cannot read {path}: {e.strerror or e}", key=key) from None
+    if len(data) > _MAX_PEM:
+        raise ConfigError(f"{path} is larger than {_MAX_PEM} bytes", key=key)
+    return data
+
+
+def _pem_certificates(path: Path, key: str) -> list[Any]:
+    """The certificates of a PEM file, in order (pyOpenSSL X509 objects).
+
+    @raise ConfigError: naming C{key}, if there is none or one does not parse.
+    """
+    from OpenSSL import crypto
+    from twisted.internet import ssl
+
+    blocks = _read(path, key).split(_PEM_BEGIN)[1:]
+    try:
+        certificates = [ssl.Certificate.loadPEM(_PEM_BEGIN + b).original for b in blocks]
+    except (crypto.Error, ValueError):
+        certificates = []
+    if not certificates:
+        raise ConfigError(f"{path} holds no readable PEM certificate", key=key)
+    return certificates
+
+
+@attrs.frozen
+class HttpApiSection:
+    """C{[http_api]}: the HTTP JSON API, for platforms without a socket.
+
+    TLS comes from the endpoint string (C{ssl:8443:privateKey=...:certKey=...});
+    bearer tokens must not cross a network in clear, so a plain C{tcp:}
+    listener belongs on a loopback interface or behind a TLS proxy.
+    """
+
+    listen: str = attrs.field(
+        metadata=setting(
+            ServerEndpoint(),
+            REQUIRED,
+            "Where the HTTP API listens, as a Twisted server endpoint string (ssl:... for TLS).",
+        )
+    )
+    max_body: int = attrs.field(
+        metadata=setting(
+            Integer(256, MAX_PAYLOAD),
+            _default(ApiSettings, "max_body"),
+            "The largest request body accepted, in bytes (413 above).",
+        )
+    )
+    ready_wait: float = attrs.field(
+        metadata=setting(
+            SECONDS,
+            _default(ApiSettings, "ready_wait"),
+            "How long a command waits for a card that is still connecting (504 after).",
+        )
+    )
+    keepalive: float = attrs.field(
+        metadata=setting(
+            SECONDS,
+            _default(ApiSettings, "keepalive"),
+            "Seconds between comment lines on an idle event stream, so proxies keep it open.",
+        )
+    )
+    keep_sessions: int = attrs.field(
+        metadata=setting(
+            Integer(1, 1_000_000),
+            _default(ApiSettings, "keep_sessions"),
+            "Ended sessions whose status stays visible to their tenant.",
+        )
+    )
+
+    def api_settings(self) -> ApiSettings:
+        """The API's settings: every key of this table except L{listen}."""
+        values = attrs.asdict(self, recurse=False)
+        del values["listen"]
+        return ApiSettings(**values)

@@ -299,13 +299,6 @@ class Bench:
             f" {time.perf_counter() - t0:.1f} s"
         )
         await gateway.when_bound()
-        if args.release_buffers:
-            # An experiment for bipgw.tls: OpenSSL frees a connection's read
-            # and write buffers while it is idle (SSL_MODE_RELEASE_BUFFERS).
-            from OpenSSL._util import lib
-
-            context: Any = gateway.admin.tls_options._context
-            lib.SSL_CTX_set_mode(context._context, 0x00000010)
         self.iccids = [c.iccid for c in await gateway.store.list_cards(limit=cards)]
         return gateway
 
@@ -473,11 +466,6 @@ def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--database", choices=("memory", "sqlite"), default="memory")
     parser.add_argument("--dir", help="work directory (default: a temporary one, removed)")
     parser.add_argument("--profile", action="store_true", help="cProfile setup + relay")
-    parser.add_argument(
-        "--release-buffers",
-        action="store_true",
-        help="experiment: SSL_MODE_RELEASE_BUFFERS on the admin server's TLS context",
-    )
     parser.add_argument("--skip", action="append", default=[], choices=("held", "relay"))
     return parser.parse_args(argv)
 

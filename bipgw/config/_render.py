@@ -58,10 +58,12 @@ def _assignment(key: str, value: object) -> str:
 def _follows_default(spec: Setting, value: Any, ctx: Context) -> bool:
     if not callable(spec.default):
         return False
-    raw = spec.default_for(ctx)
-    if raw is None or raw is REQUIRED:
-        return False
     try:
+        # A computed default can itself be unavailable (admin.public_port
+        # when admin.listen has no fixed port): then the value is explicit.
+        raw = spec.default_for(ctx)
+        if raw is None or raw is REQUIRED:
+            return False
         return bool(spec.kind.parse(raw, ctx) == value)
     except InvalidValueError:
         return False

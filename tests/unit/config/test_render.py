@@ -61,6 +61,13 @@ class RenderTests(SynchronousTestCase):
         document = tomllib.loads(self._roundTrip(config))
         self.assertEqual(document["admin"]["public_port"], 443)
 
+    def test_publicPortWithoutFixedListenPort(self) -> None:
+        """With an ephemeral listen port (no default public port to follow),
+        the public port is written out rather than crashing the render."""
+        config = Config.defaults_for_init(self.base, listen="tcp:0", public_port=8443)
+        document = tomllib.loads(self._roundTrip(config))
+        self.assertEqual(document["admin"]["public_port"], 8443)
+
     def test_passwordFromFileNotWritten(self) -> None:
         """A password read from password_file never appears in the rendered file."""
         write(self.base, "smpp.password", "zq8Xw!\n")

@@ -74,6 +74,12 @@ class Options(usage.Options):
             config.keys.open_keystore(config.keys.load_root_key(self._environ))
         except KeyManagementError as e:
             raise usage.UsageError(str(e)) from None
+        # Likewise the platform channel's certificate and key files.
+        if config.platform is not None:
+            try:
+                config.platform.tls_options()
+            except ConfigError as e:
+                raise usage.UsageError(str(e)) from None
         self.config = config
         self["config"] = path
 

@@ -187,7 +187,11 @@ async def start_loop(
     key_file = generated.directory / "gateway" / f"{generated.transport_label}.key"
     _keys.add_transport(keys, generated.transport_label, key_file)
 
-    gateway = build_gateway(config, reactor, environ={}, exit_on_failure=False)
+    try:
+        gateway = build_gateway(config, reactor, environ={}, exit_on_failure=False)
+    except BaseException:
+        await fleet.stopService()
+        raise
     gateway.startService()
     loop = Loop(directory, generated, fleet, gateway, smsc_port, [], reference)
     try:

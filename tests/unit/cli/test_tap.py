@@ -52,6 +52,22 @@ class OptionsTests(SynchronousTestCase):
         self.assertEqual(options.config, Config.from_file(self.path))
         self.assertEqual(options["config"], str(self.path))
 
+    def test_platformCertificateChecked(self) -> None:
+        """A [platform] certificate file that is not PEM is a usage error naming
+        the key, not a traceback from makeService."""
+        write(self.base, "cert.pem", "not a certificate\n")
+        write(self.base, "key.pem", "not a key\n")
+        path = write(
+            self.base,
+            "platform.toml",
+            MINIMAL
+            + '\n[platform]\nlisten = "tcp:0"\n'
+            + 'tls_certificate = "cert.pem"\ntls_key = "key.pem"\n',
+        )
+        with self.assertRaises(UsageError) as ctx:
+            self._parse(["--config", str(path)])
+        self.assertIn("platform.tls_", str(ctx.exception))
+
     def test_missing(self) -> None:
         """No file named: a usage error that says how to make one."""
         with self.assertRaises(UsageError) as ctx:

@@ -44,6 +44,14 @@ def _parser() -> argparse.ArgumentParser:
         " The gateway itself runs under twistd: twistd -n bipgw --config FILE.",
     )
     parser.add_argument("--version", action="version", version=f"bipgw {bipgw.__version__}")
+    # Accepted before the command too (bipgw -c FILE import ...); a -c after
+    # the command wins, since the sub-commands' option never sets a default.
+    parser.add_argument(
+        "-c",
+        "--config",
+        default=None,
+        help=f"configuration file (default: ${CONFIG_ENV}, else ./{DEFAULT_CONFIG_NAME})",
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     init = commands.add_parser("init", help="create a new install in DIR")

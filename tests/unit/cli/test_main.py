@@ -184,3 +184,12 @@ class ImportTests(SynchronousTestCase):
         status, _, err = run(["import", "cards", "x.out", "-c", str(self.base / "none.toml")])
         self.assertEqual(status, 1)
         self.assertIn("none.toml: no such file", err)
+
+    def test_configBeforeCommand(self) -> None:
+        """-c may stand before the command as well as after it."""
+        status, _, err = run(["-c", str(self.base / "none.toml"), "import", "cards", "x.out"])
+        self.assertEqual(status, 1)
+        self.assertIn("none.toml: no such file", err)
+        status, out, _ = run(["-c", str(self.path), "keys", "list"])
+        self.assertEqual(status, 0)
+        self.assertIn("TK1", out)

@@ -17,10 +17,7 @@ from collections.abc import Generator
 from typing import Any
 
 import pytest
-from twisted.internet import defer
 from twisted.internet.defer import Deferred, inlineCallbacks, succeed
-from twisted.internet.protocol import ProcessProtocol
-from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 
 from bipgw.codec.admin_http import AdminRequest, encode_request
@@ -36,6 +33,7 @@ from bipgw.core import (
 )
 from bipgw.services.admin_server import AdminServer
 from bipgw.tls import PskServerStats
+from tests.integration._openssl import OpenSslProcess
 
 pytestmark = pytest.mark.integration
 
@@ -48,47 +46,6 @@ WAIT = 15.0
 FIRST_POST = encode_request(
     AdminRequest(target="/admin", host="127.0.0.1", admin_from="card-agent")
 )
-
-
-class _Tool(ProcessProtocol):
-    """An openssl process whose output can be awaited."""
-
-    def __init__(self, reactor: Any) -> None:
-        self.reactor = reactor
-        self.output = bytearray()
-        self.ended: Deferred[int | None] = Deferred()
-        self._waiting: list[tuple[re.Pattern[bytes], Deferred[re.Match[bytes]]]] = []
-
-    def outReceived(self, data: bytes) -> None:
-        self.output += data
-        for entry in list(self._waiting):
-            found = entry[0].search(self.output)
-            if found:
-                self._waiting.remove(entry)
-                entry[1].callback(found)
-
-    errReceived = outReceived
-
-    def wait_for(self, pattern: bytes) -> Deferred[re.Match[bytes]]:
-        """Fire with the first match of C{pattern} in stdout+stderr."""
-        d: Deferred[re.Match[bytes]] = Deferred()
-        self._waiting.append((re.compile(pattern, re.DOTALL), d))
-        self.outReceived(b"")
-
-        def explain(failure: Failure) -> Failure:
-            failure.trap(defer.TimeoutError)
-            text = self.output.decode(errors="replace")
-            raise AssertionError(f"openssl never printed {pattern!r}; it said:\n{text}")
-
-        return d.addTimeout(WAIT, self.reactor).addErrback(explain)
-
-    def processEnded(self, reason: Failure) -> None:
-        self.ended.callback(reason.value.exitCode)
-
-    def stop(self) -> Deferred[int | None]:
-        if not self.ended.called:
-            self.transport.signalProcess("KILL")
-        return self.ended
 
 
 class _Pushes:
@@ -138,8 +95,8 @@ class AdminServerOpenSSLTests(TestCase):
     def _listening(self, port: Any) -> None:
         self.port = port.getHost().port
 
-    def card(self, key: bytes) -> _Tool:
-        tool = _Tool(self.reactor)
+    def card(self, key: bytes) -> OpenSslProcess:
+        tool = OpenSslProcess(self.reactor, wait=WAIT)
         assert OPENSSL is not None
         env = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "OPENSSL_CONF")}
         args = [

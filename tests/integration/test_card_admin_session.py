@@ -10,18 +10,16 @@ independent TLS-PSK implementation that shows the bytes it receives.
 from __future__ import annotations
 
 import os
-import re
 import shutil
 from collections.abc import Generator
 from ipaddress import ip_address
 from typing import Any
 
 import pytest
-from twisted.internet import defer
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IHandshakeListener
-from twisted.internet.protocol import Factory, ProcessProtocol, Protocol
+from twisted.internet.protocol import Factory, Protocol
 from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 from zope.interface import implementer
@@ -72,6 +70,7 @@ from simcard.model import (
 )
 from simcard.ota_receiver import ISD_TAR, OtaReceiver, OtaResult
 from tests import vectors
+from tests.integration._openssl import OpenSslProcess
 
 pytestmark = pytest.mark.integration
 
@@ -177,48 +176,6 @@ class _AdminFactory(Factory):
         return _AdminServer(self)
 
 
-class _OpenSSL(ProcessProtocol):
-    """An openssl s_server whose output can be awaited."""
-
-    transport: Any
-
-    def __init__(self, reactor: Any) -> None:
-        self.reactor = reactor
-        self.output = bytearray()
-        self.ended: Deferred[int | None] = Deferred()
-        self._waiting: list[tuple[re.Pattern[bytes], Deferred[re.Match[bytes]]]] = []
-
-    def outReceived(self, data: bytes) -> None:
-        self.output += data
-        for entry in list(self._waiting):
-            found = entry[0].search(self.output)
-            if found:
-                self._waiting.remove(entry)
-                entry[1].callback(found)
-
-    errReceived = outReceived
-
-    def wait_for(self, pattern: bytes) -> Deferred[re.Match[bytes]]:
-        d: Deferred[re.Match[bytes]] = Deferred()
-        self._waiting.append((re.compile(pattern, re.DOTALL), d))
-        self.outReceived(b"")
-
-        def explain(failure: Failure) -> Failure:
-            failure.trap(defer.TimeoutError)
-            said = self.output.decode(errors="replace")
-            raise AssertionError(f"openssl never printed {pattern!r}; it said:\n{said}")
-
-        return d.addTimeout(WAIT, self.reactor).addErrback(explain)
-
-    def processEnded(self, reason: Failure) -> None:
-        self.ended.callback(getattr(reason.value, "exitCode", None))
-
-    def stop(self) -> Deferred[int | None]:
-        if not self.ended.called:
-            self.transport.signalProcess("KILL")
-        return self.ended
-
-
 class CardAdminSessionTests(TestCase):
     """A pushed card opens its admin session over real sockets."""
 
@@ -264,7 +221,7 @@ class CardAdminSessionTests(TestCase):
         """openssl s_server completes the TLS-PSK handshake, shows the first POST, relays a 204."""
         if OPENSSL is None:
             raise self.skipTest("the openssl command line tool is not installed")
-        tool = _OpenSSL(self.reactor)
+        tool = OpenSslProcess(self.reactor, wait=WAIT)
         env = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "OPENSSL_CONF")}
         self.reactor.spawnProcess(
             tool, OPENSSL,

@@ -8,7 +8,6 @@ agreed with itself would prove nothing.
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import struct
 from collections.abc import Generator
@@ -16,11 +15,10 @@ from typing import Any
 
 import pytest
 from OpenSSL import SSL
-from twisted.internet import defer
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.internet.interfaces import IHandshakeListener
-from twisted.internet.protocol import Factory, ProcessProtocol, Protocol
+from twisted.internet.protocol import Factory, Protocol
 from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
@@ -35,6 +33,7 @@ from bipgw.tls import (
     psk_identity,
     psk_server_endpoint,
 )
+from tests.integration._openssl import OpenSslProcess
 
 pytestmark = pytest.mark.integration
 
@@ -42,54 +41,6 @@ OPENSSL = shutil.which("openssl")
 KEY = bytes.fromhex("0123456789abcdeffedcba9876543210")
 OTHER_KEY = bytes.fromhex("00112233445566778899aabbccddeeff")
 WAIT = 15.0  # seconds for any one step; the whole test is bounded by TestCase.timeout
-
-
-class _Tool(ProcessProtocol):
-    """An openssl process whose output can be awaited."""
-
-    def __init__(self, reactor: Any) -> None:
-        self.reactor = reactor
-        self.output = bytearray()
-        self.ended: Deferred[int | None] = Deferred()
-        self.exit_code: int | None = None
-        self._waiting: list[tuple[re.Pattern[bytes], Deferred[re.Match[bytes]]]] = []
-
-    def outReceived(self, data: bytes) -> None:
-        self.output += data
-        self._check()
-
-    errReceived = outReceived
-
-    def _check(self) -> None:
-        for entry in list(self._waiting):
-            pattern, d = entry
-            found = pattern.search(self.output)
-            if found:
-                self._waiting.remove(entry)
-                d.callback(found)
-
-    def wait_for(self, pattern: bytes) -> Deferred[re.Match[bytes]]:
-        """Fire with the first match of C{pattern} in stdout+stderr."""
-        d: Deferred[re.Match[bytes]] = Deferred()
-        self._waiting.append((re.compile(pattern), d))
-        self._check()
-
-        def explain(failure: Failure) -> Failure:
-            failure.trap(defer.TimeoutError)
-            output = self.output.decode(errors="replace")
-            raise AssertionError(f"openssl never printed {pattern!r}; it said:\n{output}")
-
-        return d.addTimeout(WAIT, self.reactor).addErrback(explain)
-
-    def processEnded(self, reason: Failure) -> None:
-        self.exit_code = reason.value.exitCode
-        self.ended.callback(self.exit_code)
-
-    def stop(self) -> Deferred[int | None]:
-        """Kill the process if it still runs; fire once it is reaped."""
-        if not self.ended.called:
-            self.transport.signalProcess("KILL")
-        return self.ended
 
 
 @implementer(IHandshakeListener)
@@ -186,8 +137,8 @@ class _Base(TestCase):
 
         self.reactor = reactor
 
-    def spawn(self, *args: str) -> _Tool:
-        tool = _Tool(self.reactor)
+    def spawn(self, *args: str) -> OpenSslProcess:
+        tool = OpenSslProcess(self.reactor, wait=WAIT, flags=0)
         assert OPENSSL is not None
         env = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "OPENSSL_CONF")}
         self.reactor.spawnProcess(tool, OPENSSL, [OPENSSL, *args], env=env)
@@ -208,7 +159,9 @@ class _Base(TestCase):
 class OpenSSLClientTests(_Base):
     """openssl s_client, as the card, against our TLS-PSK listener."""
 
-    def s_client(self, port: int, key: bytes, *extra: str, identity: str = "card-1") -> _Tool:
+    def s_client(
+        self, port: int, key: bytes, *extra: str, identity: str = "card-1"
+    ) -> OpenSslProcess:
         return self.spawn(
             "s_client", "-brief", "-tls1_2", "-psk", key.hex(), "-psk_identity", identity,
             "-connect", f"127.0.0.1:{port}", *extra,
@@ -299,7 +252,7 @@ class OpenSSLServerTests(_Base):
     """Our TLS-PSK client, as the card, against openssl s_server."""
 
     @inlineCallbacks
-    def connect(self, key: bytes) -> Generator[Deferred[Any], Any, tuple[_Tool, _App]]:
+    def connect(self, key: bytes) -> Generator[Deferred[Any], Any, tuple[OpenSslProcess, _App]]:
         tool = self.spawn(
             "s_server", "-tls1_2", "-nocert", "-psk", KEY.hex(), "-psk_identity", "card-1",
             "-accept", "127.0.0.1:0", "-naccept", "1", "-rev",

@@ -72,6 +72,8 @@ class ErrorCode(enum.StrEnum):
     """A command id already in flight on the same session."""
     LIMIT_REACHED = "limit-reached"
     """A session limit (tenant, service) or the tenant's commands in flight."""
+    RATE_LIMITED = "rate-limited"
+    """A command over its service's C{rate} (commands per second); retry later."""
     SERVICE_NOT_ALLOWED = "service-not-allowed"
     """The tenant has no such service."""
     APPLICATION_NOT_ALLOWED = "application-not-allowed"

@@ -4,7 +4,8 @@
 A mixin of L{bipgw.platform._session.PlatformChannel}, kept apart so each
 module stays one concern: this one turns C{open}, C{command} and C{close}
 into calls on the L{bipgw.core.SessionEngine}, enforces the tenant's and the
-service's limits and the platform's own C{timeouts}, and answers with
+service's limits (sessions, commands in flight, the service's command
+rate) and the platform's own C{timeouts}, and answers with
 C{accepted}/C{ready}/C{failed}, C{result}/C{error} and C{closed}, or a
 C{notification} when a ready session ends on its own.
 
@@ -275,6 +276,13 @@ class SessionRelay:
         refused = forbidden_select(tracked, capdus)
         if refused is not None:
             self._reply(ErrorCode.APPLICATION_NOT_ALLOWED, refused, rid, sid)
+            return
+        # Last, so that only a command that will run spends a token.  The
+        # tenant's current grant rules (the HTTP API renews it per request).
+        service = tenant.services.get(tracked.service.name, tracked.service)
+        refused = self._hub.rates.take(tenant.tenant_id, service)
+        if refused is not None:
+            self._reply(ErrorCode.RATE_LIMITED, refused, rid, sid)
             return
         self._hub.usage.command_sent(tenant.tenant_id)
         wait = tracked.timeouts.command if tracked.timeouts else None

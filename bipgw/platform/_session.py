@@ -14,7 +14,8 @@ protocol only moves bytes.  It holds, for its connection:
     reported with a C{notification};
   - the limits: sessions per tenant and per service, commands in flight per
     tenant (counted over all the tenant's connections by the hub's
-    L{TenantUsage}), the applications a service may address, and the
+    L{TenantUsage}), commands per second per service (the hub's
+    L{CommandRates}), the applications a service may address, and the
     platform's own C{timeouts};
   - heartbeats: after C{heartbeat_interval} seconds without a frame the
     gateway pings; without any frame C{heartbeat_timeout} later it drops
@@ -65,7 +66,7 @@ from bipgw.platform._messages import (
     parse_message,
 )
 from bipgw.platform._relay import SessionRelay, Tracked
-from bipgw.platform._tenants import ITenantDirectory, TenantGrant, TenantUsage
+from bipgw.platform._tenants import CommandRates, ITenantDirectory, TenantGrant, TenantUsage
 
 
 def _positive(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
@@ -111,6 +112,9 @@ class PlatformHub:
     and routes each session's end to that connection.
 
     @ivar usage: the sessions and commands each tenant has open.
+    @ivar rates: the command rate of each tenant's services, on C{clock}
+        (the clock of the heartbeats), so that one bucket holds for all the
+        tenant's connections and the HTTP API over this hub.
     """
 
     def __init__(
@@ -125,6 +129,7 @@ class PlatformHub:
         self.clock = clock
         self.settings = settings or ChannelSettings()
         self.usage = TenantUsage()
+        self.rates = CommandRates(clock)
         self._routes: dict[str, SessionRelay] = {}
         self._unsubscribe: Callable[[], None] | None = None
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import os
 import secrets
 from collections.abc import Mapping
@@ -140,6 +141,15 @@ def _limit(value: object) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
 
 
+def _rate(value: object) -> float | None:
+    # Written by "bipgw service add --rate N" as a whole number; any other
+    # positive, finite JSON number is taken as well, anything else is no limit
+    # (as for max_sessions): a hand-edited row must not lock a tenant out.
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if 0 < value < math.inf else None
+
+
 def service_grant(service: Service) -> ServiceGrant:
     """The channel's view of one store service row."""
     s = service.settings
@@ -148,6 +158,7 @@ def service_grant(service: Service) -> ServiceGrant:
         allowed_aids=hex_set(s.get("aids")),
         allowed_tars=hex_set(s.get("tars")),
         max_sessions=_limit(s.get("max_sessions")),
+        rate=_rate(s.get("rate")),
     )
 
 

@@ -13,18 +13,21 @@ the tenant's next connection.
 L{MemoryTenantDirectory} is the directory for tests, demos and a gateway
 configured from its TOML file; the store implements the same L{Protocol}.
 L{TenantUsage} counts what every tenant has open, across all its
-connections, so that a limit holds however many connections it opens.
+connections, so that a limit holds however many connections it opens;
+L{CommandRates} meters how fast it sends commands to each service, likewise.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Final, Protocol, runtime_checkable
 
 import attrs
 from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IReactorTime
 
 from bipgw.platform._fields import LABEL
 
@@ -42,6 +45,13 @@ def _positive(_: object, attribute: attrs.Attribute[Any], value: object) -> None
         raise ValueError(f"{attribute.name}: {value!r} is not a whole number >= 1")
 
 
+def _rate(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
+        raise ValueError(f"{attribute.name}: {value!r} is not a positive, finite number")
+
+
 @attrs.frozen
 class ServiceGrant:
     """One service a tenant may open sessions for.
@@ -54,12 +64,18 @@ class ServiceGrant:
         empty allows any.
     @ivar max_sessions: the tenant's sessions of this service that may be
         open at once; C{None} for only the tenant's own limit.
+    @ivar rate: the commands per second the tenant may send to this service,
+        over all its connections and the HTTP API (L{CommandRates}), with
+        bursts of up to C{max(1, rate)}; C{None} for no limit.  A command
+        is one C{command} message, however many C-APDUs it carries: it is
+        what costs the gateway a round trip to the card.
     """
 
     name: str = attrs.field(validator=attrs.validators.min_len(1))
     allowed_aids: frozenset[bytes] = attrs.field(default=frozenset(), converter=_frozen_bytes)
     allowed_tars: frozenset[bytes] = attrs.field(default=frozenset(), converter=_frozen_bytes)
     max_sessions: int | None = attrs.field(default=None, validator=_positive)
+    rate: float | None = attrs.field(default=None, validator=_rate)
 
     def allows_application(self, application: bytes) -> bool:
         """Whether a session may name C{application} (3 bytes: a TAR, else an AID)."""
@@ -235,3 +251,75 @@ def _decrement(counts: dict[Any, int], key: object) -> None:
         counts[key] = left
     else:
         del counts[key]
+
+
+_SLACK: Final = 1e-9
+"""Tokens a bucket may lack and still pay: refills are sums of float products."""
+
+
+@attrs.define
+class _Bucket:
+    tokens: float
+    stamp: float
+
+
+class CommandRates:
+    """How fast each tenant sends commands to each of its services: token buckets.
+
+    A service granted a C{rate} of R commands per second gets, per tenant, a
+    bucket of C{max(1, R)} tokens, full at first; each command takes one,
+    and tokens flow back at R per second.  So a platform may send a burst
+    of C{max(1, R)} commands at once and R per second on average, and a
+    service slower than one per second still gets its one command.  A
+    command that finds no token is refused (L{take} says why) rather than
+    queued: a queue would hide the limit from the platform, delay commands
+    behind its back and grow without bound.
+
+    One instance lives in the L{bipgw.platform.PlatformHub}, so a bucket is
+    shared by all the tenant's connections and the HTTP API.  There is a
+    bucket per (tenant, granted service), so memory is bounded by the
+    grants.  Time comes from the injected clock only (the reactor in the
+    gateway, a L{twisted.internet.task.Clock} in tests); it never schedules
+    anything, so it leaves no timer behind.
+    """
+
+    def __init__(self, clock: IReactorTime) -> None:
+        self._clock = clock
+        self._buckets: dict[tuple[str, str], _Bucket] = {}
+
+    def available(self, tenant_id: str, service: ServiceGrant) -> float:
+        """The tokens the tenant's bucket for C{service} holds now (C{inf} if unlimited)."""
+        if service.rate is None:
+            return math.inf
+        return self._refilled(tenant_id, service, service.rate).tokens
+
+    def take(self, tenant_id: str, service: ServiceGrant) -> str | None:
+        """Spend a token on one command of C{service}: why not, or C{None} once spent.
+
+        Nothing is spent when the command is refused, so a platform that
+        retries too early only waits, never falls further behind.
+        """
+        rate = service.rate
+        if rate is None:
+            return None
+        bucket = self._refilled(tenant_id, service, rate)
+        self._buckets[(tenant_id, service.name)] = bucket
+        if bucket.tokens < 1 - _SLACK:
+            wait = (1 - bucket.tokens) / rate
+            return (
+                f"service {service.name} allows {rate:g} commands per second (its rate);"
+                f" the next one in {wait:.3g} s"
+            )
+        bucket.tokens = max(0.0, bucket.tokens - 1)
+        return None
+
+    def _refilled(self, tenant_id: str, service: ServiceGrant, rate: float) -> _Bucket:
+        now = self._clock.seconds()
+        burst = max(1.0, rate)
+        bucket = self._buckets.get((tenant_id, service.name))
+        if bucket is None:
+            return _Bucket(burst, now)
+        # A clock set back refills nothing; a rate changed in a new grant
+        # applies at once, its burst capping what the old one saved.
+        elapsed = max(0.0, now - bucket.stamp)
+        return _Bucket(min(burst, bucket.tokens + elapsed * rate), now)

@@ -71,6 +71,7 @@ STATUS_OF: Final[dict[str, int]] = {
     "body-too-large": 413,
     "unsupported-media-type": 415,
     "limit-reached": 429,
+    "rate-limited": 429,
     "queue-full": 429,
     "internal-error": 500,
     "unavailable": 503,

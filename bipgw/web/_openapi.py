@@ -26,7 +26,10 @@ ERROR_STATUSES: Final[dict[int, str]] = {
     409: "the card is busy with another session, or the session is closing or has ended",
     413: "the request body is over the limit",
     415: "the body is not application/json",
-    429: "a limit: sessions of the tenant or service, commands in flight, queued commands",
+    429: (
+        "a limit: sessions of the tenant or service, commands in flight, queued commands,"
+        " or the service's commands per second (rate-limited)"
+    ),
     500: "a bug in the gateway (logged)",
     502: "the card or the push failed (card-dropped, script-status, push-failed, ...)",
     503: "the tenant directory is unavailable, or the gateway is shutting down",
@@ -72,7 +75,7 @@ _SCHEMAS: Final[dict[str, Any]] = {
                 "type": "string",
                 "description": "stable, for programs: the platform channel's and the engine's"
                 " codes (invalid-message, auth-failed, service-not-allowed, unknown-session,"
-                " card-busy, limit-reached, card-timeout, script-status ...)",
+                " card-busy, limit-reached, rate-limited, card-timeout, script-status ...)",
             },
             "message": {"type": "string", "description": "for people"},
             "session": _SESSION_ID,

@@ -10,10 +10,11 @@ the messages the relay emits are routed back: the answer for that id to the
 waiting request (L{TenantRelay.expect}), C{ready}/C{failed} to the requests
 waiting for a connecting session (L{TenantRelay.when_ready}).
 
-So the limits (sessions per tenant and service, commands in flight), the
-application checks (the service's AIDs and TARs, SELECTs in commands), the
-C{timeouts} and the usage counts are the channel's, and they are shared with
-the platform connections when both use the same L{PlatformHub}.
+So the limits (sessions per tenant and service, commands in flight, the
+service's command rate), the application checks (the service's AIDs and
+TARs, SELECTs in commands), the C{timeouts} and the usage counts are the
+channel's, and they are shared with the platform connections when both use
+the same L{PlatformHub}.
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ Refusals are one line on standard error and exit status 1.
 from __future__ import annotations
 
 import argparse
+import math
 import re
 from collections.abc import Mapping
 from typing import Any, Final, TextIO
@@ -77,6 +78,16 @@ def _hex(size: str) -> Any:
     return parse
 
 
+def _positive_rate(value: str) -> float:
+    try:
+        rate = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number") from None
+    if not math.isfinite(rate) or rate <= 0:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a positive rate")
+    return rate
+
+
 def _positive(value: str) -> int:
     try:
         n = int(value)
@@ -117,7 +128,9 @@ def add_parser(subparsers: Any) -> None:
     add.add_argument("--tenant", required=True, type=_name, help="the tenant it is granted to")
     add.add_argument("--aid", action="append", type=_hex("aid"), default=[], help="allowed AID")
     add.add_argument("--tar", action="append", type=_hex("tar"), default=[], help="allowed TAR")
-    add.add_argument("--rate", type=_positive, help="commands per second the tenant may send")
+    add.add_argument(
+        "--rate", type=_positive_rate, help="commands per second the tenant may send (e.g. 0.5)"
+    )
     add.add_argument("--max-sessions", type=_positive, help="sessions of it open at once")
     listing = actions.add_parser("list", help="list services", parents=[config])
     listing.add_argument("--tenant", type=_name, help="only this tenant's")
@@ -269,7 +282,8 @@ async def _add_service(store: IStore, args: argparse.Namespace, out: TextIO) -> 
     if args.tar:
         settings["tars"] = " ".join(sorted(set(args.tar)))
     if args.rate is not None:
-        settings["rate"] = args.rate
+        # A whole rate is stored (and listed) as a whole number.
+        settings["rate"] = int(args.rate) if args.rate.is_integer() else args.rate
     if args.max_sessions is not None:
         settings["max_sessions"] = args.max_sessions
     await store.put_service(Service(sid, args.tenant, args.name, True, settings))

@@ -188,3 +188,17 @@ class ArgumentTests(SynchronousTestCase):
             with self.assertRaises(SystemExit) as caught:
                 parse(argv)
             self.assertEqual(caught.exception.code, 2, argv)
+
+
+class FractionalRateTests(SynchronousTestCase):
+    """--rate takes fractional commands per second and refuses non-positive ones."""
+
+    def test_parse(self) -> None:
+        """0.5 is a rate; 0, -1, inf and text are refused naming the value."""
+        from bipgw.cli._tenants import _positive_rate
+
+        self.assertEqual(_positive_rate("0.5"), 0.5)
+        for bad in ("0", "-1", "inf", "nan", "fast"):
+            with self.assertRaises(argparse.ArgumentTypeError) as ctx:
+                _positive_rate(bad)
+            self.assertIn(repr(bad), str(ctx.exception))

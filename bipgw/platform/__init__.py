@@ -57,6 +57,7 @@ from bipgw.platform._protocol import (
 )
 from bipgw.platform._session import ChannelSettings, PlatformChannel, PlatformHub
 from bipgw.platform._tenants import (
+    CommandRates,
     ITenantDirectory,
     MemoryTenantDirectory,
     ServiceGrant,
@@ -77,6 +78,7 @@ __all__ = [
     "Close",
     "Closed",
     "Command",
+    "CommandRates",
     "ErrorCode",
     "ErrorMessage",
     "Failed",

@@ -12,12 +12,19 @@ directory (or one given), printing each step as the command it stands for:
   3. the simulated fleet (its SMSC and cards) and the gateway start in
      this process; the vendor file and the MSISDN file are imported into
      the running gateway (C{bipgw import cards|msisdn});
-  4. sessions for every card, many at once, through the session engine's
-     Python API: each runs SELECT of the ISD, GET STATUS, GET DATA (CPLC),
-     then a command to the fleet's service applet, and closes;
-  5. a summary: sessions ok and failed (with reasons), APDUs relayed and
-     latency percentiles.  The exit status is 0 when every session
-     succeeded.  With C{serve}, both keep running until Ctrl-C.
+  4. the platform side: one platform client connects to the gateway's
+     platform channel with the SDK (L{bipgw.client.connect}) and, for every
+     card, many at once, opens a card session through it and replays the
+     example APDU scripts of the checkout (L{EXAMPLES}, the replay runner of
+     L{bipgw.client}), so every command takes the path a business
+     platform's would: channel, push SMS, BIP, SCP81, and back;
+  5. a progress line every tenth of the cards, then a summary: sessions ok
+     and failed (with reasons), scripts passed and failed, APDUs and latency
+     percentiles (session setup, each APDU's round trip through the
+     platform channel, whole sessions).  The exit status is 0 when every
+     session and every script succeeded; otherwise the first failure's
+     trace (L{bipgw.client.format_trace}) shows what did not match.  With
+     C{serve}, both keep running until Ctrl-C.
 
 The gateway also opens its platform channel (C{[platform]}), as plain TCP
 on 127.0.0.1 (a demo has no certificate; a deployment listens with TLS,
@@ -47,7 +54,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -56,54 +63,77 @@ from twisted.application.service import IService, IServiceMaker
 from twisted.internet.defer import Deferred, DeferredSemaphore, gatherResults
 from twisted.internet.utils import getProcessOutputAndValue
 from twisted.plugin import getPlugins
+from twisted.python.failure import Failure
 
+import bipgw
 from bipgw.app import Gateway, build_gateway
 from bipgw.cli import main as bipgw_main
 from bipgw.cli._tenants import add_parser as add_tenant_parser
 from bipgw.cli._tenants import execute as tenant_command
+from bipgw.client import (
+    CardSession,
+    CommandOutcome,
+    GatewayTarget,
+    PlatformClient,
+    PlatformError,
+    ReplayReport,
+    Script,
+    ScriptError,
+    connect,
+    format_trace,
+    load_script,
+    run_script,
+)
 from bipgw.config import Config
-from bipgw.core import CardTarget, SessionError
 from bipgw.errors import BipGwError
 from bipgw.platform._store_tenants import new_token
 
 __all__ = [
-    "CREDENTIAL_AID",
+    "DEMO_SERVICE",
     "DEMO_TENANT",
+    "EXAMPLES",
     "ISD_SCRIPT",
     "LOG_NAME",
-    "SERVICE_SCRIPT",
     "TOKEN_NAME",
     "DemoError",
     "DemoOptions",
+    "DemoProgress",
     "DemoSummary",
     "demo_directory",
+    "examples_directory",
+    "load_scripts",
     "percentile",
     "platform_table",
     "run_demo",
     "tune",
 ]
 
-ISD_AID = bytes.fromhex("A000000151000000")
-CREDENTIAL_AID = bytes.fromhex("F06269706777435201" + "01")
-"""The simulated fleet's service applet (F0 "bipgwCR" 01 01), installed on every card."""
+#: The example scripts (in the checkout's C{examples/}) every card runs, in
+#: order.  Each passes on a card of a generated fleet, through the gateway;
+#: C{mismatch.apdu} fails on purpose and C{certificate.apdu} needs a
+#: certificate issued for the card's own key, so neither is here.
+EXAMPLES: tuple[str, ...] = (
+    "list-applications.apdu",
+    "read-cplc.apdu",
+    "credential-keypair.apdu",
+    "install-delete-applet.apdu",
+)
 
-#: SELECT the ISD, GET STATUS (ISD), GET DATA CPLC.
+#: SELECT the ISD, GET STATUS (ISD), GET DATA CPLC: a short fixed script.  The
+#: demo replays L{EXAMPLES}; the benchmarks (C{bench/}) time this one.
 ISD_SCRIPT: tuple[bytes, ...] = (
-    b"\x00\xa4\x04\x00\x08" + ISD_AID + b"\x00",
+    bytes.fromhex("00A4040008A00000015100000000"),
     bytes.fromhex("80F28000024F0000"),
     bytes.fromhex("80CA9F7F00"),
-)
-#: SELECT the service applet, GET DATA of its state (tag DF20).
-SERVICE_SCRIPT: tuple[bytes, ...] = (
-    b"\x00\xa4\x04\x00" + bytes([len(CREDENTIAL_AID)]) + CREDENTIAL_AID + b"\x00",
-    bytes.fromhex("80CADF2000"),
 )
 
 #: Configuration lines the demo changes after C{bipgw init}: loopback is fast.
 _TUNING = {"rate": "2000", "window": "50", "max_connections": "20000"}
 
-#: The tenant the demo adds for platforms, and the file its token is written to.
+#: The tenant the demo adds for platforms, the service it is granted, and the
+#: file its token is written to.
 DEMO_TENANT = "demo"
+DEMO_SERVICE = "isd"
 TOKEN_NAME = "platform.token"
 
 
@@ -131,6 +161,8 @@ class DemoOptions:
     @ivar concurrency: sessions open at once.
     @ivar seed: reproducible card keys (C{simfleet generate --seed}).
     @ivar serve: keep running after the sessions, until interrupted.
+    @ivar scripts: the APDU scripts each session replays; C{None} means
+        L{EXAMPLES} from the checkout (L{examples_directory}).
     """
 
     directory: Path | None = None
@@ -138,30 +170,119 @@ class DemoOptions:
     concurrency: int = 50
     seed: int | None = None
     serve: bool = False
+    scripts: tuple[Path, ...] | None = None
 
 
-@attrs.frozen
+def examples_directory(root: Path | None = None) -> Path:
+    """The checkout's C{examples/} directory, holding every one of L{EXAMPLES}.
+
+    The examples are documentation that runs, not part of the installed
+    package, so the demo needs the checkout bipgw was installed from.
+
+    @param root: the checkout (by default, the directory above the C{bipgw}
+        package).
+    @raise DemoError: the directory, or one of the examples, is missing.
+    """
+    if root is None:
+        root = Path(bipgw.__file__).resolve().parent.parent
+    base = root / "examples"
+    missing = [name for name in EXAMPLES if not (base / name).is_file()]
+    if missing:
+        raise DemoError(
+            f"the example APDU scripts are not in {base} (missing: {', '.join(missing)});"
+            " bipgw demo replays them, so run it from a checkout of bipgw"
+        )
+    return base
+
+
+def load_scripts(paths: Sequence[Path]) -> tuple[Script, ...]:
+    """Parse the scripts the sessions replay, before anything is started.
+
+    @raise DemoError: one does not read or parse (the message says where).
+    """
+    try:
+        return tuple(load_script(path) for path in paths)
+    except ScriptError as e:
+        raise DemoError(f"cannot use the APDU script: {e}") from None
+
+
+class DemoProgress:
+    """What the sessions have done so far, and a line every tenth of them.
+
+    @ivar total: the sessions the run will have.
+    """
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.ok = 0
+        self.failed = 0
+        self.scripts_ok = 0
+        self.scripts_mismatched = 0
+        self._tenths = 0
+
+    def script(self, passed: bool) -> None:
+        """A script replay ended, matching or not."""
+        if passed:
+            self.scripts_ok += 1
+        else:
+            self.scripts_mismatched += 1
+
+    def session(self, ok: bool) -> str | None:
+        """A session ended; the progress line when it completes another tenth."""
+        if ok:
+            self.ok += 1
+        else:
+            self.failed += 1
+        tenths = (self.ok + self.failed) * 10 // self.total
+        if tenths <= self._tenths:
+            return None
+        self._tenths = tenths
+        return self.line()
+
+    def line(self) -> str:
+        """Where the run is, for the terminal."""
+        return (
+            f"  {self.ok + self.failed}/{self.total} sessions done ({self.failed} failed),"
+            f" scripts: {self.scripts_ok} ok, {self.scripts_mismatched} mismatched"
+        )
+
+
+@attrs.frozen(kw_only=True)
 class DemoSummary:
     """What the sessions did.
 
-    @ivar setup: seconds from opening each session to its card connecting.
-    @ivar scripts: seconds each command script took (send to answer).
-    @ivar sessions: seconds each whole session took (open to closed).
+    @ivar ok: sessions opened, run and closed without a channel failure.
+    @ivar failed: sessions that could not open, or broke off.
+    @ivar reasons: how many sessions failed, by reason code.
+    @ivar scripts_passed: script replays where every answer matched.
+    @ivar scripts_failed: the others.
+    @ivar apdus: C-APDUs answered by cards, through the platform channel.
+    @ivar elapsed: seconds from the first session opened to the last ended.
+    @ivar setup: seconds from asking for each session to its card connecting.
+    @ivar round_trips: seconds of each C-APDU's round trip, platform to card
+        and back (a batch's, for commands sent as one).
+    @ivar sessions: seconds each successful session took (open to closed).
+    @ivar first_failure: the first failure, in words: the trace of the first
+        script that did not match (L{format_trace}), else why the first
+        session failed; C{None} when nothing failed.
     """
 
     ok: int
     failed: int
-    reasons: dict[str, int]
-    apdus: int
-    elapsed: float
-    setup: tuple[float, ...]
-    scripts: tuple[float, ...]
-    sessions: tuple[float, ...]
+    reasons: Mapping[str, int] = attrs.field(factory=dict)
+    scripts_passed: int = 0
+    scripts_failed: int = 0
+    apdus: int = 0
+    elapsed: float = 0.0
+    setup: tuple[float, ...] = ()
+    round_trips: tuple[float, ...] = ()
+    sessions: tuple[float, ...] = ()
+    first_failure: str | None = None
 
     @property
     def all_ok(self) -> bool:
-        """Whether every session succeeded."""
-        return self.failed == 0 and self.ok > 0
+        """Whether every session and every script succeeded."""
+        return self.failed == 0 and self.scripts_failed == 0 and self.ok > 0
 
     def lines(self) -> list[str]:
         """The summary as lines for the terminal."""
@@ -170,13 +291,14 @@ class DemoSummary:
         out = [
             f"sessions: {total} in {self.elapsed:.2f} s ({rate:.1f}/s): ok {self.ok},"
             f" failed {self.failed}",
-            f"APDUs relayed: {self.apdus}",
+            f"scripts: passed {self.scripts_passed}, failed {self.scripts_failed}",
+            f"APDUs through the platform channel: {self.apdus}",
         ]
-        for name, reason in sorted(self.reasons.items()):
-            out.append(f"  failed with {name}: {reason}")
+        for name, count in sorted(self.reasons.items()):
+            out.append(f"  sessions failed with {name}: {count}")
         for what, values in (
             ("setup (open -> card connected)", self.setup),
-            ("command script (sent -> answered)", self.scripts),
+            ("APDU round trip (platform -> card -> platform)", self.round_trips),
             ("whole session (open -> closed)", self.sessions),
         ):
             if values:
@@ -184,6 +306,10 @@ class DemoSummary:
                     f"p{p} {percentile(values, p) * 1000:.1f} ms" for p in (50, 90, 99)
                 )
                 out.append(f"{what}: {shown}, max {max(values) * 1000:.1f} ms")
+        if self.first_failure is not None:
+            out.append("first failure:")
+            failure = self.first_failure.rstrip("\n").splitlines()
+            out.extend("  " + line if line else "" for line in failure)
         return out
 
 
@@ -326,15 +452,18 @@ class _Run:
         return gateway
 
     async def add_tenant(self, gateway: Gateway, config: Config) -> None:
-        """Add the platform tenant (its token in a file) and grant it C{isd}."""
+        """Add the platform tenant (its token in a file) and grant it L{DEMO_SERVICE}."""
         self.token_file = token_file = self.install / TOKEN_NAME
         token_file.touch(mode=0o600)
         token_file.write_text(new_token() + "\n", encoding="ascii")
+        # The sessions of the run all belong to this tenant: let them all be open.
+        most = str(max(100, self.options.concurrency))
+        limits = ["--max-sessions", most, "--max-commands", most]
         parser = argparse.ArgumentParser(prog="bipgw")
         add_tenant_parser(parser.add_subparsers(dest="command", required=True))
         for argv in (
-            ["tenant", "add", DEMO_TENANT, "--token-file", str(token_file)],
-            ["service", "add", "isd", "--tenant", DEMO_TENANT],
+            ["tenant", "add", DEMO_TENANT, "--token-file", str(token_file), *limits],
+            ["service", "add", DEMO_SERVICE, "--tenant", DEMO_TENANT],
         ):
             self.step("bipgw " + " ".join(argv) + f" -c {config.source}")
             args = parser.parse_args(argv)
@@ -347,68 +476,99 @@ class _Run:
         port = gateway.platform_port
         return [
             f"platform channel: tcp:127.0.0.1:{port} (plain TCP, loopback only),"
-            f" tenant {DEMO_TENANT!r}, service 'isd', token in {self.token_file}",
+            f" tenant {DEMO_TENANT!r}, service {DEMO_SERVICE!r}, token in {self.token_file}",
             f"  e.g. connect(reactor, 'tcp:127.0.0.1:{port}', token=<that file's first line>)",
         ]
 
-    async def sessions(self, gateway: Gateway) -> DemoSummary:
+    async def sessions(self, gateway: Gateway, scripts: Sequence[Script]) -> DemoSummary:
+        """Connect one platform client and replay C{scripts} with every card."""
+        endpoint = f"tcp:127.0.0.1:{gateway.platform_port}"
+        token = self.token_file.read_text(encoding="ascii").splitlines()[0]
+        self.step(f"python: client = connect(reactor, {endpoint!r}, token=<{TOKEN_NAME}>)")
+        client = await _within(
+            self.reactor,
+            connect(self.reactor, endpoint, token=token),
+            30.0,
+            "connecting to the platform channel",
+        )
+        try:
+            return await self.replay_all(gateway, client, scripts)
+        finally:
+            await client.disconnect()
+
+    async def replay_all(
+        self, gateway: Gateway, client: PlatformClient, scripts: Sequence[Script]
+    ) -> DemoSummary:
+        """Per card, N at once: open a session, replay every script (a mismatch
+        does not stop the others; a channel failure ends the session), close."""
         cards = [c.iccid for c in await gateway.store.list_cards(limit=self.options.cards)]
         n = len(cards)
+        names = ", ".join(Path(s.name).name for s in scripts)
         self.say(
-            f"running {n} sessions, {self.options.concurrency} at once:"
-            " SELECT ISD, GET STATUS, GET DATA CPLC, then the service applet"
+            f"running {n} sessions through the platform channel, {self.options.concurrency}"
+            f" at once, each replaying: {names}"
         )
         clock = self.reactor.seconds
         setup: list[float] = []
-        scripts: list[float] = []
+        trips: list[float] = []
         whole: list[float] = []
         reasons: Counter[str] = Counter()
-        counts = {"ok": 0, "failed": 0, "apdus": 0}
-        step = max(1, n // 10)
+        progress = DemoProgress(max(1, n))
+        failures: list[str] = []
+
+        def observe(outcome: CommandOutcome) -> None:
+            if outcome.response is not None and outcome.elapsed is not None:
+                trips.append(outcome.elapsed)
+
+        def failed(iccid: str, reason: str, why: str, trace: str | None = None) -> None:
+            if len(failures) < 5:
+                self.say(f"  card {iccid}: {why}")
+            failures.append(trace or f"card {iccid}: {why}")
+            if reason:
+                reasons[reason] += 1
 
         async def one(iccid: str) -> None:
             opened = clock()
-            session = gateway.engine.open(CardTarget.by_iccid(iccid), "isd")
+            session: CardSession | None = None
+            ok = False
             try:
-                await session.ready
+                session = await client.open_session(service=DEMO_SERVICE, iccid=iccid)
                 setup.append(clock() - opened)
-                for script in (ISD_SCRIPT, SERVICE_SCRIPT):
-                    result = await session.execute(script)
-                    scripts.append(result.duration)
-                    counts["apdus"] += len(result.responses)
-                    if any(sw != 0x9000 for sw in result.status_words) or not result.complete:
-                        words = " ".join(f"{sw:04X}" for sw in result.status_words)
-                        raise DemoError(f"card {iccid} answered {words}")
+                target = _Target(session, iccid)
+                for script in scripts:
+                    report = await run_script(script, target, timer=clock, observer=observe)
+                    progress.script(report.passed)
+                    if not report.passed:
+                        failed(iccid, "", _mismatch(report), format_trace(report))
+                    if report.error is not None:
+                        raise target.error or DemoError(report.error)
                 await session.close()
-            except (SessionError, DemoError) as e:
-                counts["failed"] += 1
-                reasons[getattr(getattr(e, "reason", None), "value", "wrong answer")] += 1
-                if counts["failed"] <= 5:
-                    self.say(f"  session for card {iccid} failed: {e}")
-                if not session.status().state.terminal:
+                ok = True
+                whole.append(clock() - opened)
+            except Exception as e:
+                code = e.code if isinstance(e, PlatformError) else type(e).__name__
+                failed(iccid, code, f"session failed: {e}")
+                if session is not None and not session.ended:
                     session.close().addErrback(lambda _: None)
-                return
-            counts["ok"] += 1
-            whole.append(clock() - opened)
-            done = counts["ok"] + counts["failed"]
-            if done % step == 0 or done == n:
-                self.say(f"  {done}/{n} sessions done ({counts['failed']} failed)")
+            line = progress.session(ok)
+            if line is not None:
+                self.say(line)
 
         limit = DeferredSemaphore(self.options.concurrency)
         started = clock()
-        await gatherResults(
-            [limit.run(one, iccid) for iccid in cards],
-            consumeErrors=True,
-        )
+        await gatherResults([limit.run(one, iccid) for iccid in cards], consumeErrors=True)
         return DemoSummary(
-            ok=counts["ok"],
-            failed=counts["failed"],
+            ok=progress.ok,
+            failed=progress.failed,
             reasons=dict(reasons),
-            apdus=counts["apdus"],
+            scripts_passed=progress.scripts_ok,
+            scripts_failed=progress.scripts_mismatched,
+            apdus=len(trips),
             elapsed=clock() - started,
             setup=tuple(setup),
-            scripts=tuple(scripts),
+            round_trips=tuple(trips),
             sessions=tuple(whole),
+            first_failure=failures[0] if failures else None,
         )
 
     async def stop(self) -> None:
@@ -416,6 +576,38 @@ class _Run:
             await self.gateway.stopService()
         if self.fleet is not None and self.fleet.running:
             await self.fleet.stopService()
+
+
+class _Target(GatewayTarget):
+    """The replay's target: a card session already open on the shared client.
+
+    It remembers the channel's error when a command fails, so the summary
+    counts the gateway's reason code rather than the replay's words.
+    """
+
+    def __init__(self, session: CardSession, iccid: str) -> None:
+        where = f"card {iccid} through the platform channel, service {DEMO_SERVICE}"
+        super().__init__(session, where)
+        self.error: PlatformError | None = None
+
+    def transmit_batch(self, capdus: Sequence[bytes]) -> Deferred[list[bytes]]:
+        """The commands as one script, as L{GatewayTarget} sends them."""
+
+        def remember(failure: Failure) -> Failure:
+            if isinstance(failure.value, PlatformError):
+                self.error = failure.value
+            return failure
+
+        return super().transmit_batch(capdus).addErrback(remember)
+
+
+def _mismatch(report: ReplayReport) -> str:
+    """One line: which script went wrong, where and why."""
+    name = Path(report.script.name).name
+    if report.error is not None:
+        return f"{name}: {report.error}"
+    bad = next(o for o in report.outcomes if o.problems)
+    return f"{name} failed at #{bad.command.index}: {'; '.join(bad.problems)}"
 
 
 async def _within(reactor: Any, d: Deferred[Any], seconds: float, what: str) -> Any:
@@ -463,6 +655,11 @@ async def run_demo(
     """
     if options.cards < 1 or options.concurrency < 1:
         raise DemoError("--cards and --concurrency must be at least 1")
+    paths = options.scripts
+    if paths is None:
+        examples = examples_directory()
+        paths = tuple(examples / name for name in EXAMPLES)
+    scripts = load_scripts(paths)
     base = demo_directory(options.directory)
     run = _Run(reactor, options, out)
     run.say(f"demo directory: {base}")
@@ -470,7 +667,7 @@ async def run_demo(
     try:
         config = await run.prepare(base)
         gateway = await run.start(config)
-        summary = await run.sessions(gateway)
+        summary = await run.sessions(gateway, scripts)
         for line in summary.lines():
             run.say(line)
         if options.serve:

@@ -4,8 +4,10 @@
 The dispatcher (L{bipgw.cli._main}) adds the subcommand with L{add_parser}
 and runs it with L{run}.  Progress and the summary go to standard output;
 the gateway's and the fleet's own log goes to C{DIR/demo.log}, so the
-terminal stays readable.  Exit status: 0 when every session succeeded, 1
-otherwise (or when a step failed: one line on standard error says which).
+terminal stays readable.  Exit status: 0 when every session and every
+replayed script succeeded, 1 otherwise (the summary ends with the first
+failure's trace), or when a step failed (one line on standard error says
+which, e.g. that the checkout's C{examples/} is missing).
 """
 
 from __future__ import annotations
@@ -25,9 +27,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     demo: argparse.ArgumentParser = subparsers.add_parser(
         "demo",
         help="run the whole loop against a simulated fleet",
-        description="Generate a simulated fleet, set up a gateway for it, run an admin"
-        " session with every card (SELECT ISD, GET STATUS, GET DATA CPLC and a service"
-        " applet command) and print a summary.",
+        description="Generate a simulated fleet, set up a gateway for it, connect a platform"
+        " client to its platform channel and, with every card, open a session and replay the"
+        " example APDU scripts of the checkout (examples/); print progress and a summary."
+        " Exit status 1 if a session or a script failed (the first failure's trace is shown).",
     )
     demo.add_argument(
         "directory",

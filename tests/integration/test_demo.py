@@ -1,4 +1,5 @@
-"""C{bipgw demo} end to end: a fleet generated, a gateway set up, every card served."""
+"""C{bipgw demo} end to end: a fleet generated, a gateway set up, every card
+reached through the platform channel and the example scripts replayed."""
 
 from __future__ import annotations
 
@@ -8,9 +9,13 @@ from pathlib import Path
 import pytest
 from twisted.trial.unittest import TestCase
 
-from bipgw.demo import DemoOptions, run_demo
+from bipgw.demo import EXAMPLES, DemoOptions, examples_directory, run_demo
 
 pytestmark = pytest.mark.integration
+
+#: C-APDUs of one replay of each example (includes expanded): list-applications
+#: 5, read-cplc 6, credential-keypair 3, install-delete-applet 12.
+_APDUS_PER_CARD = 26
 
 
 class DemoTests(TestCase):
@@ -19,8 +24,10 @@ class DemoTests(TestCase):
     timeout = 60
 
     async def test_demo(self) -> None:
-        """With a few cards, every session succeeds; each step is printed as the
-        command it stands for, and the summary counts every APDU."""
+        """With a few cards, every session succeeds and every example script
+        matches every answer through the platform channel; each step is printed
+        as the command it stands for, progress comes as sessions end, and the
+        summary counts every APDU and times each of them."""
         from twisted.internet import reactor
 
         base = Path(self.mktemp())
@@ -30,9 +37,12 @@ class DemoTests(TestCase):
         text = out.getvalue()
 
         self.assertTrue(summary.all_ok, text)
-        self.assertEqual((summary.ok, summary.failed, summary.apdus), (6, 0, 30))
-        self.assertEqual(len(summary.setup), 6)
-        self.assertEqual(len(summary.scripts), 12)
+        self.assertEqual((summary.ok, summary.failed, summary.reasons), (6, 0, {}))
+        self.assertEqual((summary.scripts_passed, summary.scripts_failed), (6 * len(EXAMPLES), 0))
+        self.assertEqual(summary.apdus, 6 * _APDUS_PER_CARD)
+        self.assertEqual(len(summary.round_trips), summary.apdus)
+        self.assertEqual((len(summary.setup), len(summary.sessions)), (6, 6))
+        self.assertIsNone(summary.first_failure)
         for step in (
             "$ simfleet generate --cards 6",
             "$ bipgw init",
@@ -41,9 +51,47 @@ class DemoTests(TestCase):
             "$ twistd -n bipgw --config",
             "$ bipgw import cards",
             "$ bipgw import msisdn",
+            "$ bipgw tenant add demo",
+            "$ python: client = connect(reactor, 'tcp:127.0.0.1:",
+            "each replaying: " + ", ".join(EXAMPLES),
+            "  6/6 sessions done (0 failed), scripts: 24 ok, 0 mismatched",
             "sessions: 6 in",
             "ok 6, failed 0",
+            "scripts: passed 24, failed 0",
+            f"APDUs through the platform channel: {6 * _APDUS_PER_CARD}",
+            "APDU round trip (platform -> card -> platform): p50",
         ):
             self.assertIn(step, text)
+        self.assertNotIn("first failure", text)
         self.assertTrue((base / "gateway" / "bipgw.toml").is_file())
         self.assertTrue((base / "fleet" / "cards.db").is_file())
+
+    async def test_mismatch(self) -> None:
+        """A script that does not match fails the demo though every session
+        closed cleanly; the scripts after it still run, and the summary ends
+        with the first failure's trace, pointing at the wrong byte."""
+        from twisted.internet import reactor
+
+        examples = examples_directory()
+        out = io.StringIO()
+        options = DemoOptions(
+            directory=Path(self.mktemp()),
+            cards=2,
+            concurrency=2,
+            scripts=(examples / "mismatch.apdu", examples / "read-cplc.apdu"),
+        )
+        summary = await run_demo(reactor, options, out)
+        text = out.getvalue()
+
+        self.assertFalse(summary.all_ok, text)
+        self.assertEqual((summary.ok, summary.failed), (2, 0))
+        self.assertEqual((summary.scripts_passed, summary.scripts_failed), (2, 2))
+        # mismatch.apdu: SELECT and the CPLC (its third command is not run).
+        self.assertEqual(summary.apdus, 2 * (2 + 6))
+        self.assertIn("mismatch.apdu failed at #2: data: byte 3: expected 47, got 00", text)
+        self.assertIn("scripts: passed 2, failed 2", text)
+        assert summary.first_failure is not None
+        trace = text[text.index("first failure:") :]
+        self.assertIn("CPLC of an NXP chip?", trace)
+        self.assertIn("^^ byte 3", trace)
+        self.assertIn("not run (an earlier command failed)", trace)

@@ -10,18 +10,24 @@ import argparse
 import io
 from pathlib import Path
 
+from twisted.internet.defer import fail
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from bipgw.cli import _demo
+from bipgw.client import PlatformError
 from bipgw.codec.apdu import CommandApdu
 from bipgw.demo import (
-    CREDENTIAL_AID,
+    EXAMPLES,
     ISD_SCRIPT,
     LOG_NAME,
-    SERVICE_SCRIPT,
     DemoError,
+    DemoProgress,
     DemoSummary,
+    _Target,
     demo_directory,
+    examples_directory,
+    load_scripts,
     percentile,
     tune,
 )
@@ -98,36 +104,163 @@ class DemoPiecesTests(SynchronousTestCase):
         )
         self.assertRaises(DemoError, tune, "[smpp]\nwindow = 10\n")
 
-    def test_scripts(self) -> None:
-        """The demo's commands are well-formed APDUs: SELECT by AID of the ISD and
-        of the fleet's credential applet, GET STATUS, GET DATA."""
-        select_isd = CommandApdu.decode(ISD_SCRIPT[0])
-        self.assertEqual((select_isd.ins, select_isd.p1), (0xA4, 0x04))
-        self.assertEqual(select_isd.data, bytes.fromhex("A000000151000000"))
-        self.assertEqual(CommandApdu.decode(ISD_SCRIPT[1]).ins, 0xF2)
-        cplc = CommandApdu.decode(ISD_SCRIPT[2])
-        self.assertEqual((cplc.ins, cplc.p1, cplc.p2), (0xCA, 0x9F, 0x7F))
-        self.assertEqual(CommandApdu.decode(SERVICE_SCRIPT[0]).data, CREDENTIAL_AID)
-        self.assertEqual(CREDENTIAL_AID[1:8], b"bipgwCR")
-
     def test_summary(self) -> None:
-        """The summary counts, rates and percentiles, and says why sessions failed."""
+        """The summary counts sessions, scripts and APDUs, gives the rate and the
+        percentiles, and says why sessions failed."""
         summary = DemoSummary(
             ok=3,
             failed=1,
             reasons={"card-timeout": 1},
-            apdus=15,
+            scripts_passed=12,
+            scripts_failed=0,
+            apdus=78,
             elapsed=2.0,
             setup=(0.1, 0.2, 0.3),
-            scripts=(0.01,),
+            round_trips=(0.004, 0.006),
             sessions=(0.5,),
         )
         text = "\n".join(summary.lines())
         self.assertIn("sessions: 4 in 2.00 s (2.0/s): ok 3, failed 1", text)
-        self.assertIn("APDUs relayed: 15", text)
-        self.assertIn("failed with card-timeout: 1", text)
-        self.assertIn("p50 200.0 ms", text)
+        self.assertIn("scripts: passed 12, failed 0", text)
+        self.assertIn("APDUs through the platform channel: 78", text)
+        self.assertIn("sessions failed with card-timeout: 1", text)
+        self.assertIn("setup (open -> card connected): p50 200.0 ms", text)
+        self.assertIn("APDU round trip (platform -> card -> platform): p50 4.0 ms", text)
+        self.assertIn("whole session (open -> closed): p50 500.0 ms", text)
+        self.assertNotIn("first failure", text)
         self.assertFalse(summary.all_ok)
-        self.assertTrue(
-            DemoSummary(1, 0, {}, 5, 1.0, (0.1,), (0.1,), (0.1,)).all_ok,
+
+    def test_summaryAllOk(self) -> None:
+        """Every session and every script must succeed (and one session at
+        least run) for the demo to succeed: a script that did not match fails
+        it even though its session closed cleanly."""
+        self.assertTrue(DemoSummary(ok=1, failed=0, scripts_passed=4).all_ok)
+        self.assertFalse(DemoSummary(ok=0, failed=0).all_ok)
+        self.assertFalse(DemoSummary(ok=2, failed=0, scripts_passed=7, scripts_failed=1).all_ok)
+
+    def test_summaryFirstFailure(self) -> None:
+        """The first failure's text (a replay trace) ends the summary, indented,
+        with no trailing blanks on its empty lines."""
+        trace = "replay mismatch.apdu\n\n#2 x\n   got 00\n"
+        summary = DemoSummary(ok=1, failed=0, scripts_failed=1, first_failure=trace)
+        lines = summary.lines()
+        where = lines.index("first failure:")
+        self.assertEqual(
+            lines[where + 1 :], ["  replay mismatch.apdu", "", "  #2 x", "     got 00"]
         )
+
+    def test_isdScript(self) -> None:
+        """The fixed script the benchmarks time is well formed: SELECT of the ISD
+        by AID, GET STATUS, GET DATA CPLC."""
+        select = CommandApdu.decode(ISD_SCRIPT[0])
+        self.assertEqual((select.ins, select.p1), (0xA4, 0x04))
+        self.assertEqual(select.data, bytes.fromhex("A000000151000000"))
+        self.assertEqual(CommandApdu.decode(ISD_SCRIPT[1]).ins, 0xF2)
+        cplc = CommandApdu.decode(ISD_SCRIPT[2])
+        self.assertEqual((cplc.ins, cplc.p1, cplc.p2), (0xCA, 0x9F, 0x7F))
+
+
+class DemoProgressTests(SynchronousTestCase):
+    """L{DemoProgress}: counts, and a line each tenth of the sessions."""
+
+    def test_everyTenth(self) -> None:
+        """With 100 sessions, a line comes after sessions 10, 20, ... 100 only."""
+        progress = DemoProgress(100)
+        shown = [n for n in range(1, 101) if progress.session(ok=True) is not None]
+        self.assertEqual(shown, list(range(10, 101, 10)))
+
+    def test_fewSessions(self) -> None:
+        """With fewer than ten sessions, each one completes a tenth: a line each."""
+        progress = DemoProgress(6)
+        self.assertEqual(sum(progress.session(ok=True) is not None for _ in range(6)), 6)
+
+    def test_counts(self) -> None:
+        """The line counts sessions done and failed, and scripts ok and mismatched."""
+        progress = DemoProgress(4)
+        progress.script(passed=True)
+        progress.script(passed=True)
+        progress.script(passed=False)
+        self.assertEqual(
+            progress.session(ok=False),
+            "  1/4 sessions done (1 failed), scripts: 2 ok, 1 mismatched",
+        )
+        self.assertEqual((progress.ok, progress.failed), (0, 1))
+        line = progress.session(ok=True)
+        assert line is not None
+        self.assertIn("2/4 sessions done (1 failed)", line)
+
+
+class DemoExamplesTests(SynchronousTestCase):
+    """Which example scripts the demo replays, and where it finds them."""
+
+    def test_checkoutExamples(self) -> None:
+        """The checkout's examples/ holds every script the demo runs, each parses,
+        and the one that fails on purpose is not among them."""
+        base = examples_directory()
+        self.assertEqual(base.name, "examples")
+        scripts = load_scripts([base / name for name in EXAMPLES])
+        self.assertEqual(len(scripts), len(EXAMPLES))
+        self.assertTrue(all(s.commands for s in scripts))
+        self.assertNotIn("mismatch.apdu", EXAMPLES)
+        self.assertIn("read-cplc.apdu", EXAMPLES)
+
+    def test_missingDirectory(self) -> None:
+        """Without examples/ (an installed package, no checkout) the demo says
+        where it looked and why it needs them."""
+        root = Path(self.mktemp())
+        root.mkdir()
+        e = self.assertRaises(DemoError, examples_directory, root)
+        self.assertIn(str(root / "examples"), str(e))
+        self.assertIn("checkout", str(e))
+
+    def test_missingExample(self) -> None:
+        """An examples/ that lacks one of the scripts is refused, naming it."""
+        root = Path(self.mktemp())
+        (root / "examples").mkdir(parents=True)
+        for name in EXAMPLES[1:]:
+            (root / "examples" / name).write_text("")
+        e = self.assertRaises(DemoError, examples_directory, root)
+        self.assertIn(f"missing: {EXAMPLES[0]}", str(e))
+
+    def test_badScript(self) -> None:
+        """A script that does not parse stops the demo before anything starts,
+        naming the file and line."""
+        bad = Path(self.mktemp())
+        bad.write_text("80 CA 9F 7F 00 => 9000\nnot a command\n")
+        e = self.assertRaises(DemoError, load_scripts, [bad])
+        self.assertIn(f"{bad}:2", str(e))
+
+
+class _FakeSession:
+    """A card session whose every command fails with C{error}."""
+
+    iccid = "89882110000000000011"
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def send(self, apdus: object, *, definite: bool = False) -> object:
+        return fail(self.error)
+
+    def close(self) -> object:
+        return fail(self.error)
+
+
+class DemoTargetTests(SynchronousTestCase):
+    """The replay target over an open session."""
+
+    def test_remembersChannelError(self) -> None:
+        """When the channel fails a command, the target keeps the gateway's error
+        (its code goes into the summary) and the replay still sees the failure."""
+        error = PlatformError("card-timeout", "the card did not answer")
+        target = _Target(_FakeSession(error), "8988211000000000011")  # type: ignore[arg-type]
+        self.assertIn("8988211000000000011", target.description)
+        failure = self.failureResultOf(target.transmit(b"\x80\xca\x9f\x7f\x00"))
+        self.assertIs(failure.value, error)
+        self.assertIs(target.error, error)
+
+    def test_otherErrorsNotKept(self) -> None:
+        """A failure that is not the gateway's leaves no code behind."""
+        target = _Target(_FakeSession(ValueError("x")), "1")  # type: ignore[arg-type]
+        self.assertIsInstance(self.failureResultOf(target.transmit(b"\x00")), Failure)
+        self.assertIsNone(target.error)

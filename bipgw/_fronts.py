@@ -265,9 +265,13 @@ def build_fronts(
     reactor: Any,
     *,
     platform_tls: Any = None,
+    opener: Any = None,
 ) -> list[IService]:
     """The front doors C{config} opens, as services to start with the gateway.
 
+    @param opener: how the doors open card sessions (C{(target, service) ->
+        session}); the gateway's C{open_session}, so that secured services
+        are wrapped.  C{None}: the engine's C{open}.
     @param platform_tls: the TLS server options of C{[platform]}
         (L{bipgw.config.PlatformSection.tls_options}, read when the gateway
         was built so that a bad file stops it early); C{None} for none.
@@ -292,6 +296,8 @@ def build_fronts(
         services.append(channel)
     else:
         hub = PlatformHub(engine, tenants, reactor, ChannelSettings())
+    if opener is not None:
+        hub.open_session = opener
     if config.http_api is not None:
         api = HttpApi(hub, config.http_api.api_settings())
         http = HttpFrontService(api, config.http_api.listen, reactor)

@@ -434,7 +434,12 @@ class Gateway(MultiService):
         admin.setServiceParent(self)
         smpp.setServiceParent(self)
         self._fronts = fronts.build_fronts(
-            config, engine, store, reactor, platform_tls=self._platform_tls
+            config,
+            engine,
+            store,
+            reactor,
+            platform_tls=self._platform_tls,
+            opener=self.open_session,
         )
         # The front doors after the admin server: a platform's first session needs its port.
         return listening.addCallback(

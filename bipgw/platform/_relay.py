@@ -29,6 +29,7 @@ from bipgw.core import (
     CardTarget,
     FailureReason,
     ScriptResult,
+    SecuredSession,
     Session,
     SessionEvent,
     SessionStatus,
@@ -65,7 +66,7 @@ _EVENTS: Final = {
 class Tracked:
     """One session of the connection, and what the channel owes about it."""
 
-    session: Session
+    session: Session | SecuredSession
     service: ServiceGrant
     application: bytes | None
     timeouts: Timeouts | None
@@ -141,7 +142,7 @@ class SessionRelay:
         else:
             target = CardTarget.by_msisdn(str(request.msisdn))
         try:
-            session = self._hub.engine.open(target, service.name)
+            session = self._hub.open_session(target, service.name)
         except Exception:
             self._log.failure("opening a session for {target} failed", target=target)
             self._reply(ErrorCode.INTERNAL_ERROR, "the gateway could not open it", request.id)
@@ -292,9 +293,9 @@ class SessionRelay:
             else self._clock.callLater(wait, self._command_timed_out, tracked, rid, wait)
         )
         tracked.commands[rid] = timer
-        done = maybeDeferred(
-            self._hub.engine.execute, sid, capdus, definite=request.definite_length
-        )
+        # Through the session object, not the engine: a secured service's
+        # session wraps every command in the card's SCP03 channel.
+        done = maybeDeferred(tracked.session.execute, capdus, definite=request.definite_length)
         done.addCallbacks(
             self._result,
             self._command_failed,

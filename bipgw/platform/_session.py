@@ -43,7 +43,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from bipgw.codec.frames import DEFAULT_MAX_FRAME, FrameError, FrameResult
-from bipgw.core import SessionEngine, SessionError, SessionEvent
+from bipgw.core import CardTarget, SessionEngine, SessionError, SessionEvent
 from bipgw.platform._fields import (
     MAX_TEXT,
     REQUEST_ID,
@@ -125,6 +125,10 @@ class PlatformHub:
         settings: ChannelSettings | None = None,
     ) -> None:
         self.engine = engine
+        #: How a card session is opened: the engine's C{open} by default; the
+        #: gateway puts its own (L{bipgw.app.Gateway.open_session}) here so a
+        #: service with C{secure_apdus} gets its SCP03-wrapped session.
+        self.open_session: Callable[[CardTarget, str], Any] = engine.open
         self.tenants = tenants
         self.clock = clock
         self.settings = settings or ChannelSettings()

@@ -64,3 +64,61 @@ class SecuredServiceTests(TestCase):
             getattr(caught.exception, "reason", None), FailureReason.SECURE_CHANNEL_FAILED
         )
         await session.close()
+
+
+class SecuredThroughPlatformTests(TestCase):
+    """A platform using a secure_apdus service gets the SCP03-wrapped relay too:
+    the channel opens its sessions through the gateway, not the bare engine."""
+
+    timeout = WAIT
+
+    async def test_platformCommandsWrapped(self) -> None:
+        """Commands sent through the platform channel for a secured service are
+        relayed wrapped (the gateway's relay counts them) and answered with the
+        card's own plain answers."""
+        from twisted.internet import reactor
+
+        from bipgw.client import connect
+        from tests.integration.test_platform_e2e import TOKEN, fronts_toml, operator
+
+        loop = await start_loop(
+            Path(self.mktemp()),
+            cards=1,
+            extra_config=SECURE_SERVICE + fronts_toml(),
+            scp03_masters=True,
+        )
+        self.addCleanup(stop_loop, loop)
+        token_file = Path(self.mktemp())
+        token_file.write_text(TOKEN + "\n")
+        await operator(loop, "tenant", "add", "acme", "--token-file", str(token_file))
+        await operator(loop, "service", "add", "secure", "--tenant", "acme")
+        opened: list[object] = []
+        hub_open = loop.gateway.open_session
+
+        def spy(target: object, service: str | None = None) -> object:
+            session = hub_open(target, service)  # type: ignore[arg-type]
+            opened.append(session)
+            return session
+
+        # The doors call the gateway's opener; watch what it hands them.
+        for front in loop.gateway._fronts:
+            factory = getattr(front, "factory", None)
+            if factory is not None:
+                factory.hub.open_session = spy
+        client = await connect(
+            reactor, f"tcp:127.0.0.1:{loop.gateway.platform_port}", token=TOKEN, timeout=10
+        )
+        self.addCleanup(client.disconnect)
+        iccid = loop.iccids[0]
+        session = await client.open_session(service="secure", iccid=iccid)
+        commands = ISD_SCRIPT[1:]
+        result = await session.send(commands)
+        await session.close()
+        (secured,) = opened
+        self.assertIsInstance(secured, SecuredSession)
+        assert isinstance(secured, SecuredSession)
+        self.assertGreaterEqual(secured.relay.commands_protected, len(commands))
+        expected = [loop.reference_card(iccid).transmit(c) for c in commands]
+        self.assertEqual(
+            [bytes.fromhex(r) if isinstance(r, str) else r for r in result.rapdus], expected
+        )

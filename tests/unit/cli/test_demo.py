@@ -24,13 +24,13 @@ from bipgw.demo import (
     DemoError,
     DemoProgress,
     DemoSummary,
-    _Target,
     demo_directory,
     examples_directory,
     load_scripts,
     percentile,
     tune,
 )
+from bipgw.demo._run import _Target
 
 
 def _parse(*argv: str) -> argparse.Namespace:

@@ -44,7 +44,7 @@ from bipgw.client import (
     run_script,
 )
 from bipgw.config import Config
-from bipgw.demo._summary import DemoProgress, DemoSummary, percentile
+from bipgw.demo._summary import DemoProgress, DemoSummary
 from bipgw.errors import BipGwError
 from bipgw.platform._store_tenants import new_token
 
@@ -57,12 +57,9 @@ __all__ = [
     "TOKEN_NAME",
     "DemoError",
     "DemoOptions",
-    "DemoProgress",
-    "DemoSummary",
     "demo_directory",
     "examples_directory",
     "load_scripts",
-    "percentile",
     "platform_table",
     "run_demo",
     "tune",

@@ -6,6 +6,7 @@ and plug into L{twisted.protocols.tls.TLSMemoryBIOFactory} or any endpoint.
 """
 
 from bipgw.tls._endpoint import PskServerEndpoint, psk_client_endpoint, psk_server_endpoint
+from bipgw.tls._listening import ListeningService
 from bipgw.tls._psk import (
     DEFAULT_CIPHERS,
     MAX_IDENTITY_LENGTH,
@@ -23,6 +24,7 @@ __all__ = [
     "DEFAULT_CIPHERS",
     "MAX_IDENTITY_LENGTH",
     "MAX_KEY_LENGTH",
+    "ListeningService",
     "PskClientOptions",
     "PskServerEndpoint",
     "PskServerOptions",

@@ -16,7 +16,6 @@ provided by simcard's C{direct} plugin) and checks every answer.
 """
 
 from bipgw.client._channel import (
-    CardSession,
     ChannelClosedError,
     PlatformClient,
     PlatformError,
@@ -53,6 +52,7 @@ from bipgw.client._script_match import (
     SwPattern,
 )
 from bipgw.client._script_model import Command, Script
+from bipgw.client._session import CardSession
 from bipgw.platform import Closed, ErrorCode, Notification, NotificationEvent, Result, Timeouts
 
 __all__ = [

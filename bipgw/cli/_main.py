@@ -28,10 +28,24 @@ from typing import Any, TextIO
 from twisted.internet.defer import Deferred, ensureDeferred
 
 import bipgw
-from bipgw.cli import _demo, _init, _keys, _replay, _tenants
-from bipgw.config import DEFAULT_CONFIG_NAME, Config, redacted_url
+
+# Each sub-command's module by its own name, not through the package, which
+# imports this module for main.
+import bipgw.cli._demo as _demo
+import bipgw.cli._init as _init
+import bipgw.cli._keys as _keys
+import bipgw.cli._replay as _replay
+import bipgw.cli._tenants as _tenants
+from bipgw.config import DEFAULT_CONFIG_NAME, Config, ConfigError, init_install, redacted_url
 from bipgw.errors import BipGwError
-from bipgw.keys import ROOT_KEY_ENV, KeyManagementError, TransportScheme
+from bipgw.keys import (
+    MASTER_KINDS,
+    ROOT_KEY_ENV,
+    KeyManagementError,
+    TransportScheme,
+    add_transport_key,
+    generate_master_key,
+)
 
 #: The environment variable naming the configuration file when C{-c} is not given.
 CONFIG_ENV = "BIPGW_CONFIG"
@@ -102,7 +116,7 @@ def _parser() -> argparse.ArgumentParser:
     master = key_commands.add_parser(
         "generate-master", help="generate a random master key", parents=[config_option]
     )
-    master.add_argument("kind", metavar="KIND", help=", ".join(_keys.MASTER_KINDS))
+    master.add_argument("kind", metavar="KIND", help=", ".join(MASTER_KINDS))
     master.add_argument("label")
     master.add_argument("--length", type=int, default=16, choices=(16, 24, 32))
     master.add_argument("--kvn", type=int, default=1, help="key version it serves")
@@ -174,19 +188,22 @@ def main(
 def _init_command(
     args: argparse.Namespace, out: TextIO, err: TextIO, env: Mapping[str, str]
 ) -> int:
-    result = _init.init_install(
-        args.directory,
-        force=args.force,
-        password_source=args.smpp_password_file,
-        environ=env,
-        public_host=args.public_host,
-        public_port=args.public_port,
-        listen=args.listen,
-        smpp_endpoint=args.smpp,
-        system_id=args.system_id,
-        source_address=args.source_address,
-        node_id=args.node_id,
-    )
+    try:
+        result = init_install(
+            args.directory,
+            force=args.force,
+            password_source=args.smpp_password_file,
+            environ=env,
+            public_host=args.public_host,
+            public_port=args.public_port,
+            listen=args.listen,
+            smpp_endpoint=args.smpp,
+            system_id=args.system_id,
+            source_address=args.source_address,
+            node_id=args.node_id,
+        )
+    except ConfigError as e:
+        raise _init.with_option(e) from None
     out.write(_init.describe(result))
     return 0
 
@@ -237,12 +254,17 @@ def _keys_command(
     config = Config.from_file(_config_path(args, env))
     keys = _keys.Keys.open(config, env)
     if args.keys_command == "add-transport":
-        info, check = _keys.add_transport(
-            keys, args.label, args.from_file, scheme=args.scheme, replace=args.replace
+        info, check = add_transport_key(
+            keys.store, args.label, args.from_file, scheme=args.scheme, replace=args.replace
         )
     elif args.keys_command == "generate-master":
-        info, check = _keys.generate_master(
-            keys, args.kind, args.label, length=args.length, kvn=args.kvn, replace=args.replace
+        info, check = generate_master_key(
+            keys.store,
+            args.kind,
+            args.label,
+            length=args.length,
+            kvn=args.kvn,
+            replace=args.replace,
         )
     else:
         _keys.list_keys(keys, out)

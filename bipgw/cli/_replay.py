@@ -36,7 +36,9 @@ from bipgw.client._replay import (
     run_script,
 )
 from bipgw.client._replay_trace import TraceWriter, format_capdu, report_json
-from bipgw.client._script import Script, ScriptError, load_script, parse_variable
+from bipgw.client._script import load_script, parse_variable
+from bipgw.client._script_lines import ScriptError
+from bipgw.client._script_model import Script
 from bipgw.errors import BipGwError
 
 __all__ = ["GATEWAY_ENV", "TOKEN_ENV", "add_parser", "run"]

@@ -10,10 +10,11 @@
     gateway service C{NAME}, for those applications only (none: any);
   - C{bipgw service list [--tenant T]}.
 
-Everything is kept in the configured database through
-L{bipgw.platform._store_tenants}, which the gateway's tenant directory
-reads, so a change applies from the tenant's next connection or request.
-Refusals are one line on standard error and exit status 1.
+Everything is kept in the configured database by the library functions
+of L{bipgw.store._tenant_records} (which the demo calls too), in the layout
+the gateway's tenant directory reads, so a change applies from the tenant's
+next connection or request.  Refusals are one line on standard error and
+exit status 1.
 """
 
 from __future__ import annotations
@@ -24,19 +25,13 @@ import re
 from collections.abc import Mapping
 from typing import Any, Final, TextIO
 
-import attrs
 from twisted.internet.defer import Deferred, ensureDeferred
 
 from bipgw.config import DEFAULT_CONFIG_NAME, Config
 from bipgw.errors import BipGwError
-from bipgw.platform._store_tenants import (
-    TokenDigest,
-    is_settings_row,
-    new_token,
-    service_id,
-    settings_id,
-)
-from bipgw.store import IStore, Service, Tenant
+from bipgw.platform._store_tenants import TokenDigest, is_settings_row
+from bipgw.store import IStore
+from bipgw.store._tenant_records import add_tenant, disable_tenant, grant_service
 
 __all__ = ["CONFIG_ENV", "TenantCommandError", "add_parser", "execute", "run"]
 
@@ -183,7 +178,9 @@ async def execute(
 
     @param config: when given, C{service add} warns about a service the
         configuration does not define.
-    @raise TenantCommandError: for a refusal (unknown tenant, duplicate ...).
+    @raise TenantCommandError: for an unusable token file.
+    @raise bipgw.store.UnknownRecordError: for an unknown tenant.
+    @raise bipgw.store.DuplicateRecordError: for a tenant or grant that exists.
     """
     if args.command == "tenant":
         if args.tenant_command == "add":
@@ -217,21 +214,15 @@ def read_token_file(path: str) -> str:
 
 async def _add_tenant(store: IStore, args: argparse.Namespace, out: TextIO) -> int:
     name: str = args.name
-    if await store.get_tenant(name) is not None:
-        raise TenantCommandError(f"tenant {name} already exists")
     generated = args.token_file is None
-    token = new_token() if generated else read_token_file(args.token_file)
-    settings: dict[str, str | int | float | bool | None] = {
-        "kind": "tenant-settings",
-        **TokenDigest.of(token).settings(),
-    }
-    for key in ("max_sessions", "max_commands"):
-        if getattr(args, key) is not None:
-            settings[key] = getattr(args, key)
-    if args.cert_cn:
-        settings["common_name"] = args.cert_cn
-    await store.put_tenant(Tenant(name, name, True))
-    await store.put_service(Service(settings_id(name), name, "", False, settings))
+    token = await add_tenant(
+        store,
+        name,
+        token=None if generated else read_token_file(args.token_file),
+        common_name=args.cert_cn,
+        max_sessions=args.max_sessions,
+        max_commands=args.max_commands,
+    )
     out.write(f"tenant {name} added\n")
     if generated:
         out.write(f"API token (shown once, only its digest is stored):\n{token}\n")
@@ -239,10 +230,7 @@ async def _add_tenant(store: IStore, args: argparse.Namespace, out: TextIO) -> i
 
 
 async def _disable_tenant(store: IStore, name: str, out: TextIO) -> int:
-    tenant = await store.get_tenant(name)
-    if tenant is None:
-        raise TenantCommandError(f"no tenant {name}")
-    await store.put_tenant(attrs.evolve(tenant, enabled=False))
+    await disable_tenant(store, name)
     out.write(f"tenant {name} disabled\n")
     return 0
 
@@ -270,23 +258,15 @@ async def _list_tenants(store: IStore, out: TextIO) -> int:
 
 
 async def _add_service(store: IStore, args: argparse.Namespace, out: TextIO) -> int:
-    tenant = await store.get_tenant(args.tenant)
-    if tenant is None:
-        raise TenantCommandError(f"no tenant {args.tenant}")
-    sid = service_id(args.tenant, args.name)
-    if await store.get_service(sid) is not None:
-        raise TenantCommandError(f"tenant {args.tenant} already has service {args.name}")
-    settings: dict[str, str | int | float | bool | None] = {}
-    if args.aid:
-        settings["aids"] = " ".join(sorted(set(args.aid)))
-    if args.tar:
-        settings["tars"] = " ".join(sorted(set(args.tar)))
-    if args.rate is not None:
-        # A whole rate is stored (and listed) as a whole number.
-        settings["rate"] = int(args.rate) if args.rate.is_integer() else args.rate
-    if args.max_sessions is not None:
-        settings["max_sessions"] = args.max_sessions
-    await store.put_service(Service(sid, args.tenant, args.name, True, settings))
+    await grant_service(
+        store,
+        args.tenant,
+        args.name,
+        aids=args.aid,
+        tars=args.tar,
+        rate=args.rate,
+        max_sessions=args.max_sessions,
+    )
     out.write(f"service {args.name} granted to tenant {args.tenant}\n")
     return 0
 

@@ -16,7 +16,6 @@ provided by simcard's C{direct} plugin) and checks every answer.
 """
 
 from bipgw.client._channel import (
-    CardSession,
     ChannelClosedError,
     PlatformClient,
     PlatformError,
@@ -43,13 +42,8 @@ from bipgw.client._replay_trace import (
     format_trace,
     report_json,
 )
-from bipgw.client._script import (
-    Command,
-    Script,
-    load_script,
-    parse_script,
-    parse_variable,
-)
+from bipgw.client._script import load_script, parse_script, parse_variable
+from bipgw.client._script_lines import ScriptError, SourceLocation
 from bipgw.client._script_match import (
     DataMismatch,
     DataPattern,
@@ -57,10 +51,8 @@ from bipgw.client._script_match import (
     SwExpectation,
     SwPattern,
 )
-from bipgw.client._script_syntax import (
-    ScriptError,
-    SourceLocation,
-)
+from bipgw.client._script_model import Command, Script
+from bipgw.client._session import CardSession
 from bipgw.platform import Closed, ErrorCode, Notification, NotificationEvent, Result, Timeouts
 
 __all__ = [

@@ -8,6 +8,11 @@ same from callbacks and from C{async def} code (through
 L{Deferred.fromCoroutine}); clients and sessions are async context managers
 that disconnect and close.  C{docs/platform-channel.md} has a full example.
 
+This module is the connection: frames in and out, the requests waiting for
+answers, the sessions being opened, and what the gateway sends dispatched
+to them.  The session handle, which only sends requests through its client,
+is L{bipgw.client._session}.
+
 Failures arrive as L{PlatformError} (with the gateway's C{code}), as
 L{SessionFailedError} when a session could not be opened, and as
 L{ChannelClosedError} when the connection ends with requests outstanding.
@@ -17,7 +22,7 @@ The SDK answers the gateway's heartbeat pings by itself.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -28,15 +33,14 @@ from twisted.internet.protocol import Protocol, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from bipgw.client._session import CardSession, as_bytes
 from bipgw.codec.frames import DEFAULT_MAX_FRAME, FrameDecoder, FrameError, encode_frame
 from bipgw.errors import BipGwError
 from bipgw.platform import (
     SERVER_MESSAGES,
     Accepted,
     AuthOk,
-    Close,
     Closed,
-    Command,
     ErrorMessage,
     Failed,
     Hello,
@@ -80,16 +84,6 @@ class ChannelClosedError(PlatformError):
         super().__init__("connection-lost", message)
 
 
-def _as_bytes(value: bytes | str, what: str) -> bytes:
-    """C{value}, or the bytes it spells in hex (spaces allowed)."""
-    if isinstance(value, str):
-        try:
-            return bytes.fromhex(value)
-        except ValueError:
-            raise MessageError(f"{value[:40]!r} is not hex", field=what) from None
-    return bytes(value)
-
-
 @attrs.define(eq=False)
 class _Opening:
     request_id: str
@@ -97,90 +91,6 @@ class _Opening:
     deferred: Deferred[CardSession]
     session: CardSession | None = None
     cancelled: bool = False
-
-
-class CardSession:
-    """A session with one card, open on a L{PlatformClient}.
-
-    @ivar id: the gateway's session id.
-    @ivar service: the service it was opened for.
-    @ivar iccid: the card's ICCID, as the gateway reported it.
-    @ivar ended_by: the L{Closed} or L{Notification} that ended the session.
-    """
-
-    def __init__(self, client: PlatformClient, session_id: str, service: str) -> None:
-        self._client = client
-        self.id = session_id
-        self.service = service
-        self.iccid: str | None = None
-        self.msisdn: str | None = None
-        self.ended_by: Closed | Notification | None = None
-        self._waiters: list[Deferred[Closed | Notification]] = []
-
-    def __repr__(self) -> str:
-        return f"<CardSession {self.id} {self.service} {'ended' if self.ended else 'open'}>"
-
-    @property
-    def ended(self) -> bool:
-        """Whether the session has ended (closed, or ended by the gateway)."""
-        return self.ended_by is not None
-
-    def send(self, apdus: Sequence[bytes | str], *, definite: bool = False) -> Deferred[Result]:
-        """Run C{apdus} (C-APDUs as bytes or hex) on the card as one script.
-
-        @param definite: send the script with a definite length (C{AA}).
-        @return: fires with the L{Result}; fails with L{PlatformError}.
-        """
-        if isinstance(apdus, bytes | str):
-            return fail(TypeError("apdus is a sequence of APDUs, not one APDU"))
-        return self._client._command(
-            lambda rid: Command(
-                session=self.id,
-                id=rid,
-                apdus=tuple(_as_bytes(a, f"apdus[{i}]") for i, a in enumerate(apdus)),
-                definite=True if definite else None,
-            )
-        )
-
-    def send_script(self, script: bytes | str) -> Deferred[Result]:
-        """Run an expanded command script (C{AA}/C{AE}, bytes or hex) on the card."""
-        return self._client._command(
-            lambda rid: Command(session=self.id, id=rid, script=_as_bytes(script, "script"))
-        )
-
-    def close(self) -> Deferred[None]:
-        """End the session after the commands already sent; fires when it has."""
-        if self.ended:
-            return succeed(None)
-        done = self._client._command(lambda rid: Close(session=self.id, id=rid))
-        return done.addCallback(lambda _: None)
-
-    def when_ended(self) -> Deferred[Closed | Notification]:
-        """Fires with the message that ended the session (or at once if it has)."""
-        if self.ended_by is not None:
-            return succeed(self.ended_by)
-        waiter: Deferred[Closed | Notification] = Deferred()
-        self._waiters.append(waiter)
-        return waiter
-
-    async def __aenter__(self) -> CardSession:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.close()
-
-    def _end(self, how: Closed | Notification | Failure) -> None:
-        if self.ended_by is not None:
-            return
-        waiters, self._waiters = self._waiters, []
-        if isinstance(how, Failure):
-            self.ended_by = Notification(session=self.id, event="ended", message="connection lost")
-            for waiter in waiters:
-                waiter.errback(how)
-            return
-        self.ended_by = how
-        for waiter in waiters:
-            waiter.callback(how)
 
 
 class PlatformClient:
@@ -234,7 +144,7 @@ class PlatformClient:
         """
         rid = self._next_id()
         try:
-            app = None if application is None else _as_bytes(application, "application")
+            app = None if application is None else as_bytes(application, "application")
             request = Open(
                 id=rid,
                 service=service,
@@ -314,7 +224,8 @@ class PlatformClient:
         self._pending.pop(request_id, None)
         self._pings.pop(request_id, None)
 
-    def _command(self, build: Any) -> Deferred[Any]:
+    def _command(self, build: Callable[[str], Message]) -> Deferred[Any]:
+        """Build a request with a fresh id and send it (the sessions' L{RequestSender})."""
         try:
             message = build(self._next_id())
         except (MessageError, ValueError) as e:
@@ -348,7 +259,7 @@ class PlatformClient:
             self._log.warn("accepted for unknown request {id}", id=message.id)
             return
         del self._openings[message.id]
-        session = CardSession(self, message.session, opening.service)
+        session = CardSession(self._command, message.session, opening.service)
         opening.session = session
         self._sessions[message.session] = session
         self._starting[message.session] = opening
@@ -520,7 +431,6 @@ def _drop_on_failure(failure: Failure, client: PlatformClient) -> Failure:
 
 
 __all__ = [
-    "CardSession",
     "ChannelClosedError",
     "PlatformClient",
     "PlatformError",

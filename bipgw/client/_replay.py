@@ -35,8 +35,8 @@ from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.plugin import IPlugin, getPlugins
 from zope.interface import Attribute, Interface, implementer
 
-from bipgw.client._script import Command, Script
 from bipgw.client._script_match import DataMismatch
+from bipgw.client._script_model import Command, Script
 from bipgw.codec.apdu import ResponseApdu
 from bipgw.errors import BipGwError
 

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from bipgw.client._replay import CommandOutcome, ReplayReport, Verdict
-from bipgw.client._script import Command, Script
+from bipgw.client._script_model import Command, Script
 from bipgw.codec.apdu import CommandApdu, describe_sw
 
 __all__ = ["TraceWriter", "format_capdu", "format_trace", "report_json"]

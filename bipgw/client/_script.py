@@ -22,6 +22,15 @@ naming the file, line and column, and nothing reaches the card.
 
 Parsing is pure: files are read through the C{read} callable given to
 L{parse_script} (L{load_script} passes one that reads the disk).
+
+This module reads the statements (C{set}, C{include}, C{step}, C{batch},
+C{raw}, C{expect}) and keeps the variables and the include stack; below
+it, each concept in its own module, every call going downward:
+L{bipgw.client._script_lines} cuts the text into logical lines that know
+where each character was written, L{bipgw.client._script_values} reads the
+hex, variables and C-APDUs on a line, L{bipgw.client._script_match} reads
+and matches the expectations, and L{bipgw.client._script_model} holds the
+L{Script} that results.
 """
 
 from __future__ import annotations
@@ -33,29 +42,15 @@ from typing import Final
 
 import attrs
 
-from bipgw.client._script_match import DataExpectation, SwExpectation
-from bipgw.client._script_syntax import (
-    Expectation,
-    Line,
-    ScriptError,
-    SourceLocation,
-    check_name,
-    logical_lines,
-    parse_apdu,
-    parse_expectation,
-    parse_hex_value,
-    parse_text,
-)
-from bipgw.codec.apdu import CommandApdu
+from bipgw.client._script_lines import Line, ScriptError, SourceLocation, logical_lines
+from bipgw.client._script_match import Expectation, SwExpectation, parse_expectation
+from bipgw.client._script_model import Command, Script
+from bipgw.client._script_values import check_name, parse_apdu, parse_hex_value, parse_text
 
 __all__ = [
     "MAX_COMMANDS",
     "MAX_INCLUDE_DEPTH",
     "MAX_SCRIPT_SIZE",
-    "Command",
-    "Script",
-    "ScriptError",
-    "SourceLocation",
     "load_script",
     "parse_script",
     "parse_variable",
@@ -70,59 +65,6 @@ MAX_COMMANDS: Final = 10_000
 
 _DEFAULT_SW: Final = SwExpectation.exactly(0x9000)
 _KEYWORDS: Final = frozenset({"set", "include", "step", "expect", "batch", "end", "raw"})
-
-
-@attrs.frozen
-class Command:
-    """One C-APDU of a script, ready to send.
-
-    @ivar index: its number in the script, from 1, includes counted.
-    @ivar apdu: the bytes to send.
-    @ivar sw: the status words it may answer (default C{9000}).
-    @ivar data: what its response data must look like, or C{None} for any.
-    @ivar location: where it was written.
-    @ivar source: the line as written (comments removed), for the trace.
-    @ivar step: the name of the step it belongs to, if any.
-    @ivar batch: the number of the C{batch} block it is in, if any;
-        commands of one block are sent to the card together.
-    @ivar raw: written after C{raw}: sent as is, even if it is not a
-        well-formed C-APDU (to test how a card refuses bad input).
-    """
-
-    index: int
-    apdu: bytes = attrs.field(repr=lambda b: b.hex().upper())
-    sw: SwExpectation
-    data: DataExpectation | None
-    location: SourceLocation
-    source: str
-    step: str | None = None
-    batch: int | None = None
-    raw: bool = False
-
-    @property
-    def command_apdu(self) -> CommandApdu | None:
-        """The decoded C-APDU, or C{None} for a malformed C{raw} one."""
-        try:
-            return CommandApdu.decode(self.apdu)
-        except ValueError:
-            return None
-
-
-@attrs.frozen
-class Script:
-    """A parsed script: its commands, in order, includes expanded.
-
-    @ivar name: the file name given (or C{<script>}).
-    @ivar commands: the C-APDUs with their expectations.
-    @ivar variables: every variable's final value (for the C{--json} report).
-    @ivar files: the script and every file it included, in reading order
-        (each once).
-    """
-
-    name: str
-    commands: tuple[Command, ...]
-    variables: Mapping[str, bytes] = attrs.field(repr=False)
-    files: tuple[str, ...] = ()
 
 
 def parse_variable(assignment: str) -> tuple[str, bytes]:

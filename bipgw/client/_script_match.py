@@ -19,26 +19,48 @@ The pattern language (docs/apdu-scripts.md):
 Matching is linear in the data for patterns without gaps, and at worst
 proportional to data length times pattern length (the classic wildcard
 algorithm, no exponential backtracking).
+
+L{parse_expectation} reads that language where a script writes it (after
+C{=>} or C{expect}), so the patterns, how they are written and how they
+match read in this one module.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Final
 
 import attrs
 
+from bipgw.client._script_lines import Line
+from bipgw.client._script_values import (
+    HEX_DIGITS,
+    MAX_VALUE,
+    expand_reference,
+    hex_run,
+    quoted_text,
+    skip_space,
+)
+
 __all__ = [
     "ANY_BYTE",
+    "MAX_REPEAT",
     "ByteMatch",
+    "DataExpectation",
     "DataMismatch",
     "DataPattern",
+    "Expectation",
     "Gap",
     "RegexPattern",
     "SwExpectation",
     "SwPattern",
+    "parse_expectation",
 ]
+
+MAX_REPEAT: Final = 65536
+"""The most times C{{n}} may repeat a byte of a data pattern."""
+_PATTERN_HEX: Final = HEX_DIGITS | frozenset("xX")
 
 
 def _nibble_text(value: int, mask: int, width: int) -> str:
@@ -253,3 +275,124 @@ class RegexPattern:
 
 
 DataExpectation = DataPattern | RegexPattern
+
+
+# -- reading the patterns as a script writes them ----------------------------
+
+
+@attrs.frozen
+class Expectation:
+    """Parts of an expectation: either may be missing until the command is complete."""
+
+    sw: SwExpectation | None = None
+    data: DataExpectation | None = None
+
+    def merge(self, other: Expectation, where: Line) -> Expectation:
+        """Add C{other}'s parts; a part given twice is an error at C{where}."""
+        if self.sw is not None and other.sw is not None:
+            raise where.error(
+                where.first_column(), "this command's status word is already expected"
+            )
+        if self.data is not None and other.data is not None:
+            raise where.error(where.first_column(), "this command's data is already expected")
+        return Expectation(
+            self.sw if other.sw is None else other.sw,
+            self.data if other.data is None else other.data,
+        )
+
+
+def _sw_alternative(line: Line, at: int, token: str) -> SwPattern:
+    if token == "*":
+        return SwPattern(0, 0)
+    if len(token) != 4 or any(ch not in _PATTERN_HEX for ch in token):
+        raise line.error(
+            at, f"{token!r} is not a status word pattern (4 hex digits or X, e.g. 9000, 61XX)"
+        )
+    value = mask = 0
+    for ch in token:
+        wild = ch in "xX"
+        value = value << 4 | (0 if wild else int(ch, 16))
+        mask = mask << 4 | (0 if wild else 0xF)
+    return SwPattern(value, mask)
+
+
+def parse_expectation(line: Line, variables: Mapping[str, bytes]) -> Expectation:
+    """What follows C{=>} or C{expect}: C{[SW|SW...] [data: PATTERN | regex: "RE"]}."""
+    text = line.text
+    i = skip_space(text, 0)
+    if i == len(text):
+        raise line.error(i, "expected a status word, data: or regex:")
+    sw = None
+    if not text.lower().startswith(("data:", "regex:"), i):
+        alternatives = []
+        while True:
+            start = i
+            while i < len(text) and not text[i].isspace() and text[i] != "|":
+                i += 1
+            alternatives.append(_sw_alternative(line, start, text[start:i]))
+            i = skip_space(text, i)
+            if i < len(text) and text[i] == "|":
+                i = skip_space(text, i + 1)
+                continue
+            break
+        sw = SwExpectation(tuple(alternatives))
+    if i == len(text):
+        return Expectation(sw, None)
+    lowered = text.lower()
+    if lowered.startswith("data:", i):
+        return Expectation(sw, _data_pattern(line.slice(i + 5), variables))
+    if lowered.startswith("regex:", i):
+        return Expectation(sw, _regex(line.slice(i + 6)))
+    raise line.error(i, "expected data: or regex: after the status word")
+
+
+def _data_pattern(line: Line, variables: Mapping[str, bytes]) -> DataPattern:
+    text = line.text
+    elements: list[PatternElement] = []
+    i = 0
+    while i < len(text):
+        ch = text[i]
+        if ch.isspace():
+            i += 1
+        elif ch in _PATTERN_HEX:
+            run, i = hex_run(line, i, _PATTERN_HEX)
+            for k in range(0, len(run), 2):
+                pair = run[k : k + 2]
+                elements.append(_byte_pattern(pair))
+            if i < len(text) and text[i] == "{":
+                close = text.find("}", i)
+                count = text[i + 1 : close] if close > 0 else ""
+                if not count.isdigit() or not 1 <= int(count) <= MAX_REPEAT:
+                    raise line.error(i, f"{{n}} repeats the byte before it, n in 1..{MAX_REPEAT}")
+                elements.extend([elements[-1]] * (int(count) - 1))
+                i = close + 1
+        elif text.startswith("..", i) or ch == "*":
+            elements.append(Gap())
+            i += 1 if ch == "*" else 2
+        elif ch == "$":
+            value, i = expand_reference(line, i, variables)
+            elements.extend(ByteMatch(b, 0xFF) for b in value)
+        else:
+            raise line.error(
+                i, f"unexpected {ch!r} in a data pattern (hex, XX, {{n}}, .., * and ${{NAME}})"
+            )
+        if len(elements) > MAX_VALUE:
+            raise line.error(i, f"a data pattern has at most {MAX_VALUE} elements")
+    return DataPattern(tuple(elements), " ".join(text.split()))
+
+
+def _byte_pattern(pair: str) -> ByteMatch:
+    value = mask = 0
+    for ch in pair:
+        wild = ch in "xX"
+        value = value << 4 | (0 if wild else int(ch, 16))
+        mask = mask << 4 | (0 if wild else 0xF)
+    return ByteMatch(value, mask)
+
+
+def _regex(line: Line) -> RegexPattern:
+    source = quoted_text(line)
+    try:
+        return RegexPattern(source)
+    except re.error as e:
+        raise line.error(skip_space(line.text, 0), f"bad regex: {e}") from None

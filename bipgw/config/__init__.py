@@ -8,9 +8,13 @@ the wrong type or out of range, an endpoint string Twisted cannot parse)
 raises L{ConfigError}, whose message names the full dotted key, the value
 found and what was expected, so a gateway never starts on a half-understood
 configuration.
+
+L{init_install} makes a new install (configuration, root key, keystore);
+C{bipgw init} and the demo both call it.
 """
 
 from bipgw.config._fronts import HttpApiSection, PlatformSection
+from bipgw.config._install import PASSWORD_FILE_NAME, InitError, InitResult, init_install
 from bipgw.config._model import DEFAULT_CONFIG_NAME, OPTIONAL_SECTIONS, SECTIONS, Config
 from bipgw.config._netkinds import MEMORY_URL, redacted_url, server_endpoint_port
 from bipgw.config._schema import ConfigError, Setting, settings_of
@@ -31,6 +35,7 @@ __all__ = [
     "DEFAULT_CONFIG_NAME",
     "MEMORY_URL",
     "OPTIONAL_SECTIONS",
+    "PASSWORD_FILE_NAME",
     "SECTIONS",
     "AdminSection",
     "BindMode",
@@ -40,6 +45,8 @@ __all__ = [
     "GatewaySection",
     "HttpApiSection",
     "IngestSection",
+    "InitError",
+    "InitResult",
     "KeysSection",
     "LogFormat",
     "LogSection",
@@ -49,6 +56,7 @@ __all__ = [
     "Setting",
     "SmppSection",
     "Trigger",
+    "init_install",
     "redacted_url",
     "server_endpoint_port",
     "settings_of",

@@ -11,6 +11,10 @@ The key hierarchy (DESIGN.md section 5, C{docs/keys.md}):
     (L{derive_card_key});
   - per-card keys live in the application database, sealed with L{seal}.
 
+Operators add transport keys from vendor files (L{add_transport_key}) and
+generate master keys (L{generate_master_key}); both give a check value
+(L{key_check_value}), never the key.
+
 All key material in memory is a L{Secret}, whose text forms never show the
 bytes.  Every error derives from L{KeyManagementError} and names keys by
 label only.
@@ -25,6 +29,15 @@ from bipgw.keys._kdf import (
     set_des_parity,
 )
 from bipgw.keys._keystore import KeyInfo, KeyKind, KeyStore, MetaValue
+from bipgw.keys._operator_keys import (
+    MASTER_KINDS,
+    KeyInputError,
+    add_transport_key,
+    generate_master_key,
+    key_check_value,
+    master_kind,
+    read_key_file,
+)
 from bipgw.keys._rootkey import ROOT_KEY_ENV, RootKey, seal, unseal
 from bipgw.keys._secret import (
     DuplicateKeyError,
@@ -56,6 +69,7 @@ from bipgw.keys._transport import (
 
 __all__ = [
     "DEFAULT_TRANSPORT_SCHEME",
+    "MASTER_KINDS",
     "ROOT_KEY_ENV",
     "DuplicateKeyError",
     "InsecureRootKeyFileError",
@@ -66,6 +80,7 @@ __all__ = [
     "KdfPurpose",
     "KeyAlgorithm",
     "KeyInfo",
+    "KeyInputError",
     "KeyKind",
     "KeyManagementError",
     "KeyStore",
@@ -82,11 +97,16 @@ __all__ = [
     "TransportScheme",
     "UnknownKeyError",
     "WrongRootKeyError",
+    "add_transport_key",
     "check_value",
     "derive_card_key",
+    "generate_master_key",
     "has_des_parity",
+    "key_check_value",
+    "master_kind",
     "normalise_iccid",
     "psk_identity_for",
+    "read_key_file",
     "seal",
     "set_des_parity",
     "unseal",

@@ -28,11 +28,9 @@ from typing import Any
 import attrs
 
 from bipgw.app import Gateway, build_gateway
-from bipgw.cli import _keys
-from bipgw.cli._init import init_install
 from bipgw.codec.apdu import CommandApdu
-from bipgw.config import Config
-from bipgw.keys import KeyKind, Secret
+from bipgw.config import Config, init_install
+from bipgw.keys import KeyKind, Secret, add_transport_key
 from simcard.applets import (
     CREDENTIAL_INSTANCE_AID,
     CREDENTIAL_MODULE_AID,
@@ -173,7 +171,7 @@ async def start_loop(
     init_install(install, password_source=generated.directory / "gateway" / "smpp.password")
     (install / "bipgw.toml").write_text(gateway_toml(smsc_port, sessions, extra_config))
     config = Config.from_file(install / "bipgw.toml")
-    keys = _keys.Keys.open(config, {})
+    keystore = config.keys.open_keystore(config.keys.load_root_key({}))
     if scp03_masters:
         # An operator who diversifies SCP03 keys holds the masters the cards
         # were personalised from; the fleet keeps them in its secrets.
@@ -183,9 +181,9 @@ async def start_loop(
             ("scp03_mac", KeyKind.MASTER_SCP03_MAC),
             ("scp03_dek", KeyKind.MASTER_SCP03_DEK),
         ):
-            keys.store.put(name, kind, Secret.from_hex(masters["master"][name]["key"]))
+            keystore.put(name, kind, Secret.from_hex(masters["master"][name]["key"]))
     key_file = generated.directory / "gateway" / f"{generated.transport_label}.key"
-    _keys.add_transport(keys, generated.transport_label, key_file)
+    add_transport_key(keystore, generated.transport_label, key_file)
 
     try:
         gateway = build_gateway(config, reactor, environ={}, exit_on_failure=False)

@@ -18,12 +18,10 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase
 
 from bipgw.app import Gateway, GatewayNotReadyError, build_gateway, push_profiles
-from bipgw.cli import _keys
-from bipgw.cli._init import init_install
 from bipgw.codec.ota import PorStatus, ResponsePacket, secure_response
-from bipgw.config import Config
+from bipgw.config import Config, init_install
 from bipgw.core import FailureReason, Session, SessionError, SessionEvent, SessionState
-from bipgw.keys import KeyManagementError, RootKey
+from bipgw.keys import KeyManagementError, RootKey, add_transport_key
 from bipgw.push import DEFAULT_KIC, DEFAULT_KID, DEFAULT_SPI, CallbackAddress, TriggerKind
 from bipgw.store import MemoryStore, MsisdnChange
 from tests.unit.test_keycache import add_cards, iccid_of
@@ -315,9 +313,9 @@ class GatewayTests(SynchronousTestCase):
         from simcard.state import FleetState
 
         fleet = generate_fleet(self.directory / "fleet", cards=2, seed=3)
-        keys = _keys.Keys.open(self.config, {})
+        keystore = self.config.keys.open_keystore(self.config.keys.load_root_key({}))
         key_file = fleet.directory / "gateway" / f"{fleet.transport_label}.key"
-        _keys.add_transport(keys, fleet.transport_label, key_file)
+        add_transport_key(keystore, fleet.transport_label, key_file)
         gateway = self._start()
         report = self.successResultOf(gateway.import_cards(fleet.vendor_file))
         self.assertTrue(report.ok)

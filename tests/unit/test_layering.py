@@ -58,3 +58,15 @@ class LayeringTests(SynchronousTestCase):
     def test_bipgwNeverImportsSimcard(self) -> None:
         """The gateway never depends on its simulated cards."""
         self._assertNoImport("bipgw", "simcard")
+
+    def test_onlyTheCommandLineImportsIt(self) -> None:
+        """bipgw.cli is the top: the library (the demo included) never imports
+        it, so everything a command does is a library function it calls."""
+        bad = [
+            f"{path.relative_to(ROOT)} imports {name}"
+            for path, names in _imports("bipgw").items()
+            if (ROOT / "bipgw" / "cli") not in path.parents
+            for name in names
+            if name == "bipgw.cli" or name.startswith("bipgw.cli.")
+        ]
+        self.assertEqual(bad, [])

@@ -30,7 +30,7 @@ from bipgw.demo import (
     percentile,
     tune,
 )
-from bipgw.demo._run import _Target
+from bipgw.demo._sessions import SessionTarget
 
 
 def _parse(*argv: str) -> argparse.Namespace:
@@ -253,7 +253,7 @@ class DemoTargetTests(SynchronousTestCase):
         """When the channel fails a command, the target keeps the gateway's error
         (its code goes into the summary) and the replay still sees the failure."""
         error = PlatformError("card-timeout", "the card did not answer")
-        target = _Target(_FakeSession(error), "8988211000000000011")  # type: ignore[arg-type]
+        target = SessionTarget(_FakeSession(error), "8988211000000000011")  # type: ignore[arg-type]
         self.assertIn("8988211000000000011", target.description)
         failure = self.failureResultOf(target.transmit(b"\x80\xca\x9f\x7f\x00"))
         self.assertIs(failure.value, error)
@@ -261,6 +261,6 @@ class DemoTargetTests(SynchronousTestCase):
 
     def test_otherErrorsNotKept(self) -> None:
         """A failure that is not the gateway's leaves no code behind."""
-        target = _Target(_FakeSession(ValueError("x")), "1")  # type: ignore[arg-type]
+        target = SessionTarget(_FakeSession(ValueError("x")), "1")  # type: ignore[arg-type]
         self.assertIsInstance(self.failureResultOf(target.transmit(b"\x00")), Failure)
         self.assertIsNone(target.error)

@@ -9,8 +9,7 @@ from pathlib import Path
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from bipgw.cli._init import InitError, init_install
-from bipgw.config import Config
+from bipgw.config import Config, InitError, init_install
 from bipgw.keys import ROOT_KEY_ENV, KeyKind, KeyStore, RootKey, Secret
 from tests.unit.cli import run
 from tests.unit.config import private_directory, write

@@ -6,8 +6,7 @@ from pathlib import Path
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from bipgw.cli._init import init_install
-from bipgw.config import Config
+from bipgw.config import Config, init_install
 from bipgw.keys import (
     KeyAlgorithm,
     KeyKind,

@@ -11,9 +11,8 @@ from twisted.internet.testing import MemoryReactor
 from twisted.trial.unittest import SynchronousTestCase
 
 import bipgw
-from bipgw.cli._init import init_install
 from bipgw.cli._main import run_import
-from bipgw.config import Config
+from bipgw.config import Config, init_install
 from bipgw.keys import ROOT_KEY_ENV, KeyKind
 from tests.unit.cli import run
 from tests.unit.config import private_directory, with_keys, write

@@ -12,7 +12,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from bipgw.cli._tenants import TenantCommandError, add_parser, execute
 from bipgw.platform._store_tenants import StoreTenantDirectory, settings_id
-from bipgw.store import IStore, MemoryStore
+from bipgw.store import DuplicateRecordError, IStore, MemoryStore, UnknownRecordError
 from tests.unit.store.test_sqlite import open_inline
 
 AID = "A0000000871002"
@@ -45,6 +45,8 @@ class TenantCommandTests(SynchronousTestCase):
                 execute(self.store, parse(list(argv)), io.StringIO(), io.StringIO())
             ),
             TenantCommandError,
+            DuplicateRecordError,
+            UnknownRecordError,
         )
         return str(failure.value)
 

@@ -28,7 +28,8 @@ from bipgw.client._replay import (
     target_factories,
 )
 from bipgw.client._replay_trace import format_capdu, format_trace, report_json
-from bipgw.client._script import Script, parse_script
+from bipgw.client._script import parse_script
+from bipgw.client._script_model import Script
 from bipgw.codec.apdu import sw_is_success
 from tests.unit.client import PORT, SdkTestCase
 from tests.unit.platform import AID, TOKEN, echo, iccid

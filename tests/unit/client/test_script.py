@@ -9,15 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from bipgw.client._script import (
-    MAX_INCLUDE_DEPTH,
-    Script,
-    ScriptError,
-    SourceLocation,
-    load_script,
-    parse_script,
-    parse_variable,
-)
+from bipgw.client._script import MAX_INCLUDE_DEPTH, load_script, parse_script, parse_variable
+from bipgw.client._script_lines import ScriptError, SourceLocation
 from bipgw.client._script_match import (
     ANY_BYTE,
     ByteMatch,
@@ -27,6 +20,7 @@ from bipgw.client._script_match import (
     SwExpectation,
     SwPattern,
 )
+from bipgw.client._script_model import Script
 from bipgw.codec.apdu import CommandApdu
 
 ISD = "A000000151000000"

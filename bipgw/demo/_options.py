@@ -1,0 +1,72 @@
+# -*- test-case-name: tests.unit.cli.test_demo -*-
+"""What a demo run is asked to do, the names it gives, and how a step fails.
+
+The set-up (L{bipgw.demo._setup}), the platform's sessions
+(L{bipgw.demo._sessions}) and the run that strings them together
+(L{bipgw.demo._run}) all share these.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import attrs
+from twisted.internet.defer import Deferred
+
+from bipgw.errors import BipGwError
+
+__all__ = [
+    "DEMO_SERVICE",
+    "DEMO_TENANT",
+    "TOKEN_NAME",
+    "DemoError",
+    "DemoOptions",
+    "within",
+]
+
+#: The tenant the demo adds for platforms, the service it is granted, and the
+#: file its token is written to.
+DEMO_TENANT = "demo"
+DEMO_SERVICE = "isd"
+TOKEN_NAME = "platform.token"
+
+
+class DemoError(BipGwError):
+    """A demo step failed; the message says which and why."""
+
+
+@attrs.frozen(kw_only=True)
+class DemoOptions:
+    """What the demo does.
+
+    @ivar directory: where the fleet and the install go (a new temporary
+        directory if C{None}); must be empty or absent.
+    @ivar cards: how many cards, one session each.
+    @ivar concurrency: sessions open at once.
+    @ivar seed: reproducible card keys (C{simfleet generate --seed}).
+    @ivar serve: keep running after the sessions, until interrupted.
+    @ivar scripts: the APDU scripts each session replays; C{None} means
+        L{EXAMPLES<bipgw.demo.EXAMPLES>} from the checkout
+        (L{examples_directory<bipgw.demo.examples_directory>}).
+    """
+
+    directory: Path | None = None
+    cards: int = 100
+    concurrency: int = 50
+    seed: int | None = None
+    serve: bool = False
+    scripts: tuple[Path, ...] | None = None
+
+
+async def within(reactor: Any, d: Deferred[Any], seconds: float, what: str) -> Any:
+    """C{d}'s result, or a L{DemoError} naming C{what} if it takes longer than
+    C{seconds} (C{d} is cancelled) or fails."""
+    timer = reactor.callLater(seconds, d.cancel)
+    try:
+        return await d
+    except Exception as e:
+        raise DemoError(f"{what} did not finish in {seconds:g} s ({e})") from None
+    finally:
+        if timer.active():
+            timer.cancel()

@@ -1,0 +1,244 @@
+# -*- test-case-name: tests.unit.cli.test_demo,tests.integration.test_demo -*-
+"""The demo's world: a generated fleet and a gateway install for it, both running.
+
+Each step is what an operator would do, done with the library functions
+the C{bipgw} command calls, and printed as the command it stands for:
+
+  1. C{simfleet generate}: the fleet (cards, vendor file, MSISDN file,
+     transport key), made by the C{simfleet} program in a subprocess;
+  2. C{bipgw init} (L{bipgw.config.init_install}) and C{bipgw keys
+     add-transport} (L{bipgw.keys.add_transport_key}): the install, tuned
+     for loopback (L{tune}) and given a plain-TCP platform channel
+     (L{platform_table});
+  3. the fleet (through its twistd plugin, found by name) and the gateway
+     start in this process; the vendor and MSISDN files are imported into
+     the running gateway;
+  4. C{bipgw tenant add}, C{bipgw service add}
+     (L{bipgw.store._tenant_records}): the platform tenant, its token
+     written to a file.
+
+The gateway never imports the simulated cards, so the fleet is reached
+only through Twisted's plugin system and the C{simfleet} program.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from twisted.application.service import IService, IServiceMaker
+from twisted.internet.utils import getProcessOutputAndValue
+from twisted.plugin import getPlugins
+
+from bipgw.app import Gateway, build_gateway
+from bipgw.config import Config, init_install
+from bipgw.demo._options import (
+    DEMO_SERVICE,
+    DEMO_TENANT,
+    TOKEN_NAME,
+    DemoError,
+    DemoOptions,
+    within,
+)
+from bipgw.errors import BipGwError
+from bipgw.keys import add_transport_key
+from bipgw.store._tenant_records import add_tenant, grant_service
+
+__all__ = ["DemoSetup", "platform_table", "tune"]
+
+#: Configuration lines the demo changes after C{bipgw init}: loopback is fast.
+_TUNING = {"rate": "2000", "window": "50", "max_connections": "20000"}
+
+
+def platform_table(port: int) -> str:
+    """The C{[platform]} table the demo adds: the channel, plain TCP on loopback."""
+    return (
+        "\n[platform]\n"
+        "# The platform channel. Plain TCP on 127.0.0.1 for the demo only: a\n"
+        "# deployment listens with TLS (tls_certificate/tls_key, or an ssl: endpoint).\n"
+        f'listen = "tcp:{port}:interface=127.0.0.1"\n'
+    )
+
+
+def tune(config_text: str) -> str:
+    """C{bipgw init}'s configuration with the loopback tuning of L{_TUNING}."""
+    for key, value in _TUNING.items():
+        config_text, n = re.subn(rf"(?m)^{key} = .*$", f"{key} = {value}", config_text, count=1)
+        if n != 1:
+            raise DemoError(f"bipgw init wrote no '{key} =' line to tune")
+    return config_text
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _simfleet_command() -> list[str]:
+    """How to run the C{simfleet} program: the console script next to this
+    Python, else its module."""
+    beside = Path(sys.executable).with_name("simfleet")
+    if beside.exists():
+        return [str(beside)]
+    found = shutil.which("simfleet")
+    return [found] if found else [sys.executable, "-m", "simcard.cli"]
+
+
+def _fleet_maker() -> IServiceMaker:
+    for maker in getPlugins(IServiceMaker):
+        if maker.tapname == "simfleet":
+            return maker
+    raise DemoError("the simfleet twistd plugin is not installed (pip install the simcard package)")
+
+
+class DemoSetup:
+    """The fleet and the gateway of one demo run: made, started, stopped.
+
+    @ivar token_file: where the platform tenant's token is (after L{start}).
+    """
+
+    def __init__(self, reactor: Any, options: DemoOptions, say: Callable[[str], None]) -> None:
+        self.reactor = reactor
+        self.options = options
+        self.say = say
+        self.fleet: IService | None = None
+        self.gateway: Gateway | None = None
+
+    def step(self, command: str) -> None:
+        """Print the command a step stands for."""
+        self.say(f"$ {command}")
+
+    async def prepare(self, base: Path) -> Config:
+        """Generate the fleet in C{base/fleet} and an install for it in
+        C{base/gateway}; return the install's configuration."""
+        fleet_dir, install = base / "fleet", base / "gateway"
+        generate = ["generate", "--cards", str(self.options.cards), "--out", str(fleet_dir)]
+        if self.options.seed is not None:
+            generate += ["--seed", str(self.options.seed)]
+        self.step("simfleet " + " ".join(generate))
+        command = _simfleet_command()
+        _, errors, status = await getProcessOutputAndValue(
+            command[0], command[1:] + generate, env=dict(os.environ)
+        )
+        if status != 0:
+            raise DemoError(f"simfleet generate failed: {errors.decode(errors='replace')}")
+        transport = next((fleet_dir / "gateway").glob("*.key"), None)
+        if transport is None:
+            raise DemoError(f"simfleet wrote no transport key in {fleet_dir / 'gateway'}")
+        self.smsc_port, admin_port = _free_port(), _free_port()
+        listen = f"tcp:{admin_port}:interface=127.0.0.1"
+        smpp = f"tcp:host=127.0.0.1:port={self.smsc_port}"
+        password = fleet_dir / "gateway" / "smpp.password"
+        config_file = install / "bipgw.toml"
+        self.step(
+            f"bipgw init {install} --public-host 127.0.0.1 --listen {listen}"
+            f" --smpp {smpp} --smpp-password-file {password}"
+        )
+        try:
+            made = init_install(
+                install,
+                public_host="127.0.0.1",
+                listen=listen,
+                smpp_endpoint=smpp,
+                password_source=password,
+            )
+        except (BipGwError, OSError) as e:
+            raise DemoError(f"bipgw init failed: {e}") from None
+        label = transport.stem
+        self.step(f"bipgw keys add-transport {label} --from-file {transport} -c {config_file}")
+        try:
+            keys = made.config.keys
+            add_transport_key(keys.open_keystore(keys.load_root_key()), label, transport)
+        except (BipGwError, OSError) as e:
+            raise DemoError(f"bipgw keys add-transport failed: {e}") from None
+        self.platform_port = _free_port()
+        text = tune(config_file.read_text(encoding="utf-8")) + platform_table(self.platform_port)
+        config_file.write_text(text, encoding="utf-8")
+        self.say(f"  (tuned for loopback: {', '.join(f'{k} = {v}' for k, v in _TUNING.items())})")
+        self.say(f"  (platform channel: [platform] listen = tcp:{self.platform_port} on 127.0.0.1)")
+        self.fleet_dir = fleet_dir
+        self.install = install
+        return Config.from_file(config_file)
+
+    async def start(self, config: Config) -> Gateway:
+        """Start the fleet and the gateway, import the fleet's files, add the
+        platform tenant; fires once the gateway is bound to the fleet's SMSC."""
+        self.step(f"twistd -n simfleet --fleet {self.fleet_dir} --smsc tcp:{self.smsc_port}")
+        maker = _fleet_maker()
+        options = maker.options()
+        options.parseOptions(
+            ["--fleet", str(self.fleet_dir), "--smsc", f"tcp:{self.smsc_port}:interface=127.0.0.1"]
+        )
+        self.fleet = fleet = maker.makeService(options)
+        fleet.startService()
+        self.step(f"twistd -n bipgw --config {config.source}")
+        self.gateway = gateway = build_gateway(config, self.reactor, exit_on_failure=False)
+        gateway.startService()
+        await gateway.when_ready()
+        vendor = next((self.fleet_dir / "vendor").glob("*.out"))
+        msisdn = next((self.fleet_dir / "msisdn").glob("*.csv"))
+        for kind, file, load in (
+            ("cards", vendor, gateway.import_cards),
+            ("msisdn", msisdn, gateway.import_msisdn),
+        ):
+            self.step(f"bipgw import {kind} {file} -c {config.source}")
+            report = await load(file)
+            self.say(
+                f"  {report.records} records: added {report.added}, updated {report.updated},"
+                f" unchanged {report.unchanged}, rejected {report.rejected}"
+            )
+            if not report.ok:
+                raise DemoError(f"importing {file} failed: {report.fatal or 'rejected lines'}")
+        await self.add_tenant(gateway, config)
+        await within(self.reactor, gateway.when_bound(), 30.0, "binding to the SMSC")
+        self.say(
+            f"gateway ready: {len(gateway.keys)} cards, admin server on 127.0.0.1:"
+            f"{gateway.admin_port}, bound to the SMSC on 127.0.0.1:{self.smsc_port}"
+        )
+        return gateway
+
+    async def add_tenant(self, gateway: Gateway, config: Config) -> None:
+        """Add the platform tenant (its token in a file) and grant it L{DEMO_SERVICE}."""
+        self.token_file = token_file = self.install / TOKEN_NAME
+        # The sessions of the run all belong to this tenant: let them all be open.
+        most = max(100, self.options.concurrency)
+        self.step(
+            f"bipgw tenant add {DEMO_TENANT} --token-file {token_file}"
+            f" --max-sessions {most} --max-commands {most} -c {config.source}"
+        )
+        try:
+            token = await add_tenant(
+                gateway.store, DEMO_TENANT, max_sessions=most, max_commands=most
+            )
+        except BipGwError as e:
+            raise DemoError(f"bipgw tenant add failed: {e}") from None
+        token_file.touch(mode=0o600)
+        token_file.write_text(token + "\n", encoding="ascii")
+        self.step(f"bipgw service add {DEMO_SERVICE} --tenant {DEMO_TENANT} -c {config.source}")
+        try:
+            await grant_service(gateway.store, DEMO_TENANT, DEMO_SERVICE)
+        except BipGwError as e:
+            raise DemoError(f"bipgw service add failed: {e}") from None
+
+    def platform_lines(self, gateway: Gateway) -> list[str]:
+        """How a platform reaches the demo's cards, for the terminal."""
+        port = gateway.platform_port
+        return [
+            f"platform channel: tcp:127.0.0.1:{port} (plain TCP, loopback only),"
+            f" tenant {DEMO_TENANT!r}, service {DEMO_SERVICE!r}, token in {self.token_file}",
+            f"  e.g. connect(reactor, 'tcp:127.0.0.1:{port}', token=<that file's first line>)",
+        ]
+
+    async def stop(self) -> None:
+        """Stop the gateway, then the fleet (whichever were started)."""
+        if self.gateway is not None and self.gateway.running:
+            await self.gateway.stopService()
+        if self.fleet is not None and self.fleet.running:
+            await self.fleet.stopService()

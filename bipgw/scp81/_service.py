@@ -1,9 +1,9 @@
-# -*- test-case-name: tests.unit.protocols.test_admin_server -*-
+# -*- test-case-name: tests.unit.scp81.test_service -*-
 """The SCP81 admin server as a service: a TLS-PSK listener for cards.
 
 Cards triggered by a push open TCP to the gateway, run TLS 1.2 with their
 pre-shared key (L{bipgw.tls}) and POST per GlobalPlatform Amendment B
-(L{bipgw.protocols.admin}).  This service owns the listening port: it
+(L{bipgw.scp81.AdminProtocol}).  This service owns the listening port: it
 starts listening on an endpoint string from the configuration, exposes the
 handshake and HTTP counters, and on stop lets the sessions in progress
 finish for a grace period before dropping what is left.
@@ -27,7 +27,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from bipgw.codec.admin_http import DEFAULT_MAX_BODY
-from bipgw.protocols.admin import AdminFactory, AdminStats, ICardGateway
+from bipgw.scp81._protocol import AdminFactory, AdminStats, ICardGateway
 from bipgw.tls import (
     DEFAULT_CIPHERS,
     PskServerEndpoint,

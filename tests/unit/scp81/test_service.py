@@ -25,11 +25,10 @@ from bipgw.core import (
     SessionId,
     SessionState,
 )
-from bipgw.protocols.admin import AdminStats
-from bipgw.services.admin_server import AdminServer
+from bipgw.scp81 import AdminServer, AdminStats
 from bipgw.tls import PskServerStats, TlsConfigError
 from tests.unit.core import ICCID, POLICY, FakeDirectory, FakePushSender
-from tests.unit.protocols import KEY, KEY2, TlsLink
+from tests.unit.scp81 import KEY, KEY2, TlsLink
 
 FIRST = AdminRequest(target="/admin", admin_from="agent-1")
 

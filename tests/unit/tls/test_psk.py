@@ -151,6 +151,22 @@ class BindingTests(SynchronousTestCase):
             self.assertIn(name, text)
         self.assertIn("cryptography", text)
 
+    def test_bindingInOnePlace(self) -> None:
+        """Only L{bipgw.tls._binding} imports OpenSSL's private binding, so an
+        upgrade that changes it is fixed in one module."""
+        import ast
+        from pathlib import Path
+
+        root = Path(_binding.__file__).resolve().parents[2]
+        users = {
+            str(path.relative_to(root))
+            for package in ("bipgw", "simcard")
+            for path in (root / package).rglob("*.py")
+            for node in ast.walk(ast.parse(path.read_text(), str(path)))
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("OpenSSL._util")
+        }
+        self.assertEqual(users, {"bipgw/tls/_binding.py"})
+
     def test_exports(self) -> None:
         """Every public name is exported from the package, as the same object."""
         from bipgw.tls import _client, _endpoint, _listening, _server

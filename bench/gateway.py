@@ -63,7 +63,7 @@ from twisted.logger import (
     textFileLogObserver,
 )
 
-import bipgw.protocols.admin as admin_protocol
+import bipgw.scp81 as admin_protocol
 from bipgw.app import Gateway, build_gateway
 from bipgw.cli import main as bipgw_main
 from bipgw.config import Config

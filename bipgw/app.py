@@ -48,14 +48,13 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from bipgw import _fronts as fronts
-from bipgw._keycache import CacheStats, CardKeyCache
 from bipgw._recording import BatchingRecorder
 from bipgw._scp03_keys import Scp03MasterKeys, StoreScp03KeySource
 from bipgw.config import Config, redacted_url, server_endpoint_port
 from bipgw.core import CardTarget, SecuredSession, Session, SessionEngine
 from bipgw.keys import KeyManagementError, KeyStore, RootKey
 from bipgw.push import CallbackAddress, PushBuilder, PushProfile
-from bipgw.services.admin_server import AdminServer
+from bipgw.scp81 import AdminServer, CacheStats, CardKeyCache
 from bipgw.services.smpp_client import SmppClientService, esme_settings
 from bipgw.store import (
     ImportReport,

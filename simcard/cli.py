@@ -229,7 +229,7 @@ def _run(args: argparse.Namespace, err: TextIO) -> int:
         except FleetError as e:
             fail(str(e))
             return
-        service.smsc_listener.listening.addErrback(
+        service.smsc_listener.when_listening().addErrback(
             lambda f: fail(f"the SMSC cannot listen on {listen}: {f.getErrorMessage()}")
         )
 

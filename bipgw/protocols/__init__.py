@@ -5,5 +5,6 @@ the protocol feeds received bytes to a sans-IO parser from C{bipgw.codec},
 passes complete messages on, and writes what comes back.  Protocols hold no
 business rules (STYLE.md, rule 2), so they are imported by name:
 
-  - L{bipgw.protocols.admin}: the SCP81 (GP Amendment B) admin connection.
+  - L{bipgw.protocols.smpp}: the SMPP ESME protocol (the SCP81 admin
+    connection is L{bipgw.scp81.AdminProtocol}).
 """

@@ -25,7 +25,10 @@ from twisted.internet.interfaces import (
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from zope.interface import implementer
 
-from bipgw.tls._psk import PskClientOptions, PskServerOptions
+from bipgw.tls._client import PskClientOptions
+from bipgw.tls._server import PskServerOptions
+
+__all__ = ["PskServerEndpoint", "psk_client_endpoint", "psk_server_endpoint"]
 
 
 @implementer(IStreamServerEndpoint)

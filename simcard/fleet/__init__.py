@@ -51,7 +51,7 @@ from simcard.fleet._router import (
     MoSender,
     SessionRecord,
 )
-from simcard.fleet._service import FleetService, ListeningService
+from simcard.fleet._service import FleetService
 
 __all__ = [
     "FAULT_KEYS",
@@ -76,7 +76,6 @@ __all__ = [
     "GenerateError",
     "GenerateResult",
     "GeneratedInfo",
-    "ListeningService",
     "LiveCard",
     "LiveSmscFaults",
     "MasterKeys",

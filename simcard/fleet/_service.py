@@ -20,14 +20,13 @@ from typing import Any, ClassVar
 
 import attrs
 from twisted.application.internet import TimerService
-from twisted.application.service import MultiService, Service
-from twisted.internet.defer import Deferred, succeed
+from twisted.application.service import MultiService
+from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import serverFromString
-from twisted.internet.interfaces import IListeningPort, IProtocolFactory, IStreamServerEndpoint
 from twisted.logger import Logger
-from twisted.python.failure import Failure
 
 from bipgw.codec.ota import PorStatus
+from bipgw.tls import ListeningService
 from simcard.agent import AdminSessionRequest, ApduExecutor
 from simcard.applets import CREDENTIAL_MODULE_AID, credential_applet_factory
 from simcard.channel import (
@@ -48,57 +47,7 @@ from simcard.model import PskCredential
 from simcard.smsc import SmscFactory
 from simcard.state import FleetState, FleetStateError
 
-__all__ = ["FleetService", "ListeningService"]
-
-
-class ListeningService(Service):
-    """Listens with one factory on one endpoint while running.
-
-    Twisted's C{StreamServerEndpointService} keeps its port private; the
-    fleet needs it (a test listening on port 0 must learn the number).
-
-    @ivar listening: fires with the port once listening (a new one per start).
-    @ivar port: the listening port, while there is one.
-    """
-
-    log: ClassVar[Logger] = Logger()
-
-    def __init__(
-        self, endpoint: IStreamServerEndpoint, factory: IProtocolFactory, what: str
-    ) -> None:
-        self._endpoint: Any = endpoint
-        self._factory = factory
-        self._what = what
-        self.port: IListeningPort | None = None
-        self.listening: Deferred[IListeningPort] = Deferred()
-
-    def startService(self) -> None:
-        super().startService()
-        self.listening = Deferred()
-        listening: Deferred[IListeningPort] = self._endpoint.listen(self._factory)
-        listening.addCallbacks(self._listening, self._failed)
-
-    def _listening(self, port: IListeningPort) -> None:
-        self.port = port
-        self.log.info("{what} listening on {address}", what=self._what, address=port.getHost())
-        self.listening.callback(port)
-
-    def _failed(self, failure: Failure) -> None:
-        self.log.failure("{what} cannot listen", failure, what=self._what)
-        self.listening.errback(failure)
-
-    def stopService(self) -> Deferred[None]:
-        super().stopService()
-        port, self.port = self.port, None
-        if port is None:
-            return succeed(None)
-        stopped: Deferred[None] = Deferred()
-        result: Any = port.stopListening()
-        if isinstance(result, Deferred):
-            result.addBoth(lambda _: stopped.callback(None))
-        else:
-            stopped.callback(None)
-        return stopped
+__all__ = ["FleetService"]
 
 
 class FleetService(MultiService):
@@ -117,7 +66,8 @@ class FleetService(MultiService):
     @ivar pool: the cards.
     @ivar router: the fleet side of the SMSC.
     @ivar smsc: the SMSC's protocol factory.
-    @ivar smsc_listener: the SMSC's listening child service.
+    @ivar smsc_listener: the SMSC's listening child service (a
+        L{bipgw.tls.ListeningService}: C{when_listening()} gives its port).
     @ivar control_listener: the control port's child service, if any.
     """
 

@@ -115,7 +115,7 @@ class Loop:
             config, reactor, smsc_listen=f"tcp:{self.smsc_port}:interface=127.0.0.1"
         )
         self.fleet.startService()
-        await self.fleet.smsc_listener.listening
+        await self.fleet.smsc_listener.when_listening()
 
 
 #: FAST_SESSIONS for cards that never connect: 1, 1.5 and 2.25 s after the pushes.
@@ -164,7 +164,7 @@ async def start_loop(
     fleet_config = FleetConfig.from_file(generated.fleet_toml)
     fleet = FleetService(fleet_config, reactor, smsc_listen="tcp:0:interface=127.0.0.1")
     fleet.startService()
-    port: Any = await fleet.smsc_listener.listening
+    port: Any = await fleet.smsc_listener.when_listening()
     smsc_port = int(port.getHost().port)
 
     install = directory / "gateway"

@@ -31,7 +31,7 @@ from bipgw.core import (
     SessionId,
     SessionState,
 )
-from bipgw.services.admin_server import AdminServer
+from bipgw.scp81 import AdminServer
 from bipgw.tls import PskServerStats
 from tests.integration._openssl import OpenSslProcess
 

@@ -144,7 +144,7 @@ class FleetLoopTests(TestCase):
         self.fleet = FleetService(config, reactor, smsc_listen="tcp:0:interface=127.0.0.1")
         self.fleet.startService()
         self.addCleanup(self.fleet.stopService)
-        port = yield self.fleet.smsc_listener.listening
+        port = yield self.fleet.smsc_listener.when_listening()
         self.smsc_port = port.getHost().port
         self.sessions: list[SessionRecord] = []
         self.fleet.router.session_listeners.append(self.sessions.append)

@@ -24,7 +24,7 @@ from bipgw.core import FailureReason, Session, SessionError, SessionEvent, Sessi
 from bipgw.keys import KeyManagementError, RootKey, add_transport_key
 from bipgw.push import DEFAULT_KIC, DEFAULT_KID, DEFAULT_SPI, CallbackAddress, TriggerKind
 from bipgw.store import MemoryStore, MsisdnChange
-from tests.unit.test_keycache import add_cards, iccid_of
+from tests.unit.scp81.test_keys import add_cards, iccid_of
 
 MSISDN = "33699999901"
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Final, Generic, TypeVar
+from typing import Final, Generic, Protocol, TypeVar
 
 from bipgw.codec.admin_http._errors import AdminHttpError
 from bipgw.codec.admin_http._head import (
@@ -41,11 +41,41 @@ _MAX_CHUNK_DIGITS: Final = 16
 _HEAD, _BODY, _CHUNK_LINE, _CHUNK_DATA, _CHUNK_END, _TRAILER, _CLOSED = range(7)
 
 
+class _Dialect(Protocol):
+    """What differs between requests and responses: the start line and the
+    head built from it.  The parser holds one and asks it; the framing rules
+    (line ends, limits, bodies, chunks) are the parser's own."""
+
+    def parse_start(self, line: bytes, offset: int) -> tuple[object, object]:
+        """Parse the start line found at stream C{offset}.
+
+        @raise AdminHttpError: for a malformed line.
+        """
+        ...
+
+    def start_too_long(self, limit: int, offset: int) -> AdminHttpError:
+        """The error for a start line longer than C{limit} bytes."""
+        ...
+
+    def head(
+        self, start: tuple[object, object], fields: list[Field], *, max_body: int, offset: int
+    ) -> Head:
+        """The message head from its start line and header fields.
+
+        @raise AdminHttpError: for framing the dialect refuses.
+        """
+        ...
+
+
 class _Parser(Generic[_M]):
-    """The shared state machine: head lines, then a body, then the next head."""
+    """The shared state machine: head lines, then a body, then the next head.
+
+    @param dialect: parses start lines and builds heads (requests or responses).
+    """
 
     def __init__(
         self,
+        dialect: _Dialect,
         *,
         max_header_bytes: int = 8192,
         max_headers: int = 64,
@@ -58,6 +88,7 @@ class _Parser(Generic[_M]):
         ):
             if not isinstance(limit, int) or limit < 1:
                 raise ValueError(f"{name} must be a positive int, not {limit!r}")
+        self._dialect = dialect
         self._max_head = max_header_bytes
         self._max_headers = max_headers
         self._max_body = max_body
@@ -125,14 +156,8 @@ class _Parser(Generic[_M]):
             )
             raise self._broken
 
-    def _parse_start(self, line: bytes, offset: int) -> tuple[object, object]:
-        raise NotImplementedError()
-
-    def _head(self, fields: list[Field], offset: int) -> Head:
-        raise NotImplementedError()
-
     def _start_too_long(self, offset: int) -> AdminHttpError:
-        raise NotImplementedError()
+        return self._dialect.start_too_long(self._max_head, offset)
 
     def _line(self, pos: int, limit: int, too_long: Callable[[int], AdminHttpError]) -> int | None:
         """Find the end of the line at C{pos}; C{None} if it is not all here.
@@ -198,7 +223,7 @@ class _Parser(Generic[_M]):
         if self._state == _HEAD and self._start is None:
             if line:  # empty lines before a start line are skipped (RFC 9112 2.2)
                 self._message_at = offset
-                self._start = self._parse_start(line, offset)
+                self._start = self._dialect.parse_start(line, offset)
             return end
         if line:
             if len(self._fields) >= self._max_headers:
@@ -215,7 +240,8 @@ class _Parser(Generic[_M]):
             # Trailers were checked and counted; nothing in Amd B uses them.
             self._complete(out)
             return end
-        head = self._head(self._fields, offset)
+        assert self._start is not None
+        head = self._dialect.head(self._start, self._fields, max_body=self._max_body, offset=offset)
         self._start = None
         self._fields = []
         self._head_bytes = 0
@@ -313,6 +339,48 @@ class _Parser(Generic[_M]):
         )
 
 
+class _RequestDialect:
+    """The server side's dialect: request lines (method, target)."""
+
+    def parse_start(self, line: bytes, offset: int) -> tuple[object, object]:
+        return parse_request_line(line, offset)
+
+    def start_too_long(self, limit: int, offset: int) -> AdminHttpError:
+        return AdminHttpError(
+            f"longer than {limit} bytes", field="request line", offset=offset, status=414
+        )
+
+    def head(
+        self, start: tuple[object, object], fields: list[Field], *, max_body: int, offset: int
+    ) -> Head:
+        method, target = start
+        assert isinstance(method, str) and isinstance(target, str)
+        return request_head(method, target, fields, max_body=max_body, offset=offset)
+
+
+class _ResponseDialect:
+    """The card side's dialect: status lines (status, reason)."""
+
+    def parse_start(self, line: bytes, offset: int) -> tuple[object, object]:
+        return parse_status_line(line, offset)
+
+    def start_too_long(self, limit: int, offset: int) -> AdminHttpError:
+        return AdminHttpError(
+            f"longer than {limit} bytes", field="status line", offset=offset, status=431
+        )
+
+    def head(
+        self, start: tuple[object, object], fields: list[Field], *, max_body: int, offset: int
+    ) -> Head:
+        status, reason = start
+        assert isinstance(status, int) and isinstance(reason, str)
+        return response_head(status, reason, fields, max_body=max_body, offset=offset)
+
+
+_REQUEST: Final = _RequestDialect()
+_RESPONSE: Final = _ResponseDialect()
+
+
 class RequestParser(_Parser[AdminRequest]):
     """Split a card's byte stream into L{AdminRequest}s (the server side).
 
@@ -342,19 +410,19 @@ class RequestParser(_Parser[AdminRequest]):
     @param max_body: limit on the decoded body.
     """
 
-    def _parse_start(self, line: bytes, offset: int) -> tuple[object, object]:
-        return parse_request_line(line, offset)
-
-    def _start_too_long(self, offset: int) -> AdminHttpError:
-        return AdminHttpError(
-            f"longer than {self._max_head} bytes", field="request line", offset=offset, status=414
+    def __init__(
+        self,
+        *,
+        max_header_bytes: int = 8192,
+        max_headers: int = 64,
+        max_body: int = DEFAULT_MAX_BODY,
+    ) -> None:
+        super().__init__(
+            _REQUEST,
+            max_header_bytes=max_header_bytes,
+            max_headers=max_headers,
+            max_body=max_body,
         )
-
-    def _head(self, fields: list[Field], offset: int) -> Head:
-        assert self._start is not None
-        method, target = self._start
-        assert isinstance(method, str) and isinstance(target, str)
-        return request_head(method, target, fields, max_body=self._max_body, offset=offset)
 
 
 class ResponseParser(_Parser[AdminResponse]):
@@ -369,16 +437,16 @@ class ResponseParser(_Parser[AdminResponse]):
     to HEAD are not handled: cards only POST.
     """
 
-    def _parse_start(self, line: bytes, offset: int) -> tuple[object, object]:
-        return parse_status_line(line, offset)
-
-    def _start_too_long(self, offset: int) -> AdminHttpError:
-        return AdminHttpError(
-            f"longer than {self._max_head} bytes", field="status line", offset=offset, status=431
+    def __init__(
+        self,
+        *,
+        max_header_bytes: int = 8192,
+        max_headers: int = 64,
+        max_body: int = DEFAULT_MAX_BODY,
+    ) -> None:
+        super().__init__(
+            _RESPONSE,
+            max_header_bytes=max_header_bytes,
+            max_headers=max_headers,
+            max_body=max_body,
         )
-
-    def _head(self, fields: list[Field], offset: int) -> Head:
-        assert self._start is not None
-        status, reason = self._start
-        assert isinstance(status, int) and isinstance(reason, str)
-        return response_head(status, reason, fields, max_body=self._max_body, offset=offset)

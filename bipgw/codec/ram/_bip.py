@@ -28,7 +28,7 @@ from __future__ import annotations
 import enum
 import ipaddress
 import re
-from typing import ClassVar, Final, Self, TypeVar
+from typing import ClassVar, Final, Protocol, Self, TypeVar
 
 import attrs
 
@@ -55,8 +55,10 @@ TAG_OTHER_ADDRESS: Final = 0x3E
 TAG_NAN: Final = 0x47
 
 
-class _CatValue:
-    """The TLV plumbing every typed value shares; subclasses code the value."""
+class _CatValue(Protocol):
+    """A typed OPEN CHANNEL value: it codes its value bytes (L{to_value},
+    L{from_value}); the TLV plumbing every such value shares comes with the
+    protocol, so each value class declares it explicitly as its base."""
 
     __slots__ = ()
     tag: ClassVar[int]
@@ -64,12 +66,12 @@ class _CatValue:
 
     def to_value(self) -> bytes:
         """The value bytes of the TLV."""
-        raise NotImplementedError
+        ...
 
     @classmethod
     def from_value(cls, value: bytes) -> Self:
         """Decode the value bytes of the TLV."""
-        raise NotImplementedError
+        ...
 
     def to_tlv(self, comprehension_required: bool = False) -> CompTlv:
         """This value as a COMPREHENSION-TLV."""

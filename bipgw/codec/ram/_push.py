@@ -24,7 +24,7 @@ and that Lc matches the data exactly (no Le), naming the byte at fault.
 from __future__ import annotations
 
 import enum
-from typing import ClassVar, Final, Self
+from typing import ClassVar, Final, Protocol, Self
 
 import attrs
 
@@ -107,20 +107,22 @@ def _tlvs(data: bytes) -> list[CompTlv]:
         raise from_tlv_error(e, "PUSH data", base=5) from e
 
 
-class _Push:
-    """Header handling shared by the PUSH variants."""
+class _Push(Protocol):
+    """A PUSH variant: it codes its command data (L{data}, L{from_data}); the
+    APDU header handling every variant shares comes with the protocol, so
+    each variant declares it explicitly as its base."""
 
     __slots__ = ()
     request: ClassVar[PushRequest]
 
     def data(self) -> bytes:
         """The command data (TLVs) of the APDU."""
-        raise NotImplementedError
+        ...
 
     @classmethod
     def from_data(cls, data: bytes) -> Self:
         """Decode the command data (TLVs) of the APDU."""
-        raise NotImplementedError
+        ...
 
     def encode(self) -> bytes:
         """The PUSH C-APDU, ready to be put in a compact script."""

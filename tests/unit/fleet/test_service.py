@@ -20,7 +20,8 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from bipgw.codec.ota import Kic, KicAlgorithm, Kid, KidAlgorithm, PorStatus, verify_response
 from bipgw.codec.smpp import DeliverSm, SubmitSmResp
-from simcard.fleet import FleetConfig, FleetError, FleetService, ListeningService
+from bipgw.tls import ListeningService
+from simcard.fleet import FleetConfig, FleetError, FleetService
 from simcard.state import FleetState, FleetStateError
 from tests.unit.fleet.test_harness import (
     OTA_ADDRESS,
@@ -99,7 +100,7 @@ class LifecycleTests(ServiceTestCase):
         [(port, factory, _, _)] = self.reactor.tcpServers
         self.assertEqual(port, 2775)
         self.assertIs(factory, service.smsc)
-        self.assertIsNotNone(self.successResultOf(service.smsc_listener.listening))
+        self.assertIsNotNone(self.successResultOf(service.smsc_listener.when_listening()))
         other = MemoryReactorClock()
         overridden = FleetService(self.config, other, smsc_listen="tcp:12775")
         overridden.startService()
@@ -234,10 +235,11 @@ class LoopTests(ServiceTestCase):
 
 
 class ListeningServiceTests(SynchronousTestCase):
-    """The listening child service: a port while running, its failure reported."""
+    """The fleet's listening child services (L{bipgw.tls.ListeningService}):
+    a port while running, its failure reported."""
 
     def test_cannotListen(self) -> None:
-        """A refused listen is logged and fails the listening Deferred."""
+        """A refused listen is logged and fails when_listening."""
 
         events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)  # type: ignore[arg-type]
 
@@ -247,7 +249,7 @@ class ListeningServiceTests(SynchronousTestCase):
 
         service = ListeningService(Refusing(), Factory(), "SMSC")  # type: ignore[arg-type]
         service.startService()
-        self.failureResultOf(service.listening, CannotListenError)
+        self.failureResultOf(service.when_listening(), CannotListenError)
         self.assertIsNone(service.port)
         self.assertEqual(len(self.flushLoggedErrors(CannotListenError)), 1)
         self.assertTrue(any(formatEvent(e) == "SMSC cannot listen" for e in events))

@@ -34,13 +34,14 @@ from bipgw.tls import (
     PskServerOptions,
     PskUnavailableError,
     TlsConfigError,
-    _psk,
+    _binding,
+    _policy,
     check_binding,
     psk_client_endpoint,
     psk_identity,
     psk_server_endpoint,
 )
-from bipgw.tls._psk import _REQUIRED_SYMBOLS
+from bipgw.tls._binding import _REQUIRED_SYMBOLS
 from tests import vectors
 
 KEY = bytes.fromhex("0123456789abcdeffedcba9876543210")
@@ -150,12 +151,29 @@ class BindingTests(SynchronousTestCase):
             self.assertIn(name, text)
         self.assertIn("cryptography", text)
 
+    def test_bindingInOnePlace(self) -> None:
+        """Only L{bipgw.tls._binding} imports OpenSSL's private binding, so an
+        upgrade that changes it is fixed in one module."""
+        import ast
+        from pathlib import Path
+
+        root = Path(_binding.__file__).resolve().parents[2]
+        users = {
+            str(path.relative_to(root))
+            for package in ("bipgw", "simcard")
+            for path in (root / package).rglob("*.py")
+            for node in ast.walk(ast.parse(path.read_text(), str(path)))
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("OpenSSL._util")
+        }
+        self.assertEqual(users, {"bipgw/tls/_binding.py"})
+
     def test_exports(self) -> None:
         """Every public name is exported from the package, as the same object."""
-        from bipgw.tls import _endpoint, _psk
+        from bipgw.tls import _client, _endpoint, _listening, _server
 
+        modules = (_binding, _client, _endpoint, _listening, _policy, _server)
         for name in tls.__all__:
-            module = _psk if hasattr(_psk, name) else _endpoint
+            (module,) = [m for m in modules if name in m.__all__]
             self.assertIs(getattr(tls, name), getattr(module, name))
 
 
@@ -470,7 +488,7 @@ class SuiteAndVersionTests(_TestCase):
 
 
 class _CountingSSL:
-    """C{OpenSSL.SSL} as C{bipgw.tls._psk} sees it, counting the contexts made.
+    """C{OpenSSL.SSL} as C{bipgw.tls._binding} and C{_policy} see it, counting the contexts made.
 
     A stand-in module rather than a Context subclass, so that pyOpenSSL's own
     C{isinstance} checks still see the real class.
@@ -492,10 +510,12 @@ class PolicyCacheTests(_TestCase):
 
     def setUp(self) -> None:
         super().setUp()
-        _psk._make_policy.cache_clear()
-        self.addCleanup(_psk._make_policy.cache_clear)
+        _policy.make_policy.cache_clear()
+        self.addCleanup(_policy.make_policy.cache_clear)
         self.spy = _CountingSSL()
-        self.patch(_psk, "SSL", self.spy)
+        # Contexts are made by the binding check and by the policy's probes.
+        self.patch(_binding, "SSL", self.spy)
+        self.patch(_policy, "SSL", self.spy)
 
     def made(self, build: Callable[[], object]) -> int:
         """How many SSL contexts C{build} creates."""
@@ -505,12 +525,12 @@ class PolicyCacheTests(_TestCase):
 
     def test_settingsResolvedOnce(self) -> None:
         """A card's second session builds one context, where the first probed OpenSSL."""
-        self.patch(_psk, "_binding_checked", False)
+        self.patch(_binding, "_binding_checked", False)
         first = self.made(lambda: PskClientOptions(b"card-1", KEY))
         self.assertGreater(first, 2)
         self.assertEqual(self.made(lambda: PskClientOptions(b"card-2", OTHER_KEY)), 1)
         self.assertEqual(self.made(lambda: PskServerOptions(_Keys({}))), 1)
-        self.assertEqual(_psk._make_policy.cache_info().hits, 2)
+        self.assertEqual(_policy.make_policy.cache_info().hits, 2)
         server = PskServerOptions(_Keys({b"card-2": KEY}))
         client = PskClientOptions(b"card-2", KEY)
         self.assertEqual(client.suites, tuple(DEFAULT_CIPHERS.split(":")))
@@ -520,7 +540,7 @@ class PolicyCacheTests(_TestCase):
 
     def test_bindingCheckedOnce(self) -> None:
         """A passed binding check is not repeated; a stand-in binding is still checked."""
-        self.patch(_psk, "_binding_checked", False)
+        self.patch(_binding, "_binding_checked", False)
         self.assertEqual(self.made(check_binding), 1)
         self.assertEqual(self.made(check_binding), 0)
         self.assertRaises(PskUnavailableError, check_binding, object())
@@ -562,13 +582,13 @@ class PolicyCacheTests(_TestCase):
         """Bad settings are refused every time; many distinct settings keep a bounded cache."""
         for _ in range(2):
             self.assertRaises(TlsConfigError, PskClientOptions, b"c", KEY, ciphers="AES128-SHA")
-        self.assertEqual(_psk._make_policy.cache_info().currsize, 0)
-        for count in range(1, _psk._POLICY_CACHE_SIZE + 8):
+        self.assertEqual(_policy.make_policy.cache_info().currsize, 0)
+        for count in range(1, _policy._POLICY_CACHE_SIZE + 8):
             ciphers = ":".join(["PSK-AES128-CBC-SHA"] * count)
             self.assertEqual(
                 PskClientOptions(b"c", KEY, ciphers=ciphers).suites[0], "PSK-AES128-CBC-SHA"
             )
-        self.assertEqual(_psk._make_policy.cache_info().currsize, _psk._POLICY_CACHE_SIZE)
+        self.assertEqual(_policy.make_policy.cache_info().currsize, _policy._POLICY_CACHE_SIZE)
 
 
 def _records(data: bytes) -> list[tuple[int, int, bytes]]:

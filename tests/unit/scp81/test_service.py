@@ -25,11 +25,10 @@ from bipgw.core import (
     SessionId,
     SessionState,
 )
-from bipgw.protocols.admin import AdminStats
-from bipgw.services.admin_server import AdminServer
-from bipgw.tls import PskServerStats, TlsConfigError
+from bipgw.scp81 import AdminServer, AdminStats
+from bipgw.tls import ListeningService, PskServerStats, TlsConfigError
 from tests.unit.core import ICCID, POLICY, FakeDirectory, FakePushSender
-from tests.unit.protocols import KEY, KEY2, TlsLink
+from tests.unit.scp81 import KEY, KEY2, TlsLink
 
 FIRST = AdminRequest(target="/admin", admin_from="agent-1")
 
@@ -185,6 +184,28 @@ class AdminServerTests(SynchronousTestCase):
         self.failureResultOf(waiting, CannotListenError)
         self.assertEqual(len(self.flushLoggedErrors(CannotListenError)), 1)
         self.successResultOf(server.stopService())
+
+    def test_lateWaiterLearnsFailure(self) -> None:
+        """Asked after a failed start, when_listening fails at once too."""
+        server = self.server(listen=_Endpoint(CannotListenError("127.0.0.1", 8443, OSError())))
+        server.startService()
+        self.failureResultOf(server.when_listening(), CannotListenError)
+        self.flushLoggedErrors(CannotListenError)
+        self.successResultOf(server.stopService())
+
+    def test_listenerIsTheSharedService(self) -> None:
+        """The port is held by a L{ListeningService} with the admin factory,
+        started and stopped with the server."""
+        endpoint = _Endpoint()
+        server = self.server(listen=endpoint)
+        self.assertIsInstance(server.listener, ListeningService)
+        self.assertIs(server.listener.factory, server.factory)
+        server.startService()
+        self.assertTrue(server.listener.running)
+        self.assertIs(server.port, server.listener.port)
+        self.successResultOf(server.stopService())
+        self.assertFalse(server.listener.running)
+        self.assertTrue(endpoint.port.stopped)
 
     def test_stopBeforeListening(self) -> None:
         """Stopping while the listen is still pending cancels it."""

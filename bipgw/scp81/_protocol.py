@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.unit.protocols.test_admin,tests.unit.protocols.test_admin_tls -*-
+# -*- test-case-name: tests.unit.scp81.test_protocol,tests.unit.scp81.test_protocol_tls -*-
 """The SCP81 admin server's connection protocol: GP Amendment B HTTP over TLS-PSK.
 
 One L{AdminProtocol} serves one card's TLS connection.  It stays thin: it

@@ -1,7 +1,7 @@
 """The SCP81 admin protocol over a StringTransport: real admin HTTP bytes in and out.
 
 TLS is left out here (the identity a handshake would give is injected);
-tests/unit/protocols/test_admin_tls.py runs the same protocol under
+tests/unit/scp81/test_protocol_tls.py runs the same protocol under
 TLS-PSK.  The card's bytes follow the live SCP81 trace in
 tests/vectors.json (C{scp81_http_trace}).
 """
@@ -21,7 +21,7 @@ from twisted.python.failure import Failure
 
 from bipgw.codec.admin_http import AdminRequest, AdminResponse, ResponseParser
 from bipgw.core import FailureReason, ScriptResult, SessionError, SessionState
-from bipgw.protocols.admin import AdminFactory, AdminProtocol, AdminStats
+from bipgw.scp81 import AdminFactory, AdminProtocol, AdminStats
 from tests.unit.core import GET_DATA, ICCID, ICCID2, EngineTestCase
 
 SERVER = IPv4Address("TCP", "192.0.2.1", 8443)

@@ -11,10 +11,10 @@ from twisted.protocols.tls import TLSMemoryBIOFactory
 
 from bipgw.codec.admin_http import AdminRequest
 from bipgw.core import FailureReason, SessionState
-from bipgw.protocols.admin import AdminFactory
+from bipgw.scp81 import AdminFactory
 from bipgw.tls import PskServerOptions, PskServerStats
 from tests.unit.core import GET_DATA, ICCID, ICCID2, SW_6A88_ANSWER, EngineTestCase, answer_post
-from tests.unit.protocols import KEY, KEY2, TlsLink
+from tests.unit.scp81 import KEY, KEY2, TlsLink
 
 
 def _first(agent: str = "agent-1") -> AdminRequest:

@@ -11,9 +11,9 @@ from twisted.internet.testing import EventLoggingObserver
 from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
-from bipgw._keycache import CacheStats, CardKeyCache
 from bipgw.codec.ota import OtaKeys
 from bipgw.keys import RootKey, Secret, psk_identity_for
+from bipgw.scp81 import CacheStats, CardKeyCache
 from bipgw.store import CardKey, CardUpsert, KeyPurpose, MemoryStore, seal_card_key
 
 ROOT = RootKey(Secret(bytes(range(32))))

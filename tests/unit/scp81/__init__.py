@@ -1,4 +1,4 @@
-"""Tests for the thin Twisted protocols and the services that own their ports.
+"""Tests for the SCP81 card door: the admin protocol, its listener service, the key cache.
 
 L{TlsCard} is a minimal SCP81 card for the TLS tests: a TLS-PSK client
 (L{bipgw.tls.PskClientOptions}) that POSTs admin HTTP built with

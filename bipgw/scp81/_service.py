@@ -1,12 +1,14 @@
-# -*- test-case-name: tests.unit.protocols.test_admin_server -*-
+# -*- test-case-name: tests.unit.scp81.test_service -*-
 """The SCP81 admin server as a service: a TLS-PSK listener for cards.
 
 Cards triggered by a push open TCP to the gateway, run TLS 1.2 with their
 pre-shared key (L{bipgw.tls}) and POST per GlobalPlatform Amendment B
-(L{bipgw.protocols.admin}).  This service owns the listening port: it
-starts listening on an endpoint string from the configuration, exposes the
-handshake and HTTP counters, and on stop lets the sessions in progress
-finish for a grace period before dropping what is left.
+(L{bipgw.scp81.AdminProtocol}).  The listening itself is the one listening
+service every door uses (L{bipgw.tls.ListeningService}, held here as
+L{AdminServer.listener}); what this door adds is the TLS-PSK layer on its
+endpoint, the handshake and HTTP counters, and the drain it hands the
+listener: once the port is closed, the sessions in progress may finish for
+a grace period before what is left is dropped.
 
 Keys never pass through here: the PSK lookup is a callable the gateway
 wires to its key store (synchronous and fast: it runs inside the
@@ -16,20 +18,20 @@ handshake), and so is the identity → ICCID resolver.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any
 
 from constantly import NamedConstant
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, gatherResults, maybeDeferred, succeed
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
 from twisted.internet.ssl import TLSVersion
 from twisted.logger import Logger
-from twisted.python.failure import Failure
 
 from bipgw.codec.admin_http import DEFAULT_MAX_BODY
-from bipgw.protocols.admin import AdminFactory, AdminStats, ICardGateway
+from bipgw.scp81._protocol import AdminFactory, AdminStats, ICardGateway
 from bipgw.tls import (
     DEFAULT_CIPHERS,
+    ListeningService,
     PskServerEndpoint,
     PskServerOptions,
     PskServerStats,
@@ -44,6 +46,8 @@ class AdminServer(Service):
 
     @ivar tls_options: the TLS-PSK settings (suites, versions, key lookup).
     @ivar factory: the protocol factory, which tracks open connections.
+    @ivar listener: the listening service, started and stopped with this
+        one; its drain is the grace period (L{_drain}).
     """
 
     _log = Logger()
@@ -105,16 +109,18 @@ class AdminServer(Service):
             max_connections=max_connections,
             max_body=max_body,
         )
-        self._endpoint: Any
+        endpoint: IStreamServerEndpoint
         if isinstance(listen, str):
-            self._description = listen
-            self._endpoint = psk_server_endpoint(reactor, listen, self.tls_options)
+            endpoint = psk_server_endpoint(reactor, listen, self.tls_options)
         else:
-            self._description = repr(listen)
-            self._endpoint = PskServerEndpoint(listen, self.tls_options, reactor)
-        self._listening: Deferred[IListeningPort] | None = None
-        self._port: Any = None
-        self._port_waiters: list[Deferred[IListeningPort]] = []
+            endpoint = PskServerEndpoint(listen, self.tls_options, reactor)
+        self.listener = ListeningService(
+            endpoint,
+            self.factory,
+            "SCP81 admin server",
+            drain=self._drain,
+            describe=lambda _: f"TLS-PSK suites {':'.join(self.tls_options.suites)}",
+        )
 
     @property
     def tls_stats(self) -> PskServerStats:
@@ -129,54 +135,43 @@ class AdminServer(Service):
     @property
     def port(self) -> IListeningPort | None:
         """The listening port, while listening."""
-        return cast(IListeningPort | None, self._port)
+        return self.listener.port
 
     def when_listening(self) -> Deferred[IListeningPort]:
         """Fire with the port once listening (fails if listening failed)."""
-        waiter: Deferred[IListeningPort] = Deferred()
-        if self._port is not None:
-            waiter.callback(self._port)
-        else:
-            self._port_waiters.append(waiter)
-        return waiter
+        return self.listener.when_listening()
 
     def startService(self) -> None:
         """Start listening; a failure to listen is logged and reported to
         L{when_listening}."""
         super().startService()
-        self._listening = self._endpoint.listen(self.factory)
-        assert self._listening is not None
-        self._listening.addCallbacks(self._listened, self._not_listening)
+        self.listener.startService()
 
     def stopService(self) -> Deferred[None]:
         """Stop listening, let open connections finish for the grace period,
         then drop the rest; fires when every connection is gone."""
         super().stopService()
-        listening, self._listening = self._listening, None
-        if listening is not None and not listening.called:
-            listening.cancel()
-        port, self._port = self._port, None
-        stopped: Deferred[None] = (
-            maybeDeferred(port.stopListening) if port is not None else succeed(None)
-        )
+        return self.listener.stopService()
+
+    def _drain(self) -> Deferred[None]:
+        """The listener's drain: wait for the open connections, up to the grace
+        period, then drop what is left."""
         drained = self.factory.drained()
-        if not drained.called:
-            open_now = len(self.factory.connections)
-            self._log.info(
-                "SCP81 admin server stopping: waiting up to {grace:g} s for {n} connection(s)",
-                grace=self._grace,
-                n=open_now,
-            )
-            timer = self._reactor.callLater(self._grace, self._grace_over)
+        if drained.called:
+            return drained
+        self._log.info(
+            "SCP81 admin server stopping: waiting up to {grace:g} s for {n} connection(s)",
+            grace=self._grace,
+            n=len(self.factory.connections),
+        )
+        timer = self._reactor.callLater(self._grace, self._grace_over)
 
-            def done(result: object) -> object:
-                if timer.active():
-                    timer.cancel()
-                return result
+        def done(result: None) -> None:
+            if timer.active():
+                timer.cancel()
+            return result
 
-            drained.addBoth(done)
-        both: Deferred[list[None]] = gatherResults([stopped, drained], consumeErrors=True)
-        return both.addCallback(lambda _: None)
+        return drained.addBoth(done)
 
     def _grace_over(self) -> None:
         self._log.warn(
@@ -184,24 +179,3 @@ class AdminServer(Service):
             n=len(self.factory.connections),
         )
         self.factory.abort_all("the gateway is stopping")
-
-    def _listened(self, port: Any) -> None:
-        self._port = port
-        self._log.info(
-            "SCP81 admin server listening on {address} (TLS-PSK suites {suites})",
-            address=port.getHost(),
-            suites=":".join(self.tls_options.suites),
-        )
-        waiters, self._port_waiters = self._port_waiters, []
-        for waiter in waiters:
-            waiter.callback(port)
-
-    def _not_listening(self, failure: Failure) -> None:
-        self._log.failure(
-            "SCP81 admin server cannot listen on {description}",
-            failure,
-            description=self._description,
-        )
-        waiters, self._port_waiters = self._port_waiters, []
-        for waiter in waiters:
-            waiter.errback(failure)

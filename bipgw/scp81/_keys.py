@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.unit.test_keycache -*-
+# -*- test-case-name: tests.unit.scp81.test_keys -*-
 """The card keys the running gateway needs at once, opened and held in memory.
 
 Two hot paths need a card's keys and cannot wait for the database:

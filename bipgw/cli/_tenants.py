@@ -10,9 +10,9 @@
     gateway service C{NAME}, for those applications only (none: any);
   - C{bipgw service list [--tenant T]}.
 
-Everything is kept in the configured database through
-L{bipgw.platform._store_tenants}, which the gateway's tenant directory
-reads, so a change applies from the tenant's next connection or request.
+Everything is kept in the configured database as L{bipgw.store} lays
+tenants out (L{bipgw.store.StoreTenantDirectory}, the gateway's tenant
+directory, reads them), so a change applies from the tenant's next connection or request.
 Refusals are one line on standard error and exit status 1.
 """
 
@@ -29,14 +29,16 @@ from twisted.internet.defer import Deferred, ensureDeferred
 
 from bipgw.config import DEFAULT_CONFIG_NAME, Config
 from bipgw.errors import BipGwError
-from bipgw.platform._store_tenants import (
+from bipgw.store import (
+    IStore,
+    Service,
+    Tenant,
     TokenDigest,
     is_settings_row,
     new_token,
     service_id,
     settings_id,
 )
-from bipgw.store import IStore, Service, Tenant
 
 __all__ = ["CONFIG_ENV", "TenantCommandError", "add_parser", "execute", "run"]
 

@@ -46,7 +46,7 @@ from bipgw.client import (
 from bipgw.config import Config
 from bipgw.demo._summary import DemoProgress, DemoSummary
 from bipgw.errors import BipGwError
-from bipgw.platform._store_tenants import new_token
+from bipgw.store import new_token
 
 __all__ = [
     "DEMO_SERVICE",

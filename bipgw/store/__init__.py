@@ -12,7 +12,9 @@ implementations pass the same contract tests:
 L{open_store} picks one from a URL.  Per-card keys are stored only sealed
 under the gateway root key (L{seal_card_key}, L{open_card_key}).
 L{StoreCardDirectory} and L{StoreSessionRecorder} plug a store into the
-session engine (C{bipgw.core}).
+session engine (C{bipgw.core}); L{StoreTenantDirectory} is the front doors'
+tenant directory (tenants kept by C{bipgw tenant ...}, tokens as scrypt
+digests: L{TokenDigest}).
 """
 
 from __future__ import annotations
@@ -46,6 +48,16 @@ from bipgw.store._sealing import (
     seal_card_key,
 )
 from bipgw.store._sql import SqlStore
+from bipgw.store._tenants import (
+    TENANT_SETTINGS,
+    StoreTenantDirectory,
+    TokenDigest,
+    is_settings_row,
+    new_token,
+    service_grant,
+    service_id,
+    settings_id,
+)
 from bipgw.store._types import (
     MAX_OTA_COUNTER,
     MAX_PSK_IDENTITY,
@@ -104,6 +116,7 @@ __all__ = [
     "MAX_REPORTED_ERRORS",
     "MEMORY_URL",
     "MIGRATIONS",
+    "TENANT_SETTINGS",
     "ApduTraceRecord",
     "AuditRecord",
     "BatchResult",
@@ -134,7 +147,9 @@ __all__ = [
     "StoreConflictError",
     "StoreError",
     "StoreSessionRecorder",
+    "StoreTenantDirectory",
     "Tenant",
+    "TokenDigest",
     "UnknownRecordError",
     "WriteResult",
     "card_key_fingerprint",
@@ -142,11 +157,16 @@ __all__ = [
     "create_sql_engine",
     "current_version",
     "event_record",
+    "is_settings_row",
     "migrate",
+    "new_token",
     "open_card_key",
     "open_store",
     "plan_msisdn_change",
     "seal_card_key",
+    "service_grant",
+    "service_id",
     "session_record",
+    "settings_id",
     "trace_record",
 ]

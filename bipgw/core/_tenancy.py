@@ -1,8 +1,9 @@
-# -*- test-case-name: tests.unit.platform.test_tenants -*-
-"""Who may use the platform channel, for which services, and how much.
+# -*- test-case-name: tests.unit.core.test_tenancy,tests.unit.platform.test_rate -*-
+"""Who may use the gateway's front doors, for which services, and how much.
 
 A business platform authenticates as a I{tenant} (with a token, or with the
-CN of a verified TLS client certificate); the tenant's grant lists the
+CN of a verified TLS client certificate), on the platform channel
+(L{bipgw.platform}) or the HTTP API (L{bipgw.web}); the tenant's grant lists the
 services it may open sessions for, each with the applications (TARs, AIDs)
 its commands may address, and the tenant's limits.  The channel asks an
 L{ITenantDirectory} once per connection, at C{hello}, and checks every
@@ -11,7 +12,8 @@ slow database cannot slow a command down.  A changed grant applies from
 the tenant's next connection.
 
 L{MemoryTenantDirectory} is the directory for tests, demos and a gateway
-configured from its TOML file; the store implements the same L{Protocol}.
+configured from its TOML file; the store implements the same L{Protocol}
+(L{bipgw.store.StoreTenantDirectory}).
 L{TenantUsage} counts what every tenant has open, across all its
 connections, so that a limit holds however many connections it opens;
 L{CommandRates} meters how fast it sends commands to each service, likewise.
@@ -29,7 +31,7 @@ import attrs
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
 
-from bipgw.platform._fields import LABEL
+from bipgw.codec.platform import LABEL
 
 
 def _frozen_bytes(values: Iterable[bytes]) -> frozenset[bytes]:
@@ -275,8 +277,8 @@ class CommandRates:
     queued: a queue would hide the limit from the platform, delay commands
     behind its back and grow without bound.
 
-    One instance lives in the L{bipgw.platform.PlatformHub}, so a bucket is
-    shared by all the tenant's connections and the HTTP API.  There is a
+    One instance lives in the L{bipgw.core.Tenancy} both front doors share,
+    so a bucket is shared by all the tenant's connections and the HTTP API.  There is a
     bucket per (tenant, granted service), so memory is bounded by the
     grants.  Time comes from the injected clock only (the reactor in the
     gateway, a L{twisted.internet.task.Clock} in tests); it never schedules

@@ -27,7 +27,7 @@ from bipgw.core._interfaces import (
     MemorySessionRecorder,
 )
 from bipgw.core._policy import BusyPolicy, PolicyError, SessionPolicy
-from bipgw.core._relay import Opener, RelayHost, SessionRelay, Tenancy, Tracked
+from bipgw.core._relay import RelayHost, SessionRelay, Tracked
 from bipgw.core._secured import (
     DEFAULT_LEVEL,
     GP_ISD_AID,
@@ -46,7 +46,10 @@ from bipgw.core._tenancy import (
     CommandRates,
     ITenantDirectory,
     MemoryTenantDirectory,
+    Opener,
     ServiceGrant,
+    SessionEnds,
+    Tenancy,
     TenantGrant,
     TenantUsage,
 )
@@ -103,6 +106,7 @@ __all__ = [
     "SecuredSession",
     "ServiceGrant",
     "Session",
+    "SessionEnds",
     "SessionEngine",
     "SessionError",
     "SessionEvent",

@@ -3,9 +3,9 @@
 
 Both front doors (the platform channel, L{bipgw.platform}, and the HTTP API,
 L{bipgw.web}) speak the platform channel's messages
-(L{bipgw.codec.platform}) and share one L{Tenancy}: the engine, the tenant
-directory, what each tenant has open (L{TenantUsage}) and how fast it sends
-commands (L{CommandRates}), so a tenant's limits hold over both doors.
+(L{bipgw.codec.platform}) and share one L{bipgw.core.Tenancy}: the engine,
+the tenant directory, what each tenant has open and how fast it sends
+commands, so a tenant's limits hold over both doors.
 
 Each door holds a L{SessionRelay} per connection (or per tenant) and calls
 it with the requests it decoded (L{SessionRelay.open},
@@ -24,12 +24,12 @@ Time comes from the tenancy's clock only.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Final, Protocol, TypeAlias
+from collections.abc import Sequence
+from typing import Final, Protocol
 
 import attrs
 from twisted.internet.defer import Deferred, maybeDeferred
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -52,15 +52,9 @@ from bipgw.codec.platform import (
     Result,
     Timeouts,
 )
-from bipgw.core._engine import Session, SessionEngine
+from bipgw.core._engine import Session
 from bipgw.core._secured import SecuredSession
-from bipgw.core._tenancy import (
-    CommandRates,
-    ITenantDirectory,
-    ServiceGrant,
-    TenantGrant,
-    TenantUsage,
-)
+from bipgw.core._tenancy import ServiceGrant, Tenancy, TenantGrant
 from bipgw.core._types import (
     CardTarget,
     FailureReason,
@@ -69,7 +63,7 @@ from bipgw.core._types import (
     SessionStatus,
 )
 
-__all__ = ["Opener", "RelayHost", "SessionRelay", "Tenancy", "Tracked", "forbidden_select"]
+__all__ = ["RelayHost", "SessionRelay", "Tracked", "forbidden_select"]
 
 _EVENTS: Final = {
     FailureReason.CARD_DROPPED: NotificationEvent.CARD_DROPPED,
@@ -78,9 +72,6 @@ _EVENTS: Final = {
     FailureReason.CLOSE_TIMEOUT: NotificationEvent.TIMEOUT,
     FailureReason.SHUTDOWN: NotificationEvent.SHUTDOWN,
 }
-
-Opener: TypeAlias = Callable[[CardTarget, str], "Session | SecuredSession"]
-"""Opens a card session for a service: C{(target, service name) -> session}."""
 
 
 class RelayHost(Protocol):
@@ -99,71 +90,6 @@ class RelayHost(Protocol):
         A L{bipgw.core.SessionError} gives its reason; anything else is a
         bug, which the door logs and answers C{internal-error}.
         """
-
-
-class Tenancy:
-    """What every front door of one gateway shares for its tenants.
-
-    It subscribes to the engine only while some relay has a session, and
-    routes each session's end to that relay.
-
-    @ivar engine: the session engine (closes, status, events).
-    @ivar tenants: authenticates platforms and says what they may use.
-    @ivar clock: times the platforms' C{timeouts} and refills the rates.
-    @ivar opener: how a relay opens a card session.
-    @ivar usage: the sessions and commands each tenant has open.
-    @ivar rates: the command rate of each tenant's services.
-    """
-
-    def __init__(
-        self,
-        engine: SessionEngine,
-        tenants: ITenantDirectory,
-        clock: IReactorTime,
-        *,
-        opener: Opener | None = None,
-    ) -> None:
-        """
-        @param opener: opens card sessions; the engine's C{open} if C{None}.
-            The gateway passes its own so that a service with
-            C{secure_apdus} gets its SCP03-wrapped session.
-        """
-        self.engine = engine
-        self.tenants = tenants
-        self.clock = clock
-        self.opener: Opener = opener if opener is not None else engine.open
-        self.usage = TenantUsage()
-        self.rates = CommandRates(clock)
-        self._routes: dict[str, SessionRelay] = {}
-        self._unsubscribe: Callable[[], None] | None = None
-
-    def relay(self, host: RelayHost) -> SessionRelay:
-        """A relay for one connection (or one tenant) of a door, answering C{host}."""
-        return SessionRelay(self, host)
-
-    @property
-    def routed(self) -> int:
-        """Sessions owned by some relay now."""
-        return len(self._routes)
-
-    def route(self, session_id: str, relay: SessionRelay) -> None:
-        """Tell C{relay} when session C{session_id} ends."""
-        self._routes[session_id] = relay
-        if self._unsubscribe is None:
-            self._unsubscribe = self.engine.subscribe(self._event)
-
-    def unroute(self, session_id: str) -> None:
-        """Session C{session_id} is released: stop routing it."""
-        self._routes.pop(session_id, None)
-        if not self._routes and self._unsubscribe is not None:
-            self._unsubscribe()
-            self._unsubscribe = None
-
-    def _event(self, event: SessionEvent) -> None:
-        if event.state.terminal:
-            relay = self._routes.get(str(event.session_id))
-            if relay is not None:
-                relay.session_ended(event)
 
 
 @attrs.define(eq=False)
@@ -201,7 +127,7 @@ class Tracked:
 class SessionRelay:
     """One door's sessions for one connection (or one tenant): see the module docstring.
 
-    Made by L{Tenancy.relay}; the door calls L{open}, L{command} and
+    A door makes one per connection (or tenant); it calls L{open}, L{command} and
     L{close} with requests it has parsed and authorised (the tenant is the
     one whose grant rules the request), L{close_all} when it goes away, and
     hears back through its L{RelayHost}.
@@ -210,6 +136,10 @@ class SessionRelay:
     _log = Logger()
 
     def __init__(self, tenancy: Tenancy, host: RelayHost) -> None:
+        """
+        @param tenancy: what the doors share (engine, opener, usage, rates).
+        @param host: the door's side: where the relay's messages go.
+        """
         self._tenancy = tenancy
         self._host = host
         self._clock = tenancy.clock

@@ -66,7 +66,7 @@ from bipgw.codec.platform import (
     UnknownTypeError,
     parse_message,
 )
-from bipgw.core import SessionError, Tenancy, TenantGrant
+from bipgw.core import SessionError, SessionRelay, Tenancy, TenantGrant
 
 
 def _positive(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
@@ -139,7 +139,7 @@ class PlatformChannel:
         self._peer = peer
         self._settings = settings
         self._clock = tenancy.clock
-        self._relay = tenancy.relay(self)
+        self._relay = SessionRelay(tenancy, self)
         self._tenant: TenantGrant | None = None
         self._checking = False
         self._closed = False

@@ -29,7 +29,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from bipgw.codec.platform import MAX_TEXT, Close, Command, ErrorCode, Failed, Message, Open, Ready
-from bipgw.core import SessionError, Tenancy, TenantGrant, Tracked
+from bipgw.core import SessionError, SessionRelay, Tenancy, TenantGrant, Tracked
 
 _KEEP_FAILED = 256
 
@@ -46,7 +46,7 @@ class TenantRelay:
     def __init__(self, tenancy: Tenancy, grant: TenantGrant) -> None:
         self._clock: IReactorTime = tenancy.clock
         self.grant = grant
-        self._relay = tenancy.relay(self)
+        self._relay = SessionRelay(tenancy, self)
         self._ids = (f"http-{n}" for n in itertools.count(1))
         self._pending: dict[str, Deferred[Message]] = {}
         self._waiting: dict[str, list[Deferred[Ready | Failed]]] = {}

@@ -1,66 +1,50 @@
-# -*- test-case-name: tests.unit.test_fronts,tests.integration.test_platform_e2e -*-
 """The platforms' front doors of the running gateway: the channel and the HTTP API.
 
 L{build_fronts} turns the optional C{[platform]} and C{[http_api]} tables
-into listening services over the gateway's session engine: a
-L{PlatformService} serving the framed platform channel and an
+into listening services over the gateway's session engine: the platform
+channel's service (L{bipgw.platform.platform_service}) and an
 L{HttpFrontService} serving the HTTP JSON API.  Both share one
-L{bipgw.platform.PlatformHub}, so a tenant's session and command limits
-count both doors, and both find tenants in the application store
-(L{bipgw.platform.StoreTenantDirectory}), where C{bipgw tenant ...} keeps
+L{bipgw.core.Tenancy}, so a tenant's session and command limits count both
+doors, and both find tenants in the application store
+(L{bipgw.store.StoreTenantDirectory}), where C{bipgw tenant ...} keeps
 them.  A table left out builds nothing: that door stays closed.
 
 The fronts are the first thing stopped when the gateway stops: no new
 platform gets in, and every session a platform still has is closed cleanly
 (the engine lets the running command finish and answers the card C{204})
 while the admin server's grace period still lets the cards finish.
+
+What is left here is the HTTP side and the build/start/stop helpers; the
+platform channel's service lives in L{bipgw.platform}.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from twisted.application.service import IService, IServiceCollection, Service
-from twisted.internet.defer import Deferred, DeferredList, gatherResults, maybeDeferred, succeed
+from twisted.application.service import IService, IServiceCollection
+from twisted.internet.defer import Deferred, DeferredList, gatherResults, maybeDeferred
 from twisted.internet.interfaces import IListeningPort
-from twisted.internet.protocol import connectionDone
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from bipgw.config import Config
-from bipgw.core import SessionEngine
-from bipgw.platform import (
-    ChannelSettings,
-    PlatformHub,
-    PlatformServerFactory,
-    PlatformServerProtocol,
-    listen,
-)
-from bipgw.platform._store_tenants import StoreTenantDirectory
-from bipgw.store import IStore
+from bipgw.core import Opener, SessionEngine, Tenancy
+from bipgw.platform import PLATFORM_SERVICE, PlatformServerFactory, platform_service
+from bipgw.store import IStore, StoreTenantDirectory
 from bipgw.web import HttpApi, HttpApiService
 
 __all__ = [
-    "DROP_WAIT",
     "HTTP_API_SERVICE",
     "PLATFORM_SERVICE",
     "HttpFrontService",
-    "PlatformService",
     "build_fronts",
     "front_port",
     "start_fronts",
     "stop_fronts",
 ]
 
-PLATFORM_SERVICE = "platform"
-"""The name of the platform channel's service in the gateway (C{getServiceNamed})."""
-
 HTTP_API_SERVICE = "http_api"
 """The name of the HTTP API's service in the gateway."""
-
-DROP_WAIT = 5.0
-"""Seconds a platform connection has to close on stop before it is aborted
-(a peer that reads nothing must not hold the gateway's shutdown)."""
 
 
 class _Waiters:
@@ -95,138 +79,6 @@ class _Waiters:
 
     def reset(self) -> None:
         self.port = self._failure = None
-
-
-class _TrackedProtocol(PlatformServerProtocol):
-    """A platform connection that tells its service when it has ended."""
-
-    def connectionLost(self, reason: Failure = connectionDone) -> None:
-        super().connectionLost(reason)
-        ended = getattr(self.factory, "ended", None)
-        if ended is not None:
-            ended(self)
-
-
-class _TrackedFactory(PlatformServerFactory):
-    """The platform server factory, whose connections report their end."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._gone: list[Deferred[None]] = []
-
-    def buildProtocol(self, addr: Any) -> PlatformServerProtocol:
-        protocol = _TrackedProtocol()
-        protocol.factory = self
-        return protocol
-
-    def ended(self, protocol: PlatformServerProtocol) -> None:
-        if not self.connections:
-            gone, self._gone = self._gone, []
-            for waiter in gone:
-                waiter.callback(None)
-
-    def when_empty(self) -> Deferred[None]:
-        """Fires once no connection is open."""
-        if not self.connections:
-            return succeed(None)
-        waiter: Deferred[None] = Deferred()
-        self._gone.append(waiter)
-        return waiter
-
-
-class PlatformService(Service):
-    """Serves the platform channel on an endpoint while running.
-
-    Stopping stops listening, then ends every connection; each connection
-    that ends closes its card sessions cleanly (L{bipgw.platform}).
-
-    @ivar factory: the server factory (its C{hub} is shared with the HTTP API).
-    """
-
-    _log = Logger()
-
-    def __init__(
-        self, factory: PlatformServerFactory, endpoint: str, reactor: Any, *, tls: Any = None
-    ) -> None:
-        self.factory = factory
-        self._endpoint = endpoint
-        self._reactor = reactor
-        self._tls = tls
-        self._ports = _Waiters()
-        self._listening: Deferred[IListeningPort] | None = None
-
-    @property
-    def port(self) -> IListeningPort | None:
-        """The listening port, while listening."""
-        return self._ports.port
-
-    def when_listening(self) -> Deferred[IListeningPort]:
-        """Fire with the port once listening (fails if listening failed)."""
-        return self._ports.wait()
-
-    def startService(self) -> None:
-        super().startService()
-        self._ports.reset()
-        self._listening = listen(self._reactor, self._endpoint, self.factory, tls=self._tls)
-        self._listening.addCallbacks(self._listened, self._not_listening)
-
-    def _listened(self, port: IListeningPort) -> None:
-        self._log.info(
-            "platform channel listening on {address} ({tls})",
-            address=port.getHost(),
-            tls="TLS"
-            if self._tls is not None or self._endpoint.startswith(("ssl:", "tls:"))
-            else "no TLS: keep it on loopback",
-        )
-        self._ports.listened(port)
-
-    def _not_listening(self, failure: Failure) -> None:
-        self._log.failure("the platform channel could not listen", failure)
-        self._ports.failed(failure)
-
-    def stopService(self) -> Deferred[None]:
-        super().stopService()
-        listening, self._listening = self._listening, None
-        if listening is not None and not listening.called:
-            listening.cancel()
-        port = self._ports.port
-        self._ports.reset()
-        stopped: Deferred[Any] = maybeDeferred(port.stopListening) if port else succeed(None)
-        return stopped.addBoth(lambda _: self._drop_connections())
-
-    def _drop_connections(self) -> Deferred[None]:
-        connections = list(self.factory.connections)
-        if connections:
-            self._log.info(
-                "closing {n} platform connection(s): their sessions close", n=len(connections)
-            )
-        for protocol in connections:
-            if protocol.transport is not None:
-                protocol.transport.loseConnection()
-        factory = self.factory
-        if not isinstance(factory, _TrackedFactory):
-            return succeed(None)
-        gone = factory.when_empty()
-        if not gone.called:
-            timer = self._reactor.callLater(DROP_WAIT, self._abort_connections)
-
-            def closed(result: object) -> object:
-                if timer.active():
-                    timer.cancel()
-                return result
-
-            gone.addBoth(closed)
-        return gone
-
-    def _abort_connections(self) -> None:
-        left = [p for p in self.factory.connections if p.transport is not None]
-        self._log.warn(
-            "{n} platform connection(s) did not close in {wait} s: aborted",
-            n=len(left),
-            wait=DROP_WAIT,
-        )
-        for protocol in left:
-            protocol.transport.abortConnection()  # type: ignore[union-attr]
 
 
 class HttpFrontService(HttpApiService):
@@ -265,7 +117,7 @@ def build_fronts(
     reactor: Any,
     *,
     platform_tls: Any = None,
-    opener: Any = None,
+    opener: Opener | None = None,
 ) -> list[IService]:
     """The front doors C{config} opens, as services to start with the gateway.
 
@@ -275,31 +127,24 @@ def build_fronts(
     @param platform_tls: the TLS server options of C{[platform]}
         (L{bipgw.config.PlatformSection.tls_options}, read when the gateway
         was built so that a bad file stops it early); C{None} for none.
-    @return: a L{PlatformService} named L{PLATFORM_SERVICE} if C{[platform]}
-        is given, then an L{HttpFrontService} named L{HTTP_API_SERVICE} if
-        C{[http_api]} is; both over one hub.  Empty when neither is given.
+    @return: the platform channel's service named L{PLATFORM_SERVICE} if
+        C{[platform]} is given, then an L{HttpFrontService} named
+        L{HTTP_API_SERVICE} if C{[http_api]} is; both over one tenancy.
+        Empty when neither is given.
     """
-    tenants = StoreTenantDirectory(store)
+    tenancy = Tenancy(engine, StoreTenantDirectory(store), reactor, opener=opener)
     services: list[IService] = []
-    hub: PlatformHub
     if config.platform is not None:
-        factory = _TrackedFactory(
-            engine,
-            tenants,
-            clock=reactor,
+        factory = PlatformServerFactory(
+            tenancy,
             settings=config.platform.channel_settings(),
             max_connections=config.platform.max_connections,
         )
-        hub = factory.hub
-        channel = PlatformService(factory, config.platform.listen, reactor, tls=platform_tls)
-        channel.setName(PLATFORM_SERVICE)
-        services.append(channel)
-    else:
-        hub = PlatformHub(engine, tenants, reactor, ChannelSettings())
-    if opener is not None:
-        hub.open_session = opener
+        services.append(
+            platform_service(factory, config.platform.listen, reactor, tls=platform_tls)
+        )
     if config.http_api is not None:
-        api = HttpApi(hub, config.http_api.api_settings())
+        api = HttpApi(tenancy, config.http_api.api_settings())
         http = HttpFrontService(api, config.http_api.listen, reactor)
         http.setName(HTTP_API_SERVICE)
         services.append(http)

@@ -11,7 +11,7 @@
   - C{bipgw service list [--tenant T]}.
 
 Everything is kept in the configured database by the library functions
-of L{bipgw.store._tenant_records} (which the demo calls too), in the layout
+of L{bipgw.store} (which the demo calls too), in the layout
 the gateway's tenant directory reads, so a change applies from the tenant's
 next connection or request.  Refusals are one line on standard error and
 exit status 1.
@@ -29,9 +29,14 @@ from twisted.internet.defer import Deferred, ensureDeferred
 
 from bipgw.config import DEFAULT_CONFIG_NAME, Config
 from bipgw.errors import BipGwError
-from bipgw.platform._store_tenants import TokenDigest, is_settings_row
-from bipgw.store import IStore
-from bipgw.store._tenant_records import add_tenant, disable_tenant, grant_service
+from bipgw.store import (
+    IStore,
+    TokenDigest,
+    add_tenant,
+    disable_tenant,
+    grant_service,
+    is_settings_row,
+)
 
 __all__ = ["CONFIG_ENV", "TenantCommandError", "add_parser", "execute", "run"]
 

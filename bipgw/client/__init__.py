@@ -7,7 +7,7 @@ whole expanded scripts) and closes.  Everything returns a C{Deferred}, so
 the SDK suits callback code and C{async def} code alike.
 
 The message values the SDK hands back (L{Result}, L{Notification}, ...) are
-those of L{bipgw.platform}, re-exported here for convenience.
+those of L{bipgw.codec.platform}, re-exported here for convenience.
 
 The APDU-script tools live here too: L{parse_script}/L{load_script} read the
 format of C{docs/apdu-scripts.md} and L{run_script} replays a script against
@@ -53,7 +53,14 @@ from bipgw.client._script_match import (
 )
 from bipgw.client._script_model import Command, Script
 from bipgw.client._session import CardSession
-from bipgw.platform import Closed, ErrorCode, Notification, NotificationEvent, Result, Timeouts
+from bipgw.codec.platform import (
+    Closed,
+    ErrorCode,
+    Notification,
+    NotificationEvent,
+    Result,
+    Timeouts,
+)
 
 __all__ = [
     "CardSession",

@@ -34,15 +34,16 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from bipgw.client._session import CardSession, as_bytes
-from bipgw.codec.frames import DEFAULT_MAX_FRAME, FrameDecoder, FrameError, encode_frame
-from bipgw.errors import BipGwError
-from bipgw.platform import (
+from bipgw.codec.platform import (
+    DEFAULT_MAX_FRAME,
     SERVER_MESSAGES,
     Accepted,
     AuthOk,
     Closed,
     ErrorMessage,
     Failed,
+    FrameDecoder,
+    FrameError,
     Hello,
     Message,
     MessageError,
@@ -53,14 +54,16 @@ from bipgw.platform import (
     Ready,
     Result,
     Timeouts,
+    encode_frame,
     parse_message,
 )
+from bipgw.errors import BipGwError
 
 
 class PlatformError(BipGwError):
     """The gateway refused or failed a request.
 
-    @ivar code: the gateway's stable code (L{bipgw.platform.ErrorCode}, or a
+    @ivar code: the gateway's stable code (L{bipgw.codec.platform.ErrorCode}, or a
         session failure reason such as C{script-status}).
     @ivar message: the gateway's explanation.
     @ivar session: the session concerned, if any.

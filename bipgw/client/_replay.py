@@ -38,6 +38,7 @@ from zope.interface import Attribute, Interface, implementer
 from bipgw.client._script_match import DataMismatch
 from bipgw.client._script_model import Command, Script
 from bipgw.codec.apdu import ResponseApdu
+from bipgw.codec.platform import Timeouts
 from bipgw.errors import BipGwError
 
 __all__ = [
@@ -214,7 +215,6 @@ async def _open_gateway(
     command_timeout: float | None,
 ) -> GatewayTarget:
     from bipgw.client._channel import connect
-    from bipgw.platform import Timeouts
 
     client = await connect(reactor, endpoint, token=token)
     try:

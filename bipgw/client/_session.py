@@ -17,7 +17,7 @@ from typing import Any, TypeAlias
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.python.failure import Failure
 
-from bipgw.platform import (
+from bipgw.codec.platform import (
     Close,
     Closed,
     Command,

@@ -6,7 +6,7 @@ simulated cards, the SDK and the benchmarks.  A test enforces the rule.
 
 Modules (one format each): L{apdu}, L{tlv}, L{smpp}, L{sms}, L{ota},
 L{ram} (TS 102 226 scripts, PUSH and Amd B triggers), L{admin_http}
-(SCP81 HTTP) and L{frames} (platform-channel framing).
+(SCP81 HTTP) and L{platform} (the platform channel's frames and messages).
 """
 
 from bipgw.codec._errors import CodecError

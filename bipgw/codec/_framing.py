@@ -85,8 +85,7 @@ class LengthPrefixedSplitter:
                 # Report the bounds in the unit the length field uses.
                 adjust = 0 if self._counts_prefix else prefix
                 self._broken = self._error(
-                    f"frame length {length} outside"
-                    f" [{self._min - adjust}, {self._max - adjust}]",
+                    f"frame length {length} outside [{self._min - adjust}, {self._max - adjust}]",
                     field=self._field,
                     offset=self._consumed + pos,
                 )

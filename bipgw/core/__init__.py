@@ -8,6 +8,11 @@ resolves the card (L{ICardDirectory}), has a push SMS sent
 transition and every APDU is recorded (L{ISessionRecorder}) and published
 (L{SessionEngine.subscribe}).
 
+The front doors share a L{Tenancy}: the tenants (L{ITenantDirectory}, the
+grants L{TenantGrant} and L{ServiceGrant}), their usage and command rates,
+and a L{SessionRelay} per connection that turns the platform channel's
+messages into sessions and back, answering through the door's L{RelayHost}.
+
 Nothing here does I/O or reads the wall clock: time comes from the
 C{IReactorTime} the engine is given, and the network from the services
 that call it (C{bipgw.services}).  The life of a session is drawn in
@@ -22,6 +27,7 @@ from bipgw.core._interfaces import (
     MemorySessionRecorder,
 )
 from bipgw.core._policy import BusyPolicy, PolicyError, SessionPolicy
+from bipgw.core._relay import RelayHost, SessionRelay, Tracked
 from bipgw.core._secured import (
     DEFAULT_LEVEL,
     GP_ISD_AID,
@@ -36,6 +42,17 @@ from bipgw.core._secured import (
     host_session_factory,
 )
 from bipgw.core._session import TRANSITIONS
+from bipgw.core._tenancy import (
+    CommandRates,
+    ITenantDirectory,
+    MemoryTenantDirectory,
+    Opener,
+    ServiceGrant,
+    SessionEnds,
+    Tenancy,
+    TenantGrant,
+    TenantUsage,
+)
 from bipgw.core._types import (
     ApduTrace,
     CardRecord,
@@ -65,32 +82,44 @@ __all__ = [
     "CardRecord",
     "CardTarget",
     "CommandError",
+    "CommandRates",
     "FailureReason",
     "HostSessionFactory",
     "ICardDirectory",
     "IPushSender",
     "IScp03KeySource",
     "ISessionRecorder",
+    "ITenantDirectory",
     "MemorySessionRecorder",
+    "MemoryTenantDirectory",
+    "Opener",
     "PolicyError",
     "PushError",
     "PushOrder",
     "PushReceipt",
+    "RelayHost",
     "Scp03Step",
     "ScriptResult",
     "ScriptRunner",
     "SecureChannelError",
     "SecuredRelay",
     "SecuredSession",
+    "ServiceGrant",
     "Session",
+    "SessionEnds",
     "SessionEngine",
     "SessionError",
     "SessionEvent",
     "SessionId",
     "SessionPolicy",
+    "SessionRelay",
     "SessionState",
     "SessionStatus",
     "Subscriber",
+    "Tenancy",
+    "TenantGrant",
+    "TenantUsage",
+    "Tracked",
     "host_session_factory",
     "normalise_iccid",
 ]

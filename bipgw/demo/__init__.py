@@ -31,8 +31,8 @@ The gateway also opens its platform channel (C{[platform]}), as plain TCP
 on 127.0.0.1 (a demo has no certificate; a deployment listens with TLS,
 C{docs/configuration.md}), and the demo adds a tenant C{demo} granted the
 service C{isd} (C{bipgw tenant add}, C{bipgw service add}: the library's
-L{add_tenant<bipgw.store._tenant_records.add_tenant>} and
-L{grant_service<bipgw.store._tenant_records.grant_service>}) whose token it
+L{add_tenant<bipgw.store.add_tenant>} and
+L{grant_service<bipgw.store.grant_service>}) whose token it
 writes to C{gateway/platform.token}: with C{serve}, a platform can connect
 (C{bipgw.client.connect}, C{examples/platform_example.py}) and reach the
 demo's cards while it runs.

@@ -14,7 +14,7 @@ the C{bipgw} command calls, and printed as the command it stands for:
      start in this process; the vendor and MSISDN files are imported into
      the running gateway;
   4. C{bipgw tenant add}, C{bipgw service add}
-     (L{bipgw.store._tenant_records}): the platform tenant, its token
+     (L{bipgw.store}): the platform tenant, its token
      written to a file.
 
 The gateway never imports the simulated cards, so the fleet is reached
@@ -48,7 +48,7 @@ from bipgw.demo._options import (
 )
 from bipgw.errors import BipGwError
 from bipgw.keys import add_transport_key
-from bipgw.store._tenant_records import add_tenant, grant_service
+from bipgw.store import add_tenant, grant_service
 
 __all__ = ["DemoSetup", "platform_table", "tune"]
 

@@ -2,7 +2,7 @@
 """The platform channel on the wire: a thin protocol, its factory, a listener.
 
 L{PlatformServerProtocol} only moves bytes: it feeds them to a
-L{bipgw.codec.frames.FrameDecoder}, hands each frame to its connection's
+L{bipgw.codec.platform.FrameDecoder}, hands each frame to its connection's
 L{PlatformChannel} and writes the messages the channel sends back as
 frames.  Every decision (authentication, sessions, limits, heartbeats) is
 the channel's; the one thing decided here is what a connection's TLS
@@ -17,16 +17,16 @@ verifying client certificates (then tenants may authenticate by their CN).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from cryptography.x509.oid import NameOID
 from OpenSSL import crypto
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import (
     IAddress,
     IListeningPort,
-    IReactorTime,
     ISSLTransport,
     IStreamServerEndpoint,
 )
@@ -35,15 +35,16 @@ from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 
-from bipgw.codec.frames import FrameDecoder, FrameError, encode_frame
-from bipgw.core import SessionEngine
-from bipgw.platform._fields import ErrorCode
-from bipgw.platform._messages import (
+from bipgw.codec.platform import (
+    ErrorCode,
     ErrorMessage,
+    FrameDecoder,
+    FrameError,
     Message,
+    encode_frame,
 )
-from bipgw.platform._session import ChannelSettings, PlatformChannel, PlatformHub
-from bipgw.platform._tenants import ITenantDirectory
+from bipgw.core import Tenancy
+from bipgw.platform._session import ChannelSettings, PlatformChannel, Send
 
 
 def peer_common_name(transport: object) -> str | None:
@@ -86,8 +87,8 @@ class PlatformServerProtocol(Protocol):
             )
             self.transport.loseConnection()
             return
-        self._decoder = FrameDecoder(factory.hub.settings.max_frame)
-        self.channel = self.factory.hub.channel(
+        self._decoder = FrameDecoder(factory.settings.max_frame)
+        self.channel = factory.channel(
             self._write,
             self._lose,
             peer_name=lambda: self.factory.identify(self.transport),
@@ -111,11 +112,12 @@ class PlatformServerProtocol(Protocol):
         self.factory.connections.discard(self)
         if self.channel is not None:
             self.channel.lost(reason.getErrorMessage())
+        self.factory.ended()
 
     def _write(self, message: Message) -> None:
         if self.transport is None:
             return
-        limit = self.factory.hub.settings.max_frame
+        limit = self.factory.settings.max_frame
         try:
             frame = encode_frame(message.to_json(), max_frame=limit)
         except FrameError as e:
@@ -141,11 +143,11 @@ def _show(address: IAddress | None) -> str:
 
 
 class PlatformServerFactory(Factory["PlatformServerProtocol"]):
-    """Builds the protocol of every platform connection; they share one hub.
+    """Builds the protocol of every platform connection; they share one tenancy.
 
-    @param engine: the gateway's session engine.
-    @param tenants: authenticates platforms and says what they may use.
-    @param clock: times authentication, heartbeats and platform timeouts.
+    @param tenancy: the engine, the tenant directory, the usage counts and
+        rates (share it with the HTTP API so that limits count both doors);
+        its clock times authentication, heartbeats and platform timeouts.
     @param settings: the channel's timeouts and limits.
     @param max_connections: connections served at once; more are closed
         as soon as they are made.
@@ -158,23 +160,49 @@ class PlatformServerFactory(Factory["PlatformServerProtocol"]):
 
     def __init__(
         self,
-        engine: SessionEngine,
-        tenants: ITenantDirectory,
+        tenancy: Tenancy,
         *,
-        clock: IReactorTime,
         settings: ChannelSettings | None = None,
         max_connections: int = 1000,
         identify: Any = peer_common_name,
     ) -> None:
-        self.hub = PlatformHub(engine, tenants, clock, settings)
+        self.tenancy = tenancy
+        self.settings = settings or ChannelSettings()
         self.max_connections = max_connections
         self.identify = identify
         self.connections: set[PlatformServerProtocol] = set()
+        self._gone: list[Deferred[None]] = []
+
+    def channel(
+        self,
+        send: Send,
+        disconnect: Callable[[str], object],
+        *,
+        peer_name: Callable[[], str | None] = lambda: None,
+        peer: str = "?",
+    ) -> PlatformChannel:
+        """The logic for a new connection (see L{PlatformChannel})."""
+        return PlatformChannel(self.tenancy, self.settings, send, disconnect, peer_name, peer)
 
     def buildProtocol(self, addr: IAddress | None) -> PlatformServerProtocol:
         protocol = PlatformServerProtocol()
         protocol.factory = self
         return protocol
+
+    def when_empty(self) -> Deferred[None]:
+        """Fires once no connection is open (at once if none is)."""
+        if not self.connections:
+            return succeed(None)
+        waiter: Deferred[None] = Deferred()
+        self._gone.append(waiter)
+        return waiter
+
+    def ended(self) -> None:
+        """A connection ended: wake L{when_empty} waiters if it was the last."""
+        if not self.connections:
+            gone, self._gone = self._gone, []
+            for waiter in gone:
+                waiter.callback(None)
 
 
 def listen(

@@ -7,16 +7,17 @@ protocol only moves bytes.  It holds, for its connection:
 
   - the authentication state: C{hello} first (within C{auth_timeout}),
     looked up in the L{ITenantDirectory}; bad credentials end the connection;
-  - the session table: the card sessions this connection opened, each
-    answered with C{accepted}, then C{ready} or C{failed}; commands relayed
-    to the engine and answered with C{result} or C{error}; C{close}
-    answered with C{closed}; a ready session that ends on its own is
-    reported with a C{notification};
-  - the limits: sessions per tenant and per service, commands in flight per
-    tenant (counted over all the tenant's connections by the hub's
-    L{TenantUsage}), commands per second per service (the hub's
-    L{CommandRates}), the applications a service may address, and the
-    platform's own C{timeouts};
+  - its L{bipgw.core.SessionRelay}, the session table: the card sessions
+    this connection opened, each answered with C{accepted}, then C{ready}
+    or C{failed}; commands relayed to the engine and answered with
+    C{result} or C{error}; C{close} answered with C{closed}; a ready session
+    that ends on its own is reported with a C{notification}; and the
+    limits (sessions per tenant and per service, commands in flight per
+    tenant, commands per second per service, counted over all the tenant's
+    connections and the HTTP API by the shared L{bipgw.core.Tenancy}), the
+    applications a service may address, and the platform's own
+    C{timeouts}.  The channel is the relay's L{bipgw.core.RelayHost}: the
+    relay answers through L{PlatformChannel.emit};
   - heartbeats: after C{heartbeat_interval} seconds without a frame the
     gateway pings; without any frame C{heartbeat_timeout} later it drops
     the connection.  Time comes from the injected clock only.
@@ -25,9 +26,10 @@ A connection that ends, for any reason, closes its card sessions cleanly
 (the engine finishes the running command, answers the card C{204}), so a
 crashed platform never leaves a card's admin session open.
 
-The L{PlatformHub} is what all connections of one server share: the engine,
-the tenant directory, the usage counts and the routing of the engine's
-session events to the connection that owns the session.
+What all connections of one server share (the engine, the tenant directory,
+the usage counts, the rates and the routing of the engine's session events
+to the relay that owns the session) is the L{bipgw.core.Tenancy}, shared
+with the HTTP API.
 """
 
 from __future__ import annotations
@@ -38,35 +40,33 @@ from typing import Any
 
 import attrs
 from twisted.internet.defer import maybeDeferred
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from bipgw.codec.frames import DEFAULT_MAX_FRAME, FrameError, FrameResult
-from bipgw.core import CardTarget, SessionEngine, SessionError, SessionEvent
-from bipgw.platform._fields import (
+from bipgw.codec.platform import (
+    CLIENT_MESSAGES,
+    DEFAULT_MAX_FRAME,
     MAX_TEXT,
     REQUEST_ID,
     SESSION,
-    ErrorCode,
-    MessageError,
-    UnknownTypeError,
-)
-from bipgw.platform._messages import (
-    CLIENT_MESSAGES,
     AuthOk,
     Close,
     Command,
+    ErrorCode,
     ErrorMessage,
+    FrameError,
+    FrameResult,
     Hello,
     Message,
+    MessageError,
     Open,
     Ping,
     Pong,
+    UnknownTypeError,
     parse_message,
 )
-from bipgw.platform._relay import SessionRelay, Tracked
-from bipgw.platform._tenants import CommandRates, ITenantDirectory, TenantGrant, TenantUsage
+from bipgw.core import SessionError, SessionRelay, Tenancy, TenantGrant
 
 
 def _positive(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
@@ -105,108 +105,45 @@ Send = Callable[[Message], object]
 """Writes one message to the platform."""
 
 
-class PlatformHub:
-    """What every connection of one platform server shares.
-
-    It subscribes to the engine only while some connection has a session,
-    and routes each session's end to that connection.
-
-    @ivar usage: the sessions and commands each tenant has open.
-    @ivar rates: the command rate of each tenant's services, on C{clock}
-        (the clock of the heartbeats), so that one bucket holds for all the
-        tenant's connections and the HTTP API over this hub.
-    """
-
-    def __init__(
-        self,
-        engine: SessionEngine,
-        tenants: ITenantDirectory,
-        clock: IReactorTime,
-        settings: ChannelSettings | None = None,
-    ) -> None:
-        self.engine = engine
-        #: How a card session is opened: the engine's C{open} by default; the
-        #: gateway puts its own (L{bipgw.app.Gateway.open_session}) here so a
-        #: service with C{secure_apdus} gets its SCP03-wrapped session.
-        self.open_session: Callable[[CardTarget, str], Any] = engine.open
-        self.tenants = tenants
-        self.clock = clock
-        self.settings = settings or ChannelSettings()
-        self.usage = TenantUsage()
-        self.rates = CommandRates(clock)
-        self._routes: dict[str, SessionRelay] = {}
-        self._unsubscribe: Callable[[], None] | None = None
-
-    def channel(
-        self,
-        send: Send,
-        disconnect: Callable[[str], object],
-        *,
-        peer_name: Callable[[], str | None] = lambda: None,
-        peer: str = "?",
-    ) -> PlatformChannel:
-        """The logic for a new connection.
-
-        @param send: writes a message to the platform.
-        @param disconnect: closes the connection (after what was sent).
-        @param peer_name: the CN of the peer's verified TLS certificate.
-        @param peer: the peer's address, for log lines.
-        """
-        return PlatformChannel(self, send, disconnect, peer_name, peer)
-
-    @property
-    def routed(self) -> int:
-        """Sessions owned by some connection now."""
-        return len(self._routes)
-
-    def _attach(self, session_id: str, channel: SessionRelay) -> None:
-        self._routes[session_id] = channel
-        if self._unsubscribe is None:
-            self._unsubscribe = self.engine.subscribe(self._event)
-
-    def _detach(self, session_id: str) -> None:
-        self._routes.pop(session_id, None)
-        if not self._routes and self._unsubscribe is not None:
-            self._unsubscribe()
-            self._unsubscribe = None
-
-    def _event(self, event: SessionEvent) -> None:
-        if event.state.terminal:
-            channel = self._routes.get(str(event.session_id))
-            if channel is not None:
-                channel._session_ended(event)
-
-
 def _echo(obj: object, key: str, pattern: Any) -> str | None:
     value = obj.get(key) if isinstance(obj, dict) else None
     return value if isinstance(value, str) and pattern.match(value) else None
 
 
-class PlatformChannel(SessionRelay):
-    """The logic of one platform connection (see the module docstring)."""
+class PlatformChannel:
+    """The logic of one platform connection (see the module docstring).
+
+    @param tenancy: what the server's connections share with the HTTP API.
+    @param settings: the server's timeouts and limits.
+    @param send: writes a message to the platform.
+    @param disconnect: closes the connection (after what was sent).
+    @param peer_name: the CN of the peer's verified TLS certificate.
+    @param peer: the peer's address, for log lines.
+    """
 
     _log = Logger()
 
     def __init__(
         self,
-        hub: PlatformHub,
+        tenancy: Tenancy,
+        settings: ChannelSettings,
         send: Send,
         disconnect: Callable[[str], object],
-        peer_name: Callable[[], str | None],
-        peer: str,
+        peer_name: Callable[[], str | None] = lambda: None,
+        peer: str = "?",
     ) -> None:
-        self._hub = hub
+        self._tenants = tenancy.tenants
         self._send = send
         self._disconnect = disconnect
         self._peer_name = peer_name
         self._peer = peer
-        self._settings = hub.settings
-        self._clock = hub.clock
+        self._settings = settings
+        self._clock = tenancy.clock
+        self._relay = SessionRelay(tenancy, self)
         self._tenant: TenantGrant | None = None
         self._checking = False
         self._closed = False
         self._cleaned = False
-        self._sessions: dict[str, Tracked] = {}
         self._timer: IDelayedCall | None = None
         self._awaiting_pong = False
         self._pings = 0
@@ -219,7 +156,7 @@ class PlatformChannel(SessionRelay):
     @property
     def sessions(self) -> list[str]:
         """The ids of this connection's sessions, oldest first."""
-        return list(self._sessions)
+        return self._relay.sessions
 
     # -- inputs from the protocol ---------------------------------------------
 
@@ -260,25 +197,20 @@ class PlatformChannel(SessionRelay):
             return
         self._cleaned = self._closed = True
         self._cancel_timer()
-        live = list(self._sessions.values())
         self._log.info(
             "platform connection {peer} ({tenant}) ended: {reason}; closing {n} session(s)",
             peer=self._peer,
             tenant=self._tenant.tenant_id if self._tenant else "not authenticated",
             reason=reason,
-            n=len(live),
+            n=len(self._relay.sessions),
         )
-        for tracked in live:
-            tracked.cancel_timers()
-            if not tracked.closing:
-                tracked.closing = True
-                self._hub.engine.close(tracked.id).addBoth(self._forget_quietly, tracked)
+        self._relay.close_all()
 
     # -- dispatch -------------------------------------------------------------
 
     def _dispatch(self, message: Message) -> None:
         if isinstance(message, Ping):
-            self._emit(Pong(id=message.id))
+            self.emit(Pong(id=message.id))
         elif isinstance(message, Pong):
             pass
         elif isinstance(message, Hello):
@@ -289,11 +221,11 @@ class PlatformChannel(SessionRelay):
                 ErrorCode.NOT_AUTHORIZED, why, getattr(message, "id", None), _session_of(message)
             )
         elif isinstance(message, Open):
-            self._open(message, self._tenant)
+            self._relay.open(message, self._tenant)
         elif isinstance(message, Command):
-            self._command(message, self._tenant)
+            self._relay.command(message, self._tenant)
         elif isinstance(message, Close):
-            self._close(message)
+            self._relay.close(message)
 
     # -- authentication -------------------------------------------------------
 
@@ -302,7 +234,7 @@ class PlatformChannel(SessionRelay):
             code = ErrorCode.ALREADY_AUTHENTICATED if self._tenant else ErrorCode.NOT_AUTHORIZED
             self._reply(code, "hello was already sent", hello.id)
             return
-        tenants = self._hub.tenants
+        tenants = self._tenants
         if hello.token is not None:
             how, lookup = "token", maybeDeferred(tenants.by_token, hello.token)
         else:
@@ -336,7 +268,7 @@ class PlatformChannel(SessionRelay):
             tenant=tenant.tenant_id,
             client=hello.client or "no client name",
         )
-        self._emit(AuthOk(tenant=tenant.tenant_id, id=hello.id, heartbeat=interval))
+        self.emit(AuthOk(tenant=tenant.tenant_id, id=hello.id, heartbeat=interval))
         if interval is not None:
             self._timer = self._clock.callLater(interval, self._tick)
 
@@ -377,12 +309,13 @@ class PlatformChannel(SessionRelay):
             return
         self._awaiting_pong = True
         self._pings += 1
-        self._emit(Ping(id=f"hb-{self._pings}"))
+        self.emit(Ping(id=f"hb-{self._pings}"))
         self._timer = self._clock.callLater(wait, self._tick)
 
-    # -- sessions -------------------------------------------------------------
+    # -- what the relay needs (bipgw.core.RelayHost) ----------------------------
 
-    def _describe(self, failure: Failure) -> tuple[str, str]:
+    def describe(self, failure: Failure) -> tuple[str, str]:
+        """See L{bipgw.core.RelayHost.describe}: logs what is not a session failure."""
         error = failure.value
         if isinstance(error, SessionError):
             return error.reason.value, str(error)[:MAX_TEXT]
@@ -391,14 +324,15 @@ class PlatformChannel(SessionRelay):
         )
         return ErrorCode.INTERNAL_ERROR, "internal error (logged by the gateway)"
 
-    def _emit(self, message: Message) -> None:
+    def emit(self, message: Message) -> None:
+        """See L{bipgw.core.RelayHost.emit}: sent unless the connection is closing."""
         if not self._closed:
             self._send(message)
 
     def _reply(
         self, code: str, text: str, request_id: str | None = None, session: str | None = None
     ) -> None:
-        self._emit(ErrorMessage(code=code, message=text[:MAX_TEXT], id=request_id, session=session))
+        self.emit(ErrorMessage(code=code, message=text[:MAX_TEXT], id=request_id, session=session))
 
     def _drop(self, why: str) -> None:
         if self._closed:

@@ -12,7 +12,9 @@ implementations pass the same contract tests:
 L{open_store} picks one from a URL.  Per-card keys are stored only sealed
 under the gateway root key (L{seal_card_key}, L{open_card_key}).
 L{StoreCardDirectory} and L{StoreSessionRecorder} plug a store into the
-session engine (C{bipgw.core}).
+session engine (C{bipgw.core}); L{StoreTenantDirectory} is the front doors'
+tenant directory (tenants kept by C{bipgw tenant ...}, tokens as scrypt
+digests: L{TokenDigest}).
 """
 
 from __future__ import annotations
@@ -46,6 +48,17 @@ from bipgw.store._sealing import (
     seal_card_key,
 )
 from bipgw.store._sql import SqlStore
+from bipgw.store._tenant_records import add_tenant, disable_tenant, grant_service
+from bipgw.store._tenants import (
+    TENANT_SETTINGS,
+    StoreTenantDirectory,
+    TokenDigest,
+    is_settings_row,
+    new_token,
+    service_grant,
+    service_id,
+    settings_id,
+)
 from bipgw.store._types import (
     MAX_OTA_COUNTER,
     MAX_PSK_IDENTITY,
@@ -104,6 +117,7 @@ __all__ = [
     "MAX_REPORTED_ERRORS",
     "MEMORY_URL",
     "MIGRATIONS",
+    "TENANT_SETTINGS",
     "ApduTraceRecord",
     "AuditRecord",
     "BatchResult",
@@ -134,19 +148,29 @@ __all__ = [
     "StoreConflictError",
     "StoreError",
     "StoreSessionRecorder",
+    "StoreTenantDirectory",
     "Tenant",
+    "TokenDigest",
     "UnknownRecordError",
     "WriteResult",
+    "add_tenant",
     "card_key_fingerprint",
     "card_key_label",
     "create_sql_engine",
     "current_version",
+    "disable_tenant",
     "event_record",
+    "grant_service",
+    "is_settings_row",
     "migrate",
+    "new_token",
     "open_card_key",
     "open_store",
     "plan_msisdn_change",
     "seal_card_key",
+    "service_grant",
+    "service_id",
     "session_record",
+    "settings_id",
     "trace_record",
 ]

@@ -19,8 +19,8 @@ from collections.abc import Iterable
 
 import attrs
 
-from bipgw.platform._store_tenants import TokenDigest, new_token, service_id, settings_id
 from bipgw.store._interfaces import IStore
+from bipgw.store._tenants import TokenDigest, new_token, service_id, settings_id
 from bipgw.store._types import DuplicateRecordError, Service, Tenant, UnknownRecordError
 
 __all__ = ["add_tenant", "disable_tenant", "grant_service"]

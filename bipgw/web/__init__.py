@@ -3,8 +3,8 @@
 Same semantics as the platform channel (L{bipgw.platform}), reached with a
 bearer token instead of a framed TLS connection:
 
-  - L{HttpApi}: the API's state over a L{bipgw.platform.PlatformHub} (share
-    the platform server's, so limits count both doors), and its resource;
+  - L{HttpApi}: the API's state over a L{bipgw.core.Tenancy} (share the
+    platform server's, so limits count both doors), and its resource;
   - L{HttpApiService}: listens on an endpoint string (TLS by C{ssl:...});
   - L{openapi_document}: the OpenAPI 3.1 document, served at
     C{/v1/openapi.json} and kept in C{docs/openapi.json};

@@ -34,8 +34,7 @@ from twisted.python.failure import Failure
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
-from bipgw.core import SessionStatus
-from bipgw.platform import (
+from bipgw.codec.platform import (
     Accepted,
     Close,
     Closed,
@@ -45,10 +44,9 @@ from bipgw.platform import (
     Message,
     MessageError,
     Open,
-    PlatformHub,
     Result,
-    TenantGrant,
 )
+from bipgw.core import SessionStatus, Tenancy, TenantGrant
 from bipgw.web._events import EventStreams
 from bipgw.web._openapi import openapi_document
 from bipgw.web._relay import TenantRelay
@@ -139,13 +137,13 @@ Handler = Callable[[Request], Coroutine[Any, Any, Reply | None]]
 class HttpApi:
     """The API's state: one relay per tenant, who owns which session, the streams.
 
-    @param hub: the platform hub (engine, tenant directory, usage counts);
-        share the platform server's so that limits count both doors.
+    @param hub: the front doors' tenancy (engine, tenant directory, usage
+        counts); share the platform server's so that limits count both doors.
     """
 
     _log = Logger()
 
-    def __init__(self, hub: PlatformHub, settings: ApiSettings | None = None) -> None:
+    def __init__(self, hub: Tenancy, settings: ApiSettings | None = None) -> None:
         self.hub = hub
         self.settings = settings or ApiSettings()
         self._relays: dict[str, TenantRelay] = {}

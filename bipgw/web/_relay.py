@@ -1,9 +1,9 @@
 # -*- test-case-name: tests.unit.web.test_sessions,tests.unit.web.test_errors -*-
-"""The HTTP API's sessions: the platform channel's relay, driven by requests.
+"""The HTTP API's sessions: the core's session relay, driven by requests.
 
-The JSON API has the platform channel's semantics, so it reuses the
-channel's own session logic (L{bipgw.platform._relay.SessionRelay}): one
-L{TenantRelay} per tenant plays the part of a platform connection that never
+The JSON API has the platform channel's semantics, so it uses the same
+session logic (L{bipgw.core.SessionRelay}): one L{TenantRelay} per tenant
+holds a relay and plays the part of a platform connection that never
 drops.  Each HTTP request becomes the channel message it stands for
 (C{open}, C{command}, C{close}) with a request id of the relay's own, and
 the messages the relay emits are routed back: the answer for that id to the
@@ -14,7 +14,7 @@ So the limits (sessions per tenant and service, commands in flight, the
 service's command rate), the application checks (the service's AIDs and
 TARs, SELECTs in commands), the C{timeouts} and the usage counts are the
 channel's, and they are shared with the platform connections when both use
-the same L{PlatformHub}.
+the same L{bipgw.core.Tenancy}.
 """
 
 from __future__ import annotations
@@ -28,26 +28,13 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from bipgw.core import SessionError
-from bipgw.platform import (
-    MAX_TEXT,
-    Close,
-    Command,
-    ErrorCode,
-    ErrorMessage,
-    Failed,
-    Message,
-    Open,
-    PlatformHub,
-    Ready,
-    TenantGrant,
-)
-from bipgw.platform._relay import SessionRelay, Tracked
+from bipgw.codec.platform import MAX_TEXT, Close, Command, ErrorCode, Failed, Message, Open, Ready
+from bipgw.core import SessionError, SessionRelay, Tenancy, TenantGrant, Tracked
 
 _KEEP_FAILED = 256
 
 
-class TenantRelay(SessionRelay):
+class TenantRelay:
     """One tenant's sessions opened through the HTTP API.
 
     @ivar grant: the tenant's grant from its latest request; a changed grant
@@ -56,26 +43,14 @@ class TenantRelay(SessionRelay):
 
     _log = Logger()
 
-    def __init__(self, hub: PlatformHub, grant: TenantGrant) -> None:
-        self._hub = hub
-        self._clock: IReactorTime = hub.clock
-        self._tenant: TenantGrant | None = grant
-        self._closed = False
-        self._sessions: dict[str, Tracked] = {}
+    def __init__(self, tenancy: Tenancy, grant: TenantGrant) -> None:
+        self._clock: IReactorTime = tenancy.clock
+        self.grant = grant
+        self._relay = SessionRelay(tenancy, self)
         self._ids = (f"http-{n}" for n in itertools.count(1))
         self._pending: dict[str, Deferred[Message]] = {}
         self._waiting: dict[str, list[Deferred[Ready | Failed]]] = {}
         self._failed: OrderedDict[str, Failed] = OrderedDict()
-
-    @property
-    def grant(self) -> TenantGrant:
-        """The tenant's current grant."""
-        assert self._tenant is not None
-        return self._tenant
-
-    @grant.setter
-    def grant(self, grant: TenantGrant) -> None:
-        self._tenant = grant
 
     def next_id(self) -> str:
         """A request id for the next message."""
@@ -83,7 +58,7 @@ class TenantRelay(SessionRelay):
 
     def tracked(self, session: str) -> Tracked | None:
         """The live session C{session}, if this tenant has it."""
-        return self._sessions.get(session)
+        return self._relay.tracked(session)
 
     def failed(self, session: str) -> Failed | None:
         """Why session C{session} ended before it was ready, if it did (recently)."""
@@ -92,7 +67,7 @@ class TenantRelay(SessionRelay):
     @property
     def live(self) -> list[str]:
         """The ids of the sessions still open."""
-        return list(self._sessions)
+        return self._relay.sessions
 
     # -- requests -------------------------------------------------------------
 
@@ -125,31 +100,25 @@ class TenantRelay(SessionRelay):
 
     def open(self, request: Open) -> None:
         """Relay an C{open} message (the answer goes to L{expect})."""
-        self._open(request, self.grant)
+        self._relay.open(request, self.grant)
 
     def command(self, request: Command) -> None:
         """Relay a C{command} message."""
-        self._command(request, self.grant)
+        self._relay.command(request, self.grant)
 
     def close(self, request: Close) -> None:
         """Relay a C{close} message."""
-        self._close(request)
+        self._relay.close(request)
 
     def close_all(self) -> list[Deferred[Any]]:
         """Close every session (the API is stopping); the engine's Deferreds."""
-        out = []
-        for tracked in list(self._sessions.values()):
-            tracked.cancel_timers()
-            if not tracked.closing:
-                tracked.closing = True
-                done = self._hub.engine.close(tracked.id)
-                out.append(done.addBoth(self._forget_quietly, tracked))
-        self._closed = True
-        return out
+        closing: list[Deferred[Any]] = list(self._relay.close_all())
+        return closing
 
-    # -- what SessionRelay needs ------------------------------------------------
+    # -- what the relay needs (bipgw.core.RelayHost) ----------------------------
 
-    def _emit(self, message: Message) -> None:
+    def emit(self, message: Message) -> None:
+        """See L{bipgw.core.RelayHost.emit}: route C{message} to the request awaiting it."""
         request_id = getattr(message, "id", None)
         if isinstance(message, Ready | Failed):
             if isinstance(message, Failed):
@@ -163,12 +132,8 @@ class TenantRelay(SessionRelay):
         # Notifications (a ready session ended on its own) reach clients
         # through the session's status and the event stream.
 
-    def _reply(
-        self, code: str, text: str, request_id: str | None = None, session: str | None = None
-    ) -> None:
-        self._emit(ErrorMessage(code=code, message=text[:MAX_TEXT], id=request_id, session=session))
-
-    def _describe(self, failure: Failure) -> tuple[str, str]:
+    def describe(self, failure: Failure) -> tuple[str, str]:
+        """See L{bipgw.core.RelayHost.describe}: a cancelled request is not logged."""
         error = failure.value
         if isinstance(error, SessionError):
             return error.reason.value, str(error)[:MAX_TEXT]

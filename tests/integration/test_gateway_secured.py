@@ -104,7 +104,7 @@ class SecuredThroughPlatformTests(TestCase):
         for front in loop.gateway._fronts:
             factory = getattr(front, "factory", None)
             if factory is not None:
-                factory.hub.open_session = spy
+                factory.tenancy.opener = spy
         client = await connect(
             reactor, f"tcp:127.0.0.1:{loop.gateway.platform_port}", token=TOKEN, timeout=10
         )

@@ -31,8 +31,8 @@ from twisted.web.client import HTTPConnectionPool
 from bipgw._fronts import HTTP_API_SERVICE, PLATFORM_SERVICE
 from bipgw.cli._tenants import add_parser, execute
 from bipgw.client import CardSession, PlatformClient, PlatformError, connect
+from bipgw.codec.platform import ErrorCode
 from bipgw.core import SessionState
-from bipgw.platform import ErrorCode
 from simcard.applets import CREDENTIAL_INSTANCE_AID
 from tests.integration.gateway_loop import (
     ISD_AID,

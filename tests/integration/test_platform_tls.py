@@ -20,14 +20,16 @@ from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
 from bipgw.client import ChannelClosedError, PlatformClient, connect
-from bipgw.core import SessionEngine, SessionId, SessionState
-from bipgw.platform import (
+from bipgw.core import (
     MemoryTenantDirectory,
-    PlatformServerFactory,
     ServiceGrant,
+    SessionEngine,
+    SessionId,
+    SessionState,
+    Tenancy,
     TenantGrant,
-    listen,
 )
+from bipgw.platform import PlatformServerFactory, listen
 from tests.unit.platform import GET_DATA, POLICY, SETTINGS, TOKEN, Fleet, echo, iccid, make_pki
 
 pytestmark = pytest.mark.integration
@@ -51,7 +53,8 @@ class TlsChannelTests(TestCase):
         self.fleet.engine = self.engine
         tenants = MemoryTenantDirectory()
         tenants.add(TenantGrant("acme", services=[ServiceGrant("demo")]), tokens=[TOKEN])
-        self.factory = PlatformServerFactory(self.engine, tenants, clock=reactor, settings=SETTINGS)
+        tenancy = Tenancy(self.engine, tenants, reactor)
+        self.factory = PlatformServerFactory(tenancy, settings=SETTINGS)
         self.pki = make_pki()
         folder = Path(self.mktemp())
         folder.mkdir(parents=True)
@@ -97,7 +100,7 @@ class TlsChannelTests(TestCase):
                 break
             await deferLater(self.reactor, 0.01)
         self.assertEqual(self.factory.connections, set())
-        self.assertEqual(self.factory.hub.routed, 0)
+        self.assertEqual(self.factory.tenancy.routed, 0)
 
     def test_untrustedServer(self) -> Deferred[None]:
         """A server whose certificate the SDK's CA did not sign is refused:

@@ -1,4 +1,7 @@
-"""Tests for bipgw._fronts: the front doors built from [platform] and [http_api]."""
+"""Tests for bipgw._fronts: the front doors built from [platform] and [http_api].
+
+The platform channel's service itself is tested in tests.unit.platform.test_service.
+"""
 
 from __future__ import annotations
 
@@ -8,23 +11,21 @@ import attrs
 from twisted.internet.defer import Deferred, fail
 from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IListeningPort
-from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase
 
 from bipgw._fronts import (
-    DROP_WAIT,
     HTTP_API_SERVICE,
     PLATFORM_SERVICE,
     HttpFrontService,
-    PlatformService,
     build_fronts,
     stop_fronts,
 )
 from bipgw.config import Config, HttpApiSection, PlatformSection
 from bipgw.core import SessionEngine
 from bipgw.platform import ChannelSettings, PlatformServerFactory
-from bipgw.platform._store_tenants import StoreTenantDirectory
-from bipgw.store import MemoryStore
+from bipgw.store import MemoryStore, StoreTenantDirectory
+from bipgw.tls import ListeningService
 from bipgw.web import ApiSettings
 from tests.unit.config import MINIMAL
 from tests.unit.platform import POLICY, Fleet
@@ -74,18 +75,19 @@ class BuildTests(SynchronousTestCase):
         self.assertEqual(self.parts.build(), [])
 
     def test_both(self) -> None:
-        """Both tables give the channel then the API, named, over one hub."""
+        """Both tables give the channel then the API, named, over one tenancy."""
         channel, http = self.parts.build(platform=PLATFORM, http_api=HTTP_API)
-        self.assertIsInstance(channel, PlatformService)
+        self.assertIsInstance(channel, ListeningService)
         self.assertIsInstance(http, HttpFrontService)
         self.assertEqual((channel.name, http.name), (PLATFORM_SERVICE, HTTP_API_SERVICE))
         factory = channel.factory
-        self.assertIs(http.api.hub, factory.hub)
-        self.assertIs(factory.hub.engine, self.parts.engine)
-        self.assertIsInstance(factory.hub.tenants, StoreTenantDirectory)
+        self.assertIsInstance(factory, PlatformServerFactory)
+        self.assertIs(http.api.hub, factory.tenancy)
+        self.assertIs(factory.tenancy.engine, self.parts.engine)
+        self.assertIsInstance(factory.tenancy.tenants, StoreTenantDirectory)
         self.assertEqual(factory.max_connections, 7)
         self.assertEqual(
-            factory.hub.settings,
+            factory.settings,
             ChannelSettings(auth_timeout=5.0, heartbeat_interval=None, max_frame=4096),
         )
         self.assertEqual(
@@ -94,16 +96,32 @@ class BuildTests(SynchronousTestCase):
         )
 
     def test_httpOnly(self) -> None:
-        """[http_api] alone builds the API over a hub of its own, with the channel defaults."""
+        """[http_api] alone builds the API over a tenancy of its own."""
         (http,) = self.parts.build(http_api=HTTP_API)
         self.assertIsInstance(http, HttpFrontService)
-        self.assertEqual(http.api.hub.settings, ChannelSettings())
+        self.assertIs(http.api.hub.engine, self.parts.engine)
         self.assertIsInstance(http.api.hub.tenants, StoreTenantDirectory)
+
+    def test_opener(self) -> None:
+        """The opener given is how both doors open sessions; else the engine's open."""
+
+        def opener(target: Any, service: str) -> Any:
+            raise AssertionError("not called")
+
+        (http,) = self.parts.build(http_api=HTTP_API)
+        self.assertEqual(http.api.hub.opener, self.parts.engine.open)
+        config = attrs.evolve(Config.from_string(MINIMAL), platform=PLATFORM, http_api=HTTP_API)
+        parts = self.parts
+        channel, http = build_fronts(
+            config, parts.engine, parts.store, parts.reactor, opener=opener
+        )
+        self.assertIs(http.api.hub.opener, opener)  # type: ignore[attr-defined]
+        self.assertIs(channel.factory.tenancy, http.api.hub)  # type: ignore[attr-defined]
 
     def test_platformOnly(self) -> None:
         """[platform] alone builds only the channel."""
         (channel,) = self.parts.build(platform=PLATFORM)
-        self.assertIsInstance(channel, PlatformService)
+        self.assertEqual(channel.name, PLATFORM_SERVICE)
 
 
 class _FailingEndpoint:
@@ -113,71 +131,17 @@ class _FailingEndpoint:
         return fail(CannotListenError("127.0.0.1", 7443, OSError("in use")))
 
 
-class PlatformServiceTests(SynchronousTestCase):
-    """The channel's listener: listening, and what stopping it does."""
-
-    def setUp(self) -> None:
-        self.parts = _Parts()
-        (self.service,) = self.parts.build(platform=PLATFORM)
-
-    def test_listens(self) -> None:
-        """Starting listens on the configured endpoint; when_listening gives the port."""
-        self.service.startService()
-        port = self.successResultOf(self.service.when_listening())
-        (listened,) = self.parts.reactor.tcpServers
-        self.assertEqual((listened[0], listened[3]), (7443, "127.0.0.1"))
-        self.assertIs(self.service.port, port)
-
-    def test_listenFailure(self) -> None:
-        """A port that cannot be had fails when_listening (the gateway's start fails)."""
-        service = PlatformService(self.service.factory, "tcp:1", self.parts.reactor)
-        service._endpoint = _FailingEndpoint()  # type: ignore[assignment]
-        service.startService()
-        self.failureResultOf(service.when_listening(), CannotListenError)
-        self.flushLoggedErrors(CannotListenError)
-
-    def test_stopDropsConnections(self) -> None:
-        """Stopping stops listening, ends every connection and fires once they are gone."""
-        self.service.startService()
-        factory = self.service.factory
-        protocol = factory.buildProtocol(None)
-        transport = StringTransport()
-        protocol.makeConnection(transport)
-        self.assertEqual(factory.connections, {protocol})
-
-        stopped = self.service.stopService()
-        self.assertTrue(transport.disconnecting)
-        self.assertNoResult(stopped)
-        protocol.connectionLost()
-        self.successResultOf(stopped)
-        self.assertFalse(self.service.running)
-        self.assertIsNone(self.service.port)
-        self.assertEqual(self.parts.reactor.getDelayedCalls(), [])
-
-    def test_stalledConnectionAborted(self) -> None:
-        """A connection that does not close within DROP_WAIT seconds is aborted."""
-        self.service.startService()
-        protocol = self.service.factory.buildProtocol(None)
-        transport = StringTransport()
-        protocol.makeConnection(transport)
-        stopped = self.service.stopService()
-        self.parts.reactor.advance(DROP_WAIT - 0.1)
-        self.assertNoResult(stopped)
-        aborted: list[bool] = []
-        transport.abortConnection = lambda: aborted.append(True)  # type: ignore[method-assign]
-        self.parts.reactor.advance(0.1)
-        self.assertEqual(aborted, [True])
-        protocol.connectionLost()
-        self.successResultOf(stopped)
-        self.assertEqual(self.parts.reactor.getDelayedCalls(), [])
-        self.flushLoggedErrors()
+class StopFrontsTests(SynchronousTestCase):
+    """Stopping the fronts together."""
 
     def test_stopFronts(self) -> None:
         """stop_fronts stops every running front and skips the others."""
-        self.service.startService()
-        (http,) = self.parts.build(http_api=HTTP_API)
-        self.successResultOf(stop_fronts([self.service, http]))
-        self.assertFalse(self.service.running)
+        parts = _Parts()
+        (channel,) = parts.build(platform=PLATFORM)
+        channel.startService()
+        (http,) = parts.build(http_api=HTTP_API)
+        self.successResultOf(stop_fronts([channel, http]))
+        self.assertFalse(channel.running)
 
 
 class HttpFrontServiceTests(SynchronousTestCase):
@@ -202,15 +166,6 @@ class HttpFrontServiceTests(SynchronousTestCase):
         http.startService()
         self.failureResultOf(http.when_listening(), CannotListenError)
         self.flushLoggedErrors(CannotListenError)
-
-
-class FactoryTests(SynchronousTestCase):
-    """The channel's factory is the platform server's, with connection tracking."""
-
-    def test_isPlatformServerFactory(self) -> None:
-        """The factory is a PlatformServerFactory (the protocol and limits are unchanged)."""
-        (service,) = _Parts().build(platform=PLATFORM)
-        self.assertIsInstance(service.factory, PlatformServerFactory)
 
 
 class DemoTableTests(SynchronousTestCase):

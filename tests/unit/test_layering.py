@@ -70,3 +70,25 @@ class LayeringTests(SynchronousTestCase):
             if name == "bipgw.cli" or name.startswith("bipgw.cli.")
         ]
         self.assertEqual(bad, [])
+
+    def test_sdkImportsOnlyCodec(self) -> None:
+        """bipgw.client (the SDK) uses only the codecs and the error root of bipgw."""
+        allowed = ("bipgw.client", "bipgw.codec", "bipgw.errors")
+        bad = [
+            f"{path.relative_to(ROOT)} imports {name}"
+            for path, names in _imports("bipgw/client").items()
+            for name in names
+            if (name == "bipgw" or name.startswith("bipgw."))
+            and not any(name == a or name.startswith(a + ".") for a in allowed)
+        ]
+        self.assertEqual(bad, [])
+
+    def test_frontDoorsIndependent(self) -> None:
+        """The platform channel and the HTTP API share core's tenancy, never each other."""
+        self._assertNoImport("bipgw/platform", "bipgw.web")
+        self._assertNoImport("bipgw/web", "bipgw.platform")
+
+    def test_coreBelowDoors(self) -> None:
+        """The core (tenancy and relay included) imports no front door."""
+        for door in ("bipgw.platform", "bipgw.web", "bipgw.client"):
+            self._assertNoImport("bipgw/core", door)

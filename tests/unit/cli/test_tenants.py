@@ -11,8 +11,14 @@ from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SynchronousTestCase
 
 from bipgw.cli._tenants import TenantCommandError, add_parser, execute
-from bipgw.platform._store_tenants import StoreTenantDirectory, settings_id
-from bipgw.store import DuplicateRecordError, IStore, MemoryStore, UnknownRecordError
+from bipgw.store import (
+    DuplicateRecordError,
+    IStore,
+    MemoryStore,
+    StoreTenantDirectory,
+    UnknownRecordError,
+    settings_id,
+)
 from tests.unit.store.test_sqlite import open_inline
 
 AID = "A0000000871002"

@@ -26,7 +26,7 @@ from bipgw.client import (
     connect,
 )
 from bipgw.codec.apdu import describe_sw
-from bipgw.platform import MessageError
+from bipgw.codec.platform import MessageError
 from tests.unit.client import SdkTestCase
 from tests.unit.platform import AID, GET_DATA, OTHER_AID, echo, iccid, msisdn
 
@@ -106,7 +106,7 @@ class ExchangeTests(SdkTestCase):
         closing = [s.close() for s in sessions]
         self.flush()
         self.successResultOf(gatherResults(closing))
-        self.assertEqual(self.factory.hub.routed, 0)
+        self.assertEqual(self.factory.tenancy.routed, 0)
 
     def test_ping(self) -> None:
         """ping() measures a round trip."""

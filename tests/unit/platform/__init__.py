@@ -31,26 +31,24 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from bipgw.codec.admin_http import GP_RESPONSE, AdminRequest, AdminResponse
 from bipgw.codec.apdu import CommandApdu, sw_is_success
-from bipgw.codec.frames import FrameDecoder, FrameResult, encode_frame
+from bipgw.codec.platform import FrameDecoder, FrameResult, encode_frame
 from bipgw.codec.ram import CommandScript, ResponseScript
 from bipgw.core import (
     CardLink,
     CardRecord,
     CardTarget,
     MemorySessionRecorder,
+    MemoryTenantDirectory,
     PushOrder,
     PushReceipt,
+    ServiceGrant,
     SessionEngine,
     SessionId,
     SessionPolicy,
-)
-from bipgw.platform import (
-    ChannelSettings,
-    MemoryTenantDirectory,
-    PlatformServerFactory,
-    ServiceGrant,
+    Tenancy,
     TenantGrant,
 )
+from bipgw.platform import ChannelSettings, PlatformServerFactory
 
 PEER = IPv4Address("TCP", "198.51.100.20", 50000)
 TOKEN = "tok-acme-0123456789"
@@ -308,7 +306,8 @@ class PlatformTestCase(SynchronousTestCase):
 
     def make_factory(self, **kwargs: Any) -> PlatformServerFactory:
         kwargs.setdefault("settings", self.settings)
-        return PlatformServerFactory(self.engine, self.tenants, clock=self.clock, **kwargs)
+        tenancy = Tenancy(self.engine, self.tenants, self.clock)
+        return PlatformServerFactory(tenancy, **kwargs)
 
     def connect(self, factory: PlatformServerFactory | None = None) -> RawPlatform:
         """A raw platform connected (in memory) to the server."""
@@ -369,11 +368,11 @@ class PlatformTestCase(SynchronousTestCase):
             self.clock.advance(5)
             self.flush()
         self.assertEqual(self.clock.getDelayedCalls(), [])
-        self.assertEqual(self.factory.hub.routed, 0)
+        self.assertEqual(self.factory.tenancy.routed, 0)
         self.assertEqual(self.factory.connections, set())
         for tenant in ("acme", "globex"):
-            self.assertEqual(self.factory.hub.usage.sessions(tenant), 0)
-            self.assertEqual(self.factory.hub.usage.commands(tenant), 0)
+            self.assertEqual(self.factory.tenancy.usage.sessions(tenant), 0)
+            self.assertEqual(self.factory.tenancy.usage.commands(tenant), 0)
         self.assertEqual(self.engine.sessions(), [])
 
 

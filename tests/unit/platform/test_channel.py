@@ -78,7 +78,7 @@ class FullExchangeTests(PlatformTestCase):
         status = self.engine.status("s1")
         assert status is not None
         self.assertIs(status.state, SessionState.CLOSED)
-        self.assertEqual(self.factory.hub.usage.sessions("acme"), 0)
+        self.assertEqual(self.factory.tenancy.usage.sessions("acme"), 0)
 
     def test_scriptCommand(self) -> None:
         """An expanded script (here the live trace's) is relayed as its
@@ -197,7 +197,7 @@ class ConcurrencyTests(PlatformTestCase):
             n, round_ = map(int, result["id"][1:].split("-"))
             self.assertEqual(result["session"], accepted[f"o{n}"])
             self.assertEqual(result["rapdus"], [bytes([n, round_]).hex().upper() + "9000"])
-        self.assertEqual(self.factory.hub.usage.sessions("acme"), 20)
+        self.assertEqual(self.factory.tenancy.usage.sessions("acme"), 20)
         for n in range(1, 21):
             platform.send(type="close", session=accepted[f"o{n}"], id=f"x{n}")
         self.flush()
@@ -205,8 +205,8 @@ class ConcurrencyTests(PlatformTestCase):
         self.assertEqual({m["type"] for m in closed}, {"closed"})
         self.assertEqual(len(closed), 20)
         self.assertEqual(sum(card.closes for card in self.fleet.cards.values()), 20)
-        self.assertEqual(self.factory.hub.usage.sessions("acme"), 0)
-        self.assertEqual(self.factory.hub.routed, 0)
+        self.assertEqual(self.factory.tenancy.usage.sessions("acme"), 0)
+        self.assertEqual(self.factory.tenancy.routed, 0)
 
 
 class DisconnectTests(PlatformTestCase):
@@ -230,9 +230,9 @@ class DisconnectTests(PlatformTestCase):
             status = self.engine.status(session)
             assert status is not None
             self.assertIs(status.state, SessionState.CLOSED)
-        self.assertEqual(self.factory.hub.usage.sessions("acme"), 0)
-        self.assertEqual(self.factory.hub.usage.commands("acme"), 0)
-        self.assertEqual(self.factory.hub.routed, 0)
+        self.assertEqual(self.factory.tenancy.usage.sessions("acme"), 0)
+        self.assertEqual(self.factory.tenancy.usage.commands("acme"), 0)
+        self.assertEqual(self.factory.tenancy.routed, 0)
 
     def test_disconnectBeforeReady(self) -> None:
         """A session still waiting for its card is cancelled when the
@@ -354,7 +354,7 @@ class PlatformTimeoutTests(PlatformTestCase):
             (notification["type"], notification["event"], notification["reason"]),
             ("notification", "timeout", "command-timeout"),
         )
-        self.assertEqual(self.factory.hub.usage.commands("acme"), 0)
+        self.assertEqual(self.factory.tenancy.usage.commands("acme"), 0)
 
 
 class HeartbeatTests(PlatformTestCase):

@@ -18,7 +18,7 @@ from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 from twisted.test import iosim
 
-from bipgw.codec.frames import FrameDecoder, encode_frame
+from bipgw.codec.platform import FrameDecoder, encode_frame
 from bipgw.platform import ChannelSettings, listen, peer_common_name
 from tests.unit.platform import (
     OTHER_TOKEN,

@@ -13,10 +13,9 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from bipgw.cli._tenants import add_parser, execute
-from bipgw.platform import ErrorCode, ServiceGrant, TenantGrant
-from bipgw.platform._store_tenants import StoreTenantDirectory, service_grant, service_id
-from bipgw.platform._tenants import CommandRates
-from bipgw.store import MemoryStore, Service
+from bipgw.codec.platform import ErrorCode
+from bipgw.core import CommandRates, ServiceGrant, TenantGrant
+from bipgw.store import MemoryStore, Service, StoreTenantDirectory, service_grant, service_id
 from tests.unit.platform import (
     OTHER_TOKEN,
     TOKEN,
@@ -266,10 +265,10 @@ class ChannelRateTests(PlatformTestCase):
         )
         self.assertIn("service metered", error["message"])
         self.assertIn("2 commands per second", error["message"])
-        self.assertEqual(self.factory.hub.usage.commands("acme"), 2)
+        self.assertEqual(self.factory.tenancy.usage.commands("acme"), 2)
         self.assertEqual(self.answers(platform), {"c1": "result", "c2": "result"})
         self.assertEqual(len(self.fleet.card(1).scripts), 2)
-        self.assertEqual(self.factory.hub.usage.commands("acme"), 0)
+        self.assertEqual(self.factory.tenancy.usage.commands("acme"), 0)
 
     def test_refill(self) -> None:
         """Once time has refilled the bucket, commands pass again."""

@@ -8,8 +8,8 @@ from typing import Any
 
 from twisted.internet.defer import Deferred, fail
 
-from bipgw.codec.frames import encode_frame
-from bipgw.platform import ServiceGrant, TenantGrant
+from bipgw.codec.platform import encode_frame
+from bipgw.core import ServiceGrant, TenantGrant
 from tests.unit.platform import (
     AID,
     OTHER_AID,
@@ -135,7 +135,7 @@ class RefusalTests(PlatformTestCase):
         platform = self.login()
         error = self.refused(platform, type="hello", id="h2", token=OTHER_TOKEN)
         self.assertEqual(error["code"], "already-authenticated")
-        self.assertEqual(self.factory.hub.usage.sessions("globex"), 0)
+        self.assertEqual(self.factory.tenancy.usage.sessions("globex"), 0)
         self.assertAlive(platform)
 
     def test_directoryUnavailable(self) -> None:
@@ -310,7 +310,7 @@ class RefusalTests(PlatformTestCase):
         platform.take()
         error = self.refused(platform, type="command", session="s1", id="c1", apdus=[echo(b"")])
         self.assertEqual(error["code"], "not-connected")
-        self.assertEqual(self.factory.hub.usage.commands("acme"), 0)
+        self.assertEqual(self.factory.tenancy.usage.commands("acme"), 0)
 
     def test_scriptStatusError(self) -> None:
         """A card reporting a script status other than ok: the command fails

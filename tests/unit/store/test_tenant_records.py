@@ -9,8 +9,7 @@ from typing import Any
 from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SynchronousTestCase
 
-from bipgw.platform._store_tenants import StoreTenantDirectory
-from bipgw.store import DuplicateRecordError, MemoryStore, UnknownRecordError
+from bipgw.store import DuplicateRecordError, MemoryStore, StoreTenantDirectory, UnknownRecordError
 from bipgw.store._tenant_records import add_tenant, disable_tenant, grant_service
 
 AID = "a0000000871002"

@@ -19,8 +19,16 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from bipgw.core import MemorySessionRecorder, SessionEngine, SessionId, SessionPolicy
-from bipgw.platform import MemoryTenantDirectory, PlatformHub, ServiceGrant, TenantGrant
+from bipgw.core import (
+    MemorySessionRecorder,
+    MemoryTenantDirectory,
+    ServiceGrant,
+    SessionEngine,
+    SessionId,
+    SessionPolicy,
+    Tenancy,
+    TenantGrant,
+)
 from bipgw.web import ApiSettings, HttpApi
 from tests.unit.platform import AID, OTHER_TOKEN, POLICY, TAR, TOKEN, Fleet
 
@@ -72,7 +80,7 @@ class WebTestCase(SynchronousTestCase):
         self.tenants.add(
             TenantGrant("globex", services=[ServiceGrant("demo")]), tokens=[OTHER_TOKEN]
         )
-        self.hub = PlatformHub(self.engine, self.tenants, self.clock)
+        self.hub = Tenancy(self.engine, self.tenants, self.clock)
         self.api = HttpApi(self.hub, self.settings)
         self.stub: Any = StubTreq(self.api.resource())
         self.addCleanup(self._settle)

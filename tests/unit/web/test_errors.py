@@ -5,8 +5,7 @@ from __future__ import annotations
 import attrs
 from twisted.internet.defer import Deferred, fail
 
-from bipgw.core import BusyPolicy
-from bipgw.platform import TenantGrant
+from bipgw.core import BusyPolicy, TenantGrant
 from bipgw.web import ERROR_STATUSES, STATUS_OF
 from tests.unit.platform import GET_DATA, OTHER_AID, OTHER_TOKEN, POLICY, echo
 from tests.unit.web import WebTestCase

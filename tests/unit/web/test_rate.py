@@ -7,7 +7,9 @@ from typing import Any
 
 from twisted.internet.defer import Deferred
 
-from bipgw.platform import Message, ServiceGrant, TenantGrant
+from bipgw.codec.platform import Message
+from bipgw.core import ServiceGrant, TenantGrant
+from bipgw.platform import ChannelSettings, PlatformChannel
 from bipgw.web import STATUS_OF, openapi_document
 from tests.unit.platform import AID, OTHER_TOKEN, TAR, TOKEN, echo
 from tests.unit.web import Answer, WebTestCase
@@ -117,9 +119,9 @@ class RateTests(WebTestCase):
         self.assertEqual([a.status for a in answers], [200] * 4)
 
     def test_sharedWithChannel(self) -> None:
-        """The HTTP API and a platform connection over one hub spend one bucket."""
+        """The HTTP API and a platform connection over one tenancy spend one bucket."""
         sent: list[Message] = []
-        channel = self.hub.channel(sent.append, lambda why: None)
+        channel = PlatformChannel(self.hub, ChannelSettings(), sent.append, lambda why: None)
         channel.connected()
         channel.received({"type": "hello", "id": "h", "token": TOKEN})
         channel.received({"type": "open", "id": "o", "iccid": self.iccid(2), "service": "metered"})

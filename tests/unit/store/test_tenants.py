@@ -7,14 +7,17 @@ import os
 import attrs
 from twisted.trial.unittest import SynchronousTestCase
 
-from bipgw.platform import ITenantDirectory, ServiceGrant
-from bipgw.platform._store_tenants import (
+from bipgw.core import ITenantDirectory, ServiceGrant
+from bipgw.store import (
+    IStore,
+    MemoryStore,
+    Service,
     StoreTenantDirectory,
+    Tenant,
     TokenDigest,
     service_id,
     settings_id,
 )
-from bipgw.store import IStore, MemoryStore, Service, Tenant
 from tests.unit.store.test_sqlite import open_inline
 
 TOKEN = "bgw_test-token-acme-0123456789abcdef"

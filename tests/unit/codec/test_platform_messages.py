@@ -13,10 +13,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-import bipgw.platform
+import bipgw.codec.platform
 from bipgw.codec.apdu import CommandApdu, describe_sw
-from bipgw.codec.frames import FrameDecoder, encode_frame
-from bipgw.platform import (
+from bipgw.codec.platform import (
     CLIENT_MESSAGES,
     SERVER_MESSAGES,
     Accepted,
@@ -26,6 +25,7 @@ from bipgw.platform import (
     Command,
     ErrorMessage,
     Failed,
+    FrameDecoder,
     Hello,
     MessageError,
     Notification,
@@ -37,10 +37,9 @@ from bipgw.platform import (
     Timeouts,
     UnknownTypeError,
     _fields,
+    _frames,
     _messages,
-    _protocol,
-    _session,
-    _tenants,
+    encode_frame,
     parse_message,
 )
 from tests import vectors
@@ -357,7 +356,8 @@ class ExportTests(SynchronousTestCase):
 
     def test_exports(self) -> None:
         """Each name in __all__ is the object of the private module defining it."""
-        modules = (_fields, _messages, _protocol, _session, _tenants)
-        for name in bipgw.platform.__all__:
-            owners = [m for m in modules if getattr(m, name, None) is getattr(bipgw.platform, name)]
+        modules = (_fields, _frames, _messages)
+        package = bipgw.codec.platform
+        for name in package.__all__:
+            owners = [m for m in modules if getattr(m, name, None) is getattr(package, name)]
             self.assertTrue(owners, name)

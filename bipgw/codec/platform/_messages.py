@@ -1,7 +1,7 @@
-# -*- test-case-name: tests.unit.platform.test_messages -*-
+# -*- test-case-name: tests.unit.codec.test_platform_messages -*-
 """The platform channel's message set: one frozen value per message type.
 
-A frame (L{bipgw.codec.frames}) carries one JSON object; its C{"type"} names
+A frame (L{bipgw.codec.platform._frames}) carries one JSON object; its C{"type"} names
 the message and the other keys are the fields below.  Each class turns a
 decoded object into typed values (C{from_json}: hex to bytes, arrays to
 tuples) and back (C{to_json}), and its validators check every field, also
@@ -30,8 +30,7 @@ from typing import Any, ClassVar, Final, TypeAlias, TypeVar, cast
 import attrs
 
 from bipgw.codec.apdu import describe_sw
-from bipgw.codec.ram import MAX_APDU, CommandScript
-from bipgw.platform._fields import (
+from bipgw.codec.platform._fields import (
     CODE,
     ICCID,
     LABEL,
@@ -56,12 +55,13 @@ from bipgw.platform._fields import (
     read_hexes,
     read_int,
     read_number,
+    read_object,
     read_strs,
-    read_timeouts,
     seconds_up_to,
     session_field,
     text_field,
 )
+from bipgw.codec.ram import MAX_APDU, CommandScript
 
 PROTOCOL_VERSION: Final = 1
 """The version C{auth_ok} announces; raised on an incompatible change."""
@@ -157,6 +157,11 @@ class Timeouts:
             if key not in ("ready", "command"):
                 raise MessageError("unknown field", field=f"{field}.{key}")
         return cls(**{k: read_number(v, f"{field}.{k}") for k, v in obj.items() if v is not None})
+
+
+def read_timeouts(value: object, field: str) -> Timeouts:
+    """The reader of C{open.timeouts}: a JSON object, as L{Timeouts}."""
+    return Timeouts.from_json(read_object(value, field), field)
 
 
 @attrs.frozen(kw_only=True)

@@ -1,8 +1,9 @@
-# -*- test-case-name: tests.unit.platform.test_tenants -*-
-"""Who may use the platform channel, for which services, and how much.
+# -*- test-case-name: tests.unit.core.test_tenancy,tests.unit.core.test_relay -*-
+"""Who may use the gateway's front doors, for which services, and how much.
 
 A business platform authenticates as a I{tenant} (with a token, or with the
-CN of a verified TLS client certificate); the tenant's grant lists the
+CN of a verified TLS client certificate), on the platform channel
+(L{bipgw.platform}) or the HTTP API (L{bipgw.web}); the tenant's grant lists the
 services it may open sessions for, each with the applications (TARs, AIDs)
 its commands may address, and the tenant's limits.  The channel asks an
 L{ITenantDirectory} once per connection, at C{hello}, and checks every
@@ -11,25 +12,31 @@ slow database cannot slow a command down.  A changed grant applies from
 the tenant's next connection.
 
 L{MemoryTenantDirectory} is the directory for tests, demos and a gateway
-configured from its TOML file; the store implements the same L{Protocol}.
+configured from its TOML file; the store implements the same L{Protocol}
+(L{bipgw.store.StoreTenantDirectory}).
 L{TenantUsage} counts what every tenant has open, across all its
 connections, so that a limit holds however many connections it opens;
 L{CommandRates} meters how fast it sends commands to each service, likewise.
+L{Tenancy} holds them for every door of a gateway, with the engine and the
+way sessions are opened (an L{Opener}).
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
-from typing import Any, Final, Protocol, runtime_checkable
+from typing import Any, Final, Protocol, TypeAlias, runtime_checkable
 
 import attrs
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
 
-from bipgw.platform._fields import LABEL
+from bipgw.codec.platform import LABEL
+from bipgw.core._engine import Session, SessionEngine
+from bipgw.core._secured import SecuredSession
+from bipgw.core._types import CardTarget, SessionEvent
 
 
 def _frozen_bytes(values: Iterable[bytes]) -> frozenset[bytes]:
@@ -275,8 +282,8 @@ class CommandRates:
     queued: a queue would hide the limit from the platform, delay commands
     behind its back and grow without bound.
 
-    One instance lives in the L{bipgw.platform.PlatformHub}, so a bucket is
-    shared by all the tenant's connections and the HTTP API.  There is a
+    One instance lives in the L{bipgw.core.Tenancy} both front doors share,
+    so a bucket is shared by all the tenant's connections and the HTTP API.  There is a
     bucket per (tenant, granted service), so memory is bounded by the
     grants.  Time comes from the injected clock only (the reactor in the
     gateway, a L{twisted.internet.task.Clock} in tests); it never schedules
@@ -323,3 +330,76 @@ class CommandRates:
         # applies at once, its burst capping what the old one saved.
         elapsed = max(0.0, now - bucket.stamp)
         return _Bucket(min(burst, bucket.tokens + elapsed * rate), now)
+
+
+Opener: TypeAlias = Callable[[CardTarget, str], "Session | SecuredSession"]
+"""Opens a card session for a service: C{(target, service name) -> session}."""
+
+
+class SessionEnds(Protocol):
+    """What L{Tenancy} routes a session's end to (a L{bipgw.core.SessionRelay})."""
+
+    def session_ended(self, event: SessionEvent) -> None:
+        """Session C{event.session_id}, routed here, reached a terminal state."""
+
+
+class Tenancy:
+    """What every front door of one gateway shares for its tenants.
+
+    Each door holds a L{bipgw.core.SessionRelay} over it per connection (or
+    per tenant).  It subscribes to the engine only while some relay has a
+    session, and routes each session's end to that relay.
+
+    @ivar engine: the session engine (closes, status, events).
+    @ivar tenants: authenticates platforms and says what they may use.
+    @ivar clock: times the platforms' C{timeouts} and refills the rates.
+    @ivar opener: how a relay opens a card session.
+    @ivar usage: the sessions and commands each tenant has open.
+    @ivar rates: the command rate of each tenant's services.
+    """
+
+    def __init__(
+        self,
+        engine: SessionEngine,
+        tenants: ITenantDirectory,
+        clock: IReactorTime,
+        *,
+        opener: Opener | None = None,
+    ) -> None:
+        """
+        @param opener: opens card sessions; the engine's C{open} if C{None}.
+            The gateway passes its own so that a service with
+            C{secure_apdus} gets its SCP03-wrapped session.
+        """
+        self.engine = engine
+        self.tenants = tenants
+        self.clock = clock
+        self.opener: Opener = opener if opener is not None else engine.open
+        self.usage = TenantUsage()
+        self.rates = CommandRates(clock)
+        self._routes: dict[str, SessionEnds] = {}
+        self._unsubscribe: Callable[[], None] | None = None
+
+    @property
+    def routed(self) -> int:
+        """Sessions owned by some relay now."""
+        return len(self._routes)
+
+    def route(self, session_id: str, relay: SessionEnds) -> None:
+        """Tell C{relay} when session C{session_id} ends."""
+        self._routes[session_id] = relay
+        if self._unsubscribe is None:
+            self._unsubscribe = self.engine.subscribe(self._event)
+
+    def unroute(self, session_id: str) -> None:
+        """Session C{session_id} is released: stop routing it."""
+        self._routes.pop(session_id, None)
+        if not self._routes and self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+
+    def _event(self, event: SessionEvent) -> None:
+        if event.state.terminal:
+            relay = self._routes.get(str(event.session_id))
+            if relay is not None:
+                relay.session_ended(event)

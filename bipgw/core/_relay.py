@@ -1,57 +1,69 @@
-# -*- test-case-name: tests.unit.platform.test_channel,tests.unit.platform.test_refusals -*-
-"""The session half of a platform connection: open, relay commands, close.
+# -*- test-case-name: tests.unit.core.test_relay,tests.unit.platform.test_channel -*-
+"""A tenant's card sessions relayed for a front door: open, commands, close.
 
-A mixin of L{bipgw.platform._session.PlatformChannel}, kept apart so each
-module stays one concern: this one turns C{open}, C{command} and C{close}
-into calls on the L{bipgw.core.SessionEngine}, enforces the tenant's and the
-service's limits (sessions, commands in flight, the service's command
-rate) and the platform's own C{timeouts}, and answers with
-C{accepted}/C{ready}/C{failed}, C{result}/C{error} and C{closed}, or a
-C{notification} when a ready session ends on its own.
+Both front doors (the platform channel, L{bipgw.platform}, and the HTTP API,
+L{bipgw.web}) speak the platform channel's messages
+(L{bipgw.codec.platform}) and share one L{bipgw.core.Tenancy}: the engine,
+the tenant directory, what each tenant has open and how fast it sends
+commands, so a tenant's limits hold over both doors.
+
+Each door holds a L{SessionRelay} per connection (or per tenant) and calls
+it with the requests it decoded (L{SessionRelay.open},
+L{SessionRelay.command}, L{SessionRelay.close}).  The relay turns them into
+calls on the session engine, enforces the tenant's and the service's
+limits (sessions, commands in flight, the service's command rate, its
+applications) and the platform's own C{timeouts}, and answers through the
+door's L{RelayHost} with C{accepted}/C{ready}/C{failed},
+C{result}/C{error} and C{closed}, or a C{notification} when a ready
+session ends on its own.
 
 Every session is released exactly once (L{SessionRelay._forget}), whichever
-way it ends: its usage count, its timers and its route in the hub.
+way it ends: its usage count, its timers and its route in the tenancy.
+Time comes from the tenancy's clock only.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Final
+from typing import Final, Protocol
 
 import attrs
-from twisted.internet.defer import maybeDeferred
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from bipgw.codec.apdu import CommandApdu
-from bipgw.core import (
-    CardTarget,
-    FailureReason,
-    ScriptResult,
-    SecuredSession,
-    Session,
-    SessionEvent,
-    SessionStatus,
-)
-from bipgw.platform._fields import MAX_TEXT, MSISDN, ErrorCode, NotificationEvent
-from bipgw.platform._messages import (
+from bipgw.codec.platform import (
+    MAX_TEXT,
+    MSISDN,
     Accepted,
     Close,
     Closed,
     Command,
+    ErrorCode,
+    ErrorMessage,
     Failed,
     Message,
     Notification,
+    NotificationEvent,
     Open,
     Ready,
     Result,
     Timeouts,
 )
-from bipgw.platform._tenants import ServiceGrant, TenantGrant
+from bipgw.core._engine import Session
+from bipgw.core._secured import SecuredSession
+from bipgw.core._tenancy import ServiceGrant, Tenancy, TenantGrant
+from bipgw.core._types import (
+    CardTarget,
+    FailureReason,
+    ScriptResult,
+    SessionEvent,
+    SessionStatus,
+)
 
-if TYPE_CHECKING:
-    from bipgw.platform._session import PlatformHub
+__all__ = ["RelayHost", "SessionRelay", "Tracked", "forbidden_select"]
 
 _EVENTS: Final = {
     FailureReason.CARD_DROPPED: NotificationEvent.CARD_DROPPED,
@@ -62,11 +74,30 @@ _EVENTS: Final = {
 }
 
 
+class RelayHost(Protocol):
+    """What a front door does for its L{SessionRelay}: the relay's way back.
+
+    The door owns the connection (or the waiting HTTP requests); the relay
+    only decides what to say.
+    """
+
+    def emit(self, message: Message) -> None:
+        """Deliver C{message} to the platform (dropped if it is gone)."""
+
+    def describe(self, failure: Failure) -> tuple[str, str]:
+        """The C{(code, text)} a failed request is answered with.
+
+        A L{bipgw.core.SessionError} gives its reason; anything else is a
+        bug, which the door logs and answers C{internal-error}.
+        """
+
+
 @attrs.define(eq=False)
 class Tracked:
-    """One session of the connection, and what the channel owes about it."""
+    """One relayed session, and what the relay owes the platform about it."""
 
     session: Session | SecuredSession
+    tenant_id: str
     service: ServiceGrant
     application: bytes | None
     timeouts: Timeouts | None
@@ -94,28 +125,47 @@ class Tracked:
 
 
 class SessionRelay:
-    """Sessions and commands for L{PlatformChannel} (which provides the rest)."""
+    """One door's sessions for one connection (or one tenant): see the module docstring.
 
-    _log: Logger
-    _hub: PlatformHub
-    _clock: IReactorTime
-    _tenant: TenantGrant | None
-    _closed: bool
-    _sessions: dict[str, Tracked]
+    A door makes one per connection (or tenant); it calls L{open}, L{command} and
+    L{close} with requests it has parsed and authorised (the tenant is the
+    one whose grant rules the request), L{close_all} when it goes away, and
+    hears back through its L{RelayHost}.
+    """
 
-    # Provided by PlatformChannel.
-    def _emit(self, message: Message) -> None:
-        raise NotImplementedError()
+    _log = Logger()
+
+    def __init__(self, tenancy: Tenancy, host: RelayHost) -> None:
+        """
+        @param tenancy: what the doors share (engine, opener, usage, rates).
+        @param host: the door's side: where the relay's messages go.
+        """
+        self._tenancy = tenancy
+        self._host = host
+        self._clock = tenancy.clock
+        self._sessions: dict[str, Tracked] = {}
+        self._closed = False
+
+    @property
+    def sessions(self) -> list[str]:
+        """The ids of the live sessions, oldest first."""
+        return list(self._sessions)
+
+    def tracked(self, session: str) -> Tracked | None:
+        """The live session C{session}, if this relay has it."""
+        return self._sessions.get(session)
 
     def _reply(
         self, code: str, text: str, request_id: str | None = None, session: str | None = None
     ) -> None:
-        raise NotImplementedError()
+        self._host.emit(
+            ErrorMessage(code=code, message=text[:MAX_TEXT], id=request_id, session=session)
+        )
 
-    def _describe(self, failure: Failure) -> tuple[str, str]:
-        raise NotImplementedError()
+    # -- sessions -------------------------------------------------------------
 
-    def _open(self, request: Open, tenant: TenantGrant) -> None:
+    def open(self, request: Open, tenant: TenantGrant) -> None:
+        """Open a session as C{request} asks, within C{tenant}'s grant."""
         service = tenant.services.get(request.service)
         if service is None:
             self._reply(
@@ -133,7 +183,8 @@ class SessionRelay:
                 request.id,
             )
             return
-        refused = self._hub.usage.check_open(tenant, service)
+        usage = self._tenancy.usage
+        refused = usage.check_open(tenant, service)
         if refused is not None:
             self._reply(ErrorCode.LIMIT_REACHED, refused, request.id)
             return
@@ -142,16 +193,16 @@ class SessionRelay:
         else:
             target = CardTarget.by_msisdn(str(request.msisdn))
         try:
-            session = self._hub.open_session(target, service.name)
+            session = self._tenancy.opener(target, service.name)
         except Exception:
             self._log.failure("opening a session for {target} failed", target=target)
             self._reply(ErrorCode.INTERNAL_ERROR, "the gateway could not open it", request.id)
             return
-        tracked = Tracked(session, service, app, request.timeouts)
+        tracked = Tracked(session, tenant.tenant_id, service, app, request.timeouts)
         self._sessions[tracked.id] = tracked
-        self._hub.usage.opened(tenant.tenant_id, service.name)
-        self._hub._attach(tracked.id, self)
-        self._emit(Accepted(id=request.id, session=tracked.id))
+        usage.opened(tenant.tenant_id, service.name)
+        self._tenancy.route(tracked.id, self)
+        self._host.emit(Accepted(id=request.id, session=tracked.id))
         ready = request.timeouts.ready if request.timeouts else None
         if ready is not None:
             tracked.timer = self._clock.callLater(ready, self._ready_timed_out, tracked, ready)
@@ -164,19 +215,16 @@ class SessionRelay:
         tracked.ready = True
         # A number stored in another form is left out rather than sent invalid.
         number = status.msisdn if status.msisdn and MSISDN.match(status.msisdn) else None
-        self._emit(Ready(session=tracked.id, iccid=status.iccid, msisdn=number))
+        self._host.emit(Ready(session=tracked.id, iccid=status.iccid, msisdn=number))
 
     def _not_ready(self, failure: Failure, tracked: Tracked) -> None:
         tracked.cancel_ready_timer()
         if tracked.timed_out is not None:
-            self._emit(
-                Failed(
-                    session=tracked.id, reason=tracked.timed_out[0], message=tracked.timed_out[1]
-                )
-            )
+            reason, text = tracked.timed_out
+            self._host.emit(Failed(session=tracked.id, reason=reason, message=text))
         elif not tracked.closing:
-            code, text = self._describe(failure)
-            self._emit(Failed(session=tracked.id, reason=code, message=text))
+            code, text = self._host.describe(failure)
+            self._host.emit(Failed(session=tracked.id, reason=code, message=text))
         self._forget(tracked)
 
     def _ready_timed_out(self, tracked: Tracked, wait: float) -> None:
@@ -189,10 +237,10 @@ class SessionRelay:
             return
         tracked.closing = True
         tracked.timed_out = (code, text)
-        self._hub.engine.close(tracked.id).addBoth(self._forget_quietly, tracked)
+        self._tenancy.engine.close(tracked.id).addBoth(self._forget_quietly, tracked)
 
-    def _session_ended(self, event: SessionEvent) -> None:
-        """Called by the hub when one of this connection's sessions ended."""
+    def session_ended(self, event: SessionEvent) -> None:
+        """One of this relay's sessions ended (the tenancy routes the engine's event)."""
         tracked = self._sessions.get(str(event.session_id))
         if tracked is None:
             return
@@ -207,14 +255,15 @@ class SessionRelay:
                 why = event.reason
                 kind = _EVENTS.get(why, NotificationEvent.ENDED) if why else NotificationEvent.ENDED
                 reason, text = why.value if why else "", event.detail
-            self._emit(
+            self._host.emit(
                 Notification(
                     session=tracked.id, event=kind, reason=reason or None, message=text[:MAX_TEXT]
                 )
             )
         self._forget(tracked)
 
-    def _close(self, request: Close) -> None:
+    def close(self, request: Close) -> None:
+        """End a session as C{request} asks, after the commands already sent."""
         tracked = self._sessions.get(request.session)
         if tracked is None:
             self._reply(
@@ -225,7 +274,7 @@ class SessionRelay:
             )
             return
         tracked.closing = True
-        done = self._hub.engine.close(tracked.id)
+        done = self._tenancy.engine.close(tracked.id)
         done.addCallbacks(
             self._closed_ok,
             self._close_failed,
@@ -233,13 +282,30 @@ class SessionRelay:
             errbackArgs=(tracked, request.id),
         )
 
+    def close_all(self) -> list[Deferred[None]]:
+        """Close every session cleanly (the door is going away), answering nothing.
+
+        From then on a session that ends is only released, not reported.
+
+        @return: the engine's closes, each firing once its session is released.
+        """
+        self._closed = True
+        closing = []
+        for tracked in list(self._sessions.values()):
+            tracked.cancel_timers()
+            if not tracked.closing:
+                tracked.closing = True
+                done = self._tenancy.engine.close(tracked.id)
+                closing.append(done.addBoth(self._forget_quietly, tracked))
+        return closing
+
     def _closed_ok(self, status: SessionStatus, tracked: Tracked, request_id: str) -> None:
         self._forget(tracked)
-        self._emit(Closed(session=tracked.id, id=request_id))
+        self._host.emit(Closed(session=tracked.id, id=request_id))
 
     def _close_failed(self, failure: Failure, tracked: Tracked, request_id: str) -> None:
         self._forget(tracked)
-        code, text = self._describe(failure)
+        code, text = self._host.describe(failure)
         self._reply(code, text, request_id, tracked.id)
 
     def _forget(self, tracked: Tracked) -> None:
@@ -247,9 +313,8 @@ class SessionRelay:
         if self._sessions.pop(tracked.id, None) is None:
             return
         tracked.cancel_timers()
-        self._hub._detach(tracked.id)
-        assert self._tenant is not None
-        self._hub.usage.ended(self._tenant.tenant_id, tracked.service.name)
+        self._tenancy.unroute(tracked.id)
+        self._tenancy.usage.ended(tracked.tenant_id, tracked.service.name)
 
     def _forget_quietly(self, _: object, tracked: Tracked) -> None:
         """L{_forget}, as a callback that swallows the close's outcome."""
@@ -257,7 +322,8 @@ class SessionRelay:
 
     # -- commands -------------------------------------------------------------
 
-    def _command(self, request: Command, tenant: TenantGrant) -> None:
+    def command(self, request: Command, tenant: TenantGrant) -> None:
+        """Run C{request} on its session, within C{tenant}'s (current) grant."""
         rid, sid = request.id, request.session
         tracked = self._sessions.get(sid)
         if tracked is None:
@@ -269,7 +335,8 @@ class SessionRelay:
         if rid in tracked.commands:
             self._reply(ErrorCode.DUPLICATE_ID, f"command {rid!r} is still in flight", rid, sid)
             return
-        refused = self._hub.usage.check_command(tenant)
+        usage = self._tenancy.usage
+        refused = usage.check_command(tenant)
         if refused is not None:
             self._reply(ErrorCode.LIMIT_REACHED, refused, rid, sid)
             return
@@ -281,11 +348,11 @@ class SessionRelay:
         # Last, so that only a command that will run spends a token.  The
         # tenant's current grant rules (the HTTP API renews it per request).
         service = tenant.services.get(tracked.service.name, tracked.service)
-        refused = self._hub.rates.take(tenant.tenant_id, service)
+        refused = self._tenancy.rates.take(tenant.tenant_id, service)
         if refused is not None:
             self._reply(ErrorCode.RATE_LIMITED, refused, rid, sid)
             return
-        self._hub.usage.command_sent(tenant.tenant_id)
+        usage.command_sent(tenant.tenant_id)
         wait = tracked.timeouts.command if tracked.timeouts else None
         timer = (
             None
@@ -305,8 +372,7 @@ class SessionRelay:
 
     def _settle(self, tracked: Tracked, request_id: str) -> bool:
         """The engine answered a command: stop counting it; C{True} if it is still owed."""
-        assert self._tenant is not None
-        self._hub.usage.command_done(self._tenant.tenant_id)
+        self._tenancy.usage.command_done(tracked.tenant_id)
         if request_id not in tracked.commands:
             return False  # timed out: the platform has had its error
         timer = tracked.commands.pop(request_id)
@@ -316,7 +382,7 @@ class SessionRelay:
 
     def _result(self, result: ScriptResult, tracked: Tracked, request_id: str) -> None:
         if self._settle(tracked, request_id):
-            self._emit(
+            self._host.emit(
                 Result(
                     session=tracked.id,
                     id=request_id,
@@ -329,7 +395,7 @@ class SessionRelay:
 
     def _command_failed(self, failure: Failure, tracked: Tracked, request_id: str) -> None:
         if self._settle(tracked, request_id):
-            code, text = self._describe(failure)
+            code, text = self._host.describe(failure)
             self._reply(code, text, request_id, tracked.id)
 
     def _command_timed_out(self, tracked: Tracked, request_id: str, wait: float) -> None:

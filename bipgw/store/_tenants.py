@@ -1,5 +1,5 @@
-# -*- test-case-name: tests.unit.platform.test_store_tenants -*-
-"""Tenants from the application store: the L{ITenantDirectory} of a real install.
+# -*- test-case-name: tests.unit.store.test_tenants,tests.unit.cli.test_tenants -*-
+"""Tenants from the application store: the L{bipgw.core.ITenantDirectory} of a real install.
 
 The operator manages tenants and their services with C{bipgw tenant ...} and
 C{bipgw service ...} (L{bipgw.cli._tenants}); this module is what both that
@@ -36,8 +36,9 @@ import attrs
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
-from bipgw.platform._tenants import ServiceGrant, TenantGrant
-from bipgw.store import IStore, Service, Tenant
+from bipgw.core import ServiceGrant, TenantGrant
+from bipgw.store._interfaces import IStore
+from bipgw.store._types import Service, Tenant
 
 TENANT_SETTINGS: Final = "~tenant"
 """The service-id suffix of the row holding a tenant's credentials and limits."""

@@ -1,11 +1,13 @@
-# -*- test-case-name: tests.unit.platform.test_messages -*-
+# -*- test-case-name: tests.unit.codec.test_platform_messages -*-
 """The vocabulary of platform-channel messages, and their field checks.
 
-The building blocks of L{bipgw.platform._messages}: the limits, the error
-codes and notification events, readers that turn a JSON value into a Python
-value (hex to bytes, arrays to tuples) and validators that check it, both
-naming the field in their L{MessageError}.  Every message field is declared
-with L{json_field}, which pairs the two.
+The building blocks of L{bipgw.codec.platform._messages}: the limits, the
+error codes and notification events, readers that turn a JSON value into a
+Python value (hex to bytes, arrays to tuples) and validators that check it,
+both naming the field in their L{MessageError}.  Every message field is
+declared with L{json_field}, which pairs the two.  Nothing here knows a
+message type: a reader of a compound value (C{open.timeouts}) lives with the
+value, in C{_messages}, so the two modules import one way only.
 """
 
 from __future__ import annotations
@@ -13,16 +15,13 @@ from __future__ import annotations
 import enum
 import re
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Final, TypeAlias
+from typing import Any, Final, TypeAlias
 
 import attrs
 
 from bipgw.codec._errors import CodecError
 from bipgw.codec.apdu import ApduError, CommandApdu
 from bipgw.codec.ram import CommandScript, RamError
-
-if TYPE_CHECKING:
-    from bipgw.platform._messages import Timeouts
 
 MAX_APDUS: Final = 255
 """C-APDUs (and R-APDUs) in one command or result."""
@@ -164,10 +163,10 @@ def read_bool(value: object, field: str) -> bool:
     return bool(_want(value, bool, "true or false", field))
 
 
-def read_timeouts(value: object, field: str) -> Timeouts:
-    from bipgw.platform._messages import Timeouts
-
-    return Timeouts.from_json(_want(value, dict, "an object", field), field)
+def read_object(value: object, field: str) -> dict[str, object]:
+    """A JSON object (the reader of a compound field such as C{open.timeouts})."""
+    obj: dict[str, object] = _want(value, dict, "an object", field)
+    return obj
 
 
 # -- checking typed values, naming the field ----------------------------------

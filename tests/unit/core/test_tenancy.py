@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from bipgw.platform import (
+from bipgw.core import (
     ITenantDirectory,
     MemoryTenantDirectory,
     ServiceGrant,

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.codec.test_platform_frames -*-
 """Platform-channel framing: length-prefixed JSON objects.
 
 Business platforms talk to the gateway over a plain byte stream (TCP or

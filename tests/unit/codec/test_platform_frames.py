@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from bipgw.codec import CodecError
-from bipgw.codec.frames import (
+from bipgw.codec.platform import (
     DEFAULT_MAX_FRAME,
     FrameDecoder,
     FrameError,

@@ -1,0 +1,186 @@
+"""Tests for the core's session relay and tenancy, driven by a recording host.
+
+The doors' own tests (tests.unit.platform, tests.unit.web) cover the relay
+through a connection; these check the object itself: what it tells its
+L{RelayHost}, which opener it uses and how the tenancy routes session ends.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+from twisted.internet.task import Clock
+from twisted.python.failure import Failure
+from twisted.trial.unittest import SynchronousTestCase
+
+from bipgw.codec.platform import (
+    Accepted,
+    Close,
+    Closed,
+    Command,
+    ErrorMessage,
+    Message,
+    Notification,
+    Open,
+    Ready,
+    Result,
+)
+from bipgw.core import (
+    CardTarget,
+    MemoryTenantDirectory,
+    RelayHost,
+    ServiceGrant,
+    SessionEngine,
+    SessionError,
+    SessionId,
+    SessionRelay,
+    Tenancy,
+    TenantGrant,
+)
+from tests.unit.platform import POLICY, Fleet, echo, iccid
+
+GRANT = TenantGrant("acme", services=[ServiceGrant("demo")], max_sessions=2)
+
+
+class RecordingHost:
+    """A L{RelayHost} that keeps what the relay says."""
+
+    def __init__(self) -> None:
+        self.messages: list[Message] = []
+        self.failures: list[Failure] = []
+
+    def emit(self, message: Message) -> None:
+        self.messages.append(message)
+
+    def describe(self, failure: Failure) -> tuple[str, str]:
+        self.failures.append(failure)
+        error = failure.value
+        if isinstance(error, SessionError):
+            return error.reason.value, str(error)
+        return "internal-error", "unexpected"
+
+    def take(self) -> list[Message]:
+        taken, self.messages = self.messages, []
+        return taken
+
+
+class RelayTests(SynchronousTestCase):
+    """A relay over a real engine and fake cards, answering a recording host."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.fleet = Fleet(self.clock, 3)
+        ids = (SessionId(f"s{n}") for n in itertools.count(1))
+        self.engine = SessionEngine(
+            self.clock, self.fleet, self.fleet, policy=POLICY, new_id=lambda: next(ids)
+        )
+        self.fleet.engine = self.engine
+        self.opened: list[tuple[CardTarget, str]] = []
+        self.tenancy = Tenancy(self.engine, MemoryTenantDirectory(), self.clock, opener=self.opener)
+        self.host = RecordingHost()
+        self.relay = SessionRelay(self.tenancy, self.host)
+
+    def opener(self, target: CardTarget, service: str) -> Any:
+        self.opened.append((target, service))
+        return self.engine.open(target, service)
+
+    def tearDown(self) -> None:
+        for _ in range(100):
+            if not self.clock.getDelayedCalls():
+                break
+            self.clock.advance(5)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_hostIsProtocol(self) -> None:
+        """The recording host satisfies the narrow interface the relay needs."""
+        host: RelayHost = self.host
+        self.assertIsNotNone(host)
+
+    def test_opensThroughOpener(self) -> None:
+        """Sessions are opened by the tenancy's opener, answered accepted then ready."""
+        self.relay.open(Open(id="o", service="demo", iccid=iccid(1)), GRANT)
+        self.assertEqual(self.opened, [(CardTarget.by_iccid(iccid(1)), "demo")])
+        (accepted,) = self.host.take()
+        assert isinstance(accepted, Accepted)
+        self.assertEqual(self.relay.sessions, [accepted.session])
+        self.assertEqual(self.tenancy.usage.sessions("acme", "demo"), 1)
+        self.assertEqual(self.tenancy.routed, 1)
+        self.clock.advance(self.fleet.connect_delay)
+        (ready,) = self.host.take()
+        self.assertIsInstance(ready, Ready)
+
+    def test_defaultOpenerIsEngine(self) -> None:
+        """Without an opener the tenancy opens with the engine's C{open}."""
+        tenancy = Tenancy(self.engine, MemoryTenantDirectory(), self.clock)
+        self.assertEqual(tenancy.opener, self.engine.open)
+
+    def test_commandAndClose(self) -> None:
+        """A command's result and a close's answer go to the host; the session is released."""
+        self.relay.open(Open(id="o", service="demo", iccid=iccid(1)), GRANT)
+        self.clock.advance(self.fleet.connect_delay)
+        accepted, _ = self.host.take()
+        assert isinstance(accepted, Accepted)
+        sid = accepted.session
+        capdu = bytes.fromhex(echo(b"\x42"))
+        self.relay.command(Command(session=sid, id="c", apdus=(capdu,)), GRANT)
+        self.assertEqual(self.tenancy.usage.commands("acme"), 1)
+        self.clock.advance(self.fleet.answer_delay)
+        (result,) = self.host.take()
+        assert isinstance(result, Result)
+        self.assertEqual(result.rapdus, (b"\x42\x90\x00",))
+        self.assertEqual(self.tenancy.usage.commands("acme"), 0)
+        self.relay.close(Close(session=sid, id="x"))
+        self.clock.advance(1)
+        self.assertEqual(self.host.take(), [Closed(session=sid, id="x")])
+        self.assertEqual((self.relay.sessions, self.tenancy.routed), ([], 0))
+        self.assertEqual(self.tenancy.usage.sessions("acme"), 0)
+
+    def test_refusalsAreErrors(self) -> None:
+        """A refused request is answered with an error message naming the request."""
+        self.relay.open(Open(id="o", service="other", iccid=iccid(1)), GRANT)
+        self.relay.close(Close(session="nope", id="x"))
+        self.assertEqual(
+            [(m.code, m.id) for m in self.host.take() if isinstance(m, ErrorMessage)],
+            [("service-not-allowed", "o"), ("unknown-session", "x")],
+        )
+
+    def test_cardDropNotifies(self) -> None:
+        """A ready session that ends on its own is reported as a notification."""
+        self.relay.open(Open(id="o", service="demo", iccid=iccid(1)), GRANT)
+        self.clock.advance(self.fleet.connect_delay)
+        self.host.take()
+        self.fleet.card(1).drop()
+        (note,) = self.host.take()
+        assert isinstance(note, Notification)
+        self.assertEqual(note.event, "card_dropped")
+        self.assertEqual((self.relay.sessions, self.tenancy.routed), ([], 0))
+
+    def test_closeAll(self) -> None:
+        """close_all closes every session quietly and releases it once closed."""
+        for n in (1, 2):
+            self.relay.open(Open(id=f"o{n}", service="demo", iccid=iccid(n)), GRANT)
+        self.clock.advance(self.fleet.connect_delay)
+        self.host.take()
+        closing = self.relay.close_all()
+        self.assertEqual(len(closing), 2)
+        self.clock.advance(1)
+        for done in closing:
+            self.successResultOf(done)
+        self.assertEqual(self.host.take(), [])
+        self.assertEqual((self.relay.sessions, self.tenancy.routed), ([], 0))
+        self.assertEqual(self.tenancy.usage.sessions("acme"), 0)
+
+    def test_limitsShared(self) -> None:
+        """Two relays of one tenancy share the tenant's session limit."""
+        other = RecordingHost()
+        second = SessionRelay(self.tenancy, other)
+        self.relay.open(Open(id="a", service="demo", iccid=iccid(1)), GRANT)
+        second.open(Open(id="b", service="demo", iccid=iccid(2)), GRANT)
+        second.open(Open(id="c", service="demo", iccid=iccid(3)), GRANT)
+        refused = other.take()[-1]
+        assert isinstance(refused, ErrorMessage)
+        self.assertEqual((refused.code, refused.id), ("limit-reached", "c"))
+        self.relay.close_all()
+        second.close_all()
+        self.clock.advance(5)

@@ -56,7 +56,7 @@ from bipgw.core import CardTarget, SecuredSession, Session, SessionEngine
 from bipgw.keys import KeyManagementError, KeyStore, RootKey
 from bipgw.push import CallbackAddress, PushBuilder, PushProfile
 from bipgw.services.admin_server import AdminServer
-from bipgw.services.smpp_client import SmppClientService, esme_settings
+from bipgw.smpp import SmppClientService, esme_settings
 from bipgw.store import (
     ImportReport,
     IStore,

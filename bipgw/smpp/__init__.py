@@ -1,8 +1,11 @@
-"""The SMPP client's logic: binding, flow control, queueing, receipts and PoRs.
+"""The SMPP door: the gateway's ESME, from the bind to the receipts.
 
-Everything here is pure and clock-driven (STYLE.md rules 2-4); the Twisted
-glue is L{bipgw.protocols.smpp} (bytes to PDUs) and
-L{bipgw.services.smpp_client} (the reconnecting service).
+The logic is pure and clock-driven (STYLE.md rules 2-4); the Twisted glue
+is thin and lives here too:
+
+  - L{SmppClientService}: the reconnecting service (Twisted's
+    C{ClientService}), binding in C{prepareConnection};
+  - L{EsmeProtocol}, L{EsmeFactory}: bytes to PDUs and back;
 
   - L{EsmeSettings}: the account and the manners, as one frozen value;
   - L{EsmeLink}: one connection: bind, keep-alive, window, unbind;
@@ -23,8 +26,10 @@ from bipgw.smpp._deliver import (
     normalise_msisdn,
 )
 from bipgw.smpp._link import BindResult, EsmeLink, ILinkTransport, ISubmitOwner, LinkState
+from bipgw.smpp._protocol import EsmeFactory, EsmeProtocol, LinkMaker
 from bipgw.smpp._queue import OutgoingPart, PushJob, PushQueue, QueueFullError
 from bipgw.smpp._sender import PERMANENT_STATUSES, THROTTLING_STATUSES, SubmitPump
+from bipgw.smpp._service import IPushBuilder, SmppClientService, esme_settings
 from bipgw.smpp._settings import EsmeSettings
 from bipgw.smpp._window import Backoff, SubmitWindow, TokenBucket
 
@@ -36,12 +41,16 @@ __all__ = [
     "DeliverRouter",
     "DeliveryReceiptCallback",
     "EngineReporter",
+    "EsmeFactory",
     "EsmeLink",
+    "EsmeProtocol",
     "EsmeSettings",
     "ILinkTransport",
+    "IPushBuilder",
     "IPushReports",
     "ISubmitOwner",
     "LedgerEntry",
+    "LinkMaker",
     "LinkState",
     "MoPorCallback",
     "OutgoingPart",
@@ -49,8 +58,10 @@ __all__ = [
     "PushLedger",
     "PushQueue",
     "QueueFullError",
+    "SmppClientService",
     "SubmitPump",
     "SubmitWindow",
     "TokenBucket",
+    "esme_settings",
     "normalise_msisdn",
 ]

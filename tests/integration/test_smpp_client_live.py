@@ -26,7 +26,7 @@ from twisted.trial.unittest import TestCase
 from bipgw.codec.ota import strip_command_udh, verify_command
 from bipgw.codec.smpp import SubmitSm, Unbind
 from bipgw.push import BuiltPush, CallbackAddress, MemoryCounters, PushBuilder
-from bipgw.services.smpp_client import SmppClientService
+from bipgw.smpp import SmppClientService
 from tests.unit.smpp import (
     CALLBACK_HOST,
     CALLBACK_PORT,

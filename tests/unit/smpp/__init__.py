@@ -1,4 +1,4 @@
-"""Tests for the SMPP client (bipgw.smpp, bipgw.protocols.smpp, bipgw.services.smpp_client).
+"""Tests for the SMPP client (bipgw.smpp: link, protocol, service).
 
 The peer is a small fake SMSC written here on top of L{bipgw.codec.smpp}
 (never the simulated SMSC of C{simcard}, which the gateway must not depend
@@ -56,8 +56,7 @@ from bipgw.codec.smpp import (
 )
 from bipgw.core import PushOrder, PushReceipt, SessionId
 from bipgw.push import CallbackAddress, MemoryCounters, PushBuilder, PushProfile
-from bipgw.services.smpp_client import SmppClientService
-from bipgw.smpp import EsmeSettings
+from bipgw.smpp import EsmeSettings, SmppClientService
 
 ICCID = "8988211000000000018"
 ICCID2 = "8988211000000000026"

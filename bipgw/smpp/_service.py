@@ -38,23 +38,21 @@ from twisted.python.failure import Failure
 from bipgw.codec.ota import ResponsePacket
 from bipgw.codec.smpp import SmppError, SubmitSm, encode
 from bipgw.core import PushError, PushOrder, PushReceipt
-from bipgw.protocols.smpp import EsmeFactory, EsmeProtocol
 from bipgw.push import BuiltPush
-from bipgw.smpp import (
-    BindResult,
+from bipgw.smpp._deliver import (
     DeliverRouter,
     DeliveryReceiptCallback,
     EngineReporter,
-    EsmeLink,
-    EsmeSettings,
     IPushReports,
     MoPorCallback,
-    PushJob,
     PushLedger,
-    QueueFullError,
-    SubmitPump,
     normalise_msisdn,
 )
+from bipgw.smpp._link import BindResult, EsmeLink
+from bipgw.smpp._protocol import EsmeFactory, EsmeProtocol
+from bipgw.smpp._queue import PushJob, QueueFullError
+from bipgw.smpp._sender import SubmitPump
+from bipgw.smpp._settings import EsmeSettings
 
 __all__ = ["IPushBuilder", "SmppClientService", "esme_settings"]
 

@@ -11,25 +11,19 @@ is thin and lives here too:
   - L{EsmeLink}: one connection: bind, keep-alive, window, unbind;
   - L{SubmitPump}, L{PushQueue}, L{PushJob}: pushes waiting and being sent,
     within L{SubmitWindow}, L{TokenBucket} and the throttling L{Backoff};
-  - L{DeliverRouter}, L{PushLedger}, L{EngineReporter}: receipts and PoRs
-    back to the session engine.
+  - L{DeliverRouter}: receipts and SMS from cards, reported to the session
+    engine's L{bipgw.core.ISmsEvents} (which knows whose push they are about).
+
+L{SmppClientService} is the push sender's L{bipgw.push.ISmsLink}; it knows
+MSISDNs, SMS parts and message ids, never sessions or keys.
 """
 
-from bipgw.smpp._deliver import (
-    DeliverRouter,
-    DeliveryReceiptCallback,
-    EngineReporter,
-    IPushReports,
-    LedgerEntry,
-    MoPorCallback,
-    PushLedger,
-    normalise_msisdn,
-)
+from bipgw.smpp._deliver import DeliverRouter
 from bipgw.smpp._link import BindResult, EsmeLink, ILinkTransport, ISubmitOwner, LinkState
 from bipgw.smpp._protocol import EsmeFactory, EsmeProtocol, LinkMaker
 from bipgw.smpp._queue import OutgoingPart, PushJob, PushQueue, QueueFullError
 from bipgw.smpp._sender import PERMANENT_STATUSES, THROTTLING_STATUSES, SubmitPump
-from bipgw.smpp._service import IPushBuilder, SmppClientService, esme_settings
+from bipgw.smpp._service import SmppClientService, esme_settings
 from bipgw.smpp._settings import EsmeSettings
 from bipgw.smpp._window import Backoff, SubmitWindow, TokenBucket
 
@@ -39,23 +33,16 @@ __all__ = [
     "Backoff",
     "BindResult",
     "DeliverRouter",
-    "DeliveryReceiptCallback",
-    "EngineReporter",
     "EsmeFactory",
     "EsmeLink",
     "EsmeProtocol",
     "EsmeSettings",
     "ILinkTransport",
-    "IPushBuilder",
-    "IPushReports",
     "ISubmitOwner",
-    "LedgerEntry",
     "LinkMaker",
     "LinkState",
-    "MoPorCallback",
     "OutgoingPart",
     "PushJob",
-    "PushLedger",
     "PushQueue",
     "QueueFullError",
     "SmppClientService",
@@ -63,5 +50,4 @@ __all__ = [
     "SubmitWindow",
     "TokenBucket",
     "esme_settings",
-    "normalise_msisdn",
 ]

@@ -19,7 +19,7 @@ reconnection; a part that keeps losing its connection fails its push after
 C{max_sends} tries, so one poisonous PDU cannot loop for ever.  This is
 at-least-once: the SMSC may have accepted a part whose answer was lost, and
 the card then gets two copies; it refuses the second as a replay (same
-counter), which L{bipgw.smpp.EngineReporter} ignores after an OK PoR.
+counter), which the session engine ignores after an OK PoR.
 
 Pure: time comes from the injected clock, the connection from the link.
 """
@@ -141,9 +141,9 @@ class SubmitPump:
         """
         if self._stopped:
             raise PushError("the SMPP client is stopped; the push was not accepted")
-        for old in self.queue.superseded(job.order):
+        for old in self.queue.superseded(job.sms):
             self.queue.discard(old)
-            old.fail(PushError(f"superseded by push {job.order.attempt} before it was sent"))
+            old.fail(PushError(f"superseded by {job.sms.label} before it was sent"))
         self.queue.offer(job)
         job.on_cancel = self.queue.discard
         self.pump()

@@ -10,7 +10,9 @@ With that it turns the SMS door's events (L{bipgw.core.ISmsEvents}) into
 session inputs:
 
   - a final delivery receipt names a message id: the push is delivered once
-    every part is, or failed at its first failed part (reported once);
+    every part is, or failed at its first failed part (reported once); a
+    receipt that beats the SMSC's answer to its push's last part is kept
+    until the push is accepted, then counted;
   - an SMS from a card (or a PoR in a receipt) is opened by the push sender
     (which holds the keys: a PoR that does not verify is logged, never
     believed), checked against the push it answers (the counter it echoes;
@@ -25,6 +27,7 @@ from __future__ import annotations
 import collections
 from collections.abc import Callable
 
+import attrs
 from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -64,6 +67,14 @@ def _id_keys(message_id: str) -> list[str]:
         except ValueError:
             pass
     return keys
+
+
+@attrs.frozen
+class _Receipt:
+    message_id: str
+    delivered: bool
+    detail: str
+    user_data: bytes | None
 
 
 class TrackedPush:
@@ -116,6 +127,11 @@ class PushTracker:
         )
         self._by_id: dict[str, tuple[TrackedPush, int]] = {}
         self._by_msisdn: dict[str, TrackedPush] = {}
+        # Receipts that came before the last part of their push was
+        # accepted (a concatenated push's first part can be delivered
+        # before the SMSC answers the submit of its last): kept, bounded,
+        # until the push's message ids are known.
+        self._early: collections.OrderedDict[str, _Receipt] = collections.OrderedDict()
 
     def __len__(self) -> int:
         return len(self._pushes)
@@ -126,7 +142,24 @@ class PushTracker:
         """Remember C{order} (its MSISDN now points to it), then have it sent."""
         push = self._remember(order)
         sent: Deferred[PushReceipt] = maybeDeferred(self._sender.send_push, order)
-        return sent.addCallback(self._accepted, push)
+        # A Deferred of our own, so that receipts which came early are
+        # replayed after the session has seen the push accepted.
+        out: Deferred[PushReceipt] = Deferred(lambda _: sent.cancel())
+
+        def accepted(receipt: PushReceipt) -> None:
+            self._index(receipt, push)
+            if out.called:
+                return
+            out.callback(receipt)
+            for message_id in push.message_ids:
+                self._replay(message_id)
+
+        def failed(failure: Failure) -> None:
+            if not out.called:
+                out.errback(failure)
+
+        sent.addCallbacks(accepted, failed)
+        return out
 
     def verify_por(self, iccid: str, user_data: bytes) -> Deferred[PorReport]:
         """Ask the real sender (the keys are its business)."""
@@ -158,9 +191,15 @@ class PushTracker:
         found = self.for_message(message_id)
         if found is None:
             self._log.info(
-                "delivery receipt for message {message_id}, which is no push we remember",
+                "delivery receipt for message {message_id}, which is no push we remember"
+                " (yet: kept until its push is accepted)",
                 message_id=message_id,
             )
+            receipt = _Receipt(message_id, delivered, detail, user_data)
+            for key in _id_keys(message_id):
+                self._early[key] = receipt
+            while len(self._early) > self._limit:
+                self._early.popitem(last=False)
             return
         push, index = found
         if user_data is not None:
@@ -201,16 +240,25 @@ class PushTracker:
             self._forget(next(iter(self._pushes)))
         return push
 
-    def _accepted(self, receipt: PushReceipt, push: TrackedPush) -> PushReceipt:
+    def _index(self, receipt: PushReceipt, push: TrackedPush) -> None:
         if self._pushes.get((push.order.session_id, push.order.attempt)) is not push:
-            return receipt
+            return
         if isinstance(receipt, PushReceipt):
             push.counter = receipt.counter
             push.message_ids = tuple(receipt.message_ids)
             for index, message_id in enumerate(push.message_ids):
                 for key in _id_keys(message_id) if message_id else ():
                     self._by_id[key] = (push, index)
-        return receipt
+
+    def _replay(self, message_id: str) -> None:
+        early = None
+        for key in _id_keys(message_id) if message_id else ():
+            found = self._early.pop(key, None)
+            early = early or found
+        if early is not None:
+            for key in _id_keys(early.message_id):
+                self._early.pop(key, None)
+            self.delivery_receipt(*attrs.astuple(early, recurse=False))
 
     def _forget(self, key: tuple[SessionId, int]) -> None:
         push = self._pushes.pop(key, None)

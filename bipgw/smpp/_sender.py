@@ -77,7 +77,7 @@ class SubmitPump:
     @param clock: the time source for the rate cap and the pauses.
     @param settings: window, rate, throttling backoff, queue bound, max_sends.
     @param on_accepted: called with the job, the part's index and the
-        SMSC's message id each time a part is accepted (the ledger).
+        SMSC's message id each time a part is accepted (for metrics and tests).
 
     @ivar queue: the parts waiting.
     @ivar sent: submit_sm written (resends included).
@@ -133,8 +133,9 @@ class SubmitPump:
     def offer(self, job: PushJob) -> None:
         """Accept a push for sending (now, or once a link is bound).
 
-        Waiting pushes of the same session with an earlier attempt are
-        failed and dropped: the session no longer waits for them.
+        Waiting submissions of the same thread with a lower sequence (a
+        session's earlier push attempts) are failed and dropped: nobody
+        waits for them any more.
 
         @raise PushError: the pump is stopped, or the queue is full
             (L{bipgw.smpp.QueueFullError}).

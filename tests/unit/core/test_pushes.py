@@ -8,7 +8,8 @@ that stale, duplicate and forged reports change nothing.
 
 from __future__ import annotations
 
-from twisted.internet.defer import Deferred
+import attrs
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.testing import EventLoggingObserver
 from twisted.logger import globalLogPublisher
 
@@ -18,6 +19,7 @@ from bipgw.core import (
     IPushSender,
     ISmsEvents,
     PorReport,
+    PushError,
     PushOrder,
     PushReceipt,
     SessionEngine,
@@ -81,6 +83,33 @@ class ReceiptTests(_Base):
         self.assertEqual(
             self.notes("delivered"), ["push 1 delivered: message 0489708364 DELIVERED"]
         )
+
+    def test_receiptBeforeTheLastPartIsAccepted(self) -> None:
+        """A part's receipt that beats the SMSC's answer to the push's last part is kept,
+        then counted once the push is accepted."""
+        session = self.open()
+        self.engine.delivery_receipt("m1", False, "message m1 UNDELIVERABLE")
+        self.assertEqual(self.notes("delivered"), [])
+        self.accepted("m1", "m2")
+        self.assertEqual(
+            self.notes("delivered"),
+            ["push 1 not delivered: message m1 UNDELIVERABLE; sending again in 3 s"],
+        )
+        self.clock.advance(3)
+        self.assertEqual(len(self.sender.orders), 2)
+        self.assertIs(session.status().state, S.PUSHING)
+
+    def test_earlyReceiptsBounded(self) -> None:
+        """Receipts nobody claims are forgotten, the oldest first."""
+        tracker = PushTracker(self.sender, self.fail, self.fail, limit=2)
+        for n in range(3):
+            tracker.delivery_receipt(f"x{n}", True)
+        order = PushOrder(SessionId("s9"), ICCID, MSISDN, 1, "svc")
+        tracker.send_push(order)
+        self.accepted("x0")
+        found = tracker.for_message("x0")
+        assert found is not None
+        self.assertEqual(found[0].delivered, set())
 
     def test_unknownMessageOnlyLogged(self) -> None:
         """A receipt for a message id no push had is logged and changes nothing."""
@@ -195,6 +224,18 @@ class TrackerTests(_Base):
         self.accepted("a", "b", counter=3)
         self.assertEqual(self.successResultOf(sent), PushReceipt(("a", "b"), counter=3))
         self.assertRaises(ValueError, PushTracker, self.sender, print, print, limit=0)
+
+    def test_cancelReachesTheSender(self) -> None:
+        """Cancelling a tracked push cancels the push sender's Deferred; failures pass through."""
+        tracker = PushTracker(self.sender, lambda *a: None, lambda *a: None)
+        order = PushOrder(SessionId("s9"), ICCID, MSISDN, 1, "svc")
+        sent = tracker.send_push(order)
+        sent.cancel()
+        self.failureResultOf(sent, CancelledError)
+        self.assertTrue(self.sender.pending[-1].called)
+        failed = tracker.send_push(attrs.evolve(order, attempt=2))
+        self.sender.refuse(PushError("ESME_RSYSERR"))
+        self.failureResultOf(failed, PushError)
 
     def test_storeShapedAllocatorIsACounterAllocator(self) -> None:
         """core names the counter allocator the store implements."""

@@ -13,17 +13,17 @@ the network or the database happens when the service starts:
      database);
   3. the session engine is made, with the store as its card directory and
      (written behind, in batches: L{BatchingRecorder}) its recorder, and
-     the SMPP client as its push sender; the push builder
+     the push sender (L{PushSender}) as its push sender: the push builder
      secures each push with the cached OTA keys and a counter the store
-     allocates (and persists) first;
+     allocates (and persists) first, and the SMPP client submits its parts;
   4. the SCP81 admin server starts listening, then the SMPP client binds;
      once the admin server listens, the platforms' front doors configured
      by C{[platform]} and C{[http_api]} start listening (L{bipgw._fronts}:
      the platform channel and the HTTP API, over one hub, tenants from the
      store).
-     Delivery receipts and MO PoRs go back to the engine through the SMPP
-     client's ledger (message id -> session and attempt; MSISDN -> the card
-     the last push went to, whose keys verify the PoR).
+     Delivery receipts and MO PoRs go back from the SMPP client to the
+     engine (L{bipgw.core.ISmsEvents}), which maps message ids and MSISDNs
+     to its sessions and has the push sender verify each PoR.
 
 Stopping runs the other way, in the order that loses least: the front
 doors stop first (no platform gets in; the sessions platforms still hold
@@ -53,9 +53,9 @@ from bipgw._scp03_keys import Scp03MasterKeys, StoreScp03KeySource
 from bipgw.config import Config, redacted_url, server_endpoint_port
 from bipgw.core import CardTarget, SecuredSession, Session, SessionEngine
 from bipgw.keys import KeyManagementError, KeyStore, RootKey
-from bipgw.push import CallbackAddress, PushBuilder, PushProfile
+from bipgw.push import CallbackAddress, PushBuilder, PushProfile, PushSender
 from bipgw.scp81 import AdminServer, CacheStats, CardKeyCache
-from bipgw.services.smpp_client import SmppClientService, esme_settings
+from bipgw.smpp import SmppClientService, esme_settings
 from bipgw.store import (
     ImportReport,
     IStore,
@@ -66,7 +66,6 @@ from bipgw.store import (
 __all__ = [
     "Gateway",
     "GatewayNotReadyError",
-    "StoreCounters",
     "StoreOpener",
     "build_gateway",
     "push_profiles",
@@ -81,21 +80,6 @@ _BIND_POLL = 0.05
 
 class GatewayNotReadyError(RuntimeError):
     """A part of the gateway was asked for before the service had started it."""
-
-
-class StoreCounters:
-    """The push builder's counter allocator on the store.
-
-    The store commits the new value before answering, so a push is never
-    secured with a counter a crash could hand out again.
-    """
-
-    def __init__(self, store: IStore) -> None:
-        self._store = store
-
-    def next_counter(self, iccid: str) -> Deferred[int]:
-        """The card's next OTA counter, already persisted."""
-        return self._store.next_ota_counter(iccid)
 
 
 def _open_store(url: str, reactor: Any) -> Deferred[IStore]:
@@ -391,7 +375,7 @@ class Gateway(MultiService):
         self._recorder = recorder = BatchingRecorder(store, reactor)
         self._builder = builder = PushBuilder(
             keys.ota_keys,
-            StoreCounters(store),
+            store,
             CallbackAddress(config.admin.public_host, config.admin.public_port),
             push_profiles(config),
         )
@@ -399,12 +383,11 @@ class Gateway(MultiService):
             reactor,
             clientFromString(reactor, config.smpp.endpoint),
             esme_settings(config.smpp),
-            builder,
             jitter=self._jitter,
         )
         self._engine = engine = SessionEngine(
             reactor,
-            smpp,
+            PushSender(builder, smpp),
             StoreCardDirectory(store),
             recorder,
             config.sessions.policy(),

@@ -2,7 +2,8 @@
 
 A platform opens a session for a card (L{SessionEngine.open}); the engine
 resolves the card (L{ICardDirectory}), has a push SMS sent
-(L{IPushSender}), waits for the card to connect to the SCP81 server
+(L{IPushSender}; receipts and PoRs come back through L{ISmsEvents},
+which the engine implements), waits for the card to connect to the SCP81 server
 (L{SessionEngine.card_arrived} and L{CardLink}), relays command scripts
 (L{Session.execute}) and ends the session (L{Session.close}).  Every
 transition and every APDU is recorded (L{ISessionRecorder}) and published
@@ -15,18 +16,22 @@ messages into sessions and back, answering through the door's L{RelayHost}.
 
 Nothing here does I/O or reads the wall clock: time comes from the
 C{IReactorTime} the engine is given, and the network from the services
-that call it (C{bipgw.services}).  The life of a session is drawn in
+that call it (the doors: C{bipgw.smpp}, C{bipgw.scp81}, ...).  The life of a session is drawn in
 C{docs/state-machines/session.dot}.
 """
 
 from bipgw.core._engine import CardLink, Session, SessionEngine, Subscriber
 from bipgw.core._interfaces import (
     ICardDirectory,
+    ICounterAllocator,
     IPushSender,
     ISessionRecorder,
+    ISmsEvents,
     MemorySessionRecorder,
+    PorReport,
 )
 from bipgw.core._policy import BusyPolicy, PolicyError, SessionPolicy
+from bipgw.core._pushes import normalise_msisdn
 from bipgw.core._relay import RelayHost, SessionRelay, Tracked
 from bipgw.core._secured import (
     DEFAULT_LEVEL,
@@ -86,14 +91,17 @@ __all__ = [
     "FailureReason",
     "HostSessionFactory",
     "ICardDirectory",
+    "ICounterAllocator",
     "IPushSender",
     "IScp03KeySource",
     "ISessionRecorder",
+    "ISmsEvents",
     "ITenantDirectory",
     "MemorySessionRecorder",
     "MemoryTenantDirectory",
     "Opener",
     "PolicyError",
+    "PorReport",
     "PushError",
     "PushOrder",
     "PushReceipt",
@@ -122,4 +130,5 @@ __all__ = [
     "Tracked",
     "host_session_factory",
     "normalise_iccid",
+    "normalise_msisdn",
 ]

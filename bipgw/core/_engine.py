@@ -5,8 +5,9 @@ Three parties meet here, each through its own door:
 
   - the platform (L{SessionEngine.open}, L{Session.execute},
     L{Session.close}, L{SessionEngine.status}, L{SessionEngine.subscribe});
-  - the SMS side (L{IPushSender} outwards; L{SessionEngine.push_delivered}
-    and L{SessionEngine.por_received} inwards);
+  - the SMS side (L{IPushSender} outwards, through the L{PushTracker} that
+    remembers every push; L{ISmsEvents} inwards:
+    L{SessionEngine.delivery_receipt} and L{SessionEngine.sms_received});
   - the SCP81 server (L{SessionEngine.card_arrived}, then L{CardLink}).
 
 The engine owns the registry of sessions, the one-session-per-card rule and
@@ -28,6 +29,7 @@ from twisted.python.failure import Failure
 from bipgw.codec.admin_http import AdminRequest, AdminResponse
 from bipgw.core._interfaces import ICardDirectory, IPushSender, ISessionRecorder
 from bipgw.core._policy import BusyPolicy, SessionPolicy
+from bipgw.core._pushes import PushTracker
 from bipgw.core._session import SessionMachine
 from bipgw.core._types import (
     ApduTrace,
@@ -139,7 +141,7 @@ class SessionEngine:
     """Runs every admin session of the gateway.
 
     @param clock: the time source for every timeout.
-    @param push_sender: sends the push SMS (the SMPP service).
+    @param push_sender: sends the push SMS and verifies PoRs (L{bipgw.push.PushSender}).
     @param directory: resolves ICCID/MSISDN to a card (the store).
     @param recorder: keeps history and traces; a memory one when C{None}.
     @param policy: timeouts, retries and the busy-card rule.
@@ -169,7 +171,7 @@ class SessionEngine:
         if not uri_prefix.startswith("/") or (uri_prefix.endswith("/") and uri_prefix != "/"):
             raise ValueError(f"uri_prefix {uri_prefix!r} must start, and not end, with '/'")
         self._clock = clock
-        self._push_sender = push_sender
+        self._pushes = PushTracker(push_sender, self._push_delivered, self._por_received)
         self._directory = directory
         self.recorder: ISessionRecorder = recorder or MemorySessionRecorder()
         self.policy = policy or SessionPolicy()
@@ -206,7 +208,7 @@ class SessionEngine:
             service,
             clock=self._clock,
             policy=self.policy,
-            push_sender=self._push_sender,
+            push_sender=self._pushes,
             host=self,
             uri_prefix=self._uri_prefix,
         )
@@ -300,9 +302,30 @@ class SessionEngine:
         for machine in sorted(self._live.values(), key=lambda m: id(m) in owners):
             machine.fail(FailureReason.SHUTDOWN, detail)
 
-    # -- the SMS side's door -----------------------------------------------
+    # -- the SMS side's door (ISmsEvents) -----------------------------------
 
-    def push_delivered(
+    def delivery_receipt(
+        self, message_id: str, delivered: bool, detail: str = "", user_data: bytes | None = None
+    ) -> None:
+        """A final delivery receipt for an SMS part the SMSC accepted as C{message_id}.
+
+        The push it belongs to counts as delivered once every part is, and
+        as failed at its first part that is not (sent again while attempts
+        remain); a PoR carried in the receipt is verified as in
+        L{sms_received}.
+        """
+        self._pushes.delivery_receipt(message_id, delivered, detail, user_data)
+
+    def sms_received(self, msisdn: str, user_data: bytes) -> Deferred[None]:
+        """An SMS from a card: its PoR for the latest push sent to C{msisdn}.
+
+        The push sender verifies it with the card's keys; a PoR that does
+        not verify is logged and ignored.  An error status fails the
+        session waiting for that card with C{POR_ERROR}, naming the status.
+        """
+        return self._pushes.sms_received(msisdn, user_data)
+
+    def _push_delivered(
         self, session_id: SessionId | str, attempt: int, delivered: bool, detail: str = ""
     ) -> None:
         """A delivery receipt for push C{attempt} of a session arrived.
@@ -320,12 +343,8 @@ class SessionEngine:
             return
         machine.push_delivered(attempt, delivered, detail)
 
-    def por_received(self, iccid: str, status: int, detail: str = "") -> None:
-        """The card's proof of receipt for a push arrived (a PoR by SMS).
-
-        An error status fails the session waiting for that card with
-        C{POR_ERROR}, naming the status.
-        """
+    def _por_received(self, iccid: str, status: int, detail: str = "") -> None:
+        """A verified proof of receipt from card C{iccid} (see L{sms_received})."""
         machine = self._owner(iccid)
         if machine is None:
             self._log.info(

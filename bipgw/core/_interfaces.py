@@ -2,10 +2,16 @@
 """The engine's collaborators, as structural interfaces, and the memory recorder.
 
 The engine is pure logic: it reaches the SMSC, the card database and the
-session store only through these three small interfaces, so each side can be
+session store only through these small interfaces, so each side can be
 built and tested alone.  They are L{typing.Protocol}s (checked by mypy, no
-registration needed): the SMPP service, the store and the test fakes just
+registration needed): the push sender, the store and the test fakes just
 have to have the methods.
+
+The SMS side runs downward only: the engine hands pushes to its
+L{IPushSender} (L{bipgw.push.PushSender}, which secures them with a counter
+from an L{ICounterAllocator} and submits them through the SMPP door), and
+the SMPP door reports what comes back (delivery receipts, SMS from cards) to
+the engine's L{ISmsEvents} door, knowing nothing of sessions or keys.
 
 L{MemorySessionRecorder} is the recorder used in tests and when the gateway
 runs without a database; the SQL store implements L{ISessionRecorder} the
@@ -17,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
+import attrs
 from twisted.internet.defer import Deferred
 
 from bipgw.core._types import (
@@ -31,21 +38,82 @@ from bipgw.core._types import (
 )
 
 
+@attrs.frozen
+class PorReport:
+    """A card's proof of receipt, opened and checked with the card's keys.
+
+    @ivar status: the PoR status byte (C{00} OK, C{06} counter low, ...).
+    @ivar counter: the counter the card echoed (C{0} in a clear error PoR).
+    @ivar data: the response data after the status (e.g. a compact result).
+    """
+
+    status: int
+    counter: int
+    data: bytes = b""
+
+
 @runtime_checkable
 class IPushSender(Protocol):
-    """Sends the push SMS that makes a card open its SCP81 channel.
+    """Sends the push SMS that makes a card open its SCP81 channel, and checks its PoRs.
 
-    The implementation (the SMPP service with the push builder) allocates
-    and persists the card's OTA counter, secures the trigger with the card's
-    keys and submits every SMS part.
+    The implementation (L{bipgw.push.PushSender}) allocates and persists the
+    card's OTA counter, secures the trigger with the card's keys and submits
+    every SMS part; it alone holds the keys, so it also opens the PoRs.
     """
 
     def send_push(self, order: PushOrder) -> Deferred[PushReceipt]:
         """Submit the push for C{order}.
 
-        @return: fires with the receipt once the SMSC accepted every part;
-            fails with L{bipgw.core.PushError} (C{permanent=True} when a
-            retry cannot help) or any exception, which counts as transient.
+        @return: fires with the receipt (the SMSC's message ids, the OTA
+            counter) once the SMSC accepted every part; fails with
+            L{bipgw.core.PushError} (C{permanent=True} when a retry cannot
+            help) or any exception, which counts as transient.
+        """
+
+    def verify_por(self, iccid: str, user_data: bytes) -> Deferred[PorReport]:
+        """Open and check a PoR user data (C{02 71 00 ...}) from card C{iccid}.
+
+        @return: fires with the L{PorReport}; fails when the PoR cannot be
+            believed (no keys, bad checksum, wrong TAR, malformed).
+        """
+
+
+@runtime_checkable
+class ICounterAllocator(Protocol):
+    """Hands out a card's OTA counters, each persisted before it is returned (the store)."""
+
+    def next_ota_counter(self, iccid: str) -> Deferred[int]:
+        """The card's next counter (its last plus one), already stored.
+
+        A push is never secured with a counter a crash could hand out again.
+        """
+
+
+@runtime_checkable
+class ISmsEvents(Protocol):
+    """What the SMS door reports to the engine (L{bipgw.core.SessionEngine}).
+
+    The SMSC knows message ids and MSISDNs; the engine maps them back to the
+    session and push they are about, and has each PoR verified by its
+    L{IPushSender} before believing it.
+    """
+
+    def delivery_receipt(
+        self, message_id: str, delivered: bool, detail: str = "", user_data: bytes | None = None
+    ) -> None:
+        """A final delivery receipt for the SMS part the SMSC accepted as C{message_id}.
+
+        @param delivered: C{False} for a final non-delivery (undeliverable,
+            expired, rejected).
+        @param detail: the receipt's state and error, for the history.
+        @param user_data: the card's PoR, when the SMSC carries it in the
+            receipt (PoR by SMS-DELIVER-REPORT).
+        """
+
+    def sms_received(self, msisdn: str, user_data: bytes) -> Deferred[None]:
+        """An SMS from a card (a PoR sent by SMS-SUBMIT: C{02 71 00 ...}), whole.
+
+        @return: fires once handled (reported, or logged and dropped); never fails.
         """
 
 

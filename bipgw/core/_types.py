@@ -318,9 +318,12 @@ class PushReceipt:
 
     @ivar message_ids: the SMSC's message id of every SMS part, used to
         match delivery receipts later.
+    @ivar counter: the OTA counter the push was secured with (its PoR
+        echoes it), when known.
     """
 
     message_ids: tuple[str, ...] = ()
+    counter: int | None = None
 
 
 @attrs.frozen

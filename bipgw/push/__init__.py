@@ -1,15 +1,17 @@
 """The push SMS: the secured trigger that makes a card open its admin session.
 
-L{PushBuilder} turns a L{bipgw.core.PushOrder} into SMS user data parts
-secured with the card's OTA keys and its next counter (TS 102 225), carrying
-either the TS 102 226 PUSH or the GP Amendment B triggering parameters, and
-checks the card's PoR for it.  L{PushProfile} says how one service's pushes
-look; L{CallbackAddress} where the cards connect.
+L{PushSender} is the session engine's L{bipgw.core.IPushSender}: it has
+each push built and secured, then hands its SMS parts to an L{ISmsLink}
+(the SMPP door), and verifies the PoRs that come back.  L{PushBuilder}
+turns a L{bipgw.core.PushOrder} into SMS user data parts secured with the
+card's OTA keys and its next counter (TS 102 225), carrying either the
+TS 102 226 PUSH or the GP Amendment B triggering parameters, and checks
+the card's PoR for it.  L{PushProfile} says how one service's pushes look;
+L{CallbackAddress} where the cards connect.
 """
 
 from bipgw.push._builder import (
     BuiltPush,
-    ICounterAllocator,
     KeysFor,
     MemoryCounters,
     PorError,
@@ -26,6 +28,7 @@ from bipgw.push._profile import (
     push_script,
     trigger_tlv,
 )
+from bipgw.push._sender import ISmsLink, PushSender, SmsSubmission
 
 __all__ = [
     "DEFAULT_KIC",
@@ -34,12 +37,14 @@ __all__ = [
     "ISD_TAR",
     "BuiltPush",
     "CallbackAddress",
-    "ICounterAllocator",
+    "ISmsLink",
     "KeysFor",
     "MemoryCounters",
     "PorError",
     "PushBuilder",
     "PushProfile",
+    "PushSender",
+    "SmsSubmission",
     "TriggerKind",
     "push_script",
     "trigger_tlv",

@@ -11,9 +11,9 @@ For each push the engine orders, L{PushBuilder} (docs/architecture.md,
      triggering parameters C{81 ...} (C{trigger = "amdb"});
   3. fetches the card's OTA keys for the KIc/KID key versions
      (C{keys_for}), before any counter is spent;
-  4. allocates the card's next OTA counter (C{next_counter}), which the
-     allocator persists before returning, so a crash can never make the
-     gateway reuse one;
+  4. allocates the card's next OTA counter (the store, through
+     L{bipgw.core.ICounterAllocator}), which the allocator persists before
+     returning, so a crash can never make the gateway reuse one;
   5. secures the packet (L{secure_command}) and cuts it into SMS user data
      parts (L{split_command_packet}: C{02 70 00} + packet, or concatenated
      SMs with their own UDH), ready for submit_sm.
@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import collections
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from typing import Any
 
 import attrs
 from twisted.internet.defer import Deferred, fail, succeed
@@ -49,7 +49,7 @@ from bipgw.codec.ota import (
 )
 from bipgw.codec.ram import RamError
 from bipgw.codec.sms import SmsError, split_command_packet
-from bipgw.core import PushError, PushOrder
+from bipgw.core import ICounterAllocator, PushError, PushOrder
 from bipgw.errors import BipGwError
 from bipgw.keys import KeyManagementError, normalise_iccid, psk_identity_for
 from bipgw.push._profile import (
@@ -62,7 +62,6 @@ from bipgw.push._profile import (
 
 __all__ = [
     "BuiltPush",
-    "ICounterAllocator",
     "KeysFor",
     "MemoryCounters",
     "PorError",
@@ -71,13 +70,6 @@ __all__ = [
 
 KeysFor = Callable[[str, int], "OtaKeys | Deferred[OtaKeys | None] | None"]
 """C{(iccid, key version) -> OtaKeys}, C{None} when the card has no such key set."""
-
-
-class ICounterAllocator(Protocol):
-    """Hands out a card's OTA counters, each persisted before it is returned."""
-
-    def next_counter(self, iccid: str) -> Deferred[int] | int:
-        """The card's next counter (its last plus one), already stored."""
 
 
 class PorError(BipGwError):
@@ -111,7 +103,7 @@ class BuiltPush:
 
 
 class MemoryCounters:
-    """An L{ICounterAllocator} in a dictionary: last + 1 per card.
+    """A L{bipgw.core.ICounterAllocator} in a dictionary: last + 1 per card.
 
     For tests and for a gateway run without a database (counters then
     restart with the process, which cards counting "higher" will refuse).
@@ -122,13 +114,13 @@ class MemoryCounters:
     def __init__(self, start: Mapping[str, int] | None = None) -> None:
         self.last: dict[str, int] = dict(start or {})
 
-    def next_counter(self, iccid: str) -> int:
+    def next_ota_counter(self, iccid: str) -> Deferred[int]:
         """The card's next counter."""
         value = self.last.get(iccid, 0) + 1
         if value > COUNTER_MAX:
-            raise PushError(f"the OTA counter of card {iccid} is exhausted", permanent=True)
+            return fail(PushError(f"the OTA counter of card {iccid} is exhausted", permanent=True))
         self.last[iccid] = value
-        return value
+        return succeed(value)
 
 
 def _maybe(call: Callable[[], Any]) -> Deferred[Any]:
@@ -144,7 +136,7 @@ class PushBuilder:
 
     @param keys_for: C{(iccid, key version) -> OtaKeys | None} (or a
         Deferred of it): the card's OTA key set.
-    @param counters: allocates and persists the card's next OTA counter.
+    @param counters: allocates and persists the card's next OTA counter (the store).
     @param callback: the address pushed cards connect to.
     @param profiles: the profile of each service by name, or one profile
         for every service (default: L{PushProfile}'s defaults for all).
@@ -221,7 +213,7 @@ class PushBuilder:
             return fail(error)
         keys = self._keys(iccid, profile)
         counter: Deferred[Any] = keys.addCallback(
-            lambda k: _maybe(lambda: self._counters.next_counter(iccid)).addCallback(
+            lambda k: _maybe(lambda: self._counters.next_ota_counter(iccid)).addCallback(
                 self._checked_counter, iccid, k
             )
         )

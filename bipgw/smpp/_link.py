@@ -5,7 +5,7 @@ The link owns what lives and dies with a TCP connection: its sequence
 numbers, its bind, the submit_sm in flight (the L{SubmitWindow}), the
 enquire_link keep-alive and the unbind.  It does no I/O itself: it writes
 PDUs through an L{ILinkTransport} (the thin protocol in
-L{bipgw.protocols.smpp}) and is fed the PDUs that protocol decodes.  Work
+L{bipgw.smpp.EsmeProtocol}) and is fed the PDUs that protocol decodes.  Work
 that must outlive the connection (the queue of pushes) is the
 L{ISubmitOwner}'s, to whom the link hands back every part still unanswered
 when it goes::

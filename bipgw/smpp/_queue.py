@@ -28,7 +28,8 @@ from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
 from bipgw.codec.smpp import SubmitSm
-from bipgw.core import PushError, PushOrder, PushReceipt
+from bipgw.core import PushError
+from bipgw.push import SmsSubmission
 
 __all__ = ["OutgoingPart", "PushJob", "PushQueue", "QueueFullError"]
 
@@ -41,37 +42,28 @@ class QueueFullError(PushError):
 
 
 class PushJob:
-    """One push being sent: its SMS parts, their SMSC message ids, its result.
+    """One submission being sent: its SMS parts, their SMSC message ids, its result.
 
     The job succeeds when the SMSC has accepted every part and fails at the
     first part it refuses (its other parts are then not sent); either way
     L{deferred} fires exactly once.
 
-    @ivar order: what the engine asked for.
+    @ivar sms: what the push sender asked for (MSISDN, parts, label).
     @ivar parts: the submit_sm of each part, sequence_number not yet set.
-    @ivar counter: the OTA counter the push was secured with (for the
-        ledger; C{None} when unknown).
     @ivar message_ids: the SMSC's id of each accepted part, C{None} before.
-    @ivar deferred: fires with the L{PushReceipt}, or fails with L{PushError};
+    @ivar deferred: fires with every part's message id, or fails with L{PushError};
         cancelling it calls L{on_cancel} (the pump drops the waiting parts).
     @ivar on_cancel: called with the job when L{deferred} is cancelled.
     """
 
-    def __init__(
-        self,
-        order: PushOrder,
-        parts: Sequence[SubmitSm],
-        *,
-        counter: int | None = None,
-    ) -> None:
+    def __init__(self, sms: SmsSubmission, parts: Sequence[SubmitSm]) -> None:
         if not parts:
             raise ValueError("a push has at least one SMS part")
-        self.order = order
+        self.sms = sms
         self.parts = tuple(parts)
-        self.counter = counter
         self.message_ids: list[str | None] = [None] * len(self.parts)
         self.on_cancel: Callable[[PushJob], object] | None = None
-        self.deferred: Deferred[PushReceipt] = Deferred(self._cancelled)
+        self.deferred: Deferred[tuple[str, ...]] = Deferred(self._cancelled)
 
     @property
     def done(self) -> bool:
@@ -85,9 +77,8 @@ class PushJob:
 
     def describe(self) -> str:
         """Which push this is, for log lines and errors."""
-        order = self.order
         return (
-            f"push {order.attempt} of session {order.session_id} to MSISDN {order.msisdn}"
+            f"{self.sms.label} to MSISDN {self.sms.msisdn}"
             f" ({len(self.parts)} SMS part{'s' if len(self.parts) > 1 else ''})"
         )
 
@@ -101,8 +92,7 @@ class PushJob:
         self.message_ids[index] = message_id
         if any(m is None for m in self.message_ids):
             return False
-        ids = tuple(m for m in self.message_ids if m is not None)
-        self.deferred.callback(PushReceipt(ids))
+        self.deferred.callback(tuple(m for m in self.message_ids if m is not None))
         return True
 
     def fail(self, error: PushError) -> bool:
@@ -115,7 +105,7 @@ class PushJob:
         self.deferred.errback(Failure(error))
         return True
 
-    def _cancelled(self, _: Deferred[PushReceipt]) -> None:
+    def _cancelled(self, _: Deferred[tuple[str, ...]]) -> None:
         # The Deferred fails with CancelledError after this returns.
         if self.on_cancel is not None:
             self.on_cancel(self)
@@ -232,16 +222,18 @@ class PushQueue:
         self._again = [p for p in self._again if p.job is not job]
         return before - len(self)
 
-    def superseded(self, order: PushOrder) -> list[PushJob]:
-        """The waiting pushes of C{order}'s session with an earlier attempt.
+    def superseded(self, sms: SmsSubmission) -> list[PushJob]:
+        """The waiting submissions of C{sms}'s thread with a lower sequence.
 
-        Sending them after a newer attempt would only burn an OTA counter on
-        a push the session no longer waits for.
+        (A session's older push attempts: sending them after a newer one
+        would only burn an OTA counter on a push nobody waits for.)
         """
+        if sms.thread is None:
+            return []
         return [
             job
             for job in self._waiting
-            if job.order.session_id == order.session_id and job.order.attempt < order.attempt
+            if job.sms.thread == sms.thread and job.sms.sequence < sms.sequence
         ]
 
     def _taken(self, job: PushJob) -> None:

@@ -19,7 +19,7 @@ reconnection; a part that keeps losing its connection fails its push after
 C{max_sends} tries, so one poisonous PDU cannot loop for ever.  This is
 at-least-once: the SMSC may have accepted a part whose answer was lost, and
 the card then gets two copies; it refuses the second as a replay (same
-counter), which L{bipgw.smpp.EngineReporter} ignores after an OK PoR.
+counter), which the session engine ignores after an OK PoR.
 
 Pure: time comes from the injected clock, the connection from the link.
 """
@@ -77,7 +77,7 @@ class SubmitPump:
     @param clock: the time source for the rate cap and the pauses.
     @param settings: window, rate, throttling backoff, queue bound, max_sends.
     @param on_accepted: called with the job, the part's index and the
-        SMSC's message id each time a part is accepted (the ledger).
+        SMSC's message id each time a part is accepted (for metrics and tests).
 
     @ivar queue: the parts waiting.
     @ivar sent: submit_sm written (resends included).
@@ -133,17 +133,18 @@ class SubmitPump:
     def offer(self, job: PushJob) -> None:
         """Accept a push for sending (now, or once a link is bound).
 
-        Waiting pushes of the same session with an earlier attempt are
-        failed and dropped: the session no longer waits for them.
+        Waiting submissions of the same thread with a lower sequence (a
+        session's earlier push attempts) are failed and dropped: nobody
+        waits for them any more.
 
         @raise PushError: the pump is stopped, or the queue is full
             (L{bipgw.smpp.QueueFullError}).
         """
         if self._stopped:
             raise PushError("the SMPP client is stopped; the push was not accepted")
-        for old in self.queue.superseded(job.order):
+        for old in self.queue.superseded(job.sms):
             self.queue.discard(old)
-            old.fail(PushError(f"superseded by push {job.order.attempt} before it was sent"))
+            old.fail(PushError(f"superseded by {job.sms.label} before it was sent"))
         self.queue.offer(job)
         job.on_cancel = self.queue.discard
         self.pump()

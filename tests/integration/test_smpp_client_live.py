@@ -25,8 +25,8 @@ from twisted.trial.unittest import TestCase
 
 from bipgw.codec.ota import strip_command_udh, verify_command
 from bipgw.codec.smpp import SubmitSm, Unbind
-from bipgw.push import BuiltPush, CallbackAddress, MemoryCounters, PushBuilder
-from bipgw.services.smpp_client import SmppClientService
+from bipgw.push import BuiltPush, CallbackAddress, MemoryCounters, PushBuilder, PushSender
+from bipgw.smpp import SmppClientService
 from tests.unit.smpp import (
     CALLBACK_HOST,
     CALLBACK_PORT,
@@ -119,9 +119,9 @@ class LiveSmscTests(TestCase):
             reactor,
             clientFromString(reactor, f"tcp:host=127.0.0.1:port={number}"),
             attrs.evolve(SETTINGS, response_timeout=2.0, reconnect_initial_delay=0.1),
-            self.builder,
             jitter=lambda: 0.0,
         )
+        self.sender = PushSender(self.builder, self.service)
         self.service.startService()
         self.addCleanup(self._stop)
         yield _wait(lambda: self.service.bound, "the bind")
@@ -132,7 +132,7 @@ class LiveSmscTests(TestCase):
     @inlineCallbacks
     def test_pushArrivesWithExactBytes(self) -> Any:
         """The SMSC receives the push part byte for byte, as smpplib reads it too."""
-        receipt = yield self.service.send_push(order())
+        receipt = yield self.sender.send_push(order())
         (built,) = self.builder.built
         (submit,) = self.smsc.of(SubmitSm)
         self.assertEqual(receipt.message_ids, ("m1",))
@@ -165,5 +165,5 @@ class LiveSmscTests(TestCase):
         """When the server drops the connection the client binds again and pushes go through."""
         self.smsc.current.drop()
         yield _wait(lambda: len(self.smsc.connections) == 2 and self.service.bound, "a rebind")
-        receipt = yield self.service.send_push(order())
+        receipt = yield self.sender.send_push(order())
         self.assertEqual(receipt.message_ids, ("m1",))

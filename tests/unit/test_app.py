@@ -18,7 +18,13 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase
 
 from bipgw.app import Gateway, GatewayNotReadyError, build_gateway, push_profiles
-from bipgw.codec.ota import PorStatus, ResponsePacket, secure_response
+from bipgw.codec.ota import (
+    PorStatus,
+    ResponsePacket,
+    secure_response,
+    strip_command_udh,
+    verify_command,
+)
 from bipgw.config import Config, init_install
 from bipgw.core import FailureReason, Session, SessionError, SessionEvent, SessionState
 from bipgw.keys import KeyManagementError, RootKey, add_transport_key
@@ -181,9 +187,13 @@ class GatewayTests(SynchronousTestCase):
         assert card is not None
         self.assertEqual(card.ota_counter, 1)
         self.assertEqual(gateway.smpp.pump.queue.pushes, 1)
-        entry = gateway.smpp.ledger.for_msisdn(MSISDN)
-        assert entry is not None
-        self.assertEqual((entry.order.iccid, entry.counter), (iccid_of(1), 1))
+        (job,) = gateway.smpp.pump.queue.jobs()
+        self.assertEqual(job.sms.msisdn, MSISDN)
+        self.assertEqual(job.sms.label, f"push 1 of session {session.id}")
+        keys = self.successResultOf(gateway.keys.ota_keys(iccid_of(1), 1))
+        assert keys is not None
+        opened = verify_command(strip_command_udh(job.parts[0].short_message), keys, last_counter=0)
+        self.assertEqual(opened.counter, 1)
 
     def test_porVerifiedWithCardKeysReachesEngine(self) -> None:
         """An MO PoR from the card's MSISDN is verified with the card's cached
@@ -201,13 +211,14 @@ class GatewayTests(SynchronousTestCase):
             packet = ResponsePacket(tar=b"\x00\x00\x00", counter=1, status=status)
             return secure_response(packet, DEFAULT_SPI, with_keys, kic=DEFAULT_KIC, kid=DEFAULT_KID)
 
-        router = gateway.smpp.router
-        assert router.on_mo_por is not None
-        self.successResultOf(router.on_mo_por(MSISDN, por(forged_keys, PorStatus.POR_OK)))
+        door = gateway.smpp.router.events
+        self.assertIs(door, gateway.engine)
+        assert door is not None
+        self.successResultOf(door.sms_received(MSISDN, por(forged_keys, PorStatus.POR_OK)))
         self.assertEqual([e for e in events if "PoR" in e.detail], [])
         self.flushLoggedErrors()
         self.assertEqual(self.ended, [])
-        self.successResultOf(router.on_mo_por(MSISDN, por(keys, PorStatus.RC_CC_DS_FAILED)))
+        self.successResultOf(door.sms_received(MSISDN, por(keys, PorStatus.RC_CC_DS_FAILED)))
         (event,) = [e for e in events if "PoR" in e.detail]
         self.assertEqual(event.session_id, session.id)
         self.assertIn("PoR status 0x01 (RC_CC_DS_FAILED)", event.detail)

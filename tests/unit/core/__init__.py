@@ -22,6 +22,7 @@ from bipgw.core import (
     CardRecord,
     CardTarget,
     MemorySessionRecorder,
+    PorReport,
     PushOrder,
     PushReceipt,
     Session,
@@ -61,13 +62,23 @@ POLICY = SessionPolicy(
 """Short, distinct timeouts, so each test can tell which one fired."""
 
 
+def fake_por(status: int, counter: int = 0, data: bytes = b"") -> bytes:
+    """A PoR user data that L{FakePushSender.verify_por} opens to these values."""
+    return b"\x02\x71\x00" + bytes([status]) + counter.to_bytes(5, "big") + data
+
+
 class FakePushSender:
-    """An L{IPushSender} whose pushes stay pending until the test settles them."""
+    """An L{IPushSender} whose pushes stay pending until the test settles them.
+
+    Its PoRs are L{fake_por} bytes (no keys): C{verify_por} opens them, and
+    refuses anything else, as a forged PoR is refused.
+    """
 
     def __init__(self) -> None:
         self.orders: list[PushOrder] = []
         self.pending: list[Deferred[PushReceipt]] = []
         self.auto_accept = False
+        self.verified: list[tuple[str, bytes]] = []
 
     def send_push(self, order: PushOrder) -> Deferred[PushReceipt]:
         self.orders.append(order)
@@ -82,6 +93,13 @@ class FakePushSender:
 
     def refuse(self, error: Exception, index: int = -1) -> None:
         self.pending[index].errback(Failure(error))
+
+    def verify_por(self, iccid: str, user_data: bytes) -> Deferred[PorReport]:
+        self.verified.append((iccid, user_data))
+        if len(user_data) < 9 or not user_data.startswith(b"\x02\x71\x00"):
+            return fail(ValueError(f"not a PoR of card {iccid}"))
+        counter = int.from_bytes(user_data[4:9], "big")
+        return succeed(PorReport(user_data[3], counter, user_data[9:]))
 
 
 class FakeDirectory:

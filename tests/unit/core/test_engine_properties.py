@@ -29,11 +29,13 @@ from bipgw.core import (
 from tests.unit.core import (
     GET_DATA,
     ICCID,
+    MSISDN,
     POLICY,
     SW_6A88_ANSWER,
     FakeDirectory,
     FakePushSender,
     answer_post,
+    fake_por,
     first_post,
 )
 
@@ -113,9 +115,9 @@ class _Run:
         elif action == "long-wait":
             clock.advance(60)
         elif action == "por-error":
-            self.engine.por_received(ICCID, 0x01)
+            self.engine.sms_received(MSISDN, fake_por(0x01))
         elif action == "not-delivered":
-            self.engine.push_delivered(self.session.id, len(sender.orders), False, "expired")
+            self.engine.delivery_receipt(f"msg-{len(sender.orders)}", False, "expired")
 
 
 class InterleavingTests(SynchronousTestCase):

@@ -33,6 +33,7 @@ from tests.unit.core import (
     MSISDN,
     POLICY,
     EngineTestCase,
+    fake_por,
     first_post,
 )
 
@@ -183,7 +184,7 @@ class PushTests(_Base):
             def send_push(self, order: PushOrder) -> Deferred[PushReceipt]:
                 raise ValueError("no keys loaded")
 
-        self.engine._push_sender = Broken()  # type: ignore[assignment]
+        self.engine._pushes._sender = Broken()  # type: ignore[assignment]
         session = self.open()
         self.assertIn("no keys loaded", session.status().detail)
         self.assertEqual(len(self.flushLoggedErrors(ValueError)), 1)
@@ -230,7 +231,7 @@ class PushTests(_Base):
         """A receipt saying push 1 was not delivered counts as a failure: resent after 3 s."""
         session = self.open()
         self.sender.accept()
-        self.engine.push_delivered("s1", 1, False, "stat:UNDELIV err:001")
+        self.engine.delivery_receipt("msg-1", False, "stat:UNDELIV err:001")
         self.assertIn("push 1 not delivered: stat:UNDELIV err:001", session.status().detail)
         self.clock.advance(3)
         self.assertEqual(len(self.sender.orders), 2)
@@ -240,7 +241,7 @@ class PushTests(_Base):
         """A positive receipt is noted in the history without changing state."""
         session = self.open()
         self.sender.accept()
-        self.engine.push_delivered(SessionId("s1"), 1, True, "stat:DELIVRD")
+        self.engine.delivery_receipt("MSG-1", True, "stat:DELIVRD")
         last = self.recorder.history(session.id)[-1]
         self.assertEqual((last.previous, last.state), (S.AWAITING_CARD, S.AWAITING_CARD))
         self.assertFalse(last.transition)
@@ -251,43 +252,52 @@ class PushTests(_Base):
         self.sender.auto_accept = True
         session = self.open()
         self.clock.advance(20)
-        self.engine.push_delivered("s1", 1, False, "expired")
+        self.engine.delivery_receipt("msg-1", False, "expired")
         self.assertIs(session.status().state, S.AWAITING_CARD)
         self.assertEqual(len(self.sender.orders), 2)
-        self.engine.push_delivered("nope", 1, True)
-        self.engine.push_delivered("bad id!", 1, True)
+        self.assertIn("push 1 not delivered: expired", session.status().detail)
+        self.engine.delivery_receipt("nope", True)
+        self.engine.delivery_receipt("bad id!", True)
 
     def test_porError(self) -> None:
         """A PoR with an error status fails the session at once, naming the status."""
         session = self.open()
         self.sender.accept()
-        self.engine.por_received(ICCID + "F", PorStatus.COUNTER_LOW)
+        done = self.engine.sms_received("+49 151 12345678", fake_por(PorStatus.COUNTER_LOW))
+        self.assertIsNone(self.successResultOf(done))
+        self.assertEqual(self.sender.verified, [(ICCID, fake_por(PorStatus.COUNTER_LOW))])
         error = self.failure(session)
         self.assertIs(error.reason, FailureReason.POR_ERROR)
-        self.assertEqual(error.detail, "PoR status 0x02 (COUNTER_LOW)")
+        self.assertEqual(error.detail, "PoR status 0x02 (COUNTER_LOW): PoR for push 1 (counter 0)")
         self.assertEqual(len(self.sender.orders), 1)
 
     def test_porUnknownStatus(self) -> None:
         """A status outside the table still fails the session, shown in hex."""
         session = self.open()
-        self.engine.por_received(ICCID, 0x42, "from 4915112345678")
+        self.engine.sms_received(MSISDN, fake_por(0x42, 7, b"\x01"))
         error = self.failure(session)
-        self.assertEqual(error.detail, "PoR status 0x42 (unknown status): from 4915112345678")
+        self.assertEqual(
+            error.detail,
+            "PoR status 0x42 (unknown status): PoR for push 1 (counter 7), response data 01",
+        )
 
     def test_porOkNoted(self) -> None:
         """A PoR saying all is well is noted; the session keeps waiting."""
         session = self.open()
         self.sender.accept()
-        self.engine.por_received(ICCID, PorStatus.POR_OK)
+        self.engine.sms_received(MSISDN, fake_por(PorStatus.POR_OK))
         self.assertIs(session.status().state, S.AWAITING_CARD)
-        self.assertEqual(session.status().detail, "PoR status 0x00 (POR_OK)")
+        self.assertEqual(
+            session.status().detail, "PoR status 0x00 (POR_OK): PoR for push 1 (counter 0)"
+        )
 
     def test_porWithoutSession(self) -> None:
-        """A PoR for a card with no session, or a malformed ICCID, is only logged."""
+        """A PoR from a number no push went to, or a malformed one, is only logged."""
         events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
-        self.engine.por_received(ICCID, 1)
-        self.engine.por_received("not an iccid", 1)
+        self.successResultOf(self.engine.sms_received(MSISDN, fake_por(1)))
+        self.successResultOf(self.engine.sms_received("not a number", fake_por(1)))
         self.assertEqual(len(events), 2)
+        self.assertEqual(self.sender.verified, [])
 
 
 class BusyTests(_Base):

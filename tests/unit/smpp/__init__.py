@@ -1,4 +1,4 @@
-"""Tests for the SMPP client (bipgw.smpp, bipgw.protocols.smpp, bipgw.services.smpp_client).
+"""Tests for the SMPP client (bipgw.smpp: link, protocol, service).
 
 The peer is a small fake SMSC written here on top of L{bipgw.codec.smpp}
 (never the simulated SMSC of C{simcard}, which the gateway must not depend
@@ -55,9 +55,15 @@ from bipgw.codec.smpp import (
     encode,
 )
 from bipgw.core import PushOrder, PushReceipt, SessionId
-from bipgw.push import CallbackAddress, MemoryCounters, PushBuilder, PushProfile
-from bipgw.services.smpp_client import SmppClientService
-from bipgw.smpp import EsmeSettings
+from bipgw.push import (
+    CallbackAddress,
+    MemoryCounters,
+    PushBuilder,
+    PushProfile,
+    PushSender,
+    SmsSubmission,
+)
+from bipgw.smpp import EsmeSettings, SmppClientService
 
 ICCID = "8988211000000000018"
 ICCID2 = "8988211000000000026"
@@ -105,6 +111,36 @@ def order(
 ) -> PushOrder:
     """A push order for the test card."""
     return PushOrder(SessionId(session), iccid, msisdn, attempt, "isd")
+
+
+def sms(
+    attempt: int = 1, session: str = "s1", msisdn: str = MSISDN, parts: int = 1
+) -> SmsSubmission:
+    """What the push sender hands the link for L{order}C{(attempt, session)}."""
+    return SmsSubmission(
+        msisdn,
+        tuple(bytes([i]) for i in range(parts)),
+        f"push {attempt} of session {session}",
+        thread=SessionId(session),
+        sequence=attempt,
+    )
+
+
+class RecordingEvents:
+    """An L{bipgw.core.ISmsEvents} that records what the SMS door reports."""
+
+    def __init__(self) -> None:
+        self.receipts: list[tuple[str, bool, str, bytes | None]] = []
+        self.sms: list[tuple[str, bytes]] = []
+
+    def delivery_receipt(
+        self, message_id: str, delivered: bool, detail: str = "", user_data: bytes | None = None
+    ) -> None:
+        self.receipts.append((message_id, delivered, detail, user_data))
+
+    def sms_received(self, msisdn: str, user_data: bytes) -> Deferred[None]:
+        self.sms.append((msisdn, user_data))
+        return succeed(None)
 
 
 def keys_for(iccid: str, kvn: int) -> OtaKeys | None:
@@ -318,17 +354,24 @@ class ClientTestCase(SynchronousTestCase):
         self.builder = PushBuilder(
             keys_for, self.counters, CallbackAddress(CALLBACK_HOST, CALLBACK_PORT), PushProfile()
         )
+        self.events = RecordingEvents()
         self.service = SmppClientService(
-            self.clock, self.endpoint, self.settings, self.builder, jitter=lambda: 0.0
+            self.clock, self.endpoint, self.settings, events=self.events, jitter=lambda: 0.0
         )
+        self.sender = PushSender(self.builder, self.service)
         self.addCleanup(self._noTimersLeft)
 
     def use(self, settings: EsmeSettings | None = None, builder: PushBuilder | None = None) -> None:
         """Replace the (not yet started) service with one of other settings or builder."""
         self.builder = builder or self.builder
         self.service = SmppClientService(
-            self.clock, self.endpoint, settings or self.settings, self.builder, jitter=lambda: 0.0
+            self.clock,
+            self.endpoint,
+            settings or self.settings,
+            events=self.events,
+            jitter=lambda: 0.0,
         )
+        self.sender = PushSender(self.builder, self.service)
 
     def _noTimersLeft(self) -> None:
         if self.service.running:
@@ -351,7 +394,8 @@ class ClientTestCase(SynchronousTestCase):
         self.successResultOf(stopped)
 
     def push(self, *args: Any, **kwargs: Any) -> Deferred[PushReceipt]:
-        """Send a push for L{order}C{(*args, **kwargs)} and move the bytes."""
-        d = self.service.send_push(order(*args, **kwargs))
+        """Send a push for L{order}C{(*args, **kwargs)} through the push sender
+        and this service, and move the bytes."""
+        d = self.sender.send_push(order(*args, **kwargs))
         run(self.clock, self.endpoint)
         return d

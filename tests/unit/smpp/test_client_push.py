@@ -8,9 +8,8 @@ matters.
 
 from __future__ import annotations
 
-from typing import Any
-
 import attrs
+from twisted.internet.defer import Deferred
 
 from bipgw.codec.ota import (
     CompactResult,
@@ -34,13 +33,24 @@ from bipgw.codec.smpp import (
     DeliverSm,
     DeliverSmResp,
     DeliveryReceipt,
-    MessageState,
     SubmitSm,
 )
-from bipgw.core import IPushSender, PushError, PushReceipt
-from bipgw.push import CallbackAddress, PushBuilder, PushProfile
+from bipgw.core import (
+    CardRecord,
+    CardTarget,
+    IPushSender,
+    MemorySessionRecorder,
+    PushError,
+    PushReceipt,
+    SessionEngine,
+    SessionError,
+    SessionId,
+    SessionState,
+)
+from bipgw.push import CallbackAddress, ISmsLink, PushBuilder, PushProfile, SmsSubmission
 from bipgw.smpp import QueueFullError
 from tests import vectors
+from tests.unit.core import FakeDirectory
 from tests.unit.smpp import (
     CALLBACK_HOST,
     CALLBACK_IP,
@@ -49,13 +59,15 @@ from tests.unit.smpp import (
     KEYS,
     KIC_12,
     KID_12,
+    MSISDN,
     SETTINGS,
     SPI_1639,
     ClientTestCase,
+    RecordingEvents,
     keys_for,
     order,
-    recorder,
     run,
+    sms,
 )
 
 _S = CommandStatus
@@ -69,7 +81,7 @@ class PushTests(ClientTestCase):
         self.start()
         receipt = self.successResultOf(self.push())
         (submit,) = self.smsc.of(SubmitSm)
-        self.assertEqual(receipt, PushReceipt(("m1",)))
+        self.assertEqual(receipt, PushReceipt(("m1",), counter=1))
         self.assertEqual(
             (submit.esm_class, submit.protocol_id, submit.data_coding, submit.registered_delivery),
             (0x40, 0x7F, 0xF6, 0x01),
@@ -119,7 +131,7 @@ class PushTests(ClientTestCase):
         """At 2 messages/s with no burst, submits leave 0.5 s apart."""
         self.use(attrs.evolve(SETTINGS, rate=2.0, burst=1.0))
         self.start()
-        pushes = [self.service.send_push(order(session=f"s{i}")) for i in range(4)]
+        pushes = [self.sender.send_push(order(session=f"s{i}")) for i in range(4)]
         run(self.clock, self.endpoint, 2.0, step=0.125)
         self.assertEqual(self.smsc.times(SubmitSm), [0.0, 0.5, 1.0, 1.5])
         for p in pushes:
@@ -271,9 +283,38 @@ class PushTests(ClientTestCase):
         run(self.clock, self.endpoint, 1.0)
         self.assertEqual(self.smsc.of(SubmitSm), [])
 
-    def test_isAnIPushSender(self) -> None:
-        """The service is what the session engine expects to send pushes."""
-        self.assertIsInstance(self.service, IPushSender)
+    def test_isAnSmsLink(self) -> None:
+        """The service is the push sender's SMS link; the push sender is the engine's."""
+        self.assertIsInstance(self.service, ISmsLink)
+        self.assertIsInstance(self.sender, IPushSender)
+
+    def test_submitKnowsOnlyMsisdnsAndParts(self) -> None:
+        """The link sends what it is given, as is, and answers with message ids."""
+        self.start()
+        submitted = self.service.submit(sms(parts=2))
+        run(self.clock, self.endpoint)
+        self.assertEqual(self.successResultOf(submitted), ("m1", "m2"))
+        self.assertEqual(
+            [(s.destination_addr, s.short_message) for s in self.smsc.of(SubmitSm)],
+            [("447700900123", b"\x00"), ("447700900123", b"\x01")],
+        )
+
+    def test_refusalNamesTheSubmission(self) -> None:
+        """A stopped link says why it refuses, before anything is built."""
+        refused = self.service.refusal("push 3 of session s7")
+        assert refused is not None
+        self.assertIn("not running", str(refused))
+        self.failureResultOf(self.service.submit(sms()), PushError)
+        self.start()
+        self.assertIsNone(self.service.refusal("push 3 of session s7"))
+
+    def test_partTooLongIsPermanent(self) -> None:
+        """User data no submit_sm can carry fails at once, for good."""
+        self.start()
+        too_long = SmsSubmission(MSISDN, (bytes(300),), "push 1 of session s1")
+        failure = self.failureResultOf(self.service.submit(too_long), PushError)
+        self.assertTrue(failure.value.permanent)
+        self.assertEqual(self.smsc.of(SubmitSm), [])
 
     def test_cardWithoutMsisdnRefusedPermanently(self) -> None:
         """A card without MSISDN is refused for good, before any counter is spent."""
@@ -284,8 +325,9 @@ class PushTests(ClientTestCase):
 
     def test_pushRefusedWhenNotRunning(self) -> None:
         """A stopped service refuses pushes at once."""
-        failure = self.failureResultOf(self.service.send_push(order()), PushError)
+        failure = self.failureResultOf(self.sender.send_push(order()), PushError)
         self.assertIn("not running", str(failure.value))
+        self.assertEqual(self.counters.last, {})
 
     def test_longPushIsConcatenated(self) -> None:
         """An Amd B trigger too long for one SM goes as several submit_sm with UDH concatenation."""
@@ -307,51 +349,64 @@ class PushTests(ClientTestCase):
 
 
 class DeliverTests(ClientTestCase):
-    """Receipts and PoRs from the SMSC reach the callbacks, and are always answered."""
-
-    def setUp(self) -> None:
-        super().setUp()
-        self.receipts, on_receipt = recorder()
-        self.pors, on_por = recorder()
-        self.service.router.on_delivery_receipt = on_receipt
-        self.service.router.on_mo_por = on_por
+    """Receipts and PoRs from the SMSC reach the engine's door, and are always answered."""
 
     def _fromSmsc(self, name: str) -> None:
         self.smsc.current.write(bytes.fromhex(vectors.by_name("smpp34", name)["pdu"]))
         run(self.clock, self.endpoint)
 
     def test_receiptVectorReachesCallbackAndIsAnswered(self) -> None:
-        """The smpplib receipt vector gives on_delivery_receipt and a deliver_sm_resp."""
+        """The smpplib receipt vector is reported as delivered, and answered."""
         self.start()
         self._fromSmsc("deliver_sm delivery receipt with TLVs (from smpplib unit test)")
-        self.assertEqual(self.receipts, [("1d305b4c", MessageState.DELIVERED, "000")])
+        self.assertEqual(
+            self.events.receipts, [("1d305b4c", True, "message 1d305b4c DELIVERED", None)]
+        )
         (resp,) = self.smsc.of(DeliverSmResp)
         self.assertEqual((resp.sequence_number, resp.command_status), (1, 0))
 
     def test_porVectorReachesCallbackAndIsAnswered(self) -> None:
-        """The PoR-in-message_payload vector gives on_mo_por and a deliver_sm_resp."""
+        """The PoR-in-message_payload vector is reported as an SMS from its MSISDN, and answered."""
         self.start()
         self._fromSmsc("deliver_sm with PoR in message_payload TLV 0x0424")
         ud = bytes.fromhex("027100001612b000110000000000000055f47118381175fb01612f")
-        self.assertEqual(self.pors, [("23", ud)])
+        self.assertEqual(self.events.sms, [("23", ud)])
         (resp,) = self.smsc.of(DeliverSmResp)
         self.assertEqual(resp.sequence_number, 9)
 
     def test_failingCallbackStillAnswered(self) -> None:
-        """A callback that raises is logged; the SMSC still gets its deliver_sm_resp."""
-        self.service.router.on_mo_por = lambda *a: 1 / 0
+        """An engine door that raises is logged; the SMSC still gets its deliver_sm_resp."""
+
+        class Broken(RecordingEvents):
+            def sms_received(self, msisdn: str, user_data: bytes) -> Deferred[None]:
+                raise ZeroDivisionError()
+
+        self.service.report_to(Broken())
         self.start()
         self._fromSmsc("deliver_sm with PoR in message_payload TLV 0x0424")
         self.assertEqual(len(self.smsc.of(DeliverSmResp)), 1)
         self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
 
     def test_reportToEngine(self) -> None:
-        """report_to: a push's receipt and its card's PoR reach the engine as calls."""
-        engine = _Engine()
+        """report_to: a push's receipt and its card's PoR reach the session, verified."""
+        clock = self.clock
+        recorder = MemorySessionRecorder()
+        engine = SessionEngine(
+            clock,
+            self.sender,
+            FakeDirectory([CardRecord(ICCID, MSISDN, ICCID.encode())]),
+            recorder,
+            new_id=lambda: SessionId("s1"),
+        )
         self.service.report_to(engine)
+        self.addCleanup(engine.stop)
         self.start()
-        receipt = self.successResultOf(self.push())
-        (message_id,) = receipt.message_ids
+        session = engine.open(CardTarget.by_iccid(ICCID), "isd")
+        session.ready.addErrback(lambda f: f.trap(SessionError))
+        run(clock, self.endpoint)
+        self.assertIs(session.status().state, SessionState.AWAITING_CARD)
+        self.assertEqual(len(self.smsc.of(SubmitSm)), 1)
+        message_id = "m1"
         text = DeliveryReceipt(id=message_id, stat="DELIVRD", err="000").to_bytes()
         self.smsc.current.deliver(
             DeliverSm(0, 0, source_addr="447700900123", esm_class=0x04, short_message=text)
@@ -377,22 +432,26 @@ class DeliverTests(ClientTestCase):
             )
         )
         run(self.clock, self.endpoint)
-        self.assertEqual(engine.delivered, [("s1", 1, True, "message m1 DELIVERED")])
+        notes = [e.detail for e in recorder.history(session.id) if not e.transition]
         self.assertEqual(
-            engine.pors, [(ICCID, 0, "PoR for push 1 (counter 1), response data 019000")]
+            notes,
+            [
+                "push 1 delivered: message m1 DELIVERED",
+                "PoR status 0x00 (POR_OK): PoR for push 1 (counter 1), response data 019000",
+            ],
         )
         self.assertEqual(len(self.smsc.of(DeliverSmResp)), 2)
+        self.assertIs(session.status().state, SessionState.AWAITING_CARD)
+        self.assertEqual(self.events.receipts, [])
 
-
-class _Engine:
-    def __init__(self) -> None:
-        self.delivered: list[tuple[Any, ...]] = []
-        self.pors: list[tuple[Any, ...]] = []
-
-    def push_delivered(
-        self, session_id: Any, attempt: int, delivered: bool, detail: str = ""
-    ) -> None:
-        self.delivered.append((str(session_id), attempt, delivered, detail))
-
-    def por_received(self, iccid: str, status: int, detail: str = "") -> None:
-        self.pors.append((iccid, status, detail))
+    def test_porInReceiptReported(self) -> None:
+        """A receipt whose message_payload carries a PoR reports it with the receipt."""
+        self.start()
+        por = bytes.fromhex("027100001612b000110000000000000055f47118381175fb01612f")
+        text = DeliveryReceipt(id="m7", stat="DELIVRD", err="000").to_bytes()
+        self.smsc.current.deliver(
+            DeliverSm(0, 0, esm_class=0x04, short_message=text, message_payload=por)
+        )
+        run(self.clock, self.endpoint)
+        self.assertEqual(self.events.receipts, [("m7", True, "message m7 DELIVERED", por)])
+        self.assertEqual(len(self.smsc.of(DeliverSmResp)), 1)

@@ -1,16 +1,18 @@
-"""Receipts and PoRs coming back: the router, the ledger and the engine reporter.
+"""Receipts and PoRs coming back: the router, and the real PoRs behind the engine's door.
 
 The deliver_sm come from the public vectors (the smpplib receipt, the PoR in
 message_payload) and from PoRs secured with the OTA codec and cut into
-concatenated SMs the way a card sends them.
+concatenated SMs the way a card sends them.  The router reports them to the
+engine's L{bipgw.core.ISmsEvents}; the last tests follow real PoRs through
+the engine's push tracker to the push sender that verifies them with the
+card's keys.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
-from twisted.internet.defer import fail
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -27,10 +29,28 @@ from bipgw.codec.ota import (
 )
 from bipgw.codec.smpp import DeliverSm, DeliveryReceipt, MessageState, decode
 from bipgw.codec.sms import split_response_packet
-from bipgw.push import CallbackAddress, MemoryCounters, PorError, PushBuilder, PushProfile
-from bipgw.smpp import DeliverRouter, EngineReporter, PushLedger, normalise_msisdn
+from bipgw.core import PushError
+from bipgw.core._pushes import PushTracker
+from bipgw.push import (
+    CallbackAddress,
+    MemoryCounters,
+    PushBuilder,
+    PushProfile,
+    PushSender,
+    SmsSubmission,
+)
+from bipgw.smpp import DeliverRouter
 from tests import vectors
-from tests.unit.smpp import ICCID, KEYS, KIC_12, KID_12, MSISDN, SPI_1639, order, recorder
+from tests.unit.smpp import (
+    ICCID,
+    KEYS,
+    KIC_12,
+    KID_12,
+    MSISDN,
+    SPI_1639,
+    RecordingEvents,
+    order,
+)
 
 _PID = 0x7F
 
@@ -66,28 +86,49 @@ class RouterTests(SynchronousTestCase):
 
     def setUp(self) -> None:
         self.clock = Clock()
-        self.receipts, on_receipt = recorder()
-        self.pors, on_por = recorder()
-        self.router = DeliverRouter(self.clock, on_receipt, on_por, reassembly_timeout=60)
+        self.events = RecordingEvents()
+        self.receipts = self.events.receipts
+        self.pors = self.events.sms
+        self.router = DeliverRouter(self.clock, self.events, reassembly_timeout=60)
 
     def test_smpplibReceiptVector(self) -> None:
         """The smpplib receipt: the receipted_message_id TLV wins over the text id."""
         self.router.route(
             _vector_pdu("deliver_sm delivery receipt with TLVs (from smpplib unit test)")
         )
-        self.assertEqual(self.receipts, [("1d305b4c", MessageState.DELIVERED, "000")])
+        self.assertEqual(self.receipts, [("1d305b4c", True, "message 1d305b4c DELIVERED", None)])
 
     def test_receiptFromTextOnly(self) -> None:
         """A receipt with only Appendix B text is read from the text."""
         text = DeliveryReceipt(id="m42", stat="UNDELIV", err="001").to_bytes()
         self.router.route(DeliverSm(1, 0, esm_class=0x04, short_message=text))
-        self.assertEqual(self.receipts, [("m42", MessageState.UNDELIVERABLE, "001")])
+        self.assertEqual(
+            self.receipts, [("m42", False, "message m42 UNDELIVERABLE (error 001)", None)]
+        )
 
     def test_receiptStateTlvWins(self) -> None:
         """The message_state TLV gives the state when present."""
         text = DeliveryReceipt(id="m1", stat="DELIVRD").to_bytes()
         self.router.route(DeliverSm(1, 0, esm_class=0x04, short_message=text, message_state=5))
-        self.assertEqual(self.receipts, [("m1", MessageState.UNDELIVERABLE, None)])
+        self.assertEqual(self.receipts, [("m1", False, "message m1 UNDELIVERABLE", None)])
+
+    def test_intermediateReceiptsNotReported(self) -> None:
+        """ENROUTE, ACCEPTED and UNKNOWN receipts are read but say nothing final."""
+        for stat in ("ENROUTE", "ACCEPTD", "UNKNOWN"):
+            text = DeliveryReceipt(id="m1", stat=stat).to_bytes()
+            self.router.route(DeliverSm(1, 0, esm_class=0x04, short_message=text))
+        self.assertEqual((self.receipts, self.router.receipts), ([], 3))
+        state = MessageState.EXPIRED
+        self.router.route(DeliverSm(1, 0, receipted_message_id="m2", message_state=int(state)))
+        self.assertEqual(self.receipts, [("m2", False, "message m2 EXPIRED", None)])
+
+    def test_porInReceiptPayload(self) -> None:
+        """A receipt with a PoR user data in message_payload reports it (text: short_message)."""
+        ud = _por(3)
+        text = DeliveryReceipt(id="m5", stat="DELIVRD").to_bytes()
+        self.router.route(DeliverSm(1, 0, esm_class=0x04, short_message=text, message_payload=ud))
+        self.assertEqual(self.receipts, [("m5", True, "message m5 DELIVERED", ud)])
+        self.assertEqual(self.pors, [])
 
     def test_unreadableReceiptIgnored(self) -> None:
         """A receipt neither its text nor its TLVs identify is logged and dropped."""
@@ -128,166 +169,100 @@ class RouterTests(SynchronousTestCase):
         self.assertEqual(self.router.ignored, 1)
 
 
-class LedgerTests(SynchronousTestCase):
-    """Message ids and MSISDNs lead back to their push."""
-
-    def test_messageIdsAndMsisdn(self) -> None:
-        """Each part's id names its push and index; the MSISDN names the latest push."""
-        ledger = PushLedger()
-        first = order(1)
-        ledger.push_offered(first, 5, 2)
-        ledger.part_accepted(first, 0, "A1")
-        ledger.part_accepted(first, 1, "A2")
-        second = order(2)
-        ledger.push_offered(second, 6, 1)
-        found = ledger.for_message("a2")
-        assert found is not None
-        self.assertEqual((found[0].order, found[1]), (first, 1))
-        entry = ledger.for_msisdn("447700900123")
-        assert entry is not None
-        self.assertEqual((entry.order, entry.counter), (second, 6))
-        self.assertIsNone(ledger.for_message("A3"))
-
-    def test_decimalSpellingOfHexId(self) -> None:
-        """A receipt quoting a hex id in zero-padded decimal (smpplib vector) still matches."""
-        ledger = PushLedger()
-        ledger.push_offered(order(), 1, 1)
-        ledger.part_accepted(order(), 0, "1d305b4c")
-        found = ledger.for_message("0489708364")
-        assert found is not None
-        self.assertEqual(found[0].order, order())
-
-    def test_bounded(self) -> None:
-        """Beyond its limit the ledger forgets the oldest pushes and their ids."""
-        ledger = PushLedger(limit=2)
-        for n in range(3):
-            o = order(session=f"s{n}", msisdn=f"4477009000{n}")
-            ledger.push_offered(o, n, 1)
-            ledger.part_accepted(o, 0, f"id{n}")
-        self.assertEqual(len(ledger), 2)
-        self.assertIsNone(ledger.for_message("id0"))
-        self.assertIsNone(ledger.for_msisdn("447700900000"))
-        self.assertIsNotNone(ledger.for_message("id2"))
-
-    def test_normaliseMsisdn(self) -> None:
-        """MSISDNs compare by their digits."""
-        self.assertEqual(normalise_msisdn("+44 7700-900123"), "447700900123")
-
-
-class FakeEngine:
-    """Records the engine calls the reporter makes."""
+class _Link:
+    """An L{bipgw.push.ISmsLink} that accepts every part at once, as m1, m2, ..."""
 
     def __init__(self) -> None:
-        self.delivered: list[tuple[Any, ...]] = []
-        self.pors: list[tuple[Any, ...]] = []
+        self.sent: list[SmsSubmission] = []
 
-    def push_delivered(
-        self, session_id: Any, attempt: int, delivered: bool, detail: str = ""
-    ) -> None:
-        self.delivered.append((str(session_id), attempt, delivered, detail))
+    def refusal(self, label: str) -> PushError | None:
+        return None
 
-    def por_received(self, iccid: str, status: int, detail: str = "") -> None:
-        self.pors.append((iccid, status, detail))
+    def submit(self, sms: SmsSubmission) -> Deferred[tuple[str, ...]]:
+        self.sent.append(sms)
+        first = sum(len(s.parts) for s in self.sent) - len(sms.parts)
+        return succeed(tuple(f"m{first + i + 1}" for i in range(len(sms.parts))))
 
 
-class ReporterTests(SynchronousTestCase):
-    """Receipts and PoRs become engine calls."""
+class RealPorTests(SynchronousTestCase):
+    """Real PoRs, secured with the card's keys, through the engine's tracker and the push sender."""
 
     def setUp(self) -> None:
-        self.engine = FakeEngine()
-        self.ledger = PushLedger()
+        self.delivered: list[tuple[Any, ...]] = []
+        self.pors: list[tuple[Any, ...]] = []
         self.builder = PushBuilder(
             lambda iccid, kvn: KEYS, MemoryCounters(), CallbackAddress("192.0.2.1", 8443)
         )
-        self.reporter = EngineReporter(self.engine, self.ledger, self.builder.verify_por)
-        self.order = order()
-        built = self.successResultOf(self.builder.build(self.order))
-        self.ledger.push_offered(self.order, built.counter, 2)
-        self.ledger.part_accepted(self.order, 0, "m1")
-        self.ledger.part_accepted(self.order, 1, "m2")
-
-    def test_deliveredWhenEveryPartIs(self) -> None:
-        """A push counts as delivered once every part has a DELIVERED receipt."""
-        self.reporter.delivery_receipt("m1", MessageState.DELIVERED, "000")
-        self.assertEqual(self.engine.delivered, [])
-        self.reporter.delivery_receipt("m2", MessageState.DELIVERED, "000")
-        self.assertEqual(self.engine.delivered, [("s1", 1, True, "message m2 DELIVERED")])
-
-    def test_firstFailureReportedOnce(self) -> None:
-        """An undeliverable part fails the push once; later receipts change nothing."""
-        self.reporter.delivery_receipt("m1", MessageState.ENROUTE, None)
-        self.reporter.delivery_receipt("m1", MessageState.UNDELIVERABLE, "001")
-        self.reporter.delivery_receipt("m2", MessageState.DELIVERED, "000")
-        self.assertEqual(
-            self.engine.delivered, [("s1", 1, False, "message m1 UNDELIVERABLE (error 001)")]
+        self.tracker = PushTracker(
+            PushSender(self.builder, _Link()),
+            lambda *a: self.delivered.append((str(a[0]), *a[1:])),
+            lambda *a: self.pors.append(a),
         )
+        self.order = order()
+        self.successResultOf(self.tracker.send_push(self.order))
 
-    def test_unknownMessageIgnored(self) -> None:
-        """A receipt for a message id no push had is only logged."""
-        self.reporter.delivery_receipt("zz", MessageState.DELIVERED, None)
-        self.assertEqual(self.engine.delivered, [])
+    def mo(self, ud: bytes, msisdn: str = MSISDN) -> None:
+        self.assertIsNone(self.successResultOf(self.tracker.sms_received(msisdn, ud)))
 
     def test_verifiedPorReported(self) -> None:
         """A PoR that verifies with the card's keys is reported with its status and data."""
-        ud = _por(1, CompactResult(1, 0x9000).to_bytes())
-        self.successResultOf(self.reporter.mo_por(MSISDN, ud))
+        self.mo(_por(1, CompactResult(1, 0x9000).to_bytes()))
         self.assertEqual(
-            self.engine.pors, [(ICCID, 0, "PoR for push 1 (counter 1), response data 019000")]
+            self.pors, [(ICCID, 0, "PoR for push 1 (counter 1), response data 019000")]
         )
 
     def test_errorPorReported(self) -> None:
         """A card's clear error PoR (counter 0) is reported with its status."""
-        ud = secure_response(
-            ResponsePacket(b"\x00\x00\x00", 0, PorStatus.COUNTER_LOW), Spi(), OtaKeys()
+        self.mo(
+            secure_response(
+                ResponsePacket(b"\x00\x00\x00", 0, PorStatus.COUNTER_LOW), Spi(), OtaKeys()
+            )
         )
-        self.successResultOf(self.reporter.mo_por(MSISDN, ud))
-        self.assertEqual([p[:2] for p in self.engine.pors], [(ICCID, 2)])
+        self.assertEqual([p[:2] for p in self.pors], [(ICCID, 2)])
 
     def test_duplicateCopysErrorAfterOkNotReported(self) -> None:
         """After an OK PoR, a replay error PoR (a duplicate copy of the push) is not reported."""
-        self.successResultOf(self.reporter.mo_por(MSISDN, _por(1)))
-        replay = secure_response(
-            ResponsePacket(b"\x00\x00\x00", 0, PorStatus.COUNTER_LOW), Spi(), OtaKeys()
+        self.mo(_por(1))
+        self.mo(
+            secure_response(
+                ResponsePacket(b"\x00\x00\x00", 0, PorStatus.COUNTER_LOW), Spi(), OtaKeys()
+            )
         )
-        self.successResultOf(self.reporter.mo_por(MSISDN, replay))
-        self.assertEqual([p[:2] for p in self.engine.pors], [(ICCID, 0)])
+        self.assertEqual([p[:2] for p in self.pors], [(ICCID, 0)])
 
     def test_forgedPorIgnored(self) -> None:
         """A PoR whose CC does not match is logged and never reaches the engine."""
         ud = bytearray(_por(1))
         ud[-1] ^= 1
-        self.successResultOf(self.reporter.mo_por(MSISDN, bytes(ud)))
-        self.assertEqual(self.engine.pors, [])
+        self.mo(bytes(ud))
+        self.assertEqual(self.pors, [])
 
     def test_porForEarlierPushNotReported(self) -> None:
         """A PoR echoing an older counter is not taken as the latest push's."""
-        self.successResultOf(self.builder.build(order(2)))
-        self.ledger.push_offered(order(2), 2, 1)
-        self.successResultOf(self.reporter.mo_por(MSISDN, _por(1)))
-        self.assertEqual(self.engine.pors, [])
+        self.successResultOf(self.tracker.send_push(order(2)))
+        self.mo(_por(1))
+        self.assertEqual(self.pors, [])
+        self.mo(_por(2))
+        self.assertEqual([p[:2] for p in self.pors], [(ICCID, 0)])
 
     def test_porFromUnknownNumberIgnored(self) -> None:
         """A PoR from an MSISDN no push went to is ignored."""
-        self.successResultOf(self.reporter.mo_por("999", _por(1)))
-        self.assertEqual(self.engine.pors, [])
+        self.mo(_por(1), msisdn="999")
+        self.assertEqual(self.pors, [])
 
-    def test_verifierErrorsLoggedNotRaised(self) -> None:
-        """A verifier that raises or fails only makes the PoR ignored."""
-        verifiers: list[Callable[[str, bytes], Any]] = [
-            lambda i, u: fail(PorError("no")),
-            lambda i, u: 1 / 0,
-        ]
-        for verify in verifiers:
-            reporter = EngineReporter(self.engine, self.ledger, verify)
-            self.successResultOf(reporter.mo_por(MSISDN, _por(1)))
-        self.assertEqual(self.engine.pors, [])
+    def test_receiptsThroughTheRouter(self) -> None:
+        """The router's receipts for the push's message id reach the tracker as the push's."""
+        router = DeliverRouter(Clock(), self.tracker)
+        text = DeliveryReceipt(id="m1", stat="UNDELIV", err="001").to_bytes()
+        router.route(DeliverSm(1, 0, esm_class=0x04, short_message=text))
+        self.assertEqual(self.delivered, [("s1", 1, False, "message m1 UNDELIVERABLE (error 001)")])
 
 
 class VectorPorTests(SynchronousTestCase):
     """The public PoR vector, verified end to end with its published keys."""
 
-    def test_vectorPorThroughRouterAndReporter(self) -> None:
-        """deliver_sm vector -> router -> builder.verify_por (vector keys) -> engine."""
+    def test_vectorPorThroughRouterAndTracker(self) -> None:
+        """deliver_sm vector -> router -> tracker -> push sender (vector keys) -> engine."""
         v = vectors.by_name("scp80_sms_response_packets", "3DES PoR CC only (8988211000000467285)")
         keys = OtaKeys(kic_key=bytes.fromhex(v["kic_key"]), kid_key=bytes.fromhex(v["kid_key"]))
         profile = PushProfile(
@@ -302,13 +277,10 @@ class VectorPorTests(SynchronousTestCase):
             CallbackAddress("192.0.2.1", 8443),
             profile,
         )
-        engine = FakeEngine()
-        ledger = PushLedger()
-        push = order(msisdn="23")
-        ledger.push_offered(push, None, 1)
-        reporter = EngineReporter(engine, ledger, builder.verify_por)
-        router = DeliverRouter(Clock(), reporter.delivery_receipt, reporter.mo_por)
+        pors: list[tuple[Any, ...]] = []
+        sender = PushSender(builder, _Link())
+        tracker = PushTracker(sender, lambda *a: None, lambda *a: pors.append(a))
+        self.successResultOf(tracker.send_push(order(msisdn="23")))
+        router = DeliverRouter(Clock(), tracker)
         router.route(_vector_pdu("deliver_sm with PoR in message_payload TLV 0x0424"))
-        self.assertEqual(
-            engine.pors, [(ICCID, 0, "PoR for push 1 (counter 0), response data 01612f")]
-        )
+        self.assertEqual(pors, [(ICCID, 0, "PoR for push 1 (counter 0), response data 01612f")])

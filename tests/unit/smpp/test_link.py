@@ -30,7 +30,7 @@ from bipgw.codec.smpp import (
 )
 from bipgw.core import PushError
 from bipgw.smpp import BindResult, EsmeLink, LinkState, OutgoingPart, PushJob
-from tests.unit.smpp import SETTINGS, order
+from tests.unit.smpp import SETTINGS, sms
 
 _S = CommandStatus
 
@@ -68,7 +68,7 @@ class Owner:
 
 
 def _parts(n: int) -> list[OutgoingPart]:
-    job = PushJob(order(), [SubmitSm(0, 0, destination_addr=str(i)) for i in range(n)])
+    job = PushJob(sms(), [SubmitSm(0, 0, destination_addr=str(i)) for i in range(n)])
     return [OutgoingPart(job, i, i) for i in range(n)]
 
 

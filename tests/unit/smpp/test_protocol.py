@@ -20,7 +20,7 @@ from bipgw.codec.smpp import (
     decode,
     encode,
 )
-from bipgw.protocols.smpp import EsmeFactory, EsmeProtocol
+from bipgw.smpp import EsmeFactory, EsmeProtocol
 from tests import vectors
 
 

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import attrs
 from twisted.trial.unittest import SynchronousTestCase
 
 from bipgw.codec.smpp import SubmitSm
-from bipgw.core import PushError, PushReceipt
+from bipgw.core import PushError
 from bipgw.smpp import OutgoingPart, PushJob, PushQueue, QueueFullError
-from tests.unit.smpp import order
+from tests.unit.smpp import sms
 
 
 def _job(session: str = "s1", parts: int = 1, attempt: int = 1) -> PushJob:
     return PushJob(
-        order(attempt=attempt, session=session),
+        sms(attempt=attempt, session=session),
         [SubmitSm(0, 0, destination_addr=f"{session}/{i}") for i in range(parts)],
     )
 
@@ -33,7 +34,10 @@ class PushJobTests(SynchronousTestCase):
         self.assertFalse(job.part_accepted(1, "b"))
         self.assertNoResult(job.deferred)
         self.assertTrue(job.part_accepted(0, "a"))
-        self.assertEqual(self.successResultOf(job.deferred), PushReceipt(("a", "b")))
+        self.assertEqual(self.successResultOf(job.deferred), ("a", "b"))
+        self.assertEqual(
+            job.describe(), "push 1 of session s1 to MSISDN +447700900123 (2 SMS parts)"
+        )
         self.assertFalse(job.fail(PushError("late")))
 
     def test_failOnce(self) -> None:
@@ -55,7 +59,7 @@ class PushJobTests(SynchronousTestCase):
 
     def test_needsParts(self) -> None:
         """A push without SMS parts is a programming error."""
-        self.assertRaises(ValueError, PushJob, order(), [])
+        self.assertRaises(ValueError, PushJob, sms(), [])
 
 
 class PushQueueTests(SynchronousTestCase):
@@ -138,5 +142,7 @@ class PushQueueTests(SynchronousTestCase):
         other = _job("s2", attempt=1)
         queue.offer(old)
         queue.offer(other)
-        self.assertEqual(queue.superseded(order(attempt=2, session="s1")), [old])
-        self.assertEqual(queue.superseded(order(attempt=1, session="s1")), [])
+        self.assertEqual(queue.superseded(sms(attempt=2, session="s1")), [old])
+        self.assertEqual(queue.superseded(sms(attempt=1, session="s1")), [])
+        loose = attrs.evolve(sms(attempt=9, session="s1"), thread=None)
+        self.assertEqual(queue.superseded(loose), [])

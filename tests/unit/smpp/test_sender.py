@@ -9,7 +9,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from bipgw.codec.smpp import BindTransceiver, CommandStatus, SubmitSm, SubmitSmResp
 from bipgw.core import PushError
 from bipgw.smpp import EsmeLink, PushJob, SubmitPump
-from tests.unit.smpp import SETTINGS, order
+from tests.unit.smpp import SETTINGS, sms
 from tests.unit.smpp.test_link import ListTransport
 
 _S = CommandStatus
@@ -17,7 +17,7 @@ _S = CommandStatus
 
 def _job(session: str, parts: int = 1) -> PushJob:
     return PushJob(
-        order(session=session), [SubmitSm(0, 0, destination_addr=session) for _ in range(parts)]
+        sms(session=session), [SubmitSm(0, 0, destination_addr=session) for _ in range(parts)]
     )
 
 
@@ -30,7 +30,7 @@ class PumpTests(SynchronousTestCase):
         self.pump = SubmitPump(
             self.clock,
             self.settings,
-            on_accepted=lambda job, i, m: self.accepted.append((str(job.order.session_id), i, m)),
+            on_accepted=lambda job, i, m: self.accepted.append((str(job.sms.thread), i, m)),
         )
         self.addCleanup(self._cleanup)
 
@@ -69,9 +69,7 @@ class PumpTests(SynchronousTestCase):
         self.assertEqual(third.destination_addr, "s2")
         self.answer(link, second, mid="b")
         self.answer(link, third, mid="c")
-        self.assertEqual(
-            [self.successResultOf(j.deferred).message_ids for j in jobs], [("a",), ("b",), ("c",)]
-        )
+        self.assertEqual([self.successResultOf(j.deferred) for j in jobs], [("a",), ("b",), ("c",)])
         self.assertEqual(self.accepted, [("s0", 0, "a"), ("s1", 0, "b"), ("s2", 0, "c")])
         self.assertEqual((self.pump.sent, self.pump.accepted), (3, 3))
 

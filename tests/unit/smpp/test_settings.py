@@ -10,8 +10,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 import bipgw.smpp
 from bipgw.config import Config
-from bipgw.services.smpp_client import esme_settings
-from bipgw.smpp import EsmeSettings
+from bipgw.smpp import EsmeSettings, esme_settings
 from tests.unit.smpp import SETTINGS
 
 _CONFIG = """\

@@ -1,16 +1,17 @@
 # -*- test-case-name: tests.unit.smpp.test_client,tests.unit.smpp.test_client_push -*-
-"""The SMPP client as a service: the gateway's ESME, and its push sender.
+"""The SMPP client as a service: the gateway's ESME, and its SMS link.
 
 L{SmppClientService} owns the connection to the SMSC.  Twisted's
 L{ClientService} connects and reconnects with a backoff policy, and the
-bind happens in its C{prepareConnection} (STYLE.md rule 5).  Pushes come in
-through L{SmppClientService.send_push} (the engine's
-L{bipgw.core.IPushSender}): the L{bipgw.push.PushBuilder} secures them with
-the card's keys and next counter, and the L{bipgw.smpp.SubmitPump} sends
-their parts whenever a bind is up, within the window, the rate cap and the
-SMSC's throttling.  Receipts and PoRs come back through the
-L{bipgw.smpp.DeliverRouter} to two callbacks (L{report_to} wires them to
-the session engine).
+bind happens in its C{prepareConnection} (STYLE.md rule 5).  SMS parts come
+in through L{SmppClientService.submit} (the push sender's
+L{bipgw.push.ISmsLink}, already secured: this door knows MSISDNs, parts and
+message ids, never sessions or keys), and the L{bipgw.smpp.SubmitPump}
+sends them whenever a bind is up, within the window, the rate cap and the
+SMSC's throttling.  Receipts and SMS from cards come back through the
+L{bipgw.smpp.DeliverRouter} to the session engine's
+L{bipgw.core.ISmsEvents} (given to the constructor, or by L{report_to}
+where the engine is built after this service).
 
 A refused or failed bind never fails C{prepareConnection}: ClientService
 has no transition for a connection that closes while it is being prepared
@@ -26,7 +27,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 from twisted.application.internet import ClientService, backoffPolicy
 from twisted.application.service import Service
@@ -35,42 +36,21 @@ from twisted.internet.interfaces import IProtocol, IReactorTime, IStreamClientEn
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from bipgw.codec.ota import ResponsePacket
 from bipgw.codec.smpp import SmppError, SubmitSm, encode
-from bipgw.core import PushError, PushOrder, PushReceipt
-from bipgw.protocols.smpp import EsmeFactory, EsmeProtocol
-from bipgw.push import BuiltPush
-from bipgw.smpp import (
-    BindResult,
-    DeliverRouter,
-    DeliveryReceiptCallback,
-    EngineReporter,
-    EsmeLink,
-    EsmeSettings,
-    IPushReports,
-    MoPorCallback,
-    PushJob,
-    PushLedger,
-    QueueFullError,
-    SubmitPump,
-    normalise_msisdn,
-)
+from bipgw.core import ISmsEvents, PushError, normalise_msisdn
+from bipgw.push import SmsSubmission
+from bipgw.smpp._deliver import DeliverRouter
+from bipgw.smpp._link import BindResult, EsmeLink
+from bipgw.smpp._protocol import EsmeFactory, EsmeProtocol
+from bipgw.smpp._queue import PushJob, QueueFullError
+from bipgw.smpp._sender import SubmitPump
+from bipgw.smpp._settings import EsmeSettings
 
-__all__ = ["IPushBuilder", "SmppClientService", "esme_settings"]
+__all__ = ["SmppClientService", "esme_settings"]
 
 _ESM_UDHI = 0x40
 _PID_SIM_DATA_DOWNLOAD = 0x7F
 _DCS_CLASS2_8BIT = 0xF6
-
-
-class IPushBuilder(Protocol):
-    """Builds secured pushes and checks their PoRs (L{bipgw.push.PushBuilder})."""
-
-    def build(self, order: PushOrder) -> Deferred[BuiltPush]:
-        """The push for C{order}, secured and split into SMS user data parts."""
-
-    def verify_por(self, iccid: str, ud: bytes) -> Deferred[ResponsePacket]:
-        """The card's PoR for its last push, checked with its keys."""
 
 
 def esme_settings(section: Any, **overrides: Any) -> EsmeSettings:
@@ -102,14 +82,13 @@ def esme_settings(section: Any, **overrides: Any) -> EsmeSettings:
 
 
 class SmppClientService(Service):
-    """The gateway's ESME: binds, keeps the bind, sends pushes, reads receipts and PoRs.
+    """The gateway's ESME: binds, keeps the bind, sends SMS, reads receipts and PoRs.
 
-    An L{bipgw.core.IPushSender}.  Not restartable while stopping; after
+    A L{bipgw.push.ISmsLink}.  Not restartable while stopping; after
     L{stopService} has finished it may be started again.
 
     @ivar settings: the account, window, rate and timers.
-    @ivar ledger: which push each message id and MSISDN belongs to.
-    @ivar router: sorts deliver_sm into receipts and PoRs.
+    @ivar router: sorts deliver_sm into receipts and PoRs, for the engine.
     @ivar pump: the queue and the flow control.
     @ivar binds: successful binds so far.
     @ivar bind_failures: refused or failed binds so far.
@@ -122,29 +101,22 @@ class SmppClientService(Service):
         clock: IReactorTime,
         endpoint: IStreamClientEndpoint,
         settings: EsmeSettings,
-        builder: IPushBuilder,
         *,
-        ledger: PushLedger | None = None,
-        on_delivery_receipt: DeliveryReceiptCallback | None = None,
-        on_mo_por: MoPorCallback | None = None,
+        events: ISmsEvents | None = None,
         jitter: Callable[[], float] = random.random,
     ) -> None:
         """
         @param clock: the reactor's clock (every timer runs on it).
         @param endpoint: where the SMSC listens.
         @param settings: the ESME's settings.
-        @param builder: secures and splits the pushes.
-        @param ledger: remembers pushes for receipts and PoRs (a new one by default).
-        @param on_delivery_receipt: called with C{(message_id, state, error)}.
-        @param on_mo_por: called with C{(source_msisdn, ud)}, a whole PoR.
+        @param events: where receipts and SMS from cards are reported (the
+            session engine); see L{report_to}.
         @param jitter: adds noise to reconnection delays (0..1 s by
             default) so a fleet of gateways does not reconnect in step.
         """
         self._clock = clock
         self.settings = settings
-        self._builder = builder
-        self.ledger = ledger if ledger is not None else PushLedger()
-        self.router = DeliverRouter(clock, on_delivery_receipt, on_mo_por)
+        self.router = DeliverRouter(clock, events)
         self.pump = self._new_pump()
         self._policy = backoffPolicy(
             settings.reconnect_initial_delay,
@@ -174,49 +146,52 @@ class SmppClientService(Service):
         """Whether a bind is up and pushes are being sent."""
         return self.pump.link is not None
 
-    def report_to(self, engine: IPushReports) -> EngineReporter:
-        """Report receipts and verified PoRs to C{engine} (the session engine)."""
-        reporter = EngineReporter(engine, self.ledger, self._builder.verify_por)
-        self.router.on_delivery_receipt = reporter.delivery_receipt
-        self.router.on_mo_por = reporter.mo_por
-        return reporter
+    def report_to(self, events: ISmsEvents) -> None:
+        """Report receipts and SMS from cards to C{events} (the session engine).
 
-    # -- IPushSender -------------------------------------------------------------
+        The one wiring call made after construction: the engine is built
+        on a push sender that submits through this service, so it exists
+        only after it.
+        """
+        self.router.events = events
 
-    def send_push(self, order: PushOrder) -> Deferred[PushReceipt]:
-        """Build, secure and submit the push for C{order}.
+    # -- ISmsLink ------------------------------------------------------------------
+
+    def refusal(self, label: str) -> PushError | None:
+        """Why L{submit} would refuse C{label} now (not running, queue full), or C{None}."""
+        if not self.running or self._stopping is not None:
+            return PushError("the SMPP client is not running; the push was not accepted")
+        if self.pump.queue.full:
+            return QueueFullError(
+                f"the push queue is full ({self.pump.queue.pushes} pushes waiting for"
+                f" the SMSC); {label} refused"
+            )
+        return None
+
+    def submit(self, sms: SmsSubmission) -> Deferred[tuple[str, ...]]:
+        """Send every part of C{sms} as a submit_sm to its MSISDN.
 
         Accepted while the bind is down (queued, sent after the next bind).
 
-        @return: fires with the SMSC's message ids once every part is
-            accepted; fails with L{PushError} (permanent for a push the SMSC
-            or the builder can never accept) or L{bipgw.smpp.QueueFullError}.
+        @return: fires with the SMSC's message id of each part once every
+            part is accepted; fails with L{PushError} (permanent for parts
+            the SMSC can never accept) or L{bipgw.smpp.QueueFullError}.
         """
-        if not self.running or self._stopping is not None:
-            return fail(PushError("the SMPP client is not running; the push was not accepted"))
-        if self.pump.queue.full:
-            # Refuse before building, so a refused push spends no OTA counter.
-            return fail(
-                QueueFullError(
-                    f"the push queue is full ({self.pump.queue.pushes} pushes waiting for"
-                    f" the SMSC); push {order.attempt} of session {order.session_id} refused"
-                )
-            )
-        return self._builder.build(order).addCallback(self._enqueue)
-
-    def _enqueue(self, built: BuiltPush) -> Deferred[PushReceipt]:
-        order = built.order
-        assert order.msisdn is not None  # the builder refuses orders without one
-        destination = normalise_msisdn(order.msisdn)
-        pdus = [self._submit_sm(destination, ud) for ud in built.parts]
+        refused = self.refusal(sms.label)
+        if refused is not None:
+            return fail(refused)
+        destination = normalise_msisdn(sms.msisdn)
+        pdus = [self._submit_sm(destination, ud) for ud in sms.parts]
         try:
             for pdu in pdus:
                 encode(pdu)
         except SmppError as e:
-            raise PushError(f"the push cannot be put in a submit_sm: {e}", permanent=True) from e
-        job = PushJob(order, pdus, counter=built.counter)
-        self.pump.offer(job)
-        self.ledger.push_offered(order, built.counter, len(pdus))
+            return fail(PushError(f"the push cannot be put in a submit_sm: {e}", permanent=True))
+        job = PushJob(sms, pdus)
+        try:
+            self.pump.offer(job)
+        except PushError as e:
+            return fail(e)
         if not self.bound:
             self._log.info(
                 "no bind to the SMSC at the moment; {push} waits in the queue",
@@ -245,13 +220,7 @@ class SmppClientService(Service):
     # -- the connection ----------------------------------------------------------
 
     def _new_pump(self) -> SubmitPump:
-        return SubmitPump(
-            self._clock,
-            self.settings,
-            on_accepted=lambda job, index, message_id: self.ledger.part_accepted(
-                job.order, index, message_id
-            ),
-        )
+        return SubmitPump(self._clock, self.settings)
 
     def _make_link(self, protocol: EsmeProtocol) -> EsmeLink:
         return EsmeLink(

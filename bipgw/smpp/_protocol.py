@@ -21,7 +21,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from bipgw.codec.smpp import DEFAULT_MAX_PDU, Pdu, PduDecoder, SmppError, encode, response_for_error
-from bipgw.smpp import EsmeLink
+from bipgw.smpp._link import EsmeLink
 
 __all__ = ["EsmeFactory", "EsmeProtocol", "LinkMaker"]
 

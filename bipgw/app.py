@@ -49,7 +49,6 @@ from twisted.python.failure import Failure
 
 from bipgw import _fronts as fronts
 from bipgw._keycache import CacheStats, CardKeyCache
-from bipgw._recording import BatchingRecorder
 from bipgw._scp03_keys import Scp03MasterKeys, StoreScp03KeySource
 from bipgw.config import Config, redacted_url, server_endpoint_port
 from bipgw.core import CardTarget, SecuredSession, Session, SessionEngine
@@ -58,6 +57,7 @@ from bipgw.push import CallbackAddress, PushBuilder, PushProfile
 from bipgw.services.admin_server import AdminServer
 from bipgw.services.smpp_client import SmppClientService, esme_settings
 from bipgw.store import (
+    BatchingRecorder,
     ImportReport,
     IStore,
     StoreCardDirectory,

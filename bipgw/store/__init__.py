@@ -12,7 +12,8 @@ implementations pass the same contract tests:
 L{open_store} picks one from a URL.  Per-card keys are stored only sealed
 under the gateway root key (L{seal_card_key}, L{open_card_key}).
 L{StoreCardDirectory} and L{StoreSessionRecorder} plug a store into the
-session engine (C{bipgw.core}).
+session engine (C{bipgw.core}); L{BatchingRecorder} is the recorder a
+gateway runs, writing the session history behind the sessions, in batches.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from bipgw.store._migrations import (
     current_version,
     migrate,
 )
+from bipgw.store._recorder import BatchingRecorder
 from bipgw.store._sealing import (
     FINGERPRINT_INFO,
     card_key_fingerprint,
@@ -107,6 +109,7 @@ __all__ = [
     "ApduTraceRecord",
     "AuditRecord",
     "BatchResult",
+    "BatchingRecorder",
     "Card",
     "CardKey",
     "CardKeys",

@@ -48,7 +48,6 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from bipgw import _fronts as fronts
-from bipgw._recording import BatchingRecorder
 from bipgw._scp03_keys import Scp03MasterKeys, StoreScp03KeySource
 from bipgw.config import Config, redacted_url, server_endpoint_port
 from bipgw.core import CardTarget, SecuredSession, Session, SessionEngine
@@ -57,6 +56,7 @@ from bipgw.push import CallbackAddress, PushBuilder, PushProfile, PushSender
 from bipgw.scp81 import AdminServer, CacheStats, CardKeyCache
 from bipgw.smpp import SmppClientService, esme_settings
 from bipgw.store import (
+    BatchingRecorder,
     ImportReport,
     IStore,
     StoreCardDirectory,

@@ -43,8 +43,9 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from bipgw.tls import DEFAULT_CIPHERS, PskClientOptions, TlsConfigError
-from simcard.agent import AdminAgent, AdminSessionRequest, AgentState, ApduExecutor, StepKind
+from simcard.agent import AdminAgent, AgentState, ApduExecutor, StepKind
 from simcard.model import PskCredential
+from simcard.session_request import AdminSessionRequest
 
 __all__ = [
     "AdminChannel",

@@ -83,12 +83,9 @@ from bipgw.codec.sms import (
     classify_dcs,
     split_response_packet,
 )
-from simcard.agent import (
-    AdminSessionRequest,
-    ApduExecutor,
-    script_continues,
-)
+from simcard.agent import ApduExecutor, script_continues
 from simcard.model import AdminDefaults
+from simcard.session_request import AdminSessionRequest
 
 __all__ = [
     "ISD_TAR",

@@ -14,7 +14,8 @@ under the gateway root key (L{seal_card_key}, L{open_card_key}).
 L{StoreCardDirectory} and L{StoreSessionRecorder} plug a store into the
 session engine (C{bipgw.core}); L{StoreTenantDirectory} is the front doors'
 tenant directory (tenants kept by C{bipgw tenant ...}, tokens as scrypt
-digests: L{TokenDigest}).
+digests: L{TokenDigest}); L{BatchingRecorder} is the recorder a
+gateway runs, writing the session history behind the sessions, in batches.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from bipgw.store._migrations import (
     current_version,
     migrate,
 )
+from bipgw.store._recorder import BatchingRecorder
 from bipgw.store._sealing import (
     FINGERPRINT_INFO,
     card_key_fingerprint,
@@ -121,6 +123,7 @@ __all__ = [
     "ApduTraceRecord",
     "AuditRecord",
     "BatchResult",
+    "BatchingRecorder",
     "Card",
     "CardKey",
     "CardKeys",

@@ -27,7 +27,7 @@ from collections.abc import Callable
 from attrs import frozen
 from sqlalchemy import Connection, func, insert, select, text
 
-from bipgw.store import _schema
+import bipgw.store._schema as _schema
 from bipgw.store._types import StoreError
 
 

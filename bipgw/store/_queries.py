@@ -14,8 +14,8 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, delete, func, insert, or_, select, update
 
-from bipgw.store import _rows as r
-from bipgw.store import _schema as s
+import bipgw.store._rows as r
+import bipgw.store._schema as s
 from bipgw.store._interfaces import plan_msisdn_change
 from bipgw.store._types import (
     MAX_OTA_COUNTER,

@@ -22,9 +22,9 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
-from bipgw.store import _queries as q
-from bipgw.store import _rows as r
-from bipgw.store import _schema as s
+import bipgw.store._queries as q
+import bipgw.store._rows as r
+import bipgw.store._schema as s
 from bipgw.store._engine import WRITE_OPTION, create_sql_engine, describe_error
 from bipgw.store._migrations import migrate
 from bipgw.store._types import (

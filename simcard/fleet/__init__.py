@@ -35,13 +35,12 @@ from simcard.fleet._faults import (
     parse_fault_text,
 )
 from simcard.fleet._files import VAR_OUT
-from simcard.fleet._generate import (
+from simcard.fleet._generate import GenerateResult, generate_fleet
+from simcard.fleet._personalise import (
     FleetAlgorithm,
-    GenerateResult,
     MasterKeys,
     card_numbers,
     fleet_registry,
-    generate_fleet,
     luhn_digit,
 )
 from simcard.fleet._router import (

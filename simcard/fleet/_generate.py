@@ -4,8 +4,9 @@
 A vendor personalises each card with numbers (ICCID, IMSI) and keys, keeps
 the cards, and sends the operator an output file with the keys wrapped
 under a transport key agreed out of band; the MSISDN comes later from the
-SIM-shield platform.  The generator does the same in one go and writes the
-fleet directory of docs/architecture.md:
+SIM-shield platform.  The generator does the same in one go, each card
+personalised as L{simcard.fleet._personalise} says, and writes the fleet
+directory of docs/architecture.md:
 
   - C{cards.db}: the cards themselves (L{simcard.state}), keys in clear;
   - C{vendor/<batch>.out}, C{msisdn/<batch>.csv}: what the gateway imports;
@@ -17,10 +18,6 @@ fleet directory of docs/architecture.md:
     (docs/keys.md section 5), so a card's keys can be recomputed;
   - C{fleet.toml}: how to run the fleet.
 
-Numbers: ICCIDs are C{89 88211} (the prefix), an 11-digit serial and the
-Luhn check digit (19 digits, as in C{examples/fleet}); IMSIs are test
-network C{001 01} and a 10-digit serial; MSISDNs a prefix and a serial.
-
 With a seed, every key and password comes from C{random.Random(seed)} and
 the MSISDN records' effective time is fixed, so the whole directory is the
 same byte for byte on every run: test keys, for tests.  Without one, they
@@ -29,7 +26,6 @@ come from the operating system's CSPRNG.
 
 from __future__ import annotations
 
-import enum
 import os
 import random
 import shutil
@@ -39,19 +35,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
 
-import attrs
 from attrs import frozen
 
-from bipgw.keys import (
-    DEFAULT_TRANSPORT_SCHEME,
-    KdfPurpose,
-    KeyAlgorithm,
-    Secret,
-    derive_card_key,
-    psk_identity_for,
-    wrap_for_transport,
-)
-from simcard.applets import CREDENTIAL_INSTANCE_AID, CREDENTIAL_MODULE_AID, CREDENTIAL_PACKAGE_AID
+from bipgw.keys import DEFAULT_TRANSPORT_SCHEME, Secret, wrap_for_transport
 from simcard.fleet._errors import GenerateError
 from simcard.fleet._files import (
     FleetTomlParams,
@@ -61,188 +47,28 @@ from simcard.fleet._files import (
     transport_keys_toml,
     vendor_header,
 )
-from simcard.gp import APP_SELECTABLE, ISD_AID, Application, LoadFile, Registry, default_registry
-from simcard.model import (
-    AdminDefaults,
-    CardIdentity,
-    CardProfile,
-    OtaAlgorithm,
-    OtaKeySet,
-    PskCredential,
-    Scp03Keys,
+from simcard.fleet._personalise import (
+    ICCID_PREFIX,
+    MSISDN_PREFIX,
+    OTA_KVN,
+    FleetAlgorithm,
+    MasterKeys,
+    card_numbers,
+    fleet_registry,
 )
+from simcard.model import AdminDefaults, CardProfile
 from simcard.state import FleetState, FleetStateError
 
-__all__ = [
-    "FleetAlgorithm",
-    "GenerateResult",
-    "MasterKeys",
-    "card_numbers",
-    "fleet_registry",
-    "generate_fleet",
-    "luhn_digit",
-]
+__all__ = ["GenerateResult", "generate_fleet"]
 
-ICCID_PREFIX: Final = "8988211"
-IMSI_PREFIX: Final = "00101"
-MSISDN_PREFIX: Final = "336"
-MSISDN_DIGITS: Final = 11
 DEFAULT_BATCH: Final = "B0001"
 CUSTOMER: Final = "simfleet"
 CARD_TYPE: Final = "USIM-BIP"
 ESME_SYSTEM_ID: Final = "bipgw"
-OTA_KVN: Final = 1
-SCP03_KVN: Final = 0x30
 SEEDED_TIME: Final = datetime(2025, 1, 1, tzinfo=UTC)
 """The effective time of a seeded fleet's MSISDN records (reproducible output)."""
 _CHUNK: Final = 1000
 _PASSWORD_ALPHABET: Final = "abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789"
-
-
-def luhn_digit(digits: str) -> str:
-    """The Luhn (ISO/IEC 7812) check digit of C{digits}, as ICCIDs end with."""
-    total = 0
-    for index, char in enumerate(reversed(digits)):
-        value = int(char)
-        if index % 2 == 0:
-            value *= 2
-            if value > 9:
-                value -= 9
-        total += value
-    return str(-total % 10)
-
-
-@frozen
-class CardNumbers:
-    """The numbers of one generated card."""
-
-    iccid: str
-    imsi: str
-    msisdn: str
-
-
-def card_numbers(
-    serial: int, *, iccid_prefix: str = ICCID_PREFIX, msisdn_prefix: str = MSISDN_PREFIX
-) -> CardNumbers:
-    """The ICCID, IMSI and MSISDN of card number C{serial} (from 1).
-
-    @raise GenerateError: the serial does not fit the numbers.
-    """
-    body_digits = 18 - len(iccid_prefix)
-    msisdn_digits = MSISDN_DIGITS - len(msisdn_prefix)
-    if not 1 <= serial < 10 ** min(body_digits, 10, msisdn_digits):
-        raise GenerateError(f"card serial {serial} does not fit the numbering plan")
-    body = f"{iccid_prefix}{serial:0{body_digits}d}"
-    return CardNumbers(
-        iccid=body + luhn_digit(body),
-        imsi=f"{IMSI_PREFIX}{serial:010d}",
-        msisdn=f"{msisdn_prefix}{serial:0{msisdn_digits}d}",
-    )
-
-
-class FleetAlgorithm(enum.Enum):
-    """The OTA algorithm of a generated fleet (C{--algorithm})."""
-
-    AES = "aes"
-    TDES = "3des"
-
-    @property
-    def ota(self) -> OtaAlgorithm:
-        """The card model's algorithm family."""
-        return OtaAlgorithm.AES if self is FleetAlgorithm.AES else OtaAlgorithm.TDES
-
-    @property
-    def key_algorithm(self) -> KeyAlgorithm:
-        """What the KDF derives the OTA keys as (3DES keys get DES parity)."""
-        return KeyAlgorithm.AES_128 if self is FleetAlgorithm.AES else KeyAlgorithm.DES3_2KEY
-
-    @property
-    def header(self) -> str:
-        """The vendor file's C{Ota_algorithm} value."""
-        return "AES" if self is FleetAlgorithm.AES else "3DES"
-
-
-@frozen
-class MasterKeys:
-    """The fleet's master keys, one per purpose (docs/keys.md section 5)."""
-
-    ota_kic: Secret
-    ota_kid: Secret
-    ota_kik: Secret
-    psk: Secret
-    scp03_enc: Secret
-    scp03_mac: Secret
-    scp03_dek: Secret
-
-    @classmethod
-    def generate(cls, random_bytes: Callable[[int], bytes]) -> MasterKeys:
-        """Seven fresh 16-byte AES master keys."""
-        return cls(*(Secret(random_bytes(16)) for _ in attrs.fields(cls)))
-
-    def entries(self, algorithm: FleetAlgorithm) -> list[tuple[str, str, Secret]]:
-        """(name, derived key algorithm, key) for C{secrets/master-keys.toml}."""
-        ota = algorithm.key_algorithm.value
-        kinds = {"ota_kic": ota, "ota_kid": ota, "ota_kik": ota}
-        return [
-            (a.name, kinds.get(a.name, KeyAlgorithm.AES_128.value), getattr(self, a.name))
-            for a in attrs.fields(type(self))
-        ]
-
-    def profile(
-        self, numbers: CardNumbers, algorithm: FleetAlgorithm, admin: AdminDefaults
-    ) -> CardProfile:
-        """The personalisation of one card: its numbers and diversified keys."""
-        iccid = numbers.iccid
-        ota = algorithm.key_algorithm
-
-        def derive(master: Secret, purpose: KdfPurpose, kind: KeyAlgorithm) -> bytes:
-            return derive_card_key(master, iccid, purpose, kind).reveal()
-
-        aes = KeyAlgorithm.AES_128
-        return CardProfile(
-            CardIdentity(iccid, numbers.imsi, numbers.msisdn),
-            (
-                OtaKeySet(
-                    OTA_KVN,
-                    algorithm.ota,
-                    derive(self.ota_kic, KdfPurpose.OTA_KIC, ota),
-                    derive(self.ota_kid, KdfPurpose.OTA_KID, ota),
-                    derive(self.ota_kik, KdfPurpose.OTA_KIK, ota),
-                ),
-            ),
-            PskCredential(psk_identity_for(iccid), derive(self.psk, KdfPurpose.SCP81_PSK, aes)),
-            (
-                Scp03Keys(
-                    SCP03_KVN,
-                    derive(self.scp03_enc, KdfPurpose.SCP03_ENC, aes),
-                    derive(self.scp03_mac, KdfPurpose.SCP03_MAC, aes),
-                    derive(self.scp03_dek, KdfPurpose.SCP03_DEK, aes),
-                ),
-            ),
-            admin,
-        )
-
-
-def fleet_registry() -> Registry:
-    """The content every generated card starts with: the default card plus the
-    credential applet, installed and selectable, so the certificate service
-    works without a LOAD first."""
-    registry = default_registry()
-    registry.add_load_file(
-        LoadFile(CREDENTIAL_PACKAGE_AID, ISD_AID, (CREDENTIAL_MODULE_AID,), b"\x01\x00")
-    )
-    registry.add_application(
-        Application(
-            CREDENTIAL_INSTANCE_AID,
-            CREDENTIAL_PACKAGE_AID,
-            CREDENTIAL_MODULE_AID,
-            ISD_AID,
-            APP_SELECTABLE,
-            b"\x00\x00\x00",
-            b"\xc9\x00",
-        )
-    )
-    return registry
 
 
 @frozen

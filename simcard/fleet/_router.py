@@ -35,13 +35,14 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from bipgw.codec.ota import COUNTER_MAX, OtaKeys, PorStatus
-from simcard.agent import AdminSessionRequest, ApduExecutor
+from simcard.agent import ApduExecutor
 from simcard.card import SimCard
 from simcard.channel import AdminSessionError, AdminSessionResult, ChannelFaults
 from simcard.fleet._cards import CardPool, LiveCard
 from simcard.fleet._faults import FaultBook, ReplayMode
 from simcard.model import OtaCounters, PskCredential
 from simcard.ota_receiver import OtaReceiver, OtaResult
+from simcard.session_request import AdminSessionRequest
 from simcard.smsc import DeliveryOutcome, DeliveryStatus
 from simcard.state import FleetStateError
 

@@ -27,7 +27,7 @@ from twisted.logger import Logger
 
 from bipgw.codec.ota import PorStatus
 from bipgw.tls import ListeningService
-from simcard.agent import AdminSessionRequest, ApduExecutor
+from simcard.agent import ApduExecutor
 from simcard.applets import CREDENTIAL_MODULE_AID, credential_applet_factory
 from simcard.channel import (
     AdminSessionResult,
@@ -44,6 +44,7 @@ from simcard.fleet._faults import FaultBook, LiveSmscFaults
 from simcard.fleet._router import FleetRouter
 from simcard.gp.secure_channel import Scp03SecureChannel
 from simcard.model import PskCredential
+from simcard.session_request import AdminSessionRequest
 from simcard.smsc import SmscFactory
 from simcard.state import FleetState, FleetStateError
 

@@ -34,11 +34,12 @@ from bipgw.core._secured import (
 )
 from bipgw.keys import KeyAlgorithm, RootKey, Secret, psk_identity_for
 from bipgw.store import CardKey, CardUpsert, KeyPurpose, MemoryStore, seal_card_key
-from simcard.agent import AdminAgent, AdminSessionRequest, StepKind
+from simcard.agent import AdminAgent, StepKind
 from simcard.card import SimCard
 from simcard.fleet import FleetAlgorithm, MasterKeys, card_numbers, fleet_registry
 from simcard.gp.secure_channel import Scp03SecureChannel
 from simcard.model import AdminDefaults
+from simcard.session_request import AdminSessionRequest
 from tests import vectors
 from tests.unit.core import EngineTestCase
 

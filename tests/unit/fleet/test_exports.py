@@ -13,6 +13,7 @@ from simcard.fleet import (
     _faults,
     _files,
     _generate,
+    _personalise,
     _router,
     _service,
 )
@@ -25,6 +26,7 @@ PRIVATE_MODULES = (
     _faults,
     _files,
     _generate,
+    _personalise,
     _router,
     _service,
 )

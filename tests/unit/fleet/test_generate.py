@@ -17,58 +17,19 @@ from simcard.applets import (
 from simcard.fleet import (
     FleetAlgorithm,
     GenerateError,
-    card_numbers,
     generate_fleet,
-    luhn_digit,
 )
 from simcard.model import OtaAlgorithm
 from simcard.state import FleetState
 from tests.unit.fleet.test_harness import (
     cards_from_files,
     fleet_dir,
+    luhn_valid,
     make_fleet,
     read_msisdn_file,
     read_vendor_file,
     transport_key,
 )
-
-
-def _luhn_valid(number: str) -> bool:
-    """The Luhn check over a whole number, check digit included (ISO/IEC 7812-1 Annex B)."""
-    total = 0
-    for index, char in enumerate(reversed(number)):
-        value = int(char) * (2 if index % 2 else 1)
-        total += value // 10 + value % 10
-    return total % 10 == 0
-
-
-class NumberTests(SynchronousTestCase):
-    """ICCIDs, IMSIs and MSISDNs of generated cards."""
-
-    def test_luhnKnownValue(self) -> None:
-        """The Luhn digit of the textbook example 7992739871 is 3."""
-        self.assertEqual(luhn_digit("7992739871"), "3")
-        self.assertTrue(_luhn_valid("79927398713"))
-        self.assertFalse(_luhn_valid("79927398710"))
-
-    def test_iccidShape(self) -> None:
-        """ICCIDs are 19 digits, 89 first, ending in a valid Luhn digit."""
-        for serial in (1, 2, 99, 12345, 99_999_999):
-            iccid = card_numbers(serial).iccid
-            self.assertEqual(len(iccid), 19)
-            self.assertTrue(iccid.startswith("8988211"))
-            self.assertTrue(_luhn_valid(iccid), iccid)
-
-    def test_imsiAndMsisdn(self) -> None:
-        """IMSIs are test network 001 01 plus the serial; MSISDNs a prefix plus the serial."""
-        numbers = card_numbers(7)
-        self.assertEqual(numbers.imsi, "001010000000007")
-        self.assertEqual(numbers.msisdn, "33600000007")
-
-    def test_serialOutOfRange(self) -> None:
-        """A serial that cannot fit the numbers is refused."""
-        self.assertRaises(GenerateError, card_numbers, 0)
-        self.assertRaises(GenerateError, card_numbers, 10**8)
 
 
 class FilesTests(SynchronousTestCase):
@@ -120,7 +81,7 @@ class FilesTests(SynchronousTestCase):
         """Secret columns are upper-case hex of 24-byte wrappings; PSK_ID1 is the
         hex of the ICCID's ASCII digits."""
         for row in read_vendor_file(self.result.vendor_file.read_text()).rows:
-            self.assertTrue(_luhn_valid(row["ICCID"]))
+            self.assertTrue(luhn_valid(row["ICCID"]))
             for column in ("KIC1", "KID1", "KIK1", "PSK1"):
                 value = row[column]
                 self.assertEqual(len(value), 48)

@@ -72,6 +72,15 @@ class VendorFile:
     rows: list[dict[str, str]]
 
 
+def luhn_valid(number: str) -> bool:
+    """The Luhn check over a whole number, check digit included (ISO/IEC 7812-1 Annex B)."""
+    total = 0
+    for index, char in enumerate(reversed(number)):
+        value = int(char) * (2 if index % 2 else 1)
+        total += value // 10 + value % 10
+    return total % 10 == 0
+
+
 def read_vendor_file(text: str) -> VendorFile:
     """Header lines C{Key: value}, the C{Var_Out:} columns, one card per line."""
     header: dict[str, str] = {}

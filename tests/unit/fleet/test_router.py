@@ -27,7 +27,7 @@ from bipgw.codec.ota import (
     verify_response,
 )
 from bipgw.codec.sms import SmsSubmit
-from simcard.agent import AdminSessionRequest, ApduExecutor
+from simcard.agent import ApduExecutor
 from simcard.channel import AdminSessionResult, ChannelFaults, open_admin_channel
 from simcard.fleet import (
     CardFaults,
@@ -38,6 +38,7 @@ from simcard.fleet import (
     SessionRecord,
 )
 from simcard.model import PskCredential
+from simcard.session_request import AdminSessionRequest
 from simcard.smsc import DeliveryOutcome, DeliveryStatus
 from simcard.state import FleetState
 from tests.unit.fleet.test_harness import (

@@ -8,8 +8,6 @@ sends is read back with the gateway's own request parser.
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from hypothesis import given
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
@@ -25,17 +23,15 @@ from bipgw.codec.admin_http import (
     ScriptStatus,
     encode_response,
 )
-from bipgw.codec.ram import RetryPolicy
 from simcard.agent import (
     GP_ISD_AID,
     AdminAgent,
-    AdminSessionRequest,
     AgentState,
     AgentStep,
-    SessionRetryPolicy,
     StepKind,
     script_continues,
 )
+from simcard.session_request import AdminSessionRequest
 from tests import vectors
 
 TRACE = vectors.section("scp81_http_trace")["exchange"]
@@ -311,7 +307,7 @@ class EndingTests(SynchronousTestCase):
 
 
 class RuleTests(SynchronousTestCase):
-    """The small rules the agent and the OTA receiver share."""
+    """The rule the agent and the OTA receiver share."""
 
     def test_scriptContinues(self) -> None:
         """Normal endings and warnings go on; errors and 62F1 stop."""
@@ -319,25 +315,3 @@ class RuleTests(SynchronousTestCase):
             self.assertTrue(script_continues(sw), hex(sw))
         for sw in (0x6A88, 0x6D00, 0x6700, 0x62F1, 0x9300, 0x6982, 0x9001):
             self.assertFalse(script_continues(sw), hex(sw))
-
-    def test_retryPolicy(self) -> None:
-        """The trigger's counter gives that many retries, each after the delay."""
-        policy = SessionRetryPolicy(2, 30.0)
-        self.assertEqual([policy.next_retry_delay(n) for n in (1, 2, 3)], [30.0, 30.0, None])
-        self.assertIsNone(SessionRetryPolicy().next_retry_delay(1))
-        self.assertRaises(ValueError, policy.next_retry_delay, 0)
-        self.assertRaises(ValueError, SessionRetryPolicy, -1)
-
-    def test_retryFromLiveCard(self) -> None:
-        """The live card's stored 86 07 0001 25 03 001000: one retry after 1 minute."""
-        name = "Retry policy 86 as stored on a live card: counter 0001, timer 25 03 001000"
-        tlv = bytes.fromhex(vectors.by_name("gp_amd_b_tlvs", name)["tlv"])
-        policy = SessionRetryPolicy.from_trigger(RetryPolicy.decode(tlv))
-        self.assertEqual(policy, SessionRetryPolicy(1, timedelta(minutes=1).total_seconds()))
-
-    def test_requestValidated(self) -> None:
-        """A request with a port out of range or an empty URI cannot be built."""
-        with self.assertRaises(ValueError):
-            AdminSessionRequest(address="h", port=0, host="h", uri="/", agent_id="a")
-        with self.assertRaises(ValueError):
-            AdminSessionRequest(address="h", port=1, host="h", uri="", agent_id="a")

@@ -31,7 +31,6 @@ from bipgw.codec.admin_http import (
     encode_response,
 )
 from bipgw.tls import PskServerOptions, PskServerStats, psk_identity
-from simcard.agent import AdminSessionRequest, SessionRetryPolicy
 from simcard.channel import (
     MALFORMED_REQUEST,
     AdminSessionError,
@@ -41,6 +40,7 @@ from simcard.channel import (
     open_admin_channel,
 )
 from simcard.model import PskCredential
+from simcard.session_request import AdminSessionRequest, SessionRetryPolicy
 
 PSK = PskCredential(b"card-0018", bytes.fromhex("0123456789abcdeffedcba9876543210"))
 SCRIPT = bytes.fromhex("ae80220580ca0085000000")

@@ -45,9 +45,9 @@ from bipgw.codec.sms import (
     UserDataHeader,
     split_command_packet,
 )
-from simcard.agent import AdminSessionRequest, SessionRetryPolicy, TriggerKind
 from simcard.model import AdminDefaults, OtaCounters
 from simcard.ota_receiver import ISD_TAR, OtaOutcome, OtaReceiver, OtaResult
+from simcard.session_request import AdminSessionRequest, SessionRetryPolicy, TriggerKind
 from tests import vectors
 
 AES_KIC = bytes.fromhex("000102030405060708090a0b0c0d0e0f")

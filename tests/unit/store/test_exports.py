@@ -21,7 +21,8 @@ class ExportTests(SynchronousTestCase):
     def test_sameObjects(self) -> None:
         """Re-exported names are the private modules' objects, not copies."""
         from bipgw.ingest import _importer, import_cards
-        from bipgw.store import MemoryStore, _memory
+        from bipgw.store import BatchingRecorder, MemoryStore, _memory, _recorder
 
         self.assertIs(MemoryStore, _memory.MemoryStore)
+        self.assertIs(BatchingRecorder, _recorder.BatchingRecorder)
         self.assertIs(import_cards, _importer.import_cards)

@@ -8,7 +8,6 @@ from twisted.internet.defer import Deferred, fail
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from bipgw._recording import BatchingRecorder
 from bipgw.core import (
     ApduTrace,
     CardTarget,
@@ -17,7 +16,7 @@ from bipgw.core import (
     SessionState,
     SessionStatus,
 )
-from bipgw.store import MemoryStore
+from bipgw.store import BatchingRecorder, MemoryStore
 
 ICCID = "8988211000000000018"
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.unit.test_recording -*-
+# -*- test-case-name: tests.unit.store.test_recorder -*-
 """Session history written behind, in batches: the engine's recorder on the store.
 
 A session produces a dozen records (a snapshot when it opens, when its card
@@ -30,7 +30,8 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from bipgw.core import ApduTrace, SessionEvent, SessionId, SessionStatus
-from bipgw.store import IStore, event_record, session_record, trace_record
+from bipgw.store._adapters import event_record, session_record, trace_record
+from bipgw.store._interfaces import IStore
 
 __all__ = ["BatchingRecorder"]
 

@@ -29,7 +29,7 @@ from twisted.logger import Logger
 from bipgw.codec.admin_http import AdminRequest, AdminResponse
 from bipgw.core._interfaces import IPushSender
 from bipgw.core._policy import SessionPolicy
-from bipgw.core._push import PushPhase
+from bipgw.core._push import PushAttempts
 from bipgw.core._scripts import (
     BAD,
     END,
@@ -83,7 +83,7 @@ class SessionHost(Protocol):
     def _on_ended(self, machine: SessionMachine) -> None: ...
 
 
-class SessionMachine(PushPhase):
+class SessionMachine:
     """One admin session: push, wait for the card, relay scripts, close.
 
     Built and driven by L{bipgw.core.SessionEngine}; the platform sees it
@@ -115,7 +115,6 @@ class SessionMachine(PushPhase):
         # Typed Any: without the mypy-zope plugin, interface methods cannot be called.
         self._clock: Any = cast(Any, clock)
         self._policy = policy
-        self._push_sender = push_sender
         self._host = host
         self._uri_prefix = uri_prefix
         self.state = SessionState.REQUESTED
@@ -125,7 +124,7 @@ class SessionMachine(PushPhase):
         self._detail = ""
         self._seq = 0
         self.card: CardRecord | None = None
-        self._attempt = 0
+        self._push = PushAttempts(self, session_id, service, policy, push_sender)
         self._timer: Any = None  # IDelayedCall
         self._command_timer: Any = None  # IDelayedCall
         self._link: Any = None  # CardLink; Any avoids an import cycle
@@ -158,7 +157,7 @@ class SessionMachine(PushPhase):
             iccid=None if card is None else card.iccid,
             msisdn=None if card is None else card.msisdn,
             agent_id=self._agent_id,
-            push_attempts=self._attempt,
+            push_attempts=self._push.attempt,
             scripts=self._scripts,
             ended_at=self._ended_at,
             reason=self._reason,
@@ -178,7 +177,7 @@ class SessionMachine(PushPhase):
 
     def set_deadline(self, delay: float, reason: FailureReason, detail: str) -> None:
         """Fail with C{reason} unless the state changes within C{delay} seconds."""
-        self._set_timer(delay, lambda: self.fail(reason, detail))
+        self.set_timer(delay, lambda: self.fail(reason, detail))
 
     def note(self, detail: str) -> None:
         """Add an event to the history without changing state."""
@@ -188,14 +187,24 @@ class SessionMachine(PushPhase):
     def start(self, card: CardRecord) -> None:
         """The card is known and free: send the first push."""
         self.card = card
-        self._push()
-        self._flush()
+        self._push.start(card)
+        self.flush()
 
     def fail(self, reason: FailureReason, detail: str) -> None:
         """End the session with C{reason}, whatever it was doing."""
         if not self.state.terminal:
             self._finish(_S.FAILED, reason, detail)
-        self._flush()
+        self.flush()
+
+    # -- inputs from the SMS side (handed to the push attempts) ----------
+
+    def push_delivered(self, attempt: int, delivered: bool, detail: str) -> None:
+        """A delivery receipt for push C{attempt} arrived (L{PushAttempts.delivered})."""
+        self._push.delivered(attempt, delivered, detail)
+
+    def por(self, status: int, detail: str) -> None:
+        """The card's proof of receipt arrived (L{PushAttempts.por})."""
+        self._push.por(status, detail)
 
     # -- inputs from the card (through CardLink) ----------------------
 
@@ -227,7 +236,7 @@ class SessionMachine(PushPhase):
             )
             return succeed(BAD)
         finally:
-            self._flush()
+            self.flush()
 
     def card_lost(self, link: object, reason: str) -> None:
         """The card's connection ended."""
@@ -240,11 +249,11 @@ class SessionMachine(PushPhase):
             running = self._inflight
             extra = "" if running is None else f" while script {running.number} was with the card"
             self._finish(_S.FAILED, FailureReason.CARD_DROPPED, f"{reason}{extra}")
-        self._flush()
+        self.flush()
 
     # -- inputs from the platform -------------------------------------
 
-    def execute(self, commands: Sequence[bytes], definite: bool) -> Deferred[ScriptResult]:
+    def execute(self, commands: Sequence[bytes], definite: bool = False) -> Deferred[ScriptResult]:
         """Send C{commands} to the card as one script; fire with its answer."""
         try:
             if self.state.terminal or self._closing:
@@ -265,7 +274,7 @@ class SessionMachine(PushPhase):
                 self._queue.append(command)
             return command.result
         finally:
-            self._flush()
+            self.flush()
 
     def close(self) -> Deferred[SessionStatus]:
         """End the session: after outstanding commands, 204 and close the connection."""
@@ -279,11 +288,11 @@ class SessionMachine(PushPhase):
             if self.state in (_S.REQUESTED, _S.PUSHING, _S.AWAITING_CARD):
                 self._finish(_S.FAILED, FailureReason.CANCELLED, "closed by the platform")
             else:
-                self._move(_S.CLOSING, "close requested by the platform")
-                self._set_timer(self._policy.close_timeout, self._close_timed_out)
+                self.move(_S.CLOSING, "close requested by the platform")
+                self.set_timer(self._policy.close_timeout, self._close_timed_out)
                 if self._inflight is None:
                     self._send_close()
-        self._flush()
+        self.flush()
         return waiter
 
     # -- relay -----------------------------------------------------------
@@ -291,7 +300,7 @@ class SessionMachine(PushPhase):
     def _first_post(self, request: AdminRequest) -> Deferred[AdminResponse]:
         held: Deferred[AdminResponse] = Deferred()
         self._held = held
-        self._move(
+        self.move(
             _S.CONNECTED,
             f"card connected (agent id {self._agent_id!r}); first POST to {request.target!r}",
         )
@@ -313,7 +322,7 @@ class SessionMachine(PushPhase):
         detail = f"script {command.number}: {len(command.commands)} C-APDU(s)"
         if self.state is _S.CONNECTED:
             self._cancel_timer()
-            self._move(_S.RELAYING, detail)
+            self.move(_S.RELAYING, detail)
         else:
             self.note(f"{detail}, sent while closing")
         wait = self._policy.command_timeout
@@ -348,7 +357,7 @@ class SessionMachine(PushPhase):
             self._outbox.append(lambda: command.result.errback(outcome))
             done = f"script {command.number} failed: {outcome}"
         if self.state is _S.RELAYING:
-            self._move(_S.CONNECTED, done)
+            self.move(_S.CONNECTED, done)
         else:
             self.note(done)
         if self._queue:
@@ -393,7 +402,7 @@ class SessionMachine(PushPhase):
             FailureReason.COMMAND_TIMEOUT,
             f"script {command.number} unanswered after {waited:g} s",
         )
-        self._flush()
+        self.flush()
 
     def _close_timed_out(self) -> None:
         self._timer = None
@@ -404,7 +413,7 @@ class SessionMachine(PushPhase):
             self._finish(
                 _S.FAILED, FailureReason.CLOSE_TIMEOUT, f"not closed within {wait:g} s of close"
             )
-        self._flush()
+        self.flush()
 
     # -- machinery -----------------------------------------------------
 
@@ -420,7 +429,12 @@ class SessionMachine(PushPhase):
             assert self._reason is not None
             waiter.errback(SessionError(self._reason, self._detail, self.id))
 
-    def _move(self, to: SessionState, detail: str) -> None:
+    def end(self, reason: FailureReason, detail: str) -> None:
+        """Fail with C{reason}; what that owes fires at the next L{flush} (C{PushHost})."""
+        self._finish(_S.FAILED, reason, detail)
+
+    def move(self, to: SessionState, detail: str) -> None:
+        """Take the transition to C{to}; anything not in L{TRANSITIONS} is a bug."""
         if (self.state, to) not in TRANSITIONS:
             raise RuntimeError(f"session {self.id}: no transition {self.state.name} -> {to.name}")
         previous, self.state = self.state, to
@@ -488,14 +502,15 @@ class SessionMachine(PushPhase):
         self._host._on_snapshot(self.status())
         self._host._on_ended(self)
 
-    def _set_timer(self, delay: float, action: Callable[[], None]) -> None:
+    def set_timer(self, delay: float, action: Callable[[], None]) -> None:
+        """Run C{action} (then L{flush}) in C{delay} s: the deadline of the state."""
         self._cancel_timer()
         self._timer = self._clock.callLater(delay, self._fire_timer, action)
 
     def _fire_timer(self, action: Callable[[], None]) -> None:
         self._timer = None
         action()
-        self._flush()
+        self.flush()
 
     def _cancel_timer(self) -> None:
         if self._timer is not None:
@@ -509,7 +524,7 @@ class SessionMachine(PushPhase):
                 self._command_timer.cancel()
             self._command_timer = None
 
-    def _flush(self) -> None:
+    def flush(self) -> None:
         """Fire what the last input owes, now that the state is consistent."""
         while self._outbox:
             action = self._outbox.pop(0)

@@ -6,7 +6,9 @@ resolves the card (L{ICardDirectory}), has a push SMS sent
 (L{SessionEngine.card_arrived} and L{CardLink}), relays command scripts
 (L{Session.execute}) and ends the session (L{Session.close}).  Every
 transition and every APDU is recorded (L{ISessionRecorder}) and published
-(L{SessionEngine.subscribe}).
+(L{SessionEngine.subscribe}).  Each service's rules (L{ServiceRules})
+apply to its sessions whichever door opened them; a service with
+C{secure_apdus} gets a L{SecuredSession}.
 
 Nothing here does I/O or reads the wall clock: time comes from the
 C{IReactorTime} the engine is given, and the network from the services
@@ -14,7 +16,8 @@ that call it (C{bipgw.services}).  The life of a session is drawn in
 C{docs/state-machines/session.dot}.
 """
 
-from bipgw.core._engine import CardLink, Session, SessionEngine, Subscriber
+from bipgw.core._engine import SessionEngine, Subscriber
+from bipgw.core._handles import CardLink, Session
 from bipgw.core._interfaces import (
     ICardDirectory,
     IPushSender,
@@ -22,7 +25,8 @@ from bipgw.core._interfaces import (
     MemorySessionRecorder,
 )
 from bipgw.core._policy import BusyPolicy, PolicyError, SessionPolicy
-from bipgw.core._secured import (
+from bipgw.core._rules import ServiceRules
+from bipgw.core._scp03 import (
     DEFAULT_LEVEL,
     GP_ISD_AID,
     SECURE_CHANNEL_FAILED,
@@ -31,10 +35,10 @@ from bipgw.core._secured import (
     Scp03Step,
     ScriptRunner,
     SecureChannelError,
-    SecuredRelay,
-    SecuredSession,
     host_session_factory,
 )
+from bipgw.core._secure_relay import SecuredRelay
+from bipgw.core._secured import SecuredSession
 from bipgw.core._session import TRANSITIONS
 from bipgw.core._types import (
     ApduTrace,
@@ -82,6 +86,7 @@ __all__ = [
     "SecureChannelError",
     "SecuredRelay",
     "SecuredSession",
+    "ServiceRules",
     "Session",
     "SessionEngine",
     "SessionError",

@@ -26,6 +26,7 @@ from bipgw.keys._kdf import (
 )
 from bipgw.keys._keystore import KeyInfo, KeyKind, KeyStore, MetaValue
 from bipgw.keys._rootkey import ROOT_KEY_ENV, RootKey, seal, unseal
+from bipgw.keys._scp03 import Scp03MasterKeys
 from bipgw.keys._secret import (
     DuplicateKeyError,
     InsecureRootKeyFileError,
@@ -75,6 +76,7 @@ __all__ = [
     "MetaValue",
     "RootKey",
     "RootKeyError",
+    "Scp03MasterKeys",
     "Secret",
     "TransportError",
     "TransportFormatError",

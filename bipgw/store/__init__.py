@@ -11,8 +11,8 @@ implementations pass the same contract tests:
 
 L{open_store} picks one from a URL.  Per-card keys are stored only sealed
 under the gateway root key (L{seal_card_key}, L{open_card_key}).
-L{StoreCardDirectory} and L{StoreSessionRecorder} plug a store into the
-session engine (C{bipgw.core}).
+L{StoreCardDirectory}, L{StoreSessionRecorder} and L{StoreScp03KeySource}
+plug a store into the session engine (C{bipgw.core}).
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ from bipgw.store._migrations import (
     current_version,
     migrate,
 )
+from bipgw.store._scp03_keys import StoreScp03KeySource
 from bipgw.store._sealing import (
     FINGERPRINT_INFO,
     card_key_fingerprint,
@@ -133,6 +134,7 @@ __all__ = [
     "StoreCardDirectory",
     "StoreConflictError",
     "StoreError",
+    "StoreScp03KeySource",
     "StoreSessionRecorder",
     "Tenant",
     "UnknownRecordError",

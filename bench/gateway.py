@@ -274,6 +274,8 @@ class Bench:
             ("sessions", "idle_timeout", "3600"),
             ("sessions", "command_timeout", "600"),
             ("sessions", "push_timeout", "600"),
+            # The service's ceiling (default 100 at once) would refuse the held phase.
+            ("services.isd", "max_concurrent_sessions", "1000000"),
         ):
             text = _set(text, table, key, value)
         if database is not None:

@@ -48,10 +48,9 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from bipgw import _fronts as fronts
-from bipgw._scp03_keys import Scp03MasterKeys, StoreScp03KeySource
 from bipgw.config import Config, redacted_url, server_endpoint_port
 from bipgw.core import CardTarget, SecuredSession, Session, SessionEngine
-from bipgw.keys import KeyManagementError, KeyStore, RootKey
+from bipgw.keys import KeyManagementError, KeyStore, RootKey, Scp03MasterKeys
 from bipgw.push import CallbackAddress, PushBuilder, PushProfile, PushSender
 from bipgw.scp81 import AdminServer, CacheStats, CardKeyCache
 from bipgw.smpp import SmppClientService, esme_settings
@@ -60,6 +59,7 @@ from bipgw.store import (
     ImportReport,
     IStore,
     StoreCardDirectory,
+    StoreScp03KeySource,
     open_store,
 )
 
@@ -245,23 +245,17 @@ class Gateway(MultiService):
     def open_session(
         self, target: CardTarget | str, service: str | None = None
     ) -> Session | SecuredSession:
-        """Open an admin session (L{SessionEngine.open}).
+        """L{SessionEngine.open}, with an ICCID for C{target} and the first
+        C{[services.NAME]} for C{service} allowed (demos and tests).
 
-        @param target: a L{CardTarget}, or an ICCID.
-        @param service: the C{[services.NAME]} to use; the first one if C{None}.
-        @return: the engine's session, or for a service with C{secure_apdus}
-            a L{SecuredSession} whose commands go through the card's SCP03
-            channel (the platform sends plain APDUs).
+        @return: the engine's session (a L{SecuredSession} for a service
+            with C{secure_apdus}).
         """
         if isinstance(target, str):
             target = CardTarget.by_iccid(target)
         if service is None:
             service = next(iter(self.config.services))
-        session = self.engine.open(target, service)
-        settings = self.config.services.get(service)
-        if settings is not None and settings.secure_apdus:
-            return SecuredSession(session, self._scp03_source())
-        return session
+        return self.engine.open(target, service)
 
     def _scp03_source(self) -> StoreScp03KeySource:
         """Where a secured service's card SCP03 keys come from: the card's
@@ -392,6 +386,8 @@ class Gateway(MultiService):
             recorder,
             config.sessions.policy(),
             uri_prefix=config.admin.uri_prefix,
+            services={name: service.rules() for name, service in config.services.items()},
+            scp03_keys=self._scp03_source(),
         )
         smpp.report_to(engine)
         self._admin = admin = AdminServer(

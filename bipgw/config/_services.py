@@ -29,7 +29,7 @@ from bipgw.config._schema import (
     Setting,
     setting,
 )
-from bipgw.core import BusyPolicy, SessionPolicy
+from bipgw.core import BusyPolicy, ServiceRules, SessionPolicy
 
 
 class Trigger(enum.Enum):
@@ -127,6 +127,10 @@ def _kid(value: bytes) -> Kid:
 class ServiceSection:
     """C{[services.NAME]}: how sessions of one named service reach the card.
 
+    The table is the service's OTA profile and its ceilings, the same for
+    every tenant; the store's grants say which tenant may use it, with
+    limits within those ceilings (C{docs/configuration.md}).
+
     @ivar name: the service's name (the C{NAME} of the table).
     """
 
@@ -203,3 +207,12 @@ class ServiceSection:
             "Application AIDs this service's commands may select; empty allows any.",
         )
     )
+
+    def rules(self) -> ServiceRules:
+        """What the session engine enforces for this service's sessions."""
+        return ServiceRules(
+            secure_apdus=self.secure_apdus,
+            definite_scripts=self.definite_scripts,
+            max_concurrent_sessions=self.max_concurrent_sessions,
+            allowed_aids=frozenset(self.allowed_aids),
+        )

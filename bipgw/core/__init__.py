@@ -7,7 +7,9 @@ which the engine implements), waits for the card to connect to the SCP81 server
 (L{SessionEngine.card_arrived} and L{CardLink}), relays command scripts
 (L{Session.execute}) and ends the session (L{Session.close}).  Every
 transition and every APDU is recorded (L{ISessionRecorder}) and published
-(L{SessionEngine.subscribe}).
+(L{SessionEngine.subscribe}).  Each service's rules (L{ServiceRules})
+apply to its sessions whichever door opened them; a service with
+C{secure_apdus} gets a L{SecuredSession}.
 
 The front doors share a L{Tenancy}: the tenants (L{ITenantDirectory}, the
 grants L{TenantGrant} and L{ServiceGrant}), their usage and command rates,
@@ -20,7 +22,8 @@ that call it (the doors: C{bipgw.smpp}, C{bipgw.scp81}, ...).  The life of a ses
 C{docs/state-machines/session.dot}.
 """
 
-from bipgw.core._engine import CardLink, Session, SessionEngine, Subscriber
+from bipgw.core._engine import SessionEngine, Subscriber
+from bipgw.core._handles import CardLink, Session
 from bipgw.core._interfaces import (
     ICardDirectory,
     ICounterAllocator,
@@ -33,7 +36,8 @@ from bipgw.core._interfaces import (
 from bipgw.core._policy import BusyPolicy, PolicyError, SessionPolicy
 from bipgw.core._pushes import normalise_msisdn
 from bipgw.core._relay import RelayHost, SessionRelay, Tracked
-from bipgw.core._secured import (
+from bipgw.core._rules import ServiceRules
+from bipgw.core._scp03 import (
     DEFAULT_LEVEL,
     GP_ISD_AID,
     SECURE_CHANNEL_FAILED,
@@ -42,10 +46,10 @@ from bipgw.core._secured import (
     Scp03Step,
     ScriptRunner,
     SecureChannelError,
-    SecuredRelay,
-    SecuredSession,
     host_session_factory,
 )
+from bipgw.core._secure_relay import SecuredRelay
+from bipgw.core._secured import SecuredSession
 from bipgw.core._session import TRANSITIONS
 from bipgw.core._tenancy import (
     CommandRates,
@@ -113,6 +117,7 @@ __all__ = [
     "SecuredRelay",
     "SecuredSession",
     "ServiceGrant",
+    "ServiceRules",
     "Session",
     "SessionEnds",
     "SessionEngine",

@@ -11,25 +11,31 @@ Three parties meet here, each through its own door:
   - the SCP81 server (L{SessionEngine.card_arrived}, then L{CardLink}).
 
 The engine owns the registry of sessions, the one-session-per-card rule and
-the queue of sessions waiting for a busy card; each session's own life is
-its L{SessionMachine}.  It does no I/O and reads time only from the clock it
-is given, so every path is tested with L{twisted.internet.task.Clock}.
+the queue of sessions waiting for a busy card, and applies each service's
+rules (L{ServiceRules}: the secure channel, the script form, the sessions
+open at once, the AIDs a command may SELECT) whichever door opened the
+session; each session's own life is its L{SessionMachine}.  It does no
+I/O and reads time only from the clock it is given, so every path is
+tested with L{twisted.internet.task.Clock}.
 """
 
 from __future__ import annotations
 
 import collections
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from bipgw.codec.admin_http import AdminRequest, AdminResponse
+from bipgw.core._handles import CardLink, Session
 from bipgw.core._interfaces import ICardDirectory, IPushSender, ISessionRecorder
 from bipgw.core._policy import BusyPolicy, SessionPolicy
 from bipgw.core._pushes import PushTracker
+from bipgw.core._rules import ServiceRules
+from bipgw.core._scp03 import IScp03KeySource
+from bipgw.core._secured import SecuredSession
 from bipgw.core._session import SessionMachine
 from bipgw.core._types import (
     ApduTrace,
@@ -48,95 +54,6 @@ Subscriber = Callable[[SessionEvent], object]
 """Receives every L{SessionEvent} of every session."""
 
 
-class Session:
-    """The platform's handle on one admin session.
-
-    @ivar id: the session id.
-    @ivar ready: fires with the L{SessionStatus} once the card is connected
-        and commands can be sent; fails with L{SessionError} if the session
-        ends first (unknown card, card busy, push failures, timeout ...).
-    """
-
-    def __init__(self, machine: SessionMachine) -> None:
-        self._machine = machine
-        self.id = machine.id
-        self.ready = machine.ready
-
-    @property
-    def target(self) -> CardTarget:
-        """The card the platform asked for."""
-        return self._machine.target
-
-    @property
-    def service(self) -> str:
-        """The platform service the session was opened for."""
-        return self._machine.service
-
-    def status(self) -> SessionStatus:
-        """A snapshot of the session now."""
-        return self._machine.status()
-
-    def execute(
-        self, commands: Sequence[bytes], *, definite: bool = False
-    ) -> Deferred[ScriptResult]:
-        """Same as L{SessionEngine.execute} for this session."""
-        return self._machine.execute(commands, definite)
-
-    def close(self) -> Deferred[SessionStatus]:
-        """Same as L{SessionEngine.close} for this session."""
-        return self._machine.close()
-
-    def __repr__(self) -> str:
-        return f"<Session {self.id} {self._machine.state.value}>"
-
-
-class CardLink:
-    """The SCP81 server's handle on the session a card's connection serves.
-
-    The server calls L{post} for every request the card sends on the
-    connection, one at a time, and L{lost} when the connection ends.
-    """
-
-    _log = Logger()
-
-    def __init__(self, machine: SessionMachine, disconnect: Callable[[str], object] | None) -> None:
-        self._machine = machine
-        self._disconnect = disconnect
-
-    @property
-    def session_id(self) -> SessionId:
-        """The session this connection serves."""
-        return self._machine.id
-
-    def post(self, request: AdminRequest) -> Deferred[AdminResponse]:
-        """The card's next POST; fires with the response to send.
-
-        The first POST is held until the platform sends a command (C{200}
-        with the script and X-Admin-Next-URI C{/admin/s/<session>/<n>}) or
-        closes (C{204}); each later POST carries the answer to script C{n}
-        and is held again.  After a C{204}, or a response with
-        C{keep_alive=False}, the server closes the connection.
-        """
-        return self._machine.card_post(self, request)
-
-    def lost(self, reason: str | Failure | BaseException) -> None:
-        """The connection ended (after a C{204}: the session is closed; else it failed)."""
-        if isinstance(reason, Failure):
-            reason = reason.getErrorMessage() if reason.value is None else reason.value
-        if isinstance(reason, BaseException):
-            reason = f"{type(reason).__name__}: {reason}"
-        self._machine.card_lost(self, f"connection lost ({reason})")
-
-    def disconnect(self, why: str) -> None:
-        """Called by the session when it ends with no POST to answer: drop the line."""
-        if self._disconnect is None:
-            return
-        try:
-            self._disconnect(why)
-        except Exception:
-            self._log.failure("disconnecting the card of session {id} failed", id=self.session_id)
-
-
 class SessionEngine:
     """Runs every admin session of the gateway.
 
@@ -147,6 +64,11 @@ class SessionEngine:
     @param policy: timeouts, retries and the busy-card rule.
     @param uri_prefix: the path the SCP81 server serves (Next-URIs are
         C{<uri_prefix>/s/<session>/<n>}).
+    @param services: the rules of each service, by name; a session for a
+        service not named fails with C{SERVICE_NOT_ALLOWED}.  C{None}: every
+        service name is taken, with the default (permissive) rules.
+    @param scp03_keys: where the cards' SCP03 keys come from, for the
+        sessions of services with C{secure_apdus}.
     @param new_id: makes session ids (random by default).
     @param keep_finished: how many ended sessions stay queryable with
         L{status} (the recorder keeps them all).
@@ -163,6 +85,8 @@ class SessionEngine:
         policy: SessionPolicy | None = None,
         *,
         uri_prefix: str = "/admin",
+        services: Mapping[str, ServiceRules] | None = None,
+        scp03_keys: IScp03KeySource | None = None,
         new_id: Callable[[], SessionId] = SessionId.new,
         keep_finished: int = 1000,
     ) -> None:
@@ -170,8 +94,16 @@ class SessionEngine:
 
         if not uri_prefix.startswith("/") or (uri_prefix.endswith("/") and uri_prefix != "/"):
             raise ValueError(f"uri_prefix {uri_prefix!r} must start, and not end, with '/'")
+        secured = sorted(n for n, r in (services or {}).items() if r.secure_apdus)
+        if secured and scp03_keys is None:
+            raise ValueError(
+                f"service(s) {', '.join(secured)} secure APDUs with SCP03:"
+                " the engine needs an SCP03 key source"
+            )
         self._clock = clock
         self._pushes = PushTracker(push_sender, self._push_delivered, self._por_received)
+        self._services = None if services is None else dict(services)
+        self._scp03_keys = scp03_keys
         self._directory = directory
         self.recorder: ISessionRecorder = recorder or MemorySessionRecorder()
         self.policy = policy or SessionPolicy()
@@ -179,6 +111,8 @@ class SessionEngine:
         self._new_id = new_id
         self._keep_finished = keep_finished
         self._live: dict[SessionId, SessionMachine] = {}
+        self._handles: dict[SessionId, Session | SecuredSession] = {}
+        self._open_per_service: collections.Counter[str] = collections.Counter()
         self._finished: collections.OrderedDict[SessionId, SessionStatus] = (
             collections.OrderedDict()
         )
@@ -188,12 +122,18 @@ class SessionEngine:
 
     # -- the platform's door -------------------------------------------
 
-    def open(self, target: CardTarget, service: str) -> Session:
+    def open(self, target: CardTarget, service: str) -> Session | SecuredSession:
         """Start a session with the card C{target} names, for C{service}.
 
         Returns at once; watch L{Session.ready}.  The card is looked up,
         reserved (or the session queued or refused when it is busy), then
-        pushed until it connects.
+        pushed until it connects.  This is the one call every door makes.
+
+        @return: the session; for a service with C{secure_apdus} a
+            L{SecuredSession}, whose commands go through the card's SCP03
+            channel.  Its C{ready} fails with C{SERVICE_NOT_ALLOWED} for a
+            service the engine has no rules for, and with C{LIMIT_REACHED}
+            when the service has C{max_concurrent_sessions} open already.
         """
         if not isinstance(target, CardTarget):
             raise TypeError(f"target must be a CardTarget, not {type(target).__name__}")
@@ -202,6 +142,7 @@ class SessionEngine:
         session_id = self._new_id()
         if session_id in self._live or session_id in self._finished:
             raise RuntimeError(f"session id {session_id} was issued twice")
+        rules = self._rules(service)
         machine = SessionMachine(
             session_id,
             target,
@@ -212,8 +153,21 @@ class SessionEngine:
             host=self,
             uri_prefix=self._uri_prefix,
         )
-        self._live[session_id] = machine
+        handle: Session | SecuredSession
+        if rules is not None and rules.secure_apdus:
+            assert self._scp03_keys is not None  # checked in __init__
+            handle = SecuredSession(machine, rules, self._scp03_keys)
+        else:
+            handle = Session(machine, rules)
+        refused = self._refusal(service, rules)
+        if refused is None:
+            self._live[session_id] = machine
+            self._handles[session_id] = handle
+            self._open_per_service[service] += 1
         self._record(self.recorder.record_session, machine.status())
+        if refused is not None:
+            machine.fail(*refused)
+            return handle
         wait = self.policy.resolve_timeout
         machine.set_deadline(
             wait, FailureReason.DIRECTORY_ERROR, f"no answer from the card directory in {wait:g} s"
@@ -222,10 +176,14 @@ class SessionEngine:
         found.addCallbacks(
             self._resolved, self._not_resolved, callbackArgs=(machine,), errbackArgs=(machine,)
         )
-        return Session(machine)
+        return handle
 
     def execute(
-        self, session_id: SessionId | str, commands: Sequence[bytes], *, definite: bool = False
+        self,
+        session_id: SessionId | str,
+        commands: Sequence[bytes],
+        *,
+        definite: bool | None = None,
     ) -> Deferred[ScriptResult]:
         """Run C{commands} (C-APDUs) on the card as one expanded script.
 
@@ -235,11 +193,16 @@ class SessionEngine:
         reports a script status other than C{ok} or answers unreadably (the
         session goes on), or with L{SessionError} when the session fails.
 
-        @param definite: send C{AA} (definite length) instead of C{AE}.
+        The session's own handle runs them (L{Session.execute}), so the
+        service's rules apply and a secured service's commands go through
+        its secure channel.
+
+        @param definite: send C{AA} (definite length) or C{AE}; C{None}
+            takes the service's C{definite_scripts}.
         """
         machine = self._find(session_id)
         if machine is not None:
-            return machine.execute(commands, definite)
+            return self._handles[machine.id].execute(commands, definite=definite)
         status = self.status(session_id)
         if status is None:
             return fail(SessionError(FailureReason.UNKNOWN_SESSION, str(session_id)))
@@ -399,7 +362,12 @@ class SessionEngine:
         self._record(self.recorder.record_apdus, tuple(traces))
 
     def _on_ended(self, machine: SessionMachine) -> None:
-        self._live.pop(machine.id, None)
+        if self._live.pop(machine.id, None) is not None:
+            # A refused session was never counted, nor live.
+            del self._handles[machine.id]
+            self._open_per_service[machine.service] -= 1
+            if not self._open_per_service[machine.service]:
+                del self._open_per_service[machine.service]
         self._finished[machine.id] = machine.status()
         while len(self._finished) > self._keep_finished:
             self._finished.popitem(last=False)
@@ -420,6 +388,26 @@ class SessionEngine:
             del self._waiting[card.iccid]
 
     # -- internals --------------------------------------------------------
+
+    def _rules(self, service: str) -> ServiceRules | None:
+        """The service's rules; C{None} when the engine has rules but not for it."""
+        if self._services is None:
+            return ServiceRules()
+        return self._services.get(service)
+
+    def _refusal(
+        self, service: str, rules: ServiceRules | None
+    ) -> tuple[FailureReason, str] | None:
+        """Why a new session of C{service} may not start, if it may not."""
+        if rules is None:
+            return FailureReason.SERVICE_NOT_ALLOWED, f"the gateway has no service {service!r}"
+        limit = rules.max_concurrent_sessions
+        if limit is not None and self._open_per_service[service] >= limit:
+            return (
+                FailureReason.LIMIT_REACHED,
+                f"service {service!r} has {limit} session(s) open, its max_concurrent_sessions",
+            )
+        return None
 
     def _resolved(self, card: CardRecord | None, machine: SessionMachine) -> None:
         if machine.state.terminal:

@@ -7,17 +7,23 @@ input is a method; each one updates the state first and fires the
 Deferreds it owes (the platform's, the card's held POST) only at the end,
 so a callback that calls straight back into the session always finds it
 consistent.  Two timers at most are ever pending: the deadline of the
-current state and the deadline of the command the card is running.
+current state (here) and the deadline of the command the card is running
+(its L{CardExchange}).
+
+The machine holds the two parts of a session that have rules of their
+own, and each reaches it only through a narrow interface: the push
+attempts (L{PushAttempts}, before the card connects) and the held-POST
+exchange of scripts with the card (L{CardExchange}, once it has).  What
+remains here is the session's life: its states, events, deadlines and end.
 
 The machine is written out by hand rather than with Automat: every input
 must be accepted in every state (a card can drop, a PoR can arrive late, a
-platform can close at any time), and a table plus one guarded C{_move} says
+platform can close at any time), and a table plus one guarded C{move} says
 that more plainly than a transition per (state, input) pair.
 """
 
 from __future__ import annotations
 
-import collections
 import functools
 from collections.abc import Callable, Sequence
 from typing import Any, Final, Protocol, cast
@@ -27,18 +33,11 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from bipgw.codec.admin_http import AdminRequest, AdminResponse
+from bipgw.core._exchange import CardExchange
 from bipgw.core._interfaces import IPushSender
 from bipgw.core._policy import SessionPolicy
-from bipgw.core._push import PushPhase
-from bipgw.core._scripts import (
-    BAD,
-    END,
-    Command,
-    build_command,
-    command_response,
-    read_answer,
-    same_target,
-)
+from bipgw.core._push import PushAttempts
+from bipgw.core._scripts import BAD, END, build_command
 from bipgw.core._types import (
     ApduTrace,
     CardRecord,
@@ -83,7 +82,7 @@ class SessionHost(Protocol):
     def _on_ended(self, machine: SessionMachine) -> None: ...
 
 
-class SessionMachine(PushPhase):
+class SessionMachine:
     """One admin session: push, wait for the card, relay scripts, close.
 
     Built and driven by L{bipgw.core.SessionEngine}; the platform sees it
@@ -115,7 +114,6 @@ class SessionMachine(PushPhase):
         # Typed Any: without the mypy-zope plugin, interface methods cannot be called.
         self._clock: Any = cast(Any, clock)
         self._policy = policy
-        self._push_sender = push_sender
         self._host = host
         self._uri_prefix = uri_prefix
         self.state = SessionState.REQUESTED
@@ -125,18 +123,13 @@ class SessionMachine(PushPhase):
         self._detail = ""
         self._seq = 0
         self.card: CardRecord | None = None
-        self._attempt = 0
+        self._push = PushAttempts(self, session_id, service, policy, push_sender)
+        self._exchange = CardExchange(self, session_id, clock, policy)
         self._timer: Any = None  # IDelayedCall
-        self._command_timer: Any = None  # IDelayedCall
         self._link: Any = None  # CardLink; Any avoids an import cycle
         self._link_up = False
         self._agent_id: str | None = None
-        self._held: Deferred[AdminResponse] | None = None
-        self._scripts = 0
-        self._inflight: Command | None = None
-        self._queue: collections.deque[Command] = collections.deque()
         self._closing = False
-        self._sent_close = False
         self._close_waiters: list[Deferred[SessionStatus]] = []
         self._outbox: list[Callable[[], object]] = []
         self.ready: Deferred[SessionStatus] = Deferred()
@@ -158,8 +151,8 @@ class SessionMachine(PushPhase):
             iccid=None if card is None else card.iccid,
             msisdn=None if card is None else card.msisdn,
             agent_id=self._agent_id,
-            push_attempts=self._attempt,
-            scripts=self._scripts,
+            push_attempts=self._push.attempt,
+            scripts=self._exchange.scripts,
             ended_at=self._ended_at,
             reason=self._reason,
             detail=self._detail,
@@ -178,7 +171,7 @@ class SessionMachine(PushPhase):
 
     def set_deadline(self, delay: float, reason: FailureReason, detail: str) -> None:
         """Fail with C{reason} unless the state changes within C{delay} seconds."""
-        self._set_timer(delay, lambda: self.fail(reason, detail))
+        self.set_timer(delay, lambda: self.fail(reason, detail))
 
     def note(self, detail: str) -> None:
         """Add an event to the history without changing state."""
@@ -188,14 +181,24 @@ class SessionMachine(PushPhase):
     def start(self, card: CardRecord) -> None:
         """The card is known and free: send the first push."""
         self.card = card
-        self._push()
-        self._flush()
+        self._push.start(card)
+        self.flush()
 
     def fail(self, reason: FailureReason, detail: str) -> None:
         """End the session with C{reason}, whatever it was doing."""
         if not self.state.terminal:
             self._finish(_S.FAILED, reason, detail)
-        self._flush()
+        self.flush()
+
+    # -- inputs from the SMS side (handed to the push attempts) ----------
+
+    def push_delivered(self, attempt: int, delivered: bool, detail: str) -> None:
+        """A delivery receipt for push C{attempt} arrived (L{PushAttempts.delivered})."""
+        self._push.delivered(attempt, delivered, detail)
+
+    def por(self, status: int, detail: str) -> None:
+        """The card's proof of receipt arrived (L{PushAttempts.por})."""
+        self._push.por(status, detail)
 
     # -- inputs from the card (through CardLink) ----------------------
 
@@ -213,12 +216,12 @@ class SessionMachine(PushPhase):
     def card_post(self, link: object, request: AdminRequest) -> Deferred[AdminResponse]:
         """The card POSTed: hold it, or take it as the answer to the script in flight."""
         try:
-            if link is not self._link or self.state.terminal or self._sent_close:
+            if link is not self._link or self.state.terminal or self._exchange.close_sent:
                 return succeed(END)
             if self.state in (_S.PUSHING, _S.AWAITING_CARD):
                 return self._first_post(request)
-            if self._inflight is not None:
-                return self._answer(self._inflight, request)
+            if self._exchange.running is not None:
+                return self._exchange.answer(request)
             self._finish(
                 _S.FAILED,
                 FailureReason.PROTOCOL_ERROR,
@@ -227,45 +230,41 @@ class SessionMachine(PushPhase):
             )
             return succeed(BAD)
         finally:
-            self._flush()
+            self.flush()
 
     def card_lost(self, link: object, reason: str) -> None:
         """The card's connection ended."""
         if link is not self._link:
             return
         self._link_up = False
-        if self.state is _S.CLOSING and self._sent_close:
+        if self.state is _S.CLOSING and self._exchange.close_sent:
             self._finish(_S.CLOSED, None, "the connection closed after 204")
         elif not self.state.terminal:
-            running = self._inflight
+            running = self._exchange.running
             extra = "" if running is None else f" while script {running.number} was with the card"
             self._finish(_S.FAILED, FailureReason.CARD_DROPPED, f"{reason}{extra}")
-        self._flush()
+        self.flush()
 
     # -- inputs from the platform -------------------------------------
 
-    def execute(self, commands: Sequence[bytes], definite: bool) -> Deferred[ScriptResult]:
+    def execute(self, commands: Sequence[bytes], definite: bool = False) -> Deferred[ScriptResult]:
         """Send C{commands} to the card as one script; fire with its answer."""
         try:
             if self.state.terminal or self._closing:
                 return self._refuse(FailureReason.SESSION_ENDED, f"state {self.state.value}")
             if self.state not in (_S.CONNECTED, _S.RELAYING):
                 return self._refuse(FailureReason.NOT_CONNECTED, f"state {self.state.value}")
-            if self._inflight is not None and len(self._queue) >= self._policy.max_queued_commands:
-                return self._refuse(
-                    FailureReason.QUEUE_FULL, f"{len(self._queue)} commands already queued"
-                )
+            queued = self._exchange.queued()
+            if queued is not None and queued >= self._policy.max_queued_commands:
+                return self._refuse(FailureReason.QUEUE_FULL, f"{queued} commands already queued")
             try:
                 command = build_command(commands, definite)
             except SessionError as e:
                 return self._refuse(e.reason, e.detail)
-            if self._inflight is None:
-                self._send(command)
-            else:
-                self._queue.append(command)
+            self._exchange.submit(command)
             return command.result
         finally:
-            self._flush()
+            self.flush()
 
     def close(self) -> Deferred[SessionStatus]:
         """End the session: after outstanding commands, 204 and close the connection."""
@@ -279,132 +278,63 @@ class SessionMachine(PushPhase):
             if self.state in (_S.REQUESTED, _S.PUSHING, _S.AWAITING_CARD):
                 self._finish(_S.FAILED, FailureReason.CANCELLED, "closed by the platform")
             else:
-                self._move(_S.CLOSING, "close requested by the platform")
-                self._set_timer(self._policy.close_timeout, self._close_timed_out)
-                if self._inflight is None:
-                    self._send_close()
-        self._flush()
+                self.move(_S.CLOSING, "close requested by the platform")
+                self.set_timer(self._policy.close_timeout, self._close_timed_out)
+                self._exchange.close()
+        self.flush()
         return waiter
 
-    # -- relay -----------------------------------------------------------
+    # -- the card's turns (CardExchange's host) ---------------------------
 
     def _first_post(self, request: AdminRequest) -> Deferred[AdminResponse]:
-        held: Deferred[AdminResponse] = Deferred()
-        self._held = held
-        self._move(
+        held = self._exchange.hold()
+        self.move(
             _S.CONNECTED,
             f"card connected (agent id {self._agent_id!r}); first POST to {request.target!r}",
         )
-        self._idle()
+        self.idle()
         self._ready_settled = True
         self._outbox.append(functools.partial(self.ready.callback, self.status()))
         return held
 
-    def _idle(self) -> None:
+    def idle(self) -> None:
+        """Give the platform the idle time for its next command."""
         wait = self._policy.idle_timeout
         self.set_deadline(wait, FailureReason.IDLE_TIMEOUT, f"no command within {wait:g} s")
 
-    def _send(self, command: Command) -> None:
-        self._scripts = command.number = self._scripts + 1
-        command.sent_at = self._clock.seconds()
-        held, self._held = self._held, None
-        assert held is not None
-        self._inflight = command
-        detail = f"script {command.number}: {len(command.commands)} C-APDU(s)"
+    def script_sent(self, detail: str) -> None:
+        """A script went to the card: CONNECTED -> RELAYING (noted while closing)."""
         if self.state is _S.CONNECTED:
             self._cancel_timer()
-            self._move(_S.RELAYING, detail)
+            self.move(_S.RELAYING, detail)
         else:
             self.note(f"{detail}, sent while closing")
-        wait = self._policy.command_timeout
-        self._command_timer = self._clock.callLater(wait, self._command_timed_out, wait)
-        response = command_response(command, self.uri(command.number))
-        self._outbox.append(lambda: held.callback(response))
 
-    def _answer(self, command: Command, request: AdminRequest) -> Deferred[AdminResponse]:
-        self._inflight = None
-        self._cancel_command_timer()
-        now = self._clock.seconds()
-        expected = self.uri(command.number)
-        if not same_target(request.target, expected):
-            self._finish(
-                _S.FAILED,
-                FailureReason.PROTOCOL_ERROR,
-                f"the answer to script {command.number} went to {request.target!r},"
-                f" not {expected!r}",
-                command=command,
-            )
-            return succeed(BAD)
-        outcome = read_answer(self.id, command, request, now)
-        responses = outcome.responses if isinstance(outcome, ScriptResult) else ()
-        code = "ok" if isinstance(outcome, ScriptResult) else outcome.reason.value
-        self._trace(command, responses, now, code)
-        held: Deferred[AdminResponse] = Deferred()
-        self._held = held
-        if isinstance(outcome, ScriptResult):
-            self._outbox.append(lambda: command.result.callback(outcome))
-            done = f"script {command.number} answered: {len(responses)} R-APDU(s)"
-        else:
-            self._outbox.append(lambda: command.result.errback(outcome))
-            done = f"script {command.number} failed: {outcome}"
+    def script_answered(self, detail: str) -> None:
+        """The card answered: RELAYING -> CONNECTED (noted while closing)."""
         if self.state is _S.RELAYING:
-            self._move(_S.CONNECTED, done)
+            self.move(_S.CONNECTED, detail)
         else:
-            self.note(done)
-        if self._queue:
-            self._send(self._queue.popleft())
-        elif self._closing:
-            self._send_close()
-        else:
-            self._idle()
-        return held
+            self.note(detail)
 
-    def _send_close(self) -> None:
-        held, self._held = self._held, None
-        assert held is not None
-        self._sent_close = True
-        self.note("answered the card's POST with 204; waiting for the connection to close")
-        self._outbox.append(lambda: held.callback(END))
+    def owe(self, action: Callable[[], object]) -> None:
+        """Fire C{action} at the next L{flush}."""
+        self._outbox.append(action)
 
-    def _trace(
-        self, command: Command, responses: Sequence[bytes], answered: float | None, outcome: str
-    ) -> None:
-        traces = [
-            ApduTrace(
-                session_id=self.id,
-                script=command.number,
-                index=i,
-                capdu=capdu,
-                rapdu=responses[i] if i < len(responses) else None,
-                sent_at=command.sent_at,
-                answered_at=answered if i < len(responses) else None,
-                outcome=outcome if i < len(responses) or outcome != "ok" else "not-executed",
-            )
-            for i, capdu in enumerate(command.commands)
-        ]
+    def trace(self, traces: Sequence[ApduTrace]) -> None:
+        """Record the trace of one script."""
         self._host._on_trace(traces)
-
-    def _command_timed_out(self, waited: float) -> None:
-        self._command_timer = None
-        command = self._inflight
-        assert command is not None
-        self._finish(
-            _S.FAILED,
-            FailureReason.COMMAND_TIMEOUT,
-            f"script {command.number} unanswered after {waited:g} s",
-        )
-        self._flush()
 
     def _close_timed_out(self) -> None:
         self._timer = None
         wait = self._policy.close_timeout
-        if self._sent_close:
+        if self._exchange.close_sent:
             self._finish(_S.CLOSED, None, f"connection still open {wait:g} s after 204; dropped")
         else:
             self._finish(
                 _S.FAILED, FailureReason.CLOSE_TIMEOUT, f"not closed within {wait:g} s of close"
             )
-        self._flush()
+        self.flush()
 
     # -- machinery -----------------------------------------------------
 
@@ -420,7 +350,12 @@ class SessionMachine(PushPhase):
             assert self._reason is not None
             waiter.errback(SessionError(self._reason, self._detail, self.id))
 
-    def _move(self, to: SessionState, detail: str) -> None:
+    def end(self, reason: FailureReason, detail: str) -> None:
+        """Fail with C{reason}; what that owes fires at the next L{flush} (C{PushHost})."""
+        self._finish(_S.FAILED, reason, detail)
+
+    def move(self, to: SessionState, detail: str) -> None:
+        """Take the transition to C{to}; anything not in L{TRANSITIONS} is a bug."""
         if (self.state, to) not in TRANSITIONS:
             raise RuntimeError(f"session {self.id}: no transition {self.state.name} -> {to.name}")
         previous, self.state = self.state, to
@@ -457,28 +392,16 @@ class SessionMachine(PushPhase):
         detail: str,
         *,
         answer: AdminResponse = END,
-        command: Command | None = None,
     ) -> None:
         """Enter a terminal state and settle everything the session owes."""
         self._cancel_timer()
-        self._cancel_command_timer()
         previous, self.state = self.state, state
         self._reason = reason
         self._ended_at = self._clock.seconds()
         self._event(previous, state, reason, detail)
         error = SessionError(reason or FailureReason.SESSION_ENDED, detail, self.id)
-        command = command or self._inflight
-        self._inflight = None
-        if command is not None:
-            self._trace(command, (), None, (reason or FailureReason.SESSION_ENDED).value)
-            self._outbox.append(lambda: command.result.errback(error))
-        while self._queue:
-            self._outbox.append(functools.partial(self._queue.popleft().result.errback, error))
-        held, self._held = self._held, None
         link = self._link
-        if held is not None:
-            self._outbox.append(lambda: held.callback(answer))
-        elif link is not None and self._link_up:
+        if not self._exchange.abort(error, answer) and link is not None and self._link_up:
             self._outbox.append(lambda: link.disconnect(detail))
         if not self._ready_settled:
             self._ready_settled = True
@@ -488,14 +411,15 @@ class SessionMachine(PushPhase):
         self._host._on_snapshot(self.status())
         self._host._on_ended(self)
 
-    def _set_timer(self, delay: float, action: Callable[[], None]) -> None:
+    def set_timer(self, delay: float, action: Callable[[], None]) -> None:
+        """Run C{action} (then L{flush}) in C{delay} s: the deadline of the state."""
         self._cancel_timer()
         self._timer = self._clock.callLater(delay, self._fire_timer, action)
 
     def _fire_timer(self, action: Callable[[], None]) -> None:
         self._timer = None
         action()
-        self._flush()
+        self.flush()
 
     def _cancel_timer(self) -> None:
         if self._timer is not None:
@@ -503,13 +427,7 @@ class SessionMachine(PushPhase):
                 self._timer.cancel()
             self._timer = None
 
-    def _cancel_command_timer(self) -> None:
-        if self._command_timer is not None:
-            if self._command_timer.active():
-                self._command_timer.cancel()
-            self._command_timer = None
-
-    def _flush(self) -> None:
+    def flush(self) -> None:
         """Fire what the last input owes, now that the state is consistent."""
         while self._outbox:
             action = self._outbox.pop(0)

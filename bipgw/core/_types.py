@@ -197,6 +197,9 @@ class FailureReason(enum.Enum):
     SESSION_ENDED = "session-ended"
     INVALID_COMMAND = "invalid-command"
     QUEUE_FULL = "queue-full"
+    SERVICE_NOT_ALLOWED = "service-not-allowed"
+    LIMIT_REACHED = "limit-reached"
+    APPLICATION_NOT_ALLOWED = "application-not-allowed"
 
     @property
     def text(self) -> str:
@@ -231,6 +234,11 @@ _TEXTS: Final = {
     FailureReason.SESSION_ENDED: "the session has ended or is closing",
     FailureReason.INVALID_COMMAND: "the command script is not valid",
     FailureReason.QUEUE_FULL: "too many commands are already queued for this session",
+    FailureReason.SERVICE_NOT_ALLOWED: "the gateway has no such service",
+    FailureReason.LIMIT_REACHED: "the service already has as many sessions open as it may",
+    FailureReason.APPLICATION_NOT_ALLOWED: (
+        "a command SELECTs an application the service may not reach"
+    ),
 }
 
 

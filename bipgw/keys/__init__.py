@@ -39,6 +39,7 @@ from bipgw.keys._operator_keys import (
     read_key_file,
 )
 from bipgw.keys._rootkey import ROOT_KEY_ENV, RootKey, seal, unseal
+from bipgw.keys._scp03 import Scp03MasterKeys
 from bipgw.keys._secret import (
     DuplicateKeyError,
     InsecureRootKeyFileError,
@@ -90,6 +91,7 @@ __all__ = [
     "MetaValue",
     "RootKey",
     "RootKeyError",
+    "Scp03MasterKeys",
     "Secret",
     "TransportError",
     "TransportFormatError",

@@ -11,7 +11,8 @@ implementations pass the same contract tests:
 
 L{open_store} picks one from a URL.  Per-card keys are stored only sealed
 under the gateway root key (L{seal_card_key}, L{open_card_key}).
-L{StoreCardDirectory} and L{StoreSessionRecorder} plug a store into the
+L{StoreCardDirectory}, L{StoreSessionRecorder} and L{StoreScp03KeySource}
+plug a store into the
 session engine (C{bipgw.core}); L{StoreTenantDirectory} is the front doors'
 tenant directory (tenants kept by C{bipgw tenant ...}, tokens as scrypt
 digests: L{TokenDigest}); L{BatchingRecorder} is the recorder a
@@ -43,6 +44,7 @@ from bipgw.store._migrations import (
     migrate,
 )
 from bipgw.store._recorder import BatchingRecorder
+from bipgw.store._scp03_keys import StoreScp03KeySource
 from bipgw.store._sealing import (
     FINGERPRINT_INFO,
     card_key_fingerprint,
@@ -150,6 +152,7 @@ __all__ = [
     "StoreCardDirectory",
     "StoreConflictError",
     "StoreError",
+    "StoreScp03KeySource",
     "StoreSessionRecorder",
     "StoreTenantDirectory",
     "Tenant",

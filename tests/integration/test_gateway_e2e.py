@@ -13,6 +13,7 @@ test checks the relay, not a guess of what the card says.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from twisted.internet.defer import gatherResults
@@ -153,3 +154,40 @@ class GatewayLoopTests(TestCase):
             self.assertEqual(card.ota_counter, expected)
         self.assertEqual(loop.fleet.router.stats.sms_refused, 0)
         self.assertEqual(loop.fleet.router.stats.sessions_completed, 2)
+
+    async def test_definiteScriptsOnTheWire(self) -> None:
+        """A service with definite_scripts = true sends AA scripts to the card
+        (seen in the 200s the SCP81 server answers the card's POSTs with), the
+        isd service AE 80 ones; the card runs both alike."""
+        loop = await start_loop(
+            Path(self.mktemp()), cards=1, extra_config="[services.aa]\ndefinite_scripts = true\n"
+        )
+        self.addCleanup(stop_loop, loop)
+        engine = loop.gateway.engine
+        bodies: list[bytes] = []
+        arrived = engine.card_arrived
+
+        def watch(*args: Any, **kwargs: Any) -> Any:
+            link = arrived(*args, **kwargs)
+            if link is not None:
+                post = link.post
+
+                def watched(request: Any) -> Any:
+                    return post(request).addCallback(lambda r: bodies.append(r.body) or r)
+
+                link.post = watched
+            return link
+
+        engine.card_arrived = watch
+        iccid = loop.iccids[0]
+        card = loop.reference_card(iccid)
+        expected = [card.transmit(c) for c in ISD_SCRIPT]
+        for service in ("aa", "isd"):
+            session = loop.gateway.open_session(CardTarget.by_iccid(iccid), service)
+            await session.ready
+            result: ScriptResult = await session.execute(ISD_SCRIPT)
+            self.assertEqual(list(result.responses), expected)
+            await session.close()
+        definite, indefinite = (body for body in bodies if body)
+        self.assertEqual(definite[0], 0xAA)
+        self.assertEqual(indefinite[:2], b"\xae\x80")

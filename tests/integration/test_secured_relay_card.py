@@ -21,19 +21,27 @@ from collections.abc import Callable
 
 import pytest
 
-from bipgw._scp03_keys import Scp03MasterKeys, StoreScp03KeySource
 from bipgw.codec.admin_http import AdminResponse, RequestParser, encode_response
 from bipgw.codec.scp03 import StaticKeys
-from bipgw.core import CardRecord, Session, SessionState
-from bipgw.core._secured import (
+from bipgw.core import (
     SECURE_CHANNEL_FAILED,
+    CardRecord,
     Scp03Step,
     SecureChannelError,
     SecuredRelay,
+    Session,
+    SessionState,
     host_session_factory,
 )
-from bipgw.keys import KeyAlgorithm, RootKey, Secret, psk_identity_for
-from bipgw.store import CardKey, CardUpsert, KeyPurpose, MemoryStore, seal_card_key
+from bipgw.keys import KeyAlgorithm, RootKey, Scp03MasterKeys, Secret, psk_identity_for
+from bipgw.store import (
+    CardKey,
+    CardUpsert,
+    KeyPurpose,
+    MemoryStore,
+    StoreScp03KeySource,
+    seal_card_key,
+)
 from simcard.agent import AdminAgent, StepKind
 from simcard.card import SimCard
 from simcard.fleet import FleetAlgorithm, MasterKeys, card_numbers, fleet_registry

@@ -26,7 +26,15 @@ from bipgw.codec.ota import (
     verify_command,
 )
 from bipgw.config import Config, init_install
-from bipgw.core import FailureReason, Session, SessionError, SessionEvent, SessionState
+from bipgw.core import (
+    CardTarget,
+    FailureReason,
+    SecuredSession,
+    Session,
+    SessionError,
+    SessionEvent,
+    SessionState,
+)
 from bipgw.keys import KeyManagementError, RootKey, add_transport_key
 from bipgw.push import DEFAULT_KIC, DEFAULT_KID, DEFAULT_SPI, CallbackAddress, TriggerKind
 from bipgw.store import MemoryStore, MsisdnChange
@@ -224,6 +232,27 @@ class GatewayTests(SynchronousTestCase):
         self.assertIn("PoR status 0x01 (RC_CC_DS_FAILED)", event.detail)
         (error,) = self.ended
         self.assertEqual(error.reason, FailureReason.POR_ERROR)
+
+    def test_serviceRulesReachTheEngine(self) -> None:
+        """Each [services.NAME] table's rules reach the engine itself, so every
+        door gets them from engine.open: a secure_apdus service's session is a
+        SecuredSession, and max_concurrent_sessions refuses the next session."""
+        path = self.directory / "bipgw.toml"
+        path.write_text(_toml() + "secure_apdus = true\nmax_concurrent_sessions = 1\n")
+        gateway = self._start(config=Config.from_file(path))
+        first = gateway.engine.open(CardTarget.by_iccid(iccid_of(1)), "certs")
+        first.ready.addErrback(lambda f: self.ended.append(f.value))
+        self.assertIsInstance(first, SecuredSession)
+        self.assertIsInstance(self._open(gateway, iccid_of(1), "isd"), Session)
+        second = self._open(gateway, iccid_of(2), "certs")
+        self.assertIsInstance(second, SecuredSession)
+        self.assertEqual(
+            [(e.reason, e.session_id) for e in self.ended],
+            [(FailureReason.LIMIT_REACHED, second.id)],
+        )
+        unknown = self._open(gateway, iccid_of(2), "nope")
+        self.assertEqual(self.ended[-1].reason, FailureReason.SERVICE_NOT_ALLOWED)
+        self.assertEqual(unknown.status().reason, FailureReason.SERVICE_NOT_ALLOWED)
 
     def test_stopInOrder(self) -> None:
         """Stopping stops the admin listener first, then fails what is left

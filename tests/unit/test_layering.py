@@ -36,16 +36,7 @@ KNOWN_CYCLES: frozenset[frozenset[str]] = frozenset(
 )
 
 #: C{raise NotImplementedError} stubs not removed yet: (module, function).
-KNOWN_STUBS: frozenset[tuple[str, str]] = frozenset(
-    {
-        ("bipgw.core._push", "PushPhase._finish"),
-        ("bipgw.core._push", "PushPhase._flush"),
-        ("bipgw.core._push", "PushPhase._move"),
-        ("bipgw.core._push", "PushPhase._set_timer"),
-        ("bipgw.core._push", "PushPhase.awaiting_card"),
-        ("bipgw.core._push", "PushPhase.note"),
-    }
-)
+KNOWN_STUBS: frozenset[tuple[str, str]] = frozenset()
 
 #: SDK imports beyond the codec not removed yet: (module, imported).
 KNOWN_SDK_IMPORTS: frozenset[tuple[str, str]] = frozenset()

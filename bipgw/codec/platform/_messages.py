@@ -304,9 +304,10 @@ class Command(_Message):
         return self.apdus
 
     @property
-    def definite_length(self) -> bool:
-        """Whether the card gets a definite-length (C{AA}) script."""
-        return self.script[0] == 0xAA if self.script is not None else bool(self.definite)
+    def definite_length(self) -> bool | None:
+        """Whether the card gets a definite-length (C{AA}) script; C{None}
+        when the platform did not say (the service's C{definite_scripts} decides)."""
+        return self.script[0] == 0xAA if self.script is not None else self.definite
 
 
 def _meanings(result: Result) -> tuple[str, ...]:

@@ -333,6 +333,8 @@ class VectorTests(SynchronousTestCase):
             self.assertTrue(all(CommandApdu.decode(c) for c in command.capdus))
         trace = Command(session="s", id="c", script=bytes.fromhex("ae80220580ca0085000000"))
         self.assertEqual(trace.capdus, (bytes.fromhex("80ca008500"),))
+        plain = Command(session="s", id="c", apdus=(bytes.fromhex("80ca008500"),))
+        self.assertIsNone(plain.definite_length)  # the service's definite_scripts decides
 
     def test_gpApdus(self) -> None:
         """Every GlobalPlatform APDU vector is a valid command."""

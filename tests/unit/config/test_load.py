@@ -27,7 +27,7 @@ from bipgw.config import (
     LogFormat,
     Trigger,
 )
-from bipgw.core import BusyPolicy, SessionPolicy
+from bipgw.core import BusyPolicy, ServiceRules, SessionPolicy
 from bipgw.keys import ROOT_KEY_ENV, KeyStore, RootKey, RootKeyError, Secret
 from bipgw.tls import DEFAULT_CIPHERS
 from tests.unit.config import MINIMAL, ROOT, private_directory, with_keys, write
@@ -111,6 +111,25 @@ class ExampleFileTests(SynchronousTestCase):
         self.assertEqual(
             legacy.allowed_aids,
             (bytes.fromhex("A0000000871002"), bytes.fromhex("A0000005591010FFFFFFFF8900000100")),
+        )
+
+    def test_serviceRules(self) -> None:
+        """Each service table gives the session engine its rules."""
+        self.assertEqual(
+            self.config.services["isd"].rules(), ServiceRules(max_concurrent_sessions=100)
+        )
+        self.assertEqual(
+            self.config.services["legacy-3des"].rules(),
+            ServiceRules(
+                definite_scripts=True,
+                max_concurrent_sessions=20,
+                allowed_aids=frozenset(
+                    {
+                        bytes.fromhex("A0000000871002"),
+                        bytes.fromhex("A0000005591010FFFFFFFF8900000100"),
+                    }
+                ),
+            ),
         )
 
     def test_sessionsAndLog(self) -> None:

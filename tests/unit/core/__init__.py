@@ -9,7 +9,7 @@ the test ends, that no timer was left behind.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.task import Clock
@@ -21,10 +21,12 @@ from bipgw.core import (
     CardLink,
     CardRecord,
     CardTarget,
+    IScp03KeySource,
     MemorySessionRecorder,
     PorReport,
     PushOrder,
     PushReceipt,
+    ServiceRules,
     Session,
     SessionEngine,
     SessionEvent,
@@ -135,6 +137,8 @@ class EngineTestCase(SynchronousTestCase):
     """A session engine on a Clock with fakes; no timer may outlive a test."""
 
     policy = POLICY
+    services: Mapping[str, ServiceRules] | None = None
+    scp03_keys: IScp03KeySource | None = None
 
     def setUp(self) -> None:
         self.clock = Clock()
@@ -149,6 +153,8 @@ class EngineTestCase(SynchronousTestCase):
             self.directory,
             self.recorder,
             self.policy,
+            services=self.services,
+            scp03_keys=self.scp03_keys,
             new_id=lambda: next(ids),
         )
         self.events: list[SessionEvent] = []

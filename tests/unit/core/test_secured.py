@@ -1,4 +1,4 @@
-"""The SCP03 relay (bipgw.core._secured) and its key source (bipgw._scp03_keys).
+"""The SCP03 relay (bipgw.core._secure_relay) over a simulated card.
 
 The relay drives a real simulated card (C{simcard} with its SCP03 card
 side) through a small L{CardRunner} that plays the admin session: each
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-import attrs
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.cmac import CMAC
 from twisted.internet.defer import Deferred, fail, succeed
@@ -20,38 +19,29 @@ from twisted.internet.testing import EventLoggingObserver
 from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
-from bipgw._scp03_keys import Scp03MasterKeys, StoreScp03KeySource
 from bipgw.codec.scp03 import HostSession, StaticKeys
 from bipgw.core import CommandError, FailureReason, ScriptResult, SessionError, SessionId
-from bipgw.core._secured import (
+from bipgw.core._scp03 import (
     GP_ISD_AID,
     SECURE_CHANNEL_FAILED,
     Scp03Step,
     SecureChannelError,
-    SecuredRelay,
     host_session_factory,
 )
+from bipgw.core._secure_relay import SecuredRelay
 from bipgw.keys import (
-    IntegrityError,
-    InvalidIccidError,
-    KeyAlgorithm,
-    KeyKind,
-    KeyManagementError,
-    KeyStore,
     RootKey,
     Secret,
     UnknownKeyError,
 )
-from bipgw.store import CardUpsert, KeyPurpose, MemoryStore, seal_card_key
+from bipgw.store import StoreScp03KeySource
 from simcard.agent import script_continues
 from simcard.card import SimCard
-from simcard.fleet import FleetAlgorithm, card_numbers
-from simcard.fleet import MasterKeys as FleetMasters
 from simcard.gp import GpConfig
 from simcard.gp.secure_channel import Scp03SecureChannel
-from simcard.model import AdminDefaults
 from tests import vectors
 from tests.unit.simcard import DEK, ENC, ICCID, MAC, make_profile
+from tests.unit.store.test_scp03_keys import full_set, store_with
 
 KEYS = StaticKeys(ENC, MAC, DEK)
 ROOT = RootKey(Secret(bytes(range(32))))
@@ -475,95 +465,12 @@ def _pad(data: bytes) -> bytes:
     return padded + bytes(-len(padded) % 16)
 
 
-def _store_with(*keys: tuple[KeyPurpose, int, bytes], iccid: str = ICCID) -> MemoryStore:
-    store = MemoryStore()
-    sealed = tuple(
-        seal_card_key(ROOT, iccid, purpose, kvn, "aes-128", Secret(key))
-        for purpose, kvn, key in keys
-    )
-    store.upsert_cards([CardUpsert(iccid=iccid, keys=sealed)])
-    return store
-
-
-def _full_set(kvn: int, keys: StaticKeys) -> list[tuple[KeyPurpose, int, bytes]]:
-    return [
-        (KeyPurpose.SCP03_ENC, kvn, keys.enc),
-        (KeyPurpose.SCP03_MAC, kvn, keys.mac),
-        (KeyPurpose.SCP03_DEK, kvn, keys.dek),
-    ]
-
-
-MASTERS = Scp03MasterKeys(
-    Secret(bytes(range(0x20, 0x40))), Secret(bytes(range(0x40, 0x60))), Secret(bytes(range(16)))
-)
-
-
-class KeySourceTests(SynchronousTestCase):
-    """StoreScp03KeySource: sealed keys from the store, else diversified from masters."""
-
-    def keys(self, source: StoreScp03KeySource, iccid: str = ICCID) -> StaticKeys:
-        return self.successResultOf(source.keys_for(iccid))
-
-    def test_storedSet(self) -> None:
-        """The card's sealed set opens with the root key; the lowest complete
-        version wins, an incomplete one is skipped, key_set chooses."""
-        stored = [*_full_set(2, WRONG), *_full_set(1, KEYS), (KeyPurpose.SCP03_ENC, 0, MAC)]
-        store = _store_with(*stored, (KeyPurpose.KIC, 1, DEK))
-        self.assertEqual(self.keys(StoreScp03KeySource(store, ROOT)), KEYS)
-        self.assertEqual(self.keys(StoreScp03KeySource(store, ROOT, key_set=2)), WRONG)
-        self.assertEqual(self.keys(StoreScp03KeySource(store, ROOT), ICCID + "F"), KEYS)
-
-    def test_masterFallback(self) -> None:
-        """Without a stored set (or the card), masters diversify the keys: the
-        docs/keys.md vector for SCP03 ENC, and the fleet's personalisation."""
-        source = StoreScp03KeySource(_store_with(), ROOT, masters=MASTERS)
-        self.assertEqual(
-            self.keys(source, "89882390000012345678").enc.hex().upper(),
-            "190E99A847EB93A3CB041FC0C93F9B88",
-        )
-        fleet = FleetMasters(*(Secret(bytes((i,)) * 16) for i in range(7)))
-        profile = fleet.profile(card_numbers(7), FleetAlgorithm.AES, AdminDefaults("gw.example"))
-        (card,) = profile.scp03
-        masters = Scp03MasterKeys(fleet.scp03_enc, fleet.scp03_mac, fleet.scp03_dek)
-        self.assertEqual(
-            masters.derive(profile.identity.iccid), StaticKeys(card.enc, card.mac, card.dek)
-        )
-
-    def test_noKeys(self) -> None:
-        """No stored set and no masters: refused naming the card, not a key."""
-        for store in (_store_with((KeyPurpose.SCP03_ENC, 1, ENC)), MemoryStore()):
-            d = StoreScp03KeySource(store, ROOT).keys_for(ICCID)
-            error = self.failureResultOf(d, UnknownKeyError).value
-            self.assertIn(ICCID, str(error))
-            self.assertNotIn(ENC.hex(), str(error).lower())
-        self.failureResultOf(
-            StoreScp03KeySource(MemoryStore(), ROOT).keys_for("12"), InvalidIccidError
-        )
-
-    def test_otherRootKey(self) -> None:
-        """Keys sealed under another root key do not open (and are not guessed)."""
-        other = RootKey(Secret(bytes(range(1, 33))))
-        source = StoreScp03KeySource(_store_with(*_full_set(1, KEYS)), other, masters=MASTERS)
-        self.failureResultOf(source.keys_for(ICCID), IntegrityError)
-
-    def test_fromKeystore(self) -> None:
-        """The keystore's three master-scp03 keys; the key version chooses among several."""
-        keystore = KeyStore.create(self.mktemp(), ROOT)
-        self.assertRaises(UnknownKeyError, Scp03MasterKeys.from_keystore, keystore)
-        for name, secret in (("enc", MASTERS.enc), ("mac", MASTERS.mac), ("dek", MASTERS.dek)):
-            keystore.put(f"scp03-{name}", f"master-scp03-{name}", secret, {"kvn": 1})
-        self.assertEqual(Scp03MasterKeys.from_keystore(keystore), MASTERS)
-        keystore.put("scp03-enc-2", KeyKind.MASTER_SCP03_ENC, Secret(bytes(16)), {"kvn": 2})
-        self.assertRaises(KeyManagementError, Scp03MasterKeys.from_keystore, keystore)
-        self.assertEqual(Scp03MasterKeys.from_keystore(keystore, kvn=1), MASTERS)
-        self.assertRaises(UnknownKeyError, Scp03MasterKeys.from_keystore, keystore, kvn=2)
-        self.assertRaises(
-            ValueError, Scp03MasterKeys, *attrs.astuple(MASTERS)[:3], KeyAlgorithm.DES3_2KEY
-        )
+class StoredKeysTests(SynchronousTestCase):
+    """The relay over the store's key source."""
 
     def test_relayWithStoredKeys(self) -> None:
         """host_session_factory over the store opens the card's channel."""
-        source = StoreScp03KeySource(_store_with(*_full_set(1, KEYS)), ROOT)
+        source = StoreScp03KeySource(store_with(ROOT, *full_set(1, KEYS)), ROOT)
         relay = SecuredRelay(CardRunner(make_card()), host_session_factory(source, ICCID))
         result = self.successResultOf(relay.execute([GET_LEVEL]))
         self.assertEqual(result.responses, (b"\xd3\x01\x13\x90\x00",))

@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import itertools
+from collections.abc import Mapping
 from typing import Any
 
 import attrs
@@ -42,6 +43,7 @@ from bipgw.core import (
     PushOrder,
     PushReceipt,
     ServiceGrant,
+    ServiceRules,
     SessionEngine,
     SessionId,
     SessionPolicy,
@@ -272,6 +274,7 @@ class PlatformTestCase(SynchronousTestCase):
 
     settings = SETTINGS
     cards = 25
+    services: Mapping[str, ServiceRules] | None = None
 
     def make_clock(self) -> Clock:
         """The clock of the engine, the server and the cards."""
@@ -283,7 +286,13 @@ class PlatformTestCase(SynchronousTestCase):
         ids = (SessionId(f"s{n}") for n in itertools.count(1))
         self.recorder = MemorySessionRecorder()
         self.engine = SessionEngine(
-            self.clock, self.fleet, self.fleet, self.recorder, POLICY, new_id=lambda: next(ids)
+            self.clock,
+            self.fleet,
+            self.fleet,
+            self.recorder,
+            POLICY,
+            services=self.services,
+            new_id=lambda: next(ids),
         )
         self.fleet.engine = self.engine
         self.tenants = MemoryTenantDirectory()

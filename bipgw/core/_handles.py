@@ -1,0 +1,147 @@
+# -*- test-case-name: tests.unit.core.test_engine_relay,tests.unit.core.test_rules -*-
+"""The handles the engine gives the two sides of a session.
+
+The platform's door gets a L{Session} (or, for a service with
+C{secure_apdus}, a L{bipgw.core.SecuredSession}); the SCP81 server gets a
+L{CardLink} for each card connection.  Both are thin: they hand their calls
+to the session's machine, and the platform's handle applies the service's
+rules (L{ServiceRules}) to what the platform asks first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from twisted.internet.defer import Deferred, fail
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from bipgw.codec.admin_http import AdminRequest, AdminResponse
+from bipgw.core._rules import ServiceRules
+from bipgw.core._session import SessionMachine
+from bipgw.core._types import (
+    CardTarget,
+    FailureReason,
+    ScriptResult,
+    SessionError,
+    SessionId,
+    SessionStatus,
+)
+
+__all__ = ["CardLink", "Session", "refused_select"]
+
+
+def refused_select(
+    rules: ServiceRules, commands: Sequence[bytes], service: str, session_id: SessionId
+) -> SessionError | None:
+    """The error for a script that SELECTs an AID outside the service's C{allowed_aids}.
+
+    The command is refused before it reaches the card, whichever door sent it.
+    """
+    found = rules.forbidden_select(commands)
+    if found is None:
+        return None
+    index, aid = found
+    return SessionError(
+        FailureReason.APPLICATION_NOT_ALLOWED,
+        f"C-APDU {index} selects AID {aid.hex().upper()}, which service {service!r}"
+        " may not reach (its allowed_aids)",
+        session_id,
+    )
+
+
+class Session:
+    """The platform's handle on one admin session.
+
+    @ivar id: the session id.
+    @ivar ready: fires with the L{SessionStatus} once the card is connected
+        and commands can be sent; fails with L{SessionError} if the session
+        ends first (unknown card, card busy, push failures, timeout ...).
+    """
+
+    def __init__(self, machine: SessionMachine, rules: ServiceRules | None = None) -> None:
+        self._machine = machine
+        self._rules = rules if rules is not None else ServiceRules()
+        self.id = machine.id
+        self.ready = machine.ready
+
+    @property
+    def target(self) -> CardTarget:
+        """The card the platform asked for."""
+        return self._machine.target
+
+    @property
+    def service(self) -> str:
+        """The platform service the session was opened for."""
+        return self._machine.service
+
+    def status(self) -> SessionStatus:
+        """A snapshot of the session now."""
+        return self._machine.status()
+
+    def execute(
+        self, commands: Sequence[bytes], *, definite: bool | None = None
+    ) -> Deferred[ScriptResult]:
+        """Same as L{bipgw.core.SessionEngine.execute} for this session.
+
+        @param definite: C{AA} (definite length) or C{AE} scripts; C{None}
+            takes the service's C{definite_scripts}.
+        """
+        refused = refused_select(self._rules, commands, self.service, self.id)
+        if refused is not None:
+            return fail(refused)
+        return self._machine.execute(commands, self._rules.definite(definite))
+
+    def close(self) -> Deferred[SessionStatus]:
+        """Same as L{bipgw.core.SessionEngine.close} for this session."""
+        return self._machine.close()
+
+    def __repr__(self) -> str:
+        return f"<Session {self.id} {self._machine.state.value}>"
+
+
+class CardLink:
+    """The SCP81 server's handle on the session a card's connection serves.
+
+    The server calls L{post} for every request the card sends on the
+    connection, one at a time, and L{lost} when the connection ends.
+    """
+
+    _log = Logger()
+
+    def __init__(self, machine: SessionMachine, disconnect: Callable[[str], object] | None) -> None:
+        self._machine = machine
+        self._disconnect = disconnect
+
+    @property
+    def session_id(self) -> SessionId:
+        """The session this connection serves."""
+        return self._machine.id
+
+    def post(self, request: AdminRequest) -> Deferred[AdminResponse]:
+        """The card's next POST; fires with the response to send.
+
+        The first POST is held until the platform sends a command (C{200}
+        with the script and X-Admin-Next-URI C{/admin/s/<session>/<n>}) or
+        closes (C{204}); each later POST carries the answer to script C{n}
+        and is held again.  After a C{204}, or a response with
+        C{keep_alive=False}, the server closes the connection.
+        """
+        return self._machine.card_post(self, request)
+
+    def lost(self, reason: str | Failure | BaseException) -> None:
+        """The connection ended (after a C{204}: the session is closed; else it failed)."""
+        if isinstance(reason, Failure):
+            reason = reason.getErrorMessage() if reason.value is None else reason.value
+        if isinstance(reason, BaseException):
+            reason = f"{type(reason).__name__}: {reason}"
+        self._machine.card_lost(self, f"connection lost ({reason})")
+
+    def disconnect(self, why: str) -> None:
+        """Called by the session when it ends with no POST to answer: drop the line."""
+        if self._disconnect is None:
+            return
+        try:
+            self._disconnect(why)
+        except Exception:
+            self._log.failure("disconnecting the card of session {id} failed", id=self.session_id)

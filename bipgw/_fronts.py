@@ -4,7 +4,7 @@
 L{build_fronts} turns the optional C{[platform]} and C{[http_api]} tables
 into listening services over the gateway's session engine: a
 L{PlatformService} serving the framed platform channel and an
-L{HttpFrontService} serving the HTTP JSON API.  Both share one
+L{bipgw.web.HttpApiService} serving the HTTP JSON API.  Both share one
 L{bipgw.platform.PlatformHub}, so a tenant's session and command limits
 count both doors, and both find tenants in the application store
 (L{bipgw.platform.StoreTenantDirectory}), where C{bipgw tenant ...} keeps
@@ -38,13 +38,12 @@ from bipgw.platform import (
 )
 from bipgw.platform._store_tenants import StoreTenantDirectory
 from bipgw.store import IStore
-from bipgw.web import HttpApi, HttpApiService
+from bipgw.web import HTTP_API_SERVICE, HttpApi, HttpApiService
 
 __all__ = [
     "DROP_WAIT",
     "HTTP_API_SERVICE",
     "PLATFORM_SERVICE",
-    "HttpFrontService",
     "PlatformService",
     "build_fronts",
     "front_port",
@@ -54,9 +53,6 @@ __all__ = [
 
 PLATFORM_SERVICE = "platform"
 """The name of the platform channel's service in the gateway (C{getServiceNamed})."""
-
-HTTP_API_SERVICE = "http_api"
-"""The name of the HTTP API's service in the gateway."""
 
 DROP_WAIT = 5.0
 """Seconds a platform connection has to close on stop before it is aborted
@@ -229,35 +225,6 @@ class PlatformService(Service):
             protocol.transport.abortConnection()  # type: ignore[union-attr]
 
 
-class HttpFrontService(HttpApiService):
-    """L{HttpApiService} that says when it listens (L{when_listening})."""
-
-    def __init__(self, api: HttpApi, endpoint: str, reactor: Any) -> None:
-        super().__init__(api, endpoint, reactor)
-        self._ports = _Waiters()
-
-    def when_listening(self) -> Deferred[IListeningPort]:
-        """Fire with the port once listening (fails if listening failed)."""
-        return self._ports.wait()
-
-    def startService(self) -> None:
-        self._ports.reset()
-        super().startService()
-
-    def _listened(self, port: IListeningPort) -> IListeningPort:
-        super()._listened(port)
-        self._ports.listened(port)
-        return port
-
-    def _failed(self, failure: Any) -> None:
-        super()._failed(failure)
-        self._ports.failed(failure)
-
-    def stopService(self) -> Deferred[None]:
-        self._ports.reset()
-        return super().stopService()
-
-
 def build_fronts(
     config: Config,
     engine: SessionEngine,
@@ -276,7 +243,7 @@ def build_fronts(
         (L{bipgw.config.PlatformSection.tls_options}, read when the gateway
         was built so that a bad file stops it early); C{None} for none.
     @return: a L{PlatformService} named L{PLATFORM_SERVICE} if C{[platform]}
-        is given, then an L{HttpFrontService} named L{HTTP_API_SERVICE} if
+        is given, then an L{bipgw.web.HttpApiService} named L{HTTP_API_SERVICE} if
         C{[http_api]} is; both over one hub.  Empty when neither is given.
     """
     tenants = StoreTenantDirectory(store)
@@ -300,9 +267,7 @@ def build_fronts(
         hub.open_session = opener
     if config.http_api is not None:
         api = HttpApi(hub, config.http_api.api_settings())
-        http = HttpFrontService(api, config.http_api.listen, reactor)
-        http.setName(HTTP_API_SERVICE)
-        services.append(http)
+        services.append(HttpApiService(api, config.http_api.listen, reactor))
     return services
 
 

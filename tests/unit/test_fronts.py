@@ -15,7 +15,6 @@ from bipgw._fronts import (
     DROP_WAIT,
     HTTP_API_SERVICE,
     PLATFORM_SERVICE,
-    HttpFrontService,
     PlatformService,
     build_fronts,
     stop_fronts,
@@ -25,7 +24,7 @@ from bipgw.core import SessionEngine
 from bipgw.platform import ChannelSettings, PlatformServerFactory
 from bipgw.platform._store_tenants import StoreTenantDirectory
 from bipgw.store import MemoryStore
-from bipgw.web import ApiSettings
+from bipgw.web import ApiSettings, HttpApiService
 from tests.unit.config import MINIMAL
 from tests.unit.platform import POLICY, Fleet
 
@@ -77,7 +76,7 @@ class BuildTests(SynchronousTestCase):
         """Both tables give the channel then the API, named, over one hub."""
         channel, http = self.parts.build(platform=PLATFORM, http_api=HTTP_API)
         self.assertIsInstance(channel, PlatformService)
-        self.assertIsInstance(http, HttpFrontService)
+        self.assertIsInstance(http, HttpApiService)
         self.assertEqual((channel.name, http.name), (PLATFORM_SERVICE, HTTP_API_SERVICE))
         factory = channel.factory
         self.assertIs(http.api.hub, factory.hub)
@@ -96,7 +95,7 @@ class BuildTests(SynchronousTestCase):
     def test_httpOnly(self) -> None:
         """[http_api] alone builds the API over a hub of its own, with the channel defaults."""
         (http,) = self.parts.build(http_api=HTTP_API)
-        self.assertIsInstance(http, HttpFrontService)
+        self.assertIsInstance(http, HttpApiService)
         self.assertEqual(http.api.hub.settings, ChannelSettings())
         self.assertIsInstance(http.api.hub.tenants, StoreTenantDirectory)
 
@@ -178,30 +177,6 @@ class PlatformServiceTests(SynchronousTestCase):
         (http,) = self.parts.build(http_api=HTTP_API)
         self.successResultOf(stop_fronts([self.service, http]))
         self.assertFalse(self.service.running)
-
-
-class HttpFrontServiceTests(SynchronousTestCase):
-    """The HTTP API's listener says when it listens."""
-
-    def test_whenListening(self) -> None:
-        """when_listening fires with the port once the API listens, and resets on stop."""
-        parts = _Parts()
-        (http,) = parts.build(http_api=HTTP_API)
-        http.startService()
-        port = self.successResultOf(http.when_listening())
-        self.assertIs(http.port, port)
-        self.assertEqual(parts.reactor.tcpServers[0][0], 8080)
-        self.successResultOf(http.stopService())
-        self.assertNoResult(http.when_listening())
-
-    def test_listenFailure(self) -> None:
-        """A port that cannot be had fails when_listening."""
-        parts = _Parts()
-        api = parts.build(http_api=HTTP_API)[0].api
-        http = HttpFrontService(api, _FailingEndpoint(), parts.reactor)  # type: ignore[arg-type]
-        http.startService()
-        self.failureResultOf(http.when_listening(), CannotListenError)
-        self.flushLoggedErrors(CannotListenError)
 
 
 class FactoryTests(SynchronousTestCase):

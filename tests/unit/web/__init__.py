@@ -21,7 +21,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from bipgw.core import MemorySessionRecorder, SessionEngine, SessionId, SessionPolicy
 from bipgw.platform import MemoryTenantDirectory, PlatformHub, ServiceGrant, TenantGrant
-from bipgw.web import ApiSettings, HttpApi
+from bipgw.web import ApiSettings, HttpApi, api_resource
 from tests.unit.platform import AID, OTHER_TOKEN, POLICY, TAR, TOKEN, Fleet
 
 BASE = "http://gw.example"
@@ -74,7 +74,7 @@ class WebTestCase(SynchronousTestCase):
         )
         self.hub = PlatformHub(self.engine, self.tenants, self.clock)
         self.api = HttpApi(self.hub, self.settings)
-        self.stub: Any = StubTreq(self.api.resource())
+        self.stub: Any = StubTreq(api_resource(self.api))
         self.addCleanup(self._settle)
 
     def send(

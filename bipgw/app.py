@@ -417,7 +417,6 @@ class Gateway(MultiService):
             store,
             reactor,
             platform_tls=self._platform_tls,
-            opener=self.open_session,
         )
         # The front doors after the admin server: a platform's first session needs its port.
         return listening.addCallback(

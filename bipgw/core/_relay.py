@@ -137,7 +137,7 @@ class SessionRelay:
 
     def __init__(self, tenancy: Tenancy, host: RelayHost) -> None:
         """
-        @param tenancy: what the doors share (engine, opener, usage, rates).
+        @param tenancy: what the doors share (engine, usage, rates).
         @param host: the door's side: where the relay's messages go.
         """
         self._tenancy = tenancy
@@ -193,7 +193,7 @@ class SessionRelay:
         else:
             target = CardTarget.by_msisdn(str(request.msisdn))
         try:
-            session = self._tenancy.opener(target, service.name)
+            session = self._tenancy.engine.open(target, service.name)
         except Exception:
             self._log.failure("opening a session for {target} failed", target=target)
             self._reply(ErrorCode.INTERNAL_ERROR, "the gateway could not open it", request.id)

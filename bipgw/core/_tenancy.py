@@ -17,8 +17,8 @@ configured from its TOML file; the store implements the same L{Protocol}
 L{TenantUsage} counts what every tenant has open, across all its
 connections, so that a limit holds however many connections it opens;
 L{CommandRates} meters how fast it sends commands to each service, likewise.
-L{Tenancy} holds them for every door of a gateway, with the engine and the
-way sessions are opened (an L{Opener}).
+L{Tenancy} holds them for every door of a gateway, with the engine, whose
+C{open} is the one way every door opens a session.
 """
 
 from __future__ import annotations
@@ -27,16 +27,15 @@ import hashlib
 import math
 from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
-from typing import Any, Final, Protocol, TypeAlias, runtime_checkable
+from typing import Any, Final, Protocol, runtime_checkable
 
 import attrs
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
 
 from bipgw.codec.platform import LABEL
-from bipgw.core._engine import Session, SessionEngine
-from bipgw.core._secured import SecuredSession
-from bipgw.core._types import CardTarget, SessionEvent
+from bipgw.core._engine import SessionEngine
+from bipgw.core._types import SessionEvent
 
 
 def _frozen_bytes(values: Iterable[bytes]) -> frozenset[bytes]:
@@ -332,10 +331,6 @@ class CommandRates:
         return _Bucket(min(burst, bucket.tokens + elapsed * rate), now)
 
 
-Opener: TypeAlias = Callable[[CardTarget, str], "Session | SecuredSession"]
-"""Opens a card session for a service: C{(target, service name) -> session}."""
-
-
 class SessionEnds(Protocol):
     """What L{Tenancy} routes a session's end to (a L{bipgw.core.SessionRelay})."""
 
@@ -353,7 +348,6 @@ class Tenancy:
     @ivar engine: the session engine (closes, status, events).
     @ivar tenants: authenticates platforms and says what they may use.
     @ivar clock: times the platforms' C{timeouts} and refills the rates.
-    @ivar opener: how a relay opens a card session.
     @ivar usage: the sessions and commands each tenant has open.
     @ivar rates: the command rate of each tenant's services.
     """
@@ -363,18 +357,10 @@ class Tenancy:
         engine: SessionEngine,
         tenants: ITenantDirectory,
         clock: IReactorTime,
-        *,
-        opener: Opener | None = None,
     ) -> None:
-        """
-        @param opener: opens card sessions; the engine's C{open} if C{None}.
-            The gateway passes its own so that a service with
-            C{secure_apdus} gets its SCP03-wrapped session.
-        """
         self.engine = engine
         self.tenants = tenants
         self.clock = clock
-        self.opener: Opener = opener if opener is not None else engine.open
         self.usage = TenantUsage()
         self.rates = CommandRates(clock)
         self._routes: dict[str, SessionEnds] = {}

@@ -4,8 +4,9 @@
 Served at C{GET /v1/openapi.json} and written to C{docs/openapi.json} (a
 test fails when that file is stale), so the document platform developers
 generate clients from is the one the gateway itself serves.  The error
-codes and their HTTP statuses come from L{bipgw.web._api.STATUS_OF}; L{ERROR_STATUSES}
-describes each status, and a test checks that every one is described.
+codes and their HTTP statuses come from L{bipgw.web._json.STATUS_OF};
+L{ERROR_STATUSES} describes each status, and a test checks that every one
+is described.
 Regenerate the file with C{python -m bipgw.web._openapi > docs/openapi.json}.
 """
 

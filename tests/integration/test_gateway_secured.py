@@ -11,6 +11,7 @@ with R-MACs the gateway verifies.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from twisted.trial.unittest import TestCase
@@ -93,18 +94,17 @@ class SecuredThroughPlatformTests(TestCase):
         await operator(loop, "tenant", "add", "acme", "--token-file", str(token_file))
         await operator(loop, "service", "add", "secure", "--tenant", "acme")
         opened: list[object] = []
-        hub_open = loop.gateway.open_session
+        engine = loop.gateway.engine
+        engine_open = engine.open
 
-        def spy(target: object, service: str | None = None) -> object:
-            session = hub_open(target, service)  # type: ignore[arg-type]
+        def spy(target: Any, service: str) -> Any:
+            session = engine_open(target, service)
             opened.append(session)
             return session
 
-        # The doors call the gateway's opener; watch what it hands them.
-        for front in loop.gateway._fronts:
-            factory = getattr(front, "factory", None)
-            if factory is not None:
-                factory.tenancy.opener = spy
+        # Every door opens sessions with the engine's open: watch what it
+        # hands the platform channel.
+        engine.open = spy  # type: ignore[method-assign]
         client = await connect(
             reactor, f"tcp:127.0.0.1:{loop.gateway.platform_port}", token=TOKEN, timeout=10
         )

@@ -17,7 +17,6 @@ from twisted.trial.unittest import SynchronousTestCase
 from bipgw._fronts import (
     HTTP_API_SERVICE,
     PLATFORM_SERVICE,
-    HttpFrontService,
     build_fronts,
     stop_fronts,
 )
@@ -26,7 +25,7 @@ from bipgw.core import SessionEngine
 from bipgw.platform import ChannelSettings, PlatformServerFactory
 from bipgw.store import MemoryStore, StoreTenantDirectory
 from bipgw.tls import ListeningService
-from bipgw.web import ApiSettings
+from bipgw.web import ApiSettings, HttpApiService
 from tests.unit.config import MINIMAL
 from tests.unit.platform import POLICY, Fleet
 
@@ -78,7 +77,7 @@ class BuildTests(SynchronousTestCase):
         """Both tables give the channel then the API, named, over one tenancy."""
         channel, http = self.parts.build(platform=PLATFORM, http_api=HTTP_API)
         self.assertIsInstance(channel, ListeningService)
-        self.assertIsInstance(http, HttpFrontService)
+        self.assertIsInstance(http, HttpApiService)
         self.assertEqual((channel.name, http.name), (PLATFORM_SERVICE, HTTP_API_SERVICE))
         factory = channel.factory
         self.assertIsInstance(factory, PlatformServerFactory)
@@ -98,25 +97,9 @@ class BuildTests(SynchronousTestCase):
     def test_httpOnly(self) -> None:
         """[http_api] alone builds the API over a tenancy of its own."""
         (http,) = self.parts.build(http_api=HTTP_API)
-        self.assertIsInstance(http, HttpFrontService)
+        self.assertIsInstance(http, HttpApiService)
         self.assertIs(http.api.hub.engine, self.parts.engine)
         self.assertIsInstance(http.api.hub.tenants, StoreTenantDirectory)
-
-    def test_opener(self) -> None:
-        """The opener given is how both doors open sessions; else the engine's open."""
-
-        def opener(target: Any, service: str) -> Any:
-            raise AssertionError("not called")
-
-        (http,) = self.parts.build(http_api=HTTP_API)
-        self.assertEqual(http.api.hub.opener, self.parts.engine.open)
-        config = attrs.evolve(Config.from_string(MINIMAL), platform=PLATFORM, http_api=HTTP_API)
-        parts = self.parts
-        channel, http = build_fronts(
-            config, parts.engine, parts.store, parts.reactor, opener=opener
-        )
-        self.assertIs(http.api.hub.opener, opener)  # type: ignore[attr-defined]
-        self.assertIs(channel.factory.tenancy, http.api.hub)  # type: ignore[attr-defined]
 
     def test_platformOnly(self) -> None:
         """[platform] alone builds only the channel."""
@@ -144,7 +127,7 @@ class StopFrontsTests(SynchronousTestCase):
         self.assertFalse(channel.running)
 
 
-class HttpFrontServiceTests(SynchronousTestCase):
+class HttpApiServiceTests(SynchronousTestCase):
     """The HTTP API's listener says when it listens."""
 
     def test_whenListening(self) -> None:
@@ -162,7 +145,7 @@ class HttpFrontServiceTests(SynchronousTestCase):
         """A port that cannot be had fails when_listening."""
         parts = _Parts()
         api = parts.build(http_api=HTTP_API)[0].api
-        http = HttpFrontService(api, _FailingEndpoint(), parts.reactor)  # type: ignore[arg-type]
+        http = HttpApiService(api, _FailingEndpoint(), parts.reactor)  # type: ignore[arg-type]
         http.startService()
         self.failureResultOf(http.when_listening(), CannotListenError)
         self.flushLoggedErrors(CannotListenError)

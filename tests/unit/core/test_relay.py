@@ -2,13 +2,12 @@
 
 The doors' own tests (tests.unit.platform, tests.unit.web) cover the relay
 through a connection; these check the object itself: what it tells its
-L{RelayHost}, which opener it uses and how the tenancy routes session ends.
+L{RelayHost}, that it opens sessions with the engine and how the tenancy routes session ends.
 """
 
 from __future__ import annotations
 
 import itertools
-from typing import Any
 
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
@@ -76,14 +75,9 @@ class RelayTests(SynchronousTestCase):
             self.clock, self.fleet, self.fleet, policy=POLICY, new_id=lambda: next(ids)
         )
         self.fleet.engine = self.engine
-        self.opened: list[tuple[CardTarget, str]] = []
-        self.tenancy = Tenancy(self.engine, MemoryTenantDirectory(), self.clock, opener=self.opener)
+        self.tenancy = Tenancy(self.engine, MemoryTenantDirectory(), self.clock)
         self.host = RecordingHost()
         self.relay = SessionRelay(self.tenancy, self.host)
-
-    def opener(self, target: CardTarget, service: str) -> Any:
-        self.opened.append((target, service))
-        return self.engine.open(target, service)
 
     def tearDown(self) -> None:
         for _ in range(100):
@@ -97,10 +91,11 @@ class RelayTests(SynchronousTestCase):
         host: RelayHost = self.host
         self.assertIsNotNone(host)
 
-    def test_opensThroughOpener(self) -> None:
-        """Sessions are opened by the tenancy's opener, answered accepted then ready."""
+    def test_opensThroughEngine(self) -> None:
+        """Sessions are opened by the engine's open, answered accepted then ready."""
         self.relay.open(Open(id="o", service="demo", iccid=iccid(1)), GRANT)
-        self.assertEqual(self.opened, [(CardTarget.by_iccid(iccid(1)), "demo")])
+        (status,) = self.engine.sessions()
+        self.assertEqual((status.target, status.service), (CardTarget.by_iccid(iccid(1)), "demo"))
         (accepted,) = self.host.take()
         assert isinstance(accepted, Accepted)
         self.assertEqual(self.relay.sessions, [accepted.session])
@@ -109,11 +104,6 @@ class RelayTests(SynchronousTestCase):
         self.clock.advance(self.fleet.connect_delay)
         (ready,) = self.host.take()
         self.assertIsInstance(ready, Ready)
-
-    def test_defaultOpenerIsEngine(self) -> None:
-        """Without an opener the tenancy opens with the engine's C{open}."""
-        tenancy = Tenancy(self.engine, MemoryTenantDirectory(), self.clock)
-        self.assertEqual(tenancy.opener, self.engine.open)
 
     def test_commandAndClose(self) -> None:
         """A command's result and a close's answer go to the host; the session is released."""

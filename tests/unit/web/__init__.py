@@ -29,7 +29,7 @@ from bipgw.core import (
     Tenancy,
     TenantGrant,
 )
-from bipgw.web import ApiSettings, HttpApi
+from bipgw.web import ApiSettings, HttpApi, api_resource
 from tests.unit.platform import AID, OTHER_TOKEN, POLICY, TAR, TOKEN, Fleet
 
 BASE = "http://gw.example"
@@ -82,7 +82,7 @@ class WebTestCase(SynchronousTestCase):
         )
         self.hub = Tenancy(self.engine, self.tenants, self.clock)
         self.api = HttpApi(self.hub, self.settings)
-        self.stub: Any = StubTreq(self.api.resource())
+        self.stub: Any = StubTreq(api_resource(self.api))
         self.addCleanup(self._settle)
 
     def send(

@@ -172,6 +172,24 @@ class ScopeTests(WebTestCase):
         self.assertError(answer, 405, "method-not-allowed")
         self.assertEqual(answer.headers["allow"], "GET, DELETE")
 
+    def test_headRefused(self) -> None:
+        """HEAD is not served, not even where GET is: 405 naming the methods the path takes."""
+        for path, allow in (("/v1/openapi.json", "GET"), ("/v1/events", "GET")):
+            answer = self.call("HEAD", path)
+            self.assertEqual((answer.status, answer.headers["allow"]), (405, allow), path)
+        answer = self.call("HEAD", "/v1/sessions/s1")
+        self.assertEqual((answer.status, answer.headers["allow"]), (405, "GET, DELETE"))
+
+    def test_badSessionId(self) -> None:
+        """A session id outside the engine's alphabet, or too long, is an unknown path."""
+        for session in ("a.b", "x" * 65):
+            self.assertError(self.call("GET", f"/v1/sessions/{session}"), 404, "not-found")
+
+    def test_trailingSlash(self) -> None:
+        """A path with a trailing or doubled slash is unknown, not redirected."""
+        for path in ("/v1/sessions/", "/v1//sessions", "/v1/openapi.json/"):
+            self.assertError(self.call("GET", path), 404, "not-found")
+
 
 class BusyTests(WebTestCase):
     """409: the card is busy, or the session has ended."""

@@ -1,15 +1,38 @@
-"""Tests for HttpApiService and the site: listening by endpoint string, body caps, stopping."""
+"""Tests for HttpApiService and the site: listening, body caps, stopping, mounting concerns."""
 
 from __future__ import annotations
 
 import json
+from typing import Any
 
+from klein import Klein
+from treq.testing import StubTreq
+from twisted.internet.defer import Deferred, fail
+from twisted.internet.error import CannotListenError
+from twisted.internet.interfaces import IListeningPort
 from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.server import Site
 
-from bipgw.web import ApiResource, HttpApiService, api_site
+from bipgw.tls import ListeningService
+from bipgw.web import (
+    HTTP_API_SERVICE,
+    ApiRoutes,
+    HttpApiService,
+    LimitedRequest,
+    api_site,
+    mount,
+    web_site,
+)
 from tests.unit.platform import TOKEN
-from tests.unit.web import WebTestCase
+from tests.unit.web import BASE, WebTestCase
+
+
+class _FailingEndpoint:
+    """A server endpoint whose port is taken."""
+
+    def listen(self, factory: object) -> Deferred[IListeningPort]:
+        return fail(CannotListenError("127.0.0.1", 8080, OSError("in use")))
 
 
 class ServiceTests(WebTestCase):
@@ -23,10 +46,36 @@ class ServiceTests(WebTestCase):
         port, factory, _, interface = reactor.tcpServers[0]
         self.assertEqual((port, interface), (8080, "127.0.0.1"))
         assert isinstance(factory, Site)
-        self.assertIsInstance(factory.resource, ApiResource)
+        self.assertEqual(factory.requestFactory.max_body, self.settings.max_body)
         self.assertIsNotNone(service.port)
         self.successResultOf(service.stopService())
         self.assertFalse(service.running)
+
+    def test_oneListeningService(self) -> None:
+        """The service is the one listening service every door uses, named for the gateway."""
+        service = HttpApiService(self.api, "tcp:0", MemoryReactorClock())
+        self.assertIsInstance(service, ListeningService)
+        self.assertEqual(service.name, HTTP_API_SERVICE)
+        self.assertIs(service.api, self.api)
+
+    def test_whenListening(self) -> None:
+        """when_listening fires with the port once the API listens, and waits again after stop."""
+        reactor = MemoryReactorClock()
+        service = HttpApiService(self.api, "tcp:8080", reactor)
+        service.startService()
+        port = self.successResultOf(service.when_listening())
+        self.assertIs(service.port, port)
+        self.assertEqual(reactor.tcpServers[0][0], 8080)
+        self.successResultOf(service.stopService())
+        self.assertNoResult(service.when_listening())
+
+    def test_listenFailure(self) -> None:
+        """A port that cannot be had fails when_listening (the gateway's start fails)."""
+        service = HttpApiService(self.api, _FailingEndpoint(), MemoryReactorClock())  # type: ignore[arg-type]
+        service.startService()
+        self.failureResultOf(service.when_listening(), CannotListenError)
+        self.flushLoggedErrors(CannotListenError)
+        self.successResultOf(service.stopService())
 
     def test_stopClosesSessions(self) -> None:
         """Stopping closes every session the API opened; the cards get their 204."""
@@ -74,3 +123,72 @@ class SiteTests(WebTestCase):
         out = self.post_chunked(0)
         self.assertTrue(out.startswith(b"HTTP/1.1 201 "), out[:200])
         self.call("DELETE", "/v1/sessions/s1")
+
+    def test_limitedRequest(self) -> None:
+        """web_site serves with a LimitedRequest capped at the given size, tracebacks hidden."""
+        site = web_site(ApiRoutes(self.api).resource(), max_body=300)
+        self.assertTrue(issubclass(site.requestFactory, LimitedRequest))
+        self.assertEqual(site.requestFactory.max_body, 300)
+        self.assertFalse(site.displayTracebacks)
+
+
+class _Portal:
+    """Another concern's Klein app, as the operator portal will be."""
+
+    app = Klein()
+
+    @app.route("/", methods=["GET"])
+    def index(self, request: Any) -> bytes:
+        request.setHeader("Content-Type", "text/plain")
+        return b"portal " + b"/".join(request.prepath)
+
+    @app.route("/sessions", methods=["GET"])
+    def sessions(self, request: Any) -> bytes:
+        return b"portal sessions"
+
+
+class MountTests(WebTestCase):
+    """Several Klein apps are served by one site, each under its own path."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        root = mount({"/portal/": _Portal().app.resource(), "/": ApiRoutes(self.api).resource()})
+        self.both: Any = StubTreq(root)
+
+    def get(self, path: str, **kwargs: Any) -> tuple[int, bytes]:
+        d = self.both.get(BASE + path, **kwargs)
+        self.both.flush()
+        response = self.successResultOf(d)
+        return response.code, self.successResultOf(self.both.content(response))
+
+    def test_apiBesideAnother(self) -> None:
+        """The API's paths reach the API, the other concern's reach it."""
+        code, body = self.get("/v1/openapi.json")
+        self.assertEqual((code, json.loads(body)["openapi"][:2]), (200, "3."))
+        self.assertEqual(self.get("/portal/sessions"), (200, b"portal sessions"))
+        self.assertEqual(self.get("/portal/"), (200, b"portal portal"))
+
+    def test_apiKeepsItsErrors(self) -> None:
+        """A path no concern claims is the API's JSON 404; its 401s are unchanged."""
+        code, body = self.get("/nothing/here")
+        self.assertEqual((code, json.loads(body)["code"]), (404, "not-found"))
+        code, body = self.get("/v1/sessions/s1")
+        self.assertEqual((code, json.loads(body)["code"]), (401, "auth-failed"))
+
+    def test_prefixOrderIrrelevant(self) -> None:
+        """The longer prefix wins whatever the order the mounts are given in."""
+        root = mount({"/": ApiRoutes(self.api).resource(), "/portal/": _Portal().app.resource()})
+        stub: Any = StubTreq(root)
+        d = stub.get(BASE + "/portal/sessions")
+        stub.flush()
+        response = self.successResultOf(d)
+        self.assertEqual(self.successResultOf(stub.content(response)), b"portal sessions")
+
+
+class MountValidationTests(SynchronousTestCase):
+    """A mount prefix must be a path."""
+
+    def test_relativePrefix(self) -> None:
+        """A prefix without its leading slash is refused."""
+        with self.assertRaises(ValueError):
+            mount({"portal/": _Portal().app.resource()})

@@ -1,0 +1,213 @@
+# -*- test-case-name: tests.unit.web -*-
+"""The HTTP API's routes, on Klein: which request goes to which part of L{HttpApi}.
+
+  - C{POST /v1/sessions} opens a session, C{201 {session, state}};
+  - C{GET /v1/sessions/{id}} its status;
+  - C{POST /v1/sessions/{id}/commands} runs C-APDUs (waiting, bounded,
+    while the card is still connecting), C{200 {rapdus, sw, meanings ...}};
+  - C{DELETE /v1/sessions/{id}} closes it;
+  - C{GET /v1/events[?session=ID]}, the engine's events for the tenant's
+    sessions as Server-Sent Events (L{bipgw.web._events});
+  - C{GET /v1/openapi.json}, the document itself (no authentication).
+
+Every answer is JSON, errors included: L{ApiRoutes}' error handlers turn
+an L{ApiError}, a path Klein does not know (C{404 not-found}), a method the
+path does not take (C{405 method-not-allowed} with C{Allow}) and anything
+unexpected (C{500 internal-error}, logged) into C{{code, message}}.  The
+routes are one Klein app of their own, so that the operator portal's can
+be mounted beside them in one site (L{bipgw.web._site.mount}).
+
+Werkzeug lets every C{GET} rule answer C{HEAD} too; the API never served
+C{HEAD} (an event stream's C{HEAD} would hold a connection for nothing),
+so the C{GET} routes refuse it as they refuse any other method.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Final
+
+from klein import Klein
+from klein.interfaces import IKleinRequest
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.iweb import IRequest
+from twisted.web.resource import IResource
+from twisted.web.server import Request
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
+from werkzeug.routing import BaseConverter
+
+from bipgw.web._api import HttpApi
+from bipgw.web._json import ApiError, Reply, json_body
+from bipgw.web._openapi import openapi_document
+
+__all__ = ["ApiRoutes"]
+
+_METHOD_ORDER: Final = ("GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+"""The order methods are named in an C{Allow} header (C{HEAD} never is)."""
+
+
+class _SessionId(BaseConverter):
+    """A session id in a path: what the engine hands out, nothing a path could smuggle."""
+
+    regex = "[A-Za-z0-9_-]{1,64}"
+
+
+class ApiRoutes:
+    """The HTTP API as a Klein app over an L{HttpApi}.
+
+    @ivar app: the routes (class-level, bound to each instance by Klein).
+    """
+
+    app = Klein()
+    app.url_map.merge_slashes = False  # "/v1//sessions" is unknown, not a redirect
+    app.url_map.converters["session_id"] = _SessionId
+    _log = Logger()
+
+    def __init__(self, api: HttpApi) -> None:
+        """
+        @param api: answers the requests once routed.
+        """
+        self._api = api
+
+    def resource(self) -> IResource:
+        """The routes as a resource (a leaf: it reads the whole path itself)."""
+        resource: IResource = self.app.resource()
+        return resource
+
+    # -- routes -------------------------------------------------------------------
+
+    @app.route("/v1/openapi.json", methods=["GET"])
+    def openapi(self, request: Request) -> bytes:
+        """The OpenAPI document (no authentication)."""
+        _refuse_head(request)
+        return _answer(request, Reply(200, openapi_document()))
+
+    @app.route("/v1/sessions", methods=["POST"])
+    async def open(self, request: Request) -> bytes:
+        """Open a session (the body is read before the token is looked up)."""
+        api = self._api
+        body = json_body(request, api.settings.max_body)
+        relay = await api.authenticate(request)
+        return _answer(request, await api.open(relay, body))
+
+    @app.route("/v1/sessions/<session_id:session>", methods=["GET"])
+    async def status(self, request: Request, session: str) -> bytes:
+        """A session's status."""
+        _refuse_head(request)
+        relay = await self._api.authenticate(request)
+        return _answer(request, self._api.status(relay, session))
+
+    @app.route("/v1/sessions/<session_id:session>", methods=["DELETE"])
+    async def close(self, request: Request, session: str) -> bytes:
+        """Close a session after the commands already sent."""
+        relay = await self._api.authenticate(request)
+        return _answer(request, await self._api.close(relay, session))
+
+    @app.route("/v1/sessions/<session_id:session>/commands", methods=["POST"])
+    async def command(self, request: Request, session: str) -> bytes:
+        """Run C-APDUs in a session."""
+        api = self._api
+        body = json_body(request, api.settings.max_body)
+        relay = await api.authenticate(request)
+        return _answer(request, await api.command(relay, session, body))
+
+    @app.route("/v1/events", methods=["GET"])
+    async def events(self, request: Request) -> None:
+        """The tenant's session events as Server-Sent Events, until either side ends them.
+
+        The stream writes to the request itself (L{bipgw.web._events}); the
+        route waits until the request has finished, so Klein neither
+        finishes it early nor writes after it.
+        """
+        _refuse_head(request)
+        api = self._api
+        relay = await api.authenticate(request)
+        session = _query(request, "session")
+        if session is not None and not api.owns(relay.grant.tenant_id, session):
+            raise ApiError("unknown-session", f"no session {session} for this tenant")
+        api.streams.start(request, relay.grant.tenant_id, session)
+        await _finished(request)
+
+    # -- errors (Klein tries them in this order) ----------------------------------
+
+    @app.handle_errors(ApiError)
+    def refused(self, request: IRequest, failure: Failure) -> bytes:
+        """A request the API refuses, with the reason it gives."""
+        error = failure.value
+        assert isinstance(error, ApiError)
+        return _refusal(request, error)
+
+    @app.handle_errors(MethodNotAllowed)
+    def wrong_method(self, request: IRequest, failure: Failure) -> bytes:
+        """A known path that does not take the method: C{405} with C{Allow}."""
+        error = failure.value
+        assert isinstance(error, MethodNotAllowed)
+        return _refusal(request, _not_allowed(error.valid_methods or ()))
+
+    @app.handle_errors(HTTPException)
+    def unknown(self, request: IRequest, failure: Failure) -> bytes:
+        """A path no route knows."""
+        path = (request.path or b"/").decode("utf-8", "replace")
+        return _refusal(request, ApiError("not-found", f"no resource {path[:100]}"))
+
+    @app.handle_errors(Exception)
+    def failed(self, request: IRequest, failure: Failure) -> bytes:
+        """Anything unexpected: logged with its traceback, answered C{500}."""
+        self._log.failure("HTTP API request {path} failed", failure, path=request.path)
+        error = ApiError("internal-error", "internal error (logged by the gateway)")
+        return _refusal(request, error)
+
+
+def _answer(request: IRequest, reply: Reply) -> bytes:
+    """Set C{reply}'s status and headers on C{request}; its JSON body, for Klein to write."""
+    data = json.dumps(reply.body, separators=(",", ":")).encode("utf-8")
+    request.setResponseCode(reply.status)
+    request.setHeader("Content-Type", "application/json")
+    request.setHeader("Cache-Control", "no-store")
+    for name, value in reply.headers:
+        request.setHeader(name, value)
+    request.setHeader("Content-Length", str(len(data)))
+    return data
+
+
+def _refusal(request: IRequest, error: ApiError) -> bytes:
+    """The answer to a refused request: C{{code, message[, session]}} and its headers."""
+    headers: tuple[tuple[str, str], ...] = ()
+    if error.status == 401:
+        headers = (("WWW-Authenticate", 'Bearer realm="bipgw"'),)
+    elif error.status == 405:
+        headers = (("Allow", error.allow),)
+    return _answer(request, Reply(error.status, error.to_json(), headers))
+
+
+def _not_allowed(methods: Iterable[str]) -> ApiError:
+    """C{method-not-allowed}, naming the methods the path takes (C{HEAD} aside)."""
+    taken = {m.upper() for m in methods}
+    allowed = [m for m in _METHOD_ORDER if m in taken]
+    return ApiError("method-not-allowed", f"use {' or '.join(allowed)}", allow=", ".join(allowed))
+
+
+def _refuse_head(request: Request) -> None:
+    """Refuse C{HEAD} on a C{GET} route (module docstring)."""
+    if request.method == b"HEAD":
+        raise _not_allowed(IKleinRequest(request).mapper.allowed_methods())
+
+
+def _query(request: Request, name: str) -> str | None:
+    values = (request.args or {}).get(name.encode())
+    return values[0].decode("utf-8", "replace") if values else None
+
+
+def _finished(request: Request) -> Deferred[None]:
+    """Fires once C{request} has finished, whether answered or dropped."""
+    done: Deferred[None] = Deferred()
+
+    def fire(_: object) -> None:
+        if not done.called:  # not already cancelled (the client went away)
+            done.callback(None)
+
+    request.notifyFinish().addBoth(fire)
+    return done

@@ -1,0 +1,78 @@
+# -*- test-case-name: tests.unit.web.test_service -*-
+"""One HTTP site for every web concern of the gateway, each mounted under its own path.
+
+Each concern is a Klein app of its own (today the HTTP API's routes,
+L{bipgw.web._routes}; the operator portal will be another).  L{mount}
+composes them into one root resource: the concern mounted at C{"/"} takes
+every path no other mount claims (the API, so that an unknown path gets
+the API's JSON C{404}), and one mounted at C{"/portal/"} gets the paths
+under it with C{/portal} as its script name.  L{web_site} serves that root
+with request bodies capped (L{LimitedRequest}) and tracebacks hidden.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from klein import Klein
+from twisted.web.iweb import IRequest
+from twisted.web.resource import IResource
+from twisted.web.server import Request, Site
+
+__all__ = ["LimitedRequest", "mount", "web_site"]
+
+
+class LimitedRequest(Request):
+    """A request that stops buffering its body past C{max_body} bytes.
+
+    The resource then answers C{413}; without this a chunked body of
+    unannounced length would be buffered whole before the resource runs.
+    """
+
+    max_body = 65536
+
+    def gotLength(self, length: int | None) -> None:
+        self._body_bytes = 0
+        super().gotLength(length if length is None or length <= self.max_body else None)
+
+    def handleContentChunk(self, data: bytes) -> None:
+        room = self.max_body + 1 - self._body_bytes
+        if room > 0:
+            super().handleContentChunk(data[:room])
+        self._body_bytes += len(data)
+
+
+def mount(mounts: Mapping[str, IResource]) -> IResource:
+    """One resource serving each of C{mounts} under its path prefix.
+
+    @param mounts: path prefix (C{"/"}, or C{"/portal/"} with its trailing
+        slash) to the resource that serves the paths under it; the longest
+        prefix that matches wins, whatever the order given.
+    """
+    root = Klein()
+    root.url_map.merge_slashes = False  # the mounted apps see the path as sent
+    for prefix, resource in mounts.items():
+        if not prefix.startswith("/"):
+            raise ValueError(f"mount {prefix!r}: a prefix starts with /")
+        root.route(prefix, branch=True, endpoint=f"mount {prefix}")(_serving(resource))
+    composed: IResource = root.resource()
+    return composed
+
+
+def _serving(resource: IResource) -> Any:
+    def serve(request: IRequest) -> IResource:
+        return resource
+
+    return serve
+
+
+def web_site(root: IResource, *, max_body: int, reactor: Any = None) -> Site:
+    """The HTTP site serving C{root}, its request bodies capped at C{max_body} bytes.
+
+    @param reactor: for the connections' idle timeouts (the global one if C{None}).
+    """
+    limited = type("LimitedRequest", (LimitedRequest,), {"max_body": max_body})
+    site = Site(root, requestFactory=limited, reactor=reactor)
+    site.displayTracebacks = False
+    return site

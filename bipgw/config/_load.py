@@ -23,7 +23,7 @@ import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import attrs
 
@@ -146,7 +146,7 @@ class _Reader:
         sections["base_dir"] = self._ctx.base_dir
         return sections
 
-    def not_built(self, name: str, value: object) -> None:
+    def not_built(self, name: str, value: object) -> NoReturn:
         """Refuse table C{name} of a capability that is not built yet, by its first key."""
         reasons = NOT_BUILT[name]
         keys = list(value) if isinstance(value, dict) else []

@@ -143,7 +143,7 @@ class ConfiguredLogService(MultiService):
             L{twistd_log_output}).
         """
         super().__init__()
-        self._log = log
+        self._section = log
         self._output = output
         gateway.setServiceParent(self)
 
@@ -151,7 +151,7 @@ class ConfiguredLogService(MultiService):
         """Join C{parent}; when it is an application without a log observer,
         give it C{[log]}'s."""
         if isinstance(parent, Componentized) and parent.getComponent(ILogObserver) is None:
-            parent.setComponent(ILogObserver, self._log.observer(self._output()))
+            parent.setComponent(ILogObserver, self._section.observer(self._output()))
         super().setServiceParent(parent)
 
 

@@ -6,18 +6,33 @@ bad file stops twistd with a usage error naming the key, before it
 daemonises and before anything listens.  The gateway's services are built
 by L{bipgw.app.build_gateway}, imported only when the service is made so
 that C{twistd --help} stays cheap.
+
+Logging: twistd starts the process's one log observer itself, after the
+plugin has made its service, and a plugin cannot pass it one directly.  It
+does take one from the application it runs: an L{ILogObserver} component
+on that application replaces the text observer it would otherwise write to
+C{--logfile} (standard output under C{-n}).  So the service made here puts
+the C{[log]} observer (L{bipgw.config.LogSection.observer}: the level
+filter, then text or JSON) on the application when twistd adds it there,
+writing where twistd would have written.  twistd's C{--logger} still wins
+over it (twistd's own precedence), and with C{--syslog} twistd's syslog
+observer is left alone; in both cases C{[log]} does not apply.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
-from typing import Any
+import sys
+from collections.abc import Callable, Mapping
+from typing import IO, Any
 
-from twisted.application.service import IService
+from twisted.application.service import IService, IServiceCollection, MultiService
+from twisted.logger import ILogObserver, Logger
 from twisted.python import usage
+from twisted.python.components import Componentized
+from twisted.python.logfile import LogFile
 
-from bipgw.config import Config, ConfigError
+from bipgw.config import Config, ConfigError, LogSection
 from bipgw.keys import KeyManagementError
 
 #: The environment variable read when C{--config} is not given.
@@ -84,20 +99,91 @@ class Options(usage.Options):
         self["config"] = path
 
 
+_log = Logger()
+
+
+def twistd_log_output(server_options: Mapping[str, Any]) -> Callable[[], IO[Any]] | None:
+    """Where twistd would write its log under C{server_options}, or C{None}
+    when C{[log]} must not replace twistd's observer.
+
+    twistd (on Unix) writes to standard output for C{--logfile -} or for
+    C{-n} without C{--logfile}, and otherwise to C{--logfile} (default
+    C{twistd.log}), a L{LogFile} that rotates by size.  Not replaced:
+    C{--logger} (twistd prefers it to any application's observer anyway),
+    C{--syslog}, and C{--logfile -} without C{-n} (twistd refuses that
+    itself, and must still get to say so).
+
+    @param server_options: twistd's C{ServerOptions}.
+    @return: a function opening the output, called only when twistd adds
+        the service to its application.
+    """
+    if server_options.get("logger") or server_options.get("syslog"):
+        return None
+    logfile = server_options.get("logfile")
+    nodaemon = bool(server_options.get("nodaemon"))
+    if logfile == "-" or (not logfile and nodaemon):
+        return (lambda: sys.stdout) if nodaemon else None
+    path = str(logfile or "twistd.log")
+    return lambda: LogFile.fromFullPath(path)
+
+
+class ConfiguredLogService(MultiService):
+    """The service twistd runs: the gateway, which logs through C{[log]}'s observer.
+
+    Its only addition to the gateway is L{setServiceParent}: when twistd
+    adds it to the application twistd made for the plugin, it gives that
+    application the observer, which twistd then starts logging to.
+    """
+
+    def __init__(self, gateway: IService, log: LogSection, output: Callable[[], IO[Any]]) -> None:
+        """
+        @param gateway: the gateway's service, made a child of this one.
+        @param log: the C{[log]} table that builds the observer.
+        @param output: opens what the observer writes to (see
+            L{twistd_log_output}).
+        """
+        super().__init__()
+        self._section = log
+        self._output = output
+        gateway.setServiceParent(self)
+
+    def setServiceParent(self, parent: IServiceCollection | Componentized) -> None:
+        """Join C{parent}; when it is an application without a log observer,
+        give it C{[log]}'s."""
+        if isinstance(parent, Componentized) and parent.getComponent(ILogObserver) is None:
+            parent.setComponent(ILogObserver, self._section.observer(self._output()))
+        super().setServiceParent(parent)
+
+
 def makeService(options: Options, reactor: Any = None) -> IService:
     """The gateway service for C{options}' configuration.
+
+    Under twistd (C{options.parent} is twistd's C{ServerOptions}), the
+    gateway comes wrapped in a L{ConfiguredLogService} so that C{[log]}
+    chooses the process's log observer, unless twistd's own options say
+    otherwise (L{twistd_log_output}).
 
     @param reactor: the reactor the services use; the global one (the one
         twistd installed) if C{None}.
     """
     if options.config is None:
         options.postOptions()
-    assert options.config is not None
+    config = options.config
+    assert config is not None
     if reactor is None:
         from twisted.internet import reactor as installed
 
         reactor = installed
     from bipgw.app import build_gateway
 
-    service: IService = build_gateway(options.config, reactor)
-    return service
+    service: IService = build_gateway(config, reactor)
+    _log.debug(
+        "configuration {source}: log level {level_name}, format {output_format}",
+        source=str(config.source),
+        level_name=config.log.level.name,
+        output_format=config.log.format.value,
+    )
+    output = None if options.parent is None else twistd_log_output(options.parent)
+    if output is None:
+        return service
+    return ConfiguredLogService(service, config.log, output)

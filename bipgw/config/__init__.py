@@ -15,7 +15,8 @@ C{bipgw init} and the demo both call it.
 
 from bipgw.config._fronts import HttpApiSection, PlatformSection
 from bipgw.config._install import PASSWORD_FILE_NAME, InitError, InitResult, init_install
-from bipgw.config._model import DEFAULT_CONFIG_NAME, OPTIONAL_SECTIONS, SECTIONS, Config
+from bipgw.config._log import LogFormat, LogSection
+from bipgw.config._model import Config
 from bipgw.config._netkinds import MEMORY_URL, redacted_url, server_endpoint_port
 from bipgw.config._schema import ConfigError, Setting, settings_of
 from bipgw.config._sections import (
@@ -23,13 +24,11 @@ from bipgw.config._sections import (
     BindMode,
     DatabaseSection,
     GatewaySection,
-    IngestSection,
     KeysSection,
-    LogFormat,
-    LogSection,
     SmppSection,
 )
 from bipgw.config._services import ServiceSection, SessionsSection, Trigger
+from bipgw.config._tables import DEFAULT_CONFIG_NAME, OPTIONAL_SECTIONS, SECTIONS
 
 __all__ = [
     "DEFAULT_CONFIG_NAME",
@@ -44,7 +43,6 @@ __all__ = [
     "DatabaseSection",
     "GatewaySection",
     "HttpApiSection",
-    "IngestSection",
     "InitError",
     "InitResult",
     "KeysSection",

@@ -23,7 +23,8 @@ from pathlib import Path
 
 import attrs
 
-from bipgw.config._model import DEFAULT_CONFIG_NAME, Config
+from bipgw.config._model import Config
+from bipgw.config._tables import DEFAULT_CONFIG_NAME
 from bipgw.errors import BipGwError
 from bipgw.keys import ROOT_KEY_ENV, KeyStore, RootKey
 

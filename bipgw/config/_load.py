@@ -1,8 +1,11 @@
 # -*- test-case-name: tests.unit.config.test_load,tests.unit.config.test_errors -*-
-"""Reading the TOML file into a checked L{Config}, or saying exactly why not.
+"""Reading the TOML file into checked tables, or saying exactly why not.
 
-The walk is driven by the declarations in C{_sections} and C{_services}: a
-key they do not declare is an error (a typo must not silently fall back to
+The result is the fields of a L{bipgw.config.Config} (one checked value per
+table, by name), which C{Config.from_file} and its siblings turn into the
+frozen value; this module does not know that class, so the class may call
+it.  The walk is driven by the declarations in C{_tables}: a key they do
+not declare is an error (a typo must not silently fall back to
 a default), every value goes through its kind, and the checks that involve
 several keys
 (password or password file, SPI against KIc/KID, cipher suites against the
@@ -20,13 +23,12 @@ import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import attrs
 
 from bipgw.codec.ota import BadFormat, ChecksumKind, KicAlgorithm, KidAlgorithm
 from bipgw.config._fronts import PlatformSection
-from bipgw.config._model import OPTIONAL_SECTIONS, SECTIONS, Config
 from bipgw.config._schema import (
     REQUIRED,
     ConfigError,
@@ -38,6 +40,7 @@ from bipgw.config._schema import (
 )
 from bipgw.config._sections import AdminSection, SmppSection
 from bipgw.config._services import ServiceSection, SessionsSection
+from bipgw.config._tables import NOT_BUILT, NOT_BUILT_ADVICE, OPTIONAL_SECTIONS, SECTIONS
 from bipgw.core import PolicyError
 from bipgw.tls import PskServerOptions, TlsConfigError
 
@@ -61,8 +64,12 @@ _CC_ALGORITHMS = frozenset(
 _RC_ALGORITHMS = frozenset({KidAlgorithm.CRC16, KidAlgorithm.CRC32})
 
 
-def load_file(path: Path) -> Config:
-    """Read C{path} and check it (see L{Config.from_file})."""
+#: The checked tables of one file: the keyword arguments of a L{bipgw.config.Config}.
+Fields = dict[str, Any]
+
+
+def load_file(path: Path) -> Fields:
+    """Read C{path} and check it (see L{bipgw.config.Config.from_file})."""
     source = str(path)
     try:
         with open(path, "rb") as f:
@@ -78,12 +85,13 @@ def load_file(path: Path) -> Config:
     except UnicodeDecodeError as e:
         raise ConfigError(f"not UTF-8 text (byte {e.start})", source=source) from None
     absolute = Path(os.path.abspath(path))
-    config = load_string(text, base_dir=absolute.parent, source=source)
-    return attrs.evolve(config, source=absolute)
+    fields = load_string(text, base_dir=absolute.parent, source=source)
+    fields["source"] = absolute
+    return fields
 
 
-def load_string(text: str, *, base_dir: Path, source: str) -> Config:
-    """Parse TOML C{text} and check it (see L{Config.from_string})."""
+def load_string(text: str, *, base_dir: Path, source: str) -> Fields:
+    """Parse TOML C{text} and check it (see L{bipgw.config.Config.from_string})."""
     try:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
@@ -91,7 +99,7 @@ def load_string(text: str, *, base_dir: Path, source: str) -> Config:
     return load_mapping(document, base_dir=base_dir, source=source)
 
 
-def load_mapping(document: Mapping[str, Any], *, base_dir: Path, source: str) -> Config:
+def load_mapping(document: Mapping[str, Any], *, base_dir: Path, source: str) -> Fields:
     """Check an already parsed document (the dictionaries C{tomllib} returns)."""
     return _Reader(source, Context(base_dir=base_dir)).config(document)
 
@@ -112,9 +120,11 @@ class _Reader:
     def error(self, reason: str, key: str | None = None) -> ConfigError:
         return ConfigError(reason, key=key, source=self._source)
 
-    def config(self, document: Mapping[str, Any]) -> Config:
+    def config(self, document: Mapping[str, Any]) -> Fields:
         known = [*SECTIONS, "services", *OPTIONAL_SECTIONS]
         for name in document:
+            if name in NOT_BUILT:
+                self.not_built(name, document[name])
             if name not in known:
                 close = difflib.get_close_matches(name, known, n=1)
                 hint = f"; did you mean [{close[0]}]?" if close else ""
@@ -133,7 +143,16 @@ class _Reader:
         for name, cls in OPTIONAL_SECTIONS.items():
             if name in document:
                 sections[name] = self.section(cls, self.table(document, name, name), name)
-        return Config(base_dir=self._ctx.base_dir, **sections)
+        sections["base_dir"] = self._ctx.base_dir
+        return sections
+
+    def not_built(self, name: str, value: object) -> NoReturn:
+        """Refuse table C{name} of a capability that is not built yet, by its first key."""
+        reasons = NOT_BUILT[name]
+        keys = list(value) if isinstance(value, dict) else []
+        key = f"{name}.{keys[0]}" if keys else name
+        reason = reasons.get(keys[0], reasons[None]) if keys else reasons[None]
+        raise self.error(f"{key}: {reason}; {NOT_BUILT_ADVICE[name]}", key=key)
 
     def table(self, parent: Mapping[str, Any], name: str, key: str) -> Mapping[str, Any]:
         value = parent.get(name, {})

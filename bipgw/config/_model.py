@@ -1,9 +1,10 @@
 # -*- test-case-name: tests.unit.config.test_load,tests.unit.config.test_render -*-
 """The whole configuration as one frozen value, and the ways to make one.
 
-The tables are declared in C{_sections} and C{_services}; the loader, the
-writer used by C{bipgw init} and the documentation test all walk those
-declarations.  Build a L{Config} with L{Config.from_file} or
+The tables are declared in C{_tables}; the reader (C{_load}) and the writer
+(C{_render}) walk those declarations and know nothing of this class: the
+reader returns the checked tables, which become a L{Config} here, and the
+writer takes them back.  Build a L{Config} with L{Config.from_file} or
 L{Config.from_string}, which check everything and name the offending key.
 """
 
@@ -18,42 +19,20 @@ from typing import Any
 import attrs
 
 from bipgw.config._fronts import HttpApiSection, PlatformSection
+from bipgw.config._load import load_file, load_mapping, load_string
+from bipgw.config._log import LogSection
+from bipgw.config._render import render
 from bipgw.config._sections import (
     AdminSection,
     DatabaseSection,
     GatewaySection,
-    IngestSection,
     KeysSection,
-    LogSection,
     SmppSection,
 )
 from bipgw.config._services import (
     ServiceSection,
     SessionsSection,
 )
-
-#: The file name C{bipgw init} writes and the commands look for by default.
-DEFAULT_CONFIG_NAME = "bipgw.toml"
-
-#: The tables of the file, in the order they are read and written.
-SECTIONS: Mapping[str, type] = {
-    "gateway": GatewaySection,
-    "database": DatabaseSection,
-    "keys": KeysSection,
-    "smpp": SmppSection,
-    "admin": AdminSection,
-    "sessions": SessionsSection,
-    "ingest": IngestSection,
-    "log": LogSection,
-}
-
-#: The tables that may be left out, in the order they are read and written:
-#: a table that is absent closes that front door (its L{Config} field is
-#: C{None}); a table given opens it on its (required) C{listen} endpoint.
-OPTIONAL_SECTIONS: Mapping[str, type] = {
-    "platform": PlatformSection,
-    "http_api": HttpApiSection,
-}
 
 
 def _freeze_services(value: Mapping[str, ServiceSection]) -> Mapping[str, ServiceSection]:
@@ -80,7 +59,6 @@ class Config:
     admin: AdminSection
     sessions: SessionsSection
     services: Mapping[str, ServiceSection] = attrs.field(converter=_freeze_services, hash=False)
-    ingest: IngestSection
     log: LogSection
     base_dir: Path
     platform: PlatformSection | None = None
@@ -93,9 +71,7 @@ class Config:
 
         @raise ConfigError: naming the key, the value and what was expected.
         """
-        from bipgw.config._load import load_file
-
-        return load_file(Path(path))
+        return cls(**load_file(Path(path)))
 
     @classmethod
     def from_string(
@@ -106,10 +82,8 @@ class Config:
 
         @raise ConfigError: naming the key, the value and what was expected.
         """
-        from bipgw.config._load import load_string
-
         base = Path.cwd() if base_dir is None else Path(base_dir)
-        return load_string(text, base_dir=Path(os.path.abspath(base)), source=source)
+        return cls(**load_string(text, base_dir=Path(os.path.abspath(base)), source=source))
 
     @classmethod
     def defaults_for_init(
@@ -134,8 +108,6 @@ class Config:
 
         @raise ConfigError: if an option is not a valid value for its key.
         """
-        from bipgw.config._load import load_mapping
-
         admin: dict[str, object] = {"listen": listen, "public_host": public_host}
         if public_port is not None:
             admin["public_port"] = public_port
@@ -151,13 +123,11 @@ class Config:
             "services": {"isd": {}},
         }
         base = Path(os.path.abspath(directory))
-        return load_mapping(document, base_dir=base, source="bipgw init")
+        return cls(**load_mapping(document, base_dir=base, source="bipgw init"))
 
     def render(self) -> str:
         """This configuration as a commented TOML file (what C{bipgw init} writes).
 
         Reading the result back (from L{base_dir}) gives an equal configuration.
         """
-        from bipgw.config._render import render
-
-        return render(self)
+        return render(attrs.asdict(self, recurse=False))

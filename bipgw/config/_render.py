@@ -1,5 +1,5 @@
 # -*- test-case-name: tests.unit.config.test_render -*-
-"""Writing a L{Config} back as a commented TOML file.
+"""Writing the checked tables of a configuration back as a commented TOML file.
 
 C{bipgw init} writes the new install's configuration with this, so the file
 an operator first opens lists every key with the sentence the documentation
@@ -12,9 +12,9 @@ key they follow keeps them in step.
 from __future__ import annotations
 
 import textwrap
+from collections.abc import Mapping
 from typing import Any
 
-from bipgw.config._model import OPTIONAL_SECTIONS, SECTIONS, Config
 from bipgw.config._schema import (
     REQUIRED,
     Context,
@@ -24,6 +24,7 @@ from bipgw.config._schema import (
     toml_literal,
 )
 from bipgw.config._sections import SmppSection
+from bipgw.config._tables import OPTIONAL_SECTIONS, SECTIONS
 
 _HEADER = """\
 # bipgw gateway configuration.
@@ -90,17 +91,23 @@ def _table(name: str, section: object, ctx: Context) -> list[str]:
     return lines
 
 
-def render(config: Config) -> str:
-    """C{config} as a commented TOML file that reads back as an equal L{Config}."""
-    ctx = Context(base_dir=config.base_dir, data_dir=config.gateway.data_dir)
+def render(fields: Mapping[str, Any]) -> str:
+    """A configuration as a commented TOML file that reads back as an equal one.
+
+    @param fields: the fields of a L{bipgw.config.Config} by name (what the
+        reader in C{_load} returns): each table of L{SECTIONS}, C{services},
+        each table of L{OPTIONAL_SECTIONS} (C{None} when absent) and
+        C{base_dir}.
+    """
+    ctx = Context(base_dir=fields["base_dir"], data_dir=fields["gateway"].data_dir)
     lines = [_HEADER.rstrip("\n")]
     for name in SECTIONS:
-        if name == "ingest":
-            for service_name, service in config.services.items():
+        lines.extend(_table(name, fields[name], ctx))
+        if name == "sessions":
+            for service_name, service in fields["services"].items():
                 lines.extend(_table(f"services.{service_name}", service, ctx))
-        lines.extend(_table(name, getattr(config, name), ctx))
     for name in OPTIONAL_SECTIONS:
-        section = getattr(config, name)
+        section = fields[name]
         if section is None:
             lines.extend(["", f"# [{name}] is absent: {_ABSENT[name]}"])
         else:

@@ -2,9 +2,9 @@
 """The tables of the file that configure the gateway's own resources.
 
 One frozen class per table: C{[gateway]}, C{[database]}, C{[keys]},
-C{[smpp]}, C{[admin]}, C{[ingest]}, C{[log]}.  Every field is a key of the
-file, declared with its kind, default and purpose; the classes themselves do
-not validate, L{bipgw.config.Config.from_file} does.
+C{[smpp]}, C{[admin]}.  Every field is a key of the file, declared with its
+kind, default and purpose; the classes themselves do not validate,
+L{bipgw.config.Config.from_file} does.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ from bipgw.config._kinds import (
     Integer,
     IntegerIn,
     ListOf,
-    LogLevelKind,
     Number,
     Text,
 )
@@ -71,15 +70,6 @@ class BindMode(enum.Enum):
     TRANSMITTER = "transmitter"
 
 
-class LogFormat(enum.Enum):
-    """How log events are written."""
-
-    TEXT = "text"
-    """One human-readable line per event."""
-    JSON = "json"
-    """One JSON object per line, for log collectors."""
-
-
 @attrs.frozen
 class GatewaySection:
     """C{[gateway]}: who this node is and where it keeps its data."""
@@ -95,7 +85,7 @@ class GatewaySection:
         metadata=setting(
             FilePath(),
             "data",
-            "Directory for the SQLite database and incoming files.",
+            "Directory for the SQLite database.",
         )
     )
 
@@ -332,41 +322,3 @@ class AdminSection:
     def cipher_string(self) -> str:
         """L{ciphers} as the OpenSSL cipher string L{bipgw.tls.PskServerOptions} takes."""
         return ":".join(self.ciphers)
-
-
-def _default_incoming(ctx: Context) -> str:
-    assert ctx.data_dir is not None
-    return relative_text(ctx.base_dir, ctx.data_dir / "incoming")
-
-
-@attrs.frozen
-class IngestSection:
-    """C{[ingest]}: where card-vendor and MSISDN files arrive."""
-
-    ftp_listen: str | None = attrs.field(
-        metadata=setting(
-            ServerEndpoint(),
-            None,
-            "Where the partners' FTP server listens; unset means no FTP server.",
-            example="tcp:2121",
-        )
-    )
-    incoming_dir: Path = attrs.field(
-        metadata=setting(
-            FilePath(),
-            _default_incoming,
-            "Where uploaded files land before they are imported. Default: DATA_DIR/incoming.",
-        )
-    )
-
-
-@attrs.frozen
-class LogSection:
-    """C{[log]}: how much the gateway logs, and in which form."""
-
-    level: NamedConstant = attrs.field(
-        metadata=setting(LogLevelKind(), "info", "The lowest level written.")
-    )
-    format: LogFormat = attrs.field(
-        metadata=setting(Choice(LogFormat), "text", "text or json (one object per line).")
-    )

@@ -72,6 +72,17 @@ class CheckConfigTests(SynchronousTestCase):
             f"bipgw: error: {self.path}: smpp.window = 1000: expected an integer from 1 to 100\n",
         )
 
+    def test_notBuiltRefused(self) -> None:
+        """An [ingest] key (FTP ingestion is not built): refused by name, status 1, not OK."""
+        write(
+            self.base,
+            "bipgw.toml",
+            with_keys(self.path.read_text(), "ingest", ftp_listen='"tcp:2121"'),
+        )
+        status, out, err = run(["check-config", "--no-keys", str(self.path)])
+        self.assertEqual((status, out), (1, ""))
+        self.assertIn(f"{self.path}: ingest.ftp_listen: FTP ingestion is not built yet", err)
+
     def test_keysChecked(self) -> None:
         """A root key that does not open the keystore fails the check; --no-keys skips it."""
         (self.base / "root.key").unlink()

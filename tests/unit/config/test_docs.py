@@ -9,6 +9,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from bipgw.config import OPTIONAL_SECTIONS, SECTIONS, Config, ServiceSection, settings_of
 from bipgw.config._schema import REQUIRED, Context
+from bipgw.config._tables import NOT_BUILT
 from tests.unit.config import ROOT, private_directory, write
 
 TABLES = [*SECTIONS.items(), ("services.NAME", ServiceSection), *OPTIONAL_SECTIONS.items()]
@@ -67,6 +68,16 @@ class DocumentationTests(SynchronousTestCase):
                         self.assertEqual(
                             spec.kind.parse(value, ctx), spec.kind.parse(spec.default, ctx)
                         )
+
+    def test_notBuiltSaid(self) -> None:
+        """Each refused table has a section saying so, naming the keys it refuses."""
+        text = (ROOT / "docs" / "configuration.md").read_text()
+        for table, reasons in NOT_BUILT.items():
+            section = text.partition(f"## `[{table}]` is refused")[2].partition("\n## ")[0]
+            with self.subTest(table=table):
+                self.assertTrue(section)
+                for key in filter(None, reasons):
+                    self.assertIn(f"`{key}`", section)
 
     def test_smallestFile(self) -> None:
         """The page's smallest valid file is valid."""

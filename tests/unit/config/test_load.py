@@ -54,8 +54,6 @@ class ExampleFileTests(SynchronousTestCase):
         self.assertEqual(self.config.database.url, f"sqlite:///{self.base}/data/bipgw.db")
         self.assertEqual(self.config.keys.root_key_file, self.base / "root.key")
         self.assertEqual(self.config.keys.keystore, self.base / "keystore.json")
-        self.assertEqual(self.config.ingest.incoming_dir, self.base / "data" / "incoming")
-        self.assertIsNone(self.config.ingest.ftp_listen)
 
     def test_smpp(self) -> None:
         """The [smpp] table, typed: enums, floats for rates and durations."""
@@ -158,7 +156,6 @@ class DefaultsTests(SynchronousTestCase):
         self.assertEqual(self.config.keys.root_key_file, self.base / "root.key")
         self.assertEqual(self.config.keys.keystore, self.base / "keystore.json")
         self.assertEqual(self.config.database.url, f"sqlite:///{self.base}/data/bipgw.db")
-        self.assertEqual(self.config.ingest.incoming_dir, self.base / "data" / "incoming")
 
     def test_serviceDefaults(self) -> None:
         """An empty [services.NAME] table is the ISD with SPI 1639 and KIc/KID 12."""

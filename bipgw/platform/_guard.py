@@ -32,7 +32,7 @@ from typing import Final
 import attrs
 from twisted.internet.interfaces import IReactorTime
 
-__all__ = ["MAX_TRACKED", "PeerLimits", "PeerGuard"]
+__all__ = ["MAX_TRACKED", "PeerGuard", "PeerLimits"]
 
 MAX_TRACKED: Final = 65536
 """Source addresses remembered at most (about 200 bytes each)."""

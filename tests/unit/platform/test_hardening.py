@@ -60,7 +60,9 @@ class HardeningTestCase(PlatformTestCase):
                 transport._lost = True  # type: ignore[attr-defined]
                 protocol.connectionLost(Failure(ConnectionError("test over")))
 
-    def open(self, host: str = HOST, port: int = 40000) -> tuple[PlatformServerProtocol, StringTransport]:
+    def open(
+        self, host: str = HOST, port: int = 40000
+    ) -> tuple[PlatformServerProtocol, StringTransport]:
         peer = IPv4Address("TCP", host, port + len(self.transports))
         protocol = self.factory.buildProtocol(peer)
         transport = StringTransport(peerAddress=peer)
@@ -88,7 +90,7 @@ class TimeoutTests(HardeningTestCase):
         """A connection that does not authenticate in time is aborted, not
         closed after a flush (a peer that does not read would never let the
         flush end)."""
-        protocol, transport = self.open()
+        _, transport = self.open()
         self.clock.advance(SETTINGS.auth_timeout)
         self.assertTrue(transport.disconnecting)
         self.assertTrue(transport.disconnected, "closed with loseConnection, not aborted")
@@ -173,9 +175,7 @@ class BackpressureTests(HardeningTestCase):
         """While paused, what the gateway still has to send (answers of
         commands in flight) is capped at max_send_buffer: then aborted."""
         self.factory = self.make_factory(
-            settings=ChannelSettings(
-                auth_timeout=10, heartbeat_interval=None, max_send_buffer=4096
-            )
+            settings=ChannelSettings(auth_timeout=10, heartbeat_interval=None, max_send_buffer=4096)
         )
         protocol, transport = self.login()
         protocol.pauseProducing()

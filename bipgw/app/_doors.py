@@ -20,7 +20,7 @@ from twisted.application.service import IService
 from bipgw.config import Config
 from bipgw.core import SessionEngine, Tenancy
 from bipgw.platform import PLATFORM_SERVICE, PlatformServerFactory, platform_service
-from bipgw.store import IStore, StoreTenantDirectory
+from bipgw.store import IStore, StoreTenantDirectory, in_threads
 from bipgw.web import HTTP_API_SERVICE, HttpApi, HttpApiService
 
 __all__ = ["HTTP_API_SERVICE", "PLATFORM_SERVICE", "front_doors"]
@@ -44,7 +44,7 @@ def front_doors(
         L{HTTP_API_SERVICE} if C{[http_api]} is; both over one tenancy.
         Empty when neither is given.
     """
-    tenancy = Tenancy(engine, StoreTenantDirectory(store), reactor)
+    tenancy = Tenancy(engine, StoreTenantDirectory(store, run_slow=in_threads(reactor)), reactor)
     doors: list[IService] = []
     if config.platform is not None:
         factory = PlatformServerFactory(
@@ -52,8 +52,8 @@ def front_doors(
             settings=config.platform.channel_settings(),
             max_connections=config.platform.max_connections,
         )
-        doors.append(platform_service(factory, config.platform.listen, reactor, tls=platform_tls))
+        doors.append(platform_service(factory, config.platform.endpoint, reactor, tls=platform_tls))
     if config.http_api is not None:
         api = HttpApi(tenancy, config.http_api.api_settings())
-        doors.append(HttpApiService(api, config.http_api.listen, reactor))
+        doors.append(HttpApiService(api, config.http_api.endpoint, reactor))
     return doors

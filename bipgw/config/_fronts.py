@@ -21,9 +21,9 @@ from typing import Any
 import attrs
 
 from bipgw.config._kinds import SECONDS, FilePath, Integer, Number
-from bipgw.config._netkinds import ServerEndpoint
+from bipgw.config._netkinds import DEFAULT_BACKLOG, ServerEndpoint, with_backlog
 from bipgw.config._schema import REQUIRED, ConfigError, setting
-from bipgw.platform import ChannelSettings
+from bipgw.platform import ChannelSettings, PeerLimits
 from bipgw.web import ApiSettings
 
 #: The largest frame or request body a configuration may allow (16 MiB).
@@ -35,6 +35,10 @@ TLS_ENDPOINT_TYPES = ("ssl", "tls")
 
 def _default(cls: type, name: str) -> Any:
     return attrs.fields_dict(cls)[name].default
+
+
+def _limit(name: str) -> Any:
+    return attrs.fields_dict(PeerLimits)[name].default
 
 
 @attrs.frozen
@@ -54,6 +58,16 @@ class PlatformSection:
             "Where the platform channel listens, as a Twisted server endpoint string"
             " (ssl:... brings its own TLS).",
         )
+    )
+    backlog: int = attrs.field(
+        kw_only=True,
+        default=DEFAULT_BACKLOG,
+        metadata=setting(
+            Integer(1, 65535),
+            DEFAULT_BACKLOG,
+            "The listen backlog: connections the kernel queues before they are accepted"
+            " (tcp, tcp6, ssl and unix endpoints; capped by net.core.somaxconn).",
+        ),
     )
     tls_certificate: Path | None = attrs.field(
         metadata=setting(
@@ -106,6 +120,91 @@ class PlatformSection:
             Integer(1, 1_000_000), 1000, "Platform connections served at once; more are refused."
         )
     )
+    max_connections_per_peer: int = attrs.field(
+        kw_only=True,
+        default=_limit("max_connections_per_peer"),
+        metadata=setting(
+            Integer(1, 1_000_000),
+            _limit("max_connections_per_peer"),
+            "Connections one source address may have open at once; more are aborted.",
+        ),
+    )
+    preauth_rate: float = attrs.field(
+        kw_only=True,
+        default=_limit("preauth_rate"),
+        metadata=setting(
+            Number(0.0, unit="frames per second"),
+            _limit("preauth_rate"),
+            "Frames per second one source address may send before its connections"
+            " authenticate (a successful hello is refunded); past it they are aborted.",
+        ),
+    )
+    preauth_burst: int = attrs.field(
+        kw_only=True,
+        default=_limit("preauth_burst"),
+        metadata=setting(
+            Integer(1, 1_000_000),
+            _limit("preauth_burst"),
+            "Frames one source address may send at once before authenticating.",
+        ),
+    )
+    auth_free_failures: int = attrs.field(
+        kw_only=True,
+        default=_limit("auth_free_failures"),
+        metadata=setting(
+            Integer(1, 1_000_000),
+            _limit("auth_free_failures"),
+            "Failed authentications in a row from one address before it must back off.",
+        ),
+    )
+    auth_backoff: float = attrs.field(
+        kw_only=True,
+        default=_limit("auth_backoff"),
+        metadata=setting(
+            SECONDS,
+            _limit("auth_backoff"),
+            "The first back-off after too many failed authentications; it doubles per"
+            " further failure (hellos are refused unchecked meanwhile).",
+        ),
+    )
+    auth_backoff_max: float = attrs.field(
+        kw_only=True,
+        default=_limit("auth_backoff_max"),
+        metadata=setting(
+            SECONDS,
+            _limit("auth_backoff_max"),
+            "The longest back-off; an address quiet this long starts afresh.",
+        ),
+    )
+    max_send_buffer: int = attrs.field(
+        kw_only=True,
+        default=_default(ChannelSettings, "max_send_buffer"),
+        metadata=setting(
+            Integer(1024, 1 << 30),
+            _default(ChannelSettings, "max_send_buffer"),
+            "Bytes still to send to a peer that stopped reading, after which its connection"
+            " is aborted (before authentication it is aborted as soon as it stops reading).",
+        ),
+    )
+    stall_timeout: float = attrs.field(
+        kw_only=True,
+        default=_default(ChannelSettings, "stall_timeout"),
+        metadata=setting(
+            SECONDS,
+            _default(ChannelSettings, "stall_timeout"),
+            "How long an authenticated peer may read nothing (its requests are not read"
+            " meanwhile) before its connection is aborted.",
+        ),
+    )
+    close_timeout: float = attrs.field(
+        kw_only=True,
+        default=_default(ChannelSettings, "close_timeout"),
+        metadata=setting(
+            SECONDS,
+            _default(ChannelSettings, "close_timeout"),
+            "How long a connection being closed has to take what was sent before it is aborted.",
+        ),
+    )
 
     @property
     def endpoint_tls(self) -> bool:
@@ -117,6 +216,11 @@ class PlatformSection:
         """Whether platforms reach this listener over TLS (else: plain, for tests and demos)."""
         return self.endpoint_tls or self.tls_certificate is not None
 
+    @property
+    def endpoint(self) -> str:
+        """L{listen} with L{backlog} applied: the endpoint string to listen on."""
+        return with_backlog(self.listen, self.backlog)
+
     def channel_settings(self) -> ChannelSettings:
         """The channel's settings: this table's keys (certificate login when L{tls_ca} is set)."""
         return ChannelSettings(
@@ -124,6 +228,17 @@ class PlatformSection:
             heartbeat_interval=self.heartbeat_interval or None,
             max_frame=self.max_frame,
             certificate_auth=self.tls_ca is not None,
+            max_send_buffer=self.max_send_buffer,
+            stall_timeout=self.stall_timeout,
+            close_timeout=self.close_timeout,
+            peer_limits=PeerLimits(
+                max_connections_per_peer=self.max_connections_per_peer,
+                preauth_rate=self.preauth_rate,
+                preauth_burst=self.preauth_burst,
+                auth_free_failures=self.auth_free_failures,
+                auth_backoff=self.auth_backoff,
+                auth_backoff_max=self.auth_backoff_max,
+            ),
         )
 
     def tls_options(self) -> Any:
@@ -226,6 +341,16 @@ class HttpApiSection:
             "Where the HTTP API listens, as a Twisted server endpoint string (ssl:... for TLS).",
         )
     )
+    backlog: int = attrs.field(
+        kw_only=True,
+        default=DEFAULT_BACKLOG,
+        metadata=setting(
+            Integer(1, 65535),
+            DEFAULT_BACKLOG,
+            "The listen backlog: connections the kernel queues before they are accepted"
+            " (tcp, tcp6, ssl and unix endpoints; capped by net.core.somaxconn).",
+        ),
+    )
     max_body: int = attrs.field(
         metadata=setting(
             Integer(256, MAX_PAYLOAD),
@@ -255,8 +380,14 @@ class HttpApiSection:
         )
     )
 
+    @property
+    def endpoint(self) -> str:
+        """L{listen} with L{backlog} applied: the endpoint string to listen on."""
+        return with_backlog(self.listen, self.backlog)
+
     def api_settings(self) -> ApiSettings:
-        """The API's settings: every key of this table except L{listen}."""
+        """The API's settings: every key of this table except L{listen} and L{backlog}."""
         values = attrs.asdict(self, recurse=False)
         del values["listen"]
+        del values["backlog"]
         return ApiSettings(**values)

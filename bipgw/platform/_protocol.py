@@ -101,6 +101,11 @@ class PlatformServerProtocol(Protocol):
         self._producing = False
 
     @property
+    def _link(self) -> Any:
+        # An ITCPTransport (or TLS over one): abort, producers, pausing reads.
+        return self.transport
+
+    @property
     def paused(self) -> bool:
         """Whether the peer stopped reading (so this side stopped reading it)."""
         return self._paused
@@ -114,12 +119,12 @@ class PlatformServerProtocol(Protocol):
             # Refused here rather than in buildProtocol, which TLS wrapping
             # factories expect to always return a protocol.
             factory.refused(_show(peer), f"{len(factory.connections)} open (the limit)")
-            self.transport.abortConnection()
+            self._link.abortConnection()
             return
         if not factory.guard.connect(host):
             limit = factory.settings.peer_limits.max_connections_per_peer
             factory.refused(_show(peer), f"{limit} open from that address (the limit)")
-            self.transport.abortConnection()
+            self._link.abortConnection()
             return
         self._host = host
         self._decoder = FrameDecoder(factory.settings.max_frame)
@@ -132,7 +137,7 @@ class PlatformServerProtocol(Protocol):
             host=host,
         )
         self.factory.connections.add(self)
-        self.transport.registerProducer(self, True)
+        self._link.registerProducer(self, True)
         self._producing = True
         self.channel.connected()
 
@@ -181,7 +186,7 @@ class PlatformServerProtocol(Protocol):
             return
         self._paused = True
         self._held = 0
-        self.transport.pauseProducing()  # type: ignore[attr-defined]
+        self._link.pauseProducing()
         if self.channel is None or self.channel.tenant is None:
             self._abort("does not read its replies before authentication")
             return
@@ -197,7 +202,7 @@ class PlatformServerProtocol(Protocol):
         self._paused = False
         self._cancel(self._stall)
         self._stall = None
-        self.transport.resumeProducing()  # type: ignore[attr-defined]
+        self._link.resumeProducing()
         if self.channel is not None:
             self._serve()
 
@@ -262,12 +267,12 @@ class PlatformServerProtocol(Protocol):
         if self.channel is not None:
             self.channel.aborted(why)
         self._unregister()
-        self.transport.abortConnection()
+        self._link.abortConnection()
 
     def _unregister(self) -> None:
         if self._producing and self.transport is not None:
             self._producing = False
-            self.transport.unregisterProducer()
+            self._link.unregisterProducer()
 
     @staticmethod
     def _cancel(call: IDelayedCall | None) -> None:

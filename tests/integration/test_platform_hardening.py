@@ -15,9 +15,11 @@ from typing import Any
 
 import pytest
 from twisted.internet import reactor
-from twisted.internet.endpoints import TCP4ClientEndpoint
+from twisted.internet.endpoints import TCP4ClientEndpoint, wrapClientTLS
 from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.ssl import Certificate, PrivateCertificate, optionsForClientTLS
 from twisted.internet.task import deferLater
+from twisted.protocols.tls import TLSMemoryBIOProtocol
 from twisted.trial.unittest import TestCase
 
 from bipgw.codec.platform import FrameDecoder, encode_frame
@@ -30,7 +32,7 @@ from bipgw.core import (
     TenantGrant,
 )
 from bipgw.platform import ChannelSettings, PeerLimits, PlatformServerFactory, listen
-from tests.unit.platform import POLICY, Fleet
+from tests.unit.platform import POLICY, Fleet, make_pki
 
 pytestmark = pytest.mark.integration
 
@@ -51,12 +53,15 @@ def rss() -> int:
 def held(protocol: Any) -> int:
     """Bytes a server-side connection holds to send (its TCP transport's buffer)."""
     transport = protocol.transport
+    if isinstance(transport, TLSMemoryBIOProtocol):
+        transport = transport.transport
     buffered = getattr(transport, "dataBuffer", b"")
     return len(buffered) + int(getattr(transport, "_tempDataLen", 0))
 
 
 class Deaf(Protocol):
-    """A peer that never reads: it stops reading as soon as it is connected."""
+    """A peer that stops reading: at its first reply (after its TLS handshake,
+    which needs reading), or once authenticated when it logs in."""
 
     def __init__(self, login: bool = False) -> None:
         self.login = login
@@ -68,11 +73,11 @@ class Deaf(Protocol):
         assert self.transport is not None
         if self.login:
             self.transport.write(encode_frame({"type": "hello", "id": "h", "token": TOKEN}))
-        else:
-            self.transport.pauseProducing()  # type: ignore[attr-defined]
 
     def dataReceived(self, data: bytes) -> None:
-        if not self.authenticated and any(
+        if not self.login:
+            self.transport.pauseProducing()  # type: ignore[attr-defined, union-attr]
+        elif not self.authenticated and any(
             isinstance(m, dict) and m.get("type") == "auth_ok" for m in self.decoder.feed(data)
         ):
             self.authenticated = True
@@ -83,9 +88,10 @@ class Deaf(Protocol):
 
 
 class HostilePeerTests(TestCase):
-    """Peers that do not read, against the real reactor."""
+    """Peers that do not read, against the real reactor (plain TCP)."""
 
     timeout = 60
+    tls = False
 
     async def asyncSetUp(self) -> None:
         fleet = Fleet(reactor, 2)
@@ -102,11 +108,18 @@ class HostilePeerTests(TestCase):
                 peer_limits=PeerLimits(preauth_rate=50, preauth_burst=100),
             ),
         )
-        self.port = await listen(reactor, "tcp:0:interface=127.0.0.1:backlog=256", self.factory)
+        self.pki = make_pki()
+        options = PrivateCertificate.loadPEM(self.pki.server).options() if self.tls else None
+        self.port = await listen(
+            reactor, "tcp:0:interface=127.0.0.1:backlog=256", self.factory, tls=options
+        )
         self.addCleanup(self.port.stopListening)
 
     async def connect(self, peer: Deaf) -> Deaf:
-        where = TCP4ClientEndpoint(reactor, "127.0.0.1", self.port.getHost().port)
+        where: Any = TCP4ClientEndpoint(reactor, "127.0.0.1", self.port.getHost().port)
+        if self.tls:
+            trust = Certificate.loadPEM(self.pki.ca)
+            where = wrapClientTLS(optionsForClientTLS("localhost", trustRoot=trust), where)
         await where.connect(Factory.forProtocol(lambda: peer))
         self.addCleanup(lambda: peer.transport.abortConnection() if not peer.lost else None)  # type: ignore[union-attr]
         return peer
@@ -159,3 +172,9 @@ class HostilePeerTests(TestCase):
         self.assertLess(rss() - before, 48 * MIB)
         await self.until(lambda: not self.factory.connections)
         self.assertEqual(self.factory.guard.connections("127.0.0.1"), 0)
+
+
+class TlsHostilePeerTests(HostilePeerTests):
+    """The same peers over TLS (the protocol is a producer through TLSMemoryBIO)."""
+
+    tls = True

@@ -204,7 +204,7 @@ class Gateway(OrderedService):
             self.engine,
             psk_lookup=self.keys.psk_for,
             identity_to_iccid=self.keys.iccid_for,
-            listen=config.admin.listen,
+            listen=config.admin.endpoint,
             ciphers=config.admin.cipher_string,
             allow_weak=config.admin.allow_weak_ciphers,
             min_version=config.admin.tls_min_version,

@@ -52,11 +52,13 @@ from bipgw.store._sealing import (
     seal_card_key,
 )
 from bipgw.store._sql import SqlStore
-from bipgw.store._tenant_records import add_tenant, disable_tenant, grant_service
+from bipgw.store._tenant_records import add_tenant, disable_tenant, grant_service, replace_token
 from bipgw.store._tenants import (
     TENANT_SETTINGS,
     StoreTenantDirectory,
     TokenDigest,
+    in_threads,
+    is_reserved_row,
     is_settings_row,
     new_token,
     service_grant,
@@ -178,12 +180,15 @@ __all__ = [
     "disable_tenant",
     "event_record",
     "grant_service",
+    "in_threads",
+    "is_reserved_row",
     "is_settings_row",
     "migrate",
     "new_token",
     "open_card_key",
     "open_store",
     "plan_msisdn_change",
+    "replace_token",
     "seal_card_key",
     "service_grant",
     "service_id",

@@ -102,6 +102,21 @@ class BuildTests(SynchronousTestCase):
         self.assertEqual(channel.name, PLATFORM_SERVICE)
 
 
+class BacklogTests(SynchronousTestCase):
+    """Each door listens with its table's backlog (issue 15): Twisted's 50 is too few."""
+
+    def test_backlog(self) -> None:
+        """The channel and the API pass backlog to listen; 1024 by default."""
+        parts = _Parts()
+        doors = parts.build(platform=attrs.evolve(PLATFORM, backlog=77), http_api=HTTP_API)
+        for door in doors:
+            door.startService()
+        listened = {port: backlog for port, _, backlog, _ in parts.reactor.tcpServers}
+        self.assertEqual(listened, {7443: 77, 8080: 1024})
+        for door in doors:
+            door.stopService()
+
+
 class _FailingEndpoint:
     """A server endpoint whose port is taken."""
 

@@ -205,6 +205,7 @@ class GatewayTests(SynchronousTestCase):
         self.assertEqual(len(gateway.keys), 2)
         self.assertEqual(gateway.keys.iccid_for(b"card-1"), iccid_of(1))
         self.assertEqual(self.reactor.tcpServers[0][0], 8443)
+        self.assertEqual(self.reactor.tcpServers[0][2], 1024, "admin.backlog not applied")
         self.assertEqual(gateway.admin_port, 8443)
         host, port = self.reactor.tcpClients[0][:2]
         self.assertEqual((host, port), ("127.0.0.1", 2775))

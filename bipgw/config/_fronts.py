@@ -255,6 +255,42 @@ class HttpApiSection:
         )
     )
 
+    header_timeout: float = attrs.field(
+        metadata=setting(
+            SECONDS,
+            _default(ApiSettings, "header_timeout"),
+            "Seconds for a request's headers, from its first byte; then the connection is aborted.",
+        )
+    )
+    body_timeout: float = attrs.field(
+        metadata=setting(
+            SECONDS,
+            _default(ApiSettings, "body_timeout"),
+            "Seconds for a request's body, from its headers; then the connection is aborted.",
+        )
+    )
+    idle_timeout: float = attrs.field(
+        metadata=setting(
+            SECONDS,
+            _default(ApiSettings, "idle_timeout"),
+            "Seconds a connection may wait between requests; then it is aborted.",
+        )
+    )
+    max_connections_per_peer: int = attrs.field(
+        metadata=setting(
+            Integer(1, 1_000_000),
+            _default(ApiSettings, "max_connections_per_peer"),
+            "Connections one peer address may hold at once; one more is aborted.",
+        )
+    )
+    stream_buffer: int = attrs.field(
+        metadata=setting(
+            Integer(4096, MAX_PAYLOAD),
+            _default(ApiSettings, "stream_buffer"),
+            "Bytes an event stream may queue for a client that does not read; then it is dropped.",
+        )
+    )
+
     def api_settings(self) -> ApiSettings:
         """The API's settings: every key of this table except L{listen}."""
         values = attrs.asdict(self, recurse=False)

@@ -38,6 +38,12 @@ ERROR_STATUSES: Final[dict[int, str]] = {
 }
 
 _HEX = {"type": "string", "pattern": "^([0-9A-Fa-f]{2})*$"}
+_CAPDU = {
+    "type": "string",
+    "pattern": "^([0-9A-Fa-f]{2}){4,}$",
+    "description": "one complete C-APDU in hex (ISO 7816-4: CLA INS P1 P2 [Lc data] [Le]);"
+    " its Lc must agree with the bytes that follow it",
+}
 _SESSION_ID = {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"}
 
 
@@ -67,6 +73,20 @@ _SESSION_PARAM = {
     "schema": _SESSION_ID,
 }
 
+_LINKS: Final[dict[str, Any]] = {
+    name: {
+        "operationId": operation,
+        "parameters": {"id": "$response.body#/session"},
+        "description": f"{what} the session just opened",
+    }
+    for name, operation, what in (
+        ("GetSession", "getSession", "the status of"),
+        ("RunCommand", "runCommand", "run C-APDUs in"),
+        ("CloseSession", "closeSession", "close"),
+    )
+}
+"""OpenAPI links from an open to the session routes (clients and stateful testers follow them)."""
+
 _SCHEMAS: Final[dict[str, Any]] = {
     "Error": {
         "type": "object",
@@ -94,14 +114,19 @@ _SCHEMAS: Final[dict[str, Any]] = {
         "type": "object",
         "additionalProperties": False,
         "required": ["service"],
-        "description": "exactly one of iccid and msisdn",
+        "description": "exactly one of iccid and msisdn; no field may be null",
+        "oneOf": [
+            {"required": ["iccid"], "not": {"required": ["msisdn"]}},
+            {"required": ["msisdn"], "not": {"required": ["iccid"]}},
+        ],
         "properties": {
             "iccid": {"type": "string", "pattern": "^[0-9]{18,20}[Ff]?$"},
             "msisdn": {"type": "string", "pattern": "^\\+?[0-9]{1,15}$"},
             "service": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"},
             "application": {
-                **_HEX,
-                "description": "a TAR (3 bytes) or AID (5-16 bytes) the service allows",
+                "type": "string",
+                "pattern": "^([0-9A-Fa-f]{6}|([0-9A-Fa-f]{2}){5,16})$",
+                "description": "a TAR (3 bytes) or AID (5-16 bytes) the service allows, in hex",
             },
             "timeouts": {"$ref": "#/components/schemas/Timeouts"},
         },
@@ -144,10 +169,25 @@ _SCHEMAS: Final[dict[str, Any]] = {
     "CommandRequest": {
         "type": "object",
         "additionalProperties": False,
-        "description": "exactly one of apdus and script",
+        "description": "exactly one of apdus and script; definite only with apdus;"
+        " no field may be null",
+        "oneOf": [
+            {"required": ["apdus"], "not": {"required": ["script"]}},
+            {
+                "required": ["script"],
+                "not": {"anyOf": [{"required": ["apdus"]}, {"required": ["definite"]}]},
+            },
+        ],
         "properties": {
-            "apdus": {"type": "array", "minItems": 1, "maxItems": 255, "items": _HEX},
-            "script": {**_HEX, "description": "an expanded command script (AA or AE)"},
+            "apdus": {"type": "array", "minItems": 1, "maxItems": 255, "items": _CAPDU},
+            "script": {
+                "type": "string",
+                "pattern": "^([Aa][Aa]|[Aa][Ee])([0-9A-Fa-f]{2})+$",
+                "description": "an expanded command script (ETSI TS 102 226 5.2.1): an AA"
+                " (definite length) or AE (indefinite length) template of C-APDU TLVs, its"
+                " lengths agreeing with its bytes, 1 to 255 C-APDUs; chaining, immediate and"
+                " error action TLVs are refused",
+            },
             "definite": {"type": "boolean", "description": "send AA (definite length)"},
         },
     },
@@ -192,7 +232,7 @@ _PATHS: Final[dict[str, Any]] = {
                 },
             },
             "responses": {
-                "201": _json("Opened", "accepted; the card is being pushed"),
+                "201": {**_json("Opened", "accepted; the card is being pushed"), "links": _LINKS},
                 **_errors(400, 403, 404, 409, 413, 415, 429),
             },
         }

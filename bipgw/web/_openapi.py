@@ -37,12 +37,17 @@ ERROR_STATUSES: Final[dict[int, str]] = {
     504: "the card did not connect or answer in time",
 }
 
+EXAMPLE_ICCID: Final = "8988211000000000011"
+"""The example card: the first card of a simulated fleet (C{simfleet generate}),
+so that the document's examples open a real session against one."""
+
 _HEX = {"type": "string", "pattern": "^([0-9A-Fa-f]{2})*$"}
 _CAPDU = {
     "type": "string",
     "pattern": "^([0-9A-Fa-f]{2}){4,}$",
-    "description": "one complete C-APDU in hex (ISO 7816-4: CLA INS P1 P2 [Lc data] [Le]);"
-    " its Lc must agree with the bytes that follow it",
+    "format": "c-apdu",
+    "description": "one complete C-APDU in hex (format c-apdu, ISO 7816-4 5.1: CLA INS P1 P2"
+    " [Lc data] [Le], short or extended); its Lc must agree with the bytes that follow it",
 }
 _SESSION_ID = {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"}
 
@@ -130,6 +135,7 @@ _SCHEMAS: Final[dict[str, Any]] = {
             },
             "timeouts": {"$ref": "#/components/schemas/Timeouts"},
         },
+        "examples": [{"iccid": EXAMPLE_ICCID, "service": "isd"}],
     },
     "Opened": {
         "type": "object",
@@ -183,13 +189,16 @@ _SCHEMAS: Final[dict[str, Any]] = {
             "script": {
                 "type": "string",
                 "pattern": "^([Aa][Aa]|[Aa][Ee])([0-9A-Fa-f]{2})+$",
-                "description": "an expanded command script (ETSI TS 102 226 5.2.1): an AA"
+                "format": "expanded-script",
+                "description": "an expanded command script (format expanded-script, ETSI TS"
+                " 102 226 5.2.1): an AA"
                 " (definite length) or AE (indefinite length) template of C-APDU TLVs, its"
                 " lengths agreeing with its bytes, 1 to 255 C-APDUs; chaining, immediate and"
                 " error action TLVs are refused",
             },
             "definite": {"type": "boolean", "description": "send AA (definite length)"},
         },
+        "examples": [{"apdus": ["00A4040008A000000151000000", "80CA9F7F00"]}],
     },
     "CommandResult": {
         "type": "object",
@@ -289,8 +298,23 @@ _PATHS: Final[dict[str, Any]] = {
                     " SessionEvent",
                     "content": {
                         "text/event-stream": {
-                            "schema": {"type": "string"},
-                            "x-event-data": {"$ref": "#/components/schemas/SessionEvent"},
+                            "schema": {
+                                "type": "object",
+                                "description": "one event (OpenAPI 3.1: the schema of each)",
+                                "required": ["event", "data"],
+                                "properties": {
+                                    "id": {"type": "string"},
+                                    "event": {"const": "session"},
+                                    "data": {
+                                        "type": "string",
+                                        "contentMediaType": "application/json",
+                                        "contentSchema": {
+                                            "$ref": "#/components/schemas/SessionEvent"
+                                        },
+                                    },
+                                    "retry": {"type": "integer"},
+                                },
+                            },
                         }
                     },
                 },

@@ -22,6 +22,7 @@ from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource
 from twisted.web.server import Request, Site
+from werkzeug.routing import PathConverter
 
 from bipgw.web._guard import ConnectionLimits, GuardedSite
 
@@ -71,15 +72,14 @@ class LimitedRequest(Request):
         for waiter in waiters:
             waiter.callback(None)
         refusal = type(self).refusal
+        channel = getattr(self, "channel", None)  # gone once the connection is lost
         if isinstance(outcome, Failure) and has_body:
             self._discard = True
-            if refusal is not None and self.channel is not None:
+            if refusal is not None and channel is not None:
                 self._refused = True
-                self.channel.persistent = False
-                transport = self.channel.transport
-                assert transport is not None
-                transport.write(refusal(outcome))
-        if paused is not None and self.channel is not None:
+                channel.persistent = False
+                channel.transport.write(refusal(outcome))
+        if paused is not None and channel is not None:
             paused.resumeProducing()
 
     def gate_outcome(self) -> Deferred[Any] | None:
@@ -122,12 +122,20 @@ def mount(mounts: Mapping[str, IResource]) -> IResource:
     """
     root = Klein()
     root.url_map.merge_slashes = False  # the mounted apps see the path as sent
+    root.url_map.converters["path"] = _AnyPath  # a %0A in a path is the mount's to refuse
     for prefix, resource in mounts.items():
         if not prefix.startswith("/"):
             raise ValueError(f"mount {prefix!r}: a prefix starts with /")
         root.route(prefix, branch=True, endpoint=f"mount {prefix}")(_serving(resource))
     composed: IResource = root.resource()
     return composed
+
+
+class _AnyPath(PathConverter):
+    """Werkzeug's C{path}, but matching a newline too: every path under a
+    mount reaches it (werkzeug's own would answer an HTML 404 for C{%0A})."""
+
+    regex = "(?s:[^/].*?)"
 
 
 def _serving(resource: IResource) -> Any:

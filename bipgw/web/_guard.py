@@ -81,9 +81,13 @@ class GuardedChannel(HTTPChannel):
         super().allContentReceived()
 
     def requestDone(self, request: Any) -> None:
-        super().requestDone(request)
-        if self.persistent and not self.requests:
-            self._between = True  # the idle timeout runs again
+        super().requestDone(request)  # may start a pipelined request at once
+        if not self.persistent or self._phase_timer is not None or self._handlingRequest:
+            return
+        if self.requests:  # a pipelined request, its headers still coming
+            self._start(self.limits.header_timeout)
+        else:
+            self._between = True  # the idle timeout runs until the next byte
 
     def timeoutConnection(self) -> None:
         """The idle timeout: abort at once, without twisted's log line per client."""

@@ -20,7 +20,10 @@ import bipgw
 
 ERROR_STATUSES: Final[dict[int, str]] = {
     400: "malformed JSON, or a field that is missing, unknown or wrong (the message names it)",
-    401: "no bearer token, or an unknown or disabled one",
+    401: (
+        "no bearer token, an unknown or disabled one, two Authorization headers or one not"
+        " ASCII; checked before anything else in the request, its body included"
+    ),
     403: "the tenant may not use that service, or the service not that application or AID",
     404: "no such session for this tenant (or no card under that ICCID/MSISDN)",
     405: "the path does not take that method",

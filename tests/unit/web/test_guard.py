@@ -313,3 +313,16 @@ class StreamBackpressureTests(SiteTestCase):
         self.assertFalse(connection.aborted)
         self.call("DELETE", f"/v1/sessions/{session}")
         connection.close()
+
+
+class PipelineTests(SiteTestCase):
+    """A pipelined request's partial headers are timed as the first request's are."""
+
+    def test_pipelinedPartialHeaders(self) -> None:
+        connection = self.connect()
+        connection.send(get_request("/v1/openapi.json") + b"GET /v1/sessions/s1 HTTP/1.1\r\nX: ")
+        self.assertTrue(connection.out.startswith(b"HTTP/1.1 200 "))
+        for _ in range(60):
+            connection.send(b"a")
+            self.clock.advance(0.1)
+        self.assertTrue(connection.aborted)

@@ -78,6 +78,8 @@ class LimitedRequest(Request):
             if refusal is not None and channel is not None:
                 self._refused = True
                 channel.persistent = False
+                # Refused before twisted answers "Expect: 100-continue": it must not.
+                self.requestHeaders.removeHeader(b"expect")
                 channel.transport.write(refusal(outcome))
         if paused is not None and channel is not None:
             paused.resumeProducing()

@@ -177,6 +177,14 @@ class BodyAfterAuthTests(SiteTestCase):
         self.assertEqual(request.content.tell(), 0)
         self.assertTrue(connection.transport.disconnecting)
 
+    def test_refusedWithoutContinue(self) -> None:
+        """A refused request that expects 100-continue gets the 401 alone, no 100 after it."""
+        connection = self.connect()
+        head = post_head("/v1/sessions", 1000, token=None)
+        connection.send(head[:-2] + b"Expect: 100-continue\r\n\r\n")
+        self.assertTrue(connection.out.startswith(b"HTTP/1.1 401 "), connection.out[:40])
+        self.assertNotIn(b"100 Continue", connection.out)
+
     def test_noTokenWrongTypeIs401(self) -> None:
         """No token and a body that is not JSON: 401, not 415."""
         connection = self.connect()

@@ -52,7 +52,17 @@ _PEER_DEFAULTS: dict[str, Any] = {
     "auth_backoff": 1.0,
     "auth_backoff_max": 60.0,
 }
-_API_DEFAULTS = {"max_body": 65536, "ready_wait": 120.0, "keepalive": 15.0, "keep_sessions": 10000}
+_API_DEFAULTS = {
+    "max_body": 65536,
+    "ready_wait": 120.0,
+    "keepalive": 15.0,
+    "keep_sessions": 10000,
+    "header_timeout": 10.0,
+    "body_timeout": 30.0,
+    "idle_timeout": 60.0,
+    "max_connections_per_peer": 64,
+    "stream_buffer": 262144,
+}
 
 
 @attrs.frozen
@@ -371,6 +381,41 @@ class HttpApiSection:
             Integer(1, 1_000_000),
             _API_DEFAULTS["keep_sessions"],
             "Ended sessions whose status stays visible to their tenant.",
+        )
+    )
+    header_timeout: float = attrs.field(
+        metadata=setting(
+            SECONDS,
+            _API_DEFAULTS["header_timeout"],
+            "Seconds for a request's headers, from its first byte; then the connection is aborted.",
+        )
+    )
+    body_timeout: float = attrs.field(
+        metadata=setting(
+            SECONDS,
+            _API_DEFAULTS["body_timeout"],
+            "Seconds for a request's body, from its headers; then the connection is aborted.",
+        )
+    )
+    idle_timeout: float = attrs.field(
+        metadata=setting(
+            SECONDS,
+            _API_DEFAULTS["idle_timeout"],
+            "Seconds a connection may wait between requests; then it is aborted.",
+        )
+    )
+    max_connections_per_peer: int = attrs.field(
+        metadata=setting(
+            Integer(1, 1_000_000),
+            _API_DEFAULTS["max_connections_per_peer"],
+            "Connections one peer address may hold at once; one more is aborted.",
+        )
+    )
+    stream_buffer: int = attrs.field(
+        metadata=setting(
+            Integer(4096, MAX_PAYLOAD),
+            _API_DEFAULTS["stream_buffer"],
+            "Bytes an event stream may queue for a client that does not read; then it is dropped.",
         )
     )
 

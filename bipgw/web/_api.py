@@ -19,6 +19,7 @@ OpenAPI document (L{bipgw.web._openapi}) and C{docs/http-api.md}.
 
 from __future__ import annotations
 
+import re
 from collections import OrderedDict
 from typing import Any, Final
 
@@ -40,9 +41,12 @@ from bipgw.codec.platform import (
 )
 from bipgw.core import SessionStatus, Tenancy, TenantGrant
 from bipgw.web._events import EventStreams
+from bipgw.web._guard import ConnectionLimits
 from bipgw.web._json import ApiError, Reply, only_fields, parse_message
 from bipgw.web._relay import TenantRelay
 
+_TOKEN: Final = re.compile(r"[\x21-\x7e]{1,512}\Z")
+"""A token as the platform channel's C{hello} takes it: printable ASCII, bounded."""
 _OPEN_FIELDS: Final = frozenset({"iccid", "msisdn", "service", "application", "timeouts"})
 _COMMAND_FIELDS: Final = frozenset({"apdus", "script", "definite"})
 
@@ -57,12 +61,32 @@ class ApiSettings:
     @ivar keepalive: seconds between comment lines on an idle event stream,
         so proxies keep it open.
     @ivar keep_sessions: ended sessions whose status stays visible to their tenant.
+    @ivar header_timeout: seconds for a request's headers (then the
+        connection is aborted); C{body_timeout} for its body,
+        C{idle_timeout} between requests (L{bipgw.web._guard}).
+    @ivar max_connections_per_peer: connections one peer address may hold.
+    @ivar stream_buffer: bytes an event stream may queue for a client that
+        does not read before the stream is dropped.
     """
 
     max_body: int = attrs.field(default=65536, validator=attrs.validators.ge(256))
     ready_wait: float = attrs.field(default=120.0, validator=attrs.validators.gt(0))
     keepalive: float = attrs.field(default=15.0, validator=attrs.validators.gt(0))
     keep_sessions: int = attrs.field(default=10000, validator=attrs.validators.ge(1))
+    header_timeout: float = attrs.field(default=10.0, validator=attrs.validators.gt(0))
+    body_timeout: float = attrs.field(default=30.0, validator=attrs.validators.gt(0))
+    idle_timeout: float = attrs.field(default=60.0, validator=attrs.validators.gt(0))
+    max_connections_per_peer: int = attrs.field(default=64, validator=attrs.validators.ge(1))
+    stream_buffer: int = attrs.field(default=262144, validator=attrs.validators.ge(4096))
+
+    def limits(self) -> ConnectionLimits:
+        """The connections' timeouts and per-peer limit (L{bipgw.web._guard})."""
+        return ConnectionLimits(
+            header_timeout=self.header_timeout,
+            body_timeout=self.body_timeout,
+            idle_timeout=self.idle_timeout,
+            max_per_peer=self.max_connections_per_peer,
+        )
 
 
 class HttpApi:
@@ -79,7 +103,9 @@ class HttpApi:
         self.settings = settings or ApiSettings()
         self._relays: dict[str, TenantRelay] = {}
         self._owners: OrderedDict[str, str] = OrderedDict()
-        self.streams = EventStreams(hub.engine, hub.clock, self._owner, self.settings.keepalive)
+        self.streams = EventStreams(
+            hub.engine, hub.clock, self._owner, self.settings.keepalive, self.settings.stream_buffer
+        )
 
     def owns(self, tenant_id: str, session: str) -> bool:
         """Whether C{session} was opened by C{tenant_id} through this API."""
@@ -98,11 +124,7 @@ class HttpApi:
 
     async def authenticate(self, request: IRequest) -> TenantRelay:
         """The relay of the tenant whose bearer token the request carries."""
-        header = (request.getHeader("authorization") or "").strip()
-        scheme, _, token = header.partition(" ")
-        token = token.strip()
-        if scheme.lower() != "bearer" or not token:
-            raise ApiError("auth-failed", "send Authorization: Bearer <token>")
+        token = bearer_token(request)
         try:
             grant = await self.hub.tenants.by_token(token)
         except Exception:
@@ -202,6 +224,31 @@ class HttpApi:
                 self._owners.move_to_end(oldest)
                 break
             del self._owners[oldest]
+
+
+def bearer_token(request: IRequest) -> str:
+    """The token of the request's one C{Authorization: Bearer} header.
+
+    Read from the raw header bytes: a header that is not ASCII, or two
+    C{Authorization} headers (which one would a proxy have checked?), are
+    refused with C{auth-failed}, never decoded into a C{500}.
+
+    @raise ApiError: C{auth-failed}, saying what is wrong with the header.
+    """
+    raw = request.requestHeaders.getRawHeaders(b"authorization") or []
+    if len(raw) > 1:
+        raise ApiError("auth-failed", f"{len(raw)} Authorization headers: send exactly one")
+    try:
+        header = raw[0].decode("ascii").strip() if raw else ""
+    except UnicodeDecodeError:
+        raise ApiError("auth-failed", "the Authorization header is not ASCII") from None
+    scheme, _, token = header.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise ApiError("auth-failed", "send Authorization: Bearer <token>")
+    if not _TOKEN.match(token):
+        raise ApiError("auth-failed", "a token is 1 to 512 printable ASCII characters")
+    return token
 
 
 def status_json(status: SessionStatus) -> dict[str, Any]:

@@ -137,12 +137,33 @@ class ValuesTests(SynchronousTestCase):
             ready_wait="5",
             keepalive="1.5",
             keep_sessions="7",
+            header_timeout="2",
+            body_timeout="3",
+            idle_timeout="4",
+            max_connections_per_peer="5",
+            stream_buffer="8192",
         )
         http_api = Config.from_string(text).http_api
         assert http_api is not None
+        settings = api_settings(http_api)
         self.assertEqual(
-            api_settings(http_api),
-            ApiSettings(max_body=1024, ready_wait=5.0, keepalive=1.5, keep_sessions=7),
+            settings,
+            ApiSettings(
+                max_body=1024,
+                ready_wait=5.0,
+                keepalive=1.5,
+                keep_sessions=7,
+                header_timeout=2.0,
+                body_timeout=3.0,
+                idle_timeout=4.0,
+                max_connections_per_peer=5,
+                stream_buffer=8192,
+            ),
+        )
+        limits = settings.limits()
+        self.assertEqual(
+            (limits.header_timeout, limits.body_timeout, limits.idle_timeout, limits.max_per_peer),
+            (2.0, 3.0, 4.0, 5),
         )
 
     def test_example(self) -> None:
@@ -170,6 +191,11 @@ class ValuesTests(SynchronousTestCase):
                 ready_wait=120.0,
                 keepalive=15.0,
                 keep_sessions=10000,
+                header_timeout=10.0,
+                body_timeout=30.0,
+                idle_timeout=60.0,
+                max_connections_per_peer=64,
+                stream_buffer=262144,
             ),
         )
 
@@ -214,6 +240,9 @@ class ErrorTests(SynchronousTestCase):
             ("http_api", "ready_wait", "0"),
             ("http_api", "keepalive", "true"),
             ("http_api", "keep_sessions", "0"),
+            ("http_api", "header_timeout", "0"),
+            ("http_api", "max_connections_per_peer", "0"),
+            ("http_api", "stream_buffer", "100"),
         ]
         for table, key, value in cases:
             with self.subTest(key=key):

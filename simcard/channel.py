@@ -24,24 +24,16 @@ gateway's handling of broken sessions can be exercised end to end.
 from __future__ import annotations
 
 import enum
-import ipaddress
-from collections.abc import Callable
 from typing import Any, ClassVar
 
 from attrs import field, frozen
 from OpenSSL import SSL
 from twisted.internet.defer import Deferred
-from twisted.internet.endpoints import (
-    HostnameEndpoint,
-    TCP4ClientEndpoint,
-    TCP6ClientEndpoint,
-    wrapClientTLS,
-)
+from twisted.internet.endpoints import wrapClientTLS
 from twisted.internet.interfaces import (
     IDelayedCall,
     IHandshakeListener,
     IReactorTime,
-    IStreamClientEndpoint,
 )
 from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.logger import Logger
@@ -49,6 +41,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from bipgw.tls import DEFAULT_CIPHERS, PskClientOptions, TlsConfigError
+from simcard._endpoints import EndpointFactory, tcp_endpoints
 from simcard.agent import AdminAgent, AgentState, ApduExecutor, StepKind
 from simcard.model import PskCredential
 from simcard.session_request import AdminSessionRequest
@@ -63,9 +56,6 @@ __all__ = [
     "open_admin_channel",
     "tcp_endpoints",
 ]
-
-EndpointFactory = Callable[[str, int], IStreamClientEndpoint]
-"""Makes the plain (TCP) client endpoint for a host and port; TLS goes on top."""
 
 MALFORMED_REQUEST = b"GARBAGE /admin SIMCARD/0.0\r\nNot-A-Header\r\n\r\n"
 """What a card with the malformed-HTTP fault sends instead of its first POST."""
@@ -147,32 +137,6 @@ class AdminSessionError(Exception):
         self.reason = reason
         self.kind = kind
         self.attempts = attempts
-
-
-def tcp_endpoints(reactor: Any, *, timeout: float = 30.0) -> EndpointFactory:
-    """The real network: a L{HostnameEndpoint} per host and port.
-
-    An IP address (what the gateway's trigger usually carries) is connected
-    to directly: a L{HostnameEndpoint} resolves even a literal address in
-    the reactor's thread pool, and that hand-off to a thread (and back under
-    the GIL) cost a simulated card more than its TLS handshake (issue 14).
-    """
-
-    def make(host: str, port: int) -> IStreamClientEndpoint:
-        try:
-            literal = ipaddress.ip_address(host)
-        except ValueError:
-            literal = None
-        endpoint: IStreamClientEndpoint
-        if isinstance(literal, ipaddress.IPv4Address):
-            endpoint = TCP4ClientEndpoint(reactor, host, port, timeout=timeout)
-        elif isinstance(literal, ipaddress.IPv6Address):
-            endpoint = TCP6ClientEndpoint(reactor, host, port, timeout=timeout)
-        else:
-            endpoint = HostnameEndpoint(reactor, host, port, timeout=timeout)
-        return endpoint
-
-    return make
 
 
 @implementer(IHandshakeListener)

@@ -14,8 +14,9 @@
 
 Each server runs in its own process, so the CPU time it used is its own
 (read from ``/proc``); ``pskload`` is C and uses a fraction of a core, so
-it is never the bottleneck.  ``--profile`` runs cProfile inside the
-gateway process and prints its top functions.  The key is generated per
+it is never the bottleneck.  ``--profile cprofile`` (or ``pyinstrument``,
+a sampling profiler that distorts less; ``pip install pyinstrument``)
+profiles the gateway process and prints what dominates.  The key is generated per
 run and only ever handed to the two local processes.
 """
 

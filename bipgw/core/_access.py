@@ -43,8 +43,8 @@ __all__ = [
     "ISD_COMMANDS",
     "CommandAccess",
     "Reach",
-    "instructions",
     "ReachRefusedError",
+    "instructions",
     "isd_command_names",
     "parse_isd_commands",
 ]

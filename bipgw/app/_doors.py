@@ -26,7 +26,7 @@ from bipgw.platform import (
     PlatformServerFactory,
     platform_service,
 )
-from bipgw.store import IStore, StoreTenantDirectory
+from bipgw.store import IStore, StoreSessionHistory, StoreTenantDirectory
 from bipgw.web import HTTP_API_SERVICE, ApiSettings, HttpApi, HttpApiService
 
 __all__ = [
@@ -74,7 +74,9 @@ def front_doors(
         L{HTTP_API_SERVICE} if C{[http_api]} is; both over one tenancy.
         Empty when neither is given.
     """
-    tenancy = Tenancy(engine, StoreTenantDirectory(store), reactor)
+    tenancy = Tenancy(
+        engine, StoreTenantDirectory(store), reactor, history=StoreSessionHistory(store)
+    )
     doors: list[IService] = []
     if config.platform is not None:
         factory = PlatformServerFactory(

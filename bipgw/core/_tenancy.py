@@ -36,6 +36,7 @@ from twisted.internet.interfaces import IReactorTime
 from bipgw.codec.platform import LABEL
 from bipgw.core._access import CommandAccess, instructions
 from bipgw.core._engine import SessionEngine
+from bipgw.core._interfaces import ISessionHistory
 from bipgw.core._types import SessionEvent
 
 
@@ -364,6 +365,8 @@ class Tenancy:
     @ivar clock: times the platforms' C{timeouts} and refills the rates.
     @ivar usage: the sessions and commands each tenant has open.
     @ivar rates: the command rate of each tenant's services.
+    @ivar history: the recorded sessions, for a session the engine no longer
+        holds (ended long ago, or before a restart); C{None}: none.
     """
 
     def __init__(
@@ -371,10 +374,12 @@ class Tenancy:
         engine: SessionEngine,
         tenants: ITenantDirectory,
         clock: IReactorTime,
+        history: ISessionHistory | None = None,
     ) -> None:
         self.engine = engine
         self.tenants = tenants
         self.clock = clock
+        self.history = history
         self.usage = TenantUsage()
         self.rates = CommandRates(clock)
         self._routes: dict[str, SessionEnds] = {}

@@ -19,6 +19,7 @@ from twisted.internet.defer import Deferred, fail, succeed
 
 from bipgw.store._interfaces import plan_msisdn_change
 from bipgw.store._types import (
+    FINAL_SESSION_STATES,
     MAX_OTA_COUNTER,
     ApduTraceRecord,
     AuditRecord,
@@ -435,6 +436,38 @@ class MemoryStore:
     def add_session_events(self, events: Sequence[SessionEvent]) -> Deferred[None]:
         """See L{IStore.add_session_events}."""
         return self._call(lambda: self._state.events.extend(events))
+
+    def end_unfinished_sessions(
+        self, reason: str, detail: str, at: float, *, opened_before: float
+    ) -> Deferred[int]:
+        """See L{IStore.end_unfinished_sessions}."""
+
+        def run() -> int:
+            state = self._state
+            left = [
+                r
+                for r in state.sessions.values()
+                if r.state not in FINAL_SESSION_STATES and r.opened_at <= opened_before
+            ]
+            for record in left:
+                seqs = [e.seq for e in state.events if e.session_id == record.session_id]
+                state.events.append(
+                    SessionEvent(
+                        record.session_id,
+                        max(seqs, default=0) + 1,
+                        at,
+                        "failed",
+                        previous=record.state,
+                        reason=reason,
+                        detail=detail,
+                    )
+                )
+                state.sessions[record.session_id] = evolve(
+                    record, state="failed", updated_at=at, ended_at=at, reason=reason, detail=detail
+                )
+            return len(left)
+
+        return self._call(run)
 
     def session_events(self, session_id: str) -> Deferred[list[SessionEvent]]:
         """See L{IStore.session_events}."""

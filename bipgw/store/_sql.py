@@ -436,6 +436,14 @@ class SqlStore:
         """See L{IStore.add_session_events}."""
         return self._insert_many(s.session_events, [r.event_values(e) for e in events])
 
+    def end_unfinished_sessions(
+        self, reason: str, detail: str, at: float, *, opened_before: float
+    ) -> Deferred[int]:
+        """See L{IStore.end_unfinished_sessions}."""
+        return self._write(
+            lambda c: q.end_unfinished_sessions(c, reason, detail, at, opened_before)
+        )
+
     def session_events(self, session_id: str) -> Deferred[list[SessionEvent]]:
         """See L{IStore.session_events}."""
         t = s.session_events.c

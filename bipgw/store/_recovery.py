@@ -2,7 +2,7 @@
 """After a crash: sessions left open are ended, and their outcome stays answerable.
 
 A gateway killed (C{kill -9}, a power cut) leaves the session rows it had
-not ended in C{requested}, C{pushing}, C{awaiting_card}, C{connected} ...
+not ended in C{requested}, C{pushing}, C{awaiting-card}, C{connected} ...
 with no reason.  L{end_sessions_left_open} runs once at start-up, after the
 store is open and before the engine takes any session: every such row is
 ended with C{gateway-restart} and a recorded transition.  Queued sessions

@@ -204,7 +204,7 @@ class GatewayTests(SynchronousTestCase):
         takes any session; ended sessions are left as they were."""
         from bipgw.store import SessionRecord
 
-        left = SessionRecord("left-open", "isd", "awaiting_card", 1.0, 2.0, iccid=iccid_of(1))
+        left = SessionRecord("left-open", "isd", "awaiting-card", 1.0, 2.0, iccid=iccid_of(1))
         done = SessionRecord("closed-ok", "isd", "closed", 1.0, 3.0, ended_at=3.0)
         for record in (left, done):
             self.successResultOf(self.store.save_session(record))
@@ -214,7 +214,7 @@ class GatewayTests(SynchronousTestCase):
         assert got is not None
         self.assertEqual((got.state, got.reason, got.ended_at), ("failed", "gateway-restart", 1000))
         [event] = self.successResultOf(self.store.session_events("left-open"))
-        self.assertEqual((event.previous, event.reason), ("awaiting_card", "gateway-restart"))
+        self.assertEqual((event.previous, event.reason), ("awaiting-card", "gateway-restart"))
         closed = self.successResultOf(self.store.get_session("closed-ok"))
         assert closed is not None
         self.assertEqual((closed.state, closed.reason), ("closed", None))

@@ -443,27 +443,15 @@ class MemoryStore:
         """See L{IStore.end_unfinished_sessions}."""
 
         def run() -> int:
-            state = self._state
-            left = [
-                r
-                for r in state.sessions.values()
-                if r.state not in FINAL_SESSION_STATES and r.opened_at <= opened_before
-            ]
-            for record in left:
-                seqs = [e.seq for e in state.events if e.session_id == record.session_id]
-                state.events.append(
-                    SessionEvent(
-                        record.session_id,
-                        max(seqs, default=0) + 1,
-                        at,
-                        "failed",
-                        previous=record.state,
-                        reason=reason,
-                        detail=detail,
-                    )
-                )
-                state.sessions[record.session_id] = evolve(
-                    record, state="failed", updated_at=at, ended_at=at, reason=reason, detail=detail
+            st = self._state
+            left = [r for r in st.sessions.values() if r.state not in FINAL_SESSION_STATES]
+            left = [r for r in left if r.opened_at <= opened_before]
+            for r in left:
+                seq = max((e.seq for e in st.events if e.session_id == r.session_id), default=0)
+                event = SessionEvent(r.session_id, seq + 1, at, "failed", r.state, reason, detail)
+                st.events.append(event)
+                st.sessions[r.session_id] = evolve(
+                    r, state="failed", updated_at=at, ended_at=at, reason=reason, detail=detail
                 )
             return len(left)
 

@@ -25,6 +25,7 @@ from bipgw.store._types import (
     CardKey,
     CardUpsert,
     CounterExhaustedError,
+    ImportReport,
     MsisdnChange,
     Outcome,
     SessionEvent,
@@ -276,13 +277,23 @@ def insert_returning_id(c: Connection, table: Any, values: dict[str, Any]) -> in
     return int(key[0])
 
 
+def insert_rows(c: Connection, table: Any, rows: list[dict[str, Any]]) -> None:
+    """Insert C{rows} into C{table} in one statement."""
+    c.execute(insert(table), rows)
+
+
+def record_import(c: Connection, values: dict[str, Any]) -> ImportReport:
+    """Insert an import report; the report as stored, with its id."""
+    import_id = insert_returning_id(c, s.imports, values)
+    query = select(s.imports).where(s.imports.c.import_id == import_id)
+    return r.import_from_row(c.execute(query).one())
+
+
 _CHUNK = 500
 """Ids per IN (...) list: well under SQLite's and PostgreSQL's parameter limits."""
 
 
-def end_unfinished_sessions(
-    c: Connection, reason: str, detail: str, at: float, opened_before: float
-) -> int:
+def end_unfinished(c: Connection, reason: str, detail: str, at: float, opened_before: float) -> int:
     """End every session opened before C{opened_before} not in a final state (in C{c}'s
     transaction): C{failed} with C{reason}, and one transition each."""
     t, e = s.sessions.c, s.session_events.c

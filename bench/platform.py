@@ -343,7 +343,7 @@ async def _bench(reactor: Any, args: argparse.Namespace, base: Path) -> int:
                 "--max-commands",
                 limit,
             ],
-            ["service", "add", "isd", "--tenant", "bench"],
+            ["service", "add", "isd", "--tenant", "bench", "--isd-commands", "all"],
         ):
             await execute(gateway.store, parser.parse_args(argv), io.StringIO(), sys.stderr)
         rates: dict[str, float] = {}

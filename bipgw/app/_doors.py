@@ -27,7 +27,7 @@ from bipgw.platform import (
     PlatformServerFactory,
     platform_service,
 )
-from bipgw.store import IStore, StoreTenantDirectory, in_threads
+from bipgw.store import IStore, StoreSessionHistory, StoreTenantDirectory, in_threads
 from bipgw.web import HTTP_API_SERVICE, ApiSettings, HttpApi, HttpApiService
 
 __all__ = [
@@ -87,7 +87,12 @@ def front_doors(
         L{HTTP_API_SERVICE} if C{[http_api]} is; both over one tenancy.
         Empty when neither is given.
     """
-    tenancy = Tenancy(engine, StoreTenantDirectory(store, run_slow=in_threads(reactor)), reactor)
+    tenancy = Tenancy(
+        engine,
+        StoreTenantDirectory(store, run_slow=in_threads(reactor)),
+        reactor,
+        history=StoreSessionHistory(store),
+    )
     doors: list[IService] = []
     if config.platform is not None:
         factory = PlatformServerFactory(

@@ -44,6 +44,12 @@ from bipgw.store._migrations import (
     migrate,
 )
 from bipgw.store._recorder import BatchingRecorder
+from bipgw.store._recovery import (
+    RESTART_DETAIL,
+    StoreSessionHistory,
+    end_sessions_left_open,
+    session_status,
+)
 from bipgw.store._scp03_keys import StoreScp03KeySource
 from bipgw.store._sealing import (
     FINGERPRINT_INFO,
@@ -133,6 +139,7 @@ __all__ = [
     "MAX_REPORTED_ERRORS",
     "MEMORY_URL",
     "MIGRATIONS",
+    "RESTART_DETAIL",
     "TENANT_SETTINGS",
     "ApduTraceRecord",
     "AuditRecord",
@@ -165,6 +172,7 @@ __all__ = [
     "StoreConflictError",
     "StoreError",
     "StoreScp03KeySource",
+    "StoreSessionHistory",
     "StoreSessionRecorder",
     "StoreTenantDirectory",
     "Tenant",
@@ -178,6 +186,7 @@ __all__ = [
     "create_store",
     "current_version",
     "disable_tenant",
+    "end_sessions_left_open",
     "event_record",
     "grant_service",
     "in_threads",
@@ -193,6 +202,7 @@ __all__ = [
     "service_grant",
     "service_id",
     "session_record",
+    "session_status",
     "settings_id",
     "trace_record",
 ]

@@ -39,7 +39,7 @@ from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 
-from bipgw.core import ServiceGrant, TenantGrant
+from bipgw.core import ServiceGrant, TenantGrant, parse_isd_commands
 from bipgw.store._interfaces import IStore
 from bipgw.store._token_index import (
     index_row_id,
@@ -175,6 +175,23 @@ def _rate(value: object) -> float | None:
     return float(value) if 0 < value < math.inf else None
 
 
+def isd_set(value: object) -> frozenset[int]:
+    """Space-separated ISD command names (C{"get-status get-data"}) as instructions.
+
+    A name that is not one (a hand-edited row) grants nothing: the grant
+    fails closed, as the ISD manages the whole card.
+    """
+    if not isinstance(value, str):
+        return frozenset()
+    granted: set[int] = set()
+    for name in value.split():
+        try:
+            granted |= parse_isd_commands([name])
+        except ValueError:
+            continue
+    return frozenset(granted)
+
+
 def service_grant(service: Service) -> ServiceGrant:
     """The channel's view of one store service row."""
     s = service.settings
@@ -182,6 +199,7 @@ def service_grant(service: Service) -> ServiceGrant:
         service.name,
         allowed_aids=hex_set(s.get("aids")),
         allowed_tars=hex_set(s.get("tars")),
+        isd_commands=isd_set(s.get("isd_commands")),
         max_sessions=_limit(s.get("max_sessions")),
         rate=_rate(s.get("rate")),
     )

@@ -49,6 +49,10 @@ _TOKEN: Final = re.compile(r"[\x21-\x7e]{1,512}\Z")
 """A token as the platform channel's C{hello} takes it: printable ASCII, bounded."""
 _OPEN_FIELDS: Final = frozenset({"iccid", "msisdn", "service", "application", "timeouts"})
 _COMMAND_FIELDS: Final = frozenset({"apdus", "script", "definite"})
+_OUTCOME_FIELDS: Final = frozenset(
+    {"session", "state", "reason", "opened_at", "updated_at", "ended_at"}
+)
+"""What a recorded session shows a tenant this API cannot prove opened it."""
 
 
 @attrs.frozen(kw_only=True)
@@ -161,10 +165,29 @@ class HttpApi:
         state = status.state.value if status is not None else "requested"
         return Reply(201, {"session": sid, "state": state}, (("Location", f"/v1/sessions/{sid}"),))
 
-    def status(self, relay: TenantRelay, session: str) -> Reply:
-        """C{GET /v1/sessions/{id}}."""
-        status = self._status(relay, session)
-        return Reply(200, status_json(status))
+    async def status(self, relay: TenantRelay, session: str) -> Reply:
+        """C{GET /v1/sessions/{id}}.
+
+        A session the engine no longer holds (ended long ago, or before a
+        restart: C{gateway-restart}) is answered from the recorded history
+        (the tenancy's L{bipgw.core.ISessionHistory}) when its service is
+        one of the tenant's: in full if this API knows the tenant opened
+        it, else only its outcome (state, reason, times), without the card:
+        after a restart the random session id is what proves the asker
+        opened it.
+        """
+        if self.hub.engine.status(session) is not None or self.hub.history is None:
+            return Reply(200, status_json(self._status(relay, session)))
+        try:
+            recorded = await self.hub.history.session_status(session)
+        except Exception as e:
+            raise ApiError("unavailable", "the session history cannot be read now") from e
+        if recorded is None or recorded.service not in relay.grant.services:
+            raise ApiError("unknown-session", f"no session {session} for this tenant", session)
+        body = status_json(recorded)
+        if not self.owns(relay.grant.tenant_id, session):
+            body = {k: v for k, v in body.items() if k in _OUTCOME_FIELDS}
+        return Reply(200, body)
 
     async def command(self, relay: TenantRelay, session: str, body: dict[str, Any]) -> Reply:
         """C{POST /v1/sessions/{id}/commands}."""

@@ -42,7 +42,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from twisted.internet.defer import Deferred, gatherResults
+from twisted.internet.defer import Deferred, DeferredSemaphore, gatherResults
 from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.internet.task import deferLater, react
 from twisted.internet.utils import getProcessOutput
@@ -54,6 +54,7 @@ from twisted.logger import (
     textFileLogObserver,
 )
 
+_HTTP_CONNECTIONS = 64
 _TOKEN = "bench-push-token-0123456789abcdef"
 _OTA_KEYS = (bytes(range(16)), bytes(range(16, 32)))
 
@@ -97,7 +98,7 @@ def _http_driver(port: int, iccids: list[str]) -> None:
 
     async def run(reactor: Any) -> None:
         pool = HTTPConnectionPool(reactor, persistent=True)
-        pool.maxPersistentPerHost = 256
+        pool.maxPersistentPerHost = _HTTP_CONNECTIONS
         headers: dict[bytes | str, bytes | str] = {
             "Authorization": f"Bearer {_TOKEN}",
             "Content-Type": "application/json",
@@ -112,8 +113,14 @@ def _http_driver(port: int, iccids: list[str]) -> None:
             if response.code >= 300:
                 failures.append(f"{response.code} {text[:200]}")
 
+        # As a platform would: a pool of keep-alive connections, one request
+        # at a time on each (thousands of connections at once only measure
+        # the listen backlog).
+        limit = DeferredSemaphore(_HTTP_CONNECTIONS)
         t0 = time.perf_counter()
-        await gatherResults([Deferred.fromCoroutine(one(i)) for i in iccids])
+        await gatherResults(
+            [limit.run(lambda i=i: Deferred.fromCoroutine(one(i))) for i in iccids]
+        )
         elapsed = time.perf_counter() - t0
         await pool.closeCachedConnections()
         print(

@@ -273,6 +273,29 @@ class PushBuilder:
             return succeed(OtaKeys())
         found: dict[int, OtaKeys] = {}
 
+        def combine(_: object) -> OtaKeys:
+            kic = found[profile.kic.key_index].kic_key if need_kic else b""
+            kid = found[profile.kid.key_index].kid_key if need_kid else b""
+            return OtaKeys(kic_key=kic, kid_key=kid)
+
+        # Keys are usually in memory (the card key cache answers at once):
+        # then no Deferred chain per key version (issue 14, Deferred overhead).
+        try:
+            answers = {version: self._keys_for(iccid, version) for version in versions}
+        except Exception:
+            return fail()
+        if not any(isinstance(a, Deferred) for a in answers.values()):
+            for version, keys in sorted(answers.items()):
+                if not isinstance(keys, OtaKeys):
+                    return fail(
+                        PushError(
+                            f"card {iccid} has no OTA keys with key version {version}",
+                            permanent=True,
+                        )
+                    )
+                found[version] = keys
+            return succeed(combine(None))
+
         def fetch(_: object, version: int) -> Deferred[None]:
             def keep(keys: OtaKeys | None) -> None:
                 if not isinstance(keys, OtaKeys):
@@ -282,17 +305,13 @@ class PushBuilder:
                     )
                 found[version] = keys
 
-            return _maybe(lambda: self._keys_for(iccid, version)).addCallback(keep)
+            answer = answers[version]
+            d = answer if isinstance(answer, Deferred) else succeed(answer)
+            return d.addCallback(keep)
 
         chain: Deferred[Any] = succeed(None)
         for version in sorted(versions):
             chain.addCallback(fetch, version)
-
-        def combine(_: object) -> OtaKeys:
-            kic = found[profile.kic.key_index].kic_key if need_kic else b""
-            kid = found[profile.kid.key_index].kid_key if need_kid else b""
-            return OtaKeys(kic_key=kic, kid_key=kid)
-
         return chain.addCallback(combine)
 
     def _checked_counter(self, counter: object, iccid: str, keys: OtaKeys) -> tuple[int, OtaKeys]:

@@ -35,6 +35,7 @@ from bipgw.store import (
     add_tenant,
     disable_tenant,
     grant_service,
+    is_reserved_row,
     is_settings_row,
 )
 
@@ -246,7 +247,7 @@ async def _list_tenants(store: IStore, out: TextIO) -> int:
         out.write("no tenants\n")
     for tenant in tenants:
         rows = await store.list_services(tenant_id=tenant.tenant_id)
-        services = sorted(r.name for r in rows if not is_settings_row(r))
+        services = sorted(r.name for r in rows if not is_reserved_row(r))
         auth = []
         for row in rows:
             if is_settings_row(row):
@@ -277,7 +278,7 @@ async def _add_service(store: IStore, args: argparse.Namespace, out: TextIO) -> 
 
 
 async def _list_services(store: IStore, tenant: str | None, out: TextIO) -> int:
-    rows = [r for r in await store.list_services(tenant_id=tenant) if not is_settings_row(r)]
+    rows = [r for r in await store.list_services(tenant_id=tenant) if not is_reserved_row(r)]
     if not rows:
         out.write("no services\n")
     for row in rows:

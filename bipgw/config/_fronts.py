@@ -9,7 +9,8 @@ of the file means that door is closed (the L{bipgw.config.Config} field is
 C{None}), a table given opens it on its C{listen} endpoint.
 
 The keys map onto L{bipgw.platform.ChannelSettings} and
-L{bipgw.web.ApiSettings} and take their defaults from them, so the file and
+L{bipgw.web.ApiSettings} (L{bipgw.app.channel_settings}, L{bipgw.app.api_settings})
+and have the same defaults, so the file and
 the code cannot disagree.
 """
 
@@ -20,11 +21,10 @@ from typing import Any
 
 import attrs
 
+from bipgw.codec.platform import DEFAULT_MAX_FRAME
 from bipgw.config._kinds import SECONDS, FilePath, Integer, Number
-from bipgw.config._netkinds import ServerEndpoint
+from bipgw.config._netkinds import DEFAULT_BACKLOG, ServerEndpoint, with_backlog
 from bipgw.config._schema import REQUIRED, ConfigError, setting
-from bipgw.platform import ChannelSettings
-from bipgw.web import ApiSettings
 
 #: The largest frame or request body a configuration may allow (16 MiB).
 MAX_PAYLOAD = 16 * 1024 * 1024
@@ -33,8 +33,26 @@ MAX_PAYLOAD = 16 * 1024 * 1024
 TLS_ENDPOINT_TYPES = ("ssl", "tls")
 
 
-def _default(cls: type, name: str) -> Any:
-    return attrs.fields_dict(cls)[name].default
+# The doors' own defaults, written here so that reading a configuration
+# imports no door (tests.unit.config.test_fronts checks they agree).
+_CHANNEL_DEFAULTS: dict[str, Any] = {
+    "max_frame": DEFAULT_MAX_FRAME,
+    "auth_timeout": 30.0,
+    "heartbeat_interval": 60.0,
+    "max_send_buffer": 1 << 20,
+    "stall_timeout": 30.0,
+    "close_timeout": 5.0,
+}
+# bipgw.platform.PeerLimits's defaults, likewise.
+_PEER_DEFAULTS: dict[str, Any] = {
+    "max_connections_per_peer": 64,
+    "preauth_rate": 20.0,
+    "preauth_burst": 40,
+    "auth_free_failures": 3,
+    "auth_backoff": 1.0,
+    "auth_backoff_max": 60.0,
+}
+_API_DEFAULTS = {"max_body": 65536, "ready_wait": 120.0, "keepalive": 15.0, "keep_sessions": 10000}
 
 
 @attrs.frozen
@@ -54,6 +72,16 @@ class PlatformSection:
             "Where the platform channel listens, as a Twisted server endpoint string"
             " (ssl:... brings its own TLS).",
         )
+    )
+    backlog: int = attrs.field(
+        kw_only=True,
+        default=DEFAULT_BACKLOG,
+        metadata=setting(
+            Integer(1, 65535),
+            DEFAULT_BACKLOG,
+            "The listen backlog: connections the kernel queues before they are accepted"
+            " (tcp, tcp6, ssl and unix endpoints; capped by net.core.somaxconn).",
+        ),
     )
     tls_certificate: Path | None = attrs.field(
         metadata=setting(
@@ -83,21 +111,21 @@ class PlatformSection:
     max_frame: int = attrs.field(
         metadata=setting(
             Integer(64, MAX_PAYLOAD),
-            _default(ChannelSettings, "max_frame"),
+            _CHANNEL_DEFAULTS["max_frame"],
             "The largest frame payload accepted and sent, in bytes.",
         )
     )
     auth_timeout: float = attrs.field(
         metadata=setting(
             SECONDS,
-            _default(ChannelSettings, "auth_timeout"),
+            _CHANNEL_DEFAULTS["auth_timeout"],
             "How long a new connection has to authenticate.",
         )
     )
     heartbeat_interval: float = attrs.field(
         metadata=setting(
             Number(0.0, inclusive=True, unit="seconds"),
-            _default(ChannelSettings, "heartbeat_interval"),
+            _CHANNEL_DEFAULTS["heartbeat_interval"],
             "Idle seconds before the gateway pings a connection; 0 disables heartbeats.",
         )
     )
@@ -105,6 +133,91 @@ class PlatformSection:
         metadata=setting(
             Integer(1, 1_000_000), 1000, "Platform connections served at once; more are refused."
         )
+    )
+    max_connections_per_peer: int = attrs.field(
+        kw_only=True,
+        default=_PEER_DEFAULTS["max_connections_per_peer"],
+        metadata=setting(
+            Integer(1, 1_000_000),
+            _PEER_DEFAULTS["max_connections_per_peer"],
+            "Connections one source address may have open at once; more are aborted.",
+        ),
+    )
+    preauth_rate: float = attrs.field(
+        kw_only=True,
+        default=_PEER_DEFAULTS["preauth_rate"],
+        metadata=setting(
+            Number(0.0, unit="frames per second"),
+            _PEER_DEFAULTS["preauth_rate"],
+            "Frames per second one source address may send before its connections"
+            " authenticate (a successful hello is refunded); past it they are aborted.",
+        ),
+    )
+    preauth_burst: int = attrs.field(
+        kw_only=True,
+        default=_PEER_DEFAULTS["preauth_burst"],
+        metadata=setting(
+            Integer(1, 1_000_000),
+            _PEER_DEFAULTS["preauth_burst"],
+            "Frames one source address may send at once before authenticating.",
+        ),
+    )
+    auth_free_failures: int = attrs.field(
+        kw_only=True,
+        default=_PEER_DEFAULTS["auth_free_failures"],
+        metadata=setting(
+            Integer(1, 1_000_000),
+            _PEER_DEFAULTS["auth_free_failures"],
+            "Failed authentications in a row from one address before it must back off.",
+        ),
+    )
+    auth_backoff: float = attrs.field(
+        kw_only=True,
+        default=_PEER_DEFAULTS["auth_backoff"],
+        metadata=setting(
+            SECONDS,
+            _PEER_DEFAULTS["auth_backoff"],
+            "The first back-off after too many failed authentications; it doubles per"
+            " further failure (hellos are refused unchecked meanwhile).",
+        ),
+    )
+    auth_backoff_max: float = attrs.field(
+        kw_only=True,
+        default=_PEER_DEFAULTS["auth_backoff_max"],
+        metadata=setting(
+            SECONDS,
+            _PEER_DEFAULTS["auth_backoff_max"],
+            "The longest back-off; an address quiet this long starts afresh.",
+        ),
+    )
+    max_send_buffer: int = attrs.field(
+        kw_only=True,
+        default=_CHANNEL_DEFAULTS["max_send_buffer"],
+        metadata=setting(
+            Integer(1024, 1 << 30),
+            _CHANNEL_DEFAULTS["max_send_buffer"],
+            "Bytes still to send to a peer that stopped reading, after which its connection"
+            " is aborted (before authentication it is aborted as soon as it stops reading).",
+        ),
+    )
+    stall_timeout: float = attrs.field(
+        kw_only=True,
+        default=_CHANNEL_DEFAULTS["stall_timeout"],
+        metadata=setting(
+            SECONDS,
+            _CHANNEL_DEFAULTS["stall_timeout"],
+            "How long an authenticated peer may read nothing (its requests are not read"
+            " meanwhile) before its connection is aborted.",
+        ),
+    )
+    close_timeout: float = attrs.field(
+        kw_only=True,
+        default=_CHANNEL_DEFAULTS["close_timeout"],
+        metadata=setting(
+            SECONDS,
+            _CHANNEL_DEFAULTS["close_timeout"],
+            "How long a connection being closed has to take what was sent before it is aborted.",
+        ),
     )
 
     @property
@@ -117,14 +230,10 @@ class PlatformSection:
         """Whether platforms reach this listener over TLS (else: plain, for tests and demos)."""
         return self.endpoint_tls or self.tls_certificate is not None
 
-    def channel_settings(self) -> ChannelSettings:
-        """The channel's settings: this table's keys (certificate login when L{tls_ca} is set)."""
-        return ChannelSettings(
-            auth_timeout=self.auth_timeout,
-            heartbeat_interval=self.heartbeat_interval or None,
-            max_frame=self.max_frame,
-            certificate_auth=self.tls_ca is not None,
-        )
+    @property
+    def endpoint(self) -> str:
+        """L{listen} with L{backlog} applied: the endpoint string to listen on."""
+        return with_backlog(self.listen, self.backlog)
 
     def tls_options(self) -> Any:
         """TLS server options from the certificate files, or C{None} for none.
@@ -226,37 +335,46 @@ class HttpApiSection:
             "Where the HTTP API listens, as a Twisted server endpoint string (ssl:... for TLS).",
         )
     )
+    backlog: int = attrs.field(
+        kw_only=True,
+        default=DEFAULT_BACKLOG,
+        metadata=setting(
+            Integer(1, 65535),
+            DEFAULT_BACKLOG,
+            "The listen backlog: connections the kernel queues before they are accepted"
+            " (tcp, tcp6, ssl and unix endpoints; capped by net.core.somaxconn).",
+        ),
+    )
     max_body: int = attrs.field(
         metadata=setting(
             Integer(256, MAX_PAYLOAD),
-            _default(ApiSettings, "max_body"),
+            _API_DEFAULTS["max_body"],
             "The largest request body accepted, in bytes (413 above).",
         )
     )
     ready_wait: float = attrs.field(
         metadata=setting(
             SECONDS,
-            _default(ApiSettings, "ready_wait"),
+            _API_DEFAULTS["ready_wait"],
             "How long a command waits for a card that is still connecting (504 after).",
         )
     )
     keepalive: float = attrs.field(
         metadata=setting(
             SECONDS,
-            _default(ApiSettings, "keepalive"),
+            _API_DEFAULTS["keepalive"],
             "Seconds between comment lines on an idle event stream, so proxies keep it open.",
         )
     )
     keep_sessions: int = attrs.field(
         metadata=setting(
             Integer(1, 1_000_000),
-            _default(ApiSettings, "keep_sessions"),
+            _API_DEFAULTS["keep_sessions"],
             "Ended sessions whose status stays visible to their tenant.",
         )
     )
 
-    def api_settings(self) -> ApiSettings:
-        """The API's settings: every key of this table except L{listen}."""
-        values = attrs.asdict(self, recurse=False)
-        del values["listen"]
-        return ApiSettings(**values)
+    @property
+    def endpoint(self) -> str:
+        """L{listen} with L{backlog} applied: the endpoint string to listen on."""
+        return with_backlog(self.listen, self.backlog)

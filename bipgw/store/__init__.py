@@ -52,11 +52,13 @@ from bipgw.store._sealing import (
     seal_card_key,
 )
 from bipgw.store._sql import SqlStore
-from bipgw.store._tenant_records import add_tenant, disable_tenant, grant_service
+from bipgw.store._tenant_records import add_tenant, disable_tenant, grant_service, replace_token
 from bipgw.store._tenants import (
     TENANT_SETTINGS,
     StoreTenantDirectory,
     TokenDigest,
+    in_threads,
+    is_reserved_row,
     is_settings_row,
     new_token,
     service_grant,
@@ -97,6 +99,16 @@ from bipgw.store._types import (
 
 #: The URL of a store that lives in memory (nothing persists).
 MEMORY_URL = "memory:"
+
+
+def create_store(url: str, *, reactor: Any = None, threads: int | None = None) -> IStore:
+    """The store a configuration names, made but not started (L{IStore.start}).
+
+    @raise StoreError: C{url} names no usable database.
+    """
+    if url.strip() == MEMORY_URL:
+        return MemoryStore()
+    return SqlStore.create(url, reactor=reactor, threads=threads)
 
 
 def open_store(url: str, *, reactor: Any = None, threads: int | None = None) -> Deferred[IStore]:
@@ -163,16 +175,20 @@ __all__ = [
     "card_key_fingerprint",
     "card_key_label",
     "create_sql_engine",
+    "create_store",
     "current_version",
     "disable_tenant",
     "event_record",
     "grant_service",
+    "in_threads",
+    "is_reserved_row",
     "is_settings_row",
     "migrate",
     "new_token",
     "open_card_key",
     "open_store",
     "plan_msisdn_change",
+    "replace_token",
     "seal_card_key",
     "service_grant",
     "service_id",

@@ -21,9 +21,10 @@ import attrs
 
 from bipgw.store._interfaces import IStore
 from bipgw.store._tenants import TokenDigest, new_token, service_id, settings_id
+from bipgw.store._token_index import index_row, index_row_id, token_index, write_index
 from bipgw.store._types import DuplicateRecordError, Service, Tenant, UnknownRecordError
 
-__all__ = ["add_tenant", "disable_tenant", "grant_service"]
+__all__ = ["add_tenant", "disable_tenant", "grant_service", "replace_token"]
 
 _Setting = str | int | float | bool | None
 
@@ -64,8 +65,27 @@ async def add_tenant(
         settings["max_commands"] = max_commands
     if common_name:
         settings["common_name"] = common_name
+    settings["token_index"] = token_index(secret)
     await store.put_tenant(Tenant(name, name, True))
+    await store.put_service(index_row(name, token_index(secret)))
     await store.put_service(Service(settings_id(name), name, "", False, settings))
+    return secret
+
+
+async def replace_token(store: IStore, name: str, token: str | None = None) -> str:
+    """Give the tenant C{name} a new API token (the old one stops working); return it.
+
+    @raise UnknownRecordError: there is no such tenant.
+    """
+    row = await store.get_service(settings_id(name))
+    if await store.get_tenant(name) is None or row is None:
+        raise UnknownRecordError(f"no tenant {name}")
+    secret = new_token() if token is None else token
+    stale = row.settings.get("token_index")
+    row = attrs.evolve(row, settings={**row.settings, **TokenDigest.of(secret).settings()})
+    await write_index(store, name, secret, row)
+    if isinstance(stale, str) and stale != token_index(secret):
+        await store.delete_service(index_row_id(stale))
     return secret
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 from pathlib import Path
 
+import attrs
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -12,8 +13,9 @@ from cryptography.x509.oid import NameOID
 from twisted.internet import ssl
 from twisted.trial.unittest import SynchronousTestCase
 
+from bipgw.app import api_settings, channel_settings
 from bipgw.config import Config, ConfigError, HttpApiSection, PlatformSection
-from bipgw.platform import ChannelSettings
+from bipgw.platform import ChannelSettings, PeerLimits
 from bipgw.web import ApiSettings
 from tests.unit.config import MINIMAL, ROOT, private_directory, with_keys, write
 
@@ -86,7 +88,7 @@ class DefaultsTests(SynchronousTestCase):
         """[platform] with only listen gives ChannelSettings' own defaults."""
         platform = self.config.platform
         assert platform is not None
-        self.assertEqual(platform.channel_settings(), ChannelSettings())
+        self.assertEqual(channel_settings(platform), ChannelSettings())
         self.assertEqual(platform.max_connections, 1000)
         self.assertFalse(platform.encrypted)
         self.assertIsNone(platform.tls_options())
@@ -95,7 +97,7 @@ class DefaultsTests(SynchronousTestCase):
         """[http_api] with only listen gives ApiSettings' own defaults."""
         http_api = self.config.http_api
         assert http_api is not None
-        self.assertEqual(http_api.api_settings(), ApiSettings())
+        self.assertEqual(api_settings(http_api), ApiSettings())
         self.assertIsInstance(http_api.ready_wait, float)
 
     def test_roundTrip(self) -> None:
@@ -120,7 +122,7 @@ class ValuesTests(SynchronousTestCase):
         platform = Config.from_string(text).platform
         assert platform is not None
         self.assertEqual(
-            platform.channel_settings(),
+            channel_settings(platform),
             ChannelSettings(auth_timeout=2.5, heartbeat_interval=None, max_frame=4096),
         )
         self.assertEqual(platform.max_connections, 3)
@@ -139,7 +141,7 @@ class ValuesTests(SynchronousTestCase):
         http_api = Config.from_string(text).http_api
         assert http_api is not None
         self.assertEqual(
-            http_api.api_settings(),
+            api_settings(http_api),
             ApiSettings(max_body=1024, ready_wait=5.0, keepalive=1.5, keep_sessions=7),
         )
 
@@ -278,7 +280,7 @@ class TlsOptionsTests(SynchronousTestCase):
         expected = ssl.Certificate.loadPEM(self.cert.read_bytes()).original
         self.assertEqual(options.certificate.digest("sha256"), expected.digest("sha256"))
         self.assertFalse(options.verify)
-        self.assertFalse(platform.channel_settings().certificate_auth)
+        self.assertFalse(channel_settings(platform).certificate_auth)
 
     def test_clientVerification(self) -> None:
         """tls_ca makes the options require and verify client certificates, and CN login on."""
@@ -288,7 +290,7 @@ class TlsOptionsTests(SynchronousTestCase):
         self.assertTrue(options.verify)
         self.assertTrue(options.requireCertificate)
         self.assertEqual(len(options.caCerts), 1)
-        self.assertTrue(platform.channel_settings().certificate_auth)
+        self.assertTrue(channel_settings(platform).certificate_auth)
 
     def test_missingFile(self) -> None:
         """A certificate file that is gone is an error naming its key when the options are built."""
@@ -318,3 +320,80 @@ class TlsOptionsTests(SynchronousTestCase):
         error = self.assertRaises(ConfigError, self._platform().tls_options)
         self.assertEqual(error.key, "platform.tls_key")
         self.assertIn("does not match", str(error))
+
+
+class LimitTests(SynchronousTestCase):
+    """The listen backlog and the platform channel's per-peer limits (issue 15)."""
+
+    def test_backlogInListenRefused(self) -> None:
+        """backlog= inside listen is refused: the backlog key says it."""
+        text = with_keys(MINIMAL, "platform", listen='"tcp:7443:backlog=5"')
+        error = self.assertRaises(ConfigError, Config.from_string, text)
+        self.assertEqual(error.key, "platform.listen")
+        self.assertIn("backlog key", str(error))
+
+    def test_endpoint(self) -> None:
+        """endpoint adds the backlog to the types that take one, only those."""
+        text = with_keys(MINIMAL, "platform", listen='"tcp:7443:interface=127.0.0.1"')
+        platform = Config.from_string(text).platform
+        assert platform is not None
+        self.assertEqual(platform.endpoint, "tcp:7443:interface=127.0.0.1:backlog=1024")
+        systemd = attrs.evolve(platform, listen="systemd:domain=INET:index=0", backlog=9)
+        self.assertEqual(systemd.endpoint, "systemd:domain=INET:index=0")
+        unix = attrs.evolve(platform, listen="unix:/tmp/x.sock", backlog=9)
+        self.assertEqual(unix.endpoint, "unix:/tmp/x.sock:backlog=9")
+
+    def test_limitsReachTheChannel(self) -> None:
+        """Every limit key reaches ChannelSettings (and its PeerLimits)."""
+        text = with_keys(
+            MINIMAL,
+            "platform",
+            listen='"tcp:7443"',
+            max_connections_per_peer="3",
+            preauth_rate="2.5",
+            preauth_burst="6",
+            auth_free_failures="2",
+            auth_backoff="0.5",
+            auth_backoff_max="9",
+            max_send_buffer="2048",
+            stall_timeout="7",
+            close_timeout="2",
+        )
+        platform = Config.from_string(text).platform
+        assert platform is not None
+        settings = channel_settings(platform)
+        self.assertEqual(
+            (settings.max_send_buffer, settings.stall_timeout, settings.close_timeout),
+            (2048, 7.0, 2.0),
+        )
+        self.assertEqual(
+            settings.peer_limits,
+            PeerLimits(
+                max_connections_per_peer=3,
+                preauth_rate=2.5,
+                preauth_burst=6,
+                auth_free_failures=2,
+                auth_backoff=0.5,
+                auth_backoff_max=9.0,
+            ),
+        )
+
+    def test_limitsChecked(self) -> None:
+        """Out-of-range limits are refused naming the key."""
+        for key, value in (
+            ("preauth_rate", "0"),
+            ("max_send_buffer", "10"),
+            ("stall_timeout", "-1"),
+            ("backlog", "0"),
+        ):
+            text = with_keys(MINIMAL, "platform", listen='"tcp:7443"', **{key: value})
+            error = self.assertRaises(ConfigError, Config.from_string, text)
+            self.assertEqual(error.key, f"platform.{key}")
+
+    def test_backoffOrder(self) -> None:
+        """auth_backoff_max below auth_backoff is refused naming it."""
+        text = with_keys(
+            MINIMAL, "platform", listen='"tcp:7443"', auth_backoff="10", auth_backoff_max="1"
+        )
+        error = self.assertRaises(ConfigError, Config.from_string, text)
+        self.assertEqual(error.key, "platform.auth_backoff_max")

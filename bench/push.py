@@ -257,7 +257,7 @@ async def phase_sessions(
     import attrs
 
     from bench.gateway import Bench
-    from bipgw._fronts import build_fronts, stop_fronts
+    from bipgw.app import front_doors
     from bipgw.cli._tenants import add_parser, execute
     from bipgw.config import HttpApiSection
 
@@ -279,7 +279,7 @@ async def phase_sessions(
                 keep_sessions=n * 2,
             ),
         )
-        fronts.extend(build_fronts(config, gateway.engine, gateway.store, reactor))
+        fronts.extend(front_doors(config, gateway.engine, gateway.store, reactor))
         for front in fronts:
             front.startService()
         ports = [int((await f.when_listening()).getHost().port) for f in fronts]
@@ -336,7 +336,9 @@ async def phase_sessions(
         await gateway.recorder.flush()
         return {"rate": rate, "cpu": cpu, "elapsed": elapsed}
     finally:
-        await stop_fronts(fronts)
+        for front in fronts:
+            if front.running:
+                await front.stopService()
         await bench.stop()
 
 

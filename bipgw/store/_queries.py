@@ -19,6 +19,7 @@ import bipgw.store._schema as s
 from bipgw.store._interfaces import plan_msisdn_change
 from bipgw.store._types import (
     MAX_OTA_COUNTER,
+    ApduTraceRecord,
     BatchResult,
     Card,
     CardKey,
@@ -26,6 +27,8 @@ from bipgw.store._types import (
     CounterExhaustedError,
     MsisdnChange,
     Outcome,
+    SessionEvent,
+    SessionRecord,
     StoreConflictError,
     UnknownRecordError,
     WriteResult,
@@ -258,6 +261,33 @@ def replace(c: Connection, table: Any, key: Any, values: dict[str, Any]) -> None
     """Update the row matching C{key} with C{values}, or insert it."""
     if not c.execute(update(table).where(key).values(**values)).rowcount:
         c.execute(insert(table).values(**values))
+
+
+def history_rows(
+    sessions: Sequence[SessionRecord],
+    events: Sequence[SessionEvent],
+    traces: Sequence[ApduTraceRecord],
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    """The rows of L{write_history}, made on the caller's thread."""
+    return (
+        [r.session_values(record) for record in sessions],
+        [r.event_values(e) for e in events],
+        [r.trace_values(t) for t in traces],
+    )
+
+
+def write_history(
+    c: Connection,
+    snapshots: list[dict[str, Any]],
+    events: list[dict[str, Any]],
+    traces: list[dict[str, Any]],
+) -> None:
+    """Snapshots, events and traces in one transaction; see L{IStore.write_history}."""
+    save_snapshots(c, snapshots)
+    if events:
+        c.execute(insert(s.session_events), events)
+    if traces:
+        c.execute(insert(s.apdu_traces), traces)
 
 
 def save_snapshots(c: Connection, rows: Sequence[dict[str, Any]]) -> None:

@@ -453,20 +453,10 @@ class SqlStore:
         traces: Sequence[ApduTraceRecord],
     ) -> Deferred[None]:
         """See L{IStore.write_history}: one transaction, so one commit (one fsync)."""
-        snapshots = [r.session_values(record) for record in sessions]
-        event_rows = [r.event_values(e) for e in events]
-        trace_rows = [r.trace_values(t) for t in traces]
-        if not (snapshots or event_rows or trace_rows):
+        if not (sessions or events or traces):
             return succeed(None)
-
-        def work(c: Connection) -> None:
-            q.save_snapshots(c, snapshots)
-            if event_rows:
-                c.execute(insert(s.session_events), event_rows)
-            if trace_rows:
-                c.execute(insert(s.apdu_traces), trace_rows)
-
-        return self._write(work)
+        rows = q.history_rows(sessions, events, traces)
+        return self._write(lambda c: q.write_history(c, *rows))
 
     def add_session_events(self, events: Sequence[SessionEvent]) -> Deferred[None]:
         """See L{IStore.add_session_events}."""

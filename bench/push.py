@@ -91,14 +91,14 @@ def _smpplib_driver(port: int, count: int) -> None:
     print(json.dumps({"count": answered[0], "elapsed": elapsed, "cpu": cpu}), flush=True)
 
 
-def _http_driver(port: int, iccids: list[str]) -> None:
+def _http_driver(port: int, iccids: list[str], connections: int) -> None:
     """(Subprocess) open a session per ICCID at once through the HTTP API."""
     import treq
     from twisted.web.client import HTTPConnectionPool
 
     async def run(reactor: Any) -> None:
         pool = HTTPConnectionPool(reactor, persistent=True)
-        pool.maxPersistentPerHost = _HTTP_CONNECTIONS
+        pool.maxPersistentPerHost = connections
         headers: dict[bytes | str, bytes | str] = {
             "Authorization": f"Bearer {_TOKEN}",
             "Content-Type": "application/json",
@@ -116,17 +116,13 @@ def _http_driver(port: int, iccids: list[str]) -> None:
         # As a platform would: a pool of keep-alive connections, one request
         # at a time on each (thousands of connections at once only measure
         # the listen backlog).
-        limit = DeferredSemaphore(_HTTP_CONNECTIONS)
-        t0 = time.perf_counter()
-        await gatherResults(
-            [limit.run(lambda i=i: Deferred.fromCoroutine(one(i))) for i in iccids]
-        )
-        elapsed = time.perf_counter() - t0
+        limit = DeferredSemaphore(connections)
+        cpu0, t0 = time.process_time(), time.perf_counter()
+        await gatherResults([limit.run(lambda i=i: Deferred.fromCoroutine(one(i))) for i in iccids])
+        elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
         await pool.closeCachedConnections()
-        print(
-            json.dumps({"elapsed": elapsed, "failures": len(failures), "first": failures[:3]}),
-            flush=True,
-        )
+        figures = {"elapsed": elapsed, "cpu": cpu, "failures": len(failures), "first": failures[:3]}
+        print(json.dumps(figures), flush=True)
 
     react(lambda reactor: Deferred.fromCoroutine(run(reactor)))
 
@@ -305,11 +301,14 @@ async def phase_sessions(
         command = [sys.executable, "-m", "bench.push", "http", str(ports[-1])]
         warm = base / "warm.txt"
         warm.write_text(bench.iccids[n] + "\n")
-        await getProcessOutput(command[0], [*command[1:], str(warm)], env=dict(os.environ))
+        await getProcessOutput(command[0], [*command[1:], str(warm), "1"], env=dict(os.environ))
         while pump.accepted - accepted0 < 1:
             await deferLater(reactor, 0.005, lambda: None)
         accepted0 += 1
-        driver = subprocess.Popen([*command, str(listing)], stdout=subprocess.PIPE, text=True)
+        connections = str(args.http_connections)
+        driver = subprocess.Popen(
+            [*command, str(listing), connections], stdout=subprocess.PIPE, text=True
+        )
         if profile is not None:
             profile.enable()
         cpu0, t0 = time.process_time(), time.perf_counter()
@@ -329,7 +328,8 @@ async def phase_sessions(
             f"3. sessions through the HTTP API ({args.database} store): {n} opened at once;"
             f" {pushed} pushes accepted by the SMSC in {elapsed:.2f} s = {rate:,.0f}/s"
             f" (HTTP answers all in {http['elapsed']:.2f} s, {http['failures']} refused"
-            f" {http['first']}); gateway {cpu:.2f} s CPU = {cpu / max(pushed, 1) * 1e3:.2f} ms"
+            f" {http['first']}; the HTTP client used {http['cpu']:.2f} s CPU);"
+            f" gateway {cpu:.2f} s CPU = {cpu / max(pushed, 1) * 1e3:.2f} ms"
             f" per session, {pushed / cpu:,.0f} per CPU s; SMSC {smsc_cpu:.2f} s CPU",
             flush=True,
         )
@@ -348,6 +348,12 @@ def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--sessions", type=int, default=2000, help="sessions (phase 3)")
     parser.add_argument("--window", type=int, default=100, help="SMPP window (phases 2, 3)")
     parser.add_argument("--database", choices=("memory", "sqlite"), default="sqlite")
+    parser.add_argument(
+        "--http-connections",
+        type=int,
+        default=_HTTP_CONNECTIONS,
+        help="keep-alive connections of the HTTP client (phase 3)",
+    )
     parser.add_argument("--skip", action="append", default=[], choices=("sessions",))
     parser.add_argument("--profile", action="store_true", help="cProfile phases 2 and 3")
     parser.add_argument("--dir", help="work directory (default: a temporary one, removed)")
@@ -360,7 +366,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         _smpplib_driver(int(argv[1]), int(argv[2]))
         return
     if argv[:1] == ["http"]:
-        _http_driver(int(argv[1]), Path(argv[2]).read_text().split())
+        _http_driver(int(argv[1]), Path(argv[2]).read_text().split(), int(argv[3]))
         return
     args = _arguments(argv)
     from bench.gateway import _machine

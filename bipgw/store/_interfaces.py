@@ -195,6 +195,18 @@ class IStore(Protocol):
     ) -> Deferred[list[SessionRecord]]:
         """Sessions, newest first (of one card, if given)."""
 
+    def write_history(
+        self,
+        sessions: Sequence[SessionRecord],
+        events: Sequence[SessionEvent],
+        traces: Sequence[ApduTraceRecord],
+    ) -> Deferred[None]:
+        """Save session snapshots (create or replace), then append events and traces.
+
+        All in one write (one transaction, one commit): the recorder's
+        batch costs the disk one flush, not one per session.
+        """
+
     def add_session_events(self, events: Sequence[SessionEvent]) -> Deferred[None]:
         """Append transitions, in one write."""
 

@@ -319,6 +319,22 @@ class MemoryStore:
 
         return self._call(run)
 
+    def write_history(
+        self,
+        sessions: Sequence[SessionRecord],
+        events: Sequence[SessionEvent],
+        traces: Sequence[ApduTraceRecord],
+    ) -> Deferred[None]:
+        """See L{IStore.write_history}."""
+
+        def run() -> None:
+            for record in sessions:
+                self._state.sessions[record.session_id] = record
+            self._state.events.extend(events)
+            self._state.traces.extend(traces)
+
+        return self._call(run)
+
     def add_session_events(self, events: Sequence[SessionEvent]) -> Deferred[None]:
         """See L{IStore.add_session_events}."""
         return self._call(lambda: self._state.events.extend(events))

@@ -20,6 +20,7 @@ from bipgw.store._interfaces import plan_msisdn_change
 from bipgw.store._types import (
     FINAL_SESSION_STATES,
     MAX_OTA_COUNTER,
+    ApduTraceRecord,
     BatchResult,
     Card,
     CardKey,
@@ -29,6 +30,7 @@ from bipgw.store._types import (
     MsisdnChange,
     Outcome,
     SessionEvent,
+    SessionRecord,
     StoreConflictError,
     UnknownRecordError,
     WriteResult,
@@ -169,6 +171,29 @@ def next_ota_counter(c: Connection, iccid: str) -> int:
     return int(value)
 
 
+CounterRequest = tuple[str, int | None]
+"""C{(iccid, None)}: the next counter; C{(iccid, at_least)}: raise it to at least that."""
+
+
+def counter_batch(c: Connection, requests: Sequence[CounterRequest]) -> list[int | Exception]:
+    """Run counter requests in one transaction, in order; an outcome each.
+
+    A request that fails on its own (no such card, counter exhausted) wrote
+    nothing, so it is returned as its exception rather than raised: the
+    others of the batch still commit (L{bipgw.store._group}).
+    """
+    outcomes: list[int | Exception] = []
+    for iccid, at_least in requests:
+        try:
+            if at_least is None:
+                outcomes.append(next_ota_counter(c, iccid))
+            else:
+                outcomes.append(raise_ota_counter(c, iccid, at_least))
+        except (UnknownRecordError, CounterExhaustedError) as e:
+            outcomes.append(e)
+    return outcomes
+
+
 def raise_ota_counter(c: Connection, iccid: str, at_least: int) -> int:
     """Raise the card's counter to C{at_least}; see L{IStore.raise_ota_counter}."""
     column = s.cards.c.ota_counter
@@ -238,6 +263,53 @@ def replace(c: Connection, table: Any, key: Any, values: dict[str, Any]) -> None
     """Update the row matching C{key} with C{values}, or insert it."""
     if not c.execute(update(table).where(key).values(**values)).rowcount:
         c.execute(insert(table).values(**values))
+
+
+def history_rows(
+    sessions: Sequence[SessionRecord],
+    events: Sequence[SessionEvent],
+    traces: Sequence[ApduTraceRecord],
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    """The rows of L{write_history}, made on the caller's thread."""
+    return (
+        [r.session_values(record) for record in sessions],
+        [r.event_values(e) for e in events],
+        [r.trace_values(t) for t in traces],
+    )
+
+
+def write_history(
+    c: Connection,
+    snapshots: list[dict[str, Any]],
+    events: list[dict[str, Any]],
+    traces: list[dict[str, Any]],
+) -> None:
+    """Snapshots, events and traces in one transaction; see L{IStore.write_history}."""
+    save_snapshots(c, snapshots)
+    if events:
+        c.execute(insert(s.session_events), events)
+    if traces:
+        c.execute(insert(s.apdu_traces), traces)
+
+
+def save_snapshots(c: Connection, rows: Sequence[dict[str, Any]]) -> None:
+    """Create or replace session rows, as one statement run for every row.
+
+    SQLite and PostgreSQL both have C{INSERT ... ON CONFLICT DO UPDATE}; any
+    other database takes the row-by-row L{replace}.
+    """
+    if not rows:
+        return
+    name = c.dialect.name
+    if name not in ("sqlite", "postgresql"):
+        for values in rows:
+            replace(c, s.sessions, s.sessions.c.session_id == values["session_id"], values)
+        return
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    statement: Any = (sqlite.insert if name == "sqlite" else postgresql.insert)(s.sessions)
+    columns = {k: statement.excluded[k] for k in rows[0] if k != "session_id"}
+    c.execute(statement.on_conflict_do_update(index_elements=["session_id"], set_=columns), rows)
 
 
 def delete_tenant(c: Connection, tenant_id: str) -> None:

@@ -232,6 +232,24 @@ class StoreContractMixin(_Base):
         pending = [self.store.next_ota_counter(ICCID_A) for _ in range(40)]
         self.assertEqual([self.done(d) for d in pending], list(range(1, 41)))
 
+    def test_otaCounterOutcomesEachTheirOwn(self) -> None:
+        """Requests made together succeed or fail each on their own: an unknown card
+        or an exhausted counter fails that caller only, and the others still count."""
+        self.cards(card(ICCID_A), card(ICCID_B, psk_identity=b"b"))
+        self.done(self.store.raise_ota_counter(ICCID_B, MAX_OTA_COUNTER))
+        pending = [
+            self.store.next_ota_counter(ICCID_A),
+            self.store.next_ota_counter("89000000000000000999"),
+            self.store.next_ota_counter(ICCID_B),
+            self.store.raise_ota_counter(ICCID_A, 10),
+            self.store.next_ota_counter(ICCID_A),
+        ]
+        self.assertEqual(self.done(pending[0]), 1)
+        self.fails(pending[1], UnknownRecordError)
+        self.fails(pending[2], CounterExhaustedError)
+        self.assertEqual([self.done(d) for d in pending[3:]], [10, 11])
+        self.assertEqual(self.done(self.store.get_card(ICCID_A)).ota_counter, 11)
+
     def test_otaCounterUnknownCard(self) -> None:
         """No counter is allocated for an unknown card."""
         self.fails(self.store.next_ota_counter(ICCID_A), UnknownRecordError)
@@ -459,6 +477,22 @@ class StoreContractMixin(_Base):
         )
         self.done(self.store.save_session(later))
         self.assertEqual(self.done(self.store.get_session("s1")), later)
+
+    def test_writeHistoryInOneWrite(self) -> None:
+        """write_history creates or replaces snapshots and appends events and traces."""
+        self.done(self.store.save_session(session("s1")))
+        later = SessionRecord(
+            "s1", "svc", "CLOSED", 10.0, 30.0, ICCID_A, "336", "agent", 2, 3, 30.0, None, "ok"
+        )
+        fresh = session("s2", ICCID_B, opened_at=11.0)
+        events = [SessionEvent("s1", 1, 1.0, "REQUESTED"), SessionEvent("s2", 1, 1.0, "REQUESTED")]
+        traces = [ApduTraceRecord("s1", 1, 0, b"\x00\xa4\x00\x00", b"\x90\x00", 3.0, 3.5)]
+        self.done(self.store.write_history([later, fresh], events, traces))
+        self.assertEqual(self.done(self.store.get_session("s1")), later)
+        self.assertEqual(self.done(self.store.get_session("s2")), fresh)
+        self.assertEqual(self.done(self.store.session_events("s2")), events[1:])
+        self.assertEqual(self.done(self.store.apdu_traces("s1")), traces)
+        self.done(self.store.write_history([], [], []))
 
     def test_unknownSessionUpdates(self) -> None:
         """Updating or finishing a session that does not exist is an error."""

@@ -43,7 +43,7 @@ from bipgw.codec.platform import (
     Message,
     encode_frame,
 )
-from bipgw.core import Tenancy
+from bipgw.core import RateLimitedLog, Tenancy
 from bipgw.platform._session import ChannelSettings, PlatformChannel, Send
 
 
@@ -80,7 +80,8 @@ class PlatformServerProtocol(Protocol):
         if len(factory.connections) >= factory.max_connections:
             # Refused here rather than in buildProtocol, which TLS wrapping
             # factories expect to always return a protocol.
-            self._log.warn(
+            factory.ratelog.warn(
+                "platform-too-many-connections",
                 "refused platform connection from {peer}: {n} open (the limit)",
                 peer=_show(peer),
                 n=len(factory.connections),
@@ -172,6 +173,8 @@ class PlatformServerFactory(Factory["PlatformServerProtocol"]):
         self.identify = identify
         self.connections: set[PlatformServerProtocol] = set()
         self._gone: list[Deferred[None]] = []
+        # One rate limit for the lines any peer can trigger, on every connection.
+        self.ratelog = RateLimitedLog(PlatformChannel._log, tenancy.clock)
 
     def channel(
         self,
@@ -182,7 +185,9 @@ class PlatformServerFactory(Factory["PlatformServerProtocol"]):
         peer: str = "?",
     ) -> PlatformChannel:
         """The logic for a new connection (see L{PlatformChannel})."""
-        return PlatformChannel(self.tenancy, self.settings, send, disconnect, peer_name, peer)
+        return PlatformChannel(
+            self.tenancy, self.settings, send, disconnect, peer_name, peer, ratelog=self.ratelog
+        )
 
     def buildProtocol(self, addr: IAddress | None) -> PlatformServerProtocol:
         protocol = PlatformServerProtocol()

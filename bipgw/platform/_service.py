@@ -89,6 +89,7 @@ def drain_connections(
         if protocol.transport is not None:
             protocol.transport.loseConnection()
     gone = factory.when_empty()
+    gone.addCallback(lambda _: factory.ratelog.flush())
     if not gone.called:
         timer = clock.callLater(wait, _abort, factory, wait)
 

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import attrs
@@ -66,7 +67,7 @@ from bipgw.codec.platform import (
     UnknownTypeError,
     parse_message,
 )
-from bipgw.core import SessionError, SessionRelay, Tenancy, TenantGrant
+from bipgw.core import RateLimitedLog, SessionError, SessionRelay, Tenancy, TenantGrant
 
 
 def _positive(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
@@ -119,6 +120,8 @@ class PlatformChannel:
     @param disconnect: closes the connection (after what was sent).
     @param peer_name: the CN of the peer's verified TLS certificate.
     @param peer: the peer's address, for log lines.
+    @param ratelog: where lines an unauthenticated peer can trigger go (the
+        server's shared L{RateLimitedLog}).
     """
 
     _log = Logger()
@@ -131,8 +134,12 @@ class PlatformChannel:
         disconnect: Callable[[str], object],
         peer_name: Callable[[], str | None] = lambda: None,
         peer: str = "?",
+        ratelog: RateLimitedLog | None = None,
     ) -> None:
         self._tenants = tenancy.tenants
+        # Lines an unauthenticated peer can trigger (failed hellos, drops,
+        # ends) are rate-limited, shared by the server's connections.
+        self._ratelog = ratelog if ratelog is not None else RateLimitedLog(self._log, tenancy.clock)
         self._send = send
         self._disconnect = disconnect
         self._peer_name = peer_name
@@ -197,7 +204,8 @@ class PlatformChannel:
             return
         self._cleaned = self._closed = True
         self._cancel_timer()
-        self._log.info(
+        log = self._log.info if self._tenant else partial(self._ratelog.info, "platform-ended")
+        log(
             "platform connection {peer} ({tenant}) ended: {reason}; closing {n} session(s)",
             peer=self._peer,
             tenant=self._tenant.tenant_id if self._tenant else "not authenticated",
@@ -274,7 +282,12 @@ class PlatformChannel:
 
     def _auth_failed(self, hello: Hello, why: str) -> None:
         # The reason stays in the log; the platform only learns that it failed.
-        self._log.warn("platform {peer} failed to authenticate: {why}", peer=self._peer, why=why)
+        self._ratelog.warn(
+            "platform-auth-failed",
+            "platform {peer} failed to authenticate: {why}",
+            peer=self._peer,
+            why=why,
+        )
         self._reply(ErrorCode.AUTH_FAILED, "unknown or missing credentials", hello.id)
         self._drop("authentication failed")
 
@@ -339,7 +352,8 @@ class PlatformChannel:
             return
         self._closed = True
         self._cancel_timer()
-        self._log.info("dropping platform connection {peer}: {why}", peer=self._peer, why=why)
+        log = self._log.info if self._tenant else partial(self._ratelog.info, "platform-dropped")
+        log("dropping platform connection {peer}: {why}", peer=self._peer, why=why)
         self._disconnect(why)
 
     def _cancel_timer(self) -> None:

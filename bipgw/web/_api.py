@@ -38,7 +38,7 @@ from bipgw.codec.platform import (
     Open,
     Result,
 )
-from bipgw.core import SessionStatus, Tenancy, TenantGrant
+from bipgw.core import RateLimitedLog, SessionStatus, Tenancy, TenantGrant
 from bipgw.web._events import EventStreams
 from bipgw.web._json import ApiError, Reply, only_fields, parse_message
 from bipgw.web._relay import TenantRelay
@@ -80,6 +80,8 @@ class HttpApi:
         self._relays: dict[str, TenantRelay] = {}
         self._owners: OrderedDict[str, str] = OrderedDict()
         self.streams = EventStreams(hub.engine, hub.clock, self._owner, self.settings.keepalive)
+        # Whatever a client can make fail is logged at a bounded rate.
+        self.ratelog = RateLimitedLog(Logger(namespace="bipgw.web"), hub.clock)
 
     def owns(self, tenant_id: str, session: str) -> bool:
         """Whether C{session} was opened by C{tenant_id} through this API."""
@@ -91,6 +93,7 @@ class HttpApi:
     def stop(self) -> Deferred[Any]:
         """End every event stream and close every session; fires when closed."""
         self.streams.stop()
+        self.ratelog.flush()
         closes = [d for relay in self._relays.values() for d in relay.close_all()]
         return DeferredList(closes, consumeErrors=True)
 

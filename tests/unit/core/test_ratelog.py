@@ -58,7 +58,7 @@ class RateLimitedLogTests(SynchronousTestCase):
 
     def test_kindsSeparate(self) -> None:
         """Each kind has its own burst."""
-        log, events, clock = _limiter(burst=1)
+        log, events, _clock = _limiter(burst=1)
         for _ in range(3):
             log.warn("a", "a")
             log.warn("b", "b")
@@ -66,7 +66,7 @@ class RateLimitedLogTests(SynchronousTestCase):
 
     def test_noTimerWithoutSuppression(self) -> None:
         """Quiet kinds leave no timer behind."""
-        log, events, clock = _limiter(burst=5)
+        log, _events, clock = _limiter(burst=5)
         log.warn("a", "a")
         self.assertEqual(clock.getDelayedCalls(), [])
 
@@ -81,7 +81,7 @@ class RateLimitedLogTests(SynchronousTestCase):
 
     def test_kindsBounded(self) -> None:
         """Past C{max_kinds}, new kinds share one tally."""
-        log, events, clock = _limiter(burst=1, max_kinds=2)
+        log, events, _clock = _limiter(burst=1, max_kinds=2)
         for n in range(1000):
             log.warn(f"kind{n}", "x")
         self.assertEqual(len(events.events), 3)

@@ -114,7 +114,7 @@ class LoggingTests(PlatformTestCase):
         """2,000 connections that fail to authenticate give a bounded number
         of log lines, counted per minute (issue 15)."""
         events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)  # type: ignore[arg-type]
-        for n in range(2_000):
+        for _n in range(2_000):
             protocol = self.factory.buildProtocol(PEER)
             assert protocol is not None
             protocol.makeConnection(StringTransport())

@@ -184,7 +184,7 @@ class MalformedFloodTests(SynchronousTestCase):
 
     def test_floodDropsTheConnection(self) -> None:
         """More than MALFORMED_LIMIT malformed PDUs in the window abort the connection."""
-        protocol, transport, clock, _ = self._connected()
+        protocol, transport, _clock, _ = self._connected()
         protocol.dataReceived(b"".join(_unknown_command(s) for s in range(MALFORMED_LIMIT)))
         self.assertFalse(transport.aborted)
         protocol.dataReceived(_unknown_command(999) + encode(EnquireLink(5)))

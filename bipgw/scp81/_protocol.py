@@ -11,7 +11,8 @@ answers.  Decisions about sessions are the engine's.
 
 Rules, all per connection, so one card never affects another:
   - requests are served one at a time, in order (a pipelining client
-    waits; Amd B cards never pipeline);
+    waits; Amd B cards never pipeline; more than L{MAX_PIPELINED} waiting
+    requests are refused, so the queue is bounded);
   - malformed HTTP is answered with the parser's status (400, 413, 501,
     505 ...) and the connection is closed, with a log line naming the
     problem; so is (with 400) an X-Admin-Protocol other than
@@ -67,6 +68,11 @@ __all__ = ["AdminFactory", "AdminProtocol", "AdminStats", "ICardGateway", "ICard
 
 _AMD_B: Final = re.compile(r"globalplatform-remote-admin/1\.[0-9]+\Z", re.IGNORECASE)
 _END: Final = AdminResponse(status=204)
+
+MAX_PIPELINED: Final = 8
+"""Requests a connection may have waiting behind the one being served; a card
+that sends more is refused (Amd B cards never pipeline, so this only bounds
+the memory a hostile peer can take)."""
 
 
 class ICardLink(Protocol):
@@ -246,6 +252,10 @@ class AdminProtocol(TwistedProtocol):
             self._refuse(e.status, str(e))
             return
         self._pending.extend(requests)
+        if len(self._pending) > MAX_PIPELINED:
+            self._pending.clear()
+            self._refuse(400, f"more than {MAX_PIPELINED} pipelined requests")
+            return
         self._next()
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:

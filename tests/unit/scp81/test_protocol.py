@@ -8,6 +8,7 @@ tests/vectors.json (C{scp81_http_trace}).
 
 from __future__ import annotations
 
+import collections
 from typing import Any
 
 from hypothesis import given
@@ -22,6 +23,7 @@ from twisted.python.failure import Failure
 from bipgw.codec.admin_http import AdminRequest, AdminResponse, ResponseParser
 from bipgw.core import FailureReason, ScriptResult, SessionError, SessionState
 from bipgw.scp81 import AdminFactory, AdminProtocol, AdminStats
+from bipgw.scp81._protocol import MAX_PIPELINED
 from tests.unit.core import GET_DATA, ICCID, ICCID2, EngineTestCase
 
 SERVER = IPv4Address("TCP", "192.0.2.1", 8443)
@@ -472,3 +474,19 @@ class HostileInputTests(_Base):
         self.assertEqual(self.factory.connections, set())
         self.factory.ratelog.flush()
         self.assertEqual(self.clock.getDelayedCalls(), [])
+
+
+class PipelineBoundTests(_Base):
+    """A card cannot queue requests without bound (issue 15)."""
+
+    def test_tooManyPipelined(self) -> None:
+        """More than MAX_PIPELINED waiting requests: 400 and close; the session ends."""
+        session = self.open()
+        card = self.card()
+        card.send(FIRST_POST)
+        self.successResultOf(session.ready)
+        card.send(answer(b"/admin/s/s1/1") * (MAX_PIPELINED + 1))
+        self.assertEqual([r.status for r in card.responses()], [400])
+        self.assertTrue(card.closed)
+        self.assertTrue(session.status().state.terminal)
+        self.assertEqual(card.protocol._pending, collections.deque())

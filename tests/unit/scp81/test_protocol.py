@@ -126,6 +126,12 @@ class NoSessionTests(_Base):
         card.send(FIRST_POST)
         self.assertEqual(self.factory.stats.requests, 1)
 
+    def test_noSessionOneLine(self) -> None:
+        """A card that connects with nothing to do costs one log line, not two."""
+        card = self.card()
+        card.send(FIRST_POST)
+        self.assertEqual(len([e for e in self.log if ICCID in formatEvent(e)]), 1)
+
     def test_unknownIdentity(self) -> None:
         """An identity with no card (or no identity, or a failing resolver) gets 204."""
         self.identities = {1: b"stranger", 2: None, 3: b"boom"}

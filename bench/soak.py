@@ -1,6 +1,6 @@
 """Legitimate sessions while hostile clients attack every door: ``python -m bench.soak``.
 
-    python -m bench.soak [--minutes 3] [--workers 10] [--scripts 5]
+    python -m bench.soak [--minutes 3] [--workers 10] [--scripts 5] [--attacks junk,slow,...]
 
 Issue 15's soak.  Four processes on loopback:
 
@@ -26,7 +26,8 @@ Issue 15's soak.  Four processes on loopback:
       - HTTP API: requests with a wrong bearer token, 10 a second;
       - SCP81 admin port: 20 connections a second sending plain HTTP instead
         of a TLS ClientHello, and up to 200 held that send nothing.
-    A misbehaving SMSC is not driven here (the fleet's SMSC is the only
+    C{--attacks} runs only the named ones (C{--attacks ""}: none, the
+    baseline).  A misbehaving SMSC is not driven here (the fleet's SMSC is the only
     one); tests/unit/smpp covers it (10,000 malformed PDUs, dropped binds).
 
 Reported: the legitimate sessions (completed, failed and why), the p50/p99
@@ -67,6 +68,8 @@ from twisted.logger import (
 from bench._fleet_common import rss_bytes
 from bipgw.demo import ISD_SCRIPT, percentile
 
+ATTACKS = ("junk", "bad_token", "slow", "http_bad_token", "admin")
+"""The attackers (module docstring), by name, for C{--attacks}."""
 _TOKEN = "bench-soak-token-0123456789abcdef"
 _BAD_TOKEN = "bench-soak-WRONG-0123456789abcdef"
 
@@ -215,14 +218,16 @@ def _factory(build: Any, tally: _Tally) -> ClientFactory:
 async def _hostile(reactor: Any, args: argparse.Namespace) -> dict[str, Any]:
     from bipgw.codec.platform import encode_frame
 
-    tallies = {k: _Tally() for k in ("junk", "bad_token", "slow", "http_bad_token", "admin")}
+    tallies = {k: _Tally() for k in ATTACKS}
     host = "127.0.0.1"
 
     def connect(port: int, build: Any, tally: _Tally) -> None:
         reactor.connectTCP(host, port, _factory(build, tally), timeout=10)
 
-    for _ in range(4):
-        connect(args.platform, lambda: _Junk(tallies["junk"]), tallies["junk"])
+    attacks = set(args.attacks.split(",")) if args.attacks else set()
+    if "junk" in attacks:
+        for _ in range(4):
+            connect(args.platform, lambda: _Junk(tallies["junk"]), tallies["junk"])
     hello = encode_frame({"type": "hello", "id": "h", "token": _BAD_TOKEN})
     bad_http = (
         b"GET /v1/sessions/s1 HTTP/1.1\r\nHost: soak\r\n"
@@ -233,25 +238,31 @@ async def _hostile(reactor: Any, args: argparse.Namespace) -> dict[str, Any]:
 
     def tick() -> None:
         t = tallies
-        connect(args.platform, lambda: _Once(t["bad_token"], hello, 2.0, reactor), t["bad_token"])
-        for _ in range(2):
+        if "bad_token" in attacks:
             connect(
-                args.http,
-                lambda: _Once(t["http_bad_token"], bad_http, 2.0, reactor),
-                t["http_bad_token"],
+                args.platform, lambda: _Once(t["bad_token"], hello, 2.0, reactor), t["bad_token"]
             )
-        for _ in range(4):
-            connect(
-                args.admin,
-                lambda: _Once(t["admin"], b"GET / HTTP/1.1\r\n\r\n", 1.0, reactor),
-                t["admin"],
-            )
-        if held_admin[0] < 200:
-            held_admin[0] += 5
-            for _ in range(5):
-                connect(args.admin, lambda: _Once(t["admin"], b"", 3600.0, reactor), t["admin"])
-        for _ in range(min(20, args.slow - len(slow))):
-            connect(args.http, lambda: _Slow(t["slow"], slow, reactor), t["slow"])
+        if "http_bad_token" in attacks:
+            for _ in range(2):
+                connect(
+                    args.http,
+                    lambda: _Once(t["http_bad_token"], bad_http, 2.0, reactor),
+                    t["http_bad_token"],
+                )
+        if "admin" in attacks:
+            for _ in range(4):
+                connect(
+                    args.admin,
+                    lambda: _Once(t["admin"], b"GET / HTTP/1.1\r\n\r\n", 1.0, reactor),
+                    t["admin"],
+                )
+            if held_admin[0] < 200:
+                held_admin[0] += 5
+                for _ in range(5):
+                    connect(args.admin, lambda: _Once(t["admin"], b"", 3600.0, reactor), t["admin"])
+        if "slow" in attacks:
+            for _ in range(min(20, args.slow - len(slow))):
+                connect(args.http, lambda: _Slow(t["slow"], slow, reactor), t["slow"])
 
     loop = LoopingCall(tick)
     loop.start(0.2)
@@ -394,6 +405,8 @@ async def _soak(reactor: Any, args: argparse.Namespace, base: Path, log_path: Pa
                 minutes,
                 "--slow",
                 str(args.slow),
+                "--attacks",
+                args.attacks,
             ],
         )
         legit = _spawn(
@@ -438,7 +451,10 @@ def _report(
 ) -> None:
     say = print
     failed = sum(good["failures"].values())
-    say(f"soak: {elapsed / 60:.1f} min, {args.workers} legitimate workers, hostile clients at once")
+    say(
+        f"soak: {elapsed / 60:.1f} min, {args.workers} legitimate workers,"
+        f" attacks: {args.attacks or 'none'}"
+    )
     say(f"legitimate sessions: {good['sessions']} completed, {failed} failed")
     for why, n in sorted(good["failures"].items(), key=lambda x: -x[1])[:10]:
         say(f"   {n} x {why}")
@@ -459,7 +475,8 @@ def _report(
         kinds[match.group(1) if match else "?"] += 1
     say("   by namespace: " + ", ".join(f"{k} {n}" for k, n in kinds.most_common(8)))
     for name, tally in bad.items():
-        say(f"hostile {name}: {tally}")
+        if name in args.attacks.split(",") or name == "slow_open_at_end":
+            say(f"hostile {name}: {tally}")
 
 
 def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -475,12 +492,22 @@ def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     for name in ("--platform", "--http", "--admin", "--slow"):
         hostile.add_argument(name, type=int, required=True)
     hostile.add_argument("--minutes", type=float, required=True)
+    hostile.add_argument("--attacks", default="")
     parser.add_argument("--minutes", type=float, default=3.0, help="how long (default 3)")
     parser.add_argument("--workers", type=int, default=10, help="legitimate session loops")
     parser.add_argument("--scripts", type=int, default=5, help="commands per session")
     parser.add_argument("--slow", type=int, default=1000, help="slowloris connections held")
+    parser.add_argument(
+        "--attacks",
+        default=",".join(ATTACKS),
+        help=f"comma-separated attacks to run (default all: {','.join(ATTACKS)}; '' for none)",
+    )
     parser.add_argument("--dir", help="work directory (default: a temporary one, removed)")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    unknown = set(filter(None, args.attacks.split(","))) - set(ATTACKS)
+    if unknown:
+        parser.error(f"unknown attacks {sorted(unknown)}; choose from {', '.join(ATTACKS)}")
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -101,13 +101,11 @@ class PskServerOptions:
         self._tls = PskContext(ciphers, allow_weak, min_version, max_version)
         self._lookup = lookup
         self.stats = PskServerStats()
-        if clock is None:
-            from twisted.internet import reactor
-
-            clock = reactor
-        assert clock is not None
-        # Anyone can start handshakes: what they trigger is logged at a bounded rate.
-        self.ratelog = RateLimitedLog(self._log, clock)
+        # Anyone can start handshakes: what they trigger is logged at a bounded
+        # rate.  Made on first use: checking a configuration builds these
+        # options and must not install a reactor.
+        self._clock = clock
+        self._ratelog: RateLimitedLog | None = None
         self._by_address: weakref.WeakValueDictionary[int, SSL.Connection] = (
             weakref.WeakValueDictionary()
         )
@@ -115,6 +113,19 @@ class PskServerOptions:
         if identity_hint is not None:
             self._tls.use_identity_hint(check_identity("identity_hint", identity_hint))
         self._tls.install_server(self._on_psk, self._on_info)
+
+    @property
+    def ratelog(self) -> RateLimitedLog:
+        """The rate limit of the lines a client can trigger (made on first use)."""
+        if self._ratelog is None:
+            clock = self._clock
+            if clock is None:
+                from twisted.internet import reactor
+
+                clock = reactor
+            assert clock is not None
+            self._ratelog = RateLimitedLog(self._log, clock)
+        return self._ratelog
 
     @property
     def suites(self) -> tuple[str, ...]:

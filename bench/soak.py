@@ -325,7 +325,7 @@ def _log_volume(path: Path) -> tuple[int, int]:
 
 async def _soak(reactor: Any, args: argparse.Namespace, base: Path, log_path: Path) -> int:
     from bench.gateway import Bench
-    from bipgw._fronts import build_fronts, stop_fronts
+    from bipgw.app import front_doors
     from bipgw.cli._tenants import add_parser, execute
     from bipgw.config import HttpApiSection, PlatformSection
     from bipgw.platform import ChannelSettings
@@ -360,7 +360,7 @@ async def _soak(reactor: Any, args: argparse.Namespace, base: Path, log_path: Pa
                 keep_sessions=api.keep_sessions,
             ),
         )
-        fronts.extend(build_fronts(config, gateway.engine, gateway.store, reactor))
+        fronts.extend(front_doors(config, gateway.engine, gateway.store, reactor))
         for front in fronts:
             front.startService()
         platform_port, http_port = [int((await f.when_listening()).getHost().port) for f in fronts]
@@ -434,7 +434,9 @@ async def _soak(reactor: Any, args: argparse.Namespace, base: Path, log_path: Pa
         _report(args, good, bad, rss, logs, lines1 - lines0, bytes1 - bytes0, elapsed, log_path)
         return 0
     finally:
-        await stop_fronts(fronts)
+        for front in fronts:
+            if front.running:
+                await front.stopService()
         await bench.stop()
 
 

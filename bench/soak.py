@@ -96,6 +96,8 @@ async def _legit(reactor: Any, args: argparse.Namespace) -> dict[str, Any]:
     setups: list[float] = []
     failures: Counter[str] = Counter()
     done = [0]
+    unfinished = [0]
+    over = [False]
 
     async def worker(iccid: str) -> None:
         while time.monotonic() < end:
@@ -110,12 +112,32 @@ async def _legit(reactor: Any, args: argparse.Namespace) -> dict[str, Any]:
                 await session.close()
                 done[0] += 1
             except Exception as e:
+                if over[0]:
+                    unfinished[0] += 1
+                    return
                 failures[f"{type(e).__name__}: {str(e)[:120]}"] += 1
                 await deferLater(reactor, 1.0, lambda: None)
 
-    await gatherResults([Deferred.fromCoroutine(worker(i)) for i in iccids])
-    await client.disconnect()
-    return {"sessions": done[0], "failures": dict(failures), "lat": latencies, "setup": setups}
+    # A session under way at the end may finish within --grace; one still
+    # running then is counted as unfinished, not waited for (a starved card
+    # can take the whole card_timeout).
+    workers = gatherResults([Deferred.fromCoroutine(worker(i)) for i in iccids])
+    timer = reactor.callLater(args.minutes * 60 + args.grace, over.__setitem__, 0, True)
+    timer2 = reactor.callLater(args.minutes * 60 + args.grace, workers.cancel)
+    try:
+        await workers
+    except Exception:
+        pass
+    for t in (timer, timer2):
+        if t.active():
+            t.cancel()
+    return {
+        "sessions": done[0],
+        "failures": dict(failures),
+        "unfinished": unfinished[0],
+        "lat": latencies,
+        "setup": setups,
+    }
 
 
 # -- the attackers (child process) -----------------------------------------------
@@ -423,6 +445,8 @@ async def _soak(reactor: Any, args: argparse.Namespace, base: Path, log_path: Pa
                 str(args.workers),
                 "--scripts",
                 str(args.scripts),
+                "--grace",
+                str(args.grace),
             ],
         )
         good = await legit.ended
@@ -457,7 +481,10 @@ def _report(
         f"soak: {elapsed / 60:.1f} min, {args.workers} legitimate workers,"
         f" attacks: {args.attacks or 'none'}"
     )
-    say(f"legitimate sessions: {good['sessions']} completed, {failed} failed")
+    say(
+        f"legitimate sessions: {good['sessions']} completed, {failed} failed,"
+        f" {good['unfinished']} unfinished {args.grace:g} s after the end"
+    )
     for why, n in sorted(good["failures"].items(), key=lambda x: -x[1])[:10]:
         say(f"   {n} x {why}")
     say(f"command latency: {_ms(good['lat'])}")
@@ -490,6 +517,7 @@ def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     legit.add_argument("--minutes", type=float, required=True)
     legit.add_argument("--workers", type=int, required=True)
     legit.add_argument("--scripts", type=int, required=True)
+    legit.add_argument("--grace", type=float, required=True)
     hostile = modes.add_parser("hostile", help="(internal) the attackers")
     for name in ("--platform", "--http", "--admin", "--slow"):
         hostile.add_argument(name, type=int, required=True)
@@ -499,6 +527,12 @@ def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=10, help="legitimate session loops")
     parser.add_argument("--scripts", type=int, default=5, help="commands per session")
     parser.add_argument("--slow", type=int, default=1000, help="slowloris connections held")
+    parser.add_argument(
+        "--grace",
+        type=float,
+        default=60.0,
+        help="seconds sessions under way at the end may take to finish (then: unfinished)",
+    )
     parser.add_argument(
         "--attacks",
         default=",".join(ATTACKS),

@@ -28,6 +28,7 @@ database file.  Generation of 10,000 cards goes through one C{executemany}
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -212,6 +213,8 @@ class FleetState:
         @raise FleetStateError: the file has another schema version or is
             not an SQLite database.
         """
+        if str(path) != ":memory:":
+            _create_private(Path(path))
         db = sqlite3.connect(str(path))
         try:
             version = db.execute("PRAGMA user_version").fetchone()[0]
@@ -372,3 +375,17 @@ class FleetState:
             raise FleetStateError(f"cards already in the fleet file ({e})") from None
         self._db.execute("RELEASE bulk")
         return self._db.total_changes - before
+
+
+def _create_private(path: Path) -> None:
+    """Create the fleet file readable by its owner only (it holds clear card keys).
+
+    SQLite gives its journal and WAL files the mode of the database file, so
+    they stay private too.  An existing file keeps its mode: the operator
+    may have chosen another on purpose.
+    """
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError:
+        return  # it exists, or SQLite will say why it cannot be opened
+    os.close(fd)

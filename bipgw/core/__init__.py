@@ -48,6 +48,7 @@ from bipgw.core._interfaces import (
 )
 from bipgw.core._policy import BusyPolicy, PolicyError, SessionPolicy
 from bipgw.core._pushes import normalise_msisdn
+from bipgw.core._ratelog import RateLimitedLog
 from bipgw.core._relay import RelayHost, SessionRelay, Tracked
 from bipgw.core._rules import ServiceRules
 from bipgw.core._scp03 import (
@@ -124,6 +125,7 @@ __all__ = [
     "PushError",
     "PushOrder",
     "PushReceipt",
+    "RateLimitedLog",
     "Reach",
     "ReachRefusedError",
     "RelayHost",

@@ -335,19 +335,23 @@ class SessionEngine:
         """
         machine = self._owner(iccid)
         if machine is None or not machine.awaiting_card:
-            # Debug, not info: any card (or anyone holding a card's key) can
-            # connect at will, and a line per connection costs the listener
-            # about a third of its handshake rate (bench/RESULTS.md, issue
-            # 14); the SCP81 server counts these (AdminStats.no_session).
-            self._log.debug(
-                "card {iccid} (agent {agent_id}) connected with no session waiting",
-                iccid=iccid,
-                agent_id=agent_id,
-            )
+            # The door logs this (rate-limited: any card may connect at will).
             return None
         link = CardLink(machine, disconnect)
         machine.attach(link, agent_id)
         return link
+
+    def card_refused(self, iccid: str, why: str) -> None:
+        """A card connected but its first request was refused (malformed HTTP, say).
+
+        The session waiting for it ends at once with C{protocol-error} and
+        C{why} (which says the card connected and was refused), rather than
+        waiting for the card until C{not-connected}: the card will not
+        retry what it was refused for.
+        """
+        machine = self._owner(iccid)
+        if machine is not None and machine.awaiting_card:
+            machine.fail(FailureReason.PROTOCOL_ERROR, why)
 
     # -- SessionHost: called by the machines ------------------------------
 

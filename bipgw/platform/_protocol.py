@@ -48,7 +48,7 @@ from bipgw.codec.platform import (
     Message,
     encode_frame,
 )
-from bipgw.core import Tenancy
+from bipgw.core import RateLimitedLog, Tenancy
 from bipgw.platform._guard import PeerGuard
 from bipgw.platform._session import ChannelSettings, PlatformChannel, Send
 
@@ -316,7 +316,8 @@ class PlatformServerFactory(Factory["PlatformServerProtocol"]):
         self.connections: set[PlatformServerProtocol] = set()
         self.guard = PeerGuard(tenancy.clock, self.settings.peer_limits)
         self._gone: list[Deferred[None]] = []
-        self._refusals = 0
+        # One rate limit for the lines any peer can trigger, on every connection.
+        self.ratelog = RateLimitedLog(PlatformChannel._log, tenancy.clock)
 
     def channel(
         self,
@@ -339,23 +340,16 @@ class PlatformServerFactory(Factory["PlatformServerProtocol"]):
             abort=abort,
             guard=self.guard,
             host=host,
+            ratelog=self.ratelog,
         )
 
     def refused(self, peer: str, why: str) -> None:
-        """A connection was refused or cut by a limit: log it, but not every time.
-
-        A flood of refusals would otherwise be a flood of log lines: the
-        first ones are logged, then one in every 1,000.
-        """
-        self._refusals += 1
-        n = self._refusals
-        if n <= 10 or n % 1000 == 0:
-            self._log.warn(
-                "refused platform connection {peer}: {why} ({n} refusals so far)",
-                peer=peer,
-                why=why,
-                n=n,
-            )
+        """A connection was refused or cut by a limit: logged at a bounded
+        rate (L{ratelog}), since a flood of refusals must not be a flood of
+        lines."""
+        self.ratelog.warn(
+            "platform-refused", "refused platform connection {peer}: {why}", peer=peer, why=why
+        )
 
     def buildProtocol(self, addr: IAddress | None) -> PlatformServerProtocol:
         protocol = PlatformServerProtocol()

@@ -88,6 +88,7 @@ def drain_connections(
     for protocol in connections:
         protocol.close("the gateway is stopping")
     gone = factory.when_empty()
+    gone.addCallback(lambda _: factory.ratelog.flush())
     if not gone.called:
         timer = clock.callLater(wait, _abort, factory, wait)
 

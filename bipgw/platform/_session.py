@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import attrs
@@ -66,7 +67,7 @@ from bipgw.codec.platform import (
     UnknownTypeError,
     parse_message,
 )
-from bipgw.core import SessionError, SessionRelay, Tenancy, TenantGrant
+from bipgw.core import RateLimitedLog, SessionError, SessionRelay, Tenancy, TenantGrant
 from bipgw.platform._guard import PeerGuard, PeerLimits
 
 
@@ -145,6 +146,8 @@ class PlatformChannel:
     @param guard: the listener's per-address limits, which count this
         connection's failed authentications under C{host}.
     @param host: the peer's address as L{guard} knows it.
+    @param ratelog: where lines an unauthenticated peer can trigger go (the
+        server's shared L{RateLimitedLog}).
     """
 
     _log = Logger()
@@ -161,11 +164,15 @@ class PlatformChannel:
         abort: Callable[[str], object] | None = None,
         guard: PeerGuard | None = None,
         host: str = "?",
+        ratelog: RateLimitedLog | None = None,
     ) -> None:
         self._tenants = tenancy.tenants
         self._abort = abort or disconnect
         self._guard = guard
         self._host = host
+        # Lines an unauthenticated peer can trigger (failed hellos, drops,
+        # ends) are rate-limited, shared by the server's connections.
+        self._ratelog = ratelog if ratelog is not None else RateLimitedLog(self._log, tenancy.clock)
         self._send = send
         self._disconnect = disconnect
         self._peer_name = peer_name
@@ -229,7 +236,10 @@ class PlatformChannel:
         if not self._closed:
             self._closed = True
             self._cancel_timer()
-            self._log.info("aborting platform connection {peer}: {why}", peer=self._peer, why=why)
+            log = (
+                self._log.info if self._tenant else partial(self._ratelog.info, "platform-aborted")
+            )
+            log("aborting platform connection {peer}: {why}", peer=self._peer, why=why)
 
     def lost(self, reason: str) -> None:
         """The connection ended: close every session it still has, cleanly."""
@@ -237,7 +247,8 @@ class PlatformChannel:
             return
         self._cleaned = self._closed = True
         self._cancel_timer()
-        self._log.info(
+        log = self._log.info if self._tenant else partial(self._ratelog.info, "platform-ended")
+        log(
             "platform connection {peer} ({tenant}) ended: {reason}; closing {n} session(s)",
             peer=self._peer,
             tenant=self._tenant.tenant_id if self._tenant else "not authenticated",
@@ -323,7 +334,12 @@ class PlatformChannel:
 
     def _auth_failed(self, hello: Hello, why: str) -> None:
         # The reason stays in the log; the platform only learns that it failed.
-        self._log.warn("platform {peer} failed to authenticate: {why}", peer=self._peer, why=why)
+        self._ratelog.warn(
+            "platform-auth-failed",
+            "platform {peer} failed to authenticate: {why}",
+            peer=self._peer,
+            why=why,
+        )
         self._reply(ErrorCode.AUTH_FAILED, "unknown or missing credentials", hello.id)
         self._drop("authentication failed")
 
@@ -390,7 +406,8 @@ class PlatformChannel:
             return
         self._closed = True
         self._cancel_timer()
-        self._log.info("dropping platform connection {peer}: {why}", peer=self._peer, why=why)
+        log = self._log.info if self._tenant else partial(self._ratelog.info, "platform-dropped")
+        log("dropping platform connection {peer}: {why}", peer=self._peer, why=why)
         (self._abort if abort else self._disconnect)(why)
 
     def _cancel_timer(self) -> None:

@@ -11,16 +11,24 @@ answers.  Decisions about sessions are the engine's.
 
 Rules, all per connection, so one card never affects another:
   - requests are served one at a time, in order (a pipelining client
-    waits; Amd B cards never pipeline);
+    waits; Amd B cards never pipeline; more than L{MAX_PIPELINED} waiting
+    requests are refused, so the queue is bounded);
   - malformed HTTP is answered with the parser's status (400, 413, 501,
     505 ...) and the connection is closed, with a log line naming the
     problem; so is (with 400) an X-Admin-Protocol other than
     C{globalplatform-remote-admin/1.x}, or its absence from the first
-    request.  Later requests without the header are accepted: the one
-    public trace of a live card lists it on the first POST only, and
-    refusing a working card over a repeated header would help nobody;
+    request.  A card refused this way ends its session at once, with a
+    reason saying it connected and was refused (L{ICardGateway.card_refused}),
+    instead of leaving it to wait for a card that will not come back.
+    Later requests without the header are accepted: the one public trace
+    of a live card lists it on the first POST only, and refusing a working
+    card over a repeated header would help nobody;
   - no session waiting for the card: C{204} and close (GP Amd B's "nothing
-    to do"), logged once (by the engine; here only at debug level);
+    to do"), logged;
+  - every line a peer can trigger (refusals, unknown cards, cards with no
+    session, timeouts) goes through the factory's shared
+    L{bipgw.core.RateLimitedLog}: a flood of connections costs a bounded
+    number of lines per minute;
   - after a C{204}, or any response or request with C{Connection: close},
     the connection is closed (TLS close_notify, then TCP);
   - the one timer: a connection that has not completed a request within
@@ -53,6 +61,7 @@ from bipgw.codec.admin_http import (
     RequestParser,
     encode_response,
 )
+from bipgw.core import RateLimitedLog
 from bipgw.tls import psk_identity
 
 __all__ = ["AdminFactory", "AdminProtocol", "AdminStats", "ICardGateway", "ICardLink"]
@@ -60,12 +69,17 @@ __all__ = ["AdminFactory", "AdminProtocol", "AdminStats", "ICardGateway", "ICard
 _AMD_B: Final = re.compile(r"globalplatform-remote-admin/1\.[0-9]+\Z", re.IGNORECASE)
 _END: Final = AdminResponse(status=204)
 
+MAX_PIPELINED: Final = 8
+"""Requests a connection may have waiting behind the one being served; a card
+that sends more is refused (Amd B cards never pipeline, so this only bounds
+the memory a hostile peer can take)."""
+
 
 class ICardLink(Protocol):
     """The session side of one card connection (L{bipgw.core.CardLink})."""
 
     def post(self, request: AdminRequest) -> Deferred[AdminResponse]: ...
-    def lost(self, reason: Failure) -> None: ...
+    def lost(self, reason: str | Failure) -> None: ...
 
 
 class ICardGateway(Protocol):
@@ -74,6 +88,7 @@ class ICardGateway(Protocol):
     def card_arrived(
         self, iccid: str, agent_id: str, *, disconnect: Callable[[str], object] | None = None
     ) -> ICardLink | None: ...
+    def card_refused(self, iccid: str, why: str) -> None: ...
 
 
 @attrs.define
@@ -139,6 +154,9 @@ class AdminFactory(Factory["AdminProtocol"]):
         self.max_body = max_body
         self.identify = identify
         self.stats = AdminStats()
+        self.ratelog = RateLimitedLog(
+            Logger(namespace="bipgw.scp81._protocol.AdminProtocol"), self.clock
+        )
         self.connections: set[AdminProtocol] = set()
         self._drain_waiters: list[Deferred[None]] = []
 
@@ -211,7 +229,8 @@ class AdminProtocol(TwistedProtocol):
         except Exception:
             pass
         if not factory._register(self):
-            self._log.warn(
+            factory.ratelog.warn(
+                "scp81-too-many-connections",
                 "admin connection from {peer} refused: {limit} connections already open",
                 peer=self._peer,
                 limit=factory.max_connections,
@@ -235,6 +254,10 @@ class AdminProtocol(TwistedProtocol):
             self._refuse(e.status, str(e))
             return
         self._pending.extend(requests)
+        if len(self._pending) > MAX_PIPELINED:
+            self._pending.clear()
+            self._refuse(400, f"more than {MAX_PIPELINED} pipelined requests")
+            return
         self._next()
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
@@ -251,7 +274,8 @@ class AdminProtocol(TwistedProtocol):
         """Drop the connection at once (no TLS close_notify)."""
         if self._gone:
             return
-        self._log.info(
+        self.factory.ratelog.info(
+            "scp81-dropped",
             "dropping admin connection of card {iccid} ({peer}): {why}",
             iccid=self._iccid,
             peer=self._peer,
@@ -309,7 +333,8 @@ class AdminProtocol(TwistedProtocol):
             iccid = self._iccid
             if iccid is None:
                 stats.unknown_card += 1
-                self._log.warn(
+                self.factory.ratelog.warn(
+                    "scp81-unknown-card",
                     "admin POST from {peer} with PSK identity {identity!r}, which names no card;"
                     " answered 204",
                     peer=self._peer,
@@ -320,10 +345,11 @@ class AdminProtocol(TwistedProtocol):
             agent_id = request.admin_from or iccid
             link = self.factory.gateway.card_arrived(iccid, agent_id, disconnect=self._disconnect)
             if link is None:
-                # The engine logs this at info already (one line per connection,
-                # not two); counted in stats.no_session for metrics.
+                # Any card may connect at will: the line is rate-limited (the
+                # engine logs nothing), and counted in stats.no_session.
                 stats.no_session += 1
-                self._log.debug(
+                self.factory.ratelog.info(
+                    "scp81-no-session",
                     "no admin session pending for card {iccid} (agent {agent_id}, {peer});"
                     " answered 204",
                     iccid=iccid,
@@ -358,7 +384,8 @@ class AdminProtocol(TwistedProtocol):
 
     def _refuse(self, status: int, problem: str) -> None:
         self.factory.stats.bad_requests += 1
-        self._log.warn(
+        self.factory.ratelog.warn(
+            "scp81-bad-request",
             "bad admin request from {peer} (card {iccid}): {problem}; answered {status}, closing",
             peer=self._peer,
             iccid=self._iccid,
@@ -366,6 +393,19 @@ class AdminProtocol(TwistedProtocol):
             status=status,
         )
         self._write(AdminResponse(status=status, keep_alive=False), close=True)
+        why = f"the card connected and was refused: {problem} (answered {status})"
+        link, self._link = self._link, None
+        if link is None:
+            self._identify()
+        if link is not None:
+            link.lost(why)
+        elif self._iccid is not None:
+            try:
+                self.factory.gateway.card_refused(self._iccid, why)
+            except Exception:
+                self._log.failure(
+                    "ending the session of refused card {iccid} failed", iccid=self._iccid
+                )
 
     def _write(self, response: AdminResponse, *, close: bool) -> None:
         self.transport.write(encode_response(response))

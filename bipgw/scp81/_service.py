@@ -100,6 +100,7 @@ class AdminServer(Service):
             min_version=min_version,
             max_version=max_version,
             identity_hint=identity_hint,
+            clock=reactor,
         )
         self.factory = AdminFactory(
             gateway,
@@ -151,7 +152,13 @@ class AdminServer(Service):
         """Stop listening, let open connections finish for the grace period,
         then drop the rest; fires when every connection is gone."""
         super().stopService()
-        return self.listener.stopService()
+
+        def flush(result: object) -> object:
+            self.factory.ratelog.flush()
+            self.tls_options.ratelog.flush()
+            return result
+
+        return self.listener.stopService().addBoth(flush)
 
     def _drain(self) -> Deferred[None]:
         """The listener's drain: wait for the open connections, up to the grace

@@ -30,7 +30,7 @@ from twisted.logger import Logger
 
 from bipgw.codec.smpp import DeliverSm, DeliveryReceipt, MessageState, SmppError
 from bipgw.codec.sms import IEI_RESPONSE_PACKET, Reassembler, SmsError, UserDataHeader
-from bipgw.core import ISmsEvents
+from bipgw.core import ISmsEvents, RateLimitedLog
 
 __all__ = ["DeliverRouter"]
 
@@ -63,23 +63,32 @@ class DeliverRouter:
         reassembly_timeout: float = 120.0,
     ) -> None:
         self._clock = clock
+        # The SMSC decides what deliver_sm it sends: its lines are rate-limited.
+        self._ratelog = RateLimitedLog(self._log, clock)
         self.events = events
         self._parts = Reassembler(
             packet_iei=IEI_RESPONSE_PACKET, timeout=reassembly_timeout, max_pending=1024
         )
         self.receipts = self.pors = self.ignored = 0
 
+    def flush_log(self) -> None:
+        """Log the counts of rate-limited lines now (the service is stopping)."""
+        self._ratelog.flush()
+
     def route(self, pdu: DeliverSm) -> None:
         """Report what C{pdu} carries, if anything the gateway cares about."""
         for lost in self._parts.expire(self._clock.seconds()):
-            self._log.warn("gave up a concatenated PoR: {lost}", lost=lost.describe())
+            self._ratelog.warn(
+                "smpp-por-expired", "gave up a concatenated PoR: {lost}", lost=lost.describe()
+            )
         if pdu.is_delivery_receipt or pdu.receipted_message_id is not None:
             self._receipt(pdu)
         elif pdu.protocol_id == _PID_SIM_DATA_DOWNLOAD:
             self._por(pdu)
         else:
             self.ignored += 1
-            self._log.info(
+            self._ratelog.info(
+                "smpp-deliver-ignored",
                 "ignoring deliver_sm from {source}: neither a receipt nor an OTA PoR"
                 " (esm_class {esm:#04x}, protocol_id {pid:#04x})",
                 source=pdu.source_addr,
@@ -102,7 +111,11 @@ class DeliverRouter:
         except SmppError as e:
             if pdu.receipted_message_id is None:
                 self.ignored += 1
-                self._log.warn("unreadable delivery receipt from the SMSC: {error}", error=str(e))
+                self._ratelog.warn(
+                    "smpp-bad-receipt",
+                    "unreadable delivery receipt from the SMSC: {error}",
+                    error=str(e),
+                )
                 return
         message_id = pdu.receipted_message_id
         if message_id is None:
@@ -136,7 +149,8 @@ class DeliverRouter:
             packet = self._parts.add(source, header, payload, self._clock.seconds())
         except SmsError as e:
             self.ignored += 1
-            self._log.warn(
+            self._ratelog.warn(
+                "smpp-bad-por",
                 "deliver_sm from {source} with protocol_id 7F is not an OTA PoR: {error}",
                 source=source,
                 error=str(e),

@@ -28,7 +28,7 @@ from typing import Protocol
 import attrs
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 
 from bipgw.codec.smpp import (
@@ -48,6 +48,7 @@ from bipgw.codec.smpp import (
     UnbindResp,
     describe_status,
 )
+from bipgw.core import RateLimitedLog
 from bipgw.smpp._queue import OutgoingPart
 from bipgw.smpp._settings import EsmeSettings
 from bipgw.smpp._window import SubmitWindow
@@ -136,8 +137,12 @@ class EsmeLink:
         settings: EsmeSettings,
         on_deliver: Callable[[DeliverSm], object] | None = None,
         on_lost: Callable[[EsmeLink, str], object] | None = None,
+        ratelog: RateLimitedLog | None = None,
     ) -> None:
         self._clock = clock
+        # Lines the SMSC can trigger at will go through the door's shared
+        # rate limit (issue 15).
+        self._ratelog = ratelog if ratelog is not None else RateLimitedLog(self._log, clock)
         self._transport = transport
         self._settings = settings
         self._on_deliver = on_deliver
@@ -294,8 +299,11 @@ class EsmeLink:
             assert part is not None
             message_id = pdu.message_id if isinstance(pdu, SubmitSmResp) else ""
             if not isinstance(pdu, SubmitSmResp | GenericNack):
-                self._log.warn(
-                    "SMSC answered submit_sm {seq} with {kind}", seq=seq, kind=type(pdu).__name__
+                self._ratelog.warn(
+                    "smpp-wrong-response",
+                    "SMSC answered submit_sm {seq} with {kind}",
+                    seq=seq,
+                    kind=type(pdu).__name__,
                 )
                 status = status or int(_S.ESME_RSYSERR)
             if self.owner is not None:
@@ -313,7 +321,8 @@ class EsmeLink:
             self._settle_unbind()
             self._transport.close()
         else:
-            self._log.info(
+            self._ratelog.info(
+                "smpp-unknown-response",
                 "SMSC sent {kind} for unknown sequence_number {seq} ({status})",
                 kind=type(pdu).__name__,
                 seq=seq,
@@ -345,7 +354,13 @@ class EsmeLink:
                 try:
                     self._on_deliver(pdu)
                 except Exception:
-                    self._log.failure("handling deliver_sm {seq} failed; answering it", seq=seq)
+                    self._ratelog.emit(
+                        "smpp-deliver-failed",
+                        LogLevel.critical,
+                        "handling deliver_sm {seq} failed; answering it",
+                        seq=seq,
+                        log_failure=Failure(),
+                    )
             self._transport.send_pdu(pdu.response())
         elif isinstance(pdu, EnquireLink):
             self._transport.send_pdu(EnquireLinkResp(seq))
@@ -356,9 +371,13 @@ class EsmeLink:
             self.state = LinkState.UNBINDING
             self._transport.close()
         elif isinstance(pdu, Outbind | AlertNotification):
-            self._log.info("ignoring {kind} from the SMSC", kind=type(pdu).__name__)
+            self._ratelog.info(
+                "smpp-ignored-request", "ignoring {kind} from the SMSC", kind=type(pdu).__name__
+            )
         else:
-            self._log.info("refusing {kind} from the SMSC", kind=type(pdu).__name__)
+            self._ratelog.info(
+                "smpp-refused-request", "refusing {kind} from the SMSC", kind=type(pdu).__name__
+            )
             self._transport.send_pdu(GenericNack(seq, int(_S.ESME_RINVCMDID)))
 
     # -- timers ------------------------------------------------------------

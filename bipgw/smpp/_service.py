@@ -125,9 +125,11 @@ class SmppClientService(Service):
             jitter=jitter,
         )
         self._failures = 0
+        self._penalised = False
+        self._factory = EsmeFactory(self._make_link, clock=clock, on_hostile=self._hostile_smsc)
         self._client = ClientService(
             endpoint,
-            EsmeFactory(self._make_link),
+            self._factory,
             retryPolicy=self._retry_delay,
             clock=clock,
             prepareConnection=self._bind,
@@ -237,7 +239,12 @@ class SmppClientService(Service):
 
     def _make_link(self, protocol: EsmeProtocol) -> EsmeLink:
         return EsmeLink(
-            self._clock, protocol, self.settings, on_deliver=self.router.route, on_lost=self._lost
+            self._clock,
+            protocol,
+            self.settings,
+            on_deliver=self.router.route,
+            on_lost=self._lost,
+            ratelog=self._factory.ratelog,
         )
 
     def _bind(self, protocol: IProtocol) -> Deferred[None]:
@@ -277,7 +284,11 @@ class SmppClientService(Service):
             )
             link.close(abort=result.status is None)
             return
-        self._failures = 0
+        if self._penalised:
+            # The last connection was dropped for garbage: keep the backoff growing.
+            self._penalised = False
+        else:
+            self._failures = 0
         self.binds += 1
         self._log.info(
             "bound to the SMSC {smsc} as {system_id} ({mode})",
@@ -300,6 +311,15 @@ class SmppClientService(Service):
                 why=why,
                 n=self.pump.queue.pushes,
             )
+
+    def _hostile_smsc(self) -> None:
+        """A connection was dropped for broken framing or a flood of malformed PDUs.
+
+        The next successful bind does not reset the reconnection backoff, so
+        an SMSC that binds and then sends garbage is reconnected to ever
+        more slowly (up to C{reconnect_max_delay}), not every second.
+        """
+        self._penalised = True
 
     def _retry_delay(self, attempt: int) -> float:
         # ClientService's own attempt count restarts after every prepared
@@ -357,6 +377,8 @@ class SmppClientService(Service):
             if isinstance(result, Failure):
                 self._log.failure("stopping the SMPP client failed", result)
             self.pump.stop("the SMPP client stopped")
+            self._factory.ratelog.flush()
+            self.router.flush_log()
             self._stopping = None
             self._log.info("SMPP client stopped")
             done.callback(None)

@@ -27,10 +27,10 @@ from typing import Any, Final
 
 from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 
-from bipgw.core import ApduTrace, SessionEvent, SessionId, SessionStatus
+from bipgw.core import ApduTrace, RateLimitedLog, SessionEvent, SessionId, SessionStatus
 from bipgw.store._adapters import event_record, session_record, trace_record
 from bipgw.store._interfaces import IStore
 
@@ -69,6 +69,9 @@ class BatchingRecorder:
             raise ValueError("interval must be > 0, batch >= 1 and limit >= batch")
         self._store = store
         self._clock = clock
+        # A store that is down fails every batch (one line per snapshot):
+        # a few lines with their tracebacks, then a count per minute.
+        self._ratelog = RateLimitedLog(self._log, clock)
         self._interval = interval
         self._batch = batch
         self._limit = limit
@@ -127,7 +130,7 @@ class BatchingRecorder:
     def stop(self) -> Deferred[None]:
         """Write what waits, then stop the timer; later records are written by L{flush} only."""
         self._stopped = True
-        return self.flush()
+        return self.flush().addBoth(lambda _: self._ratelog.flush())
 
     def _added(self) -> None:
         waiting = self.waiting
@@ -184,8 +187,12 @@ class BatchingRecorder:
 
         def failed(failure: Failure) -> None:
             self.failed += n
-            self._log.failure(
-                "writing {n} session history records to the store failed", failure, n=n
+            self._ratelog.emit(
+                "store-write-failed",
+                LogLevel.critical,
+                "writing {n} session history records to the store failed; they are lost",
+                n=n,
+                log_failure=failure,
             )
 
         return d.addCallbacks(ok, failed)

@@ -16,11 +16,12 @@ from typing import Any
 import attrs
 from constantly import NamedConstant
 from OpenSSL import SSL
-from twisted.internet.interfaces import IOpenSSLServerConnectionCreator
+from twisted.internet.interfaces import IOpenSSLServerConnectionCreator, IReactorTime
 from twisted.internet.ssl import TLSVersion
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from bipgw.core import RateLimitedLog
 from bipgw.tls._binding import (
     PskContext,
     PskState,
@@ -77,6 +78,7 @@ class PskServerOptions:
         min_version: NamedConstant = TLSVersion.TLSv1_2,
         max_version: NamedConstant = TLSVersion.TLSv1_2,
         identity_hint: bytes | None = None,
+        clock: IReactorTime | None = None,
     ) -> None:
         """
         @param lookup: identity -> key, or C{None} for an unknown identity.
@@ -92,11 +94,18 @@ class PskServerOptions:
             security level 0, which OpenSSL 3 needs for TLS 1.0/1.1.
         @param max_version: highest protocol version, at most TLS 1.2.
         @param identity_hint: sent in ServerKeyExchange when given.
+        @param clock: times the rate limit of the lines a client can trigger
+            (unknown identities, key mismatches); the reactor by default.
         @raise TlsConfigError: on any setting that cannot be honoured.
         """
         self._tls = PskContext(ciphers, allow_weak, min_version, max_version)
         self._lookup = lookup
         self.stats = PskServerStats()
+        # Anyone can start handshakes: what they trigger is logged at a bounded
+        # rate.  Made on first use: checking a configuration builds these
+        # options and must not install a reactor.
+        self._clock = clock
+        self._ratelog: RateLimitedLog | None = None
         self._by_address: weakref.WeakValueDictionary[int, SSL.Connection] = (
             weakref.WeakValueDictionary()
         )
@@ -104,6 +113,19 @@ class PskServerOptions:
         if identity_hint is not None:
             self._tls.use_identity_hint(check_identity("identity_hint", identity_hint))
         self._tls.install_server(self._on_psk, self._on_info)
+
+    @property
+    def ratelog(self) -> RateLimitedLog:
+        """The rate limit of the lines a client can trigger (made on first use)."""
+        if self._ratelog is None:
+            clock = self._clock
+            if clock is None:
+                from twisted.internet import reactor
+
+                clock = reactor
+            assert clock is not None
+            self._ratelog = RateLimitedLog(self._log, clock)
+        return self._ratelog
 
     @property
     def suites(self) -> tuple[str, ...]:
@@ -145,8 +167,10 @@ class PskServerOptions:
                 return 0
             if key is None:
                 self.stats.unknown_identity += 1
-                self._log.info(
-                    "unknown PSK identity {identity!r}; handshake refused", identity=name
+                self.ratelog.info(
+                    "tls-unknown-identity",
+                    "unknown PSK identity {identity!r}; handshake refused",
+                    identity=name,
                 )
                 return 0
             if not isinstance(key, bytes) or not 0 < len(key) <= max_psk_len:
@@ -183,8 +207,10 @@ class PskServerOptions:
                 return  # counted by the PSK callback
             if state.claimed is not None and ret & 0xFF in _KEY_MISMATCH_ALERTS:
                 self.stats.key_mismatch += 1
-                self._log.info(
-                    "TLS-PSK key mismatch for identity {identity!r}", identity=state.claimed
+                self.ratelog.info(
+                    "tls-key-mismatch",
+                    "TLS-PSK key mismatch for identity {identity!r}",
+                    identity=state.claimed,
                 )
             else:
                 self.stats.other_failure += 1

@@ -39,7 +39,7 @@ from bipgw.codec.platform import (
     Open,
     Result,
 )
-from bipgw.core import SessionStatus, Tenancy, TenantGrant
+from bipgw.core import RateLimitedLog, SessionStatus, Tenancy, TenantGrant
 from bipgw.web._events import EventStreams
 from bipgw.web._guard import ConnectionLimits
 from bipgw.web._json import ApiError, Reply, only_fields, parse_message
@@ -110,6 +110,8 @@ class HttpApi:
         self.streams = EventStreams(
             hub.engine, hub.clock, self._owner, self.settings.keepalive, self.settings.stream_buffer
         )
+        # Whatever a client can make fail is logged at a bounded rate.
+        self.ratelog = RateLimitedLog(Logger(namespace="bipgw.web"), hub.clock)
 
     def owns(self, tenant_id: str, session: str) -> bool:
         """Whether C{session} was opened by C{tenant_id} through this API."""
@@ -121,6 +123,7 @@ class HttpApi:
     def stop(self) -> Deferred[Any]:
         """End every event stream and close every session; fires when closed."""
         self.streams.stop()
+        self.ratelog.flush()
         closes = [d for relay in self._relays.values() for d in relay.close_all()]
         return DeferredList(closes, consumeErrors=True)
 

@@ -31,7 +31,7 @@ from typing import Any, Final
 from klein import Klein
 from klein.interfaces import IKleinRequest
 from twisted.internet.defer import Deferred, succeed
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 from twisted.web.http import RESPONSES
 from twisted.web.iweb import IRequest
@@ -174,7 +174,14 @@ class ApiRoutes:
     @app.handle_errors(Exception)
     def failed(self, request: IRequest, failure: Failure) -> bytes:
         """Anything unexpected: logged with its traceback, answered C{500}."""
-        self._log.failure("HTTP API request {path} failed", failure, path=request.path)
+        # A client may trigger this at will (a bug it found): rate-limited.
+        self._api.ratelog.emit(
+            "web-request-failed",
+            LogLevel.critical,
+            "HTTP API request {path} failed",
+            path=request.path,
+            log_failure=failure,
+        )
         error = ApiError("internal-error", "internal error (logged by the gateway)")
         return _refusal(request, error)
 

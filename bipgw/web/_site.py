@@ -8,6 +8,12 @@ every path no other mount claims (the API, so that an unknown path gets
 the API's JSON C{404}), and one mounted at C{"/portal/"} gets the paths
 under it with C{/portal} as its script name.  L{web_site} serves that root
 with request bodies capped (L{LimitedRequest}) and tracebacks hidden.
+
+The access log keeps a line per answered request, but requests answered
+with an error (400 and above: bad tokens, malformed bodies, unknown paths,
+anything a client without credentials can send at will) go through a
+L{bipgw.core.RateLimitedLog}: a flood of them costs a few lines and a count
+per minute (issue 15).
 """
 
 from __future__ import annotations
@@ -18,12 +24,14 @@ from typing import Any
 from klein import Klein
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IPushProducer
+from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource
 from twisted.web.server import Request, Site
 from werkzeug.routing import PathConverter
 
+from bipgw.core import RateLimitedLog
 from bipgw.web._guard import ConnectionLimits, GuardedSite
 
 __all__ = ["LimitedRequest", "mount", "web_site"]
@@ -147,6 +155,19 @@ def _serving(resource: IResource) -> Any:
     return serve
 
 
+class _Site(GuardedSite):
+    """A guarded site whose access-log lines for refused requests are rate-limited."""
+
+    ratelog: RateLimitedLog
+
+    def log(self, request: Any) -> None:
+        if getattr(request, "code", 200) < 400:
+            super().log(request)
+            return
+        line = self._logFormatter(self._logDateTime, request)
+        self.ratelog.info("web-refused-request", "{line}", line=line)
+
+
 def web_site(
     root: IResource,
     *,
@@ -158,7 +179,8 @@ def web_site(
 ) -> Site:
     """The HTTP site serving C{root}, its request bodies capped at C{max_body} bytes.
 
-    @param reactor: for the connections' timeouts (the global one if C{None}).
+    @param reactor: for the connections' timeouts and the access log's rate
+        limit (the global one if C{None}).
     @param limits: the connections' timeouts and per-peer limit
         (L{bipgw.web._guard}); the defaults if C{None}.
     @param gate: run on every request once its headers are in, before its
@@ -172,6 +194,11 @@ def web_site(
     if refusal is not None:
         attributes["refusal"] = staticmethod(refusal)
     limited = type("LimitedRequest", (LimitedRequest,), attributes)
-    site = GuardedSite(root, limits or ConnectionLimits(), requestFactory=limited, reactor=reactor)
+    site = _Site(root, limits or ConnectionLimits(), requestFactory=limited, reactor=reactor)
+    if reactor is None:
+        from twisted.internet import reactor as global_reactor
+
+        reactor = global_reactor
+    site.ratelog = RateLimitedLog(Logger(namespace="bipgw.web.access"), reactor)
     site.displayTracebacks = False
     return site

@@ -128,6 +128,9 @@ def _prepare(out: Path) -> None:
     try:
         for sub in ("", "vendor", "msisdn", "gateway", "secrets"):
             (out / sub).mkdir(parents=True, exist_ok=True)
+        # cards.db (clear card keys) is 0600 itself; the directory is not
+        # world-readable either (issue 15).
+        out.chmod(0o750)
         (out / "secrets").chmod(0o700)
         (out / "gateway").chmod(0o700)
     except OSError as e:

@@ -176,8 +176,17 @@ class FilesTests(SynchronousTestCase):
             "gateway/TK-B0001.key",
             "gateway/smpp.password",
             "secrets/master-keys.toml",
+            "cards.db",
         ):
             self.assertEqual(stat.S_IMODE((base / name).stat().st_mode), 0o600, name)
+
+    def test_fleetDirectoryNotWorldReadable(self) -> None:
+        """cards.db holds clear card keys: its directory gives others nothing (issue 15)."""
+        base = self.result.directory
+        self.assertEqual(stat.S_IMODE(base.stat().st_mode) & 0o007, 0)
+        for extra in ("cards.db-wal", "cards.db-shm"):
+            if (base / extra).exists():
+                self.assertEqual(stat.S_IMODE((base / extra).stat().st_mode) & 0o077, 0, extra)
 
     def test_transportKeyFileMatches(self) -> None:
         """The bare-hex key file holds the key of transport-keys.toml."""

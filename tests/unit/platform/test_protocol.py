@@ -110,6 +110,33 @@ class LoggingTests(PlatformTestCase):
         self.assertIn("failed to authenticate", text)
         self.assertIn("as tenant acme", text)
 
+    def test_unauthenticatedFloodBoundedLines(self) -> None:
+        """2,000 connections that fail to authenticate give a bounded number
+        of log lines, counted per minute (issue 15)."""
+        events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)  # type: ignore[arg-type]
+        for _n in range(2_000):
+            protocol = self.factory.buildProtocol(PEER)
+            assert protocol is not None
+            protocol.makeConnection(StringTransport())
+            protocol.dataReceived(b"\x00\x00\x00\x02{]" + encode_frame({"type": "hello"}))
+            protocol.connectionLost(Failure(ConnectionDone()))
+        self.clock.advance(60)
+        kinds = {e.get("rate_kind") for e in events}
+        # The listener's per-address guard turns most of the flood into
+        # refusals (back-off after failed logins, the pre-auth budget).
+        every = {
+            "platform-aborted",
+            "platform-auth-failed",
+            "platform-dropped",
+            "platform-ended",
+            "platform-refused",
+        }
+        self.assertLessEqual(kinds, every)
+        self.assertIn("platform-refused", kinds)
+        self.assertLessEqual(len(events), len(every) * 6)
+        counted = sum(e.get("rate_suppressed", 0) for e in events)
+        self.assertGreaterEqual(counted, 2_000 - 5)
+
 
 class CertificateTests(PlatformTestCase):
     """Authentication by a verified TLS client certificate, in memory."""

@@ -8,6 +8,7 @@ tests/vectors.json (C{scp81_http_trace}).
 
 from __future__ import annotations
 
+import collections
 from typing import Any
 
 from hypothesis import given
@@ -22,6 +23,7 @@ from twisted.python.failure import Failure
 from bipgw.codec.admin_http import AdminRequest, AdminResponse, ResponseParser
 from bipgw.core import FailureReason, ScriptResult, SessionError, SessionState
 from bipgw.scp81 import AdminFactory, AdminProtocol, AdminStats
+from bipgw.scp81._protocol import MAX_PIPELINED
 from tests.unit.core import GET_DATA, ICCID, ICCID2, EngineTestCase
 
 SERVER = IPv4Address("TCP", "192.0.2.1", 8443)
@@ -90,6 +92,7 @@ class _Base(EngineTestCase):
             ),
         )
         self.log = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        self.addCleanup(self.factory.ratelog.flush)
 
     def resolve(self, identity: bytes) -> str | None:
         if identity == b"boom":
@@ -122,6 +125,12 @@ class NoSessionTests(_Base):
         self.assertIn(f"no admin session pending for card {ICCID} (agent agent-1,", self.logText())
         card.send(FIRST_POST)
         self.assertEqual(self.factory.stats.requests, 1)
+
+    def test_noSessionOneLine(self) -> None:
+        """A card that connects with nothing to do costs one log line, not two."""
+        card = self.card()
+        card.send(FIRST_POST)
+        self.assertEqual(len([e for e in self.log if ICCID in formatEvent(e)]), 1)
 
     def test_unknownIdentity(self) -> None:
         """An identity with no card (or no identity, or a failing resolver) gets 204."""
@@ -176,6 +185,62 @@ class BadRequestTests(_Base):
         """Another protocol version is refused with 400, naming what was sent."""
         data = FIRST_POST.replace(b"/1.0", b"/2.0")
         self.assertRefused(data, 400, "'globalplatform-remote-admin/2.0'")
+
+
+class RefusedCardTests(_Base):
+    """A card refused for a malformed request ends its session at once (issue 15)."""
+
+    def test_firstRequestRefused(self) -> None:
+        """The waiting session fails now, saying the card connected and was refused,
+        not later with not-connected."""
+        session = self.open()
+        card = self.card()
+        card.send(b"\x16\x03\x01\x02\x00 hello\r\n\r\n")
+        self.assertEqual(card.responses()[0].status, 400)
+        error = self.failureResultOf(session.ready, SessionError).value
+        self.assertIs(error.reason, FailureReason.PROTOCOL_ERROR)
+        self.assertIn("the card connected and was refused", str(error))
+        self.assertIn("request line", str(error))
+
+    def test_laterRequestRefused(self) -> None:
+        """A malformed request mid-session ends it at once with the refusal as reason."""
+        session = self.open()
+        card = self.card()
+        card.send(FIRST_POST)
+        self.successResultOf(session.ready)
+        result = session.execute([GET_DATA])
+        card.responses()
+        card.send(b"POST /admin/s/s1/1 HTTP/1.0\r\n\r\n")
+        self.assertEqual(card.responses()[0].status, 505)
+        self.failureResultOf(result)
+        history = " ".join(e.detail or "" for e in self.recorder.history(session.id))
+        self.assertIn("the card connected and was refused", history)
+
+    def test_otherCardUntouched(self) -> None:
+        """A refusal for an unknown card ends nobody's session."""
+        session = self.open(ICCID)
+        self.identities = {7: ICCID2.encode()}
+        card = self.card(7)
+        card.send(b"garbage\r\n\r\n")
+        self.assertNoResult(session.ready)
+
+
+class LogFloodTests(_Base):
+    """Peer-triggered lines are rate-limited across connections (issue 15)."""
+
+    def test_tenThousandBadConnections(self) -> None:
+        """10,000 connections with garbage or no session: a bounded number of lines."""
+        for n in range(10_000):
+            card = _Card(self.factory, port=n % 60000 + 1)
+            card.send(b"garbage\r\n\r\n" if n % 2 else FIRST_POST)
+            card.lose()
+        self.clock.advance(60)
+        lines = [e for e in self.log if "rate_kind" in e]
+        self.assertLessEqual(len(lines), 2 * 6)
+        self.assertEqual(self.factory.stats.bad_requests, 5_000)
+        self.assertEqual(self.factory.stats.no_session, 5_000)
+        counted = sum(e.get("rate_suppressed", 0) for e in lines)
+        self.assertEqual(counted, 10_000 - 2 * 5)
 
 
 class RelayTests(_Base):
@@ -413,4 +478,21 @@ class HostileInputTests(_Base):
             self.assertTrue(card.closed)
         card.lose()
         self.assertEqual(self.factory.connections, set())
+        self.factory.ratelog.flush()
         self.assertEqual(self.clock.getDelayedCalls(), [])
+
+
+class PipelineBoundTests(_Base):
+    """A card cannot queue requests without bound (issue 15)."""
+
+    def test_tooManyPipelined(self) -> None:
+        """More than MAX_PIPELINED waiting requests: 400 and close; the session ends."""
+        session = self.open()
+        card = self.card()
+        card.send(FIRST_POST)
+        self.successResultOf(session.ready)
+        card.send(answer(b"/admin/s/s1/1") * (MAX_PIPELINED + 1))
+        self.assertEqual([r.status for r in card.responses()], [400])
+        self.assertTrue(card.closed)
+        self.assertTrue(session.status().state.terminal)
+        self.assertEqual(card.protocol._pending, collections.deque())

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sqlite3
+import stat
 import tempfile
 from pathlib import Path
 
@@ -204,3 +206,19 @@ class ProfileCodingTests(SynchronousTestCase):
         no_psk = profile_to_dict(profile)
         no_psk["psk"] = None
         self.assertIsNone(profile_from_dict(no_psk).psk)
+
+
+class FleetFileModeTests(SynchronousTestCase):
+    """The fleet file holds clear card keys: created readable by its owner only."""
+
+    def test_newFileIsPrivate(self) -> None:
+        """Under the usual umask 022 a new cards.db is still 0600."""
+        where = Path(tempfile.mkdtemp())
+        self.addCleanup(shutil.rmtree, where)
+        old = os.umask(0o022)
+        try:
+            with FleetState.open(where / "cards.db"):
+                pass
+        finally:
+            os.umask(old)
+        self.assertEqual(stat.S_IMODE((where / "cards.db").stat().st_mode), 0o600)

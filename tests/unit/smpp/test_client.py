@@ -12,6 +12,7 @@ from twisted.internet.testing import EventLoggingObserver
 from twisted.logger import globalLogPublisher
 
 from bipgw.codec.smpp import Unbind
+from bipgw.smpp._protocol import MALFORMED_LIMIT
 from tests.unit.smpp import SETTINGS, ClientTestCase, run
 
 
@@ -165,3 +166,49 @@ class BindTests(ClientTestCase):
         self.stop()
         run(self.clock, self.endpoint, 10.0)
         self.assertEqual(self.endpoint.attempts, [0.0])
+
+
+class HostileSmscTests(ClientTestCase):
+    """An SMSC that binds, then floods malformed PDUs, is reconnected to ever more slowly."""
+
+    def _flood(self) -> None:
+        garbage = b"".join(
+            (16).to_bytes(4, "big") + bytes.fromhex("0000abcd") + bytes(4) + s.to_bytes(4, "big")
+            for s in range(MALFORMED_LIMIT + 1)
+        )
+        self.smsc.current.write(garbage)
+        run(self.clock, self.endpoint)
+
+    def test_floodDropsBindAndBackoffGrows(self) -> None:
+        """Each flood drops the bind; the next connection waits 1, 2, 4 s, not 1 s each time."""
+        self.start()
+        for expected in (1.0, 2.0, 4.0):
+            self.assertTrue(self.service.bound)
+            self._flood()
+            self.assertFalse(self.service.bound)
+            self.assertTrue(self.smsc.connections[-1].lost)
+            before = self.endpoint.attempts[-1]
+            run(self.clock, self.endpoint, expected)
+            self.assertEqual(self.endpoint.attempts[-1] - before, expected)
+            self.assertTrue(self.service.bound)
+        self.assertEqual(self.service.binds, 4)
+
+    def test_backoffResetsAfterAnOrdinaryConnection(self) -> None:
+        """The bind that follows a connection not dropped for garbage resets the backoff."""
+        self.start()
+        self._flood()
+        run(self.clock, self.endpoint, 1.0)
+        # This connection ends normally, but the flood before it still counts ...
+        self.smsc.current.drop()
+        run(self.clock, self.endpoint)
+        self._flood_free_reconnect_after(2.0)
+        # ... and the bind after it reset the count: the next loss waits 1 s.
+        self.smsc.current.drop()
+        run(self.clock, self.endpoint)
+        self._flood_free_reconnect_after(1.0)
+
+    def _flood_free_reconnect_after(self, delay: float) -> None:
+        before = len(self.endpoint.attempts)
+        run(self.clock, self.endpoint, delay)
+        self.assertEqual(len(self.endpoint.attempts), before + 1)
+        self.assertTrue(self.service.bound)

@@ -6,7 +6,9 @@ from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
+from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
+from twisted.logger import globalLogPublisher
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -20,7 +22,9 @@ from bipgw.codec.smpp import (
     decode,
     encode,
 )
+from bipgw.core._ratelog import DEFAULT_BURST
 from bipgw.smpp import EsmeFactory, EsmeProtocol
+from bipgw.smpp._protocol import MALFORMED_LIMIT, MALFORMED_WINDOW
 from tests import vectors
 
 
@@ -136,3 +140,72 @@ class ProtocolTests(SynchronousTestCase):
         self.assertIsNot(one.link, two.link)
         self.assertIs(one.link.protocol, one)  # type: ignore[attr-defined]
         self.assertIs(one.factory, factory)
+
+
+def _unknown_command(seq: int) -> bytes:
+    """A well-framed PDU with an unknown command_id: malformed, answered generic_nack."""
+    return (16).to_bytes(4, "big") + bytes.fromhex("0000abcd") + bytes(4) + seq.to_bytes(4, "big")
+
+
+class MalformedFloodTests(SynchronousTestCase):
+    """A hostile SMSC cannot fill the disk, nor keep a connection sending garbage (issue 15)."""
+
+    def _connected(self) -> tuple[EsmeProtocol, AbortableTransport, Clock, list[dict[str, Any]]]:
+        events: list[dict[str, Any]] = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        clock = Clock()
+        self.hostile: list[int] = []
+        factory = EsmeFactory(
+            RecordingLink,  # type: ignore[arg-type]
+            clock=clock,
+            on_hostile=lambda: self.hostile.append(1),
+        )
+        protocol = factory.buildProtocol(None)
+        transport = AbortableTransport()
+        protocol.makeConnection(transport)
+        self.factory = factory
+        return protocol, transport, clock, events
+
+    def test_tenThousandMalformedPdusFewLines(self) -> None:
+        """10,000 malformed PDUs over many connections give a bounded number of log lines."""
+        _, _, clock, events = self._connected()
+        for _ in range(100):
+            protocol = self.factory.buildProtocol(None)
+            protocol.makeConnection(AbortableTransport())
+            for seq in range(100):
+                protocol.dataReceived(_unknown_command(seq))
+        clock.advance(60)
+        ours = [e for e in events if "SMSC" in e.get("log_format", "") or "rate_kind" in e]
+        # burst lines per kind plus one summary per kind, whatever the volume.
+        self.assertLessEqual(len(ours), 2 * (DEFAULT_BURST + 1))
+        summaries = [e for e in ours if "rate_suppressed" in e]
+        self.assertEqual(summaries[0]["rate_suppressed"], 10_000 - DEFAULT_BURST)
+
+    def test_floodDropsTheConnection(self) -> None:
+        """More than MALFORMED_LIMIT malformed PDUs in the window abort the connection."""
+        protocol, transport, _clock, _ = self._connected()
+        protocol.dataReceived(b"".join(_unknown_command(s) for s in range(MALFORMED_LIMIT)))
+        self.assertFalse(transport.aborted)
+        protocol.dataReceived(_unknown_command(999) + encode(EnquireLink(5)))
+        self.assertTrue(transport.aborted)
+        self.assertEqual(self.hostile, [1])
+        self.assertEqual(protocol.link.pdus, [])  # type: ignore[attr-defined]
+        self.factory.ratelog.flush()
+
+    def test_slowMalformedTolerated(self) -> None:
+        """Malformed PDUs spread over time (under the limit per window) keep the connection."""
+        protocol, transport, clock, _ = self._connected()
+        for seq in range(3 * MALFORMED_LIMIT):
+            protocol.dataReceived(_unknown_command(seq))
+            clock.advance(MALFORMED_WINDOW / MALFORMED_LIMIT * 1.5)
+        self.assertFalse(transport.aborted)
+        self.assertEqual(self.hostile, [])
+        self.factory.ratelog.flush()
+
+    def test_brokenFramingIsHostile(self) -> None:
+        """Broken framing reports a hostile SMSC too."""
+        protocol, transport, _, _ = self._connected()
+        protocol.dataReceived((3).to_bytes(4, "big") + bytes(12))
+        self.assertTrue(transport.aborted)
+        self.assertEqual(self.hostile, [1])

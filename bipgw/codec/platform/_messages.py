@@ -401,6 +401,70 @@ class Closed(_Message):
 
 
 @attrs.frozen(kw_only=True)
+class Status(_Message):
+    """Platform → gateway: what became of session C{session}?
+
+    Any session the tenant may see, not only this connection's: a platform
+    that reconnects (after losing its connection, or after a gateway
+    restart) asks for the final state of the sessions it had.  Answered by
+    L{State} with the same C{id}, or C{error} C{unknown-session}.
+    """
+
+    TYPE: ClassVar[str] = "status"
+    id: str = id_field()
+    session: str = session_field()
+
+
+def _is_time(v: object) -> bool:
+    return type(v) in (int, float) and 0 <= cast(float, v) < 1e11
+
+
+def _time_field() -> Any:
+    return json_field("a time (seconds since the epoch)", _is_time, read_number, optional=True)
+
+
+@attrs.frozen(kw_only=True)
+class State(_Message):
+    """Gateway → platform: the answer to L{Status} C{id}.
+
+    The same fields, and the same rules, as the HTTP API's
+    C{GET /v1/sessions/{id}}: in full when the asking tenant opened the
+    session since the gateway started; only the outcome (C{state},
+    C{reason}, C{detail} and the times) when the session is only known from
+    the store, for instance after a restart (then it ended C{failed} with
+    reason C{gateway-restart}): the random session id is what proves the
+    asker opened it, so the card is not shown.
+
+    @ivar state: the session's state (C{requested} ... C{closed}, C{failed}).
+    @ivar reason: why it failed, when it did (an engine failure reason).
+    @ivar opened_at: when it was opened, in seconds since the epoch; the
+        other times likewise.
+    """
+
+    TYPE: ClassVar[str] = "state"
+    id: str = id_field()
+    session: str = session_field()
+    state: str = json_field("a state name", matching(CODE))
+    reason: str | None = json_field("a reason code", matching(CODE), optional=True)
+    detail: str | None = json_field(
+        f"text of at most {MAX_TEXT} characters", is_text, optional=True
+    )
+    opened_at: float | None = _time_field()
+    updated_at: float | None = _time_field()
+    ended_at: float | None = _time_field()
+    service: str | None = json_field("a service name", matching(NAME), optional=True)
+    iccid: str | None = json_field("an ICCID", matching(ICCID), optional=True)
+    msisdn: str | None = json_field("an MSISDN", matching(MSISDN), optional=True)
+    scripts: int | None = json_field("a whole number", is_count, read_int, optional=True)
+    push_attempts: int | None = json_field("a whole number", is_count, read_int, optional=True)
+
+    @property
+    def ended(self) -> bool:
+        """Whether the session has ended (C{closed} or C{failed})."""
+        return self.state in ("closed", "failed")
+
+
+@attrs.frozen(kw_only=True)
 class Notification(_Message):
     """Gateway → platform: a ready session ended without being asked to.
 
@@ -449,14 +513,17 @@ class ErrorMessage(_Message):
 
 Message: TypeAlias = (
     Hello | AuthOk | Open | Accepted | Ready | Failed | Command | Result | Close | Closed
-    | Notification | Ping | Pong | ErrorMessage
+    | Status | State | Notification | Ping | Pong | ErrorMessage
 )  # fmt: skip
 """Any message of the channel."""
 
-CLIENT_MESSAGES: Final[tuple[type[_Message], ...]] = (Hello, Open, Command, Close, Ping, Pong)
+CLIENT_MESSAGES: Final[tuple[type[_Message], ...]] = (
+    Hello, Open, Command, Close, Status, Ping, Pong
+)  # fmt: skip
 """What a platform may send."""
 SERVER_MESSAGES: Final[tuple[type[_Message], ...]] = (
-    AuthOk, Accepted, Ready, Failed, Result, Closed, Notification, Ping, Pong, ErrorMessage
+    AuthOk, Accepted, Ready, Failed, Result, Closed, State, Notification, Ping, Pong,
+    ErrorMessage,
 )  # fmt: skip
 """What the gateway sends."""
 

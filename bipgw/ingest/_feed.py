@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
@@ -73,12 +73,16 @@ class FeedProcessor:
         clock: IReactorTime,
         retry_after: float = RETRY_AFTER,
         now: Callable[[], float] = time.time,
+        imported: Callable[[ImportReport], object] | None = None,
     ) -> None:
         """
         @param keystore: opens card files' transport keys; C{None} refuses
             card files (a gateway without a keystore).
         @param root: seals the cards' keys.
+        @param imported: called with the report of each import that ran
+            (may return a Deferred, which is waited for).
         """
+        self._imported = imported
         self._store = store
         self._homes = homes
         self._keystore = keystore
@@ -183,6 +187,8 @@ class FeedProcessor:
             await self._again(home, path, known)
             return
         report = await self._import(partner, path, digest)
+        if self._imported is not None:
+            await maybeDeferred(self._imported, report)
         outcome = "rejected" if report.fatal is not None else "processed"
         record = FeedFile(partner_name, digest, name, self._now(), outcome, report.import_id)
         await self._store.add_feed_file(record)

@@ -20,6 +20,7 @@ stop waits for the file being imported.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,7 @@ from bipgw.ingest._ftp import Intake, close_ftp_connections, ftp_factory
 from bipgw.ingest._homes import Homes
 from bipgw.ingest._sftp import sftp_factory
 from bipgw.keys import KeyStore, RootKey
-from bipgw.store import IStore
+from bipgw.store import ImportReport, IStore
 from bipgw.tls import ListeningService
 
 _log = Logger(namespace="bipgw.ingest")
@@ -81,7 +82,12 @@ class IngestService(MultiService):
         keystore: KeyStore | None,
         root: RootKey | None,
         reactor: Any,
+        imported: Callable[[ImportReport], object] | None = None,
     ) -> None:
+        """
+        @param imported: called with each import's report (the gateway
+            reloads its card key cache, so new cards are reachable at once).
+        """
         super().__init__()
         self.settings = settings
         self._store = store
@@ -94,6 +100,7 @@ class IngestService(MultiService):
             root=root,
             max_file_bytes=settings.max_file_bytes,
             clock=reactor,
+            imported=imported,
         )
         intake = Intake(self.homes, settings.max_file_bytes, self.processor.submit)
         self.ftp: ListeningService | None = None
@@ -120,6 +127,12 @@ class IngestService(MultiService):
         watcher = TimerService(settings.poll_interval, self.processor.scan)
         watcher.clock = reactor
         watcher.setServiceParent(self)
+
+    def when_ready(self) -> Deferred[Any]:
+        """Fire once the homes are made and every door listens (for the gateway's tree)."""
+        waiting: list[Deferred[Any]] = [self.ready]
+        waiting += [door.when_listening() for door in (self.ftp, self.sftp) if door is not None]
+        return DeferredList(waiting, fireOnOneErrback=True, consumeErrors=True)
 
     def startService(self) -> None:
         self.settings.incoming_dir.mkdir(mode=0o750, parents=True, exist_ok=True)

@@ -554,6 +554,10 @@ class MemoryStore:
         """See L{IStore.get_feed_file}."""
         return self._call(lambda: self._state.feed_files.get((partner, sha256)))
 
+    def start(self) -> Deferred[None]:
+        """See L{IStore.start}: a memory store is ready when made."""
+        return self._call(lambda: None)
+
     def close(self) -> Deferred[None]:
         """See L{IStore.close}."""
         self._closed = True

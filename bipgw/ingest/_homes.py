@@ -50,7 +50,8 @@ class Homes:
         """The partner's home, created with its directories if missing."""
         home = self.root / partner
         for sub in SUBDIRS:
-            (home / sub).mkdir(mode=0o750, parents=True, exist_ok=True)
+            if not (home / sub).exists():
+                (home / sub).mkdir(mode=0o750, parents=True, exist_ok=True)
         return home
 
     def partners(self) -> list[str]:

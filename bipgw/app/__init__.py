@@ -8,7 +8,13 @@
   in order without polling.
 """
 
-from bipgw.app._doors import HTTP_API_SERVICE, PLATFORM_SERVICE, front_doors
+from bipgw.app._doors import (
+    HTTP_API_SERVICE,
+    PLATFORM_SERVICE,
+    api_settings,
+    channel_settings,
+    front_doors,
+)
 from bipgw.app._gateway import Gateway, build_gateway, push_profiles
 from bipgw.app._tree import OrderedService, Ready, Step
 
@@ -19,7 +25,9 @@ __all__ = [
     "OrderedService",
     "Ready",
     "Step",
+    "api_settings",
     "build_gateway",
+    "channel_settings",
     "front_doors",
     "push_profiles",
 ]

@@ -15,15 +15,45 @@ from __future__ import annotations
 
 from typing import Any
 
+import attrs
 from twisted.application.service import IService
 
-from bipgw.config import Config
+from bipgw.config import Config, HttpApiSection, PlatformSection
 from bipgw.core import SessionEngine, Tenancy
-from bipgw.platform import PLATFORM_SERVICE, PlatformServerFactory, platform_service
+from bipgw.platform import (
+    PLATFORM_SERVICE,
+    ChannelSettings,
+    PlatformServerFactory,
+    platform_service,
+)
 from bipgw.store import IStore, StoreTenantDirectory
-from bipgw.web import HTTP_API_SERVICE, HttpApi, HttpApiService
+from bipgw.web import HTTP_API_SERVICE, ApiSettings, HttpApi, HttpApiService
 
-__all__ = ["HTTP_API_SERVICE", "PLATFORM_SERVICE", "front_doors"]
+__all__ = [
+    "HTTP_API_SERVICE",
+    "PLATFORM_SERVICE",
+    "api_settings",
+    "channel_settings",
+    "front_doors",
+]
+
+
+def channel_settings(section: PlatformSection) -> ChannelSettings:
+    """The channel's settings from C{[platform]} (certificate login when
+    C{tls_ca} is set)."""
+    return ChannelSettings(
+        auth_timeout=section.auth_timeout,
+        heartbeat_interval=section.heartbeat_interval or None,
+        max_frame=section.max_frame,
+        certificate_auth=section.tls_ca is not None,
+    )
+
+
+def api_settings(section: HttpApiSection) -> ApiSettings:
+    """The API's settings from C{[http_api]}: every key but C{listen}."""
+    values = attrs.asdict(section, recurse=False)
+    del values["listen"]
+    return ApiSettings(**values)
 
 
 def front_doors(
@@ -49,11 +79,11 @@ def front_doors(
     if config.platform is not None:
         factory = PlatformServerFactory(
             tenancy,
-            settings=config.platform.channel_settings(),
+            settings=channel_settings(config.platform),
             max_connections=config.platform.max_connections,
         )
         doors.append(platform_service(factory, config.platform.listen, reactor, tls=platform_tls))
     if config.http_api is not None:
-        api = HttpApi(tenancy, config.http_api.api_settings())
+        api = HttpApi(tenancy, api_settings(config.http_api))
         doors.append(HttpApiService(api, config.http_api.listen, reactor))
     return doors

@@ -51,6 +51,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from bipgw.app._doors import HTTP_API_SERVICE, PLATFORM_SERVICE, front_doors
+from bipgw.app._feeds import ingest_settings
 from bipgw.app._tree import OrderedService, Step
 from bipgw.config import Config, redacted_url, server_endpoint_port
 from bipgw.core import CardTarget, SecuredSession, Session, SessionEngine
@@ -222,7 +223,7 @@ class Gateway(OrderedService):
         self.ingest: IngestService | None = None
         if config.ingest is not None:
             self.ingest = IngestService(
-                config.ingest.settings(),
+                ingest_settings(config.ingest),
                 store,
                 keystore=keystore,
                 root=root,

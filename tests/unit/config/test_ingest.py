@@ -6,7 +6,9 @@ from pathlib import Path
 
 from twisted.trial.unittest import SynchronousTestCase
 
+from bipgw.app import ingest_settings
 from bipgw.config import Config, ConfigError
+from bipgw.config._ingest import MAX_FILE_LIMIT
 from bipgw.ingest import MAX_FILE_BYTES, IngestSettings
 from tests.unit.config import MINIMAL, with_keys
 
@@ -27,6 +29,10 @@ def _refused(case: SynchronousTestCase, key: str, **keys: str) -> str:
 class IngestSectionTests(SynchronousTestCase):
     """[ingest] keys and their effect on L{IngestSettings}."""
 
+    def test_limitIsTheParsers(self) -> None:
+        """The largest limit the file may set is the feeds' (and the parsers') own."""
+        self.assertEqual(MAX_FILE_LIMIT, MAX_FILE_BYTES)
+
     def test_absent(self) -> None:
         """No [ingest] table: no feeds."""
         self.assertIsNone(Config.from_string(MINIMAL, base_dir=BASE).ingest)
@@ -36,10 +42,10 @@ class IngestSectionTests(SynchronousTestCase):
         config = _load(incoming_dir='"feeds"')
         assert config.ingest is not None
         self.assertEqual(
-            config.ingest.settings(),
+            ingest_settings(config.ingest),
             IngestSettings(incoming_dir=BASE / "feeds", max_file_bytes=MAX_FILE_BYTES),
         )
-        self.assertEqual(config.ingest.settings().poll_interval, 5.0)
+        self.assertEqual(ingest_settings(config.ingest).poll_interval, 5.0)
 
     def test_everyKey(self) -> None:
         """Every key reaches the settings (relative paths from the file's directory)."""
@@ -53,7 +59,7 @@ class IngestSectionTests(SynchronousTestCase):
         )
         assert config.ingest is not None
         self.assertEqual(
-            config.ingest.settings(),
+            ingest_settings(config.ingest),
             IngestSettings(
                 incoming_dir=Path("/var/feeds"),
                 ftp_listen="tcp:2121",

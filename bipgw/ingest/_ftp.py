@@ -269,16 +269,25 @@ class PartnerFTP(ftp.FTP):
 
 #: Refused uploads logged per minute, at most (the partners trigger them).
 _REFUSALS_LOGGED = 10
-_refusals: dict[str, float] = {"window": -60.0, "count": 0}
+
+
+class _LogBudget:
+    """At most L{_REFUSALS_LOGGED} log lines a minute, for one FTP server."""
+
+    def __init__(self) -> None:
+        self._window = -60.0
+        self._count = 0
+
+    def allows(self, now: float) -> bool:
+        if now - self._window >= 60.0:
+            self._window, self._count = now, 0
+        self._count += 1
+        return self._count <= _REFUSALS_LOGGED
 
 
 def _refusal(protocol: PartnerFTP, message: str) -> None:
-    clock = protocol.factory.reactor if hasattr(protocol.factory, "reactor") else None
-    now = clock.seconds() if clock is not None else time.monotonic()
-    if now - _refusals["window"] >= 60.0:
-        _refusals["window"], _refusals["count"] = now, 0
-    _refusals["count"] += 1
-    if _refusals["count"] <= _REFUSALS_LOGGED:
+    budget: _LogBudget | None = getattr(protocol.factory, "refusals", None)
+    if budget is None or budget.allows(time.monotonic()):
         partner = getattr(protocol.shell, "partner", "?")
         _log.info("FTP partner {partner}: {message}", partner=partner, message=message)
 
@@ -295,6 +304,7 @@ def ftp_factory(store: IStore, intake: Intake, *, timeout: int = 600) -> ftp.FTP
     factory.allowAnonymous = False
     factory.timeOut = timeout
     factory.welcomeMessage = "bipgw partner file feed"
+    factory.refusals = _LogBudget()  # type: ignore[attr-defined]
     return factory
 
 

@@ -248,6 +248,12 @@ def summary(config: Config) -> str:
             for name, s in config.services.items()
         ),
     ]
+    if config.ingest is not None:
+        feeds = config.ingest
+        lines.append(
+            f"  partner feeds in {feeds.incoming_dir}: FTP {feeds.ftp_listen or 'off'},"
+            f" SFTP {feeds.sftp_listen or 'off'}, watched every {feeds.poll_interval:g} s"
+        )
     return "\n".join(lines) + "\n"
 
 

@@ -82,6 +82,14 @@ class CheckConfigTests(SynchronousTestCase):
         status, out, err = run(["check-config", "--no-keys", str(self.path)])
         self.assertEqual((status, out), (1, ""))
         self.assertIn(f"{self.path}: ingest.incoming_dir: missing", err)
+        text = with_keys(self.path.read_text(), "ingest", incoming_dir='"feeds"')
+        write(self.base, "bipgw.toml", text)
+        status, out, err = run(["check-config", "--no-keys", str(self.path)])
+        self.assertEqual((status, err), (0, ""))
+        self.assertIn(
+            f"partner feeds in {self.base / 'feeds'}: FTP tcp:2121, SFTP off, watched every 5 s",
+            out,
+        )
 
     def test_keysChecked(self) -> None:
         """A root key that does not open the keystore fails the check; --no-keys skips it."""

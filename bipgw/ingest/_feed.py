@@ -4,6 +4,7 @@
 Files are processed one at a time, in the order they became ready.  For
 each file in a partner's C{incoming/}:
 
+  0. a disabled (or unknown) partner's files are left where they are;
   1. larger than C{max_file_bytes}: refused whole (C{rejected/});
   2. its SHA-256 is looked up in the store's L{FeedFile} records: content
      the partner delivered before is not imported again (the file goes to
@@ -171,13 +172,14 @@ class FeedProcessor:
         if not path.is_file():
             return
         partner = await self._store.get_partner(partner_name)
-        if partner is None:
+        if partner is None or not partner.enabled:
             if partner_name not in self._unknown:
                 self._unknown.add(partner_name)
                 _log.warn(
-                    "files in {home} are left alone: there is no partner {partner}",
+                    "files in {home} are left alone: partner {partner} is {what}",
                     home=str(home),
                     partner=partner_name,
+                    what="disabled" if partner is not None else "unknown",
                 )
             return
         self._homes.home(partner_name)

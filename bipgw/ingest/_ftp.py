@@ -41,6 +41,9 @@ from bipgw.store import IStore
 
 _log = Logger(namespace="bipgw.ingest.ftp")
 
+#: FTP sessions served at once (all partners); more are refused with 421.
+MAX_CONNECTIONS = 64
+
 #: FTP commands whose arguments are paths.
 _PATH_COMMANDS = frozenset(
     {
@@ -305,6 +308,7 @@ def ftp_factory(store: IStore, intake: Intake, *, timeout: int = 600) -> ftp.FTP
     factory.timeOut = timeout
     factory.welcomeMessage = "bipgw partner file feed"
     factory.refusals = _LogBudget()  # type: ignore[attr-defined]
+    factory.connectionLimit = MAX_CONNECTIONS  # type: ignore[assignment]
     return factory
 
 

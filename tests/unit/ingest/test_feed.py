@@ -181,6 +181,16 @@ class FeedProcessorTests(SynchronousTestCase):
         self.assertEqual(self.listing()["incoming"], [".upload-1234", "B1.out.part"])
         self.assertEqual(os.listdir(self.homes.root / "stranger" / "incoming"), ["x.out"])
 
+    def test_disabledPartnerLeftAlone(self) -> None:
+        """A disabled partner's waiting files are not imported."""
+        from bipgw.store import disable_partner
+
+        self.successResultOf(Deferred.fromCoroutine(disable_partner(self.store, "vendor")))
+        self.drop("B1.out", vendor_file())
+        self.processor.scan()
+        self.assertEqual(self.listing()["incoming"], ["B1.out"])
+        self.assertEqual(self.successResultOf(self.store.count_cards()), 0)
+
     def test_msisdnAndKinds(self) -> None:
         """The MSISDN partner's file is applied; a vendor file from it is refused."""
         self.drop("B1.out", vendor_file())

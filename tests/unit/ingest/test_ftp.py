@@ -21,7 +21,7 @@ from twisted.protocols import ftp
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from bipgw.ingest._ftp import Intake, PartnerRealm, PartnerShell, ftp_factory
+from bipgw.ingest._ftp import MAX_CONNECTIONS, Intake, PartnerRealm, PartnerShell, ftp_factory
 from bipgw.ingest._homes import Homes
 from bipgw.store import ImportKind, MemoryStore, add_partner
 
@@ -43,19 +43,24 @@ class _Setup(SynchronousTestCase):
 class FtpSessionTests(_Setup):
     """Login and path rules over the control connection."""
 
-    def connect(self) -> tuple[Any, StringTransport]:
-        # FTP.lineReceived resumes reading through the global reactor
-        # (callLater(0)); these tests resume it themselves (in say) and
-        # cancel those calls, so nothing is left on the global reactor.
+    def setUp(self) -> None:
+        # FTP sets its idle timeout and resumes reading (callLater(0))
+        # through the global reactor; these tests resume it themselves (in
+        # say) and cancel those calls, so nothing is left on the global
+        # reactor for the tests that run it.
         from twisted.internet import reactor
 
+        super().setUp()
         before = set(reactor.getDelayedCalls())
 
         def cancel() -> None:
             for call in set(reactor.getDelayedCalls()) - before:
-                call.cancel()
+                if call.active():
+                    call.cancel()
 
         self.addCleanup(cancel)
+
+    def connect(self) -> tuple[Any, StringTransport]:
         factory = ftp_factory(self.store, self.intake)
         factory.doStart()
         self.addCleanup(factory.doStop)
@@ -93,6 +98,21 @@ class FtpSessionTests(_Setup):
                 self.assertTrue(self.say(protocol, transport, line).startswith("550"))
         self.assertTrue(self.say(protocol, transport, "CWD reports").startswith("250"))
         self.assertTrue(self.say(protocol, transport, "CWD ..").startswith("550"))
+
+    def test_connectionLimit(self) -> None:
+        """Past MAX_CONNECTIONS sessions, a new one is told 421 and closed."""
+        factory = ftp_factory(self.store, self.intake)
+        factory.doStart()
+        self.addCleanup(factory.doStop)
+        address = IPv4Address("TCP", "127.0.0.1", 1)
+        for _ in range(MAX_CONNECTIONS):
+            factory.buildProtocol(address).makeConnection(StringTransport())
+        transport = StringTransport()
+        factory.buildProtocol(address).makeConnection(transport)
+        self.assertTrue(transport.value().startswith(b"421"))
+        self.assertTrue(transport.disconnecting)
+        for protocol in list(factory.instances):
+            protocol.connectionLost(Failure(ConnectionDone()))
 
     def test_changesRefused(self) -> None:
         """Nothing can be removed, renamed or made."""

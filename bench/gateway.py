@@ -216,6 +216,7 @@ class Bench:
         self.gateway: Gateway | None = None
         self.fleet: _Fleet | None = None
         self.profiles: dict[str, cProfile.Profile] = {}
+        self.fleet_profile: Path | None = None
 
     def say(self, text: str) -> None:
         print(text, flush=True)
@@ -284,7 +285,13 @@ class Bench:
         config = Config.from_file(config_file)
 
         self.fleet = _Fleet(base / "fleet.log")
-        command = [*_simfleet(), "run", str(fleet_dir), "--smsc", f"tcp:{smsc_port}"]
+        run = ["run", str(fleet_dir), "--smsc", f"tcp:{smsc_port}"]
+        command = [*_simfleet(), *run]
+        if getattr(args, "profile_fleet", False):
+            # cProfile writes its file when the fleet exits (SIGTERM in stop()).
+            self.fleet_profile = base / "fleet.prof"
+            command = [sys.executable, "-m", "cProfile", "-o", str(self.fleet_profile)]
+            command += ["-m", "simcard.cli", *run]
         self.reactor.spawnProcess(self.fleet, command[0], command, env=dict(os.environ))
         self.gateway = gateway = build_gateway(config, self.reactor, exit_on_failure=False)
         gateway.startService()
@@ -468,6 +475,7 @@ def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--database", choices=("memory", "sqlite"), default="memory")
     parser.add_argument("--dir", help="work directory (default: a temporary one, removed)")
     parser.add_argument("--profile", action="store_true", help="cProfile setup + relay")
+    parser.add_argument("--profile-fleet", action="store_true", help="cProfile the fleet process")
     parser.add_argument("--skip", action="append", default=[], choices=("held", "relay"))
     return parser.parse_args(argv)
 
@@ -496,6 +504,10 @@ def main(argv: Sequence[str] | None = None) -> None:
             bench.report()
         finally:
             await bench.stop()
+        if bench.fleet_profile is not None and bench.fleet_profile.exists():
+            print("profile of the fleet process, whole run (own time, top 30):")
+            stats = pstats.Stats(str(bench.fleet_profile), stream=sys.stdout)
+            stats.sort_stats("tottime").print_stats(30)
 
     try:
         react(lambda reactor: Deferred.fromCoroutine(run(reactor)))

@@ -199,6 +199,20 @@ class IStore(Protocol):
     def add_session_events(self, events: Sequence[SessionEvent]) -> Deferred[None]:
         """Append transitions, in one write."""
 
+    def end_unfinished_sessions(
+        self, reason: str, detail: str, at: float, *, opened_before: float
+    ) -> Deferred[int]:
+        """End every session opened before C{opened_before} that is not final.
+
+        For start-up recovery: a session left C{requested}, C{pushing},
+        C{connected} ... by a gateway that died is C{failed} with C{reason}
+        and C{detail} at C{at}, and gets a recorded transition (the next
+        C{seq} of its history), in one transaction.  Sessions opened since
+        (by this run) are left alone.
+
+        @return: how many sessions were ended.
+        """
+
     def session_events(self, session_id: str) -> Deferred[list[SessionEvent]]:
         """A session's history, in C{seq} order."""
 

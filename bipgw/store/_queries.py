@@ -18,14 +18,17 @@ import bipgw.store._rows as r
 import bipgw.store._schema as s
 from bipgw.store._interfaces import plan_msisdn_change
 from bipgw.store._types import (
+    FINAL_SESSION_STATES,
     MAX_OTA_COUNTER,
     BatchResult,
     Card,
     CardKey,
     CardUpsert,
     CounterExhaustedError,
+    ImportReport,
     MsisdnChange,
     Outcome,
+    SessionEvent,
     StoreConflictError,
     UnknownRecordError,
     WriteResult,
@@ -272,3 +275,57 @@ def insert_returning_id(c: Connection, table: Any, values: dict[str, Any]) -> in
     if not key or key[0] is None:
         raise UnknownRecordError(f"the database returned no id for the new {table.name} row")
     return int(key[0])
+
+
+def insert_rows(c: Connection, table: Any, rows: list[dict[str, Any]]) -> None:
+    """Insert C{rows} into C{table} in one statement."""
+    c.execute(insert(table), rows)
+
+
+def record_import(c: Connection, values: dict[str, Any]) -> ImportReport:
+    """Insert an import report; the report as stored, with its id."""
+    import_id = insert_returning_id(c, s.imports, values)
+    query = select(s.imports).where(s.imports.c.import_id == import_id)
+    return r.import_from_row(c.execute(query).one())
+
+
+_CHUNK = 500
+"""Ids per IN (...) list: well under SQLite's and PostgreSQL's parameter limits."""
+
+
+def end_unfinished(c: Connection, reason: str, detail: str, at: float, opened_before: float) -> int:
+    """End every session opened before C{opened_before} not in a final state (in C{c}'s
+    transaction): C{failed} with C{reason}, and one transition each."""
+    t, e = s.sessions.c, s.session_events.c
+    final = sorted(FINAL_SESSION_STATES)
+    rows = c.execute(
+        select(t.session_id, t.state).where(t.state.not_in(final), t.opened_at <= opened_before)
+    ).all()
+    for start in range(0, len(rows), _CHUNK):
+        chunk = rows[start : start + _CHUNK]
+        ids = [row.session_id for row in chunk]
+        last = dict(
+            c.execute(
+                select(e.session_id, func.max(e.seq)).where(e.session_id.in_(ids))
+                .group_by(e.session_id)
+            ).all()
+        )  # fmt: skip
+        c.execute(
+            update(s.sessions)
+            .where(t.session_id.in_(ids), t.state.not_in(final))
+            .values(state="failed", updated_at=at, ended_at=at, reason=reason, detail=detail)
+        )
+        events = [
+            SessionEvent(
+                row.session_id,
+                int(last.get(row.session_id) or 0) + 1,
+                at,
+                "failed",
+                previous=row.state,
+                reason=reason,
+                detail=detail,
+            )
+            for row in chunk
+        ]
+        c.execute(insert(s.session_events), [r.event_values(ev) for ev in events])
+    return len(rows)

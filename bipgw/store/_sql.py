@@ -428,15 +428,17 @@ class SqlStore:
     def _insert_many(self, table: Any, rows: list[dict[str, Any]]) -> Deferred[None]:
         if not rows:
             return succeed(None)
-
-        def work(c: Connection) -> None:
-            c.execute(insert(table), rows)
-
-        return self._write(work)
+        return self._write(lambda c: q.insert_rows(c, table, rows))
 
     def add_session_events(self, events: Sequence[SessionEvent]) -> Deferred[None]:
         """See L{IStore.add_session_events}."""
         return self._insert_many(s.session_events, [r.event_values(e) for e in events])
+
+    def end_unfinished_sessions(
+        self, reason: str, detail: str, at: float, *, opened_before: float
+    ) -> Deferred[int]:
+        """See L{IStore.end_unfinished_sessions}."""
+        return self._write(lambda c: q.end_unfinished(c, reason, detail, at, opened_before))
 
     def session_events(self, session_id: str) -> Deferred[list[SessionEvent]]:
         """See L{IStore.session_events}."""
@@ -474,13 +476,7 @@ class SqlStore:
     def record_import(self, report: ImportReport) -> Deferred[ImportReport]:
         """See L{IStore.record_import}."""
         values = r.import_values(report)
-
-        def work(c: Connection) -> ImportReport:
-            import_id = q.insert_returning_id(c, s.imports, values)
-            query = select(s.imports).where(s.imports.c.import_id == import_id)
-            return r.import_from_row(c.execute(query).one())
-
-        return self._write(work)
+        return self._write(lambda c: q.record_import(c, values))
 
     def get_import(self, import_id: int) -> Deferred[ImportReport | None]:
         """See L{IStore.get_import}."""

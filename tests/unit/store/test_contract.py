@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from attrs import evolve
 from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -398,6 +399,39 @@ class StoreContractMixin(_Base):
         self.fails(self.store.delete_tenant("nobody"), UnknownRecordError)
 
     # sessions --------------------------------------------------------------------
+
+    def test_endUnfinishedSessions(self) -> None:
+        """Start-up recovery (issue 15): every session opened before the start that is
+        not final is failed with the reason, at the time given, with one recorded
+        transition after its last event; final sessions, and those opened since, stay."""
+        states = {"s-req": "requested", "s-push": "pushing", "s-conn": "connected"}
+        for sid, state in states.items():
+            self.done(self.store.save_session(evolve(session(sid), state=state)))
+        self.done(self.store.save_session(evolve(session("s-done"), state="closed", ended_at=11)))
+        self.done(self.store.save_session(session("s-new", opened_at=60.0)))
+        self.done(
+            self.store.add_session_events(
+                [SessionEvent("s-conn", n, 10.0 + n, "connected") for n in (1, 2)]
+            )
+        )
+        ended = self.store.end_unfinished_sessions("gateway-restart", "why", 50.0, opened_before=50)
+        self.assertEqual(self.done(ended), 3)
+        for sid, state in states.items():
+            got = self.done(self.store.get_session(sid))
+            self.assertEqual(
+                (got.state, got.reason, got.detail, got.ended_at, got.updated_at),
+                ("failed", "gateway-restart", "why", 50.0, 50.0),
+            )
+            last = self.done(self.store.session_events(sid))[-1]
+            self.assertEqual(
+                (last.state, last.previous, last.reason, last.at),
+                ("failed", state, "gateway-restart", 50.0),
+            )
+        self.assertEqual(self.done(self.store.session_events("s-conn"))[-1].seq, 3)
+        self.assertEqual(self.done(self.store.get_session("s-done")).state, "closed")
+        self.assertEqual(self.done(self.store.get_session("s-new")).state, "REQUESTED")
+        again = self.store.end_unfinished_sessions("gateway-restart", "", 70.0, opened_before=50)
+        self.assertEqual(self.done(again), 0)
 
     def test_sessionLifecycle(self) -> None:
         """A session is created, moves through states and finishes with a reason."""

@@ -24,6 +24,7 @@ from typing import Protocol, runtime_checkable
 from attrs import frozen
 from twisted.internet.defer import Deferred
 
+from bipgw.store._feed_types import FeedFile, Partner
 from bipgw.store._types import (
     ApduTraceRecord,
     AuditRecord,
@@ -256,6 +257,26 @@ class IStore(Protocol):
 
     def find_imports(self, sha256: str) -> Deferred[list[ImportReport]]:
         """Earlier imports of a file with this content, oldest first."""
+
+    # -- file feed partners and their files ------------------------------------
+
+    def put_partner(self, partner: Partner) -> Deferred[None]:
+        """Create the feed partner, or replace the one of the same name."""
+
+    def get_partner(self, name: str) -> Deferred[Partner | None]:
+        """The feed partner, or C{None}."""
+
+    def list_partners(self) -> Deferred[list[Partner]]:
+        """Every feed partner, by name."""
+
+    def add_feed_file(self, record: FeedFile) -> Deferred[None]:
+        """Remember a processed file.
+
+        @raise DuplicateRecordError: the partner already delivered this content.
+        """
+
+    def get_feed_file(self, partner: str, sha256: str) -> Deferred[FeedFile | None]:
+        """The partner's earlier file with this content, or C{None}."""
 
     # -- lifecycle -------------------------------------------------------------
 

@@ -16,6 +16,7 @@ from typing import TypeVar
 from attrs import evolve
 from twisted.internet.defer import Deferred, fail, succeed
 
+from bipgw.store._feed_types import FeedFile, Partner
 from bipgw.store._memory_state import (
     MemoryState,
     apply_one,
@@ -428,6 +429,37 @@ class MemoryStore:
     def find_imports(self, sha256: str) -> Deferred[list[ImportReport]]:
         """See L{IStore.find_imports}."""
         return self._call(lambda: [r for r in self._state.imports if r.sha256 == sha256])
+
+    # -- file feed partners and their files ------------------------------------
+
+    def put_partner(self, partner: Partner) -> Deferred[None]:
+        """See L{IStore.put_partner}."""
+        return self._call(lambda: self._state.partners.__setitem__(partner.name, partner))
+
+    def get_partner(self, name: str) -> Deferred[Partner | None]:
+        """See L{IStore.get_partner}."""
+        return self._call(lambda: self._state.partners.get(name))
+
+    def list_partners(self) -> Deferred[list[Partner]]:
+        """See L{IStore.list_partners}."""
+        return self._call(lambda: [p for _, p in sorted(self._state.partners.items())])
+
+    def add_feed_file(self, record: FeedFile) -> Deferred[None]:
+        """See L{IStore.add_feed_file}."""
+
+        def run() -> None:
+            key = (record.partner, record.sha256)
+            if key in self._state.feed_files:
+                raise DuplicateRecordError(
+                    f"partner {record.partner} already delivered {record.sha256}"
+                )
+            self._state.feed_files[key] = record
+
+        return self._call(run)
+
+    def get_feed_file(self, partner: str, sha256: str) -> Deferred[FeedFile | None]:
+        """See L{IStore.get_feed_file}."""
+        return self._call(lambda: self._state.feed_files.get((partner, sha256)))
 
     def start(self) -> Deferred[None]:
         """See L{IStore.start}: a memory store is ready when made."""

@@ -22,10 +22,12 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
+import bipgw.store._feeds as f
 import bipgw.store._queries as q
 import bipgw.store._rows as r
 import bipgw.store._schema as s
 from bipgw.store._engine import WRITE_OPTION, create_sql_engine, describe_error
+from bipgw.store._feed_types import FeedFile, Partner
 from bipgw.store._group import GroupCommit
 from bipgw.store._migrations import migrate
 from bipgw.store._types import (
@@ -522,3 +524,28 @@ class SqlStore:
         t = s.imports.c
         query = select(s.imports).where(t.sha256 == sha256).order_by(t.import_id)
         return self._all(query, r.import_from_row)
+
+    # -- file feed partners and their files ------------------------------------
+
+    def put_partner(self, partner: Partner) -> Deferred[None]:
+        """See L{IStore.put_partner}."""
+        return self._write(lambda c: f.put_partner(c, partner))
+
+    def get_partner(self, name: str) -> Deferred[Partner | None]:
+        """See L{IStore.get_partner}."""
+        query = select(s.partners).where(s.partners.c.name == name)
+        return self._first(query, f.partner_from_row)
+
+    def list_partners(self) -> Deferred[list[Partner]]:
+        """See L{IStore.list_partners}."""
+        return self._all(select(s.partners).order_by(s.partners.c.name), f.partner_from_row)
+
+    def add_feed_file(self, record: FeedFile) -> Deferred[None]:
+        """See L{IStore.add_feed_file}."""
+        return self._write(lambda c: f.add_feed_file(c, record))
+
+    def get_feed_file(self, partner: str, sha256: str) -> Deferred[FeedFile | None]:
+        """See L{IStore.get_feed_file}."""
+        t = s.feed_files.c
+        query = select(s.feed_files).where((t.partner == partner) & (t.sha256 == sha256))
+        return self._first(query, f.feed_file_from_row)

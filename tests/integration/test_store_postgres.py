@@ -25,11 +25,12 @@ from sqlalchemy.exc import SQLAlchemyError
 from twisted.internet import defer, reactor
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from bipgw.store import IStore, SqlStore
+from bipgw.store import MIGRATIONS, IStore, SqlStore
 from tests.unit.ingest.test_import_cards import CardImportMixin
 from tests.unit.ingest.test_import_msisdn import MsisdnImportMixin
 from tests.unit.store import InlineReactor, InlineThreadPool
 from tests.unit.store.test_contract import ICCID_A, StoreContractMixin, card
+from tests.unit.store.test_feeds import FeedsContractMixin
 from tests.unit.store.test_migrations import declared, schema_of
 from tests.unit.store.test_token_index import IndexMixin
 
@@ -109,6 +110,10 @@ class PostgresContractTests(_PostgresMixin, StoreContractMixin, SynchronousTestC
     """SqlStore on PostgreSQL passes the store contract."""
 
 
+class PostgresFeedsTests(_PostgresMixin, FeedsContractMixin, SynchronousTestCase):
+    """Partners and delivered files on PostgreSQL."""
+
+
 class PostgresCardImportTests(_PostgresMixin, CardImportMixin, SynchronousTestCase):
     """Vendor files import into PostgreSQL as into the other stores."""
 
@@ -137,7 +142,7 @@ class PostgresMigrationTests(SynchronousTestCase):
         with again.engine.connect() as c:
             versions = c.execute(text("SELECT version FROM schema_version")).scalars().all()
         self.successResultOf(again.close())
-        self.assertEqual(versions, [1])
+        self.assertEqual(versions, [m.version for m in MIGRATIONS])
 
 
 class PostgresConcurrencyTests(TestCase):

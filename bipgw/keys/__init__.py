@@ -38,7 +38,7 @@ from bipgw.keys._operator_keys import (
     master_kind,
     read_key_file,
 )
-from bipgw.keys._rootkey import ROOT_KEY_ENV, RootKey, seal, unseal
+from bipgw.keys._rootkey import ROOT_KEY_ENV, RootKey, Sealer, seal, unseal
 from bipgw.keys._scp03 import Scp03MasterKeys
 from bipgw.keys._secret import (
     DuplicateKeyError,
@@ -64,6 +64,7 @@ from bipgw.keys._secret import (
 from bipgw.keys._transport import (
     DEFAULT_TRANSPORT_SCHEME,
     TransportScheme,
+    TransportUnwrapper,
     unwrap_from_transport,
     wrap_for_transport,
 )
@@ -92,11 +93,13 @@ __all__ = [
     "RootKey",
     "RootKeyError",
     "Scp03MasterKeys",
+    "Sealer",
     "Secret",
     "TransportError",
     "TransportFormatError",
     "TransportKeyMismatchError",
     "TransportScheme",
+    "TransportUnwrapper",
     "UnknownKeyError",
     "WrongRootKeyError",
     "add_transport_key",

@@ -16,13 +16,12 @@ from sqlalchemy import ColumnElement, Connection, delete, func, insert, or_, sel
 
 import bipgw.store._rows as r
 import bipgw.store._schema as s
+from bipgw.store._bulk import Rollback
 from bipgw.store._interfaces import plan_msisdn_change
 from bipgw.store._types import (
     MAX_OTA_COUNTER,
     BatchResult,
     Card,
-    CardKey,
-    CardUpsert,
     CounterExhaustedError,
     MsisdnChange,
     Outcome,
@@ -30,13 +29,6 @@ from bipgw.store._types import (
     UnknownRecordError,
     WriteResult,
 )
-
-
-class Rollback(Exception):  # noqa: N818 - a control-flow signal, not an error
-    """Raised inside a transaction to roll it back and still return C{value}."""
-
-    def __init__(self, value: object) -> None:
-        self.value = value
 
 
 def card_where(c: Connection, where: Any) -> Card | None:
@@ -49,106 +41,6 @@ def require_card(c: Connection, iccid: str) -> None:
     """@raise UnknownRecordError: if there is no card C{iccid}."""
     if c.execute(select(s.cards.c.iccid).where(s.cards.c.iccid == iccid)).first() is None:
         raise UnknownRecordError(f"no card with ICCID {iccid}")
-
-
-def upsert_cards(c: Connection, items: Sequence[CardUpsert], *, atomic: bool) -> BatchResult:
-    """Insert or update C{items}; see L{IStore.upsert_cards}."""
-    iccids = [i.iccid for i in items]
-    existing = {
-        row.iccid: r.card_from_row(row)
-        for row in c.execute(select(s.cards).where(s.cards.c.iccid.in_(iccids)))
-    }
-    k = s.card_keys.c
-    fingerprints = {
-        (row.iccid, row.purpose, row.kvn): bytes(row.fingerprint)
-        for row in c.execute(
-            select(k.iccid, k.purpose, k.kvn, k.fingerprint).where(k.iccid.in_(iccids))
-        )
-    }
-    identities = [i.psk_identity for i in items if i.psk_identity is not None]
-    owners = {
-        bytes(row.psk_identity): row.iccid
-        for row in c.execute(
-            select(s.cards.c.psk_identity, s.cards.c.iccid).where(
-                s.cards.c.psk_identity.in_(identities)
-            )
-        )
-    }
-    results = []
-    for item in items:
-        owner = owners.get(item.psk_identity) if item.psk_identity else None
-        if owner is not None and owner != item.iccid:
-            reason = f"PSK identity already belongs to card {owner}"
-            results.append(WriteResult(item.iccid, Outcome.REJECTED, reason, "psk_identity"))
-            continue
-        changed = [
-            key
-            for key in item.keys
-            if fingerprints.get((item.iccid, key.purpose.value, key.kvn)) != key.fingerprint
-        ]
-        current = existing.get(item.iccid)
-        results.append(_upsert_one(c, item, current, changed))
-        # Later items of the same batch see this one (a file may name a card twice).
-        existing[item.iccid] = Card(
-            item.iccid,
-            item.imsi,
-            current.msisdn if current else None,
-            item.psk_identity,
-            item.batch,
-            item.customer,
-            item.card_type,
-            item.extras,
-            current.ota_counter if current else 0,
-        )
-        for key in changed:
-            fingerprints[(item.iccid, key.purpose.value, key.kvn)] = key.fingerprint
-        if item.psk_identity is not None:
-            owners[item.psk_identity] = item.iccid
-    if atomic and any(x.outcome is Outcome.REJECTED for x in results):
-        raise Rollback(BatchResult(tuple(results), committed=False))
-    return BatchResult(tuple(results), committed=True)
-
-
-def _upsert_one(
-    c: Connection, item: CardUpsert, current: Card | None, keys: list[CardKey]
-) -> WriteResult:
-    values = {
-        "imsi": item.imsi,
-        "psk_identity": item.psk_identity,
-        "batch": item.batch,
-        "customer": item.customer,
-        "card_type": item.card_type,
-        "extras": s.to_json(dict(item.extras)),
-    }
-    if current is None:
-        c.execute(insert(s.cards).values(iccid=item.iccid, ota_counter=0, **values))
-        outcome = Outcome.ADDED
-    elif item.differs_from(current) or keys:
-        c.execute(update(s.cards).where(s.cards.c.iccid == item.iccid).values(**values))
-        outcome = Outcome.UPDATED
-    else:
-        return WriteResult(item.iccid, Outcome.UNCHANGED)
-    k = s.card_keys.c
-    for key in keys:
-        c.execute(
-            delete(s.card_keys).where(
-                k.iccid == item.iccid, k.purpose == key.purpose.value, k.kvn == key.kvn
-            )
-        )
-    if keys:
-        rows = [
-            {
-                "iccid": item.iccid,
-                "purpose": key.purpose.value,
-                "kvn": key.kvn,
-                "algorithm": key.algorithm,
-                "sealed": key.sealed,
-                "fingerprint": key.fingerprint,
-            }
-            for key in keys
-        ]
-        c.execute(insert(s.card_keys), rows)
-    return WriteResult(item.iccid, outcome)
 
 
 def next_ota_counter(c: Connection, iccid: str) -> int:

@@ -11,7 +11,7 @@ L{bipgw.store._queries}, tables in L{bipgw.store._schema}.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, Select, func, insert, select
@@ -22,6 +22,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
+import bipgw.store._bulk as b
 import bipgw.store._queries as q
 import bipgw.store._rows as r
 import bipgw.store._schema as s
@@ -210,7 +211,65 @@ class SqlStore:
         items = list(cards)
         if not items:
             return succeed(BatchResult((), committed=True))
-        return self._write(lambda c: q.upsert_cards(c, items, atomic=atomic))
+        return self._write(lambda c: b.upsert_cards(c, items, atomic=atomic))
+
+    def upsert_card_batches(
+        self,
+        batches: Iterable[Sequence[CardUpsert]],
+        *,
+        atomic: bool = False,
+        on_batch: Callable[[BatchResult], None],
+    ) -> Deferred[bool]:
+        """See L{IStore.upsert_card_batches}."""
+        return self._batches(
+            batches, lambda c, batch: b.upsert_cards(c, batch, atomic=atomic), atomic, on_batch
+        )
+
+    def _batches(
+        self,
+        batches: Iterable[Sequence[_T]],
+        write: Callable[[Connection, Sequence[_T]], BatchResult],
+        atomic: bool,
+        on_batch: Callable[[BatchResult], None],
+    ) -> Deferred[bool]:
+        """Write a stream of batches in one thread: a transaction each, or one for all."""
+        if self._closed is not None:
+            return fail(StoreError("the store is closed"))
+
+        def each(connection: Connection) -> bool:
+            for batch in batches:
+                if not batch:
+                    continue
+                if atomic:
+                    result = write(connection, batch)
+                    on_batch(result)
+                    continue
+                with connection.begin():
+                    try:
+                        result = write(connection, batch)
+                    except q.Rollback as rollback:  # pragma: no cover - not atomic
+                        result = rollback.value  # type: ignore[assignment]
+                on_batch(result)
+            return True
+
+        def in_thread() -> bool:
+            try:
+                with self._engine.connect() as connection:
+                    connection.execution_options(**{WRITE_OPTION: True})
+                    if not atomic:
+                        return each(connection)
+                    try:
+                        with connection.begin():
+                            return each(connection)
+                    except q.Rollback as rollback:
+                        on_batch(rollback.value)  # type: ignore[arg-type]
+                        return False
+            except SQLAlchemyError as e:
+                raise StoreError(describe_error(e)) from None
+
+        self._pending += 1
+        d = deferToThreadPool(self._reactor, self._pool, in_thread)
+        return d.addBoth(self._done)
 
     def get_card(self, iccid: str) -> Deferred[Card | None]:
         """See L{IStore.get_card}."""

@@ -146,7 +146,8 @@ async def _run(reactor: Any, args: argparse.Namespace) -> None:
         rows = report.records
         print(
             f"{'msisdn' if args.msisdn else 'cards'} into {args.database}: {rows} records in"
-            f" {wall:.1f} s = {rows / wall:,.0f}/s (CPU {cpu:.1f} s, load {os.getloadavg()[0]:.1f}); added {report.added}, updated"
+            f" {wall:.1f} s = {rows / wall:,.0f}/s (CPU {cpu:.1f} s,"
+            f" load {os.getloadavg()[0]:.1f}); added {report.added}, updated"
             f" {report.updated}, unchanged {report.unchanged}, rejected {report.rejected};"
             f" RSS {peak.base / 2**20:.0f} MiB before, growth {growth:.0f} MiB"
             f" (file {path.stat().st_size / 2**20:.0f} MiB)"

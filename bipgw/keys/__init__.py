@@ -21,6 +21,7 @@ label only.
 """
 
 from bipgw.keys._kdf import (
+    CardKeyDeriver,
     KdfPurpose,
     derive_card_key,
     has_des_parity,
@@ -73,6 +74,7 @@ __all__ = [
     "DEFAULT_TRANSPORT_SCHEME",
     "MASTER_KINDS",
     "ROOT_KEY_ENV",
+    "CardKeyDeriver",
     "DuplicateKeyError",
     "InsecureRootKeyFileError",
     "IntegrityError",

@@ -73,25 +73,25 @@ def _fleet(cards: int, directory: Path) -> Path:
 
 
 def _msisdn_file(fleet: Path, lines: int) -> Path:
-    """ADD for every card, then CHG for a third and DEL for a sixth, in time order."""
+    """ADD for 60% of the lines, then CHG (25%) and DEL (15%) of added cards, later in time."""
     path = fleet / "msisdn" / f"mixed-{lines}.csv"
     if path.exists():
         return path
     source = (fleet / "msisdn" / "B0001.csv").read_text().splitlines()
-    rows = [line.split(",") for line in source]
+    rows = [line.split(",") for line in source[: lines * 6 // 10]]
     rng = random.Random(5)
-    out = []
-    for msisdn, iccid, imsi, _, _ in rows:
-        out.append(f"{msisdn},{iccid},{imsi},ADD,20250101000000")
-    n = 0
-    while len(out) < lines:
-        msisdn, iccid, imsi, _, _ = rows[rng.randrange(len(rows))]
-        n += 1
-        if n % 3:
-            out.append(f"9{msisdn[1:]},{iccid},{imsi},CHG,2025010200{n % 60:02d}00")
+    out = [f"{m},{i},{imsi},ADD,20250101000000" for m, i, imsi, _, _ in rows]
+    later = list(range(len(rows)))
+    rng.shuffle(later)
+    changes = lines - len(out)
+    for n, index in enumerate(later[:changes]):
+        msisdn, iccid, imsi, _, _ = rows[index]
+        clock = f"{n // 3600 % 24:02d}{n // 60 % 60:02d}{n % 60:02d}"
+        if n < changes * 25 // 40:
+            out.append(f"9{msisdn[1:]},{iccid},{imsi},CHG,20250102{clock}")
         else:
-            out.append(f",{iccid},,DEL,2025010300{n % 60:02d}00")
-    path.write_text("\n".join(out[:lines]) + "\n")
+            out.append(f",{iccid},,DEL,20250103{clock}")
+    path.write_text("\n".join(out) + "\n")
     return path
 
 

@@ -48,7 +48,7 @@ from bipgw.store import (
 )
 
 #: MSISDN changes written per transaction (unless all-or-nothing).
-BATCH_SIZE = 500
+BATCH_SIZE = 10_000
 #: Cards parsed, unwrapped, sealed and written per transaction (unless
 #: all-or-nothing): large enough that a transaction's cost is spread, small
 #: enough that a batch's objects stay a few tens of MB.

@@ -23,6 +23,7 @@ from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
 import bipgw.store._bulk as b
+import bipgw.store._bulk_msisdn as m
 import bipgw.store._queries as q
 import bipgw.store._rows as r
 import bipgw.store._schema as s
@@ -331,7 +332,7 @@ class SqlStore:
         """See L{IStore.apply_msisdn_changes}."""
         items = list(changes)
         return self._write(
-            lambda c: q.apply_msisdn_changes(c, items, atomic=atomic, applied_at=applied_at)
+            lambda c: m.apply_msisdn_changes(c, items, atomic=atomic, applied_at=applied_at)
         )
 
     def msisdn_history(

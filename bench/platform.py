@@ -7,7 +7,7 @@ rather than what one Python process can do for three parties:
     ``bench/gateway.py`` (whose setup this reuses);
   - the gateway, in this process, with its front doors built from
     ``[platform]`` and ``[http_api]`` exactly as the running gateway builds
-    them (``bipgw._fronts.build_fronts``), tenants in its database as
+    them (``bipgw.app.front_doors``), tenants in its database as
     ``bipgw tenant add`` / ``bipgw service add`` put them;
   - the platform: a child process of this module (``driver``) that opens
     ``--sessions`` sessions at once, on one platform-channel connection
@@ -282,7 +282,7 @@ def _report(run: _Run, figures: dict[str, Any]) -> float:
 
 async def _bench(reactor: Any, args: argparse.Namespace, base: Path) -> int:
     from bench.gateway import Bench
-    from bipgw._fronts import build_fronts, stop_fronts
+    from bipgw.app import front_doors
     from bipgw.cli._tenants import add_parser, execute
     from bipgw.config import HttpApiSection, PlatformSection
 
@@ -316,7 +316,7 @@ async def _bench(reactor: Any, args: argparse.Namespace, base: Path) -> int:
                 keep_sessions=100000,
             ),
         )
-        fronts.extend(build_fronts(config, gateway.engine, gateway.store, reactor))
+        fronts.extend(front_doors(config, gateway.engine, gateway.store, reactor))
         for front in fronts:
             front.startService()
         ports = [int((await f.when_listening()).getHost().port) for f in fronts]
@@ -359,7 +359,9 @@ async def _bench(reactor: Any, args: argparse.Namespace, base: Path) -> int:
             print(f"  {key}: {rate:.0f}{mark}", flush=True)
         status = 0
     finally:
-        await stop_fronts(fronts)
+        for front in fronts:
+            if front.running:
+                await front.stopService()
         await bench.stop()
     return status
 

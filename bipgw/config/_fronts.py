@@ -9,7 +9,8 @@ of the file means that door is closed (the L{bipgw.config.Config} field is
 C{None}), a table given opens it on its C{listen} endpoint.
 
 The keys map onto L{bipgw.platform.ChannelSettings} and
-L{bipgw.web.ApiSettings} and take their defaults from them, so the file and
+L{bipgw.web.ApiSettings} (L{bipgw.app.channel_settings}, L{bipgw.app.api_settings})
+and have the same defaults, so the file and
 the code cannot disagree.
 """
 
@@ -20,11 +21,10 @@ from typing import Any
 
 import attrs
 
+from bipgw.codec.platform import DEFAULT_MAX_FRAME
 from bipgw.config._kinds import SECONDS, FilePath, Integer, Number
 from bipgw.config._netkinds import ServerEndpoint
 from bipgw.config._schema import REQUIRED, ConfigError, setting
-from bipgw.platform import ChannelSettings
-from bipgw.web import ApiSettings
 
 #: The largest frame or request body a configuration may allow (16 MiB).
 MAX_PAYLOAD = 16 * 1024 * 1024
@@ -33,8 +33,14 @@ MAX_PAYLOAD = 16 * 1024 * 1024
 TLS_ENDPOINT_TYPES = ("ssl", "tls")
 
 
-def _default(cls: type, name: str) -> Any:
-    return attrs.fields_dict(cls)[name].default
+# The doors' own defaults, written here so that reading a configuration
+# imports no door (tests.unit.config.test_fronts checks they agree).
+_CHANNEL_DEFAULTS = {
+    "max_frame": DEFAULT_MAX_FRAME,
+    "auth_timeout": 30.0,
+    "heartbeat_interval": 60.0,
+}
+_API_DEFAULTS = {"max_body": 65536, "ready_wait": 120.0, "keepalive": 15.0, "keep_sessions": 10000}
 
 
 @attrs.frozen
@@ -83,21 +89,21 @@ class PlatformSection:
     max_frame: int = attrs.field(
         metadata=setting(
             Integer(64, MAX_PAYLOAD),
-            _default(ChannelSettings, "max_frame"),
+            _CHANNEL_DEFAULTS["max_frame"],
             "The largest frame payload accepted and sent, in bytes.",
         )
     )
     auth_timeout: float = attrs.field(
         metadata=setting(
             SECONDS,
-            _default(ChannelSettings, "auth_timeout"),
+            _CHANNEL_DEFAULTS["auth_timeout"],
             "How long a new connection has to authenticate.",
         )
     )
     heartbeat_interval: float = attrs.field(
         metadata=setting(
             Number(0.0, inclusive=True, unit="seconds"),
-            _default(ChannelSettings, "heartbeat_interval"),
+            _CHANNEL_DEFAULTS["heartbeat_interval"],
             "Idle seconds before the gateway pings a connection; 0 disables heartbeats.",
         )
     )
@@ -116,15 +122,6 @@ class PlatformSection:
     def encrypted(self) -> bool:
         """Whether platforms reach this listener over TLS (else: plain, for tests and demos)."""
         return self.endpoint_tls or self.tls_certificate is not None
-
-    def channel_settings(self) -> ChannelSettings:
-        """The channel's settings: this table's keys (certificate login when L{tls_ca} is set)."""
-        return ChannelSettings(
-            auth_timeout=self.auth_timeout,
-            heartbeat_interval=self.heartbeat_interval or None,
-            max_frame=self.max_frame,
-            certificate_auth=self.tls_ca is not None,
-        )
 
     def tls_options(self) -> Any:
         """TLS server options from the certificate files, or C{None} for none.
@@ -229,34 +226,28 @@ class HttpApiSection:
     max_body: int = attrs.field(
         metadata=setting(
             Integer(256, MAX_PAYLOAD),
-            _default(ApiSettings, "max_body"),
+            _API_DEFAULTS["max_body"],
             "The largest request body accepted, in bytes (413 above).",
         )
     )
     ready_wait: float = attrs.field(
         metadata=setting(
             SECONDS,
-            _default(ApiSettings, "ready_wait"),
+            _API_DEFAULTS["ready_wait"],
             "How long a command waits for a card that is still connecting (504 after).",
         )
     )
     keepalive: float = attrs.field(
         metadata=setting(
             SECONDS,
-            _default(ApiSettings, "keepalive"),
+            _API_DEFAULTS["keepalive"],
             "Seconds between comment lines on an idle event stream, so proxies keep it open.",
         )
     )
     keep_sessions: int = attrs.field(
         metadata=setting(
             Integer(1, 1_000_000),
-            _default(ApiSettings, "keep_sessions"),
+            _API_DEFAULTS["keep_sessions"],
             "Ended sessions whose status stays visible to their tenant.",
         )
     )
-
-    def api_settings(self) -> ApiSettings:
-        """The API's settings: every key of this table except L{listen}."""
-        values = attrs.asdict(self, recurse=False)
-        del values["listen"]
-        return ApiSettings(**values)

@@ -66,9 +66,15 @@ def platform_table(port: int) -> str:
     )
 
 
-def tune(config_text: str) -> str:
-    """C{bipgw init}'s configuration with the loopback tuning of L{_TUNING}."""
-    for key, value in _TUNING.items():
+def tune(config_text: str, concurrency: int = 0) -> str:
+    """C{bipgw init}'s configuration with the loopback tuning of L{_TUNING},
+    and the C{isd} service's C{max_concurrent_sessions} raised to the
+    demo's C{concurrency} when that is higher (the service's ceiling would
+    otherwise refuse the demo's own sessions with C{limit-reached})."""
+    tuning = dict(_TUNING)
+    if concurrency > 100:
+        tuning["max_concurrent_sessions"] = str(concurrency)
+    for key, value in tuning.items():
         config_text, n = re.subn(rf"(?m)^{key} = .*$", f"{key} = {value}", config_text, count=1)
         if n != 1:
             raise DemoError(f"bipgw init wrote no '{key} =' line to tune")
@@ -159,7 +165,9 @@ class DemoSetup:
         except (BipGwError, OSError) as e:
             raise DemoError(f"bipgw keys add-transport failed: {e}") from None
         self.platform_port = _free_port()
-        text = tune(config_file.read_text(encoding="utf-8")) + platform_table(self.platform_port)
+        text = tune(
+            config_file.read_text(encoding="utf-8"), self.options.concurrency
+        ) + platform_table(self.platform_port)
         config_file.write_text(text, encoding="utf-8")
         self.say(f"  (tuned for loopback: {', '.join(f'{k} = {v}' for k, v in _TUNING.items())})")
         self.say(f"  (platform channel: [platform] listen = tcp:{self.platform_port} on 127.0.0.1)")

@@ -135,6 +135,7 @@ class SmppClientService(Service):
         self._link: EsmeLink | None = None
         self._binding = False
         self._bind_waiters: list[Deferred[None]] = []
+        self._bound_waiters: list[Deferred[None]] = []
         self._stopping: Deferred[None] | None = None
         self.binds = 0
         self.bind_failures = 0
@@ -145,6 +146,18 @@ class SmppClientService(Service):
     def bound(self) -> bool:
         """Whether a bind is up and pushes are being sent."""
         return self.pump.link is not None
+
+    def when_bound(self) -> Deferred[None]:
+        """Fire once a bind is up (at once if one is); fail if the service
+        stops first.  Pushes do not need it (they wait in the queue for the
+        next bind): it is for operators, demos and tests that want to see
+        the link up."""
+        waiter: Deferred[None] = Deferred()
+        if self.bound:
+            waiter.callback(None)
+        else:
+            self._bound_waiters.append(waiter)
+        return waiter
 
     def report_to(self, events: ISmsEvents) -> None:
         """Report receipts and SMS from cards to C{events} (the session engine).
@@ -274,6 +287,9 @@ class SmppClientService(Service):
         )
         if self._stopping is None:
             self.pump.attach(link)
+            waiters, self._bound_waiters = self._bound_waiters, []
+            for waiter in waiters:
+                waiter.callback(None)
 
     def _lost(self, link: EsmeLink, why: str) -> None:
         if link is self._link:
@@ -322,6 +338,9 @@ class SmppClientService(Service):
         super().stopService()
         done: Deferred[None] = Deferred()
         self._stopping = done
+        waiters, self._bound_waiters = self._bound_waiters, []
+        for waiter in waiters:
+            waiter.errback(RuntimeError("the SMPP client stopped before it was bound"))
         stopping: Deferred[None] = succeed(None)
         if self._binding:
             stopping = Deferred()

@@ -100,6 +100,16 @@ from bipgw.store._types import (
 MEMORY_URL = "memory:"
 
 
+def create_store(url: str, *, reactor: Any = None, threads: int | None = None) -> IStore:
+    """The store a configuration names, made but not started (L{IStore.start}).
+
+    @raise StoreError: C{url} names no usable database.
+    """
+    if url.strip() == MEMORY_URL:
+        return MemoryStore()
+    return SqlStore.create(url, reactor=reactor, threads=threads)
+
+
 def open_store(url: str, *, reactor: Any = None, threads: int | None = None) -> Deferred[IStore]:
     """Open the store a configuration names; fires once it is ready to use.
 
@@ -165,6 +175,7 @@ __all__ = [
     "card_key_fingerprint",
     "card_key_label",
     "create_sql_engine",
+    "create_store",
     "current_version",
     "disable_tenant",
     "event_record",

@@ -251,6 +251,14 @@ class IStore(Protocol):
 
     # -- lifecycle -------------------------------------------------------------
 
+    def start(self) -> Deferred[None]:
+        """Make the store ready: connect, create or migrate the schema.
+
+        A store is made without touching its database (so a gateway can
+        hand it to all its parts when it is built) and started once, when
+        the gateway starts; nothing else may be called before this fires.
+        """
+
     def close(self) -> Deferred[None]:
         """Release connections and threads; the store is unusable afterwards."""
 

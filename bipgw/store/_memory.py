@@ -551,6 +551,10 @@ class MemoryStore:
         """See L{IStore.find_imports}."""
         return self._call(lambda: [r for r in self._state.imports if r.sha256 == sha256])
 
+    def start(self) -> Deferred[None]:
+        """See L{IStore.start}: a memory store is ready when made."""
+        return self._call(lambda: None)
+
     def close(self) -> Deferred[None]:
         """See L{IStore.close}."""
         self._closed = True

@@ -54,8 +54,9 @@ _T = TypeVar("_T")
 class SqlStore:
     """An L{IStore} on SQLAlchemy Core, its queries in a thread pool.
 
-    Open with L{SqlStore.open} (or L{bipgw.store.open_store}), which creates
-    the schema or migrates it, and L{close} when done.
+    Make it with L{SqlStore.create} and L{start} it (or both at once with
+    L{SqlStore.open} or L{bipgw.store.open_store}): starting creates the
+    schema or migrates it.  L{close} when done.
     """
 
     _log = Logger()
@@ -63,7 +64,7 @@ class SqlStore:
     def __init__(
         self, engine: Engine, *, reactor: Any, threadpool: ThreadPool, owns_pool: bool
     ) -> None:
-        """Use L{open}."""
+        """Use L{create} or L{open}."""
         self._engine = engine
         self._reactor = reactor
         self._pool = threadpool
@@ -81,6 +82,40 @@ class SqlStore:
         return self._engine
 
     @classmethod
+    def create(
+        cls,
+        url: str,
+        *,
+        reactor: Any = None,
+        threadpool: ThreadPool | None = None,
+        threads: int | None = None,
+    ) -> SqlStore:
+        """The store for C{url}, not started yet (L{start} connects).
+
+        Made at once, without touching the database, so that a gateway can
+        hand it to every part when it is built and open it when it starts;
+        a URL that names no usable database (an unknown dialect, a missing
+        driver) is refused here, before anything runs.
+
+        @param reactor: for C{callFromThread}, C{seconds} and the shutdown
+            trigger; the global reactor if C{None}.
+        @param threadpool: run queries there (the caller starts and stops
+            it) instead of in a pool of the store's own, which has
+            C{threads} threads: 1 for SQLite, 4 otherwise.
+        @raise StoreError: C{url} names no usable database.
+        """
+        if reactor is None:
+            from twisted.internet import reactor as default_reactor
+
+            reactor = default_reactor
+        engine = create_sql_engine(url)
+        owns = threadpool is None
+        if threadpool is None:
+            size = threads or (1 if engine.dialect.name == "sqlite" else 4)
+            threadpool = ThreadPool(minthreads=0, maxthreads=size, name="bipgw-store")
+        return cls(engine, reactor=reactor, threadpool=threadpool, owns_pool=owns)
+
+    @classmethod
     def open(
         cls,
         url: str,
@@ -89,45 +124,37 @@ class SqlStore:
         threadpool: ThreadPool | None = None,
         threads: int | None = None,
     ) -> Deferred[SqlStore]:
-        """Connect to C{url}, create or migrate the schema; fires with the store.
-
-        @param reactor: for C{callFromThread}, C{seconds} and the shutdown
-            trigger; the global reactor if C{None}.
-        @param threadpool: run queries there (the caller starts and stops
-            it) instead of in a pool of the store's own, which has
-            C{threads} threads: 1 for SQLite, 4 otherwise.
-        """
-        if reactor is None:
-            from twisted.internet import reactor as default_reactor
-
-            reactor = default_reactor
+        """L{create} then L{start}: fires with the store once it is ready."""
         try:
-            engine = create_sql_engine(url)
+            store = cls.create(url, reactor=reactor, threadpool=threadpool, threads=threads)
         except StoreError as e:
             return fail(e)
-        owns = threadpool is None
-        if threadpool is None:
-            size = threads or (1 if engine.dialect.name == "sqlite" else 4)
-            threadpool = ThreadPool(minthreads=0, maxthreads=size, name="bipgw-store")
-            threadpool.start()
-        store = cls(engine, reactor=reactor, threadpool=threadpool, owns_pool=owns)
-        shown = engine.url.render_as_string(hide_password=True)
-        now = reactor.seconds()
+        return store.start().addCallback(lambda _: store)
 
-        def ready(applied: list[int]) -> SqlStore:
-            cls._log.info(
+    def start(self) -> Deferred[None]:
+        """Connect, create or migrate the schema; fires once the store is ready.
+
+        On failure the store is closed (its threads released) and the
+        Deferred fails with the reason.
+        """
+        if self._owns_pool and not self._pool.started:
+            self._pool.start()
+        shown = self._engine.url.render_as_string(hide_password=True)
+        now = self._reactor.seconds()
+
+        def ready(applied: list[int]) -> None:
+            self._log.info(
                 "database {url} ready (schema steps applied now: {applied})",
                 url=shown,
                 applied=applied or "none",
             )
-            return store
 
-        def failed(reason: Failure) -> Deferred[SqlStore]:
-            closing: Deferred[Any] = store.close()
+        def failed(reason: Failure) -> Deferred[None]:
+            closing: Deferred[Any] = self.close()
             closing.addBoth(lambda _: reason)
             return closing
 
-        d = store._run(lambda c: migrate(c, now=now), write=True)
+        d = self._run(lambda c: migrate(c, now=now), write=True)
         return d.addCallbacks(ready, failed)
 
     def _run(self, work: Callable[[Connection], _T], *, write: bool) -> Deferred[_T]:

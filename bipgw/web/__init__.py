@@ -19,50 +19,21 @@ bearer token instead of a framed TLS connection:
 
 The routes and a worked exchange are in C{docs/http-api.md}.
 
-Importing Klein imports (so installs) Twisted's default reactor, and the
-configuration imports this package (for L{ApiSettings}) long before
-C{twistd} has chosen a reactor.  So the names whose modules import Klein
-are loaded when first used (L{__getattr__}), not when this package is.
+Importing Klein imports (so installs) Twisted's default reactor: only the
+gateway's builder (L{bipgw.app}, imported by C{twistd} once it has chosen
+its reactor) imports this package; the configuration does not.
 """
 
 from __future__ import annotations
-
-import importlib
-from typing import TYPE_CHECKING, Any
 
 from bipgw.web._api import ApiSettings, HttpApi, status_json
 from bipgw.web._events import EventStreams, event_json, sse_frame
 from bipgw.web._json import STATUS_OF, ApiError, Reply
 from bipgw.web._openapi import ERROR_STATUSES, openapi_document
 from bipgw.web._relay import TenantRelay
-
-if TYPE_CHECKING:
-    from bipgw.web._routes import ApiRoutes
-    from bipgw.web._service import HTTP_API_SERVICE, HttpApiService, api_resource, api_site
-    from bipgw.web._site import LimitedRequest, mount, web_site
-
-_WITH_KLEIN = {
-    "ApiRoutes": "bipgw.web._routes",
-    "HTTP_API_SERVICE": "bipgw.web._service",
-    "HttpApiService": "bipgw.web._service",
-    "api_resource": "bipgw.web._service",
-    "api_site": "bipgw.web._service",
-    "LimitedRequest": "bipgw.web._site",
-    "mount": "bipgw.web._site",
-    "web_site": "bipgw.web._site",
-}
-"""The public names whose modules import Klein, and those modules."""
-
-
-def __getattr__(name: str) -> Any:
-    """Load a name of L{_WITH_KLEIN} on first use (module docstring)."""
-    module = _WITH_KLEIN.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
+from bipgw.web._routes import ApiRoutes
+from bipgw.web._service import HTTP_API_SERVICE, HttpApiService, api_resource, api_site
+from bipgw.web._site import LimitedRequest, mount, web_site
 
 __all__ = [
     "ERROR_STATUSES",

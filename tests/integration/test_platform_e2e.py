@@ -28,7 +28,7 @@ from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 from twisted.web.client import HTTPConnectionPool
 
-from bipgw._fronts import HTTP_API_SERVICE, PLATFORM_SERVICE
+from bipgw.app import HTTP_API_SERVICE, PLATFORM_SERVICE
 from bipgw.cli._tenants import add_parser, execute
 from bipgw.client import CardSession, PlatformClient, PlatformError, connect
 from bipgw.codec.platform import ErrorCode

@@ -280,6 +280,13 @@ class LayeringTests(SynchronousTestCase):
         ]
         self.assertEqual(bad, [])
 
+    def test_configImportsNoDoor(self) -> None:
+        """Reading a configuration imports no door (nor Klein, nor so a
+        reactor): twistd reads it before it has chosen its reactor, and the
+        doors' settings are made from it by bipgw.app."""
+        for door in ("platform", "web", "smpp", "scp81", "ingest", "app", "demo", "cli"):
+            self._assertNoImport("bipgw/config", f"bipgw.{door}")
+
     def test_sdkImportsOnlyCodec(self) -> None:
         """bipgw.client (the SDK) uses only the codecs and the error root of bipgw."""
         allowed = ("bipgw.client", "bipgw.codec", "bipgw.errors")

@@ -104,6 +104,13 @@ class DemoPiecesTests(SynchronousTestCase):
         )
         self.assertRaises(DemoError, tune, "[smpp]\nwindow = 10\n")
 
+    def test_tuneRaisesTheServiceCeiling(self) -> None:
+        """A demo more concurrent than the isd service's ceiling of 100 raises
+        it to its concurrency; one within it leaves the line alone."""
+        text = "rate = 1\nwindow = 1\nmax_connections = 1\nmax_concurrent_sessions = 100\n"
+        self.assertIn("max_concurrent_sessions = 250\n", tune(text, 250))
+        self.assertIn("max_concurrent_sessions = 100\n", tune(text, 50))
+
     def test_summary(self) -> None:
         """The summary counts sessions, scripts and APDUs, gives the rate and the
         percentiles, and says why sessions failed."""

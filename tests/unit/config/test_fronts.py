@@ -12,6 +12,7 @@ from cryptography.x509.oid import NameOID
 from twisted.internet import ssl
 from twisted.trial.unittest import SynchronousTestCase
 
+from bipgw.app import api_settings, channel_settings
 from bipgw.config import Config, ConfigError, HttpApiSection, PlatformSection
 from bipgw.platform import ChannelSettings
 from bipgw.web import ApiSettings
@@ -86,7 +87,7 @@ class DefaultsTests(SynchronousTestCase):
         """[platform] with only listen gives ChannelSettings' own defaults."""
         platform = self.config.platform
         assert platform is not None
-        self.assertEqual(platform.channel_settings(), ChannelSettings())
+        self.assertEqual(channel_settings(platform), ChannelSettings())
         self.assertEqual(platform.max_connections, 1000)
         self.assertFalse(platform.encrypted)
         self.assertIsNone(platform.tls_options())
@@ -95,7 +96,7 @@ class DefaultsTests(SynchronousTestCase):
         """[http_api] with only listen gives ApiSettings' own defaults."""
         http_api = self.config.http_api
         assert http_api is not None
-        self.assertEqual(http_api.api_settings(), ApiSettings())
+        self.assertEqual(api_settings(http_api), ApiSettings())
         self.assertIsInstance(http_api.ready_wait, float)
 
     def test_roundTrip(self) -> None:
@@ -120,7 +121,7 @@ class ValuesTests(SynchronousTestCase):
         platform = Config.from_string(text).platform
         assert platform is not None
         self.assertEqual(
-            platform.channel_settings(),
+            channel_settings(platform),
             ChannelSettings(auth_timeout=2.5, heartbeat_interval=None, max_frame=4096),
         )
         self.assertEqual(platform.max_connections, 3)
@@ -139,7 +140,7 @@ class ValuesTests(SynchronousTestCase):
         http_api = Config.from_string(text).http_api
         assert http_api is not None
         self.assertEqual(
-            http_api.api_settings(),
+            api_settings(http_api),
             ApiSettings(max_body=1024, ready_wait=5.0, keepalive=1.5, keep_sessions=7),
         )
 
@@ -278,7 +279,7 @@ class TlsOptionsTests(SynchronousTestCase):
         expected = ssl.Certificate.loadPEM(self.cert.read_bytes()).original
         self.assertEqual(options.certificate.digest("sha256"), expected.digest("sha256"))
         self.assertFalse(options.verify)
-        self.assertFalse(platform.channel_settings().certificate_auth)
+        self.assertFalse(channel_settings(platform).certificate_auth)
 
     def test_clientVerification(self) -> None:
         """tls_ca makes the options require and verify client certificates, and CN login on."""
@@ -288,7 +289,7 @@ class TlsOptionsTests(SynchronousTestCase):
         self.assertTrue(options.verify)
         self.assertTrue(options.requireCertificate)
         self.assertEqual(len(options.caCerts), 1)
-        self.assertTrue(platform.channel_settings().certificate_auth)
+        self.assertTrue(channel_settings(platform).certificate_auth)
 
     def test_missingFile(self) -> None:
         """A certificate file that is gone is an error naming its key when the options are built."""

@@ -27,6 +27,28 @@ class BindTests(ClientTestCase):
         self.assertTrue(self.service.bound)
         self.assertEqual(self.service.binds, 1)
 
+    def test_whenBound(self) -> None:
+        """when_bound fires at the first successful bind (at once afterwards),
+        after refused binds; a service stopped before any bind fails it."""
+        self.smsc.password = "other"
+        waiter = self.service.when_bound()
+        self.start()
+        self.assertNoResult(waiter)
+        self.smsc.password = "secret"
+        run(self.clock, self.endpoint, 1.0)
+        self.assertTrue(self.service.bound)
+        self.successResultOf(waiter)
+        self.successResultOf(self.service.when_bound())
+        self.flushLoggedErrors()
+
+    def test_whenBoundFailsOnStop(self) -> None:
+        """A waiter for a bind that never came fails when the service stops."""
+        self.smsc.password = "other"
+        self.start()
+        waiter = self.service.when_bound()
+        self.stop()
+        self.failureResultOf(waiter, RuntimeError)
+
     def test_bindsAsTransmitterWhenConfigured(self) -> None:
         """transceiver=False binds as transmitter, with the system_type given."""
         self.use(attrs.evolve(SETTINGS, transceiver=False, system_type="OTA"))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import stat
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import text
@@ -21,9 +22,11 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from bipgw.store import (
     LATEST_VERSION,
     IStore,
+    MemoryStore,
     SchemaVersionError,
     SqlStore,
     StoreError,
+    create_store,
     open_store,
 )
 from tests.unit.store import InlineReactor, InlineThreadPool
@@ -104,6 +107,30 @@ class SqliteFileTests(SynchronousTestCase):
         ]:
             error = self.failureResultOf(SqlStore.open(url, reactor=InlineReactor()), StoreError)
             self.assertIn(words, str(error.value), url)
+
+    def test_createTouchesNothing(self) -> None:
+        """create() makes the store without running anything (no schema yet);
+        start() then creates the schema; an unusable URL is refused
+        by create() itself."""
+        path = Path(self.path).with_name("made.db")
+        store = SqlStore.create(
+            f"sqlite:///{path}", reactor=InlineReactor(), threadpool=InlineThreadPool()
+        )
+        with sqlite3.connect(path) as raw:
+            tables = raw.execute("SELECT name FROM sqlite_master").fetchall()
+        self.assertEqual(tables, [])
+        self.assertRaises(StoreError, SqlStore.create, "nonsense", reactor=InlineReactor())
+        self.successResultOf(store.start())
+        self.addCleanup(lambda: self.successResultOf(store.close()))
+        self.successResultOf(store.upsert_cards([card(ICCID_A)]))
+        self.assertEqual(self.successResultOf(store.count_cards()), 1)
+
+    def test_createStoreMemoryUrl(self) -> None:
+        """create_store('memory:') gives a memory store, ready once started."""
+        store = create_store("memory:")
+        self.assertIsInstance(store, MemoryStore)
+        self.successResultOf(store.start())
+        self.assertEqual(self.successResultOf(store.count_cards()), 0)
 
     def test_databaseErrorsHideParameters(self) -> None:
         """A failing query is reported as a StoreError without its bound parameters."""

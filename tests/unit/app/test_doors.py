@@ -1,4 +1,4 @@
-"""Tests for bipgw._fronts: the front doors built from [platform] and [http_api].
+"""Tests for L{bipgw.app.front_doors}: the front doors built from [platform] and [http_api].
 
 The platform channel's service itself is tested in tests.unit.platform.test_service.
 """
@@ -14,12 +14,7 @@ from twisted.internet.interfaces import IListeningPort
 from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase
 
-from bipgw._fronts import (
-    HTTP_API_SERVICE,
-    PLATFORM_SERVICE,
-    build_fronts,
-    stop_fronts,
-)
+from bipgw.app import HTTP_API_SERVICE, PLATFORM_SERVICE, front_doors
 from bipgw.config import Config, HttpApiSection, PlatformSection
 from bipgw.core import SessionEngine
 from bipgw.platform import ChannelSettings, PlatformServerFactory
@@ -60,7 +55,7 @@ class _Parts:
 
     def build(self, **tables: Any) -> list[Any]:
         config = attrs.evolve(Config.from_string(MINIMAL), **tables)
-        return list(build_fronts(config, self.engine, self.store, self.reactor))
+        return list(front_doors(config, self.engine, self.store, self.reactor))
 
 
 class BuildTests(SynchronousTestCase):
@@ -112,19 +107,6 @@ class _FailingEndpoint:
 
     def listen(self, factory: object) -> Deferred[IListeningPort]:
         return fail(CannotListenError("127.0.0.1", 7443, OSError("in use")))
-
-
-class StopFrontsTests(SynchronousTestCase):
-    """Stopping the fronts together."""
-
-    def test_stopFronts(self) -> None:
-        """stop_fronts stops every running front and skips the others."""
-        parts = _Parts()
-        (channel,) = parts.build(platform=PLATFORM)
-        channel.startService()
-        (http,) = parts.build(http_api=HTTP_API)
-        self.successResultOf(stop_fronts([channel, http]))
-        self.assertFalse(channel.running)
 
 
 class HttpApiServiceTests(SynchronousTestCase):

@@ -12,12 +12,12 @@ from pathlib import Path
 from typing import Any
 
 from twisted.internet.address import IPv4Address
-from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.defer import Deferred, fail
 from twisted.internet.error import CannotListenError
 from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase
 
-from bipgw.app import Gateway, GatewayNotReadyError, build_gateway, push_profiles
+from bipgw.app import Gateway, build_gateway, push_profiles
 from bipgw.codec.ota import (
     PorStatus,
     ResponsePacket,
@@ -93,11 +93,21 @@ class _Reactor(MemoryReactorClock):
 
 
 class _Store(MemoryStore):
-    """A memory store that says when it is closed."""
+    """A memory store that says when it is closed, and whose start can be
+    held (C{opening}) or refused (C{refusal})."""
 
     def __init__(self, events: list[str]) -> None:
         super().__init__()
         self.events = events
+        self.opening: Deferred[None] | None = None
+        self.refusal: Exception | None = None
+
+    def start(self) -> Deferred[None]:
+        if self.refusal is not None:
+            return fail(self.refusal)
+        if self.opening is not None:
+            return self.opening
+        return super().start()
 
     def close(self) -> Deferred[None]:
         self.events.append("store closed")
@@ -131,12 +141,12 @@ class GatewayTests(SynchronousTestCase):
         path.write_text(_toml(**kwargs))
         return Config.from_file(path)
 
-    def _build(self, opener: Any = None, config: Config | None = None) -> Gateway:
+    def _build(self, config: Config | None = None) -> Gateway:
         self.gateway = build_gateway(
             config or self.config,
             self.reactor,
             environ={},
-            store_opener=opener or (lambda url, reactor: succeed(self.store)),
+            store=self.store,
             exit_on_failure=False,
             jitter=lambda: 0.0,
         )
@@ -159,13 +169,33 @@ class GatewayTests(SynchronousTestCase):
         error = self.assertRaises(KeyManagementError, self._build)
         self.assertIn("root.key", str(error))
 
-    def test_partsOnlyOnceStarted(self) -> None:
-        """Before the gateway has started, its parts do not exist yet."""
+    def test_builtWholeNothingStarted(self) -> None:
+        """Building makes every part, in the order the tree starts them, and
+        starts none: nothing listens, connects or reads the store."""
         gateway = self._build()
-        self.assertRaises(GatewayNotReadyError, lambda: gateway.engine)
-        self.assertRaises(GatewayNotReadyError, lambda: gateway.store)
+        self.assertEqual(
+            [s.name for s in gateway], ["store", "keys", "recorder", "smpp", "engine", "admin"]
+        )
+        self.assertIs(gateway.getServiceNamed("smpp"), gateway.smpp)
+        self.assertIs(gateway.getServiceNamed("admin"), gateway.admin)
+        self.assertIs(gateway.smpp.router.events, gateway.engine)
+        self.assertEqual(len(gateway.keys), 0)
+        self.assertEqual((self.reactor.tcpServers, self.reactor.tcpClients), ([], []))
         self.assertNoResult(gateway.when_ready())
         self.assertIsNone(gateway.admin_port)
+
+    def test_startWaitsForTheStore(self) -> None:
+        """Nothing after the store starts until the store is open: no key is
+        read, no port listens, no SMSC is dialled."""
+        self.store.opening = Deferred()
+        gateway = self._build()
+        gateway.startService()
+        self.assertEqual(len(gateway.keys), 0)
+        self.assertEqual((self.reactor.tcpServers, self.reactor.tcpClients), ([], []))
+        self.store.opening.callback(None)
+        self.successResultOf(gateway.when_ready())
+        self.assertEqual(len(gateway.keys), 2)
+        self.assertEqual(self.reactor.tcpServers[0][0], 8443)
 
     def test_startWiresEverything(self) -> None:
         """Starting opens the store, loads the keys, listens for cards on the
@@ -279,32 +309,25 @@ class GatewayTests(SynchronousTestCase):
             ],
         )
         self.assertFalse(smpp.running)
-        self.assertRaises(GatewayNotReadyError, lambda: gateway.store)
 
     def test_stopWhileStoreOpens(self) -> None:
-        """A gateway stopped before its store opened closes the store when it
-        arrives and starts nothing."""
-        opening: Deferred[Any] = Deferred()
-        gateway = self._build(opener=lambda url, reactor: opening)
+        """A gateway stopped before its store opened closes the store and
+        starts nothing after it, even when the store's start then succeeds."""
+        self.store.opening = Deferred()
+        gateway = self._build()
         gateway.startService()
-        stopped = gateway.stopService()
-        self.assertNoResult(stopped)
-        opening.callback(self.store)
-        self.successResultOf(stopped)
+        self.successResultOf(gateway.stopService())
+        self.store.opening.callback(None)
         self.assertEqual(self.events, ["store closed"])
-        self.assertEqual(self.reactor.tcpServers, [])
-        self.assertEqual(list(gateway), [])
+        self.assertEqual((self.reactor.tcpServers, self.reactor.tcpClients), ([], []))
+        self.failureResultOf(gateway.when_ready(), RuntimeError)
 
     def test_startFailureStopsReactor(self) -> None:
         """A store that cannot open fails L{Gateway.when_ready}, is logged, and
         (for twistd) stops the reactor instead of running an idle gateway."""
         self.reactor.running = True
-        self.gateway = build_gateway(
-            self.config,
-            self.reactor,
-            environ={},
-            store_opener=lambda url, reactor: fail(RuntimeError("no database")),
-        )
+        self.store.refusal = RuntimeError("no database")
+        self.gateway = build_gateway(self.config, self.reactor, environ={}, store=self.store)
         self.gateway.startService()
         self.failureResultOf(self.gateway.when_ready(), RuntimeError)
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
@@ -332,19 +355,6 @@ class GatewayTests(SynchronousTestCase):
         config = self._config(listen="tcp:8443", public_port=443)
         gateway = self._start(config=config)
         self.assertEqual(gateway.builder.callback, CallbackAddress("192.0.2.10", 443))
-
-    def test_restart(self) -> None:
-        """A stopped gateway starts again with new parts."""
-        gateway = self._start()
-        first_engine = gateway.engine
-        self.successResultOf(gateway.stopService())
-        self.store = _Store(self.events)
-        add_cards(self.store, [3], root=self.root)
-        gateway.startService()
-        self.successResultOf(gateway.when_ready())
-        self.assertIsNot(gateway.engine, first_engine)
-        self.assertEqual(len(gateway.keys), 1)
-        self.assertEqual(sorted(s.name for s in gateway), ["admin", "smpp"])
 
     def test_importCardsLoadsTheirKeys(self) -> None:
         """Cards imported through the running gateway can connect at once: the

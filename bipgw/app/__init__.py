@@ -1,0 +1,33 @@
+"""The running gateway: L{build_gateway} makes the static service tree C{twistd -n bipgw} runs.
+
+- L{Gateway} (C{_gateway}): every part built at once, started in order on
+  readiness, stopped backwards;
+- L{front_doors} (C{_doors}): the platform channel and HTTP API a
+  configuration opens, over one tenancy;
+- L{OrderedService}, L{Step} (C{_tree}): the tree that walks its children
+  in order without polling.
+"""
+
+from bipgw.app._doors import (
+    HTTP_API_SERVICE,
+    PLATFORM_SERVICE,
+    api_settings,
+    channel_settings,
+    front_doors,
+)
+from bipgw.app._gateway import Gateway, build_gateway, push_profiles
+from bipgw.app._tree import OrderedService, Ready, Step
+
+__all__ = [
+    "HTTP_API_SERVICE",
+    "PLATFORM_SERVICE",
+    "Gateway",
+    "OrderedService",
+    "Ready",
+    "Step",
+    "api_settings",
+    "build_gateway",
+    "channel_settings",
+    "front_doors",
+    "push_profiles",
+]

@@ -1,0 +1,89 @@
+# -*- test-case-name: tests.unit.app.test_doors -*-
+"""The platforms' front doors a configuration opens: the channel and the HTTP API.
+
+The optional C{[platform]} and C{[http_api]} tables each open one door, a
+listening service over the gateway's session engine: the framed platform
+channel (L{bipgw.platform.platform_service}) and the HTTP JSON API
+(L{bipgw.web.HttpApiService}).  Both share one L{bipgw.core.Tenancy}, so a
+tenant's session and command limits count both doors, and both find
+tenants in the application store (L{bipgw.store.StoreTenantDirectory}),
+where C{bipgw tenant ...} keeps them.  A table left out builds nothing:
+that door stays closed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+from twisted.application.service import IService
+
+from bipgw.config import Config, HttpApiSection, PlatformSection
+from bipgw.core import SessionEngine, Tenancy
+from bipgw.platform import (
+    PLATFORM_SERVICE,
+    ChannelSettings,
+    PlatformServerFactory,
+    platform_service,
+)
+from bipgw.store import IStore, StoreTenantDirectory
+from bipgw.web import HTTP_API_SERVICE, ApiSettings, HttpApi, HttpApiService
+
+__all__ = [
+    "HTTP_API_SERVICE",
+    "PLATFORM_SERVICE",
+    "api_settings",
+    "channel_settings",
+    "front_doors",
+]
+
+
+def channel_settings(section: PlatformSection) -> ChannelSettings:
+    """The channel's settings from C{[platform]} (certificate login when
+    C{tls_ca} is set)."""
+    return ChannelSettings(
+        auth_timeout=section.auth_timeout,
+        heartbeat_interval=section.heartbeat_interval or None,
+        max_frame=section.max_frame,
+        certificate_auth=section.tls_ca is not None,
+    )
+
+
+def api_settings(section: HttpApiSection) -> ApiSettings:
+    """The API's settings from C{[http_api]}: every key but C{listen}."""
+    values = attrs.asdict(section, recurse=False)
+    del values["listen"]
+    return ApiSettings(**values)
+
+
+def front_doors(
+    config: Config,
+    engine: SessionEngine,
+    store: IStore,
+    reactor: Any,
+    *,
+    platform_tls: Any = None,
+) -> list[IService]:
+    """The front doors C{config} opens, as listening services, not started.
+
+    @param platform_tls: the TLS server options of C{[platform]}
+        (L{bipgw.config.PlatformSection.tls_options}, read when the gateway
+        was built so that a bad file stops it early); C{None} for none.
+    @return: the platform channel's service named L{PLATFORM_SERVICE} if
+        C{[platform]} is given, then the HTTP API's named
+        L{HTTP_API_SERVICE} if C{[http_api]} is; both over one tenancy.
+        Empty when neither is given.
+    """
+    tenancy = Tenancy(engine, StoreTenantDirectory(store), reactor)
+    doors: list[IService] = []
+    if config.platform is not None:
+        factory = PlatformServerFactory(
+            tenancy,
+            settings=channel_settings(config.platform),
+            max_connections=config.platform.max_connections,
+        )
+        doors.append(platform_service(factory, config.platform.listen, reactor, tls=platform_tls))
+    if config.http_api is not None:
+        api = HttpApi(tenancy, api_settings(config.http_api))
+        doors.append(HttpApiService(api, config.http_api.listen, reactor))
+    return doors

@@ -1,0 +1,384 @@
+# -*- test-case-name: tests.unit.app.test_gateway -*-
+"""The running gateway: every part built at once, as one static service tree.
+
+L{build_gateway} turns a checked L{bipgw.config.Config} into a L{Gateway},
+the service C{twistd -n bipgw} runs (through L{bipgw.tap}).  Building it
+loads the root key and opens the keystore, makes the store (without
+touching the database) and then every part, each given the parts it
+calls, so a missing key, a bad database URL or an unreadable TLS file
+stops twistd before it daemonises.  Nothing is added or patched later.
+
+The tree starts its parts in this order, each once the one before is
+ready (L{OrderedService}), and stops them the other way round:
+
+  1. C{store}: the application database is opened (connected, migrated);
+  2. C{keys}: every card's keys are read into the L{CardKeyCache} (the SCP81
+     PSK lookup runs inside the TLS handshake and cannot wait for the
+     database);
+  3. C{recorder}: the session history, written behind the sessions in
+     batches (on the way down: what waits is written);
+  4. C{smpp}: the SMPP client connects and binds (pushes wait in its queue
+     for the bind);
+  5. C{engine}: the session engine (on the way down: the sessions still
+     open fail with C{shutdown});
+  6. C{admin}: the SCP81 TLS-PSK listener (on the way down: connected cards
+     get the grace period); the start waits for its port, which a push
+     names;
+  7. the front doors C{[platform]} and C{[http_api]} open
+     (L{bipgw.app.front_doors}); on the way down they close first, so no
+     platform gets in while the rest stops, and every session a platform
+     holds is closed cleanly.
+
+How a session flows through these parts is in C{docs/architecture.md}.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import clientFromString
+from twisted.internet.interfaces import IListeningPort
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from bipgw.app._doors import HTTP_API_SERVICE, PLATFORM_SERVICE, front_doors
+from bipgw.app._tree import OrderedService, Step
+from bipgw.config import Config, redacted_url, server_endpoint_port
+from bipgw.core import CardTarget, SecuredSession, Session, SessionEngine
+from bipgw.keys import KeyManagementError, KeyStore, RootKey, Scp03MasterKeys
+from bipgw.push import CallbackAddress, PushBuilder, PushProfile, PushSender
+from bipgw.scp81 import AdminServer, CardKeyCache
+from bipgw.smpp import SmppClientService, esme_settings
+from bipgw.store import (
+    BatchingRecorder,
+    ImportReport,
+    IStore,
+    StoreCardDirectory,
+    StoreScp03KeySource,
+    create_store,
+)
+
+__all__ = ["Gateway", "build_gateway", "push_profiles"]
+
+
+def push_profiles(config: Config) -> dict[str, PushProfile]:
+    """The push profile of each C{[services.NAME]} table.
+
+    Amendment B triggers name the admin server's C{uri_prefix} as the first
+    POST's URI, so a card triggered that way posts where the server listens.
+    """
+    return {
+        name: PushProfile.from_service(service, admin_uri=config.admin.uri_prefix)
+        for name, service in config.services.items()
+    }
+
+
+def build_gateway(
+    config: Config,
+    reactor: Any,
+    *,
+    environ: Mapping[str, str] | None = None,
+    store: IStore | None = None,
+    exit_on_failure: bool = True,
+    jitter: Callable[[], float] = random.random,
+) -> Gateway:
+    """The gateway service for C{config}, every part built, none started.
+
+    @param reactor: the reactor every part listens, connects and times with.
+    @param environ: where C{BIPGW_ROOT_KEY} is looked up (default: C{os.environ}).
+    @param store: the application database, not started (tests pass a
+        memory store); C{None}: the one C{[database] url} names.
+    @param exit_on_failure: stop the reactor if the gateway cannot start
+        (no database, port taken), so twistd exits instead of running idle.
+    @param jitter: noise added to SMPP reconnection delays.
+    @raise bipgw.keys.KeyManagementError: the root key or keystore cannot be
+        loaded (the message names the file, never a key).
+    @raise bipgw.config.ConfigError: a C{[platform]} TLS file is unusable.
+    @raise bipgw.store.StoreError: C{[database] url} names no usable database.
+    """
+    root = config.keys.load_root_key(environ)
+    keystore = config.keys.open_keystore(root)
+    if store is None:
+        store = create_store(config.database.url, reactor=reactor)
+    return Gateway(
+        config,
+        reactor,
+        root=root,
+        keystore=keystore,
+        store=store,
+        platform_tls=config.platform.tls_options() if config.platform else None,
+        exit_on_failure=exit_on_failure,
+        jitter=jitter,
+    )
+
+
+def _scp03_source(store: IStore, root: RootKey, keystore: KeyStore) -> StoreScp03KeySource:
+    """Where a secured service's card SCP03 keys come from: the card's sealed
+    keys in the store, else diversified from the keystore's
+    C{master-scp03-*} keys when it has them."""
+    masters: Scp03MasterKeys | None
+    try:
+        masters = Scp03MasterKeys.from_keystore(keystore)
+    except KeyManagementError:
+        masters = None
+    return StoreScp03KeySource(store, root, masters=masters)
+
+
+class Gateway(OrderedService):
+    """The whole gateway as one service tree (module docstring).
+
+    Every part exists from construction; L{when_ready} fires once the tree
+    has started them all.
+
+    @ivar config: the configuration it runs.
+    @ivar root: the root key (sealing card keys on import).
+    @ivar keystore: the transport and master keys (vendor file imports).
+    @ivar store: the application database.
+    @ivar keys: the opened card keys (PSK lookup, OTA keys).
+    @ivar recorder: the session history, written to the store behind the
+        sessions (L{BatchingRecorder.flush} writes what waits).
+    @ivar builder: the push builder (its C{callback} is where cards are told
+        to connect).
+    @ivar smpp: the SMPP client (the push sender's SMS link).
+    @ivar engine: the session engine: every door opens sessions with its
+        C{open}.
+    @ivar admin: the SCP81 TLS-PSK admin server.
+    @ivar doors: the front doors C{[platform]} and C{[http_api]} open.
+    """
+
+    _log = Logger()
+
+    def __init__(
+        self,
+        config: Config,
+        reactor: Any,
+        *,
+        root: RootKey,
+        keystore: KeyStore,
+        store: IStore,
+        exit_on_failure: bool = False,
+        jitter: Callable[[], float] = random.random,
+        platform_tls: Any = None,
+    ) -> None:
+        super().__init__()
+        self.config = config
+        self.root = root
+        self.keystore = keystore
+        self.store = store
+        self._reactor = reactor
+        self._exit_on_failure = exit_on_failure
+        self.keys = CardKeyCache(store, root, reactor)
+        self.recorder = BatchingRecorder(store, reactor)
+        self.builder = PushBuilder(
+            self.keys.ota_keys,
+            store,
+            CallbackAddress(config.admin.public_host, config.admin.public_port),
+            push_profiles(config),
+        )
+        self.smpp = SmppClientService(
+            reactor,
+            clientFromString(reactor, config.smpp.endpoint),
+            esme_settings(config.smpp),
+            jitter=jitter,
+        )
+        self.engine = SessionEngine(
+            reactor,
+            PushSender(self.builder, self.smpp),
+            StoreCardDirectory(store),
+            self.recorder,
+            config.sessions.policy(),
+            uri_prefix=config.admin.uri_prefix,
+            services={name: service.rules() for name, service in config.services.items()},
+            scp03_keys=_scp03_source(store, root, keystore),
+        )
+        # The one wiring call after construction: the engine is built on a
+        # push sender that submits through the SMPP client, which reports
+        # receipts and SMS from cards back to the engine.
+        self.smpp.report_to(self.engine)
+        self.admin = AdminServer(
+            reactor,
+            self.engine,
+            psk_lookup=self.keys.psk_for,
+            identity_to_iccid=self.keys.iccid_for,
+            listen=config.admin.listen,
+            ciphers=config.admin.cipher_string,
+            allow_weak=config.admin.allow_weak_ciphers,
+            min_version=config.admin.tls_min_version,
+            grace_period=config.sessions.grace_period,
+            max_connections=config.admin.max_connections,
+        )
+        self.doors = front_doors(config, self.engine, store, reactor, platform_tls=platform_tls)
+
+        opening = Step(start=self._open_store, stop=store.close)
+        self.add(opening, "store", opening.ready)
+        loading = Step(start=self._load_keys)
+        self.add(loading, "keys", loading.ready)
+        self.add(Step(stop=self.recorder.stop), "recorder")
+        self.add(self.smpp, "smpp")
+        self.add(Step(stop=self._stop_engine), "engine")
+        self.add(self.admin, "admin", self._admin_listening)
+        for door in self.doors:
+            self.add(door, ready=getattr(door, "when_listening"))  # noqa: B009
+
+    # -- the parts at work --------------------------------------------------
+
+    @property
+    def admin_port(self) -> int | None:
+        """The TCP port the admin server listens on, while it does."""
+        return _port_number(self.admin.port)
+
+    @property
+    def platform_port(self) -> int | None:
+        """The TCP port the platform channel listens on, while it does."""
+        return self._door_port(PLATFORM_SERVICE)
+
+    @property
+    def http_api_port(self) -> int | None:
+        """The TCP port the HTTP API listens on, while it does."""
+        return self._door_port(HTTP_API_SERVICE)
+
+    def _door_port(self, name: str) -> int | None:
+        door = next((d for d in self.doors if d.name == name), None)
+        return _port_number(getattr(door, "port", None))
+
+    def open_session(
+        self, target: CardTarget | str, service: str | None = None
+    ) -> Session | SecuredSession:
+        """L{SessionEngine.open}, with an ICCID for C{target} and the first
+        C{[services.NAME]} for C{service} allowed (demos and tests).
+
+        @return: the engine's session (a L{SecuredSession} for a service
+            with C{secure_apdus}).
+        """
+        if isinstance(target, str):
+            target = CardTarget.by_iccid(target)
+        if service is None:
+            service = next(iter(self.config.services))
+        return self.engine.open(target, service)
+
+    def when_ready(self) -> Deferred[Gateway]:  # type: ignore[override]
+        """Fire with the gateway once every part has started: database open,
+        keys loaded, admin server and front doors listening (the SMPP bind
+        may still be coming: pushes wait for it).  Fails if the gateway
+        could not start."""
+        return super().when_ready().addCallback(lambda _: self)
+
+    def when_bound(self) -> Deferred[Gateway]:
+        """Fire once the gateway is ready and bound to the SMSC."""
+        ready = self.when_ready()
+        ready.addCallback(lambda _: self.smpp.when_bound())
+        return ready.addCallback(lambda _: self)
+
+    def import_cards(
+        self, path: str | Path, *, all_or_nothing: bool = False
+    ) -> Deferred[ImportReport]:
+        """Import a card-vendor output file into the running gateway.
+
+        The card keys it brings are loaded into the key cache before the
+        Deferred fires, so the new cards can be reached at once.
+        """
+        from bipgw.ingest import import_cards
+
+        d = import_cards(
+            self.store,
+            self.keystore,
+            self.root,
+            path,
+            all_or_nothing=all_or_nothing,
+            actor=f"gateway {self.config.gateway.node_id}",
+        )
+        return d.addCallback(self._imported)
+
+    def import_msisdn(
+        self, path: str | Path, *, all_or_nothing: bool = False
+    ) -> Deferred[ImportReport]:
+        """Import an MSISDN mapping file into the running gateway's database."""
+        from bipgw.ingest import import_msisdn
+
+        return import_msisdn(self.store, path, all_or_nothing=all_or_nothing)
+
+    def _imported(self, report: ImportReport) -> Deferred[ImportReport] | ImportReport:
+        if not (report.added or report.updated):
+            return report
+        return self.keys.load().addCallback(lambda _: report)
+
+    # -- the steps of the tree -------------------------------------------
+
+    def _open_store(self) -> Deferred[None]:
+        self._log.info(
+            "gateway {node} starting: database {url}",
+            node=self.config.gateway.node_id,
+            url=redacted_url(self.config.database.url),
+        )
+        return self.store.start()
+
+    def _load_keys(self) -> Deferred[Any]:
+        return self.keys.load()
+
+    def _stop_engine(self) -> None:
+        left = len(self.engine.sessions())
+        if left:
+            self._log.info("failing {n} session(s) still open: shutdown", n=left)
+        self.engine.stop("the gateway is stopping")
+
+    def _admin_listening(self) -> Deferred[None]:
+        return self.admin.when_listening().addCallback(self._tell_cards)
+
+    def _tell_cards(self, port: IListeningPort) -> None:
+        bound = int(port.getHost().port)  # type: ignore[attr-defined]
+        admin = self.config.admin
+        if server_endpoint_port(admin.listen) == 0 and bound != admin.public_port:
+            # An ephemeral port can only be reached by telling it: the
+            # configured public_port cannot be a NAT mapping of a port
+            # unknown until now.
+            self._log.info(
+                "admin.listen asked for any free port: cards are told port {port}",
+                port=bound,
+            )
+            self.builder.callback = CallbackAddress(admin.public_host, bound)
+
+    # -- the whole tree ----------------------------------------------------
+
+    def startService(self) -> None:
+        """Start the parts in order (module docstring); log when ready, or
+        why not (and stop the reactor if so asked)."""
+        super().startService()
+        OrderedService.when_ready(self).addCallbacks(self._started, self._start_failed)
+
+    def _started(self, _: object) -> None:
+        callback = self.builder.callback
+        self._log.info(
+            "gateway {node} ready: {cards} cards with keys, admin server on port {port},"
+            " cards connect to {host}:{public}; platform channel {channel}, HTTP API {http}",
+            node=self.config.gateway.node_id,
+            cards=len(self.keys),
+            port=self.admin_port,
+            host=str(callback.host),
+            public=callback.port,
+            channel=self.platform_port or "off",
+            http=self.http_api_port or "off",
+        )
+
+    def _start_failed(self, failure: Failure) -> None:
+        if not self.running:
+            return
+        self._log.failure("the gateway cannot start", failure)
+        if self._exit_on_failure and getattr(self._reactor, "running", False):
+            self._reactor.stop()
+
+    def stopService(self) -> Deferred[None]:
+        """Stop the parts backwards (module docstring)."""
+        stopping = super().stopService()
+
+        def stopped(_: object) -> None:
+            self._log.info("gateway {node} stopped", node=self.config.gateway.node_id)
+
+        return stopping.addCallback(stopped)
+
+
+def _port_number(port: object) -> int | None:
+    return None if port is None else int(port.getHost().port)  # type: ignore[attr-defined]

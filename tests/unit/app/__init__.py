@@ -1,0 +1,1 @@
+"""Tests for L{bipgw.app}: the gateway as a static service tree."""

@@ -13,13 +13,16 @@ is portable (the driver's parameter style is taken from the dialect).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, TypeVar
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Engine
 
 import bipgw.store._schema as s
+from bipgw.store._engine import WRITE_OPTION
 from bipgw.store._types import BatchResult, CardUpsert, Outcome, StoreError, WriteResult
+
+_T = TypeVar("_T")
 
 #: Most values in one SQL C{IN} list (SQLite allows 32,766 variables).
 IN_LIMIT = 5000
@@ -30,6 +33,38 @@ class Rollback(Exception):  # noqa: N818 - a control-flow signal, not an error
 
     def __init__(self, value: object) -> None:
         self.value = value
+
+
+def write_batches(
+    engine: Engine,
+    batches: Iterable[Sequence[_T]],
+    write: Callable[[Connection, Sequence[_T]], BatchResult],
+    atomic: bool,
+    on_batch: Callable[[BatchResult], None],
+) -> bool:
+    """Write a stream of batches on one connection: a transaction each, or one for all.
+
+    Runs in a store thread (L{bipgw.store.SqlStore.upsert_card_batches}),
+    iterating C{batches} there.  Whether everything was committed.
+    """
+    with engine.connect() as connection:
+        connection.execution_options(**{WRITE_OPTION: True})
+        if not atomic:
+            for batch in batches:
+                if batch:
+                    with connection.begin():
+                        result = write(connection, batch)
+                    on_batch(result)
+            return True
+        try:
+            with connection.begin():
+                for batch in batches:
+                    if batch:
+                        on_batch(write(connection, batch))
+        except Rollback as rollback:
+            on_batch(rollback.value)  # type: ignore[arg-type]
+            return False
+        return True
 
 
 def _chunks(values: Sequence[Any]) -> Iterator[Sequence[Any]]:

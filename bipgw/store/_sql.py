@@ -264,34 +264,9 @@ class SqlStore:
         if self._closed is not None:
             return fail(StoreError("the store is closed"))
 
-        def each(connection: Connection) -> bool:
-            for batch in batches:
-                if not batch:
-                    continue
-                if atomic:
-                    result = write(connection, batch)
-                    on_batch(result)
-                    continue
-                with connection.begin():
-                    try:
-                        result = write(connection, batch)
-                    except q.Rollback as rollback:  # pragma: no cover - not atomic
-                        result = rollback.value  # type: ignore[assignment]
-                on_batch(result)
-            return True
-
         def in_thread() -> bool:
             try:
-                with self._engine.connect() as connection:
-                    connection.execution_options(**{WRITE_OPTION: True})
-                    if not atomic:
-                        return each(connection)
-                    try:
-                        with connection.begin():
-                            return each(connection)
-                    except q.Rollback as rollback:
-                        on_batch(rollback.value)  # type: ignore[arg-type]
-                        return False
+                return b.write_batches(self._engine, batches, write, atomic, on_batch)
             except SQLAlchemyError as e:
                 raise StoreError(describe_error(e)) from None
 

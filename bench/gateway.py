@@ -76,6 +76,7 @@ _TARGETS = {
     "held": 5000,
     "per_session_kb": 64,
     "setup_rate": 300,
+    "setup_per_cpu": 1000,
     "apdu_rate": 3000,
     "latency_p99_ms": 5.0,
 }
@@ -216,6 +217,7 @@ class Bench:
         self.gateway: Gateway | None = None
         self.fleet: _Fleet | None = None
         self.profiles: dict[str, cProfile.Profile] = {}
+        self.fleet_profile: Path | None = None
 
     def say(self, text: str) -> None:
         print(text, flush=True)
@@ -252,7 +254,8 @@ class Bench:
             "--listen",
             f"tcp:{admin_port}:interface=127.0.0.1",
             "--smpp",
-            f"tcp:host=127.0.0.1:port={smsc_port}",
+            # bench.push points the gateway at an SMSC of its own (one that only answers).
+            f"tcp:host=127.0.0.1:port={getattr(args, 'smsc_port', None) or smsc_port}",
             "--smpp-password-file",
             str(fleet_dir / "gateway" / "smpp.password"),
         ]
@@ -267,7 +270,7 @@ class Bench:
         database = "memory:" if args.database == "memory" else None
         for table, key, value in (
             ("smpp", "rate", "20000"),
-            ("smpp", "window", "100"),
+            ("smpp", "window", str(getattr(args, "smpp_window", 100))),
             ("smpp", "queue_limit", "100000"),
             ("admin", "max_connections", "100000"),
             ("sessions", "card_timeout", "600"),
@@ -284,7 +287,13 @@ class Bench:
         config = Config.from_file(config_file)
 
         self.fleet = _Fleet(base / "fleet.log")
-        command = [*_simfleet(), "run", str(fleet_dir), "--smsc", f"tcp:{smsc_port}"]
+        run = ["run", str(fleet_dir), "--smsc", f"tcp:{smsc_port}"]
+        command = [*_simfleet(), *run]
+        if getattr(args, "profile_fleet", False):
+            # cProfile writes its file when the fleet exits (SIGTERM in stop()).
+            self.fleet_profile = base / "fleet.prof"
+            command = [sys.executable, "-m", "cProfile", "-o", str(self.fleet_profile)]
+            command += ["-m", "simcard.cli", *run]
         self.reactor.spawnProcess(self.fleet, command[0], command, env=dict(os.environ))
         self.gateway = gateway = build_gateway(config, self.reactor, exit_on_failure=False)
         gateway.startService()
@@ -366,6 +375,10 @@ class Bench:
         )
         self.say(f"   setup time per session: {_ms(times)}")
         self.results["setup_rate"] = rate
+        self.results["setup_per_cpu"] = len(sessions) / cpu
+        if "relay" in args.skip:
+            await self.close_all(sessions)
+            return
 
         self.latency.clear()
         profile = self._profile("relay")
@@ -446,6 +459,10 @@ class Bench:
             )
         if "setup_rate" in r:
             lines.append(f"  setup rate {r['setup_rate']:.0f}/s (>= {t['setup_rate']})")
+            lines.append(
+                f"  setups per gateway CPU s {r['setup_per_cpu']:.0f} (>= {t['setup_per_cpu']})"
+            )
+        if "apdu_rate" in r:
             lines.append(f"  APDU relay {r['apdu_rate']:.0f}/s (>= {t['apdu_rate']})")
         if "latency_idle" in r:
             a, b = r["latency_idle"]
@@ -468,7 +485,14 @@ def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--database", choices=("memory", "sqlite"), default="memory")
     parser.add_argument("--dir", help="work directory (default: a temporary one, removed)")
     parser.add_argument("--profile", action="store_true", help="cProfile setup + relay")
-    parser.add_argument("--skip", action="append", default=[], choices=("held", "relay"))
+    parser.add_argument("--profile-fleet", action="store_true", help="cProfile the fleet process")
+    parser.add_argument(
+        "--skip",
+        action="append",
+        default=[],
+        choices=("held", "relay"),
+        help="skip a phase (relay: setup only)",
+    )
     return parser.parse_args(argv)
 
 
@@ -489,13 +513,16 @@ def main(argv: Sequence[str] | None = None) -> None:
         try:
             await bench.setup(base)
             await bench.phase_latency()
-            if "relay" not in args.skip:
-                await bench.phase_setup_and_relay()
+            await bench.phase_setup_and_relay()
             if "held" not in args.skip:
                 await bench.phase_held()
             bench.report()
         finally:
             await bench.stop()
+        if bench.fleet_profile is not None and bench.fleet_profile.exists():
+            print("profile of the fleet process, whole run (own time, top 30):")
+            stats = pstats.Stats(str(bench.fleet_profile), stream=sys.stdout)
+            stats.sort_stats("tottime").print_stats(30)
 
     try:
         react(lambda reactor: Deferred.fromCoroutine(run(reactor)))

@@ -314,6 +314,12 @@ async def _bench(reactor: Any, args: argparse.Namespace, base: Path) -> int:
                 ready_wait=600.0,
                 keepalive=15.0,
                 keep_sessions=100000,
+                header_timeout=10.0,
+                body_timeout=30.0,
+                idle_timeout=60.0,
+                # every bench client is the one loopback peer
+                max_connections_per_peer=100000,
+                stream_buffer=262144,
             ),
         )
         fronts.extend(front_doors(config, gateway.engine, gateway.store, reactor))
@@ -337,7 +343,7 @@ async def _bench(reactor: Any, args: argparse.Namespace, base: Path) -> int:
                 "--max-commands",
                 limit,
             ],
-            ["service", "add", "isd", "--tenant", "bench"],
+            ["service", "add", "isd", "--tenant", "bench", "--isd-commands", "all"],
         ):
             await execute(gateway.store, parser.parse_args(argv), io.StringIO(), sys.stderr)
         rates: dict[str, float] = {}

@@ -24,18 +24,16 @@ gateway's handling of broken sessions can be exercised end to end.
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
 from typing import Any, ClassVar
 
 from attrs import field, frozen
 from OpenSSL import SSL
 from twisted.internet.defer import Deferred
-from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
+from twisted.internet.endpoints import wrapClientTLS
 from twisted.internet.interfaces import (
     IDelayedCall,
     IHandshakeListener,
     IReactorTime,
-    IStreamClientEndpoint,
 )
 from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.logger import Logger
@@ -43,6 +41,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from bipgw.tls import DEFAULT_CIPHERS, PskClientOptions, TlsConfigError
+from simcard._endpoints import EndpointFactory, tcp_endpoints
 from simcard.agent import AdminAgent, AgentState, ApduExecutor, StepKind
 from simcard.model import PskCredential
 from simcard.session_request import AdminSessionRequest
@@ -57,9 +56,6 @@ __all__ = [
     "open_admin_channel",
     "tcp_endpoints",
 ]
-
-EndpointFactory = Callable[[str, int], IStreamClientEndpoint]
-"""Makes the plain (TCP) client endpoint for a host and port; TLS goes on top."""
 
 MALFORMED_REQUEST = b"GARBAGE /admin SIMCARD/0.0\r\nNot-A-Header\r\n\r\n"
 """What a card with the malformed-HTTP fault sends instead of its first POST."""
@@ -143,16 +139,6 @@ class AdminSessionError(Exception):
         self.attempts = attempts
 
 
-def tcp_endpoints(reactor: Any, *, timeout: float = 30.0) -> EndpointFactory:
-    """The real network: a L{HostnameEndpoint} per host and port."""
-
-    def make(host: str, port: int) -> IStreamClientEndpoint:
-        endpoint: IStreamClientEndpoint = HostnameEndpoint(reactor, host, port, timeout=timeout)
-        return endpoint
-
-    return make
-
-
 @implementer(IHandshakeListener)
 class _ChannelProtocol(Protocol):
     """Forwards one connection's events to its L{AdminChannel}; nothing else."""
@@ -177,6 +163,10 @@ class _ChannelProtocol(Protocol):
 
 
 class _ChannelFactory(Factory):
+    # One factory per session: Twisted's "Starting/Stopping factory" lines
+    # would be two log lines per card session.
+    noisy = False
+
     def __init__(self, channel: AdminChannel) -> None:
         self.channel = channel
 
@@ -284,7 +274,7 @@ class AdminChannel:
         self._attempts += 1
         request = self._request
         assert self._options is not None
-        self.log.info(
+        self.log.debug(
             "card {agent} connecting to {address}:{port} (attempt {attempt})",
             agent=request.agent_id,
             address=request.address,
@@ -443,7 +433,7 @@ class AdminChannel:
             )
             self._result.errback(error)
             return
-        self.log.info(
+        self.log.debug(
             "card {agent}: admin session done, {scripts} script(s)",
             agent=self._agent_id,
             scripts=agent.scripts,

@@ -23,10 +23,11 @@ from bipgw.core import SessionEngine, Tenancy
 from bipgw.platform import (
     PLATFORM_SERVICE,
     ChannelSettings,
+    PeerLimits,
     PlatformServerFactory,
     platform_service,
 )
-from bipgw.store import IStore, StoreTenantDirectory
+from bipgw.store import IStore, StoreSessionHistory, StoreTenantDirectory, in_threads
 from bipgw.web import HTTP_API_SERVICE, ApiSettings, HttpApi, HttpApiService
 
 __all__ = [
@@ -46,13 +47,25 @@ def channel_settings(section: PlatformSection) -> ChannelSettings:
         heartbeat_interval=section.heartbeat_interval or None,
         max_frame=section.max_frame,
         certificate_auth=section.tls_ca is not None,
+        max_send_buffer=section.max_send_buffer,
+        stall_timeout=section.stall_timeout,
+        close_timeout=section.close_timeout,
+        peer_limits=PeerLimits(
+            max_connections_per_peer=section.max_connections_per_peer,
+            preauth_rate=section.preauth_rate,
+            preauth_burst=section.preauth_burst,
+            auth_free_failures=section.auth_free_failures,
+            auth_backoff=section.auth_backoff,
+            auth_backoff_max=section.auth_backoff_max,
+        ),
     )
 
 
 def api_settings(section: HttpApiSection) -> ApiSettings:
-    """The API's settings from C{[http_api]}: every key but C{listen}."""
+    """The API's settings from C{[http_api]}: every key but C{listen} and C{backlog}."""
     values = attrs.asdict(section, recurse=False)
     del values["listen"]
+    del values["backlog"]
     return ApiSettings(**values)
 
 
@@ -74,7 +87,12 @@ def front_doors(
         L{HTTP_API_SERVICE} if C{[http_api]} is; both over one tenancy.
         Empty when neither is given.
     """
-    tenancy = Tenancy(engine, StoreTenantDirectory(store), reactor)
+    tenancy = Tenancy(
+        engine,
+        StoreTenantDirectory(store, run_slow=in_threads(reactor)),
+        reactor,
+        history=StoreSessionHistory(store),
+    )
     doors: list[IService] = []
     if config.platform is not None:
         factory = PlatformServerFactory(
@@ -82,8 +100,8 @@ def front_doors(
             settings=channel_settings(config.platform),
             max_connections=config.platform.max_connections,
         )
-        doors.append(platform_service(factory, config.platform.listen, reactor, tls=platform_tls))
+        doors.append(platform_service(factory, config.platform.endpoint, reactor, tls=platform_tls))
     if config.http_api is not None:
         api = HttpApi(tenancy, api_settings(config.http_api))
-        doors.append(HttpApiService(api, config.http_api.listen, reactor))
+        doors.append(HttpApiService(api, config.http_api.endpoint, reactor))
     return doors

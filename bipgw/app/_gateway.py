@@ -12,6 +12,9 @@ The tree starts its parts in this order, each once the one before is
 ready (L{OrderedService}), and stops them the other way round:
 
   1. C{store}: the application database is opened (connected, migrated);
+     then C{recovery}: the sessions a previous run left open (a crash,
+     C{kill -9}) are ended with C{gateway-restart}
+     (L{bipgw.store.end_sessions_left_open});
   2. C{keys}: every card's keys are read into the L{CardKeyCache} (the SCP81
      PSK lookup runs inside the TLS handshake and cannot wait for the
      database);
@@ -60,6 +63,7 @@ from bipgw.store import (
     StoreCardDirectory,
     StoreScp03KeySource,
     create_store,
+    end_sessions_left_open,
 )
 
 __all__ = ["Gateway", "build_gateway", "push_profiles"]
@@ -204,7 +208,7 @@ class Gateway(OrderedService):
             self.engine,
             psk_lookup=self.keys.psk_for,
             identity_to_iccid=self.keys.iccid_for,
-            listen=config.admin.listen,
+            listen=config.admin.endpoint,
             ciphers=config.admin.cipher_string,
             allow_weak=config.admin.allow_weak_ciphers,
             min_version=config.admin.tls_min_version,
@@ -215,6 +219,9 @@ class Gateway(OrderedService):
 
         opening = Step(start=self._open_store, stop=store.close)
         self.add(opening, "store", opening.ready)
+        # Before any session of this run: end those a crash left open.
+        recovery = Step(start=lambda: end_sessions_left_open(store, reactor))
+        self.add(recovery, "recovery", recovery.ready)
         loading = Step(start=self._load_keys)
         self.add(loading, "keys", loading.ready)
         self.add(Step(stop=self.recorder.stop), "recorder")

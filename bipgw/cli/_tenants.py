@@ -6,8 +6,10 @@
     (only its salted scrypt digest is stored, so it cannot be shown again);
   - C{bipgw tenant list}, C{bipgw tenant disable NAME};
   - C{bipgw service add NAME --tenant T [--aid HEX]... [--tar HEX]...
+    [--isd-commands NAMES]
     [--rate N] [--max-sessions N]}: let tenant C{T} open sessions of the
-    gateway service C{NAME}, for those applications only (none: any);
+    gateway service C{NAME}, for those applications only (none: any applet;
+    the ISD only for the commands C{--isd-commands} names);
   - C{bipgw service list [--tenant T]}.
 
 Everything is kept in the configured database by the library functions
@@ -28,6 +30,7 @@ from typing import Any, Final, TextIO
 from twisted.internet.defer import Deferred, ensureDeferred
 
 from bipgw.config import DEFAULT_CONFIG_NAME, Config
+from bipgw.core import parse_isd_commands
 from bipgw.errors import BipGwError
 from bipgw.store import (
     IStore,
@@ -35,6 +38,7 @@ from bipgw.store import (
     add_tenant,
     disable_tenant,
     grant_service,
+    is_reserved_row,
     is_settings_row,
 )
 
@@ -76,6 +80,15 @@ def _hex(size: str) -> Any:
         return raw.hex().upper()
 
     return parse
+
+
+def _isd_commands(value: str) -> list[str]:
+    names = [n.strip().lower() for n in value.split(",") if n.strip()]
+    try:
+        parse_isd_commands(names)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return names
 
 
 def _positive_rate(value: str) -> float:
@@ -128,6 +141,14 @@ def add_parser(subparsers: Any) -> None:
     add.add_argument("--tenant", required=True, type=_name, help="the tenant it is granted to")
     add.add_argument("--aid", action="append", type=_hex("aid"), default=[], help="allowed AID")
     add.add_argument("--tar", action="append", type=_hex("tar"), default=[], help="allowed TAR")
+    add.add_argument(
+        "--isd-commands",
+        metavar="NAMES",
+        type=_isd_commands,
+        default=[],
+        help="commands that may reach the card's ISD, comma-separated (get-status,get-data;"
+        " all; or an INS in hex); default none: the ISD may not be reached",
+    )
     add.add_argument(
         "--rate", type=_positive_rate, help="commands per second the tenant may send (e.g. 0.5)"
     )
@@ -246,7 +267,7 @@ async def _list_tenants(store: IStore, out: TextIO) -> int:
         out.write("no tenants\n")
     for tenant in tenants:
         rows = await store.list_services(tenant_id=tenant.tenant_id)
-        services = sorted(r.name for r in rows if not is_settings_row(r))
+        services = sorted(r.name for r in rows if not is_reserved_row(r))
         auth = []
         for row in rows:
             if is_settings_row(row):
@@ -269,6 +290,7 @@ async def _add_service(store: IStore, args: argparse.Namespace, out: TextIO) -> 
         args.name,
         aids=args.aid,
         tars=args.tar,
+        isd_commands=args.isd_commands,
         rate=args.rate,
         max_sessions=args.max_sessions,
     )
@@ -277,7 +299,7 @@ async def _add_service(store: IStore, args: argparse.Namespace, out: TextIO) -> 
 
 
 async def _list_services(store: IStore, tenant: str | None, out: TextIO) -> int:
-    rows = [r for r in await store.list_services(tenant_id=tenant) if not is_settings_row(r)]
+    rows = [r for r in await store.list_services(tenant_id=tenant) if not is_reserved_row(r)]
     if not rows:
         out.write("no services\n")
     for row in rows:
@@ -285,6 +307,7 @@ async def _list_services(store: IStore, tenant: str | None, out: TextIO) -> int:
         details = [
             f"aids: {s.get('aids') or 'any'}",
             f"tars: {s.get('tars') or 'any'}",
+            f"isd_commands: {s.get('isd_commands') or 'none'}",
             f"max_sessions: {s.get('max_sessions') or '-'}",
             f"rate: {s.get('rate') or '-'}",
         ]

@@ -23,7 +23,7 @@ import attrs
 
 from bipgw.codec.platform import DEFAULT_MAX_FRAME
 from bipgw.config._kinds import SECONDS, FilePath, Integer, Number
-from bipgw.config._netkinds import ServerEndpoint
+from bipgw.config._netkinds import DEFAULT_BACKLOG, ServerEndpoint, with_backlog
 from bipgw.config._schema import REQUIRED, ConfigError, setting
 
 #: The largest frame or request body a configuration may allow (16 MiB).
@@ -35,12 +35,34 @@ TLS_ENDPOINT_TYPES = ("ssl", "tls")
 
 # The doors' own defaults, written here so that reading a configuration
 # imports no door (tests.unit.config.test_fronts checks they agree).
-_CHANNEL_DEFAULTS = {
+_CHANNEL_DEFAULTS: dict[str, Any] = {
     "max_frame": DEFAULT_MAX_FRAME,
     "auth_timeout": 30.0,
     "heartbeat_interval": 60.0,
+    "max_send_buffer": 1 << 20,
+    "stall_timeout": 30.0,
+    "close_timeout": 5.0,
 }
-_API_DEFAULTS = {"max_body": 65536, "ready_wait": 120.0, "keepalive": 15.0, "keep_sessions": 10000}
+# bipgw.platform.PeerLimits's defaults, likewise.
+_PEER_DEFAULTS: dict[str, Any] = {
+    "max_connections_per_peer": 64,
+    "preauth_rate": 20.0,
+    "preauth_burst": 40,
+    "auth_free_failures": 3,
+    "auth_backoff": 1.0,
+    "auth_backoff_max": 60.0,
+}
+_API_DEFAULTS = {
+    "max_body": 65536,
+    "ready_wait": 120.0,
+    "keepalive": 15.0,
+    "keep_sessions": 10000,
+    "header_timeout": 10.0,
+    "body_timeout": 30.0,
+    "idle_timeout": 60.0,
+    "max_connections_per_peer": 64,
+    "stream_buffer": 262144,
+}
 
 
 @attrs.frozen
@@ -60,6 +82,16 @@ class PlatformSection:
             "Where the platform channel listens, as a Twisted server endpoint string"
             " (ssl:... brings its own TLS).",
         )
+    )
+    backlog: int = attrs.field(
+        kw_only=True,
+        default=DEFAULT_BACKLOG,
+        metadata=setting(
+            Integer(1, 65535),
+            DEFAULT_BACKLOG,
+            "The listen backlog: connections the kernel queues before they are accepted"
+            " (tcp, tcp6, ssl and unix endpoints; capped by net.core.somaxconn).",
+        ),
     )
     tls_certificate: Path | None = attrs.field(
         metadata=setting(
@@ -112,6 +144,91 @@ class PlatformSection:
             Integer(1, 1_000_000), 1000, "Platform connections served at once; more are refused."
         )
     )
+    max_connections_per_peer: int = attrs.field(
+        kw_only=True,
+        default=_PEER_DEFAULTS["max_connections_per_peer"],
+        metadata=setting(
+            Integer(1, 1_000_000),
+            _PEER_DEFAULTS["max_connections_per_peer"],
+            "Connections one source address may have open at once; more are aborted.",
+        ),
+    )
+    preauth_rate: float = attrs.field(
+        kw_only=True,
+        default=_PEER_DEFAULTS["preauth_rate"],
+        metadata=setting(
+            Number(0.0, unit="frames per second"),
+            _PEER_DEFAULTS["preauth_rate"],
+            "Frames per second one source address may send before its connections"
+            " authenticate (a successful hello is refunded); past it they are aborted.",
+        ),
+    )
+    preauth_burst: int = attrs.field(
+        kw_only=True,
+        default=_PEER_DEFAULTS["preauth_burst"],
+        metadata=setting(
+            Integer(1, 1_000_000),
+            _PEER_DEFAULTS["preauth_burst"],
+            "Frames one source address may send at once before authenticating.",
+        ),
+    )
+    auth_free_failures: int = attrs.field(
+        kw_only=True,
+        default=_PEER_DEFAULTS["auth_free_failures"],
+        metadata=setting(
+            Integer(1, 1_000_000),
+            _PEER_DEFAULTS["auth_free_failures"],
+            "Failed authentications in a row from one address before it must back off.",
+        ),
+    )
+    auth_backoff: float = attrs.field(
+        kw_only=True,
+        default=_PEER_DEFAULTS["auth_backoff"],
+        metadata=setting(
+            SECONDS,
+            _PEER_DEFAULTS["auth_backoff"],
+            "The first back-off after too many failed authentications; it doubles per"
+            " further failure (hellos are refused unchecked meanwhile).",
+        ),
+    )
+    auth_backoff_max: float = attrs.field(
+        kw_only=True,
+        default=_PEER_DEFAULTS["auth_backoff_max"],
+        metadata=setting(
+            SECONDS,
+            _PEER_DEFAULTS["auth_backoff_max"],
+            "The longest back-off; an address quiet this long starts afresh.",
+        ),
+    )
+    max_send_buffer: int = attrs.field(
+        kw_only=True,
+        default=_CHANNEL_DEFAULTS["max_send_buffer"],
+        metadata=setting(
+            Integer(1024, 1 << 30),
+            _CHANNEL_DEFAULTS["max_send_buffer"],
+            "Bytes still to send to a peer that stopped reading, after which its connection"
+            " is aborted (before authentication it is aborted as soon as it stops reading).",
+        ),
+    )
+    stall_timeout: float = attrs.field(
+        kw_only=True,
+        default=_CHANNEL_DEFAULTS["stall_timeout"],
+        metadata=setting(
+            SECONDS,
+            _CHANNEL_DEFAULTS["stall_timeout"],
+            "How long an authenticated peer may read nothing (its requests are not read"
+            " meanwhile) before its connection is aborted.",
+        ),
+    )
+    close_timeout: float = attrs.field(
+        kw_only=True,
+        default=_CHANNEL_DEFAULTS["close_timeout"],
+        metadata=setting(
+            SECONDS,
+            _CHANNEL_DEFAULTS["close_timeout"],
+            "How long a connection being closed has to take what was sent before it is aborted.",
+        ),
+    )
 
     @property
     def endpoint_tls(self) -> bool:
@@ -122,6 +239,11 @@ class PlatformSection:
     def encrypted(self) -> bool:
         """Whether platforms reach this listener over TLS (else: plain, for tests and demos)."""
         return self.endpoint_tls or self.tls_certificate is not None
+
+    @property
+    def endpoint(self) -> str:
+        """L{listen} with L{backlog} applied: the endpoint string to listen on."""
+        return with_backlog(self.listen, self.backlog)
 
     def tls_options(self) -> Any:
         """TLS server options from the certificate files, or C{None} for none.
@@ -223,6 +345,16 @@ class HttpApiSection:
             "Where the HTTP API listens, as a Twisted server endpoint string (ssl:... for TLS).",
         )
     )
+    backlog: int = attrs.field(
+        kw_only=True,
+        default=DEFAULT_BACKLOG,
+        metadata=setting(
+            Integer(1, 65535),
+            DEFAULT_BACKLOG,
+            "The listen backlog: connections the kernel queues before they are accepted"
+            " (tcp, tcp6, ssl and unix endpoints; capped by net.core.somaxconn).",
+        ),
+    )
     max_body: int = attrs.field(
         metadata=setting(
             Integer(256, MAX_PAYLOAD),
@@ -251,3 +383,43 @@ class HttpApiSection:
             "Ended sessions whose status stays visible to their tenant.",
         )
     )
+    header_timeout: float = attrs.field(
+        metadata=setting(
+            SECONDS,
+            _API_DEFAULTS["header_timeout"],
+            "Seconds for a request's headers, from its first byte; then the connection is aborted.",
+        )
+    )
+    body_timeout: float = attrs.field(
+        metadata=setting(
+            SECONDS,
+            _API_DEFAULTS["body_timeout"],
+            "Seconds for a request's body, from its headers; then the connection is aborted.",
+        )
+    )
+    idle_timeout: float = attrs.field(
+        metadata=setting(
+            SECONDS,
+            _API_DEFAULTS["idle_timeout"],
+            "Seconds a connection may wait between requests; then it is aborted.",
+        )
+    )
+    max_connections_per_peer: int = attrs.field(
+        metadata=setting(
+            Integer(1, 1_000_000),
+            _API_DEFAULTS["max_connections_per_peer"],
+            "Connections one peer address may hold at once; one more is aborted.",
+        )
+    )
+    stream_buffer: int = attrs.field(
+        metadata=setting(
+            Integer(4096, MAX_PAYLOAD),
+            _API_DEFAULTS["stream_buffer"],
+            "Bytes an event stream may queue for a client that does not read; then it is dropped.",
+        )
+    )
+
+    @property
+    def endpoint(self) -> str:
+        """L{listen} with L{backlog} applied: the endpoint string to listen on."""
+        return with_backlog(self.listen, self.backlog)

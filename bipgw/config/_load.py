@@ -378,6 +378,12 @@ def _check_platform(reader: _Reader, platform: PlatformSection, prefix: str) -> 
             " and tls_key",
             key=f"{prefix}.listen",
         )
+    if platform.auth_backoff_max < platform.auth_backoff:
+        raise reader.error(
+            f"{prefix}.auth_backoff_max = {shown(platform.auth_backoff_max)}: expected at least"
+            f" auth_backoff ({shown(platform.auth_backoff)})",
+            key=f"{prefix}.auth_backoff_max",
+        )
     return platform
 
 

@@ -34,6 +34,31 @@ from bipgw.config._schema import (
 _PARSING_REACTOR = MemoryReactor()
 _TLS_TYPES = ("ssl", "tls")
 
+#: The server endpoint types whose listen backlog the gateway sets.
+BACKLOG_TYPES = ("tcp", "tcp6", "ssl", "unix")
+#: The listen backlog of every listener unless its table says otherwise.
+DEFAULT_BACKLOG = 1024
+
+
+def with_backlog(description: str, backlog: int) -> str:
+    """C{description} with C{backlog=} added, for the endpoint types that take it.
+
+    Twisted's C{tcp}, C{tcp6}, C{ssl} and C{unix} endpoints listen with a
+    backlog of 50 unless told otherwise: under a burst of new connections
+    the kernel then drops SYNs.  Other types (C{systemd:}...) are returned
+    as they are: their socket is made elsewhere.
+    """
+    kind = description.split(":", 1)[0].strip().lower()
+    if kind not in BACKLOG_TYPES:
+        return description
+    return f"{description}:backlog={backlog}"
+
+
+def _has_backlog(description: str) -> bool:
+    # Escaped colons (\:) never start a parameter; a bare "backlog=" does.
+    parts = description.replace("\\:", "").split(":")[1:]
+    return any(part.strip().lower().startswith("backlog=") for part in parts)
+
 
 def _endpoint_port(endpoint: object) -> int | None:
     # TCP endpoints keep the port privately; there is no public accessor.
@@ -61,6 +86,8 @@ class ServerEndpoint:
             raise InvalidValueError()
         if self.plain and raw.split(":", 1)[0].strip().lower() in _TLS_TYPES:
             raise InvalidValueError("TLS endpoint types are not allowed here")
+        if _has_backlog(raw):
+            raise InvalidValueError("set the listen backlog with this table's backlog key")
         try:
             endpoint = serverFromString(_PARSING_REACTOR, raw)
         except Exception as e:

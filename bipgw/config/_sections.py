@@ -29,6 +29,7 @@ from bipgw.config._kinds import (
     Text,
 )
 from bipgw.config._netkinds import (
+    DEFAULT_BACKLOG,
     ClientEndpoint,
     DatabaseUrl,
     PublicIPv4,
@@ -36,6 +37,7 @@ from bipgw.config._netkinds import (
     TlsVersionKind,
     hide_url_password,
     server_endpoint_port,
+    with_backlog,
 )
 from bipgw.config._schema import (
     REQUIRED,
@@ -273,6 +275,16 @@ class AdminSection:
             "Where the TLS-PSK admin server listens, as a Twisted server endpoint string.",
         )
     )
+    backlog: int = attrs.field(
+        kw_only=True,
+        default=DEFAULT_BACKLOG,
+        metadata=setting(
+            Integer(1, 65535),
+            DEFAULT_BACKLOG,
+            "The listen backlog: connections the kernel queues before they are accepted"
+            " (tcp, tcp6 and unix endpoints; capped by net.core.somaxconn).",
+        ),
+    )
     public_host: str = attrs.field(
         metadata=setting(
             PublicIPv4(),
@@ -317,6 +329,11 @@ class AdminSection:
             "The path cards POST to; session URIs live under it.",
         )
     )
+
+    @property
+    def endpoint(self) -> str:
+        """L{listen} with L{backlog} applied: the endpoint string to listen on."""
+        return with_backlog(self.listen, self.backlog)
 
     @property
     def cipher_string(self) -> str:

@@ -24,12 +24,20 @@ from bipgw.config._kinds import (
     ListOf,
     Number,
     Parsed,
+    Text,
 )
 from bipgw.config._schema import (
     Setting,
     setting,
 )
-from bipgw.core import BusyPolicy, ServiceRules, SessionPolicy
+from bipgw.core import (
+    ISD_COMMANDS,
+    BusyPolicy,
+    ServiceRules,
+    SessionPolicy,
+    isd_command_names,
+    parse_isd_commands,
+)
 
 
 class Trigger(enum.Enum):
@@ -207,6 +215,19 @@ class ServiceSection:
             "Application AIDs this service's commands may select; empty allows any.",
         )
     )
+    isd_commands: frozenset[int] = attrs.field(
+        metadata=setting(
+            Parsed(
+                ListOf(Text(1, 32, r"[A-Za-z0-9-]+", "a command name"), 0, 64),
+                lambda names: parse_isd_commands(names),
+                isd_command_names,
+                "each one of " + ", ".join(["all", *ISD_COMMANDS]) + " or an INS in hex",
+            ),
+            ["all"],
+            "Commands that may reach the card's ISD (a command without a SELECT goes to it):"
+            " the ceiling of every tenant's --isd-commands; [] keeps the ISD out of reach.",
+        )
+    )
 
     def rules(self) -> ServiceRules:
         """What the session engine enforces for this service's sessions."""
@@ -215,4 +236,5 @@ class ServiceSection:
             definite_scripts=self.definite_scripts,
             max_concurrent_sessions=self.max_concurrent_sessions,
             allowed_aids=frozenset(self.allowed_aids),
+            isd_commands=self.isd_commands,
         )

@@ -9,7 +9,10 @@ which the engine implements), waits for the card to connect to the SCP81 server
 transition and every APDU is recorded (L{ISessionRecorder}) and published
 (L{SessionEngine.subscribe}).  Each service's rules (L{ServiceRules})
 apply to its sessions whichever door opened them; a service with
-C{secure_apdus} gets a L{SecuredSession}.
+C{secure_apdus} gets a L{SecuredSession}.  Every command is checked
+against what it reaches (L{Reach}, L{CommandAccess}): the service's
+ceiling and the tenant's grant say which applets and which ISD
+instructions.
 
 The front doors share a L{Tenancy}: the tenants (L{ITenantDirectory}, the
 grants L{TenantGrant} and L{ServiceGrant}), their usage and command rates,
@@ -22,12 +25,22 @@ that call it (the doors: C{bipgw.smpp}, C{bipgw.scp81}, ...).  The life of a ses
 C{docs/state-machines/session.dot}.
 """
 
+from bipgw.core._access import (
+    ALL_INSTRUCTIONS,
+    ISD_COMMANDS,
+    CommandAccess,
+    Reach,
+    ReachRefusedError,
+    isd_command_names,
+    parse_isd_commands,
+)
 from bipgw.core._engine import SessionEngine, Subscriber
 from bipgw.core._handles import CardLink, Session
 from bipgw.core._interfaces import (
     ICardDirectory,
     ICounterAllocator,
     IPushSender,
+    ISessionHistory,
     ISessionRecorder,
     ISmsEvents,
     MemorySessionRecorder,
@@ -80,8 +93,10 @@ from bipgw.core._types import (
 )
 
 __all__ = [
+    "ALL_INSTRUCTIONS",
     "DEFAULT_LEVEL",
     "GP_ISD_AID",
+    "ISD_COMMANDS",
     "SECURE_CHANNEL_FAILED",
     "TRANSITIONS",
     "ApduTrace",
@@ -89,6 +104,7 @@ __all__ = [
     "CardLink",
     "CardRecord",
     "CardTarget",
+    "CommandAccess",
     "CommandError",
     "CommandRates",
     "FailureReason",
@@ -97,6 +113,7 @@ __all__ = [
     "ICounterAllocator",
     "IPushSender",
     "IScp03KeySource",
+    "ISessionHistory",
     "ISessionRecorder",
     "ISmsEvents",
     "ITenantDirectory",
@@ -107,6 +124,8 @@ __all__ = [
     "PushError",
     "PushOrder",
     "PushReceipt",
+    "Reach",
+    "ReachRefusedError",
     "RelayHost",
     "Scp03Step",
     "ScriptResult",
@@ -132,6 +151,8 @@ __all__ = [
     "TenantUsage",
     "Tracked",
     "host_session_factory",
+    "isd_command_names",
     "normalise_iccid",
     "normalise_msisdn",
+    "parse_isd_commands",
 ]

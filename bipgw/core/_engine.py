@@ -335,7 +335,11 @@ class SessionEngine:
         """
         machine = self._owner(iccid)
         if machine is None or not machine.awaiting_card:
-            self._log.info(
+            # Debug, not info: any card (or anyone holding a card's key) can
+            # connect at will, and a line per connection costs the listener
+            # about a third of its handshake rate (bench/RESULTS.md, issue
+            # 14); the SCP81 server counts these (AdminStats.no_session).
+            self._log.debug(
                 "card {iccid} (agent {agent_id}) connected with no session waiting",
                 iccid=iccid,
                 agent_id=agent_id,

@@ -11,16 +11,19 @@ rules (L{ServiceRules}) to what the platform asks first.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Final
 
 from twisted.internet.defer import Deferred, fail
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from bipgw.codec.admin_http import AdminRequest, AdminResponse
+from bipgw.core._access import CommandAccess, Reach, ReachRefusedError
 from bipgw.core._rules import ServiceRules
 from bipgw.core._session import SessionMachine
 from bipgw.core._types import (
     CardTarget,
+    CommandError,
     FailureReason,
     ScriptResult,
     SessionError,
@@ -28,26 +31,86 @@ from bipgw.core._types import (
     SessionStatus,
 )
 
-__all__ = ["CardLink", "Session", "refused_select"]
+__all__ = ["CardLink", "Guard", "Session"]
 
 
-def refused_select(
-    rules: ServiceRules, commands: Sequence[bytes], service: str, session_id: SessionId
-) -> SessionError | None:
-    """The error for a script that SELECTs an AID outside the service's C{allowed_aids}.
-
-    The command is refused before it reaches the card, whichever door sent it.
-    """
-    found = rules.forbidden_select(commands)
-    if found is None:
-        return None
-    index, aid = found
-    return SessionError(
+_NEVER_SENT: Final = frozenset(
+    {
+        FailureReason.SESSION_ENDED,
+        FailureReason.NOT_CONNECTED,
+        FailureReason.QUEUE_FULL,
+        FailureReason.INVALID_COMMAND,
         FailureReason.APPLICATION_NOT_ALLOWED,
-        f"C-APDU {index} selects AID {aid.hex().upper()}, which service {service!r}"
-        " may not reach (its allowed_aids)",
-        session_id,
-    )
+    }
+)
+"""Refusals by which the session's machine says a script never reached the card."""
+
+
+class Guard:
+    """What a session's commands may reach: the service's ceiling, and the caller's grant.
+
+    Each handle (L{Session}, L{bipgw.core.SecuredSession}) holds one and runs
+    every platform script through it, so the check holds whichever door sent
+    it (L{bipgw.core.Reach} explains the model).
+    """
+
+    def __init__(self, rules: ServiceRules, service: str, session_id: SessionId) -> None:
+        self.reach = Reach()
+        self._ceiling = rules.access(service)
+        self._session_id = session_id
+
+    def refusal(
+        self, commands: Sequence[bytes], access: CommandAccess | None = None
+    ) -> SessionError | None:
+        """Why C{commands} may not be sent now (C{None}: they may), counting nothing."""
+        try:
+            self.reach.check(commands, self._accesses(access))
+        except ReachRefusedError as e:
+            return self._error(e)
+        return None
+
+    def run(
+        self,
+        commands: Sequence[bytes],
+        access: CommandAccess | None,
+        send: Callable[[], Deferred[ScriptResult]],
+    ) -> Deferred[ScriptResult]:
+        """Check C{commands}, then C{send} them and follow what they selected."""
+        try:
+            ticket = self.reach.admit(commands, self._accesses(access))
+        except ReachRefusedError as e:
+            return fail(self._error(e))
+
+        def answered(result: ScriptResult) -> ScriptResult:
+            self.reach.settle(ticket, result.responses)
+            return result
+
+        def failed(failure: Failure) -> Failure:
+            error = failure.value
+            never_sent = (
+                isinstance(error, SessionError)
+                and not isinstance(error, CommandError)
+                and error.reason in _NEVER_SENT
+            )
+            if not never_sent:
+                self.reach.lost(ticket)
+            else:
+                self.reach.dropped(ticket)
+            return failure
+
+        try:
+            done = send()
+        except BaseException:
+            self.reach.lost(ticket)
+            raise
+        return done.addCallbacks(answered, failed)
+
+    def _accesses(self, access: CommandAccess | None) -> list[CommandAccess]:
+        # The caller's grant first: its refusal names what the tenant can change.
+        return [self._ceiling] if access is None else [access, self._ceiling]
+
+    def _error(self, refused: ReachRefusedError) -> SessionError:
+        return SessionError(FailureReason.APPLICATION_NOT_ALLOWED, str(refused), self._session_id)
 
 
 class Session:
@@ -64,6 +127,7 @@ class Session:
         self._rules = rules if rules is not None else ServiceRules()
         self.id = machine.id
         self.ready = machine.ready
+        self.guard = Guard(self._rules, machine.service, machine.id)
 
     @property
     def target(self) -> CardTarget:
@@ -79,18 +143,33 @@ class Session:
         """A snapshot of the session now."""
         return self._machine.status()
 
+    def refusal(
+        self, commands: Sequence[bytes], access: CommandAccess | None = None
+    ) -> SessionError | None:
+        """Why L{execute} would refuse C{commands} by what they reach (C{None}: it would not)."""
+        return self.guard.refusal(commands, access)
+
     def execute(
-        self, commands: Sequence[bytes], *, definite: bool | None = None
+        self,
+        commands: Sequence[bytes],
+        *,
+        definite: bool | None = None,
+        access: CommandAccess | None = None,
     ) -> Deferred[ScriptResult]:
         """Same as L{bipgw.core.SessionEngine.execute} for this session.
 
+        Refused with C{APPLICATION_NOT_ALLOWED}, before anything reaches
+        the card, when a command would reach an application (or send the
+        ISD an instruction) that the service's ceiling or C{access} does
+        not allow.
+
         @param definite: C{AA} (definite length) or C{AE} scripts; C{None}
             takes the service's C{definite_scripts}.
+        @param access: the caller's grant (a tenant's), on top of the
+            service's ceiling.
         """
-        refused = refused_select(self._rules, commands, self.service, self.id)
-        if refused is not None:
-            return fail(refused)
-        return self._machine.execute(commands, self._rules.definite(definite))
+        form = self._rules.definite(definite)
+        return self.guard.run(commands, access, lambda: self._machine.execute(commands, form))
 
     def close(self) -> Deferred[SessionStatus]:
         """Same as L{bipgw.core.SessionEngine.close} for this session."""

@@ -151,6 +151,20 @@ class ISessionRecorder(Protocol):
         """Append the trace of one command script (every C-APDU, answered or not)."""
 
 
+@runtime_checkable
+class ISessionHistory(Protocol):
+    """Answers for sessions the engine no longer holds: what was recorded.
+
+    The engine keeps the last C{keep_finished} ended sessions in memory and
+    nothing across a restart; a platform that reconnects after a crash asks
+    the door for a session's final state, and the door asks this (the
+    store, L{bipgw.store.StoreSessionHistory}).
+    """
+
+    def session_status(self, session_id: str) -> Deferred[SessionStatus | None]:
+        """The session's last recorded status, or C{None} if none was recorded."""
+
+
 class MemorySessionRecorder:
     """An L{ISessionRecorder} that keeps everything in lists, for tests and demos.
 

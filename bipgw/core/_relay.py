@@ -24,7 +24,6 @@ Time comes from the tenancy's clock only.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Final, Protocol
 
 import attrs
@@ -33,7 +32,6 @@ from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from bipgw.codec.apdu import CommandApdu
 from bipgw.codec.platform import (
     MAX_TEXT,
     MSISDN,
@@ -52,6 +50,7 @@ from bipgw.codec.platform import (
     Result,
     Timeouts,
 )
+from bipgw.core._access import CommandAccess
 from bipgw.core._engine import Session
 from bipgw.core._secured import SecuredSession
 from bipgw.core._tenancy import ServiceGrant, Tenancy, TenantGrant
@@ -63,7 +62,7 @@ from bipgw.core._types import (
     SessionStatus,
 )
 
-__all__ = ["RelayHost", "SessionRelay", "Tracked", "forbidden_select"]
+__all__ = ["RelayHost", "SessionRelay", "Tracked"]
 
 _EVENTS: Final = {
     FailureReason.CARD_DROPPED: NotificationEvent.CARD_DROPPED,
@@ -341,13 +340,14 @@ class SessionRelay:
             self._reply(ErrorCode.LIMIT_REACHED, refused, rid, sid)
             return
         capdus = request.capdus
-        refused = forbidden_select(tracked, capdus)
-        if refused is not None:
-            self._reply(ErrorCode.APPLICATION_NOT_ALLOWED, refused, rid, sid)
-            return
-        # Last, so that only a command that will run spends a token.  The
-        # tenant's current grant rules (the HTTP API renews it per request).
+        # The tenant's current grant rules (the HTTP API renews it per request).
         service = tenant.services.get(tracked.service.name, tracked.service)
+        access = _accesses(tracked, service, tenant.tenant_id)
+        why = tracked.session.refusal(capdus, access)
+        if why is not None:
+            self._reply(ErrorCode.APPLICATION_NOT_ALLOWED, why.detail, rid, sid)
+            return
+        # Last, so that only a command that will run spends a token.
         refused = self._tenancy.rates.take(tenant.tenant_id, service)
         if refused is not None:
             self._reply(ErrorCode.RATE_LIMITED, refused, rid, sid)
@@ -362,7 +362,9 @@ class SessionRelay:
         tracked.commands[rid] = timer
         # Through the session object, not the engine: a secured service's
         # session wraps every command in the card's SCP03 channel.
-        done = maybeDeferred(tracked.session.execute, capdus, definite=request.definite_length)
+        done = maybeDeferred(
+            tracked.session.execute, capdus, definite=request.definite_length, access=access
+        )
         done.addCallbacks(
             self._result,
             self._command_failed,
@@ -405,24 +407,18 @@ class SessionRelay:
         self._close_for_timeout(tracked, ErrorCode.COMMAND_TIMEOUT, text)
 
 
-def forbidden_select(tracked: Tracked, capdus: Sequence[bytes]) -> str | None:
-    """Why a command may not run: it SELECTs (by DF name) an AID outside its scope.
-
-    A session opened for an AID may select only that application; otherwise
-    the service's allowed AIDs apply (none listed: any).
+def _accesses(tracked: Tracked, service: ServiceGrant, tenant_id: str) -> CommandAccess:
+    """What the tenant's commands in C{tracked} may reach: its grant, narrowed to the
+    session's AID when the session was opened for one (then only that
+    application may be selected; what the ISD may be sent stays the grant's).
     """
+    grant = service.access(tenant_id)
     app = tracked.application
-    scoped = app if app is not None and len(app) != 3 else None
-    for i, capdu in enumerate(capdus):
-        apdu = CommandApdu.decode(capdu)
-        if apdu.ins != 0xA4 or apdu.p1 != 0x04:
-            continue
-        aid = apdu.data
-        if (aid != scoped) if scoped is not None else not tracked.service.allows_select(aid):
-            scope = (
-                f"session's AID {scoped.hex().upper()}"
-                if scoped
-                else f"service {tracked.service.name}"
-            )
-            return f"C-APDU {i} SELECTs AID {aid.hex().upper()}, outside the {scope}"
-    return None
+    if app is None or len(app) == 3:
+        return grant
+    allowed = frozenset({app}) if grant.applets is None or app in grant.applets else frozenset()
+    return CommandAccess(
+        f"{grant.label}, for a session opened for AID {app.hex().upper()}",
+        applets=allowed,
+        isd=grant.isd,
+    )

@@ -7,22 +7,19 @@ only say which tenant may use the service, with limits within those
 ceilings.  The engine is given one L{ServiceRules} per service name and
 applies them to every session of that service, whichever door opened it:
 the secure channel, the form of the command scripts, how many sessions may
-be open at once and which applications a command may SELECT.
+be open at once and what a command may reach (L{bipgw.core.CommandAccess}:
+the applets it may select, the instructions that may reach the ISD).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from typing import Final
+from collections.abc import Iterable
 
 import attrs
 
-from bipgw.codec.apdu import ApduError, CommandApdu
+from bipgw.core._access import ALL_INSTRUCTIONS, CommandAccess, instructions
 
 __all__ = ["ServiceRules"]
-
-_INS_SELECT: Final = 0xA4
-_BY_DF_NAME: Final = 0x04
 
 
 def _aids(value: Iterable[bytes]) -> frozenset[bytes]:
@@ -54,36 +51,25 @@ class ServiceRules:
         open at once, across all tenants; C{None}: no limit.
     @ivar allowed_aids: the applications a command may SELECT (by DF name);
         empty: any.
+    @ivar isd_commands: the instructions (INS) that may reach the ISD, the
+        ceiling of every tenant's grant; all by default (a configured
+        service's table says which, L{bipgw.core.parse_isd_commands}).
     """
 
     secure_apdus: bool = False
     definite_scripts: bool = False
     max_concurrent_sessions: int | None = attrs.field(default=None, validator=_limit)
     allowed_aids: frozenset[bytes] = attrs.field(default=frozenset(), converter=_aids)
+    isd_commands: frozenset[int] = attrs.field(default=ALL_INSTRUCTIONS, converter=instructions)
 
     def definite(self, asked: bool | None) -> bool:
         """The script form to send: what the caller C{asked}, else the service's."""
         return self.definite_scripts if asked is None else asked
 
-    def forbidden_select(self, commands: Sequence[bytes]) -> tuple[int, bytes] | None:
-        """The first command that SELECTs an AID outside L{allowed_aids}, if any.
-
-        Any class byte counts: the ceiling does not trust a card to refuse a
-        proprietary class.  Commands that do not decode are left to the
-        session's own checks, which refuse them by position.
-
-        @return: the command's index and the AID it selects.
-        """
-        if not self.allowed_aids or isinstance(commands, bytes | bytearray | str):
-            return None
-        for i, raw in enumerate(commands):
-            if not isinstance(raw, bytes):
-                continue
-            try:
-                apdu = CommandApdu.decode(raw)
-            except ApduError:
-                continue
-            selects = apdu.ins == _INS_SELECT and apdu.p1 == _BY_DF_NAME
-            if selects and apdu.data not in self.allowed_aids:
-                return i, apdu.data
-        return None
+    def access(self, service: str) -> CommandAccess:
+        """The ceiling of what C{service}'s commands may reach, whichever tenant sends them."""
+        return CommandAccess(
+            f"service {service!r} (its [services.{service}] table)",
+            applets=self.allowed_aids or None,
+            isd=self.isd_commands,
+        )

@@ -15,12 +15,13 @@ from collections.abc import Sequence
 from twisted.internet.defer import Deferred, fail
 
 from bipgw.codec.scp03 import HostSession
-from bipgw.core._handles import refused_select
+from bipgw.core._access import CommandAccess
+from bipgw.core._handles import Guard
 from bipgw.core._rules import ServiceRules
 from bipgw.core._scp03 import DEFAULT_LEVEL, IScp03KeySource, host_session_factory
 from bipgw.core._secure_relay import SecuredRelay
 from bipgw.core._session import SessionMachine
-from bipgw.core._types import CardTarget, ScriptResult, SessionId, SessionStatus
+from bipgw.core._types import CardTarget, ScriptResult, SessionError, SessionId, SessionStatus
 
 __all__ = ["SecuredSession"]
 
@@ -54,6 +55,7 @@ class SecuredSession:
     ) -> None:
         self._machine = machine
         self._rules = rules
+        self.guard = Guard(rules, machine.service, machine.id)
 
         def new_host() -> HostSession | Deferred[HostSession]:
             iccid = machine.status().iccid
@@ -87,17 +89,30 @@ class SecuredSession:
         """The session's status now."""
         return self._machine.status()
 
+    def refusal(
+        self, commands: Sequence[bytes], access: CommandAccess | None = None
+    ) -> SessionError | None:
+        """Why L{execute} would refuse C{commands} by what they reach (C{None}: it would not)."""
+        return self.guard.refusal(commands, access)
+
     def execute(
-        self, commands: Sequence[bytes], *, definite: bool | None = None
+        self,
+        commands: Sequence[bytes],
+        *,
+        definite: bool | None = None,
+        access: CommandAccess | None = None,
     ) -> Deferred[ScriptResult]:
         """Run plain C{commands} on the card through the secure channel.
 
+        What they reach is checked as for L{bipgw.core.Session.execute}; the
+        relay's own commands (its SELECT of the ISD, INITIALIZE UPDATE ...)
+        are the gateway's, not the platform's, and are not.
+
         @param definite: the card scripts' form; C{None} takes the service's.
+        @param access: the caller's grant, on top of the service's ceiling.
         """
-        refused = refused_select(self._rules, commands, self.service, self.id)
-        if refused is not None:
-            return fail(refused)
-        return self.relay.execute(commands, definite=self._rules.definite(definite))
+        form = self._rules.definite(definite)
+        return self.guard.run(commands, access, lambda: self.relay.execute(commands, definite=form))
 
     def close(self) -> Deferred[SessionStatus]:
         """End the admin session (the secure channel ends with it)."""

@@ -374,15 +374,18 @@ class SessionMachine:
         self._updated_at = now = self._clock.seconds()
         self._detail = detail
         event = SessionEvent(self.id, self._seq, now, previous, state, reason, detail, transition)
-        self._log.info(
-            "session {session_id}: {previous}{arrow}{state}{why}: {detail}",
-            session_id=self.id,
-            previous="" if previous is None or not transition else previous.value,
-            arrow=" -> " if transition and previous is not None else "",
-            state=state.value,
-            why="" if reason is None else f" ({reason.value})",
-            detail=detail,
-        )
+        # One log line at the end of a session, none per state change: at a
+        # campaign's rate a line per transition cost more CPU than the rest of
+        # the session (issue 14), and Twisted formats and filters an event even
+        # at debug level.  Each transition is in the store (session events).
+        if state.terminal:
+            self._log.debug(
+                "session {session_id} ended {state}{why}: {detail}",
+                session_id=self.id,
+                state=state.value,
+                why="" if reason is None else f" ({reason.value})",
+                detail=detail,
+            )
         self._host._on_event(event)
 
     def _finish(

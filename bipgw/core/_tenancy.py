@@ -34,7 +34,9 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
 
 from bipgw.codec.platform import LABEL
+from bipgw.core._access import CommandAccess, instructions
 from bipgw.core._engine import SessionEngine
+from bipgw.core._interfaces import ISessionHistory
 from bipgw.core._types import SessionEvent
 
 
@@ -68,6 +70,10 @@ class ServiceGrant:
         C{application} and SELECT in commands; empty allows any.
     @ivar allowed_tars: the TARs a session may name as its C{application};
         empty allows any.
+    @ivar isd_commands: the instructions (INS) the service's commands may
+        send the card's ISD (L{bipgw.core.parse_isd_commands}); empty, the
+        default: the ISD may not be reached, not even by a command without
+        a SELECT (which goes to it).
     @ivar max_sessions: the tenant's sessions of this service that may be
         open at once; C{None} for only the tenant's own limit.
     @ivar rate: the commands per second the tenant may send to this service,
@@ -80,6 +86,7 @@ class ServiceGrant:
     name: str = attrs.field(validator=attrs.validators.min_len(1))
     allowed_aids: frozenset[bytes] = attrs.field(default=frozenset(), converter=_frozen_bytes)
     allowed_tars: frozenset[bytes] = attrs.field(default=frozenset(), converter=_frozen_bytes)
+    isd_commands: frozenset[int] = attrs.field(default=frozenset(), converter=instructions)
     max_sessions: int | None = attrs.field(default=None, validator=_positive)
     rate: float | None = attrs.field(default=None, validator=_rate)
 
@@ -91,6 +98,14 @@ class ServiceGrant:
     def allows_select(self, aid: bytes) -> bool:
         """Whether a command may SELECT the application C{aid} (by DF name)."""
         return not self.allowed_aids or aid in self.allowed_aids
+
+    def access(self, tenant_id: str) -> CommandAccess:
+        """What the grant lets the tenant's commands reach (L{bipgw.core.Reach})."""
+        return CommandAccess(
+            f"tenant {tenant_id}'s grant of service {self.name!r}",
+            applets=self.allowed_aids or None,
+            isd=self.isd_commands,
+        )
 
 
 def _services(value: Mapping[str, ServiceGrant] | Iterable[ServiceGrant]) -> Mapping[str, Any]:
@@ -350,6 +365,8 @@ class Tenancy:
     @ivar clock: times the platforms' C{timeouts} and refills the rates.
     @ivar usage: the sessions and commands each tenant has open.
     @ivar rates: the command rate of each tenant's services.
+    @ivar history: the recorded sessions, for a session the engine no longer
+        holds (ended long ago, or before a restart); C{None}: none.
     """
 
     def __init__(
@@ -357,10 +374,12 @@ class Tenancy:
         engine: SessionEngine,
         tenants: ITenantDirectory,
         clock: IReactorTime,
+        history: ISessionHistory | None = None,
     ) -> None:
         self.engine = engine
         self.tenants = tenants
         self.clock = clock
+        self.history = history
         self.usage = TenantUsage()
         self.rates = CommandRates(clock)
         self._routes: dict[str, SessionEnds] = {}

@@ -192,6 +192,7 @@ class FailureReason(enum.Enum):
     BAD_RESPONSE = "bad-response"
     CANCELLED = "cancelled"
     SHUTDOWN = "shutdown"
+    GATEWAY_RESTART = "gateway-restart"
     UNKNOWN_SESSION = "unknown-session"
     NOT_CONNECTED = "not-connected"
     SESSION_ENDED = "session-ended"
@@ -229,6 +230,9 @@ _TEXTS: Final = {
     FailureReason.BAD_RESPONSE: "the card's response script could not be decoded",
     FailureReason.CANCELLED: "the platform closed the session before the card connected",
     FailureReason.SHUTDOWN: "the gateway is shutting down",
+    FailureReason.GATEWAY_RESTART: (
+        "the gateway stopped (a crash, kill -9) before the session ended; ended at its next start"
+    ),
     FailureReason.UNKNOWN_SESSION: "no such session",
     FailureReason.NOT_CONNECTED: "the card is not connected yet",
     FailureReason.SESSION_ENDED: "the session has ended or is closing",

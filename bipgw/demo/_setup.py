@@ -229,9 +229,14 @@ class DemoSetup:
             raise DemoError(f"bipgw tenant add failed: {e}") from None
         token_file.touch(mode=0o600)
         token_file.write_text(token + "\n", encoding="ascii")
-        self.step(f"bipgw service add {DEMO_SERVICE} --tenant {DEMO_TENANT} -c {config.source}")
+        # The examples manage the card (GET STATUS, INSTALL, LOAD, DELETE):
+        # the ISD is out of a grant's reach unless it says so.
+        self.step(
+            f"bipgw service add {DEMO_SERVICE} --tenant {DEMO_TENANT} --isd-commands all"
+            f" -c {config.source}"
+        )
         try:
-            await grant_service(gateway.store, DEMO_TENANT, DEMO_SERVICE)
+            await grant_service(gateway.store, DEMO_TENANT, DEMO_SERVICE, isd_commands=["all"])
         except BipGwError as e:
             raise DemoError(f"bipgw service add failed: {e}") from None
 

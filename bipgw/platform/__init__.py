@@ -17,6 +17,7 @@ This package is the door itself:
     L{bipgw.tls.ListeningService}, draining connections when it stops.
 """
 
+from bipgw.platform._guard import PeerGuard, PeerLimits
 from bipgw.platform._protocol import (
     PlatformServerFactory,
     PlatformServerProtocol,
@@ -30,6 +31,8 @@ __all__ = [
     "DROP_WAIT",
     "PLATFORM_SERVICE",
     "ChannelSettings",
+    "PeerGuard",
+    "PeerLimits",
     "PlatformChannel",
     "PlatformServerFactory",
     "PlatformServerProtocol",

@@ -17,6 +17,7 @@ verifying client certificates (then tenants may authenticate by their CN).
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -26,7 +27,9 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import (
     IAddress,
+    IDelayedCall,
     IListeningPort,
+    IPushProducer,
     ISSLTransport,
     IStreamServerEndpoint,
 )
@@ -34,16 +37,19 @@ from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from bipgw.codec.platform import (
     ErrorCode,
     ErrorMessage,
     FrameDecoder,
     FrameError,
+    FrameResult,
     Message,
     encode_frame,
 )
 from bipgw.core import Tenancy
+from bipgw.platform._guard import PeerGuard
 from bipgw.platform._session import ChannelSettings, PlatformChannel, Send
 
 
@@ -63,8 +69,20 @@ def peer_common_name(transport: object) -> str | None:
     return name if isinstance(name, str) and name else None
 
 
+@implementer(IPushProducer)
 class PlatformServerProtocol(Protocol):
-    """One platform connection: frames in and out, everything else the channel's."""
+    """One platform connection: frames in and out, everything else the channel's.
+
+    It is the push producer of its own transport, so that the transport
+    says when the peer stops reading (its send buffer is full): then the
+    protocol stops reading the socket and serves no further frame, so a
+    peer that pipelines requests and never reads the answers is held to
+    what the transport buffers.  Before authentication such a peer is
+    aborted at once; after it, after C{stall_timeout} seconds or once
+    C{max_send_buffer} more bytes had to be written (answers of commands
+    already in flight), whichever comes first.  Every close that cannot
+    flush within C{close_timeout} is an abort.
+    """
 
     _log = Logger()
     factory: PlatformServerFactory
@@ -72,50 +90,129 @@ class PlatformServerProtocol(Protocol):
     def __init__(self) -> None:
         self.channel: PlatformChannel | None = None
         self._decoder: FrameDecoder | None = None
+        self._host: str | None = None
+        self._pending: deque[FrameResult] = deque()
+        self._paused = False
+        self._held = 0
+        self._stall: IDelayedCall | None = None
+        self._closer: IDelayedCall | None = None
+        self._closing = False
+        self._aborted = False
+        self._producing = False
+
+    @property
+    def _link(self) -> Any:
+        # An ITCPTransport (or TLS over one): abort, producers, pausing reads.
+        return self.transport
+
+    @property
+    def paused(self) -> bool:
+        """Whether the peer stopped reading (so this side stopped reading it)."""
+        return self._paused
 
     def connectionMade(self) -> None:
         assert self.transport is not None
         peer = self.transport.getPeer()
         factory = self.factory
+        host = str(getattr(peer, "host", peer))
         if len(factory.connections) >= factory.max_connections:
             # Refused here rather than in buildProtocol, which TLS wrapping
             # factories expect to always return a protocol.
-            self._log.warn(
-                "refused platform connection from {peer}: {n} open (the limit)",
-                peer=_show(peer),
-                n=len(factory.connections),
-            )
-            self.transport.loseConnection()
+            factory.refused(_show(peer), f"{len(factory.connections)} open (the limit)")
+            self._link.abortConnection()
             return
+        if not factory.guard.connect(host):
+            limit = factory.settings.peer_limits.max_connections_per_peer
+            factory.refused(_show(peer), f"{limit} open from that address (the limit)")
+            self._link.abortConnection()
+            return
+        self._host = host
         self._decoder = FrameDecoder(factory.settings.max_frame)
         self.channel = factory.channel(
             self._write,
             self._lose,
             peer_name=lambda: self.factory.identify(self.transport),
             peer=_show(peer),
+            abort=self._abort,
+            host=host,
         )
         self.factory.connections.add(self)
+        self._link.registerProducer(self, True)
+        self._producing = True
         self.channel.connected()
 
     def dataReceived(self, data: bytes) -> None:
-        if self._decoder is None or self.channel is None:
+        if self._decoder is None or self.channel is None or self._closing:
             return  # a refused connection, closing
         try:
             frames = self._decoder.feed(data)
         except FrameError as e:
+            self._pending.clear()
             self.channel.stream_broken(e)
             return
-        for frame in frames:
-            self.channel.received(frame)
+        self._pending.extend(frames)
+        self._serve()
+
+    def _serve(self) -> None:
+        channel = self.channel
+        assert channel is not None and self._host is not None
+        guard = self.factory.guard
+        while self._pending and not self._paused and not self._closing:
+            frame = self._pending.popleft()
+            if channel.tenant is None and not guard.preauth_frame(self._host):
+                self.factory.refused(self._host, "too many frames before authentication")
+                self._abort("too many frames before authentication")
+                return
+            channel.received(frame)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self._pending.clear()
+        self._cancel(self._stall)
+        self._cancel(self._closer)
+        self._stall = self._closer = None
+        if self._host is not None:
+            self.factory.guard.disconnect(self._host)
+            self._host = None
         self.factory.connections.discard(self)
         if self.channel is not None:
             self.channel.lost(reason.getErrorMessage())
         self.factory.ended()
 
+    # -- IPushProducer: the transport says whether the peer reads -----------------
+
+    def pauseProducing(self) -> None:
+        """The transport's buffer is full: the peer does not read what it is sent."""
+        if self._paused or self._closing or self.transport is None:
+            return
+        self._paused = True
+        self._held = 0
+        self._link.pauseProducing()
+        if self.channel is None or self.channel.tenant is None:
+            self._abort("does not read its replies before authentication")
+            return
+        wait = self.factory.settings.stall_timeout
+        self._stall = self.factory.tenancy.clock.callLater(
+            wait, self._abort, f"read nothing for {wait:g} s"
+        )
+
+    def resumeProducing(self) -> None:
+        """The peer read enough: read and serve its requests again."""
+        if not self._paused or self._closing or self.transport is None:
+            return
+        self._paused = False
+        self._cancel(self._stall)
+        self._stall = None
+        self._link.resumeProducing()
+        if self.channel is not None:
+            self._serve()
+
+    def stopProducing(self) -> None:
+        """The connection is going away (L{connectionLost} cleans up)."""
+
+    # -- out ----------------------------------------------------------------------
+
     def _write(self, message: Message) -> None:
-        if self.transport is None:
+        if self.transport is None or self._closing:
             return
         limit = self.factory.settings.max_frame
         try:
@@ -130,11 +227,57 @@ class PlatformServerProtocol(Protocol):
                 session=getattr(message, "session", None),
             )
             frame = encode_frame(refusal.to_json(), max_frame=limit)
+        if self._paused:
+            self._held += len(frame)
+            if self._held > self.factory.settings.max_send_buffer:
+                self._abort(f"more than {self._held} bytes unread")
+                return
         self.transport.write(frame)
 
+    def close(self, why: str = "closed by the gateway") -> None:
+        """Close after what was sent; abort if that takes C{close_timeout}."""
+        self._lose(why)
+
     def _lose(self, why: str) -> None:
-        if self.transport is not None:
-            self.transport.loseConnection()
+        if self.transport is None or self._closing:
+            return
+        if self._paused:
+            self._abort(why)  # it would never flush
+            return
+        self._closing = True
+        self._unregister()
+        self._closer = self.factory.tenancy.clock.callLater(
+            self.factory.settings.close_timeout, self._abort, f"{why}; not flushed in time"
+        )
+        self.transport.loseConnection()
+
+    def abort(self, why: str = "aborted by the gateway") -> None:
+        """Drop the connection now, and what was not sent yet (once)."""
+        self._abort(why)
+
+    def _abort(self, why: str) -> None:
+        if self.transport is None or self._aborted:
+            return
+        self._aborted = self._closing = True
+        self._cancel(self._closer)
+        self._closer = None
+        self._cancel(self._stall)
+        self._stall = None
+        self._pending.clear()
+        if self.channel is not None:
+            self.channel.aborted(why)
+        self._unregister()
+        self._link.abortConnection()
+
+    def _unregister(self) -> None:
+        if self._producing and self.transport is not None:
+            self._producing = False
+            self._link.unregisterProducer()
+
+    @staticmethod
+    def _cancel(call: IDelayedCall | None) -> None:
+        if call is not None and call.active():
+            call.cancel()
 
 
 def _show(address: IAddress | None) -> str:
@@ -171,7 +314,9 @@ class PlatformServerFactory(Factory["PlatformServerProtocol"]):
         self.max_connections = max_connections
         self.identify = identify
         self.connections: set[PlatformServerProtocol] = set()
+        self.guard = PeerGuard(tenancy.clock, self.settings.peer_limits)
         self._gone: list[Deferred[None]] = []
+        self._refusals = 0
 
     def channel(
         self,
@@ -180,9 +325,37 @@ class PlatformServerFactory(Factory["PlatformServerProtocol"]):
         *,
         peer_name: Callable[[], str | None] = lambda: None,
         peer: str = "?",
+        abort: Callable[[str], object] | None = None,
+        host: str = "?",
     ) -> PlatformChannel:
         """The logic for a new connection (see L{PlatformChannel})."""
-        return PlatformChannel(self.tenancy, self.settings, send, disconnect, peer_name, peer)
+        return PlatformChannel(
+            self.tenancy,
+            self.settings,
+            send,
+            disconnect,
+            peer_name,
+            peer,
+            abort=abort,
+            guard=self.guard,
+            host=host,
+        )
+
+    def refused(self, peer: str, why: str) -> None:
+        """A connection was refused or cut by a limit: log it, but not every time.
+
+        A flood of refusals would otherwise be a flood of log lines: the
+        first ones are logged, then one in every 1,000.
+        """
+        self._refusals += 1
+        n = self._refusals
+        if n <= 10 or n % 1000 == 0:
+            self._log.warn(
+                "refused platform connection {peer}: {why} ({n} refusals so far)",
+                peer=peer,
+                why=why,
+                n=n,
+            )
 
     def buildProtocol(self, addr: IAddress | None) -> PlatformServerProtocol:
         protocol = PlatformServerProtocol()

@@ -86,8 +86,7 @@ def drain_connections(
     if connections:
         _log.info("closing {n} platform connection(s): their sessions close", n=len(connections))
     for protocol in connections:
-        if protocol.transport is not None:
-            protocol.transport.loseConnection()
+        protocol.close("the gateway is stopping")
     gone = factory.when_empty()
     if not gone.called:
         timer = clock.callLater(wait, _abort, factory, wait)
@@ -107,4 +106,4 @@ def _abort(factory: PlatformServerFactory, wait: float) -> None:
         "{n} platform connection(s) did not close in {wait} s: aborted", n=len(left), wait=wait
     )
     for protocol in left:
-        protocol.transport.abortConnection()  # type: ignore[union-attr]
+        protocol.abort(f"did not close within {wait:g} s")

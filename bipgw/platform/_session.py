@@ -67,6 +67,7 @@ from bipgw.codec.platform import (
     parse_message,
 )
 from bipgw.core import SessionError, SessionRelay, Tenancy, TenantGrant
+from bipgw.platform._guard import PeerGuard, PeerLimits
 
 
 def _positive(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
@@ -89,6 +90,17 @@ class ChannelSettings:
     @ivar certificate_auth: accept a C{hello} without token from the CN of
         the TLS client certificate.  Enable it only on a listener that
         verifies client certificates against the tenants' CA.
+    @ivar max_send_buffer: bytes the gateway may write to a connection
+        whose peer does not read (after the transport's own buffer is
+        full) before it aborts the connection.  Before authentication any
+        peer that stops reading is aborted at once.
+    @ivar stall_timeout: seconds an authenticated peer may go without
+        reading what it is sent (while its requests are no longer read
+        either) before the connection is aborted.
+    @ivar close_timeout: seconds a connection being closed has to take
+        what was still sent to it before it is aborted.
+    @ivar peer_limits: what one source address may cost before it is
+        trusted (L{bipgw.platform.PeerGuard}).
     """
 
     auth_timeout: float = attrs.field(default=30.0, validator=_positive)
@@ -99,6 +111,15 @@ class ChannelSettings:
         validator=[attrs.validators.instance_of(int), attrs.validators.ge(64)],
     )
     certificate_auth: bool = False
+    max_send_buffer: int = attrs.field(
+        default=1 << 20,
+        validator=[attrs.validators.instance_of(int), attrs.validators.ge(1024)],
+    )
+    stall_timeout: float = attrs.field(default=30.0, validator=_positive)
+    close_timeout: float = attrs.field(default=5.0, validator=_positive)
+    peer_limits: PeerLimits = attrs.field(
+        factory=PeerLimits, validator=attrs.validators.instance_of(PeerLimits)
+    )
 
 
 Send = Callable[[Message], object]
@@ -119,6 +140,11 @@ class PlatformChannel:
     @param disconnect: closes the connection (after what was sent).
     @param peer_name: the CN of the peer's verified TLS certificate.
     @param peer: the peer's address, for log lines.
+    @param abort: closes the connection at once, dropping what was not
+        sent yet (C{disconnect} if not given).
+    @param guard: the listener's per-address limits, which count this
+        connection's failed authentications under C{host}.
+    @param host: the peer's address as L{guard} knows it.
     """
 
     _log = Logger()
@@ -131,8 +157,15 @@ class PlatformChannel:
         disconnect: Callable[[str], object],
         peer_name: Callable[[], str | None] = lambda: None,
         peer: str = "?",
+        *,
+        abort: Callable[[str], object] | None = None,
+        guard: PeerGuard | None = None,
+        host: str = "?",
     ) -> None:
         self._tenants = tenancy.tenants
+        self._abort = abort or disconnect
+        self._guard = guard
+        self._host = host
         self._send = send
         self._disconnect = disconnect
         self._peer_name = peer_name
@@ -191,6 +224,13 @@ class PlatformChannel:
             self._reply(ErrorCode.FRAME_TOO_LARGE, str(error))
             self._drop(f"unreadable stream: {error}")
 
+    def aborted(self, why: str) -> None:
+        """The protocol is aborting the connection (a limit): send nothing more."""
+        if not self._closed:
+            self._closed = True
+            self._cancel_timer()
+            self._log.info("aborting platform connection {peer}: {why}", peer=self._peer, why=why)
+
     def lost(self, reason: str) -> None:
         """The connection ended: close every session it still has, cleanly."""
         if self._cleaned:
@@ -234,6 +274,11 @@ class PlatformChannel:
             code = ErrorCode.ALREADY_AUTHENTICATED if self._tenant else ErrorCode.NOT_AUTHORIZED
             self._reply(code, "hello was already sent", hello.id)
             return
+        backoff = self._guard.may_authenticate(self._host) if self._guard else 0.0
+        if backoff > 0:
+            # Not looked up: guessing is throttled per address, not per connection.
+            self._auth_failed(hello, f"too many failed attempts: {backoff:.3g} s of back-off left")
+            return
         tenants = self._tenants
         if hello.token is not None:
             how, lookup = "token", maybeDeferred(tenants.by_token, hello.token)
@@ -256,8 +301,12 @@ class PlatformChannel:
         if self._closed:
             return
         if not isinstance(tenant, TenantGrant):
+            if self._guard is not None:
+                self._guard.auth_failed(self._host)
             self._auth_failed(hello, f"unknown {how.split(' ')[0]}")
             return
+        if self._guard is not None:
+            self._guard.auth_succeeded(self._host)
         self._tenant = tenant
         self._cancel_timer()
         interval = self._settings.heartbeat_interval
@@ -289,7 +338,9 @@ class PlatformChannel:
         self._timer = None
         wait = self._settings.auth_timeout
         self._reply(ErrorCode.NOT_AUTHORIZED, f"no successful hello within {wait:g} s")
-        self._drop("authentication timeout")
+        # Aborted, not closed: a peer that neither authenticates nor reads
+        # must not keep its connection (and its unread replies) by not reading.
+        self._drop("authentication timeout", abort=True)
 
     # -- heartbeats -----------------------------------------------------------
 
@@ -334,13 +385,13 @@ class PlatformChannel:
     ) -> None:
         self.emit(ErrorMessage(code=code, message=text[:MAX_TEXT], id=request_id, session=session))
 
-    def _drop(self, why: str) -> None:
+    def _drop(self, why: str, *, abort: bool = False) -> None:
         if self._closed:
             return
         self._closed = True
         self._cancel_timer()
         self._log.info("dropping platform connection {peer}: {why}", peer=self._peer, why=why)
-        self._disconnect(why)
+        (self._abort if abort else self._disconnect)(why)
 
     def _cancel_timer(self) -> None:
         if self._timer is not None and self._timer.active():

@@ -34,7 +34,6 @@ from typing import Any
 
 import attrs
 from twisted.internet.defer import Deferred, fail, succeed
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from bipgw.codec.ota import (
@@ -145,8 +144,6 @@ class PushBuilder:
         triggers (by default L{bipgw.keys.psk_identity_for}, the ICCID).
     """
 
-    _log = Logger()
-
     def __init__(
         self,
         keys_for: KeysFor,
@@ -174,6 +171,7 @@ class PushBuilder:
             collections.OrderedDict()
         )
         self._reference = 0
+        self._scripts: dict[tuple[PushProfile, CallbackAddress], bytes] = {}
 
     def profile_for(self, service: str) -> PushProfile:
         """The profile of C{service}.
@@ -189,7 +187,13 @@ class PushBuilder:
         """The data the push secures: the PUSH compact script, or the C{81} TLV."""
         if profile.trigger is TriggerKind.AMDB:
             return trigger_tlv(profile, iccid, self.callback, self._psk_identity)
-        return push_script(profile, self.callback)
+        # The PUSH script is the same for every card of a service: encoded once
+        # (it was a third of the client path's CPU per push, issue 14).
+        key = (profile, self.callback)
+        script = self._scripts.get(key)
+        if script is None:
+            script = self._scripts[key] = push_script(profile, self.callback)
+        return script
 
     def build(self, order: PushOrder) -> Deferred[BuiltPush]:
         """Secure and split the push for C{order} (module docstring, steps 1-5).
@@ -269,6 +273,29 @@ class PushBuilder:
             return succeed(OtaKeys())
         found: dict[int, OtaKeys] = {}
 
+        def combine(_: object) -> OtaKeys:
+            kic = found[profile.kic.key_index].kic_key if need_kic else b""
+            kid = found[profile.kid.key_index].kid_key if need_kid else b""
+            return OtaKeys(kic_key=kic, kid_key=kid)
+
+        # Keys are usually in memory (the card key cache answers at once):
+        # then no Deferred chain per key version (issue 14, Deferred overhead).
+        try:
+            answers = {version: self._keys_for(iccid, version) for version in versions}
+        except Exception:
+            return fail()
+        if not any(isinstance(a, Deferred) for a in answers.values()):
+            for version, keys in sorted(answers.items()):
+                if not isinstance(keys, OtaKeys):
+                    return fail(
+                        PushError(
+                            f"card {iccid} has no OTA keys with key version {version}",
+                            permanent=True,
+                        )
+                    )
+                found[version] = keys
+            return succeed(combine(None))
+
         def fetch(_: object, version: int) -> Deferred[None]:
             def keep(keys: OtaKeys | None) -> None:
                 if not isinstance(keys, OtaKeys):
@@ -278,17 +305,13 @@ class PushBuilder:
                     )
                 found[version] = keys
 
-            return _maybe(lambda: self._keys_for(iccid, version)).addCallback(keep)
+            answer = answers[version]
+            d = answer if isinstance(answer, Deferred) else succeed(answer)
+            return d.addCallback(keep)
 
         chain: Deferred[Any] = succeed(None)
         for version in sorted(versions):
             chain.addCallback(fetch, version)
-
-        def combine(_: object) -> OtaKeys:
-            kic = found[profile.kic.key_index].kic_key if need_kic else b""
-            kid = found[profile.kid.key_index].kid_key if need_kid else b""
-            return OtaKeys(kic_key=kic, kid_key=kid)
-
         return chain.addCallback(combine)
 
     def _checked_counter(self, counter: object, iccid: str, keys: OtaKeys) -> tuple[int, OtaKeys]:
@@ -327,11 +350,4 @@ class PushBuilder:
         self._sent[iccid] = (profile, counter)
         while len(self._sent) > self._remember:
             self._sent.popitem(last=False)
-        self._log.debug(
-            "built push for card {iccid}: counter {counter}, {n} SM(s), trigger {trigger}",
-            iccid=iccid,
-            counter=counter,
-            n=len(parts),
-            trigger=profile.trigger.value,
-        )
         return BuiltPush(order, counter, profile, tuple(parts), self._reference)

@@ -20,7 +20,7 @@ Rules, all per connection, so one card never affects another:
     public trace of a live card lists it on the first POST only, and
     refusing a working card over a repeated header would help nobody;
   - no session waiting for the card: C{204} and close (GP Amd B's "nothing
-    to do"), logged;
+    to do"), logged once (by the engine; here only at debug level);
   - after a C{204}, or any response or request with C{Connection: close},
     the connection is closed (TLS close_notify, then TCP);
   - the one timer: a connection that has not completed a request within
@@ -197,7 +197,7 @@ class AdminProtocol(TwistedProtocol):
         self._identity: bytes | None = None
         self._link: ICardLink | None = None
         self._timer: Any = None
-        self._peer = "unknown peer"
+        self._peer: object = "unknown peer"
 
     # -- Twisted's interfaces ----------------------------------------------
 
@@ -205,7 +205,9 @@ class AdminProtocol(TwistedProtocol):
         factory = self.factory
         self._parser = RequestParser(max_body=factory.max_body)
         try:
-            self._peer = str(self.transport.getPeer())
+            # Kept as the address: only log lines format it, and most
+            # connections write none.
+            self._peer = self.transport.getPeer()
         except Exception:
             pass
         if not factory._register(self):
@@ -318,8 +320,10 @@ class AdminProtocol(TwistedProtocol):
             agent_id = request.admin_from or iccid
             link = self.factory.gateway.card_arrived(iccid, agent_id, disconnect=self._disconnect)
             if link is None:
+                # The engine logs this at info already (one line per connection,
+                # not two); counted in stats.no_session for metrics.
                 stats.no_session += 1
-                self._log.info(
+                self._log.debug(
                     "no admin session pending for card {iccid} (agent {agent_id}, {peer});"
                     " answered 204",
                     iccid=iccid,

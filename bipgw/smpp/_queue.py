@@ -22,7 +22,7 @@ from __future__ import annotations
 import bisect
 import collections
 import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
@@ -157,6 +157,10 @@ class PushQueue:
         self._fresh: collections.deque[OutgoingPart] = collections.deque()
         self._again: list[OutgoingPart] = []
         self._waiting: dict[PushJob, int] = {}
+        # The waiting jobs of each thread, so that finding a session's older
+        # attempts (superseded) costs its own jobs, not a scan of the queue:
+        # a scan per offer made a burst of n pushes cost O(n^2) (issue 14).
+        self._threads: dict[Hashable, list[PushJob]] = {}
 
     def __len__(self) -> int:
         """How many parts are waiting."""
@@ -191,6 +195,7 @@ class PushQueue:
         for index in range(len(job.parts)):
             self._fresh.append(OutgoingPart(job, index, next(self._tickets)))
         self._waiting[job] = len(job.parts)
+        self._joined(job)
 
     def resend(self, parts: Sequence[OutgoingPart]) -> None:
         """Put parts that must go again back in their original places.
@@ -202,6 +207,8 @@ class PushQueue:
             if part.job.done:
                 continue
             bisect.insort(self._again, part)
+            if part.job not in self._waiting:
+                self._joined(part.job)
             self._waiting[part.job] = self._waiting.get(part.job, 0) + 1
 
     def pop(self) -> OutgoingPart | None:
@@ -217,6 +224,7 @@ class PushQueue:
         """Drop the waiting parts of C{job}; return how many there were."""
         if self._waiting.pop(job, None) is None:
             return 0
+        self._left(job)
         before = len(self)
         self._fresh = collections.deque(p for p in self._fresh if p.job is not job)
         self._again = [p for p in self._again if p.job is not job]
@@ -230,11 +238,8 @@ class PushQueue:
         """
         if sms.thread is None:
             return []
-        return [
-            job
-            for job in self._waiting
-            if job.sms.thread == sms.thread and job.sms.sequence < sms.sequence
-        ]
+        jobs = self._threads.get(sms.thread, ())
+        return [job for job in jobs if job.sms.sequence < sms.sequence]
 
     def _taken(self, job: PushJob) -> None:
         left = self._waiting.get(job)
@@ -242,5 +247,21 @@ class PushQueue:
             return
         if left <= 1:
             del self._waiting[job]
+            self._left(job)
         else:
             self._waiting[job] = left - 1
+
+    def _joined(self, job: PushJob) -> None:
+        thread = job.sms.thread
+        if thread is not None:
+            self._threads.setdefault(thread, []).append(job)
+
+    def _left(self, job: PushJob) -> None:
+        thread = job.sms.thread
+        jobs = self._threads.get(thread) if thread is not None else None
+        if jobs is None:
+            return
+        if job in jobs:
+            jobs.remove(job)
+        if not jobs:
+            del self._threads[thread]

@@ -216,8 +216,9 @@ class SubmitPump:
                 )
             if self._on_accepted is not None:
                 self._on_accepted(job, part.index, message_id)
-            if job.part_accepted(part.index, message_id):
-                self._log.info("the SMSC accepted {push}", push=job.describe())
+            # No line per accepted push: at a campaign's rate it cost more than
+            # the push (issue 14); self.accepted counts them.
+            job.part_accepted(part.index, message_id)
         elif status in THROTTLING_STATUSES:
             self.throttled += 1
             if job.done:

@@ -44,6 +44,12 @@ from bipgw.store._migrations import (
     migrate,
 )
 from bipgw.store._recorder import BatchingRecorder
+from bipgw.store._recovery import (
+    RESTART_DETAIL,
+    StoreSessionHistory,
+    end_sessions_left_open,
+    session_status,
+)
 from bipgw.store._scp03_keys import StoreScp03KeySource
 from bipgw.store._sealing import (
     FINGERPRINT_INFO,
@@ -53,11 +59,13 @@ from bipgw.store._sealing import (
     seal_card_key,
 )
 from bipgw.store._sql import SqlStore
-from bipgw.store._tenant_records import add_tenant, disable_tenant, grant_service
+from bipgw.store._tenant_records import add_tenant, disable_tenant, grant_service, replace_token
 from bipgw.store._tenants import (
     TENANT_SETTINGS,
     StoreTenantDirectory,
     TokenDigest,
+    in_threads,
+    is_reserved_row,
     is_settings_row,
     new_token,
     service_grant,
@@ -132,6 +140,7 @@ __all__ = [
     "MAX_REPORTED_ERRORS",
     "MEMORY_URL",
     "MIGRATIONS",
+    "RESTART_DETAIL",
     "TENANT_SETTINGS",
     "ApduTraceRecord",
     "AuditRecord",
@@ -165,6 +174,7 @@ __all__ = [
     "StoreConflictError",
     "StoreError",
     "StoreScp03KeySource",
+    "StoreSessionHistory",
     "StoreSessionRecorder",
     "StoreTenantDirectory",
     "Tenant",
@@ -178,18 +188,23 @@ __all__ = [
     "create_store",
     "current_version",
     "disable_tenant",
+    "end_sessions_left_open",
     "event_record",
     "grant_service",
+    "in_threads",
+    "is_reserved_row",
     "is_settings_row",
     "migrate",
     "new_token",
     "open_card_key",
     "open_store",
     "plan_msisdn_change",
+    "replace_token",
     "seal_card_key",
     "service_grant",
     "service_id",
     "session_record",
+    "session_status",
     "settings_id",
     "trace_record",
 ]

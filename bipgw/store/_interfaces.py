@@ -213,8 +213,34 @@ class IStore(Protocol):
     ) -> Deferred[list[SessionRecord]]:
         """Sessions, newest first (of one card, if given)."""
 
+    def write_history(
+        self,
+        sessions: Sequence[SessionRecord],
+        events: Sequence[SessionEvent],
+        traces: Sequence[ApduTraceRecord],
+    ) -> Deferred[None]:
+        """Save session snapshots (create or replace), then append events and traces.
+
+        All in one write (one transaction, one commit): the recorder's
+        batch costs the disk one flush, not one per session.
+        """
+
     def add_session_events(self, events: Sequence[SessionEvent]) -> Deferred[None]:
         """Append transitions, in one write."""
+
+    def end_unfinished_sessions(
+        self, reason: str, detail: str, at: float, *, opened_before: float
+    ) -> Deferred[int]:
+        """End every session opened before C{opened_before} that is not final.
+
+        For start-up recovery: a session left C{requested}, C{pushing},
+        C{connected} ... by a gateway that died is C{failed} with C{reason}
+        and C{detail} at C{at}, and gets a recorded transition (the next
+        C{seq} of its history), in one transaction.  Sessions opened since
+        (by this run) are left alone.
+
+        @return: how many sessions were ended.
+        """
 
     def session_events(self, session_id: str) -> Deferred[list[SessionEvent]]:
         """A session's history, in C{seq} order."""

@@ -10,27 +10,30 @@ database too.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable, Iterable, Sequence
 from typing import TypeVar
 
 from attrs import evolve
 from twisted.internet.defer import Deferred, fail, succeed
 
-from bipgw.store._interfaces import plan_msisdn_change
+from bipgw.store._memory_state import (
+    MemoryState,
+    apply_one,
+    card_holding,
+    end_unfinished,
+    upsert_one,
+)
 from bipgw.store._types import (
     MAX_OTA_COUNTER,
     ApduTraceRecord,
     AuditRecord,
     BatchResult,
     Card,
-    CardKey,
     CardKeys,
     CardUpsert,
     CounterExhaustedError,
     DuplicateRecordError,
     ImportReport,
-    KeyPurpose,
     MsisdnChange,
     MsisdnMapping,
     Outcome,
@@ -41,44 +44,16 @@ from bipgw.store._types import (
     StoreError,
     Tenant,
     UnknownRecordError,
-    WriteResult,
 )
 
 _T = TypeVar("_T")
-_Item = TypeVar("_Item")
-
-
-class _State:
-    """Everything the store holds; copied whole for atomic batches."""
-
-    def __init__(self) -> None:
-        self.cards: dict[str, Card] = {}
-        self.keys: dict[str, dict[tuple[KeyPurpose, int], CardKey]] = {}
-        self.history: list[MsisdnMapping] = []
-        self.tenants: dict[str, Tenant] = {}
-        self.services: dict[str, Service] = {}
-        self.sessions: dict[str, SessionRecord] = {}
-        self.events: list[SessionEvent] = []
-        self.traces: list[ApduTraceRecord] = []
-        self.audit: list[AuditRecord] = []
-        self.imports: list[ImportReport] = []
-
-    def copy(self) -> _State:
-        """A copy whose containers can change without touching this one.
-
-        Records are frozen, so sharing them is safe.
-        """
-        new = _State()
-        new.__dict__.update({name: copy.copy(value) for name, value in self.__dict__.items()})
-        new.keys = {iccid: dict(keys) for iccid, keys in self.keys.items()}
-        return new
 
 
 class MemoryStore:
     """An L{IStore} in memory: the fake for tests and database-less runs."""
 
     def __init__(self) -> None:
-        self._state = _State()
+        self._state = MemoryState()
         self._closed = False
 
     def _call(self, operation: Callable[[], _T]) -> Deferred[_T]:
@@ -99,7 +74,7 @@ class MemoryStore:
 
         def run() -> BatchResult:
             state = self._state.copy() if atomic else self._state
-            results = tuple(self._upsert_one(state, item) for item in cards)
+            results = tuple(upsert_one(state, item) for item in cards)
             rejected = any(r.outcome is Outcome.REJECTED for r in results)
             if atomic and rejected:
                 return BatchResult(results, committed=False)
@@ -116,19 +91,11 @@ class MemoryStore:
         on_batch: Callable[[BatchResult], None],
     ) -> Deferred[bool]:
         """See L{IStore.upsert_card_batches} (here on the caller's thread: no I/O)."""
-        return self._batches(batches, self._upsert_one, atomic, on_batch)
 
-    def _batches(
-        self,
-        batches: Iterable[Sequence[_Item]],
-        apply: Callable[[_State, _Item], WriteResult],
-        atomic: bool,
-        on_batch: Callable[[BatchResult], None],
-    ) -> Deferred[bool]:
         def run() -> bool:
             state = self._state.copy() if atomic else self._state
             for batch in batches:
-                results = tuple(apply(state, item) for item in batch)
+                results = tuple(upsert_one(state, item) for item in batch)
                 rejected = any(r.outcome is Outcome.REJECTED for r in results)
                 on_batch(BatchResult(results, committed=not (atomic and rejected)))
                 if atomic and rejected:
@@ -138,57 +105,13 @@ class MemoryStore:
 
         return self._call(run)
 
-    @staticmethod
-    def _upsert_one(state: _State, item: CardUpsert) -> WriteResult:
-        if item.psk_identity is not None:
-            owner = next(
-                (c for c in state.cards.values() if c.psk_identity == item.psk_identity), None
-            )
-            if owner is not None and owner.iccid != item.iccid:
-                reason = f"PSK identity already belongs to card {owner.iccid}"
-                return WriteResult(item.iccid, Outcome.REJECTED, reason, "psk_identity")
-        current = state.cards.get(item.iccid)
-        stored = state.keys.get(item.iccid, {})
-        keys = [
-            key
-            for key in item.keys
-            if (old := stored.get((key.purpose, key.kvn))) is None
-            or old.fingerprint != key.fingerprint
-        ]
-        fields = {
-            "imsi": item.imsi,
-            "psk_identity": item.psk_identity,
-            "batch": item.batch,
-            "customer": item.customer,
-            "card_type": item.card_type,
-            "extras": item.extras,
-        }
-        if current is None:
-            outcome = Outcome.ADDED
-            state.cards[item.iccid] = Card(item.iccid, **fields)  # type: ignore[arg-type]
-        elif item.differs_from(current) or keys:
-            outcome = Outcome.UPDATED
-            state.cards[item.iccid] = evolve(current, **fields)  # type: ignore[arg-type]
-        else:
-            return WriteResult(item.iccid, Outcome.UNCHANGED)
-        stored = state.keys.setdefault(item.iccid, {})
-        for key in keys:
-            stored[(key.purpose, key.kvn)] = evolve(key, iccid=item.iccid)
-        return WriteResult(item.iccid, outcome)
-
     def get_card(self, iccid: str) -> Deferred[Card | None]:
         """See L{IStore.get_card}."""
         return self._call(lambda: self._state.cards.get(iccid))
 
     def card_by_msisdn(self, msisdn: str) -> Deferred[Card | None]:
         """See L{IStore.card_by_msisdn}."""
-        return self._call(lambda: self._holder(self._state, msisdn))
-
-    @staticmethod
-    def _holder(state: _State, msisdn: str | None) -> Card | None:
-        if msisdn is None:
-            return None
-        return next((c for c in state.cards.values() if c.msisdn == msisdn), None)
+        return self._call(lambda: card_holding(self._state, msisdn))
 
     def card_by_psk_identity(self, identity: bytes) -> Deferred[Card | None]:
         """See L{IStore.card_by_psk_identity}."""
@@ -230,7 +153,7 @@ class MemoryStore:
         return self._call(run)
 
     @staticmethod
-    def _card(state: _State, iccid: str) -> Card:
+    def _card(state: MemoryState, iccid: str) -> Card:
         try:
             return state.cards[iccid]
         except KeyError:
@@ -271,8 +194,7 @@ class MemoryStore:
         def run() -> BatchResult:
             state = self._state.copy() if atomic else self._state
             results = tuple(
-                self._apply_one(state, index, change, applied_at)
-                for index, change in enumerate(changes)
+                apply_one(state, index, change, applied_at) for index, change in enumerate(changes)
             )
             if atomic and any(r.outcome is Outcome.REJECTED for r in results):
                 return BatchResult(results, committed=False)
@@ -280,50 +202,6 @@ class MemoryStore:
             return BatchResult(results, committed=True)
 
         return self._call(run)
-
-    def _apply_one(
-        self, state: _State, index: int, change: MsisdnChange, applied_at: float
-    ) -> WriteResult:
-        card = state.cards.get(change.iccid) if change.iccid is not None else None
-        holder = self._holder(state, change.msisdn)
-        involved = {c.iccid for c in (card, holder) if c is not None}
-        times = [
-            h.effective_at
-            for h in state.history
-            if h.iccid in involved
-            or (change.msisdn is not None and change.msisdn in (h.msisdn, h.previous_msisdn))
-        ]
-        duplicate = any(
-            h.operation is change.operation
-            and h.effective_at == change.effective_at
-            and (change.msisdn is None or h.msisdn == change.msisdn)
-            and (change.iccid is None or h.iccid == change.iccid)
-            for h in state.history
-        )
-        plan = plan_msisdn_change(
-            change,
-            card=card,
-            holder=holder,
-            latest_at=max(times, default=None),
-            duplicate=duplicate,
-        )
-        if plan.iccid is not None and plan.outcome in (Outcome.ADDED, Outcome.UPDATED):
-            target = state.cards[plan.iccid]
-            state.cards[plan.iccid] = evolve(target, msisdn=plan.new_msisdn)
-            state.history.append(
-                MsisdnMapping(
-                    entry_id=len(state.history) + 1,
-                    operation=change.operation,
-                    msisdn=change.msisdn if change.msisdn is not None else plan.previous_msisdn,
-                    iccid=plan.iccid,
-                    imsi=change.imsi,
-                    previous_msisdn=plan.previous_msisdn,
-                    effective_at=change.effective_at,
-                    applied_at=applied_at,
-                    source=change.source,
-                )
-            )
-        return WriteResult(str(index), plan.outcome, plan.reason, plan.field)
 
     def msisdn_history(
         self, *, iccid: str | None = None, msisdn: str | None = None
@@ -463,9 +341,31 @@ class MemoryStore:
 
         return self._call(run)
 
+    def write_history(
+        self,
+        sessions: Sequence[SessionRecord],
+        events: Sequence[SessionEvent],
+        traces: Sequence[ApduTraceRecord],
+    ) -> Deferred[None]:
+        """See L{IStore.write_history}."""
+
+        def run() -> None:
+            for record in sessions:
+                self._state.sessions[record.session_id] = record
+            self._state.events.extend(events)
+            self._state.traces.extend(traces)
+
+        return self._call(run)
+
     def add_session_events(self, events: Sequence[SessionEvent]) -> Deferred[None]:
         """See L{IStore.add_session_events}."""
         return self._call(lambda: self._state.events.extend(events))
+
+    def end_unfinished_sessions(
+        self, reason: str, detail: str, at: float, *, opened_before: float
+    ) -> Deferred[int]:
+        """See L{IStore.end_unfinished_sessions}."""
+        return self._call(lambda: end_unfinished(self._state, reason, detail, at, opened_before))
 
     def session_events(self, session_id: str) -> Deferred[list[SessionEvent]]:
         """See L{IStore.session_events}."""

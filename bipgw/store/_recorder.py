@@ -11,8 +11,9 @@ and the gateway would push at a fraction of the rate it can.
 
 L{BatchingRecorder} keeps what the engine hands it and writes it every
 C{interval} seconds (or as soon as C{batch} records wait): the latest
-snapshot of each session (earlier ones are superseded), then every event
-in one write, then every trace in one write.  Records of one session keep
+snapshot of each session (earlier ones are superseded), every event and
+every trace, all in one write (L{IStore.write_history}: one transaction,
+one disk flush on SQLite).  Records of one session keep
 their order, and a session's row is written no later than its events.  On
 stop, everything still waiting is written before the store closes.  If the
 store falls far behind, the oldest waiting records are dropped and counted
@@ -24,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Final
 
-from twisted.internet.defer import Deferred, gatherResults, maybeDeferred, succeed
+from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -175,29 +176,16 @@ class BatchingRecorder:
         self._sessions, self._events, self._traces = {}, [], []
         if not (sessions or events or traces):
             return succeed(None)
-        store = self._store
+        n = len(sessions) + len(events) + len(traces)
+        d: Deferred[None] = maybeDeferred(self._store.write_history, sessions, events, traces)
 
-        def step(what: str, n: int, call: Any, *args: Any) -> Deferred[None]:
-            d: Deferred[None] = maybeDeferred(call, *args)
+        def ok(_: object) -> None:
+            self.written += n
 
-            def ok(_: object) -> None:
-                self.written += n
-
-            def failed(failure: Failure) -> None:
-                self.failed += n
-                self._log.failure("writing {n} {what} to the store failed", failure, n=n, what=what)
-
-            return d.addCallbacks(ok, failed)
-
-        snapshots: Deferred[Any] = gatherResults(
-            [step("session snapshot", 1, store.save_session, r) for r in sessions]
-        )
-        if events:
-            snapshots.addCallback(
-                lambda _: step("session events", len(events), store.add_session_events, events)
+        def failed(failure: Failure) -> None:
+            self.failed += n
+            self._log.failure(
+                "writing {n} session history records to the store failed", failure, n=n
             )
-        if traces:
-            snapshots.addCallback(
-                lambda _: step("APDU traces", len(traces), store.add_apdu_traces, traces)
-            )
-        return snapshots
+
+        return d.addCallbacks(ok, failed)

@@ -28,6 +28,7 @@ import bipgw.store._queries as q
 import bipgw.store._rows as r
 import bipgw.store._schema as s
 from bipgw.store._engine import WRITE_OPTION, create_sql_engine, describe_error
+from bipgw.store._group import GroupCommit
 from bipgw.store._migrations import migrate
 from bipgw.store._types import (
     MAX_OTA_COUNTER,
@@ -73,6 +74,9 @@ class SqlStore:
         self._idle: list[Deferred[None]] = []
         self._closed: Deferred[None] | None = None
         self._trigger: Any = None
+        self._counters: GroupCommit[q.CounterRequest, int] = GroupCommit(
+            lambda batch: self._write(lambda c: q.counter_batch(c, batch))
+        )
         if owns_pool:
             self._trigger = reactor.addSystemEventTrigger("during", "shutdown", self._stop_pool)
 
@@ -317,14 +321,24 @@ class SqlStore:
         return self._read(work)
 
     def next_ota_counter(self, iccid: str) -> Deferred[int]:
-        """See L{IStore.next_ota_counter}."""
-        return self._write(lambda c: q.next_ota_counter(c, iccid))
+        """See L{IStore.next_ota_counter}.
+
+        Counters requested while another counter transaction commits wait
+        and are committed together in the next one (group commit,
+        L{bipgw.store._group}); each Deferred fires once its own value is
+        committed.
+        """
+        if self._closed is not None:
+            return fail(StoreError("the store is closed"))
+        return self._counters.submit((iccid, None))
 
     def raise_ota_counter(self, iccid: str, at_least: int) -> Deferred[int]:
-        """See L{IStore.raise_ota_counter}."""
+        """See L{IStore.raise_ota_counter} (in the counters' group commit, in order)."""
         if not 0 <= at_least <= MAX_OTA_COUNTER:
             return fail(StoreError(f"an OTA counter is 0 to {MAX_OTA_COUNTER}, not {at_least}"))
-        return self._write(lambda c: q.raise_ota_counter(c, iccid, at_least))
+        if self._closed is not None:
+            return fail(StoreError("the store is closed"))
+        return self._counters.submit((iccid, at_least))
 
     # -- MSISDN ----------------------------------------------------------
 
@@ -461,15 +475,29 @@ class SqlStore:
     def _insert_many(self, table: Any, rows: list[dict[str, Any]]) -> Deferred[None]:
         if not rows:
             return succeed(None)
+        return self._write(lambda c: q.insert_rows(c, table, rows))
 
-        def work(c: Connection) -> None:
-            c.execute(insert(table), rows)
-
-        return self._write(work)
+    def write_history(
+        self,
+        sessions: Sequence[SessionRecord],
+        events: Sequence[SessionEvent],
+        traces: Sequence[ApduTraceRecord],
+    ) -> Deferred[None]:
+        """See L{IStore.write_history}: one transaction, so one commit (one fsync)."""
+        if not (sessions or events or traces):
+            return succeed(None)
+        rows = q.history_rows(sessions, events, traces)
+        return self._write(lambda c: q.write_history(c, *rows))
 
     def add_session_events(self, events: Sequence[SessionEvent]) -> Deferred[None]:
         """See L{IStore.add_session_events}."""
         return self._insert_many(s.session_events, [r.event_values(e) for e in events])
+
+    def end_unfinished_sessions(
+        self, reason: str, detail: str, at: float, *, opened_before: float
+    ) -> Deferred[int]:
+        """See L{IStore.end_unfinished_sessions}."""
+        return self._write(lambda c: q.end_unfinished(c, reason, detail, at, opened_before))
 
     def session_events(self, session_id: str) -> Deferred[list[SessionEvent]]:
         """See L{IStore.session_events}."""
@@ -507,13 +535,7 @@ class SqlStore:
     def record_import(self, report: ImportReport) -> Deferred[ImportReport]:
         """See L{IStore.record_import}."""
         values = r.import_values(report)
-
-        def work(c: Connection) -> ImportReport:
-            import_id = q.insert_returning_id(c, s.imports, values)
-            query = select(s.imports).where(s.imports.c.import_id == import_id)
-            return r.import_from_row(c.execute(query).one())
-
-        return self._write(work)
+        return self._write(lambda c: q.record_import(c, values))
 
     def get_import(self, import_id: int) -> Deferred[ImportReport | None]:
         """See L{IStore.get_import}."""

@@ -19,11 +19,13 @@ from collections.abc import Iterable
 
 import attrs
 
+from bipgw.core import parse_isd_commands
 from bipgw.store._interfaces import IStore
 from bipgw.store._tenants import TokenDigest, new_token, service_id, settings_id
+from bipgw.store._token_index import index_row, index_row_id, token_index, write_index
 from bipgw.store._types import DuplicateRecordError, Service, Tenant, UnknownRecordError
 
-__all__ = ["add_tenant", "disable_tenant", "grant_service"]
+__all__ = ["add_tenant", "disable_tenant", "grant_service", "replace_token"]
 
 _Setting = str | int | float | bool | None
 
@@ -64,8 +66,27 @@ async def add_tenant(
         settings["max_commands"] = max_commands
     if common_name:
         settings["common_name"] = common_name
+    settings["token_index"] = token_index(secret)
     await store.put_tenant(Tenant(name, name, True))
+    await store.put_service(index_row(name, token_index(secret)))
     await store.put_service(Service(settings_id(name), name, "", False, settings))
+    return secret
+
+
+async def replace_token(store: IStore, name: str, token: str | None = None) -> str:
+    """Give the tenant C{name} a new API token (the old one stops working); return it.
+
+    @raise UnknownRecordError: there is no such tenant.
+    """
+    row = await store.get_service(settings_id(name))
+    if await store.get_tenant(name) is None or row is None:
+        raise UnknownRecordError(f"no tenant {name}")
+    secret = new_token() if token is None else token
+    stale = row.settings.get("token_index")
+    row = attrs.evolve(row, settings={**row.settings, **TokenDigest.of(secret).settings()})
+    await write_index(store, name, secret, row)
+    if isinstance(stale, str) and stale != token_index(secret):
+        await store.delete_service(index_row_id(stale))
     return secret
 
 
@@ -87,6 +108,7 @@ async def grant_service(
     *,
     aids: Iterable[str] = (),
     tars: Iterable[str] = (),
+    isd_commands: Iterable[str] = (),
     rate: float | None = None,
     max_sessions: int | None = None,
 ) -> None:
@@ -96,6 +118,10 @@ async def grant_service(
         configuration) the grant is for.
     @param aids: the applications (AIDs, hex) it may address; none: any.
     @param tars: the TARs (hex) it may address; none: any.
+    @param isd_commands: the commands that may reach the card's ISD, by
+        name (L{bipgw.core.ISD_COMMANDS}, C{all}, or an INS in hex); none:
+        the ISD may not be reached.
+    @raise ValueError: an ISD command that is none of these.
     @param rate: commands per second the tenant may send to this service.
     @param max_sessions: sessions of this service it may have open at once.
     @raise UnknownRecordError: there is no such tenant.
@@ -106,6 +132,8 @@ async def grant_service(
     sid = service_id(tenant, service)
     if await store.get_service(sid) is not None:
         raise DuplicateRecordError(f"tenant {tenant} already has service {service}")
+    names = [str(n).strip().lower() for n in isd_commands]
+    parse_isd_commands(names)  # refused here, by name, rather than ignored at use
     settings: dict[str, _Setting] = {}
     aid_set = sorted({a.upper() for a in aids})
     tar_set = sorted({t.upper() for t in tars})
@@ -113,6 +141,8 @@ async def grant_service(
         settings["aids"] = " ".join(aid_set)
     if tar_set:
         settings["tars"] = " ".join(tar_set)
+    if names:
+        settings["isd_commands"] = " ".join(dict.fromkeys(names))
     if rate is not None:
         # A whole rate is stored (and listed) as a whole number.
         settings["rate"] = int(rate) if float(rate).is_integer() else rate

@@ -16,10 +16,11 @@ command and the gateway agree on about how they are kept in the store:
     service row C{<tenant>/~tenant} (L{TENANT_SETTINGS}).
 
 An API token is never stored: only a random salt and its scrypt digest, so
-a copy of the database does not let anyone call the API.  A token carries
-no hint of its tenant, so a lookup verifies it against each enabled
-tenant's digest; tokens already seen are then remembered in memory, keyed
-by an HMAC under a key that lives only in this process.
+a copy of the database does not let anyone call the API, and an index
+(a fast keyed digest, L{bipgw.store._token_index}) that finds the one
+tenant whose digest to check, so an unknown token costs one indexed read
+and no scrypt; tokens already checked are remembered in memory, keyed by
+an HMAC under a key that lives only in this process.
 """
 
 from __future__ import annotations
@@ -29,15 +30,24 @@ import hmac
 import math
 import os
 import secrets
-from collections.abc import Mapping
-from typing import Final
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, Final
 
 import attrs
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 
-from bipgw.core import ServiceGrant, TenantGrant
+from bipgw.core import ServiceGrant, TenantGrant, parse_isd_commands
 from bipgw.store._interfaces import IStore
+from bipgw.store._token_index import (
+    index_row_id,
+    indexed,
+    is_index_row,
+    token_index,
+    write_index,
+)
 from bipgw.store._types import Service, Tenant
 
 TENANT_SETTINGS: Final = "~tenant"
@@ -131,6 +141,20 @@ def is_settings_row(service: Service) -> bool:
     return service.service_id == settings_id(service.tenant_id)
 
 
+def is_reserved_row(service: Service) -> bool:
+    """Whether a store service row is no grant: a settings or token index row."""
+    return is_settings_row(service) or is_index_row(service)
+
+
+def in_threads(reactor: Any) -> Callable[[Callable[[], Any]], Deferred[Any]]:
+    """A C{run_slow} for L{StoreTenantDirectory}: checks in C{reactor}'s thread pool."""
+
+    def run(check: Callable[[], Any]) -> Deferred[Any]:
+        return deferToThreadPool(reactor, reactor.getThreadPool(), check)
+
+    return run
+
+
 def hex_set(value: object) -> frozenset[bytes]:
     """Space-separated hex values (C{"A000000087 B00010"}) as a set of bytes."""
     if not isinstance(value, str):
@@ -151,6 +175,23 @@ def _rate(value: object) -> float | None:
     return float(value) if 0 < value < math.inf else None
 
 
+def isd_set(value: object) -> frozenset[int]:
+    """Space-separated ISD command names (C{"get-status get-data"}) as instructions.
+
+    A name that is not one (a hand-edited row) grants nothing: the grant
+    fails closed, as the ISD manages the whole card.
+    """
+    if not isinstance(value, str):
+        return frozenset()
+    granted: set[int] = set()
+    for name in value.split():
+        try:
+            granted |= parse_isd_commands([name])
+        except ValueError:
+            continue
+    return frozenset(granted)
+
+
 def service_grant(service: Service) -> ServiceGrant:
     """The channel's view of one store service row."""
     s = service.settings
@@ -158,6 +199,7 @@ def service_grant(service: Service) -> ServiceGrant:
         service.name,
         allowed_aids=hex_set(s.get("aids")),
         allowed_tars=hex_set(s.get("tars")),
+        isd_commands=isd_set(s.get("isd_commands")),
         max_sessions=_limit(s.get("max_sessions")),
         rate=_rate(s.get("rate")),
     )
@@ -170,20 +212,50 @@ class StoreTenantDirectory:
     tenant or a changed service applies from the next connection (or the
     next HTTP request).
 
+    A token is found through its index (L{bipgw.store._token_index}): an
+    unknown token costs one read by primary key and no scrypt.  The scrypt
+    digest of the tenant the index names is checked once per token and
+    process (then remembered under an HMAC keyed by a secret of this
+    process).  Tenants whose token has no index yet (written by an older
+    bipgw) are checked with scrypt for a token the index does not know,
+    in C{run_slow} and at most C{max_slow} at a time (more: refused), and
+    get their index the first time their token matches.
+
     @param default_max_sessions: the tenant's limit when its row sets none.
     @param default_max_commands: likewise for commands in flight.
+    @param run_slow: runs a scrypt check, off the reactor in the gateway
+        (L{in_threads}); inline when C{None} (tests, command line).
+    @param max_slow: scrypt checks of unindexed tenants in progress at once.
+    @param rescan: seconds between two scans for unindexed tenants.
+    @param now: the clock of C{rescan} (monotonic seconds).
     """
 
     _log = Logger()
 
     def __init__(
-        self, store: IStore, *, default_max_sessions: int = 100, default_max_commands: int = 100
+        self,
+        store: IStore,
+        *,
+        default_max_sessions: int = 100,
+        default_max_commands: int = 100,
+        run_slow: Callable[[Callable[[], Any]], Deferred[Any]] | None = None,
+        max_slow: int = 4,
+        rescan: float = 10.0,
+        now: Callable[[], float] = time.monotonic,
     ) -> None:
         self._store = store
         self._max_sessions = default_max_sessions
         self._max_commands = default_max_commands
         self._cache_key = os.urandom(32)
         self._known: dict[bytes, tuple[str, bytes]] = {}
+        self._run_slow = run_slow or (lambda check: maybeDeferred(check))
+        self._max_slow = max_slow
+        self._slow = 0
+        self._rescan = rescan
+        self._now = now
+        self._legacy: list[str] | None = None
+        self._scanned = -math.inf
+        self.slow_refused = 0
 
     def by_token(self, token: str) -> Deferred[TenantGrant | None]:
         """See L{ITenantDirectory.by_token}."""
@@ -196,26 +268,88 @@ class StoreTenantDirectory:
     async def _by_token(self, token: str) -> TenantGrant | None:
         if not isinstance(token, str) or not token or len(token) > _MAX_TOKEN:
             return None
+        index = token_index(token)
+        row = await self._store.get_service(index_row_id(index))
+        if row is not None and is_index_row(row):
+            settings = await self._settings(row.tenant_id)
+            if settings is None or not indexed(settings, index):
+                return None  # the index of a token since replaced
+            found = TokenDigest.from_settings(settings)
+            if found is None or not await self._verified(token, row.tenant_id, found):
+                return None
+            return await self._grant(row.tenant_id, settings)
+        return await self._unindexed(token)
+
+    async def _verified(self, token: str, tenant_id: str, found: TokenDigest) -> bool:
         key = hmac.new(self._cache_key, token.encode("utf-8"), hashlib.sha256).digest()
-        known = self._known.get(key)
-        if known is not None:
-            tenant_id, digest = known
+        if self._known.get(key) == (tenant_id, found.digest):
+            return True
+        if not await self._run_slow(lambda: found.matches(token)):
+            return False
+        if len(self._known) >= 4096:
+            self._known.clear()
+        self._known[key] = (tenant_id, found.digest)
+        return True
+
+    async def _unindexed(self, token: str) -> TenantGrant | None:
+        """Check C{token} against the tenants that have no index yet (usually none)."""
+        if self._legacy is None or self._now() - self._scanned >= self._rescan:
+            self._scanned = self._now()
+            self._legacy = await self._scan_unindexed()
+        if not self._legacy:
+            return None
+        if self._slow >= self._max_slow:
+            self.slow_refused += 1
+            return None
+        candidates: list[tuple[str, TokenDigest]] = []
+        for tenant_id in self._legacy:
             settings = await self._settings(tenant_id)
             found = TokenDigest.from_settings(settings) if settings is not None else None
-            if found is not None and found.digest == digest:
-                return await self._grant(tenant_id, settings)
-            del self._known[key]
+            if found is not None and settings is not None and "token_index" not in settings:
+                candidates.append((tenant_id, found))
+
+        def check() -> int:
+            return next((n for n, (_, d) in enumerate(candidates) if d.matches(token)), -1)
+
+        self._slow += 1
+        try:
+            match = await self._run_slow(check)
+        finally:
+            self._slow -= 1
+        if not 0 <= match < len(candidates):
+            return None
+        tenant_id = candidates[match][0]
+        row = await self._store.get_service(settings_id(tenant_id))
+        if row is None:
+            return None
+        await write_index(self._store, tenant_id, token, row)
+        self._log.info("tenant {tenant}: token indexed", tenant=tenant_id)
+        if self._legacy is not None and tenant_id in self._legacy:
+            self._legacy.remove(tenant_id)
+        return await self._grant(tenant_id, row.settings)
+        return None
+
+    async def _scan_unindexed(self) -> list[str]:
+        unindexed = []
         for tenant in await self._store.list_tenants():
             if not tenant.enabled:
                 continue
             settings = await self._settings(tenant.tenant_id)
-            found = TokenDigest.from_settings(settings) if settings is not None else None
-            if found is not None and found.matches(token):
-                if len(self._known) >= 4096:
-                    self._known.clear()
-                self._known[key] = (tenant.tenant_id, found.digest)
-                return await self._grant(tenant.tenant_id, settings)
-        return None
+            if (
+                settings is not None
+                and "token_index" not in settings
+                and TokenDigest.from_settings(settings) is not None
+            ):
+                unindexed.append(tenant.tenant_id)
+        if unindexed:
+            self._log.warn(
+                "{n} tenant(s) have a token without index (written by an older bipgw):"
+                " each unknown token costs a scrypt check per such tenant until their"
+                " platforms authenticate once: {tenants}",
+                n=len(unindexed),
+                tenants=", ".join(unindexed[:20]),
+            )
+        return unindexed
 
     async def _by_certificate(self, common_name: str) -> TenantGrant | None:
         for tenant in await self._store.list_tenants():
@@ -237,7 +371,7 @@ class StoreTenantDirectory:
         if tenant is None or not tenant.enabled:
             return None
         rows = await self._store.list_services(tenant_id=tenant_id)
-        grants = [service_grant(row) for row in rows if row.enabled and not is_settings_row(row)]
+        grants = [service_grant(row) for row in rows if row.enabled and not is_reserved_row(row)]
         settings = settings or {}
         return TenantGrant(
             tenant_id,

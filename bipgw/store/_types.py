@@ -17,7 +17,7 @@ from __future__ import annotations
 import types
 from collections.abc import Mapping
 from enum import StrEnum
-from typing import Any
+from typing import Any, Final
 
 from attrs import field, frozen
 
@@ -337,6 +337,10 @@ class SessionRecord:
     ended_at: float | None = None
     reason: str | None = None
     detail: str = ""
+
+
+FINAL_SESSION_STATES: Final = frozenset({"closed", "failed"})
+"""The states a session record ends in (the engine's terminal states)."""
 
 
 @frozen

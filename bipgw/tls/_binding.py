@@ -93,6 +93,8 @@ class PskState:
     identity: bytes | None = None
     refused: bool = False
     done: bool = False
+    key: bytes | None = attrs.field(default=None, repr=False)
+    """The key a client presents (clients sharing one context keep it per connection)."""
 
 
 _STATES: weakref.WeakKeyDictionary[SSL.Connection, PskState] = weakref.WeakKeyDictionary()

@@ -19,6 +19,7 @@ OpenAPI document (L{bipgw.web._openapi}) and C{docs/http-api.md}.
 
 from __future__ import annotations
 
+import re
 from collections import OrderedDict
 from typing import Any, Final
 
@@ -40,11 +41,18 @@ from bipgw.codec.platform import (
 )
 from bipgw.core import SessionStatus, Tenancy, TenantGrant
 from bipgw.web._events import EventStreams
+from bipgw.web._guard import ConnectionLimits
 from bipgw.web._json import ApiError, Reply, only_fields, parse_message
 from bipgw.web._relay import TenantRelay
 
+_TOKEN: Final = re.compile(r"[\x21-\x7e]{1,512}\Z")
+"""A token as the platform channel's C{hello} takes it: printable ASCII, bounded."""
 _OPEN_FIELDS: Final = frozenset({"iccid", "msisdn", "service", "application", "timeouts"})
 _COMMAND_FIELDS: Final = frozenset({"apdus", "script", "definite"})
+_OUTCOME_FIELDS: Final = frozenset(
+    {"session", "state", "reason", "opened_at", "updated_at", "ended_at"}
+)
+"""What a recorded session shows a tenant this API cannot prove opened it."""
 
 
 @attrs.frozen(kw_only=True)
@@ -57,12 +65,32 @@ class ApiSettings:
     @ivar keepalive: seconds between comment lines on an idle event stream,
         so proxies keep it open.
     @ivar keep_sessions: ended sessions whose status stays visible to their tenant.
+    @ivar header_timeout: seconds for a request's headers (then the
+        connection is aborted); C{body_timeout} for its body,
+        C{idle_timeout} between requests (L{bipgw.web._guard}).
+    @ivar max_connections_per_peer: connections one peer address may hold.
+    @ivar stream_buffer: bytes an event stream may queue for a client that
+        does not read before the stream is dropped.
     """
 
     max_body: int = attrs.field(default=65536, validator=attrs.validators.ge(256))
     ready_wait: float = attrs.field(default=120.0, validator=attrs.validators.gt(0))
     keepalive: float = attrs.field(default=15.0, validator=attrs.validators.gt(0))
     keep_sessions: int = attrs.field(default=10000, validator=attrs.validators.ge(1))
+    header_timeout: float = attrs.field(default=10.0, validator=attrs.validators.gt(0))
+    body_timeout: float = attrs.field(default=30.0, validator=attrs.validators.gt(0))
+    idle_timeout: float = attrs.field(default=60.0, validator=attrs.validators.gt(0))
+    max_connections_per_peer: int = attrs.field(default=64, validator=attrs.validators.ge(1))
+    stream_buffer: int = attrs.field(default=262144, validator=attrs.validators.ge(4096))
+
+    def limits(self) -> ConnectionLimits:
+        """The connections' timeouts and per-peer limit (L{bipgw.web._guard})."""
+        return ConnectionLimits(
+            header_timeout=self.header_timeout,
+            body_timeout=self.body_timeout,
+            idle_timeout=self.idle_timeout,
+            max_per_peer=self.max_connections_per_peer,
+        )
 
 
 class HttpApi:
@@ -79,7 +107,9 @@ class HttpApi:
         self.settings = settings or ApiSettings()
         self._relays: dict[str, TenantRelay] = {}
         self._owners: OrderedDict[str, str] = OrderedDict()
-        self.streams = EventStreams(hub.engine, hub.clock, self._owner, self.settings.keepalive)
+        self.streams = EventStreams(
+            hub.engine, hub.clock, self._owner, self.settings.keepalive, self.settings.stream_buffer
+        )
 
     def owns(self, tenant_id: str, session: str) -> bool:
         """Whether C{session} was opened by C{tenant_id} through this API."""
@@ -98,11 +128,7 @@ class HttpApi:
 
     async def authenticate(self, request: IRequest) -> TenantRelay:
         """The relay of the tenant whose bearer token the request carries."""
-        header = (request.getHeader("authorization") or "").strip()
-        scheme, _, token = header.partition(" ")
-        token = token.strip()
-        if scheme.lower() != "bearer" or not token:
-            raise ApiError("auth-failed", "send Authorization: Bearer <token>")
+        token = bearer_token(request)
         try:
             grant = await self.hub.tenants.by_token(token)
         except Exception:
@@ -139,10 +165,29 @@ class HttpApi:
         state = status.state.value if status is not None else "requested"
         return Reply(201, {"session": sid, "state": state}, (("Location", f"/v1/sessions/{sid}"),))
 
-    def status(self, relay: TenantRelay, session: str) -> Reply:
-        """C{GET /v1/sessions/{id}}."""
-        status = self._status(relay, session)
-        return Reply(200, status_json(status))
+    async def status(self, relay: TenantRelay, session: str) -> Reply:
+        """C{GET /v1/sessions/{id}}.
+
+        A session the engine no longer holds (ended long ago, or before a
+        restart: C{gateway-restart}) is answered from the recorded history
+        (the tenancy's L{bipgw.core.ISessionHistory}) when its service is
+        one of the tenant's: in full if this API knows the tenant opened
+        it, else only its outcome (state, reason, times), without the card:
+        after a restart the random session id is what proves the asker
+        opened it.
+        """
+        if self.hub.engine.status(session) is not None or self.hub.history is None:
+            return Reply(200, status_json(self._status(relay, session)))
+        try:
+            recorded = await self.hub.history.session_status(session)
+        except Exception as e:
+            raise ApiError("unavailable", "the session history cannot be read now") from e
+        if recorded is None or recorded.service not in relay.grant.services:
+            raise ApiError("unknown-session", f"no session {session} for this tenant", session)
+        body = status_json(recorded)
+        if not self.owns(relay.grant.tenant_id, session):
+            body = {k: v for k, v in body.items() if k in _OUTCOME_FIELDS}
+        return Reply(200, body)
 
     async def command(self, relay: TenantRelay, session: str, body: dict[str, Any]) -> Reply:
         """C{POST /v1/sessions/{id}/commands}."""
@@ -202,6 +247,31 @@ class HttpApi:
                 self._owners.move_to_end(oldest)
                 break
             del self._owners[oldest]
+
+
+def bearer_token(request: IRequest) -> str:
+    """The token of the request's one C{Authorization: Bearer} header.
+
+    Read from the raw header bytes: a header that is not ASCII, or two
+    C{Authorization} headers (which one would a proxy have checked?), are
+    refused with C{auth-failed}, never decoded into a C{500}.
+
+    @raise ApiError: C{auth-failed}, saying what is wrong with the header.
+    """
+    raw = request.requestHeaders.getRawHeaders(b"authorization") or []
+    if len(raw) > 1:
+        raise ApiError("auth-failed", f"{len(raw)} Authorization headers: send exactly one")
+    try:
+        header = raw[0].decode("ascii").strip() if raw else ""
+    except UnicodeDecodeError:
+        raise ApiError("auth-failed", "the Authorization header is not ASCII") from None
+    scheme, _, token = header.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise ApiError("auth-failed", "send Authorization: Bearer <token>")
+    if not _TOKEN.match(token):
+        raise ApiError("auth-failed", "a token is 1 to 512 printable ASCII characters")
+    return token
 
 
 def status_json(status: SessionStatus) -> dict[str, Any]:

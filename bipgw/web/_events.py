@@ -7,7 +7,11 @@ C{connected}, C{failed} with the reason ...) as it happens.  A stream
 carries only the events of the sessions its tenant opened through the API
 (optionally one session); the engine is subscribed to only while some
 stream is open.  An idle stream gets a comment line every C{keepalive}
-seconds so that proxies do not close it.
+seconds so that proxies do not close it.  A client that does not read
+cannot grow the gateway's memory: each stream is its request's producer,
+paused when the connection's buffer is full, and queues at most
+C{buffer} bytes of frames while paused; past that the connection is
+aborted (the client reconnects and reads the status of its sessions).
 
 The engine announces a session's first events while C{open} is still
 running, before the API knows the session's id, so L{EventStreams.opening}
@@ -22,9 +26,10 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import attrs
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
 from twisted.logger import Logger
 from twisted.web.server import Request
+from zope.interface import implementer
 
 from bipgw.core import SessionEngine, SessionEvent
 
@@ -50,12 +55,58 @@ def sse_frame(event: SessionEvent) -> bytes:
     return f"id: {event.session_id}:{event.seq}\nevent: session\ndata: {data}\n\n".encode()
 
 
+@implementer(IPushProducer)
 @attrs.define(eq=False)
 class _Stream:
+    """One open stream, the producer of its request: paused while the client
+    does not read, its frames queue here, up to C{limit} bytes."""
+
     request: Request
     tenant_id: str
     session: str | None
+    limit: int
     timer: IDelayedCall | None = None
+    paused: bool = False
+    queued: list[bytes] = attrs.Factory(list)
+    size: int = 0
+    dropped: bool = False
+
+    def send(self, frame: bytes) -> None:
+        """Write C{frame}, or queue it while paused; drop the stream past the limit."""
+        if self.dropped:
+            return
+        if not self.paused:
+            self.request.write(frame)
+            return
+        self.queued.append(frame)
+        self.size += len(frame)
+        if self.size > self.limit:
+            self.drop()
+
+    def drop(self) -> None:
+        """Abort the connection: the client has not read C{limit} bytes of events."""
+        self.dropped = True
+        self.queued.clear()
+        self.size = 0
+        channel = getattr(self.request, "channel", None)
+        transport = getattr(channel, "transport", None)
+        if transport is not None:
+            transport.abortConnection()
+
+    def pauseProducing(self) -> None:
+        self.paused = True
+
+    def resumeProducing(self) -> None:
+        self.paused = False
+        while self.queued and not self.paused and not self.dropped:
+            frame = self.queued.pop(0)
+            self.size -= len(frame)
+            self.request.write(frame)  # may pause us again
+
+    def stopProducing(self) -> None:
+        self.dropped = True
+        self.queued.clear()
+        self.size = 0
 
 
 class EventStreams:
@@ -72,11 +123,13 @@ class EventStreams:
         clock: IReactorTime,
         owner_of: Callable[[str], str | None],
         keepalive: float,
+        buffer: int = 262144,
     ) -> None:
         self._engine = engine
         self._clock = clock
         self._owner_of = owner_of
         self._keepalive = keepalive
+        self._buffer = buffer
         self._streams: list[_Stream] = []
         self._unsubscribe: Callable[[], None] | None = None
         self._held: list[SessionEvent] | None = None
@@ -92,7 +145,8 @@ class EventStreams:
         request.setHeader("Content-Type", "text/event-stream; charset=utf-8")
         request.setHeader("Cache-Control", "no-store")
         request.setHeader("X-Accel-Buffering", "no")
-        stream = _Stream(request, tenant_id, session)
+        stream = _Stream(request, tenant_id, session, self._buffer)
+        request.registerProducer(stream, True)
         self._streams.append(stream)
         if self._unsubscribe is None:
             self._unsubscribe = self._engine.subscribe(self._event)
@@ -104,7 +158,9 @@ class EventStreams:
         """End every stream (the API is stopping)."""
         for stream in list(self._streams):
             self._drop(stream)
-            stream.request.finish()
+            if not stream.dropped:
+                stream.request.unregisterProducer()
+                stream.request.finish()
 
     @contextlib.contextmanager
     def opening(self) -> Iterator[Callable[[str], None]]:
@@ -136,13 +192,13 @@ class EventStreams:
             if stream.tenant_id != owner or stream.session not in (None, session):
                 continue
             frame = frame or sse_frame(event)
-            stream.request.write(frame)
+            stream.send(frame)
             if stream.timer is not None and stream.timer.active():
                 stream.timer.reset(self._keepalive)
 
     def _ping(self, stream: _Stream) -> None:
         stream.timer = self._clock.callLater(self._keepalive, self._ping, stream)
-        stream.request.write(b": keepalive\n\n")
+        stream.send(b": keepalive\n\n")
 
     def _gone(self, _: object, stream: _Stream) -> None:
         self._drop(stream)

@@ -119,10 +119,20 @@ def json_body(request: IRequest, limit: int) -> dict[str, Any]:
 
 
 def only_fields(body: dict[str, Any], fields: frozenset[str]) -> None:
-    """Refuse a body with a field outside C{fields}, naming it (a misspelt field)."""
-    for key in body:
+    """Refuse a body with a field outside C{fields} (a misspelt field) or a
+    C{null} field (the OpenAPI document has no nullable field), naming it."""
+    for key, value in body.items():
         if key not in fields:
             raise ApiError("invalid-message", f"field {key!r}: unknown field")
+        _not_null(key, value)
+
+
+def _not_null(name: str, value: Any) -> None:
+    if value is None:
+        raise ApiError("invalid-message", f"field {name!r}: must not be null (leave it out)")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _not_null(f"{name}.{key}", item)
 
 
 def parse_message(kind: Any, obj: dict[str, Any], prefix: str) -> Any:

@@ -20,7 +20,10 @@ import bipgw
 
 ERROR_STATUSES: Final[dict[int, str]] = {
     400: "malformed JSON, or a field that is missing, unknown or wrong (the message names it)",
-    401: "no bearer token, or an unknown or disabled one",
+    401: (
+        "no bearer token, an unknown or disabled one, two Authorization headers or one not"
+        " ASCII; checked before anything else in the request, its body included"
+    ),
     403: "the tenant may not use that service, or the service not that application or AID",
     404: "no such session for this tenant (or no card under that ICCID/MSISDN)",
     405: "the path does not take that method",
@@ -37,7 +40,18 @@ ERROR_STATUSES: Final[dict[int, str]] = {
     504: "the card did not connect or answer in time",
 }
 
+EXAMPLE_ICCID: Final = "8988211000000000011"
+"""The example card: the first card of a simulated fleet (C{simfleet generate}),
+so that the document's examples open a real session against one."""
+
 _HEX = {"type": "string", "pattern": "^([0-9A-Fa-f]{2})*$"}
+_CAPDU = {
+    "type": "string",
+    "pattern": "^([0-9A-Fa-f]{2}){4,}$",
+    "format": "c-apdu",
+    "description": "one complete C-APDU in hex (format c-apdu, ISO 7816-4 5.1: CLA INS P1 P2"
+    " [Lc data] [Le], short or extended); its Lc must agree with the bytes that follow it",
+}
 _SESSION_ID = {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"}
 
 
@@ -67,6 +81,20 @@ _SESSION_PARAM = {
     "schema": _SESSION_ID,
 }
 
+_LINKS: Final[dict[str, Any]] = {
+    name: {
+        "operationId": operation,
+        "parameters": {"id": "$response.body#/session"},
+        "description": f"{what} the session just opened",
+    }
+    for name, operation, what in (
+        ("GetSession", "getSession", "the status of"),
+        ("RunCommand", "runCommand", "run C-APDUs in"),
+        ("CloseSession", "closeSession", "close"),
+    )
+}
+"""OpenAPI links from an open to the session routes (clients and stateful testers follow them)."""
+
 _SCHEMAS: Final[dict[str, Any]] = {
     "Error": {
         "type": "object",
@@ -94,17 +122,23 @@ _SCHEMAS: Final[dict[str, Any]] = {
         "type": "object",
         "additionalProperties": False,
         "required": ["service"],
-        "description": "exactly one of iccid and msisdn",
+        "description": "exactly one of iccid and msisdn; no field may be null",
+        "oneOf": [
+            {"required": ["iccid"], "not": {"required": ["msisdn"]}},
+            {"required": ["msisdn"], "not": {"required": ["iccid"]}},
+        ],
         "properties": {
             "iccid": {"type": "string", "pattern": "^[0-9]{18,20}[Ff]?$"},
             "msisdn": {"type": "string", "pattern": "^\\+?[0-9]{1,15}$"},
             "service": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"},
             "application": {
-                **_HEX,
-                "description": "a TAR (3 bytes) or AID (5-16 bytes) the service allows",
+                "type": "string",
+                "pattern": "^([0-9A-Fa-f]{6}|([0-9A-Fa-f]{2}){5,16})$",
+                "description": "a TAR (3 bytes) or AID (5-16 bytes) the service allows, in hex",
             },
             "timeouts": {"$ref": "#/components/schemas/Timeouts"},
         },
+        "examples": [{"iccid": EXAMPLE_ICCID, "service": "isd"}],
     },
     "Opened": {
         "type": "object",
@@ -144,12 +178,30 @@ _SCHEMAS: Final[dict[str, Any]] = {
     "CommandRequest": {
         "type": "object",
         "additionalProperties": False,
-        "description": "exactly one of apdus and script",
+        "description": "exactly one of apdus and script; definite only with apdus;"
+        " no field may be null",
+        "oneOf": [
+            {"required": ["apdus"], "not": {"required": ["script"]}},
+            {
+                "required": ["script"],
+                "not": {"anyOf": [{"required": ["apdus"]}, {"required": ["definite"]}]},
+            },
+        ],
         "properties": {
-            "apdus": {"type": "array", "minItems": 1, "maxItems": 255, "items": _HEX},
-            "script": {**_HEX, "description": "an expanded command script (AA or AE)"},
+            "apdus": {"type": "array", "minItems": 1, "maxItems": 255, "items": _CAPDU},
+            "script": {
+                "type": "string",
+                "pattern": "^([Aa][Aa]|[Aa][Ee])([0-9A-Fa-f]{2})+$",
+                "format": "expanded-script",
+                "description": "an expanded command script (format expanded-script, ETSI TS"
+                " 102 226 5.2.1): an AA"
+                " (definite length) or AE (indefinite length) template of C-APDU TLVs, its"
+                " lengths agreeing with its bytes, 1 to 255 C-APDUs; chaining, immediate and"
+                " error action TLVs are refused",
+            },
             "definite": {"type": "boolean", "description": "send AA (definite length)"},
         },
+        "examples": [{"apdus": ["00A4040008A000000151000000", "80CA9F7F00"]}],
     },
     "CommandResult": {
         "type": "object",
@@ -192,7 +244,7 @@ _PATHS: Final[dict[str, Any]] = {
                 },
             },
             "responses": {
-                "201": _json("Opened", "accepted; the card is being pushed"),
+                "201": {**_json("Opened", "accepted; the card is being pushed"), "links": _LINKS},
                 **_errors(400, 403, 404, 409, 413, 415, 429),
             },
         }
@@ -249,8 +301,23 @@ _PATHS: Final[dict[str, Any]] = {
                     " SessionEvent",
                     "content": {
                         "text/event-stream": {
-                            "schema": {"type": "string"},
-                            "x-event-data": {"$ref": "#/components/schemas/SessionEvent"},
+                            "schema": {
+                                "type": "object",
+                                "description": "one event (OpenAPI 3.1: the schema of each)",
+                                "required": ["event", "data"],
+                                "properties": {
+                                    "id": {"type": "string"},
+                                    "event": {"const": "session"},
+                                    "data": {
+                                        "type": "string",
+                                        "contentMediaType": "application/json",
+                                        "contentSchema": {
+                                            "$ref": "#/components/schemas/SessionEvent"
+                                        },
+                                    },
+                                    "retry": {"type": "integer"},
+                                },
+                            },
                         }
                     },
                 },

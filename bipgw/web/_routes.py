@@ -26,13 +26,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from typing import Final
+from typing import Any, Final
 
 from klein import Klein
 from klein.interfaces import IKleinRequest
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from twisted.web.http import RESPONSES
 from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource
 from twisted.web.server import Request
@@ -42,8 +43,9 @@ from werkzeug.routing import BaseConverter
 from bipgw.web._api import HttpApi
 from bipgw.web._json import ApiError, Reply, json_body
 from bipgw.web._openapi import openapi_document
+from bipgw.web._relay import TenantRelay
 
-__all__ = ["ApiRoutes"]
+__all__ = ["ApiRoutes", "refusal_response"]
 
 _METHOD_ORDER: Final = ("GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 """The order methods are named in an C{Allow} header (C{HEAD} never is)."""
@@ -85,33 +87,49 @@ class ApiRoutes:
         _refuse_head(request)
         return _answer(request, Reply(200, openapi_document()))
 
+    def gate(self, request: IRequest) -> Deferred[Any]:
+        """Authenticate C{request} as soon as its headers are in, before its body
+        (L{bipgw.web._site.LimitedRequest}); the public document needs no token."""
+        if request.path == b"/v1/openapi.json":
+            return succeed(None)
+        return Deferred.fromCoroutine(self._api.authenticate(request))
+
+    async def _tenant(self, request: IRequest) -> TenantRelay:
+        """The request's tenant: the gate's outcome when it ran, else authenticated now."""
+        early = getattr(request, "gate_outcome", None)
+        decided = early() if early is not None else None
+        if decided is not None:
+            relay: TenantRelay = await decided
+            return relay
+        return await self._api.authenticate(request)
+
     @app.route("/v1/sessions", methods=["POST"])
     async def open(self, request: Request) -> bytes:
-        """Open a session (the body is read before the token is looked up)."""
+        """Open a session (the token first, then the body)."""
         api = self._api
+        relay = await self._tenant(request)
         body = json_body(request, api.settings.max_body)
-        relay = await api.authenticate(request)
         return _answer(request, await api.open(relay, body))
 
     @app.route("/v1/sessions/<session_id:session>", methods=["GET"])
     async def status(self, request: Request, session: str) -> bytes:
         """A session's status."""
         _refuse_head(request)
-        relay = await self._api.authenticate(request)
-        return _answer(request, self._api.status(relay, session))
+        relay = await self._tenant(request)
+        return _answer(request, await self._api.status(relay, session))
 
     @app.route("/v1/sessions/<session_id:session>", methods=["DELETE"])
     async def close(self, request: Request, session: str) -> bytes:
         """Close a session after the commands already sent."""
-        relay = await self._api.authenticate(request)
+        relay = await self._tenant(request)
         return _answer(request, await self._api.close(relay, session))
 
     @app.route("/v1/sessions/<session_id:session>/commands", methods=["POST"])
     async def command(self, request: Request, session: str) -> bytes:
-        """Run C-APDUs in a session."""
+        """Run C-APDUs in a session (the token first, then the body)."""
         api = self._api
+        relay = await self._tenant(request)
         body = json_body(request, api.settings.max_body)
-        relay = await api.authenticate(request)
         return _answer(request, await api.command(relay, session, body))
 
     @app.route("/v1/events", methods=["GET"])
@@ -124,7 +142,7 @@ class ApiRoutes:
         """
         _refuse_head(request)
         api = self._api
-        relay = await api.authenticate(request)
+        relay = await self._tenant(request)
         session = _query(request, "session")
         if session is not None and not api.owns(relay.grant.tenant_id, session):
             raise ApiError("unknown-session", f"no session {session} for this tenant")
@@ -181,6 +199,29 @@ def _refusal(request: IRequest, error: ApiError) -> bytes:
     elif error.status == 405:
         headers = (("Allow", error.allow),)
     return _answer(request, Reply(error.status, error.to_json(), headers))
+
+
+def refusal_response(failure: Failure) -> bytes:
+    """A complete HTTP/1.1 response refusing a request its gate failed, before its body.
+
+    The connection closes after it (C{Connection: close}): the body that
+    follows is drained, not read.
+    """
+    error = failure.value
+    if not isinstance(error, ApiError):
+        error = ApiError("internal-error", "internal error (logged by the gateway)")
+    data = json.dumps(error.to_json(), separators=(",", ":")).encode("utf-8")
+    reason = RESPONSES.get(error.status, b"Error")
+    head = [
+        b"HTTP/1.1 %d %s" % (error.status, reason),
+        b"Content-Type: application/json",
+        b"Cache-Control: no-store",
+        b"Connection: close",
+        b"Content-Length: %d" % len(data),
+    ]
+    if error.status == 401:
+        head.append(b'WWW-Authenticate: Bearer realm="bipgw"')
+    return b"\r\n".join(head) + b"\r\n\r\n" + data
 
 
 def _not_allowed(methods: Iterable[str]) -> ApiError:

@@ -21,7 +21,7 @@ from twisted.web.server import Site
 
 from bipgw.tls import ListeningService
 from bipgw.web._api import HttpApi
-from bipgw.web._routes import ApiRoutes
+from bipgw.web._routes import ApiRoutes, refusal_response
 from bipgw.web._site import mount, web_site
 
 __all__ = ["HTTP_API_SERVICE", "HttpApiService", "api_resource", "api_site"]
@@ -40,7 +40,15 @@ def api_site(api: HttpApi, reactor: Any = None) -> Site:
 
     @param reactor: for the connections' idle timeouts (the global one if C{None}).
     """
-    return web_site(api_resource(api), max_body=api.settings.max_body, reactor=reactor)
+    routes = ApiRoutes(api)
+    return web_site(
+        mount({"/": routes.resource()}),
+        max_body=api.settings.max_body,
+        reactor=reactor,
+        limits=api.settings.limits(),
+        gate=routes.gate,
+        refusal=refusal_response,
+    )
 
 
 class HttpApiService(ListeningService):

@@ -12,35 +12,107 @@ with request bodies capped (L{LimitedRequest}) and tracebacks hidden.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from klein import Klein
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IPushProducer
+from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource
 from twisted.web.server import Request, Site
+from werkzeug.routing import PathConverter
+
+from bipgw.web._guard import ConnectionLimits, GuardedSite
 
 __all__ = ["LimitedRequest", "mount", "web_site"]
 
 
 class LimitedRequest(Request):
-    """A request that stops buffering its body past C{max_body} bytes.
+    """A request that stops buffering its body past C{max_body} bytes, and
+    runs its site's C{gate} (the API's authentication) before any body byte.
 
     The resource then answers C{413}; without this a chunked body of
     unannounced length would be buffered whole before the resource runs.
+    The gate starts once the headers are in; while it runs, the connection
+    is not read, so no body byte is taken before it has decided.  A request
+    it refuses gets C{refusal(failure)} at once (when it has a body) and the
+    connection closes after the body, drained and never kept; the resource
+    reads the gate's outcome with L{gate_outcome} instead of deciding again.
     """
 
     max_body = 65536
+    gate: Callable[[IRequest], Deferred[Any]] | None = None
+    refusal: Callable[[Failure], bytes] | None = None
+    _body_bytes = 0
+    _discard = False
+    _refused = False
+    _outcome: list[Any] | None = None
+    _waiters: list[Deferred[Any]] | None = None
 
     def gotLength(self, length: int | None) -> None:
         self._body_bytes = 0
         super().gotLength(length if length is None or length <= self.max_body else None)
+        gate = type(self).gate
+        if gate is None:
+            return
+        self._outcome, self._waiters = None, []
+        decided = gate(self)
+        producer = IPushProducer(self.channel.transport, None) if length != 0 else None
+        if decided.called:
+            producer = None
+        elif producer is not None:
+            producer.pauseProducing()  # no body byte before the gate decides
+        decided.addBoth(self._gated, length != 0, producer)
+
+    def _gated(self, outcome: Any, has_body: bool, paused: IPushProducer | None) -> None:
+        self._outcome = [outcome]
+        waiters, self._waiters = self._waiters or [], []
+        for waiter in waiters:
+            waiter.callback(None)
+        refusal = type(self).refusal
+        channel = getattr(self, "channel", None)  # gone once the connection is lost
+        if isinstance(outcome, Failure) and has_body:
+            self._discard = True
+            if refusal is not None and channel is not None:
+                self._refused = True
+                channel.persistent = False
+                # Refused before twisted answers "Expect: 100-continue": it must not.
+                self.requestHeaders.removeHeader(b"expect")
+                channel.transport.write(refusal(outcome))
+        if paused is not None and channel is not None:
+            paused.resumeProducing()
+
+    def gate_outcome(self) -> Deferred[Any] | None:
+        """The gate's outcome (its result, or its failure), or C{None} when no gate ran."""
+        if self._waiters is None:
+            return None
+        if self._outcome is not None:
+            return succeed(None).addCallback(lambda _: _replay(self._outcome))
+        waiter: Deferred[Any] = Deferred()
+        self._waiters.append(waiter)
+        return waiter.addCallback(lambda _: _replay(self._outcome))
 
     def handleContentChunk(self, data: bytes) -> None:
         room = self.max_body + 1 - self._body_bytes
-        if room > 0:
+        if room > 0 and not self._discard:
             super().handleContentChunk(data[:room])
         self._body_bytes += len(data)
+
+    def process(self) -> None:
+        if self._refused:  # answered when the headers came; the body was drained
+            self.channel.loseConnection()
+            return
+        super().process()
+
+
+def _replay(outcome: list[Any] | None) -> Any:
+    assert outcome is not None
+    value = outcome[0]
+    if isinstance(value, Failure):
+        value.raiseException()
+    return value
 
 
 def mount(mounts: Mapping[str, IResource]) -> IResource:
@@ -52,12 +124,20 @@ def mount(mounts: Mapping[str, IResource]) -> IResource:
     """
     root = Klein()
     root.url_map.merge_slashes = False  # the mounted apps see the path as sent
+    root.url_map.converters["path"] = _AnyPath  # a %0A in a path is the mount's to refuse
     for prefix, resource in mounts.items():
         if not prefix.startswith("/"):
             raise ValueError(f"mount {prefix!r}: a prefix starts with /")
         root.route(prefix, branch=True, endpoint=f"mount {prefix}")(_serving(resource))
     composed: IResource = root.resource()
     return composed
+
+
+class _AnyPath(PathConverter):
+    """Werkzeug's C{path}, but matching a newline too: every path under a
+    mount reaches it (werkzeug's own would answer an HTML 404 for C{%0A})."""
+
+    regex = "(?s:[^/].*?)"
 
 
 def _serving(resource: IResource) -> Any:
@@ -67,12 +147,31 @@ def _serving(resource: IResource) -> Any:
     return serve
 
 
-def web_site(root: IResource, *, max_body: int, reactor: Any = None) -> Site:
+def web_site(
+    root: IResource,
+    *,
+    max_body: int,
+    reactor: Any = None,
+    limits: ConnectionLimits | None = None,
+    gate: Callable[[IRequest], Deferred[Any]] | None = None,
+    refusal: Callable[[Failure], bytes] | None = None,
+) -> Site:
     """The HTTP site serving C{root}, its request bodies capped at C{max_body} bytes.
 
-    @param reactor: for the connections' idle timeouts (the global one if C{None}).
+    @param reactor: for the connections' timeouts (the global one if C{None}).
+    @param limits: the connections' timeouts and per-peer limit
+        (L{bipgw.web._guard}); the defaults if C{None}.
+    @param gate: run on every request once its headers are in, before its
+        body is read (L{LimitedRequest}); fails to refuse the request.
+    @param refusal: the complete HTTP response refusing a request the gate
+        failed, sent before its body.
     """
-    limited = type("LimitedRequest", (LimitedRequest,), {"max_body": max_body})
-    site = Site(root, requestFactory=limited, reactor=reactor)
+    attributes: dict[str, Any] = {"max_body": max_body}
+    if gate is not None:
+        attributes["gate"] = staticmethod(gate)
+    if refusal is not None:
+        attributes["refusal"] = staticmethod(refusal)
+    limited = type("LimitedRequest", (LimitedRequest,), attributes)
+    site = GuardedSite(root, limits or ConnectionLimits(), requestFactory=limited, reactor=reactor)
     site.displayTracebacks = False
     return site

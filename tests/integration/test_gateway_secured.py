@@ -92,7 +92,9 @@ class SecuredThroughPlatformTests(TestCase):
         token_file = Path(self.mktemp())
         token_file.write_text(TOKEN + "\n")
         await operator(loop, "tenant", "add", "acme", "--token-file", str(token_file))
-        await operator(loop, "service", "add", "secure", "--tenant", "acme")
+        await operator(
+            loop, "service", "add", "secure", "--tenant", "acme", "--isd-commands", "all"
+        )
         opened: list[object] = []
         engine = loop.gateway.engine
         engine_open = engine.open

@@ -50,6 +50,9 @@ TOKEN = "acme-token-0123456789abcdef"
 """The platform tenant's API token (what C{bipgw tenant add --token-file} reads)."""
 OTHER_TOKEN = "globex-token-0123456789abcdef"
 """A second tenant, granted no service."""
+APPLET_TOKEN = "initech-token-0123456789abcdef"
+"""A third tenant, granted one applet (the credential applet) and not the ISD."""
+APPLET_AID = CREDENTIAL_INSTANCE_AID.hex().upper()
 LOOPBACK = "tcp:0:interface=127.0.0.1"
 
 
@@ -70,14 +73,23 @@ def fronts_toml(directory: Path | None = None) -> str:
 
 
 async def add_tenants(loop: Loop, case: TestCase) -> None:
-    """acme (token L{TOKEN}) may use C{isd} for the ISD only; globex has no service."""
+    """acme (token L{TOKEN}) may use C{isd} for the ISD only, and only read it
+    (GET STATUS, GET DATA); globex has no service; initech (L{APPLET_TOKEN})
+    may reach one applet only, not the ISD."""
     token_file = Path(case.mktemp())
     token_file.write_text(TOKEN + "\n")
     other_file = Path(case.mktemp())
     other_file.write_text(OTHER_TOKEN + "\n")
     await operator(loop, "tenant", "add", "acme", "--token-file", str(token_file))
-    await operator(loop, "service", "add", "isd", "--tenant", "acme", "--aid", ISD_AID.hex())
+    await operator(
+        loop, "service", "add", "isd", "--tenant", "acme", "--aid", ISD_AID.hex(),
+        "--isd-commands", "get-status,get-data",
+    )  # fmt: skip
     await operator(loop, "tenant", "add", "globex", "--token-file", str(other_file))
+    applet_file = Path(case.mktemp())
+    applet_file.write_text(APPLET_TOKEN + "\n")
+    await operator(loop, "tenant", "add", "initech", "--token-file", str(applet_file))
+    await operator(loop, "service", "add", "isd", "--tenant", "initech", "--aid", APPLET_AID)
 
 
 async def operator(loop: Loop, *argv: str) -> str:
@@ -228,6 +240,50 @@ class PlatformLoopTests(TestCase):
         await operator(loop, "tenant", "disable", "globex")
         error = await refused(self._client(OTHER_TOKEN))
         self.assertEqual(error.code, ErrorCode.AUTH_FAILED)
+
+    async def test_isdOutOfAnAppletGrantsReach(self) -> None:
+        """Issue 15: a tenant granted one applet sends GET STATUS, INSTALL [for load],
+        LOAD and DELETE without a SELECT (they would reach the ISD): each is refused
+        with application-not-allowed naming the command and the ISD, and no script
+        reaches the card; after a SELECT of its applet, commands go to the applet.
+        A tenant granted GET STATUS and GET DATA on the ISD is refused DELETE."""
+        loop = await self._loop()
+        initech = await self._client(APPLET_TOKEN)
+        session = await initech.open_session(service="isd", iccid=loop.iccids[0])
+        package = bytes.fromhex("F0626970677743520101")
+        commands = {
+            "GET STATUS": bytes.fromhex("80F24000024F0000"),
+            "INSTALL": bytes.fromhex("80E6020016") + b"\x0a" + package + b"\x08" + ISD_AID
+            + b"\x00\x00\x00",
+            "LOAD": bytes.fromhex("80E8800003C40100"),
+            "DELETE": bytes.fromhex("80E400000C4F0A") + package,
+        }  # fmt: skip
+        for name, command in commands.items():
+            error = await refused(session.send([command]))
+            self.assertEqual(error.code, ErrorCode.APPLICATION_NOT_ALLOWED, name)
+            self.assertIn(name, str(error))
+            self.assertIn("the ISD", str(error))
+        select = bytes([0, 0xA4, 4, 0, len(CREDENTIAL_INSTANCE_AID)]) + CREDENTIAL_INSTANCE_AID
+        result = await session.send([select, commands["GET STATUS"]])
+        self.assertEqual(result.rapdus[0][-2:], b"\x90\x00")
+        expected = loop.reference_card(loop.iccids[0])
+        self.assertEqual(
+            list(result.rapdus),
+            [expected.transmit(select), expected.transmit(commands["GET STATUS"])],
+        )
+        await session.close()
+        await until(lambda: loop.fleet.router.stats.sessions_completed == 1, "the card's 204")
+        (record,) = loop.fleet.router.recent
+        self.assertEqual((record.failure, record.scripts), (None, 1))
+
+        acme = await self._client()
+        reader = await acme.open_session(service="isd", iccid=loop.iccids[1])
+        error = await refused(reader.send([commands["DELETE"]]))
+        self.assertEqual(error.code, ErrorCode.APPLICATION_NOT_ALLOWED)
+        self.assertIn("DELETE (INS E4)", str(error))
+        result = await reader.send([commands["GET STATUS"]])
+        self.assertEqual(result.rapdus[0][-2:], b"\x90\x00")
+        await reader.close()
 
     async def test_tlsFromCertificateFiles(self) -> None:
         """[platform] tls_certificate/tls_key wrap the listener in TLS the SDK verifies."""

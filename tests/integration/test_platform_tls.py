@@ -21,6 +21,7 @@ from twisted.trial.unittest import TestCase
 
 from bipgw.client import ChannelClosedError, PlatformClient, connect
 from bipgw.core import (
+    ALL_INSTRUCTIONS,
     MemoryTenantDirectory,
     ServiceGrant,
     SessionEngine,
@@ -52,7 +53,10 @@ class TlsChannelTests(TestCase):
         )
         self.fleet.engine = self.engine
         tenants = MemoryTenantDirectory()
-        tenants.add(TenantGrant("acme", services=[ServiceGrant("demo")]), tokens=[TOKEN])
+        tenants.add(
+            TenantGrant("acme", services=[ServiceGrant("demo", isd_commands=ALL_INSTRUCTIONS)]),
+            tokens=[TOKEN],
+        )
         tenancy = Tenancy(self.engine, tenants, reactor)
         self.factory = PlatformServerFactory(tenancy, settings=SETTINGS)
         self.pki = make_pki()

@@ -32,6 +32,7 @@ from tests.unit.ingest.test_import_msisdn import MsisdnImportMixin
 from tests.unit.store import InlineReactor, InlineThreadPool
 from tests.unit.store.test_contract import ICCID_A, StoreContractMixin, card
 from tests.unit.store.test_migrations import declared, schema_of
+from tests.unit.store.test_token_index import IndexMixin
 
 pytestmark = pytest.mark.integration
 
@@ -119,6 +120,10 @@ class PostgresMsisdnImportTests(_PostgresMixin, MsisdnImportMixin, SynchronousTe
 
 class PostgresBatchImportTests(_PostgresMixin, BatchImportMixin, SynchronousTestCase):
     """Streamed imports at their batch boundaries on PostgreSQL."""
+
+
+class PostgresTokenIndexTests(_PostgresMixin, IndexMixin, SynchronousTestCase):
+    """Tokens are found by index on PostgreSQL too; unindexed tenants migrate."""
 
 
 class PostgresMigrationTests(SynchronousTestCase):

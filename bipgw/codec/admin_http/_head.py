@@ -8,11 +8,11 @@ Every refusal names the line's offset in the stream.
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Callable, Sequence
 from typing import Any, Final
 
-import attrs
 from attrs import frozen
 
 from bipgw.codec.admin_http._errors import AdminHttpError
@@ -36,6 +36,15 @@ Field = tuple[str, str, int]
 """One header line: name as received, value, offset of the line."""
 
 _VERSION = re.compile(rb"HTTP/[0-9]\.[0-9]\Z")
+# The one request line every card sends, matched at once; anything else takes
+# the checks below, which name what is wrong.
+_POST_LINE = re.compile(rb"POST ([\x21-\x7e]+) HTTP/1\.1\Z")
+# A well-formed field line: a token name, the colon, then only field-value
+# bytes (the value is what remains once edge blanks are stripped).  One match
+# instead of a token check, a partition and a value check per line: this runs
+# for every header of every card POST.  A line it does not match takes the
+# checks of L{parse_field_line}, which name the problem.
+_FIELD_LINE = re.compile(rb"([!#$%&'*+\-.^_`|~0-9A-Za-z]+):([\t\x20-\x7e\x80-\xff]*)\Z")
 _STATUS = re.compile(rb"([0-9]{3})(?: (.*))?\Z", re.DOTALL)
 _DIGITS = re.compile(r"[0-9]+\Z")
 # Content-Length values longer than this cannot be a body we accept, and are
@@ -75,6 +84,9 @@ def _version(raw: bytes, field: str, offset: int) -> None:
 
 def parse_request_line(line: bytes, offset: int) -> tuple[str, str]:
     """Read C{POST <target> HTTP/1.1}; return the method and the target."""
+    fast = _POST_LINE.match(line)
+    if fast is not None:
+        return "POST", fast.group(1).decode("ascii")
     parts = line.split(b" ")
     if len(parts) != 3:
         raise AdminHttpError(
@@ -129,6 +141,9 @@ def parse_field_line(line: bytes, offset: int) -> tuple[str, str]:
     Obsolete line folding and whitespace before the colon are refused (RFC
     9112 section 5): a lenient reading there is how smuggling starts.
     """
+    fast = _FIELD_LINE.match(line)
+    if fast is not None:
+        return fast.group(1).decode("latin-1"), fast.group(2).strip(b" \t").decode("latin-1")
     if line[:1] in (b" ", b"\t"):
         raise AdminHttpError(
             "obsolete line folding (a line starting with whitespace)",
@@ -153,10 +168,11 @@ def parse_field_line(line: bytes, offset: int) -> tuple[str, str]:
 
 def _listed(fields: Sequence[Field], name: str) -> list[tuple[str, int]]:
     # Comma-separated list headers; empty elements are allowed (RFC 9110 5.6.1).
+    # Every helper from here to _framing gets the fields with lower-case names.
     return [
         (item.strip(" \t"), off)
         for key, value, off in fields
-        if key.lower() == name
+        if key == name
         for item in value.split(",")
         if item.strip(" \t")
     ]
@@ -168,8 +184,8 @@ def _keep_alive(fields: Sequence[Field]) -> bool:
 
 def _content_length(fields: Sequence[Field], max_body: int) -> int | None:
     values = _listed(fields, "content-length")
-    if not values and any(key.lower() == "content-length" for key, _, _ in fields):
-        off = next(off for key, _, off in fields if key.lower() == "content-length")
+    if not values and any(key == "content-length" for key, _, _ in fields):
+        off = next(off for key, _, off in fields if key == "content-length")
         raise AdminHttpError("empty value", field="Content-Length", offset=off)
     length: int | None = None
     for text, off in values:
@@ -203,8 +219,8 @@ def _content_length(fields: Sequence[Field], max_body: int) -> int | None:
 def _chunked(fields: Sequence[Field]) -> bool:
     codings = _listed(fields, "transfer-encoding")
     if not codings:
-        if any(key.lower() == "transfer-encoding" for key, _, _ in fields):
-            off = next(off for key, _, off in fields if key.lower() == "transfer-encoding")
+        if any(key == "transfer-encoding" for key, _, _ in fields):
+            off = next(off for key, _, off in fields if key == "transfer-encoding")
             raise AdminHttpError("empty value", field="Transfer-Encoding", offset=off)
         return False
     names = [coding.partition(";")[0].strip(" \t").lower() for coding, _ in codings]
@@ -235,18 +251,18 @@ def _framing(
         # RFC 9112 section 6.3 rule 1: these end at the empty line whatever
         # Content-Length or Transfer-Encoding say.
         return False, 0
-    names = {key.lower() for key, _, _ in fields}
+    names = {key for key, _, _ in fields}
     if "transfer-encoding" in names and "content-length" in names:
         # Refused whatever the values: which one wins is what smuggling
         # attacks exploit (RFC 9112 section 6.3 rule 3).
         raise AdminHttpError(
             "both Transfer-Encoding and Content-Length (a request smuggling pattern)",
             field="Content-Length",
-            offset=next(off for key, _, off in fields if key.lower() == "content-length"),
+            offset=next(off for key, _, off in fields if key == "content-length"),
         )
-    if _chunked(fields):
+    if "transfer-encoding" in names and _chunked(fields):
         return True, 0
-    length = _content_length(fields, max_body)
+    length = _content_length(fields, max_body) if "content-length" in names else None
     if length is not None:
         return False, length
     if request:
@@ -260,12 +276,11 @@ def _framing(
 
 
 def _typed(
-    fields: Sequence[Field], names: frozenset[str]
+    fields: Sequence[Field], lowered: Sequence[Field], names: frozenset[str]
 ) -> tuple[dict[str, tuple[str, int]], list[tuple[str, str]]]:
     typed: dict[str, tuple[str, int]] = {}
     extra: list[tuple[str, str]] = []
-    for name, value, off in fields:
-        key = name.lower()
+    for (name, value, off), (key, _, _) in zip(fields, lowered, strict=True):
         if key in names:
             if key in typed:
                 raise AdminHttpError("header sent twice", field=name, offset=off)
@@ -297,21 +312,34 @@ def _value(typed: dict[str, tuple[str, int]], key: str) -> str | None:
 
 
 def _builder(message: Any) -> Callable[[bytes], Any]:
+    # The message was made (and every header checked) at the head; the body
+    # the parser read is bytes by construction, so it is set on a copy
+    # rather than through attrs.evolve, which would run every field's
+    # validator a second time for each POST with a body.
     def build(body: bytes) -> Any:
-        return attrs.evolve(message, body=body) if body else message
+        if not body:
+            return message
+        made = copy.copy(message)
+        object.__setattr__(made, "body", body)
+        return made
 
     return build
+
+
+def _lowered(fields: Sequence[Field]) -> list[Field]:
+    return [(name.lower(), value, off) for name, value, off in fields]
 
 
 def request_head(
     method: str, target: str, fields: Sequence[Field], *, max_body: int, offset: int
 ) -> Head:
     """Interpret a request head whose empty line starts at C{offset}."""
-    typed, extra = _typed(fields, REQUEST_TYPED)
+    lowered = _lowered(fields)
+    typed, extra = _typed(fields, lowered, REQUEST_TYPED)
     chunked, length = _framing(
-        fields, max_body=max_body, bodiless=False, request=True, offset=offset
+        lowered, max_body=max_body, bodiless=False, request=True, offset=offset
     )
-    keep_alive = _keep_alive(fields)
+    keep_alive = _keep_alive(lowered)
     try:
         request = AdminRequest(
             method=method,
@@ -339,11 +367,12 @@ def response_head(
     framing headers of those are ignored; those of any message are dropped
     once they have been read (the serializers write them again).
     """
-    typed, extra = _typed(fields, RESPONSE_TYPED)
+    lowered = _lowered(fields)
+    typed, extra = _typed(fields, lowered, RESPONSE_TYPED)
     chunked, length = _framing(
-        fields, max_body=max_body, bodiless=not has_body(status), request=False, offset=offset
+        lowered, max_body=max_body, bodiless=not has_body(status), request=False, offset=offset
     )
-    keep_alive = _keep_alive(fields)
+    keep_alive = _keep_alive(lowered)
     try:
         response = AdminResponse(
             status=status,

@@ -159,8 +159,22 @@ class ContentType:
     def parse(cls, text: str) -> ContentType:
         """Read a Content-Type value, tolerating whitespace around C{;} and C{=}.
 
+        A card sends the same one or two values on every POST, so the values
+        read are remembered (the first L{_PARSED_KEPT} distinct texts, so a
+        peer sending new ones cannot grow the memory).
+
         @raise AdminHttpError: the text is not C{type/subtype *(; name=value)}.
         """
+        known = _PARSED.get(text)
+        if known is not None and cls is ContentType:
+            return known
+        parsed = cls._parse(text)
+        if cls is ContentType and len(_PARSED) < _PARSED_KEPT:
+            _PARSED[text] = parsed
+        return parsed
+
+    @classmethod
+    def _parse(cls, text: str) -> ContentType:
         match = _MEDIA_RE.match(text)
         if match is None:
             raise AdminHttpError(f"{show(text)} is not a media type", field="Content-Type")
@@ -198,6 +212,10 @@ class ContentType:
                 value = '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
             parts.append(f"{name}={value}")
         return ";".join(parts)
+
+
+_PARSED: dict[str, ContentType] = {}
+_PARSED_KEPT: Final = 64
 
 
 GP_COMMAND: Final = ContentType(

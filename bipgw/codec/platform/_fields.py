@@ -197,7 +197,7 @@ def json_field(
         if validator is not None:
             validator(instance, attribute, value)
         elif check is not None and not check(value):
-            shown = "(hidden)" if secret else repr(value)[:80]
+            shown = "(hidden)" if secret else show_value(value)
             raise MessageError(f"{shown} is not {what}", field=_name(instance, attribute))
 
     if optional and default is attrs.NOTHING:
@@ -205,6 +205,13 @@ def json_field(
     return attrs.field(
         default=default, validator=validate, metadata={"json": read}, repr=not secret
     )
+
+
+def show_value(value: object) -> str:
+    """A refused value as people read it: bytes as hex digits (as they were
+    sent), anything else as its repr, at most 80 characters either way."""
+    text = value.hex().upper() if isinstance(value, bytes) else repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def matching(pattern: re.Pattern[str]) -> _Check:

@@ -40,6 +40,11 @@ HTTP_API = HttpApiSection(
     ready_wait=3.0,
     keepalive=2.0,
     keep_sessions=5,
+    header_timeout=4.0,
+    body_timeout=6.0,
+    idle_timeout=8.0,
+    max_connections_per_peer=9,
+    stream_buffer=8192,
 )
 
 
@@ -86,8 +91,26 @@ class BuildTests(SynchronousTestCase):
         )
         self.assertEqual(
             http.api.settings,
-            ApiSettings(max_body=1024, ready_wait=3.0, keepalive=2.0, keep_sessions=5),
+            ApiSettings(
+                max_body=1024,
+                ready_wait=3.0,
+                keepalive=2.0,
+                keep_sessions=5,
+                header_timeout=4.0,
+                body_timeout=6.0,
+                idle_timeout=8.0,
+                max_connections_per_peer=9,
+                stream_buffer=8192,
+            ),
         )
+        # The connection limits reach the site the API listens with, and the
+        # token gate its requests.
+        site = http.factory
+        self.assertEqual(
+            (site.limits.header_timeout, site.limits.idle_timeout, site.limits.max_per_peer),
+            (4.0, 8.0, 9),
+        )
+        self.assertIsNotNone(site.requestFactory.gate)
 
     def test_httpOnly(self) -> None:
         """[http_api] alone builds the API over a tenancy of its own."""
@@ -100,6 +123,21 @@ class BuildTests(SynchronousTestCase):
         """[platform] alone builds only the channel."""
         (channel,) = self.parts.build(platform=PLATFORM)
         self.assertEqual(channel.name, PLATFORM_SERVICE)
+
+
+class BacklogTests(SynchronousTestCase):
+    """Each door listens with its table's backlog (issue 15): Twisted's 50 is too few."""
+
+    def test_backlog(self) -> None:
+        """The channel and the API pass backlog to listen; 1024 by default."""
+        parts = _Parts()
+        doors = parts.build(platform=attrs.evolve(PLATFORM, backlog=77), http_api=HTTP_API)
+        for door in doors:
+            door.startService()
+        listened = {port: backlog for port, _, backlog, _ in parts.reactor.tcpServers}
+        self.assertEqual(listened, {7443: 77, 8080: 1024})
+        for door in doors:
+            door.stopService()
 
 
 class _FailingEndpoint:

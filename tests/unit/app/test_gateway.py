@@ -174,7 +174,8 @@ class GatewayTests(SynchronousTestCase):
         starts none: nothing listens, connects or reads the store."""
         gateway = self._build()
         self.assertEqual(
-            [s.name for s in gateway], ["store", "keys", "recorder", "smpp", "engine", "admin"]
+            [s.name for s in gateway],
+            ["store", "recovery", "keys", "recorder", "smpp", "engine", "admin"],
         )
         self.assertIs(gateway.getServiceNamed("smpp"), gateway.smpp)
         self.assertIs(gateway.getServiceNamed("admin"), gateway.admin)
@@ -197,6 +198,28 @@ class GatewayTests(SynchronousTestCase):
         self.assertEqual(len(gateway.keys), 2)
         self.assertEqual(self.reactor.tcpServers[0][0], 8443)
 
+    def test_startEndsSessionsLeftOpen(self) -> None:
+        """Issue 15: sessions a previous run left open (rows not final: it was killed)
+        are ended with gateway-restart, with a recorded transition, before the engine
+        takes any session; ended sessions are left as they were."""
+        from bipgw.store import SessionRecord
+
+        left = SessionRecord("left-open", "isd", "awaiting-card", 1.0, 2.0, iccid=iccid_of(1))
+        done = SessionRecord("closed-ok", "isd", "closed", 1.0, 3.0, ended_at=3.0)
+        for record in (left, done):
+            self.successResultOf(self.store.save_session(record))
+        self.reactor.advance(1000)
+        gateway = self._start()
+        got = self.successResultOf(self.store.get_session("left-open"))
+        assert got is not None
+        self.assertEqual((got.state, got.reason, got.ended_at), ("failed", "gateway-restart", 1000))
+        [event] = self.successResultOf(self.store.session_events("left-open"))
+        self.assertEqual((event.previous, event.reason), ("awaiting-card", "gateway-restart"))
+        closed = self.successResultOf(self.store.get_session("closed-ok"))
+        assert closed is not None
+        self.assertEqual((closed.state, closed.reason), ("closed", None))
+        self.assertEqual(gateway.engine.sessions(), [])
+
     def test_startWiresEverything(self) -> None:
         """Starting opens the store, loads the keys, listens for cards on the
         configured endpoint and connects to the SMSC."""
@@ -205,6 +228,7 @@ class GatewayTests(SynchronousTestCase):
         self.assertEqual(len(gateway.keys), 2)
         self.assertEqual(gateway.keys.iccid_for(b"card-1"), iccid_of(1))
         self.assertEqual(self.reactor.tcpServers[0][0], 8443)
+        self.assertEqual(self.reactor.tcpServers[0][2], 1024, "admin.backlog not applied")
         self.assertEqual(gateway.admin_port, 8443)
         host, port = self.reactor.tcpClients[0][:2]
         self.assertEqual((host, port), ("127.0.0.1", 2775))

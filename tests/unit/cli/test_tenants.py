@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import io
 import os
+from contextlib import redirect_stderr
 from pathlib import Path
 
 from twisted.internet.defer import Deferred
@@ -132,9 +133,30 @@ class TenantCommandTests(SynchronousTestCase):
         listing = self.run_command("service", "list")[1]
         self.assertEqual(
             listing,
-            f"acme\tisd\tenabled\taids: {AID}\ttars: B00010\tmax_sessions: 2\trate: 5\n",
+            f"acme\tisd\tenabled\taids: {AID}\ttars: B00010\tisd_commands: none"
+            "\tmax_sessions: 2\trate: 5\n",
         )
         self.assertIn("services: isd", self.run_command("tenant", "list")[1])
+        self.assertEqual(service.isd_commands, frozenset())
+
+    def test_serviceAddIsdCommands(self) -> None:
+        """--isd-commands reaches the grant as instructions and the listing by name;
+        a name that is no ISD command is refused, naming it."""
+        token = self.run_command("tenant", "add", "acme")[1].splitlines()[-1]
+        status, _, _ = self.run_command(
+            "service", "add", "isd", "--tenant", "acme", "--isd-commands", "get-status,GET-DATA,e4"
+        )
+        self.assertEqual(status, 0)
+        grant = self.successResultOf(StoreTenantDirectory(self.store).by_token(token))
+        assert grant is not None
+        self.assertEqual(grant.services["isd"].isd_commands, {0xF2, 0xCA, 0xCB, 0xE4})
+        listing = self.run_command("service", "list")[1]
+        self.assertIn("isd_commands: get-status get-data e4", listing)
+        stderr = io.StringIO()
+        with self.assertRaises(SystemExit) as caught, redirect_stderr(stderr):
+            parse(["service", "add", "x", "--tenant", "acme", "--isd-commands", "get-status,wipe"])
+        self.assertEqual(caught.exception.code, 2)
+        self.assertIn("'wipe' is not an ISD command", stderr.getvalue())
 
     def test_serviceRefusals(self) -> None:
         """A service for an unknown tenant, or granted twice, is refused."""

@@ -353,3 +353,62 @@ class LimitTests(SynchronousTestCase):
         else:
             self.assertLessEqual(total, limit)
             self.assertEqual(request.body, bytes(total))
+
+
+def _outcome(parser: RequestParser | ResponseParser, pieces: list[bytes]) -> object:
+    """The messages a parser returns for C{pieces}, or the error it raised (text, offset)."""
+    out: list[object] = []
+    try:
+        for piece in pieces:
+            out.extend(parser.feed(piece))
+        parser.finish()
+    except AdminHttpError as e:
+        return ("error", str(e), e.offset, e.status)
+    return out
+
+
+class WholeHeadTests(SynchronousTestCase):
+    """A head read at once (the fast path) reads exactly as one read line by line.
+
+    Fed a byte at a time, the parser never holds a whole head and so always
+    takes the line-by-line path; fed at once, it takes the whole-head path
+    whenever it can.  Messages, errors and their offsets must not differ.
+    """
+
+    def _same(self, data: bytes) -> None:
+        for make in (
+            lambda: RequestParser(max_header_bytes=256, max_headers=8, max_body=512),
+            lambda: ResponseParser(max_header_bytes=256, max_headers=8, max_body=512),
+        ):
+            whole = _outcome(make(), [data])
+            slow = _outcome(make(), [data[i : i + 1] for i in range(len(data))])
+            self.assertEqual(whole, slow)
+
+    @given(
+        requests,
+        responses(),
+        st.lists(
+            st.tuples(
+                st.integers(min_value=0, max_value=2000), st.binary(max_size=3), st.booleans()
+            ),
+            max_size=3,
+        ),
+    )
+    def test_mutatedMessages(
+        self,
+        request: AdminRequest,
+        response: AdminResponse,
+        edits: list[tuple[int, bytes, bool]],
+    ) -> None:
+        """Valid and mutated messages: the same messages or the same error either way."""
+        for wire in (encode_request(request), encode_response(response)):
+            data = bytearray(wire + wire)
+            for where, new, replace in edits:
+                at = where % (len(data) + 1)
+                data[at : at + (len(new) if replace else 0)] = new
+            self._same(bytes(data))
+
+    @given(_hostile(_REQUEST_STARTS))
+    def test_requestNoise(self, data: bytes) -> None:
+        """Request-shaped noise: the same outcome either way."""
+        self._same(data)

@@ -223,6 +223,18 @@ class ValueTests(SynchronousTestCase):
         )
         self._check("services.isd", "allowed_aids", '"A000000003"', "a list of 0 to 256 items")
 
+    def test_isdCommands(self) -> None:
+        """isd_commands: a name that is no ISD command is refused, naming it and the choices."""
+        self._check(
+            "services.isd",
+            "isd_commands",
+            '["get-status", "format-card"]',
+            "'format-card' is not an ISD command",
+            "get-status",
+        )
+        self._check("services.isd", "isd_commands", '"all"', "a list of 0 to 64 items")
+        self._check("services.isd", "isd_commands", '["F2F"]', "ISD command")
+
     def test_endpoints(self) -> None:
         """Endpoint strings are parsed by Twisted; its complaint is passed on."""
         self._check("admin", "listen", '"tcp:https"', 'admin.listen = "tcp:https"', "ValueError")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 from pathlib import Path
 
+import attrs
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -14,7 +15,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from bipgw.app import api_settings, channel_settings
 from bipgw.config import Config, ConfigError, HttpApiSection, PlatformSection
-from bipgw.platform import ChannelSettings
+from bipgw.platform import ChannelSettings, PeerLimits
 from bipgw.web import ApiSettings
 from tests.unit.config import MINIMAL, ROOT, private_directory, with_keys, write
 
@@ -136,12 +137,33 @@ class ValuesTests(SynchronousTestCase):
             ready_wait="5",
             keepalive="1.5",
             keep_sessions="7",
+            header_timeout="2",
+            body_timeout="3",
+            idle_timeout="4",
+            max_connections_per_peer="5",
+            stream_buffer="8192",
         )
         http_api = Config.from_string(text).http_api
         assert http_api is not None
+        settings = api_settings(http_api)
         self.assertEqual(
-            api_settings(http_api),
-            ApiSettings(max_body=1024, ready_wait=5.0, keepalive=1.5, keep_sessions=7),
+            settings,
+            ApiSettings(
+                max_body=1024,
+                ready_wait=5.0,
+                keepalive=1.5,
+                keep_sessions=7,
+                header_timeout=2.0,
+                body_timeout=3.0,
+                idle_timeout=4.0,
+                max_connections_per_peer=5,
+                stream_buffer=8192,
+            ),
+        )
+        limits = settings.limits()
+        self.assertEqual(
+            (limits.header_timeout, limits.body_timeout, limits.idle_timeout, limits.max_per_peer),
+            (2.0, 3.0, 4.0, 5),
         )
 
     def test_example(self) -> None:
@@ -169,6 +191,11 @@ class ValuesTests(SynchronousTestCase):
                 ready_wait=120.0,
                 keepalive=15.0,
                 keep_sessions=10000,
+                header_timeout=10.0,
+                body_timeout=30.0,
+                idle_timeout=60.0,
+                max_connections_per_peer=64,
+                stream_buffer=262144,
             ),
         )
 
@@ -213,6 +240,9 @@ class ErrorTests(SynchronousTestCase):
             ("http_api", "ready_wait", "0"),
             ("http_api", "keepalive", "true"),
             ("http_api", "keep_sessions", "0"),
+            ("http_api", "header_timeout", "0"),
+            ("http_api", "max_connections_per_peer", "0"),
+            ("http_api", "stream_buffer", "100"),
         ]
         for table, key, value in cases:
             with self.subTest(key=key):
@@ -319,3 +349,80 @@ class TlsOptionsTests(SynchronousTestCase):
         error = self.assertRaises(ConfigError, self._platform().tls_options)
         self.assertEqual(error.key, "platform.tls_key")
         self.assertIn("does not match", str(error))
+
+
+class LimitTests(SynchronousTestCase):
+    """The listen backlog and the platform channel's per-peer limits (issue 15)."""
+
+    def test_backlogInListenRefused(self) -> None:
+        """backlog= inside listen is refused: the backlog key says it."""
+        text = with_keys(MINIMAL, "platform", listen='"tcp:7443:backlog=5"')
+        error = self.assertRaises(ConfigError, Config.from_string, text)
+        self.assertEqual(error.key, "platform.listen")
+        self.assertIn("backlog key", str(error))
+
+    def test_endpoint(self) -> None:
+        """endpoint adds the backlog to the types that take one, only those."""
+        text = with_keys(MINIMAL, "platform", listen='"tcp:7443:interface=127.0.0.1"')
+        platform = Config.from_string(text).platform
+        assert platform is not None
+        self.assertEqual(platform.endpoint, "tcp:7443:interface=127.0.0.1:backlog=1024")
+        systemd = attrs.evolve(platform, listen="systemd:domain=INET:index=0", backlog=9)
+        self.assertEqual(systemd.endpoint, "systemd:domain=INET:index=0")
+        unix = attrs.evolve(platform, listen="unix:/tmp/x.sock", backlog=9)
+        self.assertEqual(unix.endpoint, "unix:/tmp/x.sock:backlog=9")
+
+    def test_limitsReachTheChannel(self) -> None:
+        """Every limit key reaches ChannelSettings (and its PeerLimits)."""
+        text = with_keys(
+            MINIMAL,
+            "platform",
+            listen='"tcp:7443"',
+            max_connections_per_peer="3",
+            preauth_rate="2.5",
+            preauth_burst="6",
+            auth_free_failures="2",
+            auth_backoff="0.5",
+            auth_backoff_max="9",
+            max_send_buffer="2048",
+            stall_timeout="7",
+            close_timeout="2",
+        )
+        platform = Config.from_string(text).platform
+        assert platform is not None
+        settings = channel_settings(platform)
+        self.assertEqual(
+            (settings.max_send_buffer, settings.stall_timeout, settings.close_timeout),
+            (2048, 7.0, 2.0),
+        )
+        self.assertEqual(
+            settings.peer_limits,
+            PeerLimits(
+                max_connections_per_peer=3,
+                preauth_rate=2.5,
+                preauth_burst=6,
+                auth_free_failures=2,
+                auth_backoff=0.5,
+                auth_backoff_max=9.0,
+            ),
+        )
+
+    def test_limitsChecked(self) -> None:
+        """Out-of-range limits are refused naming the key."""
+        for key, value in (
+            ("preauth_rate", "0"),
+            ("max_send_buffer", "10"),
+            ("stall_timeout", "-1"),
+            ("backlog", "0"),
+        ):
+            text = with_keys(MINIMAL, "platform", listen='"tcp:7443"', **{key: value})
+            error = self.assertRaises(ConfigError, Config.from_string, text)
+            self.assertEqual(error.key, f"platform.{key}")
+
+    def test_backoffOrder(self) -> None:
+        """auth_backoff_max below auth_backoff is refused naming it."""
+        text = with_keys(
+            MINIMAL, "platform", listen='"tcp:7443"', auth_backoff="10", auth_backoff_max="1"
+        )
+        error = self.assertRaises(ConfigError, Config.from_string, text)
+        self.assertEqual(error.key, "platform.auth_backoff_max")

@@ -127,7 +127,21 @@ class ExampleFileTests(SynchronousTestCase):
                         bytes.fromhex("A0000005591010FFFFFFFF8900000100"),
                     }
                 ),
+                isd_commands=frozenset(),
             ),
+        )
+
+    def test_isdCommands(self) -> None:
+        """isd_commands reads names, "all" and hex INS into the ceiling's instructions;
+        the default is every instruction, and [] none."""
+        from bipgw.core import ALL_INSTRUCTIONS
+
+        self.assertEqual(self.config.services["isd"].rules().isd_commands, ALL_INSTRUCTIONS)
+        self.assertEqual(self.config.services["legacy-3des"].rules().isd_commands, frozenset())
+        text = with_keys(MINIMAL, "services.isd", isd_commands='["get-status", "get-data", "e4"]')
+        config = Config.from_string(text, base_dir=ROOT)
+        self.assertEqual(
+            config.services["isd"].rules().isd_commands, frozenset({0xF2, 0xCA, 0xCB, 0xE4})
         )
 
     def test_sessionsAndLog(self) -> None:

@@ -26,6 +26,7 @@ from bipgw.codec.platform import (
     Result,
 )
 from bipgw.core import (
+    ALL_INSTRUCTIONS,
     CardTarget,
     MemoryTenantDirectory,
     RelayHost,
@@ -39,7 +40,9 @@ from bipgw.core import (
 )
 from tests.unit.platform import POLICY, Fleet, echo, iccid
 
-GRANT = TenantGrant("acme", services=[ServiceGrant("demo")], max_sessions=2)
+GRANT = TenantGrant(
+    "acme", services=[ServiceGrant("demo", isd_commands=ALL_INSTRUCTIONS)], max_sessions=2
+)
 
 
 class RecordingHost:

@@ -38,9 +38,9 @@ from tests.unit.core import (
 )
 
 USIM = bytes.fromhex("a0000000871002ffffffff8900000100")
-OTHER = bytes.fromhex("a000000003000000")
+OTHER = bytes.fromhex("a0000000041010")
 SELECT_USIM = bytes.fromhex("00a4040010") + USIM + b"\x00"
-SELECT_OTHER = bytes.fromhex("00a4040008") + OTHER + b"\x00"
+SELECT_OTHER = bytes.fromhex("00a4040007") + OTHER + b"\x00"
 SELECT_MF = bytes.fromhex("00a40004023f00")
 KEYS = StaticKeys(bytes(16), bytes(range(16)), bytes(range(16, 32)))
 
@@ -294,13 +294,14 @@ class ServiceRulesTests(SynchronousTestCase):
         self.assertTrue(ServiceRules().definite(True))
         self.assertFalse(ServiceRules().definite(None))
 
-    def test_forbiddenSelect(self) -> None:
-        """Only a SELECT by DF name of an unlisted AID is found; no list: none."""
-        rules = ServiceRules(allowed_aids=[USIM])
-        self.assertIsNone(rules.forbidden_select([SELECT_USIM, SELECT_MF, GET_DATA]))
-        self.assertEqual(rules.forbidden_select([GET_DATA, SELECT_OTHER]), (1, OTHER))
-        self.assertIsNone(rules.forbidden_select([b"\x00"]))
-        self.assertIsNone(ServiceRules().forbidden_select([SELECT_OTHER]))
+    def test_access(self) -> None:
+        """The ceiling a service's table sets: its AIDs (none: any applet) and ISD instructions."""
+        rules = ServiceRules(allowed_aids=[USIM], isd_commands=[0xF2])
+        access = rules.access("svc")
+        self.assertEqual((access.applets, access.isd), (frozenset({USIM}), frozenset({0xF2})))
+        self.assertIn("[services.svc]", access.label)
+        self.assertIsNone(ServiceRules().access("svc").applets)
+        self.assertRaises(ValueError, ServiceRules, isd_commands=[256])
 
     def test_invalid(self) -> None:
         """Limits below 1 and AIDs of the wrong length are refused."""

@@ -35,6 +35,7 @@ from bipgw.codec.apdu import CommandApdu, sw_is_success
 from bipgw.codec.platform import FrameDecoder, FrameResult, encode_frame
 from bipgw.codec.ram import CommandScript, ResponseScript
 from bipgw.core import (
+    ALL_INSTRUCTIONS,
     CardLink,
     CardRecord,
     CardTarget,
@@ -299,7 +300,7 @@ class PlatformTestCase(SynchronousTestCase):
         self.acme = TenantGrant(
             "acme",
             services=[
-                ServiceGrant("demo"),
+                ServiceGrant("demo", isd_commands=ALL_INSTRUCTIONS),
                 ServiceGrant("locked", allowed_aids={AID}, allowed_tars={TAR}, max_sessions=2),
             ],
             max_sessions=30,
@@ -307,7 +308,8 @@ class PlatformTestCase(SynchronousTestCase):
         )
         self.tenants.add(self.acme, tokens=[TOKEN], common_names=["platform.acme.example"])
         self.tenants.add(
-            TenantGrant("globex", services=[ServiceGrant("demo")]), tokens=[OTHER_TOKEN]
+            TenantGrant("globex", services=[ServiceGrant("demo", isd_commands=ALL_INSTRUCTIONS)]),
+            tokens=[OTHER_TOKEN],
         )
         self.factory = self.make_factory()
         self.pumps: list[iosim.IOPump] = []

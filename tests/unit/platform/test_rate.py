@@ -14,7 +14,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from bipgw.cli._tenants import add_parser, execute
 from bipgw.codec.platform import ErrorCode
-from bipgw.core import CommandRates, ServiceGrant, TenantGrant
+from bipgw.core import ALL_INSTRUCTIONS, CommandRates, ServiceGrant, TenantGrant
 from bipgw.store import MemoryStore, Service, StoreTenantDirectory, service_grant, service_id
 from tests.unit.platform import (
     OTHER_TOKEN,
@@ -25,8 +25,8 @@ from tests.unit.platform import (
     iccid,
 )
 
-METERED = ServiceGrant("metered", rate=2)
-SLOW = ServiceGrant("slow", rate=0.5)
+METERED = ServiceGrant("metered", rate=2, isd_commands=ALL_INSTRUCTIONS)
+SLOW = ServiceGrant("slow", rate=0.5, isd_commands=ALL_INSTRUCTIONS)
 
 
 class ServiceGrantRateTests(SynchronousTestCase):
@@ -34,7 +34,7 @@ class ServiceGrantRateTests(SynchronousTestCase):
 
     def test_default(self) -> None:
         """Without a rate a service is not metered."""
-        self.assertIsNone(ServiceGrant("demo").rate)
+        self.assertIsNone(ServiceGrant("demo", isd_commands=ALL_INSTRUCTIONS).rate)
 
     def test_accepted(self) -> None:
         """Whole and fractional rates are kept as given."""
@@ -65,8 +65,14 @@ class CommandRatesTests(SynchronousTestCase):
 
     def test_unlimited(self) -> None:
         """A service without a rate never refuses and keeps no bucket."""
-        self.assertEqual(self.takes(1000, service=ServiceGrant("demo")), [True] * 1000)
-        self.assertEqual(self.rates.available("acme", ServiceGrant("demo")), math.inf)
+        self.assertEqual(
+            self.takes(1000, service=ServiceGrant("demo", isd_commands=ALL_INSTRUCTIONS)),
+            [True] * 1000,
+        )
+        self.assertEqual(
+            self.rates.available("acme", ServiceGrant("demo", isd_commands=ALL_INSTRUCTIONS)),
+            math.inf,
+        )
 
     def test_burst(self) -> None:
         """A full bucket pays a burst of C{rate} commands, then refuses."""
@@ -205,12 +211,18 @@ class ChannelRateTests(PlatformTestCase):
         super().setUp()
         self.tenants.add(
             TenantGrant(
-                "acme", services=[ServiceGrant("demo"), METERED], max_sessions=30, max_commands=64
+                "acme",
+                services=[ServiceGrant("demo", isd_commands=ALL_INSTRUCTIONS), METERED],
+                max_sessions=30,
+                max_commands=64,
             ),
             tokens=[TOKEN],
         )
         self.tenants.add(
-            TenantGrant("globex", services=[ServiceGrant("demo"), METERED]), tokens=[OTHER_TOKEN]
+            TenantGrant(
+                "globex", services=[ServiceGrant("demo", isd_commands=ALL_INSTRUCTIONS), METERED]
+            ),
+            tokens=[OTHER_TOKEN],
         )
 
     def session(self, platform: RawPlatform, n: int, service: str = "metered") -> str:

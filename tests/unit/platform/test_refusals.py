@@ -9,7 +9,7 @@ from typing import Any
 from twisted.internet.defer import Deferred, fail
 
 from bipgw.codec.platform import encode_frame
-from bipgw.core import ServiceGrant, TenantGrant
+from bipgw.core import ALL_INSTRUCTIONS, ServiceGrant, TenantGrant
 from tests.unit.platform import (
     AID,
     OTHER_AID,
@@ -235,8 +235,9 @@ class RefusalTests(PlatformTestCase):
         self.advance(2)
         session = platform.take()[0]["session"]
         select = "00A40400" + bytes([len(OTHER_AID)]).hex() + OTHER_AID.hex()
+        allowed = "00A40400" + bytes([len(AID)]).hex() + AID.hex()
         error = self.refused(
-            platform, type="command", session=session, id="c1", apdus=[echo(b""), select]
+            platform, type="command", session=session, id="c1", apdus=[allowed, select]
         )
         self.assertEqual(error["code"], "application-not-allowed")
         self.assertIn("C-APDU 1", error["message"])
@@ -253,13 +254,18 @@ class RefusalTests(PlatformTestCase):
         select = "00A40400" + bytes([len(AID)]).hex() + AID.hex()
         error = self.refused(platform, type="command", session="s1", id="c1", apdus=[select])
         self.assertEqual(error["code"], "application-not-allowed")
-        self.assertIn("session's AID", error["message"])
+        self.assertIn(f"session opened for AID {OTHER_AID.hex().upper()}", error["message"])
 
     def test_tenantSessionLimit(self) -> None:
         """More sessions than the tenant may have, over two connections:
         limit-reached; one ending makes room."""
         self.tenants.add(
-            TenantGrant("acme", services=[ServiceGrant("demo")], max_sessions=2), tokens=["t2"]
+            TenantGrant(
+                "acme",
+                services=[ServiceGrant("demo", isd_commands=ALL_INSTRUCTIONS)],
+                max_sessions=2,
+            ),
+            tokens=["t2"],
         )
         first, second = self.login("t2"), self.login("t2")
         self.opened(first, 1)
@@ -288,7 +294,12 @@ class RefusalTests(PlatformTestCase):
         """More commands in flight than the tenant may have: limit-reached;
         answers make room again."""
         self.tenants.add(
-            TenantGrant("acme", services=[ServiceGrant("demo")], max_commands=3), tokens=["t3"]
+            TenantGrant(
+                "acme",
+                services=[ServiceGrant("demo", isd_commands=ALL_INSTRUCTIONS)],
+                max_commands=3,
+            ),
+            tokens=["t3"],
         )
         platform = self.login("t3")
         session = self.opened(platform)

@@ -146,3 +146,25 @@ class PushQueueTests(SynchronousTestCase):
         self.assertEqual(queue.superseded(sms(attempt=1, session="s1")), [])
         loose = attrs.evolve(sms(attempt=9, session="s1"), thread=None)
         self.assertEqual(queue.superseded(loose), [])
+
+    def test_supersededOnlyWhileWaiting(self) -> None:
+        """A push leaves its session's index when its last part is taken or it is
+        discarded, and comes back when a part must be resent."""
+        queue = PushQueue(5)
+        sent, dropped = _job("s1", parts=2, attempt=1), _job("s1", attempt=2)
+        queue.offer(sent)
+        queue.offer(dropped)
+        later = sms(attempt=3, session="s1")
+        self.assertEqual(queue.superseded(later), [sent, dropped])
+        first = queue.pop()
+        self.assertEqual(queue.superseded(later), [sent, dropped], "a part still waits")
+        second = queue.pop()
+        assert first is not None and second is not None
+        self.assertEqual(queue.superseded(later), [dropped])
+        queue.discard(dropped)
+        self.assertEqual(queue.superseded(later), [])
+        queue.resend([second])
+        self.assertEqual(queue.superseded(later), [sent])
+        self.assertEqual(len(queue._threads), 1)
+        queue.pop()
+        self.assertEqual(queue._threads, {}, "no index entry outlives its pushes")

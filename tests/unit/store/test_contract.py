@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from attrs import evolve
 from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -231,6 +232,24 @@ class StoreContractMixin(_Base):
         pending = [self.store.next_ota_counter(ICCID_A) for _ in range(40)]
         self.assertEqual([self.done(d) for d in pending], list(range(1, 41)))
 
+    def test_otaCounterOutcomesEachTheirOwn(self) -> None:
+        """Requests made together succeed or fail each on their own: an unknown card
+        or an exhausted counter fails that caller only, and the others still count."""
+        self.cards(card(ICCID_A), card(ICCID_B, psk_identity=b"b"))
+        self.done(self.store.raise_ota_counter(ICCID_B, MAX_OTA_COUNTER))
+        pending = [
+            self.store.next_ota_counter(ICCID_A),
+            self.store.next_ota_counter("89000000000000000999"),
+            self.store.next_ota_counter(ICCID_B),
+            self.store.raise_ota_counter(ICCID_A, 10),
+            self.store.next_ota_counter(ICCID_A),
+        ]
+        self.assertEqual(self.done(pending[0]), 1)
+        self.fails(pending[1], UnknownRecordError)
+        self.fails(pending[2], CounterExhaustedError)
+        self.assertEqual([self.done(d) for d in pending[3:]], [10, 11])
+        self.assertEqual(self.done(self.store.get_card(ICCID_A)).ota_counter, 11)
+
     def test_otaCounterUnknownCard(self) -> None:
         """No counter is allocated for an unknown card."""
         self.fails(self.store.next_ota_counter(ICCID_A), UnknownRecordError)
@@ -399,6 +418,39 @@ class StoreContractMixin(_Base):
 
     # sessions --------------------------------------------------------------------
 
+    def test_endUnfinishedSessions(self) -> None:
+        """Start-up recovery (issue 15): every session opened before the start that is
+        not final is failed with the reason, at the time given, with one recorded
+        transition after its last event; final sessions, and those opened since, stay."""
+        states = {"s-req": "requested", "s-push": "pushing", "s-conn": "connected"}
+        for sid, state in states.items():
+            self.done(self.store.save_session(evolve(session(sid), state=state)))
+        self.done(self.store.save_session(evolve(session("s-done"), state="closed", ended_at=11)))
+        self.done(self.store.save_session(session("s-new", opened_at=60.0)))
+        self.done(
+            self.store.add_session_events(
+                [SessionEvent("s-conn", n, 10.0 + n, "connected") for n in (1, 2)]
+            )
+        )
+        ended = self.store.end_unfinished_sessions("gateway-restart", "why", 50.0, opened_before=50)
+        self.assertEqual(self.done(ended), 3)
+        for sid, state in states.items():
+            got = self.done(self.store.get_session(sid))
+            self.assertEqual(
+                (got.state, got.reason, got.detail, got.ended_at, got.updated_at),
+                ("failed", "gateway-restart", "why", 50.0, 50.0),
+            )
+            last = self.done(self.store.session_events(sid))[-1]
+            self.assertEqual(
+                (last.state, last.previous, last.reason, last.at),
+                ("failed", state, "gateway-restart", 50.0),
+            )
+        self.assertEqual(self.done(self.store.session_events("s-conn"))[-1].seq, 3)
+        self.assertEqual(self.done(self.store.get_session("s-done")).state, "closed")
+        self.assertEqual(self.done(self.store.get_session("s-new")).state, "REQUESTED")
+        again = self.store.end_unfinished_sessions("gateway-restart", "", 70.0, opened_before=50)
+        self.assertEqual(self.done(again), 0)
+
     def test_sessionLifecycle(self) -> None:
         """A session is created, moves through states and finishes with a reason."""
         self.done(self.store.create_session(session("s1")))
@@ -425,6 +477,22 @@ class StoreContractMixin(_Base):
         )
         self.done(self.store.save_session(later))
         self.assertEqual(self.done(self.store.get_session("s1")), later)
+
+    def test_writeHistoryInOneWrite(self) -> None:
+        """write_history creates or replaces snapshots and appends events and traces."""
+        self.done(self.store.save_session(session("s1")))
+        later = SessionRecord(
+            "s1", "svc", "CLOSED", 10.0, 30.0, ICCID_A, "336", "agent", 2, 3, 30.0, None, "ok"
+        )
+        fresh = session("s2", ICCID_B, opened_at=11.0)
+        events = [SessionEvent("s1", 1, 1.0, "REQUESTED"), SessionEvent("s2", 1, 1.0, "REQUESTED")]
+        traces = [ApduTraceRecord("s1", 1, 0, b"\x00\xa4\x00\x00", b"\x90\x00", 3.0, 3.5)]
+        self.done(self.store.write_history([later, fresh], events, traces))
+        self.assertEqual(self.done(self.store.get_session("s1")), later)
+        self.assertEqual(self.done(self.store.get_session("s2")), fresh)
+        self.assertEqual(self.done(self.store.session_events("s2")), events[1:])
+        self.assertEqual(self.done(self.store.apdu_traces("s1")), traces)
+        self.done(self.store.write_history([], [], []))
 
     def test_unknownSessionUpdates(self) -> None:
         """Updating or finishing a session that does not exist is an error."""

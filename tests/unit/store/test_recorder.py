@@ -44,12 +44,12 @@ class _Store(MemoryStore):
     def __init__(self) -> None:
         super().__init__()
         self.calls: list[tuple[str, int]] = []
+        self.writes = 0
         self.hold: list[Deferred[None]] = []
         self.holding = False
         self.failing = False
 
-    def _logged(self, name: str, n: int, write: Deferred[None]) -> Deferred[None]:
-        self.calls.append((name, n))
+    def _logged(self, write: Deferred[None]) -> Deferred[None]:
         if self.failing:
             return fail(RuntimeError("disk full"))
         if self.holding:
@@ -58,14 +58,14 @@ class _Store(MemoryStore):
             return held
         return write
 
-    def save_session(self, record: Any) -> Deferred[None]:
-        return self._logged("session", 1, super().save_session(record))
-
-    def add_session_events(self, events: Any) -> Deferred[None]:
-        return self._logged("events", len(events), super().add_session_events(events))
-
-    def add_apdu_traces(self, traces: Any) -> Deferred[None]:
-        return self._logged("traces", len(traces), super().add_apdu_traces(traces))
+    def write_history(self, sessions: Any, events: Any, traces: Any) -> Deferred[None]:
+        # One write, logged as what it holds (one entry per snapshot).
+        self.calls.extend(("session", 1) for _ in sessions)
+        for name, records in (("events", events), ("traces", traces)):
+            if records:
+                self.calls.append((name, len(records)))
+        self.writes += 1
+        return self._logged(super().write_history(sessions, events, traces))
 
 
 class BatchingRecorderTests(SynchronousTestCase):
@@ -89,6 +89,7 @@ class BatchingRecorderTests(SynchronousTestCase):
         self.assertEqual(self.store.calls, [])
         self.clock.advance(0.1)
         self.assertEqual(self.store.calls, [("session", 1), ("events", 2), ("traces", 2)])
+        self.assertEqual(self.store.writes, 1, "one write (one transaction) for the batch")
         self.assertEqual(self.recorder.written, 5)
         events = self.successResultOf(self.store.session_events("s1"))
         self.assertEqual([e.seq for e in events], [1, 2])

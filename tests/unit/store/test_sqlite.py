@@ -170,6 +170,19 @@ class SqliteThreadedTests(TestCase):
         self.assertEqual(sorted(values), list(range(1, 201)))
 
     @defer.inlineCallbacks
+    def test_countersGroupCommitted(self) -> Any:
+        """Counters asked for while one commits share the next transaction (group commit)."""
+        store = yield SqlStore.open(self.url(), reactor=reactor)
+        self.addCleanup(store.close)
+        yield store.upsert_cards([card(ICCID_A), card(ICCID_B, psk_identity=b"b")])
+        calls = [store.next_ota_counter(ICCID_A if n % 2 else ICCID_B) for n in range(300)]
+        values = yield defer.gatherResults(calls)
+        self.assertEqual(sorted(values[0::2]), list(range(1, 151)))
+        self.assertEqual(sorted(values[1::2]), list(range(1, 151)))
+        # The first runs alone; the 299 asked for meanwhile go in one more.
+        self.assertEqual((store._counters.batches, store._counters.requests), (2, 300))
+
+    @defer.inlineCallbacks
     def test_twoStoresOneFile(self) -> Any:
         """Two stores (as two processes would) sharing a file never hand out a value twice."""
         url = self.url()

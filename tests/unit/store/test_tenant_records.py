@@ -62,6 +62,30 @@ class TenantRecordTests(SynchronousTestCase):
         self.assertEqual(row.settings["rate"], 2)
         self.assertIsInstance(row.settings["rate"], int)
 
+    def test_isdCommands(self) -> None:
+        """ISD commands are stored by name and read back as instructions; a name that is
+        none is refused before anything is written; a hand-edited row's unknown name
+        grants nothing (the grant fails closed), its known ones still apply."""
+        from bipgw.store import Service
+
+        token = self.add("acme")
+        d = grant_service(self.store, "acme", "isd", isd_commands=["get-status", "Get-Data"])
+        self.successResultOf(Deferred.fromCoroutine(d))
+        row = self.successResultOf(self.store.get_service("acme/isd"))
+        assert row is not None
+        self.assertEqual(row.settings["isd_commands"], "get-status get-data")
+        grant = self.successResultOf(self.directory.by_token(token))
+        assert grant is not None
+        self.assertEqual(grant.services["isd"].isd_commands, {0xF2, 0xCA, 0xCB})
+        bad = Deferred.fromCoroutine(grant_service(self.store, "acme", "x", isd_commands=["zap"]))
+        self.assertIn("'zap'", str(self.failureResultOf(bad, ValueError).value))
+        self.assertIsNone(self.successResultOf(self.store.get_service("acme/x")))
+        edited = Service("acme/y", "acme", "y", True, {"isd_commands": "zap delete"})
+        self.successResultOf(self.store.put_service(edited))
+        grant = self.successResultOf(self.directory.by_token(token))
+        assert grant is not None
+        self.assertEqual(grant.services["y"].isd_commands, {0xE4})
+
     def test_refusals(self) -> None:
         """A tenant or grant twice is a L{DuplicateRecordError}; an unknown
         tenant an L{UnknownRecordError}."""

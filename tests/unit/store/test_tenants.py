@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-import attrs
+from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SynchronousTestCase
 
 from bipgw.core import ITenantDirectory, ServiceGrant
@@ -15,6 +15,7 @@ from bipgw.store import (
     StoreTenantDirectory,
     Tenant,
     TokenDigest,
+    replace_token,
     service_id,
     settings_id,
 )
@@ -118,11 +119,8 @@ class DirectoryMixin:
         """A replaced token takes over at once; the old one is refused."""
         case: SynchronousTestCase = self  # type: ignore[assignment]
         case.assertIsNotNone(case.successResultOf(self.directory.by_token(TOKEN)))
-        row = case.successResultOf(self.store.get_service(settings_id("acme")))
-        assert row is not None
         new = "bgw_another-token-0123456789abcdef"
-        settings = {**row.settings, **TokenDigest.of(new).settings()}
-        case.successResultOf(self.store.put_service(attrs.evolve(row, settings=settings)))
+        case.successResultOf(Deferred.fromCoroutine(replace_token(self.store, "acme", new)))
         case.assertIsNone(case.successResultOf(self.directory.by_token(TOKEN)))
         case.assertIsNotNone(case.successResultOf(self.directory.by_token(new)))
 

@@ -524,19 +524,40 @@ class PolicyCacheTests(_TestCase):
         return self.spy.contexts - before
 
     def test_settingsResolvedOnce(self) -> None:
-        """A card's second session builds one context, where the first probed OpenSSL."""
+        """A card's second session builds no context, where the first probed OpenSSL.
+
+        Client options with the same policy share one context (a fleet makes
+        one options object per session); a server builds its own.
+        """
+        from bipgw.tls import _client
+
+        self.patch(_client, "_SHARED", {})
         self.patch(_binding, "_binding_checked", False)
         first = self.made(lambda: PskClientOptions(b"card-1", KEY))
         self.assertGreater(first, 2)
-        self.assertEqual(self.made(lambda: PskClientOptions(b"card-2", OTHER_KEY)), 1)
+        self.assertEqual(self.made(lambda: PskClientOptions(b"card-2", OTHER_KEY)), 0)
         self.assertEqual(self.made(lambda: PskServerOptions(_Keys({}))), 1)
-        self.assertEqual(_policy.make_policy.cache_info().hits, 2)
+        self.assertEqual(_policy.make_policy.cache_info().hits, 1)
         server = PskServerOptions(_Keys({b"card-2": KEY}))
         client = PskClientOptions(b"card-2", KEY)
         self.assertEqual(client.suites, tuple(DEFAULT_CIPHERS.split(":")))
         link = self.link(server, client)
         self.assertEqual(psk_identity(link.server_tls), b"card-2")
         self.assertEqual(link.server_tls.getHandle().get_cipher_name(), "PSK-AES128-CBC-SHA256")
+
+    def test_sharedContextKeepsEachCardsKey(self) -> None:
+        """Clients sharing a context each present their own identity and key."""
+        keys = _Keys({b"card-1": KEY, b"card-2": OTHER_KEY})
+        server = PskServerOptions(keys)
+        one, two = PskClientOptions(b"card-1", KEY), PskClientOptions(b"card-2", OTHER_KEY)
+        wrong = PskClientOptions(b"card-1", OTHER_KEY)
+        first, second = self.link(server, one), self.link(server, two)
+        self.assertEqual(psk_identity(first.server_tls), b"card-1")
+        self.assertEqual(psk_identity(second.server_tls), b"card-2")
+        self.assertRefused(self.link(server, wrong), "")
+        self.assertEqual(psk_identity(self.link(server, two).server_tls), b"card-2")
+        self.assertEqual(server.stats.completed, 3)
+        self.assertEqual(server.stats.key_mismatch, 1)
 
     def test_bindingCheckedOnce(self) -> None:
         """A passed binding check is not repeated; a stand-in binding is still checked."""

@@ -20,6 +20,7 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from bipgw.core import (
+    ALL_INSTRUCTIONS,
     MemorySessionRecorder,
     MemoryTenantDirectory,
     ServiceGrant,
@@ -69,7 +70,7 @@ class WebTestCase(SynchronousTestCase):
             TenantGrant(
                 "acme",
                 services=[
-                    ServiceGrant("demo"),
+                    ServiceGrant("demo", isd_commands=ALL_INSTRUCTIONS),
                     ServiceGrant("locked", allowed_aids={AID}, allowed_tars={TAR}, max_sessions=2),
                 ],
                 max_sessions=5,
@@ -78,7 +79,8 @@ class WebTestCase(SynchronousTestCase):
             tokens=[TOKEN],
         )
         self.tenants.add(
-            TenantGrant("globex", services=[ServiceGrant("demo")]), tokens=[OTHER_TOKEN]
+            TenantGrant("globex", services=[ServiceGrant("demo", isd_commands=ALL_INSTRUCTIONS)]),
+            tokens=[OTHER_TOKEN],
         )
         self.hub = Tenancy(self.engine, self.tenants, self.clock)
         self.api = HttpApi(self.hub, self.settings)

@@ -8,7 +8,7 @@ from typing import Any
 from twisted.internet.defer import Deferred
 
 from bipgw.codec.platform import Message
-from bipgw.core import ServiceGrant, TenantGrant
+from bipgw.core import ALL_INSTRUCTIONS, ServiceGrant, TenantGrant
 from bipgw.platform import ChannelSettings, PlatformChannel
 from bipgw.web import STATUS_OF, openapi_document
 from tests.unit.platform import AID, OTHER_TOKEN, TAR, TOKEN, echo
@@ -24,9 +24,9 @@ class RateTests(WebTestCase):
             TenantGrant(
                 "acme",
                 services=[
-                    ServiceGrant("demo"),
+                    ServiceGrant("demo", isd_commands=ALL_INSTRUCTIONS),
                     ServiceGrant("locked", allowed_aids={AID}, allowed_tars={TAR}, max_sessions=2),
-                    ServiceGrant("metered", rate=2),
+                    ServiceGrant("metered", rate=2, isd_commands=ALL_INSTRUCTIONS),
                 ],
                 max_sessions=5,
                 max_commands=8,
@@ -34,7 +34,13 @@ class RateTests(WebTestCase):
             tokens=[TOKEN],
         )
         self.tenants.add(
-            TenantGrant("globex", services=[ServiceGrant("demo"), ServiceGrant("metered", rate=2)]),
+            TenantGrant(
+                "globex",
+                services=[
+                    ServiceGrant("demo", isd_commands=ALL_INSTRUCTIONS),
+                    ServiceGrant("metered", rate=2, isd_commands=ALL_INSTRUCTIONS),
+                ],
+            ),
             tokens=[OTHER_TOKEN],
         )
 

@@ -1,0 +1,106 @@
+"""schemathesis against docs/openapi.json: the gateway's HTTP API does what its document says.
+
+A real gateway (the loop of L{tests.integration.gateway_loop} with an
+C{[http_api]} table and the acme tenant from L{test_platform_e2e}) serves
+the API on a loopback port; schemathesis's command line, in a process of
+its own, reads C{docs/openapi.json} (the file platform developers read, not
+the served copy) and sends what it generates from it: the examples,
+coverage cases, positive and negative fuzzing, and stateful sequences that
+follow the document's links from C{openSession} to the session routes.
+Every check is on (no 5xx, statuses and bodies as documented, invalid data
+refused, valid data accepted, authentication not ignored, no use after a
+close ...), for a short budget in schemathesis's deterministic mode: the same
+cases on every run, in well under a minute.  C{schemathesis_hooks} teaches
+it the document's two formats that JSON Schema cannot state (a C-APDU's Lc,
+a script's lengths), C{schemathesis.toml} reads an event stream briefly.
+A longer run is in C{docs/http-api.md}.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+from twisted.internet.utils import getProcessOutputAndValue
+from twisted.trial.unittest import TestCase
+
+from tests.integration.gateway_loop import FAST_SESSIONS, start_loop, stop_loop
+from tests.integration.test_platform_e2e import TOKEN, add_tenants, fronts_toml
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).parents[2]
+DOCUMENT = ROOT / "docs" / "openapi.json"
+SCHEMATHESIS = Path(sys.executable).parent / "st"
+
+MAX_EXAMPLES = int(os.environ.get("BIPGW_SCHEMATHESIS_EXAMPLES", "15"))
+"""Cases per operation and phase: 15 in CI; the longer run in docs/http-api.md sets
+C{BIPGW_SCHEMATHESIS_EXAMPLES}."""
+
+
+SESSIONS = dict(FAST_SESSIONS, queue_timeout=3, card_timeout=5, command_timeout=5)
+"""Every wait under schemathesis's 10 s response time limit: stateful sequences
+open one card's sessions faster than they close them, so new ones queue."""
+CONFIG = Path(__file__).with_name("schemathesis.toml")
+HOOKS = "tests.integration.schemathesis_hooks"
+
+
+def schemathesis_argv(port: int, token: str, max_examples: int) -> list[str]:
+    """The C{st run} command line: every check and phase, one worker, deterministic."""
+    return [
+        "--config-file",
+        str(CONFIG),
+        "run",
+        str(DOCUMENT),
+        "--url",
+        f"http://127.0.0.1:{port}",
+        "--checks",
+        "all",
+        "--exclude-checks",
+        "use_after_free",  # why: tests/integration/schemathesis.toml
+        "--phases",
+        "examples,coverage,fuzzing,stateful",
+        "--max-examples",
+        str(max_examples),
+        "--generation-deterministic",
+        "--workers",
+        "1",
+        "--request-timeout",
+        "10",
+        "--header",
+        f"Authorization: Bearer {token}",
+        "--no-color",
+    ]
+
+
+class ContractTests(TestCase):
+    """The gateway's HTTP API against its own OpenAPI document."""
+
+    timeout = 150 + 20 * MAX_EXAMPLES
+
+    async def test_schemathesis(self) -> None:
+        """schemathesis finds no failure in the document's operations and links."""
+        loop = await start_loop(
+            Path(self.mktemp()), cards=2, sessions=SESSIONS, extra_config=fronts_toml()
+        )
+        self.addCleanup(stop_loop, loop)
+        await add_tenants(loop, self)
+        port = loop.gateway.http_api_port
+        assert port is not None
+        workdir = Path(self.mktemp())
+        workdir.mkdir(parents=True)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SCHEMATHESIS_")}
+        env.update(SCHEMATHESIS_HOOKS=HOOKS, PYTHONPATH=str(ROOT))
+        out, err, code = await getProcessOutputAndValue(
+            str(SCHEMATHESIS),
+            schemathesis_argv(port, TOKEN, MAX_EXAMPLES),
+            env=env,
+            path=str(workdir),
+        )
+        report = (out + err).decode("utf-8", "replace")
+        print(report[report.find("SUMMARY") - 40 :])  # shown with pytest -s (the longer run)
+        self.assertEqual(code, 0, report[-20000:])
+        self.assertIn("No issues found", report)
+        self.assertIn("API Links:    6 covered / 6 selected", report)

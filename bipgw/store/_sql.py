@@ -12,6 +12,7 @@ L{bipgw.store._queries}, tables in L{bipgw.store._schema}.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from functools import partial
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, Select, func, insert, select
@@ -252,31 +253,19 @@ class SqlStore:
         atomic: bool = False,
         on_batch: Callable[[BatchResult], None],
     ) -> Deferred[bool]:
-        """See L{IStore.upsert_card_batches}."""
-        return self._batches(
-            batches, lambda c, batch: b.upsert_cards(c, batch, atomic=atomic), atomic, on_batch
-        )
-
-    def _batches(
-        self,
-        batches: Iterable[Sequence[_T]],
-        write: Callable[[Connection, Sequence[_T]], BatchResult],
-        atomic: bool,
-        on_batch: Callable[[BatchResult], None],
-    ) -> Deferred[bool]:
-        """Write a stream of batches in one thread: a transaction each, or one for all."""
+        """See L{IStore.upsert_card_batches} (the loop is L{b.write_batches})."""
         if self._closed is not None:
             return fail(StoreError("the store is closed"))
 
         def in_thread() -> bool:
             try:
+                write = partial(b.upsert_cards, atomic=atomic)
                 return b.write_batches(self._engine, batches, write, atomic, on_batch)
             except SQLAlchemyError as e:
                 raise StoreError(describe_error(e)) from None
 
         self._pending += 1
-        d = deferToThreadPool(self._reactor, self._pool, in_thread)
-        return d.addBoth(self._done)
+        return deferToThreadPool(self._reactor, self._pool, in_thread).addBoth(self._done)
 
     def get_card(self, iccid: str) -> Deferred[Card | None]:
         """See L{IStore.get_card}."""

@@ -12,34 +12,21 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, delete, func, insert, or_, select, update
+from sqlalchemy import Connection, delete, func, insert, select, update
 
 import bipgw.store._rows as r
 import bipgw.store._schema as s
-from bipgw.store._bulk import Rollback
-from bipgw.store._interfaces import plan_msisdn_change
 from bipgw.store._types import (
     FINAL_SESSION_STATES,
     MAX_OTA_COUNTER,
     ApduTraceRecord,
-    BatchResult,
-    Card,
     CounterExhaustedError,
     ImportReport,
-    MsisdnChange,
-    Outcome,
     SessionEvent,
     SessionRecord,
     StoreConflictError,
     UnknownRecordError,
-    WriteResult,
 )
-
-
-def card_where(c: Connection, where: Any) -> Card | None:
-    """The one card matching C{where}, or C{None}."""
-    row = c.execute(select(s.cards).where(where)).first()
-    return None if row is None else r.card_from_row(row)
 
 
 def require_card(c: Connection, iccid: str) -> None:
@@ -96,59 +83,6 @@ def raise_ota_counter(c: Connection, iccid: str, at_least: int) -> int:
         .values(ota_counter=at_least)
     )
     return int(c.execute(select(column).where(s.cards.c.iccid == iccid)).scalar_one())
-
-
-def apply_msisdn_changes(
-    c: Connection, items: Sequence[MsisdnChange], *, atomic: bool, applied_at: float
-) -> BatchResult:
-    """Apply MSISDN changes in order; see L{IStore.apply_msisdn_changes}."""
-    results = tuple(_apply_one(c, index, change, applied_at) for index, change in enumerate(items))
-    if atomic and any(x.outcome is Outcome.REJECTED for x in results):
-        raise Rollback(BatchResult(results, committed=False))
-    return BatchResult(results, committed=True)
-
-
-def _apply_one(c: Connection, index: int, change: MsisdnChange, applied_at: float) -> WriteResult:
-    card = card_where(c, s.cards.c.iccid == change.iccid) if change.iccid else None
-    holder = card_where(c, s.cards.c.msisdn == change.msisdn) if change.msisdn else None
-    h = s.msisdn_history.c
-    touching: list[ColumnElement[bool]] = [
-        h.iccid.in_([x.iccid for x in (card, holder) if x is not None])
-    ]
-    if change.msisdn is not None:
-        touching += [h.msisdn == change.msisdn, h.previous_msisdn == change.msisdn]
-    latest = c.execute(select(func.max(h.effective_at)).where(or_(*touching))).scalar()
-    same = select(h.entry_id).where(
-        h.operation == change.operation.value, h.effective_at == change.effective_at
-    )
-    if change.msisdn is not None:
-        same = same.where(h.msisdn == change.msisdn)
-    if change.iccid is not None:
-        same = same.where(h.iccid == change.iccid)
-    plan = plan_msisdn_change(
-        change,
-        card=card,
-        holder=holder,
-        latest_at=None if latest is None else int(latest),
-        duplicate=c.execute(same.limit(1)).first() is not None,
-    )
-    if plan.iccid is not None and plan.outcome in (Outcome.ADDED, Outcome.UPDATED):
-        c.execute(
-            update(s.cards).where(s.cards.c.iccid == plan.iccid).values(msisdn=plan.new_msisdn)
-        )
-        c.execute(
-            insert(s.msisdn_history).values(
-                operation=change.operation.value,
-                msisdn=change.msisdn if change.msisdn is not None else plan.previous_msisdn,
-                iccid=plan.iccid,
-                imsi=change.imsi,
-                previous_msisdn=plan.previous_msisdn,
-                effective_at=change.effective_at,
-                applied_at=applied_at,
-                source=change.source,
-            )
-        )
-    return WriteResult(str(index), plan.outcome, plan.reason, plan.field)
 
 
 def replace(c: Connection, table: Any, key: Any, values: dict[str, Any]) -> None:

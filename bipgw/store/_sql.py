@@ -173,7 +173,7 @@ class SqlStore:
                     try:
                         with connection.begin():
                             return work(connection)
-                    except q.Rollback as rollback:
+                    except b.Rollback as rollback:
                         return rollback.value  # type: ignore[return-value]
             except SQLAlchemyError as e:
                 raise StoreError(describe_error(e)) from None

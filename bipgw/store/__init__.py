@@ -57,6 +57,7 @@ from bipgw.store._recovery import (
 from bipgw.store._scp03_keys import StoreScp03KeySource
 from bipgw.store._sealing import (
     FINGERPRINT_INFO,
+    CardKeySealer,
     card_key_fingerprint,
     open_card_key,
     seal_card_key,
@@ -151,6 +152,7 @@ __all__ = [
     "BatchingRecorder",
     "Card",
     "CardKey",
+    "CardKeySealer",
     "CardKeys",
     "CardUpsert",
     "CounterExhaustedError",

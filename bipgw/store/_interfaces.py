@@ -17,7 +17,7 @@ because both stores must apply exactly the same ones.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Protocol, runtime_checkable
 
@@ -63,6 +63,24 @@ class IStore(Protocol):
         given) or C{unchanged}; it is C{rejected} when its PSK identity
         belongs to another card.  With C{atomic}, one rejection rolls the
         whole batch back (C{committed=False}).
+        """
+
+    def upsert_card_batches(
+        self,
+        batches: Iterable[Sequence[CardUpsert]],
+        *,
+        atomic: bool = False,
+        on_batch: Callable[[BatchResult], None],
+    ) -> Deferred[bool]:
+        """L{upsert_cards} for a stream of batches, consumed off the reactor thread.
+
+        C{batches} is iterated in the store's own thread (an importer's
+        parsing, unwrapping and sealing run there, one batch at a time, so
+        a million cards never sit in memory).  Without C{atomic} each batch
+        is one transaction; with it, every batch is in one transaction and
+        the first rejection rolls them all back and stops.  C{on_batch}
+        gets each batch's result, in that thread.  Fires with whether the
+        writes were committed.
         """
 
     def get_card(self, iccid: str) -> Deferred[Card | None]:

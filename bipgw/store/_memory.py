@@ -10,7 +10,7 @@ database too.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TypeVar
 
 from attrs import evolve
@@ -81,6 +81,28 @@ class MemoryStore:
                 return BatchResult(results, committed=False)
             self._state = state
             return BatchResult(results, committed=True)
+
+        return self._call(run)
+
+    def upsert_card_batches(
+        self,
+        batches: Iterable[Sequence[CardUpsert]],
+        *,
+        atomic: bool = False,
+        on_batch: Callable[[BatchResult], None],
+    ) -> Deferred[bool]:
+        """See L{IStore.upsert_card_batches} (here on the caller's thread: no I/O)."""
+
+        def run() -> bool:
+            state = self._state.copy() if atomic else self._state
+            for batch in batches:
+                results = tuple(upsert_one(state, item) for item in batch)
+                rejected = any(r.outcome is Outcome.REJECTED for r in results)
+                on_batch(BatchResult(results, committed=not (atomic and rejected)))
+                if atomic and rejected:
+                    return False
+            self._state = state
+            return True
 
         return self._call(run)
 

@@ -26,6 +26,7 @@ from twisted.internet import defer, reactor
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from bipgw.store import MIGRATIONS, IStore, SqlStore
+from tests.unit.ingest.test_import_batches import BatchImportMixin
 from tests.unit.ingest.test_import_cards import CardImportMixin
 from tests.unit.ingest.test_import_msisdn import MsisdnImportMixin
 from tests.unit.store import InlineReactor, InlineThreadPool
@@ -120,6 +121,10 @@ class PostgresCardImportTests(_PostgresMixin, CardImportMixin, SynchronousTestCa
 
 class PostgresMsisdnImportTests(_PostgresMixin, MsisdnImportMixin, SynchronousTestCase):
     """MSISDN files import into PostgreSQL as into the other stores."""
+
+
+class PostgresBatchImportTests(_PostgresMixin, BatchImportMixin, SynchronousTestCase):
+    """Streamed imports at their batch boundaries on PostgreSQL."""
 
 
 class PostgresTokenIndexTests(_PostgresMixin, IndexMixin, SynchronousTestCase):

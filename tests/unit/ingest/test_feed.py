@@ -43,6 +43,11 @@ class _FailingStore(MemoryStore):
             return fail(StoreError("database unreachable"))
         return super().upsert_cards(cards, atomic=atomic)
 
+    def upsert_card_batches(self, *args: Any, **kwargs: Any) -> Deferred[Any]:
+        if self.down:
+            return fail(StoreError("database unreachable"))
+        return super().upsert_card_batches(*args, **kwargs)
+
 
 class FeedProcessorTests(SynchronousTestCase):
     """L{FeedProcessor} on real files, a memory store and a clock."""

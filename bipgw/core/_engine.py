@@ -164,7 +164,7 @@ class SessionEngine:
             self._live[session_id] = machine
             self._handles[session_id] = handle
             self._open_per_service[service] += 1
-        self._record(self.recorder.record_session, machine.status())
+        machine.recorded = self._record_opened(machine)
         if refused is not None:
             machine.fail(*refused)
             return handle
@@ -467,6 +467,23 @@ class SessionEngine:
             return self._card_owner.get(normalise_iccid(iccid))
         except ValueError:
             return None
+
+    def _record_opened(self, machine: SessionMachine) -> Deferred[None]:
+        """Hand the opening snapshot to the recorder, durably (L{Session.recorded})."""
+        recorded: Deferred[object] = maybeDeferred(
+            self.recorder.record_opened,
+            machine.status(),
+        )
+
+        def failed(failure: Failure) -> Failure:
+            self._log.failure(
+                "recording the opening of session {session_id} failed",
+                failure,
+                session_id=machine.id,
+            )
+            return failure
+
+        return recorded.addCallbacks(lambda _: None, failed)
 
     def _record(self, method: Callable[..., object], value: object) -> None:
         """Hand C{value} to the recorder; log, never raise, if it fails."""

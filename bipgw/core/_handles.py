@@ -120,6 +120,9 @@ class Session:
     @ivar ready: fires with the L{SessionStatus} once the card is connected
         and commands can be sent; fails with L{SessionError} if the session
         ends first (unknown card, card busy, push failures, timeout ...).
+    @ivar recorded: (a property) fires once the session's opening row is durable in the
+        store (fails if it could not be written); a door waits for it
+        before it tells the platform the session exists.
     """
 
     def __init__(self, machine: SessionMachine, rules: ServiceRules | None = None) -> None:
@@ -128,6 +131,11 @@ class Session:
         self.id = machine.id
         self.ready = machine.ready
         self.guard = Guard(self._rules, machine.service, machine.id)
+
+    @property
+    def recorded(self) -> Deferred[None]:
+        """Fires once the opening row is durable (see the class docstring)."""
+        return self._machine.recorded
 
     @property
     def target(self) -> CardTarget:

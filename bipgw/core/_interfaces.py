@@ -134,8 +134,19 @@ class ISessionRecorder(Protocol):
 
     Methods may return a Deferred (a database write) or C{None}; the engine
     never waits for them, only logs their failures, so a slow store cannot
-    slow a card down.  Calls for one session arrive in order.
+    slow a card down.  Calls for one session arrive in order.  The one
+    exception is L{record_opened}: a door waits for it before it tells the
+    platform the session exists, so that no session the platform was told
+    about is missing from the store after a crash.
     """
+
+    def record_opened(self, status: SessionStatus) -> Deferred[None] | None:
+        """Create the session's row with its opening snapshot, durably.
+
+        Fires (or returns) once the row is committed; fails if it could
+        not be.  The engine calls it instead of L{record_session} for the
+        first snapshot of every session.
+        """
 
     def record_session(self, status: SessionStatus) -> Deferred[None] | None:
         """Create or update the session's row with this snapshot.
@@ -177,6 +188,10 @@ class MemorySessionRecorder:
         self.sessions: dict[SessionId, SessionStatus] = {}
         self.events: list[SessionEvent] = []
         self.apdus: list[ApduTrace] = []
+
+    def record_opened(self, status: SessionStatus) -> None:
+        """Keep C{status}: kept at once, as durable as this recorder gets."""
+        self.sessions[status.session_id] = status
 
     def record_session(self, status: SessionStatus) -> None:
         """Keep C{status} as the session's latest snapshot."""

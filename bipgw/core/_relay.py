@@ -165,8 +165,26 @@ class SessionRelay:
 
     # -- sessions -------------------------------------------------------------
 
-    def open(self, request: Open, tenant: TenantGrant) -> None:
-        """Open a session as C{request} asks, within C{tenant}'s grant."""
+    def open(self, request: Open, tenant: TenantGrant) -> Deferred[None]:
+        """Open a session as C{request} asks, within C{tenant}'s grant.
+
+        C{accepted} is emitted only once the session's opening row is
+        durable in the store (L{bipgw.core.Session.recorded}), so that a
+        session the platform was told about survives a crash as a row that
+        start-up recovery ends with C{gateway-restart}.  If the row cannot
+        be written, the request is answered C{unavailable} and the session
+        is cancelled: the platform never holds its id.
+
+        @return: fires once the request is answered (C{accepted}, and
+            C{failed} too for a session refused at once; or an error);
+            never fails.
+        """
+        done: Deferred[None] = Deferred()
+        self._open(request, tenant, done)
+        return done
+
+    def _open(self, request: Open, tenant: TenantGrant, done: Deferred[None]) -> None:
+        done_now = done.callback
         service = tenant.services.get(request.service)
         if service is None:
             self._reply(
@@ -174,6 +192,7 @@ class SessionRelay:
                 f"tenant {tenant.tenant_id} has no service {request.service!r}",
                 request.id,
             )
+            done_now(None)
             return
         app = request.application
         if app is not None and not service.allows_application(app):
@@ -183,11 +202,13 @@ class SessionRelay:
                 f"{kind} {app.hex().upper()} is not allowed for service {service.name}",
                 request.id,
             )
+            done_now(None)
             return
         usage = self._tenancy.usage
         refused = usage.check_open(tenant, service)
         if refused is not None:
             self._reply(ErrorCode.LIMIT_REACHED, refused, request.id)
+            done_now(None)
             return
         if request.iccid is not None:
             target = CardTarget.by_iccid(request.iccid)
@@ -198,19 +219,43 @@ class SessionRelay:
         except Exception:
             self._log.failure("opening a session for {target} failed", target=target)
             self._reply(ErrorCode.INTERNAL_ERROR, "the gateway could not open it", request.id)
+            done_now(None)
             return
         tracked = Tracked(session, tenant.tenant_id, service, app, request.timeouts)
         self._sessions[tracked.id] = tracked
         usage.opened(tenant.tenant_id, service.name)
         self._tenancy.opened(tracked.id, tenant.tenant_id)
         self._tenancy.route(tracked.id, self)
-        self._host.emit(Accepted(id=request.id, session=tracked.id))
-        ready = request.timeouts.ready if request.timeouts else None
-        if ready is not None:
-            tracked.timer = self._clock.callLater(ready, self._ready_timed_out, tracked, ready)
-        session.ready.addCallbacks(
+        session.recorded.addCallbacks(
+            self._recorded,
+            self._not_recorded,
+            callbackArgs=(tracked, request),
+            errbackArgs=(tracked, request),
+        ).addBoth(done_now)
+
+    def _recorded(self, _: object, tracked: Tracked, request: Open) -> None:
+        """The opening row is durable: tell the platform, then watch for ready."""
+        if not self._closed:
+            self._host.emit(Accepted(id=request.id, session=tracked.id))
+            ready = request.timeouts.ready if request.timeouts else None
+            if ready is not None and not tracked.closing:
+                tracked.timer = self._clock.callLater(ready, self._ready_timed_out, tracked, ready)
+        tracked.session.ready.addCallbacks(
             self._ready, self._not_ready, callbackArgs=(tracked,), errbackArgs=(tracked,)
         )
+
+    def _not_recorded(self, failure: Failure, tracked: Tracked, request: Open) -> None:
+        """The store could not record the session: refuse the open, cancel the session."""
+        if not self._closed:
+            why = failure.getErrorMessage() or type(failure.value).__name__
+            self._reply(
+                ErrorCode.UNAVAILABLE,
+                f"the session could not be recorded in the store ({why}); try again later",
+                request.id,
+            )
+        tracked.closing = True
+        tracked.session.ready.addErrback(lambda _: None)
+        self._tenancy.engine.close(tracked.id).addBoth(self._forget_quietly, tracked)
 
     def _ready(self, status: SessionStatus, tracked: Tracked) -> None:
         tracked.cancel_ready_timer()

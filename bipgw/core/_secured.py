@@ -71,6 +71,11 @@ class SecuredSession:
         return self._machine.id
 
     @property
+    def recorded(self) -> Deferred[None]:
+        """Fires once the opening row is durable (L{bipgw.core.Session.recorded})."""
+        return self._machine.recorded
+
+    @property
     def ready(self) -> Deferred[SessionStatus]:
         """Fires when the card has connected (L{bipgw.core.Session.ready})."""
         return self._machine.ready

@@ -133,6 +133,10 @@ class SessionMachine:
         self._close_waiters: list[Deferred[SessionStatus]] = []
         self._outbox: list[Callable[[], object]] = []
         self.ready: Deferred[SessionStatus] = Deferred()
+        # Set by the engine when it opens the session: its opening row is
+        # durable (fails if the store could not write it).  One consumer:
+        # the door's relay, before it tells the platform the session exists.
+        self.recorded: Deferred[None] = succeed(None)
         self._ready_settled = False
         self._event(None, SessionState.REQUESTED, None, f"opened for {target}, service {service!r}")
 

@@ -80,6 +80,10 @@ class StoreSessionRecorder:
     def __init__(self, store: IStore) -> None:
         self._store = store
 
+    def record_opened(self, status: SessionStatus) -> Deferred[None]:
+        """Create the session's row; fires once the store has committed it."""
+        return self._store.save_session(session_record(status))
+
     def record_session(self, status: SessionStatus) -> Deferred[None]:
         """Create or replace the session's row with this snapshot."""
         return self._store.save_session(session_record(status))

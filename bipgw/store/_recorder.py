@@ -18,6 +18,15 @@ their order, and a session's row is written no later than its events.  On
 stop, everything still waiting is written before the store closes.  If the
 store falls far behind, the oldest waiting records are dropped and counted
 rather than let memory grow without bound.
+
+A session's I{opening} snapshot (L{BatchingRecorder.record_opened}) is the
+exception to writing behind: the doors wait for it before they tell the
+platform the session exists (C{accepted}, HTTP C{201}), so it goes in the
+next write, started at once when none is under way (otherwise as soon as
+the one under way ends), and its Deferred fires when that write has
+committed.  This is a group commit: every session opened while a write is
+under way shares the next transaction, so the cost per session stays one
+row in a batch, not a transaction of its own.
 """
 
 from __future__ import annotations
@@ -76,6 +85,7 @@ class BatchingRecorder:
         self._batch = batch
         self._limit = limit
         self._sessions: dict[SessionId, SessionStatus] = {}
+        self._opened: dict[SessionId, Deferred[None]] = {}
         self._events: list[SessionEvent] = []
         self._traces: list[ApduTrace] = []
         self._timer: IDelayedCall | None = None
@@ -89,6 +99,17 @@ class BatchingRecorder:
         return len(self._sessions) + len(self._events) + len(self._traces)
 
     # -- ISessionRecorder --------------------------------------------------
+
+    def record_opened(self, status: SessionStatus) -> Deferred[None]:
+        """Keep C{status} for the next write, and start it soon.
+
+        @return: fires when the write holding this snapshot has committed;
+            fails with the store's failure if it did not.
+        """
+        done: Deferred[None] = Deferred()
+        self._opened[status.session_id] = done
+        self.record_session(status)
+        return done
 
     def record_session(self, status: SessionStatus) -> None:
         """Keep C{status} as the session's snapshot to write."""
@@ -143,10 +164,20 @@ class BatchingRecorder:
 
     def _schedule(self) -> None:
         waiting = self.waiting
+        if self._stopped and self._opened:
+            self.flush()  # after stop only a flush writes: one waits for this
+            return
         if self._stopped or not waiting:
             return
         if waiting >= self._batch:
             self.flush()
+        elif self._opened:
+            # Someone waits for this write: start it in this reactor turn's
+            # end, so opens of the same turn share it.
+            if self._timer is None:
+                self._timer = self._clock.callLater(0, self.flush)
+            elif self._timer.getTime() > self._clock.seconds():
+                self._timer.reset(0)
         elif self._timer is None:
             self._timer = self._clock.callLater(self._interval, self.flush)
 
@@ -161,6 +192,9 @@ class BatchingRecorder:
         if excess > 0:
             for key in list(self._sessions)[:excess]:
                 del self._sessions[key]
+                opened = self._opened.pop(key, None)
+                if opened is not None:
+                    opened.errback(RuntimeError("the store fell behind: the session was dropped"))
             self._count_dropped(excess)
 
     def _count_dropped(self, n: int) -> None:
@@ -176,7 +210,8 @@ class BatchingRecorder:
         sessions = [session_record(s) for s in self._sessions.values()]
         events = [event_record(e) for e in self._events]
         traces = [trace_record(t) for t in self._traces]
-        self._sessions, self._events, self._traces = {}, [], []
+        opened = list(self._opened.values())
+        self._sessions, self._events, self._traces, self._opened = {}, [], [], {}
         if not (sessions or events or traces):
             return succeed(None)
         n = len(sessions) + len(events) + len(traces)
@@ -184,9 +219,13 @@ class BatchingRecorder:
 
         def ok(_: object) -> None:
             self.written += n
+            for d in opened:
+                d.callback(None)
 
         def failed(failure: Failure) -> None:
             self.failed += n
+            for d in opened:
+                d.errback(failure)
             self._ratelog.emit(
                 "store-write-failed",
                 LogLevel.critical,

@@ -148,7 +148,8 @@ class HttpApi:
         message = parse_message(Open, {**body, "id": rid}, "open.")
         answer = relay.expect(rid)
         with self.streams.opening() as adopt:
-            relay.open(message)
+            # Answered once the session's row is committed (group commit).
+            await relay.open(message)
             reply = _settled(answer)
             if isinstance(reply, Accepted):
                 self._adopt(relay.grant.tenant_id, reply.session)
@@ -295,7 +296,7 @@ def status_json(status: SessionStatus) -> dict[str, Any]:
 def _settled(d: Deferred[Message]) -> Message:
     box: list[Message] = []
     d.addCallback(box.append)
-    if not box:  # the relay answers open at once; anything else is a bug
+    if not box:  # the relay has answered once its open fired; anything else is a bug
         d.cancel()
         raise ApiError("internal-error", "the session could not be opened")
     return box[0]

@@ -132,7 +132,9 @@ class EventStreams:
         self._buffer = buffer
         self._streams: list[_Stream] = []
         self._unsubscribe: Callable[[], None] | None = None
-        self._held: list[SessionEvent] | None = None
+        # One list per open under way (an open waits for its session's row
+        # to be committed, so several can overlap).
+        self._held: list[list[SessionEvent]] = []
 
     @property
     def count(self) -> int:
@@ -164,9 +166,13 @@ class EventStreams:
 
     @contextlib.contextmanager
     def opening(self) -> Iterator[Callable[[str], None]]:
-        """Hold owner-less events during an open; the yielded callable names the new session."""
+        """Hold owner-less events during an open; the yielded callable names the new session.
+
+        The open may span reactor turns (it waits for the session's row to
+        be committed); every open under way holds its own list.
+        """
         held: list[SessionEvent] = []
-        self._held = held
+        self._held.append(held)
 
         def adopt(session: str) -> None:
             for event in [e for e in held if str(e.session_id) == session]:
@@ -175,13 +181,13 @@ class EventStreams:
         try:
             yield adopt
         finally:
-            self._held = None
+            self._held = [h for h in self._held if h is not held]
 
     def _event(self, event: SessionEvent) -> None:
         session = str(event.session_id)
         if self._owner_of(session) is None:
-            if self._held is not None:
-                self._held.append(event)
+            for held in self._held:
+                held.append(event)
             return
         self._deliver(event, session)
 

@@ -98,9 +98,9 @@ class TenantRelay:
         waiters.append(d)
         return d.addTimeout(wait, self._clock)
 
-    def open(self, request: Open) -> None:
-        """Relay an C{open} message (the answer goes to L{expect})."""
-        self._relay.open(request, self.grant)
+    def open(self, request: Open) -> Deferred[None]:
+        """Relay an C{open} message (the answer goes to L{expect}); fires once answered."""
+        return self._relay.open(request, self.grant)
 
     def command(self, request: Command) -> None:
         """Relay a C{command} message."""

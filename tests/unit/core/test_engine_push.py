@@ -441,6 +441,9 @@ class RecordingTests(_Base):
         """A recorder that fails is logged and does not disturb the session."""
 
         class Failing:
+            def record_opened(self, status: object) -> Deferred[None]:
+                return succeed(None)
+
             def record_session(self, status: object) -> Deferred[None]:
                 return succeed(None)
 

@@ -177,3 +177,76 @@ class RelayTests(SynchronousTestCase):
         self.relay.close_all()
         second.close_all()
         self.clock.advance(5)
+
+
+class DurableOpenTests(SynchronousTestCase):
+    """C{accepted} waits until the session's opening row is committed in the store."""
+
+    def setUp(self) -> None:
+        from bipgw.store import BatchingRecorder
+        from tests.unit.store.test_recorder import _Store
+
+        self.clock = Clock()
+        self.fleet = Fleet(self.clock, 3)
+        self.store = _Store()
+        self.recorder = BatchingRecorder(self.store, self.clock)
+        ids = (SessionId(f"s{n}") for n in itertools.count(1))
+        self.engine = SessionEngine(
+            self.clock,
+            self.fleet,
+            self.fleet,
+            self.recorder,
+            policy=POLICY,
+            new_id=lambda: next(ids),
+        )
+        self.fleet.engine = self.engine
+        self.tenancy = Tenancy(self.engine, MemoryTenantDirectory(), self.clock)
+        self.host = RecordingHost()
+        self.relay = SessionRelay(self.tenancy, self.host)
+
+    def tearDown(self) -> None:
+        self.store.holding = self.store.failing = False
+        for held in self.store.hold:
+            held.callback(None)
+        self.engine.stop()
+        self.successResultOf(self.recorder.stop())
+        self.flushLoggedErrors(RuntimeError)
+
+    def test_acceptedAfterCommit(self) -> None:
+        """No C{accepted} while the row's write is under way; the row exists when it comes."""
+        self.store.holding = True
+        done = self.relay.open(Open(id="o", service="demo", iccid=iccid(1)), GRANT)
+        self.clock.advance(0)
+        self.assertEqual(self.store.writes, 1)
+        self.assertEqual(self.host.take(), [])
+        self.assertNoResult(done)
+        self.store.hold.pop().callback(None)
+        self.successResultOf(done)
+        (accepted,) = self.host.take()
+        assert isinstance(accepted, Accepted)
+        row = self.successResultOf(self.store.get_session(accepted.session))
+        self.assertIsNotNone(row)
+
+    def test_manyOpensOneCommit(self) -> None:
+        """Opens sent together share one transaction."""
+        grant = TenantGrant("acme", services=[ServiceGrant("demo")], max_sessions=3)
+        for n in range(3):
+            self.relay.open(Open(id=f"o{n}", service="demo", iccid=iccid(n + 1)), grant)
+        self.clock.advance(0)
+        self.assertEqual(self.store.writes, 1)
+        self.assertEqual([type(m) for m in self.host.take()], [Accepted] * 3)
+
+    def test_failedWriteRefusesOpen(self) -> None:
+        """An unwritable row refuses the open with the reason; the session is cancelled."""
+        self.store.failing = True
+        done = self.relay.open(Open(id="o", service="demo", iccid=iccid(1)), GRANT)
+        self.clock.advance(0)
+        self.successResultOf(done)
+        (error,) = self.host.take()
+        assert isinstance(error, ErrorMessage)
+        self.assertEqual((error.code, error.id), ("unavailable", "o"))
+        self.assertIn("could not be recorded in the store (disk full)", error.message)
+        self.assertEqual(self.relay.sessions, [])
+        self.assertEqual(self.tenancy.usage.sessions("acme", "demo"), 0)
+        self.assertEqual(self.engine.sessions(), [])
+        self.assertEqual(self.host.take(), [])

@@ -186,3 +186,66 @@ class BatchingRecorderTests(SynchronousTestCase):
         self.assertRaises(ValueError, BatchingRecorder, self.store, self.clock, interval=0)
         self.assertRaises(ValueError, BatchingRecorder, self.store, self.clock, batch=0)
         self.assertRaises(ValueError, BatchingRecorder, self.store, self.clock, batch=5, limit=4)
+
+
+class RecordOpenedTests(SynchronousTestCase):
+    """L{BatchingRecorder.record_opened}: a session's opening row, durable by group commit."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.store = _Store()
+        self.recorder = BatchingRecorder(self.store, self.clock, interval=0.1, batch=10, limit=20)
+
+    def tearDown(self) -> None:
+        self.store.holding = self.store.failing = False
+        for held in self.store.hold:
+            held.callback(None)
+        self.successResultOf(self.recorder.stop())
+
+    def test_firesWhenCommitted(self) -> None:
+        """The Deferred fires once the write holding the row commits, not before."""
+        self.store.holding = True
+        done = self.recorder.record_opened(status(1))
+        self.assertNoResult(done)
+        self.clock.advance(0)  # written at once, not after the interval
+        self.assertEqual(self.store.writes, 1)
+        self.assertNoResult(done)
+        self.store.hold.pop().callback(None)
+        self.assertIsNone(self.successResultOf(done))
+        self.assertIsNotNone(self.successResultOf(self.store.get_session("s1")))
+
+    def test_manyOpensShareOneCommit(self) -> None:
+        """Opens of one turn share a write; opens during a write share the next."""
+        self.store.holding = True
+        first = [self.recorder.record_opened(status(n)) for n in range(3)]
+        self.clock.advance(0)
+        self.assertEqual(self.store.writes, 1)
+        later = [self.recorder.record_opened(status(n)) for n in range(3, 7)]
+        self.clock.advance(0)
+        self.assertEqual(self.store.writes, 1)  # one write at a time
+        self.store.hold.pop().callback(None)
+        for d in first:
+            self.successResultOf(d)
+        for d in later:
+            self.assertNoResult(d)
+        self.clock.advance(0)
+        self.assertEqual(self.store.writes, 2)
+        self.store.hold.pop().callback(None)
+        for d in later:
+            self.successResultOf(d)
+        self.assertEqual(self.store.calls, [("session", 1)] * 7)
+
+    def test_failedWriteFailsTheOpen(self) -> None:
+        """A write that fails fails every open in it, with the store's error."""
+        self.store.failing = True
+        done = self.recorder.record_opened(status(1))
+        self.clock.advance(0)
+        self.assertEqual(str(self.failureResultOf(done, RuntimeError).value), "disk full")
+        self.flushLoggedErrors(RuntimeError)
+
+    def test_afterStop(self) -> None:
+        """After stop (no timer), an open is still written at once."""
+        self.successResultOf(self.recorder.stop())
+        done = self.recorder.record_opened(status(1))
+        self.successResultOf(done)
+        self.assertEqual(self.store.writes, 1)

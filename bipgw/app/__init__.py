@@ -4,6 +4,7 @@
   readiness, stopped backwards;
 - L{front_doors} (C{_doors}): the platform channel and HTTP API a
   configuration opens, over one tenancy;
+- L{ingest_settings} (C{_feeds}): the partners' file feeds from C{[ingest]};
 - L{OrderedService}, L{Step} (C{_tree}): the tree that walks its children
   in order without polling.
 """
@@ -15,6 +16,7 @@ from bipgw.app._doors import (
     channel_settings,
     front_doors,
 )
+from bipgw.app._feeds import ingest_settings
 from bipgw.app._gateway import Gateway, build_gateway, push_profiles
 from bipgw.app._tree import OrderedService, Ready, Step
 
@@ -29,5 +31,6 @@ __all__ = [
     "build_gateway",
     "channel_settings",
     "front_doors",
+    "ingest_settings",
     "push_profiles",
 ]

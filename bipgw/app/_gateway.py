@@ -18,16 +18,21 @@ ready (L{OrderedService}), and stops them the other way round:
   2. C{keys}: every card's keys are read into the L{CardKeyCache} (the SCP81
      PSK lookup runs inside the TLS handshake and cannot wait for the
      database);
-  3. C{recorder}: the session history, written behind the sessions in
+  3. C{ingest} (with an C{[ingest]} table): the partners' file feeds
+     (L{bipgw.ingest.IngestService}): the FTP/SFTP doors and the watcher;
+     files waiting since the last run are imported first.  Each import
+     reloads the key cache, so new cards are reachable at once; on the way
+     down the file being imported is finished before the store closes;
+  4. C{recorder}: the session history, written behind the sessions in
      batches (on the way down: what waits is written);
-  4. C{smpp}: the SMPP client connects and binds (pushes wait in its queue
+  5. C{smpp}: the SMPP client connects and binds (pushes wait in its queue
      for the bind);
-  5. C{engine}: the session engine (on the way down: the sessions still
+  6. C{engine}: the session engine (on the way down: the sessions still
      open fail with C{shutdown});
-  6. C{admin}: the SCP81 TLS-PSK listener (on the way down: connected cards
+  7. C{admin}: the SCP81 TLS-PSK listener (on the way down: connected cards
      get the grace period); the start waits for its port, which a push
      names;
-  7. the front doors C{[platform]} and C{[http_api]} open
+  8. the front doors C{[platform]} and C{[http_api]} open
      (L{bipgw.app.front_doors}); on the way down they close first, so no
      platform gets in while the rest stops, and every session a platform
      holds is closed cleanly.
@@ -49,9 +54,11 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from bipgw.app._doors import HTTP_API_SERVICE, PLATFORM_SERVICE, front_doors
+from bipgw.app._feeds import ingest_settings
 from bipgw.app._tree import OrderedService, Step
 from bipgw.config import Config, redacted_url, server_endpoint_port
 from bipgw.core import CardTarget, SecuredSession, Session, SessionEngine
+from bipgw.ingest import IngestService
 from bipgw.keys import KeyManagementError, KeyStore, RootKey, Scp03MasterKeys
 from bipgw.push import CallbackAddress, PushBuilder, PushProfile, PushSender
 from bipgw.scp81 import AdminServer, CardKeyCache
@@ -152,6 +159,7 @@ class Gateway(OrderedService):
         C{open}.
     @ivar admin: the SCP81 TLS-PSK admin server.
     @ivar doors: the front doors C{[platform]} and C{[http_api]} open.
+    @ivar ingest: the partners' file feeds, with an C{[ingest]} table.
     """
 
     _log = Logger()
@@ -216,6 +224,16 @@ class Gateway(OrderedService):
             max_connections=config.admin.max_connections,
         )
         self.doors = front_doors(config, self.engine, store, reactor, platform_tls=platform_tls)
+        self.ingest: IngestService | None = None
+        if config.ingest is not None:
+            self.ingest = IngestService(
+                ingest_settings(config.ingest),
+                store,
+                keystore=keystore,
+                root=root,
+                reactor=reactor,
+                imported=self._imported,
+            )
 
         opening = Step(start=self._open_store, stop=store.close)
         self.add(opening, "store", opening.ready)
@@ -224,6 +242,8 @@ class Gateway(OrderedService):
         self.add(recovery, "recovery", recovery.ready)
         loading = Step(start=self._load_keys)
         self.add(loading, "keys", loading.ready)
+        if self.ingest is not None:
+            self.add(self.ingest, "ingest", self.ingest.when_ready)
         self.add(Step(stop=self.recorder.stop), "recorder")
         self.add(self.smpp, "smpp")
         self.add(Step(stop=self._stop_engine), "engine")

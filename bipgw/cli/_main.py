@@ -7,6 +7,7 @@
   - C{bipgw import cards|msisdn FILE}: load a card-vendor or MSISDN file;
   - C{bipgw replay SCRIPT ...}: run an APDU script against a card (docs/apdu-scripts.md);
   - C{bipgw tenant|service ...}: business platforms and what they may reach;
+  - C{bipgw partner|imports ...}: the file feeds' partners, and import reports;
   - C{bipgw demo [DIR]}: the whole loop against a generated simulated fleet.
 
 The gateway itself runs under twistd (C{twistd -n bipgw --config FILE}).
@@ -34,6 +35,7 @@ import bipgw
 import bipgw.cli._demo as _demo
 import bipgw.cli._init as _init
 import bipgw.cli._keys as _keys
+import bipgw.cli._partners as _partners
 import bipgw.cli._replay as _replay
 import bipgw.cli._tenants as _tenants
 from bipgw.config import DEFAULT_CONFIG_NAME, Config, ConfigError, init_install, redacted_url
@@ -141,6 +143,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     _replay.add_parser(commands)
     _tenants.add_parser(commands)
+    _partners.add_parser(commands)
     _demo.add_parser(commands)
     return parser
 
@@ -245,6 +248,12 @@ def summary(config: Config) -> str:
             for name, s in config.services.items()
         ),
     ]
+    if config.ingest is not None:
+        feeds = config.ingest
+        lines.append(
+            f"  partner feeds in {feeds.incoming_dir}: FTP {feeds.ftp_listen or 'off'},"
+            f" SFTP {feeds.sftp_listen or 'off'}, watched every {feeds.poll_interval:g} s"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -352,5 +361,7 @@ _COMMANDS: dict[str, _Command] = {
     "replay": _replay.run,
     "tenant": _tenants.run,
     "service": _tenants.run,
+    "partner": _partners.run,
+    "imports": _partners.run,
     "demo": lambda args, out, err, env: _demo.run(args, out, err),
 }

@@ -59,6 +59,7 @@ from bipgw.codec.platform import (
     Notification,
     NotificationEvent,
     Result,
+    State,
     Timeouts,
 )
 
@@ -87,6 +88,7 @@ __all__ = [
     "ScriptError",
     "SessionFailedError",
     "SourceLocation",
+    "State",
     "SwExpectation",
     "SwPattern",
     "Timeouts",

@@ -53,6 +53,8 @@ from bipgw.codec.platform import (
     Pong,
     Ready,
     Result,
+    State,
+    Status,
     Timeouts,
     encode_frame,
     parse_message,
@@ -165,6 +167,17 @@ class PlatformClient:
             del self._openings[rid]
             return fail(refused)
         return opening.deferred
+
+    def status(self, session_id: str) -> Deferred[State]:
+        """What became of session C{session_id}: any session this tenant may see,
+        also one opened on an earlier connection or before a gateway restart.
+
+        Fires with the gateway's L{State} (C{state.ended}, C{state.reason}
+        C{gateway-restart} ...), in full for a session this tenant opened
+        since the gateway started, else its outcome only; fails with
+        L{PlatformError} C{unknown-session} for one it may not see.
+        """
+        return self._command(lambda rid: Status(id=rid, session=session_id))
 
     def ping(self) -> Deferred[float]:
         """Round trip to the gateway; fires with the seconds it took."""
@@ -295,6 +308,9 @@ class PlatformClient:
             )
 
     def _on_result(self, message: Result) -> None:
+        self._answer(message.id, message)
+
+    def _on_state(self, message: State) -> None:
         self._answer(message.id, message)
 
     def _on_closed(self, message: Closed) -> None:

@@ -29,6 +29,7 @@ import attrs
 
 from bipgw.codec.ota import BadFormat, ChecksumKind, KicAlgorithm, KidAlgorithm
 from bipgw.config._fronts import PlatformSection
+from bipgw.config._ingest import IngestSection
 from bipgw.config._schema import (
     REQUIRED,
     ConfigError,
@@ -387,7 +388,23 @@ def _check_platform(reader: _Reader, platform: PlatformSection, prefix: str) -> 
     return platform
 
 
+def _check_ingest(reader: _Reader, ingest: IngestSection, prefix: str) -> IngestSection:
+    if ingest.sftp_listen is not None and ingest.sftp_host_key is None:
+        raise reader.error(
+            f"{prefix}.sftp_host_key: missing; sftp_listen is set, and an SSH server needs"
+            " its host key",
+            key=f"{prefix}.sftp_host_key",
+        )
+    if ingest.sftp_host_key is not None and ingest.sftp_listen is None:
+        raise reader.error(
+            f"{prefix}.sftp_host_key: only used by the SFTP server, and sftp_listen is not set",
+            key=f"{prefix}.sftp_host_key",
+        )
+    return ingest
+
+
 _CHECKS: dict[type, Any] = {
+    IngestSection: _check_ingest,
     PlatformSection: _check_platform,
     SmppSection: _check_smpp,
     AdminSection: _check_admin,

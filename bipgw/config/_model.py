@@ -19,6 +19,7 @@ from typing import Any
 import attrs
 
 from bipgw.config._fronts import HttpApiSection, PlatformSection
+from bipgw.config._ingest import IngestSection
 from bipgw.config._load import load_file, load_mapping, load_string
 from bipgw.config._log import LogSection
 from bipgw.config._render import render
@@ -48,6 +49,8 @@ class Config:
         has no C{[platform]} table (no channel).
     @ivar http_api: the HTTP API's listener, C{None} when the file has no
         C{[http_api]} table (no HTTP API).
+    @ivar ingest: the partners' file feeds, C{None} when the file has no
+        C{[ingest]} table (no feeds).
     @ivar base_dir: the directory relative paths were resolved against.
     @ivar source: the file read, or C{None} for L{from_string}.
     """
@@ -63,6 +66,7 @@ class Config:
     base_dir: Path
     platform: PlatformSection | None = None
     http_api: HttpApiSection | None = None
+    ingest: IngestSection | None = None
     source: Path | None = attrs.field(default=None, eq=False)
 
     @classmethod

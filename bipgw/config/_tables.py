@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from bipgw.config._fronts import HttpApiSection, PlatformSection
+from bipgw.config._ingest import IngestSection
 from bipgw.config._log import LogSection
 from bipgw.config._sections import (
     AdminSection,
@@ -45,23 +46,14 @@ SECTIONS: Mapping[str, type] = {
 OPTIONAL_SECTIONS: Mapping[str, type] = {
     "platform": PlatformSection,
     "http_api": HttpApiSection,
+    "ingest": IngestSection,
 }
 
 #: Tables of capabilities that are not built yet: each key that an earlier
 #: release accepted, with why it is refused.  Any other key of such a table
-#: is refused with the table's general reason (the C{None} entry).
-NOT_BUILT: Mapping[str, Mapping[str | None, str]] = {
-    "ingest": {
-        "ftp_listen": "FTP ingestion is not built yet, so nothing would listen there",
-        "incoming_dir": "FTP ingestion is not built yet, so nothing reads that directory",
-        None: "FTP ingestion is not built yet",
-    },
-}
+#: is refused with the table's general reason (the C{None} entry).  None
+#: today (C{[ingest]} was the last).
+NOT_BUILT: Mapping[str, Mapping[str | None, str]] = {}
 
 #: What to do instead, said after every refusal from L{NOT_BUILT}.
-NOT_BUILT_ADVICE: Mapping[str, str] = {
-    "ingest": (
-        "remove the [ingest] table; load card-vendor and MSISDN files with"
-        " 'bipgw import cards|msisdn FILE'"
-    ),
-}
+NOT_BUILT_ADVICE: Mapping[str, str] = {}

@@ -46,6 +46,7 @@ from bipgw.core._interfaces import (
     MemorySessionRecorder,
     PorReport,
 )
+from bipgw.core._lookup import OUTCOME_FIELDS, SessionLookup, look_up
 from bipgw.core._policy import BusyPolicy, PolicyError, SessionPolicy
 from bipgw.core._pushes import normalise_msisdn
 from bipgw.core._ratelog import RateLimitedLog
@@ -98,6 +99,7 @@ __all__ = [
     "DEFAULT_LEVEL",
     "GP_ISD_AID",
     "ISD_COMMANDS",
+    "OUTCOME_FIELDS",
     "SECURE_CHANNEL_FAILED",
     "TRANSITIONS",
     "ApduTrace",
@@ -143,6 +145,7 @@ __all__ = [
     "SessionError",
     "SessionEvent",
     "SessionId",
+    "SessionLookup",
     "SessionPolicy",
     "SessionRelay",
     "SessionState",
@@ -154,6 +157,7 @@ __all__ = [
     "Tracked",
     "host_session_factory",
     "isd_command_names",
+    "look_up",
     "normalise_iccid",
     "normalise_msisdn",
     "parse_isd_commands",

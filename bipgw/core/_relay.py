@@ -9,7 +9,7 @@ commands, so a tenant's limits hold over both doors.
 
 Each door holds a L{SessionRelay} per connection (or per tenant) and calls
 it with the requests it decoded (L{SessionRelay.open},
-L{SessionRelay.command}, L{SessionRelay.close}).  The relay turns them into
+L{SessionRelay.command}, L{SessionRelay.close}, L{SessionRelay.status}).  The relay turns them into
 calls on the session engine, enforces the tenant's and the service's
 limits (sessions, commands in flight, the service's command rate, its
 applications) and the platform's own C{timeouts}, and answers through the
@@ -48,10 +48,12 @@ from bipgw.codec.platform import (
     Open,
     Ready,
     Result,
+    Status,
     Timeouts,
 )
 from bipgw.core._access import CommandAccess
 from bipgw.core._engine import Session
+from bipgw.core._lookup import SessionLookup, look_up, state_message
 from bipgw.core._secured import SecuredSession
 from bipgw.core._tenancy import ServiceGrant, Tenancy, TenantGrant
 from bipgw.core._types import (
@@ -200,6 +202,7 @@ class SessionRelay:
         tracked = Tracked(session, tenant.tenant_id, service, app, request.timeouts)
         self._sessions[tracked.id] = tracked
         usage.opened(tenant.tenant_id, service.name)
+        self._tenancy.opened(tracked.id, tenant.tenant_id)
         self._tenancy.route(tracked.id, self)
         self._host.emit(Accepted(id=request.id, session=tracked.id))
         ready = request.timeouts.ready if request.timeouts else None
@@ -318,6 +321,31 @@ class SessionRelay:
     def _forget_quietly(self, _: object, tracked: Tracked) -> None:
         """L{_forget}, as a callback that swallows the close's outcome."""
         self._forget(tracked)
+
+    # -- status ---------------------------------------------------------------
+
+    def status(self, request: Status, tenant: TenantGrant) -> None:
+        """Answer what became of a session C{tenant} may see (L{bipgw.core._lookup}):
+        C{state}, or C{error} C{unknown-session} (or C{unavailable} when the
+        recorded history cannot be read)."""
+        found = look_up(self._tenancy, tenant, request.session)
+        found.addCallbacks(
+            self._state, self._status_failed, callbackArgs=(request,), errbackArgs=(request,)
+        )
+
+    def _state(self, found: SessionLookup | None, request: Status) -> None:
+        if found is None:
+            text = f"no session {request.session} for this tenant"
+            self._reply(ErrorCode.UNKNOWN_SESSION, text, request.id, request.session)
+            return
+        self._host.emit(state_message(found, request.id))
+
+    def _status_failed(self, failure: Failure, request: Status) -> None:
+        self._log.failure(
+            "reading the history of session {session} failed", failure, session=request.session
+        )
+        text = "the session history cannot be read now"
+        self._reply(ErrorCode.UNAVAILABLE, text, request.id, request.session)
 
     # -- commands -------------------------------------------------------------
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
 from typing import Any, Final, Protocol, runtime_checkable
@@ -353,6 +354,10 @@ class SessionEnds(Protocol):
         """Session C{event.session_id}, routed here, reached a terminal state."""
 
 
+KEEP_OWNERS: Final = 100_000
+"""Sessions whose opening tenant L{Tenancy} remembers (about 10 MB at most)."""
+
+
 class Tenancy:
     """What every front door of one gateway shares for its tenants.
 
@@ -384,6 +389,7 @@ class Tenancy:
         self.rates = CommandRates(clock)
         self._routes: dict[str, SessionEnds] = {}
         self._unsubscribe: Callable[[], None] | None = None
+        self._owners: OrderedDict[str, str] = OrderedDict()
 
     @property
     def routed(self) -> int:
@@ -395,6 +401,22 @@ class Tenancy:
         self._routes[session_id] = relay
         if self._unsubscribe is None:
             self._unsubscribe = self.engine.subscribe(self._event)
+
+    def opened(self, session_id: str, tenant_id: str) -> None:
+        """Tenant C{tenant_id} opened C{session_id} (through any door, in this run).
+
+        Kept so that a tenant asking about its own session later (from
+        another connection, after its connection broke) gets the full
+        status; the oldest of more than L{KEEP_OWNERS} are forgotten, and
+        then answered like a session from before a restart: the outcome only.
+        """
+        self._owners[session_id] = tenant_id
+        while len(self._owners) > KEEP_OWNERS:
+            self._owners.popitem(last=False)
+
+    def owner(self, session_id: str) -> str | None:
+        """The tenant that opened C{session_id} in this run, if known."""
+        return self._owners.get(session_id)
 
     def unroute(self, session_id: str) -> None:
         """Session C{session_id} is released: stop routing it."""

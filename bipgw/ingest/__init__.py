@@ -9,6 +9,11 @@ are idempotent and fire with an L{bipgw.store.ImportReport}, recorded in
 the store; L{render_report} turns it into lines for the command line
 (C{"line 7, column KIC1: not hex (character 5 of 48)"}).
 
+L{IngestService} runs the partners' file feeds (C{[ingest]}): FTP and
+SFTP doors into per-partner homes, a watched directory, and a queue that
+imports each delivered file exactly once and writes its report back
+(C{docs/feeds.md}).
+
 The file formats are documented in C{docs/file-formats.md}; the simulated
 fleet's generator writes exactly these.
 """
@@ -33,6 +38,7 @@ from bipgw.ingest._msisdn_file import (
     parse_msisdn_file,
 )
 from bipgw.ingest._report import render_report
+from bipgw.ingest._service import MAX_FILE_BYTES, IngestService, IngestSettings
 from bipgw.ingest._vendor_file import (
     OPTIONAL_HEADERS,
     REQUIRED_HEADERS,
@@ -47,9 +53,12 @@ from bipgw.ingest._vendor_file import (
 __all__ = [
     "BATCH_SIZE",
     "FIELDS",
+    "MAX_FILE_BYTES",
     "OPTIONAL_HEADERS",
     "REQUIRED_HEADERS",
     "IngestError",
+    "IngestService",
+    "IngestSettings",
     "MsisdnFile",
     "MsisdnFileError",
     "MsisdnRecord",

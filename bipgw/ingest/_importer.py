@@ -17,6 +17,8 @@ why lines were refused.
 
 from __future__ import annotations
 
+import hashlib
+import io
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -25,13 +27,15 @@ from typing import Any
 from attrs import evolve
 from twisted.internet.defer import Deferred, fail
 
+from bipgw.ingest._card_stream import CardStream, Opener, RefusedError
 from bipgw.ingest._errors import IngestError, TransportKeyError
+from bipgw.ingest._lines import numbered_lines, sha256_of
 from bipgw.ingest._msisdn_file import MAX_FILE_BYTES as MAX_MSISDN_FILE
 from bipgw.ingest._msisdn_file import MsisdnFileError, parse_msisdn_file
 from bipgw.ingest._report import Counts, counted, finish, refused, start
-from bipgw.ingest._unwrap import notices_for, open_cards, transport_key
+from bipgw.ingest._unwrap import notices_for, transport_key
 from bipgw.ingest._vendor_file import MAX_FILE_BYTES as MAX_VENDOR_FILE
-from bipgw.ingest._vendor_file import VendorFileError, parse_vendor_file
+from bipgw.ingest._vendor_file import MAX_LINE, VendorFileError, read_header
 from bipgw.keys import KeyStore, RootKey
 from bipgw.store import (
     BatchResult,
@@ -43,8 +47,12 @@ from bipgw.store import (
     WriteResult,
 )
 
-#: Cards or MSISDN changes written per transaction (unless all-or-nothing).
-BATCH_SIZE = 500
+#: MSISDN changes written per transaction (unless all-or-nothing).
+BATCH_SIZE = 10_000
+#: Cards parsed, unwrapped, sealed and written per transaction (unless
+#: all-or-nothing): large enough that a transaction's cost is spread, small
+#: enough that a batch's objects stay a few tens of MB.
+CARD_BATCH_SIZE = 10_000
 
 _Clock = Callable[[], float]
 
@@ -77,6 +85,10 @@ def import_cards(
 ) -> Deferred[ImportReport]:
     """Import a card-vendor output file; fires with the (recorded) report.
 
+    The file is streamed (never held whole) and written L{CARD_BATCH_SIZE}
+    cards a transaction, in the store's thread; all-or-nothing is one
+    transaction for the whole file, rolled back if any line is refused.
+
     @param keystore: holds the transport key the file's header names.
     @param root: seals the per-card keys for the store.
     @param all_or_nothing: import nothing if any line is refused.
@@ -84,19 +96,25 @@ def import_cards(
     @return: the report (also when the file is refused: see its C{fatal});
         fails with L{IngestError} only if the file cannot be read.
     """
+    name = os.fspath(path)
     try:
-        data = read_file(path, MAX_VENDOR_FILE)
-    except IngestError as e:
-        return fail(e)
-    return import_card_data(
-        store,
-        keystore,
-        root,
-        data,
-        file_name=os.path.basename(os.fspath(path)),
-        all_or_nothing=all_or_nothing,
-        actor=actor,
-        now=now,
+        size = os.stat(name).st_size
+        open(name, "rb").close()
+    except OSError as e:
+        return fail(IngestError(f"cannot read {name}: {e.strerror or e}"))
+    if size > MAX_VENDOR_FILE:
+        return fail(IngestError(f"{name} is larger than {MAX_VENDOR_FILE} bytes"))
+    return Deferred.fromCoroutine(
+        _import_cards(
+            store,
+            keystore,
+            root,
+            lambda: open(name, "rb"),
+            os.path.basename(name),
+            all_or_nothing,
+            actor,
+            now(),
+        )
     )
 
 
@@ -112,55 +130,78 @@ def import_card_data(
     now: _Clock = time.time,
 ) -> Deferred[ImportReport]:
     """L{import_cards} for a file already in memory (an FTP upload)."""
+    at = now()
+    if len(data) > MAX_VENDOR_FILE:
+        fatal = f"the file has {len(data)} bytes; at most {MAX_VENDOR_FILE}"
+        return Deferred.fromCoroutine(
+            _refuse_whole(store, ImportKind.CARDS, file_name, data, at, fatal, actor)
+        )
     return Deferred.fromCoroutine(
-        _import_cards(store, keystore, root, data, file_name, all_or_nothing, actor, now())
+        _import_cards(
+            store, keystore, root, lambda: io.BytesIO(data), file_name, all_or_nothing, actor, at
+        )
     )
+
+
+async def _refuse_whole(
+    store: IStore, kind: ImportKind, file_name: str, data: bytes, at: float, fatal: str, actor: str
+) -> ImportReport:
+    report = await start(store, kind, file_name, hashlib.sha256(data).hexdigest(), at)
+    return await finish(store, evolve(report, fatal=fatal), actor)
 
 
 async def _import_cards(
     store: IStore,
     keystore: KeyStore,
     root: RootKey,
-    data: bytes,
+    opener: Opener,
     file_name: str,
     all_or_nothing: bool,
     actor: str,
     at: float,
 ) -> ImportReport:
-    report = await start(store, ImportKind.CARDS, file_name, data, at)
+    # The header is small: read it here, to find the transport key.
     try:
-        parsed = parse_vendor_file(data)
-        report = evolve(report, records=parsed.records, header=parsed.header.fields)
-        transport, scheme = transport_key(keystore, parsed.header.transport_key)
+        with opener() as head:
+            header, _, secrets, dropped = read_header(numbered_lines(head, MAX_LINE))
+        transport, scheme = transport_key(keystore, header.transport_key)
     except (VendorFileError, TransportKeyError) as e:
+        with opener() as whole:
+            digest = sha256_of(whole)
+        report = await start(store, ImportKind.CARDS, file_name, digest, at)
         return await finish(store, evolve(report, fatal=str(e)), actor)
-    notices = list(notices_for(parsed, scheme))
-    opened = open_cards(parsed, transport, scheme, root)
-    errors = [*parsed.errors, *opened.errors]
-    rejected = parsed.rejected + opened.rejected
-    if opened.failed and not opened.verified:
+    notices = list(notices_for(secrets, dropped, scheme))
+    cards = CardStream(
+        opener,
+        transport,
+        scheme,
+        root,
+        batch_size=CARD_BATCH_SIZE,
+        all_or_nothing=all_or_nothing,
+    )
+    fatal: str | None = None
+    committed = False
+    try:
+        committed = await store.upsert_card_batches(
+            cards.batches(), atomic=all_or_nothing, on_batch=cards.count
+        )
+    except VendorFileError as e:
+        fatal = str(e)
+    except RefusedError:
+        committed = False
+    report = await start(store, ImportKind.CARDS, file_name, cards.sha256, at)
+    report = evolve(report, records=cards.records, header=header.fields)
+    if fatal is not None:
+        return await finish(store, evolve(report, fatal=fatal, records=0), actor)
+    if cards.failed and not cards.verified:
         fatal = (
-            f"the transport key {parsed.header.transport_key!r} does not open this file's"
+            f"the transport key {header.transport_key!r} does not open this file's"
             " secret columns (wrong key, or a file for another key): nothing imported"
         )
         return await finish(store, evolve(report, fatal=fatal, notices=tuple(notices)), actor)
-    if all_or_nothing and rejected:
-        return await finish(store, refused(report, errors, rejected, notices), actor)
-    lines = {upsert.iccid: line for line, upsert in opened.cards}
-    upserts = [upsert for _, upsert in opened.cards]
-    psk_column = "PSK_ID1" if "PSK_ID1" in parsed.columns else None
-    counts, committed = await _write(
-        lambda batch, atomic: store.upsert_cards(batch, atomic=atomic),
-        upserts,
-        all_or_nothing,
-    )
-    for result in counts.rejected:
-        column = psk_column if result.field == "psk_identity" else result.field
-        errors.append(LineError(lines[result.key], column, result.reason or "rejected"))
-    rejected += len(counts.rejected)
     if not committed:
-        return await finish(store, refused(report, errors, rejected, notices), actor)
-    report = counted(report, counts, errors, rejected, notices)
+        return await finish(store, refused(report, cards.errors, cards.rejected, notices), actor)
+    report = counted(report, cards.counts, cards.errors, cards.rejected, notices)
     return await finish(store, report, actor)
 
 
@@ -240,7 +281,7 @@ def import_msisdn_data(
 async def _import_msisdn(
     store: IStore, data: bytes, file_name: str, all_or_nothing: bool, actor: str, at: float
 ) -> ImportReport:
-    report = await start(store, ImportKind.MSISDN, file_name, data, at)
+    report = await start(store, ImportKind.MSISDN, file_name, hashlib.sha256(data).hexdigest(), at)
     try:
         parsed = parse_msisdn_file(data, default_time=int(at), source=file_name)
     except MsisdnFileError as e:

@@ -8,8 +8,6 @@ and a log line gives the summary, never a key.
 
 from __future__ import annotations
 
-import hashlib
-
 from attrs import evolve
 from twisted.logger import Logger
 
@@ -83,9 +81,9 @@ def _capped(
 
 
 async def start(
-    store: IStore, kind: ImportKind, file_name: str, data: bytes, at: float
+    store: IStore, kind: ImportKind, file_name: str, digest: str, at: float
 ) -> ImportReport:
-    digest = hashlib.sha256(data).hexdigest()
+    """A new report for the file with this SHA-256, naming an earlier import of it."""
     earlier = await store.find_imports(digest)
     same = [r for r in earlier if r.kind is kind]
     return ImportReport(

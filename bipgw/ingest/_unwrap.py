@@ -11,8 +11,16 @@ since 3DES-ECB cannot tell.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+
 from bipgw.ingest._errors import TransportKeyError
-from bipgw.ingest._vendor_file import OtaAlgorithm, SecretColumn, VendorCard, VendorFile
+from bipgw.ingest._vendor_file import (
+    OtaAlgorithm,
+    SecretColumn,
+    VendorCard,
+    VendorFile,
+    VendorHeader,
+)
 from bipgw.keys import (
     KeyAlgorithm,
     KeyKind,
@@ -23,12 +31,12 @@ from bipgw.keys import (
     TransportFormatError,
     TransportKeyMismatchError,
     TransportScheme,
+    TransportUnwrapper,
     UnknownKeyError,
     check_value,
     psk_identity_for,
-    unwrap_from_transport,
 )
-from bipgw.store import CardUpsert, KeyPurpose, LineError, seal_card_key
+from bipgw.store import CardKeySealer, CardUpsert, KeyPurpose, LineError
 
 _OTA = (KeyPurpose.KIC, KeyPurpose.KID, KeyPurpose.KIK)
 _AES = {16: KeyAlgorithm.AES_128, 24: KeyAlgorithm.AES_192, 32: KeyAlgorithm.AES_256}
@@ -76,14 +84,15 @@ def transport_key(keystore: KeyStore, label: str) -> tuple[Secret, TransportSche
         raise TransportKeyError(f"cannot open transport key {label!r}: {e}") from None
 
 
-def notices_for(parsed: VendorFile, scheme: TransportScheme) -> list[str]:
+def notices_for(
+    secrets: Sequence[SecretColumn], dropped: Sequence[str], scheme: TransportScheme
+) -> list[str]:
     notices = []
-    if parsed.dropped_columns:
+    if dropped:
         notices.append(
-            f"column(s) {', '.join(parsed.dropped_columns)} look like secrets bipgw has no"
-            " use for: not stored"
+            f"column(s) {', '.join(dropped)} look like secrets bipgw has no use for: not stored"
         )
-    unchecked = [s.name for s in parsed.secrets if s.kcv_column is None]
+    unchecked = [s.name for s in secrets if s.kcv_column is None]
     if scheme is TransportScheme.DES3_ECB and unchecked:
         notices.append(
             f"3des-ecb cannot detect a wrong transport key, and column(s) {', '.join(unchecked)}"
@@ -95,47 +104,76 @@ def notices_for(parsed: VendorFile, scheme: TransportScheme) -> list[str]:
 def open_cards(
     parsed: VendorFile, transport: Secret, scheme: TransportScheme, root: RootKey
 ) -> Opened:
-    opened = Opened()
-    for card in parsed.cards:
-        keys = []
-        problems: list[LineError] = []
-        for column in parsed.secrets:
-            try:
-                key = unwrap_from_transport(transport, card.wrapped[column.name], scheme)
-            except TransportKeyMismatchError:
-                opened.failed += 1
-                problems.append(
-                    LineError(
-                        card.line,
-                        column.name,
-                        "the transport key does not open this value (integrity check failed)",
-                    )
-                )
-                continue
-            except TransportFormatError as e:
-                problems.append(LineError(card.line, column.name, e.message))
-                continue
-            checked = _check_key(card, column, key, parsed.header.ota_algorithm, scheme, opened)
-            if isinstance(checked, LineError):
-                problems.append(checked)
-                continue
-            keys.append(seal_card_key(root, card.iccid, column.purpose, column.kvn, checked, key))
-        if problems:
-            opened.rejected += 1
-            opened.errors.extend(problems)
-            continue
-        upsert = CardUpsert(
-            iccid=card.iccid,
-            imsi=card.imsi,
-            psk_identity=card.psk_identity or psk_identity_for(card.iccid),
-            batch=parsed.header.batch,
-            customer=parsed.header.customer,
-            card_type=parsed.header.card_type,
-            extras=card.extras,
-            keys=tuple(keys),
-        )
-        opened.cards.append((card.line, upsert))
+    """Unwrap and re-seal every card of a parsed file (see L{CardOpener})."""
+    opener = CardOpener(transport, scheme, root)
+    opened = opener.open(parsed.cards, parsed.header, parsed.secrets)
+    opened.failed, opened.verified = opener.failed, opener.verified
     return opened
+
+
+class CardOpener:
+    """Unwraps and re-seals cards batch after batch, the key derivations done once.
+
+    Keeps one L{TransportUnwrapper} (the transport key checked once) and one
+    L{CardKeySealer} (the root key's HKDFs done once) for a whole file, and
+    counts failed and verified values across its batches.
+    """
+
+    def __init__(self, transport: Secret, scheme: TransportScheme, root: RootKey) -> None:
+        self._unwrapper = TransportUnwrapper(transport, scheme)
+        self._sealer = CardKeySealer(root, nonces=1024)
+        self._scheme = scheme
+        self.failed = 0
+        self.verified = 0
+
+    def open(
+        self,
+        cards: Iterable[VendorCard],
+        header: VendorHeader,
+        secrets: Sequence[SecretColumn],
+    ) -> Opened:
+        """The cards with their keys sealed, and the lines refused."""
+        opened = Opened()
+        for card in cards:
+            keys = []
+            problems: list[LineError] = []
+            for column in secrets:
+                try:
+                    key = self._unwrapper.unwrap(card.wrapped[column.name])
+                except TransportKeyMismatchError:
+                    self.failed += 1
+                    problems.append(
+                        LineError(
+                            card.line,
+                            column.name,
+                            "the transport key does not open this value (integrity check failed)",
+                        )
+                    )
+                    continue
+                except TransportFormatError as e:
+                    problems.append(LineError(card.line, column.name, e.message))
+                    continue
+                checked = _check_key(card, column, key, header.ota_algorithm, self._scheme, self)
+                if isinstance(checked, LineError):
+                    problems.append(checked)
+                    continue
+                keys.append(self._sealer.seal(card.iccid, column.purpose, column.kvn, checked, key))
+            if problems:
+                opened.rejected += 1
+                opened.errors.extend(problems)
+                continue
+            upsert = CardUpsert(
+                iccid=card.iccid,
+                imsi=card.imsi,
+                psk_identity=card.psk_identity or psk_identity_for(card.iccid),
+                batch=header.batch,
+                customer=header.customer,
+                card_type=header.card_type,
+                extras=card.extras,
+                keys=tuple(keys),
+            )
+            opened.cards.append((card.line, upsert))
+        return opened
 
 
 def _check_key(
@@ -144,7 +182,7 @@ def _check_key(
     key: Secret,
     ota_algorithm: str,
     scheme: TransportScheme,
-    opened: Opened,
+    opened: CardOpener,
 ) -> str | LineError:
     """The key's algorithm name, or why it is refused; checks its KCV if the file has one."""
     length = len(key)

@@ -18,19 +18,22 @@ from __future__ import annotations
 
 import re
 import types
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 
 from attrs import field, frozen
 
 from bipgw.ingest._errors import VendorFileError
+from bipgw.ingest._lines import SeenSet
 from bipgw.keys import InvalidIccidError, normalise_iccid
 from bipgw.store import MAX_PSK_IDENTITY, KeyPurpose, LineError
 
 #: Line errors kept (the rejected count stays exact): a hostile file cannot
 #: make the report as large as itself.
 MAX_LINE_ERRORS = 10_000
-#: Largest vendor file accepted, in bytes (a 100,000-card batch is ~30 MB).
-MAX_FILE_BYTES = 256 * 1024 * 1024
+#: Largest vendor file accepted, in bytes.  A million cards with four keys
+#: (MAX_CARDS) are ~270 MB; the importer streams the file, so the limit
+#: bounds time and disk, not memory.
+MAX_FILE_BYTES = 512 * 1024 * 1024
 #: Longest line accepted, in characters.
 MAX_LINE = 8192
 #: Most columns a C{Var_Out} line may name.
@@ -56,6 +59,7 @@ _PSK_ID = re.compile(r"PSK_ID([1-9][0-9]?)")
 #: keys, PINs): never stored, not even as extras.
 _DROPPED = re.compile(r"KI|K|OPC?|ADM[0-9]*|PIN[0-9]*|PUK[0-9]*|.*KEY.*")
 _HEX = frozenset("0123456789abcdefABCDEF")
+_HEX_TEXT = re.compile(r"[0-9a-fA-F]*")
 
 
 def _frozen(mapping: Mapping[str, str]) -> Mapping[str, str]:
@@ -142,7 +146,7 @@ class VendorFile:
 
 
 def parse_vendor_file(data: bytes) -> VendorFile:
-    """Parse a vendor output file.
+    """Parse a vendor output file held in memory (the importer streams it instead).
 
     @raise VendorFileError: when the file as a whole is unusable (its
         message names the line and the reason).
@@ -151,47 +155,132 @@ def parse_vendor_file(data: bytes) -> VendorFile:
         raise TypeError("a vendor file is bytes")
     if len(data) > MAX_FILE_BYTES:
         raise VendorFileError(f"the file has {len(data)} bytes; at most {MAX_FILE_BYTES}")
-    lines = bytes(data).split(b"\n")
-    fields, columns, first = _parse_header(lines)
+    lines = iter(enumerate(bytes(data).split(b"\n"), start=1))
+    header, columns, secrets, dropped = read_header(lines)
+    parser = CardParser(columns, secrets, dropped, header.quantity)
+    cards = [card for number, raw in lines if (card := parser.feed(number, raw)) is not None]
+    parser.check_quantity(header)
+    return VendorFile(
+        header,
+        columns,
+        secrets,
+        tuple(cards),
+        tuple(parser.errors),
+        parser.records,
+        parser.rejected,
+        dropped,
+    )
+
+
+def read_header(
+    lines: Iterator[tuple[int, bytes]],
+) -> tuple[VendorHeader, tuple[str, ...], tuple[SecretColumn, ...], tuple[str, ...]]:
+    """Read the header block from numbered lines, up to and including C{Var_Out}.
+
+    @return: the header, the columns, the secret columns and the dropped ones;
+        C{lines} is left at the first card line.
+    @raise VendorFileError: when the header cannot be trusted.
+    """
+    fields, columns = _parse_header(lines)
     header = _header(fields)
     secrets, dropped = _classify(columns, header)
-    cards: list[VendorCard] = []
-    errors: list[LineError] = []
-    seen_iccid: dict[str, int] = {}
-    seen_identity: dict[bytes, int] = {}
-    records = rejected = 0
-    for number in range(first, len(lines) + 1):
-        text, problem = _line(lines[number - 1])
+    return header, columns, secrets, dropped
+
+
+class CardParser:
+    """Card lines one at a time: the valid cards out, the refused lines counted.
+
+    Remembers each ICCID and PSK identity (L{SeenSet}, fixed memory) to
+    refuse a card that repeats an earlier line's.
+
+    @ivar records: card lines seen, valid or not (what C{Quantity} counts).
+    @ivar rejected: card lines refused.
+    @ivar errors: the first L{MAX_LINE_ERRORS} problems.
+    """
+
+    def __init__(
+        self,
+        columns: tuple[str, ...],
+        secrets: tuple[SecretColumn, ...],
+        dropped: tuple[str, ...],
+        quantity: int,
+    ) -> None:
+        self._columns = columns
+        self._secrets = secrets
+        self._dropped = dropped
+        self._seen_iccid = SeenSet(quantity + 1)
+        self._seen_identity = SeenSet(quantity + 1)
+        self.records = 0
+        self.rejected = 0
+        self.errors: list[LineError] = []
+
+    def feed(self, number: int, raw: bytes) -> VendorCard | None:
+        """The card on line C{number}, or C{None} (a blank, comment or refused line).
+
+        @raise VendorFileError: past L{MAX_CARDS} card lines.
+        """
+        text, problem = _line(raw)
         card: VendorCard | None = None
         if text is None:
             problems = [LineError(number, None, problem)]
         else:
             if not text.strip() or text.startswith("*"):
-                continue
-            problems, card = _card(number, text, columns, secrets, dropped)
-            if card is not None:
-                problems += _duplicates(card, seen_iccid, seen_identity)
+                return None
+            problems, card = _card(number, text, self._columns, self._secrets, self._dropped)
+        self.records += 1
+        if self.records > MAX_CARDS:
+            raise VendorFileError(f"more than {MAX_CARDS} card lines", line=number)
+        if card is not None and not problems:
+            problems = self._duplicates(card)
+        if problems:
+            self.rejected += 1
+            if len(self.errors) < MAX_LINE_ERRORS:
+                self.errors.extend(problems)
+            return None
+        return card
+
+    def check_quantity(self, header: VendorHeader) -> None:
+        """@raise VendorFileError: if the file has not C{Quantity} card lines."""
+        if self.records != header.quantity:
+            raise VendorFileError(
+                f"Quantity says {header.quantity} cards but the file has {self.records} card"
+                " lines (truncated or padded upload?)",
+                field="Quantity",
+            )
+
+    def _duplicates(self, card: VendorCard) -> list[LineError]:
+        problems = []
+        iccid_line, iccid_slot = self._seen_iccid.probe(card.iccid.encode())
+        if iccid_line is not None:
+            message = f"ICCID {card.iccid} is also on line {iccid_line}"
+            problems.append(LineError(card.line, "ICCID", message))
+        identity_slot = None
+        if card.psk_identity is not None:
+            identity_line, identity_slot = self._seen_identity.probe(card.psk_identity)
+            if identity_line is not None:
+                message = f"the PSK identity is also on line {identity_line}"
+                problems.append(LineError(card.line, "PSK_ID1", message))
+        if not problems:
+            self._seen_iccid.put(iccid_slot, card.line)
+            if identity_slot is not None:
+                self._seen_identity.put(identity_slot, card.line)
+        return problems
+
+
+def count_card_lines(lines: Iterator[tuple[int, bytes]]) -> tuple[int, int | None]:
+    """Card lines left in C{lines} (what C{Quantity} counts), without parsing them.
+
+    @return: the count and, past L{MAX_CARDS}, the line where the limit was passed.
+    """
+    records = 0
+    for number, raw in lines:
+        text, _ = _line(raw)
+        if text is not None and (not text.strip() or text.startswith("*")):
+            continue
         records += 1
         if records > MAX_CARDS:
-            raise VendorFileError(f"more than {MAX_CARDS} card lines", line=number)
-        if problems:
-            rejected += 1
-            if len(errors) < MAX_LINE_ERRORS:
-                errors.extend(problems)
-        elif card is not None:
-            seen_iccid[card.iccid] = number
-            if card.psk_identity is not None:
-                seen_identity[card.psk_identity] = number
-            cards.append(card)
-    if records != header.quantity:
-        raise VendorFileError(
-            f"Quantity says {header.quantity} cards but the file has {records} card lines"
-            " (truncated or padded upload?)",
-            field="Quantity",
-        )
-    return VendorFile(
-        header, columns, secrets, tuple(cards), tuple(errors), records, rejected, dropped
-    )
+            return records, number
+    return records, None
 
 
 def _line(raw: bytes) -> tuple[str | None, str]:
@@ -203,15 +292,15 @@ def _line(raw: bytes) -> tuple[str | None, str]:
         text = raw.decode("ascii")
     except UnicodeDecodeError:
         return None, "the line is not ASCII text"
-    if not all(c.isprintable() or c == "\t" for c in text):
+    if not text.isprintable() and not text.replace("\t", " ").isprintable():
         return None, "the line holds control characters"
     return text, ""
 
 
-def _parse_header(lines: list[bytes]) -> tuple[dict[str, str], tuple[str, ...], int]:
-    """The header fields, the columns, and the number of the first card line."""
+def _parse_header(lines: Iterator[tuple[int, bytes]]) -> tuple[dict[str, str], tuple[str, ...]]:
+    """The header fields and the columns; C{lines} is left after C{Var_Out}."""
     fields: dict[str, str] = {}
-    for number, raw in enumerate(lines, start=1):
+    for number, raw in lines:
         text, problem = _line(raw)
         if text is None:
             raise VendorFileError(problem, line=number)
@@ -224,7 +313,7 @@ def _parse_header(lines: list[bytes]) -> tuple[dict[str, str], tuple[str, ...], 
                 "expected a 'Key: value' header line or the 'Var_Out:' line", line=number
             )
         if key.lower() == "var_out":
-            return fields, _columns(value, number), number + 1
+            return fields, _columns(value, number)
         name = _KNOWN.get(key.lower(), key)
         if name in fields:
             raise VendorFileError(f"header {name} appears twice", line=number, field=name)
@@ -371,6 +460,8 @@ def _card(
 
 def _hex_problem(text: str, limit: int) -> str | None:
     """Why C{text} is not even-length hex of at most C{limit} digits; never quotes it."""
+    if len(text) <= limit and not len(text) % 2 and _HEX_TEXT.fullmatch(text):
+        return None
     if len(text) > limit:
         return f"{len(text)} hex digits; at most {limit}"
     for position, char in enumerate(text, start=1):
@@ -379,24 +470,3 @@ def _hex_problem(text: str, limit: int) -> str | None:
     if len(text) % 2:
         return f"odd number of hex digits ({len(text)})"
     return None
-
-
-def _duplicates(
-    card: VendorCard, seen_iccid: dict[str, int], seen_identity: dict[bytes, int]
-) -> list[LineError]:
-    problems = []
-    if card.iccid in seen_iccid:
-        problems.append(
-            LineError(
-                card.line, "ICCID", f"ICCID {card.iccid} is also on line {seen_iccid[card.iccid]}"
-            )
-        )
-    if card.psk_identity is not None and card.psk_identity in seen_identity:
-        problems.append(
-            LineError(
-                card.line,
-                "PSK_ID1",
-                f"the PSK identity is also on line {seen_identity[card.psk_identity]}",
-            )
-        )
-    return problems

@@ -21,6 +21,7 @@ label only.
 """
 
 from bipgw.keys._kdf import (
+    CardKeyDeriver,
     KdfPurpose,
     derive_card_key,
     has_des_parity,
@@ -38,7 +39,7 @@ from bipgw.keys._operator_keys import (
     master_kind,
     read_key_file,
 )
-from bipgw.keys._rootkey import ROOT_KEY_ENV, RootKey, seal, unseal
+from bipgw.keys._rootkey import ROOT_KEY_ENV, RootKey, Sealer, seal, unseal
 from bipgw.keys._scp03 import Scp03MasterKeys
 from bipgw.keys._secret import (
     DuplicateKeyError,
@@ -64,6 +65,7 @@ from bipgw.keys._secret import (
 from bipgw.keys._transport import (
     DEFAULT_TRANSPORT_SCHEME,
     TransportScheme,
+    TransportUnwrapper,
     unwrap_from_transport,
     wrap_for_transport,
 )
@@ -72,6 +74,7 @@ __all__ = [
     "DEFAULT_TRANSPORT_SCHEME",
     "MASTER_KINDS",
     "ROOT_KEY_ENV",
+    "CardKeyDeriver",
     "DuplicateKeyError",
     "InsecureRootKeyFileError",
     "IntegrityError",
@@ -92,11 +95,13 @@ __all__ = [
     "RootKey",
     "RootKeyError",
     "Scp03MasterKeys",
+    "Sealer",
     "Secret",
     "TransportError",
     "TransportFormatError",
     "TransportKeyMismatchError",
     "TransportScheme",
+    "TransportUnwrapper",
     "UnknownKeyError",
     "WrongRootKeyError",
     "add_transport_key",

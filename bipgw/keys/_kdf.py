@@ -18,7 +18,7 @@ from __future__ import annotations
 from enum import Enum
 
 from cryptography.hazmat.primitives.ciphers import algorithms
-from cryptography.hazmat.primitives.kdf.kbkdf import KBKDFCMAC, CounterLocation, Mode
+from cryptography.hazmat.primitives.cmac import CMAC
 
 from bipgw.keys._secret import InvalidIccidError, InvalidKeyError, KeyAlgorithm, Secret
 
@@ -128,19 +128,39 @@ def derive_card_key(
             f"a master key for {purpose.label.decode()} is an AES key of 16, 24 or 32"
             f" bytes, got {len(master)}"
         )
-    context = normalise_iccid(iccid).encode("ascii")
-    kdf = KBKDFCMAC(
-        algorithm=algorithms.AES,
-        mode=Mode.CounterMode,
-        length=algorithm.key_length,
-        rlen=COUNTER_BYTES,
-        llen=LENGTH_BYTES,
-        location=CounterLocation.BeforeFixed,
-        label=purpose.label,
-        context=context,
-        fixed=None,
-    )
-    key = kdf.derive(master.reveal())
-    if algorithm.is_des:
-        key = set_des_parity(key)
-    return Secret(key)
+    return CardKeyDeriver(master).derive(iccid, purpose, algorithm)
+
+
+class CardKeyDeriver:
+    """L{derive_card_key} for many cards under one master key.
+
+    The AES-CMAC key schedule is done once and copied for each block, which
+    makes a derivation about ten times cheaper than building a KBKDF object
+    per key (C{simfleet generate --cards 1000000} derives seven million).
+    The output is exactly L{derive_card_key}'s: SP 800-108 counter mode, the
+    counter and the length 32-bit big-endian, the counter first.
+    """
+
+    def __init__(self, master: Secret) -> None:
+        if len(master) not in (16, 24, 32):
+            raise InvalidKeyError(
+                f"a master key is an AES key of 16, 24 or 32 bytes, got {len(master)}"
+            )
+        self._cmac = CMAC(algorithms.AES(master.reveal()))
+
+    def derive(self, iccid: str, purpose: KdfPurpose, algorithm: KeyAlgorithm) -> Secret:
+        """See L{derive_card_key}."""
+        context = normalise_iccid(iccid).encode("ascii")
+        length = algorithm.key_length
+        fixed = purpose.label + b"\x00" + context + (8 * length).to_bytes(LENGTH_BYTES, "big")
+        out = b""
+        counter = 1
+        while len(out) < length:
+            block = self._cmac.copy()
+            block.update(counter.to_bytes(COUNTER_BYTES, "big") + fixed)
+            out += block.finalize()
+            counter += 1
+        key = out[:length]
+        if algorithm.is_des:
+            key = set_des_parity(key)
+        return Secret(key)

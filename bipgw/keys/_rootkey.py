@@ -273,14 +273,42 @@ def seal(root: RootKey, label: str, plaintext: Secret | bytes) -> bytes:
 
     @param label: where the value is stored, e.g. C{"card:8988...:kic1"}.
     """
-    ad_label = check_label(label)
-    secret = plaintext if isinstance(plaintext, Secret) else Secret(plaintext)
-    header = bytes([SEAL_VERSION]) + root._key_id_bytes()
-    nonce = os.urandom(NONCE_LENGTH)
-    sealed = AESGCM(root.subkey(_INFO_SEAL).reveal()).encrypt(
-        nonce, secret.reveal(), header + ad_label
-    )
-    return header + nonce + sealed
+    return Sealer(root).seal(label, plaintext)
+
+
+class Sealer:
+    """L{seal} for many values under one root key: the derivations done once.
+
+    Each L{seal} call derives the sealing key and the root key id with HKDF
+    (about 10 microseconds, half the cost of sealing a card key); an import
+    of a million cards seals four million keys under the same root key, so
+    it keeps one of these.  The output is exactly L{seal}'s.
+    """
+
+    def __init__(self, root: RootKey, *, nonces: int = 1) -> None:
+        """
+        @param nonces: random nonces drawn from the OS at once, one system
+            call for that many seals (an importer asks for 1,024).  A
+            sealer is for one thread at a time: two threads sharing one
+            could seal with the same nonce.
+        """
+        self._header = bytes([SEAL_VERSION]) + root._key_id_bytes()
+        self._aead = AESGCM(root.subkey(_INFO_SEAL).reveal())
+        self._draw = NONCE_LENGTH * max(nonces, 1)
+        self._nonces = b""
+        self._next = 0
+
+    def seal(self, label: str, plaintext: Secret | bytes) -> bytes:
+        """See L{seal}."""
+        ad_label = check_label(label)
+        secret = plaintext if isinstance(plaintext, Secret) else Secret(plaintext)
+        if self._next >= len(self._nonces):
+            self._nonces = os.urandom(self._draw)
+            self._next = 0
+        nonce = self._nonces[self._next : self._next + NONCE_LENGTH]
+        self._next += NONCE_LENGTH
+        sealed = self._aead.encrypt(nonce, secret.reveal(), self._header + ad_label)
+        return self._header + nonce + sealed
 
 
 def unseal(root: RootKey, label: str, blob: bytes) -> Secret:

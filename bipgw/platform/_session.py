@@ -16,7 +16,9 @@ protocol only moves bytes.  It holds, for its connection:
     tenant, commands per second per service, counted over all the tenant's
     connections and the HTTP API by the shared L{bipgw.core.Tenancy}), the
     applications a service may address, and the platform's own
-    C{timeouts}.  The channel is the relay's L{bipgw.core.RelayHost}: the
+    C{timeouts}; C{status} asks for any session the tenant may see (its
+    final state after a reconnect or a gateway restart), answered with
+    C{state}.  The channel is the relay's L{bipgw.core.RelayHost}: the
     relay answers through L{PlatformChannel.emit};
   - heartbeats: after C{heartbeat_interval} seconds without a frame the
     gateway pings; without any frame C{heartbeat_timeout} later it drops
@@ -64,6 +66,7 @@ from bipgw.codec.platform import (
     Open,
     Ping,
     Pong,
+    Status,
     UnknownTypeError,
     parse_message,
 )
@@ -277,6 +280,8 @@ class PlatformChannel:
             self._relay.command(message, self._tenant)
         elif isinstance(message, Close):
             self._relay.close(message)
+        elif isinstance(message, Status):
+            self._relay.status(message, self._tenant)
 
     # -- authentication -------------------------------------------------------
 

@@ -15,8 +15,10 @@ L{StoreCardDirectory}, L{StoreSessionRecorder} and L{StoreScp03KeySource}
 plug a store into the
 session engine (C{bipgw.core}); L{StoreTenantDirectory} is the front doors'
 tenant directory (tenants kept by C{bipgw tenant ...}, tokens as scrypt
-digests: L{TokenDigest}); L{BatchingRecorder} is the recorder a
-gateway runs, writing the session history behind the sessions, in batches.
+digests: L{TokenDigest}); L{Partner} and L{FeedFile} are the file feeds'
+partners (C{bipgw partner ...}: L{add_partner}) and the files they
+delivered; L{BatchingRecorder} is the recorder a gateway runs, writing
+the session history behind the sessions, in batches.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from bipgw.store._adapters import (
     trace_record,
 )
 from bipgw.store._engine import create_sql_engine
+from bipgw.store._feed_types import FeedFile, Partner
 from bipgw.store._interfaces import IStore, MsisdnPlan, plan_msisdn_change
 from bipgw.store._memory import MemoryStore
 from bipgw.store._migrations import (
@@ -43,6 +46,7 @@ from bipgw.store._migrations import (
     current_version,
     migrate,
 )
+from bipgw.store._partner_records import add_partner, disable_partner, parse_ssh_key
 from bipgw.store._recorder import BatchingRecorder
 from bipgw.store._recovery import (
     RESTART_DETAIL,
@@ -53,6 +57,7 @@ from bipgw.store._recovery import (
 from bipgw.store._scp03_keys import StoreScp03KeySource
 from bipgw.store._sealing import (
     FINGERPRINT_INFO,
+    CardKeySealer,
     card_key_fingerprint,
     open_card_key,
     seal_card_key,
@@ -147,10 +152,12 @@ __all__ = [
     "BatchingRecorder",
     "Card",
     "CardKey",
+    "CardKeySealer",
     "CardKeys",
     "CardUpsert",
     "CounterExhaustedError",
     "DuplicateRecordError",
+    "FeedFile",
     "IStore",
     "ImportKind",
     "ImportReport",
@@ -163,6 +170,7 @@ __all__ = [
     "MsisdnOperation",
     "MsisdnPlan",
     "Outcome",
+    "Partner",
     "SchemaVersionError",
     "Service",
     "SessionEvent",
@@ -179,12 +187,14 @@ __all__ = [
     "TokenDigest",
     "UnknownRecordError",
     "WriteResult",
+    "add_partner",
     "add_tenant",
     "card_key_fingerprint",
     "card_key_label",
     "create_sql_engine",
     "create_store",
     "current_version",
+    "disable_partner",
     "disable_tenant",
     "end_sessions_left_open",
     "event_record",
@@ -196,6 +206,7 @@ __all__ = [
     "new_token",
     "open_card_key",
     "open_store",
+    "parse_ssh_key",
     "plan_msisdn_change",
     "replace_token",
     "seal_card_key",

@@ -17,13 +17,14 @@ because both stores must apply exactly the same ones.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Protocol, runtime_checkable
 
 from attrs import frozen
 from twisted.internet.defer import Deferred
 
+from bipgw.store._feed_types import FeedFile, Partner
 from bipgw.store._types import (
     ApduTraceRecord,
     AuditRecord,
@@ -62,6 +63,24 @@ class IStore(Protocol):
         given) or C{unchanged}; it is C{rejected} when its PSK identity
         belongs to another card.  With C{atomic}, one rejection rolls the
         whole batch back (C{committed=False}).
+        """
+
+    def upsert_card_batches(
+        self,
+        batches: Iterable[Sequence[CardUpsert]],
+        *,
+        atomic: bool = False,
+        on_batch: Callable[[BatchResult], None],
+    ) -> Deferred[bool]:
+        """L{upsert_cards} for a stream of batches, consumed off the reactor thread.
+
+        C{batches} is iterated in the store's own thread (an importer's
+        parsing, unwrapping and sealing run there, one batch at a time, so
+        a million cards never sit in memory).  Without C{atomic} each batch
+        is one transaction; with it, every batch is in one transaction and
+        the first rejection rolls them all back and stops.  C{on_batch}
+        gets each batch's result, in that thread.  Fires with whether the
+        writes were committed.
         """
 
     def get_card(self, iccid: str) -> Deferred[Card | None]:
@@ -256,6 +275,26 @@ class IStore(Protocol):
 
     def find_imports(self, sha256: str) -> Deferred[list[ImportReport]]:
         """Earlier imports of a file with this content, oldest first."""
+
+    # -- file feed partners and their files ------------------------------------
+
+    def put_partner(self, partner: Partner) -> Deferred[None]:
+        """Create the feed partner, or replace the one of the same name."""
+
+    def get_partner(self, name: str) -> Deferred[Partner | None]:
+        """The feed partner, or C{None}."""
+
+    def list_partners(self) -> Deferred[list[Partner]]:
+        """Every feed partner, by name."""
+
+    def add_feed_file(self, record: FeedFile) -> Deferred[None]:
+        """Remember a processed file.
+
+        @raise DuplicateRecordError: the partner already delivered this content.
+        """
+
+    def get_feed_file(self, partner: str, sha256: str) -> Deferred[FeedFile | None]:
+        """The partner's earlier file with this content, or C{None}."""
 
     # -- lifecycle -------------------------------------------------------------
 

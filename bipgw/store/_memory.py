@@ -10,12 +10,13 @@ database too.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TypeVar
 
 from attrs import evolve
 from twisted.internet.defer import Deferred, fail, succeed
 
+from bipgw.store._feed_types import FeedFile, Partner
 from bipgw.store._memory_state import (
     MemoryState,
     apply_one,
@@ -80,6 +81,28 @@ class MemoryStore:
                 return BatchResult(results, committed=False)
             self._state = state
             return BatchResult(results, committed=True)
+
+        return self._call(run)
+
+    def upsert_card_batches(
+        self,
+        batches: Iterable[Sequence[CardUpsert]],
+        *,
+        atomic: bool = False,
+        on_batch: Callable[[BatchResult], None],
+    ) -> Deferred[bool]:
+        """See L{IStore.upsert_card_batches} (here on the caller's thread: no I/O)."""
+
+        def run() -> bool:
+            state = self._state.copy() if atomic else self._state
+            for batch in batches:
+                results = tuple(upsert_one(state, item) for item in batch)
+                rejected = any(r.outcome is Outcome.REJECTED for r in results)
+                on_batch(BatchResult(results, committed=not (atomic and rejected)))
+                if atomic and rejected:
+                    return False
+            self._state = state
+            return True
 
         return self._call(run)
 
@@ -428,6 +451,37 @@ class MemoryStore:
     def find_imports(self, sha256: str) -> Deferred[list[ImportReport]]:
         """See L{IStore.find_imports}."""
         return self._call(lambda: [r for r in self._state.imports if r.sha256 == sha256])
+
+    # -- file feed partners and their files ------------------------------------
+
+    def put_partner(self, partner: Partner) -> Deferred[None]:
+        """See L{IStore.put_partner}."""
+        return self._call(lambda: self._state.partners.__setitem__(partner.name, partner))
+
+    def get_partner(self, name: str) -> Deferred[Partner | None]:
+        """See L{IStore.get_partner}."""
+        return self._call(lambda: self._state.partners.get(name))
+
+    def list_partners(self) -> Deferred[list[Partner]]:
+        """See L{IStore.list_partners}."""
+        return self._call(lambda: [p for _, p in sorted(self._state.partners.items())])
+
+    def add_feed_file(self, record: FeedFile) -> Deferred[None]:
+        """See L{IStore.add_feed_file}."""
+
+        def run() -> None:
+            key = (record.partner, record.sha256)
+            if key in self._state.feed_files:
+                raise DuplicateRecordError(
+                    f"partner {record.partner} already delivered {record.sha256}"
+                )
+            self._state.feed_files[key] = record
+
+        return self._call(run)
+
+    def get_feed_file(self, partner: str, sha256: str) -> Deferred[FeedFile | None]:
+        """See L{IStore.get_feed_file}."""
+        return self._call(lambda: self._state.feed_files.get((partner, sha256)))
 
     def start(self) -> Deferred[None]:
         """See L{IStore.start}: a memory store is ready when made."""

@@ -13,6 +13,7 @@ import copy
 
 from attrs import evolve
 
+from bipgw.store._feed_types import FeedFile, Partner
 from bipgw.store._interfaces import plan_msisdn_change
 from bipgw.store._types import (
     FINAL_SESSION_STATES,
@@ -50,6 +51,8 @@ class MemoryState:
         self.traces: list[ApduTraceRecord] = []
         self.audit: list[AuditRecord] = []
         self.imports: list[ImportReport] = []
+        self.partners: dict[str, Partner] = {}
+        self.feed_files: dict[tuple[str, str], FeedFile] = {}
 
     def copy(self) -> MemoryState:
         """A copy whose containers can change without touching this one.

@@ -49,8 +49,30 @@ class Migration:
     apply: Callable[[Connection], None]
 
 
+#: The tables step 1 created (frozen: later tables come with later steps).
+_STEP1_TABLES = frozenset(
+    {
+        "cards",
+        "card_keys",
+        "msisdn_history",
+        "tenants",
+        "services",
+        "sessions",
+        "session_events",
+        "apdu_traces",
+        "audit_log",
+        "imports",
+    }
+)
+
+
 def _initial(connection: Connection) -> None:
-    tables = [t for t in _schema.metadata.sorted_tables if t is not _schema.schema_version]
+    tables = [t for t in _schema.metadata.sorted_tables if t.name in _STEP1_TABLES]
+    _schema.metadata.create_all(connection, tables=tables, checkfirst=True)
+
+
+def _feeds(connection: Connection) -> None:
+    tables = [_schema.partners, _schema.feed_files]
     _schema.metadata.create_all(connection, tables=tables, checkfirst=True)
 
 
@@ -62,6 +84,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         " session events, APDU traces, audit log, imports",
         _initial,
     ),
+    Migration(2, "file feed partners, and the files they delivered (by content hash)", _feeds),
 )
 
 #: The schema version this code writes and expects.

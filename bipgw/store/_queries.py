@@ -12,148 +12,27 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, delete, func, insert, or_, select, update
+from sqlalchemy import Connection, delete, func, insert, select, update
 
 import bipgw.store._rows as r
 import bipgw.store._schema as s
-from bipgw.store._interfaces import plan_msisdn_change
 from bipgw.store._types import (
     FINAL_SESSION_STATES,
     MAX_OTA_COUNTER,
     ApduTraceRecord,
-    BatchResult,
-    Card,
-    CardKey,
-    CardUpsert,
     CounterExhaustedError,
     ImportReport,
-    MsisdnChange,
-    Outcome,
     SessionEvent,
     SessionRecord,
     StoreConflictError,
     UnknownRecordError,
-    WriteResult,
 )
-
-
-class Rollback(Exception):  # noqa: N818 - a control-flow signal, not an error
-    """Raised inside a transaction to roll it back and still return C{value}."""
-
-    def __init__(self, value: object) -> None:
-        self.value = value
-
-
-def card_where(c: Connection, where: Any) -> Card | None:
-    """The one card matching C{where}, or C{None}."""
-    row = c.execute(select(s.cards).where(where)).first()
-    return None if row is None else r.card_from_row(row)
 
 
 def require_card(c: Connection, iccid: str) -> None:
     """@raise UnknownRecordError: if there is no card C{iccid}."""
     if c.execute(select(s.cards.c.iccid).where(s.cards.c.iccid == iccid)).first() is None:
         raise UnknownRecordError(f"no card with ICCID {iccid}")
-
-
-def upsert_cards(c: Connection, items: Sequence[CardUpsert], *, atomic: bool) -> BatchResult:
-    """Insert or update C{items}; see L{IStore.upsert_cards}."""
-    iccids = [i.iccid for i in items]
-    existing = {
-        row.iccid: r.card_from_row(row)
-        for row in c.execute(select(s.cards).where(s.cards.c.iccid.in_(iccids)))
-    }
-    k = s.card_keys.c
-    fingerprints = {
-        (row.iccid, row.purpose, row.kvn): bytes(row.fingerprint)
-        for row in c.execute(
-            select(k.iccid, k.purpose, k.kvn, k.fingerprint).where(k.iccid.in_(iccids))
-        )
-    }
-    identities = [i.psk_identity for i in items if i.psk_identity is not None]
-    owners = {
-        bytes(row.psk_identity): row.iccid
-        for row in c.execute(
-            select(s.cards.c.psk_identity, s.cards.c.iccid).where(
-                s.cards.c.psk_identity.in_(identities)
-            )
-        )
-    }
-    results = []
-    for item in items:
-        owner = owners.get(item.psk_identity) if item.psk_identity else None
-        if owner is not None and owner != item.iccid:
-            reason = f"PSK identity already belongs to card {owner}"
-            results.append(WriteResult(item.iccid, Outcome.REJECTED, reason, "psk_identity"))
-            continue
-        changed = [
-            key
-            for key in item.keys
-            if fingerprints.get((item.iccid, key.purpose.value, key.kvn)) != key.fingerprint
-        ]
-        current = existing.get(item.iccid)
-        results.append(_upsert_one(c, item, current, changed))
-        # Later items of the same batch see this one (a file may name a card twice).
-        existing[item.iccid] = Card(
-            item.iccid,
-            item.imsi,
-            current.msisdn if current else None,
-            item.psk_identity,
-            item.batch,
-            item.customer,
-            item.card_type,
-            item.extras,
-            current.ota_counter if current else 0,
-        )
-        for key in changed:
-            fingerprints[(item.iccid, key.purpose.value, key.kvn)] = key.fingerprint
-        if item.psk_identity is not None:
-            owners[item.psk_identity] = item.iccid
-    if atomic and any(x.outcome is Outcome.REJECTED for x in results):
-        raise Rollback(BatchResult(tuple(results), committed=False))
-    return BatchResult(tuple(results), committed=True)
-
-
-def _upsert_one(
-    c: Connection, item: CardUpsert, current: Card | None, keys: list[CardKey]
-) -> WriteResult:
-    values = {
-        "imsi": item.imsi,
-        "psk_identity": item.psk_identity,
-        "batch": item.batch,
-        "customer": item.customer,
-        "card_type": item.card_type,
-        "extras": s.to_json(dict(item.extras)),
-    }
-    if current is None:
-        c.execute(insert(s.cards).values(iccid=item.iccid, ota_counter=0, **values))
-        outcome = Outcome.ADDED
-    elif item.differs_from(current) or keys:
-        c.execute(update(s.cards).where(s.cards.c.iccid == item.iccid).values(**values))
-        outcome = Outcome.UPDATED
-    else:
-        return WriteResult(item.iccid, Outcome.UNCHANGED)
-    k = s.card_keys.c
-    for key in keys:
-        c.execute(
-            delete(s.card_keys).where(
-                k.iccid == item.iccid, k.purpose == key.purpose.value, k.kvn == key.kvn
-            )
-        )
-    if keys:
-        rows = [
-            {
-                "iccid": item.iccid,
-                "purpose": key.purpose.value,
-                "kvn": key.kvn,
-                "algorithm": key.algorithm,
-                "sealed": key.sealed,
-                "fingerprint": key.fingerprint,
-            }
-            for key in keys
-        ]
-        c.execute(insert(s.card_keys), rows)
-    return WriteResult(item.iccid, outcome)
 
 
 def next_ota_counter(c: Connection, iccid: str) -> int:
@@ -204,59 +83,6 @@ def raise_ota_counter(c: Connection, iccid: str, at_least: int) -> int:
         .values(ota_counter=at_least)
     )
     return int(c.execute(select(column).where(s.cards.c.iccid == iccid)).scalar_one())
-
-
-def apply_msisdn_changes(
-    c: Connection, items: Sequence[MsisdnChange], *, atomic: bool, applied_at: float
-) -> BatchResult:
-    """Apply MSISDN changes in order; see L{IStore.apply_msisdn_changes}."""
-    results = tuple(_apply_one(c, index, change, applied_at) for index, change in enumerate(items))
-    if atomic and any(x.outcome is Outcome.REJECTED for x in results):
-        raise Rollback(BatchResult(results, committed=False))
-    return BatchResult(results, committed=True)
-
-
-def _apply_one(c: Connection, index: int, change: MsisdnChange, applied_at: float) -> WriteResult:
-    card = card_where(c, s.cards.c.iccid == change.iccid) if change.iccid else None
-    holder = card_where(c, s.cards.c.msisdn == change.msisdn) if change.msisdn else None
-    h = s.msisdn_history.c
-    touching: list[ColumnElement[bool]] = [
-        h.iccid.in_([x.iccid for x in (card, holder) if x is not None])
-    ]
-    if change.msisdn is not None:
-        touching += [h.msisdn == change.msisdn, h.previous_msisdn == change.msisdn]
-    latest = c.execute(select(func.max(h.effective_at)).where(or_(*touching))).scalar()
-    same = select(h.entry_id).where(
-        h.operation == change.operation.value, h.effective_at == change.effective_at
-    )
-    if change.msisdn is not None:
-        same = same.where(h.msisdn == change.msisdn)
-    if change.iccid is not None:
-        same = same.where(h.iccid == change.iccid)
-    plan = plan_msisdn_change(
-        change,
-        card=card,
-        holder=holder,
-        latest_at=None if latest is None else int(latest),
-        duplicate=c.execute(same.limit(1)).first() is not None,
-    )
-    if plan.iccid is not None and plan.outcome in (Outcome.ADDED, Outcome.UPDATED):
-        c.execute(
-            update(s.cards).where(s.cards.c.iccid == plan.iccid).values(msisdn=plan.new_msisdn)
-        )
-        c.execute(
-            insert(s.msisdn_history).values(
-                operation=change.operation.value,
-                msisdn=change.msisdn if change.msisdn is not None else plan.previous_msisdn,
-                iccid=plan.iccid,
-                imsi=change.imsi,
-                previous_msisdn=plan.previous_msisdn,
-                effective_at=change.effective_at,
-                applied_at=applied_at,
-                source=change.source,
-            )
-        )
-    return WriteResult(str(index), plan.outcome, plan.reason, plan.field)
 
 
 def replace(c: Connection, table: Any, key: Any, values: dict[str, Any]) -> None:

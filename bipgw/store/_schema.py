@@ -198,6 +198,30 @@ imports = Table(
 )
 
 
+partners = Table(
+    "partners",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("kind", String(16), nullable=False),
+    Column("enabled", Boolean, nullable=False),
+    Column("transport_key", String(255)),
+    Column("password", Text),
+    Column("ssh_keys", Text, nullable=False),
+    Column("created_at", Double, nullable=False),
+)
+
+feed_files = Table(
+    "feed_files",
+    metadata,
+    Column("partner", String(64), primary_key=True),
+    Column("sha256", String(64), primary_key=True),
+    Column("file_name", String(1024), nullable=False),
+    Column("processed_at", Double, nullable=False),
+    Column("outcome", String(16), nullable=False),
+    Column("import_id", BigInteger),
+)
+
+
 def to_json(value: Any) -> str:
     """Canonical JSON text for a mapping or list column."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"))

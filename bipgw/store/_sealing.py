@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import hmac
 
-from bipgw.keys import RootKey, Secret, seal, unseal
-from bipgw.store._types import CardKey, KeyPurpose, card_key_label
+from bipgw.keys import RootKey, Sealer, Secret, unseal
+from bipgw.store._types import CardKey, KeyPurpose
 
 #: The HKDF info string of the fingerprint key (docs/file-formats.md).
 FINGERPRINT_INFO = b"bipgw card key fingerprint v1"
@@ -28,8 +28,7 @@ FINGERPRINT_INFO = b"bipgw card key fingerprint v1"
 
 def card_key_fingerprint(root: RootKey, label: str, key: Secret) -> bytes:
     """The fingerprint of C{key} stored under C{label} (32 bytes)."""
-    message = label.encode("utf-8") + b"\x00" + key.reveal()
-    return hmac.new(root.subkey(FINGERPRINT_INFO).reveal(), message, "sha256").digest()
+    return CardKeySealer(root).fingerprint(label, key)
 
 
 def seal_card_key(
@@ -41,15 +40,40 @@ def seal_card_key(
     key: Secret,
 ) -> CardKey:
     """A L{CardKey} holding C{key} sealed under C{root}, ready to store."""
-    label = card_key_label(iccid, purpose, kvn)
-    return CardKey(
-        iccid=iccid,
-        purpose=KeyPurpose(purpose),
-        kvn=kvn,
-        algorithm=algorithm,
-        sealed=seal(root, label, key),
-        fingerprint=card_key_fingerprint(root, label, key),
-    )
+    return CardKeySealer(root).seal(iccid, purpose, kvn, algorithm, key)
+
+
+class CardKeySealer:
+    """L{seal_card_key} for many keys: the root key's derivations done once.
+
+    Deriving the sealing key, the root key id and the fingerprint key costs
+    three HKDFs, more than sealing itself; an importer keeps one of these
+    for the whole file.  The output is exactly L{seal_card_key}'s.
+    """
+
+    def __init__(self, root: RootKey, *, nonces: int = 1) -> None:
+        """@param nonces: see L{Sealer} (one thread at a time)."""
+        self._sealer = Sealer(root, nonces=nonces)
+        self._mac_key = root.subkey(FINGERPRINT_INFO).reveal()
+
+    def fingerprint(self, label: str, key: Secret) -> bytes:
+        """See L{card_key_fingerprint}."""
+        return hmac.digest(self._mac_key, label.encode("utf-8") + b"\x00" + key.reveal(), "sha256")
+
+    def seal(
+        self, iccid: str, purpose: KeyPurpose | str, kvn: int, algorithm: str, key: Secret
+    ) -> CardKey:
+        """See L{seal_card_key}."""
+        purpose = KeyPurpose(purpose)
+        label = f"card:{iccid}:{purpose.value}{kvn}"  # card_key_label, without its checks
+        return CardKey(
+            iccid=iccid,
+            purpose=purpose,
+            kvn=kvn,
+            algorithm=algorithm,
+            sealed=self._sealer.seal(label, key),
+            fingerprint=self.fingerprint(label, key),
+        )
 
 
 def open_card_key(root: RootKey, key: CardKey) -> Secret:

@@ -11,7 +11,8 @@ L{bipgw.store._queries}, tables in L{bipgw.store._schema}.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from functools import partial
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, Select, func, insert, select
@@ -22,10 +23,14 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
+import bipgw.store._bulk as b
+import bipgw.store._bulk_msisdn as m
+import bipgw.store._feeds as f
 import bipgw.store._queries as q
 import bipgw.store._rows as r
 import bipgw.store._schema as s
 from bipgw.store._engine import WRITE_OPTION, create_sql_engine, describe_error
+from bipgw.store._feed_types import FeedFile, Partner
 from bipgw.store._group import GroupCommit
 from bipgw.store._migrations import migrate
 from bipgw.store._types import (
@@ -170,7 +175,7 @@ class SqlStore:
                     try:
                         with connection.begin():
                             return work(connection)
-                    except q.Rollback as rollback:
+                    except b.Rollback as rollback:
                         return rollback.value  # type: ignore[return-value]
             except SQLAlchemyError as e:
                 raise StoreError(describe_error(e)) from None
@@ -241,7 +246,28 @@ class SqlStore:
         items = list(cards)
         if not items:
             return succeed(BatchResult((), committed=True))
-        return self._write(lambda c: q.upsert_cards(c, items, atomic=atomic))
+        return self._write(lambda c: b.upsert_cards(c, items, atomic=atomic))
+
+    def upsert_card_batches(
+        self,
+        batches: Iterable[Sequence[CardUpsert]],
+        *,
+        atomic: bool = False,
+        on_batch: Callable[[BatchResult], None],
+    ) -> Deferred[bool]:
+        """See L{IStore.upsert_card_batches} (the loop is L{b.write_batches})."""
+        if self._closed is not None:
+            return fail(StoreError("the store is closed"))
+
+        def in_thread() -> bool:
+            try:
+                write = partial(b.upsert_cards, atomic=atomic)
+                return b.write_batches(self._engine, batches, write, atomic, on_batch)
+            except SQLAlchemyError as e:
+                raise StoreError(describe_error(e)) from None
+
+        self._pending += 1
+        return deferToThreadPool(self._reactor, self._pool, in_thread).addBoth(self._done)
 
     def get_card(self, iccid: str) -> Deferred[Card | None]:
         """See L{IStore.get_card}."""
@@ -313,7 +339,7 @@ class SqlStore:
         """See L{IStore.apply_msisdn_changes}."""
         items = list(changes)
         return self._write(
-            lambda c: q.apply_msisdn_changes(c, items, atomic=atomic, applied_at=applied_at)
+            lambda c: m.apply_msisdn_changes(c, items, atomic=atomic, applied_at=applied_at)
         )
 
     def msisdn_history(
@@ -522,3 +548,28 @@ class SqlStore:
         t = s.imports.c
         query = select(s.imports).where(t.sha256 == sha256).order_by(t.import_id)
         return self._all(query, r.import_from_row)
+
+    # -- file feed partners and their files ------------------------------------
+
+    def put_partner(self, partner: Partner) -> Deferred[None]:
+        """See L{IStore.put_partner}."""
+        return self._write(lambda c: f.put_partner(c, partner))
+
+    def get_partner(self, name: str) -> Deferred[Partner | None]:
+        """See L{IStore.get_partner}."""
+        query = select(s.partners).where(s.partners.c.name == name)
+        return self._first(query, f.partner_from_row)
+
+    def list_partners(self) -> Deferred[list[Partner]]:
+        """See L{IStore.list_partners}."""
+        return self._all(select(s.partners).order_by(s.partners.c.name), f.partner_from_row)
+
+    def add_feed_file(self, record: FeedFile) -> Deferred[None]:
+        """See L{IStore.add_feed_file}."""
+        return self._write(lambda c: f.add_feed_file(c, record))
+
+    def get_feed_file(self, partner: str, sha256: str) -> Deferred[FeedFile | None]:
+        """See L{IStore.get_feed_file}."""
+        t = s.feed_files.c
+        query = select(s.feed_files).where((t.partner == partner) & (t.sha256 == sha256))
+        return self._first(query, f.feed_file_from_row)

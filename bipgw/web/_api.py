@@ -39,7 +39,7 @@ from bipgw.codec.platform import (
     Open,
     Result,
 )
-from bipgw.core import RateLimitedLog, SessionStatus, Tenancy, TenantGrant
+from bipgw.core import OUTCOME_FIELDS, RateLimitedLog, SessionStatus, Tenancy, TenantGrant
 from bipgw.web._events import EventStreams
 from bipgw.web._guard import ConnectionLimits
 from bipgw.web._json import ApiError, Reply, only_fields, parse_message
@@ -49,10 +49,6 @@ _TOKEN: Final = re.compile(r"[\x21-\x7e]{1,512}\Z")
 """A token as the platform channel's C{hello} takes it: printable ASCII, bounded."""
 _OPEN_FIELDS: Final = frozenset({"iccid", "msisdn", "service", "application", "timeouts"})
 _COMMAND_FIELDS: Final = frozenset({"apdus", "script", "definite"})
-_OUTCOME_FIELDS: Final = frozenset(
-    {"session", "state", "reason", "opened_at", "updated_at", "ended_at"}
-)
-"""What a recorded session shows a tenant this API cannot prove opened it."""
 
 
 @attrs.frozen(kw_only=True)
@@ -189,7 +185,7 @@ class HttpApi:
             raise ApiError("unknown-session", f"no session {session} for this tenant", session)
         body = status_json(recorded)
         if not self.owns(relay.grant.tenant_id, session):
-            body = {k: v for k, v in body.items() if k in _OUTCOME_FIELDS}
+            body = {k: v for k, v in body.items() if k in OUTCOME_FIELDS}
         return Reply(200, body)
 
     async def command(self, relay: TenantRelay, session: str, body: dict[str, Any]) -> Reply:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IStreamServerEndpoint
 from twisted.web.resource import IResource
@@ -74,6 +75,16 @@ class HttpApiService(ListeningService):
 
             reactor = default_reactor
         where = serverFromString(reactor, endpoint) if isinstance(endpoint, str) else endpoint
-        super().__init__(where, api_site(api, reactor), "HTTP API", drain=api.stop)
+        site = api_site(api, reactor)
+        super().__init__(where, site, "HTTP API", drain=self._drain)
         self.api = api
+        self._site = site
         self.setName(HTTP_API_SERVICE)
+
+    def _drain(self) -> Deferred[Any]:
+        """Close the API's sessions and streams; write what the access log's
+        rate limit still counts (it schedules no timer past the stop)."""
+        ratelog = getattr(self._site, "ratelog", None)
+        if ratelog is not None:
+            ratelog.flush()
+        return self.api.stop()

@@ -323,9 +323,10 @@ def _profiles(
     iccid_prefix: str,
     msisdn_prefix: str,
 ) -> Iterator[CardProfile]:
+    derivers = masters.derivers()
     for serial in range(first, stop):
         numbers = card_numbers(serial, iccid_prefix=iccid_prefix, msisdn_prefix=msisdn_prefix)
-        yield masters.profile(numbers, algorithm, admin)
+        yield masters.profile(numbers, algorithm, admin, derivers)
 
 
 def _vendor_line(profile: CardProfile, transport: Secret) -> str:

@@ -20,13 +20,13 @@ can be recomputed from C{secrets/master-keys.toml}.
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Final
 
 import attrs
 from attrs import frozen
 
-from bipgw.keys import KdfPurpose, KeyAlgorithm, Secret, derive_card_key, psk_identity_for
+from bipgw.keys import CardKeyDeriver, KdfPurpose, KeyAlgorithm, Secret, psk_identity_for
 from simcard.applets import CREDENTIAL_INSTANCE_AID, CREDENTIAL_MODULE_AID, CREDENTIAL_PACKAGE_AID
 from simcard.fleet._errors import GenerateError
 from simcard.gp import APP_SELECTABLE, ISD_AID, Application, LoadFile, Registry, default_registry
@@ -137,6 +137,10 @@ class MasterKeys:
         """Seven fresh 16-byte AES master keys."""
         return cls(*(Secret(random_bytes(16)) for _ in attrs.fields(cls)))
 
+    def derivers(self) -> dict[str, CardKeyDeriver]:
+        """A L{CardKeyDeriver} per master key, by field name: keep it for many L{profile}s."""
+        return {a.name: CardKeyDeriver(getattr(self, a.name)) for a in attrs.fields(type(self))}
+
     def entries(self, algorithm: FleetAlgorithm) -> list[tuple[str, str, Secret]]:
         """(name, derived key algorithm, key) for C{secrets/master-keys.toml}."""
         ota = algorithm.key_algorithm.value
@@ -147,14 +151,23 @@ class MasterKeys:
         ]
 
     def profile(
-        self, numbers: CardNumbers, algorithm: FleetAlgorithm, admin: AdminDefaults
+        self,
+        numbers: CardNumbers,
+        algorithm: FleetAlgorithm,
+        admin: AdminDefaults,
+        derivers: Mapping[str, CardKeyDeriver] | None = None,
     ) -> CardProfile:
-        """The personalisation of one card: its numbers and diversified keys."""
+        """The personalisation of one card: its numbers and diversified keys.
+
+        @param derivers: L{derivers}, when making many cards.
+        """
         iccid = numbers.iccid
         ota = algorithm.key_algorithm
+        by_name = derivers if derivers is not None else self.derivers()
+        names = {id(getattr(self, a.name)): a.name for a in attrs.fields(type(self))}
 
         def derive(master: Secret, purpose: KdfPurpose, kind: KeyAlgorithm) -> bytes:
-            return derive_card_key(master, iccid, purpose, kind).reveal()
+            return by_name[names[id(master)]].derive(iccid, purpose, kind).reveal()
 
         aes = KeyAlgorithm.AES_128
         return CardProfile(

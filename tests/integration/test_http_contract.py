@@ -1,18 +1,20 @@
 """schemathesis against docs/openapi.json: the gateway's HTTP API does what its document says.
 
 A real gateway (the loop of L{tests.integration.gateway_loop} with an
-C{[http_api]} table and the acme tenant from L{test_platform_e2e}) serves
-the API on a loopback port; schemathesis's command line, in a process of
-its own, reads C{docs/openapi.json} (the file platform developers read, not
-the served copy) and sends what it generates from it: the examples,
-coverage cases, positive and negative fuzzing, and stateful sequences that
-follow the document's links from C{openSession} to the session routes.
+C{[http_api]} table) serves the API on a loopback port; schemathesis's
+command line, in a process of its own, reads C{docs/openapi.json} (the file
+platform developers read, not the served copy) and sends what it generates
+from it, as a tenant of its own (L{add_contract_tenant}: every ISD command
+granted, so generated C-APDUs reach the card): the examples, coverage
+cases, positive and negative fuzzing, and stateful sequences that follow
+the document's links from C{openSession} to the session routes.
 Every check is on (no 5xx, statuses and bodies as documented, invalid data
 refused, valid data accepted, authentication not ignored, no use after a
 close ...), for a short budget in schemathesis's deterministic mode: the same
 cases on every run, in well under a minute.  C{schemathesis_hooks} teaches
 it the document's two formats that JSON Schema cannot state (a C-APDU's Lc,
-a script's lengths), C{schemathesis.toml} reads an event stream briefly.
+a script's lengths) and draws the class bytes the gateway can authorise,
+C{schemathesis.toml} reads an event stream briefly.
 A longer run is in C{docs/http-api.md}.
 """
 
@@ -26,8 +28,8 @@ import pytest
 from twisted.internet.utils import getProcessOutputAndValue
 from twisted.trial.unittest import TestCase
 
-from tests.integration.gateway_loop import FAST_SESSIONS, start_loop, stop_loop
-from tests.integration.test_platform_e2e import TOKEN, add_tenants, fronts_toml
+from tests.integration.gateway_loop import FAST_SESSIONS, ISD_AID, Loop, start_loop, stop_loop
+from tests.integration.test_platform_e2e import fronts_toml, operator
 
 pytestmark = pytest.mark.integration
 
@@ -45,6 +47,29 @@ SESSIONS = dict(FAST_SESSIONS, queue_timeout=3, card_timeout=5, command_timeout=
 open one card's sessions faster than they close them, so new ones queue."""
 CONFIG = Path(__file__).with_name("schemathesis.toml")
 HOOKS = "tests.integration.schemathesis_hooks"
+CONTRACT_TOKEN = "contract-token-0123456789abcdef"
+"""The token schemathesis sends: the tenant of L{add_contract_tenant}."""
+
+
+async def add_contract_tenant(loop: Loop, case: TestCase) -> None:
+    """A tenant (token L{CONTRACT_TOKEN}) granted the ISD for every command.
+
+    schemathesis generates C-APDUs of any instruction (C{schemathesis_hooks});
+    under a narrower grant (acme's reads only GET STATUS and GET DATA) the
+    gateway refuses nearly all of them before the card, C{403
+    application-not-allowed}, so the stateful links from C{openSession} never
+    get a command run on the live session they opened, and schemathesis
+    warns that C{runCommand} only ever answered C{404} (its other phases
+    use ids no session has).  With every ISD command granted, the commands
+    reach the simulated card and the run-command route is exercised in full.
+    """
+    token_file = Path(case.mktemp())
+    token_file.write_text(CONTRACT_TOKEN + "\n")
+    await operator(loop, "tenant", "add", "contract", "--token-file", str(token_file))
+    await operator(
+        loop, "service", "add", "isd", "--tenant", "contract", "--aid", ISD_AID.hex(),
+        "--isd-commands", "all",
+    )  # fmt: skip
 
 
 def schemathesis_argv(port: int, token: str, max_examples: int) -> list[str]:
@@ -86,7 +111,7 @@ class ContractTests(TestCase):
             Path(self.mktemp()), cards=2, sessions=SESSIONS, extra_config=fronts_toml()
         )
         self.addCleanup(stop_loop, loop)
-        await add_tenants(loop, self)
+        await add_contract_tenant(loop, self)
         port = loop.gateway.http_api_port
         assert port is not None
         workdir = Path(self.mktemp())
@@ -95,7 +120,7 @@ class ContractTests(TestCase):
         env.update(SCHEMATHESIS_HOOKS=HOOKS, PYTHONPATH=str(ROOT))
         out, err, code = await getProcessOutputAndValue(
             str(SCHEMATHESIS),
-            schemathesis_argv(port, TOKEN, MAX_EXAMPLES),
+            schemathesis_argv(port, CONTRACT_TOKEN, MAX_EXAMPLES),
             env=env,
             path=str(workdir),
         )

@@ -33,6 +33,7 @@ from bipgw.cli._tenants import add_parser, execute
 from bipgw.client import CardSession, PlatformClient, PlatformError, connect
 from bipgw.codec.platform import ErrorCode
 from bipgw.core import SessionState
+from bipgw.store import SessionRecord, end_sessions_left_open
 from simcard.applets import CREDENTIAL_INSTANCE_AID
 from tests.integration.gateway_loop import (
     ISD_AID,
@@ -203,6 +204,49 @@ class PlatformLoopTests(TestCase):
         stored = await loop.gateway.store.get_session(session.id)
         assert stored is not None
         self.assertEqual(stored.state, SessionState.CLOSED.value)
+
+    async def test_statusAfterReconnectAndRestart(self) -> None:
+        """Issue 15 item 3 through the SDK: a new connection of the same tenant learns
+        that its lost connection's session was closed (in full); a session a
+        previous run left open, ended at start-up with gateway-restart, is
+        answered with its outcome only; another tenant learns nothing."""
+        from twisted.internet import reactor
+
+        loop = await self._loop()
+        first = await self._client()
+        session = await first.open_session(service="isd", iccid=loop.iccids[0])
+        await session.send(ISD_SCRIPT[:1])
+        await first.disconnect()
+        await until(lambda: not loop.gateway.engine.sessions(), "the session to end")
+
+        again = await self._client()
+        state = await again.status(session.id)
+        self.assertEqual(
+            (state.state, state.ended, state.service, state.iccid, state.scripts),
+            ("closed", True, "isd", loop.iccids[0], 1),
+        )
+
+        # What the start-up recovery does for a row a killed gateway left open
+        # (this run's own rows written first, so that only that one is open).
+        await loop.gateway.recorder.flush()
+        now = reactor.seconds()
+        await loop.gateway.store.save_session(
+            SessionRecord(
+                "previous-run-1", "isd", "connected", now - 60, now - 59, iccid=loop.iccids[1]
+            )
+        )
+        self.assertEqual(await end_sessions_left_open(loop.gateway.store, reactor), 1)
+        state = await again.status("previous-run-1")
+        self.assertEqual(
+            (state.state, state.reason, state.ended, state.iccid, state.service),
+            ("failed", "gateway-restart", True, None, None),
+        )
+        self.assertIsNotNone(state.ended_at)
+
+        globex = await self._client(OTHER_TOKEN)
+        for sid in (session.id, "previous-run-1"):
+            error = await refused(globex.status(sid))
+            self.assertEqual(error.code, ErrorCode.UNKNOWN_SESSION)
 
     async def test_refusals(self) -> None:
         """A wrong token, a tenant without the service and an application the

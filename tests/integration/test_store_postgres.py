@@ -25,11 +25,13 @@ from sqlalchemy.exc import SQLAlchemyError
 from twisted.internet import defer, reactor
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from bipgw.store import IStore, SqlStore
+from bipgw.store import MIGRATIONS, IStore, SqlStore
+from tests.unit.ingest.test_import_batches import BatchImportMixin
 from tests.unit.ingest.test_import_cards import CardImportMixin
 from tests.unit.ingest.test_import_msisdn import MsisdnImportMixin
 from tests.unit.store import InlineReactor, InlineThreadPool
 from tests.unit.store.test_contract import ICCID_A, StoreContractMixin, card
+from tests.unit.store.test_feeds import FeedsContractMixin
 from tests.unit.store.test_migrations import declared, schema_of
 from tests.unit.store.test_token_index import IndexMixin
 
@@ -109,12 +111,20 @@ class PostgresContractTests(_PostgresMixin, StoreContractMixin, SynchronousTestC
     """SqlStore on PostgreSQL passes the store contract."""
 
 
+class PostgresFeedsTests(_PostgresMixin, FeedsContractMixin, SynchronousTestCase):
+    """Partners and delivered files on PostgreSQL."""
+
+
 class PostgresCardImportTests(_PostgresMixin, CardImportMixin, SynchronousTestCase):
     """Vendor files import into PostgreSQL as into the other stores."""
 
 
 class PostgresMsisdnImportTests(_PostgresMixin, MsisdnImportMixin, SynchronousTestCase):
     """MSISDN files import into PostgreSQL as into the other stores."""
+
+
+class PostgresBatchImportTests(_PostgresMixin, BatchImportMixin, SynchronousTestCase):
+    """Streamed imports at their batch boundaries on PostgreSQL."""
 
 
 class PostgresTokenIndexTests(_PostgresMixin, IndexMixin, SynchronousTestCase):
@@ -137,7 +147,7 @@ class PostgresMigrationTests(SynchronousTestCase):
         with again.engine.connect() as c:
             versions = c.execute(text("SELECT version FROM schema_version")).scalars().all()
         self.successResultOf(again.close())
-        self.assertEqual(versions, [1])
+        self.assertEqual(versions, [m.version for m in MIGRATIONS])
 
 
 class PostgresConcurrencyTests(TestCase):

@@ -6,9 +6,9 @@ the channel with these, so the two ends cannot disagree about the format.
 
   - the framing: L{encode_frame} and L{FrameDecoder} (a 4-byte length, then
     a UTF-8 JSON object), failing with L{FrameError};
-  - the messages: L{Hello}, L{Open}, L{Command}, L{Close}, L{Ping}/L{Pong}
+  - the messages: L{Hello}, L{Open}, L{Command}, L{Close}, L{Status}, L{Ping}/L{Pong}
     from the platform; L{AuthOk}, L{Accepted}, L{Ready}, L{Failed},
-    L{Result}, L{Closed}, L{Notification}, L{ErrorMessage} from the
+    L{Result}, L{Closed}, L{State}, L{Notification}, L{ErrorMessage} from the
     gateway; L{parse_message} reads one out of a decoded frame, failing with
     L{MessageError} naming the field;
   - the vocabulary: the channel's L{ErrorCode}s, the L{NotificationEvent}s,
@@ -58,6 +58,8 @@ from bipgw.codec.platform._messages import (
     Pong,
     Ready,
     Result,
+    State,
+    Status,
     Timeouts,
     parse_message,
 )
@@ -96,6 +98,8 @@ __all__ = [
     "Pong",
     "Ready",
     "Result",
+    "State",
+    "Status",
     "Timeouts",
     "UnknownTypeError",
     "encode_frame",

@@ -64,7 +64,8 @@ class ErrorCode(enum.StrEnum):
     ALREADY_AUTHENTICATED = "already-authenticated"
     """A second C{hello}."""
     UNKNOWN_SESSION = "unknown-session"
-    """No session of this connection has that id (any more)."""
+    """No session of this connection has that id (any more); for C{status},
+    no session this tenant may see."""
     SESSION_CLOSING = "session-closing"
     """A command for a session the platform is closing."""
     DUPLICATE_ID = "duplicate-id"
@@ -82,7 +83,7 @@ class ErrorCode(enum.StrEnum):
     COMMAND_TIMEOUT = "command-timeout"
     """The platform's C{timeouts.command} passed; the session is closed."""
     UNAVAILABLE = "unavailable"
-    """The tenant directory failed; try again later."""
+    """The tenant directory (or, for C{status}, the recorded history) failed; try again later."""
     INTERNAL_ERROR = "internal-error"
     """A bug in the gateway, logged with its traceback."""
 

@@ -25,17 +25,17 @@ Rules common to every message:
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any, ClassVar, Final, TypeAlias, TypeVar, cast
+from typing import Any, ClassVar, Final, TypeAlias, cast
 
 import attrs
 
 from bipgw.codec.apdu import describe_sw
+from bipgw.codec.platform._base import Timeouts, _Message, read_timeouts
 from bipgw.codec.platform._fields import (
     CODE,
     ICCID,
     LABEL,
     MAX_TEXT,
-    MAX_TIMEOUT,
     MSISDN,
     NAME,
     TOKEN,
@@ -55,7 +55,6 @@ from bipgw.codec.platform._fields import (
     read_hexes,
     read_int,
     read_number,
-    read_object,
     read_strs,
     seconds_up_to,
     session_field,
@@ -68,100 +67,6 @@ PROTOCOL_VERSION: Final = 1
 
 
 # -- the messages -------------------------------------------------------------
-
-_M = TypeVar("_M", bound="_Message")
-
-
-class _Message:
-    """JSON conversion shared by every message (its fields are attrs fields)."""
-
-    TYPE: ClassVar[str]
-
-    def to_json(self) -> dict[str, object]:
-        """The message as a JSON object, C{type} first, absent fields left out."""
-        out: dict[str, object] = {"type": self.TYPE}
-        for a in attrs.fields(cast(Any, type(self))):
-            value = getattr(self, a.name)
-            if value is not None:
-                out[a.name] = _to_json(value)
-        return out
-
-    @classmethod
-    def from_json(cls: type[_M], obj: Mapping[str, object]) -> _M:
-        """Read a decoded JSON object (its C{type}, if present, must match).
-
-        @raise MessageError: naming the first field that is missing,
-            unknown, of the wrong JSON type or out of range.
-        """
-        fields = {a.name: a for a in attrs.fields(cast(Any, cls))}
-        values: dict[str, object] = {}
-        for key, value in obj.items():
-            if key == "type":
-                if value != cls.TYPE:
-                    raise MessageError(f"{value!r} is not {cls.TYPE!r}", field="type")
-                continue
-            a = fields.get(key)
-            if a is None or "json" not in a.metadata:
-                raise MessageError("unknown field", field=f"{cls.TYPE}.{key}")
-            if value is not None:
-                values[key] = a.metadata["json"](value, f"{cls.TYPE}.{key}")
-        for name, a in fields.items():
-            if a.default is attrs.NOTHING and name not in values:
-                raise MessageError("missing", field=f"{cls.TYPE}.{name}")
-        return cls(**values)
-
-
-def _to_json(value: object) -> object:
-    if isinstance(value, bytes):
-        return value.hex().upper()
-    if isinstance(value, tuple):
-        return [_to_json(v) for v in value]
-    if isinstance(value, Timeouts):
-        return value.to_json()
-    return value
-
-
-@attrs.frozen(kw_only=True)
-class Timeouts:
-    """Limits a platform sets on one session (C{open.timeouts}), in seconds.
-
-    The channel enforces them with the gateway's clock, on top of the
-    gateway's own policy, so a platform with a tighter budget than the
-    operator's defaults needs no timers of its own.
-
-    @ivar ready: the card must connect within this, else the session is
-        closed and C{failed} with reason C{ready-timeout}.
-    @ivar command: each command must be answered within this, else it gets
-        C{error} C{command-timeout} and the session is closed (the card's
-        state after an unanswered script is unknown).
-    """
-
-    TYPE: ClassVar[str] = "open.timeouts"
-    ready: float | None = json_field(
-        f"seconds in (0, {MAX_TIMEOUT:g}]", seconds_up_to(MAX_TIMEOUT), optional=True
-    )
-    command: float | None = json_field(
-        f"seconds in (0, {MAX_TIMEOUT:g}]", seconds_up_to(MAX_TIMEOUT), optional=True
-    )
-
-    def to_json(self) -> dict[str, object]:
-        """The timeouts as a JSON object, absent ones left out."""
-        return {
-            k: v for k, v in (("ready", self.ready), ("command", self.command)) if v is not None
-        }
-
-    @classmethod
-    def from_json(cls, obj: Mapping[str, object], field: str = "open.timeouts") -> Timeouts:
-        """Read C{{"ready": s, "command": s}}; either may be absent."""
-        for key in obj:
-            if key not in ("ready", "command"):
-                raise MessageError("unknown field", field=f"{field}.{key}")
-        return cls(**{k: read_number(v, f"{field}.{k}") for k, v in obj.items() if v is not None})
-
-
-def read_timeouts(value: object, field: str) -> Timeouts:
-    """The reader of C{open.timeouts}: a JSON object, as L{Timeouts}."""
-    return Timeouts.from_json(read_object(value, field), field)
 
 
 @attrs.frozen(kw_only=True)
@@ -401,6 +306,70 @@ class Closed(_Message):
 
 
 @attrs.frozen(kw_only=True)
+class Status(_Message):
+    """Platform → gateway: what became of session C{session}?
+
+    Any session the tenant may see, not only this connection's: a platform
+    that reconnects (after losing its connection, or after a gateway
+    restart) asks for the final state of the sessions it had.  Answered by
+    L{State} with the same C{id}, or C{error} C{unknown-session}.
+    """
+
+    TYPE: ClassVar[str] = "status"
+    id: str = id_field()
+    session: str = session_field()
+
+
+def _is_time(v: object) -> bool:
+    return type(v) in (int, float) and 0 <= cast(float, v) < 1e11
+
+
+def _time_field() -> Any:
+    return json_field("a time (seconds since the epoch)", _is_time, read_number, optional=True)
+
+
+@attrs.frozen(kw_only=True)
+class State(_Message):
+    """Gateway → platform: the answer to L{Status} C{id}.
+
+    The same fields, and the same rules, as the HTTP API's
+    C{GET /v1/sessions/{id}}: in full when the asking tenant opened the
+    session since the gateway started; only the outcome (C{state},
+    C{reason}, C{detail} and the times) when the session is only known from
+    the store, for instance after a restart (then it ended C{failed} with
+    reason C{gateway-restart}): the random session id is what proves the
+    asker opened it, so the card is not shown.
+
+    @ivar state: the session's state (C{requested} ... C{closed}, C{failed}).
+    @ivar reason: why it failed, when it did (an engine failure reason).
+    @ivar opened_at: when it was opened, in seconds since the epoch; the
+        other times likewise.
+    """
+
+    TYPE: ClassVar[str] = "state"
+    id: str = id_field()
+    session: str = session_field()
+    state: str = json_field("a state name", matching(CODE))
+    reason: str | None = json_field("a reason code", matching(CODE), optional=True)
+    detail: str | None = json_field(
+        f"text of at most {MAX_TEXT} characters", is_text, optional=True
+    )
+    opened_at: float | None = _time_field()
+    updated_at: float | None = _time_field()
+    ended_at: float | None = _time_field()
+    service: str | None = json_field("a service name", matching(NAME), optional=True)
+    iccid: str | None = json_field("an ICCID", matching(ICCID), optional=True)
+    msisdn: str | None = json_field("an MSISDN", matching(MSISDN), optional=True)
+    scripts: int | None = json_field("a whole number", is_count, read_int, optional=True)
+    push_attempts: int | None = json_field("a whole number", is_count, read_int, optional=True)
+
+    @property
+    def ended(self) -> bool:
+        """Whether the session has ended (C{closed} or C{failed})."""
+        return self.state in ("closed", "failed")
+
+
+@attrs.frozen(kw_only=True)
 class Notification(_Message):
     """Gateway → platform: a ready session ended without being asked to.
 
@@ -449,14 +418,17 @@ class ErrorMessage(_Message):
 
 Message: TypeAlias = (
     Hello | AuthOk | Open | Accepted | Ready | Failed | Command | Result | Close | Closed
-    | Notification | Ping | Pong | ErrorMessage
+    | Status | State | Notification | Ping | Pong | ErrorMessage
 )  # fmt: skip
 """Any message of the channel."""
 
-CLIENT_MESSAGES: Final[tuple[type[_Message], ...]] = (Hello, Open, Command, Close, Ping, Pong)
+CLIENT_MESSAGES: Final[tuple[type[_Message], ...]] = (
+    Hello, Open, Command, Close, Status, Ping, Pong
+)  # fmt: skip
 """What a platform may send."""
 SERVER_MESSAGES: Final[tuple[type[_Message], ...]] = (
-    AuthOk, Accepted, Ready, Failed, Result, Closed, Notification, Ping, Pong, ErrorMessage
+    AuthOk, Accepted, Ready, Failed, Result, Closed, State, Notification, Ping, Pong,
+    ErrorMessage,
 )  # fmt: skip
 """What the gateway sends."""
 

@@ -403,6 +403,38 @@ class GatewayTests(SynchronousTestCase):
         report = self.successResultOf(gateway.import_msisdn(fleet.msisdn_file))
         self.assertTrue(report.ok)
 
+    def test_feedsInTheTree(self) -> None:
+        """With [ingest], the feeds start after the keys (before everything
+        else) and stop before them; a vendor file waiting in a partner's
+        incoming/ is imported at start, and its cards' keys are loaded."""
+        from bipgw.store import ImportKind, add_partner
+        from simcard.fleet import generate_fleet
+
+        fleet = generate_fleet(self.directory / "fleet", cards=2, seed=3)
+        keystore = self.config.keys.open_keystore(self.root)
+        key_file = fleet.directory / "gateway" / f"{fleet.transport_label}.key"
+        add_transport_key(keystore, fleet.transport_label, key_file)
+        add = add_partner(self.store, "vendor", ImportKind.CARDS, password="vendor-password")
+        self.successResultOf(Deferred.fromCoroutine(add))
+        incoming = self.directory / "feeds" / "vendor" / "incoming"
+        incoming.mkdir(parents=True)
+        (incoming / "batch.out").write_bytes(fleet.vendor_file.read_bytes())
+        path = self.directory / "bipgw.toml"
+        path.write_text(_toml() + '[ingest]\nincoming_dir = "feeds"\nftp_listen = "tcp:2121"\n')
+        gateway = self._build(Config.from_file(path))
+        self.assertEqual(
+            [s.name for s in gateway],
+            ["store", "recovery", "keys", "ingest", "recorder", "smpp", "engine", "admin"],
+        )
+        gateway.startService()
+        self.successResultOf(gateway.when_ready())
+        self.assertEqual([p[0] for p in self.reactor.tcpServers], [2121, 8443])
+        self.assertEqual(len(gateway.keys), 4)
+        report = (self.directory / "feeds" / "vendor" / "reports" / "batch.out.report").read_text()
+        self.assertIn("added 2", report)
+        self.successResultOf(gateway.stopService())
+        self.assertFalse(gateway.getServiceNamed("ingest").running)
+
     def test_pushProfiles(self) -> None:
         """Each service table gives a push profile; Amendment B triggers name
         the admin server's URI prefix."""

@@ -72,8 +72,8 @@ class CheckConfigTests(SynchronousTestCase):
             f"bipgw: error: {self.path}: smpp.window = 1000: expected an integer from 1 to 100\n",
         )
 
-    def test_notBuiltRefused(self) -> None:
-        """An [ingest] key (FTP ingestion is not built): refused by name, status 1, not OK."""
+    def test_ingestChecked(self) -> None:
+        """[ingest] is read and checked: a table without incoming_dir is refused by name."""
         write(
             self.base,
             "bipgw.toml",
@@ -81,7 +81,15 @@ class CheckConfigTests(SynchronousTestCase):
         )
         status, out, err = run(["check-config", "--no-keys", str(self.path)])
         self.assertEqual((status, out), (1, ""))
-        self.assertIn(f"{self.path}: ingest.ftp_listen: FTP ingestion is not built yet", err)
+        self.assertIn(f"{self.path}: ingest.incoming_dir: missing", err)
+        text = with_keys(self.path.read_text(), "ingest", incoming_dir='"feeds"')
+        write(self.base, "bipgw.toml", text)
+        status, out, err = run(["check-config", "--no-keys", str(self.path)])
+        self.assertEqual((status, err), (0, ""))
+        self.assertIn(
+            f"partner feeds in {self.base / 'feeds'}: FTP tcp:2121, SFTP off, watched every 5 s",
+            out,
+        )
 
     def test_keysChecked(self) -> None:
         """A root key that does not open the keystore fails the check; --no-keys skips it."""

@@ -21,6 +21,7 @@ from bipgw.client import (
     PlatformError,
     Result,
     SessionFailedError,
+    State,
     Timeouts,
     _channel,
     connect,
@@ -130,6 +131,46 @@ class ExchangeTests(SdkTestCase):
         self.advance(4)
         failure = self.failureResultOf(opening, SessionFailedError)
         self.assertEqual(failure.value.code, "ready-timeout")
+
+
+class StatusTests(SdkTestCase):
+    """status(): what became of a session, also from a new connection."""
+
+    def test_liveAndAfterReconnect(self) -> None:
+        """A live session's full state; after the connection is lost, a new
+        client of the same tenant learns that the gateway closed it."""
+        client = self.client()
+        opening = client.open_session(iccid=iccid(1), service="demo")
+        self.advance(2)
+        session = self.successResultOf(opening)
+        asked = client.status(session.id)
+        self.flush()
+        state = self.successResultOf(asked)
+        self.assertIsInstance(state, State)
+        self.assertEqual(
+            (state.session, state.state, state.ended, state.iccid),
+            (session.id, "connected", False, iccid(1)),
+        )
+        gone = client.disconnect()
+        self.advance(1)
+        self.successResultOf(gone)
+        again = self.client()
+        asked = again.status(session.id)
+        self.flush()
+        state = self.successResultOf(asked)
+        self.assertEqual((state.state, state.ended, state.service), ("closed", True, "demo"))
+
+    def test_unknown(self) -> None:
+        """A session the tenant may not see fails with unknown-session; a
+        malformed id is refused before anything is sent."""
+        client = self.client()
+        asked = client.status("no-such-session")
+        self.flush()
+        failure = self.failureResultOf(asked, PlatformError)
+        self.assertEqual(
+            (failure.value.code, failure.value.session), ("unknown-session", "no-such-session")
+        )
+        self.failureResultOf(client.status("not a session id"), MessageError)
 
 
 class FailureTests(SdkTestCase):

@@ -34,6 +34,8 @@ from bipgw.codec.platform import (
     Pong,
     Ready,
     Result,
+    State,
+    Status,
     Timeouts,
     UnknownTypeError,
     _fields,
@@ -67,6 +69,29 @@ EXAMPLES: list[Any] = [
     Result(session="s1", id="c4", rapdus=(), executed=0, elapsed_ms=0, complete=False),
     Close(session="s1", id="x1"),
     Closed(session="s1", id="x1"),
+    Status(id="q1", session="s1"),
+    State(
+        id="q1",
+        session="s1",
+        state="failed",
+        reason="gateway-restart",
+        opened_at=5.0,
+        updated_at=100,
+        ended_at=100.5,
+    ),
+    State(
+        id="q2",
+        session="s2",
+        state="connected",
+        detail="card connected",
+        opened_at=1765080000.25,
+        updated_at=1765080001.5,
+        service="demo",
+        iccid="8988211000000000018",
+        msisdn="+4915112345678",
+        scripts=3,
+        push_attempts=1,
+    ),
     Notification(session="s1", event="card_dropped", reason="card-dropped", message="lost"),
     Ping(id="p"),
     Ping(),
@@ -220,6 +245,95 @@ class PropertyTests(SynchronousTestCase):
             self.assertIsNotNone(e.field)
         else:
             self.assertEqual(type(parsed), type(message))
+
+
+_STATES = st.sampled_from(
+    [
+        "requested",
+        "pushing",
+        "awaiting-card",
+        "connected",
+        "relaying",
+        "closing",
+        "closed",
+        "failed",
+    ]
+)
+_TIME = st.one_of(st.none(), st.floats(0, 1e10, allow_nan=False), st.integers(0, 10**10))
+
+
+class StatusPropertyTests(SynchronousTestCase):
+    """The status request and its state answer (issue 15 item 3)."""
+
+    @given(_ID, _SESSION)
+    def test_statusRoundTrip(self, rid: str, session: str) -> None:
+        """Any valid status request survives JSON and frames."""
+        message = Status(id=rid, session=session)
+        self.assertEqual(parse_message(wire(message), CLIENT_MESSAGES), message)
+
+    @given(
+        _ID,
+        _SESSION,
+        _STATES,
+        st.one_of(st.none(), st.from_regex(r"\A[a-z][a-z0-9_-]{0,63}\Z")),
+        st.one_of(st.none(), st.text(max_size=50)),
+        _TIME,
+        _TIME,
+        _TIME,
+        st.one_of(st.none(), st.from_regex(r"\A[0-9]{18,20}\Z")),
+        st.one_of(st.none(), st.integers(0, 2**40)),
+    )
+    def test_stateRoundTrip(
+        self,
+        rid: str,
+        session: str,
+        state: str,
+        reason: str | None,
+        detail: str | None,
+        opened: float | None,
+        updated: float | None,
+        ended: float | None,
+        iccid: str | None,
+        scripts: int | None,
+    ) -> None:
+        """Any valid state answer survives JSON and frames; C{ended} follows the state."""
+        message = State(
+            id=rid,
+            session=session,
+            state=state,
+            reason=reason,
+            detail=detail,
+            opened_at=opened,
+            updated_at=updated,
+            ended_at=ended,
+            iccid=iccid,
+            scripts=scripts,
+        )
+        self.assertEqual(parse_message(wire(message), SERVER_MESSAGES), message)
+        self.assertEqual(message.ended, state in ("closed", "failed"))
+
+    def test_stateFields(self) -> None:
+        """Each field is checked and named; a platform cannot send state, nor the gateway status."""
+        base = {"type": "state", "id": "q", "session": "s", "state": "failed"}
+        for key, value in [
+            ("state", "Failed!"),
+            ("opened_at", -1),
+            ("ended_at", "soon"),
+            ("scripts", -2),
+            ("iccid", "12"),
+            ("reason", "Not A Code"),
+            ("detail", "x" * 5000),
+        ]:
+            with self.assertRaises(MessageError) as e:
+                parse_message({**base, key: value}, SERVER_MESSAGES)
+            self.assertEqual(e.exception.field, f"state.{key}")
+        with self.assertRaises(MessageError) as e:
+            parse_message({"type": "status", "id": "q"}, CLIENT_MESSAGES)
+        self.assertEqual(e.exception.field, "status.session")
+        with self.assertRaises(UnknownTypeError):
+            parse_message(base, CLIENT_MESSAGES)
+        with self.assertRaises(UnknownTypeError):
+            parse_message({"type": "status", "id": "q", "session": "s"}, SERVER_MESSAGES)
 
 
 class ValidationTests(SynchronousTestCase):

@@ -276,43 +276,6 @@ class ValueTests(SynchronousTestCase):
         self.assertIn("at least reconnect_initial_delay (30.0)", message)
 
 
-class NotBuiltTests(SynchronousTestCase):
-    """Keys of a capability that is not built yet are refused by name, never ignored."""
-
-    def test_ftpListen(self) -> None:
-        """[ingest] ftp_listen: nothing would listen there, so it is refused."""
-        message = _error(
-            self, with_keys(MINIMAL, "ingest", ftp_listen='"tcp:2121"'), "ingest.ftp_listen"
-        )
-        self.assertIn("ingest.ftp_listen: FTP ingestion is not built yet", message)
-        self.assertIn("bipgw import cards|msisdn FILE", message)
-
-    def test_incomingDir(self) -> None:
-        """[ingest] incoming_dir: nothing reads that directory, so it is refused."""
-        text = with_keys(MINIMAL, "ingest", incoming_dir='"data/incoming"')
-        message = _error(self, text, "ingest.incoming_dir")
-        self.assertIn("ingest.incoming_dir: FTP ingestion is not built yet", message)
-
-    def test_otherKey(self) -> None:
-        """Any other [ingest] key is refused by its name, with the same reason."""
-        message = _error(self, with_keys(MINIMAL, "ingest", foo="1"), "ingest.foo")
-        self.assertIn("ingest.foo: FTP ingestion is not built yet", message)
-
-    def test_emptyTable(self) -> None:
-        """An empty [ingest] table is refused too: it would promise what is not there."""
-        message = _error(self, MINIMAL + "\n[ingest]\n", "ingest")
-        self.assertIn("ingest: FTP ingestion is not built yet; remove the [ingest] table", message)
-
-    def test_fromFile(self) -> None:
-        """Reading the file refuses it, naming the file and the key."""
-        base = private_directory(self)
-        path = write(base, "bipgw.toml", with_keys(MINIMAL, "ingest", ftp_listen='"tcp:2121"'))
-        with self.assertRaises(ConfigError) as ctx:
-            Config.from_file(path)
-        self.assertEqual(ctx.exception.key, "ingest.ftp_listen")
-        self.assertTrue(str(ctx.exception).startswith(f"{path}: ingest.ftp_listen: "))
-
-
 class SecretValueTests(SynchronousTestCase):
     """Refused secrets are never echoed."""
 

@@ -99,10 +99,10 @@ class RenderTests(SynchronousTestCase):
         self.assertIn('# password_file = "smpp.password"', text)
 
     def test_noRefusedTables(self) -> None:
-        """The file init writes has no table the reader refuses ([ingest], not built yet)."""
+        """The file init writes opens no feeds: [ingest] is only mentioned, absent."""
         text = Config.defaults_for_init(self.base).render()
-        self.assertNotIn("[ingest]", text)
-        self.assertNotIn("incoming", text)
+        self.assertNotIn("\n[ingest]\n", text)
+        self.assertIn("# [ingest] is absent", text)
 
     def test_defaultsForInitChecksOptions(self) -> None:
         """A bad init option is refused by the key it sets."""

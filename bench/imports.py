@@ -1,0 +1,206 @@
+"""Import speed: a simulated vendor file (or MSISDN file) into SQLite or PostgreSQL.
+
+    python -m bench.imports --cards 1000000 --database sqlite
+    python -m bench.imports --cards 1000000 --database postgresql
+    python -m bench.imports --msisdn 1000000 --database sqlite
+    python -m bench.imports --cards 100000 --profile      # cProfile of the store thread
+
+The input comes from C{simfleet generate} (timed, kept in C{--fleet-dir} for
+the next run).  The import runs exactly as C{bipgw import} does it
+(L{bipgw.ingest.import_cards} on a store from L{bipgw.store.open_store}, the
+default configuration); the figures are wall time, rows a second and the
+growth of the process's RSS (sampled every 20 ms) over its value before the
+import.  An MSISDN run first imports the fleet's cards (not timed), then a
+file of ADD, CHG and DEL lines for them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import os
+import pstats
+import random
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import create_engine, make_url, text
+from twisted.internet.defer import ensureDeferred
+from twisted.internet.task import react
+
+from bipgw.ingest import import_cards, import_msisdn
+from bipgw.keys import KeyStore, RootKey, Secret
+from bipgw.store import open_store
+from simcard.fleet import generate_fleet
+
+PG_URL = os.environ.get(
+    "BIPGW_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+
+
+def _rss() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+class _Peak(threading.Thread):
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.base = _rss()
+        self.peak = self.base
+        self.running = True
+
+    def run(self) -> None:
+        while self.running:
+            self.peak = max(self.peak, _rss())
+            time.sleep(0.02)
+
+
+def _fleet(cards: int, directory: Path) -> Path:
+    out = directory / f"fleet-{cards}"
+    if (out / "fleet.toml").exists():
+        print(f"fleet: reusing {out}")
+        return out
+    started = time.perf_counter()
+    generate_fleet(out, cards=cards, seed=11)
+    print(f"simfleet generate --cards {cards}: {time.perf_counter() - started:.1f} s")
+    return out
+
+
+def _msisdn_file(fleet: Path, lines: int) -> Path:
+    """ADD for 60% of the lines, then CHG (25%) and DEL (15%) of added cards, later in time."""
+    path = fleet / "msisdn" / f"mixed-{lines}.csv"
+    if path.exists():
+        return path
+    source = (fleet / "msisdn" / "B0001.csv").read_text().splitlines()
+    rows = [line.split(",") for line in source[: lines * 6 // 10]]
+    rng = random.Random(5)
+    out = [f"{m},{i},{imsi},ADD,20250101000000" for m, i, imsi, _, _ in rows]
+    later = list(range(len(rows)))
+    rng.shuffle(later)
+    changes = lines - len(out)
+    for n, index in enumerate(later[:changes]):
+        msisdn, iccid, imsi, _, _ = rows[index]
+        clock = f"{n // 3600 % 24:02d}{n // 60 % 60:02d}{n % 60:02d}"
+        if n < changes * 25 // 40:
+            out.append(f"9{msisdn[1:]},{iccid},{imsi},CHG,20250102{clock}")
+        else:
+            out.append(f",{iccid},,DEL,20250103{clock}")
+    path.write_text("\n".join(out) + "\n")
+    return path
+
+
+def _url(database: str, workdir: Path) -> tuple[str, Any]:
+    if database == "sqlite":
+        return f"sqlite:///{workdir / 'bipgw.db'}", None
+    schema = f"bench_{os.getpid()}"
+    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.execute(text(f'CREATE SCHEMA "{schema}"'))
+    url = make_url(PG_URL).update_query_dict({"options": f"-csearch_path={schema}"})
+
+    def drop() -> None:
+        with admin.connect() as c:
+            c.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+    return url.render_as_string(hide_password=False), drop
+
+
+async def _run(reactor: Any, args: argparse.Namespace) -> None:
+    cards = args.cards or args.msisdn
+    fleet = _fleet(cards, Path(args.fleet_dir))
+    workdir = Path(tempfile.mkdtemp(prefix="bipgw-bench-"))
+    root = RootKey.generate()
+    keystore = KeyStore.create(str(workdir / "keystore"), root)
+    hex_key = (fleet / "gateway" / "TK-B0001.key").read_text().split()[-1]
+    keystore.put("TK-B0001", "transport", Secret(bytes.fromhex(hex_key)), {"scheme": "aes-kwp"})
+    url, cleanup = _url(args.database, workdir)
+    store = await open_store(url, reactor=reactor)
+    profile = cProfile.Profile() if args.profile else None
+    if profile is not None:
+        _profile_store_thread(store, profile)
+    try:
+        vendor = fleet / "vendor" / "B0001.out"
+        if args.msisdn:
+            await import_cards(store, keystore, root, vendor)
+            path = _msisdn_file(fleet, args.msisdn)
+        else:
+            path = vendor
+        peak = _Peak()
+        peak.start()
+        started, cpu = time.perf_counter(), time.process_time()
+        if args.msisdn:
+            report = await import_msisdn(store, path)
+        else:
+            report = await import_cards(store, keystore, root, path)
+        wall = time.perf_counter() - started
+        cpu = time.process_time() - cpu
+        peak.running = False
+        growth = (peak.peak - peak.base) / 2**20
+        rows = report.records
+        print(
+            f"{'msisdn' if args.msisdn else 'cards'} into {args.database}: {rows} records in"
+            f" {wall:.1f} s = {rows / wall:,.0f}/s (CPU {cpu:.1f} s,"
+            f" load {os.getloadavg()[0]:.1f}); added {report.added}, updated"
+            f" {report.updated}, unchanged {report.unchanged}, rejected {report.rejected};"
+            f" RSS {peak.base / 2**20:.0f} MiB before, growth {growth:.0f} MiB"
+            f" (file {path.stat().st_size / 2**20:.0f} MiB)"
+        )
+        if report.fatal:
+            print("FATAL:", report.fatal)
+        if args.again and not args.msisdn:
+            started = time.perf_counter()
+            again = await import_cards(store, keystore, root, path)
+            print(
+                f"re-import: {time.perf_counter() - started:.1f} s, unchanged {again.unchanged},"
+                f" added {again.added}, updated {again.updated}"
+            )
+    finally:
+        await store.close()
+        if cleanup is not None:
+            cleanup()
+    if profile is not None:
+        out = io.StringIO()
+        pstats.Stats(profile, stream=out).sort_stats("tottime").print_stats(args.profile)
+        print(out.getvalue())
+
+
+def _profile_store_thread(store: Any, profile: cProfile.Profile) -> None:
+    """Profile the store's thread while it consumes the batches (cProfile is per thread)."""
+    for name in ("upsert_card_batches",):
+        original = getattr(store, name)
+
+        def wrapped(batches: Any, *a: Any, _original: Any = original, **kw: Any) -> Any:
+            def profiled() -> Any:
+                profile.enable()
+                try:
+                    yield from batches
+                finally:
+                    profile.disable()
+
+            return _original(profiled(), *a, **kw)
+
+        setattr(store, name, wrapped)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.imports", description=__doc__)
+    what = parser.add_mutually_exclusive_group(required=True)
+    what.add_argument("--cards", type=int, help="import a vendor file of N cards")
+    what.add_argument("--msisdn", type=int, help="import an MSISDN file of N lines")
+    parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
+    parser.add_argument("--fleet-dir", default=os.path.join(tempfile.gettempdir(), "bipgw-bench"))
+    parser.add_argument("--profile", type=int, default=0, metavar="N", help="show the top N")
+    parser.add_argument("--again", action="store_true", help="then re-import (all unchanged)")
+    args = parser.parse_args(argv)
+    react(lambda reactor: ensureDeferred(_run(reactor, args)))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

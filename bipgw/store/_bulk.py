@@ -1,0 +1,197 @@
+# -*- test-case-name: tests.unit.store.test_contract,tests.unit.ingest.test_import_batches -*-
+"""Card upserts in bulk: a few queries and one C{executemany} per table per batch.
+
+An import writes 10,000 cards a batch; one statement per card (and per
+key) made 100,000 cards take 90 s.  Here a batch costs three reads (the
+cards, their key fingerprints, the owners of their PSK identities, each by
+C{IN} lists of at most L{IN_LIMIT}), the outcomes are decided in Python in
+the batch's order (later items see earlier ones, as one statement at a time
+would), and the writes go to the driver's own C{executemany} with plain
+tuples: no per-row round trip, no per-row SQLAlchemy processing.  The SQL
+is portable (the driver's parameter style is taken from the dialect).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, TypeVar
+
+from sqlalchemy import Connection, Engine
+
+import bipgw.store._schema as s
+from bipgw.store._engine import WRITE_OPTION
+from bipgw.store._types import BatchResult, CardUpsert, Outcome, StoreError, WriteResult
+
+_T = TypeVar("_T")
+
+#: Most values in one SQL C{IN} list (SQLite allows 32,766 variables).
+IN_LIMIT = 5000
+
+
+class Rollback(Exception):  # noqa: N818 - a control-flow signal, not an error
+    """Raised inside a transaction to roll it back and still return C{value}."""
+
+    def __init__(self, value: object) -> None:
+        self.value = value
+
+
+def write_batches(
+    engine: Engine,
+    batches: Iterable[Sequence[_T]],
+    write: Callable[[Connection, Sequence[_T]], BatchResult],
+    atomic: bool,
+    on_batch: Callable[[BatchResult], None],
+) -> bool:
+    """Write a stream of batches on one connection: a transaction each, or one for all.
+
+    Runs in a store thread (L{bipgw.store.SqlStore.upsert_card_batches}),
+    iterating C{batches} there.  Whether everything was committed.
+    """
+    with engine.connect() as connection:
+        connection.execution_options(**{WRITE_OPTION: True})
+        if not atomic:
+            for batch in batches:
+                if batch:
+                    with connection.begin():
+                        result = write(connection, batch)
+                    on_batch(result)
+            return True
+        try:
+            with connection.begin():
+                for batch in batches:
+                    if batch:
+                        on_batch(write(connection, batch))
+        except Rollback as rollback:
+            on_batch(rollback.value)  # type: ignore[arg-type]
+            return False
+        return True
+
+
+def _chunks(values: Sequence[Any]) -> Iterator[Sequence[Any]]:
+    for first in range(0, len(values), IN_LIMIT):
+        yield values[first : first + IN_LIMIT]
+
+
+def _sql(c: Connection, text: str) -> str:
+    """C{text} with C{?} placeholders in the driver's parameter style."""
+    style = c.dialect.paramstyle
+    if style == "qmark":
+        return text
+    if style in ("format", "pyformat"):
+        return text.replace("?", "%s")
+    raise StoreError(f"bulk writes do not know parameter style {style!r}")  # pragma: no cover
+
+
+def upsert_cards(c: Connection, items: Sequence[CardUpsert], *, atomic: bool) -> BatchResult:
+    """Insert or update C{items}; see L{IStore.upsert_cards}."""
+    iccids = list(dict.fromkeys(i.iccid for i in items))
+    # The card's own fields as the upsert compares them, by ICCID.
+    existing: dict[str, tuple[Any, ...]] = {}
+    fingerprints: dict[tuple[str, str, int], bytes] = {}
+    owners: dict[bytes, str] = {}
+    cards, keys = s.cards.name, s.card_keys.name
+    for chunk in _chunks(iccids):
+        marks = ",".join("?" * len(chunk))
+        query = (
+            f"SELECT iccid, imsi, psk_identity, batch, customer, card_type, extras FROM {cards}"
+            f" WHERE iccid IN ({marks})"
+        )
+        for row in c.exec_driver_sql(_sql(c, query), tuple(chunk)):
+            identity = None if row[2] is None else bytes(row[2])
+            existing[row[0]] = (row[1], identity, row[3], row[4], row[5], s.from_json(row[6]))
+        query = f"SELECT iccid, purpose, kvn, fingerprint FROM {keys} WHERE iccid IN ({marks})"
+        for row in c.exec_driver_sql(_sql(c, query), tuple(chunk)):
+            fingerprints[(row[0], row[1], row[2])] = bytes(row[3])
+    identities = list(dict.fromkeys(i.psk_identity for i in items if i.psk_identity is not None))
+    for chunk in _chunks(identities):
+        marks = ",".join("?" * len(chunk))
+        query = f"SELECT psk_identity, iccid FROM {cards} WHERE psk_identity IN ({marks})"
+        for row in c.exec_driver_sql(_sql(c, query), tuple(chunk)):
+            owners[bytes(row[0])] = row[1]
+    results = []
+    added: dict[str, tuple[Any, ...]] = {}
+    updated: dict[str, tuple[Any, ...]] = {}
+    stale: list[tuple[str, str, int]] = []
+    new_keys: dict[tuple[str, str, int], tuple[Any, ...]] = {}
+    for item in items:
+        owner = owners.get(item.psk_identity) if item.psk_identity else None
+        if owner is not None and owner != item.iccid:
+            reason = f"PSK identity already belongs to card {owner}"
+            results.append(WriteResult(item.iccid, Outcome.REJECTED, reason, "psk_identity"))
+            continue
+        changed = [
+            key
+            for key in item.keys
+            if fingerprints.get((item.iccid, key.purpose.value, key.kvn)) != key.fingerprint
+        ]
+        current = existing.get(item.iccid)
+        fields = (
+            item.imsi,
+            item.psk_identity,
+            item.batch,
+            item.customer,
+            item.card_type,
+            dict(item.extras),
+        )
+        values = (*fields[:5], s.to_json(fields[5]))
+        if current is None:
+            added[item.iccid] = (item.iccid, *values, 0)
+            outcome = Outcome.ADDED
+        elif fields != current or changed:
+            if item.iccid in added:  # named twice in one batch: insert the later values
+                added[item.iccid] = (item.iccid, *values, 0)
+            else:
+                updated[item.iccid] = (*values, item.iccid)
+            outcome = Outcome.UPDATED
+        else:
+            results.append(WriteResult(item.iccid, Outcome.UNCHANGED))
+            continue
+        for key in changed:
+            where = (item.iccid, key.purpose.value, key.kvn)
+            if where in fingerprints and where not in new_keys:
+                stale.append(where)
+            fingerprints[where] = key.fingerprint
+            new_keys[where] = (*where, key.algorithm, key.sealed, key.fingerprint)
+        results.append(WriteResult(item.iccid, outcome))
+        # Later items of the same batch see this one (a file may name a card twice).
+        existing[item.iccid] = fields
+        if item.psk_identity is not None:
+            owners[item.psk_identity] = item.iccid
+    if atomic and any(x.outcome is Outcome.REJECTED for x in results):
+        raise Rollback(BatchResult(tuple(results), committed=False))
+    _write(c, added, updated, stale, new_keys)
+    return BatchResult(tuple(results), committed=True)
+
+
+def _write(
+    c: Connection,
+    added: dict[str, tuple[Any, ...]],
+    updated: dict[str, tuple[Any, ...]],
+    stale: list[tuple[str, str, int]],
+    new_keys: dict[tuple[str, str, int], tuple[Any, ...]],
+) -> None:
+    cards, keys = s.cards.name, s.card_keys.name
+    fields = "imsi, psk_identity, batch, customer, card_type, extras"
+    if added:
+        c.exec_driver_sql(
+            _sql(c, f"INSERT INTO {cards} (iccid, {fields}, ota_counter) VALUES (?,?,?,?,?,?,?,?)"),
+            list(added.values()),
+        )
+    if updated:
+        assignments = ", ".join(f"{name} = ?" for name in fields.split(", "))
+        c.exec_driver_sql(
+            _sql(c, f"UPDATE {cards} SET {assignments} WHERE iccid = ?"), list(updated.values())
+        )
+    if stale:
+        c.exec_driver_sql(
+            _sql(c, f"DELETE FROM {keys} WHERE iccid = ? AND purpose = ? AND kvn = ?"), stale
+        )
+    if new_keys:
+        c.exec_driver_sql(
+            _sql(
+                c,
+                f"INSERT INTO {keys} (iccid, purpose, kvn, algorithm, sealed, fingerprint)"
+                " VALUES (?,?,?,?,?,?)",
+            ),
+            list(new_keys.values()),
+        )

@@ -273,6 +273,11 @@ async def phase_sessions(
                 ready_wait=600.0,
                 keepalive=15.0,
                 keep_sessions=n * 2,
+                header_timeout=10.0,
+                body_timeout=30.0,
+                idle_timeout=60.0,
+                max_connections_per_peer=100000,  # every bench client is the one loopback peer
+                stream_buffer=262144,
             ),
         )
         fronts.extend(front_doors(config, gateway.engine, gateway.store, reactor))
@@ -286,7 +291,7 @@ async def phase_sessions(
         limit = str(n * 10)
         for argv in (
             ["tenant", "add", "bench", "--token-file", str(token), "--max-sessions", limit],
-            ["service", "add", "isd", "--tenant", "bench"],
+            ["service", "add", "isd", "--tenant", "bench", "--isd-commands", "all"],
         ):
             await execute(gateway.store, parser.parse_args(argv), io.StringIO(), sys.stderr)
         iccids = bench.iccids[:n]

@@ -380,6 +380,11 @@ async def _soak(reactor: Any, args: argparse.Namespace, base: Path, log_path: Pa
                 ready_wait=api.ready_wait,
                 keepalive=api.keepalive,
                 keep_sessions=api.keep_sessions,
+                header_timeout=api.header_timeout,
+                body_timeout=api.body_timeout,
+                idle_timeout=api.idle_timeout,
+                max_connections_per_peer=api.max_connections_per_peer,
+                stream_buffer=api.stream_buffer,
             ),
         )
         fronts.extend(front_doors(config, gateway.engine, gateway.store, reactor))
@@ -394,7 +399,7 @@ async def _soak(reactor: Any, args: argparse.Namespace, base: Path, log_path: Pa
         add_parser(parser.add_subparsers(dest="command"))
         for argv in (
             ["tenant", "add", "soak", "--token-file", str(token)],
-            ["service", "add", "isd", "--tenant", "soak"],
+            ["service", "add", "isd", "--tenant", "soak", "--isd-commands", "all"],
         ):
             await execute(gateway.store, parser.parse_args(argv), io.StringIO(), sys.stderr)
         iccids = base / "iccids.txt"

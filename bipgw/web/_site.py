@@ -18,8 +18,10 @@ per minute (issue 15).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
+from urllib.parse import unquote_to_bytes as unquote
 
 from klein import Klein
 from twisted.internet.defer import Deferred, succeed
@@ -33,6 +35,7 @@ from werkzeug.routing import PathConverter
 
 from bipgw.core import RateLimitedLog
 from bipgw.web._guard import ConnectionLimits, GuardedSite
+from bipgw.web._json import ApiError
 
 __all__ = ["LimitedRequest", "mount", "web_site"]
 
@@ -61,6 +64,12 @@ class LimitedRequest(Request):
 
     def gotLength(self, length: int | None) -> None:
         self._body_bytes = 0
+        kinds = self.requestHeaders.getRawHeaders(b"content-type") or []
+        if any(not _PRINTABLE.fullmatch(kind) for kind in kinds):
+            # twisted parses a POST's Content-Type with the email package, which
+            # raises out of dataReceived on a control byte such as 0x1c (found by
+            # the fuzzer): such a type is no media type, the API answers 415.
+            self.requestHeaders.setRawHeaders(b"content-type", [b"invalid"])
         super().gotLength(length if length is None or length <= self.max_body else None)
         gate = type(self).gate
         if gate is None:
@@ -112,7 +121,30 @@ class LimitedRequest(Request):
         if self._refused:  # answered when the headers came; the body was drained
             self.channel.loseConnection()
             return
+        refusal = type(self).refusal
+        if refusal is not None and not _utf8_url(self):
+            # Klein would answer 400 and log a traceback for each such request
+            # (one per request, from anyone): refused here instead, and closed.
+            error = ApiError("not-found", "no resource: the path or Host header is not UTF-8")
+            self.channel.persistent = False
+            if self.channel.transport is not None:
+                self.channel.transport.write(refusal(Failure(error)))
+            self.channel.loseConnection()
+            return
         super().process()
+
+
+_PRINTABLE = re.compile(rb"[\t\x20-\x7e]*")
+
+
+def _utf8_url(request: Request) -> bool:
+    """Whether the path (percent-decoded, as Klein decodes it) and Host are UTF-8."""
+    try:
+        unquote(request.path).decode("utf-8")
+        request.getRequestHostname().decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _replay(outcome: list[Any] | None) -> Any:

@@ -55,14 +55,14 @@ class WebTestCase(SynchronousTestCase):
     def setUp(self) -> None:
         self.clock = Clock()
         self.fleet = Fleet(self.clock, 10)
-        ids = (SessionId(f"s{n}") for n in itertools.count(1))
+        self.ids = (SessionId(f"s{n}") for n in itertools.count(1))
         self.engine = SessionEngine(
             self.clock,
             self.fleet,
             self.fleet,
             MemorySessionRecorder(),
             self.policy,
-            new_id=lambda: next(ids),
+            new_id=lambda: next(self.ids),
         )
         self.fleet.engine = self.engine
         self.tenants = MemoryTenantDirectory()

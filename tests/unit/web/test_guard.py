@@ -334,3 +334,54 @@ class PipelineTests(SiteTestCase):
             connection.send(b"a")
             self.clock.advance(0.1)
         self.assertTrue(connection.aborted)
+
+
+class NotUtf8UrlTests(SiteTestCase):
+    """A path or Host that is not UTF-8 is refused without a traceback in the log.
+
+    Klein answers such a request 400 and logs a traceback for each one; any
+    peer could fill the log (found by tests/unit/web/test_fuzz_site.py).
+    """
+
+    def test_path(self) -> None:
+        for path in (b"/\x801/openapi.json", b"/v1/sessions/%ff"):
+            for token in (b"Authorization: Bearer " + TOKEN.encode() + b"\r\n", b""):
+                connection = self.connect()
+                connection.send(b"GET " + path + b" HTTP/1.1\r\nHost: gw\r\n" + token + b"\r\n")
+                status, body = status_of(connection.out)
+                self.assertEqual((status, body["code"]), (404, "not-found"), (path, token))
+                self.assertTrue(connection.transport.disconnecting)
+                connection.close()
+        self.assertEqual(self.flushLoggedErrors(), [])
+
+    def test_host(self) -> None:
+        connection = self.connect()
+        connection.send(b"GET /v1/openapi.json HTTP/1.1\r\nHost: g\xffw\r\n\r\n")
+        self.assertEqual(status_of(connection.out)[0], 404)
+        self.assertEqual(self.flushLoggedErrors(), [])
+
+
+class NotUtf8HeaderTests(WebTestCase):
+    """A Content-Type that is not UTF-8 is a 415, not a 500 (found by the fuzzer)."""
+
+    def test_contentType(self) -> None:
+        answer = self.call(
+            "POST",
+            "/v1/sessions",
+            raw=b"{}",
+            headers={"Content-Type": b"\xc4pplication/json"},  # type: ignore[dict-item]
+        )
+        self.assertError(answer, 415, "unsupported-media-type")
+        self.assertEqual(self.flushLoggedErrors(), [])
+
+
+class ControlByteContentTypeTests(SiteTestCase):
+    """A Content-Type with a control byte is a 415; nothing escapes the protocol."""
+
+    def test_fileSeparator(self) -> None:
+        connection = self.connect()
+        head = post_head("/v1/sessions", 2, kind="\x1cS+lication/json")
+        connection.send(head + b"{}")
+        status, body = status_of(connection.out)
+        self.assertEqual((status, body["code"]), (415, "unsupported-media-type"))
+        self.assertEqual(self.flushLoggedErrors(), [])

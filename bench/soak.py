@@ -354,7 +354,7 @@ async def _soak(reactor: Any, args: argparse.Namespace, base: Path, log_path: Pa
     from bipgw.web import ApiSettings
 
     options = argparse.Namespace(
-        held=0, setup=args.workers, database="memory", release_buffers=False
+        held=0, setup=args.workers, database=args.database, release_buffers=False
     )
     bench = Bench(reactor, options)
     fronts: list[Any] = []
@@ -542,6 +542,12 @@ def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
         "--attacks",
         default=",".join(ATTACKS),
         help=f"comma-separated attacks to run (default all: {','.join(ATTACKS)}; '' for none)",
+    )
+    parser.add_argument(
+        "--database",
+        choices=("memory", "sqlite"),
+        default="memory",
+        help="the gateway's store (memory keeps every session's history in RAM)",
     )
     parser.add_argument("--dir", help="work directory (default: a temporary one, removed)")
     args = parser.parse_args(argv)

@@ -27,6 +27,7 @@ from typing import Any, Final, TextIO
 
 from twisted.internet.defer import Deferred, ensureDeferred
 
+from bipgw.cli._args import CONFIG_ENV, config_parent, positive
 from bipgw.config import DEFAULT_CONFIG_NAME, Config
 from bipgw.errors import BipGwError
 from bipgw.store import (
@@ -38,7 +39,6 @@ from bipgw.store import (
 
 __all__ = ["PartnerCommandError", "add_parser", "execute", "run"]
 
-CONFIG_ENV: Final = "BIPGW_CONFIG"
 _NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
 _PASSWORD: Final = re.compile(r"[\x21-\x7e]{12,512}\Z")
 _MAX_FILE: Final = 16384
@@ -56,25 +56,9 @@ def _name(value: str) -> str:
     return value
 
 
-def _positive(value: str) -> int:
-    try:
-        n = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"{value!r} is not >= 1")
-    return n
-
-
 def add_parser(subparsers: Any) -> None:
     """Add the C{partner} and C{imports} commands to the C{bipgw} sub-command parsers."""
-    config = argparse.ArgumentParser(add_help=False)
-    config.add_argument(
-        "-c",
-        "--config",
-        default=argparse.SUPPRESS,
-        help=f"configuration file (default: ${CONFIG_ENV}, else ./{DEFAULT_CONFIG_NAME})",
-    )
+    config = config_parent()
     partner = subparsers.add_parser("partner", help="manage file feed partners", parents=[config])
     actions = partner.add_subparsers(dest="partner_command", required=True, metavar="ACTION")
     add = actions.add_parser("add", help="add a partner", parents=[config])
@@ -94,9 +78,9 @@ def add_parser(subparsers: Any) -> None:
     imports = subparsers.add_parser("imports", help="show import reports", parents=[config])
     actions = imports.add_subparsers(dest="imports_command", required=True, metavar="ACTION")
     listing = actions.add_parser("list", help="the latest imports", parents=[config])
-    listing.add_argument("--limit", type=_positive, default=20, help="how many (default 20)")
+    listing.add_argument("--limit", type=positive, default=20, help="how many (default 20)")
     show = actions.add_parser("show", help="one import's report", parents=[config])
-    show.add_argument("import_id", metavar="ID", type=_positive)
+    show.add_argument("import_id", metavar="ID", type=positive)
 
 
 def run(

@@ -29,6 +29,7 @@ from typing import Any, Final, TextIO
 
 from twisted.internet.defer import Deferred, ensureDeferred
 
+from bipgw.cli._args import CONFIG_ENV, config_parent, positive
 from bipgw.config import DEFAULT_CONFIG_NAME, Config
 from bipgw.core import parse_isd_commands
 from bipgw.errors import BipGwError
@@ -44,7 +45,6 @@ from bipgw.store import (
 
 __all__ = ["CONFIG_ENV", "TenantCommandError", "add_parser", "execute", "run"]
 
-CONFIG_ENV: Final = "BIPGW_CONFIG"
 _NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,31}\Z")
 _TOKEN: Final = re.compile(r"[\x21-\x7e]{16,512}\Z")
 _MAX_TOKEN_FILE: Final = 4096
@@ -101,33 +101,17 @@ def _positive_rate(value: str) -> float:
     return rate
 
 
-def _positive(value: str) -> int:
-    try:
-        n = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"{value!r} is not >= 1")
-    return n
-
-
 def add_parser(subparsers: Any) -> None:
     """Add the C{tenant} and C{service} commands to the C{bipgw} sub-command parsers."""
-    config = argparse.ArgumentParser(add_help=False)
-    config.add_argument(
-        "-c",
-        "--config",
-        default=argparse.SUPPRESS,
-        help=f"configuration file (default: ${CONFIG_ENV}, else ./{DEFAULT_CONFIG_NAME})",
-    )
+    config = config_parent()
     tenant = subparsers.add_parser("tenant", help="manage API tenants", parents=[config])
     actions = tenant.add_subparsers(dest="tenant_command", required=True, metavar="ACTION")
     add = actions.add_parser("add", help="add a tenant (prints a new token once)", parents=[config])
     add.add_argument("name", metavar="NAME", type=_name)
     add.add_argument("--token-file", metavar="FILE", help="file whose first line is the token")
     add.add_argument("--cert-cn", metavar="CN", help="also accept this TLS client certificate CN")
-    add.add_argument("--max-sessions", type=_positive, help="sessions open at once (all services)")
-    add.add_argument("--max-commands", type=_positive, help="commands in flight at once")
+    add.add_argument("--max-sessions", type=positive, help="sessions open at once (all services)")
+    add.add_argument("--max-commands", type=positive, help="commands in flight at once")
     actions.add_parser("list", help="list tenants (never their tokens)", parents=[config])
     disable = actions.add_parser("disable", help="refuse a tenant from now on", parents=[config])
     disable.add_argument("name", metavar="NAME", type=_name)
@@ -152,7 +136,7 @@ def add_parser(subparsers: Any) -> None:
     add.add_argument(
         "--rate", type=_positive_rate, help="commands per second the tenant may send (e.g. 0.5)"
     )
-    add.add_argument("--max-sessions", type=_positive, help="sessions of it open at once")
+    add.add_argument("--max-sessions", type=positive, help="sessions of it open at once")
     listing = actions.add_parser("list", help="list services", parents=[config])
     listing.add_argument("--tenant", type=_name, help="only this tenant's")
 

@@ -24,15 +24,18 @@ from bipgw.keys._kdf import (
     CardKeyDeriver,
     KdfPurpose,
     derive_card_key,
+    derive_card_key_v2,
     has_des_parity,
     normalise_iccid,
     psk_identity_for,
     set_des_parity,
 )
 from bipgw.keys._keystore import KeyInfo, KeyKind, KeyStore, MetaValue
+from bipgw.keys._masters import KIND_OF_PURPOSE, MasterKey, MasterKeyRing
 from bipgw.keys._operator_keys import (
     MASTER_KINDS,
     KeyInputError,
+    add_master_key,
     add_transport_key,
     generate_master_key,
     key_check_value,
@@ -71,6 +74,10 @@ from bipgw.keys._transport import (
 )
 
 __all__ = [
+    "KIND_OF_PURPOSE",
+    "MasterKey",
+    "MasterKeyRing",
+    "add_master_key",
     "DEFAULT_TRANSPORT_SCHEME",
     "MASTER_KINDS",
     "ROOT_KEY_ENV",
@@ -107,6 +114,7 @@ __all__ = [
     "add_transport_key",
     "check_value",
     "derive_card_key",
+    "derive_card_key_v2",
     "generate_master_key",
     "has_des_parity",
     "key_check_value",

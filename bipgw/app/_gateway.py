@@ -53,13 +53,14 @@ from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from bipgw.app._card_keys import card_key_source
 from bipgw.app._doors import HTTP_API_SERVICE, PLATFORM_SERVICE, front_doors
 from bipgw.app._feeds import ingest_settings
 from bipgw.app._tree import OrderedService, Step
 from bipgw.config import Config, redacted_url, server_endpoint_port
 from bipgw.core import CardTarget, SecuredSession, Session, SessionEngine
 from bipgw.ingest import IngestService
-from bipgw.keys import KeyManagementError, KeyStore, RootKey, Scp03MasterKeys
+from bipgw.keys import KeyStore, RootKey
 from bipgw.push import CallbackAddress, PushBuilder, PushProfile, PushSender
 from bipgw.scp81 import AdminServer, CardKeyCache
 from bipgw.smpp import SmppClientService, esme_settings
@@ -68,7 +69,6 @@ from bipgw.store import (
     ImportReport,
     IStore,
     StoreCardDirectory,
-    StoreScp03KeySource,
     create_store,
     end_sessions_left_open,
 )
@@ -127,18 +127,6 @@ def build_gateway(
     )
 
 
-def _scp03_source(store: IStore, root: RootKey, keystore: KeyStore) -> StoreScp03KeySource:
-    """Where a secured service's card SCP03 keys come from: the card's sealed
-    keys in the store, else diversified from the keystore's
-    C{master-scp03-*} keys when it has them."""
-    masters: Scp03MasterKeys | None
-    try:
-        masters = Scp03MasterKeys.from_keystore(keystore)
-    except KeyManagementError:
-        masters = None
-    return StoreScp03KeySource(store, root, masters=masters)
-
-
 class Gateway(OrderedService):
     """The whole gateway as one service tree (module docstring).
 
@@ -149,6 +137,8 @@ class Gateway(OrderedService):
     @ivar root: the root key (sealing card keys on import).
     @ivar keystore: the transport and master keys (vendor file imports).
     @ivar store: the application database.
+    @ivar key_source: where card keys come from: the store's, by their
+        lifecycle, and keys derived from the master keys (L{card_key_source}).
     @ivar keys: the opened card keys (PSK lookup, OTA keys).
     @ivar recorder: the session history, written to the store behind the
         sessions (L{BatchingRecorder.flush} writes what waits).
@@ -183,7 +173,10 @@ class Gateway(OrderedService):
         self.store = store
         self._reactor = reactor
         self._exit_on_failure = exit_on_failure
-        self.keys = CardKeyCache(store, root, reactor)
+        # One source of card keys for the cache, the SCP03 relay and key
+        # rotations: stored keys by lifecycle, and keys derived from masters.
+        self.key_source = card_key_source(config, store, root, keystore)
+        self.keys = CardKeyCache(store, root, reactor, keys=self.key_source)
         self.recorder = BatchingRecorder(store, reactor)
         self.builder = PushBuilder(
             self.keys.ota_keys,
@@ -205,7 +198,7 @@ class Gateway(OrderedService):
             config.sessions.policy(),
             uri_prefix=config.admin.uri_prefix,
             services={name: service.rules() for name, service in config.services.items()},
-            scp03_keys=_scp03_source(store, root, keystore),
+            scp03_keys=self.key_source,
         )
         # The one wiring call after construction: the engine is built on a
         # push sender that submits through the SMPP client, which reports

@@ -10,8 +10,9 @@ card's key for a purpose, algorithm and key version when asked
     C{add-master} write) serves every key version, with derivation v2
     (L{derive_card_key_v2}: the label binds purpose, algorithm and
     version);
-  - a master without C{kdf} (made before derivation v2) is a v1 master: it
-    serves the one key version its C{kvn} metadata names, with
+  - a master without C{kdf} (made before derivation v2), or with C{kdf =
+    1}, is a v1 master: it serves the key version its C{kvn} metadata
+    names (or any, when it is the purpose's only v1 master), with
     L{derive_card_key}, so keys already in the field keep their value.
 
 Key bytes exist only as L{Secret}; errors name kinds and labels.
@@ -101,8 +102,8 @@ class MasterKeyRing:
         """The master that derives C{purpose} keys of version C{kvn}, if any.
 
         A v2 master serves every version; otherwise the v1 master whose
-        C{kvn} is C{kvn}, or the only v1 master of the purpose when none
-        says its version.
+        C{kvn} is C{kvn}, or else the only v1 master of the purpose (as
+        before derivation v2, when one master per kind served its cards).
         """
         masters = self._by_purpose.get(purpose, [])
         for master in masters:
@@ -112,7 +113,7 @@ class MasterKeyRing:
         for master in v1:
             if master.kvn == kvn:
                 return master
-        if len(v1) == 1 and v1[0].kvn is None:
+        if len(v1) == 1:
             return v1[0]
         return None
 

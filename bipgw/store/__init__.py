@@ -54,6 +54,16 @@ from bipgw.store._recovery import (
     end_sessions_left_open,
     session_status,
 )
+from bipgw.store._card_key_source import CardKeySource, DerivedKeySpec, kdf_algorithm
+from bipgw.store._card_key_versions import (
+    KeyFamily,
+    KeySource,
+    KeyState,
+    KeyVersion,
+    SqlCardKeyVersions,
+    card_key_versions_for,
+    card_kvn,
+)
 from bipgw.store._scp03_keys import StoreScp03KeySource
 from bipgw.store._sealing import (
     FINGERPRINT_INFO,
@@ -137,6 +147,16 @@ def open_store(url: str, *, reactor: Any = None, threads: int | None = None) -> 
 
 
 __all__ = [
+    "CardKeySource",
+    "DerivedKeySpec",
+    "kdf_algorithm",
+    "KeyFamily",
+    "KeySource",
+    "KeyState",
+    "KeyVersion",
+    "SqlCardKeyVersions",
+    "card_key_versions_for",
+    "card_kvn",
     "FINGERPRINT_INFO",
     "LATEST_VERSION",
     "MAX_OTA_COUNTER",

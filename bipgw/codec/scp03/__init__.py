@@ -48,6 +48,17 @@ from bipgw.codec.scp03._errors import (
     SessionStateError,
 )
 from bipgw.codec.scp03._host import HostSession
+from bipgw.codec.scp03._put_key import (
+    INS_PUT_KEY,
+    KEY_TYPE_AES,
+    KEY_TYPE_DES,
+    KEY_TYPE_PSK,
+    NewKey,
+    PutKeyError,
+    check_put_key_answer,
+    key_check_value,
+    put_key_command,
+)
 from bipgw.codec.scp03._keys import (
     SessionKeys,
     StaticKeys,
@@ -75,6 +86,15 @@ from bipgw.codec.scp03._types import (
 __all__ = [
     "INS_EXTERNAL_AUTHENTICATE",
     "INS_INITIALIZE_UPDATE",
+    "INS_PUT_KEY",
+    "KEY_TYPE_AES",
+    "KEY_TYPE_DES",
+    "KEY_TYPE_PSK",
+    "NewKey",
+    "PutKeyError",
+    "check_put_key_answer",
+    "key_check_value",
+    "put_key_command",
     "SCP03_ID",
     "VALID_LEVELS",
     "CardSession",

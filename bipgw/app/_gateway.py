@@ -58,7 +58,14 @@ from bipgw.app._doors import HTTP_API_SERVICE, PLATFORM_SERVICE, front_doors
 from bipgw.app._feeds import ingest_settings
 from bipgw.app._tree import OrderedService, Step
 from bipgw.config import Config, redacted_url, server_endpoint_port
-from bipgw.core import CardTarget, SecuredSession, Session, SessionEngine
+from bipgw.core import (
+    CardKeyRotator,
+    CardTarget,
+    RotationOutcome,
+    SecuredSession,
+    Session,
+    SessionEngine,
+)
 from bipgw.ingest import IngestService
 from bipgw.keys import KeyStore, RootKey
 from bipgw.push import CallbackAddress, PushBuilder, PushProfile, PushSender
@@ -69,11 +76,12 @@ from bipgw.store import (
     ImportReport,
     IStore,
     StoreCardDirectory,
+    StoreKeyRotationPlanner,
     create_store,
     end_sessions_left_open,
 )
 
-__all__ = ["Gateway", "build_gateway", "push_profiles"]
+__all__ = ["Gateway", "build_gateway", "push_profiles", "rotation_services"]
 
 
 def push_profiles(config: Config) -> dict[str, PushProfile]:
@@ -86,6 +94,16 @@ def push_profiles(config: Config) -> dict[str, PushProfile]:
         name: PushProfile.from_service(service, admin_uri=config.admin.uri_prefix)
         for name, service in config.services.items()
     }
+
+
+def rotation_services(config: Config) -> tuple[str, ...]:
+    """The services whose sessions can carry PUT KEY: C{secure_apdus}, and
+    C{put-key} (INS D8) among their C{isd_commands}."""
+    return tuple(
+        name
+        for name, service in config.services.items()
+        if service.secure_apdus and 0xD8 in service.isd_commands
+    )
 
 
 def build_gateway(
@@ -148,6 +166,7 @@ class Gateway(OrderedService):
     @ivar engine: the session engine: every door opens sessions with its
         C{open}.
     @ivar admin: the SCP81 TLS-PSK admin server.
+    @ivar rotator: card key rotations over the air (PUT KEY through SCP03).
     @ivar doors: the front doors C{[platform]} and C{[http_api]} open.
     @ivar ingest: the partners' file feeds, with an C{[ingest]} table.
     """
@@ -216,7 +235,20 @@ class Gateway(OrderedService):
             grace_period=config.sessions.grace_period,
             max_connections=config.admin.max_connections,
         )
-        self.doors = front_doors(config, self.engine, store, reactor, platform_tls=platform_tls)
+        self.rotator = CardKeyRotator(
+            self.engine.open,
+            StoreKeyRotationPlanner(
+                self.key_source,
+                store,
+                reactor,
+                actor=f"gateway {config.gateway.node_id}",
+                changed=lambda iccid: self.keys.load_cards([iccid]),
+            ),
+            rotation_services(config),
+        )
+        self.doors = front_doors(
+            config, self.engine, store, reactor, platform_tls=platform_tls, rotator=self.rotator
+        )
         self.ingest: IngestService | None = None
         if config.ingest is not None:
             self.ingest = IngestService(
@@ -279,6 +311,13 @@ class Gateway(OrderedService):
         if service is None:
             service = next(iter(self.config.services))
         return self.engine.open(target, service)
+
+    def rotate_card_keys(
+        self, iccid: str, purpose: str, service: str | None = None
+    ) -> Deferred[RotationOutcome]:
+        """Rotate one key family (C{psk}, C{ota}, C{scp03}) of a card over the
+        air (L{bipgw.core.CardKeyRotator}); fires with the outcome."""
+        return Deferred.fromCoroutine(self.rotator.rotate(iccid, purpose, service))
 
     def when_ready(self) -> Deferred[Gateway]:  # type: ignore[override]
         """Fire with the gateway once every part has started: database open,

@@ -46,6 +46,12 @@ from bipgw.core._interfaces import (
     MemorySessionRecorder,
     PorReport,
 )
+from bipgw.core._key_rotation import (
+    CardKeyRotator,
+    IKeyRotationPlanner,
+    RotationOutcome,
+    RotationPlan,
+)
 from bipgw.core._lookup import OUTCOME_FIELDS, SessionLookup, look_up
 from bipgw.core._policy import BusyPolicy, PolicyError, SessionPolicy
 from bipgw.core._pushes import normalise_msisdn
@@ -104,6 +110,7 @@ __all__ = [
     "TRANSITIONS",
     "ApduTrace",
     "BusyPolicy",
+    "CardKeyRotator",
     "CardLink",
     "CardRecord",
     "CardTarget",
@@ -114,6 +121,7 @@ __all__ = [
     "HostSessionFactory",
     "ICardDirectory",
     "ICounterAllocator",
+    "IKeyRotationPlanner",
     "IPushSender",
     "IScp03KeySource",
     "ISessionHistory",
@@ -131,6 +139,8 @@ __all__ = [
     "Reach",
     "ReachRefusedError",
     "RelayHost",
+    "RotationOutcome",
+    "RotationPlan",
     "Scp03Step",
     "ScriptResult",
     "ScriptRunner",

@@ -74,11 +74,8 @@ from bipgw.keys._transport import (
 )
 
 __all__ = [
-    "KIND_OF_PURPOSE",
-    "MasterKey",
-    "MasterKeyRing",
-    "add_master_key",
     "DEFAULT_TRANSPORT_SCHEME",
+    "KIND_OF_PURPOSE",
     "MASTER_KINDS",
     "ROOT_KEY_ENV",
     "CardKeyDeriver",
@@ -98,6 +95,8 @@ __all__ = [
     "KeystoreFormatError",
     "KeystoreNotFoundError",
     "KeystoreWriteError",
+    "MasterKey",
+    "MasterKeyRing",
     "MetaValue",
     "RootKey",
     "RootKeyError",
@@ -111,6 +110,7 @@ __all__ = [
     "TransportUnwrapper",
     "UnknownKeyError",
     "WrongRootKeyError",
+    "add_master_key",
     "add_transport_key",
     "check_value",
     "derive_card_key",

@@ -132,9 +132,7 @@ class MasterKeyRing:
         master = self.master_for(purpose, kvn)
         return None if master is None else master.derive(iccid, purpose, algorithm, kvn)
 
-    def require(
-        self, iccid: str, purpose: KdfPurpose, algorithm: KeyAlgorithm, kvn: int
-    ) -> Secret:
+    def require(self, iccid: str, purpose: KdfPurpose, algorithm: KeyAlgorithm, kvn: int) -> Secret:
         """L{derive}, or L{UnknownKeyError} naming the missing master kind."""
         key = self.derive(iccid, purpose, algorithm, kvn)
         if key is None:

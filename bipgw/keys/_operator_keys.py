@@ -135,9 +135,7 @@ def generate_master_key(
     with C{kdf} 2 (the default) for every key version, the version being
     part of the derivation; with C{kdf} 1 for key version C{kvn} only.
     """
-    return _put_master(
-        keystore, kind, label, Secret.generate(_length(length)), kvn, kdf, replace
-    )
+    return _put_master(keystore, kind, label, Secret.generate(_length(length)), kvn, kdf, replace)
 
 
 def add_master_key(

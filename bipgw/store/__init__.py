@@ -34,6 +34,17 @@ from bipgw.store._adapters import (
     session_record,
     trace_record,
 )
+from bipgw.store._card_key_rotation import StoreKeyRotationPlanner
+from bipgw.store._card_key_source import CardKeySource, DerivedKeySpec, kdf_algorithm
+from bipgw.store._card_key_versions import (
+    KeyFamily,
+    KeySource,
+    KeyState,
+    KeyVersion,
+    SqlCardKeyVersions,
+    card_key_versions_for,
+    card_kvn,
+)
 from bipgw.store._engine import create_sql_engine
 from bipgw.store._feed_types import FeedFile, Partner
 from bipgw.store._interfaces import IStore, MsisdnPlan, plan_msisdn_change
@@ -53,16 +64,6 @@ from bipgw.store._recovery import (
     StoreSessionHistory,
     end_sessions_left_open,
     session_status,
-)
-from bipgw.store._card_key_source import CardKeySource, DerivedKeySpec, kdf_algorithm
-from bipgw.store._card_key_versions import (
-    KeyFamily,
-    KeySource,
-    KeyState,
-    KeyVersion,
-    SqlCardKeyVersions,
-    card_key_versions_for,
-    card_kvn,
 )
 from bipgw.store._scp03_keys import StoreScp03KeySource
 from bipgw.store._sealing import (
@@ -147,16 +148,6 @@ def open_store(url: str, *, reactor: Any = None, threads: int | None = None) -> 
 
 
 __all__ = [
-    "CardKeySource",
-    "DerivedKeySpec",
-    "kdf_algorithm",
-    "KeyFamily",
-    "KeySource",
-    "KeyState",
-    "KeyVersion",
-    "SqlCardKeyVersions",
-    "card_key_versions_for",
-    "card_kvn",
     "FINGERPRINT_INFO",
     "LATEST_VERSION",
     "MAX_OTA_COUNTER",
@@ -173,15 +164,21 @@ __all__ = [
     "Card",
     "CardKey",
     "CardKeySealer",
+    "CardKeySource",
     "CardKeys",
     "CardUpsert",
     "CounterExhaustedError",
+    "DerivedKeySpec",
     "DuplicateRecordError",
     "FeedFile",
     "IStore",
     "ImportKind",
     "ImportReport",
+    "KeyFamily",
     "KeyPurpose",
+    "KeySource",
+    "KeyState",
+    "KeyVersion",
     "LineError",
     "MemoryStore",
     "Migration",
@@ -195,10 +192,12 @@ __all__ = [
     "Service",
     "SessionEvent",
     "SessionRecord",
+    "SqlCardKeyVersions",
     "SqlStore",
     "StoreCardDirectory",
     "StoreConflictError",
     "StoreError",
+    "StoreKeyRotationPlanner",
     "StoreScp03KeySource",
     "StoreSessionHistory",
     "StoreSessionRecorder",
@@ -211,6 +210,8 @@ __all__ = [
     "add_tenant",
     "card_key_fingerprint",
     "card_key_label",
+    "card_key_versions_for",
+    "card_kvn",
     "create_sql_engine",
     "create_store",
     "current_version",
@@ -222,6 +223,7 @@ __all__ = [
     "in_threads",
     "is_reserved_row",
     "is_settings_row",
+    "kdf_algorithm",
     "migrate",
     "new_token",
     "open_card_key",

@@ -192,15 +192,20 @@ class CardKeySource:
                 keys.append(key)
         held = {(k.purpose, card_kvn(k.purpose, k.kvn)) for k in keys}
         for version in rows:
-            if version.state is KeyState.ACTIVE and version.source is KeySource.DERIVED:
-                if (version.purpose, version.kvn) not in held:
-                    derived = self._derive(
-                        iccid, version.purpose, version.kvn, kdf_algorithm(version.algorithm)
-                    )
-                    if derived is not None:
-                        keys.append(derived)
+            if (
+                version.state is KeyState.ACTIVE
+                and version.source is KeySource.DERIVED
+                and (version.purpose, version.kvn) not in held
+            ):
+                derived = self._derive(
+                    iccid, version.purpose, version.kvn, kdf_algorithm(version.algorithm)
+                )
+                if derived is not None:
+                    keys.append(derived)
         rotated = {
-            v.family for v in rows if v.state is KeyState.ACTIVE and v.source is not KeySource.IMPORTED
+            v.family
+            for v in rows
+            if v.state is KeyState.ACTIVE and v.source is not KeySource.IMPORTED
         }
         for spec in self._wanted:
             if KeyFamily.of(spec.purpose) in rotated:

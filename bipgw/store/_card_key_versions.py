@@ -207,9 +207,7 @@ class SqlCardKeyVersions:
 
         return self._store._read(work)
 
-    def begin(
-        self, versions: Sequence[KeyVersion], sealed: Sequence[CardKey] = ()
-    ) -> Any:
+    def begin(self, versions: Sequence[KeyVersion], sealed: Sequence[CardKey] = ()) -> Any:
         """Record new C{pending} versions of one family of one card (and their
         sealed keys, for generated ones), in one transaction.
 
@@ -281,16 +279,23 @@ class SqlCardKeyVersions:
             mine = and_(v.iccid == iccid, v.purpose.in_(purposes), v.kvn == kvn)
             found = c.execute(select(v.state).where(mine)).all()
             if not found or any(r[0] != KeyState.PENDING.value for r in found):
-                raise StoreError(f"card {iccid} has no pending {family.value} key version {kvn:02X}")
+                raise StoreError(
+                    f"card {iccid} has no pending {family.value} key version {kvn:02X}"
+                )
             # Imported keys get their row now, to be retired.
             stored = c.execute(
                 select(k.iccid, k.purpose, k.kvn, k.algorithm).where(
                     and_(k.iccid == iccid, k.purpose.in_(purposes))
                 )
             ).all()
-            rows = [_version(r) for r in c.execute(select(s.card_key_versions).where(
-                and_(v.iccid == iccid, v.purpose.in_(purposes))
-            ))]
+            rows = [
+                _version(r)
+                for r in c.execute(
+                    select(s.card_key_versions).where(
+                        and_(v.iccid == iccid, v.purpose.in_(purposes))
+                    )
+                )
+            ]
             for version in merged_versions(stored, rows):
                 if version.source is KeySource.IMPORTED and version not in rows:
                     retired = attrs.evolve(

@@ -37,9 +37,7 @@ from bipgw.codec.scp03._errors import Scp03Error
 try:  # cryptography >= 43 keeps 3DES here
     from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
 except ImportError:  # pragma: no cover - older cryptography
-    from cryptography.hazmat.primitives.ciphers.algorithms import (  # type: ignore[attr-defined,no-redef]
-        TripleDES,
-    )
+    from cryptography.hazmat.primitives.ciphers.algorithms import TripleDES
 
 __all__ = [
     "INS_PUT_KEY",

@@ -149,7 +149,9 @@ class FuzzTests(SynchronousTestCase):
         ),
         flip=st.integers(0, 400),
     )
-    def test_mutatedCommands(self, kvn: int, old: int, kinds: list[tuple[int, int]], flip: int) -> None:
+    def test_mutatedCommands(
+        self, kvn: int, old: int, kinds: list[tuple[int, int]], flip: int
+    ) -> None:
         """Valid-looking PUT KEYs, one byte flipped: answered, never a crash."""
         keys = []
         for key_type, size in kinds:

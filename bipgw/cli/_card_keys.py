@@ -89,9 +89,7 @@ async def show_card(store: IStore, iccid: str | None, out: TextIO) -> int:
             raise CardKeyCommandError(f"card {iccid} is not in the database")
     if lifecycle is None:
         raise CardKeyCommandError("card key versions are kept in an SQL database only")
-    versions = await (
-        lifecycle.versions(iccid) if iccid is not None else lifecycle.list_versions()
-    )
+    versions = await (lifecycle.versions(iccid) if iccid is not None else lifecycle.list_versions())
     print_versions(versions, out)
     if not versions:
         out.write("(no stored or rotated keys: keys are derived from master keys if any)\n")
@@ -160,9 +158,7 @@ async def rotate_card(
     try:
         answer = json.loads(content)
     except ValueError:
-        raise CardKeyCommandError(
-            f"the gateway answered {response.code} without JSON"
-        ) from None
+        raise CardKeyCommandError(f"the gateway answered {response.code} without JSON") from None
     if response.code == 201:
         out.write(
             f"card {answer['iccid']}: {answer['purpose']} keys rotated, key version"

@@ -208,9 +208,7 @@ class LifecycleTests(SynchronousTestCase):
             self.successResultOf(self.versions.abandon(ICCID, KeyFamily.PSK, 0x41, 9.0)), 1
         )
         self.assertEqual(self.psk(), [(1, STORED_PSK.reveal())])
-        self.failureResultOf(
-            self.versions.activate(ICCID, KeyFamily.PSK, 0x41, 10.0), StoreError
-        )
+        self.failureResultOf(self.versions.activate(ICCID, KeyFamily.PSK, 0x41, 10.0), StoreError)
 
     def test_onePendingPerFamily(self) -> None:
         self.successResultOf(self.versions.begin([self.new]))

@@ -14,12 +14,10 @@ and prints the outcome.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
-from urllib.parse import quote
 
 from bipgw.config import Config, server_endpoint_port
 from bipgw.errors import BipGwError
@@ -136,38 +134,9 @@ async def rotate_card(
     @return: 0 once the card confirmed, 1 when the rotation failed (the old
         keys stay active).
     """
-    import treq
-    from twisted.web.http_headers import Headers
+    from bipgw.client import request_key_rotation
 
     iccid = normalise_iccid(iccid)
-    body: dict[str, str] = {"purpose": purpose}
-    if service is not None:
-        body["service"] = service
-    target = f"{url}/v1/cards/{quote(iccid)}/key-rotations"
-    try:
-        response = await treq.post(
-            target,
-            json=body,
-            headers=Headers({b"Authorization": [f"Bearer {_token(token_file)}".encode("ascii")]}),
-            reactor=reactor,
-            timeout=600,
-        )
-        content = await response.content()
-    except Exception as e:
-        raise CardKeyCommandError(f"cannot reach the gateway at {url}: {e}") from None
-    try:
-        answer = json.loads(content)
-    except ValueError:
-        raise CardKeyCommandError(f"the gateway answered {response.code} without JSON") from None
-    if response.code == 201:
-        out.write(
-            f"card {answer['iccid']}: {answer['purpose']} keys rotated, key version"
-            f" {answer['old_kvn']:02X} retired, {answer['new_kvn']:02X} active"
-            f" (session {answer.get('session')})\n"
-        )
-        return 0
-    out.write(
-        f"card {iccid}: {purpose} keys not rotated ({response.code} {answer.get('code')}):"
-        f" {answer.get('message')}\n"
-    )
-    return 1
+    result = await request_key_rotation(reactor, url, _token(token_file), iccid, purpose, service)
+    out.write(result.describe(iccid, purpose) + "\n")
+    return 0 if result.ok else 1

@@ -22,6 +22,11 @@ from bipgw.client._channel import (
     SessionFailedError,
     connect,
 )
+from bipgw.client._key_rotation import (
+    KeyRotationError,
+    KeyRotationResult,
+    request_key_rotation,
+)
 from bipgw.client._replay import (
     CommandOutcome,
     GatewayTarget,
@@ -75,6 +80,8 @@ __all__ = [
     "GatewayTarget",
     "IReplayTarget",
     "IReplayTargetFactory",
+    "KeyRotationError",
+    "KeyRotationResult",
     "Notification",
     "NotificationEvent",
     "PlatformClient",
@@ -103,6 +110,7 @@ __all__ = [
     "parse_script",
     "parse_variable",
     "report_json",
+    "request_key_rotation",
     "run_script",
     "target_factories",
 ]

@@ -10,6 +10,7 @@ and a card that refuses keeps working with its old keys.
 
 from __future__ import annotations
 
+import io
 import json
 import sqlite3
 from pathlib import Path
@@ -144,4 +145,62 @@ class DerivedKeysTests(TestCase):
                 0x41: (KeyState.ACTIVE, KeySource.GENERATED),
             },
         )
+        await secured_round(self, loop, iccid)
+
+
+class HttpApiRotationTests(TestCase):
+    """POST /v1/cards/{iccid}/key-rotations, as bipgw keys rotate-card asks it."""
+
+    timeout = WAIT
+
+    async def test_authorisedTenantOnly(self) -> None:
+        """A tenant granted put-key on the secure service rotates; one without
+        is refused (403) and nothing changes; keys show prints metadata only."""
+        from twisted.internet import reactor
+
+        from bipgw.cli._card_keys import rotate_card, show_card
+        from bipgw.client import request_key_rotation
+        from tests.integration.test_platform_e2e import (
+            OTHER_TOKEN,
+            TOKEN,
+            fronts_toml,
+            operator,
+        )
+
+        loop = await start_loop(
+            Path(self.mktemp()),
+            cards=1,
+            extra_config=SECURE_SERVICE + fronts_toml(),
+            derived_keys=True,
+        )
+        self.addCleanup(stop_loop, loop)
+        iccid = loop.iccids[0]
+        tokens = Path(self.mktemp())
+        tokens.mkdir()
+        for name, token in (("acme", TOKEN), ("globex", OTHER_TOKEN)):
+            (tokens / name).write_text(token + "\n")
+            await operator(loop, "tenant", "add", name, "--token-file", str(tokens / name))
+        await operator(
+            loop, "service", "add", "secure", "--tenant", "acme", "--isd-commands", "all"
+        )
+        await operator(
+            loop, "service", "add", "secure", "--tenant", "globex", "--isd-commands", "get-status"
+        )
+        url = f"http://127.0.0.1:{loop.gateway.http_api_port}"
+        refused = await request_key_rotation(reactor, url, OTHER_TOKEN, iccid, "psk")
+        self.assertEqual((refused.ok, refused.status), (False, 403))
+        self.assertEqual(refused.body["code"], "service-not-allowed")
+        bad = await request_key_rotation(reactor, url, "no-such-token", iccid, "psk")
+        self.assertEqual(bad.status, 401)
+
+        out = io.StringIO()
+        status = await rotate_card(reactor, url, str(tokens / "acme"), iccid, "psk", None, out)
+        self.assertEqual(status, 0, out.getvalue())
+        self.assertIn("psk keys rotated, key version 40 retired, 41 active", out.getvalue())
+
+        shown = io.StringIO()
+        await show_card(loop.gateway.store, iccid, shown)
+        text = shown.getvalue()
+        self.assertIn(f"{iccid}\tPSK\t41\tactive\tderived\taes-128", text)
+        self.assertNotIn("\t40\t", text.replace(f"{iccid}\tPSK\t40", ""))
         await secured_round(self, loop, iccid)

@@ -104,7 +104,7 @@ class RotatorTests(SynchronousTestCase):
         self.assertTrue(session.closed)
 
     def test_wrongCheckValue(self) -> None:
-        outcome, planner, _ = self.run_with(FakeSession(b"\x41\x00\x00\x00\x90\x00"))
+        outcome, _, _ = self.run_with(FakeSession(b"\x41\x00\x00\x00\x90\x00"))
         self.assertFalse(outcome.ok)
         self.assertIn("check value", outcome.reason)
 
@@ -116,7 +116,7 @@ class RotatorTests(SynchronousTestCase):
         self.assertEqual(len(planner.calls), 2)
 
     def test_cardNeverConnects(self) -> None:
-        outcome, planner, _ = self.run_with(FakeSession(b"", ready=False))
+        outcome, _, _ = self.run_with(FakeSession(b"", ready=False))
         self.assertFalse(outcome.ok)
         self.assertIn("never connected", outcome.reason)
 

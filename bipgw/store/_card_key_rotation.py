@@ -75,7 +75,7 @@ class StoreKeyRotationPlanner:
         self._clock = clock
         self._actor = actor
         self._changed = changed
-        self._sealer = CardKeySealer(source._root)
+        self._sealer = CardKeySealer(source.root)
 
     def __repr__(self) -> str:
         return "<StoreKeyRotationPlanner>"

@@ -129,6 +129,11 @@ class CardKeySource:
     def __repr__(self) -> str:
         return f"<CardKeySource {len(self._wanted)} derived key specs, {self.masters!r}>"
 
+    @property
+    def root(self) -> RootKey:
+        """The root key the source opens and seals card keys with."""
+        return self._root
+
     def check(self) -> None:
         """Refuse a configuration that wants keys forced derived without a master.
 

@@ -42,7 +42,15 @@ from twisted.python.failure import Failure
 
 from bipgw.codec.ota import OtaKeys
 from bipgw.keys import KeyManagementError, RootKey, Secret, psk_identity_for
-from bipgw.store import Card, CardKey, CardKeys, IStore, KeyPurpose, open_card_key
+from bipgw.store import (
+    Card,
+    CardKey,
+    CardKeys,
+    ICardKeyReader,
+    IStore,
+    KeyPurpose,
+    open_card_key,
+)
 
 __all__ = ["CacheStats", "CardKeyCache"]
 
@@ -106,13 +114,14 @@ class CardKeyCache:
         *,
         concurrency: int = 8,
         page_size: int = _PAGE,
-        keys: Any = None,
+        keys: ICardKeyReader | None = None,
     ) -> None:
         if page_size < 1:
             raise ValueError(f"page_size must be at least 1, not {page_size!r}")
         self._page = page_size
         self._store = store
-        self._keys_of = (keys if keys is not None else store).get_card_keys
+        reader: ICardKeyReader = keys if keys is not None else store
+        self._keys_of = reader.get_card_keys
         self._root = root
         self._clock = clock
         self._limit = DeferredSemaphore(concurrency)

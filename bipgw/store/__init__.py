@@ -35,7 +35,12 @@ from bipgw.store._adapters import (
     trace_record,
 )
 from bipgw.store._card_key_rotation import StoreKeyRotationPlanner
-from bipgw.store._card_key_source import CardKeySource, DerivedKeySpec, kdf_algorithm
+from bipgw.store._card_key_source import (
+    CardKeySource,
+    DerivedKeySpec,
+    ICardKeyReader,
+    kdf_algorithm,
+)
 from bipgw.store._card_key_versions import (
     KeyFamily,
     KeySource,
@@ -171,6 +176,7 @@ __all__ = [
     "DerivedKeySpec",
     "DuplicateRecordError",
     "FeedFile",
+    "ICardKeyReader",
     "IStore",
     "ImportKind",
     "ImportReport",

@@ -25,7 +25,7 @@ rotation or an import is seen at the next read.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import attrs
 from twisted.internet.defer import Deferred, gatherResults, succeed
@@ -54,7 +54,15 @@ from bipgw.store._interfaces import IStore
 from bipgw.store._sealing import CardKeySealer, open_card_key
 from bipgw.store._types import CardKey, CardKeys, KeyPurpose, UnknownRecordError
 
-__all__ = ["KDF_PURPOSE", "CardKeySource", "DerivedKeySpec", "kdf_algorithm"]
+__all__ = ["KDF_PURPOSE", "CardKeySource", "DerivedKeySpec", "ICardKeyReader", "kdf_algorithm"]
+
+
+class ICardKeyReader(Protocol):
+    """Where a part reads a card's keys (the store itself, or a L{CardKeySource})."""
+
+    def get_card_keys(self, iccid: str) -> Deferred[CardKeys]:
+        """Fire with the card's usable keys, sealed."""
+
 
 KDF_PURPOSE: Final = {
     KeyPurpose.KIC: KdfPurpose.OTA_KIC,

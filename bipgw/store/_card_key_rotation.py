@@ -119,11 +119,17 @@ class StoreKeyRotationPlanner:
         sealed: list[CardKey] = []
         keys: list[NewKey] = []
         sources: set[str] = set()
+        first_algorithm = kdf_algorithm(next(iter(current.values())).algorithm)
         for purpose in family.purposes:
-            if purpose not in current:
-                break  # key identifiers must follow each other (KIK may be absent)
-            algorithm = kdf_algorithm(current[purpose].algorithm)
             master = self._source.masters.master_for(KDF_PURPOSE[purpose], new_kvn)
+            if purpose in current:
+                algorithm = kdf_algorithm(current[purpose].algorithm)
+            elif master is not None and master.kdf == 2:
+                # A key the gateway never needed (the OTA KIK) but whose master
+                # it holds: the card's set keeps it, derived for the new version.
+                algorithm = first_algorithm
+            else:
+                break  # key identifiers must follow each other (KIK may be absent)
             if master is not None and master.kdf == 2:
                 secret = master.derive(iccid, KDF_PURPOSE[purpose], algorithm, new_kvn)
                 source = KeySource.DERIVED

@@ -204,3 +204,30 @@ class HttpApiRotationTests(TestCase):
         self.assertIn(f"{iccid}\tPSK\t41\tactive\tderived\taes-128", text)
         self.assertNotIn("\t40\t", text.replace(f"{iccid}\tPSK\t40", ""))
         await secured_round(self, loop, iccid)
+
+
+class OtaRotationTests(TestCase):
+    timeout = WAIT
+
+    async def test_otaSetMovesToNextVersion(self) -> None:
+        """The OTA set 01 -> 02: the card confirms; a service whose KIc/KID name
+        key version 2 then reaches it with the new (derived) keys."""
+        services = (
+            SECURE_SERVICE + '[services.secure2]\nsecure_apdus = true\nkic = "22"\nkid = "22"\n'
+        )
+        loop = await start_loop(
+            Path(self.mktemp()), cards=1, extra_config=services, derived_keys=True
+        )
+        self.addCleanup(stop_loop, loop)
+        iccid = loop.iccids[0]
+        outcome = await loop.gateway.rotate_card_keys(iccid, "ota")
+        self.assertTrue(outcome.ok, outcome.reason)
+        self.assertEqual((outcome.old_kvn, outcome.new_kvn), (1, 2))
+        versions = await loop.gateway.key_source.card_versions(iccid)
+        active = {(v.purpose.value, v.kvn) for v in versions if v.state is KeyState.ACTIVE}
+        self.assertEqual(active, {("KIC", 2), ("KID", 2), ("KIK", 2)})
+        session = loop.gateway.open_session(CardTarget.by_iccid(iccid), "secure2")
+        await session.ready
+        result = await session.execute(ISD_SCRIPT[1:])
+        self.assertEqual(result.responses[-1][-2:], b"\x90\x00")
+        await session.close()

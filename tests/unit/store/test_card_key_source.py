@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import os
+from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -153,11 +154,18 @@ class SourceTests(SynchronousTestCase):
         self.assertIsNone(card_key_versions_for(MemoryStore()))
 
 
-class LifecycleTests(SynchronousTestCase):
-    """Pending, active, retired in SQLite; the source follows them."""
+class LifecycleMixin:
+    """Pending, active, retired in an SQL store; the source follows them.
+
+    Mixed into a SynchronousTestCase that says how to make the store
+    (SQLite here, PostgreSQL in tests/integration/test_store_postgres.py).
+    """
+
+    def make_store(self) -> Any:
+        raise NotImplementedError
 
     def setUp(self) -> None:
-        self.store = open_inline("sqlite://", self)
+        self.store = self.make_store()
         sealed = (seal_card_key(ROOT, ICCID, KeyPurpose.PSK, 1, "psk", STORED_PSK),)
         self.successResultOf(self.store.upsert_cards([CardUpsert(iccid=ICCID, keys=sealed)]))
         self.versions = card_key_versions_for(self.store)
@@ -219,3 +227,10 @@ class LifecycleTests(SynchronousTestCase):
     def test_listAll(self) -> None:
         listed = self.successResultOf(self.versions.list_versions())
         self.assertEqual([v.iccid for v in listed], [ICCID])
+
+
+class LifecycleTests(LifecycleMixin, SynchronousTestCase):
+    """The lifecycle on SQLite (in memory)."""
+
+    def make_store(self) -> Any:
+        return open_inline("sqlite://", self)

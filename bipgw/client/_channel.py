@@ -137,10 +137,14 @@ class PlatformClient:
         msisdn: str | None = None,
         application: bytes | str | None = None,
         timeouts: Timeouts | None = None,
+        target: bytes | str | None = None,
     ) -> Deferred[CardSession]:
         """Open a session with the card named by C{iccid} or C{msisdn}.
 
         @param application: the TAR or AID the session addresses (bytes or hex).
+        @param target: the AID (bytes or hex) of the application the card
+            runs the session's scripts in (GP Amd B
+            C{X-Admin-Targeted-Application}), unless a command names its own.
         @param timeouts: the gateway closes the session if the card is not
             ready, or a command not answered, in time.
         @return: fires with the L{CardSession} once the card is connected;
@@ -150,6 +154,7 @@ class PlatformClient:
         rid = self._next_id()
         try:
             app = None if application is None else as_bytes(application, "application")
+            aid = None if target is None else as_bytes(target, "target")
             request = Open(
                 id=rid,
                 service=service,
@@ -157,6 +162,7 @@ class PlatformClient:
                 msisdn=msisdn,
                 application=app,
                 timeouts=timeouts,
+                target=aid,
             )
         except (MessageError, ValueError) as e:
             return fail(e)

@@ -184,6 +184,7 @@ class SessionEngine:
         commands: Sequence[bytes],
         *,
         definite: bool | None = None,
+        target: bytes | None = None,
     ) -> Deferred[ScriptResult]:
         """Run C{commands} (C-APDUs) on the card as one expanded script.
 
@@ -199,10 +200,12 @@ class SessionEngine:
 
         @param definite: send C{AA} (definite length) or C{AE}; C{None}
             takes the service's C{definite_scripts}.
+        @param target: the AID of the application to run the script in
+            (GP Amd B C{X-Admin-Targeted-Application}); see L{Session.execute}.
         """
         machine = self._find(session_id)
         if machine is not None:
-            return self._handles[machine.id].execute(commands, definite=definite)
+            return self._handles[machine.id].execute(commands, definite=definite, target=target)
         status = self.status(session_id)
         if status is None:
             return fail(SessionError(FailureReason.UNKNOWN_SESSION, str(session_id)))

@@ -102,6 +102,7 @@ class Tracked:
     service: ServiceGrant
     application: bytes | None
     timeouts: Timeouts | None
+    target: bytes | None = None  # the AID the session's scripts run in (Amd B)
     ready: bool = False
     closing: bool = False
     timed_out: tuple[str, str] | None = None  # (code, message) of a platform timeout
@@ -204,6 +205,15 @@ class SessionRelay:
             )
             done_now(None)
             return
+        if request.target is not None and not service.allows_application(request.target):
+            self._reply(
+                ErrorCode.APPLICATION_NOT_ALLOWED,
+                f"target application {request.target.hex().upper()} is not allowed for"
+                f" service {service.name}",
+                request.id,
+            )
+            done_now(None)
+            return
         usage = self._tenancy.usage
         refused = usage.check_open(tenant, service)
         if refused is not None:
@@ -221,7 +231,9 @@ class SessionRelay:
             self._reply(ErrorCode.INTERNAL_ERROR, "the gateway could not open it", request.id)
             done_now(None)
             return
-        tracked = Tracked(session, tenant.tenant_id, service, app, request.timeouts)
+        tracked = Tracked(
+            session, tenant.tenant_id, service, app, request.timeouts, target=request.target
+        )
         self._sessions[tracked.id] = tracked
         usage.opened(tenant.tenant_id, service.name)
         self._tenancy.opened(tracked.id, tenant.tenant_id)
@@ -416,7 +428,8 @@ class SessionRelay:
         # The tenant's current grant rules (the HTTP API renews it per request).
         service = tenant.services.get(tracked.service.name, tracked.service)
         access = _accesses(tracked, service, tenant.tenant_id)
-        why = tracked.session.refusal(capdus, access)
+        target = request.target if request.target is not None else tracked.target
+        why = tracked.session.refusal(capdus, access, target)
         if why is not None:
             self._reply(ErrorCode.APPLICATION_NOT_ALLOWED, why.detail, rid, sid)
             return
@@ -436,7 +449,11 @@ class SessionRelay:
         # Through the session object, not the engine: a secured service's
         # session wraps every command in the card's SCP03 channel.
         done = maybeDeferred(
-            tracked.session.execute, capdus, definite=request.definite_length, access=access
+            tracked.session.execute,
+            capdus,
+            definite=request.definite_length,
+            access=access,
+            target=target,
         )
         done.addCallbacks(
             self._result,

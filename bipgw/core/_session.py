@@ -251,8 +251,11 @@ class SessionMachine:
 
     # -- inputs from the platform -------------------------------------
 
-    def execute(self, commands: Sequence[bytes], definite: bool = False) -> Deferred[ScriptResult]:
-        """Send C{commands} to the card as one script; fire with its answer."""
+    def execute(
+        self, commands: Sequence[bytes], definite: bool = False, target: bytes | None = None
+    ) -> Deferred[ScriptResult]:
+        """Send C{commands} to the card as one script (for application
+        C{target} when given); fire with its answer."""
         try:
             if self.state.terminal or self._closing:
                 return self._refuse(FailureReason.SESSION_ENDED, f"state {self.state.value}")
@@ -262,7 +265,7 @@ class SessionMachine:
             if queued is not None and queued >= self._policy.max_queued_commands:
                 return self._refuse(FailureReason.QUEUE_FULL, f"{queued} commands already queued")
             try:
-                command = build_command(commands, definite)
+                command = build_command(commands, definite, target)
             except SessionError as e:
                 return self._refuse(e.reason, e.detail)
             self._exchange.submit(command)

@@ -47,8 +47,8 @@ from bipgw.web._relay import TenantRelay
 
 _TOKEN: Final = re.compile(r"[\x21-\x7e]{1,512}\Z")
 """A token as the platform channel's C{hello} takes it: printable ASCII, bounded."""
-_OPEN_FIELDS: Final = frozenset({"iccid", "msisdn", "service", "application", "timeouts"})
-_COMMAND_FIELDS: Final = frozenset({"apdus", "script", "definite"})
+_OPEN_FIELDS: Final = frozenset({"iccid", "msisdn", "service", "application", "timeouts", "target"})
+_COMMAND_FIELDS: Final = frozenset({"apdus", "script", "definite", "target"})
 
 
 @attrs.frozen(kw_only=True)

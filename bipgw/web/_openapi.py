@@ -45,6 +45,13 @@ EXAMPLE_ICCID: Final = "8988211000000000011"
 so that the document's examples open a real session against one."""
 
 _HEX = {"type": "string", "pattern": "^([0-9A-Fa-f]{2})*$"}
+_TARGET = {
+    "type": "string",
+    "pattern": "^([0-9A-Fa-f]{2}){5,16}$",
+    "description": "the AID (5-16 bytes, hex) of the application the card runs the scripts"
+    " in (GP Amd B X-Admin-Targeted-Application): an RFM file system, a supplementary"
+    " security domain; it must be one the service allows",
+}
 _CAPDU = {
     "type": "string",
     "pattern": "^([0-9A-Fa-f]{2}){4,}$",
@@ -137,6 +144,7 @@ _SCHEMAS: Final[dict[str, Any]] = {
                 "description": "a TAR (3 bytes) or AID (5-16 bytes) the service allows, in hex",
             },
             "timeouts": {"$ref": "#/components/schemas/Timeouts"},
+            "target": _TARGET,
         },
         "examples": [{"iccid": EXAMPLE_ICCID, "service": "isd"}],
     },
@@ -200,6 +208,7 @@ _SCHEMAS: Final[dict[str, Any]] = {
                 " error action TLVs are refused",
             },
             "definite": {"type": "boolean", "description": "send AA (definite length)"},
+            "target": _TARGET,
         },
         "examples": [{"apdus": ["00A4040008A000000151000000", "80CA9F7F00"]}],
     },

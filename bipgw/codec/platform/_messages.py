@@ -103,6 +103,10 @@ class AuthOk(_Message):
     )
 
 
+def _is_aid(value: object) -> bool:
+    return isinstance(value, bytes) and 5 <= len(value) <= 16
+
+
 @attrs.frozen(kw_only=True)
 class Open(_Message):
     """Platform → gateway: open a session with a card, by ICCID or MSISDN.
@@ -112,6 +116,10 @@ class Open(_Message):
 
     @ivar application: the TAR (3 bytes) or AID (5-16 bytes) the session
         addresses, checked against the service's allowed applications.
+    @ivar target: the AID (5-16 bytes) of the application the card runs the
+        session's scripts in (GP Amd B C{X-Admin-Targeted-Application}),
+        unless a command names its own; absent: the security domain that
+        runs the admin session.
     """
 
     TYPE: ClassVar[str] = "open"
@@ -130,6 +138,7 @@ class Open(_Message):
     timeouts: Timeouts | None = json_field(  # noqa: RUF009
         "timeouts", lambda v: isinstance(v, Timeouts), read_timeouts, optional=True
     )
+    target: bytes | None = json_field("an AID (5-16 bytes)", _is_aid, read_hex, optional=True)
 
     def __attrs_post_init__(self) -> None:
         if (self.iccid is None) == (self.msisdn is None):
@@ -181,6 +190,9 @@ class Command(_Message):
     Answered by L{Result} or C{error}, with the same C{id}.
 
     @ivar definite: send the script with a definite length (C{AA}).
+    @ivar target: the AID (5-16 bytes) of the application the card runs
+        this script in (C{X-Admin-Targeted-Application}); absent: the
+        session's C{target}, or the security domain running the session.
     """
 
     TYPE: ClassVar[str] = "command"
@@ -193,6 +205,7 @@ class Command(_Message):
     definite: bool | None = json_field(
         "true or false", lambda v: type(v) is bool, read_bool, optional=True
     )
+    target: bytes | None = json_field("an AID (5-16 bytes)", _is_aid, read_hex, optional=True)
 
     def __attrs_post_init__(self) -> None:
         if (self.apdus is None) == (self.script is None):

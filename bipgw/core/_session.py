@@ -57,6 +57,7 @@ _LIVE: Final = tuple(s for s in SessionState if not s.terminal)
 TRANSITIONS: Final[frozenset[tuple[SessionState, SessionState]]] = frozenset(
     {
         (_S.REQUESTED, _S.PUSHING),
+        (_S.REQUESTED, _S.AWAITING_CARD),
         (_S.PUSHING, _S.PUSHING),
         (_S.PUSHING, _S.AWAITING_CARD),
         (_S.AWAITING_CARD, _S.PUSHING),
@@ -186,6 +187,12 @@ class SessionMachine:
         """The card is known and free: send the first push."""
         self.card = card
         self._push.start(card)
+        self.flush()
+
+    def arrived_on_its_own(self, card: CardRecord) -> None:
+        """The card opened its admin session with none waiting: no push, it is here."""
+        self.card = card
+        self.move(_S.AWAITING_CARD, "the card opened an admin session on its own (no push)")
         self.flush()
 
     def fail(self, reason: FailureReason, detail: str) -> None:

@@ -148,6 +148,39 @@ _SCHEMAS: Final[dict[str, Any]] = {
         },
         "examples": [{"iccid": EXAMPLE_ICCID, "service": "isd"}],
     },
+    "Offers": {
+        "type": "object",
+        "required": ["offers"],
+        "properties": {
+            "offers": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["session", "iccid", "agent", "services", "expires_in_ms"],
+                    "properties": {
+                        "session": _SESSION_ID,
+                        "iccid": {"type": "string"},
+                        "msisdn": {"type": "string"},
+                        "agent": {"type": "string", "description": "the card's X-Admin-From"},
+                        "services": {"type": "array", "items": {"type": "string"}},
+                        "expires_in_ms": {"type": "integer", "minimum": 0},
+                    },
+                },
+            }
+        },
+    },
+    "TakeRequest": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["service"],
+        "description": "no field may be null",
+        "properties": {
+            "service": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"},
+            "timeouts": {"$ref": "#/components/schemas/Timeouts"},
+            "target": _TARGET,
+        },
+        "examples": [{"service": "poll"}],
+    },
     "Opened": {
         "type": "object",
         "required": ["session", "state"],
@@ -288,6 +321,32 @@ _PATHS: Final[dict[str, Any]] = {
             "responses": {
                 "200": _json("CommandResult", "the card's answer"),
                 **_errors(400, 403, 404, 409, 413, 415, 429, 502, 504),
+            },
+        },
+    },
+    "/v1/offers": {
+        "get": {
+            "operationId": "listOffers",
+            "summary": "Card-initiated sessions (a card that connected on its own) the tenant's"
+            " services with card_initiated may take",
+            "responses": {"200": _json("Offers", "the offers, oldest first"), **_errors()},
+        }
+    },
+    "/v1/offers/{id}": {
+        "parameters": [_SESSION_PARAM],
+        "post": {
+            "operationId": "takeOffer",
+            "summary": "Take a card-initiated session for one of the tenant's services; its"
+            " card is connected already",
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {"schema": {"$ref": "#/components/schemas/TakeRequest"}}
+                },
+            },
+            "responses": {
+                "201": _json("Opened", "taken; commands may be sent at once"),
+                **_errors(400, 403, 404, 409, 413, 415, 429),
             },
         },
     },

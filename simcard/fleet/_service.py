@@ -221,6 +221,10 @@ class FleetService(MultiService):
             self.log.debug("saved {saved} card(s)", saved=saved)
         return saved
 
+    def poll(self, iccid: str) -> None:
+        """Card C{iccid} opens an admin session on its own (L{FleetRouter.poll})."""
+        self.router.poll(iccid)
+
     def recent_sessions(self) -> list[str]:
         """The last admin sessions, one line each, oldest first."""
         lines = []

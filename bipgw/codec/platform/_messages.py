@@ -398,6 +398,51 @@ class Notification(_Message):
 
 
 @attrs.frozen(kw_only=True)
+class Offer(_Message):
+    """Gateway → platform: a card opened its admin session on its own.
+
+    Sent to every connection whose tenant holds one of C{services} (those
+    whose C{card_initiated} rule is on).  The first L{Take} wins; after
+    C{expires_in_ms} the card gets C{204} and the session is gone.
+
+    @ivar agent: the card's X-Admin-From.
+    """
+
+    TYPE: ClassVar[str] = "offer"
+    session: str = session_field()
+    iccid: str = json_field("an ICCID", matching(ICCID))
+    msisdn: str | None = json_field("an MSISDN", matching(MSISDN), optional=True)
+    agent: str = text_field()
+    services: tuple[str, ...] = json_field(
+        "",
+        None,
+        read_strs,
+        validator=each("a service name", matching(NAME), minimum=1),
+    )
+    expires_in_ms: int = json_field("a whole number", is_count, read_int)
+
+
+@attrs.frozen(kw_only=True)
+class Take(_Message):
+    """Platform → gateway: take the card-initiated session L{Offer} named.
+
+    Answered by L{Accepted} then, at once (the card is connected), L{Ready};
+    or by C{error} (C{unknown-session}: taken, expired or never offered;
+    C{service-not-allowed}; C{limit-reached}).  C{timeouts} and C{target}
+    are those of L{Open}.
+    """
+
+    TYPE: ClassVar[str] = "take"
+    id: str = id_field()
+    session: str = session_field()
+    service: str = json_field("a service name", matching(NAME))
+    timeouts: Timeouts | None = json_field(  # noqa: RUF009
+        "timeouts", lambda v: isinstance(v, Timeouts), read_timeouts, optional=True
+    )
+    target: bytes | None = json_field("an AID (5-16 bytes)", _is_aid, read_hex, optional=True)
+
+
+@attrs.frozen(kw_only=True)
 class Ping(_Message):
     """Either way: are you there?  Answered by L{Pong} with the same C{id}."""
 
@@ -431,16 +476,16 @@ class ErrorMessage(_Message):
 
 Message: TypeAlias = (
     Hello | AuthOk | Open | Accepted | Ready | Failed | Command | Result | Close | Closed
-    | Status | State | Notification | Ping | Pong | ErrorMessage
+    | Status | State | Notification | Offer | Take | Ping | Pong | ErrorMessage
 )  # fmt: skip
 """Any message of the channel."""
 
 CLIENT_MESSAGES: Final[tuple[type[_Message], ...]] = (
-    Hello, Open, Command, Close, Status, Ping, Pong
+    Hello, Open, Command, Close, Status, Take, Ping, Pong
 )  # fmt: skip
 """What a platform may send."""
 SERVER_MESSAGES: Final[tuple[type[_Message], ...]] = (
-    AuthOk, Accepted, Ready, Failed, Result, Closed, State, Notification, Ping, Pong,
+    AuthOk, Accepted, Ready, Failed, Result, Closed, State, Notification, Offer, Ping, Pong,
     ErrorMessage,
 )  # fmt: skip
 """What the gateway sends."""

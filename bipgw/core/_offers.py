@@ -99,6 +99,14 @@ class OfferDesk:
         """The offers not yet taken nor expired, oldest first."""
         return [offer for offer, _ in self._pending.values()]
 
+    def offered(self, session_id: str) -> CardOffer | None:
+        """The pending offer of C{session_id}, if there is one."""
+        try:
+            entry = self._pending.get(SessionId.of(session_id))
+        except ValueError:
+            return None
+        return None if entry is None else entry[0]
+
     def post(self, session_id: SessionId, iccid: str, msisdn: str | None, agent_id: str) -> None:
         """Offer session C{session_id} (its card connected on its own)."""
         expires = self._clock.seconds() + self.wait

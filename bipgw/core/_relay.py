@@ -248,6 +248,10 @@ class SessionRelay:
         @return: fires once the request is answered; never fails.
         """
         rid = request.id
+        if self._tenancy.engine.offers.offered(request.session) is None:
+            text = f"no card-initiated session {request.session} is on offer"
+            self._reply(FailureReason.UNKNOWN_SESSION.value, text, rid, request.session)
+            return succeed(None)
         service = tenant.services.get(request.service)
         if service is None:
             text = f"tenant {tenant.tenant_id} has no service {request.service!r}"

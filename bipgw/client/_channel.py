@@ -48,6 +48,7 @@ from bipgw.codec.platform import (
     Message,
     MessageError,
     Notification,
+    Offer,
     Open,
     Ping,
     Pong,
@@ -55,6 +56,7 @@ from bipgw.codec.platform import (
     Result,
     State,
     Status,
+    Take,
     Timeouts,
     encode_frame,
     parse_message,
@@ -123,6 +125,7 @@ class PlatformClient:
         self._pings: dict[str, float] = {}
         self._gone: Failure | None = None
         self._disconnected: list[Deferred[None]] = []
+        self._offer_listeners: list[Callable[[Offer], object]] = []
 
     @property
     def sessions(self) -> list[CardSession]:
@@ -137,10 +140,14 @@ class PlatformClient:
         msisdn: str | None = None,
         application: bytes | str | None = None,
         timeouts: Timeouts | None = None,
+        target: bytes | str | None = None,
     ) -> Deferred[CardSession]:
         """Open a session with the card named by C{iccid} or C{msisdn}.
 
         @param application: the TAR or AID the session addresses (bytes or hex).
+        @param target: the AID (bytes or hex) of the application the card
+            runs the session's scripts in (GP Amd B
+            C{X-Admin-Targeted-Application}), unless a command names its own.
         @param timeouts: the gateway closes the session if the card is not
             ready, or a command not answered, in time.
         @return: fires with the L{CardSession} once the card is connected;
@@ -150,6 +157,7 @@ class PlatformClient:
         rid = self._next_id()
         try:
             app = None if application is None else as_bytes(application, "application")
+            aid = None if target is None else as_bytes(target, "target")
             request = Open(
                 id=rid,
                 service=service,
@@ -157,6 +165,52 @@ class PlatformClient:
                 msisdn=msisdn,
                 application=app,
                 timeouts=timeouts,
+                target=aid,
+            )
+        except (MessageError, ValueError) as e:
+            return fail(e)
+        opening = _Opening(rid, service, Deferred(lambda _: self._cancel_open(opening)))
+        self._openings[rid] = opening
+        refused = self._send(request)
+        if refused is not None:
+            del self._openings[rid]
+            return fail(refused)
+        return opening.deferred
+
+    def on_offer(self, listener: Callable[[Offer], object]) -> Callable[[], None]:
+        """Call C{listener} with every L{Offer}: a card that opened its admin
+        session on its own, which one of this tenant's services may take
+        (L{take_session}) before C{offer.expires_in_ms}.
+
+        @return: the function that stops it.
+        """
+        self._offer_listeners.append(listener)
+
+        def stop() -> None:
+            if listener in self._offer_listeners:
+                self._offer_listeners.remove(listener)
+
+        return stop
+
+    def take_session(
+        self,
+        session_id: str,
+        *,
+        service: str,
+        timeouts: Timeouts | None = None,
+        target: bytes | str | None = None,
+    ) -> Deferred[CardSession]:
+        """Take the card-initiated session an L{Offer} named, for C{service}.
+
+        @return: fires with the L{CardSession} (its card is connected); fails
+            with L{PlatformError} (C{unknown-session}: taken by another
+            platform, expired; C{service-not-allowed}; C{limit-reached}).
+        """
+        rid = self._next_id()
+        try:
+            aid = None if target is None else as_bytes(target, "target")
+            request = Take(
+                id=rid, session=session_id, service=service, timeouts=timeouts, target=aid
             )
         except (MessageError, ValueError) as e:
             return fail(e)
@@ -306,6 +360,13 @@ class PlatformClient:
             opening.deferred.errback(
                 SessionFailedError(message.reason, message.message, message.session)
             )
+
+    def _on_offer(self, message: Offer) -> None:
+        for listener in list(self._offer_listeners):
+            try:
+                listener(message)
+            except Exception:
+                self._log.failure("offer listener {l!r} failed", l=listener)
 
     def _on_result(self, message: Result) -> None:
         self._answer(message.id, message)

@@ -47,10 +47,11 @@ from bipgw.core._interfaces import (
     PorReport,
 )
 from bipgw.core._lookup import OUTCOME_FIELDS, SessionLookup, look_up
+from bipgw.core._offers import CardOffer, OfferDesk, OfferListener
 from bipgw.core._policy import BusyPolicy, PolicyError, SessionPolicy
 from bipgw.core._pushes import normalise_msisdn
 from bipgw.core._ratelog import RateLimitedLog
-from bipgw.core._relay import RelayHost, SessionRelay, Tracked
+from bipgw.core._relay import SessionRelay
 from bipgw.core._rules import ServiceRules
 from bipgw.core._scp03 import (
     DEFAULT_LEVEL,
@@ -76,6 +77,7 @@ from bipgw.core._tenancy import (
     TenantGrant,
     TenantUsage,
 )
+from bipgw.core._tracked import RelayHost, Tracked
 from bipgw.core._types import (
     ApduTrace,
     CardRecord,
@@ -105,6 +107,7 @@ __all__ = [
     "ApduTrace",
     "BusyPolicy",
     "CardLink",
+    "CardOffer",
     "CardRecord",
     "CardTarget",
     "CommandAccess",
@@ -122,6 +125,8 @@ __all__ = [
     "ITenantDirectory",
     "MemorySessionRecorder",
     "MemoryTenantDirectory",
+    "OfferDesk",
+    "OfferListener",
     "PolicyError",
     "PorReport",
     "PushError",

@@ -103,6 +103,10 @@ class AuthOk(_Message):
     )
 
 
+def _is_aid(value: object) -> bool:
+    return isinstance(value, bytes) and 5 <= len(value) <= 16
+
+
 @attrs.frozen(kw_only=True)
 class Open(_Message):
     """Platform → gateway: open a session with a card, by ICCID or MSISDN.
@@ -112,6 +116,10 @@ class Open(_Message):
 
     @ivar application: the TAR (3 bytes) or AID (5-16 bytes) the session
         addresses, checked against the service's allowed applications.
+    @ivar target: the AID (5-16 bytes) of the application the card runs the
+        session's scripts in (GP Amd B C{X-Admin-Targeted-Application}),
+        unless a command names its own; absent: the security domain that
+        runs the admin session.
     """
 
     TYPE: ClassVar[str] = "open"
@@ -130,6 +138,7 @@ class Open(_Message):
     timeouts: Timeouts | None = json_field(  # noqa: RUF009
         "timeouts", lambda v: isinstance(v, Timeouts), read_timeouts, optional=True
     )
+    target: bytes | None = json_field("an AID (5-16 bytes)", _is_aid, read_hex, optional=True)
 
     def __attrs_post_init__(self) -> None:
         if (self.iccid is None) == (self.msisdn is None):
@@ -181,6 +190,9 @@ class Command(_Message):
     Answered by L{Result} or C{error}, with the same C{id}.
 
     @ivar definite: send the script with a definite length (C{AA}).
+    @ivar target: the AID (5-16 bytes) of the application the card runs
+        this script in (C{X-Admin-Targeted-Application}); absent: the
+        session's C{target}, or the security domain running the session.
     """
 
     TYPE: ClassVar[str] = "command"
@@ -193,6 +205,7 @@ class Command(_Message):
     definite: bool | None = json_field(
         "true or false", lambda v: type(v) is bool, read_bool, optional=True
     )
+    target: bytes | None = json_field("an AID (5-16 bytes)", _is_aid, read_hex, optional=True)
 
     def __attrs_post_init__(self) -> None:
         if (self.apdus is None) == (self.script is None):
@@ -385,6 +398,51 @@ class Notification(_Message):
 
 
 @attrs.frozen(kw_only=True)
+class Offer(_Message):
+    """Gateway → platform: a card opened its admin session on its own.
+
+    Sent to every connection whose tenant holds one of C{services} (those
+    whose C{card_initiated} rule is on).  The first L{Take} wins; after
+    C{expires_in_ms} the card gets C{204} and the session is gone.
+
+    @ivar agent: the card's X-Admin-From.
+    """
+
+    TYPE: ClassVar[str] = "offer"
+    session: str = session_field()
+    iccid: str = json_field("an ICCID", matching(ICCID))
+    msisdn: str | None = json_field("an MSISDN", matching(MSISDN), optional=True)
+    agent: str = text_field()
+    services: tuple[str, ...] = json_field(
+        "",
+        None,
+        read_strs,
+        validator=each("a service name", matching(NAME), minimum=1),
+    )
+    expires_in_ms: int = json_field("a whole number", is_count, read_int)
+
+
+@attrs.frozen(kw_only=True)
+class Take(_Message):
+    """Platform → gateway: take the card-initiated session L{Offer} named.
+
+    Answered by L{Accepted} then, at once (the card is connected), L{Ready};
+    or by C{error} (C{unknown-session}: taken, expired or never offered;
+    C{service-not-allowed}; C{limit-reached}).  C{timeouts} and C{target}
+    are those of L{Open}.
+    """
+
+    TYPE: ClassVar[str] = "take"
+    id: str = id_field()
+    session: str = session_field()
+    service: str = json_field("a service name", matching(NAME))
+    timeouts: Timeouts | None = json_field(  # noqa: RUF009
+        "timeouts", lambda v: isinstance(v, Timeouts), read_timeouts, optional=True
+    )
+    target: bytes | None = json_field("an AID (5-16 bytes)", _is_aid, read_hex, optional=True)
+
+
+@attrs.frozen(kw_only=True)
 class Ping(_Message):
     """Either way: are you there?  Answered by L{Pong} with the same C{id}."""
 
@@ -418,16 +476,16 @@ class ErrorMessage(_Message):
 
 Message: TypeAlias = (
     Hello | AuthOk | Open | Accepted | Ready | Failed | Command | Result | Close | Closed
-    | Status | State | Notification | Ping | Pong | ErrorMessage
+    | Status | State | Notification | Offer | Take | Ping | Pong | ErrorMessage
 )  # fmt: skip
 """Any message of the channel."""
 
 CLIENT_MESSAGES: Final[tuple[type[_Message], ...]] = (
-    Hello, Open, Command, Close, Status, Ping, Pong
+    Hello, Open, Command, Close, Status, Take, Ping, Pong
 )  # fmt: skip
 """What a platform may send."""
 SERVER_MESSAGES: Final[tuple[type[_Message], ...]] = (
-    AuthOk, Accepted, Ready, Failed, Result, Closed, State, Notification, Ping, Pong,
+    AuthOk, Accepted, Ready, Failed, Result, Closed, State, Notification, Offer, Ping, Pong,
     ErrorMessage,
 )  # fmt: skip
 """What the gateway sends."""

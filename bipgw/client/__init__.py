@@ -15,13 +15,9 @@ an L{IReplayTarget} (the gateway through this SDK, or a simulated card
 provided by simcard's C{direct} plugin) and checks every answer.
 """
 
-from bipgw.client._channel import (
-    ChannelClosedError,
-    PlatformClient,
-    PlatformError,
-    SessionFailedError,
-    connect,
-)
+from bipgw.client._channel import PlatformClient
+from bipgw.client._connect import connect
+from bipgw.client._errors import ChannelClosedError, PlatformError, SessionFailedError
 from bipgw.client._replay import (
     CommandOutcome,
     GatewayTarget,

@@ -1,8 +1,8 @@
 # -*- test-case-name: tests.unit.client.test_channel,tests.unit.client.test_tls -*-
 """The Python SDK for business platforms: the platform channel, as calls.
 
-L{connect} opens the channel (over TLS in production) and authenticates;
-the L{PlatformClient} it gives opens L{CardSession}s, and each session sends
+L{bipgw.client.connect} opens the channel (over TLS in production) and
+authenticates; the L{PlatformClient} it gives opens L{CardSession}s, and each session sends
 C-APDUs and closes.  Every call returns a L{Deferred}, so the SDK works the
 same from callbacks and from C{async def} code (through
 L{Deferred.fromCoroutine}); clients and sessions are async context managers
@@ -27,12 +27,11 @@ from typing import Any
 
 import attrs
 from twisted.internet.defer import Deferred, fail, succeed
-from twisted.internet.endpoints import clientFromString, connectProtocol, wrapClientTLS
-from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from bipgw.client._errors import ChannelClosedError, PlatformError, SessionFailedError
 from bipgw.client._session import CardSession, as_bytes
 from bipgw.codec.platform import (
     DEFAULT_MAX_FRAME,
@@ -61,34 +60,6 @@ from bipgw.codec.platform import (
     encode_frame,
     parse_message,
 )
-from bipgw.errors import BipGwError
-
-
-class PlatformError(BipGwError):
-    """The gateway refused or failed a request.
-
-    @ivar code: the gateway's stable code (L{bipgw.codec.platform.ErrorCode}, or a
-        session failure reason such as C{script-status}).
-    @ivar message: the gateway's explanation.
-    @ivar session: the session concerned, if any.
-    """
-
-    def __init__(self, code: str, message: str, session: str | None = None) -> None:
-        super().__init__(f"{code}: {message}" if message else code)
-        self.code = code
-        self.message = message
-        self.session = session
-
-
-class SessionFailedError(PlatformError):
-    """The session ended before it was ready; C{code} is the reason."""
-
-
-class ChannelClosedError(PlatformError):
-    """The connection to the gateway ended before the answer came."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__("connection-lost", message)
 
 
 @attrs.define(eq=False)
@@ -463,57 +434,4 @@ class _ClientProtocol(Protocol):
         self._client._lost(reason)
 
 
-def connect(
-    reactor: Any,
-    endpoint: str | IStreamClientEndpoint,
-    *,
-    token: str | None = None,
-    tls: Any = None,
-    client_name: str | None = "bipgw.client",
-    max_frame: int = DEFAULT_MAX_FRAME,
-    timeout: float = 30.0,
-) -> Deferred[PlatformClient]:
-    """Connect to the gateway's platform channel and authenticate.
-
-    @param endpoint: a client endpoint, or an endpoint string
-        (C{"tcp:gw.example:7443"}).
-    @param token: the tenant's API token; without one, the gateway
-        authenticates the TLS client certificate (give it in C{tls}).
-    @param tls: TLS client options (C{optionsForClientTLS(hostname, ...)})
-        to wrap the endpoint in; C{None} if the endpoint does TLS itself.
-    @param client_name: names this software in the gateway's logs.
-    @param timeout: seconds for connecting and authenticating.
-    @return: fires with the authenticated L{PlatformClient}; fails with
-        L{PlatformError} (C{auth-failed} ...), a connection error, or
-        L{twisted.internet.defer.TimeoutError}.
-    """
-    where = clientFromString(reactor, endpoint) if isinstance(endpoint, str) else endpoint
-    if tls is not None:
-        where = wrapClientTLS(tls, where)
-    client = PlatformClient(reactor, max_frame=max_frame)
-
-    def connected(_: object) -> Deferred[PlatformClient]:
-        hello = client._hello(token, client_name)
-        hello.addErrback(_drop_on_failure, client)
-        return hello
-
-    done: Deferred[PlatformClient] = connectProtocol(where, client._protocol).addCallback(connected)
-    return done.addTimeout(timeout, reactor)
-
-
-def _drop_on_failure(failure: Failure, client: PlatformClient) -> Failure:
-    # Refused or timed out: do not leave an unauthenticated connection open.
-    if not failure.check(ChannelClosedError):
-        transport = client._protocol.transport
-        if transport is not None:
-            transport.loseConnection()
-    return failure
-
-
-__all__ = [
-    "ChannelClosedError",
-    "PlatformClient",
-    "PlatformError",
-    "SessionFailedError",
-    "connect",
-]
+__all__ = ["PlatformClient"]

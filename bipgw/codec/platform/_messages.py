@@ -45,6 +45,7 @@ from bipgw.codec.platform._fields import (
     check_script,
     each,
     id_field,
+    is_aid,
     is_count,
     is_text,
     json_field,
@@ -60,6 +61,7 @@ from bipgw.codec.platform._fields import (
     session_field,
     text_field,
 )
+from bipgw.codec.platform._offers import Offer, Take
 from bipgw.codec.ram import MAX_APDU, CommandScript
 
 PROTOCOL_VERSION: Final = 1
@@ -103,10 +105,6 @@ class AuthOk(_Message):
     )
 
 
-def _is_aid(value: object) -> bool:
-    return isinstance(value, bytes) and 5 <= len(value) <= 16
-
-
 @attrs.frozen(kw_only=True)
 class Open(_Message):
     """Platform → gateway: open a session with a card, by ICCID or MSISDN.
@@ -138,7 +136,7 @@ class Open(_Message):
     timeouts: Timeouts | None = json_field(  # noqa: RUF009
         "timeouts", lambda v: isinstance(v, Timeouts), read_timeouts, optional=True
     )
-    target: bytes | None = json_field("an AID (5-16 bytes)", _is_aid, read_hex, optional=True)
+    target: bytes | None = json_field("an AID (5-16 bytes)", is_aid, read_hex, optional=True)
 
     def __attrs_post_init__(self) -> None:
         if (self.iccid is None) == (self.msisdn is None):
@@ -205,7 +203,7 @@ class Command(_Message):
     definite: bool | None = json_field(
         "true or false", lambda v: type(v) is bool, read_bool, optional=True
     )
-    target: bytes | None = json_field("an AID (5-16 bytes)", _is_aid, read_hex, optional=True)
+    target: bytes | None = json_field("an AID (5-16 bytes)", is_aid, read_hex, optional=True)
 
     def __attrs_post_init__(self) -> None:
         if (self.apdus is None) == (self.script is None):
@@ -395,51 +393,6 @@ class Notification(_Message):
     event: str = json_field("an event name", matching(CODE))
     reason: str | None = json_field("a reason code", matching(CODE), optional=True)
     message: str = text_field()
-
-
-@attrs.frozen(kw_only=True)
-class Offer(_Message):
-    """Gateway → platform: a card opened its admin session on its own.
-
-    Sent to every connection whose tenant holds one of C{services} (those
-    whose C{card_initiated} rule is on).  The first L{Take} wins; after
-    C{expires_in_ms} the card gets C{204} and the session is gone.
-
-    @ivar agent: the card's X-Admin-From.
-    """
-
-    TYPE: ClassVar[str] = "offer"
-    session: str = session_field()
-    iccid: str = json_field("an ICCID", matching(ICCID))
-    msisdn: str | None = json_field("an MSISDN", matching(MSISDN), optional=True)
-    agent: str = text_field()
-    services: tuple[str, ...] = json_field(
-        "",
-        None,
-        read_strs,
-        validator=each("a service name", matching(NAME), minimum=1),
-    )
-    expires_in_ms: int = json_field("a whole number", is_count, read_int)
-
-
-@attrs.frozen(kw_only=True)
-class Take(_Message):
-    """Platform → gateway: take the card-initiated session L{Offer} named.
-
-    Answered by L{Accepted} then, at once (the card is connected), L{Ready};
-    or by C{error} (C{unknown-session}: taken, expired or never offered;
-    C{service-not-allowed}; C{limit-reached}).  C{timeouts} and C{target}
-    are those of L{Open}.
-    """
-
-    TYPE: ClassVar[str] = "take"
-    id: str = id_field()
-    session: str = session_field()
-    service: str = json_field("a service name", matching(NAME))
-    timeouts: Timeouts | None = json_field(  # noqa: RUF009
-        "timeouts", lambda v: isinstance(v, Timeouts), read_timeouts, optional=True
-    )
-    target: bytes | None = json_field("an AID (5-16 bytes)", _is_aid, read_hex, optional=True)
 
 
 @attrs.frozen(kw_only=True)

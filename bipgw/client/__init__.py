@@ -15,13 +15,9 @@ an L{IReplayTarget} (the gateway through this SDK, or a simulated card
 provided by simcard's C{direct} plugin) and checks every answer.
 """
 
-from bipgw.client._channel import (
-    ChannelClosedError,
-    PlatformClient,
-    PlatformError,
-    SessionFailedError,
-    connect,
-)
+from bipgw.client._channel import PlatformClient
+from bipgw.client._connect import connect
+from bipgw.client._errors import ChannelClosedError, PlatformError, SessionFailedError
 from bipgw.client._key_rotation import (
     KeyRotationError,
     KeyRotationResult,
@@ -63,6 +59,7 @@ from bipgw.codec.platform import (
     ErrorCode,
     Notification,
     NotificationEvent,
+    Offer,
     Result,
     State,
     Timeouts,
@@ -84,6 +81,7 @@ __all__ = [
     "KeyRotationResult",
     "Notification",
     "NotificationEvent",
+    "Offer",
     "PlatformClient",
     "PlatformError",
     "RegexPattern",

@@ -69,6 +69,8 @@ _POLICY_DOCS = {
     "busy_policy": "What a session for a card that already has one does: wait, or fail.",
     "queue_limit_per_card": "Sessions that may wait for one card; more are refused.",
     "max_queued_commands": "Commands a platform may queue behind the one the card is running.",
+    "offer_timeout": "How long a card that opened its admin session on its own is offered to"
+    " the platforms of the services with card_initiated before it gets its 204.",
 }
 
 
@@ -107,6 +109,7 @@ class SessionsSection:
     busy_policy: BusyPolicy = attrs.field(metadata=_policy_setting("busy_policy"))
     queue_limit_per_card: int = attrs.field(metadata=_policy_setting("queue_limit_per_card"))
     max_queued_commands: int = attrs.field(metadata=_policy_setting("max_queued_commands"))
+    offer_timeout: float = attrs.field(metadata=_policy_setting("offer_timeout"))
     grace_period: float = attrs.field(
         metadata=setting(SECONDS, 30, "On shutdown, how long running sessions may take to finish.")
     )
@@ -238,9 +241,19 @@ class ServiceSection:
         )
     )
 
+    card_initiated: bool = attrs.field(
+        metadata=setting(
+            Boolean(),
+            False,
+            "Offer this service's platforms the cards that open an admin session on their own"
+            " (no session waiting); the first to take one gets it, else the card gets 204.",
+        )
+    )
+
     def rules(self) -> ServiceRules:
         """What the session engine enforces for this service's sessions."""
         return ServiceRules(
+            card_initiated=self.card_initiated,
             secure_apdus=self.secure_apdus,
             definite_scripts=self.definite_scripts,
             max_concurrent_sessions=self.max_concurrent_sessions,

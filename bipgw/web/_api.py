@@ -38,10 +38,12 @@ from bipgw.codec.platform import (
     Message,
     Open,
     Result,
+    Take,
 )
 from bipgw.core import (
     OUTCOME_FIELDS,
     CardKeyRotator,
+    CardOffer,
     RateLimitedLog,
     SessionStatus,
     Tenancy,
@@ -55,10 +57,11 @@ from bipgw.web._relay import TenantRelay
 
 _TOKEN: Final = re.compile(r"[\x21-\x7e]{1,512}\Z")
 """A token as the platform channel's C{hello} takes it: printable ASCII, bounded."""
-_OPEN_FIELDS: Final = frozenset({"iccid", "msisdn", "service", "application", "timeouts"})
+_OPEN_FIELDS: Final = frozenset({"iccid", "msisdn", "service", "application", "timeouts", "target"})
+_COMMAND_FIELDS: Final = frozenset({"apdus", "script", "definite", "target"})
+_TAKE_FIELDS: Final = frozenset({"service", "timeouts", "target"})
 _ROTATION_FIELDS: Final = frozenset({"purpose", "service"})
 _ICCID: Final = re.compile(r"[0-9]{18,20}[Ff]?\Z")
-_COMMAND_FIELDS: Final = frozenset({"apdus", "script", "definite"})
 
 
 @attrs.frozen(kw_only=True)
@@ -125,6 +128,18 @@ class HttpApi:
         )
         # Whatever a client can make fail is logged at a bounded rate.
         self.ratelog = RateLimitedLog(Logger(namespace="bipgw.web"), hub.clock)
+        # Card-initiated sessions are offered while the API serves: on the
+        # tenants' event streams, and in GET /v1/offers.
+        self._stop_offers = hub.engine.offers.listen(self._offered)
+
+    def _offered(self, offer: CardOffer) -> None:
+        tenants = [
+            tenant_id
+            for tenant_id, relay in self._relays.items()
+            if any(service in relay.grant.services for service in offer.services)
+        ]
+        if tenants:
+            self.streams.offer(offer, tenants)
 
     def owns(self, tenant_id: str, session: str) -> bool:
         """Whether C{session} was opened by C{tenant_id} through this API."""
@@ -135,6 +150,7 @@ class HttpApi:
 
     def stop(self) -> Deferred[Any]:
         """End every event stream and close every session; fires when closed."""
+        self._stop_offers()
         self.streams.stop()
         self.ratelog.flush()
         closes = [d for relay in self._relays.values() for d in relay.close_all()]
@@ -240,6 +256,47 @@ class HttpApi:
         if not outcome.ok:
             raise ApiError("key-rotation-failed", f"the card did not confirm: {outcome.reason}")
         return Reply(201, answer)
+
+    def offers(self, relay: TenantRelay) -> Reply:
+        """C{GET /v1/offers}: the card-initiated sessions the tenant's services may take."""
+        grant = relay.grant
+        now = self.hub.clock.seconds()
+        out = []
+        for offer in self.hub.engine.offers.pending():
+            services = [s for s in offer.services if s in grant.services]
+            if services:
+                item: dict[str, Any] = {
+                    "session": str(offer.session_id),
+                    "iccid": offer.iccid,
+                    "agent": offer.agent_id,
+                    "services": services,
+                    "expires_in_ms": max(0, round((offer.expires_at - now) * 1000)),
+                }
+                if offer.msisdn:
+                    item["msisdn"] = offer.msisdn
+                out.append(item)
+        return Reply(200, {"offers": out})
+
+    async def take(self, relay: TenantRelay, session: str, body: dict[str, Any]) -> Reply:
+        """C{POST /v1/offers/{id}}: take a card-initiated session; answered as an open."""
+        only_fields(body, _TAKE_FIELDS)
+        rid = relay.next_id()
+        message = parse_message(Take, {**body, "session": session, "id": rid}, "take.")
+        answer = relay.expect(rid)
+        with self.streams.opening() as adopt:
+            await relay.take(message)
+            reply = _settled(answer)
+            if isinstance(reply, Accepted):
+                self._adopt(relay.grant.tenant_id, reply.session)
+                adopt(reply.session)
+        if isinstance(reply, ErrorMessage):
+            raise ApiError(reply.code, reply.message, reply.session)
+        assert isinstance(reply, Accepted)
+        status = self.hub.engine.status(session)
+        state = status.state.value if status is not None else "connected"
+        return Reply(
+            201, {"session": session, "state": state}, (("Location", f"/v1/sessions/{session}"),)
+        )
 
     async def status(self, relay: TenantRelay, session: str) -> Reply:
         """C{GET /v1/sessions/{id}}.

@@ -31,11 +31,7 @@ from bipgw.app import Gateway, build_gateway
 from bipgw.codec.apdu import CommandApdu
 from bipgw.config import Config, init_install
 from bipgw.keys import KeyKind, Secret, add_master_key, add_transport_key
-from simcard.applets import (
-    CREDENTIAL_INSTANCE_AID,
-    CREDENTIAL_MODULE_AID,
-    credential_applet_factory,
-)
+from simcard.applets import APPLET_FACTORIES, CREDENTIAL_INSTANCE_AID
 from simcard.card import SimCard
 from simcard.fleet import FleetConfig, FleetService, GenerateResult, generate_fleet
 from simcard.gp.secure_channel import Scp03SecureChannel
@@ -91,7 +87,7 @@ class Loop:
         """The card C{iccid} as generated, before the loop touched it."""
         with FleetState.open(
             self.reference_db,
-            applet_factories={CREDENTIAL_MODULE_AID: credential_applet_factory},
+            applet_factories=APPLET_FACTORIES,
             secure_channel_factory=Scp03SecureChannel,
         ) as state:
             return state.load_card(iccid)

@@ -32,6 +32,7 @@ import bipgw
 
 # Each sub-command's module by its own name, not through the package, which
 # imports this module for main.
+import bipgw.cli._card_keys as _card_keys
 import bipgw.cli._demo as _demo
 import bipgw.cli._init as _init
 import bipgw.cli._keys as _keys
@@ -45,6 +46,7 @@ from bipgw.keys import (
     ROOT_KEY_ENV,
     KeyManagementError,
     TransportScheme,
+    add_master_key,
     add_transport_key,
     generate_master_key,
 )
@@ -121,9 +123,28 @@ def _parser() -> argparse.ArgumentParser:
     master.add_argument("kind", metavar="KIND", help=", ".join(MASTER_KINDS))
     master.add_argument("label")
     master.add_argument("--length", type=int, default=16, choices=(16, 24, 32))
-    master.add_argument("--kvn", type=int, default=1, help="key version it serves")
+    master.add_argument("--kvn", type=int, default=1, help="key version it serves (--kdf 1)")
+    master.add_argument(
+        "--kdf", type=int, default=2, choices=(1, 2), help="derivation (docs/keys.md section 5)"
+    )
     master.add_argument("--replace", action="store_true", help="replace a key of that label")
-    key_commands.add_parser("list", help="list keys (never their values)", parents=[config_option])
+    imported = key_commands.add_parser(
+        "add-master", help="add a master key from a hex file", parents=[config_option]
+    )
+    imported.add_argument("kind", metavar="KIND", help=", ".join(MASTER_KINDS))
+    imported.add_argument("label")
+    imported.add_argument("--from-file", required=True, metavar="FILE", help="hex key file")
+    imported.add_argument("--kvn", type=int, default=1, help="key version it serves (--kdf 1)")
+    imported.add_argument("--kdf", type=int, default=2, choices=(1, 2), help="derivation")
+    imported.add_argument("--replace", action="store_true", help="replace a key of that label")
+    listing = key_commands.add_parser(
+        "list", help="list keys (never their values)", parents=[config_option]
+    )
+    listing.add_argument("--iccid", help="list this card's key versions instead")
+    listing.add_argument(
+        "--cards", action="store_true", help="list every card's key versions instead"
+    )
+    _card_keys.add_parsers(key_commands, config_option)
 
     load = commands.add_parser("import", help="import a data file", parents=[config_option])
     load_commands = load.add_subparsers(dest="import_kind", required=True, metavar="KIND")
@@ -261,6 +282,11 @@ def _keys_command(
     args: argparse.Namespace, out: TextIO, err: TextIO, env: Mapping[str, str]
 ) -> int:
     config = Config.from_file(_config_path(args, env))
+    card_keys = args.keys_command in ("show", "rotate-card") or (
+        args.keys_command == "list" and (args.iccid or args.cards)
+    )
+    if card_keys:
+        return _card_keys_command(config, args, out)
     keys = _keys.Keys.open(config, env)
     if args.keys_command == "add-transport":
         info, check = add_transport_key(
@@ -273,6 +299,17 @@ def _keys_command(
             args.label,
             length=args.length,
             kvn=args.kvn,
+            kdf=args.kdf,
+            replace=args.replace,
+        )
+    elif args.keys_command == "add-master":
+        info, check = add_master_key(
+            keys.store,
+            args.kind,
+            args.label,
+            args.from_file,
+            kvn=args.kvn,
+            kdf=args.kdf,
             replace=args.replace,
         )
     else:
@@ -280,6 +317,51 @@ def _keys_command(
         return 0
     out.write(f"stored in {keys.store.path}:\n{_keys.describe(info, check)}\n")
     return 0
+
+
+def _card_keys_command(config: Config, args: argparse.Namespace, out: TextIO) -> int:
+    """C{keys show}, C{keys list --iccid|--cards} (the database), C{keys
+    rotate-card} (the running gateway's HTTP API)."""
+    from twisted.internet.task import react
+
+    from bipgw.store import open_store
+
+    status = 1
+
+    def run(reactor: Any) -> Deferred[None]:
+        async def go() -> None:
+            nonlocal status
+            if args.keys_command == "rotate-card":
+                url = _card_keys.api_url(config, args.api)
+                status = await _card_keys.rotate_card(
+                    reactor, url, args.token_file, args.iccid, args.purpose, args.service, out
+                )
+                return
+            store = await open_store(config.database.url, reactor=reactor)
+            try:
+                status = await _card_keys.show_card(store, args.iccid, out)
+            finally:
+                await store.close()
+
+        return ensureDeferred(go())
+
+    failure: list[BaseException] = []
+
+    def main(reactor: Any) -> Deferred[None]:
+        d = run(reactor)
+
+        def caught(f: Any) -> None:
+            failure.append(f.value)
+
+        return d.addErrback(caught)
+
+    try:
+        react(main)
+    except SystemExit:
+        pass
+    if failure:
+        raise failure[0]
+    return status
 
 
 def _import_command(

@@ -18,6 +18,11 @@ provided by simcard's C{direct} plugin) and checks every answer.
 from bipgw.client._channel import PlatformClient
 from bipgw.client._connect import connect
 from bipgw.client._errors import ChannelClosedError, PlatformError, SessionFailedError
+from bipgw.client._key_rotation import (
+    KeyRotationError,
+    KeyRotationResult,
+    request_key_rotation,
+)
 from bipgw.client._replay import (
     CommandOutcome,
     GatewayTarget,
@@ -72,6 +77,8 @@ __all__ = [
     "GatewayTarget",
     "IReplayTarget",
     "IReplayTargetFactory",
+    "KeyRotationError",
+    "KeyRotationResult",
     "Notification",
     "NotificationEvent",
     "Offer",
@@ -101,6 +108,7 @@ __all__ = [
     "parse_script",
     "parse_variable",
     "report_json",
+    "request_key_rotation",
     "run_script",
     "target_factories",
 ]

@@ -206,6 +206,15 @@ class ServiceSection:
             Boolean(), False, "Secure the relayed APDUs with the card's keys before sending them."
         )
     )
+    derived_keys: bool = attrs.field(
+        metadata=setting(
+            Boolean(),
+            False,
+            "Derive the card keys this service uses (OTA KIc/KID of the kic/kid key version,"
+            " the SCP81 PSK of kvn, the SCP03 set with secure_apdus) from the keystore's master"
+            " keys instead of reading them from the database (docs/keys.md section 5).",
+        )
+    )
     max_concurrent_sessions: int = attrs.field(
         metadata=setting(
             Integer(1, 1_000_000), 100, "Sessions of this service that may run at once."

@@ -46,6 +46,12 @@ from bipgw.core._interfaces import (
     MemorySessionRecorder,
     PorReport,
 )
+from bipgw.core._key_rotation import (
+    CardKeyRotator,
+    IKeyRotationPlanner,
+    RotationOutcome,
+    RotationPlan,
+)
 from bipgw.core._lookup import OUTCOME_FIELDS, SessionLookup, look_up
 from bipgw.core._offers import CardOffer, OfferDesk, OfferListener
 from bipgw.core._policy import BusyPolicy, PolicyError, SessionPolicy
@@ -106,6 +112,7 @@ __all__ = [
     "TRANSITIONS",
     "ApduTrace",
     "BusyPolicy",
+    "CardKeyRotator",
     "CardLink",
     "CardOffer",
     "CardRecord",
@@ -117,6 +124,7 @@ __all__ = [
     "HostSessionFactory",
     "ICardDirectory",
     "ICounterAllocator",
+    "IKeyRotationPlanner",
     "IPushSender",
     "IScp03KeySource",
     "ISessionHistory",
@@ -136,6 +144,8 @@ __all__ = [
     "Reach",
     "ReachRefusedError",
     "RelayHost",
+    "RotationOutcome",
+    "RotationPlan",
     "Scp03Step",
     "ScriptResult",
     "ScriptRunner",

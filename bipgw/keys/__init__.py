@@ -24,15 +24,18 @@ from bipgw.keys._kdf import (
     CardKeyDeriver,
     KdfPurpose,
     derive_card_key,
+    derive_card_key_v2,
     has_des_parity,
     normalise_iccid,
     psk_identity_for,
     set_des_parity,
 )
 from bipgw.keys._keystore import KeyInfo, KeyKind, KeyStore, MetaValue
+from bipgw.keys._masters import KIND_OF_PURPOSE, MasterKey, MasterKeyRing
 from bipgw.keys._operator_keys import (
     MASTER_KINDS,
     KeyInputError,
+    add_master_key,
     add_transport_key,
     generate_master_key,
     key_check_value,
@@ -72,6 +75,7 @@ from bipgw.keys._transport import (
 
 __all__ = [
     "DEFAULT_TRANSPORT_SCHEME",
+    "KIND_OF_PURPOSE",
     "MASTER_KINDS",
     "ROOT_KEY_ENV",
     "CardKeyDeriver",
@@ -91,6 +95,8 @@ __all__ = [
     "KeystoreFormatError",
     "KeystoreNotFoundError",
     "KeystoreWriteError",
+    "MasterKey",
+    "MasterKeyRing",
     "MetaValue",
     "RootKey",
     "RootKeyError",
@@ -104,9 +110,11 @@ __all__ = [
     "TransportUnwrapper",
     "UnknownKeyError",
     "WrongRootKeyError",
+    "add_master_key",
     "add_transport_key",
     "check_value",
     "derive_card_key",
+    "derive_card_key_v2",
     "generate_master_key",
     "has_des_parity",
     "key_check_value",

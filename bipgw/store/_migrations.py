@@ -76,6 +76,10 @@ def _feeds(connection: Connection) -> None:
     _schema.metadata.create_all(connection, tables=tables, checkfirst=True)
 
 
+def _card_key_versions(connection: Connection) -> None:
+    _schema.metadata.create_all(connection, tables=[_schema.card_key_versions], checkfirst=True)
+
+
 #: Every step, in order.  Append only.
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
@@ -85,6 +89,10 @@ MIGRATIONS: tuple[Migration, ...] = (
         _initial,
     ),
     Migration(2, "file feed partners, and the files they delivered (by content hash)", _feeds),
+    # Reserved number 4 (issue 12); 3 here until the step numbered 3 is merged.
+    Migration(
+        3, "card key versions: pending, active, retired, imported or derived", _card_key_versions
+    ),
 )
 
 #: The schema version this code writes and expects.

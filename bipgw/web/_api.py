@@ -42,12 +42,14 @@ from bipgw.codec.platform import (
 )
 from bipgw.core import (
     OUTCOME_FIELDS,
+    CardKeyRotator,
     CardOffer,
     RateLimitedLog,
     SessionStatus,
     Tenancy,
     TenantGrant,
 )
+from bipgw.errors import BipGwError
 from bipgw.web._events import EventStreams
 from bipgw.web._guard import ConnectionLimits
 from bipgw.web._json import ApiError, Reply, only_fields, parse_message
@@ -58,6 +60,8 @@ _TOKEN: Final = re.compile(r"[\x21-\x7e]{1,512}\Z")
 _OPEN_FIELDS: Final = frozenset({"iccid", "msisdn", "service", "application", "timeouts", "target"})
 _COMMAND_FIELDS: Final = frozenset({"apdus", "script", "definite", "target"})
 _TAKE_FIELDS: Final = frozenset({"service", "timeouts", "target"})
+_ROTATION_FIELDS: Final = frozenset({"purpose", "service"})
+_ICCID: Final = re.compile(r"[0-9]{18,20}[Ff]?\Z")
 
 
 @attrs.frozen(kw_only=True)
@@ -107,8 +111,15 @@ class HttpApi:
 
     _log = Logger()
 
-    def __init__(self, hub: Tenancy, settings: ApiSettings | None = None) -> None:
+    def __init__(
+        self,
+        hub: Tenancy,
+        settings: ApiSettings | None = None,
+        *,
+        rotator: CardKeyRotator | None = None,
+    ) -> None:
         self.hub = hub
+        self.rotator = rotator
         self.settings = settings or ApiSettings()
         self._relays: dict[str, TenantRelay] = {}
         self._owners: OrderedDict[str, str] = OrderedDict()
@@ -186,6 +197,65 @@ class HttpApi:
         status = self.hub.engine.status(sid)
         state = status.state.value if status is not None else "requested"
         return Reply(201, {"session": sid, "state": state}, (("Location", f"/v1/sessions/{sid}"),))
+
+    async def rotate_keys(self, relay: TenantRelay, iccid: str, body: dict[str, Any]) -> Reply:
+        """C{POST /v1/cards/{iccid}/key-rotations}: one card key rotation, answered
+        once the card confirmed it (C{201}) or it failed (C{502}, the old keys
+        stay active).
+
+        Who may: a tenant whose grant for the service carrying the rotation
+        lets C{put-key} (INS D8) reach the ISD, the service having
+        C{secure_apdus} (C{docs/keys.md} section 7).
+        """
+        only_fields(body, _ROTATION_FIELDS)
+        purpose = body.get("purpose")
+        if purpose not in ("psk", "ota", "scp03"):
+            raise ApiError("invalid-message", "purpose must be one of psk, ota, scp03")
+        service = body.get("service")
+        if service is not None and not isinstance(service, str):
+            raise ApiError("invalid-message", "service must be a string")
+        if not _ICCID.match(iccid):
+            raise ApiError("invalid-message", "the path's ICCID must be 18 to 20 digits")
+        rotator = self.rotator
+        if rotator is None:
+            raise ApiError("unavailable", "card key rotation is not available on this gateway")
+        allowed = [
+            name
+            for name in rotator.services
+            if (grant := relay.grant.services.get(name)) is not None and 0xD8 in grant.isd_commands
+        ]
+        if service is None:
+            if not allowed:
+                raise ApiError(
+                    "service-not-allowed",
+                    "no service that can rotate card keys grants this tenant put-key",
+                )
+            service = allowed[0]
+        elif service not in allowed:
+            raise ApiError(
+                "service-not-allowed",
+                f"service {service!r} cannot rotate card keys for this tenant"
+                " (it needs secure_apdus and a put-key grant)",
+            )
+        try:
+            outcome = await rotator.rotate(iccid, purpose, service)
+        except ValueError as e:
+            raise ApiError("invalid-message", str(e)) from None
+        except BipGwError as e:
+            code = "unknown-card" if "not in the store" in str(e) else "card-busy"
+            raise ApiError(code, str(e)) from None
+        answer = {
+            "iccid": outcome.iccid,
+            "purpose": outcome.family,
+            "old_kvn": outcome.old_kvn,
+            "new_kvn": outcome.new_kvn,
+            "state": "active" if outcome.ok else "failed",
+            "session": outcome.session_id,
+            "reason": outcome.reason,
+        }
+        if not outcome.ok:
+            raise ApiError("key-rotation-failed", f"the card did not confirm: {outcome.reason}")
+        return Reply(201, answer)
 
     def offers(self, relay: TenantRelay) -> Reply:
         """C{GET /v1/offers}: the card-initiated sessions the tenant's services may take."""

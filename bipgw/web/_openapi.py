@@ -216,6 +216,40 @@ _SCHEMAS: Final[dict[str, Any]] = {
             "detail": {"type": "string"},
         },
     },
+    "KeyRotationRequest": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["purpose"],
+        "properties": {
+            "purpose": {
+                "enum": ["psk", "ota", "scp03"],
+                "description": "the key family to rotate: the SCP81 PSK, the OTA key set, the"
+                " SCP03 key set",
+            },
+            "service": {
+                "type": "string",
+                "description": "the service whose session carries PUT KEY (secure_apdus and"
+                " put-key); default: the first such service the tenant may use",
+            },
+        },
+    },
+    "KeyRotation": {
+        "type": "object",
+        "required": ["iccid", "purpose", "old_kvn", "new_kvn", "state"],
+        "properties": {
+            "iccid": {"type": "string"},
+            "purpose": {"type": "string"},
+            "old_kvn": {"type": "integer"},
+            "new_kvn": {"type": "integer"},
+            "state": {
+                "enum": ["active", "failed"],
+                "description": "active: the card confirmed, the new version is in use;"
+                " failed: the old version stays active",
+            },
+            "session": {"type": ["string", "null"]},
+            "reason": {"type": "string"},
+        },
+    },
     "CommandRequest": {
         "type": "object",
         "additionalProperties": False,
@@ -321,6 +355,34 @@ _PATHS: Final[dict[str, Any]] = {
             "responses": {
                 "200": _json("CommandResult", "the card's answer"),
                 **_errors(400, 403, 404, 409, 413, 415, 429, 502, 504),
+            },
+        },
+    },
+    "/v1/cards/{iccid}/key-rotations": {
+        "parameters": [
+            {
+                "name": "iccid",
+                "in": "path",
+                "required": True,
+                "description": "the card's ICCID",
+                "schema": {"type": "string", "pattern": "^[0-9]{18,20}[Ff]?$"},
+            }
+        ],
+        "post": {
+            "operationId": "rotateCardKeys",
+            "summary": "Rotate one key family of the card over the air (PUT KEY through SCP03);"
+            " needs a grant of put-key on a service with secure_apdus",
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {"$ref": "#/components/schemas/KeyRotationRequest"}
+                    }
+                },
+            },
+            "responses": {
+                "201": _json("KeyRotation", "the card confirmed: the new version is active"),
+                **_errors(400, 403, 404, 409, 413, 415, 502),
             },
         },
     },

@@ -30,7 +30,7 @@ import attrs
 from bipgw.app import Gateway, build_gateway
 from bipgw.codec.apdu import CommandApdu
 from bipgw.config import Config, init_install
-from bipgw.keys import KeyKind, Secret, add_transport_key
+from bipgw.keys import KeyKind, Secret, add_master_key, add_transport_key
 from simcard.applets import APPLET_FACTORIES, CREDENTIAL_INSTANCE_AID
 from simcard.card import SimCard
 from simcard.fleet import FleetConfig, FleetService, GenerateResult, generate_fleet
@@ -150,11 +150,14 @@ async def start_loop(
     sessions: Mapping[str, object] = FAST_SESSIONS,
     extra_config: str = "",
     scp03_masters: bool = False,
+    derived_keys: bool = False,
 ) -> Loop:
     """Generate, start and connect a fleet and a gateway (module docstring)."""
     from twisted.internet import reactor
 
-    generated = generate_fleet(directory / "fleet", cards=cards, seed=20261125)
+    generated = generate_fleet(
+        directory / "fleet", cards=cards, seed=20261125, derived_keys=derived_keys
+    )
     reference = directory / "reference-cards.db"
     shutil.copyfile(generated.cards_db, reference)
     fleet_config = FleetConfig.from_file(generated.fleet_toml)
@@ -178,6 +181,11 @@ async def start_loop(
             ("scp03_dek", KeyKind.MASTER_SCP03_DEK),
         ):
             keystore.put(name, kind, Secret.from_hex(masters["master"][name]["key"]))
+    if derived_keys:
+        # The vendor file has no secret column: every key comes from these
+        # masters (bipgw keys add-master), derived by the gateway.
+        for master_file in sorted((generated.directory / "gateway" / "masters").glob("*.key")):
+            add_master_key(keystore, master_file.stem, master_file.stem, master_file)
     key_file = generated.directory / "gateway" / f"{generated.transport_label}.key"
     add_transport_key(keystore, generated.transport_label, key_file)
 

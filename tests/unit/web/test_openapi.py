@@ -73,6 +73,7 @@ class DocumentTests(SynchronousTestCase):
                 ("/v1/sessions/{id}/commands", "POST"),
                 ("/v1/offers", "GET"),
                 ("/v1/offers/{id}", "POST"),
+                ("/v1/cards/{iccid}/key-rotations", "POST"),
                 ("/v1/events", "GET"),
                 ("/v1/openapi.json", "GET"),
             },

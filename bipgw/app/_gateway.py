@@ -59,7 +59,7 @@ from bipgw.app._tree import OrderedService, Step
 from bipgw.config import Config, redacted_url, server_endpoint_port
 from bipgw.core import CardTarget, SecuredSession, Session, SessionEngine
 from bipgw.ingest import IngestService
-from bipgw.keys import KeyManagementError, KeyStore, RootKey, Scp03MasterKeys
+from bipgw.keys import IRootKeys, KeyManagementError, KeyStore, Scp03MasterKeys
 from bipgw.push import CallbackAddress, PushBuilder, PushProfile, PushSender
 from bipgw.scp81 import AdminServer, CardKeyCache
 from bipgw.smpp import SmppClientService, esme_settings
@@ -127,7 +127,7 @@ def build_gateway(
     )
 
 
-def _scp03_source(store: IStore, root: RootKey, keystore: KeyStore) -> StoreScp03KeySource:
+def _scp03_source(store: IStore, root: IRootKeys, keystore: KeyStore) -> StoreScp03KeySource:
     """Where a secured service's card SCP03 keys come from: the card's sealed
     keys in the store, else diversified from the keystore's
     C{master-scp03-*} keys when it has them."""
@@ -169,7 +169,7 @@ class Gateway(OrderedService):
         config: Config,
         reactor: Any,
         *,
-        root: RootKey,
+        root: IRootKeys,
         keystore: KeyStore,
         store: IStore,
         exit_on_failure: bool = False,

@@ -16,7 +16,7 @@ from typing import TextIO
 import attrs
 
 from bipgw.config import Config
-from bipgw.keys import KeyInfo, KeyManagementError, KeyStore, RootKey, key_check_value
+from bipgw.keys import IRootKeys, KeyInfo, KeyManagementError, KeyStore, key_check_value
 
 __all__ = ["Keys", "describe", "list_keys"]
 
@@ -25,7 +25,7 @@ __all__ = ["Keys", "describe", "list_keys"]
 class Keys:
     """The install's root key and keystore, opened together."""
 
-    root: RootKey
+    root: IRootKeys
     store: KeyStore
 
     @classmethod

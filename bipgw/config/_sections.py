@@ -46,7 +46,7 @@ from bipgw.config._schema import (
     relative_text,
     setting,
 )
-from bipgw.keys import ROOT_KEY_ENV, KeyStore, RootKey
+from bipgw.keys import ROOT_KEY_ENV, FileRootKeyRing, IRootKeys, KeyStore, RootKey
 from bipgw.tls import DEFAULT_CIPHERS
 
 _NAME = r"[A-Za-z0-9][A-Za-z0-9._-]*"
@@ -132,7 +132,7 @@ class KeysSection:
         )
     )
 
-    def load_root_key(self, environ: Mapping[str, str] | None = None) -> RootKey:
+    def load_root_key(self, environ: Mapping[str, str] | None = None) -> IRootKeys:
         """The root key: from C{BIPGW_ROOT_KEY} if set, else from L{root_key_file}.
 
         Containers receive secrets as environment variables, hosts as files;
@@ -144,9 +144,9 @@ class KeysSection:
         env = os.environ if environ is None else environ
         if env.get(ROOT_KEY_ENV) is not None:
             return RootKey.from_environment(env)
-        return RootKey.load(self.root_key_file)
+        return FileRootKeyRing(self.root_key_file)
 
-    def open_keystore(self, root: RootKey) -> KeyStore:
+    def open_keystore(self, root: IRootKeys) -> KeyStore:
         """The keystore, checked against C{root}.
 
         @raise bipgw.keys.KeyManagementError: if it is missing or does not

@@ -29,6 +29,7 @@ from bipgw.keys._kdf import (
     psk_identity_for,
     set_des_parity,
 )
+from bipgw.keys._keyring import FileRootKeyRing, IRotatableRootKeys
 from bipgw.keys._keystore import KeyInfo, KeyKind, KeyStore, MetaValue
 from bipgw.keys._operator_keys import (
     MASTER_KINDS,
@@ -39,7 +40,16 @@ from bipgw.keys._operator_keys import (
     master_kind,
     read_key_file,
 )
-from bipgw.keys._rootkey import ROOT_KEY_ENV, RootKey, Sealer, seal, unseal
+from bipgw.keys._rootkey import (
+    ROOT_KEY_ENV,
+    IRootKeys,
+    ISealer,
+    RootKey,
+    Sealer,
+    seal,
+    sealed_key_id,
+    unseal,
+)
 from bipgw.keys._scp03 import Scp03MasterKeys
 from bipgw.keys._secret import (
     DuplicateKeyError,
@@ -76,6 +86,10 @@ __all__ = [
     "ROOT_KEY_ENV",
     "CardKeyDeriver",
     "DuplicateKeyError",
+    "FileRootKeyRing",
+    "IRootKeys",
+    "IRotatableRootKeys",
+    "ISealer",
     "InsecureRootKeyFileError",
     "IntegrityError",
     "InvalidIccidError",
@@ -115,6 +129,7 @@ __all__ = [
     "psk_identity_for",
     "read_key_file",
     "seal",
+    "sealed_key_id",
     "set_des_parity",
     "unseal",
     "unwrap_from_transport",

@@ -4,6 +4,7 @@
   - C{bipgw init DIR}: a new install (configuration, root key, keystore);
   - C{bipgw check-config FILE}: check a configuration and the keys it names;
   - C{bipgw keys add-transport|generate-master|list}: the keystore;
+  - C{bipgw keys rotate-root}: a new root key, the database and keystore re-sealed;
   - C{bipgw import cards|msisdn FILE}: load a card-vendor or MSISDN file;
   - C{bipgw replay SCRIPT ...}: run an APDU script against a card (docs/apdu-scripts.md);
   - C{bipgw tenant|service ...}: business platforms and what they may reach;
@@ -37,6 +38,7 @@ import bipgw.cli._init as _init
 import bipgw.cli._keys as _keys
 import bipgw.cli._partners as _partners
 import bipgw.cli._replay as _replay
+import bipgw.cli._rotate as _rotate
 import bipgw.cli._tenants as _tenants
 from bipgw.config import DEFAULT_CONFIG_NAME, Config, ConfigError, init_install, redacted_url
 from bipgw.errors import BipGwError
@@ -124,6 +126,13 @@ def _parser() -> argparse.ArgumentParser:
     master.add_argument("--kvn", type=int, default=1, help="key version it serves")
     master.add_argument("--replace", action="store_true", help="replace a key of that label")
     key_commands.add_parser("list", help="list keys (never their values)", parents=[config_option])
+    _rotate.add_arguments(
+        key_commands.add_parser(
+            "rotate-root",
+            help="new root key; re-seal the database and keystore (resumable)",
+            parents=[config_option],
+        )
+    )
 
     load = commands.add_parser("import", help="import a data file", parents=[config_option])
     load_commands = load.add_subparsers(dest="import_kind", required=True, metavar="KIND")
@@ -261,6 +270,8 @@ def _keys_command(
     args: argparse.Namespace, out: TextIO, err: TextIO, env: Mapping[str, str]
 ) -> int:
     config = Config.from_file(_config_path(args, env))
+    if args.keys_command == "rotate-root":
+        return _rotate.rotate_root(config, args, out, env)
     keys = _keys.Keys.open(config, env)
     if args.keys_command == "add-transport":
         info, check = add_transport_key(

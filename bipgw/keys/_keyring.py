@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from bipgw.keys._rootkey import (
     IRootKeys,
@@ -41,6 +41,7 @@ from bipgw.keys._secret import IntegrityError, RootKeyError, Secret, WrongRootKe
 NEXT_SUFFIX = ".next"
 
 
+@runtime_checkable
 class IRotatableRootKeys(IRootKeys, Protocol):
     """Root keys that can be rotated: what C{bipgw keys rotate-root} drives.
 

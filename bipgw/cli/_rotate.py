@@ -1,0 +1,87 @@
+# -*- test-case-name: tests.unit.cli.test_rotate -*-
+"""C{bipgw keys rotate-root}: a new root key, every sealed value re-sealed under it.
+
+The work is L{bipgw.store.RootRotation}; here it is given the install's
+root keys (a root key file, or a PKCS#11 token), database and keystore,
+and its progress is printed: rows done of the total and the rate, at most
+once a second.  Interrupted (even by C{kill -9}), the same command resumes
+where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Mapping
+from typing import TextIO
+
+from bipgw.config import Config
+from bipgw.keys import ROOT_KEY_ENV, IRotatableRootKeys, KeyManagementError
+
+__all__ = ["add_arguments", "rotate_root"]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of C{bipgw keys rotate-root}."""
+    parser.add_argument(
+        "--batch", type=int, default=1000, metavar="ROWS", help="rows re-sealed per transaction"
+    )
+    parser.add_argument(
+        "--resume-only",
+        action="store_true",
+        help="only finish an interrupted rotation; do nothing when none is under way",
+    )
+
+
+def rotate_root(
+    config: Config, args: argparse.Namespace, out: TextIO, environ: Mapping[str, str]
+) -> int:
+    """Run (or resume) the rotation; the exit status."""
+    from bipgw.store import RootRotation, create_sql_engine
+
+    if args.batch < 1:
+        raise KeyManagementError(f"--batch must be at least 1, got {args.batch}")
+    url = config.database.url
+    if not url.startswith(("sqlite", "postgresql")):
+        raise KeyManagementError(
+            f"database {url.split(':', 1)[0]}: only a SQL database holds sealed keys to rotate"
+        )
+    root = config.keys.load_root_key(environ)
+    if not isinstance(root, IRotatableRootKeys):
+        raise KeyManagementError(
+            f"the root key comes from ${ROOT_KEY_ENV}: rotation needs it in a file"
+            ' ([keys] root_key_file) or a PKCS#11 token ([keys] backend = "pkcs11")'
+        )
+    rotatable = root
+    engine = create_sql_engine(url)
+    last = [0.0]
+
+    def progress(p: object) -> None:
+        now = time.monotonic()
+        done_all = getattr(p, "done", 0) == getattr(p, "total", -1)
+        if now - last[0] >= 1.0 or done_all:
+            last[0] = now
+            out.write(f"  {p}\n")
+            out.flush()
+
+    try:
+        rotation = RootRotation(
+            engine, rotatable, str(config.keys.keystore), batch=args.batch, progress=progress
+        )
+        pending = rotation.pending()
+        if pending is None and args.resume_only:
+            out.write(f"no rotation under way in {rotatable.describe()}\n")
+            return 0
+        if pending is None:
+            out.write(f"rotating root key {rotatable.key_id} in {rotatable.describe()}\n")
+        else:
+            out.write(f"resuming the rotation to root key {pending[1]}\n")
+        result = rotation.run()
+    finally:
+        engine.dispose()
+    out.write(
+        f"root key {result.new_key_id} is current; {result.old_key_id or 'the old key'} retired"
+        f" ({result.rows} rows and {result.keystore_entries} keystore entries re-sealed"
+        f" in {result.seconds:.1f} s)\n"
+    )
+    return 0

@@ -40,6 +40,14 @@ from bipgw.keys._operator_keys import (
     master_kind,
     read_key_file,
 )
+from bipgw.keys._pkcs11 import (
+    HsmError,
+    HsmMechanismError,
+    Pkcs11MasterKeys,
+    Pkcs11RootKeys,
+    Pkcs11Token,
+    read_pin_file,
+)
 from bipgw.keys._rootkey import (
     ROOT_KEY_ENV,
     IRootKeys,
@@ -87,6 +95,8 @@ __all__ = [
     "CardKeyDeriver",
     "DuplicateKeyError",
     "FileRootKeyRing",
+    "HsmError",
+    "HsmMechanismError",
     "IRootKeys",
     "IRotatableRootKeys",
     "ISealer",
@@ -106,6 +116,9 @@ __all__ = [
     "KeystoreNotFoundError",
     "KeystoreWriteError",
     "MetaValue",
+    "Pkcs11MasterKeys",
+    "Pkcs11RootKeys",
+    "Pkcs11Token",
     "RootKey",
     "RootKeyError",
     "Scp03MasterKeys",
@@ -128,6 +141,7 @@ __all__ = [
     "normalise_iccid",
     "psk_identity_for",
     "read_key_file",
+    "read_pin_file",
     "seal",
     "sealed_key_id",
     "set_des_parity",

@@ -10,13 +10,24 @@ from bipgw.keys import (
     _keyring,
     _keystore,
     _operator_keys,
+    _pkcs11,
     _rootkey,
     _scp03,
     _secret,
     _transport,
 )
 
-PRIVATE_MODULES = (_kdf, _keyring, _keystore, _operator_keys, _rootkey, _scp03, _secret, _transport)
+PRIVATE_MODULES = (
+    _kdf,
+    _keyring,
+    _keystore,
+    _operator_keys,
+    _pkcs11,
+    _rootkey,
+    _scp03,
+    _secret,
+    _transport,
+)
 
 
 class ExportTests(SynchronousTestCase):

@@ -125,7 +125,18 @@ def _parser() -> argparse.ArgumentParser:
     master.add_argument("--length", type=int, default=16, choices=(16, 24, 32))
     master.add_argument("--kvn", type=int, default=1, help="key version it serves")
     master.add_argument("--replace", action="store_true", help="replace a key of that label")
+    master.add_argument(
+        "--backend",
+        choices=("keystore", "pkcs11"),
+        default="keystore",
+        help="pkcs11: generate it inside the [keys] token, non-extractable",
+    )
     key_commands.add_parser("list", help="list keys (never their values)", parents=[config_option])
+    key_commands.add_parser(
+        "init-hsm",
+        help='create the root key in the PKCS#11 token (backend = "pkcs11")',
+        parents=[config_option],
+    )
     _rotate.add_arguments(
         key_commands.add_parser(
             "rotate-root",
@@ -272,6 +283,10 @@ def _keys_command(
     config = Config.from_file(_config_path(args, env))
     if args.keys_command == "rotate-root":
         return _rotate.rotate_root(config, args, out, env)
+    if args.keys_command == "init-hsm":
+        return _rotate.init_hsm(config, out)
+    if args.keys_command == "generate-master" and args.backend == "pkcs11":
+        return _rotate.generate_token_master(config, args, out)
     keys = _keys.Keys.open(config, env)
     if args.keys_command == "add-transport":
         info, check = add_transport_key(

@@ -1,5 +1,7 @@
 # -*- test-case-name: tests.unit.cli.test_rotate -*-
-"""C{bipgw keys rotate-root}: a new root key, every sealed value re-sealed under it.
+"""C{bipgw keys rotate-root}, C{init-hsm}: the root key's life.
+
+C{rotate-root} makes a new root key and re-seals every sealed value under it.
 
 The work is L{bipgw.store.RootRotation}; here it is given the install's
 root keys (a root key file, or a PKCS#11 token), database and keystore,
@@ -15,10 +17,54 @@ import time
 from collections.abc import Mapping
 from typing import TextIO
 
-from bipgw.config import Config
-from bipgw.keys import ROOT_KEY_ENV, IRotatableRootKeys, KeyManagementError
+from bipgw.config import Config, KeyBackend
+from bipgw.keys import (
+    ROOT_KEY_ENV,
+    IRotatableRootKeys,
+    KeyManagementError,
+    KeyStore,
+    Pkcs11MasterKeys,
+    Pkcs11RootKeys,
+    master_kind,
+)
 
-__all__ = ["add_arguments", "rotate_root"]
+__all__ = ["add_arguments", "generate_token_master", "init_hsm", "rotate_root"]
+
+
+def _token_backend(config: Config, command: str) -> None:
+    if config.keys.backend is not KeyBackend.PKCS11:
+        raise KeyManagementError(
+            f'{command} needs [keys] backend = "pkcs11" (and the hsm_* keys) in {config.source}'
+        )
+
+
+def init_hsm(config: Config, out: TextIO) -> int:
+    """Create the root key in the configured token, and the keystore if there is none."""
+    _token_backend(config, "bipgw keys init-hsm")
+    root = Pkcs11RootKeys.initialise(config.keys.open_token())
+    out.write(f"root key {root.key_id} created in the {root.describe()}\n")
+    if not config.keys.keystore.exists():
+        KeyStore.create(config.keys.keystore, root)
+        out.write(f"empty keystore {config.keys.keystore} created\n")
+    return 0
+
+
+def generate_token_master(config: Config, args: argparse.Namespace, out: TextIO) -> int:
+    """C{generate-master --backend pkcs11}: a master key made inside the token."""
+    _token_backend(config, "generate-master --backend pkcs11")
+    if args.replace:
+        raise KeyManagementError("--replace: a master key in the token is never replaced")
+    if args.kvn != 1:
+        raise KeyManagementError("--kvn: a master key in the token has no key version yet")
+    kind = master_kind(args.kind)
+    masters = Pkcs11MasterKeys(config.keys.open_token())
+    # The kind is part of the token label: the token has no metadata field.
+    masters.generate(f"{kind.value}:{args.label}", args.length)
+    out.write(
+        f"{args.label}\t{kind.value}\t{args.length} bytes\tgenerated in the token,"
+        " non-extractable\n"
+    )
+    return 0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -184,6 +184,9 @@ class Pkcs11Token:
             self._slot = self._token.slot
             try:
                 self.session = self._token.open(user_pin=pin, rw=True)
+            except pkcs11.exceptions.UserAlreadyLoggedIn:
+                # Login is per process: another session of ours has it.
+                self.session = self._token.open(rw=True)
             except pkcs11.exceptions.PinIncorrect:
                 raise HsmError(f"wrong PIN for the PKCS#11 {self.name}") from None
             except pkcs11.exceptions.PinLocked:

@@ -77,6 +77,7 @@ class SoftHsm:
                 os.environ["SOFTHSM2_CONF"] = previous
 
         case.addCleanup(restore)
+        case.addCleanup(self._no_session_left, case)
         module = find_module()
         assert module is not None
         self.module = module
@@ -86,6 +87,18 @@ class SoftHsm:
         self.pin_file = self.dir / "pin"
         self.pin_file.write_text(PIN + "\n")
         self.pin_file.chmod(0o600)
+
+    def _no_session_left(self, case: Any) -> None:
+        # The next test's token is read only when the module is initialised
+        # again, which happens once every Pkcs11Token is closed.
+        from bipgw.keys import _pkcs11
+
+        left = _pkcs11._LIBS.pop(self.module, 0)
+        if left:
+            import pkcs11
+
+            pkcs11.lib(self.module).finalize()
+            case.fail(f"the test left {left} PKCS#11 session(s) open")
 
     def init_token(self, label: str) -> None:
         subprocess.run(

@@ -46,6 +46,7 @@ from bipgw.keys import (
     MASTER_KINDS,
     ROOT_KEY_ENV,
     KeyManagementError,
+    Pkcs11RootKeys,
     TransportScheme,
     add_transport_key,
     generate_master_key,
@@ -243,9 +244,14 @@ def _check_command(
     except KeyManagementError as e:
         err.write(f"bipgw: error: {e}\n")
         return 1
-    where = f"${ROOT_KEY_ENV}" if env.get(ROOT_KEY_ENV) is not None else config.keys.root_key_file
+    where: object = (
+        f"${ROOT_KEY_ENV}" if env.get(ROOT_KEY_ENV) is not None else config.keys.root_key_file
+    )
+    if isinstance(keys.root, Pkcs11RootKeys):
+        where = keys.root.describe()
     out.write(f"  root key {keys.root.key_id} from {where}\n")
     out.write(f"  keystore {keys.store.path}: {len(keys.store)} keys\n")
+    keys.close()
     return 0
 
 
@@ -288,6 +294,13 @@ def _keys_command(
     if args.keys_command == "generate-master" and args.backend == "pkcs11":
         return _rotate.generate_token_master(config, args, out)
     keys = _keys.Keys.open(config, env)
+    try:
+        return _keystore_command(args, out, keys)
+    finally:
+        keys.close()
+
+
+def _keystore_command(args: argparse.Namespace, out: TextIO, keys: _keys.Keys) -> int:
     if args.keys_command == "add-transport":
         info, check = add_transport_key(
             keys.store, args.label, args.from_file, scheme=args.scheme, replace=args.replace

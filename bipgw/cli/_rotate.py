@@ -41,11 +41,15 @@ def _token_backend(config: Config, command: str) -> None:
 def init_hsm(config: Config, out: TextIO) -> int:
     """Create the root key in the configured token, and the keystore if there is none."""
     _token_backend(config, "bipgw keys init-hsm")
-    root = Pkcs11RootKeys.initialise(config.keys.open_token())
-    out.write(f"root key {root.key_id} created in the {root.describe()}\n")
-    if not config.keys.keystore.exists():
-        KeyStore.create(config.keys.keystore, root)
-        out.write(f"empty keystore {config.keys.keystore} created\n")
+    token = config.keys.open_token()
+    try:
+        root = Pkcs11RootKeys.initialise(token)
+        out.write(f"root key {root.key_id} created in the {root.describe()}\n")
+        if not config.keys.keystore.exists():
+            KeyStore.create(config.keys.keystore, root)
+            out.write(f"empty keystore {config.keys.keystore} created\n")
+    finally:
+        token.close()
     return 0
 
 
@@ -57,9 +61,12 @@ def generate_token_master(config: Config, args: argparse.Namespace, out: TextIO)
     if args.kvn != 1:
         raise KeyManagementError("--kvn: a master key in the token has no key version yet")
     kind = master_kind(args.kind)
-    masters = Pkcs11MasterKeys(config.keys.open_token())
-    # The kind is part of the token label: the token has no metadata field.
-    masters.generate(f"{kind.value}:{args.label}", args.length)
+    token = config.keys.open_token()
+    try:
+        # The kind is part of the token label: the token has no metadata field.
+        Pkcs11MasterKeys(token).generate(f"{kind.value}:{args.label}", args.length)
+    finally:
+        token.close()
     out.write(
         f"{args.label}\t{kind.value}\t{args.length} bytes\tgenerated in the token,"
         " non-extractable\n"
@@ -83,8 +90,6 @@ def rotate_root(
     config: Config, args: argparse.Namespace, out: TextIO, environ: Mapping[str, str]
 ) -> int:
     """Run (or resume) the rotation; the exit status."""
-    from bipgw.store import RootRotation, create_sql_engine
-
     if args.batch < 1:
         raise KeyManagementError(f"--batch must be at least 1, got {args.batch}")
     url = config.database.url
@@ -93,6 +98,17 @@ def rotate_root(
             f"database {url.split(':', 1)[0]}: only a SQL database holds sealed keys to rotate"
         )
     root = config.keys.load_root_key(environ)
+    try:
+        return _rotate(config, args, out, root)
+    finally:
+        if isinstance(root, Pkcs11RootKeys):
+            root.close()
+
+
+def _rotate(config: Config, args: argparse.Namespace, out: TextIO, root: object) -> int:
+    from bipgw.store import RootRotation, create_sql_engine
+
+    url = config.database.url
     if not isinstance(root, IRotatableRootKeys):
         raise KeyManagementError(
             f"the root key comes from ${ROOT_KEY_ENV}: rotation needs it in a file"

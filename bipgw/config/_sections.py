@@ -160,7 +160,10 @@ class KeysSection:
     hsm_module: Path | None = attrs.field(
         default=None,
         metadata=setting(
-            FilePath(), None, "The PKCS#11 module (shared library) of the HSM; backend = pkcs11."
+            FilePath(),
+            None,
+            "The PKCS#11 module (shared library) of the HSM; backend = pkcs11.",
+            example="/usr/lib/softhsm/libsofthsm2.so",
         ),
     )
     hsm_token_label: str | None = attrs.field(
@@ -169,18 +172,25 @@ class KeysSection:
             Text(1, 32, r"[\x20-\x7e]+", "printable ASCII"),
             None,
             "The label of the token holding the root key (or give hsm_slot).",
+            example="bipgw",
         ),
     )
     hsm_slot: int | None = attrs.field(
         default=None,
         metadata=setting(
-            Integer(0, 2**32 - 1), None, "The slot id of the token (or give hsm_token_label)."
+            Integer(0, 2**32 - 1),
+            None,
+            "The slot id of the token (or give hsm_token_label).",
+            example=0,
         ),
     )
     hsm_pin_file: Path | None = attrs.field(
         default=None,
         metadata=setting(
-            FilePath(), None, "A file (mode 0600) holding the token's user PIN on one line."
+            FilePath(),
+            None,
+            "A file (mode 0600) holding the token's user PIN on one line.",
+            example="hsm.pin",
         ),
     )
 

@@ -185,7 +185,9 @@ class Pkcs11Token:
             try:
                 self.session = self._token.open(user_pin=pin, rw=True)
             except pkcs11.exceptions.UserAlreadyLoggedIn:
-                # Login is per process: another session of ours has it.
+                # Login is per process (PKCS#11 section 5.6): another open
+                # session of ours logged in already, so the PIN is not
+                # checked again here.
                 self.session = self._token.open(rw=True)
             except pkcs11.exceptions.PinIncorrect:
                 raise HsmError(f"wrong PIN for the PKCS#11 {self.name}") from None
@@ -471,6 +473,10 @@ class Pkcs11RootKeys:
 
     def describe(self) -> str:
         return self._token.describe()
+
+    def close(self) -> None:
+        """Close the token session (the keys stay in the token)."""
+        self._token.close()
 
 
 def _generate_pair(token: Pkcs11Token, prefix: str) -> str:

@@ -59,7 +59,7 @@ from bipgw.app._tree import OrderedService, Step
 from bipgw.config import Config, redacted_url, server_endpoint_port
 from bipgw.core import CardTarget, SecuredSession, Session, SessionEngine
 from bipgw.ingest import IngestService
-from bipgw.keys import IRootKeys, KeyManagementError, KeyStore, Scp03MasterKeys
+from bipgw.keys import IRootKeys, KeyManagementError, KeyStore, Pkcs11RootKeys, Scp03MasterKeys
 from bipgw.push import CallbackAddress, PushBuilder, PushProfile, PushSender
 from bipgw.scp81 import AdminServer, CardKeyCache
 from bipgw.smpp import SmppClientService, esme_settings
@@ -402,6 +402,8 @@ class Gateway(OrderedService):
         stopping = super().stopService()
 
         def stopped(_: object) -> None:
+            if isinstance(self.root, Pkcs11RootKeys):
+                self.root.close()  # the token session; the keys stay in the token
             self._log.info("gateway {node} stopped", node=self.config.gateway.node_id)
 
         return stopping.addCallback(stopped)

@@ -41,7 +41,8 @@ def result(d: Deferred[Any]) -> Any:
 
 
 def iccid(n: int) -> str:
-    return f"8988211{n:012d}"
+    # An issuer prefix of its own: never one of the simulated fleet's cards.
+    return f"8999999{n:012d}"
 
 
 def make_root(directory: Path) -> Path:

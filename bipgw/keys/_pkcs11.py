@@ -511,6 +511,7 @@ class Pkcs11MasterKeys:
         """@raise HsmMechanismError: the token has no C{CKM_AES_CMAC}."""
         token.require(MASTER_MECHANISMS)
         self._token = token
+        self._found: dict[str, Any] = {}
 
     def labels(self) -> list[str]:
         """The master keys' labels (without the C{bipgw-master:} prefix)."""
@@ -558,7 +559,12 @@ class Pkcs11MasterKeys:
         self, label: str, iccid: str, purpose: KdfPurpose, algorithm: KeyAlgorithm
     ) -> Secret:
         """L{derive_card_key} with the master key C{label}, the PRF run in the token."""
-        master = self._token.objects(_MASTER).get(_MASTER + label)
+        master = self._found.get(label)
+        if master is None:
+            self._found = {
+                name[len(_MASTER) :]: obj for name, obj in self._token.objects(_MASTER).items()
+            }
+            master = self._found.get(label)
         if master is None:
             raise UnknownKeyError(
                 f"no master key {label!r} in the {self._token.describe()}", label=label

@@ -109,7 +109,7 @@ class RootKey:
         return self._key_id_bytes().hex()
 
     def _key_id_bytes(self) -> bytes:
-        return _hkdf(self._secret, _INFO_KEY_ID, _KEY_ID_LENGTH)
+        return self._cached_subkey(_INFO_KEY_ID)[:_KEY_ID_LENGTH]
 
     def subkey(self, info: bytes) -> Secret:
         """A 32-byte key for one purpose: HKDF-SHA256(root, salt=none, info).
@@ -148,10 +148,14 @@ class RootKey:
         """HMAC-SHA256(HKDF(root, info=C{purpose}), C{data}); see L{IRootKeys.mac}."""
         if key_id is not None and key_id != self.key_id:
             raise WrongRootKeyError(f"no root key {key_id} here; the loaded one is {self.key_id}")
+        return hmac.digest(self._cached_subkey(purpose), data, "sha256")
+
+    def _cached_subkey(self, purpose: bytes) -> bytes:
+        # HKDF once per purpose: a rotation or a cache load opens millions.
         key = self._subkeys.get(purpose)
         if key is None:
             key = self._subkeys[purpose] = self.subkey(purpose).reveal()
-        return hmac.digest(key, data, "sha256")
+        return key
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> RootKey:
@@ -444,7 +448,7 @@ def _unseal_with(root: RootKey, label: str, blob: bytes) -> Secret:
         )
     nonce = data[HEADER_LENGTH : HEADER_LENGTH + NONCE_LENGTH]
     try:
-        plaintext = AESGCM(root.subkey(_INFO_SEAL).reveal()).decrypt(
+        plaintext = AESGCM(root._cached_subkey(_INFO_SEAL)).decrypt(
             nonce, data[HEADER_LENGTH + NONCE_LENGTH :], header + ad_label
         )
     except InvalidTag:

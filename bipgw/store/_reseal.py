@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.unit.store.test_reseal -*-
+# -*- test-case-name: tests.unit.store.test_rotation -*-
 """Re-sealing the database's sealed columns under another root key.
 
 A root-key rotation (C{bipgw keys rotate-root}, L{bipgw.store.RootRotation})
@@ -28,10 +28,10 @@ from sqlalchemy import Table, and_, bindparam, func, select, tuple_, update
 from sqlalchemy.engine import Connection, Engine
 
 from bipgw.keys import IRootKeys, Secret
-from bipgw.store import _queries as q
-from bipgw.store import _rows as r
-from bipgw.store import _schema as s
 from bipgw.store._engine import WRITE_OPTION
+from bipgw.store._queries import insert_returning_id
+from bipgw.store._rows import audit_values
+from bipgw.store._schema import audit_log, card_keys
 from bipgw.store._sealing import FINGERPRINT_INFO
 from bipgw.store._types import AuditRecord, card_key_label
 
@@ -57,7 +57,7 @@ class SealedColumn:
 #: Every sealed column of the application database.
 SEALED_COLUMNS: tuple[SealedColumn, ...] = (
     SealedColumn(
-        s.card_keys,
+        card_keys,
         ("iccid", "purpose", "kvn"),
         "sealed",
         lambda pk: card_key_label(pk[0], pk[1], pk[2]),
@@ -185,4 +185,4 @@ def write_audit(engine: Engine, record: AuditRecord) -> int:
 
 
 def _insert_audit(c: Connection, record: AuditRecord) -> int:
-    return q.insert_returning_id(c, s.audit_log, r.audit_values(record))
+    return insert_returning_id(c, audit_log, audit_values(record))

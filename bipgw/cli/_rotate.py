@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import time
 from collections.abc import Mapping
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from bipgw.config import Config, KeyBackend
 from bipgw.keys import (
@@ -27,6 +27,9 @@ from bipgw.keys import (
     Pkcs11RootKeys,
     master_kind,
 )
+
+if TYPE_CHECKING:
+    from bipgw.store import Progress
 
 __all__ = ["add_arguments", "generate_token_master", "init_hsm", "rotate_root"]
 
@@ -118,10 +121,9 @@ def _rotate(config: Config, args: argparse.Namespace, out: TextIO, root: object)
     engine = create_sql_engine(url)
     last = [0.0]
 
-    def progress(p: object) -> None:
+    def progress(p: Progress) -> None:
         now = time.monotonic()
-        done_all = getattr(p, "done", 0) == getattr(p, "total", -1)
-        if now - last[0] >= 1.0 or done_all:
+        if now - last[0] >= 1.0 or p.done == p.total:
             last[0] = now
             out.write(f"  {p}\n")
             out.flush()

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from bipgw.codec.ota import KicAlgorithm, KidAlgorithm
 from bipgw.config import Config, ServiceSection
-from bipgw.keys import KeyAlgorithm, KeyStore, MasterKeyRing, RootKey
+from bipgw.keys import IRootKeys, KeyAlgorithm, KeyStore, MasterKeyRing
 from bipgw.store import (
     CardKeySource,
     DerivedKeySpec,
@@ -76,7 +76,7 @@ def derived_key_specs(config: Config) -> list[DerivedKeySpec]:
 
 
 def card_key_source(
-    config: Config, store: IStore, root: RootKey, keystore: KeyStore
+    config: Config, store: IStore, root: IRootKeys, keystore: KeyStore
 ) -> CardKeySource:
     """The gateway's card key source (module docstring).
 

@@ -67,7 +67,7 @@ from bipgw.core import (
     SessionEngine,
 )
 from bipgw.ingest import IngestService
-from bipgw.keys import KeyStore, RootKey
+from bipgw.keys import IRootKeys, KeyStore, Pkcs11RootKeys
 from bipgw.push import CallbackAddress, PushBuilder, PushProfile, PushSender
 from bipgw.scp81 import AdminServer, CardKeyCache
 from bipgw.smpp import SmppClientService, esme_settings
@@ -178,7 +178,7 @@ class Gateway(OrderedService):
         config: Config,
         reactor: Any,
         *,
-        root: RootKey,
+        root: IRootKeys,
         keystore: KeyStore,
         store: IStore,
         exit_on_failure: bool = False,
@@ -434,6 +434,8 @@ class Gateway(OrderedService):
         stopping = super().stopService()
 
         def stopped(_: object) -> None:
+            if isinstance(self.root, Pkcs11RootKeys):
+                self.root.close()  # the token session; the keys stay in the token
             self._log.info("gateway {node} stopped", node=self.config.gateway.node_id)
 
         return stopping.addCallback(stopped)

@@ -4,6 +4,7 @@
   - C{bipgw init DIR}: a new install (configuration, root key, keystore);
   - C{bipgw check-config FILE}: check a configuration and the keys it names;
   - C{bipgw keys add-transport|generate-master|list}: the keystore;
+  - C{bipgw keys rotate-root}: a new root key, the database and keystore re-sealed;
   - C{bipgw import cards|msisdn FILE}: load a card-vendor or MSISDN file;
   - C{bipgw replay SCRIPT ...}: run an APDU script against a card (docs/apdu-scripts.md);
   - C{bipgw tenant|service ...}: business platforms and what they may reach;
@@ -38,6 +39,7 @@ import bipgw.cli._init as _init
 import bipgw.cli._keys as _keys
 import bipgw.cli._partners as _partners
 import bipgw.cli._replay as _replay
+import bipgw.cli._rotate as _rotate
 import bipgw.cli._tenants as _tenants
 from bipgw.config import DEFAULT_CONFIG_NAME, Config, ConfigError, init_install, redacted_url
 from bipgw.errors import BipGwError
@@ -45,6 +47,7 @@ from bipgw.keys import (
     MASTER_KINDS,
     ROOT_KEY_ENV,
     KeyManagementError,
+    Pkcs11RootKeys,
     TransportScheme,
     add_master_key,
     add_transport_key,
@@ -145,6 +148,24 @@ def _parser() -> argparse.ArgumentParser:
         "--cards", action="store_true", help="list every card's key versions instead"
     )
     _card_keys.add_parsers(key_commands, config_option)
+    master.add_argument(
+        "--backend",
+        choices=("keystore", "pkcs11"),
+        default="keystore",
+        help="pkcs11: generate it inside the [keys] token, non-extractable",
+    )
+    key_commands.add_parser(
+        "init-hsm",
+        help='create the root key in the PKCS#11 token (backend = "pkcs11")',
+        parents=[config_option],
+    )
+    _rotate.add_arguments(
+        key_commands.add_parser(
+            "rotate-root",
+            help="new root key; re-seal the database and keystore (resumable)",
+            parents=[config_option],
+        )
+    )
 
     load = commands.add_parser("import", help="import a data file", parents=[config_option])
     load_commands = load.add_subparsers(dest="import_kind", required=True, metavar="KIND")
@@ -244,9 +265,14 @@ def _check_command(
     except KeyManagementError as e:
         err.write(f"bipgw: error: {e}\n")
         return 1
-    where = f"${ROOT_KEY_ENV}" if env.get(ROOT_KEY_ENV) is not None else config.keys.root_key_file
+    where: object = (
+        f"${ROOT_KEY_ENV}" if env.get(ROOT_KEY_ENV) is not None else config.keys.root_key_file
+    )
+    if isinstance(keys.root, Pkcs11RootKeys):
+        where = keys.root.describe()
     out.write(f"  root key {keys.root.key_id} from {where}\n")
     out.write(f"  keystore {keys.store.path}: {len(keys.store)} keys\n")
+    keys.close()
     return 0
 
 
@@ -287,7 +313,20 @@ def _keys_command(
     )
     if card_keys:
         return _card_keys_command(config, args, out)
+    if args.keys_command == "rotate-root":
+        return _rotate.rotate_root(config, args, out, env)
+    if args.keys_command == "init-hsm":
+        return _rotate.init_hsm(config, out)
+    if args.keys_command == "generate-master" and args.backend == "pkcs11":
+        return _rotate.generate_token_master(config, args, out)
     keys = _keys.Keys.open(config, env)
+    try:
+        return _keystore_command(args, out, keys)
+    finally:
+        keys.close()
+
+
+def _keystore_command(args: argparse.Namespace, out: TextIO, keys: _keys.Keys) -> int:
     if args.keys_command == "add-transport":
         info, check = add_transport_key(
             keys.store, args.label, args.from_file, scheme=args.scheme, replace=args.replace

@@ -25,6 +25,7 @@ from bipgw.config._sections import (
     BindMode,
     DatabaseSection,
     GatewaySection,
+    KeyBackend,
     KeysSection,
     SmppSection,
 )
@@ -47,6 +48,7 @@ __all__ = [
     "IngestSection",
     "InitError",
     "InitResult",
+    "KeyBackend",
     "KeysSection",
     "LogFormat",
     "LogSection",

@@ -30,6 +30,7 @@ from bipgw.keys._kdf import (
     psk_identity_for,
     set_des_parity,
 )
+from bipgw.keys._keyring import FileRootKeyRing, IRotatableRootKeys
 from bipgw.keys._keystore import KeyInfo, KeyKind, KeyStore, MetaValue
 from bipgw.keys._masters import KIND_OF_PURPOSE, MasterKey, MasterKeyRing
 from bipgw.keys._operator_keys import (
@@ -42,7 +43,24 @@ from bipgw.keys._operator_keys import (
     master_kind,
     read_key_file,
 )
-from bipgw.keys._rootkey import ROOT_KEY_ENV, RootKey, Sealer, seal, unseal
+from bipgw.keys._pkcs11 import (
+    HsmError,
+    HsmMechanismError,
+    Pkcs11MasterKeys,
+    Pkcs11RootKeys,
+    Pkcs11Token,
+    read_pin_file,
+)
+from bipgw.keys._rootkey import (
+    ROOT_KEY_ENV,
+    IRootKeys,
+    ISealer,
+    RootKey,
+    Sealer,
+    seal,
+    sealed_key_id,
+    unseal,
+)
 from bipgw.keys._scp03 import Scp03MasterKeys
 from bipgw.keys._secret import (
     DuplicateKeyError,
@@ -80,6 +98,12 @@ __all__ = [
     "ROOT_KEY_ENV",
     "CardKeyDeriver",
     "DuplicateKeyError",
+    "FileRootKeyRing",
+    "HsmError",
+    "HsmMechanismError",
+    "IRootKeys",
+    "IRotatableRootKeys",
+    "ISealer",
     "InsecureRootKeyFileError",
     "IntegrityError",
     "InvalidIccidError",
@@ -98,6 +122,9 @@ __all__ = [
     "MasterKey",
     "MasterKeyRing",
     "MetaValue",
+    "Pkcs11MasterKeys",
+    "Pkcs11RootKeys",
+    "Pkcs11Token",
     "RootKey",
     "RootKeyError",
     "Scp03MasterKeys",
@@ -122,7 +149,9 @@ __all__ = [
     "normalise_iccid",
     "psk_identity_for",
     "read_key_file",
+    "read_pin_file",
     "seal",
+    "sealed_key_id",
     "set_des_parity",
     "unseal",
     "unwrap_from_transport",

@@ -41,7 +41,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from bipgw.codec.ota import OtaKeys
-from bipgw.keys import KeyManagementError, RootKey, Secret, psk_identity_for
+from bipgw.keys import IRootKeys, KeyManagementError, Secret, psk_identity_for
 from bipgw.store import (
     Card,
     CardKey,
@@ -109,7 +109,7 @@ class CardKeyCache:
     def __init__(
         self,
         store: IStore,
-        root: RootKey,
+        root: IRootKeys,
         clock: IReactorTime,
         *,
         concurrency: int = 8,

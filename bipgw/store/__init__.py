@@ -70,6 +70,8 @@ from bipgw.store._recovery import (
     end_sessions_left_open,
     session_status,
 )
+from bipgw.store._reseal import SEALED_COLUMNS, Resealer, SealedColumn, write_audit
+from bipgw.store._rotation import Progress, RootRotation, RotationResult
 from bipgw.store._scp03_keys import StoreScp03KeySource
 from bipgw.store._sealing import (
     FINGERPRINT_INFO,
@@ -161,6 +163,7 @@ __all__ = [
     "MEMORY_URL",
     "MIGRATIONS",
     "RESTART_DETAIL",
+    "SEALED_COLUMNS",
     "TENANT_SETTINGS",
     "ApduTraceRecord",
     "AuditRecord",
@@ -194,7 +197,12 @@ __all__ = [
     "MsisdnPlan",
     "Outcome",
     "Partner",
+    "Progress",
+    "Resealer",
+    "RootRotation",
+    "RotationResult",
     "SchemaVersionError",
+    "SealedColumn",
     "Service",
     "SessionEvent",
     "SessionRecord",
@@ -244,4 +252,5 @@ __all__ = [
     "session_status",
     "settings_id",
     "trace_record",
+    "write_audit",
 ]

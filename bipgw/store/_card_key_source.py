@@ -33,11 +33,11 @@ from twisted.python.failure import Failure
 
 from bipgw.codec.scp03 import StaticKeys
 from bipgw.keys import (
+    IRootKeys,
     KdfPurpose,
     KeyAlgorithm,
     KeyManagementError,
     MasterKeyRing,
-    RootKey,
     Secret,
     UnknownKeyError,
     normalise_iccid,
@@ -121,7 +121,7 @@ class CardKeySource:
     def __init__(
         self,
         store: IStore,
-        root: RootKey,
+        root: IRootKeys,
         *,
         masters: MasterKeyRing | None = None,
         versions: SqlCardKeyVersions | None = None,
@@ -138,7 +138,7 @@ class CardKeySource:
         return f"<CardKeySource {len(self._wanted)} derived key specs, {self.masters!r}>"
 
     @property
-    def root(self) -> RootKey:
+    def root(self) -> IRootKeys:
         """The root key the source opens and seals card keys with."""
         return self._root
 

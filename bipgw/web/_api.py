@@ -205,7 +205,7 @@ class HttpApi:
 
         Who may: a tenant whose grant for the service carrying the rotation
         lets C{put-key} (INS D8) reach the ISD, the service having
-        C{secure_apdus} (C{docs/keys.md} section 7).
+        C{secure_apdus} (C{docs/keys.md} section 9).
         """
         only_fields(body, _ROTATION_FIELDS)
         purpose = body.get("purpose")

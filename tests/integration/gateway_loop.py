@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import shutil
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,7 @@ import attrs
 from bipgw.app import Gateway, build_gateway
 from bipgw.codec.apdu import CommandApdu
 from bipgw.config import Config, init_install
-from bipgw.keys import KeyKind, Secret, add_master_key, add_transport_key
+from bipgw.keys import KeyKind, Pkcs11RootKeys, Secret, add_master_key, add_transport_key
 from simcard.applets import APPLET_FACTORIES, CREDENTIAL_INSTANCE_AID
 from simcard.card import SimCard
 from simcard.fleet import FleetConfig, FleetService, GenerateResult, generate_fleet
@@ -151,6 +151,7 @@ async def start_loop(
     extra_config: str = "",
     scp03_masters: bool = False,
     derived_keys: bool = False,
+    prepare_keys: Callable[[Config], None] | None = None,
 ) -> Loop:
     """Generate, start and connect a fleet and a gateway (module docstring)."""
     from twisted.internet import reactor
@@ -170,7 +171,10 @@ async def start_loop(
     init_install(install, password_source=generated.directory / "gateway" / "smpp.password")
     (install / "bipgw.toml").write_text(gateway_toml(smsc_port, sessions, extra_config))
     config = Config.from_file(install / "bipgw.toml")
-    keystore = config.keys.open_keystore(config.keys.load_root_key({}))
+    if prepare_keys is not None:
+        prepare_keys(config)  # e.g. a root key in a PKCS#11 token
+    root = config.keys.load_root_key({})
+    keystore = config.keys.open_keystore(root)
     if scp03_masters:
         # An operator who diversifies SCP03 keys holds the masters the cards
         # were personalised from; the fleet keeps them in its secrets.
@@ -188,6 +192,8 @@ async def start_loop(
             add_master_key(keystore, master_file.stem, master_file.stem, master_file)
     key_file = generated.directory / "gateway" / f"{generated.transport_label}.key"
     add_transport_key(keystore, generated.transport_label, key_file)
+    if isinstance(root, Pkcs11RootKeys):
+        root.close()  # the gateway opens its own session
 
     try:
         gateway = build_gateway(config, reactor, environ={}, exit_on_failure=False)

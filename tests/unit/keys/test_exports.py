@@ -7,9 +7,11 @@ from twisted.trial.unittest import SynchronousTestCase
 import bipgw.keys
 from bipgw.keys import (
     _kdf,
+    _keyring,
     _keystore,
     _masters,
     _operator_keys,
+    _pkcs11,
     _rootkey,
     _scp03,
     _secret,
@@ -18,9 +20,11 @@ from bipgw.keys import (
 
 PRIVATE_MODULES = (
     _kdf,
+    _keyring,
     _keystore,
     _masters,
     _operator_keys,
+    _pkcs11,
     _rootkey,
     _scp03,
     _secret,

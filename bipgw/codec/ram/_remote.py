@@ -29,7 +29,7 @@ Sans-IO: bytes in, values out; every failure is a L{RamError}.
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Final
 
 import attrs
@@ -47,6 +47,10 @@ __all__ = [
 ]
 
 _EXPANDED_TAGS: Final = frozenset({0xAA, 0xAE})
+
+
+def _apdus(value: Iterable[bytes]) -> tuple[bytes, ...]:
+    return tuple(value)
 
 
 class RemoteFormat(enum.Enum):
@@ -76,7 +80,7 @@ class RemoteScript:
     @ivar format: compact or expanded.
     """
 
-    commands: tuple[bytes, ...] = attrs.field(converter=tuple, validator=_check_commands)
+    commands: tuple[bytes, ...] = attrs.field(converter=_apdus, validator=_check_commands)
     format: RemoteFormat = attrs.field(validator=attrs.validators.instance_of(RemoteFormat))
 
     def encode(self) -> bytes:
@@ -134,7 +138,7 @@ class RemoteResult:
 
     format: RemoteFormat = attrs.field(validator=attrs.validators.instance_of(RemoteFormat))
     executed: int = attrs.field(validator=_check_executed)
-    responses: tuple[bytes, ...] = attrs.field(converter=tuple, validator=_check_responses)
+    responses: tuple[bytes, ...] = attrs.field(converter=_apdus, validator=_check_responses)
     rejected: int | None = None
 
     def __attrs_post_init__(self) -> None:

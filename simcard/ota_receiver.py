@@ -8,12 +8,16 @@ versions, verify the packet (minimum security level, deciphering, CC, and
 the SPI's counter rule against the stored counter), store the new counter,
 run the secured data, and answer with a Proof of Receipt as SPI2 asks.
 
-The secured data is either a TS 102 226 compact script, whose C-APDUs run
-one by one through an L{ApduExecutor} until one fails (a PUSH
-C{80 EC 01 01}/C{03} among them is handled here: it yields an
-L{AdminSessionRequest}), or the GP Amd B triggering parameters C{81 ...},
-which yield one directly.  Either way the session parameters the trigger
-leaves out come from the card's personalised L{AdminDefaults}.
+The secured data is either a TS 102 226 script, whose C-APDUs run one by
+one through an L{ApduExecutor} until one fails (a PUSH C{80 EC 01 01}/C{03}
+among them is handled here: it yields an L{AdminSessionRequest}), or the
+GP Amd B triggering parameters C{81 ...}, which yield one directly.  A
+script in the expanded format (it starts with the template tag C{AA} or
+C{AE}: RAM over SMS, L{bipgw.codec.ram.RemoteScript}) is answered with a
+response template carrying every executed command's R-APDU; a compact one
+(anything else) with the count, the last SW and the last data.  Either
+way the session parameters the trigger leaves out come from the card's
+personalised L{AdminDefaults}.
 
 Failures in the command's security (bad CC, replayed counter, unknown TAR,
 undecipherable data...) are answered, as real cards answer them, with a
@@ -63,9 +67,12 @@ from bipgw.codec.ota import (
 )
 from bipgw.codec.ram import (
     AdminSessionTrigger,
+    CommandScript,
     PushBipOpening,
     PushTcpConnection,
     RamError,
+    RemoteFormat,
+    RemoteResult,
     decode_push,
     split_compact,
 )
@@ -104,6 +111,9 @@ _SW_INCORRECT_DATA: Final = b"\x6a\x80"
 _SW_NOT_SUPPORTED: Final = b"\x6a\x81"
 _SW_WRONG_LENGTH: Final = 0x6700
 _TRIGGER_TAG: Final = 0x81
+_EXPANDED_TAGS: Final = (0xAA, 0xAE)
+_BAD_FORMAT_UNKNOWN_TAG: Final = 0x01
+_BAD_FORMAT_WRONG_LENGTH: Final = 0x02
 _PUSH_HEADER: Final = b"\x80\xec"
 
 KeysForKvn = Callable[[int], OtaKeys | None]
@@ -426,27 +436,50 @@ class OtaReceiver:
                 refused = CompactResult(0, int.from_bytes(_SW_INCORRECT_DATA, "big"))
                 return refused, None, f"bad triggering parameters: {e}", refused.to_bytes()
             return None, triggered, "", b""
+        if data[:1] and data[0] in _EXPANDED_TAGS:
+            return self._expanded(data)
         try:
             commands = split_compact(data)
         except RamError as e:
             result = CompactResult(0, _SW_WRONG_LENGTH)
             return result, None, f"bad compact script: {e}", result.to_bytes()
+        rapdus, request, reason = self._run(commands)
+        rapdu = rapdus[-1] if rapdus else _SW_OK
+        result = CompactResult(len(rapdus), int.from_bytes(rapdu[-2:], "big"), rapdu[:-2])
+        return result, request, reason, result.to_bytes()
+
+    def _expanded(
+        self, data: bytes
+    ) -> tuple[CompactResult | None, AdminSessionRequest | None, str, bytes]:
+        """Run an expanded script (TS 102 226 5.2); the PoR data is the response template."""
+        try:
+            commands = CommandScript.decode(data).commands
+        except RamError as e:
+            code = _BAD_FORMAT_UNKNOWN_TAG if "tag" in str(e) else _BAD_FORMAT_WRONG_LENGTH
+            rejected = RemoteResult(RemoteFormat.EXPANDED, 0, (), rejected=code)
+            return None, None, f"bad expanded script: {e}", rejected.encode()
+        rapdus, request, reason = self._run(commands)
+        result = RemoteResult.for_commands(RemoteFormat.EXPANDED, rapdus)
+        return None, request, reason, result.encode()
+
+    def _run(
+        self, commands: tuple[bytes, ...]
+    ) -> tuple[list[bytes], AdminSessionRequest | None, str]:
+        """Run C{commands} until one fails: their R-APDUs, the session asked for, why it stopped."""
         request: AdminSessionRequest | None = None
-        reason = ""
-        rapdu = _SW_OK
+        rapdus: list[bytes] = []
         for index, capdu in enumerate(commands):
             if capdu[:2] == _PUSH_HEADER:
                 rapdu, pushed = self._push(capdu)
                 request = pushed or request
             else:
                 rapdu = self._transmit(capdu)
+            rapdus.append(rapdu)
             sw = int.from_bytes(rapdu[-2:], "big")
             if not script_continues(sw):
                 reason = f"script stopped at command {index + 1} of {len(commands)}: SW {sw:04X}"
-                commands = commands[: index + 1]
-                break
-        result = CompactResult(len(commands), int.from_bytes(rapdu[-2:], "big"), rapdu[:-2])
-        return result, request, reason, result.to_bytes()
+                return rapdus, request, reason
+        return rapdus, request, ""
 
     def _transmit(self, capdu: bytes) -> bytes:
         try:

@@ -289,9 +289,10 @@ class SessionEngine:
         The push it belongs to counts as delivered once every part is, and
         as failed at its first part that is not (sent again while attempts
         remain); a PoR carried in the receipt is verified as in
-        L{sms_received}.
+        L{sms_received}.  The parts of a script sent over SMS are its session's.
         """
-        self._pushes.delivery_receipt(message_id, delivered, detail, user_data)
+        if not self._sms_router.receipt(message_id, delivered, detail, user_data):
+            self._pushes.delivery_receipt(message_id, delivered, detail, user_data)
 
     def sms_received(self, msisdn: str, user_data: bytes) -> Deferred[None]:
         """An SMS from a card: its PoR for the latest push sent to C{msisdn}.

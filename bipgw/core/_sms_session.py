@@ -54,7 +54,7 @@ from bipgw.codec.admin_http import AdminResponse
 from bipgw.codec.ota import PorStatus
 from bipgw.codec.ram import RamError, RemoteFormat, RemoteResult, RemoteScript
 from bipgw.core._interfaces import IScriptSender, PorReport
-from bipgw.core._pushes import normalise_msisdn
+from bipgw.core._pushes import message_id_keys, normalise_msisdn
 from bipgw.core._rules import ServiceRules
 from bipgw.core._scripts import Command
 from bipgw.core._types import (
@@ -153,6 +153,7 @@ class SmsPorRouter:
 
     def __init__(self) -> None:
         self._waiting: dict[str, SmsExchange] = {}
+        self._by_id: dict[str, SmsExchange] = {}
 
     def __len__(self) -> int:
         return len(self._waiting)
@@ -166,6 +167,30 @@ class SmsPorRouter:
         key = normalise_msisdn(msisdn)
         if self._waiting.get(key) is exchange:
             del self._waiting[key]
+
+    def track(self, message_ids: Sequence[str], exchange: SmsExchange | None) -> None:
+        """Send the receipts of C{message_ids} to C{exchange} (C{None}: stop)."""
+        for message_id in message_ids:
+            for key in message_id_keys(message_id) if message_id else ():
+                if exchange is None:
+                    self._by_id.pop(key, None)
+                else:
+                    self._by_id[key] = exchange
+
+    def receipt(
+        self, message_id: str, delivered: bool, detail: str, user_data: bytes | None
+    ) -> bool:
+        """A delivery receipt: C{True} if it is for the parts of a script out.
+
+        A part not delivered fails the script; a PoR the SMSC carries in the
+        receipt (PoR by SMS-DELIVER-REPORT) is handled as one sent by SMS.
+        """
+        for key in message_id_keys(message_id):
+            exchange = self._by_id.get(key)
+            if exchange is not None:
+                exchange.receipt(message_id, delivered, detail, user_data)
+                return True
+        return False
 
     def deliver(self, msisdn: str, user_data: bytes) -> Deferred[None] | None:
         """Hand an SMS from C{msisdn} to the exchange waiting for it.
@@ -230,6 +255,7 @@ class SmsExchange:
         self.format: RemoteFormat = transport.rules.sms_format
         self._por_timeout = transport.rules.por_timeout
         self._inflight: Command | None = None
+        self._message_ids: tuple[str, ...] = ()
         self._counter: int | None = None
         self._ignored: list[str] = []
         self._queue: collections.deque[Command] = collections.deque()
@@ -274,6 +300,7 @@ class SmsExchange:
         self._ended = True
         self._cancel_timer()
         self._router.unregister(self._msisdn, self)
+        self._router.track(self._message_ids, None)
         command, self._inflight = self._inflight, None
         if command is not None:
             self._trace(command, None, None, error.reason.value)
@@ -302,6 +329,27 @@ class SmsExchange:
 
     def _broken(self, failure: Failure) -> None:
         self._log.failure("session {id}: handling a PoR failed", failure, id=self._session_id)
+
+    def receipt(
+        self, message_id: str, delivered: bool, detail: str, user_data: bytes | None
+    ) -> None:
+        """A delivery receipt for a part of the script out (through the router)."""
+        command = self._inflight
+        if command is None:
+            return
+        if user_data is not None:
+            self.por(user_data)
+        if not delivered and self._current(command):
+            self._settle(
+                command,
+                CommandError(
+                    FailureReason.PUSH_FAILED,
+                    f"script {command.number} was not delivered (message {message_id}"
+                    f"{': ' + detail if detail else ''})",
+                    self._session_id,
+                    script=command.number,
+                ),
+            )
 
     # -- internals -------------------------------------------------------
 
@@ -346,6 +394,8 @@ class SmsExchange:
         if not self._current(command):
             return
         self._counter = receipt.counter
+        self._message_ids = tuple(receipt.message_ids)
+        self._router.track(self._message_ids, self)
         parts = len(receipt.message_ids)
         self._host.note(
             f"script {command.number} accepted by the SMSC as {parts} SMS"
@@ -446,6 +496,8 @@ class SmsExchange:
     def _settle(self, command: Command, outcome: ScriptResult | CommandError) -> None:
         self._cancel_timer()
         self._inflight = None
+        self._router.track(self._message_ids, None)
+        self._message_ids = ()
         host = self._host
         if isinstance(outcome, ScriptResult):
             self._trace(command, outcome, outcome.answered_at, "ok")

@@ -321,6 +321,30 @@ class PorTests(_Case):
         self.assertIs(error.reason, FailureReason.PUSH_FAILED)
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
 
+    def test_partNotDelivered(self) -> None:
+        """A final non-delivery of one of the script's SMS fails it with push-failed,
+        naming the message; the session goes on."""
+        session = self.ready_sms()
+        done = session.execute([GET_DATA])
+        counter = self.sender.accept_script(2)
+        self.engine.delivery_receipt(f"sms-{counter}-0", True, "DELIVERED")
+        self.assertNoResult(done)
+        self.engine.delivery_receipt(f"sms-{counter}-1", False, "UNDELIV")
+        error = self.command_error(done)
+        self.assertIs(error.reason, FailureReason.PUSH_FAILED)
+        self.assertIn(f"sms-{counter}-1: UNDELIV", error.detail)
+        self.assertIs(session.status().state, S.CONNECTED)
+
+    def test_porInReceipt(self) -> None:
+        """A PoR the SMSC carries in a delivery receipt (PoR by SMS-DELIVER-REPORT)
+        settles the script like one sent by SMS."""
+        session = self.ready_sms()
+        done = session.execute([GET_DATA])
+        counter = self.sender.accept_script(1)
+        answer = fake_por(0, counter, RemoteResult(E, 1, (b"\x6a\x88",)).encode())
+        self.engine.delivery_receipt(f"sms-{counter}-0", True, "DELIVERED", answer)
+        self.assertEqual(self.successResultOf(done).status_words, (0x6A88,))
+
     def test_porBeforeAccept(self) -> None:
         """A PoR that beats the SMSC's acceptance is taken (the counter is not known yet)."""
         session = self.ready_sms()

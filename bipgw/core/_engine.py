@@ -37,7 +37,8 @@ from bipgw.core._rules import ServiceRules
 from bipgw.core._scp03 import IScp03KeySource
 from bipgw.core._secured import SecuredSession
 from bipgw.core._session import SessionMachine
-from bipgw.core._sms_session import SmsPorRouter, SmsTransport
+from bipgw.core._sms_router import SmsPorRouter
+from bipgw.core._sms_session import SmsTransport
 from bipgw.core._types import (
     ApduTrace,
     CardRecord,

@@ -33,13 +33,13 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from bipgw.codec.admin_http import AdminRequest, AdminResponse
-from bipgw.core._exchange import CardExchange
+from bipgw.core._exchange import CardExchange, ScriptExchange
 from bipgw.core._interfaces import IPushSender
 from bipgw.core._policy import SessionPolicy
 from bipgw.core._push import PushAttempts
 from bipgw.core._rules import Transport
 from bipgw.core._scripts import BAD, END, build_command
-from bipgw.core._sms_session import ScriptExchange, SmsExchange, SmsTransport
+from bipgw.core._sms_session import SmsExchange, SmsTransport
 from bipgw.core._types import (
     ApduTrace,
     CardRecord,

@@ -54,9 +54,9 @@ from bipgw.codec.admin_http import AdminResponse
 from bipgw.codec.ota import PorStatus
 from bipgw.codec.ram import RamError, RemoteFormat, RemoteResult, RemoteScript
 from bipgw.core._interfaces import IScriptSender, PorReport
-from bipgw.core._pushes import message_id_keys, normalise_msisdn
 from bipgw.core._rules import ServiceRules
 from bipgw.core._scripts import Command
+from bipgw.core._sms_router import SmsPorRouter
 from bipgw.core._types import (
     ApduTrace,
     CardRecord,
@@ -70,7 +70,7 @@ from bipgw.core._types import (
     SessionId,
 )
 
-__all__ = ["ScriptExchange", "SmsExchange", "SmsHost", "SmsPorRouter", "SmsTransport"]
+__all__ = ["SmsExchange", "SmsHost", "SmsTransport"]
 
 _WAIT_MORE: Final = frozenset(
     {PorStatus.MORE_TIME, PorStatus.RESPONSE_BY_SMS_SUBMIT, PorStatus.RESPONSE_BY_USSD}
@@ -86,29 +86,6 @@ def _status_name(status: int) -> str:
     except ValueError:
         name = "unknown status"
     return f"PoR status 0x{status:02X} ({name})"
-
-
-class ScriptExchange(Protocol):
-    """What a session machine asks of whichever exchange runs its scripts."""
-
-    scripts: int
-    close_sent: bool
-
-    @property
-    def running(self) -> Command | None:
-        """The script with the card, if one is."""
-
-    def queued(self) -> int | None:
-        """How many scripts wait behind the running one; C{None} when none runs."""
-
-    def submit(self, command: Command) -> None:
-        """Send C{command} now, or after those before it."""
-
-    def close(self) -> None:
-        """End once the scripts sent or queued are done."""
-
-    def abort(self, error: SessionError, answer: AdminResponse) -> bool:
-        """The session ended: fail what is running and queued; whether a POST was held."""
 
 
 class SmsHost(Protocol):
@@ -140,68 +117,6 @@ class SmsHost(Protocol):
 
     def flush(self) -> None:
         """Fire what is owed."""
-
-
-class SmsPorRouter:
-    """Which session's SMS exchange waits for a PoR from which MSISDN.
-
-    The engine asks it first for every SMS from a card
-    (L{bipgw.core.SessionEngine.sms_received}); what it does not take goes
-    to the push tracker.  At most one exchange per MSISDN: a card has one
-    session at a time.
-    """
-
-    def __init__(self) -> None:
-        self._waiting: dict[str, SmsExchange] = {}
-        self._by_id: dict[str, SmsExchange] = {}
-
-    def __len__(self) -> int:
-        return len(self._waiting)
-
-    def register(self, msisdn: str, exchange: SmsExchange) -> None:
-        """Send C{msisdn}'s PoRs to C{exchange} while it has a script out."""
-        self._waiting[normalise_msisdn(msisdn)] = exchange
-
-    def unregister(self, msisdn: str, exchange: SmsExchange) -> None:
-        """Stop, if C{exchange} is still the one registered."""
-        key = normalise_msisdn(msisdn)
-        if self._waiting.get(key) is exchange:
-            del self._waiting[key]
-
-    def track(self, message_ids: Sequence[str], exchange: SmsExchange | None) -> None:
-        """Send the receipts of C{message_ids} to C{exchange} (C{None}: stop)."""
-        for message_id in message_ids:
-            for key in message_id_keys(message_id) if message_id else ():
-                if exchange is None:
-                    self._by_id.pop(key, None)
-                else:
-                    self._by_id[key] = exchange
-
-    def receipt(
-        self, message_id: str, delivered: bool, detail: str, user_data: bytes | None
-    ) -> bool:
-        """A delivery receipt: C{True} if it is for the parts of a script out.
-
-        A part not delivered fails the script; a PoR the SMSC carries in the
-        receipt (PoR by SMS-DELIVER-REPORT) is handled as one sent by SMS.
-        """
-        for key in message_id_keys(message_id):
-            exchange = self._by_id.get(key)
-            if exchange is not None:
-                exchange.receipt(message_id, delivered, detail, user_data)
-                return True
-        return False
-
-    def deliver(self, msisdn: str, user_data: bytes) -> Deferred[None] | None:
-        """Hand an SMS from C{msisdn} to the exchange waiting for it.
-
-        @return: C{None} when no script waits for a PoR from that number
-            (the caller passes it on); else fires once handled, never fails.
-        """
-        exchange = self._waiting.get(normalise_msisdn(msisdn))
-        if exchange is None or exchange.running is None:
-            return None
-        return exchange.por(user_data)
 
 
 @attrs.frozen

@@ -33,6 +33,7 @@ from bipgw.core._handles import CardLink, Session
 from bipgw.core._interfaces import ICardDirectory, IPushSender, IScriptSender, ISessionRecorder
 from bipgw.core._policy import BusyPolicy, SessionPolicy
 from bipgw.core._pushes import PushTracker
+from bipgw.core._ratelog import RateLimitedLog
 from bipgw.core._rules import ServiceRules
 from bipgw.core._scp03 import IScp03KeySource
 from bipgw.core._secured import SecuredSession
@@ -114,6 +115,7 @@ class SessionEngine:
             )
         self._sms_sender = sms_sender
         self._sms_router = SmsPorRouter()
+        self._sms_ratelog = RateLimitedLog(self._log, clock)
         self._clock = clock
         self._pushes = PushTracker(push_sender, self._push_delivered, self._por_received)
         self._services = None if services is None else dict(services)
@@ -276,6 +278,7 @@ class SessionEngine:
         Sessions waiting for a busy card go first, so that ending a card's
         current session does not start (and push for) the next one.
         """
+        self._sms_ratelog.flush()
         owners = set(map(id, self._card_owner.values()))
         for machine in sorted(self._live.values(), key=lambda m: id(m) in owners):
             machine.fail(FailureReason.SHUTDOWN, detail)
@@ -428,7 +431,7 @@ class SessionEngine:
         """What a session of a service with C{rules} needs to run over SMS, if it may."""
         if rules is None or not rules.uses_sms or self._sms_sender is None:
             return None
-        return SmsTransport(self._sms_sender, self._sms_router, rules)
+        return SmsTransport(self._sms_sender, self._sms_router, rules, self._sms_ratelog)
 
     def _refusal(
         self, service: str, rules: ServiceRules | None

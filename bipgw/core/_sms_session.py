@@ -54,6 +54,7 @@ from bipgw.codec.admin_http import AdminResponse
 from bipgw.codec.ota import PorStatus
 from bipgw.codec.ram import RamError, RemoteFormat, RemoteResult, RemoteScript
 from bipgw.core._interfaces import IScriptSender, PorReport
+from bipgw.core._ratelog import RateLimitedLog
 from bipgw.core._rules import ServiceRules
 from bipgw.core._scripts import Command
 from bipgw.core._sms_router import SmsPorRouter
@@ -126,11 +127,13 @@ class SmsTransport:
     @ivar sender: secures, submits and verifies (L{IScriptSender}).
     @ivar router: where the session registers for its card's PoRs.
     @ivar rules: the service's rules (transport, fallback, format, PoR timeout).
+    @ivar ratelog: where lines an SMS sender can cause go (forged PoRs), rate-limited.
     """
 
     sender: IScriptSender
     router: SmsPorRouter
     rules: ServiceRules
+    ratelog: RateLimitedLog
 
 
 class SmsExchange:
@@ -167,6 +170,7 @@ class SmsExchange:
         self._clock: Any = cast(Any, clock)
         self._sender = transport.sender
         self._router = transport.router
+        self._ratelog = transport.ratelog
         self.format: RemoteFormat = transport.rules.sms_format
         self._por_timeout = transport.rules.por_timeout
         self._inflight: Command | None = None
@@ -336,7 +340,8 @@ class SmsExchange:
 
     def _unverified(self, failure: Failure, command: Command) -> None:
         why = failure.getErrorMessage()
-        self._log.info(
+        self._ratelog.info(
+            "sms-por-unverified",
             "session {id}: an SMS from the card's MSISDN did not verify as its PoR: {why}",
             id=self._session_id,
             why=why,

@@ -14,6 +14,8 @@ from __future__ import annotations
 import itertools
 
 from twisted.internet.defer import Deferred
+from twisted.internet.testing import EventLoggingObserver
+from twisted.logger import globalLogPublisher
 from twisted.python.failure import Failure
 
 from bipgw.codec.ota import PorStatus
@@ -288,6 +290,19 @@ class PorTests(_Case):
         assert isinstance(error, SessionError)
         self.assertIs(error.reason, FailureReason.POR_TIMEOUT)
         self.assertIn("ignored 2 SMS", error.detail)
+
+    def test_forgedFloodRateLimited(self) -> None:
+        """A flood of SMS that do not verify costs a few log lines, not one each."""
+        observer = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        session = self.ready_sms()
+        done = session.execute([GET_DATA])
+        self.sender.accept_script()
+        for _ in range(50):
+            self.successResultOf(self.engine.sms_received(MSISDN, b"junk"))
+        lines = [e for e in observer if "did not verify" in e.get("log_format", "")]
+        self.assertEqual(len(lines), 5)
+        self.clock.advance(40)
+        self.failureResultOf(done, SessionError)
 
     def test_badResponseData(self) -> None:
         """Response data that does not decode, or claims more commands than were

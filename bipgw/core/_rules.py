@@ -108,8 +108,11 @@ class ServiceRules:
         return self.transport is Transport.SMS or self.sms_fallback
 
     def definite(self, asked: bool | None) -> bool:
-        """The script form to send: what the caller C{asked}, else the service's."""
-        return self.definite_scripts if asked is None else asked
+        """The script form to send: what the caller C{asked}, else the service's
+        (always definite for the SMS transport, whose packet length is known)."""
+        if asked is not None:
+            return asked
+        return self.definite_scripts or self.transport is Transport.SMS
 
     def access(self, service: str) -> CommandAccess:
         """The ceiling of what C{service}'s commands may reach, whichever tenant sends them."""

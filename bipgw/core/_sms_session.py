@@ -276,17 +276,20 @@ class SmsExchange:
         return not self._ended and self._inflight is command
 
     def _send(self, command: Command) -> None:
-        try:
-            data = RemoteScript(command.commands, self.format).encode()
-        except RamError as e:
-            error = SessionError(
-                FailureReason.INVALID_COMMAND,
-                f"cannot be sent in the {self.format.value} SMS format: {e}",
-                self._session_id,
-            )
-            self._host.owe(lambda: command.result.errback(error))
-            self._host.idle()
-            return
+        # Expanded: the template the session built (AA, or AE when asked for).
+        data = command.script
+        if self.format is RemoteFormat.COMPACT:
+            try:
+                data = RemoteScript(command.commands, self.format).encode()
+            except RamError as e:
+                error = SessionError(
+                    FailureReason.INVALID_COMMAND,
+                    f"cannot be sent in the compact SMS format: {e}",
+                    self._session_id,
+                )
+                self._host.owe(lambda: command.result.errback(error))
+                self._next()
+                return
         self.scripts = command.number = self.scripts + 1
         command.sent_at = self._clock.seconds()
         self._inflight = command
@@ -431,13 +434,17 @@ class SmsExchange:
             host.owe(lambda: command.result.errback(outcome))
             done = f"script {command.number} failed: {outcome.detail}"
         host.script_answered(done)
+        self._next()
+        host.flush()
+
+    def _next(self) -> None:
+        """Nothing is out: send the next queued script, or close, or wait for one."""
         if self._queue:
             self._send(self._queue.popleft())
         elif self._closing:
             self._close_now()
         else:
-            host.idle()
-        host.flush()
+            self._host.idle()
 
     def _close_now(self) -> None:
         self.close_sent = True

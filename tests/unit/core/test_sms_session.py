@@ -175,6 +175,29 @@ class TransportTests(_Case):
         self.assertEqual(self.sender.scripts, [])
         self.assertIs(session.status().state, S.CONNECTED)
 
+    def test_indefiniteWhenAsked(self) -> None:
+        """The platform's definite=False is honoured over SMS (AE 80 .. 00 00);
+        without it the SMS transport sends AA."""
+        session = self.ready_sms()
+        session.execute([GET_DATA], definite=False)
+        self.assertEqual(self.sender.scripts[0][1], bytes.fromhex("ae80220580ca0085000000"))
+
+    def test_invalidCompactDoesNotStallQueue(self) -> None:
+        """A queued script the compact form cannot carry fails alone; the next one goes."""
+        session = self.ready_sms("compact")
+        first = session.execute([GET_DATA])
+        bad = session.execute([GET_STATUS])
+        last = session.execute([GET_DATA])
+        counter = self.sender.accept_script(1)
+        self.por(0, counter, bytes.fromhex("019000"))
+        self.successResultOf(first)
+        error = self.failureResultOf(bad, SessionError).value
+        assert isinstance(error, SessionError)
+        self.assertIs(error.reason, FailureReason.INVALID_COMMAND)
+        self.assertEqual(len(self.sender.scripts), 2)
+        self.por(0, self.sender.accept_script(1), bytes.fromhex("016a88"))
+        self.assertEqual(self.successResultOf(last).status_words, (0x6A88,))
+
     def test_queuedInOrder(self) -> None:
         """A second script waits for the first one's PoR, then goes with its own counter."""
         session = self.ready_sms()

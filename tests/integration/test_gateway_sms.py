@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from twisted.trial.unittest import TestCase
 
+from bipgw.client import connect
 from bipgw.core import (
     CardTarget,
     CommandError,
@@ -29,6 +30,7 @@ from bipgw.core import (
     SessionState,
 )
 from tests.integration.gateway_loop import (
+    ISD_AID,
     ISD_SCRIPT,
     NO_CARD_SESSIONS,
     WAIT,
@@ -36,6 +38,7 @@ from tests.integration.gateway_loop import (
     start_loop,
     stop_loop,
 )
+from tests.integration.test_platform_e2e import fronts_toml, operator
 
 pytestmark = pytest.mark.integration
 
@@ -170,3 +173,28 @@ class SmsTransportTests(TestCase):
         self.assertEqual(result.status_words, (0x9000, 0x9000, 0x9000))
         final = await session.close()
         self.assertEqual(final.state, SessionState.CLOSED)
+
+    async def test_platformChannelDoesNotCare(self) -> None:
+        """A platform on the platform channel (the SDK) opens a session of the SMS
+        service and sends a script as for any other: the card's own R-APDUs come back."""
+        from twisted.internet import reactor
+
+        loop = await self._loop(extra_config=SERVICES + fronts_toml())
+        token = "sms-tenant-token-0123456789abcdef"
+        token_file = Path(self.mktemp())
+        token_file.write_text(token + "\n")
+        await operator(loop, "tenant", "add", "acme", "--token-file", str(token_file))
+        await operator(
+            loop, "service", "add", "sms", "--tenant", "acme", "--aid", ISD_AID.hex(),
+            "--isd-commands", "get-status,get-data",
+        )  # fmt: skip
+        port = loop.gateway.platform_port
+        client = await connect(reactor, f"tcp:127.0.0.1:{port}", token=token, timeout=10)
+        self.addCleanup(client.disconnect)
+        iccid = loop.iccids[2]
+        session = await client.open_session(service="sms", iccid=iccid)
+        result = await session.send(ISD_SCRIPT)
+        await session.close()
+        card = loop.reference_card(iccid)
+        self.assertEqual(list(result.rapdus), [card.transmit(c) for c in ISD_SCRIPT])
+        self.assertEqual(loop.fleet.router.stats.sessions_requested, 0)

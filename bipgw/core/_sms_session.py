@@ -1,40 +1,32 @@
 # -*- test-case-name: tests.unit.core.test_sms_session -*-
 """A session's scripts over SMS-PP: secured command packets out, PoRs back.
 
-When a service uses the SMS transport (C{transport = "sms"}), or falls back
-to it because the card never opened its BIP channel (C{fallback = "sms"}),
-the session's scripts do not go in held POSTs: each one is a TS 102 226
-script (compact or expanded, L{bipgw.codec.ram.RemoteScript}) secured as a
-TS 102 225 command packet with the card's OTA keys and its next counter,
-submitted as one or more SMS (L{IScriptSender}, the push sender again), and
-its answer is the card's Proof of Receipt, which the SMS door reports as an
-SMS from the card's MSISDN.  L{SmsExchange} keeps that exchange's state
-for one session, in place of the held-POST L{bipgw.core._exchange.CardExchange};
-the platform's handle and the engine's API are the same either way.
+With C{transport = "sms"}, or C{fallback = "sms"} once the card has not
+opened its BIP channel, a session's scripts do not go in held POSTs: each
+is a TS 102 226 script (L{bipgw.codec.ram.RemoteScript}) secured as a TS
+102 225 command packet with the card's OTA keys and next counter and
+submitted as SMS (L{IScriptSender}: the push sender), and its answer is
+the card's PoR.  L{SmsExchange} keeps that state for one session, in place
+of the L{bipgw.core._exchange.CardExchange}; the platform's API is the same.
 
-For each script, in order (one at a time per card, the next ones queued):
+For each script, in order (one at a time, the next ones queued):
 
-  1. encode the C-APDUs in the service's format; a command the compact
-     form cannot carry fails that command (C{invalid-command}), nothing sent;
-  2. have the sender secure and submit it; a refusal fails that command
-     (C{push-failed}), the session goes on;
-  3. wait up to C{por_timeout} (from the submission on) for a PoR from the
-     card's MSISDN that the sender verifies with the card's keys and that
-     echoes the script's counter.  PoRs that do not verify, or that echo
-     another counter, are noted and ignored: anyone can send an SMS from
-     a number, and only a PoR under the card's keys ends a script;
-  4. the PoR's status decides: C{00} gives the L{ScriptResult} (the
-     R-APDUs from its response data); C{08}/C{0B}/C{0C} (more time, the
-     answer follows) keep waiting; C{02}/C{03}/C{04} fail the command with
-     C{counter-rejected}, any other error with C{por-error}, both naming
-     the status; response data that does not decode fails it with
-     C{bad-response} (or C{script-rejected} for the card's bad-format
-     answer).  The session goes on after each of these;
-  5. no PoR in time fails the session with C{por-timeout}: whether the
+  1. encode it (a command the compact form cannot carry fails alone:
+     C{invalid-command}) and have it submitted (a refusal, or a part
+     reported undeliverable, fails it: C{push-failed});
+  2. wait up to C{por_timeout} from the submission for a PoR that the
+     sender verifies with the card's keys and that echoes the script's
+     counter; anything else from the card's number is noted and ignored
+     (anyone can send an SMS from a number);
+  3. status C{00}: the L{ScriptResult} from the response data
+     (C{bad-response} / C{script-rejected} if it does not decode or is the
+     card's bad-format answer); C{08}/C{0B}/C{0C}: keep waiting;
+     C{02}-C{04}: C{counter-rejected}; any other: C{por-error}.  The
+     session goes on after each;
+  4. no PoR in time fails the session with C{por-timeout}: whether the
      card ran the script is unknown, as after a BIP command timeout.
 
-Closing sends nothing (an SMS-PP session has no connection to end).
-Pure and clock-driven, like the rest of the core.
+Closing sends nothing.  Pure and clock-driven, like the rest of the core.
 """
 
 from __future__ import annotations
@@ -73,12 +65,8 @@ from bipgw.core._types import (
 
 __all__ = ["SmsExchange", "SmsHost", "SmsTransport"]
 
-_WAIT_MORE: Final = frozenset(
-    {PorStatus.MORE_TIME, PorStatus.RESPONSE_BY_SMS_SUBMIT, PorStatus.RESPONSE_BY_USSD}
-)
-_COUNTER: Final = frozenset(
-    {PorStatus.COUNTER_LOW, PorStatus.COUNTER_HIGH, PorStatus.COUNTER_BLOCKED}
-)
+_WAIT_MORE: Final = frozenset({0x08, 0x0B, 0x0C})  # more time; the answer by SMS or USSD
+_COUNTER: Final = frozenset({0x02, 0x03, 0x04})  # counter low, high, blocked
 
 
 def _status_name(status: int) -> str:

@@ -40,6 +40,7 @@ from bipgw.core._interfaces import (
     ICardDirectory,
     ICounterAllocator,
     IPushSender,
+    IScriptSender,
     ISessionHistory,
     ISessionRecorder,
     ISmsEvents,
@@ -58,7 +59,7 @@ from bipgw.core._policy import BusyPolicy, PolicyError, SessionPolicy
 from bipgw.core._pushes import normalise_msisdn
 from bipgw.core._ratelog import RateLimitedLog
 from bipgw.core._relay import SessionRelay
-from bipgw.core._rules import ServiceRules
+from bipgw.core._rules import ServiceRules, Transport
 from bipgw.core._scp03 import (
     DEFAULT_LEVEL,
     GP_ISD_AID,
@@ -127,6 +128,7 @@ __all__ = [
     "IKeyRotationPlanner",
     "IPushSender",
     "IScp03KeySource",
+    "IScriptSender",
     "ISessionHistory",
     "ISessionRecorder",
     "ISmsEvents",
@@ -170,6 +172,7 @@ __all__ = [
     "TenantGrant",
     "TenantUsage",
     "Tracked",
+    "Transport",
     "host_session_factory",
     "isd_command_names",
     "look_up",

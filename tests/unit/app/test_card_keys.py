@@ -130,8 +130,9 @@ class TokenMastersTests(SynchronousTestCase):
         for kind in ("ota-kic", "ota-kid"):
             self.masters.generate(token_master_label(KeyKind(f"master-{kind}"), kind))
         gateway = self.build()
-        self.addCleanup(gateway.root.close)
         root = gateway.root
+        assert isinstance(root, Pkcs11RootKeys)
+        self.addCleanup(root.close)
         add_cards(self.store, [1], root=root)  # type: ignore[arg-type]
         source = gateway.key_source
         keys = self.successResultOf(source.get_card_keys(iccid_of(1)))

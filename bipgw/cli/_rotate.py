@@ -63,7 +63,10 @@ def generate_token_master(config: Config, args: argparse.Namespace, out: TextIO)
     if args.replace:
         raise KeyManagementError("--replace: a master key in the token is never replaced")
     if args.kvn != 1:
-        raise KeyManagementError("--kvn: a master key in the token has no key version yet")
+        raise KeyManagementError(
+            "--kvn: a master key in the token has no key version (a v1 token master serves every"
+            " version as the only v1 master of its kind)"
+        )
     kind = master_kind(args.kind)
     # The kind and derivation are in the token label: the token has no
     # metadata field (bipgw.keys._pkcs11_masters).

@@ -5,6 +5,10 @@ second of this process, with the file backend (a root key file, HKDF then
 AES-GCM in ``cryptography``; the SP 800-108 KDF with ``cryptography``'s
 AES-CMAC) and with the PKCS#11 backend on SoftHSM2 (AES-GCM and AES-CMAC
 in the token; SoftHSM2 runs inside this process, so its CPU is counted).
+Derivation is measured v1 and v2, and from token masters as the running
+gateway uses them (L{bipgw.keys.MasterKeyRing} over the token's
+L{bipgw.keys.MasterKey}s, and a whole card resolved by the key source:
+six keys derived in the token, each sealed in memory under the root key).
 
 ``rotation --keys N``: the whole loop of the integration tests (simulated
 fleet, its SMSC and cards, the gateway on SQLite, in this process on the
@@ -30,16 +34,19 @@ from pathlib import Path
 from typing import Any
 
 from bipgw.keys import (
+    KIND_OF_PURPOSE,
     CardKeyDeriver,
     FileRootKeyRing,
     IRootKeys,
     KdfPurpose,
     KeyAlgorithm,
+    MasterKeyRing,
     Pkcs11MasterKeys,
     Pkcs11RootKeys,
     Pkcs11Token,
     RootKey,
     Secret,
+    token_master_label,
 )
 
 ICCID = "8988211000000000018"
@@ -67,6 +74,46 @@ def _seal_bench(root: IRootKeys, n: int) -> None:
     _per_cpu_second("fingerprint (mac) one key", lambda i: root.mac(b"fp", blobs[i]), n)
 
 
+def _derive_bench(
+    where: str, deriver: Any, ring: MasterKeyRing, root: IRootKeys, iccids: list[str], n: int
+) -> None:
+    """v2 derivations (16 and 32 bytes), through the ring, and whole cards via the key source."""
+    from bipgw.store import CardKeySource, DerivedKeySpec, KeyPurpose, MemoryStore
+
+    aes128, aes256 = KeyAlgorithm.AES_128, KeyAlgorithm.AES_256
+    _per_cpu_second(
+        f"derive v2, 16-byte key ({where})",
+        lambda i: deriver.derive_v2(iccids[i], KdfPurpose.SCP81_PSK, aes128, 0x40),
+        n,
+    )
+    _per_cpu_second(
+        f"derive v2, 32-byte key ({where})",
+        lambda i: deriver.derive_v2(iccids[i], KdfPurpose.SCP03_ENC, aes256, 0x30),
+        n,
+    )
+    _per_cpu_second(
+        "derive v2 through the MasterKeyRing",
+        lambda i: ring.derive(iccids[i], KdfPurpose.SCP81_PSK, aes128, 0x40),
+        n,
+    )
+    wanted = [
+        DerivedKeySpec(KeyPurpose.PSK, 0x40, aes128),
+        DerivedKeySpec(KeyPurpose.KIC, 1, aes128),
+        DerivedKeySpec(KeyPurpose.KID, 1, aes128),
+        DerivedKeySpec(KeyPurpose.SCP03_ENC, 0x30, aes128),
+        DerivedKeySpec(KeyPurpose.SCP03_MAC, 0x30, aes128),
+        DerivedKeySpec(KeyPurpose.SCP03_DEK, 0x30, aes128),
+    ]
+    source = CardKeySource(MemoryStore(), root, masters=ring, wanted=wanted)
+    done: list[object] = []
+
+    def card(i: int) -> None:
+        source.get_card_keys(iccids[i]).addCallback(done.append)
+
+    _per_cpu_second("card resolved: 6 keys derived + sealed in memory", card, n // 10)
+    assert len(done) == n // 10, "the memory store answers at once"
+
+
 def throughput(args: argparse.Namespace) -> None:
     n = args.n
     with tempfile.TemporaryDirectory() as tmp:
@@ -81,6 +128,8 @@ def throughput(args: argparse.Namespace) -> None:
             lambda i: deriver.derive(iccids[i], KdfPurpose.SCP81_PSK, KeyAlgorithm.AES_128),
             n,
         )
+        file_ring = MasterKeyRing.from_keystore(_keystore(Path(tmp), FileRootKeyRing(path)))
+        _derive_bench("keystore master", deriver, file_ring, FileRootKeyRing(path), iccids, n)
         token = _softhsm_token(Path(tmp))
         if token is None:
             return
@@ -96,8 +145,24 @@ def throughput(args: argparse.Namespace) -> None:
                 ),
                 n,
             )
+            # The gateway's masters, one per purpose, generated in the token.
+            for kind in KIND_OF_PURPOSE.values():
+                masters.generate(token_master_label(kind, kind.value))
+            token_ring = MasterKeyRing(masters.masters())
+            root = Pkcs11RootKeys(token)
+            _derive_bench("CMAC in token", masters.deriver("m"), token_ring, root, iccids, n)
         finally:
             token.close()
+
+
+def _keystore(directory: Path, root: IRootKeys) -> Any:
+    """A keystore holding one v2 master per purpose (the file backend's masters)."""
+    from bipgw.keys import KeyStore
+
+    keystore = KeyStore.create(directory / "keystore.json", root)
+    for kind in KIND_OF_PURPOSE.values():
+        keystore.put(kind.value, kind, Secret(os.urandom(16)), {"kdf": 2})
+    return keystore
 
 
 def _softhsm_version() -> str:

@@ -12,13 +12,26 @@ keys and the C{[services.NAME]} tables (L{derived_key_specs}):
     that column);
   - with C{derived_keys = true} those keys are derived whatever the store
     holds, and a missing master stops the gateway at start, naming it.
+
+With C{[keys] backend = "pkcs11"} the master keys in the token
+(C{bipgw keys generate-master ... --backend pkcs11}) serve too, deriving in
+the token (L{bipgw.keys.Pkcs11MasterKeys}); a purpose with masters both in
+the keystore and in the token stops the gateway at start, naming both
+(L{bipgw.keys.MasterKeyRing.combine}).  Masters are read once, at start.
 """
 
 from __future__ import annotations
 
 from bipgw.codec.ota import KicAlgorithm, KidAlgorithm
 from bipgw.config import Config, ServiceSection
-from bipgw.keys import IRootKeys, KeyAlgorithm, KeyStore, MasterKeyRing
+from bipgw.keys import (
+    IRootKeys,
+    KeyAlgorithm,
+    KeyStore,
+    MasterKeyRing,
+    Pkcs11MasterKeys,
+    Pkcs11RootKeys,
+)
 from bipgw.store import (
     CardKeySource,
     DerivedKeySpec,
@@ -27,7 +40,7 @@ from bipgw.store import (
     card_key_versions_for,
 )
 
-__all__ = ["SCP03_KVN", "card_key_source", "derived_key_specs"]
+__all__ = ["SCP03_KVN", "card_key_source", "derived_key_specs", "master_keys"]
 
 #: The SCP03 key set a card's ISD opens its secure channel with (GP: 30).
 SCP03_KVN = 0x30
@@ -75,18 +88,35 @@ def derived_key_specs(config: Config) -> list[DerivedKeySpec]:
     return list(chosen.values())
 
 
+def master_keys(root: IRootKeys, keystore: KeyStore) -> MasterKeyRing:
+    """The keystore's master keys and, with the root key in a PKCS#11 token,
+    the token's (module docstring).
+
+    @raise bipgw.keys.MasterKeyConflictError: a purpose has masters in both.
+    @raise bipgw.keys.HsmMechanismError: the token holds master keys but
+        does not offer C{CKM_AES_CMAC}.
+    """
+    ring = MasterKeyRing.from_keystore(keystore)
+    if isinstance(root, Pkcs11RootKeys):
+        token = Pkcs11MasterKeys.held_by(root.token)
+        if token is not None:
+            ring = MasterKeyRing.combine(ring, MasterKeyRing(token.masters()))
+    return ring
+
+
 def card_key_source(
     config: Config, store: IStore, root: IRootKeys, keystore: KeyStore
 ) -> CardKeySource:
     """The gateway's card key source (module docstring).
 
-    @raise bipgw.keys.UnknownKeyError: a service wants derived keys and the
-        keystore has no master for one of them.
+    @raise bipgw.keys.UnknownKeyError: a service wants derived keys and
+        neither the keystore nor the token has a master for one of them.
+    @raise bipgw.keys.MasterKeyConflictError: see L{master_keys}.
     """
     source = CardKeySource(
         store,
         root,
-        masters=MasterKeyRing.from_keystore(keystore),
+        masters=master_keys(root, keystore),
         versions=card_key_versions_for(store),
         wanted=derived_key_specs(config),
     )

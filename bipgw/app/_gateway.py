@@ -130,19 +130,24 @@ def build_gateway(
     @raise bipgw.store.StoreError: C{[database] url} names no usable database.
     """
     root = config.keys.load_root_key(environ)
-    keystore = config.keys.open_keystore(root)
-    if store is None:
-        store = create_store(config.database.url, reactor=reactor)
-    return Gateway(
-        config,
-        reactor,
-        root=root,
-        keystore=keystore,
-        store=store,
-        platform_tls=config.platform.tls_options() if config.platform else None,
-        exit_on_failure=exit_on_failure,
-        jitter=jitter,
-    )
+    try:
+        keystore = config.keys.open_keystore(root)
+        if store is None:
+            store = create_store(config.database.url, reactor=reactor)
+        return Gateway(
+            config,
+            reactor,
+            root=root,
+            keystore=keystore,
+            store=store,
+            platform_tls=config.platform.tls_options() if config.platform else None,
+            exit_on_failure=exit_on_failure,
+            jitter=jitter,
+        )
+    except BaseException:
+        if isinstance(root, Pkcs11RootKeys):
+            root.close()  # refused at start: no token session left open
+        raise
 
 
 class Gateway(OrderedService):

@@ -21,11 +21,13 @@ from bipgw.keys import (
     KeyInfo,
     KeyManagementError,
     KeyStore,
+    Pkcs11MasterKeys,
     Pkcs11RootKeys,
+    TokenMaster,
     key_check_value,
 )
 
-__all__ = ["Keys", "describe", "list_keys"]
+__all__ = ["Keys", "describe", "describe_token_master", "list_keys"]
 
 
 @attrs.frozen
@@ -58,12 +60,26 @@ def describe(info: KeyInfo, check: str) -> str:
     return f"{info.label}\t{info.kind.value}\t{info.length} bytes\tKCV {check}\t{meta}".rstrip()
 
 
+def describe_token_master(entry: TokenMaster) -> str:
+    """One line about a master key in the token: label, kind, size, kdf; never the key."""
+    kind = entry.kind.value if entry.kind is not None else "(no kind: not used by the gateway)"
+    size = f"{entry.length} bytes" if entry.length is not None else "size unknown"
+    where = "in token, non-extractable" if entry.protected else "in token, EXTRACTABLE"
+    return f"{entry.label}\t{kind}\t{size}\tkdf={entry.kdf}\t{where}"
+
+
 def list_keys(keys: Keys, out: TextIO) -> int:
-    """Print one line per key (see L{describe}); return how many there are."""
+    """Print one line per key (see L{describe}), then one per master key in
+    the PKCS#11 token (L{describe_token_master}); return how many there are."""
     labels = keys.store.labels()
+    in_token: list[TokenMaster] = []
+    where = ""
+    if isinstance(keys.root, Pkcs11RootKeys):
+        where = keys.root.describe()
+        token = Pkcs11MasterKeys.held_by(keys.root.token)
+        in_token = token.entries() if token is not None else []
     if not labels:
         out.write(f"no keys in {keys.store.path}\n")
-        return 0
     for label in labels:
         info = keys.store.info(label)
         try:
@@ -71,4 +87,8 @@ def list_keys(keys: Keys, out: TextIO) -> int:
         except KeyManagementError:
             check = "(cannot open)"
         out.write(describe(info, check) + "\n")
-    return len(labels)
+    if in_token:
+        out.write(f"master keys in the {where}:\n")
+    for entry in in_token:
+        out.write(describe_token_master(entry) + "\n")
+    return len(labels) + len(in_token)

@@ -26,6 +26,7 @@ from bipgw.keys import (
     Pkcs11MasterKeys,
     Pkcs11RootKeys,
     master_kind,
+    token_master_label,
 )
 
 if TYPE_CHECKING:
@@ -62,17 +63,22 @@ def generate_token_master(config: Config, args: argparse.Namespace, out: TextIO)
     if args.replace:
         raise KeyManagementError("--replace: a master key in the token is never replaced")
     if args.kvn != 1:
-        raise KeyManagementError("--kvn: a master key in the token has no key version yet")
+        raise KeyManagementError(
+            "--kvn: a master key in the token has no key version (a v1 token master serves every"
+            " version as the only v1 master of its kind)"
+        )
     kind = master_kind(args.kind)
+    # The kind and derivation are in the token label: the token has no
+    # metadata field (bipgw.keys._pkcs11_masters).
+    name = token_master_label(kind, args.label, args.kdf)
     token = config.keys.open_token()
     try:
-        # The kind is part of the token label: the token has no metadata field.
-        Pkcs11MasterKeys(token).generate(f"{kind.value}:{args.label}", args.length)
+        Pkcs11MasterKeys(token).generate(name, args.length)
     finally:
         token.close()
     out.write(
-        f"{args.label}\t{kind.value}\t{args.length} bytes\tgenerated in the token,"
-        " non-extractable\n"
+        f"{args.label}\t{kind.value}\t{args.length} bytes\tkdf={args.kdf}\tgenerated in the"
+        " token, non-extractable\n"
     )
     return 0
 

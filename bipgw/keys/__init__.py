@@ -22,6 +22,7 @@ label only.
 
 from bipgw.keys._kdf import (
     CardKeyDeriver,
+    ICardKeyDeriver,
     KdfPurpose,
     derive_card_key,
     derive_card_key_v2,
@@ -32,7 +33,7 @@ from bipgw.keys._kdf import (
 )
 from bipgw.keys._keyring import FileRootKeyRing, IRotatableRootKeys
 from bipgw.keys._keystore import KeyInfo, KeyKind, KeyStore, MetaValue
-from bipgw.keys._masters import KIND_OF_PURPOSE, MasterKey, MasterKeyRing
+from bipgw.keys._masters import KIND_OF_PURPOSE, MasterKey, MasterKeyConflictError, MasterKeyRing
 from bipgw.keys._operator_keys import (
     MASTER_KINDS,
     KeyInputError,
@@ -46,11 +47,11 @@ from bipgw.keys._operator_keys import (
 from bipgw.keys._pkcs11 import (
     HsmError,
     HsmMechanismError,
-    Pkcs11MasterKeys,
     Pkcs11RootKeys,
     Pkcs11Token,
     read_pin_file,
 )
+from bipgw.keys._pkcs11_masters import Pkcs11MasterKeys, TokenMaster, token_master_label
 from bipgw.keys._rootkey import (
     ROOT_KEY_ENV,
     IRootKeys,
@@ -101,6 +102,7 @@ __all__ = [
     "FileRootKeyRing",
     "HsmError",
     "HsmMechanismError",
+    "ICardKeyDeriver",
     "IRootKeys",
     "IRotatableRootKeys",
     "ISealer",
@@ -120,6 +122,7 @@ __all__ = [
     "KeystoreNotFoundError",
     "KeystoreWriteError",
     "MasterKey",
+    "MasterKeyConflictError",
     "MasterKeyRing",
     "MetaValue",
     "Pkcs11MasterKeys",
@@ -130,6 +133,7 @@ __all__ = [
     "Scp03MasterKeys",
     "Sealer",
     "Secret",
+    "TokenMaster",
     "TransportError",
     "TransportFormatError",
     "TransportKeyMismatchError",
@@ -153,6 +157,7 @@ __all__ = [
     "seal",
     "sealed_key_id",
     "set_des_parity",
+    "token_master_label",
     "unseal",
     "unwrap_from_transport",
     "wrap_for_transport",

@@ -16,6 +16,7 @@ function, available in every crypto library and in card operating systems.
 from __future__ import annotations
 
 from enum import Enum
+from typing import Protocol
 
 from cryptography.hazmat.primitives.ciphers import algorithms
 from cryptography.hazmat.primitives.cmac import CMAC
@@ -166,6 +167,36 @@ def derive_card_key_v2(
     return CardKeyDeriver(master).derive_v2(iccid, purpose, algorithm, kvn)
 
 
+class ICardKeyDeriver(Protocol):
+    """What derives card keys from one master key, wherever the master is.
+
+    L{CardKeyDeriver} holds the master in memory (the keystore's);
+    L{bipgw.keys.Pkcs11MasterKeys} runs the PRF in a PKCS#11 token, where
+    the master never leaves.  Both give the same key for the same master
+    bytes (C{docs/keys.md} sections 5.2 and 5.3).
+    """
+
+    def derive(self, iccid: str, purpose: KdfPurpose, algorithm: KeyAlgorithm) -> Secret:
+        """Derivation v1 (L{derive_card_key})."""
+
+    def derive_v2(
+        self, iccid: str, purpose: KdfPurpose, algorithm: KeyAlgorithm, kvn: int
+    ) -> Secret:
+        """Derivation v2 (L{derive_card_key_v2})."""
+
+
+def fixed_input(label: bytes, iccid: str, algorithm: KeyAlgorithm) -> bytes:
+    """The SP 800-108 fixed input after the counter: C{Label || 00 || Context || [L]_32}."""
+    context = normalise_iccid(iccid).encode("ascii")
+    return label + b"\x00" + context + (8 * algorithm.key_length).to_bytes(LENGTH_BYTES, "big")
+
+
+def finish_key(out: bytes, algorithm: KeyAlgorithm) -> Secret:
+    """The card key from the PRF output blocks: truncated, DES parity set for 3DES."""
+    key = out[: algorithm.key_length]
+    return Secret(set_des_parity(key) if algorithm.is_des else key)
+
+
 class CardKeyDeriver:
     """L{derive_card_key} for many cards under one master key.
 
@@ -194,17 +225,12 @@ class CardKeyDeriver:
         return self._derive(purpose.label_v2(algorithm, kvn), iccid, algorithm)
 
     def _derive(self, label: bytes, iccid: str, algorithm: KeyAlgorithm) -> Secret:
-        context = normalise_iccid(iccid).encode("ascii")
-        length = algorithm.key_length
-        fixed = label + b"\x00" + context + (8 * length).to_bytes(LENGTH_BYTES, "big")
+        fixed = fixed_input(label, iccid, algorithm)
         out = b""
         counter = 1
-        while len(out) < length:
+        while len(out) < algorithm.key_length:
             block = self._cmac.copy()
             block.update(counter.to_bytes(COUNTER_BYTES, "big") + fixed)
             out += block.finalize()
             counter += 1
-        key = out[:length]
-        if algorithm.is_des:
-            key = set_des_parity(key)
-        return Secret(key)
+        return finish_key(out, algorithm)

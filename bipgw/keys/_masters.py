@@ -15,6 +15,13 @@ card's key for a purpose, algorithm and key version when asked
     names (or any, when it is the purpose's only v1 master), with
     L{derive_card_key}, so keys already in the field keep their value.
 
+With C{[keys] backend = "pkcs11"}, the token's master keys join the
+keystore's (L{MasterKeyRing.combine}, C{bipgw.keys._pkcs11_masters}): their
+L{MasterKey} derives in the token, through the same L{ICardKeyDeriver}.  A
+purpose has its masters in one place only: a purpose with masters both in
+the keystore and in the token is refused (L{MasterKeyConflictError}, naming
+both), so which master a card key comes from never depends on an order.
+
 Key bytes exist only as L{Secret}; errors name kinds and labels.
 """
 
@@ -26,11 +33,11 @@ from typing import Final
 
 import attrs
 
-from bipgw.keys._kdf import CardKeyDeriver, KdfPurpose
+from bipgw.keys._kdf import CardKeyDeriver, ICardKeyDeriver, KdfPurpose
 from bipgw.keys._keystore import KeyKind, KeyStore
-from bipgw.keys._secret import KeyAlgorithm, Secret, UnknownKeyError
+from bipgw.keys._secret import KeyAlgorithm, KeyManagementError, Secret, UnknownKeyError
 
-__all__ = ["KIND_OF_PURPOSE", "MasterKey", "MasterKeyRing"]
+__all__ = ["KIND_OF_PURPOSE", "MasterKey", "MasterKeyConflictError", "MasterKeyRing"]
 
 KIND_OF_PURPOSE: Final[Mapping[KdfPurpose, KeyKind]] = MappingProxyType(
     {
@@ -47,14 +54,24 @@ KIND_OF_PURPOSE: Final[Mapping[KdfPurpose, KeyKind]] = MappingProxyType(
 """The keystore kind of the master each purpose is derived from."""
 
 
+class MasterKeyConflictError(KeyManagementError):
+    """A purpose has master keys in two places (the keystore and the token)."""
+
+
 @attrs.frozen
 class MasterKey:
-    """One master key: its label, derivation version and (v1) key version."""
+    """One master key: its label, derivation version and (v1) key version.
+
+    @ivar deriver: what derives with it: a L{CardKeyDeriver} (the key in
+        memory) or a token's (the key never leaves the token).
+    @ivar where: where it is kept, for messages (C{"in the keystore"}).
+    """
 
     label: str
     kdf: int
     kvn: int | None
-    deriver: CardKeyDeriver = attrs.field(repr=False, eq=False)
+    deriver: ICardKeyDeriver = attrs.field(repr=False, eq=False)
+    where: str = attrs.field(default="in the keystore", kw_only=True)
 
     def derive(self, iccid: str, purpose: KdfPurpose, algorithm: KeyAlgorithm, kvn: int) -> Secret:
         """The card key; v1 ignores C{kvn} (the caller chose this master by it)."""
@@ -91,6 +108,34 @@ class MasterKeyRing:
                 )
                 found.append((purpose, master))
         return cls(found)
+
+    @classmethod
+    def combine(cls, *rings: MasterKeyRing) -> MasterKeyRing:
+        """One ring of the masters of C{rings} (the keystore's, the token's).
+
+        @raise MasterKeyConflictError: a purpose has masters in two of them;
+            the message names the kind, both labels and where each is.
+        """
+        found: list[tuple[KdfPurpose, MasterKey]] = []
+        owner: dict[KdfPurpose, MasterKey] = {}
+        for ring in rings:
+            for purpose, masters in ring._by_purpose.items():
+                first = owner.get(purpose)
+                if first is not None:
+                    kind = KIND_OF_PURPOSE[purpose].value
+                    raise MasterKeyConflictError(
+                        f"{kind} master keys in two places: {first.label!r} {first.where}"
+                        f" and {masters[0].label!r} {masters[0].where}: the gateway derives a"
+                        " purpose's keys from one place, remove the masters from the other",
+                        label=masters[0].label,
+                    )
+                owner[purpose] = masters[0]
+                found.extend((purpose, m) for m in masters)
+        return cls(found)
+
+    def masters(self) -> list[tuple[KdfPurpose, MasterKey]]:
+        """Every master held, with its purpose."""
+        return [(p, m) for p, ms in self._by_purpose.items() for m in ms]
 
     def __repr__(self) -> str:
         held = ", ".join(

@@ -16,17 +16,13 @@ What the token does, and what it does not:
     and label as additional data), in the token;
   - MACs (card key fingerprints, the keystore MAC): C{CKM_SHA256_HMAC} with
     a second, generic-secret key made with the root key, in the token;
-  - diversification of per-card keys from master keys: the token's
-    C{CKM_AES_CMAC} is the PRF of the SP 800-108 counter-mode KDF, called
-    once per 16-byte block; the counter, label, context and length fields
-    are assembled here (SoftHSM2 2.6 has no C{CKM_SP800_108_COUNTER_KDF},
-    and the derived card key must leave the token anyway: the TLS-PSK and
-    OTA code use it in software).  The result equals L{derive_card_key}'s
-    for the same master key.
+  - diversification of per-card keys from master keys in the token:
+    L{bipgw.keys._pkcs11_masters}.
 
 Objects are found by label: C{bipgw-root:<id>} (the current root key),
 C{bipgw-root-next:<id>} (the next one, during a rotation), with their MAC
-keys C{bipgw-root-mac:<id>}; master keys are C{bipgw-master:<label>}.
+keys C{bipgw-root-mac:<id>}; master keys are C{bipgw-master:...}
+(L{bipgw.keys._pkcs11_masters}).
 C{CKA_ID} holds the 4-byte key id.  A rotation creates the next pair,
 and when nothing is sealed under the old key any more destroys the old
 pair and relabels the next one: each step is one token operation, and a
@@ -50,7 +46,6 @@ from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
 from pkcs11.exceptions import PKCS11Error
 from pkcs11.mechanisms import GCMParams
 
-from bipgw.keys._kdf import COUNTER_BYTES, LENGTH_BYTES, KdfPurpose, normalise_iccid, set_des_parity
 from bipgw.keys._rootkey import (
     HEADER_LENGTH,
     NONCE_LENGTH,
@@ -60,19 +55,14 @@ from bipgw.keys._rootkey import (
 )
 from bipgw.keys._secret import (
     IntegrityError,
-    InvalidKeyError,
-    KeyAlgorithm,
-    KeyManagementError,
     RootKeyError,
     Secret,
-    UnknownKeyError,
     WrongRootKeyError,
 )
 
 __all__ = [
     "HsmError",
     "HsmMechanismError",
-    "Pkcs11MasterKeys",
     "Pkcs11RootKeys",
     "Pkcs11Token",
     "read_pin_file",
@@ -81,13 +71,10 @@ __all__ = [
 _ROOT = "bipgw-root:"
 _NEXT = "bipgw-root-next:"
 _MAC = "bipgw-root-mac:"
-_MASTER = "bipgw-master:"
 _MAX_PIN_FILE = 1024
 
 #: What the root key backend needs from the token.
 ROOT_MECHANISMS = ("AES_KEY_GEN", "AES_GCM", "GENERIC_SECRET_KEY_GEN", "SHA256_HMAC")
-#: What master keys (diversification in the token) need.
-MASTER_MECHANISMS = ("AES_KEY_GEN", "AES_CMAC")
 
 
 class HsmError(RootKeyError):
@@ -194,7 +181,9 @@ class Pkcs11Token:
             except pkcs11.exceptions.PinLocked:
                 raise HsmError(f"the PIN of the PKCS#11 {self.name} is locked") from None
             except PKCS11Error as e:
-                raise HsmError(f"cannot log in to the PKCS#11 {self.name}: {_name(e)}") from None
+                raise HsmError(
+                    f"cannot log in to the PKCS#11 {self.name}: {error_name(e)}"
+                ) from None
         except BaseException:
             self._release()
             raise
@@ -211,7 +200,7 @@ class Pkcs11Token:
         except pkcs11.exceptions.MultipleTokensReturned:
             raise HsmError(f"several tokens match {self.name} in {self._module}") from None
         except PKCS11Error as e:
-            raise HsmError(f"cannot list the tokens of {self._module}: {_name(e)}") from None
+            raise HsmError(f"cannot list the tokens of {self._module}: {error_name(e)}") from None
         raise HsmError(f"no PKCS#11 {self.name} in module {self._module}")
 
     def require(self, names: Iterable[str]) -> None:
@@ -262,11 +251,11 @@ class Pkcs11Token:
         return f"PKCS#11 {self.name} ({self._module})"
 
 
-def _name(error: PKCS11Error) -> str:
+def error_name(error: PKCS11Error) -> str:
     return type(error).__name__ + (f": {error}" if str(error) else "")
 
 
-def _secret_template(**flags: bool) -> dict[Any, Any]:
+def secret_template(**flags: bool) -> dict[Any, Any]:
     template = {
         Attribute.TOKEN: True,
         Attribute.PRIVATE: True,
@@ -333,6 +322,11 @@ class Pkcs11RootKeys:
     def __repr__(self) -> str:
         return f"<Pkcs11RootKeys {self._token.name} sealing={self.key_id}>"
 
+    @property
+    def token(self) -> Pkcs11Token:
+        """The token session (the master keys in the same token use it too)."""
+        return self._token
+
     def refresh(self) -> None:
         """Find the key objects again (another process may be rotating)."""
         current = upcoming = None
@@ -386,7 +380,9 @@ class Pkcs11RootKeys:
                     mechanism_param=GCMParams(nonce, header + ad_label, 128),
                 )
         except PKCS11Error as e:
-            raise HsmError(f"the token could not seal {label!r}: {_name(e)}", label=label) from None
+            raise HsmError(
+                f"the token could not seal {label!r}: {error_name(e)}", label=label
+            ) from None
         return header + nonce + bytes(sealed)
 
     def _key(self, key_id: str, label: str | None) -> Any:
@@ -489,7 +485,7 @@ def _generate_pair(token: Pkcs11Token, prefix: str) -> str:
             label=_MAC + name,
             id=key_id,
             store=True,
-            template=_secret_template(sign=True, verify=True),
+            template=secret_template(sign=True, verify=True),
         )
         # The AES key last: its label is what makes the pair visible as a
         # root key, so a crash before it leaves only an unused MAC key.
@@ -499,85 +495,6 @@ def _generate_pair(token: Pkcs11Token, prefix: str) -> str:
             label=prefix + name,
             id=key_id,
             store=True,
-            template=_secret_template(encrypt=True, decrypt=True),
+            template=secret_template(encrypt=True, decrypt=True),
         )
     return name
-
-
-class Pkcs11MasterKeys:
-    """Master keys in the token; per-card keys diversified with its AES-CMAC."""
-
-    def __init__(self, token: Pkcs11Token) -> None:
-        """@raise HsmMechanismError: the token has no C{CKM_AES_CMAC}."""
-        token.require(MASTER_MECHANISMS)
-        self._token = token
-        self._found: dict[str, Any] = {}
-
-    def labels(self) -> list[str]:
-        """The master keys' labels (without the C{bipgw-master:} prefix)."""
-        return sorted(label[len(_MASTER) :] for label in self._token.objects(_MASTER))
-
-    def generate(self, label: str, length: int = 16) -> None:
-        """A new random AES master key, made in the token and never leaving it."""
-        self._check_new(label, length)
-        with self._token.lock:
-            self._token.session.generate_key(
-                KeyType.AES,
-                8 * length,
-                label=_MASTER + label,
-                store=True,
-                template=_secret_template(sign=True),
-            )
-
-    def import_key(self, label: str, key: Secret) -> None:
-        """Move an existing master key (e.g. from the keystore) into the token,
-        where it becomes non-extractable."""
-        self._check_new(label, len(key))
-        template = _secret_template(sign=True)
-        template.update(
-            {
-                Attribute.CLASS: ObjectClass.SECRET_KEY,
-                Attribute.KEY_TYPE: KeyType.AES,
-                Attribute.LABEL: _MASTER + label,
-                Attribute.VALUE: key.reveal(),
-            }
-        )
-        with self._token.lock:
-            self._token.session.create_object(template)
-
-    def _check_new(self, label: str, length: int) -> None:
-        check_label(label)
-        if length not in (16, 24, 32):
-            raise InvalidKeyError(f"a master key is 16, 24 or 32 bytes, not {length}")
-        if _MASTER + label in self._token.objects(_MASTER):
-            raise KeyManagementError(
-                f"a master key labelled {label!r} is already in the {self._token.describe()}",
-                label=label,
-            )
-
-    def derive(
-        self, label: str, iccid: str, purpose: KdfPurpose, algorithm: KeyAlgorithm
-    ) -> Secret:
-        """L{derive_card_key} with the master key C{label}, the PRF run in the token."""
-        master = self._found.get(label)
-        if master is None:
-            self._found = {
-                name[len(_MASTER) :]: obj for name, obj in self._token.objects(_MASTER).items()
-            }
-            master = self._found.get(label)
-        if master is None:
-            raise UnknownKeyError(
-                f"no master key {label!r} in the {self._token.describe()}", label=label
-            )
-        context = normalise_iccid(iccid).encode("ascii")
-        length = algorithm.key_length
-        fixed = purpose.label + b"\x00" + context + (8 * length).to_bytes(LENGTH_BYTES, "big")
-        out = b""
-        counter = 1
-        with self._token.lock:
-            while len(out) < length:
-                block = counter.to_bytes(COUNTER_BYTES, "big") + fixed
-                out += bytes(master.sign(block, mechanism=Mechanism.AES_CMAC))
-                counter += 1
-        key = out[:length]
-        return Secret(set_des_parity(key) if algorithm.is_des else key)

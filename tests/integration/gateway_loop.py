@@ -151,9 +151,15 @@ async def start_loop(
     extra_config: str = "",
     scp03_masters: bool = False,
     derived_keys: bool = False,
+    keystore_masters: bool = True,
     prepare_keys: Callable[[Config], None] | None = None,
 ) -> Loop:
-    """Generate, start and connect a fleet and a gateway (module docstring)."""
+    """Generate, start and connect a fleet and a gateway (module docstring).
+
+    @param keystore_masters: with C{derived_keys}, add the fleet's masters
+        to the keystore; C{False} when C{prepare_keys} puts them elsewhere
+        (a PKCS#11 token).
+    """
     from twisted.internet import reactor
 
     generated = generate_fleet(
@@ -185,7 +191,7 @@ async def start_loop(
             ("scp03_dek", KeyKind.MASTER_SCP03_DEK),
         ):
             keystore.put(name, kind, Secret.from_hex(masters["master"][name]["key"]))
-    if derived_keys:
+    if derived_keys and keystore_masters:
         # The vendor file has no secret column: every key comes from these
         # masters (bipgw keys add-master), derived by the gateway.
         for master_file in sorted((generated.directory / "gateway" / "masters").glob("*.key")):

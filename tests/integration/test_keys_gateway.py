@@ -9,7 +9,10 @@
     files are searched for every key's bytes, in hex and base64.
   - L{HsmGatewayTests}: the gateway with C{[keys] backend = "pkcs11"}, its
     root key in a SoftHSM2 token, imports a vendor file (sealing in the
-    token) and runs a session with a card.
+    token) and runs a session with a card; and, with the fleet's master
+    keys imported into the token (none in the keystore) and a vendor file
+    without secret columns, derives every card key in the token and runs
+    secured sessions and a PSK rotation over the air.
 
 The latencies of the sessions before and during the rotation are printed;
 they are measured properly in C{bench/keys_backend.py}, not asserted here.
@@ -36,14 +39,22 @@ from bipgw.config import Config
 from bipgw.core import CardTarget, SessionState
 from bipgw.keys import (
     FileRootKeyRing,
+    KdfPurpose,
+    KeyAlgorithm,
     KeyStore,
+    Pkcs11MasterKeys,
     Pkcs11RootKeys,
     RootKey,
     Secret,
+    derive_card_key_v2,
+    master_kind,
+    read_key_file,
     sealed_key_id,
+    token_master_label,
 )
 from bipgw.store import create_sql_engine
 from tests.integration.gateway_loop import ISD_SCRIPT, WAIT, Loop, start_loop, stop_loop
+from tests.integration.test_key_rotation import SECURE_SERVICE, secured_round
 from tests.softhsm import SoftHsm
 from tests.unit.store import rotation_fixture as fx
 
@@ -199,3 +210,61 @@ class HsmGatewayTests(TestCase):
         self.assertTrue(found)
         for _, blob, _ in found:
             self.assertEqual(sealed_key_id(blob), root.key_id)
+
+    async def test_derivedKeysFromTokenMasters(self) -> None:
+        """No per-card secret column, no master in the keystore: every card key
+        (OTA KIc/KID, PSK, SCP03) is derived by the token's AES-CMAC from the
+        fleet's masters imported into the token, and the cards are reached."""
+        hsm = SoftHsm(self)
+        base = Path(self.mktemp())
+        masters_dir = base / "fleet" / "gateway" / "masters"
+
+        def prepare(config: Config) -> None:
+            token = config.keys.open_token()
+            try:
+                root = Pkcs11RootKeys.initialise(token)
+                os.remove(config.keys.keystore)
+                KeyStore.create(config.keys.keystore, root)
+                in_token = Pkcs11MasterKeys(token)
+                for path in sorted(masters_dir.glob("*.key")):
+                    name = token_master_label(master_kind(path.stem), path.stem)
+                    in_token.import_key(name, read_key_file(path))
+            finally:
+                token.close()
+
+        loop = await start_loop(
+            base,
+            cards=2,
+            extra_config=SECURE_SERVICE + "[keys]\n" + hsm.toml(),
+            derived_keys=True,
+            keystore_masters=False,
+            prepare_keys=prepare,
+        )
+        self.addCleanup(stop_loop, loop)
+        gateway = loop.gateway
+        self.assertEqual([label for label in gateway.keystore.labels() if "master" in label], [])
+        ring = gateway.key_source.masters
+        found = ring.masters()
+        self.assertGreaterEqual(len(found), 6)
+        for _, master in found:
+            self.assertEqual(master.kdf, 2)
+            self.assertIn("in the PKCS#11 token", master.where)
+        for iccid in loop.iccids:
+            keys = await gateway.store.get_card_keys(iccid)
+            self.assertEqual(keys.keys, ())  # nothing stored: derived when needed
+        self.assertEqual(len(gateway.keys), 2)
+        # The token's derivation is the documented one (the fleet's).
+        psk_master = read_key_file(masters_dir / "psk.key")
+        self.assertEqual(
+            ring.derive(loop.iccids[0], KdfPurpose.SCP81_PSK, KeyAlgorithm.AES_128, 0x40),
+            derive_card_key_v2(
+                psk_master, loop.iccids[0], KdfPurpose.SCP81_PSK, KeyAlgorithm.AES_128, 0x40
+            ),
+        )
+        for iccid in loop.iccids:
+            await secured_round(self, loop, iccid)
+        # A PSK rotation over the air: the new version is derived in the token too.
+        outcome = await gateway.rotate_card_keys(loop.iccids[0], "psk")
+        self.assertTrue(outcome.ok, outcome.reason)
+        self.assertEqual((outcome.old_kvn, outcome.new_kvn), (0x40, 0x41))
+        await secured_round(self, loop, loop.iccids[0])

@@ -8,18 +8,26 @@ from pathlib import Path
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from bipgw.app import build_gateway
+from bipgw.app import Gateway, build_gateway
 from bipgw.app._card_keys import derived_key_specs
 from bipgw.app._gateway import rotation_services
 from bipgw.config import Config, init_install
 from bipgw.keys import (
     KdfPurpose,
     KeyAlgorithm,
+    KeyKind,
+    KeyStore,
+    MasterKeyConflictError,
+    Pkcs11MasterKeys,
+    Pkcs11RootKeys,
+    Secret,
     UnknownKeyError,
     derive_card_key_v2,
     generate_master_key,
+    token_master_label,
 )
 from bipgw.store import KeyPurpose, MemoryStore, open_card_key
+from tests.softhsm import SoftHsm
 from tests.unit.app.test_gateway import _toml
 from tests.unit.scp81.test_keys import add_cards, iccid_of
 
@@ -88,3 +96,64 @@ class DerivedKeysOptionTests(SynchronousTestCase):
             '[services.nokey]\nsecure_apdus = true\nisd_commands = ["get-status"]\n'
         )
         self.assertEqual(rotation_services(config), ("sec",))
+
+
+class TokenMastersTests(SynchronousTestCase):
+    """[keys] backend = "pkcs11": the token's master keys serve the gateway."""
+
+    def setUp(self) -> None:
+        self.hsm = SoftHsm(self)
+        self.directory = Path(self.mktemp())
+        init_install(self.directory, environ={})
+        path = self.directory / "bipgw.toml"
+        path.write_text(
+            _toml().replace("[services.isd]\n", "[services.isd]\nderived_keys = true\n")
+            + "[keys]\n"
+            + self.hsm.toml()
+        )
+        self.config = Config.from_file(path)
+        token = self.config.keys.open_token()
+        self.addCleanup(token.close)
+        root = Pkcs11RootKeys.initialise(token)
+        (self.directory / "keystore.json").unlink()
+        self.keystore = KeyStore.create(self.config.keys.keystore, root)
+        self.masters = Pkcs11MasterKeys(token)
+        self.psk = Secret(bytes(range(32, 48)))
+        self.masters.import_key(token_master_label(KeyKind.MASTER_PSK, "hsm-psk"), self.psk)
+
+    def build(self) -> Gateway:
+        self.store = MemoryStore()
+        return build_gateway(self.config, Clock(), environ={}, store=self.store)
+
+    def test_derivedInToken(self) -> None:
+        """derived_keys with the masters in the token: the PSK is derived there (v2)."""
+        for kind in ("ota-kic", "ota-kid"):
+            self.masters.generate(token_master_label(KeyKind(f"master-{kind}"), kind))
+        gateway = self.build()
+        root = gateway.root
+        assert isinstance(root, Pkcs11RootKeys)
+        self.addCleanup(root.close)
+        add_cards(self.store, [1], root=root)  # type: ignore[arg-type]
+        source = gateway.key_source
+        keys = self.successResultOf(source.get_card_keys(iccid_of(1)))
+        psk = next(k for k in keys.keys if k.purpose is KeyPurpose.PSK)
+        expected = derive_card_key_v2(
+            self.psk, iccid_of(1), KdfPurpose.SCP81_PSK, KeyAlgorithm.AES_128, 0x40
+        )
+        self.assertEqual(open_card_key(root, psk), expected)
+
+    def test_missingMasterNamesKind(self) -> None:
+        """A master neither in the keystore nor in the token stops the start."""
+        with self.assertRaises(UnknownKeyError) as caught:
+            self.build()
+        self.assertIn("master-ota-kic", str(caught.exception))
+
+    def test_bothPlacesRefused(self) -> None:
+        """A purpose with masters in the keystore and in the token: refused at
+        start, the message naming both."""
+        generate_master_key(self.keystore, "psk", "file-psk")
+        with self.assertRaises(MasterKeyConflictError) as caught:
+            self.build()
+        message = str(caught.exception)
+        self.assertIn("'file-psk' in the keystore", message)
+        self.assertIn("'hsm-psk' in the PKCS#11 token", message)

@@ -112,10 +112,22 @@ class HsmCommandTests(_Install):
         self.assertIn("already holds a bipgw root key", err)
         status, out, err = self.keys("generate-master", "psk", "M1", "--backend", "pkcs11")
         self.assertEqual((status, err), (0, ""))
-        self.assertIn("generated in the token, non-extractable", out)
+        self.assertIn("kdf=2\tgenerated in the token, non-extractable", out)
+        status, out, err = self.keys(
+            "generate-master", "ota-kic", "K1", "--backend", "pkcs11", "--kdf", "1"
+        )
+        self.assertEqual((status, err), (0, ""))
         token = self.config().keys.open_token()
         self.addCleanup(token.close)
-        self.assertEqual(Pkcs11MasterKeys(token).labels(), ["master-psk:M1"])
+        # The kind and derivation version are in the token label.
+        self.assertEqual(
+            Pkcs11MasterKeys(token).labels(), ["master-ota-kic:v1:K1", "master-psk:v2:M1"]
+        )
+        status, out, err = self.keys("list")
+        self.assertEqual((status, err), (0, ""))
+        self.assertIn("master keys in the PKCS#11 token", out)
+        self.assertIn("M1\tmaster-psk\t16 bytes\tkdf=2\tin token, non-extractable\n", out)
+        self.assertIn("K1\tmaster-ota-kic\t16 bytes\tkdf=1\tin token, non-extractable\n", out)
         root = Pkcs11RootKeys(token)
         old = root.key_id
         rows = self.populate(12)

@@ -57,6 +57,7 @@ from bipgw.store._recovery import (
 from bipgw.store._scp03_keys import StoreScp03KeySource
 from bipgw.store._sealing import (
     FINGERPRINT_INFO,
+    BulkSealer,
     CardKeySealer,
     card_key_fingerprint,
     open_card_key,
@@ -105,6 +106,7 @@ from bipgw.store._types import (
     Tenant,
     UnknownRecordError,
     WriteResult,
+    bulk_card_upsert,
     card_key_label,
 )
 
@@ -150,6 +152,7 @@ __all__ = [
     "AuditRecord",
     "BatchResult",
     "BatchingRecorder",
+    "BulkSealer",
     "Card",
     "CardKey",
     "CardKeySealer",
@@ -189,6 +192,7 @@ __all__ = [
     "WriteResult",
     "add_partner",
     "add_tenant",
+    "bulk_card_upsert",
     "card_key_fingerprint",
     "card_key_label",
     "create_sql_engine",

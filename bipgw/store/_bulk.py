@@ -13,6 +13,7 @@ is portable (the driver's parameter style is taken from the dialect).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
@@ -20,9 +21,21 @@ from sqlalchemy import Connection, Engine
 
 import bipgw.store._schema as s
 from bipgw.store._engine import WRITE_OPTION
-from bipgw.store._types import BatchResult, CardUpsert, Outcome, StoreError, WriteResult
+from bipgw.store._types import (
+    BatchResult,
+    CardUpsert,
+    KeyPurpose,
+    Outcome,
+    StoreError,
+    WriteResult,
+)
 
 _T = TypeVar("_T")
+
+#: s.to_json's encoding, the encoder made once (json.dumps with options builds one a call).
+_json = json.JSONEncoder(sort_keys=True, separators=(",", ":")).encode
+#: A key purpose's stored text, without the enum's C{value} descriptor.
+_PURPOSE = {purpose: purpose.value for purpose in KeyPurpose}
 
 #: Most values in one SQL C{IN} list (SQLite allows 32,766 variables).
 IN_LIMIT = 5000
@@ -122,7 +135,7 @@ def upsert_cards(c: Connection, items: Sequence[CardUpsert], *, atomic: bool) ->
         changed = [
             key
             for key in item.keys
-            if fingerprints.get((item.iccid, key.purpose.value, key.kvn)) != key.fingerprint
+            if fingerprints.get((item.iccid, _PURPOSE[key.purpose], key.kvn)) != key.fingerprint
         ]
         current = existing.get(item.iccid)
         fields = (
@@ -133,7 +146,7 @@ def upsert_cards(c: Connection, items: Sequence[CardUpsert], *, atomic: bool) ->
             item.card_type,
             dict(item.extras),
         )
-        values = (*fields[:5], s.to_json(fields[5]))
+        values = (*fields[:5], _json(fields[5]) if fields[5] else "{}")
         if current is None:
             added[item.iccid] = (item.iccid, *values, 0)
             outcome = Outcome.ADDED
@@ -147,7 +160,7 @@ def upsert_cards(c: Connection, items: Sequence[CardUpsert], *, atomic: bool) ->
             results.append(WriteResult(item.iccid, Outcome.UNCHANGED))
             continue
         for key in changed:
-            where = (item.iccid, key.purpose.value, key.kvn)
+            where = (item.iccid, _PURPOSE[key.purpose], key.kvn)
             if where in fingerprints and where not in new_keys:
                 stale.append(where)
             fingerprints[where] = key.fingerprint

@@ -185,11 +185,18 @@ def _write(
 ) -> None:
     cards, keys = s.cards.name, s.card_keys.name
     fields = "imsi, psk_identity, batch, customer, card_type, extras"
+    copy = c.dialect.name == "postgresql"
     if added:
-        c.exec_driver_sql(
-            _sql(c, f"INSERT INTO {cards} (iccid, {fields}, ota_counter) VALUES (?,?,?,?,?,?,?,?)"),
-            list(added.values()),
-        )
+        if copy:
+            _copy(c, f"{cards} (iccid, {fields}, ota_counter)", added.values())
+        else:
+            c.exec_driver_sql(
+                _sql(
+                    c,
+                    f"INSERT INTO {cards} (iccid, {fields}, ota_counter) VALUES (?,?,?,?,?,?,?,?)",
+                ),
+                list(added.values()),
+            )
     if updated:
         assignments = ", ".join(f"{name} = ?" for name in fields.split(", "))
         c.exec_driver_sql(
@@ -200,11 +207,34 @@ def _write(
             _sql(c, f"DELETE FROM {keys} WHERE iccid = ? AND purpose = ? AND kvn = ?"), stale
         )
     if new_keys:
-        c.exec_driver_sql(
-            _sql(
+        if copy:
+            _copy(
                 c,
-                f"INSERT INTO {keys} (iccid, purpose, kvn, algorithm, sealed, fingerprint)"
-                " VALUES (?,?,?,?,?,?)",
-            ),
-            list(new_keys.values()),
-        )
+                f"{keys} (iccid, purpose, kvn, algorithm, sealed, fingerprint)",
+                new_keys.values(),
+            )
+        else:
+            c.exec_driver_sql(
+                _sql(
+                    c,
+                    f"INSERT INTO {keys} (iccid, purpose, kvn, algorithm, sealed, fingerprint)"
+                    " VALUES (?,?,?,?,?,?)",
+                ),
+                list(new_keys.values()),
+            )
+
+
+def _copy(c: Connection, target: str, rows: Iterable[tuple[Any, ...]]) -> None:
+    """PostgreSQL: insert C{rows} with one C{COPY ... FROM STDIN} (psycopg), in the transaction.
+
+    The rows are new (the batch's reads found none of them, in the same
+    transaction), so a plain COPY into the table is what the INSERT was,
+    constraints and all, at a fraction of C{executemany}'s cost a row.
+    """
+    cursor = c.connection.cursor()
+    try:
+        with cursor.copy(f"COPY {target} FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+    finally:
+        cursor.close()

@@ -134,20 +134,25 @@ async def _run(reactor: Any, args: argparse.Namespace) -> None:
             path = vendor
         peak = _Peak()
         peak.start()
-        started, cpu = time.perf_counter(), time.process_time()
+        load_before = os.getloadavg()[0]
+        started, cpu, times = time.perf_counter(), time.process_time(), os.times()
         if args.msisdn:
             report = await import_msisdn(store, path)
         else:
             report = await import_cards(store, keystore, root, path)
         wall = time.perf_counter() - started
         cpu = time.process_time() - cpu
+        after = os.times()
+        # user + sys of this process and of any children it waited for.
+        cpu_all = sum(after[:4]) - sum(times[:4])
         peak.running = False
         growth = (peak.peak - peak.base) / 2**20
         rows = report.records
         print(
             f"{'msisdn' if args.msisdn else 'cards'} into {args.database}: {rows} records in"
-            f" {wall:.1f} s = {rows / wall:,.0f}/s (CPU {cpu:.1f} s,"
-            f" load {os.getloadavg()[0]:.1f}); added {report.added}, updated"
+            f" {wall:.1f} s = {rows / wall:,.0f}/s (CPU {cpu:.1f} s, with children"
+            f" {cpu_all:.1f} s; load {load_before:.1f} before, {os.getloadavg()[0]:.1f} after);"
+            f" added {report.added}, updated"
             f" {report.updated}, unchanged {report.unchanged}, rejected {report.rejected};"
             f" RSS {peak.base / 2**20:.0f} MiB before, growth {growth:.0f} MiB"
             f" (file {path.stat().st_size / 2**20:.0f} MiB)"

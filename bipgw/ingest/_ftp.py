@@ -19,6 +19,7 @@ file cut at a clean close; the importer checks it.)
 
 from __future__ import annotations
 
+import inspect
 import os
 import time
 from pathlib import Path
@@ -309,6 +310,10 @@ class PartnerFTP(ftp.FTP):
     def processCommand(self, cmd: str, *params: str) -> Any:
         if cmd.upper() in _PATH_COMMANDS and any(_climbs(p) for p in params):
             return succeed((ftp.PERMISSION_DENIED, " ".join(params)))
+        if params and _takes_nothing(getattr(self, f"ftp_{cmd.upper()}", None)):
+            # Twisted would call ftp_FEAT("x"), log the TypeError and answer
+            # "internal server error": a partner's typo is not our error.
+            return succeed((ftp.SYNTAX_ERR_IN_ARGS, f"{cmd.upper()} takes no argument"))
         return super().processCommand(cmd, *params)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
@@ -342,6 +347,19 @@ def _refusal(protocol: PartnerFTP, message: str) -> None:
     if budget is None or budget.allows(time.monotonic()):
         partner = getattr(protocol.shell, "partner", "?")
         _log.info("FTP partner {partner}: {message}", partner=partner, message=message)
+
+
+def _takes_nothing(method: Any) -> bool:
+    """Whether C{method} (an C{ftp_*} handler, or C{None}) takes no argument."""
+    if method is None:
+        return False
+    try:
+        inspect.signature(method).bind("argument")
+    except TypeError:
+        return True
+    except ValueError:  # pragma: no cover - no signature to read
+        return False
+    return False
 
 
 def _climbs(path: str) -> bool:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import attrs
-
 from twisted.trial.unittest import SynchronousTestCase
 
 from bipgw.app import ingest_settings

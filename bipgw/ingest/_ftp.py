@@ -5,7 +5,8 @@ Built on C{twisted.protocols.ftp}: an L{FTPFactory} over a L{Portal} whose
 checker is L{PartnerPasswords} and whose realm gives each partner a
 L{PartnerShell} rooted at its home.  The shell reads anywhere in the home
 (the partner fetches its reports) and writes only a new file into
-C{incoming/}; every other change (delete, rename, mkdir) is refused.  Path
+C{incoming/} (or C{NAME.part}, complete once renamed to C{NAME}: the only
+rename); every other change (delete, rename, mkdir) is refused.  Path
 arguments with a C{..} segment or starting with C{/} are refused before any
 command runs, so no spelling reaches outside the home.
 

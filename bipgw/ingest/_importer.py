@@ -26,7 +26,7 @@ from collections.abc import Callable
 from attrs import evolve
 from twisted.internet.defer import Deferred, fail
 
-from bipgw.ingest._card_stream import CardStream, Opener, RefusedError
+from bipgw.ingest._card_stream import CardStream, Opener, RefusedError, fewer_collections
 from bipgw.ingest._errors import IngestError, TransportKeyError
 from bipgw.ingest._lines import numbered_lines, sha256_of
 from bipgw.ingest._msisdn_file import MAX_FILE_BYTES as MAX_MSISDN_FILE
@@ -252,6 +252,19 @@ async def _import_msisdn(
     store: IStore, data: bytes, file_name: str, all_or_nothing: bool, actor: str, at: float
 ) -> ImportReport:
     report = await start(store, ImportKind.MSISDN, file_name, hashlib.sha256(data).hexdigest(), at)
+    with fewer_collections():
+        return await _apply_msisdn(store, data, file_name, all_or_nothing, actor, at, report)
+
+
+async def _apply_msisdn(
+    store: IStore,
+    data: bytes,
+    file_name: str,
+    all_or_nothing: bool,
+    actor: str,
+    at: float,
+    report: ImportReport,
+) -> ImportReport:
     try:
         scan = MsisdnScan(data, default_time=int(at), source=file_name)
     except MsisdnFileError as e:

@@ -112,17 +112,18 @@ class MsisdnScan:
             self.records += 1
             if self.records > MAX_RECORDS:
                 raise MsisdnFileError(f"more than {MAX_RECORDS} records", line=number)
-            problems, change = _record(number, raw, default_time, source)
+            problems, fields = _fields(number, raw, default_time)
             if problems:
                 self.rejected += 1
                 if len(errors) < MAX_LINE_ERRORS:
                     errors.extend(problems)
-            elif change is not None:
-                if self._times and change.effective_at < self._times[-1]:
+            elif fields is not None:
+                effective = fields[4]
+                if self._times and effective < self._times[-1]:
                     self._ordered = False
                 self._offsets.append(offset)
                 self._lines.append(number)
-                self._times.append(change.effective_at)
+                self._times.append(effective)
         self.errors = tuple(errors)
         self.valid = len(self._lines)
 
@@ -185,6 +186,18 @@ _TITLE = ",".join(FIELDS).encode()
 def _record(
     number: int, raw: bytes, default_time: int, source: str | None
 ) -> tuple[list[LineError], MsisdnChange | None]:
+    errors, fields = _fields(number, raw, default_time)
+    if fields is None:
+        return errors, None
+    return [], MsisdnChange(*fields, source)
+
+
+_Fields = tuple[MsisdnOperation, str | None, str | None, str | None, int]
+_OPERATIONS = {operation.value: operation for operation in MsisdnOperation}
+
+
+def _fields(number: int, raw: bytes, default_time: int) -> tuple[list[LineError], _Fields | None]:
+    """A line's checked fields (operation, MSISDN, ICCID, IMSI, time), or its errors."""
     if len(raw) > MAX_LINE:
         return [LineError(number, None, f"the line is longer than {MAX_LINE} characters")], None
     try:
@@ -212,10 +225,8 @@ def _record(
             bad("ICCID", str(e))
     if imsi and not (imsi.isdigit() and 6 <= len(imsi) <= 15):
         bad("IMSI", f"IMSI {imsi[:32]!r} must be 6 to 15 digits")
-    try:
-        operation: MsisdnOperation | None = MsisdnOperation(operation_text.upper())
-    except ValueError:
-        operation = None
+    operation = _OPERATIONS.get(operation_text.upper())
+    if operation is None:
         bad("OPERATION", f"{operation_text[:16]!r} is not ADD, DEL or CHG")
     effective = _time(time_text, default_time, bad)
     if operation in (MsisdnOperation.ADD, MsisdnOperation.CHG):
@@ -227,7 +238,7 @@ def _record(
         bad("MSISDN", "DEL needs the MSISDN, the ICCID or both")
     if errors or operation is None or effective is None:
         return errors, None
-    return [], MsisdnChange(operation, msisdn, iccid, imsi or None, effective, source)
+    return [], (operation, msisdn, iccid, imsi or None, effective)
 
 
 def _msisdn(text: str, bad: _Reporter) -> str | None:

@@ -109,17 +109,17 @@ def upsert_cards(c: Connection, items: Sequence[CardUpsert], *, atomic: bool) ->
             f"SELECT iccid, imsi, psk_identity, batch, customer, card_type, extras FROM {cards}"
             f" WHERE iccid IN ({marks})"
         )
-        for row in c.exec_driver_sql(_sql(c, query), tuple(chunk)):
+        for row in c.exec_driver_sql(_sql(c, query), tuple(chunk)).fetchall():
             identity = None if row[2] is None else bytes(row[2])
             existing[row[0]] = (row[1], identity, row[3], row[4], row[5], s.from_json(row[6]))
         query = f"SELECT iccid, purpose, kvn, fingerprint FROM {keys} WHERE iccid IN ({marks})"
-        for row in c.exec_driver_sql(_sql(c, query), tuple(chunk)):
+        for row in c.exec_driver_sql(_sql(c, query), tuple(chunk)).fetchall():
             fingerprints[(row[0], row[1], row[2])] = bytes(row[3])
     identities = list(dict.fromkeys(i.psk_identity for i in items if i.psk_identity is not None))
     for chunk in _chunks(identities):
         marks = ",".join("?" * len(chunk))
         query = f"SELECT psk_identity, iccid FROM {cards} WHERE psk_identity IN ({marks})"
-        for row in c.exec_driver_sql(_sql(c, query), tuple(chunk)):
+        for row in c.exec_driver_sql(_sql(c, query), tuple(chunk)).fetchall():
             owners[bytes(row[0])] = row[1]
     results = []
     added: dict[str, tuple[Any, ...]] = {}

@@ -61,7 +61,8 @@ class _State:
 def _in(c: Connection, query: str, values: Sequence[Any]) -> Iterable[Any]:
     for chunk in _chunks(values):
         marks = ",".join("?" * len(chunk))
-        yield from c.exec_driver_sql(_sql(c, query.format(marks=marks)), tuple(chunk))
+        # fetchall: one call, not SQLAlchemy's fetchone a row.
+        yield from c.exec_driver_sql(_sql(c, query.format(marks=marks)), tuple(chunk)).fetchall()
 
 
 def _load(c: Connection, items: Sequence[MsisdnChange]) -> _State:

@@ -99,7 +99,7 @@ class MsisdnScan:
             raise TypeError("an MSISDN file is bytes")
         if len(data) > MAX_FILE_BYTES:
             raise MsisdnFileError(f"the file has {len(data)} bytes; at most {MAX_FILE_BYTES}")
-        self._data = bytes(data)
+        self._data = data if isinstance(data, bytes) else bytes(data)  # no copy of bytes
         self._default = default_time
         self._source = source
         self._offsets = array("q")

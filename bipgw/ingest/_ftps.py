@@ -6,8 +6,9 @@ partner's client needs, on top of L{PartnerFTP}:
 
   - C{AUTH TLS} (or C{TLS-C}, C{SSL}) before logging in: C{234}, then the
     control connection turns into TLS (Twisted's C{startTLS}, the reply
-    going out in the clear first); any state of the session before it is
-    forgotten.  A second C{AUTH} is refused (C{503}).
+    going out in the clear first).  It is accepted only before C{USER}, so
+    nothing of the session was said in clear; a second C{AUTH} is refused
+    (C{503}).
   - C{PBSZ 0} (the only size TLS needs) then C{PROT P}: every later data
     connection is TLS too, the partner's client being its TLS client (the
     default of RFC 4217 section 9); C{PROT C} goes back to clear data.
@@ -20,6 +21,12 @@ partner's client needs, on top of L{PartnerFTP}:
 A TLS data connection has one more virtue: its end is the partner's TLS
 C{close_notify}, so an upload cut at a clean TCP close without it is not
 taken as complete (plain FTP cannot tell, see L{bipgw.ingest._ftp}).
+
+Twisted's own TLS (C{TLSMemoryBIOProtocol}) does the rest; two gaps are
+filled here: a data connection closed before its handshake (an empty
+listing: the partner's client starts TLS only after the C{150} reply) is
+closed once the handshake is done instead of being aborted, and C{QUIT}
+keeps reading for the partner's C{close_notify}, for 5 seconds at most.
 """
 
 from __future__ import annotations

@@ -19,6 +19,8 @@ def ingest_settings(section: IngestSection) -> IngestSettings:
         ftp_listen=section.ftp_listen,
         sftp_listen=section.sftp_listen,
         sftp_host_key=section.sftp_host_key,
+        ftp_tls=section.ftp_tls_options(),
+        ftp_require_tls=section.ftp_require_tls,
         max_file_bytes=section.max_file_bytes,
         poll_interval=section.poll_interval,
     )

@@ -10,12 +10,14 @@ The keys map onto L{bipgw.ingest.IngestSettings}, made by L{bipgw.app}.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import attrs
 
-from bipgw.config._kinds import FilePath, Integer, Number
+from bipgw.config._fronts import _pem_certificates, _read
+from bipgw.config._kinds import Boolean, FilePath, Integer, Number
 from bipgw.config._netkinds import ServerEndpoint
-from bipgw.config._schema import REQUIRED, setting
+from bipgw.config._schema import REQUIRED, ConfigError, setting
 
 #: The default and largest file limit (the parsers' own, 256 MiB; a test
 #: holds it equal to L{bipgw.ingest.MAX_FILE_BYTES}, which this module may
@@ -63,6 +65,31 @@ class IngestSection:
             example="ssh_host_ed25519_key",
         )
     )
+    ftp_tls_certificate: Path | None = attrs.field(
+        metadata=setting(
+            FilePath(),
+            None,
+            "PEM server certificate (chain) of the FTP server; with ftp_tls_key the server"
+            " offers explicit FTPS (AUTH TLS, PBSZ, PROT P: RFC 4217). Needs ftp_listen.",
+            example="ftps.crt",
+        )
+    )
+    ftp_tls_key: Path | None = attrs.field(
+        metadata=setting(
+            FilePath(),
+            None,
+            "PEM private key of ftp_tls_certificate.",
+            example="ftps.key",
+        )
+    )
+    ftp_require_tls: bool = attrs.field(
+        metadata=setting(
+            Boolean(),
+            False,
+            "Refuse FTP logins before AUTH TLS (530) and data connections without PROT P"
+            " (521); needs ftp_tls_certificate.",
+        )
+    )
     max_file_bytes: int = attrs.field(
         metadata=setting(
             Integer(1, MAX_FILE_LIMIT),
@@ -77,3 +104,41 @@ class IngestSection:
             "Seconds between two scans of the homes for files copied in by other means.",
         )
     )
+
+    def ftp_tls_options(self) -> Any:
+        """The FTP server's TLS options from its files, or C{None} without FTPS.
+
+        Read when the gateway is built (as L{PlatformSection.tls_options}),
+        so an unreadable file or a key that does not match stops the gateway
+        before it listens.
+
+        @raise ConfigError: naming the key whose file is unusable.
+        """
+        if self.ftp_tls_certificate is None or self.ftp_tls_key is None:
+            return None
+        from OpenSSL import SSL, crypto
+        from twisted.internet import ssl
+
+        chain = _pem_certificates(self.ftp_tls_certificate, "ingest.ftp_tls_certificate")
+        data = _read(self.ftp_tls_key, "ingest.ftp_tls_key")
+        try:
+            key = ssl.KeyPair.load(data, crypto.FILETYPE_PEM)
+        except (crypto.Error, ValueError):
+            raise ConfigError(
+                f"{self.ftp_tls_key} holds no PEM private key", key="ingest.ftp_tls_key"
+            ) from None
+        made = ssl.CertificateOptions(
+            privateKey=key.original,
+            certificate=chain[0],
+            extraCertChain=chain[1:],
+            raiseMinimumTo=ssl.TLSVersion.TLSv1_2,
+        )
+        try:
+            made.getContext()  # checks the key against the certificate
+        except SSL.Error:
+            raise ConfigError(
+                f"the key in {self.ftp_tls_key} does not match the certificate in"
+                f" {self.ftp_tls_certificate}",
+                key="ingest.ftp_tls_key",
+            ) from None
+        return made

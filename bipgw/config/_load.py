@@ -406,6 +406,24 @@ def _check_ingest(reader: _Reader, ingest: IngestSection, prefix: str) -> Ingest
             f"{prefix}.sftp_host_key: only used by the SFTP server, and sftp_listen is not set",
             key=f"{prefix}.sftp_host_key",
         )
+    certificate, key = ingest.ftp_tls_certificate, ingest.ftp_tls_key
+    if (certificate is None) != (key is None):
+        missing = "ftp_tls_key" if key is None else "ftp_tls_certificate"
+        raise reader.error(
+            f"{prefix}.{missing}: missing; FTPS needs both ftp_tls_certificate and ftp_tls_key",
+            key=f"{prefix}.{missing}",
+        )
+    if certificate is not None and ingest.ftp_listen is None:
+        raise reader.error(
+            f"{prefix}.ftp_tls_certificate: only used by the FTP server, and ftp_listen is not set",
+            key=f"{prefix}.ftp_tls_certificate",
+        )
+    if ingest.ftp_require_tls and certificate is None:
+        raise reader.error(
+            f"{prefix}.ftp_require_tls: TLS cannot be required without ftp_tls_certificate"
+            " and ftp_tls_key",
+            key=f"{prefix}.ftp_require_tls",
+        )
     return ingest
 
 

@@ -16,8 +16,11 @@ the transaction back.
 
 from __future__ import annotations
 
+import gc
 import hashlib
+import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import BinaryIO
 
 from bipgw.ingest._errors import IngestError, VendorFileError
@@ -37,6 +40,43 @@ from bipgw.keys import IRootKeys, Secret, TransportScheme
 from bipgw.store import BatchResult, CardUpsert, LineError, Outcome
 
 Opener = Callable[[], BinaryIO]
+
+
+#: Allocations between two young-generation collections during an import
+#: (Python's default is 700): see L{fewer_collections}.
+IMPORT_GC_THRESHOLD = 100_000
+
+
+@contextmanager
+def fewer_collections() -> Iterator[None]:
+    """Run the cyclic garbage collector less often while a file is imported.
+
+    A batch of 10,000 cards is some 200,000 live objects, and every young
+    collection that finds them surviving promotes them, so the full
+    collections that follow walk them all: measured, a fifth of an
+    import's CPU.  The import creates no cycles (its objects are freed by
+    reference counting); other code running meanwhile is only collected
+    less often, never not at all.  The thresholds are process-wide and are
+    put back when the last import running at once ends.
+    """
+    with _gc_lock:
+        _gc_users[0] += 1
+        if _gc_users[0] == 1:
+            _gc_saved[:] = gc.get_threshold()
+            gc.set_threshold(IMPORT_GC_THRESHOLD, _gc_saved[1], _gc_saved[2])
+    try:
+        yield
+    finally:
+        with _gc_lock:
+            _gc_users[0] -= 1
+            if _gc_users[0] == 0:
+                gc.set_threshold(*_gc_saved)
+
+
+# Imports running at once (the outermost one sets and restores the thresholds).
+_gc_lock = threading.Lock()
+_gc_users = [0]
+_gc_saved: list[int] = []
 
 
 class RefusedError(IngestError):
@@ -114,7 +154,7 @@ class CardStream:
             self.sha256 = reader.finish()
         if over is not None:
             raise VendorFileError(f"more than {MAX_CARDS} card lines", line=over)
-        with self._opener() as stream:
+        with self._opener() as stream, fewer_collections():
             lines = numbered_lines(stream, MAX_LINE)
             header, columns, secrets, dropped = read_header(lines)
             parser = CardParser(columns, secrets, dropped, header.quantity)

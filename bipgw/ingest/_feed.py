@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -36,7 +37,14 @@ from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
-from bipgw.ingest._homes import REPORT_SUFFIX, Homes, unique_target, write_atomically
+from bipgw.ingest._homes import (
+    CHECKSUM_SUFFIX,
+    REPORT_SUFFIX,
+    Homes,
+    is_checksum,
+    unique_target,
+    write_atomically,
+)
 from bipgw.ingest._importer import import_cards, import_msisdn
 from bipgw.ingest._report import render_report
 from bipgw.ingest._sniff import refusal
@@ -49,6 +57,41 @@ _log = Logger(namespace="bipgw.ingest.feed")
 RETRY_AFTER = 30.0
 
 _CHUNK = 1 << 20
+
+
+#: The largest checksum companion read (a digest, a space or two and a name).
+MAX_CHECKSUM_BYTES = 1024
+
+
+def checksum_problem(companion: Path, digest: str) -> str | None:
+    """Why a file of SHA-256 C{digest} does not match its C{NAME.sha256}, or C{None}.
+
+    The companion is C{sha256sum} output: 64 hex digits, then optionally
+    white space and the file name; no companion, no check.
+    """
+    try:
+        with open(companion, "rb") as f:
+            data = f.read(MAX_CHECKSUM_BYTES + 1)
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        return f"{companion.name} cannot be read ({e.strerror or e}): nothing imported"
+    words = data[:MAX_CHECKSUM_BYTES].split()
+    expected = words[0].decode("ascii", "replace").lower() if words else ""
+    if len(data) > MAX_CHECKSUM_BYTES or len(expected) != 64 or not _HEX64.fullmatch(expected):
+        return (
+            f"{companion.name} does not hold a SHA-256 (64 hex digits, as sha256sum writes):"
+            " nothing imported"
+        )
+    if expected != digest:
+        return (
+            f"the file's SHA-256 is {digest} but {companion.name} says {expected}: cut off or"
+            " damaged in transit, nothing imported"
+        )
+    return None
+
+
+_HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
 def file_sha256(path: Path) -> str:
@@ -182,19 +225,43 @@ class FeedProcessor:
                     what="disabled" if partner is not None else "unknown",
                 )
             return
+        if is_checksum(name):
+            return  # a companion: read with its file
         self._homes.home(partner_name)
         digest = file_sha256(path)
+        companion = path.with_name(name + CHECKSUM_SUFFIX)
+        mismatch = checksum_problem(companion, digest)
         known = await self._store.get_feed_file(partner_name, digest)
-        if known is not None:
+        if known is not None and mismatch is None:
             await self._again(home, path, known)
+            self._move_companion(home, companion, "processed")
             return
-        report = await self._import(partner, path, digest)
+        if mismatch is not None:
+            report = await self._store.record_import(
+                ImportReport(
+                    kind=partner.kind,
+                    file_name=name,
+                    sha256=digest,
+                    imported_at=self._now(),
+                    fatal=mismatch,
+                )
+            )
+        else:
+            report = await self._import(partner, path, digest)
         if self._imported is not None:
             await maybeDeferred(self._imported, report)
         outcome = "rejected" if report.fatal is not None else "processed"
         record = FeedFile(partner_name, digest, name, self._now(), outcome, report.import_id)
-        await self._store.add_feed_file(record)
+        if mismatch is None:
+            # A file refused for its checksum is not remembered: the same
+            # content may come again with a right companion.
+            await self._store.add_feed_file(record)
         self._finish(home, path, outcome, render_report(report))
+        self._move_companion(home, companion, outcome)
+
+    def _move_companion(self, home: Path, companion: Path, outcome: str) -> None:
+        if companion.is_file():
+            os.rename(companion, unique_target(home / outcome, companion.name))
 
     async def _import(self, partner: Partner, path: Path, digest: str) -> ImportReport:
         actor = f"partner {partner.name}"

@@ -5,7 +5,8 @@ Built on C{twisted.protocols.ftp}: an L{FTPFactory} over a L{Portal} whose
 checker is L{PartnerPasswords} and whose realm gives each partner a
 L{PartnerShell} rooted at its home.  The shell reads anywhere in the home
 (the partner fetches its reports) and writes only a new file into
-C{incoming/}; every other change (delete, rename, mkdir) is refused.  Path
+C{incoming/} (or C{NAME.part}, complete once renamed to C{NAME}: the only
+rename); every other change (delete, rename, mkdir) is refused.  Path
 arguments with a C{..} segment or starting with C{/} are refused before any
 command runs, so no spelling reaches outside the home.
 
@@ -19,6 +20,8 @@ file cut at a clean close; the importer checks it.)
 
 from __future__ import annotations
 
+import inspect
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -34,7 +37,7 @@ from twisted.python.failure import Failure
 from twisted.python.filepath import FilePath
 from zope.interface import implementer
 
-from bipgw.ingest._homes import Homes, file_name_problem
+from bipgw.ingest._homes import PART_SUFFIX, Homes, file_name_problem, upload_name_problem
 from bipgw.ingest._partners import PartnerPasswords
 from bipgw.ingest._upload import Upload, UploadRefusedError
 from bipgw.store import IStore
@@ -88,11 +91,48 @@ class Intake:
         """
         if len(segments) != 2 or segments[0] != "incoming":
             raise UploadRefusedError("files are uploaded into incoming/ only")
-        problem = file_name_problem(segments[1])
+        problem = upload_name_problem(segments[1])
         if problem is not None:
             raise UploadRefusedError(problem)
         incoming = self.homes.home(partner) / "incoming"
+        if segments[1].endswith(PART_SUFFIX):
+            # Not delivered: the partner renames it to its name when complete.
+            return Upload(incoming, segments[1], self.max_bytes, lambda n: None, replace=True)
         return Upload(incoming, segments[1], self.max_bytes, lambda n: self.deliver(partner, n))
+
+    def complete(self, partner: str, source: list[str], target: list[str]) -> None:
+        """C{incoming/NAME.part} renamed to C{incoming/NAME}: the upload is complete.
+
+        The only rename a partner may do.  C{NAME} is never replaced.
+
+        @raise PermissionError: any other rename.
+        @raise UploadRefusedError: C{NAME} is still waiting to be processed.
+        @raise FileNotFoundError: there is no C{NAME.part}.
+        """
+        if (
+            len(source) != 2
+            or len(target) != 2
+            or source[0] != "incoming"
+            or target[0] != "incoming"
+            or source[1] != target[1] + PART_SUFFIX
+        ):
+            raise PermissionError(
+                f"the only rename is incoming/NAME{PART_SUFFIX} to incoming/NAME"
+                " (a finished upload)"
+            )
+        problem = file_name_problem(target[1])
+        if problem is not None:
+            raise PermissionError(problem)
+        incoming = self.homes.home(partner) / "incoming"
+        try:
+            os.link(incoming / source[1], incoming / target[1])
+        except FileExistsError:
+            raise UploadRefusedError(
+                f"a file named {target[1]} is still waiting to be processed; rename again once"
+                " its report is in reports/"
+            ) from None
+        os.unlink(incoming / source[1])
+        self.deliver(partner, target[1])
 
 
 class _Refused(ftp.FTPCmdError):
@@ -184,7 +224,18 @@ class PartnerShell(ftp.FTPAnonymousShell):
         return self._denied(path)
 
     def rename(self, fromPath: list[str], toPath: list[str]) -> Deferred[None]:
-        return self._denied(fromPath)
+        """Only C{incoming/NAME.part} to C{incoming/NAME}: the upload is then complete."""
+        try:
+            self._intake.complete(self.partner, list(fromPath), list(toPath))
+        except UploadRefusedError as e:
+            return fail(_Refused(str(e)))
+        except FileNotFoundError:
+            return fail(ftp.FileNotFoundError("/".join(fromPath)))
+        except PermissionError:
+            return fail(ftp.PermissionDeniedError("/".join(toPath)))
+        except OSError:
+            return fail(ftp.PermissionDeniedError("/".join(toPath)))
+        return succeed(None)
 
 
 @implementer(IRealm)
@@ -260,6 +311,10 @@ class PartnerFTP(ftp.FTP):
     def processCommand(self, cmd: str, *params: str) -> Any:
         if cmd.upper() in _PATH_COMMANDS and any(_climbs(p) for p in params):
             return succeed((ftp.PERMISSION_DENIED, " ".join(params)))
+        if params and _takes_nothing(getattr(self, f"ftp_{cmd.upper()}", None)):
+            # Twisted would call ftp_FEAT("x"), log the TypeError and answer
+            # "internal server error": a partner's typo is not our error.
+            return succeed((ftp.SYNTAX_ERR_IN_ARGS, f"{cmd.upper()} takes no argument"))
         return super().processCommand(cmd, *params)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
@@ -293,6 +348,19 @@ def _refusal(protocol: PartnerFTP, message: str) -> None:
     if budget is None or budget.allows(time.monotonic()):
         partner = getattr(protocol.shell, "partner", "?")
         _log.info("FTP partner {partner}: {message}", partner=partner, message=message)
+
+
+def _takes_nothing(method: Any) -> bool:
+    """Whether C{method} (an C{ftp_*} handler, or C{None}) takes no argument."""
+    if method is None:
+        return False
+    try:
+        inspect.signature(method).bind("argument")
+    except TypeError:
+        return True
+    except ValueError:  # pragma: no cover - no signature to read
+        return False
+    return False
 
 
 def _climbs(path: str) -> bool:

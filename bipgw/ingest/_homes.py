@@ -23,6 +23,8 @@ SUBDIRS = ("incoming", "processed", "rejected", "reports")
 UPLOAD_PREFIX = ".upload-"
 #: The suffix of a file copied in by other means and not yet complete.
 PART_SUFFIX = ".part"
+#: The suffix of a checksum companion: C{NAME.sha256} holds C{NAME}'s SHA-256.
+CHECKSUM_SUFFIX = ".sha256"
 #: The suffix of a report, in C{reports/}.
 REPORT_SUFFIX = ".report"
 
@@ -38,6 +40,18 @@ def file_name_problem(name: str) -> str | None:
     if name.endswith(PART_SUFFIX):
         return f"a name ending in {PART_SUFFIX} is a file still being written"
     return None
+
+
+def upload_name_problem(name: str) -> str | None:
+    """Why an upload may not be called C{name}: a delivered name, or one with C{.part}."""
+    if name.endswith(PART_SUFFIX) and len(name) > len(PART_SUFFIX):
+        return file_name_problem(name[: -len(PART_SUFFIX)])
+    return file_name_problem(name)
+
+
+def is_checksum(name: str) -> bool:
+    """Whether C{name} is a checksum companion (never imported: it checks C{NAME})."""
+    return name.endswith(CHECKSUM_SUFFIX) and len(name) > len(CHECKSUM_SUFFIX)
 
 
 @frozen
@@ -71,7 +85,11 @@ class Homes:
             return []
         found = []
         for entry in entries:
-            if file_name_problem(entry.name) is None and entry.is_file(follow_symlinks=False):
+            if (
+                file_name_problem(entry.name) is None
+                and not is_checksum(entry.name)
+                and entry.is_file(follow_symlinks=False)
+            ):
                 found.append((entry.stat(follow_symlinks=False).st_mtime, entry.name))
         return [name for _, name in sorted(found)]
 

@@ -21,30 +21,28 @@ import hashlib
 import io
 import os
 import time
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable
 
 from attrs import evolve
 from twisted.internet.defer import Deferred, fail
 
-from bipgw.ingest._card_stream import CardStream, Opener, RefusedError
+from bipgw.ingest._card_stream import CardStream, Opener, RefusedError, fewer_collections
 from bipgw.ingest._errors import IngestError, TransportKeyError
 from bipgw.ingest._lines import numbered_lines, sha256_of
 from bipgw.ingest._msisdn_file import MAX_FILE_BYTES as MAX_MSISDN_FILE
-from bipgw.ingest._msisdn_file import MsisdnFileError, parse_msisdn_file
+from bipgw.ingest._msisdn_file import MAX_LINE_ERRORS as MAX_MSISDN_ERRORS
+from bipgw.ingest._msisdn_file import MsisdnFileError, MsisdnScan
 from bipgw.ingest._report import Counts, counted, finish, refused, start
 from bipgw.ingest._unwrap import notices_for, transport_key
 from bipgw.ingest._vendor_file import MAX_FILE_BYTES as MAX_VENDOR_FILE
 from bipgw.ingest._vendor_file import MAX_LINE, VendorFileError, read_header
 from bipgw.keys import IRootKeys, KeyStore
 from bipgw.store import (
-    BatchResult,
     ImportKind,
     ImportReport,
     IStore,
     LineError,
     Outcome,
-    WriteResult,
 )
 
 #: MSISDN changes written per transaction (unless all-or-nothing).
@@ -205,34 +203,6 @@ async def _import_cards(
     return await finish(store, report, actor)
 
 
-async def _write(
-    write: Callable[[list[Any], bool], Deferred[BatchResult]],
-    items: Sequence[Any],
-    all_or_nothing: bool,
-    *,
-    indexed: bool = False,
-) -> tuple[Counts, bool]:
-    """Write C{items} in batches (one atomic batch for all-or-nothing).
-
-    @param indexed: results are keyed by their index in the batch (MSISDN
-        changes); rejected ones are re-keyed by their index in C{items}.
-    """
-    counts = Counts()
-    size = max(len(items), 1) if all_or_nothing else BATCH_SIZE
-    offset = 0
-    for first in range(0, len(items), size):
-        batch = list(items[first : first + size])
-        result = await write(batch, all_or_nothing)
-        for item in result.results:
-            counts.by_outcome[item.outcome] += 1
-            if item.outcome is Outcome.REJECTED:
-                counts.rejected.append(_shift(item, offset) if indexed else item)
-        if not result.committed:
-            return counts, False
-        offset += len(batch)
-    return counts, True
-
-
 def import_msisdn(
     store: IStore,
     path: str | os.PathLike[str],
@@ -282,30 +252,46 @@ async def _import_msisdn(
     store: IStore, data: bytes, file_name: str, all_or_nothing: bool, actor: str, at: float
 ) -> ImportReport:
     report = await start(store, ImportKind.MSISDN, file_name, hashlib.sha256(data).hexdigest(), at)
+    with fewer_collections():
+        return await _apply_msisdn(store, data, file_name, all_or_nothing, actor, at, report)
+
+
+async def _apply_msisdn(
+    store: IStore,
+    data: bytes,
+    file_name: str,
+    all_or_nothing: bool,
+    actor: str,
+    at: float,
+    report: ImportReport,
+) -> ImportReport:
     try:
-        parsed = parse_msisdn_file(data, default_time=int(at), source=file_name)
+        scan = MsisdnScan(data, default_time=int(at), source=file_name)
     except MsisdnFileError as e:
         return await finish(store, evolve(report, fatal=str(e)), actor)
-    report = evolve(report, records=parsed.records)
-    errors = list(parsed.errors)
-    if all_or_nothing and parsed.rejected:
-        return await finish(store, refused(report, errors, parsed.rejected, []), actor)
-    ordered = sorted(parsed.changes, key=lambda r: (r.change.effective_at, r.line))
-    counts, committed = await _write(
-        lambda batch, atomic: store.apply_msisdn_changes(batch, atomic=atomic, applied_at=at),
-        [record.change for record in ordered],
-        all_or_nothing,
-        indexed=True,
-    )
-    for result in counts.rejected:
-        line = ordered[int(result.key)].line
-        errors.append(LineError(line, result.field, result.reason or "rejected"))
-    rejected = parsed.rejected + len(counts.rejected)
+    report = evolve(report, records=scan.records)
+    errors = list(scan.errors)
+    if all_or_nothing and scan.rejected:
+        return await finish(store, refused(report, errors, scan.rejected, []), actor)
+    counts = Counts()
+    committed = True
+    refused_here = 0
+    size = max(scan.valid, 1) if all_or_nothing else BATCH_SIZE
+    for batch in scan.in_effective_order(size):
+        result = await store.apply_msisdn_changes(
+            [change for _, change in batch], atomic=all_or_nothing, applied_at=at
+        )
+        for item in result.results:
+            counts.by_outcome[item.outcome] += 1
+            if item.outcome is Outcome.REJECTED:
+                refused_here += 1
+                if len(errors) < MAX_MSISDN_ERRORS:
+                    line = batch[int(item.key)][0]
+                    errors.append(LineError(line, item.field, item.reason or "rejected"))
+        if not result.committed:
+            committed = False
+            break
+    rejected = scan.rejected + refused_here
     if not committed:
         return await finish(store, refused(report, errors, rejected, []), actor)
     return await finish(store, counted(report, counts, errors, rejected, []), actor)
-
-
-def _shift(result: WriteResult, offset: int) -> WriteResult:
-    # MSISDN results are keyed by their index in the batch: make it global.
-    return evolve(result, key=str(int(result.key) + offset))

@@ -33,6 +33,7 @@ from twisted.logger import Logger
 
 from bipgw.ingest._feed import FeedProcessor
 from bipgw.ingest._ftp import Intake, close_ftp_connections, ftp_factory
+from bipgw.ingest._ftps import ftps_factory
 from bipgw.ingest._homes import Homes
 from bipgw.ingest._sftp import sftp_factory
 from bipgw.keys import IRootKeys, KeyStore
@@ -53,6 +54,10 @@ class IngestSettings:
     @ivar ftp_listen: FTP server endpoint string, or C{None} for no FTP.
     @ivar sftp_listen: SFTP (SSH) server endpoint string, or C{None}.
     @ivar sftp_host_key: the SSH host private key file (with C{sftp_listen}).
+    @ivar ftp_tls: TLS server options (L{twisted.internet.ssl.CertificateOptions}):
+        the FTP server offers explicit FTPS (L{bipgw.ingest._ftps}); C{None}: plain FTP.
+    @ivar ftp_require_tls: refuse FTP logins before C{AUTH TLS} and clear data
+        connections (needs C{ftp_tls}).
     @ivar max_file_bytes: larger files are refused (uploads cut off).
     @ivar poll_interval: seconds between two scans of the homes.
     """
@@ -61,6 +66,8 @@ class IngestSettings:
     ftp_listen: str | None = None
     sftp_listen: str | None = None
     sftp_host_key: Path | None = None
+    ftp_tls: Any = None
+    ftp_require_tls: bool = False
     max_file_bytes: int = MAX_FILE_BYTES
     poll_interval: float = 5.0
 
@@ -106,7 +113,16 @@ class IngestService(MultiService):
         self.ftp: ListeningService | None = None
         self.sftp: ListeningService | None = None
         if settings.ftp_listen is not None:
-            factory = ftp_factory(store, intake)
+            if settings.ftp_tls is not None:
+                factory = ftps_factory(
+                    store,
+                    intake,
+                    settings.ftp_tls,
+                    clock=reactor,
+                    require_tls=settings.ftp_require_tls,
+                )
+            else:
+                factory = ftp_factory(store, intake)
             self.ftp = ListeningService(
                 serverFromString(reactor, settings.ftp_listen),
                 factory,

@@ -198,7 +198,19 @@ class PartnerSFTP:
         raise _denied("files cannot be removed")
 
     def renameFile(self, oldpath: bytes, newpath: bytes) -> None:
-        raise _denied("files cannot be renamed")
+        """Only C{incoming/NAME.part} to C{incoming/NAME} (see L{Intake.complete})."""
+        try:
+            self._user.intake.complete(
+                self._user.partner, self._segments(oldpath), self._segments(newpath)
+            )
+        except UploadRefusedError as e:
+            raise _denied(str(e)) from None
+        except FileNotFoundError:
+            raise ft.SFTPError(ft.FX_NO_SUCH_FILE, "no such file") from None
+        except PermissionError as e:
+            raise _denied(str(e)) from None
+        except OSError as e:
+            raise ft.SFTPError(ft.FX_FAILURE, f"cannot rename: {e.strerror}") from None
 
     def makeDirectory(self, path: bytes, attrs: dict[str, Any]) -> None:
         raise _denied("directories cannot be made")

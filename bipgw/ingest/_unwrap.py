@@ -36,7 +36,7 @@ from bipgw.keys import (
     check_value,
     psk_identity_for,
 )
-from bipgw.store import CardKeySealer, CardUpsert, KeyPurpose, LineError
+from bipgw.store import BulkSealer, CardUpsert, KeyPurpose, LineError, bulk_card_upsert
 
 _OTA = (KeyPurpose.KIC, KeyPurpose.KID, KeyPurpose.KIK)
 _AES = {16: KeyAlgorithm.AES_128, 24: KeyAlgorithm.AES_192, 32: KeyAlgorithm.AES_256}
@@ -115,16 +115,27 @@ class CardOpener:
     """Unwraps and re-seals cards batch after batch, the key derivations done once.
 
     Keeps one L{TransportUnwrapper} (the transport key checked once) and one
-    L{CardKeySealer} (the root key's HKDFs done once) for a whole file, and
-    counts failed and verified values across its batches.
+    L{BulkSealer} (the root key's HKDFs done once) for a whole file, and
+    counts failed and verified values across its batches.  The loop over a
+    card's keys is the import's hottest: the clear key stays bytes in a
+    local variable between the unwrap and the seal, and what can be
+    decided per column (purpose, label stem, accepted lengths) is decided
+    once per file.
     """
 
     def __init__(self, transport: Secret, scheme: TransportScheme, root: IRootKeys) -> None:
         self._unwrapper = TransportUnwrapper(transport, scheme)
-        self._sealer = CardKeySealer(root, nonces=1024)
+        self._sealer = BulkSealer(root, nonces=1024)
         self._scheme = scheme
+        self._plans: dict[tuple[SecretColumn, str], _ColumnPlan] = {}
         self.failed = 0
         self.verified = 0
+
+    def _plan(self, column: SecretColumn, ota_algorithm: str) -> _ColumnPlan:
+        plan = self._plans.get((column, ota_algorithm))
+        if plan is None:
+            plan = self._plans[(column, ota_algorithm)] = _ColumnPlan(column, ota_algorithm)
+        return plan
 
     def open(
         self,
@@ -134,52 +145,91 @@ class CardOpener:
     ) -> Opened:
         """The cards with their keys sealed, and the lines refused."""
         opened = Opened()
+        plans = [self._plan(column, header.ota_algorithm) for column in secrets]
+        unwrap = self._unwrapper.unwrap_data
+        seal = self._sealer.seal
+        kwp = self._scheme is TransportScheme.AES_KWP
+        append = opened.cards.append
+        batch, customer, card_type = header.batch, header.customer, header.card_type
         for card in cards:
             keys = []
             problems: list[LineError] = []
-            for column in secrets:
+            iccid = card.iccid
+            wrapped = card.wrapped
+            kcvs = card.kcvs
+            for plan in plans:
                 try:
-                    key = self._unwrapper.unwrap(card.wrapped[column.name])
+                    key = unwrap(wrapped[plan.name])
                 except TransportKeyMismatchError:
                     self.failed += 1
-                    problems.append(
-                        LineError(
-                            card.line,
-                            column.name,
-                            "the transport key does not open this value (integrity check failed)",
-                        )
-                    )
+                    problems.append(LineError(card.line, plan.name, _MISMATCH))
                     continue
                 except TransportFormatError as e:
-                    problems.append(LineError(card.line, column.name, e.message))
+                    problems.append(LineError(card.line, plan.name, e.message))
                     continue
-                checked = _check_key(card, column, key, header.ota_algorithm, self._scheme, self)
-                if isinstance(checked, LineError):
-                    problems.append(checked)
-                    continue
-                keys.append(self._sealer.seal(card.iccid, column.purpose, column.kvn, checked, key))
+                algorithm = plan.algorithms.get(len(key))
+                if algorithm is None or (kcvs and plan.name in kcvs):
+                    checked = _check_key(card, plan.column, key, plan.ota, self._scheme, self)
+                    if isinstance(checked, LineError):
+                        problems.append(checked)
+                        continue
+                    algorithm = checked
+                elif kwp:
+                    self.verified += 1
+                keys.append(seal(iccid, plan.purpose, plan.kvn, algorithm, plan.stem, key))
             if problems:
                 opened.rejected += 1
                 opened.errors.extend(problems)
                 continue
-            upsert = CardUpsert(
-                iccid=card.iccid,
-                imsi=card.imsi,
-                psk_identity=card.psk_identity or psk_identity_for(card.iccid),
-                batch=header.batch,
-                customer=header.customer,
-                card_type=header.card_type,
-                extras=card.extras,
-                keys=tuple(keys),
+            append(
+                (
+                    card.line,
+                    bulk_card_upsert(
+                        iccid,
+                        card.imsi,
+                        card.psk_identity or psk_identity_for(iccid),
+                        batch,
+                        customer,
+                        card_type,
+                        card.extras,
+                        tuple(keys),
+                    ),
+                )
             )
-            opened.cards.append((card.line, upsert))
         return opened
+
+
+_MISMATCH = "the transport key does not open this value (integrity check failed)"
+
+
+class _ColumnPlan:
+    """What one secret column's keys need, worked out once per file.
+
+    @ivar algorithms: the algorithm of a key of each length accepted with no
+        further check (a key of another length, or with a KCV to compare,
+        goes through L{_check_key}, which explains or counts).
+    """
+
+    def __init__(self, column: SecretColumn, ota_algorithm: str) -> None:
+        self.column = column
+        self.name = column.name
+        self.purpose = column.purpose
+        self.kvn = column.kvn
+        self.ota = ota_algorithm
+        self.stem = f"{column.purpose.value}{column.kvn}"
+        self.algorithms: dict[int, str]
+        if column.purpose is KeyPurpose.PSK:
+            self.algorithms = {n: "psk" for n in range(16, 65)}
+        elif column.purpose in _OTA and ota_algorithm == OtaAlgorithm.DES3:
+            self.algorithms = {n: a.value for n, a in _DES.items()}
+        else:
+            self.algorithms = {n: a.value for n, a in _AES.items()}
 
 
 def _check_key(
     card: VendorCard,
     column: SecretColumn,
-    key: Secret,
+    key: bytes,
     ota_algorithm: str,
     scheme: TransportScheme,
     opened: CardOpener,
@@ -207,7 +257,7 @@ def _check_key(
         if algorithm is None:
             message = f"no key check value is defined for a {length}-byte key"
             return LineError(card.line, column.kcv_column, message)
-        if check_value(key, algorithm) != kcv:
+        if check_value(Secret(key), algorithm) != kcv:
             opened.failed += 1
             return LineError(
                 card.line,

@@ -32,17 +32,26 @@ class Upload:
     """
 
     def __init__(
-        self, incoming: Path, name: str, max_bytes: int, deliver: Callable[[str], None]
+        self,
+        incoming: Path,
+        name: str,
+        max_bytes: int,
+        deliver: Callable[[str], None],
+        *,
+        replace: bool = False,
     ) -> None:
         """Open the temporary file.
 
         @param deliver: called with the final name once the file is in place.
+        @param replace: an existing file of that name is replaced (a C{NAME.part}
+            uploaded again); otherwise it is never replaced.
         @raise OSError: if the temporary file cannot be created.
         """
         self._incoming = incoming
         self.name = name
         self._max = max_bytes
         self._deliver = deliver
+        self._replace = replace
         self._temporary = incoming / f"{UPLOAD_PREFIX}{secrets.token_hex(8)}"
         self._file = open(self._temporary, "xb")  # noqa: SIM115 - closed by commit/discard
         self.size = 0
@@ -93,7 +102,10 @@ class Upload:
             self._file.flush()
             os.fsync(self._file.fileno())
             self._file.close()
-            os.link(self._temporary, self._incoming / self.name)
+            if self._replace:
+                os.replace(self._temporary, self._incoming / self.name)
+            else:
+                os.link(self._temporary, self._incoming / self.name)
         except FileExistsError:
             self.fail(
                 f"a file named {self.name} is still waiting to be processed; upload it again"

@@ -110,7 +110,7 @@ class SecretColumn:
 class VendorCard:
     """One valid card line.
 
-    @ivar wrapped: the secret columns' hex text, by column name.  Still
+    @ivar wrapped: the secret columns' values (their hex decoded), by column name.  Still
         transport-wrapped (useless without the transport key), but kept out
         of C{repr} all the same.
     @ivar kcvs: key check values (6 upper-case hex digits) by secret column.
@@ -121,7 +121,7 @@ class VendorCard:
     iccid: str
     imsi: str | None
     psk_identity: bytes | None
-    wrapped: Mapping[str, str] = field(repr=False, hash=False)
+    wrapped: Mapping[str, bytes] = field(repr=False, hash=False)
     kcvs: Mapping[str, str] = field(hash=False)
     extras: Mapping[str, str] = field(hash=False)
 
@@ -208,6 +208,7 @@ class CardParser:
         self._columns = columns
         self._secrets = secrets
         self._dropped = dropped
+        self._plan = _plan(columns, secrets, dropped)
         self._seen_iccid = SeenSet(quantity + 1)
         self._seen_identity = SeenSet(quantity + 1)
         self.records = 0
@@ -226,7 +227,7 @@ class CardParser:
         else:
             if not text.strip() or text.startswith("*"):
                 return None
-            problems, card = _card(number, text, self._columns, self._secrets, self._dropped)
+            problems, card = _card(number, text, self._columns, self._plan)
         self.records += 1
         if self.records > MAX_CARDS:
             raise VendorFileError(f"more than {MAX_CARDS} card lines", line=number)
@@ -403,12 +404,35 @@ def _classify(
     return tuple(secrets), dropped
 
 
+# What a column is, decided once per file (L{_plan}) instead of by regex on every line.
+_SECRET_COL, _KCV_COL, _PSK_ID_COL, _EXTRA_COL, _SKIP_COL = range(5)
+
+
+def _plan(
+    columns: tuple[str, ...], secrets: tuple[SecretColumn, ...], dropped: tuple[str, ...]
+) -> tuple[tuple[str, int, str], ...]:
+    """Each column's name, kind and (for a KCV column) the secret column it checks."""
+    secret_names = {s.name for s in secrets}
+    plan = []
+    for column in columns:
+        if column in secret_names:
+            plan.append((column, _SECRET_COL, ""))
+        elif (kcv_match := _KCV.fullmatch(column)) is not None:
+            plan.append((column, _KCV_COL, kcv_match.group(1)))
+        elif (psk_id := _PSK_ID.fullmatch(column)) is not None and psk_id.group(1) == "1":
+            plan.append((column, _PSK_ID_COL, ""))
+        elif column not in ("ICCID", "IMSI") and column not in dropped:
+            plan.append((column, _EXTRA_COL, ""))
+        else:
+            plan.append((column, _SKIP_COL, ""))
+    return tuple(plan)
+
+
 def _card(
     number: int,
     text: str,
     columns: tuple[str, ...],
-    secrets: tuple[SecretColumn, ...],
-    dropped: tuple[str, ...],
+    plan: tuple[tuple[str, int, str], ...],
 ) -> tuple[list[LineError], VendorCard | None]:
     values = text.split()
     if len(values) != len(columns):
@@ -420,42 +444,55 @@ def _card(
     def bad(column: str, message: str) -> None:
         errors.append(LineError(number, column, message))
 
-    iccid = ""
-    try:
-        iccid = normalise_iccid(row["ICCID"])
-    except InvalidIccidError as e:
-        bad("ICCID", str(e))
+    iccid = row["ICCID"]
+    if not (19 <= len(iccid) <= 20 and iccid.isascii() and iccid.isdigit()):
+        try:
+            iccid = normalise_iccid(iccid)
+        except InvalidIccidError as e:
+            bad("ICCID", str(e))
     imsi = row.get("IMSI")
     if imsi is not None and not (imsi.isascii() and imsi.isdigit() and 6 <= len(imsi) <= 15):
         bad("IMSI", f"IMSI {imsi[:32]!r} must be 6 to 15 digits")
-    secret_names = {s.name for s in secrets}
-    wrapped: dict[str, str] = {}
+    wrapped: dict[str, bytes] = {}
     kcvs: dict[str, str] = {}
     extras: dict[str, str] = {}
     identity: bytes | None = None
-    for column, value in row.items():
-        if column in secret_names:
-            problem = _hex_problem(value, MAX_SECRET_HEX)
-            if problem:
-                bad(column, problem)
-            wrapped[column] = value
-        elif (kcv_match := _KCV.fullmatch(column)) is not None:
+    for (column, kind, target), value in zip(plan, values, strict=True):
+        if kind == _SECRET_COL:
+            data = _hex_bytes(value, MAX_SECRET_HEX)
+            if data is None:
+                bad(column, _hex_problem(value, MAX_SECRET_HEX) or "not hex")
+            else:
+                wrapped[column] = data
+        elif kind == _KCV_COL:
             if _hex_problem(value, 6) or len(value) != 6:
                 bad(column, "a key check value is 6 hex digits")
-            kcvs[kcv_match.group(1)] = value.upper()
-        elif (psk_id := _PSK_ID.fullmatch(column)) is not None and psk_id.group(1) == "1":
+            kcvs[target] = value.upper()
+        elif kind == _PSK_ID_COL:
             problem = _hex_problem(value, 2 * MAX_PSK_IDENTITY)
             if problem:
                 bad(column, f"{problem} (PSK_ID1 is the hex of the identity)")
             else:
                 identity = bytes.fromhex(value)
-        elif column not in ("ICCID", "IMSI") and column not in dropped:
+        elif kind == _EXTRA_COL:
             if len(value) > MAX_VALUE:
                 bad(column, f"longer than {MAX_VALUE} characters")
             extras[column] = value
     if errors:
         return errors, None
     return [], VendorCard(number, iccid, imsi, identity, wrapped, kcvs, extras)
+
+
+def _hex_bytes(text: str, limit: int) -> bytes | None:
+    """The bytes of even-length hex text of at most C{limit} digits (no white space), or C{None}."""
+    if len(text) > limit or len(text) % 2:
+        return None
+    try:
+        data = bytes.fromhex(text)
+    except ValueError:
+        return None
+    # fromhex skips white space between bytes; a split line has none, but be exact.
+    return data if 2 * len(data) == len(text) else None
 
 
 def _hex_problem(text: str, limit: int) -> str | None:

@@ -171,16 +171,24 @@ class TransportUnwrapper:
 
     def unwrap(self, hex_text: str) -> Secret:
         """See L{unwrap_from_transport}."""
+        return Secret(self.unwrap_bytes(hex_text))
+
+    def unwrap_bytes(self, hex_text: str) -> bytes:
+        """L{unwrap}'s key as bytes, for a caller that seals it at once (the bulk import)."""
         data = _fast_hex(hex_text)
         if data is None:
             data = _parse_hex(hex_text)
+        return self.unwrap_data(data)
+
+    def unwrap_data(self, data: bytes) -> bytes:
+        """L{unwrap_bytes} for a value whose hex text is already decoded."""
         if self._des is None:
             if len(data) < 16 or len(data) % 8:
                 raise TransportFormatError(
                     f"an aes-kwp value is a multiple of 8 bytes, at least 16; got {len(data)}"
                 )
             try:
-                return Secret(aes_key_unwrap_with_padding(self._key, data))
+                return aes_key_unwrap_with_padding(self._key, data)
             except InvalidUnwrap:
                 raise TransportKeyMismatchError(
                     "the transport key does not match this value (RFC 5649 integrity check"
@@ -191,7 +199,7 @@ class TransportUnwrapper:
                 f"a 3des-ecb value is a multiple of 8 bytes; got {len(data)}"
             )
         context = self._des.decryptor()
-        return Secret(context.update(data) + context.finalize())
+        return context.update(data) + context.finalize()
 
 
 def _fast_hex(hex_text: object) -> bytes | None:

@@ -75,6 +75,7 @@ from bipgw.store._rotation import Progress, RootRotation, RotationResult
 from bipgw.store._scp03_keys import StoreScp03KeySource
 from bipgw.store._sealing import (
     FINGERPRINT_INFO,
+    BulkSealer,
     CardKeySealer,
     card_key_fingerprint,
     open_card_key,
@@ -123,6 +124,7 @@ from bipgw.store._types import (
     Tenant,
     UnknownRecordError,
     WriteResult,
+    bulk_card_upsert,
     card_key_label,
 )
 
@@ -169,6 +171,7 @@ __all__ = [
     "AuditRecord",
     "BatchResult",
     "BatchingRecorder",
+    "BulkSealer",
     "Card",
     "CardKey",
     "CardKeySealer",
@@ -222,6 +225,7 @@ __all__ = [
     "WriteResult",
     "add_partner",
     "add_tenant",
+    "bulk_card_upsert",
     "card_key_fingerprint",
     "card_key_label",
     "card_key_versions_for",

@@ -13,6 +13,7 @@ is portable (the driver's parameter style is taken from the dialect).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
@@ -20,9 +21,21 @@ from sqlalchemy import Connection, Engine
 
 import bipgw.store._schema as s
 from bipgw.store._engine import WRITE_OPTION
-from bipgw.store._types import BatchResult, CardUpsert, Outcome, StoreError, WriteResult
+from bipgw.store._types import (
+    BatchResult,
+    CardUpsert,
+    KeyPurpose,
+    Outcome,
+    StoreError,
+    WriteResult,
+)
 
 _T = TypeVar("_T")
+
+#: s.to_json's encoding, the encoder made once (json.dumps with options builds one a call).
+_json = json.JSONEncoder(sort_keys=True, separators=(",", ":")).encode
+#: A key purpose's stored text, without the enum's C{value} descriptor.
+_PURPOSE = {purpose: purpose.value for purpose in KeyPurpose}
 
 #: Most values in one SQL C{IN} list (SQLite allows 32,766 variables).
 IN_LIMIT = 5000
@@ -72,6 +85,26 @@ def _chunks(values: Sequence[Any]) -> Iterator[Sequence[Any]]:
         yield values[first : first + IN_LIMIT]
 
 
+def in_rows(c: Connection, query: str, values: Sequence[Any]) -> list[Any]:
+    """The rows of C{query}, whose C{IN ({marks})} takes C{values}.
+
+    SQLite: a query per L{IN_LIMIT} values, one placeholder each.  PostgreSQL:
+    one query with one array parameter (C{= ANY(%s)}): psycopg parses a
+    query's placeholders on the client, and 5,000 of them cost more than
+    the query itself.
+    """
+    if not values:
+        return []
+    if c.dialect.name == "postgresql":
+        one = query.replace("IN ({marks})", "= ANY(%s)")
+        return list(c.exec_driver_sql(one, (list(values),)).fetchall())
+    rows: list[Any] = []
+    for chunk in _chunks(values):
+        marks = ",".join("?" * len(chunk))
+        rows += c.exec_driver_sql(_sql(c, query.format(marks=marks)), tuple(chunk)).fetchall()
+    return rows
+
+
 def _sql(c: Connection, text: str) -> str:
     """C{text} with C{?} placeholders in the driver's parameter style."""
     style = c.dialect.paramstyle
@@ -90,24 +123,20 @@ def upsert_cards(c: Connection, items: Sequence[CardUpsert], *, atomic: bool) ->
     fingerprints: dict[tuple[str, str, int], bytes] = {}
     owners: dict[bytes, str] = {}
     cards, keys = s.cards.name, s.card_keys.name
-    for chunk in _chunks(iccids):
-        marks = ",".join("?" * len(chunk))
-        query = (
-            f"SELECT iccid, imsi, psk_identity, batch, customer, card_type, extras FROM {cards}"
-            f" WHERE iccid IN ({marks})"
-        )
-        for row in c.exec_driver_sql(_sql(c, query), tuple(chunk)):
-            identity = None if row[2] is None else bytes(row[2])
-            existing[row[0]] = (row[1], identity, row[3], row[4], row[5], s.from_json(row[6]))
-        query = f"SELECT iccid, purpose, kvn, fingerprint FROM {keys} WHERE iccid IN ({marks})"
-        for row in c.exec_driver_sql(_sql(c, query), tuple(chunk)):
-            fingerprints[(row[0], row[1], row[2])] = bytes(row[3])
+    query = (
+        f"SELECT iccid, imsi, psk_identity, batch, customer, card_type, extras FROM {cards}"
+        " WHERE iccid IN ({marks})"
+    )
+    for row in in_rows(c, query, iccids):
+        identity = None if row[2] is None else bytes(row[2])
+        existing[row[0]] = (row[1], identity, row[3], row[4], row[5], s.from_json(row[6]))
+    query = f"SELECT iccid, purpose, kvn, fingerprint FROM {keys} WHERE iccid IN ({{marks}})"
+    for row in in_rows(c, query, iccids):
+        fingerprints[(row[0], row[1], row[2])] = bytes(row[3])
     identities = list(dict.fromkeys(i.psk_identity for i in items if i.psk_identity is not None))
-    for chunk in _chunks(identities):
-        marks = ",".join("?" * len(chunk))
-        query = f"SELECT psk_identity, iccid FROM {cards} WHERE psk_identity IN ({marks})"
-        for row in c.exec_driver_sql(_sql(c, query), tuple(chunk)):
-            owners[bytes(row[0])] = row[1]
+    query = f"SELECT psk_identity, iccid FROM {cards} WHERE psk_identity IN ({{marks}})"
+    for row in in_rows(c, query, identities):
+        owners[bytes(row[0])] = row[1]
     results = []
     added: dict[str, tuple[Any, ...]] = {}
     updated: dict[str, tuple[Any, ...]] = {}
@@ -122,7 +151,7 @@ def upsert_cards(c: Connection, items: Sequence[CardUpsert], *, atomic: bool) ->
         changed = [
             key
             for key in item.keys
-            if fingerprints.get((item.iccid, key.purpose.value, key.kvn)) != key.fingerprint
+            if fingerprints.get((item.iccid, _PURPOSE[key.purpose], key.kvn)) != key.fingerprint
         ]
         current = existing.get(item.iccid)
         fields = (
@@ -133,7 +162,7 @@ def upsert_cards(c: Connection, items: Sequence[CardUpsert], *, atomic: bool) ->
             item.card_type,
             dict(item.extras),
         )
-        values = (*fields[:5], s.to_json(fields[5]))
+        values = (*fields[:5], _json(fields[5]) if fields[5] else "{}")
         if current is None:
             added[item.iccid] = (item.iccid, *values, 0)
             outcome = Outcome.ADDED
@@ -147,7 +176,7 @@ def upsert_cards(c: Connection, items: Sequence[CardUpsert], *, atomic: bool) ->
             results.append(WriteResult(item.iccid, Outcome.UNCHANGED))
             continue
         for key in changed:
-            where = (item.iccid, key.purpose.value, key.kvn)
+            where = (item.iccid, _PURPOSE[key.purpose], key.kvn)
             if where in fingerprints and where not in new_keys:
                 stale.append(where)
             fingerprints[where] = key.fingerprint
@@ -172,11 +201,18 @@ def _write(
 ) -> None:
     cards, keys = s.cards.name, s.card_keys.name
     fields = "imsi, psk_identity, batch, customer, card_type, extras"
+    copy = c.dialect.name == "postgresql"
     if added:
-        c.exec_driver_sql(
-            _sql(c, f"INSERT INTO {cards} (iccid, {fields}, ota_counter) VALUES (?,?,?,?,?,?,?,?)"),
-            list(added.values()),
-        )
+        if copy:
+            _copy(c, f"{cards} (iccid, {fields}, ota_counter)", added.values())
+        else:
+            c.exec_driver_sql(
+                _sql(
+                    c,
+                    f"INSERT INTO {cards} (iccid, {fields}, ota_counter) VALUES (?,?,?,?,?,?,?,?)",
+                ),
+                list(added.values()),
+            )
     if updated:
         assignments = ", ".join(f"{name} = ?" for name in fields.split(", "))
         c.exec_driver_sql(
@@ -187,11 +223,34 @@ def _write(
             _sql(c, f"DELETE FROM {keys} WHERE iccid = ? AND purpose = ? AND kvn = ?"), stale
         )
     if new_keys:
-        c.exec_driver_sql(
-            _sql(
+        if copy:
+            _copy(
                 c,
-                f"INSERT INTO {keys} (iccid, purpose, kvn, algorithm, sealed, fingerprint)"
-                " VALUES (?,?,?,?,?,?)",
-            ),
-            list(new_keys.values()),
-        )
+                f"{keys} (iccid, purpose, kvn, algorithm, sealed, fingerprint)",
+                new_keys.values(),
+            )
+        else:
+            c.exec_driver_sql(
+                _sql(
+                    c,
+                    f"INSERT INTO {keys} (iccid, purpose, kvn, algorithm, sealed, fingerprint)"
+                    " VALUES (?,?,?,?,?,?)",
+                ),
+                list(new_keys.values()),
+            )
+
+
+def _copy(c: Connection, target: str, rows: Iterable[tuple[Any, ...]]) -> None:
+    """PostgreSQL: insert C{rows} with one C{COPY ... FROM STDIN} (psycopg), in the transaction.
+
+    The rows are new (the batch's reads found none of them, in the same
+    transaction), so a plain COPY into the table is what the INSERT was,
+    constraints and all, at a fraction of C{executemany}'s cost a row.
+    """
+    cursor = c.connection.cursor()
+    try:
+        with cursor.copy(f"COPY {target} FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+    finally:
+        cursor.close()

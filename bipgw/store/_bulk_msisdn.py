@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import Connection
 
 import bipgw.store._schema as s
-from bipgw.store._bulk import Rollback, _chunks, _sql
+from bipgw.store._bulk import Rollback, _sql, in_rows
 from bipgw.store._interfaces import plan_msisdn_change
 from bipgw.store._types import BatchResult, Card, MsisdnChange, Outcome, WriteResult
 
@@ -59,9 +59,7 @@ class _State:
 
 
 def _in(c: Connection, query: str, values: Sequence[Any]) -> Iterable[Any]:
-    for chunk in _chunks(values):
-        marks = ",".join("?" * len(chunk))
-        yield from c.exec_driver_sql(_sql(c, query.format(marks=marks)), tuple(chunk))
+    return in_rows(c, query, values)
 
 
 def _load(c: Connection, items: Sequence[MsisdnChange]) -> _State:

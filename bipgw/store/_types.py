@@ -225,6 +225,51 @@ class CardUpsert:
         )
 
 
+def bulk_card_upsert(
+    iccid: str,
+    imsi: str | None,
+    psk_identity: bytes | None,
+    batch: str | None,
+    customer: str | None,
+    card_type: str | None,
+    extras: Mapping[str, str],
+    keys: tuple[CardKey, ...],
+) -> CardUpsert:
+    """A L{CardUpsert} from values an importer has already checked, validators not re-run.
+
+    The bulk import builds a million of these; attrs' validators and
+    converters cost more than the rest of the object.  Callers pass what
+    the validators would accept (a normalised ICCID, a PSK identity of 1 to
+    L{MAX_PSK_IDENTITY} bytes, keys made by L{bipgw.store.CardKeySealer}).
+    """
+    upsert = object.__new__(CardUpsert)
+    put = object.__setattr__
+    put(upsert, "iccid", iccid)
+    put(upsert, "imsi", imsi)
+    put(upsert, "psk_identity", psk_identity)
+    put(upsert, "batch", batch)
+    put(upsert, "customer", customer)
+    put(upsert, "card_type", card_type)
+    put(upsert, "extras", types.MappingProxyType(dict(extras)))
+    put(upsert, "keys", keys)
+    return upsert
+
+
+def bulk_card_key(
+    iccid: str, purpose: KeyPurpose, kvn: int, algorithm: str, sealed: bytes, fingerprint: bytes
+) -> CardKey:
+    """A L{CardKey} made by L{bipgw.store.CardKeySealer}, validators not re-run."""
+    key = object.__new__(CardKey)
+    put = object.__setattr__
+    put(key, "iccid", iccid)
+    put(key, "purpose", purpose)
+    put(key, "kvn", kvn)
+    put(key, "algorithm", algorithm)
+    put(key, "sealed", sealed)
+    put(key, "fingerprint", fingerprint)
+    return key
+
+
 @frozen
 class WriteResult:
     """The outcome of one item of a batch write.

@@ -250,7 +250,7 @@ class FtpFeedTests(TestCase):
                 "STOR processed/x.out",
                 "STOR x.out",
                 "STOR incoming/.hidden",
-                "STOR incoming/x.out.part",
+                "STOR incoming/.part",
             ):
                 try:
                     ftp.storbinary(command, io.BytesIO(b"data"))
@@ -267,6 +267,72 @@ class FtpFeedTests(TestCase):
         self.assertEqual(errors, ["550"] * 11)
         self.assertEqual(os.listdir(self.root / "shield" / "incoming"), [])
         self.assertFalse((self.root / "x").exists())
+
+    @inlineCallbacks
+    def test_part_upload_renamed_when_complete(self) -> Any:
+        """NAME.part is never imported; renamed (RNFR/RNTO) to NAME, it is, once."""
+
+        def upload_part(ftp: ftplib.FTP) -> str:
+            half = vendor_file()[:200]
+            ftp.storbinary("STOR incoming/B0001.out.part", io.BytesIO(half))
+            # Uploaded again (a resumed transfer starting over): replaced, not refused.
+            return ftp.storbinary("STOR incoming/B0001.out.part", io.BytesIO(vendor_file()))
+
+        reply = yield self.ftp_call(upload_part)
+        self.assertTrue(reply.startswith("226"), reply)
+        self.service.processor.scan()
+        yield deferLater(reactor, 0.5, lambda: None)
+        yield self.service.processor.idle()
+        incoming = self.root / "vendor" / "incoming"
+        self.assertEqual(os.listdir(incoming), ["B0001.out.part"])
+        self.assertEqual(os.listdir(self.root / "vendor" / "reports"), [])
+        self.assertEqual((incoming / "B0001.out.part").read_bytes(), vendor_file())
+
+        def rename(ftp: ftplib.FTP) -> list[str]:
+            replies = []
+            for source, target in (
+                ("incoming/B0001.out.part", "incoming/other.out"),
+                ("incoming/B0001.out.part", "processed/B0001.out"),
+                ("incoming/nothing.part", "incoming/nothing"),
+                ("incoming/B0001.out.part", "incoming/B0001.out"),
+            ):
+                try:
+                    replies.append(ftp.rename(source, target)[:3])
+                except ftplib.Error as e:
+                    replies.append(str(e)[:3])
+            return replies
+
+        replies = yield self.ftp_call(rename)
+        self.assertEqual(replies, ["550", "550", "550", "250"])
+        text = yield self.report("vendor", "B0001.out")
+        self.assertIn("added 3, updated 0, unchanged 0, rejected 0", text)
+        self.assertEqual(os.listdir(incoming), [])
+
+    @inlineCallbacks
+    def test_sha256_companion(self) -> Any:
+        """A NAME.sha256 sent first is checked: a mismatch is rejected with a report."""
+        import hashlib
+
+        data = vendor_file()
+        good = hashlib.sha256(data).hexdigest().encode() + b"  B0001.out\n"
+        cut = data[: len(data) // 2]  # what a cut transfer leaves, declared whole
+        yield self.upload("incoming/B0002.out.sha256", good.replace(b"B0001", b"B0002"))
+        yield self.upload("incoming/B0002.out", cut)
+        text = yield self.report("vendor", "B0002.out")
+        self.assertIn("REFUSED", text)
+        self.assertIn("B0002.out.sha256 says", text)
+        rejected = sorted(os.listdir(self.root / "vendor" / "rejected"))
+        self.assertEqual(rejected, ["B0002.out", "B0002.out.sha256"])
+        card = yield self.store.get_card(ICCIDS[0])
+        self.assertIsNone(card)
+        # The right content with the right checksum is imported.
+        yield self.upload("incoming/B0001.out.sha256", good)
+        yield self.upload("incoming/B0001.out", data)
+        text = yield self.report("vendor", "B0001.out")
+        self.assertIn("added 3", text)
+        processed = sorted(os.listdir(self.root / "vendor" / "processed"))
+        self.assertEqual(processed, ["B0001.out", "B0001.out.sha256"])
+        self.assertEqual(os.listdir(self.root / "vendor" / "incoming"), [])
 
     @inlineCallbacks
     def test_bad_password_refused(self) -> Any:

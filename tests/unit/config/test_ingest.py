@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import attrs
 from twisted.trial.unittest import SynchronousTestCase
 
 from bipgw.app import ingest_settings
@@ -106,3 +107,61 @@ class IngestSectionTests(SynchronousTestCase):
         config = _load(incoming_dir='"feeds"', ftp_listen='"tcp:2121"', poll_interval="2")
         again = Config.from_string(config.render(), base_dir=BASE)
         self.assertEqual(again.ingest, config.ingest)
+
+
+class FtpsKeysTests(SynchronousTestCase):
+    """ftp_tls_certificate, ftp_tls_key and ftp_require_tls: read, paired, and their effect."""
+
+    def test_pairsRefused(self) -> None:
+        """One of certificate and key alone, TLS without FTP, or required without TLS: refused."""
+        base = {"incoming_dir": '"feeds"', "ftp_listen": '"tcp:2121"'}
+        message = _refused(self, "ingest.ftp_tls_key", **base, ftp_tls_certificate='"c.pem"')
+        self.assertIn("needs both", message)
+        _refused(self, "ingest.ftp_tls_certificate", **base, ftp_tls_key='"k.pem"')
+        _refused(
+            self,
+            "ingest.ftp_tls_certificate",
+            incoming_dir='"feeds"',
+            ftp_tls_certificate='"c.pem"',
+            ftp_tls_key='"k.pem"',
+        )
+        _refused(self, "ingest.ftp_require_tls", **base, ftp_require_tls="true")
+
+    def test_optionsReachTheSettings(self) -> None:
+        """With both files, the settings carry TLS options made from them, and the requirement."""
+        from tests.integration.test_feeds_ftps import self_signed
+
+        directory = Path(self.mktemp())
+        directory.mkdir()
+        certificate, key = self_signed(directory)
+        config = Config.from_string(
+            with_keys(
+                MINIMAL,
+                "ingest",
+                incoming_dir='"feeds"',
+                ftp_listen='"tcp:2121"',
+                ftp_tls_certificate=f'"{certificate.resolve()}"',
+                ftp_tls_key=f'"{key.resolve()}"',
+                ftp_require_tls="true",
+            ),
+            base_dir=BASE,
+        )
+        assert config.ingest is not None
+        settings = ingest_settings(config.ingest)
+        self.assertTrue(settings.ftp_require_tls)
+        self.assertIsNotNone(settings.ftp_tls.getContext())
+        # A key that is not the certificate's stops the gateway, naming the key.
+        elsewhere = Path(self.mktemp())
+        elsewhere.mkdir()
+        _, other = self_signed(elsewhere)
+        wrong = attrs.evolve(config.ingest, ftp_tls_key=other.resolve())
+        with self.assertRaises(ConfigError) as ctx:
+            wrong.ftp_tls_options()
+        self.assertEqual(ctx.exception.key, "ingest.ftp_tls_key")
+
+    def test_noTlsByDefault(self) -> None:
+        """Without the keys the FTP server is plain."""
+        config = _load(incoming_dir='"feeds"', ftp_listen='"tcp:2121"')
+        assert config.ingest is not None
+        settings = ingest_settings(config.ingest)
+        self.assertEqual((settings.ftp_tls, settings.ftp_require_tls), (None, False))

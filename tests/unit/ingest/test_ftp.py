@@ -191,14 +191,15 @@ class ShellUploadTests(_Setup):
         self.assertEqual(self.incoming(), ["B1.out"])
 
     def test_onlyIntoIncoming(self) -> None:
-        """Writes elsewhere, hidden names and .part names are refused."""
+        """Writes elsewhere, hidden names and a bare .part are refused (NAME.part is not)."""
         shell = self.shell()
         for path in (
             ["B1.out"],
             ["processed", "B1.out"],
             ["incoming", "sub", "B1.out"],
             ["incoming", ".hidden"],
-            ["incoming", "B1.out.part"],
+            ["incoming", ".part"],
+            ["incoming", ".x.part"],
         ):
             with self.subTest(path=path):
                 self.failureResultOf(shell.openForWriting(path), ftp.PermissionDeniedError)

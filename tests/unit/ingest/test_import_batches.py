@@ -171,3 +171,21 @@ class SqliteBatchImportTests(BatchImportMixin, SynchronousTestCase):
 
     def make_store(self) -> IStore:
         return open_inline(f"sqlite:///{os.path.abspath(self.mktemp())}.db", self)
+
+
+class FewerCollectionsTests(SynchronousTestCase):
+    """The import's garbage-collector thresholds: raised while imports run, then put back."""
+
+    def test_raisedThenRestored(self) -> None:
+        """Nested (two imports at once): the outermost restores the thresholds it found."""
+        import gc
+
+        from bipgw.ingest._card_stream import IMPORT_GC_THRESHOLD, fewer_collections
+
+        before = gc.get_threshold()
+        with fewer_collections():
+            self.assertEqual(gc.get_threshold()[0], IMPORT_GC_THRESHOLD)
+            with fewer_collections():
+                self.assertEqual(gc.get_threshold()[0], IMPORT_GC_THRESHOLD)
+            self.assertEqual(gc.get_threshold()[0], IMPORT_GC_THRESHOLD)
+        self.assertEqual(gc.get_threshold(), before)

@@ -135,3 +135,32 @@ class MsisdnFileTests(SynchronousTestCase):
         """Random fields in random numbers give a change or a line error, never an exception."""
         parsed = parse(",".join(fields) + "\n")
         self.assertEqual(len(parsed.changes) + parsed.rejected, parsed.records)
+
+
+class ScanTests(SynchronousTestCase):
+    """The streaming first pass and the batches in effective-time order."""
+
+    LINES = [f"3361234560{n},898821100000000{n}018,,ADD,2025010112000{9 - n}" for n in range(1, 6)]
+
+    def test_outOfOrderSorted(self) -> None:
+        """A file out of time order is given back sorted (ties in file order), in batches."""
+        from bipgw.ingest._msisdn_file import MsisdnScan
+
+        data = ("\n".join([*self.LINES, "bad,line", self.LINES[0]]) + "\n").encode()
+        scan = MsisdnScan(data, default_time=NOW)
+        self.assertEqual((scan.records, scan.rejected, scan.valid), (7, 1, 6))
+        batches = list(scan.in_effective_order(4))
+        self.assertEqual([len(b) for b in batches], [4, 2])
+        lines = [line for batch in batches for line, _ in batch]
+        self.assertEqual(lines, [5, 4, 3, 2, 1, 7])
+        times = [change.effective_at for batch in batches for _, change in batch]
+        self.assertEqual(times, sorted(times))
+
+    def test_inOrderKeptInFileOrder(self) -> None:
+        """A file in time order keeps its order (no sort), a title line and blank lines skipped."""
+        from bipgw.ingest._msisdn_file import MsisdnScan
+
+        text = "MSISDN,ICCID,IMSI,OPERATION,EFFECTIVE_TIME\r\n\n" + "\r\n".join(self.LINES[::-1])
+        scan = MsisdnScan(text.encode(), default_time=NOW)
+        lines = [line for batch in scan.in_effective_order(2) for line, _ in batch]
+        self.assertEqual(lines, [3, 4, 5, 6, 7])

@@ -47,6 +47,9 @@ from bipgw.store._migrations import (
     migrate,
 )
 from bipgw.store._partner_records import add_partner, disable_partner, parse_ssh_key
+from bipgw.store._probe import OPERATIONS as STORE_OPERATIONS
+from bipgw.store._probe import probe as probe_store
+from bipgw.store._probe import time_statements
 from bipgw.store._recorder import BatchingRecorder
 from bipgw.store._recovery import (
     RESTART_DETAIL,
@@ -145,6 +148,7 @@ __all__ = [
     "MEMORY_URL",
     "MIGRATIONS",
     "RESTART_DETAIL",
+    "STORE_OPERATIONS",
     "TENANT_SETTINGS",
     "ApduTraceRecord",
     "AuditRecord",
@@ -208,6 +212,7 @@ __all__ = [
     "open_store",
     "parse_ssh_key",
     "plan_msisdn_change",
+    "probe_store",
     "replace_token",
     "seal_card_key",
     "service_grant",
@@ -215,5 +220,6 @@ __all__ = [
     "session_record",
     "session_status",
     "settings_id",
+    "time_statements",
     "trace_record",
 ]

@@ -34,6 +34,7 @@ from bipgw.store._adapters import (
     session_record,
     trace_record,
 )
+from bipgw.store._audit import MAX_AUDIT_LIMIT, AuditFilter, add_audit_now, find_audit
 from bipgw.store._engine import create_sql_engine
 from bipgw.store._feed_types import FeedFile, Partner
 from bipgw.store._interfaces import IStore, MsisdnPlan, plan_msisdn_change
@@ -142,6 +143,7 @@ def open_store(url: str, *, reactor: Any = None, threads: int | None = None) -> 
 __all__ = [
     "FINGERPRINT_INFO",
     "LATEST_VERSION",
+    "MAX_AUDIT_LIMIT",
     "MAX_OTA_COUNTER",
     "MAX_PSK_IDENTITY",
     "MAX_REPORTED_ERRORS",
@@ -151,6 +153,7 @@ __all__ = [
     "STORE_OPERATIONS",
     "TENANT_SETTINGS",
     "ApduTraceRecord",
+    "AuditFilter",
     "AuditRecord",
     "BatchResult",
     "BatchingRecorder",
@@ -191,6 +194,7 @@ __all__ = [
     "TokenDigest",
     "UnknownRecordError",
     "WriteResult",
+    "add_audit_now",
     "add_partner",
     "add_tenant",
     "card_key_fingerprint",
@@ -202,6 +206,7 @@ __all__ = [
     "disable_tenant",
     "end_sessions_left_open",
     "event_record",
+    "find_audit",
     "grant_service",
     "in_threads",
     "is_reserved_row",

@@ -22,7 +22,7 @@ from sqlalchemy import and_, insert, or_, select
 from sqlalchemy.exc import SQLAlchemyError
 from twisted.internet.defer import Deferred
 
-from bipgw.store import _schema as s
+import bipgw.store._schema as s
 from bipgw.store._engine import WRITE_OPTION, create_sql_engine, describe_error
 from bipgw.store._interfaces import IStore
 from bipgw.store._migrations import migrate

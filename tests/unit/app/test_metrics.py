@@ -12,7 +12,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from bipgw.app import GatewayMetrics, ObservedPushSender, ObservedRecorder, ObservedSmsEvents
 from bipgw.app._metrics import status_label
 from bipgw.codec.ota import PorStatus
-from bipgw.core import FailureReason, SessionEngine, SessionId
+from bipgw.core import SessionEngine, SessionId
 from bipgw.smpp import SubmitPump
 from bipgw.store import STORE_OPERATIONS, MemoryStore, time_statements
 from tests.unit.core import (

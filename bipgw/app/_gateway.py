@@ -47,7 +47,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.defer import CancelledError, Deferred, TimeoutError
 from twisted.internet.endpoints import clientFromString
 from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
@@ -299,6 +299,12 @@ class Gateway(OrderedService):
         """The TCP port the HTTP API listens on, while it does."""
         return self._door_port(HTTP_API_SERVICE)
 
+    @property
+    def metrics_port(self) -> int | None:
+        """The TCP port the metrics listener listens on, while it does."""
+        door = self.metrics_door
+        return None if door is None else _port_number(door.port)
+
     def _door_port(self, name: str) -> int | None:
         door = next((d for d in self.doors if d.name == name), None)
         return _port_number(getattr(door, "port", None))
@@ -343,7 +349,7 @@ class Gateway(OrderedService):
         probe = probe_store(self.store).addTimeout(READY_STORE_TIMEOUT, self._reactor)
 
         def unreachable(failure: Failure) -> None:
-            why = failure.getErrorMessage() if not failure.check(CancelledError) else ""
+            why = "" if failure.check(CancelledError, TimeoutError) else failure.getErrorMessage()
             checks["store"] = f"unreachable: {why or f'no answer in {READY_STORE_TIMEOUT:g} s'}"
 
         probe.addErrback(unreachable)

@@ -17,8 +17,8 @@ from tests.unit.scp81.test_keys import add_cards, iccid_of
 METRICS = '[metrics]\nlisten = "tcp:9108:interface=127.0.0.1"\n'
 
 
-class GatewayMetricsTests(SynchronousTestCase):
-    """Gateway.metrics and the [metrics] door."""
+class _GatewayCase(SynchronousTestCase):
+    """A gateway on a memory reactor and a memory store with two cards."""
 
     def setUp(self) -> None:
         self.directory = Path(self.mktemp())
@@ -46,6 +46,10 @@ class GatewayMetricsTests(SynchronousTestCase):
             self._config(extra), self.reactor, environ={}, store=self.store, exit_on_failure=False
         )
         return self.gateway
+
+
+class GatewayMetricsTests(_GatewayCase):
+    """Gateway.metrics and the [metrics] door."""
 
     def test_registryAndDoor(self) -> None:
         """The gateway exports one registry; [metrics] adds its listener first in
@@ -107,3 +111,49 @@ class GatewayMetricsTests(SynchronousTestCase):
         sample = gateway.metrics.sample
         self.assertEqual(sample("bipgw_imports_total", {"kind": "msisdn", "outcome": "ok"}), 1)
         self.assertEqual(sample("bipgw_imports_total", {"kind": "msisdn", "outcome": "partial"}), 1)
+
+
+class QuietCardTests(_GatewayCase):
+    """A card that connects with no session waiting, through the real TLS-PSK
+    listener: one log line at most, written as one JSON object by [log]."""
+
+    def test_oneJsonLine(self) -> None:
+        """The handshake, the 204 and the close cost at most one info line;
+        format = "json" writes it as one object a line, debug left out."""
+        import io
+        import json
+
+        from twisted.logger import LogLevel, globalLogPublisher
+
+        from bipgw.codec.admin_http import AdminRequest
+        from tests.unit.scp81 import TlsLink
+
+        gateway = self._build(METRICS + '[log]\nformat = "json"\nlevel = "info"\n')
+        gateway.startService()
+        self.successResultOf(gateway.when_ready())
+        (factory,) = [f for port, f, _, _ in self.reactor.tcpServers if port == 8443]
+        events: list[dict[str, object]] = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        written = io.StringIO()
+        observer = gateway.config.log.observer(written)
+        globalLogPublisher.addObserver(observer)
+        self.addCleanup(globalLogPublisher.removeObserver, observer)
+
+        link = TlsLink(factory, b"card-2", bytes([2, 3]) * 8, self.reactor)
+        link.card.post(AdminRequest(target="/ota", host="gw", admin_from="agent-2"))
+        link.pump.flush()
+        self.assertEqual([r.status for r in link.card.responses], [204])
+        self.reactor.advance(60)  # the rate-limited log's window
+        link.pump.flush()
+
+        informative = [e for e in events if e["log_level"] >= LogLevel.info]
+        self.assertLessEqual(len(informative), 1, [e.get("log_format") for e in informative])
+        lines = written.getvalue().splitlines()
+        self.assertEqual(len(lines), len(informative))
+        for line in lines:
+            event = json.loads(line)
+            self.assertIn(event["log_level"]["name"], ("info", "warn", "error", "critical"))
+        self.assertEqual(gateway.admin.stats.no_session, 1)
+        sample = gateway.metrics.sample
+        self.assertEqual(sample("bipgw_tls_handshakes_total", {"result": "ok"}), 1)

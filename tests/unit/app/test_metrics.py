@@ -225,3 +225,30 @@ class StatementTimingTests(SynchronousTestCase):
         time_statements(store, lambda op, s: children[op].observe(s))
         self.successResultOf(store.list_audit(limit=1))
         self.assertGreaterEqual(metrics.sample("bipgw_store_seconds_count", {"op": "select"}), 1)
+
+
+class DashboardTests(SynchronousTestCase):
+    """docs/grafana/bipgw.json reads the agreed names, all of them, and nothing else."""
+
+    def test_names(self) -> None:
+        """Every metric the dashboard queries exists; every metric has a panel."""
+        import json
+        import re
+        from pathlib import Path
+
+        path = Path(__file__).resolve().parents[3] / "docs" / "grafana" / "bipgw.json"
+        dashboard = json.loads(path.read_text())
+        exprs = [
+            target["expr"] for panel in dashboard["panels"] for target in panel.get("targets", ())
+        ]
+        used = {name for expr in exprs for name in re.findall(r"bipgw_[a-z_]+", expr)}
+        series = {n for name in NAMES for n in (name, f"{name}_bucket", f"{name}_count")}
+        self.assertLessEqual(used, series)
+        for name in NAMES:
+            with self.subTest(name=name):
+                self.assertTrue(any(u.startswith(name) for u in used))
+        ids = [panel["id"] for panel in dashboard["panels"]]
+        self.assertEqual(len(ids), len(set(ids)))
+        for panel in dashboard["panels"]:
+            grid = panel["gridPos"]
+            self.assertLessEqual(grid["x"] + grid["w"], 24, panel["title"])

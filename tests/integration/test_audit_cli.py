@@ -63,3 +63,12 @@ class AuditCommandTests(SynchronousTestCase):
         self.assertEqual(len(tenants.splitlines()), 1)
         nobody = self.bipgw("-c", config, "audit", "list", "--actor", "cli:nobody'--")
         self.assertEqual(nobody, "no audit records\n")
+        mapping = install / "msisdn.txt"
+        mapping.write_text("33600000001,8988211000000000018,,ADD,\n")
+        subprocess.run(
+            [str(_SCRIPT), "-c", config, "import", "msisdn", str(mapping)],
+            capture_output=True, env=self.env, timeout=120,
+        )  # fmt: skip
+        (imported,) = self.bipgw("-c", config, "audit", "list", "--action", "import").splitlines()
+        self.assertIn(f"\tcli:{USER}\t", imported)
+        self.assertIn("import.msisdn\tmsisdn.txt", imported)

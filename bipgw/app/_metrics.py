@@ -146,7 +146,7 @@ class PartsCollector(Collector):
             window.add_metric([], link.outstanding if link is not None else 0)
             queue.add_metric([], len(pump.queue))
             submits.add_metric([], pump.sent)
-            for status, count in sorted(pump.answers.items()):
+            for status, count in sorted(pump.answers.copy().items()):  # one atomic copy
                 responses.add_metric([status_label(status)], count)
             binds.add_metric(["ok"], smpp.binds)
             binds.add_metric(["failed"], smpp.bind_failures)

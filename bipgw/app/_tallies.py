@@ -67,7 +67,7 @@ class LabelledTallies:
 
     def items(self) -> list[tuple[str, int]]:
         """Each label value and its count, sorted."""
-        return sorted((value, tally.value) for value, tally in list(self._tallies.items()))
+        return sorted((value, tally.value) for value, tally in self._tallies.copy().items())
 
 
 class Buckets:

@@ -252,3 +252,47 @@ class DashboardTests(SynchronousTestCase):
         for panel in dashboard["panels"]:
             grid = panel["gridPos"]
             self.assertLessEqual(grid["x"] + grid["w"], 24, panel["title"])
+
+
+class TallyTests(SynchronousTestCase):
+    """The reactor thread's counters expose what prometheus_client's would."""
+
+    def test_bucketsInclusive(self) -> None:
+        """A value equal to a bound counts in that bucket; buckets are cumulative."""
+        from bipgw.app._tallies import Buckets
+
+        buckets = Buckets((0.1, 1.0))
+        for value in (0.05, 0.1, 0.5, 1.0, 7.0):
+            buckets.observe(value)
+        cumulative, total = buckets.snapshot()
+        self.assertEqual(cumulative, [("0.1", 2.0), ("1.0", 4.0), ("+Inf", 5.0)])
+        self.assertAlmostEqual(total, 8.65)
+        self.assertRaises(ValueError, Buckets, (1.0, 0.5))
+        self.assertRaises(ValueError, Buckets, ())
+
+    def test_sameExpositionAsPrometheusClient(self) -> None:
+        """Fed the same values, Buckets and prometheus_client's Histogram give the same samples."""
+        from prometheus_client import CollectorRegistry, Histogram
+
+        from bipgw.app._tallies import Buckets, TallyCollector
+
+        theirs = CollectorRegistry()
+        histogram = Histogram("x_seconds", "x", buckets=(0.5, 2.0), registry=theirs)
+        ours = CollectorRegistry()
+        collector = TallyCollector()
+        buckets = Buckets((0.5, 2.0))
+        collector.histogram("x_seconds", "x", buckets)
+        ours.register(collector)
+        for value in (0.2, 0.5, 1.5, 3.0):
+            histogram.observe(value)
+            buckets.observe(value)
+
+        def samples(registry: CollectorRegistry) -> dict[tuple[str, str], float]:
+            return {
+                (s.name, s.labels.get("le", "")): s.value
+                for family in registry.collect()
+                for s in family.samples
+                if not s.name.endswith("_created")
+            }
+
+        self.assertEqual(samples(ours), samples(theirs))

@@ -465,7 +465,8 @@ class Gateway(OrderedService):
         callback = self.builder.callback
         self._log.info(
             "gateway {node} ready: {cards} cards with keys, admin server on port {port},"
-            " cards connect to {host}:{public}; platform channel {channel}, HTTP API {http}",
+            " cards connect to {host}:{public}; platform channel {channel}, HTTP API {http},"
+            " metrics {metrics}",
             node=self.config.gateway.node_id,
             cards=len(self.keys),
             port=self.admin_port,
@@ -473,6 +474,7 @@ class Gateway(OrderedService):
             public=callback.port,
             channel=self.platform_port or "off",
             http=self.http_api_port or "off",
+            metrics=self.metrics_port or "off",
         )
 
     def _start_failed(self, failure: Failure) -> None:

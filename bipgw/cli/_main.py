@@ -257,6 +257,9 @@ def summary(config: Config) -> str:
             f"  partner feeds in {feeds.incoming_dir}: FTP {feeds.ftp_listen or 'off'},"
             f" SFTP {feeds.sftp_listen or 'off'}, watched every {feeds.poll_interval:g} s"
         )
+    if config.metrics is not None:
+        auth = "bearer token" if config.metrics.token_file is not None else "loopback, no token"
+        lines.append(f"  /metrics, /healthz, /readyz on {config.metrics.listen} ({auth})")
     return "\n".join(lines) + "\n"
 
 

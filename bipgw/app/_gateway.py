@@ -11,6 +11,10 @@ stops twistd before it daemonises.  Nothing is added or patched later.
 The tree starts its parts in this order, each once the one before is
 ready (L{OrderedService}), and stops them the other way round:
 
+  0. C{metrics} (with a C{[metrics]} table): C{/metrics}, C{/healthz} and
+     C{/readyz} (L{bipgw.web.MetricsService}), first up and last down, so
+     liveness answers while the rest starts and readiness says what is
+     not ready yet;
   1. C{store}: the application database is opened (connected, migrated);
      then C{recovery}: the sessions a previous run left open (a crash,
      C{kill -9}) are ended with C{gateway-restart}
@@ -338,12 +342,10 @@ class Gateway(OrderedService):
         if not self.smpp.bound:
             checks["smpp"] = "not bound to the SMSC"
         down = [name for name, port in self._listeners() if port is None]
-        if not self.running or not self.started:
-            checks["listeners"] = (
-                "the gateway is not running"
-                if not self.running
-                else ("the gateway is still starting")
-            )
+        if not self.running:
+            checks["listeners"] = "the gateway is not running"
+        elif not self.started:
+            checks["listeners"] = "the gateway is still starting"
         elif down:
             checks["listeners"] = "not listening: " + ", ".join(down)
         probe = probe_store(self.store).addTimeout(READY_STORE_TIMEOUT, self._reactor)

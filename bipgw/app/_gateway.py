@@ -57,15 +57,23 @@ from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from bipgw.app._card_keys import card_key_source
 from bipgw.app._doors import HTTP_API_SERVICE, PLATFORM_SERVICE, front_doors
 from bipgw.app._feeds import ingest_settings
 from bipgw.app._metrics import GatewayMetrics
 from bipgw.app._observers import ObservedPushSender, ObservedRecorder, ObservedSmsEvents
 from bipgw.app._tree import OrderedService, Step
 from bipgw.config import Config, redacted_url, server_endpoint_port
-from bipgw.core import CardTarget, SecuredSession, Session, SessionEngine
+from bipgw.core import (
+    CardKeyRotator,
+    CardTarget,
+    RotationOutcome,
+    SecuredSession,
+    Session,
+    SessionEngine,
+)
 from bipgw.ingest import IngestService
-from bipgw.keys import KeyManagementError, KeyStore, RootKey, Scp03MasterKeys
+from bipgw.keys import IRootKeys, KeyStore, Pkcs11RootKeys
 from bipgw.push import CallbackAddress, PushBuilder, PushProfile, PushSender
 from bipgw.scp81 import AdminServer, CardKeyCache
 from bipgw.smpp import SmppClientService, esme_settings
@@ -75,7 +83,7 @@ from bipgw.store import (
     ImportReport,
     IStore,
     StoreCardDirectory,
-    StoreScp03KeySource,
+    StoreKeyRotationPlanner,
     create_store,
     end_sessions_left_open,
     probe_store,
@@ -83,7 +91,7 @@ from bipgw.store import (
 )
 from bipgw.web import METRICS_SERVICE, MetricsService
 
-__all__ = ["READY_STORE_TIMEOUT", "Gateway", "build_gateway", "push_profiles"]
+__all__ = ["READY_STORE_TIMEOUT", "Gateway", "build_gateway", "push_profiles", "rotation_services"]
 
 #: Seconds C{/readyz} waits for the database's answer.
 READY_STORE_TIMEOUT = 2.0
@@ -99,6 +107,16 @@ def push_profiles(config: Config) -> dict[str, PushProfile]:
         name: PushProfile.from_service(service, admin_uri=config.admin.uri_prefix)
         for name, service in config.services.items()
     }
+
+
+def rotation_services(config: Config) -> tuple[str, ...]:
+    """The services whose sessions can carry PUT KEY: C{secure_apdus}, and
+    C{put-key} (INS D8) among their C{isd_commands}."""
+    return tuple(
+        name
+        for name, service in config.services.items()
+        if service.secure_apdus and 0xD8 in service.isd_commands
+    )
 
 
 def build_gateway(
@@ -140,18 +158,6 @@ def build_gateway(
     )
 
 
-def _scp03_source(store: IStore, root: RootKey, keystore: KeyStore) -> StoreScp03KeySource:
-    """Where a secured service's card SCP03 keys come from: the card's sealed
-    keys in the store, else diversified from the keystore's
-    C{master-scp03-*} keys when it has them."""
-    masters: Scp03MasterKeys | None
-    try:
-        masters = Scp03MasterKeys.from_keystore(keystore)
-    except KeyManagementError:
-        masters = None
-    return StoreScp03KeySource(store, root, masters=masters)
-
-
 class Gateway(OrderedService):
     """The whole gateway as one service tree (module docstring).
 
@@ -162,6 +168,8 @@ class Gateway(OrderedService):
     @ivar root: the root key (sealing card keys on import).
     @ivar keystore: the transport and master keys (vendor file imports).
     @ivar store: the application database.
+    @ivar key_source: where card keys come from: the store's, by their
+        lifecycle, and keys derived from the master keys (L{card_key_source}).
     @ivar keys: the opened card keys (PSK lookup, OTA keys).
     @ivar recorder: the session history, written to the store behind the
         sessions (L{BatchingRecorder.flush} writes what waits).
@@ -171,6 +179,7 @@ class Gateway(OrderedService):
     @ivar engine: the session engine: every door opens sessions with its
         C{open}.
     @ivar admin: the SCP81 TLS-PSK admin server.
+    @ivar rotator: card key rotations over the air (PUT KEY through SCP03).
     @ivar doors: the front doors C{[platform]} and C{[http_api]} open.
     @ivar ingest: the partners' file feeds, with an C{[ingest]} table.
     @ivar metrics: the gateway's Prometheus metrics; C{metrics.registry} is
@@ -187,7 +196,7 @@ class Gateway(OrderedService):
         config: Config,
         reactor: Any,
         *,
-        root: RootKey,
+        root: IRootKeys,
         keystore: KeyStore,
         store: IStore,
         exit_on_failure: bool = False,
@@ -202,7 +211,10 @@ class Gateway(OrderedService):
         self._reactor = reactor
         self._exit_on_failure = exit_on_failure
         self.metrics = metrics = GatewayMetrics()
-        self.keys = CardKeyCache(store, root, reactor)
+        # One source of card keys for the cache, the SCP03 relay and key
+        # rotations: stored keys by lifecycle, and keys derived from masters.
+        self.key_source = card_key_source(config, store, root, keystore)
+        self.keys = CardKeyCache(store, root, reactor, keys=self.key_source)
         self.recorder = BatchingRecorder(store, reactor)
         self.builder = PushBuilder(
             self.keys.ota_keys,
@@ -224,7 +236,7 @@ class Gateway(OrderedService):
             config.sessions.policy(),
             uri_prefix=config.admin.uri_prefix,
             services={name: service.rules() for name, service in config.services.items()},
-            scp03_keys=_scp03_source(store, root, keystore),
+            scp03_keys=self.key_source,
         )
         # The one wiring call after construction: the engine is built on a
         # push sender that submits through the SMPP client, which reports
@@ -242,7 +254,20 @@ class Gateway(OrderedService):
             grace_period=config.sessions.grace_period,
             max_connections=config.admin.max_connections,
         )
-        self.doors = front_doors(config, self.engine, store, reactor, platform_tls=platform_tls)
+        self.rotator = CardKeyRotator(
+            self.engine.open,
+            StoreKeyRotationPlanner(
+                self.key_source,
+                store,
+                reactor,
+                actor=f"gateway {config.gateway.node_id}",
+                changed=lambda iccid: self.keys.load_cards([iccid]),
+            ),
+            rotation_services(config),
+        )
+        self.doors = front_doors(
+            config, self.engine, store, reactor, platform_tls=platform_tls, rotator=self.rotator
+        )
         metrics.watch(self.smpp, self.admin.tls_stats, self.keys)
         store_seconds = {op: metrics.store_seconds.labels(op) for op in STORE_OPERATIONS}
         time_statements(store, lambda op, seconds: store_seconds[op].observe(seconds))
@@ -361,6 +386,13 @@ class Gateway(OrderedService):
         ports = [("admin", self.admin_port)]
         ports += [(str(door.name), self._door_port(str(door.name))) for door in self.doors]
         return ports
+
+    def rotate_card_keys(
+        self, iccid: str, purpose: str, service: str | None = None
+    ) -> Deferred[RotationOutcome]:
+        """Rotate one key family (C{psk}, C{ota}, C{scp03}) of a card over the
+        air (L{bipgw.core.CardKeyRotator}); fires with the outcome."""
+        return Deferred.fromCoroutine(self.rotator.rotate(iccid, purpose, service))
 
     def when_ready(self) -> Deferred[Gateway]:  # type: ignore[override]
         """Fire with the gateway once every part has started: database open,
@@ -491,6 +523,8 @@ class Gateway(OrderedService):
         stopping = super().stopService()
 
         def stopped(_: object) -> None:
+            if isinstance(self.root, Pkcs11RootKeys):
+                self.root.close()  # the token session; the keys stay in the token
             self._log.info("gateway {node} stopped", node=self.config.gateway.node_id)
 
         return stopping.addCallback(stopped)

@@ -26,6 +26,7 @@ from bipgw.config._sections import (
     BindMode,
     DatabaseSection,
     GatewaySection,
+    KeyBackend,
     KeysSection,
     SmppSection,
 )
@@ -48,6 +49,7 @@ __all__ = [
     "IngestSection",
     "InitError",
     "InitResult",
+    "KeyBackend",
     "KeysSection",
     "LogFormat",
     "LogSection",

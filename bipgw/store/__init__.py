@@ -35,6 +35,22 @@ from bipgw.store._adapters import (
     trace_record,
 )
 from bipgw.store._audit import MAX_AUDIT_LIMIT, AuditFilter, add_audit_now, find_audit
+from bipgw.store._card_key_rotation import StoreKeyRotationPlanner
+from bipgw.store._card_key_source import (
+    CardKeySource,
+    DerivedKeySpec,
+    ICardKeyReader,
+    kdf_algorithm,
+)
+from bipgw.store._card_key_versions import (
+    KeyFamily,
+    KeySource,
+    KeyState,
+    KeyVersion,
+    SqlCardKeyVersions,
+    card_key_versions_for,
+    card_kvn,
+)
 from bipgw.store._engine import create_sql_engine
 from bipgw.store._feed_types import FeedFile, Partner
 from bipgw.store._interfaces import IStore, MsisdnPlan, plan_msisdn_change
@@ -58,6 +74,8 @@ from bipgw.store._recovery import (
     end_sessions_left_open,
     session_status,
 )
+from bipgw.store._reseal import SEALED_COLUMNS, Resealer, SealedColumn, write_audit
+from bipgw.store._rotation import Progress, RootRotation, RotationResult
 from bipgw.store._scp03_keys import StoreScp03KeySource
 from bipgw.store._sealing import (
     FINGERPRINT_INFO,
@@ -150,6 +168,7 @@ __all__ = [
     "MEMORY_URL",
     "MIGRATIONS",
     "RESTART_DETAIL",
+    "SEALED_COLUMNS",
     "STORE_OPERATIONS",
     "TENANT_SETTINGS",
     "ApduTraceRecord",
@@ -160,15 +179,22 @@ __all__ = [
     "Card",
     "CardKey",
     "CardKeySealer",
+    "CardKeySource",
     "CardKeys",
     "CardUpsert",
     "CounterExhaustedError",
+    "DerivedKeySpec",
     "DuplicateRecordError",
     "FeedFile",
+    "ICardKeyReader",
     "IStore",
     "ImportKind",
     "ImportReport",
+    "KeyFamily",
     "KeyPurpose",
+    "KeySource",
+    "KeyState",
+    "KeyVersion",
     "LineError",
     "MemoryStore",
     "Migration",
@@ -178,14 +204,21 @@ __all__ = [
     "MsisdnPlan",
     "Outcome",
     "Partner",
+    "Progress",
+    "Resealer",
+    "RootRotation",
+    "RotationResult",
     "SchemaVersionError",
+    "SealedColumn",
     "Service",
     "SessionEvent",
     "SessionRecord",
+    "SqlCardKeyVersions",
     "SqlStore",
     "StoreCardDirectory",
     "StoreConflictError",
     "StoreError",
+    "StoreKeyRotationPlanner",
     "StoreScp03KeySource",
     "StoreSessionHistory",
     "StoreSessionRecorder",
@@ -199,6 +232,8 @@ __all__ = [
     "add_tenant",
     "card_key_fingerprint",
     "card_key_label",
+    "card_key_versions_for",
+    "card_kvn",
     "create_sql_engine",
     "create_store",
     "current_version",
@@ -211,6 +246,7 @@ __all__ = [
     "in_threads",
     "is_reserved_row",
     "is_settings_row",
+    "kdf_algorithm",
     "migrate",
     "new_token",
     "open_card_key",
@@ -227,4 +263,5 @@ __all__ = [
     "settings_id",
     "time_statements",
     "trace_record",
+    "write_audit",
 ]

@@ -76,6 +76,10 @@ def _feeds(connection: Connection) -> None:
     _schema.metadata.create_all(connection, tables=tables, checkfirst=True)
 
 
+def _card_key_versions(connection: Connection) -> None:
+    _schema.metadata.create_all(connection, tables=[_schema.card_key_versions], checkfirst=True)
+
+
 def _audit_origin(connection: Connection) -> None:
     # Step 1 builds audit_log from the current schema, which has the column
     # and its index already: add them only where an older step 1 did not.
@@ -97,8 +101,13 @@ MIGRATIONS: tuple[Migration, ...] = (
         _initial,
     ),
     Migration(2, "file feed partners, and the files they delivered (by content hash)", _feeds),
+    # Reserved number 4 (issue 12); 3 here until the step numbered 3 is merged.
     Migration(
-        9, "audit log: where each action came from (origin), and an index by time", _audit_origin
+        3, "card key versions: pending, active, retired, imported or derived", _card_key_versions
+    ),
+    # Reserved number 9 (issue 10); 4 here until the steps numbered 4-8 are merged.
+    Migration(
+        4, "audit log: where each action came from (origin), and an index by time", _audit_origin
     ),
 )
 

@@ -30,6 +30,7 @@ from tests.unit.ingest.test_import_batches import BatchImportMixin
 from tests.unit.ingest.test_import_cards import CardImportMixin
 from tests.unit.ingest.test_import_msisdn import MsisdnImportMixin
 from tests.unit.store import InlineReactor, InlineThreadPool
+from tests.unit.store.test_card_key_source import LifecycleMixin
 from tests.unit.store.test_contract import ICCID_A, StoreContractMixin, card
 from tests.unit.store.test_feeds import FeedsContractMixin
 from tests.unit.store.test_migrations import declared, schema_of
@@ -109,6 +110,10 @@ class _PostgresMixin:
 
 class PostgresContractTests(_PostgresMixin, StoreContractMixin, SynchronousTestCase):
     """SqlStore on PostgreSQL passes the store contract."""
+
+
+class PostgresCardKeyLifecycleTests(_PostgresMixin, LifecycleMixin, SynchronousTestCase):
+    """Card key versions (pending, active, retired) on PostgreSQL."""
 
 
 class PostgresFeedsTests(_PostgresMixin, FeedsContractMixin, SynchronousTestCase):

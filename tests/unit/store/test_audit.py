@@ -1,4 +1,4 @@
-"""The audit trail searched (L{find_audit}) on both stores, and schema step 9 (origin)."""
+"""The audit trail searched (L{find_audit}) on both stores, and the audit-origin schema step."""
 
 from __future__ import annotations
 
@@ -16,8 +16,11 @@ from bipgw.store import (
     find_audit,
 )
 from bipgw.store._engine import WRITE_OPTION
-from bipgw.store._migrations import migrate
+from bipgw.store._migrations import MIGRATIONS, migrate
 from tests.unit.store.test_sqlite import open_inline
+
+#: The audit-origin step's number.
+STEP = next(m.version for m in MIGRATIONS if m.apply.__name__ == "_audit_origin")
 
 RECORDS = [
     AuditRecord(at=100.0, actor="cli:root", action="tenant.add", target="acme", origin="host a"),
@@ -93,7 +96,8 @@ class FindAuditSqliteTests(FindAuditMemoryTests):
 
 
 class AuditOriginMigrationTests(SynchronousTestCase):
-    """Step 9 adds audit_log.origin to a database made before it."""
+    """The audit-origin step (reserved number 9, numbered 4 until 4-8 are merged)
+    adds audit_log.origin to a database made before it."""
 
     def test_upgrade(self) -> None:
         """A version-2 audit_log without origin gets the column (old rows: empty)
@@ -106,7 +110,7 @@ class AuditOriginMigrationTests(SynchronousTestCase):
         with engine.begin() as c:
             c.execute(text("DROP INDEX ix_audit_log_at"))
             c.execute(text("ALTER TABLE audit_log DROP COLUMN origin"))
-            c.execute(text("DELETE FROM schema_version WHERE version = 9"))
+            c.execute(text("DELETE FROM schema_version WHERE version = :v"), {"v": STEP})
             c.execute(
                 text(
                     "INSERT INTO audit_log (at, actor, action, target, detail)"
@@ -116,7 +120,7 @@ class AuditOriginMigrationTests(SynchronousTestCase):
         with engine.connect() as c:
             c.execution_options(**{WRITE_OPTION: True})
             with c.begin():
-                self.assertEqual(migrate(c, now=2.0), [9])
+                self.assertEqual(migrate(c, now=2.0), [STEP])
         columns = {c["name"] for c in inspect(engine).get_columns("audit_log")}
         self.assertIn("origin", columns)
         engine.dispose()

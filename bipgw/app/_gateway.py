@@ -11,6 +11,10 @@ stops twistd before it daemonises.  Nothing is added or patched later.
 The tree starts its parts in this order, each once the one before is
 ready (L{OrderedService}), and stops them the other way round:
 
+  0. C{metrics} (with a C{[metrics]} table): C{/metrics}, C{/healthz} and
+     C{/readyz} (L{bipgw.web.MetricsService}), first up and last down, so
+     liveness answers while the rest starts and readiness says what is
+     not ready yet;
   1. C{store}: the application database is opened (connected, migrated);
      then C{recovery}: the sessions a previous run left open (a crash,
      C{kill -9}) are ended with C{gateway-restart}
@@ -47,7 +51,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import CancelledError, Deferred, TimeoutError
 from twisted.internet.endpoints import clientFromString
 from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
@@ -56,6 +60,8 @@ from twisted.python.failure import Failure
 from bipgw.app._card_keys import card_key_source
 from bipgw.app._doors import HTTP_API_SERVICE, PLATFORM_SERVICE, front_doors
 from bipgw.app._feeds import ingest_settings
+from bipgw.app._metrics import GatewayMetrics
+from bipgw.app._observers import ObservedPushSender, ObservedRecorder, ObservedSmsEvents
 from bipgw.app._tree import OrderedService, Step
 from bipgw.config import Config, redacted_url, server_endpoint_port
 from bipgw.core import (
@@ -72,6 +78,7 @@ from bipgw.push import CallbackAddress, PushBuilder, PushProfile, PushSender
 from bipgw.scp81 import AdminServer, CardKeyCache
 from bipgw.smpp import SmppClientService, esme_settings
 from bipgw.store import (
+    STORE_OPERATIONS,
     BatchingRecorder,
     ImportReport,
     IStore,
@@ -79,9 +86,15 @@ from bipgw.store import (
     StoreKeyRotationPlanner,
     create_store,
     end_sessions_left_open,
+    probe_store,
+    time_statements,
 )
+from bipgw.web import METRICS_SERVICE, MetricsService
 
-__all__ = ["Gateway", "build_gateway", "push_profiles", "rotation_services"]
+__all__ = ["READY_STORE_TIMEOUT", "Gateway", "build_gateway", "push_profiles", "rotation_services"]
+
+#: Seconds C{/readyz} waits for the database's answer.
+READY_STORE_TIMEOUT = 2.0
 
 
 def push_profiles(config: Config) -> dict[str, PushProfile]:
@@ -174,6 +187,11 @@ class Gateway(OrderedService):
     @ivar rotator: card key rotations over the air (PUT KEY through SCP03).
     @ivar doors: the front doors C{[platform]} and C{[http_api]} open.
     @ivar ingest: the partners' file feeds, with an C{[ingest]} table.
+    @ivar metrics: the gateway's Prometheus metrics; C{metrics.registry} is
+        the one C{CollectorRegistry} C{/metrics} serves and the portal reads
+        (L{bipgw.app.GatewayMetrics}; names in C{docs/observability.md}).
+    @ivar metrics_door: the C{/metrics}, C{/healthz}, C{/readyz} listener,
+        with a C{[metrics]} table.
     """
 
     _log = Logger()
@@ -197,6 +215,7 @@ class Gateway(OrderedService):
         self.store = store
         self._reactor = reactor
         self._exit_on_failure = exit_on_failure
+        self.metrics = metrics = GatewayMetrics()
         # One source of card keys for the cache, the SCP03 relay and key
         # rotations: stored keys by lifecycle, and keys derived from masters.
         self.key_source = card_key_source(config, store, root, keystore)
@@ -217,9 +236,9 @@ class Gateway(OrderedService):
         sender = PushSender(self.builder, self.smpp)
         self.engine = SessionEngine(
             reactor,
-            sender,
+            ObservedPushSender(sender, metrics),
             StoreCardDirectory(store),
-            self.recorder,
+            ObservedRecorder(self.recorder, metrics),
             config.sessions.policy(),
             uri_prefix=config.admin.uri_prefix,
             services={name: service.rules() for name, service in config.services.items()},
@@ -229,7 +248,7 @@ class Gateway(OrderedService):
         # The one wiring call after construction: the engine is built on a
         # push sender that submits through the SMPP client, which reports
         # receipts and SMS from cards back to the engine.
-        self.smpp.report_to(self.engine)
+        self.smpp.report_to(ObservedSmsEvents(self.engine, metrics))
         self.admin = AdminServer(
             reactor,
             self.engine,
@@ -256,6 +275,18 @@ class Gateway(OrderedService):
         self.doors = front_doors(
             config, self.engine, store, reactor, platform_tls=platform_tls, rotator=self.rotator
         )
+        metrics.watch(self.smpp, self.admin.tls_stats, self.keys)
+        store_seconds = {op: metrics.store_seconds.labels(op) for op in STORE_OPERATIONS}
+        time_statements(store, lambda op, seconds: store_seconds[op].observe(seconds))
+        self.metrics_door: MetricsService | None = None
+        if config.metrics is not None:
+            self.metrics_door = MetricsService(
+                metrics.registry,
+                self,
+                config.metrics.listen,
+                token=config.metrics.read_token(),
+                reactor=reactor,
+            )
         self.ingest: IngestService | None = None
         if config.ingest is not None:
             self.ingest = IngestService(
@@ -267,6 +298,10 @@ class Gateway(OrderedService):
                 imported=self._imported,
             )
 
+        if self.metrics_door is not None:
+            # First up, last down: /healthz answers from the start, and
+            # /readyz says "not ready" while the rest starts and stops.
+            self.add(self.metrics_door, METRICS_SERVICE, self.metrics_door.when_listening)
         opening = Step(start=self._open_store, stop=store.close)
         self.add(opening, "store", opening.ready)
         # Before any session of this run: end those a crash left open.
@@ -300,6 +335,12 @@ class Gateway(OrderedService):
         """The TCP port the HTTP API listens on, while it does."""
         return self._door_port(HTTP_API_SERVICE)
 
+    @property
+    def metrics_port(self) -> int | None:
+        """The TCP port the metrics listener listens on, while it does."""
+        door = self.metrics_door
+        return None if door is None else _port_number(door.port)
+
     def _door_port(self, name: str) -> int | None:
         door = next((d for d in self.doors if d.name == name), None)
         return _port_number(getattr(door, "port", None))
@@ -318,6 +359,40 @@ class Gateway(OrderedService):
         if service is None:
             service = next(iter(self.config.services))
         return self.engine.open(target, service)
+
+    def readiness(self) -> Deferred[Mapping[str, str | None]]:
+        """What C{/readyz} reports (L{bipgw.web.IReadiness}): each check,
+        C{None} when it passes, else why not.
+
+          - C{store}: the database answers C{SELECT 1} within
+            L{READY_STORE_TIMEOUT} seconds;
+          - C{smpp}: the SMPP client is bound to the SMSC;
+          - C{listeners}: every part has started, and the admin server and
+            the front doors listen.
+        """
+        checks: dict[str, str | None] = {"store": None, "smpp": None, "listeners": None}
+        if not self.smpp.bound:
+            checks["smpp"] = "not bound to the SMSC"
+        down = [name for name, port in self._listeners() if port is None]
+        if not self.running:
+            checks["listeners"] = "the gateway is not running"
+        elif not self.started:
+            checks["listeners"] = "the gateway is still starting"
+        elif down:
+            checks["listeners"] = "not listening: " + ", ".join(down)
+        probe = probe_store(self.store).addTimeout(READY_STORE_TIMEOUT, self._reactor)
+
+        def unreachable(failure: Failure) -> None:
+            why = "" if failure.check(CancelledError, TimeoutError) else failure.getErrorMessage()
+            checks["store"] = f"unreachable: {why or f'no answer in {READY_STORE_TIMEOUT:g} s'}"
+
+        probe.addErrback(unreachable)
+        return probe.addCallback(lambda _: checks)
+
+    def _listeners(self) -> list[tuple[str, int | None]]:
+        ports = [("admin", self.admin_port)]
+        ports += [(str(door.name), self._door_port(str(door.name))) for door in self.doors]
+        return ports
 
     def rotate_card_keys(
         self, iccid: str, purpose: str, service: str | None = None
@@ -365,9 +440,21 @@ class Gateway(OrderedService):
         """Import an MSISDN mapping file into the running gateway's database."""
         from bipgw.ingest import import_msisdn
 
-        return import_msisdn(self.store, path, all_or_nothing=all_or_nothing)
+        d = import_msisdn(self.store, path, all_or_nothing=all_or_nothing)
+        return d.addCallback(self._count_import)
+
+    def _count_import(self, report: ImportReport) -> ImportReport:
+        if report.fatal is not None or not report.applied:
+            outcome = "refused"
+        elif report.rejected:
+            outcome = "partial"
+        else:
+            outcome = "ok"
+        self.metrics.imports.labels(report.kind.value, outcome).inc()
+        return report
 
     def _imported(self, report: ImportReport) -> Deferred[ImportReport] | ImportReport:
+        self._count_import(report)
         if not (report.added or report.updated):
             return report
         return self.keys.load().addCallback(lambda _: report)
@@ -419,7 +506,8 @@ class Gateway(OrderedService):
         callback = self.builder.callback
         self._log.info(
             "gateway {node} ready: {cards} cards with keys, admin server on port {port},"
-            " cards connect to {host}:{public}; platform channel {channel}, HTTP API {http}",
+            " cards connect to {host}:{public}; platform channel {channel}, HTTP API {http},"
+            " metrics {metrics}",
             node=self.config.gateway.node_id,
             cards=len(self.keys),
             port=self.admin_port,
@@ -427,6 +515,7 @@ class Gateway(OrderedService):
             public=callback.port,
             channel=self.platform_port or "off",
             http=self.http_api_port or "off",
+            metrics=self.metrics_port or "off",
         )
 
     def _start_failed(self, failure: Failure) -> None:

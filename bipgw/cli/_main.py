@@ -30,6 +30,7 @@ from typing import Any, TextIO
 from twisted.internet.defer import Deferred, ensureDeferred
 
 import bipgw
+import bipgw.cli._audit as _audit
 
 # Each sub-command's module by its own name, not through the package, which
 # imports this module for main.
@@ -46,6 +47,7 @@ from bipgw.errors import BipGwError
 from bipgw.keys import (
     MASTER_KINDS,
     ROOT_KEY_ENV,
+    KeyInfo,
     KeyManagementError,
     Pkcs11RootKeys,
     TransportScheme,
@@ -53,6 +55,7 @@ from bipgw.keys import (
     add_transport_key,
     generate_master_key,
 )
+from bipgw.store import StoreError
 
 #: The environment variable naming the configuration file when C{-c} is not given.
 CONFIG_ENV = "BIPGW_CONFIG"
@@ -186,6 +189,7 @@ def _parser() -> argparse.ArgumentParser:
     _replay.add_parser(commands)
     _tenants.add_parser(commands)
     _partners.add_parser(commands)
+    _audit.add_parser(commands)
     _demo.add_parser(commands)
     return parser
 
@@ -301,6 +305,9 @@ def summary(config: Config) -> str:
             f"  partner feeds in {feeds.incoming_dir}: FTP {feeds.ftp_listen or 'off'},"
             f" SFTP {feeds.sftp_listen or 'off'}, watched every {feeds.poll_interval:g} s"
         )
+    if config.metrics is not None:
+        auth = "bearer token" if config.metrics.token_file is not None else "loopback, no token"
+        lines.append(f"  /metrics, /healthz, /readyz on {config.metrics.listen} ({auth})")
     return "\n".join(lines) + "\n"
 
 
@@ -321,16 +328,33 @@ def _keys_command(
         return _rotate.generate_token_master(config, args, out)
     keys = _keys.Keys.open(config, env)
     try:
-        return _keystore_command(args, out, keys)
+        changed = _keystore_command(args, out, keys)
     finally:
         keys.close()
+    if changed is None:
+        return 0
+    info, check, what = changed
+    detail = f"{info.kind.value}, {info.length} bytes, KCV {check}, {what}"
+    if args.replace:
+        detail += ", replacing the key of that label"
+    try:
+        _audit.record_now(config, f"keys.{args.keys_command}", info.label, detail, environ=env)
+    except StoreError as e:
+        err.write(f"bipgw: error: the key is stored, but its audit record was not written: {e}\n")
+        return 1
+    return 0
 
 
-def _keystore_command(args: argparse.Namespace, out: TextIO, keys: _keys.Keys) -> int:
+def _keystore_command(
+    args: argparse.Namespace, out: TextIO, keys: _keys.Keys
+) -> tuple[KeyInfo, str, str] | None:
+    """Run a keystore command; what it stored (key, check value, words for the
+    audit record), or C{None} for C{keys list}."""
     if args.keys_command == "add-transport":
         info, check = add_transport_key(
             keys.store, args.label, args.from_file, scheme=args.scheme, replace=args.replace
         )
+        what = f"scheme {args.scheme}"
     elif args.keys_command == "generate-master":
         info, check = generate_master_key(
             keys.store,
@@ -341,6 +365,7 @@ def _keystore_command(args: argparse.Namespace, out: TextIO, keys: _keys.Keys) -
             kdf=args.kdf,
             replace=args.replace,
         )
+        what = f"KVN {args.kvn}, generated"
     elif args.keys_command == "add-master":
         info, check = add_master_key(
             keys.store,
@@ -351,11 +376,12 @@ def _keystore_command(args: argparse.Namespace, out: TextIO, keys: _keys.Keys) -
             kdf=args.kdf,
             replace=args.replace,
         )
+        what = f"KVN {args.kvn}, from a file"
     else:
         _keys.list_keys(keys, out)
-        return 0
+        return None
     out.write(f"stored in {keys.store.path}:\n{_keys.describe(info, check)}\n")
-    return 0
+    return info, check, what
 
 
 def _card_keys_command(config: Config, args: argparse.Namespace, out: TextIO) -> int:
@@ -462,10 +488,13 @@ async def run_import(
     keystore = config.keys.open_keystore(root)
     store = await open_store(config.database.url, reactor=reactor)
     try:
+        actor = _audit.cli_actor()
         if kind == "cards":
-            report = await import_cards(store, keystore, root, path, all_or_nothing=all_or_nothing)
+            report = await import_cards(
+                store, keystore, root, path, all_or_nothing=all_or_nothing, actor=actor
+            )
         else:
-            report = await import_msisdn(store, path, all_or_nothing=all_or_nothing)
+            report = await import_msisdn(store, path, all_or_nothing=all_or_nothing, actor=actor)
     finally:
         await store.close()
     out.write(render_report(report))
@@ -484,5 +513,6 @@ _COMMANDS: dict[str, _Command] = {
     "service": _tenants.run,
     "partner": _partners.run,
     "imports": _partners.run,
+    "audit": _audit.run,
     "demo": lambda args, out, err, env: _demo.run(args, out, err),
 }

@@ -17,6 +17,7 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, TextIO
 
+from bipgw.cli._audit import cli_actor
 from bipgw.config import Config, KeyBackend
 from bipgw.keys import (
     ROOT_KEY_ENV,
@@ -136,7 +137,12 @@ def _rotate(config: Config, args: argparse.Namespace, out: TextIO, root: object)
 
     try:
         rotation = RootRotation(
-            engine, rotatable, str(config.keys.keystore), batch=args.batch, progress=progress
+            engine,
+            rotatable,
+            str(config.keys.keystore),
+            batch=args.batch,
+            actor=cli_actor(),
+            progress=progress,
         )
         pending = rotation.pending()
         if pending is None and args.resume_only:

@@ -34,6 +34,7 @@ from bipgw.store._adapters import (
     session_record,
     trace_record,
 )
+from bipgw.store._audit import MAX_AUDIT_LIMIT, AuditFilter, add_audit_now, find_audit
 from bipgw.store._card_key_rotation import StoreKeyRotationPlanner
 from bipgw.store._card_key_source import (
     CardKeySource,
@@ -63,6 +64,9 @@ from bipgw.store._migrations import (
     migrate,
 )
 from bipgw.store._partner_records import add_partner, disable_partner, parse_ssh_key
+from bipgw.store._probe import OPERATIONS as STORE_OPERATIONS
+from bipgw.store._probe import probe as probe_store
+from bipgw.store._probe import time_statements
 from bipgw.store._recorder import BatchingRecorder
 from bipgw.store._recovery import (
     RESTART_DETAIL,
@@ -159,6 +163,7 @@ def open_store(url: str, *, reactor: Any = None, threads: int | None = None) -> 
 __all__ = [
     "FINGERPRINT_INFO",
     "LATEST_VERSION",
+    "MAX_AUDIT_LIMIT",
     "MAX_OTA_COUNTER",
     "MAX_PSK_IDENTITY",
     "MAX_REPORTED_ERRORS",
@@ -166,8 +171,10 @@ __all__ = [
     "MIGRATIONS",
     "RESTART_DETAIL",
     "SEALED_COLUMNS",
+    "STORE_OPERATIONS",
     "TENANT_SETTINGS",
     "ApduTraceRecord",
+    "AuditFilter",
     "AuditRecord",
     "BatchResult",
     "BatchingRecorder",
@@ -223,6 +230,7 @@ __all__ = [
     "TokenDigest",
     "UnknownRecordError",
     "WriteResult",
+    "add_audit_now",
     "add_partner",
     "add_tenant",
     "bulk_card_upsert",
@@ -237,6 +245,7 @@ __all__ = [
     "disable_tenant",
     "end_sessions_left_open",
     "event_record",
+    "find_audit",
     "grant_service",
     "in_threads",
     "is_reserved_row",
@@ -248,6 +257,7 @@ __all__ = [
     "open_store",
     "parse_ssh_key",
     "plan_msisdn_change",
+    "probe_store",
     "replace_token",
     "seal_card_key",
     "service_grant",
@@ -255,6 +265,7 @@ __all__ = [
     "session_record",
     "session_status",
     "settings_id",
+    "time_statements",
     "trace_record",
     "write_audit",
 ]

@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from attrs import frozen
-from sqlalchemy import Connection, func, insert, select, text
+from sqlalchemy import Connection, func, insert, inspect, select, text
 
 import bipgw.store._schema as _schema
 from bipgw.store._types import StoreError
@@ -80,6 +80,18 @@ def _card_key_versions(connection: Connection) -> None:
     _schema.metadata.create_all(connection, tables=[_schema.card_key_versions], checkfirst=True)
 
 
+def _audit_origin(connection: Connection) -> None:
+    # Step 1 builds audit_log from the current schema, which has the column
+    # and its index already: add them only where an older step 1 did not.
+    found = inspect(connection)
+    if "origin" not in {c["name"] for c in found.get_columns("audit_log")}:
+        connection.execute(
+            text("ALTER TABLE audit_log ADD COLUMN origin VARCHAR(255) NOT NULL DEFAULT ''")
+        )
+    if "ix_audit_log_at" not in {i["name"] for i in found.get_indexes("audit_log")}:
+        connection.execute(text("CREATE INDEX ix_audit_log_at ON audit_log (at)"))
+
+
 #: Every step, in order.  Append only.
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
@@ -92,6 +104,10 @@ MIGRATIONS: tuple[Migration, ...] = (
     # Reserved number 4 (issue 12); 3 here until the step numbered 3 is merged.
     Migration(
         3, "card key versions: pending, active, retired, imported or derived", _card_key_versions
+    ),
+    # Reserved number 9 (issue 10); 4 here until the steps numbered 4-8 are merged.
+    Migration(
+        4, "audit log: where each action came from (origin), and an index by time", _audit_origin
     ),
 )
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from twisted.trial.unittest import SynchronousTestCase
 
+from bipgw.cli._audit import cli_actor
 from bipgw.config import Config, init_install
 from bipgw.keys import FileRootKeyRing, Pkcs11MasterKeys, Pkcs11RootKeys, RootKey
 from bipgw.store import create_sql_engine
@@ -63,6 +64,9 @@ class RotateRootTests(_Install):
         ring = FileRootKeyRing(self.install / "root.key")
         for label, blob, _ in fx.rows(engine):
             self.assertEqual(ring.unseal(label, blob), fx.value_for(label))
+        with engine.connect() as c:
+            actors = {row[0] for row in c.exec_driver_sql("SELECT actor FROM audit_log")}
+        self.assertEqual(actors, {cli_actor()})  # the OS user who rotated, by name
 
     def test_resumeOnlyWithNothingPending(self) -> None:
         status, out, _ = self.keys("rotate-root", "--resume-only")

@@ -47,6 +47,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from prometheus_client import CollectorRegistry
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import clientFromString
 from twisted.internet.interfaces import IListeningPort
@@ -55,6 +56,7 @@ from twisted.python.failure import Failure
 
 from bipgw.app._doors import HTTP_API_SERVICE, PLATFORM_SERVICE, front_doors
 from bipgw.app._feeds import ingest_settings
+from bipgw.app._portal import build_portal
 from bipgw.app._tree import OrderedService, Step
 from bipgw.config import Config, redacted_url, server_endpoint_port
 from bipgw.core import CardTarget, SecuredSession, Session, SessionEngine
@@ -66,12 +68,19 @@ from bipgw.smpp import SmppClientService, esme_settings
 from bipgw.store import (
     BatchingRecorder,
     ImportReport,
+    IServiceRequests,
     IStore,
+    MemoryServiceRequests,
+    SessionOwners,
+    SqlBrowse,
+    SqlServiceRequests,
+    SqlStore,
     StoreCardDirectory,
     StoreScp03KeySource,
     create_store,
     end_sessions_left_open,
 )
+from bipgw.web.portal import PortalService
 
 __all__ = ["Gateway", "build_gateway", "push_profiles"]
 
@@ -223,7 +232,33 @@ class Gateway(OrderedService):
             grace_period=config.sessions.grace_period,
             max_connections=config.admin.max_connections,
         )
-        self.doors = front_doors(config, self.engine, store, reactor, platform_tls=platform_tls)
+        sql = store if isinstance(store, SqlStore) else None
+        self.service_requests: IServiceRequests = (
+            SqlServiceRequests(sql) if sql is not None else MemoryServiceRequests()
+        )
+        self.session_owners = SessionOwners(SqlBrowse(sql), reactor) if sql is not None else None
+        self.doors = front_doors(
+            config,
+            self.engine,
+            store,
+            reactor,
+            platform_tls=platform_tls,
+            owners=self.session_owners,
+            requests=self.service_requests,
+        )
+        self.registry = CollectorRegistry()
+        self.portal: PortalService | None = None
+        if config.portal is not None:
+            self.portal = build_portal(
+                config.portal,
+                store=store,
+                requests=self.service_requests,
+                registry=self.registry,
+                reactor=reactor,
+                importer=self.import_data,
+                services=list(config.services),
+                close_session=self._close_session,
+            )
         self.ingest: IngestService | None = None
         if config.ingest is not None:
             self.ingest = IngestService(
@@ -245,11 +280,15 @@ class Gateway(OrderedService):
         if self.ingest is not None:
             self.add(self.ingest, "ingest", self.ingest.when_ready)
         self.add(Step(stop=self.recorder.stop), "recorder")
+        if self.session_owners is not None:
+            self.add(Step(stop=self.session_owners.flush), "session-owners")
         self.add(self.smpp, "smpp")
         self.add(Step(stop=self._stop_engine), "engine")
         self.add(self.admin, "admin", self._admin_listening)
         for door in self.doors:
             self.add(door, ready=getattr(door, "when_listening"))  # noqa: B009
+        if self.portal is not None:
+            self.add(self.portal, ready=self.portal.when_listening)
 
     # -- the parts at work --------------------------------------------------
 
@@ -319,6 +358,37 @@ class Gateway(OrderedService):
             actor=f"gateway {self.config.gateway.node_id}",
         )
         return d.addCallback(self._imported)
+
+    def import_data(
+        self, kind: str, data: bytes, file_name: str, actor: str
+    ) -> Deferred[ImportReport]:
+        """Import an uploaded file (the portal): C{kind} C{"cards"} or C{"msisdn"}.
+
+        Card keys it brings are loaded into the key cache before the
+        Deferred fires, as for L{import_cards}.
+        """
+        from bipgw.ingest import import_card_data, import_msisdn_data
+
+        if kind == "cards":
+            d = import_card_data(
+                self.store, self.keystore, self.root, data, file_name=file_name, actor=actor
+            )
+            return d.addCallback(self._imported)
+        if kind == "msisdn":
+            return import_msisdn_data(self.store, data, file_name=file_name, actor=actor)
+        raise ValueError(f"import kind {kind!r}: cards or msisdn")
+
+    def _close_session(self, session_id: str) -> None:
+        """Close a live session (the portal's operators); L{LookupError} if none."""
+        status = self.engine.status(session_id)
+        if status is None or status.ended_at is not None:
+            raise LookupError(f"no live session {session_id}")
+        self.engine.close(session_id).addErrback(lambda _: None)
+
+    @property
+    def portal_port(self) -> int | None:
+        """The TCP port the operator portal listens on, while it does."""
+        return _port_number(self.portal.port) if self.portal is not None else None
 
     def import_msisdn(
         self, path: str | Path, *, all_or_nothing: bool = False

@@ -19,6 +19,7 @@ from bipgw.config._install import PASSWORD_FILE_NAME, InitError, InitResult, ini
 from bipgw.config._log import LogFormat, LogSection
 from bipgw.config._model import Config
 from bipgw.config._netkinds import MEMORY_URL, redacted_url, server_endpoint_port
+from bipgw.config._portal import PortalSection
 from bipgw.config._schema import ConfigError, Setting, settings_of
 from bipgw.config._sections import (
     AdminSection,
@@ -51,6 +52,7 @@ __all__ = [
     "LogFormat",
     "LogSection",
     "PlatformSection",
+    "PortalSection",
     "ServiceSection",
     "SessionsSection",
     "Setting",

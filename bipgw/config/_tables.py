@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from bipgw.config._fronts import HttpApiSection, PlatformSection
 from bipgw.config._ingest import IngestSection
 from bipgw.config._log import LogSection
+from bipgw.config._portal import PortalSection
 from bipgw.config._sections import (
     AdminSection,
     DatabaseSection,
@@ -47,6 +48,7 @@ OPTIONAL_SECTIONS: Mapping[str, type] = {
     "platform": PlatformSection,
     "http_api": HttpApiSection,
     "ingest": IngestSection,
+    "portal": PortalSection,
 }
 
 #: Tables of capabilities that are not built yet: each key that an earlier

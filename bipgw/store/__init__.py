@@ -34,6 +34,13 @@ from bipgw.store._adapters import (
     session_record,
     trace_record,
 )
+from bipgw.store._browse import (
+    AuditFilter,
+    CardKeyInfo,
+    SessionFilter,
+    SessionOwners,
+    SqlBrowse,
+)
 from bipgw.store._engine import create_sql_engine
 from bipgw.store._feed_types import FeedFile, Partner
 from bipgw.store._interfaces import IStore, MsisdnPlan, plan_msisdn_change
@@ -45,6 +52,14 @@ from bipgw.store._migrations import (
     SchemaVersionError,
     current_version,
     migrate,
+)
+from bipgw.store._operators import (
+    IOperators,
+    Operator,
+    Role,
+    SqlOperators,
+    check_operator_name,
+    check_password,
 )
 from bipgw.store._partner_records import add_partner, disable_partner, parse_ssh_key
 from bipgw.store._recorder import BatchingRecorder
@@ -61,6 +76,13 @@ from bipgw.store._sealing import (
     card_key_fingerprint,
     open_card_key,
     seal_card_key,
+)
+from bipgw.store._service_requests import (
+    IServiceRequests,
+    MemoryServiceRequests,
+    RequestState,
+    ServiceRequest,
+    SqlServiceRequests,
 )
 from bipgw.store._sql import SqlStore
 from bipgw.store._tenant_records import add_tenant, disable_tenant, grant_service, replace_token
@@ -147,34 +169,48 @@ __all__ = [
     "RESTART_DETAIL",
     "TENANT_SETTINGS",
     "ApduTraceRecord",
+    "AuditFilter",
     "AuditRecord",
     "BatchResult",
     "BatchingRecorder",
     "Card",
     "CardKey",
+    "CardKeyInfo",
     "CardKeySealer",
     "CardKeys",
     "CardUpsert",
     "CounterExhaustedError",
     "DuplicateRecordError",
     "FeedFile",
+    "IOperators",
+    "IServiceRequests",
     "IStore",
     "ImportKind",
     "ImportReport",
     "KeyPurpose",
     "LineError",
+    "MemoryServiceRequests",
     "MemoryStore",
     "Migration",
     "MsisdnChange",
     "MsisdnMapping",
     "MsisdnOperation",
     "MsisdnPlan",
+    "Operator",
     "Outcome",
     "Partner",
+    "RequestState",
+    "Role",
     "SchemaVersionError",
     "Service",
+    "ServiceRequest",
     "SessionEvent",
+    "SessionFilter",
+    "SessionOwners",
     "SessionRecord",
+    "SqlBrowse",
+    "SqlOperators",
+    "SqlServiceRequests",
     "SqlStore",
     "StoreCardDirectory",
     "StoreConflictError",
@@ -191,6 +227,8 @@ __all__ = [
     "add_tenant",
     "card_key_fingerprint",
     "card_key_label",
+    "check_operator_name",
+    "check_password",
     "create_sql_engine",
     "create_store",
     "current_version",

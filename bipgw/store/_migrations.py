@@ -76,6 +76,11 @@ def _feeds(connection: Connection) -> None:
     _schema.metadata.create_all(connection, tables=tables, checkfirst=True)
 
 
+def _portal(connection: Connection) -> None:
+    tables = [_schema.operators, _schema.service_requests, _schema.session_owners]
+    _schema.metadata.create_all(connection, tables=tables, checkfirst=True)
+
+
 #: Every step, in order.  Append only.
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
@@ -85,6 +90,11 @@ MIGRATIONS: tuple[Migration, ...] = (
         _initial,
     ),
     Migration(2, "file feed partners, and the files they delivered (by content hash)", _feeds),
+    Migration(
+        3,
+        "portal operators, tenants' service requests, and which tenant opened each session",
+        _portal,
+    ),
 )
 
 #: The schema version this code writes and expects.

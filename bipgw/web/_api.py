@@ -40,6 +40,7 @@ from bipgw.codec.platform import (
     Result,
 )
 from bipgw.core import OUTCOME_FIELDS, RateLimitedLog, SessionStatus, Tenancy, TenantGrant
+from bipgw.store import IServiceRequests, MemoryServiceRequests
 from bipgw.web._events import EventStreams
 from bipgw.web._guard import ConnectionLimits
 from bipgw.web._json import ApiError, Reply, only_fields, parse_message
@@ -98,9 +99,20 @@ class HttpApi:
 
     _log = Logger()
 
-    def __init__(self, hub: Tenancy, settings: ApiSettings | None = None) -> None:
+    def __init__(
+        self,
+        hub: Tenancy,
+        settings: ApiSettings | None = None,
+        *,
+        requests: IServiceRequests | None = None,
+    ) -> None:
+        """
+        @param requests: where the tenants' service requests are kept
+            (C{POST /v1/service-requests}); in memory if C{None}.
+        """
         self.hub = hub
         self.settings = settings or ApiSettings()
+        self.requests: IServiceRequests = requests or MemoryServiceRequests()
         self._relays: dict[str, TenantRelay] = {}
         self._owners: OrderedDict[str, str] = OrderedDict()
         self.streams = EventStreams(

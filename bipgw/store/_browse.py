@@ -133,7 +133,12 @@ class SqlBrowse:
 
         def work(c: Connection) -> list[tuple[SessionRecord, str | None]]:
             rows = c.execute(query).all()
-            return [(r.session_from_row(row), row._mapping["owner"]) for row in rows]
+            found = []
+            for row in rows:
+                values = dict(row._mapping)
+                owner = values.pop("owner")
+                found.append((SessionRecord(**values), owner))
+            return found
 
         return self._read(work)
 

@@ -6,7 +6,10 @@
   configuration opens, over one tenancy;
 - L{ingest_settings} (C{_feeds}): the partners' file feeds from C{[ingest]};
 - L{OrderedService}, L{Step} (C{_tree}): the tree that walks its children
-  in order without polling.
+  in order without polling;
+- L{GatewayMetrics} (C{_metrics}): the Prometheus registry and every metric,
+  fed by the observers of C{_observers} (L{ObservedRecorder},
+  L{ObservedSmsEvents}, L{ObservedPushSender}).
 """
 
 from bipgw.app._doors import (
@@ -18,13 +21,20 @@ from bipgw.app._doors import (
 )
 from bipgw.app._feeds import ingest_settings
 from bipgw.app._gateway import Gateway, build_gateway, push_profiles
+from bipgw.app._metrics import GatewayMetrics, PartsCollector
+from bipgw.app._observers import ObservedPushSender, ObservedRecorder, ObservedSmsEvents
 from bipgw.app._tree import OrderedService, Ready, Step
 
 __all__ = [
     "HTTP_API_SERVICE",
     "PLATFORM_SERVICE",
     "Gateway",
+    "GatewayMetrics",
+    "ObservedPushSender",
+    "ObservedRecorder",
+    "ObservedSmsEvents",
     "OrderedService",
+    "PartsCollector",
     "Ready",
     "Step",
     "api_settings",

@@ -47,8 +47,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from prometheus_client import CollectorRegistry
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.endpoints import clientFromString
 from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
@@ -56,6 +55,8 @@ from twisted.python.failure import Failure
 
 from bipgw.app._doors import HTTP_API_SERVICE, PLATFORM_SERVICE, front_doors
 from bipgw.app._feeds import ingest_settings
+from bipgw.app._metrics import GatewayMetrics
+from bipgw.app._observers import ObservedPushSender, ObservedRecorder, ObservedSmsEvents
 from bipgw.app._portal import build_portal
 from bipgw.app._tree import OrderedService, Step
 from bipgw.config import Config, redacted_url, server_endpoint_port
@@ -66,6 +67,7 @@ from bipgw.push import CallbackAddress, PushBuilder, PushProfile, PushSender
 from bipgw.scp81 import AdminServer, CardKeyCache
 from bipgw.smpp import SmppClientService, esme_settings
 from bipgw.store import (
+    STORE_OPERATIONS,
     BatchingRecorder,
     ImportReport,
     IServiceRequests,
@@ -79,10 +81,16 @@ from bipgw.store import (
     StoreScp03KeySource,
     create_store,
     end_sessions_left_open,
+    probe_store,
+    time_statements,
 )
+from bipgw.web import METRICS_SERVICE, MetricsService
 from bipgw.web.portal import PortalService
 
-__all__ = ["Gateway", "build_gateway", "push_profiles"]
+__all__ = ["READY_STORE_TIMEOUT", "Gateway", "build_gateway", "push_profiles"]
+
+#: Seconds C{/readyz} waits for the database's answer.
+READY_STORE_TIMEOUT = 2.0
 
 
 def push_profiles(config: Config) -> dict[str, PushProfile]:
@@ -169,6 +177,11 @@ class Gateway(OrderedService):
     @ivar admin: the SCP81 TLS-PSK admin server.
     @ivar doors: the front doors C{[platform]} and C{[http_api]} open.
     @ivar ingest: the partners' file feeds, with an C{[ingest]} table.
+    @ivar metrics: the gateway's Prometheus metrics; C{metrics.registry} is
+        the one C{CollectorRegistry} C{/metrics} serves and the portal reads
+        (L{bipgw.app.GatewayMetrics}; names in C{docs/observability.md}).
+    @ivar metrics_door: the C{/metrics}, C{/healthz}, C{/readyz} listener,
+        with a C{[metrics]} table.
     """
 
     _log = Logger()
@@ -192,6 +205,7 @@ class Gateway(OrderedService):
         self.store = store
         self._reactor = reactor
         self._exit_on_failure = exit_on_failure
+        self.metrics = metrics = GatewayMetrics()
         self.keys = CardKeyCache(store, root, reactor)
         self.recorder = BatchingRecorder(store, reactor)
         self.builder = PushBuilder(
@@ -208,9 +222,9 @@ class Gateway(OrderedService):
         )
         self.engine = SessionEngine(
             reactor,
-            PushSender(self.builder, self.smpp),
+            ObservedPushSender(PushSender(self.builder, self.smpp), metrics),
             StoreCardDirectory(store),
-            self.recorder,
+            ObservedRecorder(self.recorder, metrics),
             config.sessions.policy(),
             uri_prefix=config.admin.uri_prefix,
             services={name: service.rules() for name, service in config.services.items()},
@@ -219,7 +233,7 @@ class Gateway(OrderedService):
         # The one wiring call after construction: the engine is built on a
         # push sender that submits through the SMPP client, which reports
         # receipts and SMS from cards back to the engine.
-        self.smpp.report_to(self.engine)
+        self.smpp.report_to(ObservedSmsEvents(self.engine, metrics))
         self.admin = AdminServer(
             reactor,
             self.engine,
@@ -246,18 +260,29 @@ class Gateway(OrderedService):
             owners=self.session_owners,
             requests=self.service_requests,
         )
-        self.registry = CollectorRegistry()
         self.portal: PortalService | None = None
         if config.portal is not None:
             self.portal = build_portal(
                 config.portal,
                 store=store,
                 requests=self.service_requests,
-                registry=self.registry,
+                registry=metrics.registry,
                 reactor=reactor,
                 importer=self.import_data,
                 services=list(config.services),
                 close_session=self._close_session,
+            )
+        metrics.watch(self.smpp, self.admin.tls_stats, self.keys)
+        store_seconds = {op: metrics.store_seconds.labels(op) for op in STORE_OPERATIONS}
+        time_statements(store, lambda op, seconds: store_seconds[op].observe(seconds))
+        self.metrics_door: MetricsService | None = None
+        if config.metrics is not None:
+            self.metrics_door = MetricsService(
+                metrics.registry,
+                self,
+                config.metrics.listen,
+                token=config.metrics.read_token(),
+                reactor=reactor,
             )
         self.ingest: IngestService | None = None
         if config.ingest is not None:
@@ -270,6 +295,10 @@ class Gateway(OrderedService):
                 imported=self._imported,
             )
 
+        if self.metrics_door is not None:
+            # First up, last down: /healthz answers from the start, and
+            # /readyz says "not ready" while the rest starts and stops.
+            self.add(self.metrics_door, METRICS_SERVICE, self.metrics_door.when_listening)
         opening = Step(start=self._open_store, stop=store.close)
         self.add(opening, "store", opening.ready)
         # Before any session of this run: end those a crash left open.
@@ -325,6 +354,42 @@ class Gateway(OrderedService):
         if service is None:
             service = next(iter(self.config.services))
         return self.engine.open(target, service)
+
+    def readiness(self) -> Deferred[Mapping[str, str | None]]:
+        """What C{/readyz} reports (L{bipgw.web.IReadiness}): each check,
+        C{None} when it passes, else why not.
+
+          - C{store}: the database answers C{SELECT 1} within
+            L{READY_STORE_TIMEOUT} seconds;
+          - C{smpp}: the SMPP client is bound to the SMSC;
+          - C{listeners}: every part has started, and the admin server and
+            the front doors listen.
+        """
+        checks: dict[str, str | None] = {"store": None, "smpp": None, "listeners": None}
+        if not self.smpp.bound:
+            checks["smpp"] = "not bound to the SMSC"
+        down = [name for name, port in self._listeners() if port is None]
+        if not self.running or not self.started:
+            checks["listeners"] = (
+                "the gateway is not running"
+                if not self.running
+                else ("the gateway is still starting")
+            )
+        elif down:
+            checks["listeners"] = "not listening: " + ", ".join(down)
+        probe = probe_store(self.store).addTimeout(READY_STORE_TIMEOUT, self._reactor)
+
+        def unreachable(failure: Failure) -> None:
+            why = failure.getErrorMessage() if not failure.check(CancelledError) else ""
+            checks["store"] = f"unreachable: {why or f'no answer in {READY_STORE_TIMEOUT:g} s'}"
+
+        probe.addErrback(unreachable)
+        return probe.addCallback(lambda _: checks)
+
+    def _listeners(self) -> list[tuple[str, int | None]]:
+        ports = [("admin", self.admin_port)]
+        ports += [(str(door.name), self._door_port(str(door.name))) for door in self.doors]
+        return ports
 
     def when_ready(self) -> Deferred[Gateway]:  # type: ignore[override]
         """Fire with the gateway once every part has started: database open,
@@ -396,9 +461,21 @@ class Gateway(OrderedService):
         """Import an MSISDN mapping file into the running gateway's database."""
         from bipgw.ingest import import_msisdn
 
-        return import_msisdn(self.store, path, all_or_nothing=all_or_nothing)
+        d = import_msisdn(self.store, path, all_or_nothing=all_or_nothing)
+        return d.addCallback(self._count_import)
+
+    def _count_import(self, report: ImportReport) -> ImportReport:
+        if report.fatal is not None or not report.applied:
+            outcome = "refused"
+        elif report.rejected:
+            outcome = "partial"
+        else:
+            outcome = "ok"
+        self.metrics.imports.labels(report.kind.value, outcome).inc()
+        return report
 
     def _imported(self, report: ImportReport) -> Deferred[ImportReport] | ImportReport:
+        self._count_import(report)
         if not (report.added or report.updated):
             return report
         return self.keys.load().addCallback(lambda _: report)

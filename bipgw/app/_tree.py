@@ -64,6 +64,11 @@ class OrderedService(MultiService):
             self._ready[id(child)] = ready
         return child
 
+    @property
+    def started(self) -> bool:
+        """Whether every child is ready (since the last start)."""
+        return self._outcome is True
+
     def when_ready(self) -> Deferred[None]:
         """Fire once every child is ready; fail if one could not start."""
         waiter: Deferred[None] = Deferred()

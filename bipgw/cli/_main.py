@@ -30,6 +30,7 @@ from typing import Any, TextIO
 from twisted.internet.defer import Deferred, ensureDeferred
 
 import bipgw
+import bipgw.cli._audit as _audit
 
 # Each sub-command's module by its own name, not through the package, which
 # imports this module for main.
@@ -50,6 +51,7 @@ from bipgw.keys import (
     add_transport_key,
     generate_master_key,
 )
+from bipgw.store import StoreError
 
 #: The environment variable naming the configuration file when C{-c} is not given.
 CONFIG_ENV = "BIPGW_CONFIG"
@@ -147,6 +149,7 @@ def _parser() -> argparse.ArgumentParser:
     _tenants.add_parser(commands)
     _partners.add_parser(commands)
     _operators.add_parser(commands)
+    _audit.add_parser(commands)
     _demo.add_parser(commands)
     return parser
 
@@ -269,6 +272,7 @@ def _keys_command(
         info, check = add_transport_key(
             keys.store, args.label, args.from_file, scheme=args.scheme, replace=args.replace
         )
+        what = f"scheme {args.scheme}"
     elif args.keys_command == "generate-master":
         info, check = generate_master_key(
             keys.store,
@@ -278,10 +282,19 @@ def _keys_command(
             kvn=args.kvn,
             replace=args.replace,
         )
+        what = f"KVN {args.kvn}"
     else:
         _keys.list_keys(keys, out)
         return 0
     out.write(f"stored in {keys.store.path}:\n{_keys.describe(info, check)}\n")
+    detail = f"{info.kind.value}, {info.length} bytes, KCV {check}, {what}"
+    if args.replace:
+        detail += ", replacing the key of that label"
+    try:
+        _audit.record_now(config, f"keys.{args.keys_command}", info.label, detail, environ=env)
+    except StoreError as e:
+        err.write(f"bipgw: error: the key is stored, but its audit record was not written: {e}\n")
+        return 1
     return 0
 
 
@@ -344,10 +357,13 @@ async def run_import(
     keystore = config.keys.open_keystore(root)
     store = await open_store(config.database.url, reactor=reactor)
     try:
+        actor = _audit.cli_actor()
         if kind == "cards":
-            report = await import_cards(store, keystore, root, path, all_or_nothing=all_or_nothing)
+            report = await import_cards(
+                store, keystore, root, path, all_or_nothing=all_or_nothing, actor=actor
+            )
         else:
-            report = await import_msisdn(store, path, all_or_nothing=all_or_nothing)
+            report = await import_msisdn(store, path, all_or_nothing=all_or_nothing, actor=actor)
     finally:
         await store.close()
     out.write(render_report(report))
@@ -367,5 +383,6 @@ _COMMANDS: dict[str, _Command] = {
     "partner": _partners.run,
     "imports": _partners.run,
     "operator": _operators.run,
+    "audit": _audit.run,
     "demo": lambda args, out, err, env: _demo.run(args, out, err),
 }

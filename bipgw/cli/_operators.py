@@ -11,14 +11,13 @@
   - C{bipgw operator set-role NAME ROLE};
   - C{bipgw operator set-password NAME [--password-file FILE]}.
 
-Each change is written to the audit log (actor C{cli:USER}).
+Each change is written to the audit log (actor C{cli:USER}, origin the host).
 """
 
 from __future__ import annotations
 
 import argparse
 import getpass
-import os
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, TextIO
@@ -26,10 +25,10 @@ from typing import Any, TextIO
 from twisted.internet.defer import Deferred, ensureDeferred
 
 from bipgw.cli._args import CONFIG_ENV, config_parent
+from bipgw.cli._audit import audit
 from bipgw.config import DEFAULT_CONFIG_NAME, Config
 from bipgw.errors import BipGwError
 from bipgw.store import (
-    AuditRecord,
     Role,
     SqlOperators,
     SqlStore,
@@ -109,13 +108,6 @@ def read_password(path: str | None, prompt: Callable[[str], str] = getpass.getpa
         raise OperatorCommandError(str(e)) from None
 
 
-def _actor() -> str:
-    try:
-        return f"cli:{getpass.getuser()}"
-    except (KeyError, OSError):
-        return f"cli:uid {os.getuid()}"
-
-
 async def execute(
     store: SqlStore,
     args: argparse.Namespace,
@@ -158,9 +150,7 @@ async def execute(
         password = read_password(args.password_file, prompt)
         await operators.set_password(args.name, password, at=at)
         out.write(f"operator {args.name}: password changed\n")
-    await store.add_audit(
-        AuditRecord(at, _actor(), f"operator-{command}", f"operator:{args.name}", detail)
-    )
+    await audit(store, f"operator.{command}", args.name, detail)
     return 0
 
 

@@ -28,6 +28,7 @@ from typing import Any, Final, TextIO
 from twisted.internet.defer import Deferred, ensureDeferred
 
 from bipgw.cli._args import CONFIG_ENV, config_parent, positive
+from bipgw.cli._audit import audit
 from bipgw.config import DEFAULT_CONFIG_NAME, Config
 from bipgw.errors import BipGwError
 from bipgw.store import (
@@ -134,6 +135,7 @@ async def execute(
             return await _add(store, args, out, config)
         if args.partner_command == "disable":
             await disable_partner(store, args.name)
+            await audit(store, "partner.disable", args.name, "refused from now on")
             out.write(f"partner {args.name} disabled\n")
             return 0
         return await _list(store, out)
@@ -179,6 +181,14 @@ async def _add(store: IStore, args: argparse.Namespace, out: TextIO, config: Con
         transport_key=args.transport_key,
         now=time.time(),
     )
+    details = [f"{partner.kind.value} files"]
+    if password is not None:
+        details.append("password set")
+    if keys:
+        details.append(f"{len(keys)} SSH key(s)")
+    if args.transport_key:
+        details.append(f"transport key {args.transport_key}")
+    await audit(store, "partner.add", partner.name, "; ".join(details))
     out.write(f"partner {partner.name} added ({partner.kind.value} files)\n")
     if config is not None and config.ingest is not None:
         from bipgw.ingest._homes import Homes

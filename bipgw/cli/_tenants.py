@@ -30,6 +30,7 @@ from typing import Any, Final, TextIO
 from twisted.internet.defer import Deferred, ensureDeferred
 
 from bipgw.cli._args import CONFIG_ENV, config_parent, positive
+from bipgw.cli._audit import audit
 from bipgw.config import DEFAULT_CONFIG_NAME, Config
 from bipgw.core import parse_isd_commands
 from bipgw.errors import BipGwError
@@ -233,6 +234,14 @@ async def _add_tenant(store: IStore, args: argparse.Namespace, out: TextIO) -> i
         max_sessions=args.max_sessions,
         max_commands=args.max_commands,
     )
+    details = ["token generated" if generated else "token from a file"]
+    if args.cert_cn:
+        details.append(f"certificate CN {args.cert_cn}")
+    if args.max_sessions:
+        details.append(f"max_sessions {args.max_sessions}")
+    if args.max_commands:
+        details.append(f"max_commands {args.max_commands}")
+    await audit(store, "tenant.add", name, "; ".join(details))
     out.write(f"tenant {name} added\n")
     if generated:
         out.write(f"API token (shown once, only its digest is stored):\n{token}\n")
@@ -241,6 +250,7 @@ async def _add_tenant(store: IStore, args: argparse.Namespace, out: TextIO) -> i
 
 async def _disable_tenant(store: IStore, name: str, out: TextIO) -> int:
     await disable_tenant(store, name)
+    await audit(store, "tenant.disable", name, "refused from now on")
     out.write(f"tenant {name} disabled\n")
     return 0
 
@@ -278,6 +288,14 @@ async def _add_service(store: IStore, args: argparse.Namespace, out: TextIO) -> 
         rate=args.rate,
         max_sessions=args.max_sessions,
     )
+    limits = [
+        f"aids {' '.join(args.aid) or 'any'}",
+        f"tars {' '.join(args.tar) or 'any'}",
+        f"isd_commands {','.join(args.isd_commands) or 'none'}",
+        f"rate {args.rate if args.rate is not None else '-'}",
+        f"max_sessions {args.max_sessions or '-'}",
+    ]
+    await audit(store, "service.grant", f"{args.tenant}/{args.name}", "; ".join(limits))
     out.write(f"service {args.name} granted to tenant {args.tenant}\n")
     return 0
 

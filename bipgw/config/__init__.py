@@ -17,6 +17,7 @@ from bipgw.config._fronts import HttpApiSection, PlatformSection
 from bipgw.config._ingest import IngestSection
 from bipgw.config._install import PASSWORD_FILE_NAME, InitError, InitResult, init_install
 from bipgw.config._log import LogFormat, LogSection
+from bipgw.config._metrics import MetricsSection, is_loopback_endpoint
 from bipgw.config._model import Config
 from bipgw.config._netkinds import MEMORY_URL, redacted_url, server_endpoint_port
 from bipgw.config._portal import PortalSection
@@ -51,6 +52,7 @@ __all__ = [
     "KeysSection",
     "LogFormat",
     "LogSection",
+    "MetricsSection",
     "PlatformSection",
     "PortalSection",
     "ServiceSection",
@@ -59,6 +61,7 @@ __all__ = [
     "SmppSection",
     "Trigger",
     "init_install",
+    "is_loopback_endpoint",
     "redacted_url",
     "server_endpoint_port",
     "settings_of",

@@ -30,6 +30,7 @@ import attrs
 from bipgw.codec.ota import BadFormat, ChecksumKind, KicAlgorithm, KidAlgorithm
 from bipgw.config._fronts import PlatformSection
 from bipgw.config._ingest import IngestSection
+from bipgw.config._metrics import MetricsSection, check_metrics
 from bipgw.config._schema import (
     REQUIRED,
     ConfigError,
@@ -403,7 +404,15 @@ def _check_ingest(reader: _Reader, ingest: IngestSection, prefix: str) -> Ingest
     return ingest
 
 
+def _check_metrics(reader: _Reader, metrics: MetricsSection, prefix: str) -> MetricsSection:
+    try:
+        return check_metrics(metrics, prefix)
+    except ConfigError as e:
+        raise reader.error(e.reason, key=e.key) from None
+
+
 _CHECKS: dict[type, Any] = {
+    MetricsSection: _check_metrics,
     IngestSection: _check_ingest,
     PlatformSection: _check_platform,
     SmppSection: _check_smpp,

@@ -40,6 +40,7 @@ _ABSENT = {
     "http_api": "no HTTP API (docs/configuration.md, [http_api]).",
     "portal": "no operator portal (docs/portal.md, [portal]).",
     "ingest": "no partner file feeds (docs/configuration.md, [ingest]; docs/feeds.md).",
+    "metrics": "no /metrics, /healthz, /readyz listener (docs/observability.md).",
 }
 
 # Secret keys that are not written because their value was read from a file.

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from bipgw.config._fronts import HttpApiSection, PlatformSection
 from bipgw.config._ingest import IngestSection
 from bipgw.config._log import LogSection
+from bipgw.config._metrics import MetricsSection
 from bipgw.config._portal import PortalSection
 from bipgw.config._sections import (
     AdminSection,
@@ -49,6 +50,7 @@ OPTIONAL_SECTIONS: Mapping[str, type] = {
     "http_api": HttpApiSection,
     "ingest": IngestSection,
     "portal": PortalSection,
+    "metrics": MetricsSection,
 }
 
 #: Tables of capabilities that are not built yet: each key that an earlier

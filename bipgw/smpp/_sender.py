@@ -85,6 +85,8 @@ class SubmitPump:
     @ivar throttled: C{ESME_RTHROTTLED}/C{ESME_RMSGQFUL} answers.
     @ivar refused: parts refused with any other status.
     @ivar resent: parts queued again after a dropped connection.
+    @ivar answers: submit_sm answers by command_status (for metrics); at
+        most 64 statuses, any further one counted under C{-1}.
     """
 
     _log = Logger()
@@ -112,6 +114,7 @@ class SubmitPump:
         self._pumping = False
         self._stopped = False
         self.sent = self.accepted = self.throttled = self.refused = self.resent = 0
+        self.answers: dict[int, int] = {}
 
     # -- the service's side ------------------------------------------------
 
@@ -202,6 +205,11 @@ class SubmitPump:
     def submit_answered(self, part: OutgoingPart, status: int, message_id: str) -> None:
         """Act on the SMSC's answer to one part (see the module docstring)."""
         job = part.job
+        answers = self.answers
+        # The SMSC chooses the statuses: past 64 distinct ones, the rest
+        # share one entry (-1), so a hostile SMSC cannot grow the dict.
+        key = status if status in answers or len(answers) < 64 else -1
+        answers[key] = answers.get(key, 0) + 1
         if status == _S.ESME_ROK:
             self._throttle.reset()
             self.accepted += 1

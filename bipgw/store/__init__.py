@@ -34,8 +34,9 @@ from bipgw.store._adapters import (
     session_record,
     trace_record,
 )
+from bipgw.store._audit import MAX_AUDIT_LIMIT, AuditFilter, add_audit_now, find_audit
 from bipgw.store._browse import (
-    AuditFilter,
+    AuditSearch,
     CardKeyInfo,
     SessionFilter,
     SessionOwners,
@@ -62,6 +63,9 @@ from bipgw.store._operators import (
     check_password,
 )
 from bipgw.store._partner_records import add_partner, disable_partner, parse_ssh_key
+from bipgw.store._probe import OPERATIONS as STORE_OPERATIONS
+from bipgw.store._probe import probe as probe_store
+from bipgw.store._probe import time_statements
 from bipgw.store._recorder import BatchingRecorder
 from bipgw.store._recovery import (
     RESTART_DETAIL,
@@ -161,16 +165,19 @@ def open_store(url: str, *, reactor: Any = None, threads: int | None = None) -> 
 __all__ = [
     "FINGERPRINT_INFO",
     "LATEST_VERSION",
+    "MAX_AUDIT_LIMIT",
     "MAX_OTA_COUNTER",
     "MAX_PSK_IDENTITY",
     "MAX_REPORTED_ERRORS",
     "MEMORY_URL",
     "MIGRATIONS",
     "RESTART_DETAIL",
+    "STORE_OPERATIONS",
     "TENANT_SETTINGS",
     "ApduTraceRecord",
     "AuditFilter",
     "AuditRecord",
+    "AuditSearch",
     "BatchResult",
     "BatchingRecorder",
     "Card",
@@ -223,6 +230,7 @@ __all__ = [
     "TokenDigest",
     "UnknownRecordError",
     "WriteResult",
+    "add_audit_now",
     "add_partner",
     "add_tenant",
     "card_key_fingerprint",
@@ -236,6 +244,7 @@ __all__ = [
     "disable_tenant",
     "end_sessions_left_open",
     "event_record",
+    "find_audit",
     "grant_service",
     "in_threads",
     "is_reserved_row",
@@ -246,6 +255,7 @@ __all__ = [
     "open_store",
     "parse_ssh_key",
     "plan_msisdn_change",
+    "probe_store",
     "replace_token",
     "seal_card_key",
     "service_grant",
@@ -253,5 +263,6 @@ __all__ = [
     "session_record",
     "session_status",
     "settings_id",
+    "time_statements",
     "trace_record",
 ]

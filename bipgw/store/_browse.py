@@ -28,7 +28,7 @@ import bipgw.store._rows as r
 import bipgw.store._schema as s
 from bipgw.store._types import AuditRecord, Card, SessionRecord
 
-__all__ = ["AuditFilter", "CardKeyInfo", "SessionFilter", "SessionOwners", "SqlBrowse"]
+__all__ = ["AuditSearch", "CardKeyInfo", "SessionFilter", "SessionOwners", "SqlBrowse"]
 
 MAX_PAGE = 500
 """The most rows one page may ask for."""
@@ -61,7 +61,7 @@ class SessionFilter:
 
 
 @attrs.frozen
-class AuditFilter:
+class AuditSearch:
     """Which audit records to list (as L{SessionFilter}).
 
     @ivar actor: who (exact).
@@ -195,7 +195,7 @@ class SqlBrowse:
         return self._read(work)
 
     def audit(
-        self, f: AuditFilter, *, limit: int = 50, offset: int = 0
+        self, f: AuditSearch, *, limit: int = 50, offset: int = 0
     ) -> Deferred[list[AuditRecord]]:
         """Audit records matching C{f}, newest first."""
         limit, offset = _page(limit, offset)

@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from attrs import frozen
-from sqlalchemy import Connection, func, insert, select, text
+from sqlalchemy import Connection, func, insert, inspect, select, text
 
 import bipgw.store._schema as _schema
 from bipgw.store._types import StoreError
@@ -79,6 +79,16 @@ def _feeds(connection: Connection) -> None:
 def _portal(connection: Connection) -> None:
     tables = [_schema.operators, _schema.service_requests, _schema.session_owners]
     _schema.metadata.create_all(connection, tables=tables, checkfirst=True)
+def _audit_origin(connection: Connection) -> None:
+    # Step 1 builds audit_log from the current schema, which has the column
+    # and its index already: add them only where an older step 1 did not.
+    found = inspect(connection)
+    if "origin" not in {c["name"] for c in found.get_columns("audit_log")}:
+        connection.execute(
+            text("ALTER TABLE audit_log ADD COLUMN origin VARCHAR(255) NOT NULL DEFAULT ''")
+        )
+    if "ix_audit_log_at" not in {i["name"] for i in found.get_indexes("audit_log")}:
+        connection.execute(text("CREATE INDEX ix_audit_log_at ON audit_log (at)"))
 
 
 #: Every step, in order.  Append only.
@@ -94,6 +104,9 @@ MIGRATIONS: tuple[Migration, ...] = (
         3,
         "portal operators, tenants' service requests, and which tenant opened each session",
         _portal,
+    ),
+    Migration(
+        9, "audit log: where each action came from (origin), and an index by time", _audit_origin
     ),
 )
 

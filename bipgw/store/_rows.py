@@ -170,6 +170,7 @@ def audit_values(record: AuditRecord) -> dict[str, Any]:
         "action": record.action,
         "target": record.target,
         "detail": record.detail,
+        "origin": record.origin,
     }
 
 
@@ -177,7 +178,13 @@ def audit_from_row(row: Row[Any]) -> AuditRecord:
     """An L{AuditRecord} from an C{audit_log} row."""
     m = row._mapping
     return AuditRecord(
-        m["at"], m["actor"], m["action"], m["target"], m["detail"], int(m["audit_id"])
+        m["at"],
+        m["actor"],
+        m["action"],
+        m["target"],
+        m["detail"],
+        int(m["audit_id"]),
+        origin=m["origin"],
     )
 
 

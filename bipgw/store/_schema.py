@@ -173,6 +173,8 @@ audit_log = Table(
     Column("action", String(64), nullable=False),
     Column("target", String(1024), nullable=False),
     Column("detail", Text, nullable=False),
+    Column("origin", String(255), nullable=False, server_default=""),
+    Index("ix_audit_log_at", "at"),
 )
 
 imports = Table(

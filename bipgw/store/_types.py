@@ -375,7 +375,18 @@ class ApduTraceRecord:
 class AuditRecord:
     """Who did what to which object, for the operators' audit trail.
 
+    Never holds a secret: a token, password or key is named (its label, its
+    check value), never written.
+
+    @ivar at: when (epoch seconds).
+    @ivar actor: who: C{cli:<OS user>} for a command, the tenant's name for
+        the HTTP API, C{gateway <node>} for the gateway itself.
+    @ivar action: what, as C{<object>.<verb>} (C{tenant.add}, C{keys.generate-master}).
+    @ivar target: which object (a tenant's name, a key's label, a file).
+    @ivar detail: what changed, in words.
     @ivar audit_id: assigned by the store; C{None} before it is written.
+    @ivar origin: from where (C{host <hostname>} for a command, the peer's
+        address for a request), empty when not known.
     """
 
     at: float
@@ -384,6 +395,7 @@ class AuditRecord:
     target: str = ""
     detail: str = ""
     audit_id: int | None = None
+    origin: str = field(default="", kw_only=True)
 
 
 @frozen

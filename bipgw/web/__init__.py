@@ -29,6 +29,16 @@ from __future__ import annotations
 from bipgw.web._api import ApiSettings, HttpApi, status_json
 from bipgw.web._events import EventStreams, event_json, sse_frame
 from bipgw.web._json import STATUS_OF, ApiError, Reply
+from bipgw.web._metrics import (
+    METRICS_SERVICE,
+    IReadiness,
+    MetricsService,
+    health_resource,
+    metrics_resource,
+    metrics_root,
+    metrics_site,
+    ready_resource,
+)
 from bipgw.web._openapi import ERROR_STATUSES, openapi_document
 from bipgw.web._relay import TenantRelay
 from bipgw.web._routes import ApiRoutes
@@ -38,6 +48,7 @@ from bipgw.web._site import LimitedRequest, mount, web_site
 __all__ = [
     "ERROR_STATUSES",
     "HTTP_API_SERVICE",
+    "METRICS_SERVICE",
     "STATUS_OF",
     "ApiError",
     "ApiRoutes",
@@ -45,14 +56,21 @@ __all__ = [
     "EventStreams",
     "HttpApi",
     "HttpApiService",
+    "IReadiness",
     "LimitedRequest",
+    "MetricsService",
     "Reply",
     "TenantRelay",
     "api_resource",
     "api_site",
     "event_json",
+    "health_resource",
+    "metrics_resource",
+    "metrics_root",
+    "metrics_site",
     "mount",
     "openapi_document",
+    "ready_resource",
     "sse_frame",
     "status_json",
     "web_site",

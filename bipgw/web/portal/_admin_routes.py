@@ -172,7 +172,7 @@ def add_admin_routes(app: Klein, portal: Portal) -> None:
         if display != name:
             await portal.store.put_tenant(Tenant(name, display, True, portal.wall()))
         detail = f"name={display!r}" + (f" max_sessions={max_sessions}" if max_sessions else "")
-        await portal.audit(request, login, "tenant-add", f"tenant:{name}", detail)
+        await portal.audit(request, login, "tenant.add", f"tenant:{name}", detail)
         return portal.page(request, "token.html", login, tenant=name, token=token, new=True)
 
     @app.route("/tenants/<id:tenant>/disable", methods=["POST"])
@@ -182,7 +182,7 @@ def add_admin_routes(app: Klein, portal: Portal) -> None:
             await disable_tenant(portal.store, tenant)
         except UnknownRecordError as e:
             raise RefusedError(404, str(e)) from None
-        await portal.audit(request, login, "tenant-disable", f"tenant:{tenant}")
+        await portal.audit(request, login, "tenant.disable", f"tenant:{tenant}")
         raise SeeOtherError("/tenants")
 
     @app.route("/tenants/<id:tenant>/token", methods=["POST"])
@@ -192,7 +192,7 @@ def add_admin_routes(app: Klein, portal: Portal) -> None:
             token = await replace_token(portal.store, tenant)
         except UnknownRecordError as e:
             raise RefusedError(404, str(e)) from None
-        await portal.audit(request, login, "tenant-token-rotate", f"tenant:{tenant}")
+        await portal.audit(request, login, "tenant.rotate-token", f"tenant:{tenant}")
         return portal.page(request, "token.html", login, tenant=tenant, token=token, new=False)
 
     @app.route("/tenants/<id:tenant>/services", methods=["POST"])
@@ -224,7 +224,7 @@ def add_admin_routes(app: Klein, portal: Portal) -> None:
         except DuplicateRecordError as e:
             raise RefusedError(409, str(e)) from None
         detail = f"aids={' '.join(aids)} tars={' '.join(tars)} rate={rate} max={max_sessions}"
-        await portal.audit(request, login, "service-grant", f"tenant:{tenant}/{service}", detail)
+        await portal.audit(request, login, "service.grant", f"tenant:{tenant}/{service}", detail)
         raise SeeOtherError("/tenants")
 
     @app.route("/tenants/<id:tenant>/services/<id:service>/disable", methods=["POST"])
@@ -236,7 +236,7 @@ def add_admin_routes(app: Klein, portal: Portal) -> None:
         import attrs
 
         await portal.store.put_service(attrs.evolve(row, enabled=False))
-        await portal.audit(request, login, "service-disable", f"tenant:{tenant}/{service}")
+        await portal.audit(request, login, "service.disable", f"tenant:{tenant}/{service}")
         raise SeeOtherError("/tenants")
 
     # -- service requests ------------------------------------------------------------
@@ -273,7 +273,7 @@ def add_admin_routes(app: Klein, portal: Portal) -> None:
         await portal.audit(
             request,
             login,
-            f"service-request-{state.value}",
+            f"service-request.{state.value}",
             f"tenant:{found.tenant_id}/{found.service}",
             f"request={number} note={note[:200]}",
         )
@@ -321,7 +321,7 @@ def add_admin_routes(app: Klein, portal: Portal) -> None:
         await portal.audit(
             request,
             login,
-            "portal-import",
+            "import.upload",
             f"import:{report.import_id}",
             f"kind={kind} file={name} added={report.added} rejected={report.rejected}",
         )
@@ -362,7 +362,7 @@ def add_admin_routes(app: Klein, portal: Portal) -> None:
         except UnknownRecordError as e:
             raise RefusedError(404, str(e)) from None
         await portal.audit(
-            request, login, "operator-set-role", f"operator:{name}", f"role={role.value}"
+            request, login, "operator.set-role", f"operator:{name}", f"role={role.value}"
         )
         raise SeeOtherError("/operators")
 
@@ -376,7 +376,7 @@ def add_admin_routes(app: Klein, portal: Portal) -> None:
         except UnknownRecordError as e:
             raise RefusedError(404, str(e)) from None
         portal.logins.close_operator(name)
-        await portal.audit(request, login, "operator-disable", f"operator:{name}")
+        await portal.audit(request, login, "operator.disable", f"operator:{name}")
         raise SeeOtherError("/operators")
 
     # -- sessions --------------------------------------------------------------------
@@ -390,5 +390,5 @@ def add_admin_routes(app: Klein, portal: Portal) -> None:
             portal.close_session(session_id)
         except (KeyError, LookupError, ValueError) as e:
             raise RefusedError(404, f"session {session_id} is not open here: {e}") from None
-        await portal.audit(request, login, "session-close", f"session:{session_id}")
+        await portal.audit(request, login, "session.close", f"session:{session_id}")
         raise SeeOtherError(f"/sessions/{session_id}")

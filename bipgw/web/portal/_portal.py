@@ -218,12 +218,7 @@ class Portal:
         """Write an audit record for an operator's action (never a secret in it)."""
         actor = login if isinstance(login, str) else login.operator
         origin = remote_address(request)
-        try:
-            record = AuditRecord(  # type: ignore[call-arg]
-                self.wall(), actor, action, target, detail, origin=origin
-            )
-        except TypeError:  # before the audit log has an origin column (h-obs merge)
-            record = AuditRecord(self.wall(), actor, action, target, f"{detail} from={origin}")
+        record = AuditRecord(self.wall(), actor, action, target, detail, origin=origin)
         return self.store.add_audit(record)
 
     # -- rendering -------------------------------------------------------------

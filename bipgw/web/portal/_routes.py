@@ -23,7 +23,7 @@ from twisted.web.server import Request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.routing import BaseConverter
 
-from bipgw.store import AuditFilter, SessionFilter
+from bipgw.store import AuditSearch, SessionFilter
 from bipgw.web.portal._auth import longest
 from bipgw.web.portal._charts import line_chart
 from bipgw.web.portal._dashboard import chart_keys
@@ -158,7 +158,7 @@ def portal_app(portal: Portal) -> Klein:
             portal.backoff.succeeded(key)
         session = portal.logins.open(name, role)
         _cookie(request, COOKIE, session.sid, portal)
-        await portal.audit(request, name, "portal-login", f"operator:{name}")
+        await portal.audit(request, name, "portal.login", f"operator:{name}")
         raise SeeOtherError("/")
 
     @app.route("/logout", methods=["POST"])
@@ -166,7 +166,7 @@ def portal_app(portal: Portal) -> Klein:
         session = await portal.require(request, form=True)
         portal.logins.close(session.sid)
         _cookie(request, COOKIE, "", portal, max_age=0)
-        await portal.audit(request, session, "portal-logout", f"operator:{session.operator}")
+        await portal.audit(request, session, "portal.logout", f"operator:{session.operator}")
         raise SeeOtherError("/login")
 
     # -- dashboard -------------------------------------------------------------
@@ -292,7 +292,7 @@ def portal_app(portal: Portal) -> Klein:
     @app.route("/audit", methods=["GET"])
     async def audit(request: IRequest) -> bytes:
         login = await portal.require(request)
-        f = AuditFilter(
+        f = AuditSearch(
             actor=field(request, "actor", 255) or None,
             action=field(request, "action", 64) or None,
             target=field(request, "target", 255) or None,

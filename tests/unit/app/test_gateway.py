@@ -17,7 +17,7 @@ from twisted.internet.error import CannotListenError
 from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase
 
-from bipgw.app import Gateway, build_gateway, push_profiles
+from bipgw.app import Gateway, ObservedSmsEvents, build_gateway, push_profiles
 from bipgw.codec.ota import (
     PorStatus,
     ResponsePacket,
@@ -179,7 +179,9 @@ class GatewayTests(SynchronousTestCase):
         )
         self.assertIs(gateway.getServiceNamed("smpp"), gateway.smpp)
         self.assertIs(gateway.getServiceNamed("admin"), gateway.admin)
-        self.assertIs(gateway.smpp.router.events, gateway.engine)
+        observed = gateway.smpp.router.events
+        assert isinstance(observed, ObservedSmsEvents)
+        self.assertIs(observed.events, gateway.engine)
         self.assertEqual(len(gateway.keys), 0)
         self.assertEqual((self.reactor.tcpServers, self.reactor.tcpClients), ([], []))
         self.assertNoResult(gateway.when_ready())
@@ -274,8 +276,8 @@ class GatewayTests(SynchronousTestCase):
             return secure_response(packet, DEFAULT_SPI, with_keys, kic=DEFAULT_KIC, kid=DEFAULT_KID)
 
         door = gateway.smpp.router.events
-        self.assertIs(door, gateway.engine)
-        assert door is not None
+        assert isinstance(door, ObservedSmsEvents)
+        self.assertIs(door.events, gateway.engine)
         self.successResultOf(door.sms_received(MSISDN, por(forged_keys, PorStatus.POR_OK)))
         self.assertEqual([e for e in events if "PoR" in e.detail], [])
         self.flushLoggedErrors()

@@ -28,8 +28,8 @@ from bipgw.store import (
     Role,
     SqlBrowse,
     SqlOperators,
-    SqlStore,
     SqlServiceRequests,
+    SqlStore,
 )
 from bipgw.web.portal import DashboardSampler, Portal, PortalSettings, portal_resource
 
@@ -43,7 +43,7 @@ class InlinePool:
 
     started = True
 
-    def callInThreadWithCallback(  # noqa: N802 (ThreadPool's name)
+    def callInThreadWithCallback(
         self, on_result: Callable[[bool, Any], None], f: Callable[..., Any], *a: Any, **kw: Any
     ) -> None:
         try:
@@ -63,10 +63,10 @@ class InlinePool:
 class InlineClock(Clock):
     """A test clock whose C{callFromThread} runs the call at once."""
 
-    def callFromThread(self, f: Callable[..., Any], *a: Any, **kw: Any) -> None:  # noqa: N802
+    def callFromThread(self, f: Callable[..., Any], *a: Any, **kw: Any) -> None:
         f(*a, **kw)
 
-    def addSystemEventTrigger(self, *a: Any, **kw: Any) -> None:  # noqa: N802
+    def addSystemEventTrigger(self, *a: Any, **kw: Any) -> None:
         return None
 
 
@@ -87,7 +87,9 @@ def sql_store(clock: InlineClock) -> SqlStore:
     """A started SQLite store in a fresh temporary directory, queries inline."""
     directory = tempfile.mkdtemp(prefix="bipgw-portal-")
     store = SqlStore.create(
-        f"sqlite:///{directory}/portal.db", reactor=clock, threadpool=InlinePool()  # type: ignore[arg-type]
+        f"sqlite:///{directory}/portal.db",
+        reactor=clock,
+        threadpool=InlinePool(),  # type: ignore[arg-type]
     )
     result_of(store.start())
     return store
@@ -162,8 +164,9 @@ class Browser:
         self.treq.flush()
         return self._answer(result_of(d))
 
-    def post(self, path: str, data: dict[str, str] | bytes, content_type: str | None = None
-             ) -> Page:
+    def post(
+        self, path: str, data: dict[str, str] | bytes, content_type: str | None = None
+    ) -> Page:
         if isinstance(data, dict):
             body = urlencode(data).encode()
             content_type = "application/x-www-form-urlencoded"
@@ -212,8 +215,9 @@ class PortalTestCase(SynchronousTestCase):
         from bipgw.ingest import import_msisdn_data
 
         self.imported.append((kind, data, name, actor))
-        return import_msisdn_data(self.store, data, file_name=name, actor=actor,
-                                  now=self.clock.seconds)
+        return import_msisdn_data(
+            self.store, data, file_name=name, actor=actor, now=self.clock.seconds
+        )
 
     def browser(self, login: str | None = None) -> Browser:
         browser = Browser(self.portal)

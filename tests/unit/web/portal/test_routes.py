@@ -6,7 +6,7 @@ import time
 
 from bipgw.store import (
     ApduTraceRecord,
-    AuditFilter,
+    AuditSearch,
     RequestState,
     ServiceRequest,
     SessionEvent,
@@ -22,8 +22,19 @@ class LoginTests(PortalTestCase):
     def test_pagesNeedLogin(self) -> None:
         """Every page sends an anonymous browser to the login page; a form is refused 401."""
         browser = self.browser()
-        for path in ("/", "/sessions", "/cards", "/tenants", "/requests", "/imports", "/audit",
-                     "/operators", "/events", "/sessions/s1", "/sessions/s1/trace.apdu"):
+        for path in (
+            "/",
+            "/sessions",
+            "/cards",
+            "/tenants",
+            "/requests",
+            "/imports",
+            "/audit",
+            "/operators",
+            "/events",
+            "/sessions/s1",
+            "/sessions/s1/trace.apdu",
+        ):
             with self.subTest(path=path):
                 page = browser.get(path)
                 self.assertEqual((page.status, page.header("location")), (303, "/login"))
@@ -34,15 +45,16 @@ class LoginTests(PortalTestCase):
         browser = self.browser()
         page = browser.login("ada")
         self.assertEqual((page.status, page.header("location")), (303, "/"))
-        cookie = next(c for c in page.headers.getRawHeaders("set-cookie")
-                      if c.startswith("bipgw_portal="))
+        cookie = next(
+            c for c in page.headers.getRawHeaders("set-cookie") if c.startswith("bipgw_portal=")
+        )
         self.assertIn("HttpOnly", cookie)
         self.assertIn("SameSite=strict", cookie)
         self.assertNotIn("Secure", cookie)
         dashboard = browser.get("/")
         self.assertEqual(dashboard.status, 200)
         self.assertIn("ada (admin)", dashboard.text)
-        records = result_of(self.portal.browse.audit(AuditFilter(action="portal-login")))
+        records = result_of(self.portal.browse.audit(AuditSearch(action="portal.login")))
         self.assertEqual([r.actor for r in records], ["ada"])
 
     def test_secureCookieOverTls(self) -> None:
@@ -51,8 +63,9 @@ class LoginTests(PortalTestCase):
 
         self.portal.settings = attrs.evolve(self.portal.settings, secure_cookies=True)
         page = self.browser().login("ada")
-        cookie = next(c for c in page.headers.getRawHeaders("set-cookie")
-                      if c.startswith("bipgw_portal="))
+        cookie = next(
+            c for c in page.headers.getRawHeaders("set-cookie") if c.startswith("bipgw_portal=")
+        )
         self.assertIn("Secure", cookie)
 
     def test_wrongPassword(self) -> None:
@@ -176,13 +189,15 @@ class TenantTests(PortalTestCase):
     def test_createShowsTokenOnce(self) -> None:
         """A new tenant's token is on the answer, never on a page after; audited without it."""
         browser = self.browser("ada")
-        page = browser.post("/tenants", {"csrf": browser.get("/").csrf, "id": "acme",
-                                         "name": "ACME Corp", "max_sessions": "5"})
+        page = browser.post(
+            "/tenants",
+            {"csrf": browser.get("/").csrf, "id": "acme", "name": "ACME Corp", "max_sessions": "5"},
+        )
         self.assertEqual(page.status, 200)
         token = page.text.split('id="token">')[1].split("<")[0]
         self.assertTrue(token.startswith("bgw_"))
         self.assertNotIn(token, browser.get("/tenants").text)
-        records = result_of(self.portal.browse.audit(AuditFilter(action="tenant-add")))
+        records = result_of(self.portal.browse.audit(AuditSearch(action="tenant.add")))
         self.assertEqual([(r.actor, r.target) for r in records], [("ada", "tenant:acme")])
         self.assertNotIn(token, repr(records))
         from bipgw.store import StoreTenantDirectory
@@ -204,17 +219,28 @@ class TenantTests(PortalTestCase):
         first = result_of(add_tenant(self.store, "acme"))
         browser = self.browser("ada")
         csrf = browser.get("/").csrf
-        page = browser.post("/tenants/acme/services", {"csrf": csrf, "service": "isd",
-                            "aids": "A000000151000000", "tars": "b00010", "rate": "5",
-                            "max_sessions": "3"})
+        page = browser.post(
+            "/tenants/acme/services",
+            {
+                "csrf": csrf,
+                "service": "isd",
+                "aids": "A000000151000000",
+                "tars": "b00010",
+                "rate": "5",
+                "max_sessions": "3",
+            },
+        )
         self.assertEqual(page.status, 303, page.text[:300])
         row = result_of(self.store.get_service("acme/isd"))
-        self.assertEqual(dict(row.settings), {"aids": "A000000151000000", "tars": "B00010",
-                                              "rate": 5, "max_sessions": 3})
+        self.assertEqual(
+            dict(row.settings),
+            {"aids": "A000000151000000", "tars": "B00010", "rate": 5, "max_sessions": 3},
+        )
         refused = browser.post("/tenants/acme/services", {"csrf": csrf, "service": "nope"})
         self.assertEqual(refused.status, 400)
-        bad_hex = browser.post("/tenants/acme/services", {"csrf": csrf, "service": "ram",
-                               "aids": "XYZ"})
+        bad_hex = browser.post(
+            "/tenants/acme/services", {"csrf": csrf, "service": "ram", "aids": "XYZ"}
+        )
         self.assertEqual(bad_hex.status, 400)
         rotated = browser.post("/tenants/acme/token", {"csrf": csrf})
         self.assertEqual(rotated.status, 200)
@@ -232,8 +258,13 @@ class ServiceRequestTests(PortalTestCase):
     def test_approveGrants(self) -> None:
         """Approving a pending request grants the service with its AIDs and TARs."""
         result_of(add_tenant(self.store, "acme"))
-        kept = result_of(self.requests.submit(ServiceRequest(
-            "acme", "isd", aids=("A000000151000000",), tars=("B00010",), expected_volume=10)))
+        kept = result_of(
+            self.requests.submit(
+                ServiceRequest(
+                    "acme", "isd", aids=("A000000151000000",), tars=("B00010",), expected_volume=10
+                )
+            )
+        )
         browser = self.browser("ada")
         self.assertIn("A000000151000000", browser.get("/requests").text)
         page = browser.post(f"/requests/{kept.request_id}/approve", {"csrf": browser.get("/").csrf})
@@ -250,11 +281,14 @@ class ServiceRequestTests(PortalTestCase):
         result_of(add_tenant(self.store, "acme"))
         kept = result_of(self.requests.submit(ServiceRequest("acme", "ram")))
         browser = self.browser("ada")
-        browser.post(f"/requests/{kept.request_id}/reject",
-                     {"csrf": browser.get("/").csrf, "note": "no volume"})
+        browser.post(
+            f"/requests/{kept.request_id}/reject",
+            {"csrf": browser.get("/").csrf, "note": "no volume"},
+        )
         decided = result_of(self.requests.get(kept.request_id))
-        self.assertEqual((decided.state, decided.decision_note), (RequestState.REJECTED,
-                                                                  "no volume"))
+        self.assertEqual(
+            (decided.state, decided.decision_note), (RequestState.REJECTED, "no volume")
+        )
         self.assertIsNone(result_of(self.store.get_service("acme/ram")))
 
 
@@ -280,16 +314,32 @@ class SessionPageTests(PortalTestCase):
         for n in range(1, 61):
             result_of(self.store.create_session(_session(n, state="failed" if n % 2 else "closed")))
         result_of(self.portal.browse.record_owners([("s1", "acme"), ("s2", "beta")]))
-        result_of(self.store.add_session_events([
-            SessionEvent("s1", 1, 1_800_000_001.0, "pushing", "requested"),
-            SessionEvent("s1", 2, 1_800_000_002.0, "closed", "relaying"),
-        ]))
-        result_of(self.store.add_apdu_traces([
-            ApduTraceRecord("s1", 1, 0, bytes.fromhex("00A4040008A000000151000000"),
-                            bytes.fromhex("6F108408A0000001510000009000"), 1.0, 1.1),
-            ApduTraceRecord("s1", 1, 1, bytes.fromhex("80CA9F7F00"), bytes.fromhex("6A88"),
-                            1.2, 1.3),
-        ]))
+        result_of(
+            self.store.add_session_events(
+                [
+                    SessionEvent("s1", 1, 1_800_000_001.0, "pushing", "requested"),
+                    SessionEvent("s1", 2, 1_800_000_002.0, "closed", "relaying"),
+                ]
+            )
+        )
+        result_of(
+            self.store.add_apdu_traces(
+                [
+                    ApduTraceRecord(
+                        "s1",
+                        1,
+                        0,
+                        bytes.fromhex("00A4040008A000000151000000"),
+                        bytes.fromhex("6F108408A0000001510000009000"),
+                        1.0,
+                        1.1,
+                    ),
+                    ApduTraceRecord(
+                        "s1", 1, 1, bytes.fromhex("80CA9F7F00"), bytes.fromhex("6A88"), 1.2, 1.3
+                    ),
+                ]
+            )
+        )
 
     def test_listAndPages(self) -> None:
         """50 a page, newest first, with the total."""
@@ -346,8 +396,10 @@ class SessionPageTests(PortalTestCase):
         self.assertEqual(page.status, 200)
         self.assertIn('filename="s1.apdu"', page.header("content-disposition"))
         script = parse_script(page.text, name="s1.apdu")
-        self.assertEqual([c.apdu.hex().upper() for c in script.commands],
-                         ["00A4040008A000000151000000", "80CA9F7F00"])
+        self.assertEqual(
+            [c.apdu.hex().upper() for c in script.commands],
+            ["00A4040008A000000151000000", "80CA9F7F00"],
+        )
 
     def test_unknownSession(self) -> None:
         """An unknown session is 404, for the page and the export."""
@@ -363,9 +415,17 @@ class CardTests(PortalTestCase):
         from bipgw.store import CardKey, CardUpsert
 
         sealed = b"SEALED-KEY-BYTES-" * 2
-        result_of(self.store.upsert_cards([CardUpsert(
-            "8988211000000000011", imsi="262011234567890",
-            keys=(CardKey("8988211000000000011", "KIC", 1, "aes", sealed, b"f" * 32),))]))
+        result_of(
+            self.store.upsert_cards(
+                [
+                    CardUpsert(
+                        "8988211000000000011",
+                        imsi="262011234567890",
+                        keys=(CardKey("8988211000000000011", "KIC", 1, "aes", sealed, b"f" * 32),),
+                    )
+                ]
+            )
+        )
         result_of(self.store.create_session(_session(11, iccid="8988211000000000011")))
         browser = self.browser("vic")
         for q in ("8988211000000000011", "26201123"):
@@ -384,12 +444,16 @@ class ImportTests(PortalTestCase):
     def _upload(self, browser, kind: str, name: str, data: bytes):  # type: ignore[no-untyped-def]
         boundary = "XyZ" + str(int(time.time()))
         body = (
-            f"--{boundary}\r\nContent-Disposition: form-data; name=\"csrf\"\r\n\r\n"
-            f"{browser.get('/').csrf}\r\n"
-            f"--{boundary}\r\nContent-Disposition: form-data; name=\"kind\"\r\n\r\n{kind}\r\n"
-            f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\";"
-            f" filename=\"{name}\"\r\nContent-Type: text/plain\r\n\r\n"
-        ).encode() + data + f"\r\n--{boundary}--\r\n".encode()
+            (
+                f'--{boundary}\r\nContent-Disposition: form-data; name="csrf"\r\n\r\n'
+                f"{browser.get('/').csrf}\r\n"
+                f'--{boundary}\r\nContent-Disposition: form-data; name="kind"\r\n\r\n{kind}\r\n'
+                f'--{boundary}\r\nContent-Disposition: form-data; name="file";'
+                f' filename="{name}"\r\nContent-Type: text/plain\r\n\r\n'
+            ).encode()
+            + data
+            + f"\r\n--{boundary}--\r\n".encode()
+        )
         return browser.post("/imports", body, f"multipart/form-data; boundary={boundary}")
 
     def test_msisdnImport(self) -> None:
@@ -398,8 +462,10 @@ class ImportTests(PortalTestCase):
 
         result_of(self.store.upsert_cards([CardUpsert("8988211000000000011")]))
         browser = self.browser("otto")
-        data = (b"491510000001,8988211000000000011,262011234567890,ADD,20261207000000\n"
-                b"491510000002,,262011234567891,BOGUS,20261207000000\n")
+        data = (
+            b"491510000001,8988211000000000011,262011234567890,ADD,20261207000000\n"
+            b"491510000002,,262011234567891,BOGUS,20261207000000\n"
+        )
         page = self._upload(browser, "msisdn", "shield.txt", data)
         self.assertEqual(page.status, 303, page.text[:400])
         report = browser.get(page.header("location"))

@@ -142,11 +142,18 @@ class DashboardSampler:
         self.samples.append(taken)
         return taken
 
-    def series(self, key: str) -> list[tuple[float, float]]:
-        """A chart's points over the buffer: gauges as sampled, counters as a rate per second."""
+    def series(self, key: str, *, live: bool = True) -> list[tuple[float, float]]:
+        """A chart's points over the buffer: gauges as sampled, counters as a rate per second.
+
+        @param live: end with a reading of the registry now (the newest
+            sample may be up to C{interval} seconds old).
+        """
         points: list[tuple[float, float]] = []
         previous: Sample | None = None
-        for sample in self.samples:
+        taken = list(self.samples)
+        if live:
+            taken.append(self.read())
+        for sample in taken:
             value = sample.values.get(key, 0.0)
             if key in ("setups", "apdus"):
                 if previous is not None and sample.at > previous.at:
@@ -204,7 +211,7 @@ class DashboardSampler:
         return None if value is None else float(value)
 
     def _last_rate(self, key: str) -> float | None:
-        points = self.series(key)
+        points = self.series(key, live=False)
         return points[-1][1] if points else None
 
     def _minute_ago(self, at: float) -> Sample | None:

@@ -111,6 +111,10 @@ def apdu_script(session: SessionRecord, traces: Sequence[ApduTraceRecord]) -> st
             script = trace.script
             lines.append(f'step "script {script}"')
         capdu = _spaced(trace.capdu)
+        try:
+            CommandApdu.decode(trace.capdu)
+        except (CodecError, ValueError):
+            capdu = "raw " + capdu  # sent as it was, unchecked
         rapdu = trace.rapdu
         if rapdu is not None and len(rapdu) >= 2:
             lines.append(f"{capdu} => {rapdu[-2:].hex().upper()}")

@@ -158,6 +158,7 @@ class SqlOperators:
     def add(self, name: str, role: Role, password: str, *, at: float) -> Deferred[Operator]:
         """See L{IOperators.add}."""
         check_operator_name(name)
+        check_password(password)
         role = Role(role)
 
         def work(c: Connection) -> Operator:

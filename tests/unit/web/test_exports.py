@@ -8,7 +8,17 @@ from twisted.trial.unittest import SynchronousTestCase
 
 import bipgw.web
 
-_MODULES = ("_api", "_events", "_json", "_openapi", "_relay", "_routes", "_service", "_site")
+_MODULES = (
+    "_api",
+    "_events",
+    "_json",
+    "_metrics",
+    "_openapi",
+    "_relay",
+    "_routes",
+    "_service",
+    "_site",
+)
 
 
 class ExportTests(SynchronousTestCase):

@@ -73,6 +73,8 @@ class DocumentTests(SynchronousTestCase):
                 ("/v1/sessions/{id}/commands", "POST"),
                 ("/v1/events", "GET"),
                 ("/v1/openapi.json", "GET"),
+                ("/v1/service-requests", "POST"),
+                ("/v1/service-requests/{id}", "GET"),
             },
         )
 

@@ -455,6 +455,12 @@ class Gateway(OrderedService):
         """The TCP port the operator portal listens on, while it does."""
         return _port_number(self.portal.port) if self.portal is not None else None
 
+    @property
+    def metrics_port(self) -> int | None:
+        """The TCP port of C{/metrics} (C{[metrics]}), while it listens."""
+        door = self.metrics_door
+        return _port_number(getattr(door, "port", None)) if door is not None else None
+
     def import_msisdn(
         self, path: str | Path, *, all_or_nothing: bool = False
     ) -> Deferred[ImportReport]:

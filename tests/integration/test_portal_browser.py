@@ -18,9 +18,9 @@ import json
 from pathlib import Path
 
 import treq
-from twisted.web.client import HTTPConnectionPool
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
+from twisted.web.client import HTTPConnectionPool
 
 from bipgw.client import connect
 from bipgw.store import RequestState, Role, SqlOperators, SqlServiceRequests
@@ -79,8 +79,9 @@ class PortalBrowserTests(TestCase):
         self.assertEqual(await browser.text("#who"), "ada (admin)")
 
         # -- a session through the SDK, live on the dashboard ----------------------
-        client = await connect(reactor, f"tcp:127.0.0.1:{gateway.platform_port}", token=TOKEN,
-                               timeout=10)
+        client = await connect(
+            reactor, f"tcp:127.0.0.1:{gateway.platform_port}", token=TOKEN, timeout=10
+        )
         self.addCleanup(client.disconnect)
         session = await client.open_session(service="isd", iccid=loop.iccids[0])
         result = await session.send(ISD_SCRIPT)
@@ -120,8 +121,14 @@ class PortalBrowserTests(TestCase):
         # -- a service request, approved -----------------------------------------------
         response = await treq.post(
             f"http://127.0.0.1:{gateway.http_api_port}/v1/service-requests",
-            json.dumps({"service": "isd", "aids": ["A0000000871002"], "expected_volume": 500,
-                        "note": "roaming applet"}).encode(),
+            json.dumps(
+                {
+                    "service": "isd",
+                    "aids": ["A0000000871002"],
+                    "expected_volume": 500,
+                    "note": "roaming applet",
+                }
+            ).encode(),
             headers={"Authorization": f"Bearer {OTHER_TOKEN}", "Content-Type": "application/json"},
             pool=HTTPConnectionPool(reactor, persistent=False),
         )
@@ -142,24 +149,31 @@ class PortalBrowserTests(TestCase):
         await browser.click("#create-tenant")
         self.assertTrue((await browser.text("#token")).startswith("bgw_"))
         await browser.get(base + "/tenants")
-        names = await browser.run(lambda d: [e.text for e in d.find_elements(
-            "css selector", "td.tenant-name")])
+        names = await browser.run(
+            lambda d: [e.text for e in d.find_elements("css selector", "td.tenant-name")]
+        )
         self.assertIn(f"{EVIL} (xss)", names)
         alerts = await browser.run(_alert_open)
         self.assertFalse(alerts)
         await browser.screenshot(SHOTS / "tenants.png")
 
         # -- a form without its CSRF token ------------------------------------------------
-        await browser.run(lambda d: d.execute_script(
-            "document.querySelector('#new-tenant input[name=csrf]').remove();"))
+        await browser.run(
+            lambda d: d.execute_script(
+                "document.querySelector('#new-tenant input[name=csrf]').remove();"
+            )
+        )
         await browser.fill({"#tenant-id": "nocsrf"})
         await browser.click("#create-tenant")
         self.assertIn("CSRF token is missing or wrong", await browser.text("#message"))
         self.assertIsNone(await gateway.store.get_tenant("nocsrf"))
 
         # -- other pages, for the screenshots ---------------------------------------------
-        for page, shot in (("/imports", "imports.png"), ("/audit", "audit.png"),
-                           (f"/cards?q={loop.iccids[0][-8:]}", "cards.png")):
+        for page, shot in (
+            ("/imports", "imports.png"),
+            ("/audit", "audit.png"),
+            (f"/cards?q={loop.iccids[0][-8:]}", "cards.png"),
+        ):
             await browser.get(base + page)
             await browser.screenshot(SHOTS / shot)
         audit = await _page(browser, base + "/audit")
@@ -173,12 +187,15 @@ class PortalBrowserTests(TestCase):
         self.assertEqual(await browser.text("#who"), "vic (viewer)")
         await browser.get(base + "/tenants")
         self.assertNotIn("Rotate token", await browser.source())
-        await browser.run(lambda d: d.execute_script(
-            "var f = document.createElement('form'); f.method = 'post';"
-            " f.action = '/tenants/acme/disable';"
-            " var c = document.createElement('input'); c.name = 'csrf';"
-            " c.value = document.querySelector('input[name=csrf]').value; f.appendChild(c);"
-            " document.body.appendChild(f); f.submit();"))
+        await browser.run(
+            lambda d: d.execute_script(
+                "var f = document.createElement('form'); f.method = 'post';"
+                " f.action = '/tenants/acme/disable';"
+                " var c = document.createElement('input'); c.name = 'csrf';"
+                " c.value = document.querySelector('input[name=csrf]').value; f.appendChild(c);"
+                " document.body.appendChild(f); f.submit();"
+            )
+        )
 
         async def refused() -> bool:
             return "may not do this" in await browser.source()

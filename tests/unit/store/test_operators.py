@@ -47,13 +47,17 @@ class OperatorTests(SynchronousTestCase):
 
     def test_refusals(self) -> None:
         result_of(self.operators.add("ada", Role.ADMIN, "a long password", at=5.0))
-        self.assertRaises(DuplicateRecordError, result_of,
-                          self.operators.add("ada", Role.VIEWER, "another password", at=6.0))
+        self.assertRaises(
+            DuplicateRecordError,
+            result_of,
+            self.operators.add("ada", Role.VIEWER, "another password", at=6.0),
+        )
         self.assertRaises(ValueError, self.operators.add, "ada", Role.VIEWER, "short", at=6.0)
         self.assertRaises(ValueError, check_operator_name, "bad name")
         self.assertRaises(ValueError, check_operator_name, "")
-        self.assertRaises(UnknownRecordError, result_of,
-                          self.operators.set_role("nobody", Role.ADMIN, at=1.0))
+        self.assertRaises(
+            UnknownRecordError, result_of, self.operators.set_role("nobody", Role.ADMIN, at=1.0)
+        )
 
     def test_changes(self) -> None:
         result_of(self.operators.add("otto", Role.OPERATOR, "a long password", at=5.0))
@@ -76,18 +80,30 @@ class RequestTests(SynchronousTestCase):
     """Both implementations decide a request once."""
 
     def _check(self, requests) -> None:  # type: ignore[no-untyped-def]
-        kept = result_of(requests.submit(ServiceRequest("acme", "isd", aids=("A0000000871002",),
-                                                         expected_volume=7, submitted_at=1.0)))
+        kept = result_of(
+            requests.submit(
+                ServiceRequest(
+                    "acme", "isd", aids=("A0000000871002",), expected_volume=7, submitted_at=1.0
+                )
+            )
+        )
         self.assertEqual(kept.state, RequestState.PENDING)
         other = result_of(requests.submit(ServiceRequest("beta", "ram")))
         self.assertEqual(result_of(requests.count_pending()), 2)
-        decided = result_of(requests.decide(kept.request_id, RequestState.APPROVED, by="ada",
-                                            at=2.0, note="ok"))
+        decided = result_of(
+            requests.decide(kept.request_id, RequestState.APPROVED, by="ada", at=2.0, note="ok")
+        )
         self.assertEqual((decided.state, decided.decided_by), (RequestState.APPROVED, "ada"))
-        self.assertRaises(StoreConflictError, result_of,
-                          requests.decide(kept.request_id, RequestState.REJECTED, by="b", at=3.0))
-        self.assertRaises(UnknownRecordError, result_of,
-                          requests.decide(999, RequestState.REJECTED, by="b", at=3.0))
+        self.assertRaises(
+            StoreConflictError,
+            result_of,
+            requests.decide(kept.request_id, RequestState.REJECTED, by="b", at=3.0),
+        )
+        self.assertRaises(
+            UnknownRecordError,
+            result_of,
+            requests.decide(999, RequestState.REJECTED, by="b", at=3.0),
+        )
         pending = result_of(requests.list(state=RequestState.PENDING))
         self.assertEqual([r.request_id for r in pending], [other.request_id])
         self.assertEqual(result_of(requests.get(kept.request_id)).aids, ("A0000000871002",))

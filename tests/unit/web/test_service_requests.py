@@ -11,16 +11,26 @@ class ServiceRequestApiTests(WebTestCase):
     def test_submit(self) -> None:
         """A tenant's request is kept pending, with what it asked; it can read it back."""
         self.clock.advance(1000)
-        answer = self.call("POST", "/v1/service-requests", {
-            "service": "ram", "aids": ["a0000000871002"], "tars": ["B00010"],
-            "expected_volume": 5000, "note": "roaming"})
+        answer = self.call(
+            "POST",
+            "/v1/service-requests",
+            {
+                "service": "ram",
+                "aids": ["a0000000871002"],
+                "tars": ["B00010"],
+                "expected_volume": 5000,
+                "note": "roaming",
+            },
+        )
         self.assertEqual(answer.status, 201, answer.body)
         self.assertEqual(answer.body["state"], "pending")
         self.assertEqual(answer.body["aids"], ["A0000000871002"])
         self.assertEqual(answer.body["submitted_at"], 1000.0)
         kept = self.successResultOf(self.api.requests.get(answer.body["id"]))
-        self.assertEqual((kept.tenant_id, kept.service, kept.expected_volume, kept.state),
-                         ("acme", "ram", 5000, RequestState.PENDING))
+        self.assertEqual(
+            (kept.tenant_id, kept.service, kept.expected_volume, kept.state),
+            ("acme", "ram", 5000, RequestState.PENDING),
+        )
         status = self.call("GET", f"/v1/service-requests/{answer.body['id']}")
         self.assertEqual((status.status, status.body["service"]), (200, "ram"))
         other = self.call("GET", f"/v1/service-requests/{answer.body['id']}", token=OTHER_TOKEN)
@@ -44,6 +54,9 @@ class ServiceRequestApiTests(WebTestCase):
                 answer = self.call("POST", "/v1/service-requests", body)
                 self.assertError(answer, 400, "invalid-message")
                 self.assertIn(word, answer.body["message"])
-        self.assertError(self.call("POST", "/v1/service-requests", {"service": "isd"},
-                                   token=None), 401, "auth-failed")
+        self.assertError(
+            self.call("POST", "/v1/service-requests", {"service": "isd"}, token=None),
+            401,
+            "auth-failed",
+        )
         self.assertEqual(self.successResultOf(self.api.requests.count_pending()), 0)

@@ -26,9 +26,7 @@ class SamplerTests(SynchronousTestCase):
         self.registry = CollectorRegistry()
         self.open = Gauge("bipgw_sessions_open", "x", registry=self.registry)
         self.setups = Counter("bipgw_session_setups", "x", registry=self.registry)
-        self.setup_seconds = Histogram(
-            "bipgw_session_setup_seconds", "x", registry=self.registry
-        )
+        self.setup_seconds = Histogram("bipgw_session_setup_seconds", "x", registry=self.registry)
         self.outcomes = Counter("bipgw_push_outcomes", "x", ["outcome"], registry=self.registry)
         self.sampler = DashboardSampler(self.registry, self.clock, interval=10.0, keep=360)
 

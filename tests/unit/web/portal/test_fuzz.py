@@ -31,16 +31,61 @@ from tests.unit.web.test_fuzz_site import parse_responses
 
 PEER = IPv4Address("TCP", "198.51.100.90", 42000)
 PATHS = [
-    "/", "/login", "/logout", "/sessions", "/sessions/s1", "/sessions/s1/trace.apdu",
-    "/sessions/s1/close", "/cards", "/tenants", "/tenants/acme/disable", "/tenants/acme/token",
-    "/tenants/acme/services", "/tenants/acme/services/isd/disable", "/requests",
-    "/requests/1/approve", "/requests/1/reject", "/imports", "/imports/1", "/audit",
-    "/operators", "/operators/vic/role", "/operators/vic/disable", "/static/portal.css",
-    "/static/x", "/charts", "/nowhere", "//", "/sessions/%00", "/sessions/%ff",
+    "/",
+    "/login",
+    "/logout",
+    "/sessions",
+    "/sessions/s1",
+    "/sessions/s1/trace.apdu",
+    "/sessions/s1/close",
+    "/cards",
+    "/tenants",
+    "/tenants/acme/disable",
+    "/tenants/acme/token",
+    "/tenants/acme/services",
+    "/tenants/acme/services/isd/disable",
+    "/requests",
+    "/requests/1/approve",
+    "/requests/1/reject",
+    "/imports",
+    "/imports/1",
+    "/audit",
+    "/operators",
+    "/operators/vic/role",
+    "/operators/vic/disable",
+    "/static/portal.css",
+    "/static/x",
+    "/charts",
+    "/nowhere",
+    "//",
+    "/sessions/%00",
+    "/sessions/%ff",
 ]
-FIELDS = ["csrf", "name", "password", "id", "service", "aids", "tars", "rate", "max_sessions",
-          "iccid", "msisdn", "tenant", "state", "since", "until", "page", "q", "role", "kind",
-          "actor", "action", "target", "note"]
+FIELDS = [
+    "csrf",
+    "name",
+    "password",
+    "id",
+    "service",
+    "aids",
+    "tars",
+    "rate",
+    "max_sessions",
+    "iccid",
+    "msisdn",
+    "tenant",
+    "state",
+    "since",
+    "until",
+    "page",
+    "q",
+    "role",
+    "kind",
+    "actor",
+    "action",
+    "target",
+    "note",
+]
 text = st.text(max_size=40) | st.sampled_from(
     ["%", "_", "'", "' OR 1=1 --", "<script>", "0", "-1", "99999999999999999999", "\x00"]
 )
@@ -56,8 +101,16 @@ class FuzzTests(PortalTestCase):
         self.cookie = "bipgw_portal=" + browser.cookies["bipgw_portal"]
         self.csrf = browser.get("/").csrf
 
-    def _request(self, method: str, path: str, query: dict[str, str], form: dict[str, str],
-                 cookie: int, csrf: bool, body: bytes | None) -> bytes:
+    def _request(
+        self,
+        method: str,
+        path: str,
+        query: dict[str, str],
+        form: dict[str, str],
+        cookie: int,
+        csrf: bool,
+        body: bytes | None,
+    ) -> bytes:
         if query:
             path += "?" + "&".join(f"{quote(k)}={quote(v)}" for k, v in query.items())
         lines = [f"{method} {path} HTTP/1.1", "Host: portal"]
@@ -84,16 +137,19 @@ class FuzzTests(PortalTestCase):
         protocol.connectionLost(Failure(ConnectionLost("fuzzed")))
         return written, transport
 
-    @settings(max_examples=300, deadline=None,
-              suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+    @settings(
+        max_examples=300,
+        deadline=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    )
     @given(
         st.lists(
             st.one_of(
                 st.builds(
                     lambda *a: a,
                     st.sampled_from(["GET", "POST", "POST", "HEAD", "PUT", "DELETE"]),
-                    st.sampled_from(PATHS) | st.text(min_size=1, max_size=30).map(
-                        lambda t: "/" + quote(t)),
+                    st.sampled_from(PATHS)
+                    | st.text(min_size=1, max_size=30).map(lambda t: "/" + quote(t)),
                     st.dictionaries(st.sampled_from(FIELDS), text, max_size=3),
                     st.dictionaries(st.sampled_from(FIELDS), text, max_size=4),
                     st.integers(0, 2),
@@ -112,7 +168,7 @@ class FuzzTests(PortalTestCase):
         stream = b"".join(p if isinstance(p, bytes) else self._request(*p) for p in parts)
         if noise and stream:
             where = cut % len(stream)
-            stream = stream[:where] + noise + stream[where + len(noise):]
+            stream = stream[:where] + noise + stream[where + len(noise) :]
         written, _ = self._serve(stream)
         responses, _cut = parse_responses(written, head=b"HEAD" in stream)
         for code, _headers, body in responses:

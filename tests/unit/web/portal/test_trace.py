@@ -10,8 +10,15 @@ from bipgw.web.portal import apdu_script, decode_trace
 
 SESSION = SessionRecord("s9", "isd", "closed", 1.0, 2.0, iccid="8988211000000000011")
 TRACES = [
-    ApduTraceRecord("s9", 1, 0, bytes.fromhex("00A4040008A00000015100000000"),
-                    bytes.fromhex("6F009000"), 1.0, 1.1),
+    ApduTraceRecord(
+        "s9",
+        1,
+        0,
+        bytes.fromhex("00A4040008A00000015100000000"),
+        bytes.fromhex("6F009000"),
+        1.0,
+        1.1,
+    ),
     ApduTraceRecord("s9", 1, 1, bytes.fromhex("80CA9F7F00"), bytes.fromhex("6A88"), 1.2, 1.3),
     ApduTraceRecord("s9", 2, 0, bytes.fromhex("0102"), None, 1.4, None, "card-dropped"),
 ]
@@ -33,7 +40,9 @@ class TraceTests(SynchronousTestCase):
         """The export is a script bipgw replay parses: the answered SWs are expected."""
         text = apdu_script(SESSION, TRACES)
         script = parse_script(text, name="s9.apdu")
-        self.assertEqual([c.apdu.hex().upper() for c in script.commands],
-                         ["00A4040008A00000015100000000", "80CA9F7F00", "0102"])
+        self.assertEqual(
+            [c.apdu.hex().upper() for c in script.commands],
+            ["00A4040008A00000015100000000", "80CA9F7F00", "0102"],
+        )
         self.assertIn("=> 6A88", text)
         self.assertIn('step "script 2"', text)

@@ -79,6 +79,8 @@ def _feeds(connection: Connection) -> None:
 def _portal(connection: Connection) -> None:
     tables = [_schema.operators, _schema.service_requests, _schema.session_owners]
     _schema.metadata.create_all(connection, tables=tables, checkfirst=True)
+
+
 def _audit_origin(connection: Connection) -> None:
     # Step 1 builds audit_log from the current schema, which has the column
     # and its index already: add them only where an older step 1 did not.

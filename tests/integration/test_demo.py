@@ -144,7 +144,9 @@ class DemoServeTests(TestCase):
         answer = await treq.post(
             portal.group(1) + "login",
             data={"csrf": page, "name": "admin", "password": password.group(1)},
-            cookies={"bipgw_login": nonce}, allow_redirects=False, pool=pool,
+            cookies={"bipgw_login": nonce},
+            allow_redirects=False,
+            pool=pool,
         )
         self.assertEqual(answer.code, 303)
         self.assertIn("bipgw_portal", {c.name for c in answer.cookies()})

@@ -109,8 +109,9 @@ class EventClients:
 
 def add_event_route(app: Klein, portal: Portal) -> EventClients:
     """Add C{GET /events} to C{app}; the streams it serves."""
-    clients = EventClients(portal)
-    portal.events = clients
+    clients = portal.events
+    if clients is None:  # one set of streams per portal, however many resources serve it
+        clients = portal.events = EventClients(portal)
 
     @app.route("/events", methods=["GET"])
     async def events(request: Request) -> Any:

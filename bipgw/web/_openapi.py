@@ -290,15 +290,7 @@ _PATHS: Final[dict[str, Any]] = {
                 },
             },
             "responses": {
-                "201": {
-                    **_json("ServiceRequest", "kept, pending"),
-                    "links": {
-                        "GetServiceRequest": {
-                            "operationId": "getServiceRequest",
-                            "parameters": {"id": "$response.body#/id"},
-                        }
-                    },
-                },
+                "201": _json("ServiceRequest", "kept, pending; its id for GET .../{id}"),
                 **_errors(400, 413, 415),
             },
         }

@@ -52,6 +52,8 @@ def parse_request(body: dict[str, Any], tenant_id: str, now: float) -> ServiceRe
     if not isinstance(service, str) or not _SERVICE.match(service):
         raise ApiError("invalid-message", "service: 1 to 64 letters, digits or _ . : -")
     volume = body.get("expected_volume", 0)
+    if isinstance(volume, float) and volume.is_integer():
+        volume = int(volume)  # 5.0 is a JSON Schema integer
     if isinstance(volume, bool) or not isinstance(volume, int) or not 0 <= volume <= MAX_VOLUME:
         raise ApiError("invalid-message", f"expected_volume: a whole number 0..{MAX_VOLUME}")
     note = body.get("note", "")

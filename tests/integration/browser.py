@@ -39,6 +39,19 @@ FLAGS = (
     "--window-size=1360,900",
 )
 _T = TypeVar("_T")
+WAIT = 20.0
+"""Seconds a page or an element may take to appear (the machine may be loaded)."""
+
+
+def _find(driver: Any, css: str) -> Any:
+    """The element C{css} once it is on the page."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, WAIT).until(
+        expected_conditions.presence_of_element_located((By.CSS_SELECTOR, css))
+    )
 
 
 def require_browser() -> None:
@@ -89,28 +102,33 @@ class Browser:
         await self.run(lambda d: d.get(url))
 
     async def text(self, css: str) -> str:
-        from selenium.webdriver.common.by import By
-
-        return await self.run(lambda d: d.find_element(By.CSS_SELECTOR, css).text)
+        return await self.run(lambda d: _find(d, css).text)
 
     async def source(self) -> str:
         return await self.run(lambda d: d.page_source)
 
     async def fill(self, values: dict[str, str]) -> None:
-        from selenium.webdriver.common.by import By
-
         def work(d: Any) -> None:
             for css, value in values.items():
-                element = d.find_element(By.CSS_SELECTOR, css)
+                element = _find(d, css)
                 element.clear()
                 element.send_keys(value)
 
         await self.run(work)
 
     async def click(self, css: str) -> None:
-        from selenium.webdriver.common.by import By
+        """Click C{css} and wait for the page it leads to (a form or a link)."""
 
-        await self.run(lambda d: d.find_element(By.CSS_SELECTOR, css).click())
+        def work(d: Any) -> None:
+            from selenium.webdriver.common.by import By
+            from selenium.webdriver.support import expected_conditions
+            from selenium.webdriver.support.ui import WebDriverWait
+
+            old = d.find_element(By.TAG_NAME, "html")
+            _find(d, css).click()
+            WebDriverWait(d, WAIT).until(expected_conditions.staleness_of(old))
+
+        await self.run(work)
 
     async def screenshot(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -107,6 +107,7 @@ class PortalBrowserTests(TestCase):
         self.assertIn(sid, await browser.source())
         await browser.screenshot(SHOTS / "sessions.png")
         await browser.click(f'a[href="/sessions/{sid}"]')
+        self.assertEqual(await browser.text("#session_id"), sid)
 
         async def traced() -> bool:
             await browser.get(base + f"/sessions/{sid}")

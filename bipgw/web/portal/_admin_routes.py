@@ -21,6 +21,7 @@ from email import message_from_bytes
 from email.message import Message
 from typing import Any
 
+import attrs
 from klein import Klein
 from twisted.web.iweb import IRequest
 
@@ -233,8 +234,6 @@ def add_admin_routes(app: Klein, portal: Portal) -> None:
         row = await portal.store.get_service(service_id(tenant, service))
         if row is None or is_reserved_row(row):
             raise RefusedError(404, f"tenant {tenant} has no service {service}")
-        import attrs
-
         await portal.store.put_service(attrs.evolve(row, enabled=False))
         await portal.audit(request, login, "service.disable", f"tenant:{tenant}/{service}")
         raise SeeOtherError("/tenants")

@@ -389,8 +389,9 @@ def _login_again(portal: Portal, request: IRequest, name: str, message: str) -> 
 
 def _error(portal: Portal, request: IRequest, status: int, message: str) -> bytes:
     request.setResponseCode(status)
-    login = portal.logins.find(None)
-    return portal.page(request, "error.html", login, status=status, message=message)
+    return portal.page(
+        request, "error.html", portal.login_of(request), status=status, message=message
+    )
 
 
 def numbers_json(portal: Portal) -> bytes:

@@ -47,6 +47,7 @@ class ServiceRequestApiTests(WebTestCase):
             ({"service": "isd", "tars": ["B00010"] * 33}, "tars"),
             ({"service": "isd", "expected_volume": -1}, "expected_volume"),
             ({"service": "isd", "expected_volume": True}, "expected_volume"),
+            ({"service": "isd", "expected_volume": 1.5}, "expected_volume"),
             ({"service": "isd", "note": "x" * 501}, "note"),
             ({"service": "isd", "colour": "red"}, "colour"),
         ):

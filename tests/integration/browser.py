@@ -131,8 +131,19 @@ class Browser:
         await self.run(work)
 
     async def screenshot(self, path: Path) -> None:
+        """The whole page (the window stretched to its height, then put back) as a PNG."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        await self.run(lambda d: d.save_screenshot(str(path)))
+
+        def work(d: Any) -> None:
+            size = d.get_window_size()
+            height = int(d.execute_script("return document.documentElement.scrollHeight"))
+            d.set_window_size(size["width"], min(max(height + 20, size["height"]), 2400))
+            try:
+                d.save_screenshot(str(path))
+            finally:
+                d.set_window_size(size["width"], size["height"])
+
+        await self.run(work)
 
     async def quit(self) -> None:
         await self.run(lambda d: d.quit())

@@ -131,17 +131,26 @@ class Browser:
         await self.run(work)
 
     async def screenshot(self, path: Path) -> None:
-        """The whole page (the window stretched to its height, then put back) as a PNG."""
+        """The whole page, beyond the window's height, as a PNG (Chrome's DevTools protocol)."""
+        import base64
+
         path.parent.mkdir(parents=True, exist_ok=True)
 
         def work(d: Any) -> None:
-            size = d.get_window_size()
-            height = int(d.execute_script("return document.documentElement.scrollHeight"))
-            d.set_window_size(size["width"], min(max(height + 20, size["height"]), 2400))
-            try:
-                d.save_screenshot(str(path))
-            finally:
-                d.set_window_size(size["width"], size["height"])
+            metrics = d.execute_cdp_cmd("Page.getLayoutMetrics", {})
+            size = metrics.get("cssContentSize") or metrics["contentSize"]
+            clip = {
+                "x": 0,
+                "y": 0,
+                "width": size["width"],
+                "height": min(size["height"], 2400),
+                "scale": 1,
+            }
+            shot = d.execute_cdp_cmd(
+                "Page.captureScreenshot",
+                {"format": "png", "captureBeyondViewport": True, "clip": clip},
+            )
+            path.write_bytes(base64.b64decode(shot["data"]))
 
         await self.run(work)
 

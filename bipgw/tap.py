@@ -33,7 +33,7 @@ from twisted.python.components import Componentized
 from twisted.python.logfile import LogFile
 
 from bipgw.config import Config, ConfigError, LogSection
-from bipgw.keys import KeyManagementError
+from bipgw.keys import KeyManagementError, Pkcs11RootKeys
 
 #: The environment variable read when C{--config} is not given.
 CONFIG_ENV = "BIPGW_CONFIG"
@@ -86,7 +86,12 @@ class Options(usage.Options):
         # A missing or mismatched root key would otherwise surface as a
         # traceback from makeService; refuse it here, by file name.
         try:
-            config.keys.open_keystore(config.keys.load_root_key(self._environ))
+            root = config.keys.load_root_key(self._environ)
+            try:
+                config.keys.open_keystore(root)
+            finally:
+                if isinstance(root, Pkcs11RootKeys):
+                    root.close()  # makeService opens its own session
         except KeyManagementError as e:
             raise usage.UsageError(str(e)) from None
         # Likewise the platform channel's certificate and key files.

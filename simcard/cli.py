@@ -63,6 +63,12 @@ def _parser() -> argparse.ArgumentParser:
         help="the OTA keys' algorithm",
     )
     generate.add_argument("--batch", default="B0001", help="the production batch name")
+    generate.add_argument(
+        "--derived-keys",
+        action="store_true",
+        help="keys derived (v2) by the gateway from master keys in gateway/masters/;"
+        " the vendor file has no secret column",
+    )
 
     run = commands.add_parser("run", help="run a fleet until interrupted")
     run.add_argument("directory", metavar="DIR")
@@ -112,6 +118,7 @@ def _generate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         algorithm=args.algorithm,
         batch=args.batch,
         progress=progress,
+        derived_keys=args.derived_keys,
     )
     d = result.directory
     out.write(

@@ -28,7 +28,7 @@ from zope.interface import implementer
 
 from bipgw.client import IReplayTarget, IReplayTargetFactory, ReplayTargetError
 from simcard.agent import script_continues
-from simcard.applets import CREDENTIAL_MODULE_AID, credential_applet_factory
+from simcard.applets import APPLET_FACTORIES
 from simcard.card import SimCard
 from simcard.fleet import FleetConfig, FleetConfigError
 from simcard.gp.secure_channel import Scp03SecureChannel
@@ -115,7 +115,7 @@ def open_target(location: str, iccid: str) -> DirectReplayTarget:
     try:
         state = FleetState.open(
             path,
-            applet_factories={CREDENTIAL_MODULE_AID: credential_applet_factory},
+            applet_factories=APPLET_FACTORIES,
             secure_channel_factory=Scp03SecureChannel,
         )
     except FleetStateError as e:

@@ -76,6 +76,9 @@ class TriggerKind(enum.Enum):
     """The TS 102 226 PUSH C{80 EC 01 01/03} in a compact script."""
     AMDB = "amdb"
     """The GP Amd B administration session triggering parameters C{81}."""
+    CARD = "card"
+    """Nothing from the network: the card opened the session on its own (a
+    polling timer, a card event), with its personalised defaults."""
 
 
 def _check_text(_: object, attribute: attrs.Attribute[Any], value: Any) -> None:
@@ -148,6 +151,27 @@ class AdminSessionRequest:
             push.bearer, push.buffer_size, push.nan, push.transport, push.address
         )
         return cls._merge(params, defaults, agent_id, TriggerKind.PUSH)
+
+    @classmethod
+    def on_its_own(
+        cls,
+        defaults: AdminDefaults,
+        agent_id: str,
+        *,
+        address: str | None = None,
+        port: int | None = None,
+    ) -> AdminSessionRequest:
+        """The session a card opens by itself, to its personalised admin server.
+
+        @param address: connect here instead of C{defaults.host} (a test's
+            gateway on a free port); C{port} likewise.
+        """
+        request = cls._merge(ConnectionParams(), defaults, agent_id, TriggerKind.CARD)
+        if address is not None or port is not None:
+            request = attrs.evolve(
+                request, address=address or request.address, port=port or request.port
+            )
+        return request
 
     @classmethod
     def from_trigger(

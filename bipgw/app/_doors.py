@@ -20,7 +20,7 @@ import attrs
 from twisted.application.service import IService
 
 from bipgw.config import Config, HttpApiSection, PlatformSection
-from bipgw.core import SessionEngine, Tenancy
+from bipgw.core import CardKeyRotator, SessionEngine, Tenancy
 from bipgw.platform import (
     PLATFORM_SERVICE,
     ChannelSettings,
@@ -85,9 +85,12 @@ def front_doors(
     platform_tls: Any = None,
     owners: Callable[[str, str], None] | None = None,
     requests: IServiceRequests | None = None,
+    rotator: CardKeyRotator | None = None,
 ) -> list[IService]:
     """The front doors C{config} opens, as listening services, not started.
 
+    @param rotator: card key rotations, offered by the HTTP API
+        (C{POST /v1/cards/{iccid}/key-rotations}); C{None}: not offered.
     @param platform_tls: the TLS server options of C{[platform]}
         (L{bipgw.config.PlatformSection.tls_options}, read when the gateway
         was built so that a bad file stops it early); C{None} for none.
@@ -115,6 +118,6 @@ def front_doors(
         )
         doors.append(platform_service(factory, config.platform.endpoint, reactor, tls=platform_tls))
     if config.http_api is not None:
-        api = HttpApi(tenancy, api_settings(config.http_api), requests=requests)
+        api = HttpApi(tenancy, api_settings(config.http_api), requests=requests, rotator=rotator)
         doors.append(HttpApiService(api, config.http_api.endpoint, reactor))
     return doors

@@ -11,6 +11,10 @@ stops twistd before it daemonises.  Nothing is added or patched later.
 The tree starts its parts in this order, each once the one before is
 ready (L{OrderedService}), and stops them the other way round:
 
+  0. C{metrics} (with a C{[metrics]} table): C{/metrics}, C{/healthz} and
+     C{/readyz} (L{bipgw.web.MetricsService}), first up and last down, so
+     liveness answers while the rest starts and readiness says what is
+     not ready yet;
   1. C{store}: the application database is opened (connected, migrated);
      then C{recovery}: the sessions a previous run left open (a crash,
      C{kill -9}) are ended with C{gateway-restart}
@@ -47,12 +51,13 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.defer import CancelledError, Deferred, TimeoutError
 from twisted.internet.endpoints import clientFromString
 from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from bipgw.app._card_keys import card_key_source
 from bipgw.app._doors import HTTP_API_SERVICE, PLATFORM_SERVICE, front_doors
 from bipgw.app._feeds import ingest_settings
 from bipgw.app._metrics import GatewayMetrics
@@ -60,9 +65,16 @@ from bipgw.app._observers import ObservedPushSender, ObservedRecorder, ObservedS
 from bipgw.app._portal import build_portal
 from bipgw.app._tree import OrderedService, Step
 from bipgw.config import Config, redacted_url, server_endpoint_port
-from bipgw.core import CardTarget, SecuredSession, Session, SessionEngine
+from bipgw.core import (
+    CardKeyRotator,
+    CardTarget,
+    RotationOutcome,
+    SecuredSession,
+    Session,
+    SessionEngine,
+)
 from bipgw.ingest import IngestService
-from bipgw.keys import KeyManagementError, KeyStore, RootKey, Scp03MasterKeys
+from bipgw.keys import IRootKeys, KeyStore, Pkcs11RootKeys
 from bipgw.push import CallbackAddress, PushBuilder, PushProfile, PushSender
 from bipgw.scp81 import AdminServer, CardKeyCache
 from bipgw.smpp import SmppClientService, esme_settings
@@ -78,7 +90,7 @@ from bipgw.store import (
     SqlServiceRequests,
     SqlStore,
     StoreCardDirectory,
-    StoreScp03KeySource,
+    StoreKeyRotationPlanner,
     create_store,
     end_sessions_left_open,
     probe_store,
@@ -87,7 +99,7 @@ from bipgw.store import (
 from bipgw.web import METRICS_SERVICE, MetricsService
 from bipgw.web.portal import PortalService
 
-__all__ = ["READY_STORE_TIMEOUT", "Gateway", "build_gateway", "push_profiles"]
+__all__ = ["READY_STORE_TIMEOUT", "Gateway", "build_gateway", "push_profiles", "rotation_services"]
 
 #: Seconds C{/readyz} waits for the database's answer.
 READY_STORE_TIMEOUT = 2.0
@@ -103,6 +115,16 @@ def push_profiles(config: Config) -> dict[str, PushProfile]:
         name: PushProfile.from_service(service, admin_uri=config.admin.uri_prefix)
         for name, service in config.services.items()
     }
+
+
+def rotation_services(config: Config) -> tuple[str, ...]:
+    """The services whose sessions can carry PUT KEY: C{secure_apdus}, and
+    C{put-key} (INS D8) among their C{isd_commands}."""
+    return tuple(
+        name
+        for name, service in config.services.items()
+        if service.secure_apdus and 0xD8 in service.isd_commands
+    )
 
 
 def build_gateway(
@@ -144,18 +166,6 @@ def build_gateway(
     )
 
 
-def _scp03_source(store: IStore, root: RootKey, keystore: KeyStore) -> StoreScp03KeySource:
-    """Where a secured service's card SCP03 keys come from: the card's sealed
-    keys in the store, else diversified from the keystore's
-    C{master-scp03-*} keys when it has them."""
-    masters: Scp03MasterKeys | None
-    try:
-        masters = Scp03MasterKeys.from_keystore(keystore)
-    except KeyManagementError:
-        masters = None
-    return StoreScp03KeySource(store, root, masters=masters)
-
-
 class Gateway(OrderedService):
     """The whole gateway as one service tree (module docstring).
 
@@ -166,6 +176,8 @@ class Gateway(OrderedService):
     @ivar root: the root key (sealing card keys on import).
     @ivar keystore: the transport and master keys (vendor file imports).
     @ivar store: the application database.
+    @ivar key_source: where card keys come from: the store's, by their
+        lifecycle, and keys derived from the master keys (L{card_key_source}).
     @ivar keys: the opened card keys (PSK lookup, OTA keys).
     @ivar recorder: the session history, written to the store behind the
         sessions (L{BatchingRecorder.flush} writes what waits).
@@ -175,6 +187,7 @@ class Gateway(OrderedService):
     @ivar engine: the session engine: every door opens sessions with its
         C{open}.
     @ivar admin: the SCP81 TLS-PSK admin server.
+    @ivar rotator: card key rotations over the air (PUT KEY through SCP03).
     @ivar doors: the front doors C{[platform]} and C{[http_api]} open.
     @ivar ingest: the partners' file feeds, with an C{[ingest]} table.
     @ivar metrics: the gateway's Prometheus metrics; C{metrics.registry} is
@@ -191,7 +204,7 @@ class Gateway(OrderedService):
         config: Config,
         reactor: Any,
         *,
-        root: RootKey,
+        root: IRootKeys,
         keystore: KeyStore,
         store: IStore,
         exit_on_failure: bool = False,
@@ -206,7 +219,10 @@ class Gateway(OrderedService):
         self._reactor = reactor
         self._exit_on_failure = exit_on_failure
         self.metrics = metrics = GatewayMetrics()
-        self.keys = CardKeyCache(store, root, reactor)
+        # One source of card keys for the cache, the SCP03 relay and key
+        # rotations: stored keys by lifecycle, and keys derived from masters.
+        self.key_source = card_key_source(config, store, root, keystore)
+        self.keys = CardKeyCache(store, root, reactor, keys=self.key_source)
         self.recorder = BatchingRecorder(store, reactor)
         self.builder = PushBuilder(
             self.keys.ota_keys,
@@ -228,7 +244,7 @@ class Gateway(OrderedService):
             config.sessions.policy(),
             uri_prefix=config.admin.uri_prefix,
             services={name: service.rules() for name, service in config.services.items()},
-            scp03_keys=_scp03_source(store, root, keystore),
+            scp03_keys=self.key_source,
         )
         # The one wiring call after construction: the engine is built on a
         # push sender that submits through the SMPP client, which reports
@@ -246,6 +262,17 @@ class Gateway(OrderedService):
             grace_period=config.sessions.grace_period,
             max_connections=config.admin.max_connections,
         )
+        self.rotator = CardKeyRotator(
+            self.engine.open,
+            StoreKeyRotationPlanner(
+                self.key_source,
+                store,
+                reactor,
+                actor=f"gateway {config.gateway.node_id}",
+                changed=lambda iccid: self.keys.load_cards([iccid]),
+            ),
+            rotation_services(config),
+        )
         sql = store if isinstance(store, SqlStore) else None
         self.service_requests: IServiceRequests = (
             SqlServiceRequests(sql) if sql is not None else MemoryServiceRequests()
@@ -259,6 +286,7 @@ class Gateway(OrderedService):
             platform_tls=platform_tls,
             owners=self.session_owners,
             requests=self.service_requests,
+            rotator=self.rotator,
         )
         self.portal: PortalService | None = None
         if config.portal is not None:
@@ -336,6 +364,12 @@ class Gateway(OrderedService):
         """The TCP port the HTTP API listens on, while it does."""
         return self._door_port(HTTP_API_SERVICE)
 
+    @property
+    def metrics_port(self) -> int | None:
+        """The TCP port the metrics listener listens on, while it does."""
+        door = self.metrics_door
+        return None if door is None else _port_number(door.port)
+
     def _door_port(self, name: str) -> int | None:
         door = next((d for d in self.doors if d.name == name), None)
         return _port_number(getattr(door, "port", None))
@@ -369,18 +403,16 @@ class Gateway(OrderedService):
         if not self.smpp.bound:
             checks["smpp"] = "not bound to the SMSC"
         down = [name for name, port in self._listeners() if port is None]
-        if not self.running or not self.started:
-            checks["listeners"] = (
-                "the gateway is not running"
-                if not self.running
-                else ("the gateway is still starting")
-            )
+        if not self.running:
+            checks["listeners"] = "the gateway is not running"
+        elif not self.started:
+            checks["listeners"] = "the gateway is still starting"
         elif down:
             checks["listeners"] = "not listening: " + ", ".join(down)
         probe = probe_store(self.store).addTimeout(READY_STORE_TIMEOUT, self._reactor)
 
         def unreachable(failure: Failure) -> None:
-            why = failure.getErrorMessage() if not failure.check(CancelledError) else ""
+            why = "" if failure.check(CancelledError, TimeoutError) else failure.getErrorMessage()
             checks["store"] = f"unreachable: {why or f'no answer in {READY_STORE_TIMEOUT:g} s'}"
 
         probe.addErrback(unreachable)
@@ -390,6 +422,13 @@ class Gateway(OrderedService):
         ports = [("admin", self.admin_port)]
         ports += [(str(door.name), self._door_port(str(door.name))) for door in self.doors]
         return ports
+
+    def rotate_card_keys(
+        self, iccid: str, purpose: str, service: str | None = None
+    ) -> Deferred[RotationOutcome]:
+        """Rotate one key family (C{psk}, C{ota}, C{scp03}) of a card over the
+        air (L{bipgw.core.CardKeyRotator}); fires with the outcome."""
+        return Deferred.fromCoroutine(self.rotator.rotate(iccid, purpose, service))
 
     def when_ready(self) -> Deferred[Gateway]:  # type: ignore[override]
         """Fire with the gateway once every part has started: database open,
@@ -454,12 +493,6 @@ class Gateway(OrderedService):
     def portal_port(self) -> int | None:
         """The TCP port the operator portal listens on, while it does."""
         return _port_number(self.portal.port) if self.portal is not None else None
-
-    @property
-    def metrics_port(self) -> int | None:
-        """The TCP port of C{/metrics} (C{[metrics]}), while it listens."""
-        door = self.metrics_door
-        return _port_number(getattr(door, "port", None)) if door is not None else None
 
     def import_msisdn(
         self, path: str | Path, *, all_or_nothing: bool = False
@@ -533,7 +566,8 @@ class Gateway(OrderedService):
         callback = self.builder.callback
         self._log.info(
             "gateway {node} ready: {cards} cards with keys, admin server on port {port},"
-            " cards connect to {host}:{public}; platform channel {channel}, HTTP API {http}",
+            " cards connect to {host}:{public}; platform channel {channel}, HTTP API {http},"
+            " metrics {metrics}",
             node=self.config.gateway.node_id,
             cards=len(self.keys),
             port=self.admin_port,
@@ -541,6 +575,7 @@ class Gateway(OrderedService):
             public=callback.port,
             channel=self.platform_port or "off",
             http=self.http_api_port or "off",
+            metrics=self.metrics_port or "off",
         )
 
     def _start_failed(self, failure: Failure) -> None:
@@ -555,6 +590,8 @@ class Gateway(OrderedService):
         stopping = super().stopService()
 
         def stopped(_: object) -> None:
+            if isinstance(self.root, Pkcs11RootKeys):
+                self.root.close()  # the token session; the keys stay in the token
             self._log.info("gateway {node} stopped", node=self.config.gateway.node_id)
 
         return stopping.addCallback(stopped)

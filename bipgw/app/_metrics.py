@@ -13,7 +13,9 @@ Two kinds of metrics, so the hot paths pay no more than an increment:
   - I{fed}: counters and histograms the gateway's observers
     (L{bipgw.app._observers}) update as things happen: session setups and
     ends, setup latency, APDUs and their round trip, PoR and delivery-receipt
-    outcomes, store statement latency, imports;
+    outcomes (on the reactor thread: plain numbers, L{bipgw.app._tallies}),
+    store statement latency and imports (prometheus_client's own types:
+    the store's statements are timed in its threads);
   - I{read at scrape time} (L{PartsCollector}): the counters the parts keep
     anyway (L{bipgw.smpp.SubmitPump}'s submits and answers,
     L{bipgw.tls.PskServerStats}' handshakes, the SMPP bind counts, window,
@@ -27,10 +29,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Final, Protocol
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from bipgw.app._tallies import Buckets, LabelledTallies, Tally, TallyCollector
 from bipgw.codec.smpp import CommandStatus
 from bipgw.smpp import SmppClientService
 from bipgw.tls import PskServerStats
@@ -143,7 +146,7 @@ class PartsCollector(Collector):
             window.add_metric([], link.outstanding if link is not None else 0)
             queue.add_metric([], len(pump.queue))
             submits.add_metric([], pump.sent)
-            for status, count in sorted(pump.answers.items()):
+            for status, count in sorted(pump.answers.copy().items()):  # one atomic copy
                 responses.add_metric([status_label(status)], count)
             binds.add_metric(["ok"], smpp.binds)
             binds.add_metric(["failed"], smpp.bind_failures)
@@ -165,41 +168,47 @@ class GatewayMetrics:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry = registry if registry is not None else CollectorRegistry()
-        self.sessions_open = Gauge(
-            "bipgw_sessions_open", "Sessions opened and not ended yet.", registry=registry
-        )
-        self.session_setups = Counter(
+        # What the reactor thread feeds on its hot paths: plain numbers,
+        # exposed when the registry is collected (bipgw.app._tallies).
+        self.sessions_open = Tally()
+        self.session_setups = Tally()
+        self.session_ends = LabelledTallies("reason", ("closed",))
+        self.session_setup_seconds = Buckets(SETUP_BUCKETS)
+        self.apdus_relayed = Tally()
+        self.apdu_roundtrip_seconds = Buckets(APDU_BUCKETS)
+        self.push_outcomes = LabelledTallies("outcome", PUSH_OUTCOMES)
+        fed = TallyCollector()
+        fed.gauge("bipgw_sessions_open", "Sessions opened and not ended yet.", self.sessions_open)
+        fed.counter(
             "bipgw_session_setups",
             "Sessions opened by a platform (through any door).",
-            registry=registry,
+            self.session_setups,
         )
-        self.session_ends = Counter(
+        fed.counter(
             "bipgw_session_ends",
             "Sessions ended, by reason (closed, or the failure reason's code).",
-            ["reason"],
-            registry=registry,
+            self.session_ends,
         )
-        self.session_setup_seconds = Histogram(
+        fed.histogram(
             "bipgw_session_setup_seconds",
             "Seconds from a session's open to its card's first POST (channel ready).",
-            buckets=SETUP_BUCKETS,
-            registry=registry,
+            self.session_setup_seconds,
         )
-        self.apdus_relayed = Counter(
-            "bipgw_apdus_relayed", "C-APDUs sent to cards in command scripts.", registry=registry
+        fed.counter(
+            "bipgw_apdus_relayed", "C-APDUs sent to cards in command scripts.", self.apdus_relayed
         )
-        self.apdu_roundtrip_seconds = Histogram(
+        fed.histogram(
             "bipgw_apdu_roundtrip_seconds",
             "Seconds from a command script sent to the card to its answer.",
-            buckets=APDU_BUCKETS,
-            registry=registry,
+            self.apdu_roundtrip_seconds,
         )
-        self.push_outcomes = Counter(
+        fed.counter(
             "bipgw_push_outcomes",
             "What came back for pushes: PoRs by result, final delivery receipts by result.",
-            ["outcome"],
-            registry=registry,
+            self.push_outcomes,
         )
+        registry.register(fed)
+        # Fed from other threads (the store's) or rarely: prometheus_client's own.
         self.store_seconds = Histogram(
             "bipgw_store_seconds",
             "Seconds one SQL statement of the store took, by operation.",
@@ -213,10 +222,6 @@ class GatewayMetrics:
             ["kind", "outcome"],
             registry=registry,
         )
-        # Label children made once: the hot paths index a dict, no allocation.
-        self.push_outcome = {o: self.push_outcomes.labels(o) for o in PUSH_OUTCOMES}
-        for outcome in ("closed",):
-            self.session_ends.labels(outcome)
 
     def watch(self, smpp: SmppClientService, tls: PskServerStats, keycache: _Sized) -> None:
         """Serve the parts' own counters too (L{PartsCollector}); call once."""

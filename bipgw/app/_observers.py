@@ -15,8 +15,9 @@ forwarding every call unchanged to the part it wraps:
   - L{ObservedPushSender} (an L{IPushSender}, between the engine and the
     push sender): PoRs by result.
 
-Each costs the hot path one or two counter increments and no allocation
-beyond one dictionary entry per live session (its opening time).
+Each costs the hot path one or two integer additions (L{bipgw.app._tallies})
+and no allocation beyond one dictionary entry per live session (its
+opening time).
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ __all__ = ["ObservedPushSender", "ObservedRecorder", "ObservedSmsEvents"]
 
 _CONNECTED = SessionState.CONNECTED
 _RELAYING = SessionState.RELAYING
+_CLOSED = SessionState.CLOSED
+_FAILED = SessionState.FAILED
 
 
 class ObservedRecorder:
@@ -62,8 +65,8 @@ class ObservedRecorder:
 
     def record_opened(self, status: SessionStatus) -> Deferred[None] | None:
         """A session opened: counted, its opening time kept until it connects or ends."""
-        self._setups.inc()
-        self._open.inc()
+        self._setups.value += 1
+        self._open.value += 1
         self._opened[status.session_id] = status.opened_at
         return self._recorder.record_opened(status)
 
@@ -76,21 +79,22 @@ class ObservedRecorder:
         state = event.state
         if not event.transition:
             pass
-        elif state is _CONNECTED and event.previous is not _RELAYING:
-            opened = self._opened.pop(event.session_id, None)
-            if opened is not None:
-                self._setup_seconds.observe(max(event.at - opened, 0.0))
-        elif state.terminal:
+        elif state is _CONNECTED:
+            if event.previous is not _RELAYING:
+                opened = self._opened.pop(event.session_id, None)
+                if opened is not None:
+                    self._setup_seconds.observe(max(event.at - opened, 0.0))
+        elif state is _CLOSED or state is _FAILED:
             self._opened.pop(event.session_id, None)
-            self._open.dec()
+            self._open.value -= 1
             reason = event.reason
-            self._ends.labels("closed" if reason is None else reason.value).inc()
+            self._ends["closed" if reason is None else reason.value].value += 1
         return self._recorder.record_event(event)
 
     def record_apdus(self, traces: Sequence[ApduTrace]) -> Deferred[None] | None:
         """Forwarded; one script's C-APDUs counted, its round trip observed once."""
         if traces:
-            self._apdus.inc(len(traces))
+            self._apdus.value += len(traces)
             first = traces[0]
             if first.answered_at is not None:
                 self._roundtrip.observe(max(first.answered_at - first.sent_at, 0.0))
@@ -105,14 +109,14 @@ class ObservedSmsEvents:
 
     def __init__(self, events: ISmsEvents, metrics: GatewayMetrics) -> None:
         self.events = events
-        self._delivered = metrics.push_outcome["dlr-delivered"]
-        self._failed = metrics.push_outcome["dlr-failed"]
+        self._delivered = metrics.push_outcomes["dlr-delivered"]
+        self._failed = metrics.push_outcomes["dlr-failed"]
 
     def delivery_receipt(
         self, message_id: str, delivered: bool, detail: str = "", user_data: bytes | None = None
     ) -> None:
         """Counted by result, and forwarded."""
-        (self._delivered if delivered else self._failed).inc()
+        (self._delivered if delivered else self._failed).value += 1
         self.events.delivery_receipt(message_id, delivered, detail, user_data)
 
     def sms_received(self, msisdn: str, user_data: bytes) -> Deferred[None]:
@@ -125,9 +129,9 @@ class ObservedPushSender:
 
     def __init__(self, sender: IPushSender, metrics: GatewayMetrics) -> None:
         self._sender = sender
-        self._ok = metrics.push_outcome["por-ok"]
-        self._error = metrics.push_outcome["por-error"]
-        self._unverified = metrics.push_outcome["por-unverified"]
+        self._ok = metrics.push_outcomes["por-ok"]
+        self._error = metrics.push_outcomes["por-error"]
+        self._unverified = metrics.push_outcomes["por-unverified"]
 
     def send_push(self, order: PushOrder) -> Deferred[PushReceipt]:
         """Forwarded."""
@@ -139,9 +143,9 @@ class ObservedPushSender:
         return d.addCallbacks(self._verified, self._refused)
 
     def _verified(self, report: PorReport) -> PorReport:
-        (self._ok if report.status == 0 else self._error).inc()
+        (self._ok if report.status == 0 else self._error).value += 1
         return report
 
     def _refused(self, failure: Failure) -> Failure:
-        self._unverified.inc()
+        self._unverified.value += 1
         return failure

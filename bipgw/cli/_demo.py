@@ -44,6 +44,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     demo.add_argument("--seed", type=int, help="reproducible card keys")
     demo.add_argument(
+        "--derived-keys",
+        action="store_true",
+        help="no per-card secret in the vendor file: keys derived from master keys,"
+        " then the first card's keys rotated over the air",
+    )
+    demo.add_argument(
         "--serve", action="store_true", help="keep the gateway and the fleet running (Ctrl-C stops)"
     )
     return demo
@@ -85,6 +91,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
         concurrency=args.concurrency,
         seed=args.seed,
         serve=args.serve,
+        derived_keys=args.derived_keys,
     )
     status = [1]
 

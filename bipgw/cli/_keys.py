@@ -16,7 +16,14 @@ from typing import TextIO
 import attrs
 
 from bipgw.config import Config
-from bipgw.keys import KeyInfo, KeyManagementError, KeyStore, RootKey, key_check_value
+from bipgw.keys import (
+    IRootKeys,
+    KeyInfo,
+    KeyManagementError,
+    KeyStore,
+    Pkcs11RootKeys,
+    key_check_value,
+)
 
 __all__ = ["Keys", "describe", "list_keys"]
 
@@ -25,14 +32,24 @@ __all__ = ["Keys", "describe", "list_keys"]
 class Keys:
     """The install's root key and keystore, opened together."""
 
-    root: RootKey
+    root: IRootKeys
     store: KeyStore
 
     @classmethod
     def open(cls, config: Config, environ: Mapping[str, str] | None = None) -> Keys:
         """Load the root key (file or C{BIPGW_ROOT_KEY}) and open the keystore with it."""
         root = config.keys.load_root_key(environ)
-        return cls(root, config.keys.open_keystore(root))
+        try:
+            return cls(root, config.keys.open_keystore(root))
+        except BaseException:
+            if isinstance(root, Pkcs11RootKeys):
+                root.close()
+            raise
+
+    def close(self) -> None:
+        """Close the token session of a PKCS#11 root key (nothing to do for a file)."""
+        if isinstance(self.root, Pkcs11RootKeys):
+            self.root.close()
 
 
 def describe(info: KeyInfo, check: str) -> str:

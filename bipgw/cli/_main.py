@@ -4,6 +4,7 @@
   - C{bipgw init DIR}: a new install (configuration, root key, keystore);
   - C{bipgw check-config FILE}: check a configuration and the keys it names;
   - C{bipgw keys add-transport|generate-master|list}: the keystore;
+  - C{bipgw keys rotate-root}: a new root key, the database and keystore re-sealed;
   - C{bipgw import cards|msisdn FILE}: load a card-vendor or MSISDN file;
   - C{bipgw replay SCRIPT ...}: run an APDU script against a card (docs/apdu-scripts.md);
   - C{bipgw tenant|service ...}: business platforms and what they may reach;
@@ -34,20 +35,25 @@ import bipgw.cli._audit as _audit
 
 # Each sub-command's module by its own name, not through the package, which
 # imports this module for main.
+import bipgw.cli._card_keys as _card_keys
 import bipgw.cli._demo as _demo
 import bipgw.cli._init as _init
 import bipgw.cli._keys as _keys
 import bipgw.cli._operators as _operators
 import bipgw.cli._partners as _partners
 import bipgw.cli._replay as _replay
+import bipgw.cli._rotate as _rotate
 import bipgw.cli._tenants as _tenants
 from bipgw.config import DEFAULT_CONFIG_NAME, Config, ConfigError, init_install, redacted_url
 from bipgw.errors import BipGwError
 from bipgw.keys import (
     MASTER_KINDS,
     ROOT_KEY_ENV,
+    KeyInfo,
     KeyManagementError,
+    Pkcs11RootKeys,
     TransportScheme,
+    add_master_key,
     add_transport_key,
     generate_master_key,
 )
@@ -125,9 +131,46 @@ def _parser() -> argparse.ArgumentParser:
     master.add_argument("kind", metavar="KIND", help=", ".join(MASTER_KINDS))
     master.add_argument("label")
     master.add_argument("--length", type=int, default=16, choices=(16, 24, 32))
-    master.add_argument("--kvn", type=int, default=1, help="key version it serves")
+    master.add_argument("--kvn", type=int, default=1, help="key version it serves (--kdf 1)")
+    master.add_argument(
+        "--kdf", type=int, default=2, choices=(1, 2), help="derivation (docs/keys.md section 5)"
+    )
     master.add_argument("--replace", action="store_true", help="replace a key of that label")
-    key_commands.add_parser("list", help="list keys (never their values)", parents=[config_option])
+    imported = key_commands.add_parser(
+        "add-master", help="add a master key from a hex file", parents=[config_option]
+    )
+    imported.add_argument("kind", metavar="KIND", help=", ".join(MASTER_KINDS))
+    imported.add_argument("label")
+    imported.add_argument("--from-file", required=True, metavar="FILE", help="hex key file")
+    imported.add_argument("--kvn", type=int, default=1, help="key version it serves (--kdf 1)")
+    imported.add_argument("--kdf", type=int, default=2, choices=(1, 2), help="derivation")
+    imported.add_argument("--replace", action="store_true", help="replace a key of that label")
+    listing = key_commands.add_parser(
+        "list", help="list keys (never their values)", parents=[config_option]
+    )
+    listing.add_argument("--iccid", help="list this card's key versions instead")
+    listing.add_argument(
+        "--cards", action="store_true", help="list every card's key versions instead"
+    )
+    _card_keys.add_parsers(key_commands, config_option)
+    master.add_argument(
+        "--backend",
+        choices=("keystore", "pkcs11"),
+        default="keystore",
+        help="pkcs11: generate it inside the [keys] token, non-extractable",
+    )
+    key_commands.add_parser(
+        "init-hsm",
+        help='create the root key in the PKCS#11 token (backend = "pkcs11")',
+        parents=[config_option],
+    )
+    _rotate.add_arguments(
+        key_commands.add_parser(
+            "rotate-root",
+            help="new root key; re-seal the database and keystore (resumable)",
+            parents=[config_option],
+        )
+    )
 
     load = commands.add_parser("import", help="import a data file", parents=[config_option])
     load_commands = load.add_subparsers(dest="import_kind", required=True, metavar="KIND")
@@ -229,9 +272,14 @@ def _check_command(
     except KeyManagementError as e:
         err.write(f"bipgw: error: {e}\n")
         return 1
-    where = f"${ROOT_KEY_ENV}" if env.get(ROOT_KEY_ENV) is not None else config.keys.root_key_file
+    where: object = (
+        f"${ROOT_KEY_ENV}" if env.get(ROOT_KEY_ENV) is not None else config.keys.root_key_file
+    )
+    if isinstance(keys.root, Pkcs11RootKeys):
+        where = keys.root.describe()
     out.write(f"  root key {keys.root.key_id} from {where}\n")
     out.write(f"  keystore {keys.store.path}: {len(keys.store)} keys\n")
+    keys.close()
     return 0
 
 
@@ -260,6 +308,9 @@ def summary(config: Config) -> str:
             f"  partner feeds in {feeds.incoming_dir}: FTP {feeds.ftp_listen or 'off'},"
             f" SFTP {feeds.sftp_listen or 'off'}, watched every {feeds.poll_interval:g} s"
         )
+    if config.metrics is not None:
+        auth = "bearer token" if config.metrics.token_file is not None else "loopback, no token"
+        lines.append(f"  /metrics, /healthz, /readyz on {config.metrics.listen} ({auth})")
     return "\n".join(lines) + "\n"
 
 
@@ -267,7 +318,41 @@ def _keys_command(
     args: argparse.Namespace, out: TextIO, err: TextIO, env: Mapping[str, str]
 ) -> int:
     config = Config.from_file(_config_path(args, env))
+    card_keys = args.keys_command in ("show", "rotate-card") or (
+        args.keys_command == "list" and (args.iccid or args.cards)
+    )
+    if card_keys:
+        return _card_keys_command(config, args, out)
+    if args.keys_command == "rotate-root":
+        return _rotate.rotate_root(config, args, out, env)
+    if args.keys_command == "init-hsm":
+        return _rotate.init_hsm(config, out)
+    if args.keys_command == "generate-master" and args.backend == "pkcs11":
+        return _rotate.generate_token_master(config, args, out)
     keys = _keys.Keys.open(config, env)
+    try:
+        changed = _keystore_command(args, out, keys)
+    finally:
+        keys.close()
+    if changed is None:
+        return 0
+    info, check, what = changed
+    detail = f"{info.kind.value}, {info.length} bytes, KCV {check}, {what}"
+    if args.replace:
+        detail += ", replacing the key of that label"
+    try:
+        _audit.record_now(config, f"keys.{args.keys_command}", info.label, detail, environ=env)
+    except StoreError as e:
+        err.write(f"bipgw: error: the key is stored, but its audit record was not written: {e}\n")
+        return 1
+    return 0
+
+
+def _keystore_command(
+    args: argparse.Namespace, out: TextIO, keys: _keys.Keys
+) -> tuple[KeyInfo, str, str] | None:
+    """Run a keystore command; what it stored (key, check value, words for the
+    audit record), or C{None} for C{keys list}."""
     if args.keys_command == "add-transport":
         info, check = add_transport_key(
             keys.store, args.label, args.from_file, scheme=args.scheme, replace=args.replace
@@ -280,22 +365,71 @@ def _keys_command(
             args.label,
             length=args.length,
             kvn=args.kvn,
+            kdf=args.kdf,
             replace=args.replace,
         )
-        what = f"KVN {args.kvn}"
+        what = f"KVN {args.kvn}, generated"
+    elif args.keys_command == "add-master":
+        info, check = add_master_key(
+            keys.store,
+            args.kind,
+            args.label,
+            args.from_file,
+            kvn=args.kvn,
+            kdf=args.kdf,
+            replace=args.replace,
+        )
+        what = f"KVN {args.kvn}, from a file"
     else:
         _keys.list_keys(keys, out)
-        return 0
+        return None
     out.write(f"stored in {keys.store.path}:\n{_keys.describe(info, check)}\n")
-    detail = f"{info.kind.value}, {info.length} bytes, KCV {check}, {what}"
-    if args.replace:
-        detail += ", replacing the key of that label"
+    return info, check, what
+
+
+def _card_keys_command(config: Config, args: argparse.Namespace, out: TextIO) -> int:
+    """C{keys show}, C{keys list --iccid|--cards} (the database), C{keys
+    rotate-card} (the running gateway's HTTP API)."""
+    from twisted.internet.task import react
+
+    from bipgw.store import open_store
+
+    status = 1
+
+    def run(reactor: Any) -> Deferred[None]:
+        async def go() -> None:
+            nonlocal status
+            if args.keys_command == "rotate-card":
+                url = _card_keys.api_url(config, args.api)
+                status = await _card_keys.rotate_card(
+                    reactor, url, args.token_file, args.iccid, args.purpose, args.service, out
+                )
+                return
+            store = await open_store(config.database.url, reactor=reactor)
+            try:
+                status = await _card_keys.show_card(store, args.iccid, out)
+            finally:
+                await store.close()
+
+        return ensureDeferred(go())
+
+    failure: list[BaseException] = []
+
+    def main(reactor: Any) -> Deferred[None]:
+        d = run(reactor)
+
+        def caught(f: Any) -> None:
+            failure.append(f.value)
+
+        return d.addErrback(caught)
+
     try:
-        _audit.record_now(config, f"keys.{args.keys_command}", info.label, detail, environ=env)
-    except StoreError as e:
-        err.write(f"bipgw: error: the key is stored, but its audit record was not written: {e}\n")
-        return 1
-    return 0
+        react(main)
+    except SystemExit:
+        pass
+    if failure:
+        raise failure[0]
+    return status
 
 
 def _import_command(

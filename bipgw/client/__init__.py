@@ -15,12 +15,13 @@ an L{IReplayTarget} (the gateway through this SDK, or a simulated card
 provided by simcard's C{direct} plugin) and checks every answer.
 """
 
-from bipgw.client._channel import (
-    ChannelClosedError,
-    PlatformClient,
-    PlatformError,
-    SessionFailedError,
-    connect,
+from bipgw.client._channel import PlatformClient
+from bipgw.client._connect import connect
+from bipgw.client._errors import ChannelClosedError, PlatformError, SessionFailedError
+from bipgw.client._key_rotation import (
+    KeyRotationError,
+    KeyRotationResult,
+    request_key_rotation,
 )
 from bipgw.client._replay import (
     CommandOutcome,
@@ -58,6 +59,7 @@ from bipgw.codec.platform import (
     ErrorCode,
     Notification,
     NotificationEvent,
+    Offer,
     Result,
     State,
     Timeouts,
@@ -75,8 +77,11 @@ __all__ = [
     "GatewayTarget",
     "IReplayTarget",
     "IReplayTargetFactory",
+    "KeyRotationError",
+    "KeyRotationResult",
     "Notification",
     "NotificationEvent",
+    "Offer",
     "PlatformClient",
     "PlatformError",
     "RegexPattern",
@@ -103,6 +108,7 @@ __all__ = [
     "parse_script",
     "parse_variable",
     "report_json",
+    "request_key_rotation",
     "run_script",
     "target_factories",
 ]

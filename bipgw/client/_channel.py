@@ -1,8 +1,8 @@
 # -*- test-case-name: tests.unit.client.test_channel,tests.unit.client.test_tls -*-
 """The Python SDK for business platforms: the platform channel, as calls.
 
-L{connect} opens the channel (over TLS in production) and authenticates;
-the L{PlatformClient} it gives opens L{CardSession}s, and each session sends
+L{bipgw.client.connect} opens the channel (over TLS in production) and
+authenticates; the L{PlatformClient} it gives opens L{CardSession}s, and each session sends
 C-APDUs and closes.  Every call returns a L{Deferred}, so the SDK works the
 same from callbacks and from C{async def} code (through
 L{Deferred.fromCoroutine}); clients and sessions are async context managers
@@ -27,12 +27,11 @@ from typing import Any
 
 import attrs
 from twisted.internet.defer import Deferred, fail, succeed
-from twisted.internet.endpoints import clientFromString, connectProtocol, wrapClientTLS
-from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from bipgw.client._errors import ChannelClosedError, PlatformError, SessionFailedError
 from bipgw.client._session import CardSession, as_bytes
 from bipgw.codec.platform import (
     DEFAULT_MAX_FRAME,
@@ -48,6 +47,7 @@ from bipgw.codec.platform import (
     Message,
     MessageError,
     Notification,
+    Offer,
     Open,
     Ping,
     Pong,
@@ -55,38 +55,11 @@ from bipgw.codec.platform import (
     Result,
     State,
     Status,
+    Take,
     Timeouts,
     encode_frame,
     parse_message,
 )
-from bipgw.errors import BipGwError
-
-
-class PlatformError(BipGwError):
-    """The gateway refused or failed a request.
-
-    @ivar code: the gateway's stable code (L{bipgw.codec.platform.ErrorCode}, or a
-        session failure reason such as C{script-status}).
-    @ivar message: the gateway's explanation.
-    @ivar session: the session concerned, if any.
-    """
-
-    def __init__(self, code: str, message: str, session: str | None = None) -> None:
-        super().__init__(f"{code}: {message}" if message else code)
-        self.code = code
-        self.message = message
-        self.session = session
-
-
-class SessionFailedError(PlatformError):
-    """The session ended before it was ready; C{code} is the reason."""
-
-
-class ChannelClosedError(PlatformError):
-    """The connection to the gateway ended before the answer came."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__("connection-lost", message)
 
 
 @attrs.define(eq=False)
@@ -123,6 +96,7 @@ class PlatformClient:
         self._pings: dict[str, float] = {}
         self._gone: Failure | None = None
         self._disconnected: list[Deferred[None]] = []
+        self._offer_listeners: list[Callable[[Offer], object]] = []
 
     @property
     def sessions(self) -> list[CardSession]:
@@ -137,10 +111,14 @@ class PlatformClient:
         msisdn: str | None = None,
         application: bytes | str | None = None,
         timeouts: Timeouts | None = None,
+        target: bytes | str | None = None,
     ) -> Deferred[CardSession]:
         """Open a session with the card named by C{iccid} or C{msisdn}.
 
         @param application: the TAR or AID the session addresses (bytes or hex).
+        @param target: the AID (bytes or hex) of the application the card
+            runs the session's scripts in (GP Amd B
+            C{X-Admin-Targeted-Application}), unless a command names its own.
         @param timeouts: the gateway closes the session if the card is not
             ready, or a command not answered, in time.
         @return: fires with the L{CardSession} once the card is connected;
@@ -150,6 +128,7 @@ class PlatformClient:
         rid = self._next_id()
         try:
             app = None if application is None else as_bytes(application, "application")
+            aid = None if target is None else as_bytes(target, "target")
             request = Open(
                 id=rid,
                 service=service,
@@ -157,6 +136,52 @@ class PlatformClient:
                 msisdn=msisdn,
                 application=app,
                 timeouts=timeouts,
+                target=aid,
+            )
+        except (MessageError, ValueError) as e:
+            return fail(e)
+        opening = _Opening(rid, service, Deferred(lambda _: self._cancel_open(opening)))
+        self._openings[rid] = opening
+        refused = self._send(request)
+        if refused is not None:
+            del self._openings[rid]
+            return fail(refused)
+        return opening.deferred
+
+    def on_offer(self, listener: Callable[[Offer], object]) -> Callable[[], None]:
+        """Call C{listener} with every L{Offer}: a card that opened its admin
+        session on its own, which one of this tenant's services may take
+        (L{take_session}) before C{offer.expires_in_ms}.
+
+        @return: the function that stops it.
+        """
+        self._offer_listeners.append(listener)
+
+        def stop() -> None:
+            if listener in self._offer_listeners:
+                self._offer_listeners.remove(listener)
+
+        return stop
+
+    def take_session(
+        self,
+        session_id: str,
+        *,
+        service: str,
+        timeouts: Timeouts | None = None,
+        target: bytes | str | None = None,
+    ) -> Deferred[CardSession]:
+        """Take the card-initiated session an L{Offer} named, for C{service}.
+
+        @return: fires with the L{CardSession} (its card is connected); fails
+            with L{PlatformError} (C{unknown-session}: taken by another
+            platform, expired; C{service-not-allowed}; C{limit-reached}).
+        """
+        rid = self._next_id()
+        try:
+            aid = None if target is None else as_bytes(target, "target")
+            request = Take(
+                id=rid, session=session_id, service=service, timeouts=timeouts, target=aid
             )
         except (MessageError, ValueError) as e:
             return fail(e)
@@ -307,6 +332,13 @@ class PlatformClient:
                 SessionFailedError(message.reason, message.message, message.session)
             )
 
+    def _on_offer(self, message: Offer) -> None:
+        for listener in list(self._offer_listeners):
+            try:
+                listener(message)
+            except Exception:
+                self._log.failure("offer listener {l!r} failed", l=listener)
+
     def _on_result(self, message: Result) -> None:
         self._answer(message.id, message)
 
@@ -402,57 +434,4 @@ class _ClientProtocol(Protocol):
         self._client._lost(reason)
 
 
-def connect(
-    reactor: Any,
-    endpoint: str | IStreamClientEndpoint,
-    *,
-    token: str | None = None,
-    tls: Any = None,
-    client_name: str | None = "bipgw.client",
-    max_frame: int = DEFAULT_MAX_FRAME,
-    timeout: float = 30.0,
-) -> Deferred[PlatformClient]:
-    """Connect to the gateway's platform channel and authenticate.
-
-    @param endpoint: a client endpoint, or an endpoint string
-        (C{"tcp:gw.example:7443"}).
-    @param token: the tenant's API token; without one, the gateway
-        authenticates the TLS client certificate (give it in C{tls}).
-    @param tls: TLS client options (C{optionsForClientTLS(hostname, ...)})
-        to wrap the endpoint in; C{None} if the endpoint does TLS itself.
-    @param client_name: names this software in the gateway's logs.
-    @param timeout: seconds for connecting and authenticating.
-    @return: fires with the authenticated L{PlatformClient}; fails with
-        L{PlatformError} (C{auth-failed} ...), a connection error, or
-        L{twisted.internet.defer.TimeoutError}.
-    """
-    where = clientFromString(reactor, endpoint) if isinstance(endpoint, str) else endpoint
-    if tls is not None:
-        where = wrapClientTLS(tls, where)
-    client = PlatformClient(reactor, max_frame=max_frame)
-
-    def connected(_: object) -> Deferred[PlatformClient]:
-        hello = client._hello(token, client_name)
-        hello.addErrback(_drop_on_failure, client)
-        return hello
-
-    done: Deferred[PlatformClient] = connectProtocol(where, client._protocol).addCallback(connected)
-    return done.addTimeout(timeout, reactor)
-
-
-def _drop_on_failure(failure: Failure, client: PlatformClient) -> Failure:
-    # Refused or timed out: do not leave an unauthenticated connection open.
-    if not failure.check(ChannelClosedError):
-        transport = client._protocol.transport
-        if transport is not None:
-            transport.loseConnection()
-    return failure
-
-
-__all__ = [
-    "ChannelClosedError",
-    "PlatformClient",
-    "PlatformError",
-    "SessionFailedError",
-    "connect",
-]
+__all__ = ["PlatformClient"]

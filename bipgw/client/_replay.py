@@ -214,7 +214,7 @@ async def _open_gateway(
     ready_timeout: float | None,
     command_timeout: float | None,
 ) -> GatewayTarget:
-    from bipgw.client._channel import connect
+    from bipgw.client._connect import connect
 
     client = await connect(reactor, endpoint, token=token)
     try:

@@ -71,27 +71,46 @@ class CardSession:
         """Whether the session has ended (closed, or ended by the gateway)."""
         return self.ended_by is not None
 
-    def send(self, apdus: Sequence[bytes | str], *, definite: bool = False) -> Deferred[Result]:
+    def send(
+        self,
+        apdus: Sequence[bytes | str],
+        *,
+        definite: bool = False,
+        target: bytes | str | None = None,
+    ) -> Deferred[Result]:
         """Run C{apdus} (C-APDUs as bytes or hex) on the card as one script.
 
         @param definite: send the script with a definite length (C{AA}).
+        @param target: the AID (bytes or hex) of the application the card
+            runs the script in (an RFM file system, a supplementary security
+            domain); C{None}: the session's own target, or the ISD.
         @return: fires with the L{Result}; fails with L{PlatformError}.
         """
         if isinstance(apdus, bytes | str):
             return fail(TypeError("apdus is a sequence of APDUs, not one APDU"))
+        aid = None if target is None else as_bytes(target, "target")
         return self._request(
             lambda rid: Command(
                 session=self.id,
                 id=rid,
                 apdus=tuple(as_bytes(a, f"apdus[{i}]") for i, a in enumerate(apdus)),
                 definite=True if definite else None,
+                target=aid,
             )
         )
 
-    def send_script(self, script: bytes | str) -> Deferred[Result]:
-        """Run an expanded command script (C{AA}/C{AE}, bytes or hex) on the card."""
+    def send_script(
+        self, script: bytes | str, *, target: bytes | str | None = None
+    ) -> Deferred[Result]:
+        """Run an expanded command script (C{AA}/C{AE}, bytes or hex) on the card.
+
+        @param target: as for L{send}.
+        """
+        aid = None if target is None else as_bytes(target, "target")
         return self._request(
-            lambda rid: Command(session=self.id, id=rid, script=as_bytes(script, "script"))
+            lambda rid: Command(
+                session=self.id, id=rid, script=as_bytes(script, "script"), target=aid
+            )
         )
 
     def close(self) -> Deferred[None]:

@@ -27,6 +27,7 @@ from bipgw.config._sections import (
     BindMode,
     DatabaseSection,
     GatewaySection,
+    KeyBackend,
     KeysSection,
     SmppSection,
 )
@@ -49,6 +50,7 @@ __all__ = [
     "IngestSection",
     "InitError",
     "InitResult",
+    "KeyBackend",
     "KeysSection",
     "LogFormat",
     "LogSection",

@@ -40,7 +40,7 @@ from bipgw.config._schema import (
     settings_of,
     shown,
 )
-from bipgw.config._sections import AdminSection, SmppSection
+from bipgw.config._sections import AdminSection, KeyBackend, KeysSection, SmppSection
 from bipgw.config._services import ServiceSection, SessionsSection
 from bipgw.config._tables import NOT_BUILT, NOT_BUILT_ADVICE, OPTIONAL_SECTIONS, SECTIONS
 from bipgw.core import PolicyError
@@ -411,8 +411,37 @@ def _check_metrics(reader: _Reader, metrics: MetricsSection, prefix: str) -> Met
         raise reader.error(e.reason, key=e.key) from None
 
 
+def _check_keys(reader: _Reader, keys: KeysSection, prefix: str) -> KeysSection:
+    hsm = {
+        "hsm_module": keys.hsm_module,
+        "hsm_token_label": keys.hsm_token_label,
+        "hsm_slot": keys.hsm_slot,
+        "hsm_pin_file": keys.hsm_pin_file,
+    }
+    if keys.backend is not KeyBackend.PKCS11:
+        for name, value in hsm.items():
+            if value is not None:
+                raise reader.error(
+                    f'{prefix}.{name}: only used with backend = "pkcs11"', key=f"{prefix}.{name}"
+                )
+        return keys
+    for name in ("hsm_module", "hsm_pin_file"):
+        if hsm[name] is None:
+            raise reader.error(
+                f'{prefix}.{name}: missing; backend = "pkcs11" needs it', key=f"{prefix}.{name}"
+            )
+    if (keys.hsm_token_label is None) == (keys.hsm_slot is None):
+        raise reader.error(
+            f"{prefix}.hsm_token_label: name the token by hsm_token_label or by"
+            " hsm_slot, exactly one of the two",
+            key=f"{prefix}.hsm_token_label",
+        )
+    return keys
+
+
 _CHECKS: dict[type, Any] = {
     MetricsSection: _check_metrics,
+    KeysSection: _check_keys,
     IngestSection: _check_ingest,
     PlatformSection: _check_platform,
     SmppSection: _check_smpp,

@@ -46,7 +46,16 @@ from bipgw.config._schema import (
     relative_text,
     setting,
 )
-from bipgw.keys import ROOT_KEY_ENV, KeyStore, RootKey
+from bipgw.keys import (
+    ROOT_KEY_ENV,
+    FileRootKeyRing,
+    IRootKeys,
+    KeyStore,
+    Pkcs11Token,
+    RootKey,
+    RootKeyError,
+    read_pin_file,
+)
 from bipgw.tls import DEFAULT_CIPHERS
 
 _NAME = r"[A-Za-z0-9][A-Za-z0-9._-]*"
@@ -112,6 +121,13 @@ class DatabaseSection:
     )
 
 
+class KeyBackend(enum.Enum):
+    """Where the root key (and master keys) live."""
+
+    FILE = "file"
+    PKCS11 = "pkcs11"
+
+
 @attrs.frozen
 class KeysSection:
     """C{[keys]}: where the root key and the keystore live (docs/keys.md)."""
@@ -132,7 +148,67 @@ class KeysSection:
         )
     )
 
-    def load_root_key(self, environ: Mapping[str, str] | None = None) -> RootKey:
+    backend: KeyBackend = attrs.field(
+        default=KeyBackend.FILE,
+        metadata=setting(
+            Choice(KeyBackend),
+            "file",
+            'Where the root key lives: "file" (root_key_file or BIPGW_ROOT_KEY) or "pkcs11"'
+            " (a PKCS#11 token: the hsm_* keys; docs/keys.md section 10).",
+        ),
+    )
+    hsm_module: Path | None = attrs.field(
+        default=None,
+        metadata=setting(
+            FilePath(),
+            None,
+            "The PKCS#11 module (shared library) of the HSM; backend = pkcs11.",
+            example="/usr/lib/softhsm/libsofthsm2.so",
+        ),
+    )
+    hsm_token_label: str | None = attrs.field(
+        default=None,
+        metadata=setting(
+            Text(1, 32, r"[\x20-\x7e]+", "printable ASCII"),
+            None,
+            "The label of the token holding the root key (or give hsm_slot).",
+            example="bipgw",
+        ),
+    )
+    hsm_slot: int | None = attrs.field(
+        default=None,
+        metadata=setting(
+            Integer(0, 2**32 - 1),
+            None,
+            "The slot id of the token (or give hsm_token_label).",
+            example=0,
+        ),
+    )
+    hsm_pin_file: Path | None = attrs.field(
+        default=None,
+        metadata=setting(
+            FilePath(),
+            None,
+            "A file (mode 0600) holding the token's user PIN on one line.",
+            example="hsm.pin",
+        ),
+    )
+
+    def open_token(self) -> Pkcs11Token:
+        """A logged-in session on the configured PKCS#11 token.
+
+        @raise bipgw.keys.HsmError: module, token or PIN refused.
+        """
+        if self.hsm_module is None or self.hsm_pin_file is None:
+            raise RootKeyError('backend = "pkcs11" needs hsm_module and hsm_pin_file')
+        return Pkcs11Token(
+            self.hsm_module,
+            read_pin_file(self.hsm_pin_file),
+            token_label=self.hsm_token_label,
+            slot=self.hsm_slot,
+        )
+
+    def load_root_key(self, environ: Mapping[str, str] | None = None) -> IRootKeys:
         """The root key: from C{BIPGW_ROOT_KEY} if set, else from L{root_key_file}.
 
         Containers receive secrets as environment variables, hosts as files;
@@ -142,11 +218,20 @@ class KeysSection:
         @raise bipgw.keys.RootKeyError: if it cannot be loaded.
         """
         env = os.environ if environ is None else environ
+        if self.backend is KeyBackend.PKCS11:
+            if env.get(ROOT_KEY_ENV) is not None:
+                raise RootKeyError(
+                    f'{ROOT_KEY_ENV} is set, but [keys] backend = "pkcs11" keeps the root key'
+                    " in the token: unset the variable"
+                )
+            from bipgw.keys import Pkcs11RootKeys
+
+            return Pkcs11RootKeys(self.open_token())
         if env.get(ROOT_KEY_ENV) is not None:
             return RootKey.from_environment(env)
-        return RootKey.load(self.root_key_file)
+        return FileRootKeyRing(self.root_key_file)
 
-    def open_keystore(self, root: RootKey) -> KeyStore:
+    def open_keystore(self, root: IRootKeys) -> KeyStore:
         """The keystore, checked against C{root}.
 
         @raise bipgw.keys.KeyManagementError: if it is missing or does not

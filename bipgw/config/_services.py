@@ -69,6 +69,8 @@ _POLICY_DOCS = {
     "busy_policy": "What a session for a card that already has one does: wait, or fail.",
     "queue_limit_per_card": "Sessions that may wait for one card; more are refused.",
     "max_queued_commands": "Commands a platform may queue behind the one the card is running.",
+    "offer_timeout": "How long a card that opened its admin session on its own is offered to"
+    " the platforms of the services with card_initiated before it gets its 204.",
 }
 
 
@@ -107,6 +109,7 @@ class SessionsSection:
     busy_policy: BusyPolicy = attrs.field(metadata=_policy_setting("busy_policy"))
     queue_limit_per_card: int = attrs.field(metadata=_policy_setting("queue_limit_per_card"))
     max_queued_commands: int = attrs.field(metadata=_policy_setting("max_queued_commands"))
+    offer_timeout: float = attrs.field(metadata=_policy_setting("offer_timeout"))
     grace_period: float = attrs.field(
         metadata=setting(SECONDS, 30, "On shutdown, how long running sessions may take to finish.")
     )
@@ -203,6 +206,15 @@ class ServiceSection:
             Boolean(), False, "Secure the relayed APDUs with the card's keys before sending them."
         )
     )
+    derived_keys: bool = attrs.field(
+        metadata=setting(
+            Boolean(),
+            False,
+            "Derive the card keys this service uses (OTA KIc/KID of the kic/kid key version,"
+            " the SCP81 PSK of kvn, the SCP03 set with secure_apdus) from the keystore's master"
+            " keys instead of reading them from the database (docs/keys.md section 5).",
+        )
+    )
     max_concurrent_sessions: int = attrs.field(
         metadata=setting(
             Integer(1, 1_000_000), 100, "Sessions of this service that may run at once."
@@ -229,9 +241,19 @@ class ServiceSection:
         )
     )
 
+    card_initiated: bool = attrs.field(
+        metadata=setting(
+            Boolean(),
+            False,
+            "Offer this service's platforms the cards that open an admin session on their own"
+            " (no session waiting); the first to take one gets it, else the card gets 204.",
+        )
+    )
+
     def rules(self) -> ServiceRules:
         """What the session engine enforces for this service's sessions."""
         return ServiceRules(
+            card_initiated=self.card_initiated,
             secure_apdus=self.secure_apdus,
             definite_scripts=self.definite_scripts,
             max_concurrent_sessions=self.max_concurrent_sessions,

@@ -46,11 +46,18 @@ from bipgw.core._interfaces import (
     MemorySessionRecorder,
     PorReport,
 )
+from bipgw.core._key_rotation import (
+    CardKeyRotator,
+    IKeyRotationPlanner,
+    RotationOutcome,
+    RotationPlan,
+)
 from bipgw.core._lookup import OUTCOME_FIELDS, SessionLookup, look_up
+from bipgw.core._offers import CardOffer, OfferDesk, OfferListener
 from bipgw.core._policy import BusyPolicy, PolicyError, SessionPolicy
 from bipgw.core._pushes import normalise_msisdn
 from bipgw.core._ratelog import RateLimitedLog
-from bipgw.core._relay import RelayHost, SessionRelay, Tracked
+from bipgw.core._relay import SessionRelay
 from bipgw.core._rules import ServiceRules
 from bipgw.core._scp03 import (
     DEFAULT_LEVEL,
@@ -76,6 +83,7 @@ from bipgw.core._tenancy import (
     TenantGrant,
     TenantUsage,
 )
+from bipgw.core._tracked import RelayHost, Tracked
 from bipgw.core._types import (
     ApduTrace,
     CardRecord,
@@ -104,7 +112,9 @@ __all__ = [
     "TRANSITIONS",
     "ApduTrace",
     "BusyPolicy",
+    "CardKeyRotator",
     "CardLink",
+    "CardOffer",
     "CardRecord",
     "CardTarget",
     "CommandAccess",
@@ -114,6 +124,7 @@ __all__ = [
     "HostSessionFactory",
     "ICardDirectory",
     "ICounterAllocator",
+    "IKeyRotationPlanner",
     "IPushSender",
     "IScp03KeySource",
     "ISessionHistory",
@@ -122,6 +133,8 @@ __all__ = [
     "ITenantDirectory",
     "MemorySessionRecorder",
     "MemoryTenantDirectory",
+    "OfferDesk",
+    "OfferListener",
     "PolicyError",
     "PorReport",
     "PushError",
@@ -131,6 +144,8 @@ __all__ = [
     "Reach",
     "ReachRefusedError",
     "RelayHost",
+    "RotationOutcome",
+    "RotationPlan",
     "Scp03Step",
     "ScriptResult",
     "ScriptRunner",

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import collections
 from collections.abc import Callable, Mapping, Sequence
+from typing import Final
 
 from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
 from twisted.internet.interfaces import IReactorTime
@@ -31,6 +32,7 @@ from twisted.python.failure import Failure
 
 from bipgw.core._handles import CardLink, Session
 from bipgw.core._interfaces import ICardDirectory, IPushSender, ISessionRecorder
+from bipgw.core._offers import OfferDesk
 from bipgw.core._policy import BusyPolicy, SessionPolicy
 from bipgw.core._pushes import PushTracker
 from bipgw.core._rules import ServiceRules
@@ -52,6 +54,11 @@ from bipgw.core._types import (
 
 Subscriber = Callable[[SessionEvent], object]
 """Receives every L{SessionEvent} of every session."""
+
+
+OFFERED: Final = "(offered)"
+"""The service of a card-initiated session until a platform takes it (no
+service can have this name)."""
 
 
 class SessionEngine:
@@ -119,6 +126,8 @@ class SessionEngine:
         self._card_owner: dict[str, SessionMachine] = {}
         self._waiting: dict[str, collections.deque[SessionMachine]] = {}
         self._subscribers: list[Subscriber] = []
+        taking = [n for n, r in (services or {}).items() if r.card_initiated]
+        self.offers = OfferDesk(clock, self.policy.offer_timeout, taking, self._not_taken)
 
     # -- the platform's door -------------------------------------------
 
@@ -153,12 +162,7 @@ class SessionEngine:
             host=self,
             uri_prefix=self._uri_prefix,
         )
-        handle: Session | SecuredSession
-        if rules is not None and rules.secure_apdus:
-            assert self._scp03_keys is not None  # checked in __init__
-            handle = SecuredSession(machine, rules, self._scp03_keys)
-        else:
-            handle = Session(machine, rules)
+        handle = self._handle(machine, rules)
         refused = self._refusal(service, rules)
         if refused is None:
             self._live[session_id] = machine
@@ -184,6 +188,7 @@ class SessionEngine:
         commands: Sequence[bytes],
         *,
         definite: bool | None = None,
+        target: bytes | None = None,
     ) -> Deferred[ScriptResult]:
         """Run C{commands} (C-APDUs) on the card as one expanded script.
 
@@ -199,10 +204,16 @@ class SessionEngine:
 
         @param definite: send C{AA} (definite length) or C{AE}; C{None}
             takes the service's C{definite_scripts}.
+        @param target: the AID of the application to run the script in
+            (GP Amd B C{X-Admin-Targeted-Application}); see L{Session.execute}.
         """
         machine = self._find(session_id)
         if machine is not None:
-            return self._handles[machine.id].execute(commands, definite=definite)
+            handle = self._handles.get(machine.id)
+            if handle is None:
+                detail = "a card-initiated session on offer: take it first"
+                return fail(SessionError(FailureReason.NOT_CONNECTED, detail, machine.id))
+            return handle.execute(commands, definite=definite, target=target)
         status = self.status(session_id)
         if status is None:
             return fail(SessionError(FailureReason.UNKNOWN_SESSION, str(session_id)))
@@ -334,12 +345,39 @@ class SessionEngine:
             session is waiting for this card (the server answers C{204}).
         """
         machine = self._owner(iccid)
+        if machine is None and self.offers.open:
+            return self._arrived_on_its_own(iccid, agent_id, disconnect)
         if machine is None or not machine.awaiting_card:
             # The door logs this (rate-limited: any card may connect at will).
             return None
         link = CardLink(machine, disconnect)
         machine.attach(link, agent_id)
         return link
+
+    def take(self, session_id: SessionId | str, service: str) -> Session | SecuredSession:
+        """Take the card-initiated session C{session_id} for C{service}.
+
+        The card is connected already: the handle's C{ready} has fired.
+
+        @raise SessionError: no such offer is pending (L{OfferDesk.claim}),
+            C{service} does not take card-initiated sessions, or it has
+            C{max_concurrent_sessions} open already.
+        """
+        machine = self._find(session_id)
+        if machine is None or machine.id in self._handles:
+            raise SessionError(
+                FailureReason.UNKNOWN_SESSION, f"no card-initiated session {session_id} on offer"
+            )
+        rules = self._rules(service)
+        refused = self._refusal(service, rules)
+        if refused is not None:
+            raise SessionError(*refused, machine.id)
+        self.offers.claim(machine.id, service)
+        machine.service = service
+        self._count(service, 1)
+        handle = self._handles[machine.id] = self._handle(machine, rules)
+        machine.note(f"taken by a platform for service {service!r}")
+        return handle
 
     def card_refused(self, iccid: str, why: str) -> None:
         """A card connected but its first request was refused (malformed HTTP, say).
@@ -371,11 +409,11 @@ class SessionEngine:
 
     def _on_ended(self, machine: SessionMachine) -> None:
         if self._live.pop(machine.id, None) is not None:
-            # A refused session was never counted, nor live.
-            del self._handles[machine.id]
-            self._open_per_service[machine.service] -= 1
-            if not self._open_per_service[machine.service]:
-                del self._open_per_service[machine.service]
+            # A refused session was never counted, nor live; one on offer
+            # (card-initiated, not taken) is live but not counted.
+            if self._handles.pop(machine.id, None) is not None:
+                self._count(machine.service, -1)
+            self.offers.withdraw(machine.id)
         self._finished[machine.id] = machine.status()
         while len(self._finished) > self._keep_finished:
             self._finished.popitem(last=False)
@@ -396,6 +434,75 @@ class SessionEngine:
             del self._waiting[card.iccid]
 
     # -- internals --------------------------------------------------------
+
+    def _count(self, service: str, change: int) -> None:
+        self._open_per_service[service] += change
+        if not self._open_per_service[service]:
+            del self._open_per_service[service]
+
+    def _handle(
+        self, machine: SessionMachine, rules: ServiceRules | None
+    ) -> Session | SecuredSession:
+        if rules is not None and rules.secure_apdus:
+            assert self._scp03_keys is not None  # checked in __init__
+            return SecuredSession(machine, rules, self._scp03_keys)
+        return Session(machine, rules)
+
+    def _arrived_on_its_own(
+        self, iccid: str, agent_id: str, disconnect: Callable[[str], object] | None
+    ) -> CardLink | None:
+        """A card connected with no session waiting, and some service takes such
+        cards: hold it as a session on offer (no service yet, nothing
+        counted, no handle until a platform takes it) and offer it."""
+        try:
+            card = CardRecord(iccid, None, b"")
+        except ValueError:
+            return None
+        machine = SessionMachine(
+            self._new_id(),
+            CardTarget.by_iccid(card.iccid),
+            OFFERED,
+            clock=self._clock,
+            policy=self.policy,
+            push_sender=self._pushes,
+            host=self,
+            uri_prefix=self._uri_prefix,
+        )
+        self._live[machine.id] = machine
+        self._card_owner[card.iccid] = machine
+        machine.recorded = self._record_opened(machine)
+        machine.arrived_on_its_own(card)
+        link = CardLink(machine, disconnect)
+        machine.attach(link, agent_id)
+
+        def offer(record: object) -> None:
+            if machine.state.terminal:
+                return
+            msisdn = record.msisdn if isinstance(record, CardRecord) else None
+            if isinstance(record, CardRecord):
+                machine.card = record
+            self.offers.post(machine.id, card.iccid, msisdn, agent_id)
+
+        def connected(status: SessionStatus) -> SessionStatus:
+            # Offered once its first POST is held; the MSISDN, when the
+            # directory knows it, helps the platform decide.
+            found = maybeDeferred(self._directory.resolve, CardTarget.by_iccid(card.iccid))
+            found.addErrback(lambda _: None).addCallback(offer)
+            return status
+
+        # Nobody holds an offered session's ready before it is taken: a card
+        # that goes away before its first POST ends it quietly.
+        machine.ready.addCallbacks(connected, lambda _: None)
+        return link
+
+    def _not_taken(self, session_id: SessionId) -> None:
+        """No platform took the card-initiated session in time: end it with 204."""
+        machine = self._live.get(session_id)
+        if machine is None:
+            return
+        wait = self.offers.wait
+        machine.note(f"card-initiated session not taken by any platform within {wait:g} s")
+        machine.close()
 
     def _rules(self, service: str) -> ServiceRules | None:
         """The service's rules; C{None} when the engine has rules but not for it."""

@@ -60,11 +60,16 @@ class Guard:
         self._session_id = session_id
 
     def refusal(
-        self, commands: Sequence[bytes], access: CommandAccess | None = None
+        self,
+        commands: Sequence[bytes],
+        access: CommandAccess | None = None,
+        target: bytes | None = None,
     ) -> SessionError | None:
         """Why C{commands} may not be sent now (C{None}: they may), counting nothing."""
+        if not _is_aid(target):
+            return self._bad_target()
         try:
-            self.reach.check(commands, self._accesses(access))
+            self.reach.check(_as_seen(commands, target), self._accesses(access))
         except ReachRefusedError as e:
             return self._error(e)
         return None
@@ -74,15 +79,29 @@ class Guard:
         commands: Sequence[bytes],
         access: CommandAccess | None,
         send: Callable[[], Deferred[ScriptResult]],
+        target: bytes | None = None,
     ) -> Deferred[ScriptResult]:
-        """Check C{commands}, then C{send} them and follow what they selected."""
+        """Check C{commands}, then C{send} them and follow what they selected.
+
+        A script for a C{target} application is checked as the card runs
+        it: after a SELECT of that AID (which the grant must allow).  What
+        it leaves selected is not followed: the next untargeted script runs
+        in the security domain again (GP Amd B), so after it the basic
+        channel's selection counts as unknown, and a platform that wants
+        the ISD or an applet there SELECTs it first.
+        """
+        if not _is_aid(target):
+            return fail(self._bad_target())
         try:
-            ticket = self.reach.admit(commands, self._accesses(access))
+            ticket = self.reach.admit(_as_seen(commands, target), self._accesses(access))
         except ReachRefusedError as e:
             return fail(self._error(e))
 
         def answered(result: ScriptResult) -> ScriptResult:
-            self.reach.settle(ticket, result.responses)
+            if target is None:
+                self.reach.settle(ticket, result.responses)
+            else:
+                self.reach.lost(ticket)
             return result
 
         def failed(failure: Failure) -> Failure:
@@ -109,8 +128,28 @@ class Guard:
         # The caller's grant first: its refusal names what the tenant can change.
         return [self._ceiling] if access is None else [access, self._ceiling]
 
+    def _bad_target(self) -> SessionError:
+        return SessionError(
+            FailureReason.INVALID_COMMAND,
+            "a target application is an AID of 5 to 16 bytes",
+            self._session_id,
+        )
+
     def _error(self, refused: ReachRefusedError) -> SessionError:
         return SessionError(FailureReason.APPLICATION_NOT_ALLOWED, str(refused), self._session_id)
+
+
+def _is_aid(target: bytes | None) -> bool:
+    """Whether C{target} is no target, or an AID (5-16 bytes)."""
+    return target is None or (isinstance(target, bytes) and 5 <= len(target) <= 16)
+
+
+def _as_seen(commands: Sequence[bytes], target: bytes | None) -> Sequence[bytes]:
+    """C{commands} as the card runs them: after a SELECT of C{target}, if given."""
+    if target is None or isinstance(commands, bytes | bytearray | str):
+        return commands
+    select = bytes((0x00, 0xA4, 0x04, 0x00, len(target))) + target + b"\x00"
+    return (select, *commands)
 
 
 class Session:
@@ -152,10 +191,13 @@ class Session:
         return self._machine.status()
 
     def refusal(
-        self, commands: Sequence[bytes], access: CommandAccess | None = None
+        self,
+        commands: Sequence[bytes],
+        access: CommandAccess | None = None,
+        target: bytes | None = None,
     ) -> SessionError | None:
         """Why L{execute} would refuse C{commands} by what they reach (C{None}: it would not)."""
-        return self.guard.refusal(commands, access)
+        return self.guard.refusal(commands, access, target)
 
     def execute(
         self,
@@ -163,6 +205,7 @@ class Session:
         *,
         definite: bool | None = None,
         access: CommandAccess | None = None,
+        target: bytes | None = None,
     ) -> Deferred[ScriptResult]:
         """Same as L{bipgw.core.SessionEngine.execute} for this session.
 
@@ -175,9 +218,14 @@ class Session:
             takes the service's C{definite_scripts}.
         @param access: the caller's grant (a tenant's), on top of the
             service's ceiling.
+        @param target: the AID of the application the card is to run the
+            script in (sent as C{X-Admin-Targeted-Application}); checked as
+            a SELECT of it.  C{None}: the security domain running the session.
         """
         form = self._rules.definite(definite)
-        return self.guard.run(commands, access, lambda: self._machine.execute(commands, form))
+        return self.guard.run(
+            commands, access, lambda: self._machine.execute(commands, form, target), target
+        )
 
     def close(self) -> Deferred[SessionStatus]:
         """Same as L{bipgw.core.SessionEngine.close} for this session."""

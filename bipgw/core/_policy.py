@@ -102,6 +102,9 @@ class SessionPolicy:
         are refused with C{CARD_BUSY}.
     @ivar max_queued_commands: commands a platform may queue behind the
         one the card is running.
+    @ivar offer_timeout: how long a card that opened its admin session on
+        its own is offered to platforms before it gets its C{204}
+        (L{bipgw.core.OfferDesk}).
     """
 
     resolve_timeout: float = attrs.field(default=10.0, validator=_seconds)
@@ -118,6 +121,7 @@ class SessionPolicy:
     busy_policy: BusyPolicy = attrs.field(default=BusyPolicy.QUEUE, converter=_busy)
     queue_limit_per_card: int = attrs.field(default=8, validator=_count)
     max_queued_commands: int = attrs.field(default=32, validator=_count)
+    offer_timeout: float = attrs.field(default=10.0, validator=_seconds)
 
     @property
     def attempts(self) -> int:

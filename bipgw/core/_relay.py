@@ -24,11 +24,10 @@ Time comes from the tenancy's clock only.
 
 from __future__ import annotations
 
-from typing import Final, Protocol
+from collections.abc import Callable
+from typing import Final
 
-import attrs
-from twisted.internet.defer import Deferred, maybeDeferred
-from twisted.internet.interfaces import IDelayedCall
+from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -42,29 +41,31 @@ from bipgw.codec.platform import (
     ErrorCode,
     ErrorMessage,
     Failed,
-    Message,
     Notification,
     NotificationEvent,
+    Offer,
     Open,
     Ready,
     Result,
     Status,
-    Timeouts,
+    Take,
 )
-from bipgw.core._access import CommandAccess
 from bipgw.core._engine import Session
 from bipgw.core._lookup import SessionLookup, look_up, state_message
+from bipgw.core._offers import CardOffer
 from bipgw.core._secured import SecuredSession
 from bipgw.core._tenancy import ServiceGrant, Tenancy, TenantGrant
+from bipgw.core._tracked import RelayHost, Tracked, accesses
 from bipgw.core._types import (
     CardTarget,
     FailureReason,
     ScriptResult,
+    SessionError,
     SessionEvent,
     SessionStatus,
 )
 
-__all__ = ["RelayHost", "SessionRelay", "Tracked"]
+__all__ = ["SessionRelay"]
 
 _EVENTS: Final = {
     FailureReason.CARD_DROPPED: NotificationEvent.CARD_DROPPED,
@@ -73,56 +74,6 @@ _EVENTS: Final = {
     FailureReason.CLOSE_TIMEOUT: NotificationEvent.TIMEOUT,
     FailureReason.SHUTDOWN: NotificationEvent.SHUTDOWN,
 }
-
-
-class RelayHost(Protocol):
-    """What a front door does for its L{SessionRelay}: the relay's way back.
-
-    The door owns the connection (or the waiting HTTP requests); the relay
-    only decides what to say.
-    """
-
-    def emit(self, message: Message) -> None:
-        """Deliver C{message} to the platform (dropped if it is gone)."""
-
-    def describe(self, failure: Failure) -> tuple[str, str]:
-        """The C{(code, text)} a failed request is answered with.
-
-        A L{bipgw.core.SessionError} gives its reason; anything else is a
-        bug, which the door logs and answers C{internal-error}.
-        """
-
-
-@attrs.define(eq=False)
-class Tracked:
-    """One relayed session, and what the relay owes the platform about it."""
-
-    session: Session | SecuredSession
-    tenant_id: str
-    service: ServiceGrant
-    application: bytes | None
-    timeouts: Timeouts | None
-    ready: bool = False
-    closing: bool = False
-    timed_out: tuple[str, str] | None = None  # (code, message) of a platform timeout
-    timer: IDelayedCall | None = None
-    commands: dict[str, IDelayedCall | None] = attrs.Factory(dict)
-
-    @property
-    def id(self) -> str:
-        return str(self.session.id)
-
-    def cancel_ready_timer(self) -> None:
-        if self.timer is not None and self.timer.active():
-            self.timer.cancel()
-        self.timer = None
-
-    def cancel_timers(self) -> None:
-        for call in [self.timer, *self.commands.values()]:
-            if call is not None and call.active():
-                call.cancel()
-        self.timer = None
-        self.commands = dict.fromkeys(self.commands)
 
 
 class SessionRelay:
@@ -146,6 +97,7 @@ class SessionRelay:
         self._clock = tenancy.clock
         self._sessions: dict[str, Tracked] = {}
         self._closed = False
+        self._stop_offers: Callable[[], None] | None = None
 
     @property
     def sessions(self) -> list[str]:
@@ -204,6 +156,15 @@ class SessionRelay:
             )
             done_now(None)
             return
+        if request.target is not None and not service.allows_application(request.target):
+            self._reply(
+                ErrorCode.APPLICATION_NOT_ALLOWED,
+                f"target application {request.target.hex().upper()} is not allowed for"
+                f" service {service.name}",
+                request.id,
+            )
+            done_now(None)
+            return
         usage = self._tenancy.usage
         refused = usage.check_open(tenant, service)
         if refused is not None:
@@ -221,19 +182,100 @@ class SessionRelay:
             self._reply(ErrorCode.INTERNAL_ERROR, "the gateway could not open it", request.id)
             done_now(None)
             return
-        tracked = Tracked(session, tenant.tenant_id, service, app, request.timeouts)
+        self._track(session, tenant, service, request, app).addBoth(done_now)
+
+    def _track(
+        self,
+        session: Session | SecuredSession,
+        tenant: TenantGrant,
+        service: ServiceGrant,
+        request: Open | Take,
+        app: bytes | None,
+    ) -> Deferred[None]:
+        """Relay C{session} from now on; C{accepted} once its row is durable."""
+        tracked = Tracked(
+            session, tenant.tenant_id, service, app, request.timeouts, target=request.target
+        )
         self._sessions[tracked.id] = tracked
-        usage.opened(tenant.tenant_id, service.name)
+        self._tenancy.usage.opened(tenant.tenant_id, service.name)
         self._tenancy.opened(tracked.id, tenant.tenant_id)
         self._tenancy.route(tracked.id, self)
-        session.recorded.addCallbacks(
+        return session.recorded.addCallbacks(
             self._recorded,
             self._not_recorded,
             callbackArgs=(tracked, request),
             errbackArgs=(tracked, request),
-        ).addBoth(done_now)
+        )
 
-    def _recorded(self, _: object, tracked: Tracked, request: Open) -> None:
+    # -- card-initiated sessions ----------------------------------------------
+
+    def watch_offers(self, tenant: Callable[[], TenantGrant | None]) -> None:
+        """Tell the platform of every card-initiated session one of C{tenant}'s
+        services may take (L{Offer}), until L{close_all}.
+
+        @param tenant: the connection's current grant (it may be renewed).
+        """
+        if self._stop_offers is None and not self._closed:
+            desk = self._tenancy.engine.offers
+
+            def offered(offer: CardOffer) -> None:
+                grant = tenant()
+                services = tuple(s for s in offer.services if grant and s in grant.services)
+                if services and not self._closed:
+                    left = max(0, round((offer.expires_at - self._clock.seconds()) * 1000))
+                    self._host.emit(
+                        Offer(
+                            session=str(offer.session_id),
+                            iccid=offer.iccid,
+                            msisdn=offer.msisdn
+                            if offer.msisdn and MSISDN.match(offer.msisdn)
+                            else None,
+                            agent=offer.agent_id[:MAX_TEXT],
+                            services=services,
+                            expires_in_ms=left,
+                        )
+                    )
+
+            self._stop_offers = desk.listen(offered)
+
+    def take(self, request: Take, tenant: TenantGrant) -> Deferred[None]:
+        """Take the card-initiated session C{request} names, within C{tenant}'s grant.
+
+        Answered as L{open} is: C{accepted}, then C{ready} at once (the card
+        is connected); or an error naming why (not on offer, service not
+        granted or not taking such sessions, a limit).
+
+        @return: fires once the request is answered; never fails.
+        """
+        rid = request.id
+        if self._tenancy.engine.offers.offered(request.session) is None:
+            text = f"no card-initiated session {request.session} is on offer"
+            self._reply(FailureReason.UNKNOWN_SESSION.value, text, rid, request.session)
+            return succeed(None)
+        service = tenant.services.get(request.service)
+        if service is None:
+            text = f"tenant {tenant.tenant_id} has no service {request.service!r}"
+            self._reply(ErrorCode.SERVICE_NOT_ALLOWED, text, rid, request.session)
+            return succeed(None)
+        if request.target is not None and not service.allows_application(request.target):
+            text = (
+                f"target application {request.target.hex().upper()} is not allowed for"
+                f" service {service.name}"
+            )
+            self._reply(ErrorCode.APPLICATION_NOT_ALLOWED, text, rid, request.session)
+            return succeed(None)
+        refused = self._tenancy.usage.check_open(tenant, service)
+        if refused is not None:
+            self._reply(ErrorCode.LIMIT_REACHED, refused, rid, request.session)
+            return succeed(None)
+        try:
+            session = self._tenancy.engine.take(request.session, service.name)
+        except SessionError as e:
+            self._reply(e.reason.value, e.detail, rid, request.session)
+            return succeed(None)
+        return self._track(session, tenant, service, request, None)
+
+    def _recorded(self, _: object, tracked: Tracked, request: Open | Take) -> None:
         """The opening row is durable: tell the platform, then watch for ready."""
         if not self._closed:
             self._host.emit(Accepted(id=request.id, session=tracked.id))
@@ -244,7 +286,7 @@ class SessionRelay:
             self._ready, self._not_ready, callbackArgs=(tracked,), errbackArgs=(tracked,)
         )
 
-    def _not_recorded(self, failure: Failure, tracked: Tracked, request: Open) -> None:
+    def _not_recorded(self, failure: Failure, tracked: Tracked, request: Open | Take) -> None:
         """The store could not record the session: refuse the open, cancel the session."""
         if not self._closed:
             why = failure.getErrorMessage() or type(failure.value).__name__
@@ -337,6 +379,9 @@ class SessionRelay:
         @return: the engine's closes, each firing once its session is released.
         """
         self._closed = True
+        if self._stop_offers is not None:
+            self._stop_offers()
+            self._stop_offers = None
         closing = []
         for tracked in list(self._sessions.values()):
             tracked.cancel_timers()
@@ -415,8 +460,9 @@ class SessionRelay:
         capdus = request.capdus
         # The tenant's current grant rules (the HTTP API renews it per request).
         service = tenant.services.get(tracked.service.name, tracked.service)
-        access = _accesses(tracked, service, tenant.tenant_id)
-        why = tracked.session.refusal(capdus, access)
+        access = accesses(tracked, service, tenant.tenant_id)
+        target = request.target if request.target is not None else tracked.target
+        why = tracked.session.refusal(capdus, access, target)
         if why is not None:
             self._reply(ErrorCode.APPLICATION_NOT_ALLOWED, why.detail, rid, sid)
             return
@@ -436,7 +482,11 @@ class SessionRelay:
         # Through the session object, not the engine: a secured service's
         # session wraps every command in the card's SCP03 channel.
         done = maybeDeferred(
-            tracked.session.execute, capdus, definite=request.definite_length, access=access
+            tracked.session.execute,
+            capdus,
+            definite=request.definite_length,
+            access=access,
+            target=target,
         )
         done.addCallbacks(
             self._result,
@@ -478,20 +528,3 @@ class SessionRelay:
         text = f"no answer within {wait:g} s (timeouts.command); the session is closed"
         self._reply(ErrorCode.COMMAND_TIMEOUT, text, request_id, tracked.id)
         self._close_for_timeout(tracked, ErrorCode.COMMAND_TIMEOUT, text)
-
-
-def _accesses(tracked: Tracked, service: ServiceGrant, tenant_id: str) -> CommandAccess:
-    """What the tenant's commands in C{tracked} may reach: its grant, narrowed to the
-    session's AID when the session was opened for one (then only that
-    application may be selected; what the ISD may be sent stays the grant's).
-    """
-    grant = service.access(tenant_id)
-    app = tracked.application
-    if app is None or len(app) == 3:
-        return grant
-    allowed = frozenset({app}) if grant.applets is None or app in grant.applets else frozenset()
-    return CommandAccess(
-        f"{grant.label}, for a session opened for AID {app.hex().upper()}",
-        applets=allowed,
-        isd=grant.isd,
-    )

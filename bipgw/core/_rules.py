@@ -54,9 +54,12 @@ class ServiceRules:
     @ivar isd_commands: the instructions (INS) that may reach the ISD, the
         ceiling of every tenant's grant; all by default (a configured
         service's table says which, L{bipgw.core.parse_isd_commands}).
+    @ivar card_initiated: cards that open an admin session with none waiting
+        are offered to this service's platforms (L{bipgw.core.CardOffer}).
     """
 
     secure_apdus: bool = False
+    card_initiated: bool = False
     definite_scripts: bool = False
     max_concurrent_sessions: int | None = attrs.field(default=None, validator=_limit)
     allowed_aids: frozenset[bytes] = attrs.field(default=frozenset(), converter=_aids)

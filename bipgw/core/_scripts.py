@@ -20,6 +20,7 @@ from twisted.internet.defer import Deferred
 from bipgw.codec.admin_http import GP_COMMAND, AdminRequest, AdminResponse, ScriptStatus
 from bipgw.codec.apdu import ApduError, CommandApdu
 from bipgw.codec.ram import CommandScript, RamError, ResponseScript
+from bipgw.core._access import ISD_AIDS
 from bipgw.core._types import CommandError, FailureReason, ScriptResult, SessionError, SessionId
 
 END: Final = AdminResponse(status=204)
@@ -38,6 +39,9 @@ class Command:
     @ivar result: fires with the L{ScriptResult} or fails.
     @ivar number: the script number once sent (the C{<n>} of the Next-URI).
     @ivar sent_at: clock time it was handed to the card.
+    @ivar target: the AID of the application the card delivers the script
+        to (C{X-Admin-Targeted-Application}); C{None}: the security domain
+        that runs the admin session.
     """
 
     commands: tuple[bytes, ...]
@@ -45,9 +49,12 @@ class Command:
     result: Deferred[ScriptResult]
     number: int = 0
     sent_at: float = 0.0
+    target: bytes | None = None
 
 
-def build_command(commands: Sequence[bytes], definite: bool) -> Command:
+def build_command(
+    commands: Sequence[bytes], definite: bool, target: bytes | None = None
+) -> Command:
     """Check the platform's C-APDUs and encode them as one expanded script.
 
     A malformed APDU is refused here, naming its position, rather than by
@@ -55,8 +62,15 @@ def build_command(commands: Sequence[bytes], definite: bool) -> Command:
 
     @param definite: C{AA} with a definite length instead of the default
         indefinite C{AE 80 .. 00 00}.
+    @param target: the AID (5-16 bytes) the card delivers the script to
+        (GP Amd B C{X-Admin-Targeted-Application}); C{None} or one of the
+        ISD's AIDs: the security domain running the session (no header).
     @raise SessionError: with L{FailureReason.INVALID_COMMAND}.
     """
+    if target is not None and not (isinstance(target, bytes) and 5 <= len(target) <= 16):
+        raise SessionError(
+            FailureReason.INVALID_COMMAND, "a target application is an AID of 5 to 16 bytes"
+        )
     if isinstance(commands, bytes | bytearray | str) or not commands:
         raise SessionError(FailureReason.INVALID_COMMAND, "a script needs at least one C-APDU")
     apdus = tuple(commands)
@@ -73,13 +87,17 @@ def build_command(commands: Sequence[bytes], definite: bool) -> Command:
         script = CommandScript(apdus, definite).encode()
     except RamError as e:
         raise SessionError(FailureReason.INVALID_COMMAND, str(e)) from None
-    return Command(apdus, script, Deferred())
+    return Command(apdus, script, Deferred(), target=None if target in ISD_AIDS else target)
 
 
 def command_response(command: Command, next_uri: str) -> AdminResponse:
     """The C{200} that hands C{command} to the card, answered at C{next_uri}."""
     return AdminResponse(
-        status=200, next_uri=next_uri, content_type=GP_COMMAND, body=command.script
+        status=200,
+        next_uri=next_uri,
+        content_type=GP_COMMAND,
+        body=command.script,
+        targeted_application=command.target,
     )
 
 

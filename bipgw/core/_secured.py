@@ -21,7 +21,7 @@ from bipgw.core._rules import ServiceRules
 from bipgw.core._scp03 import DEFAULT_LEVEL, IScp03KeySource, host_session_factory
 from bipgw.core._secure_relay import SecuredRelay
 from bipgw.core._session import SessionMachine
-from bipgw.core._types import ScriptResult
+from bipgw.core._types import FailureReason, ScriptResult, SessionError
 
 __all__ = ["SecuredSession"]
 
@@ -69,6 +69,7 @@ class SecuredSession(Session):
         *,
         definite: bool | None = None,
         access: CommandAccess | None = None,
+        target: bytes | None = None,
     ) -> Deferred[ScriptResult]:
         """Run plain C{commands} on the card through the secure channel.
 
@@ -78,7 +79,18 @@ class SecuredSession(Session):
 
         @param definite: the card scripts' form; C{None} takes the service's.
         @param access: the caller's grant, on top of the service's ceiling.
+        @param target: refused unless C{None}: the SCP03 channel is the
+            ISD's, so a secured service's scripts run in the ISD.
         """
+        if target is not None:
+            return fail(
+                SessionError(
+                    FailureReason.INVALID_COMMAND,
+                    "a secured service's scripts run in the ISD's SCP03 channel; they cannot"
+                    " target another application",
+                    self.id,
+                )
+            )
         form = self._rules.definite(definite)
         return self.guard.run(commands, access, lambda: self.relay.execute(commands, definite=form))
 

@@ -57,6 +57,7 @@ _LIVE: Final = tuple(s for s in SessionState if not s.terminal)
 TRANSITIONS: Final[frozenset[tuple[SessionState, SessionState]]] = frozenset(
     {
         (_S.REQUESTED, _S.PUSHING),
+        (_S.REQUESTED, _S.AWAITING_CARD),
         (_S.PUSHING, _S.PUSHING),
         (_S.PUSHING, _S.AWAITING_CARD),
         (_S.AWAITING_CARD, _S.PUSHING),
@@ -188,6 +189,12 @@ class SessionMachine:
         self._push.start(card)
         self.flush()
 
+    def arrived_on_its_own(self, card: CardRecord) -> None:
+        """The card opened its admin session with none waiting: no push, it is here."""
+        self.card = card
+        self.move(_S.AWAITING_CARD, "the card opened an admin session on its own (no push)")
+        self.flush()
+
     def fail(self, reason: FailureReason, detail: str) -> None:
         """End the session with C{reason}, whatever it was doing."""
         if not self.state.terminal:
@@ -251,8 +258,11 @@ class SessionMachine:
 
     # -- inputs from the platform -------------------------------------
 
-    def execute(self, commands: Sequence[bytes], definite: bool = False) -> Deferred[ScriptResult]:
-        """Send C{commands} to the card as one script; fire with its answer."""
+    def execute(
+        self, commands: Sequence[bytes], definite: bool = False, target: bytes | None = None
+    ) -> Deferred[ScriptResult]:
+        """Send C{commands} to the card as one script (for application
+        C{target} when given); fire with its answer."""
         try:
             if self.state.terminal or self._closing:
                 return self._refuse(FailureReason.SESSION_ENDED, f"state {self.state.value}")
@@ -262,7 +272,7 @@ class SessionMachine:
             if queued is not None and queued >= self._policy.max_queued_commands:
                 return self._refuse(FailureReason.QUEUE_FULL, f"{queued} commands already queued")
             try:
-                command = build_command(commands, definite)
+                command = build_command(commands, definite, target)
             except SessionError as e:
                 return self._refuse(e.reason, e.detail)
             self._exchange.submit(command)

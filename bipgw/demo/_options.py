@@ -19,6 +19,7 @@ from bipgw.errors import BipGwError
 __all__ = [
     "DEMO_SERVICE",
     "DEMO_TENANT",
+    "SECURE_SERVICE",
     "TOKEN_NAME",
     "DemoError",
     "DemoOptions",
@@ -29,6 +30,8 @@ __all__ = [
 #: file its token is written to.
 DEMO_TENANT = "demo"
 DEMO_SERVICE = "isd"
+#: The service with secure_apdus the derived-keys demo rotates card keys through.
+SECURE_SERVICE = "secure"
 TOKEN_NAME = "platform.token"
 
 
@@ -46,6 +49,10 @@ class DemoOptions:
     @ivar concurrency: sessions open at once.
     @ivar seed: reproducible card keys (C{simfleet generate --seed}).
     @ivar serve: keep running after the sessions, until interrupted.
+    @ivar derived_keys: the fleet's vendor file has no secret column: the
+        gateway derives every card key from master keys (C{bipgw keys
+        add-master}), and the run ends by rotating the first card's PSK and
+        SCP03 keys over the air (C{bipgw keys rotate-card}).
     @ivar scripts: the APDU scripts each session replays; C{None} means
         L{EXAMPLES<bipgw.demo.EXAMPLES>} from the checkout
         (L{examples_directory<bipgw.demo.examples_directory>}).
@@ -56,6 +63,7 @@ class DemoOptions:
     concurrency: int = 50
     seed: int | None = None
     serve: bool = False
+    derived_keys: bool = False
     scripts: tuple[Path, ...] | None = None
 
 

@@ -142,6 +142,9 @@ async def run_demo(
         summary = await platform.sessions(gateway, setup.token_file, scripts)
         for line in summary.lines():
             say(line)
+        if options.derived_keys:
+            for line in await setup.rotate(gateway, config):
+                say(line)
         if options.serve:
             say(
                 f"serving: the gateway (admin port {gateway.admin_port}) and the fleet keep"

@@ -39,17 +39,19 @@ from twisted.internet.utils import getProcessOutputAndValue
 from twisted.plugin import getPlugins
 
 from bipgw.app import Gateway, build_gateway
+from bipgw.client import request_key_rotation
 from bipgw.config import Config, init_install
 from bipgw.demo._options import (
     DEMO_SERVICE,
     DEMO_TENANT,
+    SECURE_SERVICE,
     TOKEN_NAME,
     DemoError,
     DemoOptions,
     within,
 )
 from bipgw.errors import BipGwError
-from bipgw.keys import add_transport_key
+from bipgw.keys import add_master_key, add_transport_key
 from bipgw.store import Role, SqlOperators, add_tenant, grant_service
 
 __all__ = ["DEMO_OPERATOR", "DemoSetup", "platform_table", "serve_tables", "tune"]
@@ -96,6 +98,27 @@ def tune(config_text: str, concurrency: int = 0) -> str:
         if n != 1:
             raise DemoError(f"bipgw init wrote no '{key} =' line to tune")
     return config_text
+
+
+def http_api_table(port: int) -> str:
+    """The C{[http_api]} table the derived-keys demo adds: key rotations are
+    asked for there, as C{bipgw keys rotate-card} and campaign platforms do."""
+    return (
+        "\n[http_api]\n# The HTTP API, plain on loopback (demo only).\n"
+        f'listen = "tcp:{port}:interface=127.0.0.1"\n'
+    )
+
+
+def secure_table() -> str:
+    """The C{[services.secure]} table the derived-keys demo adds: its sessions
+    run through the card's SCP03 channel, and carry the key rotations."""
+    return (
+        f"\n[services.{SECURE_SERVICE}]\n"
+        "# Commands go through the card's ISD secure channel (SCP03); key rotations\n"
+        "# (bipgw keys rotate-card) run PUT KEY through it.\n"
+        "secure_apdus = true\n"
+        'isd_commands = ["all"]\n'
+    )
 
 
 def _free_port() -> int:
@@ -145,6 +168,8 @@ class DemoSetup:
         generate = ["generate", "--cards", str(self.options.cards), "--out", str(fleet_dir)]
         if self.options.seed is not None:
             generate += ["--seed", str(self.options.seed)]
+        if self.options.derived_keys:
+            generate.append("--derived-keys")
         self.step("simfleet " + " ".join(generate))
         command = _simfleet_command()
         _, errors, status = await getProcessOutputAndValue(
@@ -181,18 +206,79 @@ class DemoSetup:
             add_transport_key(keys.open_keystore(keys.load_root_key()), label, transport)
         except (BipGwError, OSError) as e:
             raise DemoError(f"bipgw keys add-transport failed: {e}") from None
+        if self.options.derived_keys:
+            self.add_masters(made.config, fleet_dir, config_file)
         self.platform_port = _free_port()
         text = tune(
             config_file.read_text(encoding="utf-8"), self.options.concurrency
         ) + platform_table(self.platform_port)
         if self.options.serve:
             text += serve_tables(_free_port(), _free_port())
+        if self.options.derived_keys:
+            self.http_port = _free_port()
+            text += secure_table() + http_api_table(self.http_port)
         config_file.write_text(text, encoding="utf-8")
         self.say(f"  (tuned for loopback: {', '.join(f'{k} = {v}' for k, v in _TUNING.items())})")
         self.say(f"  (platform channel: [platform] listen = tcp:{self.platform_port} on 127.0.0.1)")
         self.fleet_dir = fleet_dir
         self.install = install
         return Config.from_file(config_file)
+
+    def add_masters(self, config: Config, fleet_dir: Path, config_file: Path) -> None:
+        """C{bipgw keys add-master} for each master key the fleet's cards were
+        personalised from (derived-keys demo): the gateway derives every
+        card key from them."""
+        files = sorted((fleet_dir / "gateway" / "masters").glob("*.key"))
+        if not files:
+            raise DemoError(f"simfleet wrote no master keys in {fleet_dir / 'gateway' / 'masters'}")
+        keystore = config.keys.open_keystore(config.keys.load_root_key())
+        for file in files:
+            kind = file.stem
+            self.step(f"bipgw keys add-master {kind} {kind} --from-file {file} -c {config_file}")
+            try:
+                add_master_key(keystore, kind, kind, file)
+            except (BipGwError, OSError) as e:
+                raise DemoError(f"bipgw keys add-master failed: {e}") from None
+
+    async def rotate(self, gateway: Gateway, config: Config) -> list[str]:
+        """Rotate the first card's PSK, then its SCP03 keys, over the air
+        (derived-keys demo), then reach it again; the lines to print.
+
+        @raise DemoError: a rotation failed, or the card is not reached after.
+        """
+        from bipgw.core import CardTarget
+
+        (card,) = await gateway.store.list_cards(limit=1)
+        lines = []
+        for purpose in ("psk", "scp03"):
+            self.step(
+                f"bipgw keys rotate-card --iccid {card.iccid} --purpose {purpose}"
+                f" --token-file {self.token_file} -c {config.source}"
+            )
+            token = self.token_file.read_text(encoding="ascii").strip()
+            try:
+                result = await request_key_rotation(
+                    self.reactor,
+                    f"http://127.0.0.1:{gateway.http_api_port}",
+                    token,
+                    card.iccid,
+                    purpose,
+                )
+            except BipGwError as e:
+                raise DemoError(f"bipgw keys rotate-card failed: {e}") from None
+            if not result.ok:
+                raise DemoError(result.describe(card.iccid, purpose))
+            lines.append("  " + result.describe(card.iccid, purpose))
+        session = gateway.open_session(CardTarget.by_iccid(card.iccid), SECURE_SERVICE)
+        await within(self.reactor, session.ready, 60.0, "reaching the rotated card")
+        result = await within(
+            self.reactor, session.execute([bytes.fromhex("80CA9F7F00")]), 60.0, "GET DATA"
+        )
+        await session.close()
+        if result.responses[-1][-2:] != b"\x90\x00":
+            raise DemoError(f"card {card.iccid} did not answer GET DATA after its rotations")
+        lines.append(f"  card {card.iccid} reached with its new PSK and SCP03 keys")
+        return lines
 
     async def start(self, config: Config) -> Gateway:
         """Start the fleet and the gateway, import the fleet's files, add the
@@ -258,6 +344,18 @@ class DemoSetup:
             await grant_service(gateway.store, DEMO_TENANT, DEMO_SERVICE, isd_commands=["all"])
         except BipGwError as e:
             raise DemoError(f"bipgw service add failed: {e}") from None
+        if self.options.derived_keys:
+            # Key rotations: put-key on the secure service.
+            self.step(
+                f"bipgw service add {SECURE_SERVICE} --tenant {DEMO_TENANT}"
+                f" --isd-commands put-key -c {config.source}"
+            )
+            try:
+                await grant_service(
+                    gateway.store, DEMO_TENANT, SECURE_SERVICE, isd_commands=["put-key"]
+                )
+            except BipGwError as e:
+                raise DemoError(f"bipgw service add failed: {e}") from None
 
     def platform_lines(self, gateway: Gateway) -> list[str]:
         """How a platform reaches the demo's cards, for the terminal."""

@@ -33,7 +33,7 @@ from bipgw.ingest._vendor_file import (
     count_card_lines,
     read_header,
 )
-from bipgw.keys import RootKey, Secret, TransportScheme
+from bipgw.keys import IRootKeys, Secret, TransportScheme
 from bipgw.store import BatchResult, CardUpsert, LineError, Outcome
 
 Opener = Callable[[], BinaryIO]
@@ -74,7 +74,7 @@ class CardStream:
         opener: Opener,
         transport: Secret,
         scheme: TransportScheme,
-        root: RootKey,
+        root: IRootKeys,
         *,
         batch_size: int,
         all_or_nothing: bool,

@@ -40,7 +40,7 @@ from bipgw.ingest._homes import REPORT_SUFFIX, Homes, unique_target, write_atomi
 from bipgw.ingest._importer import import_cards, import_msisdn
 from bipgw.ingest._report import render_report
 from bipgw.ingest._sniff import refusal
-from bipgw.keys import KeyStore, RootKey
+from bipgw.keys import IRootKeys, KeyStore
 from bipgw.store import FeedFile, ImportKind, ImportReport, IStore, Partner
 
 _log = Logger(namespace="bipgw.ingest.feed")
@@ -69,7 +69,7 @@ class FeedProcessor:
         homes: Homes,
         *,
         keystore: KeyStore | None,
-        root: RootKey | None,
+        root: IRootKeys | None,
         max_file_bytes: int,
         clock: IReactorTime,
         retry_after: float = RETRY_AFTER,

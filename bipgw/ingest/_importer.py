@@ -36,7 +36,7 @@ from bipgw.ingest._report import Counts, counted, finish, refused, start
 from bipgw.ingest._unwrap import notices_for, transport_key
 from bipgw.ingest._vendor_file import MAX_FILE_BYTES as MAX_VENDOR_FILE
 from bipgw.ingest._vendor_file import MAX_LINE, VendorFileError, read_header
-from bipgw.keys import KeyStore, RootKey
+from bipgw.keys import IRootKeys, KeyStore
 from bipgw.store import (
     BatchResult,
     ImportKind,
@@ -76,7 +76,7 @@ def read_file(path: str | os.PathLike[str], limit: int) -> bytes:
 def import_cards(
     store: IStore,
     keystore: KeyStore,
-    root: RootKey,
+    root: IRootKeys,
     path: str | os.PathLike[str],
     *,
     all_or_nothing: bool = False,
@@ -121,7 +121,7 @@ def import_cards(
 def import_card_data(
     store: IStore,
     keystore: KeyStore,
-    root: RootKey,
+    root: IRootKeys,
     data: bytes,
     *,
     file_name: str,
@@ -153,7 +153,7 @@ async def _refuse_whole(
 async def _import_cards(
     store: IStore,
     keystore: KeyStore,
-    root: RootKey,
+    root: IRootKeys,
     opener: Opener,
     file_name: str,
     all_or_nothing: bool,

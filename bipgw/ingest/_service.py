@@ -35,7 +35,7 @@ from bipgw.ingest._feed import FeedProcessor
 from bipgw.ingest._ftp import Intake, close_ftp_connections, ftp_factory
 from bipgw.ingest._homes import Homes
 from bipgw.ingest._sftp import sftp_factory
-from bipgw.keys import KeyStore, RootKey
+from bipgw.keys import IRootKeys, KeyStore
 from bipgw.store import ImportReport, IStore
 from bipgw.tls import ListeningService
 
@@ -80,7 +80,7 @@ class IngestService(MultiService):
         store: IStore,
         *,
         keystore: KeyStore | None,
-        root: RootKey | None,
+        root: IRootKeys | None,
         reactor: Any,
         imported: Callable[[ImportReport], object] | None = None,
     ) -> None:

@@ -22,11 +22,11 @@ from bipgw.ingest._vendor_file import (
     VendorHeader,
 )
 from bipgw.keys import (
+    IRootKeys,
     KeyAlgorithm,
     KeyKind,
     KeyManagementError,
     KeyStore,
-    RootKey,
     Secret,
     TransportFormatError,
     TransportKeyMismatchError,
@@ -102,7 +102,7 @@ def notices_for(
 
 
 def open_cards(
-    parsed: VendorFile, transport: Secret, scheme: TransportScheme, root: RootKey
+    parsed: VendorFile, transport: Secret, scheme: TransportScheme, root: IRootKeys
 ) -> Opened:
     """Unwrap and re-seal every card of a parsed file (see L{CardOpener})."""
     opener = CardOpener(transport, scheme, root)
@@ -119,7 +119,7 @@ class CardOpener:
     counts failed and verified values across its batches.
     """
 
-    def __init__(self, transport: Secret, scheme: TransportScheme, root: RootKey) -> None:
+    def __init__(self, transport: Secret, scheme: TransportScheme, root: IRootKeys) -> None:
         self._unwrapper = TransportUnwrapper(transport, scheme)
         self._sealer = CardKeySealer(root, nonces=1024)
         self._scheme = scheme

@@ -24,22 +24,43 @@ from bipgw.keys._kdf import (
     CardKeyDeriver,
     KdfPurpose,
     derive_card_key,
+    derive_card_key_v2,
     has_des_parity,
     normalise_iccid,
     psk_identity_for,
     set_des_parity,
 )
+from bipgw.keys._keyring import FileRootKeyRing, IRotatableRootKeys
 from bipgw.keys._keystore import KeyInfo, KeyKind, KeyStore, MetaValue
+from bipgw.keys._masters import KIND_OF_PURPOSE, MasterKey, MasterKeyRing
 from bipgw.keys._operator_keys import (
     MASTER_KINDS,
     KeyInputError,
+    add_master_key,
     add_transport_key,
     generate_master_key,
     key_check_value,
     master_kind,
     read_key_file,
 )
-from bipgw.keys._rootkey import ROOT_KEY_ENV, RootKey, Sealer, seal, unseal
+from bipgw.keys._pkcs11 import (
+    HsmError,
+    HsmMechanismError,
+    Pkcs11MasterKeys,
+    Pkcs11RootKeys,
+    Pkcs11Token,
+    read_pin_file,
+)
+from bipgw.keys._rootkey import (
+    ROOT_KEY_ENV,
+    IRootKeys,
+    ISealer,
+    RootKey,
+    Sealer,
+    seal,
+    sealed_key_id,
+    unseal,
+)
 from bipgw.keys._scp03 import Scp03MasterKeys
 from bipgw.keys._secret import (
     DuplicateKeyError,
@@ -72,10 +93,17 @@ from bipgw.keys._transport import (
 
 __all__ = [
     "DEFAULT_TRANSPORT_SCHEME",
+    "KIND_OF_PURPOSE",
     "MASTER_KINDS",
     "ROOT_KEY_ENV",
     "CardKeyDeriver",
     "DuplicateKeyError",
+    "FileRootKeyRing",
+    "HsmError",
+    "HsmMechanismError",
+    "IRootKeys",
+    "IRotatableRootKeys",
+    "ISealer",
     "InsecureRootKeyFileError",
     "IntegrityError",
     "InvalidIccidError",
@@ -91,7 +119,12 @@ __all__ = [
     "KeystoreFormatError",
     "KeystoreNotFoundError",
     "KeystoreWriteError",
+    "MasterKey",
+    "MasterKeyRing",
     "MetaValue",
+    "Pkcs11MasterKeys",
+    "Pkcs11RootKeys",
+    "Pkcs11Token",
     "RootKey",
     "RootKeyError",
     "Scp03MasterKeys",
@@ -104,9 +137,11 @@ __all__ = [
     "TransportUnwrapper",
     "UnknownKeyError",
     "WrongRootKeyError",
+    "add_master_key",
     "add_transport_key",
     "check_value",
     "derive_card_key",
+    "derive_card_key_v2",
     "generate_master_key",
     "has_des_parity",
     "key_check_value",
@@ -114,7 +149,9 @@ __all__ = [
     "normalise_iccid",
     "psk_identity_for",
     "read_key_file",
+    "read_pin_file",
     "seal",
+    "sealed_key_id",
     "set_des_parity",
     "unseal",
     "unwrap_from_transport",

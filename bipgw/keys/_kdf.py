@@ -26,6 +26,8 @@ from bipgw.keys._secret import InvalidIccidError, InvalidKeyError, KeyAlgorithm,
 COUNTER_BYTES = 4
 #: Bytes of the SP 800-108 length field [L] (big-endian, the output length in bits).
 LENGTH_BYTES = 4
+#: The start of every derivation v2 label (docs/keys.md section 5.2).
+V2_PREFIX = "bipgw/2/"
 #: Accepted ICCID lengths, in digits, after removing F filler.
 ICCID_DIGITS = (18, 19, 20)
 
@@ -48,9 +50,26 @@ class KdfPurpose(Enum):
 
     @property
     def label(self) -> bytes:
-        """The SP 800-108 Label bytes (ASCII)."""
+        """The SP 800-108 Label bytes of derivation v1 (ASCII)."""
         value: bytes = self.value
         return value
+
+    @property
+    def token(self) -> str:
+        """The purpose's name in a derivation v2 label (C{OTA-KIC}, C{SCP81-PSK} ...)."""
+        return self.name.replace("_", "-")
+
+    def label_v2(self, algorithm: KeyAlgorithm, kvn: int) -> bytes:
+        """The SP 800-108 Label of derivation v2: purpose, algorithm and key version.
+
+        C{bipgw/2/<purpose>/<algorithm>/<KVN>}, ASCII, the KVN as two upper
+        case hex digits (the key version the card holds the key under), e.g.
+        C{bipgw/2/OTA-KIC/aes-128/01}.  No field contains C{/}, so the
+        label is unambiguous.
+        """
+        if type(kvn) is not int or not 0 <= kvn <= 0xFF:
+            raise InvalidKeyError(f"a key version is 0 to 255, not {kvn!r}")
+        return f"{V2_PREFIX}{self.token}/{KeyAlgorithm(algorithm).value}/{kvn:02X}".encode()
 
 
 def normalise_iccid(iccid: str) -> str:
@@ -131,6 +150,22 @@ def derive_card_key(
     return CardKeyDeriver(master).derive(iccid, purpose, algorithm)
 
 
+def derive_card_key_v2(
+    master: Secret, iccid: str, purpose: KdfPurpose, algorithm: KeyAlgorithm, kvn: int
+) -> Secret:
+    """Derivation v2: as L{derive_card_key}, with a label that binds the
+    purpose, the algorithm and the key version (L{KdfPurpose.label_v2}).
+
+    One master key per purpose then serves every key version and algorithm:
+    the keys of versions 1 and 2, or an AES and a 3DES key, are independent.
+
+    @raise InvalidKeyError: C{master} is not an AES key size, or C{kvn} is
+        not 0 to 255.
+    @raise InvalidIccidError: C{iccid} is not an ICCID.
+    """
+    return CardKeyDeriver(master).derive_v2(iccid, purpose, algorithm, kvn)
+
+
 class CardKeyDeriver:
     """L{derive_card_key} for many cards under one master key.
 
@@ -150,9 +185,18 @@ class CardKeyDeriver:
 
     def derive(self, iccid: str, purpose: KdfPurpose, algorithm: KeyAlgorithm) -> Secret:
         """See L{derive_card_key}."""
+        return self._derive(purpose.label, iccid, algorithm)
+
+    def derive_v2(
+        self, iccid: str, purpose: KdfPurpose, algorithm: KeyAlgorithm, kvn: int
+    ) -> Secret:
+        """See L{derive_card_key_v2}."""
+        return self._derive(purpose.label_v2(algorithm, kvn), iccid, algorithm)
+
+    def _derive(self, label: bytes, iccid: str, algorithm: KeyAlgorithm) -> Secret:
         context = normalise_iccid(iccid).encode("ascii")
         length = algorithm.key_length
-        fixed = purpose.label + b"\x00" + context + (8 * length).to_bytes(LENGTH_BYTES, "big")
+        fixed = label + b"\x00" + context + (8 * length).to_bytes(LENGTH_BYTES, "big")
         out = b""
         counter = 1
         while len(out) < length:

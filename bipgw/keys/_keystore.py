@@ -27,10 +27,11 @@ from bipgw.keys._rootkey import (
     HEADER_LENGTH,
     NONCE_LENGTH,
     TAG_LENGTH,
-    RootKey,
+    IRootKeys,
     check_label,
     fsync_directory,
     seal,
+    sealed_key_id,
     unlink_quietly,
     unseal,
     write_private_temp,
@@ -142,7 +143,7 @@ def _canonical(document: Mapping[str, Any]) -> bytes:
     )
 
 
-def _body(root: RootKey, entries: Mapping[str, _Entry]) -> dict[str, Any]:
+def _body(root: IRootKeys, entries: Mapping[str, _Entry]) -> dict[str, Any]:
     return {
         "format": _KEYSTORE_FORMAT,
         "version": _KEYSTORE_VERSION,
@@ -158,10 +159,10 @@ def _body(root: RootKey, entries: Mapping[str, _Entry]) -> dict[str, Any]:
     }
 
 
-def _mac(root: RootKey, body: Mapping[str, Any]) -> str:
-    return hmac.new(
-        root.subkey(_INFO_KEYSTORE_MAC).reveal(), _canonical(body), "sha256"
-    ).hexdigest()
+def _mac(root: IRootKeys, body: Mapping[str, Any], key_id: str | None = None) -> str:
+    # HMAC-SHA256 under HKDF(root, "bipgw keystore mac v1") for a file root
+    # key (docs/keys.md section 4); the token's own MAC key on PKCS#11.
+    return root.mac(_INFO_KEYSTORE_MAC, _canonical(body), key_id).hex()
 
 
 class KeyStore:
@@ -179,11 +180,12 @@ class KeyStore:
     existing one: a mistyped path is an error, not an empty keystore.
     """
 
-    def __init__(self, path: str, root: RootKey, entries: Mapping[str, _Entry]) -> None:
+    def __init__(self, path: str, root: IRootKeys, entries: Mapping[str, _Entry]) -> None:
         """Use L{create} or L{open}."""
         self._path = path
         self._root = root
         self._entries: dict[str, _Entry] = dict(entries)
+        self._written_under = root.key_id
 
     @property
     def path(self) -> str:
@@ -205,7 +207,7 @@ class KeyStore:
         return label in self._entries
 
     @classmethod
-    def create(cls, path: str | os.PathLike[str], root: RootKey) -> KeyStore:
+    def create(cls, path: str | os.PathLike[str], root: IRootKeys) -> KeyStore:
         """Create an empty keystore file.
 
         @raise KeystoreWriteError: if a file already exists at C{path}.
@@ -218,7 +220,7 @@ class KeyStore:
         return store
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str], root: RootKey) -> KeyStore:
+    def open(cls, path: str | os.PathLike[str], root: IRootKeys) -> KeyStore:
         """Load a keystore file and check that C{root} is its root key.
 
         @raise KeystoreNotFoundError: if there is no file at C{path}.
@@ -236,7 +238,9 @@ class KeyStore:
             raise KeystoreFormatError(f"cannot read keystore {name}: {e.strerror}") from None
         if len(raw) > _MAX_KEYSTORE_FILE:
             raise KeystoreFormatError(f"keystore {name} is larger than {_MAX_KEYSTORE_FILE} bytes")
-        return cls(name, root, _parse_document(name, raw, root))
+        store = cls(name, root, {})
+        store._entries, store._written_under = _parse_document(name, raw, root)
+        return store
 
     def put(
         self,
@@ -297,7 +301,34 @@ class KeyStore:
         self._entry(label)
         self._commit(self._root, {k: v for k, v in self._entries.items() if k != label})
 
-    def rotate_root(self, new_root: RootKey) -> None:
+    def sealed_under(self) -> dict[str, int]:
+        """How many entries are sealed under each root key id (the file's
+        own MAC counts as one more under its C{root_key_id})."""
+        counts: dict[str, int] = {self._written_under: 1}
+        for entry in self._entries.values():
+            key_id = sealed_key_id(entry.sealed)
+            counts[key_id] = counts.get(key_id, 0) + 1
+        return counts
+
+    def reseal(self) -> int:
+        """Re-seal every entry not sealed under the root keys' sealing key,
+        and rewrite the file under it (a root-key rotation step).
+
+        @return: how many entries were re-sealed.
+        """
+        target = self._root.key_id
+        resealed = {}
+        count = 0
+        for label, entry in self._entries.items():
+            if sealed_key_id(entry.sealed) != target:
+                entry = evolve(entry, sealed=self._root.seal(_entry_label(label), self.get(label)))
+                count += 1
+            resealed[label] = entry
+        if count or self._written_under != target:
+            self._commit(self._root, resealed)
+        return count
+
+    def rotate_root(self, new_root: IRootKeys) -> None:
         """Re-seal every key under C{new_root} and rewrite the file.
 
         Every key is unsealed first, so a damaged entry stops the rotation
@@ -326,14 +357,15 @@ class KeyStore:
         overhead = HEADER_LENGTH + NONCE_LENGTH + TAG_LENGTH
         return KeyInfo(label, entry.kind, entry.meta, len(entry.sealed) - overhead)
 
-    def _commit(self, root: RootKey, entries: dict[str, _Entry]) -> None:
+    def _commit(self, root: IRootKeys, entries: dict[str, _Entry]) -> None:
         # Write first, then switch the in-memory state: a failed write leaves
         # the object and the file as they were.
         self._write(root, entries)
         self._root = root
         self._entries = entries
+        self._written_under = root.key_id
 
-    def _write(self, root: RootKey, entries: Mapping[str, _Entry]) -> None:
+    def _write(self, root: IRootKeys, entries: Mapping[str, _Entry]) -> None:
         body = _body(root, entries)
         document = {**body, "mac": _mac(root, body)}
         data = (json.dumps(document, indent=2, sort_keys=True) + "\n").encode("ascii")
@@ -360,7 +392,7 @@ def _kind(kind: KeyKind | str) -> KeyKind:
         raise InvalidLabelError(f"unknown key kind {kind!r}; known kinds: {known}") from None
 
 
-def _parse_document(name: str, raw: bytes, root: RootKey) -> dict[str, _Entry]:
+def _parse_document(name: str, raw: bytes, root: IRootKeys) -> tuple[dict[str, _Entry], str]:
     def bad(reason: str) -> KeystoreFormatError:
         return KeystoreFormatError(f"keystore {name}: {reason}")
 
@@ -374,14 +406,19 @@ def _parse_document(name: str, raw: bytes, root: RootKey) -> dict[str, _Entry]:
         raise bad(f"unsupported version {document.get('version')!r}")
     if set(document) != {"format", "version", "root_key_id", "entries", "mac"}:
         raise bad("unexpected or missing top-level fields")
-    if document["root_key_id"] != root.key_id:
-        raise WrongRootKeyError(
-            f"keystore {name} was written under root key {document['root_key_id']!r},"
-            f" not under the loaded root key {root.key_id}"
-        )
+    written_under = document["root_key_id"]
     body = {k: v for k, v in document.items() if k != "mac"}
+    try:
+        if not isinstance(written_under, str):
+            raise WrongRootKeyError("not a key id")
+        expected = _mac(root, body, written_under)
+    except WrongRootKeyError:
+        raise WrongRootKeyError(
+            f"keystore {name} was written under root key {written_under!r},"
+            f" not under the loaded root key {root.key_id}"
+        ) from None
     mac = document["mac"]
-    if not isinstance(mac, str) or not hmac.compare_digest(mac, _mac(root, body)):
+    if not isinstance(mac, str) or not hmac.compare_digest(mac, expected):
         raise IntegrityError(
             f"keystore {name} failed its integrity check: it was modified outside bipgw"
         )
@@ -398,4 +435,4 @@ def _parse_document(name: str, raw: bytes, root: RootKey) -> dict[str, _Entry]:
             check_label(label)
         except (ValueError, TypeError, binascii.Error) as e:
             raise bad(f"entry {label!r} is malformed ({type(e).__name__})") from None
-    return parsed
+    return parsed, written_under

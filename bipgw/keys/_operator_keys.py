@@ -27,6 +27,7 @@ from bipgw.keys._transport import TransportScheme
 __all__ = [
     "MASTER_KINDS",
     "KeyInputError",
+    "add_master_key",
     "add_transport_key",
     "generate_master_key",
     "key_check_value",
@@ -125,19 +126,52 @@ def generate_master_key(
     *,
     length: int = 16,
     kvn: int = 1,
+    kdf: int = 2,
     replace: bool = False,
 ) -> tuple[KeyInfo, str]:
     """Generate a random AES master key of C{kind}; return its info and KCV.
 
-    Per-card keys are later diversified from it (docs/keys.md section 5);
-    C{kvn} is recorded because one master key serves one key version.
+    Per-card keys are later diversified from it (docs/keys.md section 5):
+    with C{kdf} 2 (the default) for every key version, the version being
+    part of the derivation; with C{kdf} 1 for key version C{kvn} only.
     """
-    key_kind = master_kind(kind)
+    return _put_master(keystore, kind, label, Secret.generate(_length(length)), kvn, kdf, replace)
+
+
+def add_master_key(
+    keystore: KeyStore,
+    kind: str,
+    label: str,
+    key_file: str | os.PathLike[str],
+    *,
+    kvn: int = 1,
+    kdf: int = 2,
+    replace: bool = False,
+) -> tuple[KeyInfo, str]:
+    """Store a master key read from C{key_file} (hex), e.g. the one a card
+    vendor personalised a batch with; return its info and KCV."""
+    secret = read_key_file(key_file)
+    if len(secret) not in _AES:
+        raise KeyInputError(
+            f"a master key is 16, 24 or 32 bytes; {os.fspath(key_file)} holds {len(secret)}"
+        )
+    return _put_master(keystore, kind, label, secret, kvn, kdf, replace)
+
+
+def _length(length: int) -> int:
     if length not in _AES:
         raise KeyInputError(f"a master key is 16, 24 or 32 bytes, not {length}")
+    return length
+
+
+def _put_master(
+    keystore: KeyStore, kind: str, label: str, secret: Secret, kvn: int, kdf: int, replace: bool
+) -> tuple[KeyInfo, str]:
+    key_kind = master_kind(kind)
     if not 0 <= kvn <= 0xFF:
         raise KeyInputError(f"a key version is 0 to 255, not {kvn}")
-    secret = Secret.generate(length)
-    meta: dict[str, MetaValue] = {"kvn": kvn, "algorithm": _AES[length].value}
+    if kdf not in (1, 2):
+        raise KeyInputError(f"the key derivation is version 1 or 2, not {kdf}")
+    meta: dict[str, MetaValue] = {"kvn": kvn, "algorithm": _AES[len(secret)].value, "kdf": kdf}
     info = keystore.put(label, key_kind, secret, meta, replace=replace)
     return info, key_check_value(info, secret)

@@ -21,6 +21,7 @@ import os
 import secrets
 import stat
 from collections.abc import Mapping
+from typing import Protocol
 
 from attrs import field, frozen
 from cryptography.exceptions import InvalidTag
@@ -86,6 +87,7 @@ class RootKey:
     """
 
     _secret: Secret = field(validator=_check_root_secret)
+    _subkeys: dict[bytes, bytes] = field(init=False, factory=dict, eq=False, repr=False)
 
     @classmethod
     def generate(cls) -> RootKey:
@@ -107,7 +109,7 @@ class RootKey:
         return self._key_id_bytes().hex()
 
     def _key_id_bytes(self) -> bytes:
-        return _hkdf(self._secret, _INFO_KEY_ID, _KEY_ID_LENGTH)
+        return self._cached_subkey(_INFO_KEY_ID)[:_KEY_ID_LENGTH]
 
     def subkey(self, info: bytes) -> Secret:
         """A 32-byte key for one purpose: HKDF-SHA256(root, salt=none, info).
@@ -122,6 +124,38 @@ class RootKey:
 
     def __repr__(self) -> str:
         return f"<RootKey id={self.key_id}>"
+
+    # -- IRootKeys: one key, nothing to rotate -------------------------------
+
+    @property
+    def key_ids(self) -> tuple[str, ...]:
+        """See L{IRootKeys.key_ids}: this key only."""
+        return (self.key_id,)
+
+    def seal(self, label: str, plaintext: Secret | bytes) -> bytes:
+        """See L{IRootKeys.seal} and the module function L{seal}."""
+        return Sealer(self).seal(label, plaintext)
+
+    def unseal(self, label: str, blob: bytes) -> Secret:
+        """See L{IRootKeys.unseal} and the module function L{unseal}."""
+        return _unseal_with(self, label, blob)
+
+    def batch_sealer(self, nonces: int = 1) -> Sealer:
+        """See L{IRootKeys.batch_sealer}."""
+        return Sealer(self, nonces=nonces)
+
+    def mac(self, purpose: bytes, data: bytes, key_id: str | None = None) -> bytes:
+        """HMAC-SHA256(HKDF(root, info=C{purpose}), C{data}); see L{IRootKeys.mac}."""
+        if key_id is not None and key_id != self.key_id:
+            raise WrongRootKeyError(f"no root key {key_id} here; the loaded one is {self.key_id}")
+        return hmac.digest(self._cached_subkey(purpose), data, "sha256")
+
+    def _cached_subkey(self, purpose: bytes) -> bytes:
+        # HKDF once per purpose: a rotation or a cache load opens millions.
+        key = self._subkeys.get(purpose)
+        if key is None:
+            key = self._subkeys[purpose] = self.subkey(purpose).reveal()
+        return key
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> RootKey:
@@ -263,7 +297,61 @@ def check_label(label: str) -> bytes:
     return label.encode("utf-8")
 
 
-def seal(root: RootKey, label: str, plaintext: Secret | bytes) -> bytes:
+class ISealer(Protocol):
+    """Seals many values under one root key (L{IRootKeys.batch_sealer})."""
+
+    @property
+    def key_id(self) -> str:
+        """The id of the root key this sealer seals under."""
+
+    def seal(self, label: str, plaintext: Secret | bytes) -> bytes:
+        """See L{seal}."""
+
+
+class IRootKeys(Protocol):
+    """What every root-key backend does: seal, unseal and MAC under the root key.
+
+    A single L{RootKey} (file or environment variable), a L{FileRootKeyRing}
+    (a root key file and, during a rotation, the next one) and a PKCS#11
+    token (L{bipgw.keys.Pkcs11RootKeys}) all implement it; the rest of
+    bipgw only ever calls these methods, so the root key's bytes need never
+    leave a token.
+    """
+
+    @property
+    def key_id(self) -> str:
+        """The id of the root key new values are sealed under (8 hex digits)."""
+
+    @property
+    def key_ids(self) -> tuple[str, ...]:
+        """Every root key id this backend can open, the sealing one first."""
+
+    def seal(self, label: str, plaintext: Secret | bytes) -> bytes:
+        """Seal C{plaintext} for C{label} (docs/keys.md section 3)."""
+
+    def unseal(self, label: str, blob: bytes) -> Secret:
+        """Open a sealed value, under whichever known root key sealed it.
+
+        @raise WrongRootKeyError: no known root key has its id.
+        @raise IntegrityError: it was altered or sealed for another label.
+        """
+
+    def batch_sealer(self, nonces: int = 1) -> ISealer:
+        """A sealer for many values under the current sealing key."""
+
+    def mac(self, purpose: bytes, data: bytes, key_id: str | None = None) -> bytes:
+        """A 32-byte MAC of C{data} under the root key C{key_id} (default: the
+        sealing one), keyed for C{purpose} only (fingerprints, keystore MAC)."""
+
+
+def sealed_key_id(blob: bytes) -> str:
+    """The id of the root key a sealed value names in its header (no check)."""
+    if len(blob) < HEADER_LENGTH or blob[0] != SEAL_VERSION:
+        raise IntegrityError("not a sealed value (too short, or unknown format version)")
+    return bytes(blob[1:HEADER_LENGTH]).hex()
+
+
+def seal(root: IRootKeys, label: str, plaintext: Secret | bytes) -> bytes:
     """Encrypt a key for storage under C{label}, with AES-256-GCM.
 
     The result is C{01 | root key id (4) | nonce (12) | ciphertext | tag (16)}.
@@ -273,7 +361,7 @@ def seal(root: RootKey, label: str, plaintext: Secret | bytes) -> bytes:
 
     @param label: where the value is stored, e.g. C{"card:8988...:kic1"}.
     """
-    return Sealer(root).seal(label, plaintext)
+    return root.seal(label, plaintext)
 
 
 class Sealer:
@@ -292,11 +380,17 @@ class Sealer:
             sealer is for one thread at a time: two threads sharing one
             could seal with the same nonce.
         """
+        self._key_id = root.key_id
         self._header = bytes([SEAL_VERSION]) + root._key_id_bytes()
         self._aead = AESGCM(root.subkey(_INFO_SEAL).reveal())
         self._draw = NONCE_LENGTH * max(nonces, 1)
         self._nonces = b""
         self._next = 0
+
+    @property
+    def key_id(self) -> str:
+        """The id of the root key this sealer seals under."""
+        return self._key_id
 
     def seal(self, label: str, plaintext: Secret | bytes) -> bytes:
         """See L{seal}."""
@@ -311,13 +405,19 @@ class Sealer:
         return self._header + nonce + sealed
 
 
-def unseal(root: RootKey, label: str, blob: bytes) -> Secret:
+def unseal(root: IRootKeys, label: str, blob: bytes) -> Secret:
     """Open a value made by L{seal} for the same C{label}.
 
     @raise WrongRootKeyError: if it was sealed under another root key.
     @raise IntegrityError: if it was modified, truncated, or sealed under
         another label.
     """
+    return root.unseal(label, blob)
+
+
+def check_sealed(label: str, blob: bytes) -> tuple[bytes, bytes]:
+    """The label (UTF-8) and bytes of a sealed value, after checking its
+    size and format version (what every backend checks before decrypting)."""
     ad_label = check_label(label)
     if not isinstance(blob, bytes | bytearray | memoryview):
         raise TypeError(f"a sealed value is bytes, not {type(blob).__name__}")
@@ -333,6 +433,11 @@ def unseal(root: RootKey, label: str, blob: bytes) -> Secret:
             f"the sealed value for {label!r} has unknown format version {data[0]}",
             label=label,
         )
+    return ad_label, data
+
+
+def _unseal_with(root: RootKey, label: str, blob: bytes) -> Secret:
+    ad_label, data = check_sealed(label, blob)
     header = data[:HEADER_LENGTH]
     key_id = header[1:]
     if not hmac.compare_digest(key_id, root._key_id_bytes()):
@@ -343,7 +448,7 @@ def unseal(root: RootKey, label: str, blob: bytes) -> Secret:
         )
     nonce = data[HEADER_LENGTH : HEADER_LENGTH + NONCE_LENGTH]
     try:
-        plaintext = AESGCM(root.subkey(_INFO_SEAL).reveal()).decrypt(
+        plaintext = AESGCM(root._cached_subkey(_INFO_SEAL)).decrypt(
             nonce, data[HEADER_LENGTH + NONCE_LENGTH :], header + ad_label
         )
     except InvalidTag:

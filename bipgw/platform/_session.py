@@ -67,6 +67,7 @@ from bipgw.codec.platform import (
     Ping,
     Pong,
     Status,
+    Take,
     UnknownTypeError,
     parse_message,
 )
@@ -282,6 +283,8 @@ class PlatformChannel:
             self._relay.close(message)
         elif isinstance(message, Status):
             self._relay.status(message, self._tenant)
+        elif isinstance(message, Take):
+            self._relay.take(message, self._tenant)
 
     # -- authentication -------------------------------------------------------
 
@@ -324,6 +327,7 @@ class PlatformChannel:
         if self._guard is not None:
             self._guard.auth_succeeded(self._host)
         self._tenant = tenant
+        self._relay.watch_offers(lambda: self._tenant)
         self._cancel_timer()
         interval = self._settings.heartbeat_interval
         self._log.info(

@@ -41,8 +41,16 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from bipgw.codec.ota import OtaKeys
-from bipgw.keys import KeyManagementError, RootKey, Secret, psk_identity_for
-from bipgw.store import Card, CardKey, CardKeys, IStore, KeyPurpose, open_card_key
+from bipgw.keys import IRootKeys, KeyManagementError, Secret, psk_identity_for
+from bipgw.store import (
+    Card,
+    CardKey,
+    CardKeys,
+    ICardKeyReader,
+    IStore,
+    KeyPurpose,
+    open_card_key,
+)
 
 __all__ = ["CacheStats", "CardKeyCache"]
 
@@ -91,6 +99,9 @@ class CardKeyCache:
     @param clock: times the background lookups of unknown identities.
     @param concurrency: store reads in flight at once while loading.
     @param page_size: cards read per C{list_cards} page while loading.
+    @param keys: where a card's keys are read (C{get_card_keys}), e.g. a
+        L{bipgw.store.CardKeySource} that filters them by lifecycle and
+        derives missing ones; C{None}: the store itself.
     """
 
     _log = Logger()
@@ -98,16 +109,19 @@ class CardKeyCache:
     def __init__(
         self,
         store: IStore,
-        root: RootKey,
+        root: IRootKeys,
         clock: IReactorTime,
         *,
         concurrency: int = 8,
         page_size: int = _PAGE,
+        keys: ICardKeyReader | None = None,
     ) -> None:
         if page_size < 1:
             raise ValueError(f"page_size must be at least 1, not {page_size!r}")
         self._page = page_size
         self._store = store
+        reader: ICardKeyReader = keys if keys is not None else store
+        self._keys_of = reader.get_card_keys
         self._root = root
         self._clock = clock
         self._limit = DeferredSemaphore(concurrency)
@@ -224,7 +238,7 @@ class CardKeyCache:
         def read_page(cards: list[Card]) -> Deferred[CacheStats] | CacheStats:
             if not cards:
                 return switch()
-            reads = [self._limit.run(self._store.get_card_keys, c.iccid) for c in cards]
+            reads = [self._limit.run(self._keys_of, c.iccid) for c in cards]
             d: Deferred[Any] = DeferredList(reads, consumeErrors=True)
 
             def opened(results: Sequence[tuple[bool, Any]]) -> Deferred[CacheStats] | CacheStats:
@@ -283,7 +297,7 @@ class CardKeyCache:
             if entry is not None:
                 self._put(entry)
 
-        return self._store.get_card_keys(card.iccid).addCallback(keys_read)
+        return self._keys_of(card.iccid).addCallback(keys_read)
 
     def _put(self, entry: _Entry) -> None:
         self._by_iccid[entry.iccid] = entry

@@ -42,6 +42,22 @@ from bipgw.store._browse import (
     SessionOwners,
     SqlBrowse,
 )
+from bipgw.store._card_key_rotation import StoreKeyRotationPlanner
+from bipgw.store._card_key_source import (
+    CardKeySource,
+    DerivedKeySpec,
+    ICardKeyReader,
+    kdf_algorithm,
+)
+from bipgw.store._card_key_versions import (
+    KeyFamily,
+    KeySource,
+    KeyState,
+    KeyVersion,
+    SqlCardKeyVersions,
+    card_key_versions_for,
+    card_kvn,
+)
 from bipgw.store._engine import create_sql_engine
 from bipgw.store._feed_types import FeedFile, Partner
 from bipgw.store._interfaces import IStore, MsisdnPlan, plan_msisdn_change
@@ -73,6 +89,8 @@ from bipgw.store._recovery import (
     end_sessions_left_open,
     session_status,
 )
+from bipgw.store._reseal import SEALED_COLUMNS, Resealer, SealedColumn, write_audit
+from bipgw.store._rotation import Progress, RootRotation, RotationResult
 from bipgw.store._scp03_keys import StoreScp03KeySource
 from bipgw.store._sealing import (
     FINGERPRINT_INFO,
@@ -172,6 +190,7 @@ __all__ = [
     "MEMORY_URL",
     "MIGRATIONS",
     "RESTART_DETAIL",
+    "SEALED_COLUMNS",
     "STORE_OPERATIONS",
     "TENANT_SETTINGS",
     "ApduTraceRecord",
@@ -184,17 +203,24 @@ __all__ = [
     "CardKey",
     "CardKeyInfo",
     "CardKeySealer",
+    "CardKeySource",
     "CardKeys",
     "CardUpsert",
     "CounterExhaustedError",
+    "DerivedKeySpec",
     "DuplicateRecordError",
     "FeedFile",
+    "ICardKeyReader",
     "IOperators",
     "IServiceRequests",
     "IStore",
     "ImportKind",
     "ImportReport",
+    "KeyFamily",
     "KeyPurpose",
+    "KeySource",
+    "KeyState",
+    "KeyVersion",
     "LineError",
     "MemoryServiceRequests",
     "MemoryStore",
@@ -206,9 +232,14 @@ __all__ = [
     "Operator",
     "Outcome",
     "Partner",
+    "Progress",
     "RequestState",
+    "Resealer",
     "Role",
+    "RootRotation",
+    "RotationResult",
     "SchemaVersionError",
+    "SealedColumn",
     "Service",
     "ServiceRequest",
     "SessionEvent",
@@ -216,12 +247,14 @@ __all__ = [
     "SessionOwners",
     "SessionRecord",
     "SqlBrowse",
+    "SqlCardKeyVersions",
     "SqlOperators",
     "SqlServiceRequests",
     "SqlStore",
     "StoreCardDirectory",
     "StoreConflictError",
     "StoreError",
+    "StoreKeyRotationPlanner",
     "StoreScp03KeySource",
     "StoreSessionHistory",
     "StoreSessionRecorder",
@@ -235,6 +268,8 @@ __all__ = [
     "add_tenant",
     "card_key_fingerprint",
     "card_key_label",
+    "card_key_versions_for",
+    "card_kvn",
     "check_operator_name",
     "check_password",
     "create_sql_engine",
@@ -249,6 +284,7 @@ __all__ = [
     "in_threads",
     "is_reserved_row",
     "is_settings_row",
+    "kdf_algorithm",
     "migrate",
     "new_token",
     "open_card_key",
@@ -265,4 +301,5 @@ __all__ = [
     "settings_id",
     "time_statements",
     "trace_record",
+    "write_audit",
 ]

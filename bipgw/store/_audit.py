@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import Any, Final
 
 import attrs
-from sqlalchemy import and_, insert, or_, select
+from sqlalchemy import func, insert, or_, select
 from sqlalchemy.exc import SQLAlchemyError
 from twisted.internet.defer import Deferred
 
@@ -93,12 +93,14 @@ def _select(query: AuditFilter) -> Any:
         if "." in query.action:
             conditions.append(t.action == query.action)
         else:
-            # A prefix compared as a range, not LIKE: '%' and '_' in it stay literal.
+            # The prefix compared by equality of the first characters, not by
+            # LIKE ('%' and '_' in it stay literal) nor by a range (a
+            # collation may not order '.' and '/' as bytes do).
             prefix = query.action + "."
             conditions.append(
                 or_(
                     t.action == query.action,
-                    and_(t.action >= prefix, t.action < query.action + "/"),
+                    func.substr(t.action, 1, len(prefix)) == prefix,
                 )
             )
     if query.since is not None:

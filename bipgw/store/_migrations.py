@@ -81,6 +81,10 @@ def _portal(connection: Connection) -> None:
     _schema.metadata.create_all(connection, tables=tables, checkfirst=True)
 
 
+def _card_key_versions(connection: Connection) -> None:
+    _schema.metadata.create_all(connection, tables=[_schema.card_key_versions], checkfirst=True)
+
+
 def _audit_origin(connection: Connection) -> None:
     # Step 1 builds audit_log from the current schema, which has the column
     # and its index already: add them only where an older step 1 did not.
@@ -102,13 +106,19 @@ MIGRATIONS: tuple[Migration, ...] = (
         _initial,
     ),
     Migration(2, "file feed partners, and the files they delivered (by content hash)", _feeds),
+    # Issue 10, the portal (reserved number 3).
     Migration(
         3,
         "portal operators, tenants' service requests, and which tenant opened each session",
         _portal,
     ),
+    # Reserved number 4 (issue 12): 4 now that step 3 (issue 10, the portal) is merged.
     Migration(
-        9, "audit log: where each action came from (origin), and an index by time", _audit_origin
+        4, "card key versions: pending, active, retired, imported or derived", _card_key_versions
+    ),
+    # Reserved number 9 (issue 10); 5 here until the steps numbered 5-8 are merged.
+    Migration(
+        5, "audit log: where each action came from (origin), and an index by time", _audit_origin
     ),
 )
 

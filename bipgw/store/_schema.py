@@ -77,6 +77,27 @@ card_keys = Table(
     Column("fingerprint", LargeBinary(64), nullable=False),
 )
 
+#: The lifecycle of each card key version (pending, active, retired) and
+#: where it came from; never a key (bipgw.store._card_key_versions).
+card_key_versions = Table(
+    "card_key_versions",
+    metadata,
+    Column(
+        "iccid",
+        String(20),
+        ForeignKey("cards.iccid", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("purpose", String(16), primary_key=True),
+    Column("kvn", Integer, primary_key=True, autoincrement=False),
+    Column("state", String(8), nullable=False),
+    Column("source", String(10), nullable=False),
+    Column("algorithm", String(16), nullable=False),
+    Column("created_at", Double, nullable=False),
+    Column("changed_at", Double, nullable=False),
+    Index("ix_card_key_versions_state", "state"),
+)
+
 msisdn_history = Table(
     "msisdn_history",
     metadata,

@@ -25,8 +25,8 @@ from twisted.python.failure import Failure
 
 from bipgw.codec.scp03 import StaticKeys
 from bipgw.keys import (
+    IRootKeys,
     KeyManagementError,
-    RootKey,
     Scp03MasterKeys,
     UnknownKeyError,
     normalise_iccid,
@@ -54,7 +54,7 @@ class StoreScp03KeySource:
     def __init__(
         self,
         store: IStore,
-        root: RootKey,
+        root: IRootKeys,
         *,
         masters: Scp03MasterKeys | None = None,
         key_set: int | None = None,

@@ -17,22 +17,20 @@ root key means recomputing fingerprints along with re-sealing.
 
 from __future__ import annotations
 
-import hmac
-
-from bipgw.keys import RootKey, Sealer, Secret, unseal
+from bipgw.keys import IRootKeys, Secret, unseal
 from bipgw.store._types import CardKey, KeyPurpose
 
 #: The HKDF info string of the fingerprint key (docs/file-formats.md).
 FINGERPRINT_INFO = b"bipgw card key fingerprint v1"
 
 
-def card_key_fingerprint(root: RootKey, label: str, key: Secret) -> bytes:
+def card_key_fingerprint(root: IRootKeys, label: str, key: Secret) -> bytes:
     """The fingerprint of C{key} stored under C{label} (32 bytes)."""
     return CardKeySealer(root).fingerprint(label, key)
 
 
 def seal_card_key(
-    root: RootKey,
+    root: IRootKeys,
     iccid: str,
     purpose: KeyPurpose | str,
     kvn: int,
@@ -51,14 +49,20 @@ class CardKeySealer:
     for the whole file.  The output is exactly L{seal_card_key}'s.
     """
 
-    def __init__(self, root: RootKey, *, nonces: int = 1) -> None:
+    def __init__(self, root: IRootKeys, *, nonces: int = 1) -> None:
         """@param nonces: see L{Sealer} (one thread at a time)."""
-        self._sealer = Sealer(root, nonces=nonces)
-        self._mac_key = root.subkey(FINGERPRINT_INFO).reveal()
+        self._root = root
+        self._sealer = root.batch_sealer(nonces)
+
+    @property
+    def key_id(self) -> str:
+        """The root key id the keys (and their fingerprints) are sealed under."""
+        return self._sealer.key_id
 
     def fingerprint(self, label: str, key: Secret) -> bytes:
-        """See L{card_key_fingerprint}."""
-        return hmac.digest(self._mac_key, label.encode("utf-8") + b"\x00" + key.reveal(), "sha256")
+        """See L{card_key_fingerprint} (under the sealer's root key)."""
+        data = label.encode("utf-8") + b"\x00" + key.reveal()
+        return self._root.mac(FINGERPRINT_INFO, data, self._sealer.key_id)
 
     def seal(
         self, iccid: str, purpose: KeyPurpose | str, kvn: int, algorithm: str, key: Secret
@@ -76,7 +80,7 @@ class CardKeySealer:
         )
 
 
-def open_card_key(root: RootKey, key: CardKey) -> Secret:
+def open_card_key(root: IRootKeys, key: CardKey) -> Secret:
     """The key a L{CardKey} holds.
 
     @raise bipgw.keys.IntegrityError: if the blob was altered or copied from

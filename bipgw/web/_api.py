@@ -38,8 +38,18 @@ from bipgw.codec.platform import (
     Message,
     Open,
     Result,
+    Take,
 )
-from bipgw.core import OUTCOME_FIELDS, RateLimitedLog, SessionStatus, Tenancy, TenantGrant
+from bipgw.core import (
+    OUTCOME_FIELDS,
+    CardKeyRotator,
+    CardOffer,
+    RateLimitedLog,
+    SessionStatus,
+    Tenancy,
+    TenantGrant,
+)
+from bipgw.errors import BipGwError
 from bipgw.store import IServiceRequests, MemoryServiceRequests
 from bipgw.web._events import EventStreams
 from bipgw.web._guard import ConnectionLimits
@@ -48,8 +58,11 @@ from bipgw.web._relay import TenantRelay
 
 _TOKEN: Final = re.compile(r"[\x21-\x7e]{1,512}\Z")
 """A token as the platform channel's C{hello} takes it: printable ASCII, bounded."""
-_OPEN_FIELDS: Final = frozenset({"iccid", "msisdn", "service", "application", "timeouts"})
-_COMMAND_FIELDS: Final = frozenset({"apdus", "script", "definite"})
+_OPEN_FIELDS: Final = frozenset({"iccid", "msisdn", "service", "application", "timeouts", "target"})
+_COMMAND_FIELDS: Final = frozenset({"apdus", "script", "definite", "target"})
+_TAKE_FIELDS: Final = frozenset({"service", "timeouts", "target"})
+_ROTATION_FIELDS: Final = frozenset({"purpose", "service"})
+_ICCID: Final = re.compile(r"[0-9]{18,20}[Ff]?\Z")
 
 
 @attrs.frozen(kw_only=True)
@@ -105,12 +118,14 @@ class HttpApi:
         settings: ApiSettings | None = None,
         *,
         requests: IServiceRequests | None = None,
+        rotator: CardKeyRotator | None = None,
     ) -> None:
         """
         @param requests: where the tenants' service requests are kept
             (C{POST /v1/service-requests}); in memory if C{None}.
         """
         self.hub = hub
+        self.rotator = rotator
         self.settings = settings or ApiSettings()
         self.requests: IServiceRequests = requests or MemoryServiceRequests()
         self._relays: dict[str, TenantRelay] = {}
@@ -120,6 +135,18 @@ class HttpApi:
         )
         # Whatever a client can make fail is logged at a bounded rate.
         self.ratelog = RateLimitedLog(Logger(namespace="bipgw.web"), hub.clock)
+        # Card-initiated sessions are offered while the API serves: on the
+        # tenants' event streams, and in GET /v1/offers.
+        self._stop_offers = hub.engine.offers.listen(self._offered)
+
+    def _offered(self, offer: CardOffer) -> None:
+        tenants = [
+            tenant_id
+            for tenant_id, relay in self._relays.items()
+            if any(service in relay.grant.services for service in offer.services)
+        ]
+        if tenants:
+            self.streams.offer(offer, tenants)
 
     def owns(self, tenant_id: str, session: str) -> bool:
         """Whether C{session} was opened by C{tenant_id} through this API."""
@@ -130,6 +157,7 @@ class HttpApi:
 
     def stop(self) -> Deferred[Any]:
         """End every event stream and close every session; fires when closed."""
+        self._stop_offers()
         self.streams.stop()
         self.ratelog.flush()
         closes = [d for relay in self._relays.values() for d in relay.close_all()]
@@ -176,6 +204,106 @@ class HttpApi:
         status = self.hub.engine.status(sid)
         state = status.state.value if status is not None else "requested"
         return Reply(201, {"session": sid, "state": state}, (("Location", f"/v1/sessions/{sid}"),))
+
+    async def rotate_keys(self, relay: TenantRelay, iccid: str, body: dict[str, Any]) -> Reply:
+        """C{POST /v1/cards/{iccid}/key-rotations}: one card key rotation, answered
+        once the card confirmed it (C{201}) or it failed (C{502}, the old keys
+        stay active).
+
+        Who may: a tenant whose grant for the service carrying the rotation
+        lets C{put-key} (INS D8) reach the ISD, the service having
+        C{secure_apdus} (C{docs/keys.md} section 9).
+        """
+        only_fields(body, _ROTATION_FIELDS)
+        purpose = body.get("purpose")
+        if purpose not in ("psk", "ota", "scp03"):
+            raise ApiError("invalid-message", "purpose must be one of psk, ota, scp03")
+        service = body.get("service")
+        if service is not None and not isinstance(service, str):
+            raise ApiError("invalid-message", "service must be a string")
+        if not _ICCID.match(iccid):
+            raise ApiError("invalid-message", "the path's ICCID must be 18 to 20 digits")
+        rotator = self.rotator
+        if rotator is None:
+            raise ApiError("unavailable", "card key rotation is not available on this gateway")
+        allowed = [
+            name
+            for name in rotator.services
+            if (grant := relay.grant.services.get(name)) is not None and 0xD8 in grant.isd_commands
+        ]
+        if service is None:
+            if not allowed:
+                raise ApiError(
+                    "service-not-allowed",
+                    "no service that can rotate card keys grants this tenant put-key",
+                )
+            service = allowed[0]
+        elif service not in allowed:
+            raise ApiError(
+                "service-not-allowed",
+                f"service {service!r} cannot rotate card keys for this tenant"
+                " (it needs secure_apdus and a put-key grant)",
+            )
+        try:
+            outcome = await rotator.rotate(iccid, purpose, service)
+        except ValueError as e:
+            raise ApiError("invalid-message", str(e)) from None
+        except BipGwError as e:
+            code = "unknown-card" if "not in the store" in str(e) else "card-busy"
+            raise ApiError(code, str(e)) from None
+        answer = {
+            "iccid": outcome.iccid,
+            "purpose": outcome.family,
+            "old_kvn": outcome.old_kvn,
+            "new_kvn": outcome.new_kvn,
+            "state": "active" if outcome.ok else "failed",
+            "session": outcome.session_id,
+            "reason": outcome.reason,
+        }
+        if not outcome.ok:
+            raise ApiError("key-rotation-failed", f"the card did not confirm: {outcome.reason}")
+        return Reply(201, answer)
+
+    def offers(self, relay: TenantRelay) -> Reply:
+        """C{GET /v1/offers}: the card-initiated sessions the tenant's services may take."""
+        grant = relay.grant
+        now = self.hub.clock.seconds()
+        out = []
+        for offer in self.hub.engine.offers.pending():
+            services = [s for s in offer.services if s in grant.services]
+            if services:
+                item: dict[str, Any] = {
+                    "session": str(offer.session_id),
+                    "iccid": offer.iccid,
+                    "agent": offer.agent_id,
+                    "services": services,
+                    "expires_in_ms": max(0, round((offer.expires_at - now) * 1000)),
+                }
+                if offer.msisdn:
+                    item["msisdn"] = offer.msisdn
+                out.append(item)
+        return Reply(200, {"offers": out})
+
+    async def take(self, relay: TenantRelay, session: str, body: dict[str, Any]) -> Reply:
+        """C{POST /v1/offers/{id}}: take a card-initiated session; answered as an open."""
+        only_fields(body, _TAKE_FIELDS)
+        rid = relay.next_id()
+        message = parse_message(Take, {**body, "session": session, "id": rid}, "take.")
+        answer = relay.expect(rid)
+        with self.streams.opening() as adopt:
+            await relay.take(message)
+            reply = _settled(answer)
+            if isinstance(reply, Accepted):
+                self._adopt(relay.grant.tenant_id, reply.session)
+                adopt(reply.session)
+        if isinstance(reply, ErrorMessage):
+            raise ApiError(reply.code, reply.message, reply.session)
+        assert isinstance(reply, Accepted)
+        status = self.hub.engine.status(session)
+        state = status.state.value if status is not None else "connected"
+        return Reply(
+            201, {"session": session, "state": state}, (("Location", f"/v1/sessions/{session}"),)
+        )
 
     async def status(self, relay: TenantRelay, session: str) -> Reply:
         """C{GET /v1/sessions/{id}}.

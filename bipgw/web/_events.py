@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from typing import Any
 
 import attrs
@@ -31,7 +31,7 @@ from twisted.logger import Logger
 from twisted.web.server import Request
 from zope.interface import implementer
 
-from bipgw.core import SessionEngine, SessionEvent
+from bipgw.core import CardOffer, SessionEngine, SessionEvent
 
 
 def event_json(event: SessionEvent) -> dict[str, Any]:
@@ -201,6 +201,24 @@ class EventStreams:
             stream.send(frame)
             if stream.timer is not None and stream.timer.active():
                 stream.timer.reset(self._keepalive)
+
+    def offer(self, offer: CardOffer, tenants: Collection[str]) -> None:
+        """Tell the tenants' streams (those not narrowed to one session) of
+        a card-initiated session they may take: an C{event: offer} frame."""
+        data = {
+            "session": str(offer.session_id),
+            "iccid": offer.iccid,
+            "agent": offer.agent_id,
+            "services": list(offer.services),
+            "expires_at": offer.expires_at,
+        }
+        if offer.msisdn:
+            data["msisdn"] = offer.msisdn
+        body = json.dumps(data, separators=(",", ":"))
+        frame = f"event: offer\ndata: {body}\n\n".encode()
+        for stream in list(self._streams):
+            if stream.tenant_id in tenants and stream.session is None:
+                stream.send(frame)
 
     def _ping(self, stream: _Stream) -> None:
         stream.timer = self._clock.callLater(self._keepalive, self._ping, stream)

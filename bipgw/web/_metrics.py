@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import hmac
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final, Protocol
 
 from prometheus_client import CollectorRegistry
@@ -76,25 +76,40 @@ def _json(request: Request, code: int, body: object) -> bytes:
     return json.dumps(body, sort_keys=True).encode() + b"\n"
 
 
-class _Health(Resource):
+class _Leaf(Resource):
+    """A resource at one path, for GET and HEAD only, answered by C{answer}:
+    a JSON 404 below it, a JSON 405 for any other method (never twisted's
+    HTML error pages)."""
+
     isLeaf = True
 
-    def render_GET(self, request: Request) -> bytes:
-        return _json(request, 200, {"status": "alive"})
+    def __init__(self, answer: Callable[[Request], Any]) -> None:
+        super().__init__()
+        self._answer = answer
 
-    def render_HEAD(self, request: Request) -> bytes:
-        return self.render_GET(request)
+    def render(self, request: Request) -> Any:
+        if request.postpath and request.postpath != [b""]:
+            return _json(request, 404, {"error": "not-found", "message": "no such resource"})
+        if request.method not in (b"GET", b"HEAD"):
+            request.setHeader(b"allow", b"GET, HEAD")
+            body = {"error": "method-not-allowed", "message": "only GET and HEAD"}
+            return _json(request, 405, body)
+        return self._answer(request)
 
 
-class _Ready(Resource):
-    isLeaf = True
+def _alive(request: Request) -> bytes:
+    return _json(request, 200, {"status": "alive"})
+
+
+class _Ready:
+    """Answers C{/readyz} from the readiness checks."""
+
     _log = Logger()
 
     def __init__(self, readiness: IReadiness) -> None:
-        super().__init__()
         self._readiness = readiness
 
-    def render_GET(self, request: Request) -> Any:
+    def __call__(self, request: Request) -> Any:
         checks = self._readiness.readiness()
         checks.addCallbacks(
             self._answer, self._broken, callbackArgs=(request,), errbackArgs=(request,)
@@ -124,22 +139,19 @@ class _Ready(Resource):
 
 def health_resource() -> IResource:
     """C{GET /healthz}: C{200 {"status": "alive"}}, as long as the process answers."""
-    return _Health()
+    return _Leaf(_alive)
 
 
 def ready_resource(readiness: IReadiness) -> IResource:
     """C{GET /readyz}: C{200} when every check of C{readiness} passes, else C{503}
     with C{{"ready": false, "checks": {...}, "not_ready": [names]}}."""
-    return _Ready(readiness)
+    return _Leaf(_Ready(readiness))
 
 
 def metrics_resource(registry: CollectorRegistry) -> IResource:
     """C{GET /metrics}: C{registry} in Prometheus' text format
-    (prometheus_client's Twisted resource)."""
-    from prometheus_client.twisted import MetricsResource
-
-    resource: IResource = MetricsResource(registry)
-    return resource
+    (prometheus_client's Twisted resource), for GET and HEAD."""
+    return _Leaf(_exposition(registry).render)
 
 
 class _Bearer(Resource):
@@ -188,6 +200,13 @@ class _Root(Resource):
         )
 
 
+def _exposition(registry: CollectorRegistry) -> IResource:
+    from prometheus_client.twisted import MetricsResource
+
+    resource: IResource = MetricsResource(registry)
+    return resource
+
+
 def metrics_root(
     registry: CollectorRegistry,
     readiness: IReadiness,
@@ -202,9 +221,10 @@ def metrics_root(
         of C{registry}).
     """
     root = _Root()
-    root.putChild(b"metrics", metrics if metrics is not None else metrics_resource(registry))
-    root.putChild(b"healthz", _Health())
-    root.putChild(b"readyz", _Ready(readiness))
+    exposition = metrics if metrics is not None else _exposition(registry)
+    root.putChild(b"metrics", _Leaf(exposition.render))
+    root.putChild(b"healthz", health_resource())
+    root.putChild(b"readyz", ready_resource(readiness))
     if token is None:
         return root
     return _Bearer(root, token)

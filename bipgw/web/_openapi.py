@@ -45,6 +45,13 @@ EXAMPLE_ICCID: Final = "8988211000000000011"
 so that the document's examples open a real session against one."""
 
 _HEX = {"type": "string", "pattern": "^([0-9A-Fa-f]{2})*$"}
+_TARGET = {
+    "type": "string",
+    "pattern": "^([0-9A-Fa-f]{2}){5,16}$",
+    "description": "the AID (5-16 bytes, hex) of the application the card runs the scripts"
+    " in (GP Amd B X-Admin-Targeted-Application): an RFM file system, a supplementary"
+    " security domain; it must be one the service allows",
+}
 _CAPDU = {
     "type": "string",
     "pattern": "^([0-9A-Fa-f]{2}){4,}$",
@@ -137,8 +144,42 @@ _SCHEMAS: Final[dict[str, Any]] = {
                 "description": "a TAR (3 bytes) or AID (5-16 bytes) the service allows, in hex",
             },
             "timeouts": {"$ref": "#/components/schemas/Timeouts"},
+            "target": _TARGET,
         },
         "examples": [{"iccid": EXAMPLE_ICCID, "service": "isd"}],
+    },
+    "Offers": {
+        "type": "object",
+        "required": ["offers"],
+        "properties": {
+            "offers": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["session", "iccid", "agent", "services", "expires_in_ms"],
+                    "properties": {
+                        "session": _SESSION_ID,
+                        "iccid": {"type": "string"},
+                        "msisdn": {"type": "string"},
+                        "agent": {"type": "string", "description": "the card's X-Admin-From"},
+                        "services": {"type": "array", "items": {"type": "string"}},
+                        "expires_in_ms": {"type": "integer", "minimum": 0},
+                    },
+                },
+            }
+        },
+    },
+    "TakeRequest": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["service"],
+        "description": "no field may be null",
+        "properties": {
+            "service": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"},
+            "timeouts": {"$ref": "#/components/schemas/Timeouts"},
+            "target": _TARGET,
+        },
+        "examples": [{"service": "poll"}],
     },
     "Opened": {
         "type": "object",
@@ -175,6 +216,40 @@ _SCHEMAS: Final[dict[str, Any]] = {
             "detail": {"type": "string"},
         },
     },
+    "KeyRotationRequest": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["purpose"],
+        "properties": {
+            "purpose": {
+                "enum": ["psk", "ota", "scp03"],
+                "description": "the key family to rotate: the SCP81 PSK, the OTA key set, the"
+                " SCP03 key set",
+            },
+            "service": {
+                "type": "string",
+                "description": "the service whose session carries PUT KEY (secure_apdus and"
+                " put-key); default: the first such service the tenant may use",
+            },
+        },
+    },
+    "KeyRotation": {
+        "type": "object",
+        "required": ["iccid", "purpose", "old_kvn", "new_kvn", "state"],
+        "properties": {
+            "iccid": {"type": "string"},
+            "purpose": {"type": "string"},
+            "old_kvn": {"type": "integer"},
+            "new_kvn": {"type": "integer"},
+            "state": {
+                "enum": ["active", "failed"],
+                "description": "active: the card confirmed, the new version is in use;"
+                " failed: the old version stays active",
+            },
+            "session": {"type": ["string", "null"]},
+            "reason": {"type": "string"},
+        },
+    },
     "CommandRequest": {
         "type": "object",
         "additionalProperties": False,
@@ -200,6 +275,7 @@ _SCHEMAS: Final[dict[str, Any]] = {
                 " error action TLVs are refused",
             },
             "definite": {"type": "boolean", "description": "send AA (definite length)"},
+            "target": _TARGET,
         },
         "examples": [{"apdus": ["00A4040008A000000151000000", "80CA9F7F00"]}],
     },
@@ -357,6 +433,60 @@ _PATHS: Final[dict[str, Any]] = {
             "responses": {
                 "200": _json("CommandResult", "the card's answer"),
                 **_errors(400, 403, 404, 409, 413, 415, 429, 502, 504),
+            },
+        },
+    },
+    "/v1/cards/{iccid}/key-rotations": {
+        "parameters": [
+            {
+                "name": "iccid",
+                "in": "path",
+                "required": True,
+                "description": "the card's ICCID",
+                "schema": {"type": "string", "pattern": "^[0-9]{18,20}[Ff]?$"},
+            }
+        ],
+        "post": {
+            "operationId": "rotateCardKeys",
+            "summary": "Rotate one key family of the card over the air (PUT KEY through SCP03);"
+            " needs a grant of put-key on a service with secure_apdus",
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {"$ref": "#/components/schemas/KeyRotationRequest"}
+                    }
+                },
+            },
+            "responses": {
+                "201": _json("KeyRotation", "the card confirmed: the new version is active"),
+                **_errors(400, 403, 404, 409, 413, 415, 502),
+            },
+        },
+    },
+    "/v1/offers": {
+        "get": {
+            "operationId": "listOffers",
+            "summary": "Card-initiated sessions (a card that connected on its own) the tenant's"
+            " services with card_initiated may take",
+            "responses": {"200": _json("Offers", "the offers, oldest first"), **_errors()},
+        }
+    },
+    "/v1/offers/{id}": {
+        "parameters": [_SESSION_PARAM],
+        "post": {
+            "operationId": "takeOffer",
+            "summary": "Take a card-initiated session for one of the tenant's services; its"
+            " card is connected already",
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {"schema": {"$ref": "#/components/schemas/TakeRequest"}}
+                },
+            },
+            "responses": {
+                "201": _json("Opened", "taken; commands may be sent at once"),
+                **_errors(400, 403, 404, 409, 413, 415, 429),
             },
         },
     },

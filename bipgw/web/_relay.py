@@ -28,7 +28,17 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from bipgw.codec.platform import MAX_TEXT, Close, Command, ErrorCode, Failed, Message, Open, Ready
+from bipgw.codec.platform import (
+    MAX_TEXT,
+    Close,
+    Command,
+    ErrorCode,
+    Failed,
+    Message,
+    Open,
+    Ready,
+    Take,
+)
 from bipgw.core import SessionError, SessionRelay, Tenancy, TenantGrant, Tracked
 
 _KEEP_FAILED = 256
@@ -101,6 +111,10 @@ class TenantRelay:
     def open(self, request: Open) -> Deferred[None]:
         """Relay an C{open} message (the answer goes to L{expect}); fires once answered."""
         return self._relay.open(request, self.grant)
+
+    def take(self, request: Take) -> Deferred[None]:
+        """Relay a C{take} message (the answer goes to L{expect}); fires once answered."""
+        return self._relay.take(request, self.grant)
 
     def command(self, request: Command) -> None:
         """Relay a C{command} message."""

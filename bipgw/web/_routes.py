@@ -145,6 +145,29 @@ class ApiRoutes:
         body = json_body(request, api.settings.max_body)
         return _answer(request, await api.command(relay, session, body))
 
+    @app.route("/v1/offers", methods=["GET"])
+    async def offers(self, request: Request) -> bytes:
+        """The card-initiated sessions on offer to the tenant's services."""
+        _refuse_head(request)
+        relay = await self._tenant(request)
+        return _answer(request, self._api.offers(relay))
+
+    @app.route("/v1/offers/<session_id:session>", methods=["POST"])
+    async def take(self, request: Request, session: str) -> bytes:
+        """Take a card-initiated session (the token first, then the body)."""
+        api = self._api
+        relay = await self._tenant(request)
+        body = json_body(request, api.settings.max_body)
+        return _answer(request, await api.take(relay, session, body))
+
+    @app.route("/v1/cards/<iccid>/key-rotations", methods=["POST"])
+    async def rotate_keys(self, request: Request, iccid: str) -> bytes:
+        """Rotate a card's keys (the token first, then the body)."""
+        api = self._api
+        relay = await self._tenant(request)
+        body = json_body(request, api.settings.max_body)
+        return _answer(request, await api.rotate_keys(relay, iccid, body))
+
     @app.route("/v1/events", methods=["GET"])
     async def events(self, request: Request) -> None:
         """The tenant's session events as Server-Sent Events, until either side ends them.

@@ -34,6 +34,7 @@ from twisted.protocols.basic import LineOnlyReceiver
 
 from simcard.fleet._errors import FleetConfigError
 from simcard.fleet._faults import FaultBook, parse_fault_text
+from simcard.state import FleetStateError
 
 __all__ = ["ControlFactory", "ControlProtocol", "ControlledFleet", "FleetControl"]
 
@@ -47,6 +48,7 @@ _HELP: Final = (
     "clear *                     no faults anywhere",
     "sessions                    the last admin sessions, newest last",
     "save                        save changed cards now",
+    "poll ICCID                  the card opens an admin session on its own",
 )
 
 
@@ -63,6 +65,9 @@ class ControlledFleet(Protocol):
 
     def recent_sessions(self) -> list[str]:
         """The last admin sessions, one line each, oldest first."""
+
+    def poll(self, iccid: str) -> None:
+        """Card C{iccid} opens an admin session on its own."""
 
 
 class FleetControl:
@@ -124,6 +129,15 @@ class FleetControl:
             return ["no faults"]
         had = book.clear_card(args[0])
         return [f"card {args[0]}: {'cleared' if had else 'had no settings of its own'}"]
+
+    def _cmd_poll(self, args: list[str]) -> list[str]:
+        if len(args) != 1:
+            raise FleetConfigError("usage: poll ICCID")
+        try:
+            self._fleet.poll(args[0])
+        except FleetStateError as e:
+            raise FleetConfigError(str(e)) from None
+        return [f"card {args[0]}: opening an admin session on its own"]
 
     def _cmd_sessions(self, args: list[str]) -> list[str]:
         return self._fleet.recent_sessions()

@@ -20,8 +20,10 @@ from bipgw.keys import DEFAULT_TRANSPORT_SCHEME, KeyAlgorithm, Secret, check_val
 from bipgw.tls import DEFAULT_CIPHERS
 
 __all__ = [
+    "DERIVED_VAR_OUT",
     "VAR_OUT",
     "FleetTomlParams",
+    "master_key_file",
     "master_keys_toml",
     "msisdn_line",
     "transport_key_file",
@@ -31,6 +33,8 @@ __all__ = [
 
 VAR_OUT: Final = ("ICCID", "IMSI", "KIC1", "KID1", "KIK1", "PSK_ID1", "PSK1")
 """The vendor file's columns, in order (docs/architecture.md)."""
+DERIVED_VAR_OUT: Final = ("ICCID", "IMSI", "PSK_ID1")
+"""The columns of a fleet whose keys the gateway derives: no secret column."""
 
 
 def vendor_header(
@@ -42,6 +46,7 @@ def vendor_header(
     transport_label: str,
     ota_algorithm: str,
     ota_kvn: int,
+    columns: tuple[str, ...] = VAR_OUT,
 ) -> str:
     """The header block and the C{Var_Out} line of a vendor output file.
 
@@ -58,7 +63,7 @@ def vendor_header(
         f"Transport_key: {transport_label}",
         f"Ota_algorithm: {ota_algorithm}",
         f"Ota_kvn: {ota_kvn}",
-        "Var_Out: " + "/".join(VAR_OUT),
+        "Var_Out: " + "/".join(columns),
     ]
     return "\n".join(lines) + "\n"
 
@@ -95,6 +100,12 @@ def transport_keys_toml(label: str, key: Secret) -> str:
 def transport_key_file(label: str, key: Secret) -> str:
     """C{gateway/<label>.key}: the same key as bare hex, for C{bipgw keys add-transport}."""
     return f"# vendor transport key {label} ({DEFAULT_TRANSPORT_SCHEME.value})\n{_hex(key)}\n"
+
+
+def master_key_file(kind: str, key: Secret) -> str:
+    """C{gateway/masters/<kind>.key}: one master key as bare hex, for C{bipgw keys
+    add-master <kind> <label> --from-file ...} (a fleet made with derived keys)."""
+    return f"# master key {kind} (derivation v2, docs/keys.md section 5)\n{_hex(key)}\n"
 
 
 def master_keys_toml(masters: Iterable[tuple[str, str, Secret]]) -> str:

@@ -40,7 +40,10 @@ from attrs import frozen
 from bipgw.keys import DEFAULT_TRANSPORT_SCHEME, Secret, wrap_for_transport
 from simcard.fleet._errors import GenerateError
 from simcard.fleet._files import (
+    DERIVED_VAR_OUT,
+    VAR_OUT,
     FleetTomlParams,
+    master_key_file,
     master_keys_toml,
     msisdn_line,
     transport_key_file,
@@ -151,6 +154,7 @@ def generate_fleet(
     msisdn_prefix: str = MSISDN_PREFIX,
     now: datetime | None = None,
     progress: Callable[[int, int], None] | None = None,
+    derived_keys: bool = False,
 ) -> GenerateResult:
     """Generate a fleet of C{cards} cards in the new directory C{out}.
 
@@ -161,6 +165,11 @@ def generate_fleet(
     @param now: the MSISDN records' effective time; by default the current
         time, or L{SEEDED_TIME} with a seed.
     @param progress: called with (cards done, total) after each thousand.
+    @param derived_keys: personalise the cards with derivation v2 (the key
+        version in the label, as the gateway derives at run time), write a
+        vendor file without secret columns (ICCID, IMSI, PSK_ID1 only) and
+        the master keys as hex files in C{gateway/masters/} for C{bipgw keys
+        add-master}: the gateway derives every card key itself.
     @raise GenerateError: bad arguments, or C{out} is not a new or empty directory.
     """
     started = time.perf_counter()
@@ -186,6 +195,7 @@ def generate_fleet(
             now,
             progress,
             started,
+            derived_keys,
         )
     except BaseException as e:
         # Leave no half-made fleet behind: the directory was new or empty.
@@ -218,6 +228,7 @@ def _write(
     now: datetime | None,
     progress: Callable[[int, int], None] | None,
     started: float,
+    derived_keys: bool = False,
 ) -> GenerateResult:
     """Write every file of a new fleet into the prepared directory C{out}."""
     admin_host, admin_port, admin_uri = admin.host, admin.port, admin.uri
@@ -252,6 +263,7 @@ def _write(
                     transport_label=label,
                     ota_algorithm=chosen.header,
                     ota_kvn=OTA_KVN,
+                    columns=DERIVED_VAR_OUT if derived_keys else VAR_OUT,
                 )
             )
             for first in range(1, cards + 1, _CHUNK):
@@ -264,11 +276,14 @@ def _write(
                         min(first + _CHUNK, cards + 1),
                         iccid_prefix,
                         msisdn_prefix,
+                        kdf=2 if derived_keys else 1,
                     )
                 )
                 state.insert_profiles(chunk, registry)
                 for profile in chunk:
-                    vendor.write(_vendor_line(profile, transport))
+                    vendor.write(
+                        _derived_line(profile) if derived_keys else _vendor_line(profile, transport)
+                    )
                     ident = profile.identity
                     assert ident.msisdn is not None
                     mapping.write(
@@ -284,6 +299,10 @@ def _write(
     _secret_file(out / "gateway" / f"{label}.key", transport_key_file(label, transport))
     _secret_file(out / "gateway" / "smpp.password", password + "\n")
     _secret_file(out / "secrets" / "master-keys.toml", master_keys_toml(masters.entries(chosen)))
+    if derived_keys:
+        (out / "gateway" / "masters").mkdir(exist_ok=True)
+        for kind, key in masters.kinds():
+            _secret_file(out / "gateway" / "masters" / f"{kind}.key", master_key_file(kind, key))
     params = FleetTomlParams(
         cards=cards,
         batch=batch,
@@ -322,11 +341,21 @@ def _profiles(
     stop: int,
     iccid_prefix: str,
     msisdn_prefix: str,
+    *,
+    kdf: int = 1,
 ) -> Iterator[CardProfile]:
     derivers = masters.derivers()
     for serial in range(first, stop):
         numbers = card_numbers(serial, iccid_prefix=iccid_prefix, msisdn_prefix=msisdn_prefix)
-        yield masters.profile(numbers, algorithm, admin, derivers)
+        yield masters.profile(numbers, algorithm, admin, derivers, kdf=kdf)
+
+
+def _derived_line(profile: CardProfile) -> str:
+    """One card's line without secret columns: ICCID IMSI PSK_ID1."""
+    psk = profile.psk
+    assert psk is not None
+    ident = profile.identity
+    return f"{ident.iccid} {ident.imsi} {psk.identity.hex().upper()}\n"
 
 
 def _vendor_line(profile: CardProfile, transport: Secret) -> str:

@@ -55,6 +55,7 @@ MSISDN_PREFIX: Final = "336"
 MSISDN_DIGITS: Final = 11
 OTA_KVN: Final = 1
 SCP03_KVN: Final = 0x30
+PSK_KVN: Final = 0x40
 
 
 def luhn_digit(digits: str) -> str:
@@ -141,6 +142,19 @@ class MasterKeys:
         """A L{CardKeyDeriver} per master key, by field name: keep it for many L{profile}s."""
         return {a.name: CardKeyDeriver(getattr(self, a.name)) for a in attrs.fields(type(self))}
 
+    def kinds(self) -> list[tuple[str, Secret]]:
+        """(keystore kind, master key) of each master, as C{bipgw keys add-master} takes them."""
+        kind = {
+            "ota_kic": "ota-kic",
+            "ota_kid": "ota-kid",
+            "ota_kik": "ota-kik",
+            "psk": "psk",
+            "scp03_enc": "scp03-enc",
+            "scp03_mac": "scp03-mac",
+            "scp03_dek": "scp03-dek",
+        }
+        return [(kind[a.name], getattr(self, a.name)) for a in attrs.fields(type(self))]
+
     def entries(self, algorithm: FleetAlgorithm) -> list[tuple[str, str, Secret]]:
         """(name, derived key algorithm, key) for C{secrets/master-keys.toml}."""
         ota = algorithm.key_algorithm.value
@@ -156,18 +170,35 @@ class MasterKeys:
         algorithm: FleetAlgorithm,
         admin: AdminDefaults,
         derivers: Mapping[str, CardKeyDeriver] | None = None,
+        *,
+        kdf: int = 1,
     ) -> CardProfile:
         """The personalisation of one card: its numbers and diversified keys.
 
         @param derivers: L{derivers}, when making many cards.
+        @param kdf: the derivation (docs/keys.md section 5): 1, or 2 whose
+            label binds the algorithm and the key version the card holds the
+            key under (OTA 01, PSK 40, SCP03 30), as the gateway derives a
+            key it has no stored copy of.
         """
         iccid = numbers.iccid
         ota = algorithm.key_algorithm
         by_name = derivers if derivers is not None else self.derivers()
         names = {id(getattr(self, a.name)): a.name for a in attrs.fields(type(self))}
 
+        kvns = {
+            KdfPurpose.OTA_KIC: OTA_KVN,
+            KdfPurpose.OTA_KID: OTA_KVN,
+            KdfPurpose.OTA_KIK: OTA_KVN,
+            KdfPurpose.SCP81_PSK: PSK_KVN,
+        }
+
         def derive(master: Secret, purpose: KdfPurpose, kind: KeyAlgorithm) -> bytes:
-            return by_name[names[id(master)]].derive(iccid, purpose, kind).reveal()
+            deriver = by_name[names[id(master)]]
+            if kdf == 2:
+                kvn = kvns.get(purpose, SCP03_KVN)
+                return deriver.derive_v2(iccid, purpose, kind, kvn).reveal()
+            return deriver.derive(iccid, purpose, kind).reveal()
 
         aes = KeyAlgorithm.AES_128
         return CardProfile(

@@ -321,6 +321,21 @@ class FleetRouter:
 
     # -- admin sessions --------------------------------------------------
 
+    def poll(self, iccid: str, *, address: str | None = None, port: int | None = None) -> None:
+        """Card C{iccid} opens an admin session on its own (a polling card, a
+        card event): no SMS, its personalised admin server and agent id.
+
+        @param address: connect here instead of the card's default host
+            (C{port} likewise).
+        @raise FleetStateError: no such card.
+        """
+        live = self._pool.get(iccid)
+        profile = live.card.profile
+        request = AdminSessionRequest.on_its_own(
+            profile.admin, profile.agent_id, address=address, port=port
+        )
+        self._request_session(live, request)
+
     def _request_session(self, live: LiveCard, request: AdminSessionRequest) -> None:
         iccid = live.card.iccid
         self.stats.sessions_requested += 1

@@ -28,7 +28,7 @@ from twisted.logger import Logger
 from bipgw.codec.ota import PorStatus
 from bipgw.tls import ListeningService
 from simcard.agent import ApduExecutor
-from simcard.applets import CREDENTIAL_MODULE_AID, credential_applet_factory
+from simcard.applets import APPLET_FACTORIES
 from simcard.channel import (
     AdminSessionResult,
     ChannelFaults,
@@ -178,7 +178,7 @@ class FleetService(MultiService):
         try:
             return FleetState.open(
                 path,
-                applet_factories={CREDENTIAL_MODULE_AID: credential_applet_factory},
+                applet_factories=APPLET_FACTORIES,
                 secure_channel_factory=Scp03SecureChannel,
             )
         except FleetStateError as e:
@@ -220,6 +220,10 @@ class FleetService(MultiService):
         if saved:
             self.log.debug("saved {saved} card(s)", saved=saved)
         return saved
+
+    def poll(self, iccid: str) -> None:
+        """Card C{iccid} opens an admin session on its own (L{FleetRouter.poll})."""
+        self.router.poll(iccid)
 
     def recent_sessions(self) -> list[str]:
         """The last admin sessions, one line each, oldest first."""

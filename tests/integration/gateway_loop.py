@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import shutil
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -30,12 +30,8 @@ import attrs
 from bipgw.app import Gateway, build_gateway
 from bipgw.codec.apdu import CommandApdu
 from bipgw.config import Config, init_install
-from bipgw.keys import KeyKind, Secret, add_transport_key
-from simcard.applets import (
-    CREDENTIAL_INSTANCE_AID,
-    CREDENTIAL_MODULE_AID,
-    credential_applet_factory,
-)
+from bipgw.keys import KeyKind, Pkcs11RootKeys, Secret, add_master_key, add_transport_key
+from simcard.applets import APPLET_FACTORIES, CREDENTIAL_INSTANCE_AID
 from simcard.card import SimCard
 from simcard.fleet import FleetConfig, FleetService, GenerateResult, generate_fleet
 from simcard.gp.secure_channel import Scp03SecureChannel
@@ -91,7 +87,7 @@ class Loop:
         """The card C{iccid} as generated, before the loop touched it."""
         with FleetState.open(
             self.reference_db,
-            applet_factories={CREDENTIAL_MODULE_AID: credential_applet_factory},
+            applet_factories=APPLET_FACTORIES,
             secure_channel_factory=Scp03SecureChannel,
         ) as state:
             return state.load_card(iccid)
@@ -154,11 +150,15 @@ async def start_loop(
     sessions: Mapping[str, object] = FAST_SESSIONS,
     extra_config: str = "",
     scp03_masters: bool = False,
+    derived_keys: bool = False,
+    prepare_keys: Callable[[Config], None] | None = None,
 ) -> Loop:
     """Generate, start and connect a fleet and a gateway (module docstring)."""
     from twisted.internet import reactor
 
-    generated = generate_fleet(directory / "fleet", cards=cards, seed=20261125)
+    generated = generate_fleet(
+        directory / "fleet", cards=cards, seed=20261125, derived_keys=derived_keys
+    )
     reference = directory / "reference-cards.db"
     shutil.copyfile(generated.cards_db, reference)
     fleet_config = FleetConfig.from_file(generated.fleet_toml)
@@ -171,7 +171,10 @@ async def start_loop(
     init_install(install, password_source=generated.directory / "gateway" / "smpp.password")
     (install / "bipgw.toml").write_text(gateway_toml(smsc_port, sessions, extra_config))
     config = Config.from_file(install / "bipgw.toml")
-    keystore = config.keys.open_keystore(config.keys.load_root_key({}))
+    if prepare_keys is not None:
+        prepare_keys(config)  # e.g. a root key in a PKCS#11 token
+    root = config.keys.load_root_key({})
+    keystore = config.keys.open_keystore(root)
     if scp03_masters:
         # An operator who diversifies SCP03 keys holds the masters the cards
         # were personalised from; the fleet keeps them in its secrets.
@@ -182,8 +185,15 @@ async def start_loop(
             ("scp03_dek", KeyKind.MASTER_SCP03_DEK),
         ):
             keystore.put(name, kind, Secret.from_hex(masters["master"][name]["key"]))
+    if derived_keys:
+        # The vendor file has no secret column: every key comes from these
+        # masters (bipgw keys add-master), derived by the gateway.
+        for master_file in sorted((generated.directory / "gateway" / "masters").glob("*.key")):
+            add_master_key(keystore, master_file.stem, master_file.stem, master_file)
     key_file = generated.directory / "gateway" / f"{generated.transport_label}.key"
     add_transport_key(keystore, generated.transport_label, key_file)
+    if isinstance(root, Pkcs11RootKeys):
+        root.close()  # the gateway opens its own session
 
     try:
         gateway = build_gateway(config, reactor, environ={}, exit_on_failure=False)

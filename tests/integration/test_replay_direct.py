@@ -25,11 +25,7 @@ from zope.interface.verify import verifyObject
 
 from bipgw.cli import _replay as cli
 from bipgw.client._replay import IReplayTarget, ReplayTargetError, find_target_factory
-from simcard.applets import (
-    CREDENTIAL_INSTANCE_AID,
-    CREDENTIAL_MODULE_AID,
-    credential_applet_factory,
-)
+from simcard.applets import APPLET_FACTORIES, CREDENTIAL_INSTANCE_AID
 from simcard.fleet import generate_fleet
 from simcard.replay_target import DirectReplayTarget, DirectTargetFactory, fleet_file
 from simcard.state import FleetState
@@ -151,7 +147,7 @@ class DirectReplayTests(SynchronousTestCase):
         self.assertIn("\u2713 PASSED: all 7 commands matched", out)
         with FleetState.open(
             fleet_file(str(self.fleet)),
-            applet_factories={CREDENTIAL_MODULE_AID: credential_applet_factory},
+            applet_factories=APPLET_FACTORIES,
         ) as state:
             card = state.load_card(FIRST)
             applet = card.processor.applets[CREDENTIAL_INSTANCE_AID]

@@ -29,7 +29,8 @@ from bipgw.store import MIGRATIONS, IStore, SqlStore
 from tests.unit.ingest.test_import_batches import BatchImportMixin
 from tests.unit.ingest.test_import_cards import CardImportMixin
 from tests.unit.ingest.test_import_msisdn import MsisdnImportMixin
-from tests.unit.store import InlineReactor, InlineThreadPool
+from tests.unit.store import InlineReactor, InlineThreadPool, test_audit
+from tests.unit.store.test_card_key_source import LifecycleMixin
 from tests.unit.store.test_contract import ICCID_A, StoreContractMixin, card
 from tests.unit.store.test_feeds import FeedsContractMixin
 from tests.unit.store.test_migrations import declared, schema_of
@@ -111,6 +112,10 @@ class PostgresContractTests(_PostgresMixin, StoreContractMixin, SynchronousTestC
     """SqlStore on PostgreSQL passes the store contract."""
 
 
+class PostgresCardKeyLifecycleTests(_PostgresMixin, LifecycleMixin, SynchronousTestCase):
+    """Card key versions (pending, active, retired) on PostgreSQL."""
+
+
 class PostgresFeedsTests(_PostgresMixin, FeedsContractMixin, SynchronousTestCase):
     """Partners and delivered files on PostgreSQL."""
 
@@ -129,6 +134,10 @@ class PostgresBatchImportTests(_PostgresMixin, BatchImportMixin, SynchronousTest
 
 class PostgresTokenIndexTests(_PostgresMixin, IndexMixin, SynchronousTestCase):
     """Tokens are found by index on PostgreSQL too; unindexed tenants migrate."""
+
+
+class PostgresFindAuditTests(_PostgresMixin, test_audit.FindAuditMemoryTests):
+    """The audit trail's filters on PostgreSQL (its collation, its LIKE)."""
 
 
 class PostgresMigrationTests(SynchronousTestCase):

@@ -219,6 +219,11 @@ def matching(pattern: re.Pattern[str]) -> _Check:
     return lambda v: isinstance(v, str) and pattern.match(v) is not None
 
 
+def is_aid(v: object) -> bool:
+    """An application identifier: 5 to 16 bytes (ISO/IEC 7816-4)."""
+    return isinstance(v, bytes) and 5 <= len(v) <= 16
+
+
 def is_count(v: object) -> bool:
     return type(v) is int and 0 <= v < 1 << 53
 

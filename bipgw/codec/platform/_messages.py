@@ -45,6 +45,7 @@ from bipgw.codec.platform._fields import (
     check_script,
     each,
     id_field,
+    is_aid,
     is_count,
     is_text,
     json_field,
@@ -60,6 +61,7 @@ from bipgw.codec.platform._fields import (
     session_field,
     text_field,
 )
+from bipgw.codec.platform._offers import Offer, Take
 from bipgw.codec.ram import MAX_APDU, CommandScript
 
 PROTOCOL_VERSION: Final = 1
@@ -112,6 +114,10 @@ class Open(_Message):
 
     @ivar application: the TAR (3 bytes) or AID (5-16 bytes) the session
         addresses, checked against the service's allowed applications.
+    @ivar target: the AID (5-16 bytes) of the application the card runs the
+        session's scripts in (GP Amd B C{X-Admin-Targeted-Application}),
+        unless a command names its own; absent: the security domain that
+        runs the admin session.
     """
 
     TYPE: ClassVar[str] = "open"
@@ -130,6 +136,7 @@ class Open(_Message):
     timeouts: Timeouts | None = json_field(  # noqa: RUF009
         "timeouts", lambda v: isinstance(v, Timeouts), read_timeouts, optional=True
     )
+    target: bytes | None = json_field("an AID (5-16 bytes)", is_aid, read_hex, optional=True)
 
     def __attrs_post_init__(self) -> None:
         if (self.iccid is None) == (self.msisdn is None):
@@ -181,6 +188,9 @@ class Command(_Message):
     Answered by L{Result} or C{error}, with the same C{id}.
 
     @ivar definite: send the script with a definite length (C{AA}).
+    @ivar target: the AID (5-16 bytes) of the application the card runs
+        this script in (C{X-Admin-Targeted-Application}); absent: the
+        session's C{target}, or the security domain running the session.
     """
 
     TYPE: ClassVar[str] = "command"
@@ -193,6 +203,7 @@ class Command(_Message):
     definite: bool | None = json_field(
         "true or false", lambda v: type(v) is bool, read_bool, optional=True
     )
+    target: bytes | None = json_field("an AID (5-16 bytes)", is_aid, read_hex, optional=True)
 
     def __attrs_post_init__(self) -> None:
         if (self.apdus is None) == (self.script is None):
@@ -418,16 +429,16 @@ class ErrorMessage(_Message):
 
 Message: TypeAlias = (
     Hello | AuthOk | Open | Accepted | Ready | Failed | Command | Result | Close | Closed
-    | Status | State | Notification | Ping | Pong | ErrorMessage
+    | Status | State | Notification | Offer | Take | Ping | Pong | ErrorMessage
 )  # fmt: skip
 """Any message of the channel."""
 
 CLIENT_MESSAGES: Final[tuple[type[_Message], ...]] = (
-    Hello, Open, Command, Close, Status, Ping, Pong
+    Hello, Open, Command, Close, Status, Take, Ping, Pong
 )  # fmt: skip
 """What a platform may send."""
 SERVER_MESSAGES: Final[tuple[type[_Message], ...]] = (
-    AuthOk, Accepted, Ready, Failed, Result, Closed, State, Notification, Ping, Pong,
+    AuthOk, Accepted, Ready, Failed, Result, Closed, State, Notification, Offer, Ping, Pong,
     ErrorMessage,
 )  # fmt: skip
 """What the gateway sends."""

@@ -140,7 +140,7 @@ class GenerateMasterTests(KeysTestCase):
         self.assertEqual((status, err), (0, ""))
         info = self.keystore().info("KIC-V1")
         self.assertEqual(info.kind, KeyKind.MASTER_OTA_KIC)
-        self.assertEqual(dict(info.meta), {"kvn": 1, "algorithm": "aes-128"})
+        self.assertEqual(dict(info.meta), {"kvn": 1, "algorithm": "aes-128", "kdf": 2})
         self.assertEqual(info.length, 16)
         kcv = check_value(self.keystore().get("KIC-V1"), KeyAlgorithm.AES_128)
         self.assertIn(f"KCV {kcv}", out)

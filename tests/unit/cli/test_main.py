@@ -91,6 +91,22 @@ class CheckConfigTests(SynchronousTestCase):
             out,
         )
 
+    def test_metricsChecked(self) -> None:
+        """[metrics] is checked (an exposed listener without a token is refused by
+        naming metrics.token_file) and summarised."""
+        text = with_keys(self.path.read_text(), "metrics", listen='"tcp:9108"')
+        write(self.base, "bipgw.toml", text)
+        status, out, err = run(["check-config", "--no-keys", str(self.path)])
+        self.assertEqual((status, out), (1, ""))
+        self.assertIn("metrics.token_file: missing", err)
+        text = with_keys(self.path.read_text(), "metrics", listen='"tcp:9108:interface=127.0.0.1"')
+        write(self.base, "bipgw.toml", text)
+        status, out, err = run(["check-config", "--no-keys", str(self.path)])
+        self.assertEqual((status, err), (0, ""))
+        self.assertIn(
+            "/metrics, /healthz, /readyz on tcp:9108:interface=127.0.0.1 (loopback, no token)", out
+        )
+
     def test_keysChecked(self) -> None:
         """A root key that does not open the keystore fails the check; --no-keys skips it."""
         (self.base / "root.key").unlink()

@@ -29,6 +29,7 @@ from bipgw.codec.platform import (
     Hello,
     MessageError,
     Notification,
+    Offer,
     Open,
     Ping,
     Pong,
@@ -36,6 +37,7 @@ from bipgw.codec.platform import (
     Result,
     State,
     Status,
+    Take,
     Timeouts,
     UnknownTypeError,
     _fields,
@@ -58,6 +60,7 @@ EXAMPLES: list[Any] = [
         iccid="8988211000000000018",
         application=bytes.fromhex("A0000000871002"),
         timeouts=Timeouts(ready=30, command=10.5),
+        target=bytes.fromhex("A0000000871002FFFFFFFF8900000100"),
     ),
     Accepted(id="o1", session="s1"),
     Ready(session="s1", iccid="8988211000000000018", msisdn="4915112345678"),
@@ -65,9 +68,24 @@ EXAMPLES: list[Any] = [
     Command(session="s1", id="c1", apdus=(bytes.fromhex("80CA008500"),)),
     Command(session="s1", id="c2", apdus=(bytes.fromhex("80F28002024F0000"),), definite=True),
     Command(session="s1", id="c3", script=bytes.fromhex("aa07220580ca008500")),
+    Command(
+        session="s1",
+        id="c5",
+        apdus=(bytes.fromhex("00B0000000"),),
+        target=bytes.fromhex("A0000000871002"),
+    ),
     Result(session="s1", id="c1", rapdus=(bytes.fromhex("6A88"),), executed=1, elapsed_ms=312),
     Result(session="s1", id="c4", rapdus=(), executed=0, elapsed_ms=0, complete=False),
     Close(session="s1", id="x1"),
+    Offer(
+        session="s2",
+        iccid="8988211000000000018",
+        msisdn="4915112345678",
+        agent="agent-9",
+        services=("poll",),
+        expires_in_ms=9500,
+    ),
+    Take(id="t1", session="s2", service="poll", target=bytes.fromhex("A0000000871002")),
     Closed(session="s1", id="x1"),
     Status(id="q1", session="s1"),
     State(
@@ -128,6 +146,18 @@ class RoundTripTests(SynchronousTestCase):
         )
         self.assertEqual(Ping().to_json(), {"type": "ping"})
 
+    def test_targetIsAnAid(self) -> None:
+        """C{target} takes an AID of 5-16 bytes, in hex; a TAR or 17 bytes are
+        refused naming the field."""
+        for bad in ("B00001", "A0" * 17, "zz"):
+            for cls, extra in (
+                (Command, {"session": "s", "apdus": ["00B0000000"]}),
+                (Open, {"service": "s", "iccid": "8988211000000000018"}),
+            ):
+                with self.assertRaises(MessageError) as caught:
+                    cls.from_json({"type": cls.TYPE, "id": "x", "target": bad, **extra})
+                self.assertIn("target", str(caught.exception))
+
     def test_hexUpperCase(self) -> None:
         """Binary values go out as upper-case hex; either case is read."""
         out = Command(session="s", id="c", apdus=(b"\x80\xca\x00\x85\x00",)).to_json()
@@ -174,12 +204,20 @@ class PropertyTests(SynchronousTestCase):
         _ID,
         st.lists(_CAPDU, min_size=1, max_size=5),
         st.sampled_from([None, True, False]),
+        st.one_of(st.none(), st.binary(min_size=5, max_size=16)),
     )
     def test_commandRoundTrip(
-        self, session: str, rid: str, capdus: list[bytes], definite: bool | None
+        self,
+        session: str,
+        rid: str,
+        capdus: list[bytes],
+        definite: bool | None,
+        target: bytes | None,
     ) -> None:
         """Any valid command survives JSON and frames."""
-        message = Command(session=session, id=rid, apdus=tuple(capdus), definite=definite)
+        message = Command(
+            session=session, id=rid, apdus=tuple(capdus), definite=definite, target=target
+        )
         self.assertEqual(Command.from_json(wire(message)), message)
         self.assertEqual(message.capdus, tuple(capdus))
 

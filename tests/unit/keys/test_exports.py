@@ -5,9 +5,31 @@ from __future__ import annotations
 from twisted.trial.unittest import SynchronousTestCase
 
 import bipgw.keys
-from bipgw.keys import _kdf, _keystore, _operator_keys, _rootkey, _scp03, _secret, _transport
+from bipgw.keys import (
+    _kdf,
+    _keyring,
+    _keystore,
+    _masters,
+    _operator_keys,
+    _pkcs11,
+    _rootkey,
+    _scp03,
+    _secret,
+    _transport,
+)
 
-PRIVATE_MODULES = (_kdf, _keystore, _operator_keys, _rootkey, _scp03, _secret, _transport)
+PRIVATE_MODULES = (
+    _kdf,
+    _keyring,
+    _keystore,
+    _masters,
+    _operator_keys,
+    _pkcs11,
+    _rootkey,
+    _scp03,
+    _secret,
+    _transport,
+)
 
 
 class ExportTests(SynchronousTestCase):

@@ -8,7 +8,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from bipgw.codec.smpp import BindTransceiver, CommandStatus, SubmitSm, SubmitSmResp
 from bipgw.core import PushError
-from bipgw.smpp import EsmeLink, PushJob, SubmitPump
+from bipgw.smpp import EsmeLink, OutgoingPart, PushJob, SubmitPump
 from tests.unit.smpp import SETTINGS, sms
 from tests.unit.smpp.test_link import ListTransport
 
@@ -134,3 +134,39 @@ class PumpTests(SynchronousTestCase):
         self.assertEqual(self.pump.queue.pushes, 1)
         self.pump.stop()
         self.failureResultOf(waiting.deferred, PushError)
+
+
+class AnswerCountTests(SynchronousTestCase):
+    """The pump counts the SMSC's answers by status (what bipgw_smpp_responses reads)."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.pump = SubmitPump(self.clock, attrs.evolve(SETTINGS, window=2))
+        self.addCleanup(self.pump.stop)
+
+    def test_countedByStatus(self) -> None:
+        """Each answer over the real link is counted under its command_status."""
+        transport = ListTransport()
+        link = EsmeLink(self.clock, transport, SETTINGS)
+        link.bind()
+        link.pdu_received(transport.sent[-1].response())
+        self.pump.attach(link)
+        self.addCleanup(link.connection_lost)
+        for n in range(2):
+            job = _job(f"s{n}")
+            job.deferred.addErrback(lambda f: f.trap(PushError))
+            self.pump.offer(job)
+        first, second = [p for p in transport.sent if isinstance(p, SubmitSm)]
+        link.pdu_received(SubmitSmResp(first.sequence_number, 0, "m1"))
+        link.pdu_received(SubmitSmResp(second.sequence_number, _S.ESME_RSYSERR, ""))
+        self.assertEqual(self.pump.answers, {0: 1, int(_S.ESME_RSYSERR): 1})
+
+    def test_boundedAgainstAHostileSmsc(self) -> None:
+        """An SMSC answering with ever new statuses grows the count to 64
+        entries; the rest share one (-1)."""
+        for status in range(1000):
+            job = _job(f"x{status}")
+            job.deferred.addErrback(lambda f: f.trap(PushError))
+            self.pump.submit_answered(OutgoingPart(job, 0, status), 0x1000 + status, "")
+        self.assertEqual(len(self.pump.answers), 65)
+        self.assertEqual(self.pump.answers[-1], 1000 - 64)

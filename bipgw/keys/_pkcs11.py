@@ -1,0 +1,583 @@
+# -*- test-case-name: tests.unit.keys.test_pkcs11 -*-
+"""The root key and master keys in a PKCS#11 token (an HSM, or SoftHSM2).
+
+With C{[keys] backend = "pkcs11"} the gateway root key never exists outside
+the token: it is a non-extractable, sensitive AES-256 key object, and
+sealing and unsealing are C{CKM_AES_GCM} operations done I{in} the token.
+The format of a sealed value is the file backend's (docs/keys.md section 3:
+C{01 | key id | nonce | ciphertext | tag}, the version byte, key id and
+label authenticated), so the database looks the same whichever backend
+wrote it; only the key differs (the token's AES key itself, where a file
+root key is first put through HKDF).
+
+What the token does, and what it does not:
+
+  - sealing: C{CKM_AES_GCM} (12-byte random nonce, 128-bit tag, the header
+    and label as additional data), in the token;
+  - MACs (card key fingerprints, the keystore MAC): C{CKM_SHA256_HMAC} with
+    a second, generic-secret key made with the root key, in the token;
+  - diversification of per-card keys from master keys: the token's
+    C{CKM_AES_CMAC} is the PRF of the SP 800-108 counter-mode KDF, called
+    once per 16-byte block; the counter, label, context and length fields
+    are assembled here (SoftHSM2 2.6 has no C{CKM_SP800_108_COUNTER_KDF},
+    and the derived card key must leave the token anyway: the TLS-PSK and
+    OTA code use it in software).  The result equals L{derive_card_key}'s
+    for the same master key.
+
+Objects are found by label: C{bipgw-root:<id>} (the current root key),
+C{bipgw-root-next:<id>} (the next one, during a rotation), with their MAC
+keys C{bipgw-root-mac:<id>}; master keys are C{bipgw-master:<label>}.
+C{CKA_ID} holds the 4-byte key id.  A rotation creates the next pair,
+and when nothing is sealed under the old key any more destroys the old
+pair and relabels the next one: each step is one token operation, and a
+crash between them is resumed (L{Pkcs11RootKeys.rotation}).
+
+python-pkcs11 is used rather than PyKCS11: it maps PKCS#11 errors to
+exception classes (wrong PIN, no such token...) and mechanisms to typed
+parameters (C{GCMParams}), ships type hints, and is maintained.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import threading
+from collections.abc import Iterable
+from typing import Any
+
+import pkcs11
+from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
+from pkcs11.exceptions import PKCS11Error
+from pkcs11.mechanisms import GCMParams
+
+from bipgw.keys._kdf import COUNTER_BYTES, LENGTH_BYTES, KdfPurpose, normalise_iccid, set_des_parity
+from bipgw.keys._rootkey import (
+    HEADER_LENGTH,
+    NONCE_LENGTH,
+    SEAL_VERSION,
+    check_label,
+    check_sealed,
+)
+from bipgw.keys._secret import (
+    IntegrityError,
+    InvalidKeyError,
+    KeyAlgorithm,
+    KeyManagementError,
+    RootKeyError,
+    Secret,
+    UnknownKeyError,
+    WrongRootKeyError,
+)
+
+__all__ = [
+    "HsmError",
+    "HsmMechanismError",
+    "Pkcs11MasterKeys",
+    "Pkcs11RootKeys",
+    "Pkcs11Token",
+    "read_pin_file",
+]
+
+_ROOT = "bipgw-root:"
+_NEXT = "bipgw-root-next:"
+_MAC = "bipgw-root-mac:"
+_MASTER = "bipgw-master:"
+_MAX_PIN_FILE = 1024
+
+#: What the root key backend needs from the token.
+ROOT_MECHANISMS = ("AES_KEY_GEN", "AES_GCM", "GENERIC_SECRET_KEY_GEN", "SHA256_HMAC")
+#: What master keys (diversification in the token) need.
+MASTER_MECHANISMS = ("AES_KEY_GEN", "AES_CMAC")
+
+
+class HsmError(RootKeyError):
+    """The PKCS#11 module, token or session could not be used."""
+
+
+class HsmMechanismError(HsmError):
+    """The token does not offer a mechanism bipgw needs."""
+
+
+def read_pin_file(path: str | os.PathLike[str]) -> str:
+    """The token PIN from its file (one line), refusing a file others can read.
+
+    @raise HsmError: naming the file, never its content.
+    """
+    name = os.fspath(path)
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as e:
+        raise HsmError(f"cannot read the PKCS#11 PIN file {name}: {e.strerror}") from None
+    try:
+        mode = stat.S_IMODE(os.fstat(fd).st_mode)
+        if mode & 0o077:
+            raise HsmError(
+                f"PIN file {name} has mode {mode:04o}: group and others must have no access"
+                f" to it (run: chmod 600 {name})"
+            )
+        data = os.read(fd, _MAX_PIN_FILE + 1)
+    finally:
+        os.close(fd)
+    pin = data.decode("utf-8", "replace").strip()
+    if not pin or len(data) > _MAX_PIN_FILE or "\n" in pin:
+        raise HsmError(f"PIN file {name} must hold the PIN alone, on one line")
+    return pin
+
+
+#: Mechanisms python-pkcs11 has no name for (PKCS#11 3.0 numbers).
+_EXTRA_MECHANISMS = {"SP800_108_COUNTER_KDF": 0x3AC, "SP800_108_FEEDBACK_KDF": 0x3AD}
+
+
+def mechanism_number(name: str) -> int:
+    """The CKM_ number of a mechanism named C{AES_GCM} or C{CKM_AES_GCM}, or a hex/int string."""
+    bare = name.removeprefix("CKM_")
+    if bare in _EXTRA_MECHANISMS:
+        return _EXTRA_MECHANISMS[bare]
+    member = getattr(Mechanism, bare, None)
+    if member is not None:
+        return int(member)
+    try:
+        return int(bare, 0)
+    except ValueError:
+        raise HsmError(f"unknown PKCS#11 mechanism {name!r}") from None
+
+
+_LIBS: dict[str, int] = {}
+_LIBS_LOCK = threading.Lock()
+
+
+class Pkcs11Token:
+    """A logged-in session on one token of a PKCS#11 module.
+
+    Every call into the token holds one lock: a PKCS#11 session is not for
+    concurrent use.
+    """
+
+    def __init__(
+        self,
+        module: str | os.PathLike[str],
+        pin: str,
+        *,
+        token_label: str | None = None,
+        slot: int | None = None,
+    ) -> None:
+        """Load the module, find the token, log in.
+
+        @raise HsmError: the module does not load, the token is not there,
+            or the PIN is wrong (the message names which, never the PIN).
+        """
+        if (token_label is None) == (slot is None):
+            raise HsmError("name the token by its label or by its slot id, one of the two")
+        self._module = os.fspath(module)
+        self.name = f"token {token_label!r}" if token_label is not None else f"slot {slot}"
+        if not os.path.exists(self._module):
+            raise HsmError(f"no PKCS#11 module at {self._module}")
+        try:
+            with _LIBS_LOCK:
+                self._lib = pkcs11.lib(self._module)
+                _LIBS[self._module] = _LIBS.get(self._module, 0) + 1
+        except PKCS11Error as e:
+            raise HsmError(f"cannot load the PKCS#11 module {self._module}: {e}") from None
+        self.lock = threading.RLock()
+        try:
+            self._token = self._find(token_label, slot)
+            self._slot = self._token.slot
+            try:
+                self.session = self._token.open(user_pin=pin, rw=True)
+            except pkcs11.exceptions.UserAlreadyLoggedIn:
+                # Login is per process (PKCS#11 section 5.6): another open
+                # session of ours logged in already, so the PIN is not
+                # checked again here.
+                self.session = self._token.open(rw=True)
+            except pkcs11.exceptions.PinIncorrect:
+                raise HsmError(f"wrong PIN for the PKCS#11 {self.name}") from None
+            except pkcs11.exceptions.PinLocked:
+                raise HsmError(f"the PIN of the PKCS#11 {self.name} is locked") from None
+            except PKCS11Error as e:
+                raise HsmError(f"cannot log in to the PKCS#11 {self.name}: {_name(e)}") from None
+        except BaseException:
+            self._release()
+            raise
+
+    def _find(self, token_label: str | None, slot: int | None) -> Any:
+        try:
+            if token_label is not None:
+                return self._lib.get_token(token_label=token_label)
+            for candidate in self._lib.get_slots(token_present=True):
+                if candidate.slot_id == slot:
+                    return candidate.get_token()
+        except pkcs11.exceptions.NoSuchToken:
+            pass
+        except pkcs11.exceptions.MultipleTokensReturned:
+            raise HsmError(f"several tokens match {self.name} in {self._module}") from None
+        except PKCS11Error as e:
+            raise HsmError(f"cannot list the tokens of {self._module}: {_name(e)}") from None
+        raise HsmError(f"no PKCS#11 {self.name} in module {self._module}")
+
+    def require(self, names: Iterable[str]) -> None:
+        """Check the token offers every mechanism in C{names} (e.g. C{"AES_GCM"}).
+
+        @raise HsmMechanismError: naming the first missing one as C{CKM_...}.
+        """
+        offered = {int(m) for m in self._slot.get_mechanisms()}
+        for name in names:
+            if mechanism_number(name) not in offered:
+                shown = name if name.startswith("CKM_") else "CKM_" + name
+                raise HsmMechanismError(
+                    f"the PKCS#11 {self.name} does not offer {shown}, which bipgw needs"
+                )
+
+    def objects(self, prefix: str) -> dict[str, Any]:
+        """The secret-key objects whose label starts with C{prefix}, by label."""
+        with self.lock:
+            found = self.session.get_objects({Attribute.CLASS: ObjectClass.SECRET_KEY})
+            return {
+                o.label: o for o in found if isinstance(o.label, str) and o.label.startswith(prefix)
+            }
+
+    def close(self) -> None:
+        """Log out, close the session, and finalise the module if no other user has it."""
+        with self.lock:
+            try:
+                self.session.close()
+            except PKCS11Error:
+                pass
+        self._release()
+
+    def _release(self) -> None:
+        with _LIBS_LOCK:
+            users = _LIBS.get(self._module, 0) - 1
+            if users > 0:
+                _LIBS[self._module] = users
+                return
+            _LIBS.pop(self._module, None)
+            try:
+                # A later open reads the module's configuration again
+                # (SoftHSM2 reads SOFTHSM2_CONF at initialisation).
+                self._lib.finalize()
+            except PKCS11Error:
+                pass
+
+    def describe(self) -> str:
+        return f"PKCS#11 {self.name} ({self._module})"
+
+
+def _name(error: PKCS11Error) -> str:
+    return type(error).__name__ + (f": {error}" if str(error) else "")
+
+
+def _secret_template(**flags: bool) -> dict[Any, Any]:
+    template = {
+        Attribute.TOKEN: True,
+        Attribute.PRIVATE: True,
+        Attribute.SENSITIVE: True,
+        Attribute.EXTRACTABLE: False,
+        Attribute.ENCRYPT: False,
+        Attribute.DECRYPT: False,
+        Attribute.SIGN: False,
+        Attribute.VERIFY: False,
+        Attribute.WRAP: False,
+        Attribute.UNWRAP: False,
+        Attribute.DERIVE: False,
+    }
+    template.update({getattr(Attribute, k.upper()): v for k, v in flags.items()})
+    return template
+
+
+class _TokenSealer:
+    def __init__(self, keys: Pkcs11RootKeys, key_id: str) -> None:
+        self._keys = keys
+        self._key_id = key_id
+
+    @property
+    def key_id(self) -> str:
+        return self._key_id
+
+    def seal(self, label: str, plaintext: Secret | bytes) -> bytes:
+        return self._keys._seal_under(self._key_id, label, plaintext)
+
+
+class Pkcs11RootKeys:
+    """The root key in a PKCS#11 token: L{IRotatableRootKeys}, all crypto in the token."""
+
+    def __init__(self, token: Pkcs11Token) -> None:
+        """Find the root key objects.
+
+        @raise HsmMechanismError: the token lacks a mechanism sealing needs.
+        @raise HsmError: there is no root key in the token (run C{bipgw keys init-hsm}).
+        """
+        token.require(ROOT_MECHANISMS)
+        self._token = token
+        self._keys: dict[str, Any] = {}
+        self._macs: dict[str, Any] = {}
+        self._current: str | None = None
+        self._next: str | None = None
+        self.refresh()
+        if self._current is None and self._next is None:
+            raise HsmError(
+                f"no bipgw root key in the {token.describe()}: create one with bipgw keys init-hsm"
+            )
+
+    @classmethod
+    def initialise(cls, token: Pkcs11Token) -> Pkcs11RootKeys:
+        """Create the first root key in the token.
+
+        @raise HsmError: the token already holds a bipgw root key.
+        """
+        token.require(ROOT_MECHANISMS)
+        if token.objects("bipgw-root"):
+            raise HsmError(f"the {token.describe()} already holds a bipgw root key")
+        _generate_pair(token, _ROOT)
+        return cls(token)
+
+    def __repr__(self) -> str:
+        return f"<Pkcs11RootKeys {self._token.name} sealing={self.key_id}>"
+
+    def refresh(self) -> None:
+        """Find the key objects again (another process may be rotating)."""
+        current = upcoming = None
+        keys: dict[str, Any] = {}
+        macs: dict[str, Any] = {}
+        for label, obj in self._token.objects("bipgw-root").items():
+            for prefix, into in ((_ROOT, keys), (_NEXT, keys), (_MAC, macs)):
+                if label.startswith(prefix):
+                    key_id = label[len(prefix) :]
+                    into[key_id] = obj
+                    if prefix == _ROOT:
+                        current = key_id
+                    elif prefix == _NEXT:
+                        upcoming = key_id
+        # Keys loaded once stay usable by this process (unseal only).
+        self._keys.update(keys)
+        self._macs.update(macs)
+        self._current, self._next = current, upcoming
+
+    # -- IRootKeys -----------------------------------------------------------
+
+    @property
+    def key_id(self) -> str:
+        key_id = self._next or self._current
+        assert key_id is not None
+        return key_id
+
+    @property
+    def key_ids(self) -> tuple[str, ...]:
+        first = self.key_id
+        return (first, *sorted(k for k in self._keys if k != first))
+
+    def seal(self, label: str, plaintext: Secret | bytes) -> bytes:
+        return self._seal_under(self.key_id, label, plaintext)
+
+    def batch_sealer(self, nonces: int = 1) -> _TokenSealer:
+        self.refresh()
+        return _TokenSealer(self, self.key_id)
+
+    def _seal_under(self, key_id: str, label: str, plaintext: Secret | bytes) -> bytes:
+        ad_label = check_label(label)
+        secret = plaintext if isinstance(plaintext, Secret) else Secret(plaintext)
+        header = bytes([SEAL_VERSION]) + bytes.fromhex(key_id)
+        nonce = os.urandom(NONCE_LENGTH)
+        key = self._key(key_id, label)
+        try:
+            with self._token.lock:
+                sealed = key.encrypt(
+                    secret.reveal(),
+                    mechanism=Mechanism.AES_GCM,
+                    mechanism_param=GCMParams(nonce, header + ad_label, 128),
+                )
+        except PKCS11Error as e:
+            raise HsmError(f"the token could not seal {label!r}: {_name(e)}", label=label) from None
+        return header + nonce + bytes(sealed)
+
+    def _key(self, key_id: str, label: str | None) -> Any:
+        key = self._keys.get(key_id)
+        if key is None:
+            self.refresh()
+            key = self._keys.get(key_id)
+        if key is None:
+            raise WrongRootKeyError(
+                f"{'the value for ' + repr(label) if label else 'the value'} was sealed under"
+                f" root key {key_id}, which is not in the {self._token.describe()}",
+                label=label,
+            )
+        return key
+
+    def unseal(self, label: str, blob: bytes) -> Secret:
+        ad_label, data = check_sealed(label, blob)
+        header = data[:HEADER_LENGTH]
+        key = self._key(header[1:].hex(), label)
+        nonce = data[HEADER_LENGTH : HEADER_LENGTH + NONCE_LENGTH]
+        try:
+            with self._token.lock:
+                plain = key.decrypt(
+                    data[HEADER_LENGTH + NONCE_LENGTH :],
+                    mechanism=Mechanism.AES_GCM,
+                    mechanism_param=GCMParams(nonce, header + ad_label, 128),
+                )
+        except PKCS11Error:
+            raise IntegrityError(
+                f"the value for {label!r} failed authentication in the token: it was"
+                " modified, or sealed under another label",
+                label=label,
+            ) from None
+        return Secret(bytes(plain))
+
+    def mac(self, purpose: bytes, data: bytes, key_id: str | None = None) -> bytes:
+        """HMAC-SHA256 in the token: C{len(purpose) | purpose | data} under the MAC key."""
+        wanted = self.key_id if key_id is None else key_id
+        key = self._macs.get(wanted)
+        if key is None:
+            self.refresh()
+            key = self._macs.get(wanted)
+        if key is None:
+            raise WrongRootKeyError(f"no MAC key for root key {wanted} in {self._token.describe()}")
+        message = bytes([len(purpose)]) + purpose + data
+        with self._token.lock:
+            return bytes(key.sign(message, mechanism=Mechanism.SHA256_HMAC))
+
+    # -- rotation ------------------------------------------------------------
+
+    def rotation(self) -> tuple[str | None, str] | None:
+        self.refresh()
+        if self._next is None:
+            return None
+        return (self._current, self._next)
+
+    def begin_rotation(self) -> tuple[str | None, str]:
+        pending = self.rotation()
+        if pending is not None:
+            return pending
+        _generate_pair(self._token, _NEXT)
+        pending = self.rotation()
+        assert pending is not None
+        return pending
+
+    def finish_rotation(self) -> str:
+        pending = self.rotation()
+        if pending is None:
+            raise RootKeyError(f"no rotation under way in the {self._token.describe()}")
+        old, new = pending
+        objects = self._token.objects("bipgw-root")
+        with self._token.lock:
+            # Destroy the old pair first: a crash after it leaves the next
+            # key alone, which refresh() still finds, and this resumes.
+            if old is not None:
+                for label in (_ROOT + old, _MAC + old):
+                    if label in objects:
+                        objects[label].destroy()
+            objects[_NEXT + new][Attribute.LABEL] = _ROOT + new
+        self.refresh()
+        self._keys.pop(old or "", None)
+        self._macs.pop(old or "", None)
+        return new
+
+    def describe(self) -> str:
+        return self._token.describe()
+
+    def close(self) -> None:
+        """Close the token session (the keys stay in the token)."""
+        self._token.close()
+
+
+def _generate_pair(token: Pkcs11Token, prefix: str) -> str:
+    key_id = os.urandom(4)
+    name = key_id.hex()
+    with token.lock:
+        token.session.generate_key(
+            KeyType.GENERIC_SECRET,
+            256,
+            label=_MAC + name,
+            id=key_id,
+            store=True,
+            template=_secret_template(sign=True, verify=True),
+        )
+        # The AES key last: its label is what makes the pair visible as a
+        # root key, so a crash before it leaves only an unused MAC key.
+        token.session.generate_key(
+            KeyType.AES,
+            256,
+            label=prefix + name,
+            id=key_id,
+            store=True,
+            template=_secret_template(encrypt=True, decrypt=True),
+        )
+    return name
+
+
+class Pkcs11MasterKeys:
+    """Master keys in the token; per-card keys diversified with its AES-CMAC."""
+
+    def __init__(self, token: Pkcs11Token) -> None:
+        """@raise HsmMechanismError: the token has no C{CKM_AES_CMAC}."""
+        token.require(MASTER_MECHANISMS)
+        self._token = token
+        self._found: dict[str, Any] = {}
+
+    def labels(self) -> list[str]:
+        """The master keys' labels (without the C{bipgw-master:} prefix)."""
+        return sorted(label[len(_MASTER) :] for label in self._token.objects(_MASTER))
+
+    def generate(self, label: str, length: int = 16) -> None:
+        """A new random AES master key, made in the token and never leaving it."""
+        self._check_new(label, length)
+        with self._token.lock:
+            self._token.session.generate_key(
+                KeyType.AES,
+                8 * length,
+                label=_MASTER + label,
+                store=True,
+                template=_secret_template(sign=True),
+            )
+
+    def import_key(self, label: str, key: Secret) -> None:
+        """Move an existing master key (e.g. from the keystore) into the token,
+        where it becomes non-extractable."""
+        self._check_new(label, len(key))
+        template = _secret_template(sign=True)
+        template.update(
+            {
+                Attribute.CLASS: ObjectClass.SECRET_KEY,
+                Attribute.KEY_TYPE: KeyType.AES,
+                Attribute.LABEL: _MASTER + label,
+                Attribute.VALUE: key.reveal(),
+            }
+        )
+        with self._token.lock:
+            self._token.session.create_object(template)
+
+    def _check_new(self, label: str, length: int) -> None:
+        check_label(label)
+        if length not in (16, 24, 32):
+            raise InvalidKeyError(f"a master key is 16, 24 or 32 bytes, not {length}")
+        if _MASTER + label in self._token.objects(_MASTER):
+            raise KeyManagementError(
+                f"a master key labelled {label!r} is already in the {self._token.describe()}",
+                label=label,
+            )
+
+    def derive(
+        self, label: str, iccid: str, purpose: KdfPurpose, algorithm: KeyAlgorithm
+    ) -> Secret:
+        """L{derive_card_key} with the master key C{label}, the PRF run in the token."""
+        master = self._found.get(label)
+        if master is None:
+            self._found = {
+                name[len(_MASTER) :]: obj for name, obj in self._token.objects(_MASTER).items()
+            }
+            master = self._found.get(label)
+        if master is None:
+            raise UnknownKeyError(
+                f"no master key {label!r} in the {self._token.describe()}", label=label
+            )
+        context = normalise_iccid(iccid).encode("ascii")
+        length = algorithm.key_length
+        fixed = purpose.label + b"\x00" + context + (8 * length).to_bytes(LENGTH_BYTES, "big")
+        out = b""
+        counter = 1
+        with self._token.lock:
+            while len(out) < length:
+                block = counter.to_bytes(COUNTER_BYTES, "big") + fixed
+                out += bytes(master.sign(block, mechanism=Mechanism.AES_CMAC))
+                counter += 1
+        key = out[:length]
+        return Secret(set_des_parity(key) if algorithm.is_des else key)

@@ -16,3 +16,5 @@ fi
 .venv/bin/python -m pip install -q -e '.[test]' --config-settings editable_mode=compat
 # Twisted finds plugins by scanning twisted/plugins on sys.path; refresh the cache.
 .venv/bin/python -c 'from twisted.plugin import IPlugin, getPlugins; list(getPlugins(IPlugin))' || true
+# The browser the portal's browser tests drive (Debian packages; root only, when missing).
+. scripts/_browser.sh

@@ -13,6 +13,7 @@ that door stays closed.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -27,7 +28,13 @@ from bipgw.platform import (
     PlatformServerFactory,
     platform_service,
 )
-from bipgw.store import IStore, StoreSessionHistory, StoreTenantDirectory, in_threads
+from bipgw.store import (
+    IServiceRequests,
+    IStore,
+    StoreSessionHistory,
+    StoreTenantDirectory,
+    in_threads,
+)
 from bipgw.web import HTTP_API_SERVICE, ApiSettings, HttpApi, HttpApiService
 
 __all__ = [
@@ -76,6 +83,8 @@ def front_doors(
     reactor: Any,
     *,
     platform_tls: Any = None,
+    owners: Callable[[str, str], None] | None = None,
+    requests: IServiceRequests | None = None,
     rotator: CardKeyRotator | None = None,
 ) -> list[IService]:
     """The front doors C{config} opens, as listening services, not started.
@@ -85,6 +94,9 @@ def front_doors(
     @param platform_tls: the TLS server options of C{[platform]}
         (L{bipgw.config.PlatformSection.tls_options}, read when the gateway
         was built so that a bad file stops it early); C{None} for none.
+    @param owners: told which tenant opens each session (L{bipgw.core.Tenancy}).
+    @param requests: where the HTTP API keeps service requests (shared
+        with the portal); in memory if C{None}.
     @return: the platform channel's service named L{PLATFORM_SERVICE} if
         C{[platform]} is given, then the HTTP API's named
         L{HTTP_API_SERVICE} if C{[http_api]} is; both over one tenancy.
@@ -95,6 +107,7 @@ def front_doors(
         StoreTenantDirectory(store, run_slow=in_threads(reactor)),
         reactor,
         history=StoreSessionHistory(store),
+        owners=owners,
     )
     doors: list[IService] = []
     if config.platform is not None:
@@ -105,6 +118,6 @@ def front_doors(
         )
         doors.append(platform_service(factory, config.platform.endpoint, reactor, tls=platform_tls))
     if config.http_api is not None:
-        api = HttpApi(tenancy, api_settings(config.http_api), rotator=rotator)
+        api = HttpApi(tenancy, api_settings(config.http_api), requests=requests, rotator=rotator)
         doors.append(HttpApiService(api, config.http_api.endpoint, reactor))
     return doors

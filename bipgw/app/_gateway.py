@@ -62,6 +62,7 @@ from bipgw.app._doors import HTTP_API_SERVICE, PLATFORM_SERVICE, front_doors
 from bipgw.app._feeds import ingest_settings
 from bipgw.app._metrics import GatewayMetrics
 from bipgw.app._observers import ObservedPushSender, ObservedRecorder, ObservedSmsEvents
+from bipgw.app._portal import build_portal
 from bipgw.app._tree import OrderedService, Step
 from bipgw.config import Config, redacted_url, server_endpoint_port
 from bipgw.core import (
@@ -81,7 +82,13 @@ from bipgw.store import (
     STORE_OPERATIONS,
     BatchingRecorder,
     ImportReport,
+    IServiceRequests,
     IStore,
+    MemoryServiceRequests,
+    SessionOwners,
+    SqlBrowse,
+    SqlServiceRequests,
+    SqlStore,
     StoreCardDirectory,
     StoreKeyRotationPlanner,
     create_store,
@@ -90,6 +97,7 @@ from bipgw.store import (
     time_statements,
 )
 from bipgw.web import METRICS_SERVICE, MetricsService
+from bipgw.web.portal import PortalService
 
 __all__ = ["READY_STORE_TIMEOUT", "Gateway", "build_gateway", "push_profiles", "rotation_services"]
 
@@ -272,9 +280,33 @@ class Gateway(OrderedService):
             ),
             rotation_services(config),
         )
-        self.doors = front_doors(
-            config, self.engine, store, reactor, platform_tls=platform_tls, rotator=self.rotator
+        sql = store if isinstance(store, SqlStore) else None
+        self.service_requests: IServiceRequests = (
+            SqlServiceRequests(sql) if sql is not None else MemoryServiceRequests()
         )
+        self.session_owners = SessionOwners(SqlBrowse(sql), reactor) if sql is not None else None
+        self.doors = front_doors(
+            config,
+            self.engine,
+            store,
+            reactor,
+            platform_tls=platform_tls,
+            owners=self.session_owners,
+            requests=self.service_requests,
+            rotator=self.rotator,
+        )
+        self.portal: PortalService | None = None
+        if config.portal is not None:
+            self.portal = build_portal(
+                config.portal,
+                store=store,
+                requests=self.service_requests,
+                registry=metrics.registry,
+                reactor=reactor,
+                importer=self.import_data,
+                services=list(config.services),
+                close_session=self._close_session,
+            )
         metrics.watch(self.smpp, self.admin.tls_stats, self.keys)
         store_seconds = {op: metrics.store_seconds.labels(op) for op in STORE_OPERATIONS}
         time_statements(store, lambda op, seconds: store_seconds[op].observe(seconds))
@@ -312,11 +344,15 @@ class Gateway(OrderedService):
         if self.ingest is not None:
             self.add(self.ingest, "ingest", self.ingest.when_ready)
         self.add(Step(stop=self.recorder.stop), "recorder")
+        if self.session_owners is not None:
+            self.add(Step(stop=self.session_owners.flush), "session-owners")
         self.add(self.smpp, "smpp")
         self.add(Step(stop=self._stop_engine), "engine")
         self.add(self.admin, "admin", self._admin_listening)
         for door in self.doors:
             self.add(door, ready=getattr(door, "when_listening"))  # noqa: B009
+        if self.portal is not None:
+            self.add(self.portal, ready=self.portal.when_listening)
 
     # -- the parts at work --------------------------------------------------
 
@@ -433,6 +469,37 @@ class Gateway(OrderedService):
             actor=f"gateway {self.config.gateway.node_id}",
         )
         return d.addCallback(self._imported)
+
+    def import_data(
+        self, kind: str, data: bytes, file_name: str, actor: str
+    ) -> Deferred[ImportReport]:
+        """Import an uploaded file (the portal): C{kind} C{"cards"} or C{"msisdn"}.
+
+        Card keys it brings are loaded into the key cache before the
+        Deferred fires, as for L{import_cards}.
+        """
+        from bipgw.ingest import import_card_data, import_msisdn_data
+
+        if kind == "cards":
+            d = import_card_data(
+                self.store, self.keystore, self.root, data, file_name=file_name, actor=actor
+            )
+            return d.addCallback(self._imported)
+        if kind == "msisdn":
+            return import_msisdn_data(self.store, data, file_name=file_name, actor=actor)
+        raise ValueError(f"import kind {kind!r}: cards or msisdn")
+
+    def _close_session(self, session_id: str) -> None:
+        """Close a live session (the portal's operators); L{LookupError} if none."""
+        status = self.engine.status(session_id)
+        if status is None or status.ended_at is not None:
+            raise LookupError(f"no live session {session_id}")
+        self.engine.close(session_id).addErrback(lambda _: None)
+
+    @property
+    def portal_port(self) -> int | None:
+        """The TCP port the operator portal listens on, while it does."""
+        return _port_number(self.portal.port) if self.portal is not None else None
 
     def import_msisdn(
         self, path: str | Path, *, all_or_nothing: bool = False

@@ -9,6 +9,7 @@
   - C{bipgw replay SCRIPT ...}: run an APDU script against a card (docs/apdu-scripts.md);
   - C{bipgw tenant|service ...}: business platforms and what they may reach;
   - C{bipgw partner|imports ...}: the file feeds' partners, and import reports;
+  - C{bipgw operator ...}: the operator portal's operators;
   - C{bipgw demo [DIR]}: the whole loop against a generated simulated fleet.
 
 The gateway itself runs under twistd (C{twistd -n bipgw --config FILE}).
@@ -38,6 +39,7 @@ import bipgw.cli._card_keys as _card_keys
 import bipgw.cli._demo as _demo
 import bipgw.cli._init as _init
 import bipgw.cli._keys as _keys
+import bipgw.cli._operators as _operators
 import bipgw.cli._partners as _partners
 import bipgw.cli._replay as _replay
 import bipgw.cli._rotate as _rotate
@@ -189,6 +191,7 @@ def _parser() -> argparse.ArgumentParser:
     _replay.add_parser(commands)
     _tenants.add_parser(commands)
     _partners.add_parser(commands)
+    _operators.add_parser(commands)
     _audit.add_parser(commands)
     _demo.add_parser(commands)
     return parser
@@ -513,6 +516,7 @@ _COMMANDS: dict[str, _Command] = {
     "service": _tenants.run,
     "partner": _partners.run,
     "imports": _partners.run,
+    "operator": _operators.run,
     "audit": _audit.run,
     "demo": lambda args, out, err, env: _demo.run(args, out, err),
 }

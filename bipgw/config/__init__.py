@@ -20,6 +20,7 @@ from bipgw.config._log import LogFormat, LogSection
 from bipgw.config._metrics import MetricsSection, is_loopback_endpoint
 from bipgw.config._model import Config
 from bipgw.config._netkinds import MEMORY_URL, redacted_url, server_endpoint_port
+from bipgw.config._portal import PortalSection
 from bipgw.config._schema import ConfigError, Setting, settings_of
 from bipgw.config._sections import (
     AdminSection,
@@ -55,6 +56,7 @@ __all__ = [
     "LogSection",
     "MetricsSection",
     "PlatformSection",
+    "PortalSection",
     "ServiceSection",
     "SessionsSection",
     "Setting",

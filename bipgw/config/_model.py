@@ -23,6 +23,7 @@ from bipgw.config._ingest import IngestSection
 from bipgw.config._load import load_file, load_mapping, load_string
 from bipgw.config._log import LogSection
 from bipgw.config._metrics import MetricsSection
+from bipgw.config._portal import PortalSection
 from bipgw.config._render import render
 from bipgw.config._sections import (
     AdminSection,
@@ -52,6 +53,8 @@ class Config:
         C{[http_api]} table (no HTTP API).
     @ivar ingest: the partners' file feeds, C{None} when the file has no
         C{[ingest]} table (no feeds).
+    @ivar portal: the operator portal's listener, C{None} when the file has
+        no C{[portal]} table (no portal).
     @ivar metrics: the /metrics, /healthz, /readyz listener, C{None} when
         the file has no C{[metrics]} table (none).
     @ivar base_dir: the directory relative paths were resolved against.
@@ -70,6 +73,7 @@ class Config:
     platform: PlatformSection | None = None
     http_api: HttpApiSection | None = None
     ingest: IngestSection | None = None
+    portal: PortalSection | None = None
     metrics: MetricsSection | None = None
     source: Path | None = attrs.field(default=None, eq=False)
 

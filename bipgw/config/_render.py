@@ -38,6 +38,7 @@ _HEADER = """\
 _ABSENT = {
     "platform": "no platform channel (docs/configuration.md, [platform]).",
     "http_api": "no HTTP API (docs/configuration.md, [http_api]).",
+    "portal": "no operator portal (docs/portal.md, [portal]).",
     "ingest": "no partner file feeds (docs/configuration.md, [ingest]; docs/feeds.md).",
     "metrics": "no /metrics, /healthz, /readyz listener (docs/observability.md).",
 }

@@ -16,6 +16,7 @@ from bipgw.config._fronts import HttpApiSection, PlatformSection
 from bipgw.config._ingest import IngestSection
 from bipgw.config._log import LogSection
 from bipgw.config._metrics import MetricsSection
+from bipgw.config._portal import PortalSection
 from bipgw.config._sections import (
     AdminSection,
     DatabaseSection,
@@ -48,6 +49,7 @@ OPTIONAL_SECTIONS: Mapping[str, type] = {
     "platform": PlatformSection,
     "http_api": HttpApiSection,
     "ingest": IngestSection,
+    "portal": PortalSection,
     "metrics": MetricsSection,
 }
 

@@ -372,6 +372,9 @@ class Tenancy:
     @ivar rates: the command rate of each tenant's services.
     @ivar history: the recorded sessions, for a session the engine no longer
         holds (ended long ago, or before a restart); C{None}: none.
+    @param owners: told C{(session_id, tenant_id)} of every session a
+        tenant opens, to keep durably (the portal filters sessions by
+        tenant: L{bipgw.store.SessionOwners}); C{None}: not kept.
     """
 
     def __init__(
@@ -380,8 +383,10 @@ class Tenancy:
         tenants: ITenantDirectory,
         clock: IReactorTime,
         history: ISessionHistory | None = None,
+        owners: Callable[[str, str], None] | None = None,
     ) -> None:
         self.engine = engine
+        self._record_owner = owners
         self.tenants = tenants
         self.clock = clock
         self.history = history
@@ -411,6 +416,8 @@ class Tenancy:
         then answered like a session from before a restart: the outcome only.
         """
         self._owners[session_id] = tenant_id
+        if self._record_owner is not None:
+            self._record_owner(session_id, tenant_id)
         while len(self._owners) > KEEP_OWNERS:
             self._owners.popitem(last=False)
 

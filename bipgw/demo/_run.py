@@ -152,6 +152,8 @@ async def run_demo(
             )
             for line in setup.platform_lines(gateway):
                 say(line)
+            for line in await setup.serve_lines(gateway):
+                say(line)
             await (serving if serving is not None else Deferred())
     finally:
         await setup.stop()

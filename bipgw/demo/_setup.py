@@ -25,9 +25,11 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import shutil
 import socket
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -50,9 +52,12 @@ from bipgw.demo._options import (
 )
 from bipgw.errors import BipGwError
 from bipgw.keys import add_master_key, add_transport_key
-from bipgw.store import add_tenant, grant_service
+from bipgw.store import Role, SqlOperators, add_tenant, grant_service
 
-__all__ = ["DemoSetup", "platform_table", "tune"]
+__all__ = ["DEMO_OPERATOR", "DemoSetup", "platform_table", "serve_tables", "tune"]
+
+DEMO_OPERATOR = "admin"
+"""The portal operator C{demo --serve} adds, with a password of the run's own."""
 
 #: Configuration lines the demo changes after C{bipgw init}: loopback is fast.
 _TUNING = {"rate": "2000", "window": "50", "max_connections": "20000"}
@@ -65,6 +70,18 @@ def platform_table(port: int) -> str:
         "# The platform channel. Plain TCP on 127.0.0.1 for the demo only: a\n"
         "# deployment listens with TLS (tls_certificate/tls_key, or an ssl: endpoint).\n"
         f'listen = "tcp:{port}:interface=127.0.0.1"\n'
+    )
+
+
+def serve_tables(portal_port: int, metrics_port: int) -> str:
+    """The C{[portal]} and C{[metrics]} tables C{demo --serve} adds: loopback only."""
+    return (
+        "\n[portal]\n"
+        "# The operator portal (docs/portal.md). Plain HTTP on 127.0.0.1 for the demo only.\n"
+        f'listen = "tcp:{portal_port}:interface=127.0.0.1"\n'
+        "\n[metrics]\n"
+        "# /metrics, /healthz, /readyz for Prometheus and load balancers (loopback only).\n"
+        f'listen = "tcp:{metrics_port}:interface=127.0.0.1"\n'
     )
 
 
@@ -195,6 +212,8 @@ class DemoSetup:
         text = tune(
             config_file.read_text(encoding="utf-8"), self.options.concurrency
         ) + platform_table(self.platform_port)
+        if self.options.serve:
+            text += serve_tables(_free_port(), _free_port())
         if self.options.derived_keys:
             self.http_port = _free_port()
             text += secure_table() + http_api_table(self.http_port)
@@ -346,6 +365,29 @@ class DemoSetup:
             f" tenant {DEMO_TENANT!r}, service {DEMO_SERVICE!r}, token in {self.token_file}",
             f"  e.g. connect(reactor, 'tcp:127.0.0.1:{port}', token=<that file's first line>)",
         ]
+
+    async def serve_lines(self, gateway: Gateway) -> list[str]:
+        """With C{--serve}: the portal's and the metrics' addresses and a new
+        admin operator with a one-time password (generated now, shown only here)."""
+        if gateway.portal_port is None:
+            return []
+        password = secrets.token_urlsafe(12)
+        self.step(
+            f"bipgw operator add {DEMO_OPERATOR} --role admin -c {self.install / 'bipgw.toml'}"
+        )
+        try:
+            await SqlOperators(gateway.store).add(  # type: ignore[arg-type]
+                DEMO_OPERATOR, Role.ADMIN, password, at=time.time()
+            )
+        except BipGwError as e:
+            raise DemoError(f"bipgw operator add failed: {e}") from None
+        lines = [f"portal: http://127.0.0.1:{gateway.portal_port}/"]
+        port = gateway.metrics_port
+        if port is not None:
+            lines.append(f"metrics: http://127.0.0.1:{port}/metrics")
+        lines.append(f"portal operator: {DEMO_OPERATOR}")
+        lines.append(f"one-time password: {password}")
+        return lines
 
     async def stop(self) -> None:
         """Stop the gateway, then the fleet (whichever were started)."""

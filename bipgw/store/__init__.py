@@ -35,6 +35,13 @@ from bipgw.store._adapters import (
     trace_record,
 )
 from bipgw.store._audit import MAX_AUDIT_LIMIT, AuditFilter, add_audit_now, find_audit
+from bipgw.store._browse import (
+    AuditSearch,
+    CardKeyInfo,
+    SessionFilter,
+    SessionOwners,
+    SqlBrowse,
+)
 from bipgw.store._card_key_rotation import StoreKeyRotationPlanner
 from bipgw.store._card_key_source import (
     CardKeySource,
@@ -63,6 +70,14 @@ from bipgw.store._migrations import (
     current_version,
     migrate,
 )
+from bipgw.store._operators import (
+    IOperators,
+    Operator,
+    Role,
+    SqlOperators,
+    check_operator_name,
+    check_password,
+)
 from bipgw.store._partner_records import add_partner, disable_partner, parse_ssh_key
 from bipgw.store._probe import OPERATIONS as STORE_OPERATIONS
 from bipgw.store._probe import probe as probe_store
@@ -84,6 +99,13 @@ from bipgw.store._sealing import (
     card_key_fingerprint,
     open_card_key,
     seal_card_key,
+)
+from bipgw.store._service_requests import (
+    IServiceRequests,
+    MemoryServiceRequests,
+    RequestState,
+    ServiceRequest,
+    SqlServiceRequests,
 )
 from bipgw.store._sql import SqlStore
 from bipgw.store._tenant_records import add_tenant, disable_tenant, grant_service, replace_token
@@ -176,11 +198,13 @@ __all__ = [
     "ApduTraceRecord",
     "AuditFilter",
     "AuditRecord",
+    "AuditSearch",
     "BatchResult",
     "BatchingRecorder",
     "BulkSealer",
     "Card",
     "CardKey",
+    "CardKeyInfo",
     "CardKeySealer",
     "CardKeySource",
     "CardKeys",
@@ -190,6 +214,8 @@ __all__ = [
     "DuplicateRecordError",
     "FeedFile",
     "ICardKeyReader",
+    "IOperators",
+    "IServiceRequests",
     "IStore",
     "ImportKind",
     "ImportReport",
@@ -199,24 +225,34 @@ __all__ = [
     "KeyState",
     "KeyVersion",
     "LineError",
+    "MemoryServiceRequests",
     "MemoryStore",
     "Migration",
     "MsisdnChange",
     "MsisdnMapping",
     "MsisdnOperation",
     "MsisdnPlan",
+    "Operator",
     "Outcome",
     "Partner",
     "Progress",
+    "RequestState",
     "Resealer",
+    "Role",
     "RootRotation",
     "RotationResult",
     "SchemaVersionError",
     "SealedColumn",
     "Service",
+    "ServiceRequest",
     "SessionEvent",
+    "SessionFilter",
+    "SessionOwners",
     "SessionRecord",
+    "SqlBrowse",
     "SqlCardKeyVersions",
+    "SqlOperators",
+    "SqlServiceRequests",
     "SqlStore",
     "StoreCardDirectory",
     "StoreConflictError",
@@ -238,6 +274,8 @@ __all__ = [
     "card_key_label",
     "card_key_versions_for",
     "card_kvn",
+    "check_operator_name",
+    "check_password",
     "create_sql_engine",
     "create_store",
     "current_version",

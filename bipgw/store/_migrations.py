@@ -76,6 +76,11 @@ def _feeds(connection: Connection) -> None:
     _schema.metadata.create_all(connection, tables=tables, checkfirst=True)
 
 
+def _portal(connection: Connection) -> None:
+    tables = [_schema.operators, _schema.service_requests, _schema.session_owners]
+    _schema.metadata.create_all(connection, tables=tables, checkfirst=True)
+
+
 def _card_key_versions(connection: Connection) -> None:
     _schema.metadata.create_all(connection, tables=[_schema.card_key_versions], checkfirst=True)
 
@@ -101,13 +106,19 @@ MIGRATIONS: tuple[Migration, ...] = (
         _initial,
     ),
     Migration(2, "file feed partners, and the files they delivered (by content hash)", _feeds),
-    # Reserved number 4 (issue 12); 3 here until the step numbered 3 is merged.
+    # Issue 10, the portal (reserved number 3).
     Migration(
-        3, "card key versions: pending, active, retired, imported or derived", _card_key_versions
+        3,
+        "portal operators, tenants' service requests, and which tenant opened each session",
+        _portal,
     ),
-    # Reserved number 9 (issue 10); 4 here until the steps numbered 4-8 are merged.
+    # Reserved number 4 (issue 12): 4 now that step 3 (issue 10, the portal) is merged.
     Migration(
-        4, "audit log: where each action came from (origin), and an index by time", _audit_origin
+        4, "card key versions: pending, active, retired, imported or derived", _card_key_versions
+    ),
+    # Reserved number 9 (issue 10); 5 here until the steps numbered 5-8 are merged.
+    Migration(
+        5, "audit log: where each action came from (origin), and an index by time", _audit_origin
     ),
 )
 

@@ -244,6 +244,43 @@ feed_files = Table(
     Column("import_id", BigInteger),
 )
 
+operators = Table(
+    "operators",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("role", String(16), nullable=False),
+    Column("enabled", Boolean, nullable=False),
+    Column("password", Text, nullable=False),
+    Column("created_at", Double, nullable=False),
+    Column("changed_at", Double, nullable=False),
+)
+
+service_requests = Table(
+    "service_requests",
+    metadata,
+    Column("request_id", _Serial, primary_key=True, autoincrement=True),
+    Column("tenant_id", String(64), nullable=False),
+    Column("service", String(64), nullable=False),
+    Column("aids", Text, nullable=False),
+    Column("tars", Text, nullable=False),
+    Column("expected_volume", BigInteger, nullable=False),
+    Column("note", Text, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("submitted_at", Double, nullable=False),
+    Column("decided_at", Double),
+    Column("decided_by", String(64)),
+    Column("decision_note", Text, nullable=False),
+    Index("ix_service_requests_state", "state", "request_id"),
+)
+
+session_owners = Table(
+    "session_owners",
+    metadata,
+    Column("session_id", String(64), primary_key=True),
+    Column("tenant_id", String(64), nullable=False),
+    Index("ix_session_owners_tenant", "tenant_id"),
+)
+
 
 def to_json(value: Any) -> str:
     """Canonical JSON text for a mapping or list column."""

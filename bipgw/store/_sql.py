@@ -184,6 +184,11 @@ class SqlStore:
         d = deferToThreadPool(self._reactor, self._pool, in_thread)
         return d.addBoth(self._done)
 
+    def transaction(self, work: Callable[[Connection], _T], *, write: bool) -> Deferred[_T]:
+        """Run C{work(connection)} in one transaction in the store's threads
+        (for the store's other concepts: L{bipgw.store._operators}, ...)."""
+        return self._run(work, write=write)
+
     def _read(self, work: Callable[[Connection], _T]) -> Deferred[_T]:
         return self._run(work, write=False)
 

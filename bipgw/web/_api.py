@@ -50,6 +50,7 @@ from bipgw.core import (
     TenantGrant,
 )
 from bipgw.errors import BipGwError
+from bipgw.store import IServiceRequests, MemoryServiceRequests
 from bipgw.web._events import EventStreams
 from bipgw.web._guard import ConnectionLimits
 from bipgw.web._json import ApiError, Reply, only_fields, parse_message
@@ -116,11 +117,17 @@ class HttpApi:
         hub: Tenancy,
         settings: ApiSettings | None = None,
         *,
+        requests: IServiceRequests | None = None,
         rotator: CardKeyRotator | None = None,
     ) -> None:
+        """
+        @param requests: where the tenants' service requests are kept
+            (C{POST /v1/service-requests}); in memory if C{None}.
+        """
         self.hub = hub
         self.rotator = rotator
         self.settings = settings or ApiSettings()
+        self.requests: IServiceRequests = requests or MemoryServiceRequests()
         self._relays: dict[str, TenantRelay] = {}
         self._owners: OrderedDict[str, str] = OrderedDict()
         self.streams = EventStreams(

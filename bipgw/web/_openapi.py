@@ -308,7 +308,85 @@ _SCHEMAS: Final[dict[str, Any]] = {
     },
 }
 
+_SCHEMAS["ServiceRequestBody"] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["service"],
+    "description": "a request for a gateway service, approved or rejected by an operator"
+    " in the portal; no field may be null",
+    "properties": {
+        "service": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"},
+        "aids": {
+            "type": "array",
+            "maxItems": 32,
+            "items": {"type": "string", "pattern": "^([0-9A-Fa-f]{2}){5,16}$"},
+        },
+        "tars": {
+            "type": "array",
+            "maxItems": 32,
+            "items": {"type": "string", "pattern": "^[0-9A-Fa-f]{6}$"},
+        },
+        "expected_volume": {
+            "type": "integer",
+            "minimum": 0,
+            "maximum": 1000000000,
+            "description": "sessions a day",
+        },
+        "note": {"type": "string", "maxLength": 500},
+    },
+    "examples": [{"service": "isd", "aids": ["A000000151000000"], "expected_volume": 1000}],
+}
+_SCHEMAS["ServiceRequest"] = {
+    "type": "object",
+    "required": ["id", "service", "aids", "tars", "expected_volume", "state", "submitted_at"],
+    "properties": {
+        "id": {"type": "integer", "minimum": 1},
+        "service": {"type": "string"},
+        "aids": {"type": "array", "items": {"type": "string"}},
+        "tars": {"type": "array", "items": {"type": "string"}},
+        "expected_volume": {"type": "integer"},
+        "note": {"type": "string"},
+        "state": {"type": "string", "enum": ["pending", "approved", "rejected"]},
+        "submitted_at": {"type": "number"},
+        "decided_at": {"type": "number"},
+    },
+}
+
 _PATHS: Final[dict[str, Any]] = {
+    "/v1/service-requests": {
+        "post": {
+            "operationId": "requestService",
+            "summary": "Ask for a gateway service; it waits for an operator's decision",
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {"$ref": "#/components/schemas/ServiceRequestBody"}
+                    }
+                },
+            },
+            "responses": {
+                "201": _json("ServiceRequest", "kept, pending; its id for GET .../{id}"),
+                **_errors(400, 413, 415),
+            },
+        }
+    },
+    "/v1/service-requests/{id}": {
+        "parameters": [
+            {
+                "name": "id",
+                "in": "path",
+                "required": True,
+                "description": "the id from POST /v1/service-requests",
+                "schema": {"type": "string", "pattern": "^[0-9]{1,18}$"},
+            }
+        ],
+        "get": {
+            "operationId": "getServiceRequest",
+            "summary": "Where the tenant's own service request stands",
+            "responses": {"200": _json("ServiceRequest", "the request"), **_errors(404)},
+        },
+    },
     "/v1/sessions": {
         "post": {
             "operationId": "openSession",

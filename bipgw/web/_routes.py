@@ -44,6 +44,7 @@ from bipgw.web._api import HttpApi
 from bipgw.web._json import ApiError, Reply, json_body
 from bipgw.web._openapi import openapi_document
 from bipgw.web._relay import TenantRelay
+from bipgw.web._service_requests import request_status, submit_request
 
 __all__ = ["ApiRoutes", "refusal_response"]
 
@@ -57,6 +58,17 @@ class _SessionId(BaseConverter):
     regex = "[A-Za-z0-9_-]{1,64}"
 
 
+class _RequestId(BaseConverter):
+    """A service request's number in a path."""
+
+    regex = "[0-9]{1,18}"
+
+
+def _wall(clock: Any) -> float:
+    """Wall-clock seconds (the reactor's, which tests replace)."""
+    return float(clock.seconds())
+
+
 class ApiRoutes:
     """The HTTP API as a Klein app over an L{HttpApi}.
 
@@ -66,6 +78,7 @@ class ApiRoutes:
     app = Klein()
     app.url_map.merge_slashes = False  # "/v1//sessions" is unknown, not a redirect
     app.url_map.converters["session_id"] = _SessionId
+    app.url_map.converters["request_id"] = _RequestId
     _log = Logger()
 
     def __init__(self, api: HttpApi) -> None:
@@ -171,6 +184,26 @@ class ApiRoutes:
             raise ApiError("unknown-session", f"no session {session} for this tenant")
         api.streams.start(request, relay.grant.tenant_id, session)
         await _finished(request)
+
+    @app.route("/v1/service-requests", methods=["POST"])
+    async def service_request(self, request: Request) -> bytes:
+        """Ask for a gateway service (waits for an operator: docs/portal.md)."""
+        api = self._api
+        relay = await self._tenant(request)
+        body = json_body(request, api.settings.max_body)
+        clock = api.hub.clock
+        reply = await submit_request(
+            api.requests, relay.grant.tenant_id, body, lambda: _wall(clock)
+        )
+        return _answer(request, reply)
+
+    @app.route("/v1/service-requests/<request_id:number>", methods=["GET"])
+    async def service_request_status(self, request: Request, number: str) -> bytes:
+        """Where the tenant's own service request stands."""
+        _refuse_head(request)
+        relay = await self._tenant(request)
+        reply = await request_status(self._api.requests, relay.grant.tenant_id, number)
+        return _answer(request, reply)
 
     # -- errors (Klein tries them in this order) ----------------------------------
 

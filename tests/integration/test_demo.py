@@ -95,3 +95,64 @@ class DemoTests(TestCase):
         self.assertIn("CPLC of an NXP chip?", trace)
         self.assertIn("^^ byte 3", trace)
         self.assertIn("not run (an earlier command failed)", trace)
+
+
+class DemoServeTests(TestCase):
+    """C{demo --serve} also serves the portal and the metrics, with a one-time login."""
+
+    timeout = 60
+
+    async def test_serve(self) -> None:
+        """Each on its own line: the portal's address, the metrics' address and a
+        password that logs in to the portal (as the admin operator) while it serves."""
+        from twisted.internet import reactor
+        from twisted.internet.defer import Deferred, ensureDeferred
+
+        out = io.StringIO()
+        serving: Deferred[None] = Deferred()
+        options = DemoOptions(directory=Path(self.mktemp()), cards=2, concurrency=2, serve=True)
+        running = ensureDeferred(run_demo(reactor, options, out, serving=serving))
+        try:
+            await self._check_serving(out)
+        finally:
+            serving.callback(None)
+            summary = await running
+        self.assertTrue(summary.all_ok)
+
+    async def _check_serving(self, out: io.StringIO) -> None:
+        import re
+
+        import treq
+        from twisted.internet import reactor
+        from twisted.web.client import HTTPConnectionPool
+
+        for _ in range(600):
+            if "one-time password: " in out.getvalue():
+                break
+            await deferLater(reactor, 0.05)
+        text = out.getvalue()
+        portal = re.search(r"(?m)^portal: (http://127\.0\.0\.1:\d+/)$", text)
+        metrics = re.search(r"(?m)^metrics: (http://127\.0\.0\.1:\d+/metrics)$", text)
+        password = re.search(r"(?m)^one-time password: (\S+)$", text)
+        assert portal and metrics and password, text
+        pool = HTTPConnectionPool(reactor, persistent=False)
+        scraped = await treq.get(metrics.group(1), pool=pool)
+        self.assertIn(b"bipgw_session_setups_total 2.0", await scraped.content())
+        login = await treq.get(portal.group(1) + "login", pool=pool)
+        page = (await login.text()).split('name="csrf" value="')[1].split('"')[0]
+        nonce = {c.name: c.value for c in login.cookies()}["bipgw_login"]
+        answer = await treq.post(
+            portal.group(1) + "login",
+            data={"csrf": page, "name": "admin", "password": password.group(1)},
+            cookies={"bipgw_login": nonce},
+            allow_redirects=False,
+            pool=pool,
+        )
+        self.assertEqual(answer.code, 303)
+        self.assertIn("bipgw_portal", {c.name for c in answer.cookies()})
+
+
+async def deferLater(reactor, seconds: float) -> None:  # type: ignore[no-untyped-def]
+    from twisted.internet.task import deferLater as later
+
+    await later(reactor, seconds, lambda: None)

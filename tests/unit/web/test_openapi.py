@@ -76,6 +76,8 @@ class DocumentTests(SynchronousTestCase):
                 ("/v1/cards/{iccid}/key-rotations", "POST"),
                 ("/v1/events", "GET"),
                 ("/v1/openapi.json", "GET"),
+                ("/v1/service-requests", "POST"),
+                ("/v1/service-requests/{id}", "GET"),
             },
         )
 

@@ -118,6 +118,12 @@ def front_doors(
         )
         doors.append(platform_service(factory, config.platform.endpoint, reactor, tls=platform_tls))
     if config.http_api is not None:
-        api = HttpApi(tenancy, api_settings(config.http_api), requests=requests, rotator=rotator)
+        api = HttpApi(
+            tenancy,
+            api_settings(config.http_api),
+            requests=requests,
+            rotator=rotator,
+            audit=store.add_audit,
+        )
         doors.append(HttpApiService(api, config.http_api.endpoint, reactor))
     return doors

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import re
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any, Final
 
 import attrs
@@ -50,7 +51,7 @@ from bipgw.core import (
     TenantGrant,
 )
 from bipgw.errors import BipGwError
-from bipgw.store import IServiceRequests, MemoryServiceRequests
+from bipgw.store import AuditRecord, IServiceRequests, MemoryServiceRequests
 from bipgw.web._events import EventStreams
 from bipgw.web._guard import ConnectionLimits
 from bipgw.web._json import ApiError, Reply, only_fields, parse_message
@@ -119,12 +120,16 @@ class HttpApi:
         *,
         requests: IServiceRequests | None = None,
         rotator: CardKeyRotator | None = None,
+        audit: Callable[[AuditRecord], Deferred[int]] | None = None,
     ) -> None:
         """
         @param requests: where the tenants' service requests are kept
             (C{POST /v1/service-requests}); in memory if C{None}.
+        @param audit: where the administrative requests of platforms (a
+            service request) are written to the audit log; C{None}: nowhere.
         """
         self.hub = hub
+        self.audit = audit
         self.rotator = rotator
         self.settings = settings or ApiSettings()
         self.requests: IServiceRequests = requests or MemoryServiceRequests()

@@ -40,6 +40,7 @@ from twisted.web.server import Request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.routing import BaseConverter
 
+from bipgw.store import AuditRecord
 from bipgw.web._api import HttpApi
 from bipgw.web._json import ApiError, Reply, json_body
 from bipgw.web._openapi import openapi_document
@@ -192,9 +193,24 @@ class ApiRoutes:
         relay = await self._tenant(request)
         body = json_body(request, api.settings.max_body)
         clock = api.hub.clock
-        reply = await submit_request(
-            api.requests, relay.grant.tenant_id, body, lambda: _wall(clock)
-        )
+        tenant_id = relay.grant.tenant_id
+        reply = await submit_request(api.requests, tenant_id, body, lambda: _wall(clock))
+        if api.audit is not None:
+            kept = reply.body
+            detail = (
+                f"service {kept['service']!r}, AIDs {', '.join(kept['aids']) or 'none'},"
+                f" TARs {', '.join(kept['tars']) or 'none'}, {kept['expected_volume']} a day"
+            )
+            await api.audit(
+                AuditRecord(
+                    _wall(clock),
+                    f"tenant:{tenant_id}",
+                    "service-request-submitted",
+                    f"service-request:{kept['id']}",
+                    detail[:1000],
+                    origin=_peer(request),
+                )
+            )
         return _answer(request, reply)
 
     @app.route("/v1/service-requests/<request_id:number>", methods=["GET"])
@@ -298,6 +314,12 @@ def _refuse_head(request: Request) -> None:
     """Refuse C{HEAD} on a C{GET} route (module docstring)."""
     if request.method == b"HEAD":
         raise _not_allowed(IKleinRequest(request).mapper.allowed_methods())
+
+
+def _peer(request: IRequest) -> str:
+    """The client's address, for the audit log."""
+    host = getattr(request.getClientAddress(), "host", None)
+    return str(host) if host else ""
 
 
 def _query(request: Request, name: str) -> str | None:

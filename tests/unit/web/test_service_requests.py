@@ -61,3 +61,34 @@ class ServiceRequestApiTests(WebTestCase):
             "auth-failed",
         )
         self.assertEqual(self.successResultOf(self.api.requests.count_pending()), 0)
+
+
+class ServiceRequestAuditTests(WebTestCase):
+    def test_audited(self) -> None:
+        """A submitted request is in the audit log: the tenant, what it asked, from
+        where; a refused one is not."""
+        from twisted.internet.defer import succeed
+
+        from bipgw.store import AuditRecord
+
+        written: list[AuditRecord] = []
+
+        def audit(record: AuditRecord) -> object:
+            written.append(record)
+            return succeed(len(written))
+
+        self.api.audit = audit  # type: ignore[assignment]
+        self.clock.advance(1000)
+        body = {"service": "ram", "aids": ["a0000000871002"], "expected_volume": 7}
+        answer = self.call("POST", "/v1/service-requests", body)
+        self.assertEqual(answer.status, 201, answer.body)
+        (record,) = written
+        self.assertEqual(
+            (record.actor, record.action, record.target),
+            ("tenant:acme", "service-request-submitted", f"service-request:{answer.body['id']}"),
+        )
+        self.assertIn("A0000000871002", record.detail)
+        self.assertIn("7 a day", record.detail)
+        self.assertTrue(record.origin)
+        self.call("POST", "/v1/service-requests", {"service": "bad name"})
+        self.assertEqual(len(written), 1)

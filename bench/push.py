@@ -278,6 +278,7 @@ async def phase_sessions(
                 idle_timeout=60.0,
                 max_connections_per_peer=100000,  # every bench client is the one loopback peer
                 stream_buffer=262144,
+                grant_cache_seconds=args.grant_cache_seconds,
             ),
         )
         fronts.extend(front_doors(config, gateway.engine, gateway.store, reactor))
@@ -360,6 +361,12 @@ def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
         help="keep-alive connections of the HTTP client (phase 3)",
     )
     parser.add_argument("--skip", action="append", default=[], choices=("sessions",))
+    parser.add_argument(
+        "--grant-cache-seconds",
+        type=float,
+        default=1.0,
+        help="[http_api] grant_cache_seconds of phase 3 (0: the tenant is read on every request)",
+    )
     parser.add_argument("--profile", action="store_true", help="cProfile phases 2 and 3")
     parser.add_argument("--dir", help="work directory (default: a temporary one, removed)")
     return parser.parse_args(argv)

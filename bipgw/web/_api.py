@@ -168,16 +168,13 @@ class HttpApi:
     async def authenticate(self, request: IRequest) -> TenantRelay:
         """The relay of the tenant whose bearer token the request carries."""
         token = bearer_token(request)
-        grant = self.grants.get(token)
-        if grant is None:
-            try:
-                grant = await self.hub.tenants.by_token(token)
-            except Exception:
-                self._log.failure("the tenant directory failed")
-                raise ApiError("unavailable", "the tenant directory is unavailable") from None
-            if not isinstance(grant, TenantGrant):
-                raise ApiError("auth-failed", "unknown or disabled token")
-            self.grants.put(token, grant)
+        try:
+            grant = await self.grants.lookup(token, self.hub.tenants.by_token)
+        except Exception:
+            self._log.failure("the tenant directory failed")
+            raise ApiError("unavailable", "the tenant directory is unavailable") from None
+        if not isinstance(grant, TenantGrant):
+            raise ApiError("auth-failed", "unknown or disabled token")
         relay = self._relays.get(grant.tenant_id)
         if relay is None:
             relay = self._relays[grant.tenant_id] = TenantRelay(self.hub, grant)

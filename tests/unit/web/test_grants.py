@@ -149,24 +149,97 @@ class UncachedTests(_StoreDirectoryCase):
 
 
 class GrantCacheTests(SynchronousTestCase):
-    """The cache alone."""
+    """The cache alone, over a directory the test answers by hand."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.asked: list[tuple[str, Deferred[TenantGrant | None]]] = []
+
+    def ask(self, token: str) -> Deferred[TenantGrant | None]:
+        d: Deferred[TenantGrant | None] = Deferred()
+        self.asked.append((token, d))
+        return d
+
+    def answered(self, cache: GrantCache, token: str, grant: TenantGrant | None) -> None:
+        d = cache.lookup(token, self.ask)
+        self.asked.pop()[1].callback(grant)
+        self.assertIs(self.successResultOf(d), grant)
+
+    def test_oneLookupForABurst(self) -> None:
+        """Requests arriving while their token is being looked up share that lookup."""
+        cache = GrantCache(self.clock, 1.0)
+        waiting = [cache.lookup("tok", self.ask) for _ in range(5)]
+        self.assertEqual(len(self.asked), 1)
+        grant = TenantGrant("acme")
+        self.asked[0][1].callback(grant)
+        self.assertEqual([self.successResultOf(d) for d in waiting], [grant] * 5)
+        self.assertEqual(cache.lookups, 1)
+
+    def test_noJoinPastTheBound(self) -> None:
+        """A lookup that began C{seconds} ago or more is not joined: a new one starts."""
+        cache = GrantCache(self.clock, 1.0)
+        first = cache.lookup("tok", self.ask)
+        self.clock.advance(1.0)
+        second = cache.lookup("tok", self.ask)
+        self.assertEqual(len(self.asked), 2)
+        old, new = TenantGrant("old"), TenantGrant("new")
+        self.asked[1][1].callback(new)
+        self.asked[0][1].callback(old)
+        self.assertIs(self.successResultOf(first), old)
+        self.assertIs(self.successResultOf(second), new)
+        # The old answer came back after its bound: not remembered over the new one.
+        self.assertIs(self.successResultOf(cache.lookup("tok", self.ask)), new)
+
+    def test_boundFromTheStartOfTheLookup(self) -> None:
+        """The grant is used until C{seconds} after its lookup began, not after it ended."""
+        cache = GrantCache(self.clock, 1.0)
+        d = cache.lookup("tok", self.ask)
+        self.clock.advance(0.75)
+        self.asked.pop()[1].callback(TenantGrant("acme"))
+        self.successResultOf(d)
+        self.clock.advance(0.25)
+        cache.lookup("tok", self.ask)
+        self.assertEqual(len(self.asked), 1)
+
+    def test_failureShared(self) -> None:
+        """A failing lookup fails every request waiting on it, and is not remembered."""
+        cache = GrantCache(self.clock, 1.0)
+        a, b = cache.lookup("tok", self.ask), cache.lookup("tok", self.ask)
+        self.asked.pop()[1].errback(RuntimeError("database down"))
+        for d in (a, b):
+            self.failureResultOf(d, RuntimeError)
+        cache.lookup("tok", self.ask)
+        self.assertEqual(len(self.asked), 1)
+
+    def test_cancelledWaiter(self) -> None:
+        """A waiting request that gave up is skipped when the answer comes."""
+        cache = GrantCache(self.clock, 1.0)
+        first, gone = cache.lookup("tok", self.ask), cache.lookup("tok", self.ask)
+        gone.cancel()
+        self.failureResultOf(gone)
+        self.asked.pop()[1].callback(TenantGrant("acme"))
+        self.assertEqual(self.successResultOf(first).tenant_id, "acme")
 
     def test_bounded(self) -> None:
         """At most C{max_entries} tokens; expired ones go first, then all."""
-        clock = Clock()
-        cache = GrantCache(clock, 10.0, max_entries=3)
+        cache = GrantCache(self.clock, 10.0, max_entries=3)
         grant = TenantGrant("acme")
-        cache.put("a", grant)
-        clock.advance(11)
-        cache.put("b", grant)
-        cache.put("c", grant)
-        cache.put("d", grant)  # "a" expired: dropped
+        self.answered(cache, "a", grant)
+        self.clock.advance(11)
+        for token in "bcd":  # "a" expired: dropped
+            self.answered(cache, token, grant)
         self.assertEqual(len(cache), 3)
-        self.assertIsNone(cache.get("a"))
-        self.assertIs(cache.get("d"), grant)
-        cache.put("e", grant)  # none expired: all dropped
+        self.answered(cache, "e", grant)  # none expired: all dropped
         self.assertEqual(len(cache), 1)
-        self.assertIs(cache.get("e"), grant)
+        self.assertIs(self.successResultOf(cache.lookup("e", self.ask)), grant)
+        self.assertEqual(self.asked, [])
+
+    def test_off(self) -> None:
+        """C{0}: every lookup asks, even in a burst."""
+        cache = GrantCache(self.clock, 0.0)
+        for _ in range(3):
+            cache.lookup("tok", self.ask)
+        self.assertEqual((len(self.asked), cache.lookups, len(cache)), (3, 3, 0))
 
     def test_negative(self) -> None:
         """A negative bound is refused."""
@@ -174,6 +247,6 @@ class GrantCacheTests(SynchronousTestCase):
 
     def test_keysAreNotTokens(self) -> None:
         """The token itself is not kept."""
-        cache = GrantCache(Clock(), 1.0)
-        cache.put("bgw_secret-token", TenantGrant("acme"))
+        cache = GrantCache(self.clock, 1.0)
+        self.answered(cache, "bgw_secret-token", TenantGrant("acme"))
         self.assertNotIn("bgw_secret-token", repr(cache.__dict__))

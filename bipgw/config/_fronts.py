@@ -62,6 +62,7 @@ _API_DEFAULTS = {
     "idle_timeout": 60.0,
     "max_connections_per_peer": 64,
     "stream_buffer": 262144,
+    "grant_cache_seconds": 1.0,
 }
 
 
@@ -417,6 +418,17 @@ class HttpApiSection:
             _API_DEFAULTS["stream_buffer"],
             "Bytes an event stream may queue for a client that does not read; then it is dropped.",
         )
+    )
+    grant_cache_seconds: float = attrs.field(
+        kw_only=True,
+        default=_API_DEFAULTS["grant_cache_seconds"],
+        metadata=setting(
+            Number(0.0, inclusive=True, maximum=3600.0, unit="seconds"),
+            _API_DEFAULTS["grant_cache_seconds"],
+            "How long a token's tenant and services, once read, are used without reading them"
+            " again: the longest a disabled tenant or a revoked service keeps working through"
+            " the HTTP API (0: read on every request).",
+        ),
     )
 
     @property

@@ -83,6 +83,7 @@ C{select} is a SELECT other than by DF name (a file); a SELECT by name is
 a selection, checked against what it selects.
 """
 
+_INT: Final = frozenset({int})
 _INS_SELECT: Final = 0xA4
 _INS_MANAGE_CHANNEL: Final = 0x70
 _INS_GET_RESPONSE: Final = 0xC0
@@ -93,6 +94,8 @@ _GOES_ON: Final = frozenset({0x61, 0x62, 0x63, 0x90, 0x91, 0x92, 0x9F})
 def instructions(values: Iterable[int]) -> frozenset[int]:
     """C{values} as a set of instructions, each checked to be one byte."""
     out = frozenset(values)
+    if set(map(type, out)) <= _INT and out <= ALL_INSTRUCTIONS:
+        return out  # every grant is checked this way (one C pass; bools are not ints here)
     for ins in out:
         if isinstance(ins, bool) or not isinstance(ins, int) or not 0 <= ins <= 0xFF:
             raise ValueError(f"an instruction (INS) is one byte, not {ins!r}")

@@ -114,7 +114,9 @@ class CardExchange:
         self._policy = policy
         self._held: Deferred[AdminResponse] | None = None
         self._inflight: Command | None = None
-        self._queue: collections.deque[Command] = collections.deque()
+        # Made on the first script that has to wait: most sessions never
+        # queue, and an empty deque costs 760 bytes (held sessions count).
+        self._queue: collections.deque[Command] | None = None
         self._timer: Any = None  # IDelayedCall
         self._closing = False
         self.close_sent = False
@@ -129,7 +131,7 @@ class CardExchange:
 
     def queued(self) -> int | None:
         """How many scripts wait behind the running one; C{None} when none runs."""
-        return None if self._inflight is None else len(self._queue)
+        return None if self._inflight is None else len(self._queue or ())
 
     # -- inputs ----------------------------------------------------------
 
@@ -144,6 +146,8 @@ class CardExchange:
         if self._inflight is None:
             self._send(command)
         else:
+            if self._queue is None:
+                self._queue = collections.deque()
             self._queue.append(command)
 
     def close(self) -> None:

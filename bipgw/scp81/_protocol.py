@@ -39,7 +39,6 @@ Rules, all per connection, so one card never affects another:
 
 from __future__ import annotations
 
-import collections
 import re
 from collections.abc import Callable
 from typing import Any, Final, Protocol, cast
@@ -205,7 +204,9 @@ class AdminProtocol(TwistedProtocol):
 
     def __init__(self) -> None:
         self._parser: RequestParser | None = None
-        self._pending: collections.deque[AdminRequest] = collections.deque()
+        # A list, not a deque: at most MAX_PIPELINED + 1 requests, and an
+        # empty list is 56 bytes where a deque is 760 (held sessions count).
+        self._pending: list[AdminRequest] = []
         self._busy = False
         self._closing = False
         self._gone = False
@@ -313,7 +314,7 @@ class AdminProtocol(TwistedProtocol):
 
     def _next(self) -> None:
         while not self._busy and self._pending and not self._closing:
-            self._handle(self._pending.popleft())
+            self._handle(self._pending.pop(0))
 
     def _handle(self, request: AdminRequest) -> None:
         self._cancel_timer()

@@ -17,8 +17,9 @@ handshake), and so is the identity → ICCID resolver.
 
 from __future__ import annotations
 
+import resource
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 from constantly import NamedConstant
 from twisted.application.service import Service
@@ -39,6 +40,16 @@ from bipgw.tls import (
 )
 
 __all__ = ["AdminServer"]
+
+FILE_HEADROOM: Final = 256
+"""Open files left for the rest of the gateway (database, log, SMPP, platform
+connections) when C{max_connections} cards are connected."""
+
+
+def open_files_limit() -> int | None:
+    """The process's soft open-file limit (C{ulimit -n}), or C{None} if unlimited."""
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    return None if soft == resource.RLIM_INFINITY else soft
 
 
 class AdminServer(Service):
@@ -69,6 +80,7 @@ class AdminServer(Service):
         request_timeout: float = 30.0,
         max_connections: int = 1000,
         max_body: int = DEFAULT_MAX_BODY,
+        files_limit: Callable[[], int | None] = open_files_limit,
     ) -> None:
         """
         @param reactor: the reactor to listen with; also the clock.
@@ -87,12 +99,16 @@ class AdminServer(Service):
             first request.
         @param max_connections: connections served at once.
         @param max_body: the largest request body accepted.
+        @param files_limit: the open-file limit C{max_connections} is
+            checked against when the service starts (a warning if it leaves
+            less than L{FILE_HEADROOM}); the process's by default.
         @raise bipgw.tls.TlsConfigError: for TLS settings that cannot work.
         """
         if not grace_period >= 0:
             raise ValueError(f"grace_period {grace_period!r} must be >= 0")
         self._reactor = reactor
         self._grace = grace_period
+        self._files_limit = files_limit
         self.tls_options = PskServerOptions(
             psk_lookup,
             ciphers=ciphers,
@@ -146,7 +162,30 @@ class AdminServer(Service):
         """Start listening; a failure to listen is logged and reported to
         L{when_listening}."""
         super().startService()
+        self._check_files()
         self.listener.startService()
+
+    def _check_files(self) -> None:
+        """Warn when C{max_connections} cards would take the last open files.
+
+        At the limit a new card is accepted on Twisted's reserve descriptor
+        and closed before TLS (it retries), while anything else needing a
+        descriptor (an SMPP reconnection, a platform connection) fails: the
+        admin server's own refusal, below the limit, harms nothing else.
+        """
+        limit = self._files_limit()
+        wanted = self.factory.max_connections + FILE_HEADROOM
+        if limit is not None and wanted > limit:
+            self._log.warn(
+                "[admin] max_connections = {n} leaves fewer than {headroom} of the process's"
+                " {limit} open files (ulimit -n) to the rest of the gateway: at the limit new"
+                " cards are closed before TLS and SMPP or platform connections fail; lower"
+                " max_connections to {fit} or raise the limit",
+                n=self.factory.max_connections,
+                headroom=FILE_HEADROOM,
+                limit=limit,
+                fit=max(limit - FILE_HEADROOM, 1),
+            )
 
     def stopService(self) -> Deferred[None]:
         """Stop listening, let open connections finish for the grace period,

@@ -7,8 +7,9 @@ once routed (L{bipgw.web._routes}) and their bodies read
 (L{bipgw.web._json}):
 
   - L{HttpApi.authenticate}: the bearer token, looked up in the
-    L{ITenantDirectory} on every request (a disabled tenant is refused at
-    once);
+    L{ITenantDirectory}, whose grant is then used for
+    C{grant_cache_seconds} (L{bipgw.web._grants}: a disabled tenant or a
+    revoked service is refused that long after the change at most);
   - L{HttpApi.open}, L{HttpApi.status}, L{HttpApi.command},
     L{HttpApi.close}: one session, as the platform channel would do it;
   - L{HttpApi.stop}: end the streams and close every session.
@@ -53,6 +54,7 @@ from bipgw.core import (
 from bipgw.errors import BipGwError
 from bipgw.store import AuditRecord, IServiceRequests, MemoryServiceRequests
 from bipgw.web._events import EventStreams
+from bipgw.web._grants import GrantCache
 from bipgw.web._guard import ConnectionLimits
 from bipgw.web._json import ApiError, Reply, only_fields, parse_message
 from bipgw.web._relay import TenantRelay
@@ -82,6 +84,9 @@ class ApiSettings:
     @ivar max_connections_per_peer: connections one peer address may hold.
     @ivar stream_buffer: bytes an event stream may queue for a client that
         does not read before the stream is dropped.
+    @ivar grant_cache_seconds: how long a token's grant is used without
+        asking the tenant directory again (L{bipgw.web._grants}), so the
+        longest a tenant or service change takes to apply; C{0}: every request.
     """
 
     max_body: int = attrs.field(default=65536, validator=attrs.validators.ge(256))
@@ -93,6 +98,7 @@ class ApiSettings:
     idle_timeout: float = attrs.field(default=60.0, validator=attrs.validators.gt(0))
     max_connections_per_peer: int = attrs.field(default=64, validator=attrs.validators.ge(1))
     stream_buffer: int = attrs.field(default=262144, validator=attrs.validators.ge(4096))
+    grant_cache_seconds: float = attrs.field(default=1.0, validator=attrs.validators.ge(0))
 
     def limits(self) -> ConnectionLimits:
         """The connections' timeouts and per-peer limit (L{bipgw.web._guard})."""
@@ -135,6 +141,7 @@ class HttpApi:
         self.requests: IServiceRequests = requests or MemoryServiceRequests()
         self._relays: dict[str, TenantRelay] = {}
         self._owners: OrderedDict[str, str] = OrderedDict()
+        self.grants = GrantCache(hub.clock, self.settings.grant_cache_seconds)
         self.streams = EventStreams(
             hub.engine, hub.clock, self._owner, self.settings.keepalive, self.settings.stream_buffer
         )
@@ -174,7 +181,7 @@ class HttpApi:
         """The relay of the tenant whose bearer token the request carries."""
         token = bearer_token(request)
         try:
-            grant = await self.hub.tenants.by_token(token)
+            grant = await self.grants.lookup(token, self.hub.tenants.by_token)
         except Exception:
             self._log.failure("the tenant directory failed")
             raise ApiError("unavailable", "the tenant directory is unavailable") from None

@@ -8,7 +8,6 @@ tests/vectors.json (C{scp81_http_trace}).
 
 from __future__ import annotations
 
-import collections
 from typing import Any
 
 from hypothesis import given
@@ -495,4 +494,4 @@ class PipelineBoundTests(_Base):
         self.assertEqual([r.status for r in card.responses()], [400])
         self.assertTrue(card.closed)
         self.assertTrue(session.status().state.terminal)
-        self.assertEqual(card.protocol._pending, collections.deque())
+        self.assertEqual(card.protocol._pending, [])

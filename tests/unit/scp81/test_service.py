@@ -8,11 +8,13 @@ TLS-PSK on both ends.
 from __future__ import annotations
 
 import itertools
+import resource
 from typing import Any
 
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.error import CannotListenError
 from twisted.internet.testing import MemoryReactorClock
+from twisted.logger import formatEvent, globalLogPublisher
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -26,6 +28,7 @@ from bipgw.core import (
     SessionState,
 )
 from bipgw.scp81 import AdminServer, AdminStats
+from bipgw.scp81._service import FILE_HEADROOM, open_files_limit
 from bipgw.tls import ListeningService, PskServerStats, TlsConfigError
 from tests.unit.core import ICCID, POLICY, FakeDirectory, FakePushSender
 from tests.unit.scp81 import KEY, KEY2, TlsLink
@@ -232,3 +235,45 @@ class AdminServerTests(SynchronousTestCase):
         weak = self.server(ciphers="PSK-NULL-SHA256:PSK-AES128-CBC-SHA256", allow_weak=True)
         self.assertIn("PSK-NULL-SHA256", weak.tls_options.suites)
         self.assertRaises(ValueError, self.server, grace_period=-1)
+
+
+class FileLimitTests(SynchronousTestCase):
+    """max_connections is checked against the open-file limit at start."""
+
+    def start(self, max_connections: int, limit: int | None) -> list[str]:
+        reactor = MemoryReactorClock()
+        server = AdminServer(
+            reactor,
+            SessionEngine(reactor, FakePushSender(), FakeDirectory(), MemorySessionRecorder()),
+            psk_lookup={}.get,
+            identity_to_iccid=lambda identity: None,
+            listen="tcp:8443:interface=127.0.0.1",
+            max_connections=max_connections,
+            files_limit=lambda: limit,
+        )
+        seen: list[str] = []
+        observer = lambda event: seen.append(formatEvent(event))  # noqa: E731
+        globalLogPublisher.addObserver(observer)
+        try:
+            server.startService()
+        finally:
+            globalLogPublisher.removeObserver(observer)
+        self.successResultOf(server.stopService())
+        return [line for line in seen if "max_connections" in line]
+
+    def test_tooCloseToTheLimit(self) -> None:
+        """max_connections leaving under FILE_HEADROOM files: a warning saying what fits."""
+        (line,) = self.start(19900, 20000)
+        self.assertIn("max_connections = 19900", line)
+        self.assertIn(f"lower max_connections to {20000 - FILE_HEADROOM}", line)
+
+    def test_withinTheLimit(self) -> None:
+        """Room enough, or no limit: nothing said."""
+        self.assertEqual(self.start(20000 - FILE_HEADROOM, 20000), [])
+        self.assertEqual(self.start(10**6, None), [])
+
+    def test_processLimit(self) -> None:
+        """The default reads the process's soft limit."""
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        expected = None if soft == resource.RLIM_INFINITY else soft
+        self.assertEqual(open_files_limit(), expected)

@@ -90,9 +90,11 @@ class AuthTests(WebTestCase):
         self.assertError(answer, 401, "auth-failed")
 
     def test_removedTenant(self) -> None:
-        """A tenant removed from the directory is refused from its next request."""
+        """A tenant removed from the directory is refused once its grant is older
+        than C{grant_cache_seconds} (tests.unit.web.test_grants has the rest)."""
         session = self.open(1)
         self.tenants.remove("acme")
+        self.clock.advance(self.settings.grant_cache_seconds)
         self.assertError(self.call("GET", f"/v1/sessions/{session}"), 401, "auth-failed")
         self.tenants.add(TenantGrant("acme"), tokens=["tok-acme-0123456789"])
 

@@ -28,13 +28,14 @@ from bipgw.platform import (
     platform_service,
 )
 from bipgw.store import IStore, StoreSessionHistory, StoreTenantDirectory, in_threads
-from bipgw.web import HTTP_API_SERVICE, ApiSettings, HttpApi, HttpApiService
+from bipgw.web import HTTP_API_SERVICE, ApiSettings, HttpApi, HttpApiService, ICampaigns
 
 __all__ = [
     "HTTP_API_SERVICE",
     "PLATFORM_SERVICE",
     "api_settings",
     "channel_settings",
+    "door_tenancy",
     "front_doors",
 ]
 
@@ -69,6 +70,16 @@ def api_settings(section: HttpApiSection) -> ApiSettings:
     return ApiSettings(**values)
 
 
+def door_tenancy(engine: SessionEngine, store: IStore, reactor: Any) -> Tenancy:
+    """The tenancy of a gateway's doors: tenants from the store, history too."""
+    return Tenancy(
+        engine,
+        StoreTenantDirectory(store, run_slow=in_threads(reactor)),
+        reactor,
+        history=StoreSessionHistory(store),
+    )
+
+
 def front_doors(
     config: Config,
     engine: SessionEngine,
@@ -76,6 +87,8 @@ def front_doors(
     reactor: Any,
     *,
     platform_tls: Any = None,
+    tenancy: Tenancy | None = None,
+    campaigns: ICampaigns | None = None,
 ) -> list[IService]:
     """The front doors C{config} opens, as listening services, not started.
 
@@ -86,13 +99,12 @@ def front_doors(
         C{[platform]} is given, then the HTTP API's named
         L{HTTP_API_SERVICE} if C{[http_api]} is; both over one tenancy.
         Empty when neither is given.
+    @param tenancy: the tenancy the doors share (L{door_tenancy} when
+        C{None}); the gateway passes its own, which its campaigns share.
+    @param campaigns: the gateway's campaigns, for the API's C{/v1/campaigns}.
     """
-    tenancy = Tenancy(
-        engine,
-        StoreTenantDirectory(store, run_slow=in_threads(reactor)),
-        reactor,
-        history=StoreSessionHistory(store),
-    )
+    if tenancy is None:
+        tenancy = door_tenancy(engine, store, reactor)
     doors: list[IService] = []
     if config.platform is not None:
         factory = PlatformServerFactory(
@@ -102,6 +114,6 @@ def front_doors(
         )
         doors.append(platform_service(factory, config.platform.endpoint, reactor, tls=platform_tls))
     if config.http_api is not None:
-        api = HttpApi(tenancy, api_settings(config.http_api))
+        api = HttpApi(tenancy, api_settings(config.http_api), campaigns=campaigns)
         doors.append(HttpApiService(api, config.http_api.endpoint, reactor))
     return doors

@@ -32,7 +32,11 @@ ready (L{OrderedService}), and stops them the other way round:
   7. C{admin}: the SCP81 TLS-PSK listener (on the way down: connected cards
      get the grace period); the start waits for its port, which a push
      names;
-  8. the front doors C{[platform]} and C{[http_api]} open
+  8. C{campaigns} (L{bipgw.app.CampaignService}): the campaigns left running
+     go on (the cards a killed run left running end as C{interrupted}, or
+     run again for an idempotent script); on the way down no new card
+     starts, and the tries under way end with the engine's sessions;
+  9. the front doors C{[platform]} and C{[http_api]} open
      (L{bipgw.app.front_doors}); on the way down they close first, so no
      platform gets in while the rest stops, and every session a platform
      holds is closed cleanly.
@@ -53,7 +57,9 @@ from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from bipgw.app._doors import HTTP_API_SERVICE, PLATFORM_SERVICE, front_doors
+from bipgw.app._campaign_cards import EngineCardRunner
+from bipgw.app._campaigns import CampaignService
+from bipgw.app._doors import HTTP_API_SERVICE, PLATFORM_SERVICE, door_tenancy, front_doors
 from bipgw.app._feeds import ingest_settings
 from bipgw.app._tree import OrderedService, Step
 from bipgw.config import Config, redacted_url, server_endpoint_port
@@ -69,6 +75,7 @@ from bipgw.store import (
     IStore,
     StoreCardDirectory,
     StoreScp03KeySource,
+    campaign_store,
     create_store,
     end_sessions_left_open,
 )
@@ -158,6 +165,9 @@ class Gateway(OrderedService):
     @ivar engine: the session engine: every door opens sessions with its
         C{open}.
     @ivar admin: the SCP81 TLS-PSK admin server.
+    @ivar tenancy: the tenants' usage and grants, shared by the front doors
+        and the campaigns.
+    @ivar campaigns: the campaigns (L{CampaignService}).
     @ivar doors: the front doors C{[platform]} and C{[http_api]} open.
     @ivar ingest: the partners' file feeds, with an C{[ingest]} table.
     """
@@ -223,7 +233,22 @@ class Gateway(OrderedService):
             grace_period=config.sessions.grace_period,
             max_connections=config.admin.max_connections,
         )
-        self.doors = front_doors(config, self.engine, store, reactor, platform_tls=platform_tls)
+        self.tenancy = door_tenancy(self.engine, store, reactor)
+        self.campaigns = CampaignService(
+            store,
+            campaign_store(store),
+            EngineCardRunner(self.engine, self.tenancy, self.tenancy.tenants, reactor),  # type: ignore[arg-type]
+            reactor,
+        )
+        self.doors = front_doors(
+            config,
+            self.engine,
+            store,
+            reactor,
+            platform_tls=platform_tls,
+            tenancy=self.tenancy,
+            campaigns=self.campaigns,
+        )
         self.ingest: IngestService | None = None
         if config.ingest is not None:
             self.ingest = IngestService(
@@ -248,6 +273,7 @@ class Gateway(OrderedService):
         self.add(self.smpp, "smpp")
         self.add(Step(stop=self._stop_engine), "engine")
         self.add(self.admin, "admin", self._admin_listening)
+        self.add(self.campaigns, "campaigns", self.campaigns.when_ready)
         for door in self.doors:
             self.add(door, ready=getattr(door, "when_listening"))  # noqa: B009
 

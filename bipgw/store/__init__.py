@@ -34,6 +34,8 @@ from bipgw.store._adapters import (
     session_record,
     trace_record,
 )
+from bipgw.store._campaigns import ICampaignRecords, SqlCampaignStore
+from bipgw.store._campaigns_memory import MemoryCampaignStore
 from bipgw.store._engine import create_sql_engine
 from bipgw.store._feed_types import FeedFile, Partner
 from bipgw.store._interfaces import IStore, MsisdnPlan, plan_msisdn_change
@@ -122,6 +124,14 @@ def create_store(url: str, *, reactor: Any = None, threads: int | None = None) -
     return SqlStore.create(url, reactor=reactor, threads=threads)
 
 
+def campaign_store(store: IStore) -> SqlCampaignStore | MemoryCampaignStore:
+    """The campaigns' store beside C{store}: on its database, or in memory
+    for a memory store."""
+    if isinstance(store, SqlStore):
+        return SqlCampaignStore(store)
+    return MemoryCampaignStore()
+
+
 def open_store(url: str, *, reactor: Any = None, threads: int | None = None) -> Deferred[IStore]:
     """Open the store a configuration names; fires once it is ready to use.
 
@@ -158,11 +168,13 @@ __all__ = [
     "CounterExhaustedError",
     "DuplicateRecordError",
     "FeedFile",
+    "ICampaignRecords",
     "IStore",
     "ImportKind",
     "ImportReport",
     "KeyPurpose",
     "LineError",
+    "MemoryCampaignStore",
     "MemoryStore",
     "Migration",
     "MsisdnChange",
@@ -175,6 +187,7 @@ __all__ = [
     "Service",
     "SessionEvent",
     "SessionRecord",
+    "SqlCampaignStore",
     "SqlStore",
     "StoreCardDirectory",
     "StoreConflictError",
@@ -189,6 +202,7 @@ __all__ = [
     "WriteResult",
     "add_partner",
     "add_tenant",
+    "campaign_store",
     "card_key_fingerprint",
     "card_key_label",
     "create_sql_engine",

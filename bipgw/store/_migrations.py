@@ -76,6 +76,11 @@ def _feeds(connection: Connection) -> None:
     _schema.metadata.create_all(connection, tables=tables, checkfirst=True)
 
 
+def _campaigns(connection: Connection) -> None:
+    tables = [_schema.campaigns, _schema.campaign_cards]
+    _schema.metadata.create_all(connection, tables=tables, checkfirst=True)
+
+
 #: Every step, in order.  Append only.
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
@@ -85,6 +90,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         _initial,
     ),
     Migration(2, "file feed partners, and the files they delivered (by content hash)", _feeds),
+    Migration(6, "campaigns, and each campaign card's state and result", _campaigns),
 )
 
 #: The schema version this code writes and expects.

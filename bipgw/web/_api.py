@@ -40,6 +40,7 @@ from bipgw.codec.platform import (
     Result,
 )
 from bipgw.core import OUTCOME_FIELDS, RateLimitedLog, SessionStatus, Tenancy, TenantGrant
+from bipgw.web._campaigns import CampaignApi, CampaignStreams, ICampaigns
 from bipgw.web._events import EventStreams
 from bipgw.web._guard import ConnectionLimits
 from bipgw.web._json import ApiError, Reply, only_fields, parse_message
@@ -98,9 +99,28 @@ class HttpApi:
 
     _log = Logger()
 
-    def __init__(self, hub: Tenancy, settings: ApiSettings | None = None) -> None:
+    def __init__(
+        self,
+        hub: Tenancy,
+        settings: ApiSettings | None = None,
+        *,
+        campaigns: ICampaigns | None = None,
+    ) -> None:
+        """
+        @param campaigns: the gateway's campaigns (C{/v1/campaigns}); C{None}
+            answers those routes C{unavailable}.
+        """
         self.hub = hub
         self.settings = settings or ApiSettings()
+        self.campaigns: CampaignApi | None = None
+        if campaigns is not None:
+            streams = CampaignStreams(
+                campaigns.subscribe,
+                hub.clock,
+                self.settings.keepalive,
+                self.settings.stream_buffer,
+            )
+            self.campaigns = CampaignApi(campaigns, streams)
         self._relays: dict[str, TenantRelay] = {}
         self._owners: OrderedDict[str, str] = OrderedDict()
         self.streams = EventStreams(
@@ -119,6 +139,8 @@ class HttpApi:
     def stop(self) -> Deferred[Any]:
         """End every event stream and close every session; fires when closed."""
         self.streams.stop()
+        if self.campaigns is not None:
+            self.campaigns.streams.stop()
         self.ratelog.flush()
         closes = [d for relay in self._relays.values() for d in relay.close_all()]
         return DeferredList(closes, consumeErrors=True)

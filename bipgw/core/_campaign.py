@@ -289,9 +289,11 @@ class CampaignRun:
         if free <= 0:
             return  # a try ending pumps again
         n = min(free, math.floor(self._tokens + 1e-9))
-        if n <= 0:
+        if n <= 0 and self._running:
             self._wake_in((1.0 - self._tokens) / spec.pace.rate)
             return
+        # With no token, a claim of nothing still says whether cards are left.
+        n = max(n, 0)
         self._claiming = True
         claimed = maybeDeferred(self._store.claim, self.campaign.id, n, now)
         claimed.addCallbacks(self._claimed, self._claim_failed, callbackArgs=(n,))
@@ -309,9 +311,12 @@ class CampaignRun:
 
     def _claimed(self, claim: Claim, asked: int) -> None:
         self._claiming = False
+        # Every claimed card is counted before any runs: a try that ends at
+        # once pumps again, and must see the tokens and slots taken.
         for card in claim.cards:
             self._tokens -= 1.0
             self._running[card.index] = card
+        for card in claim.cards:
             self._emit(CampaignEvent(self.campaign.id, self.state, card))
             tried = maybeDeferred(self._runner.run, self.campaign, card)
             tried.addErrback(self._runner_failed, card)
@@ -319,7 +324,11 @@ class CampaignRun:
         if not claim.cards:
             if not self._running and claim.waiting == 0:
                 self._complete()
-            elif claim.next_due is not None and not self._stopped:
+            elif self._stopped or self.state is not CampaignState.RUNNING:
+                pass
+            elif asked == 0:
+                self._wake_in((1.0 - self._tokens) / self.campaign.spec.pace.rate)
+            elif claim.next_due is not None:
                 self._wake_in(claim.next_due - self._clock.seconds())
             return
         if len(claim.cards) == asked:

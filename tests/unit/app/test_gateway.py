@@ -424,7 +424,17 @@ class GatewayTests(SynchronousTestCase):
         gateway = self._build(Config.from_file(path))
         self.assertEqual(
             [s.name for s in gateway],
-            ["store", "recovery", "keys", "ingest", "recorder", "smpp", "engine", "admin", "campaigns"],
+            [
+                "store",
+                "recovery",
+                "keys",
+                "ingest",
+                "recorder",
+                "smpp",
+                "engine",
+                "admin",
+                "campaigns",
+            ],
         )
         gateway.startService()
         self.successResultOf(gateway.when_ready())

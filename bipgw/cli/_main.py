@@ -8,6 +8,8 @@
   - C{bipgw replay SCRIPT ...}: run an APDU script against a card (docs/apdu-scripts.md);
   - C{bipgw tenant|service ...}: business platforms and what they may reach;
   - C{bipgw partner|imports ...}: the file feeds' partners, and import reports;
+  - C{bipgw campaign ...}: one script on many cards, through the running
+    gateway's HTTP API (docs/campaigns.md);
   - C{bipgw demo [DIR]}: the whole loop against a generated simulated fleet.
 
 The gateway itself runs under twistd (C{twistd -n bipgw --config FILE}).
@@ -32,6 +34,7 @@ import bipgw
 
 # Each sub-command's module by its own name, not through the package, which
 # imports this module for main.
+import bipgw.cli._campaigns as _campaigns
 import bipgw.cli._demo as _demo
 import bipgw.cli._init as _init
 import bipgw.cli._keys as _keys
@@ -144,6 +147,7 @@ def _parser() -> argparse.ArgumentParser:
     _replay.add_parser(commands)
     _tenants.add_parser(commands)
     _partners.add_parser(commands)
+    _campaigns.add_parser(commands)
     _demo.add_parser(commands)
     return parser
 
@@ -363,5 +367,6 @@ _COMMANDS: dict[str, _Command] = {
     "service": _tenants.run,
     "partner": _partners.run,
     "imports": _partners.run,
+    "campaign": _campaigns.run,
     "demo": lambda args, out, err, env: _demo.run(args, out, err),
 }

@@ -24,6 +24,8 @@ from typing import IO, Any, Final
 import treq
 from treq.client import HTTPClient
 from twisted.internet.defer import Deferred
+from twisted.internet.protocol import Protocol, connectionDone
+from twisted.python.failure import Failure
 from twisted.web.client import Agent, HTTPConnectionPool
 
 from bipgw.errors import BipGwError
@@ -349,8 +351,9 @@ class CampaignClient:
         self, campaign_id: str, on_event: Callable[[str, dict[str, Any]], object]
     ) -> Deferred[None]:
         """Follow the campaign's Server-Sent Events: C{on_event(kind, data)} for
-        each (C{card} or C{campaign}); fires when the stream ends (cancel
-        the Deferred to stop)."""
+        each (C{card} or C{campaign}); fires when the stream ends, which the
+        gateway does once the campaign is completed or cancelled (cancel the
+        Deferred to stop earlier)."""
         buffer = bytearray()
 
         def collect(data: bytes) -> None:
@@ -368,9 +371,12 @@ class CampaignClient:
                 if payload:
                     on_event(kind, json.loads(payload))
 
+        reading: list[_EventReader] = []
+
         async def follow() -> None:
             headers: dict[bytes | str, bytes | str] = dict(self._headers)
             headers["Accept"] = "text/event-stream"
+            headers["Connection"] = "close"  # a stream's connection is never reused
             response = await self._http.get(
                 f"{self._base}/v1/campaigns/{campaign_id}/events", headers=headers, unbuffered=True
             )
@@ -380,9 +386,42 @@ class CampaignClient:
                 raise CampaignApiError(
                     answer.get("code", "http-error"), answer.get("message", ""), response.code
                 )
-            await treq.collect(response, collect)
+            reader = _EventReader(collect)
+            reading.append(reader)
+            response.deliverBody(reader)
+            if stopped:
+                reader.abort()
+            await reader.done
 
-        return Deferred.fromCoroutine(follow())
+        stopped: list[bool] = []
+
+        def stop(_: Deferred[None]) -> None:
+            stopped.append(True)
+            for reader in reading:
+                reader.abort()
+
+        followed: Deferred[None] = Deferred(stop)
+        Deferred.fromCoroutine(follow()).chainDeferred(followed)
+        return followed
+
+
+class _EventReader(Protocol):
+    """Reads an event stream's body into C{collect}; C{abort} drops the connection."""
+
+    def __init__(self, collect: Callable[[bytes], None]) -> None:
+        self._collect = collect
+        self.done: Deferred[None] = Deferred()
+
+    def dataReceived(self, data: bytes) -> None:
+        self._collect(data)
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        if not self.done.called:
+            self.done.callback(None)
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.stopProducing()  # type: ignore[attr-defined]
 
 
 async def _nothing() -> None:

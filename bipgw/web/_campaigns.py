@@ -16,7 +16,8 @@ campaigns only.
   - C{GET /v1/campaigns/{id}/cards?offset=N&limit=M}: the cards' states and
     results (R-APDUs, failure reasons), in target order;
   - C{GET /v1/campaigns/{id}/events}: Server-Sent Events, C{card} (a try
-    started or ended) and C{campaign} (its state changed).
+    started or ended) and C{campaign} (its state changed); the stream ends
+    after the campaign's last event (completed or cancelled).
 """
 
 from __future__ import annotations
@@ -335,10 +336,12 @@ class CampaignApi:
 
     async def events(self, tenant: TenantGrant, campaign_id: str, request: Request) -> None:
         try:
-            await self.campaigns.status(tenant, campaign_id)
+            record, _, _ = await self.campaigns.status(tenant, campaign_id)
         except CampaignError as e:
             raise _refused(e) from None
         self.streams.start(request, campaign_id)
+        if record.state.terminal:  # nothing more will happen: say how it ended
+            self.streams.deliver(CampaignEvent(campaign_id, record.state))
 
 
 def _whole(value: str | None, name: str, default: int) -> int:
@@ -409,14 +412,26 @@ class CampaignStreams:
                 stream.request.unregisterProducer()
                 stream.request.finish()
 
+    def deliver(self, event: CampaignEvent) -> None:
+        """Send C{event} to its campaign's streams; after a campaign's last
+        event (completed or cancelled) its streams end."""
+        self._event(event)
+
     def _event(self, event: CampaignEvent) -> None:
         frame = None
+        last = event.card is None and event.state.terminal
         for campaign_id, stream in list(self._streams):
-            if campaign_id == event.campaign_id:
-                frame = frame or event_frame(event)
-                stream.send(frame)
-                if stream.timer is not None and stream.timer.active():
-                    stream.timer.reset(self._keepalive)
+            if campaign_id != event.campaign_id:
+                continue
+            frame = frame or event_frame(event)
+            stream.send(frame)
+            if last:
+                self._drop(stream)
+                if not stream.dropped:
+                    stream.request.unregisterProducer()
+                    stream.request.finish()
+            elif stream.timer is not None and stream.timer.active():
+                stream.timer.reset(self._keepalive)
 
     def _ping(self, stream: _Stream) -> None:
         stream.timer = self._clock.callLater(self._keepalive, self._ping, stream)

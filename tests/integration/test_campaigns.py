@@ -14,6 +14,7 @@ sessions in which the card executed commands.
 from __future__ import annotations
 
 import collections
+import inspect
 import io
 import os
 import signal
@@ -25,7 +26,6 @@ from typing import Any
 
 import pytest
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
@@ -77,7 +77,7 @@ async def until(check: Any, what: str, wait: float) -> None:
     deadline = time.monotonic() + wait
     while True:
         outcome = check()
-        if isinstance(outcome, Deferred):
+        if inspect.isawaitable(outcome):
             outcome = await outcome
         if outcome:
             return
@@ -259,7 +259,7 @@ class RestartTests(TestCase):
         child.wait(timeout=30)
 
     async def test_killMidCampaign(self) -> None:
-        base = Path(self.mktemp())
+        base = Path(self.mktemp()).resolve()
         generated = generate_fleet(base / "fleet", cards=80, seed=20261207)
         fleet = FleetService(
             FleetConfig.from_file(generated.fleet_toml),
@@ -323,6 +323,7 @@ class RestartTests(TestCase):
 
         await until(some_done, "20 cards done", 60)
         child.send_signal(signal.SIGKILL)
+        self.assertLess(sum(seen.values()), 80)  # killed with cards still to run
         child.wait(timeout=30)
         before = await deferLater(reactor, 0, lambda: dict(seen))
 
@@ -338,6 +339,7 @@ class RestartTests(TestCase):
         cards = await client.all_cards(cid)
         self.assertEqual(len(cards), 80)
         counts = final["counts"]
+        print("after the kill:", counts)  # shown with pytest -s
         self.assertEqual(counts["succeeded"] + counts["interrupted"], 80, counts)
         self.assertLessEqual(counts["interrupted"], 5)
         for card in cards:

@@ -46,6 +46,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     demo.add_argument(
         "--serve", action="store_true", help="keep the gateway and the fleet running (Ctrl-C stops)"
     )
+    demo.add_argument(
+        "--campaign",
+        action="store_true",
+        help="run one campaign over the fleet (one card in 20 faulty) and print its summary;"
+        " exit 0 only if every card ended as expected",
+    )
     return demo
 
 
@@ -85,6 +91,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
         concurrency=args.concurrency,
         seed=args.seed,
         serve=args.serve,
+        campaign=args.campaign,
     )
     status = [1]
 

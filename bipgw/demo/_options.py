@@ -46,6 +46,8 @@ class DemoOptions:
     @ivar concurrency: sessions open at once.
     @ivar seed: reproducible card keys (C{simfleet generate --seed}).
     @ivar serve: keep running after the sessions, until interrupted.
+    @ivar campaign: run one campaign over the fleet (some cards faulty)
+        instead of the platform's sessions (L{bipgw.demo._campaign}).
     @ivar scripts: the APDU scripts each session replays; C{None} means
         L{EXAMPLES<bipgw.demo.EXAMPLES>} from the checkout
         (L{examples_directory<bipgw.demo.examples_directory>}).
@@ -56,6 +58,7 @@ class DemoOptions:
     concurrency: int = 50
     seed: int | None = None
     serve: bool = False
+    campaign: bool = False
     scripts: tuple[Path, ...] | None = None
 
 

@@ -66,12 +66,19 @@ def platform_table(port: int) -> str:
     )
 
 
-def tune(config_text: str, concurrency: int = 0) -> str:
+#: What C{--campaign} shortens, so that its faulty cards fail in seconds.
+_CAMPAIGN_TUNING = {"card_timeout": "4", "push_retries": "1"}
+
+
+def tune(config_text: str, concurrency: int = 0, *, campaign: bool = False) -> str:
     """C{bipgw init}'s configuration with the loopback tuning of L{_TUNING},
     and the C{isd} service's C{max_concurrent_sessions} raised to the
     demo's C{concurrency} when that is higher (the service's ceiling would
-    otherwise refuse the demo's own sessions with C{limit-reached})."""
+    otherwise refuse the demo's own sessions with C{limit-reached}); with
+    C{campaign}, also L{_CAMPAIGN_TUNING}."""
     tuning = dict(_TUNING)
+    if campaign:
+        tuning.update(_CAMPAIGN_TUNING)
     if concurrency > 100:
         tuning["max_concurrent_sessions"] = str(concurrency)
     for key, value in tuning.items():
@@ -166,10 +173,13 @@ class DemoSetup:
             raise DemoError(f"bipgw keys add-transport failed: {e}") from None
         self.platform_port = _free_port()
         text = tune(
-            config_file.read_text(encoding="utf-8"), self.options.concurrency
+            config_file.read_text(encoding="utf-8"),
+            self.options.concurrency,
+            campaign=self.options.campaign,
         ) + platform_table(self.platform_port)
         config_file.write_text(text, encoding="utf-8")
-        self.say(f"  (tuned for loopback: {', '.join(f'{k} = {v}' for k, v in _TUNING.items())})")
+        tuned = {**_TUNING, **(_CAMPAIGN_TUNING if self.options.campaign else {})}
+        self.say(f"  (tuned for loopback: {', '.join(f'{k} = {v}' for k, v in tuned.items())})")
         self.say(f"  (platform channel: [platform] listen = tcp:{self.platform_port} on 127.0.0.1)")
         self.fleet_dir = fleet_dir
         self.install = install

@@ -16,7 +16,6 @@ reads a clock.
 from __future__ import annotations
 
 import enum
-import math
 import re
 from collections.abc import Mapping
 from typing import Any, Final
@@ -41,6 +40,7 @@ __all__ = [
 
 _DAY: Final = 86400
 _NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,31}\Z")
+_HEX: Final = re.compile(r"(?:[0-9A-Fa-f]{2})*\Z")
 MAX_VARIABLES: Final = 32
 """The most per-card variables (columns of a target file) a card may have."""
 
@@ -113,18 +113,21 @@ DEFAULT_GIVE_UP: Final = frozenset(
 )
 
 
-def _positive(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise CampaignError(f"{attribute.name} must be a number, not {value!r}")
-    if not (0 < value < math.inf):
-        raise CampaignError(f"{attribute.name} must be > 0, not {value!r}")
+def _positive(most: float) -> Any:
+    def check(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise CampaignError(f"{attribute.name} must be a number, not {value!r}")
+        if not (0 < value <= most):
+            raise CampaignError(f"{attribute.name} must be > 0 and <= {most:g}, not {value!r}")
+
+    return check
 
 
 def _non_negative(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise CampaignError(f"{attribute.name} must be a number, not {value!r}")
-    if not (0 <= value < math.inf):
-        raise CampaignError(f"{attribute.name} must be >= 0, not {value!r}")
+    if not (0 <= value <= 1e9):
+        raise CampaignError(f"{attribute.name} must be >= 0 and <= 1e9, not {value!r}")
 
 
 def _count(low: int, high: int) -> Any:
@@ -148,7 +151,7 @@ class Pace:
         (default: 1, an even pace).
     """
 
-    rate: float = field(default=10.0, validator=_positive)
+    rate: float = field(default=10.0, validator=_positive(1e9))
     concurrency: int = field(default=10, validator=_count(1, 10000))
     burst: int = field(default=1, validator=_count(1, 10000))
 
@@ -165,7 +168,7 @@ class RetryPolicy:
 
     attempts: int = field(default=3, validator=_count(1, 100))
     backoff: float = field(default=60.0, validator=_non_negative)
-    factor: float = field(default=2.0, validator=_positive)
+    factor: float = field(default=2.0, validator=_positive(1e3))
     max_backoff: float = field(default=3600.0, validator=_non_negative)
     give_up: frozenset[str] = field(default=DEFAULT_GIVE_UP, converter=frozenset)
 
@@ -174,13 +177,13 @@ class RetryPolicy:
         return float(min(self.max_backoff, self.backoff * self.factor ** max(0, attempt - 1)))
 
 
-_CLOCK: Final = re.compile(r"([01]\d|2[0-4]):([0-5]\d)\Z")
+_CLOCK: Final = re.compile(r"([01][0-9]|2[0-3]):([0-5][0-9])\Z")
 
 
 def _time_of_day(text: str, what: str) -> int:
-    m = _CLOCK.match(text.strip())
-    if m is None or (m.group(1) == "24" and m.group(2) != "00"):
-        raise CampaignError(f"{what} {text!r} is not a time HH:MM (UTC, 00:00 to 24:00)")
+    m = _CLOCK.match(text)
+    if m is None:
+        raise CampaignError(f"{what} {text!r} is not a time HH:MM (UTC, 00:00 to 23:59)")
     return int(m.group(1)) * 3600 + int(m.group(2)) * 60
 
 
@@ -309,12 +312,12 @@ def check_variables(variables: Mapping[str, str], where: str) -> dict[str, str]:
         if not isinstance(name, str) or not _NAME.match(name):
             raise CampaignError(f"{where}: {name!r} is not a variable name")
         if not isinstance(value, str) or len(value) > 1024:
-            raise CampaignError(f"{where}: variable {name} must be hex text")
-        try:
-            bytes.fromhex(value)
-        except ValueError:
-            raise CampaignError(f"{where}: variable {name} = {value[:40]!r} is not hex") from None
-        out[name] = "".join(value.split()).upper()
+            raise CampaignError(f"{where}: variable {name} must be hex text (1024 digits at most)")
+        if not _HEX.match(value):
+            raise CampaignError(
+                f"{where}: variable {name} = {value[:40]!r} is not hex (pairs of digits, no spaces)"
+            )
+        out[name] = value.upper()
     return out
 
 

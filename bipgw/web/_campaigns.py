@@ -114,6 +114,10 @@ def _only(obj: Any, allowed: frozenset[str], where: str) -> dict[str, Any]:
     unknown = sorted(set(obj) - allowed)
     if unknown:
         raise _invalid(where, f"unknown field(s) {', '.join(map(repr, unknown))}")
+    nulls = sorted(k for k, v in obj.items() if v is None)
+    if nulls:
+        prefix = "" if where == "body" else f"{where}."
+        raise _invalid(f"{prefix}{nulls[0]}", "may not be null (leave it out)")
     return obj
 
 
@@ -137,10 +141,17 @@ def _bool(obj: dict[str, Any], key: str) -> bool:
     return value
 
 
+_WHOLE: Final = frozenset({"concurrency", "burst", "attempts"})
+
+
 def _number(obj: dict[str, Any], key: str, where: str) -> Any:
     value = obj[key]
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise _invalid(f"{where}{key}", "must be a number")
+    if key in _WHOLE:
+        if isinstance(value, float) and not value.is_integer():
+            raise _invalid(f"{where}{key}", "must be a whole number")
+        return int(value)
     return value
 
 
@@ -148,6 +159,8 @@ def parse_targets(value: Any, where: str = "targets") -> list[CampaignTarget]:
     """A JSON target list: ICCID strings, or objects C{{iccid|msisdn, variables}}."""
     if not isinstance(value, list):
         raise _invalid(where, "must be a list")
+    if not value:
+        raise _invalid(where, "give at least one card (or leave it out, with a batch)")
     targets = []
     for n, item in enumerate(value):
         here = f"{where}[{n}]"
@@ -178,9 +191,9 @@ def parse_create(
     service = _text(body, "service", "", most=64)
     script = _text(body, "script", "", most=1 << 20)
     batch = _text(body, "batch", "", most=64, required=False)
-    targets = parse_targets(body.get("targets", []))
-    if not targets and batch is None:
+    if "targets" not in body and batch is None:
         raise _invalid("targets", "give targets, a batch, or both")
+    targets = parse_targets(body["targets"]) if "targets" in body else []
     try:
         pace_in = _only(body.get("pace", {}), _PACE, "pace")
         pace = Pace(**{k: _number(pace_in, k, "pace.") for k in pace_in})
@@ -195,7 +208,7 @@ def parse_create(
             retry_args["give_up"] = frozenset(give_up)
         retry = RetryPolicy(**retry_args)
         windows = body.get("windows", [])
-        if not isinstance(windows, list):
+        if not isinstance(windows, list) or not all(isinstance(w, str) for w in windows):
             raise _invalid("windows", 'must be a list of "HH:MM-HH:MM" (UTC)')
         spec = CampaignSpec(
             name=name,
@@ -287,7 +300,9 @@ class CampaignApi:
         self, tenant: TenantGrant, campaign_id: str, body: dict[str, Any]
     ) -> Reply:
         _only(body, frozenset({"targets"}), "body")
-        targets = parse_targets(body.get("targets"))
+        if "targets" not in body:
+            raise _invalid("targets", "is required")
+        targets = parse_targets(body["targets"])
         try:
             record = await self.campaigns.add_targets(tenant, campaign_id, targets)
         except CampaignError as e:

@@ -128,4 +128,4 @@ class ContractTests(TestCase):
         print(report[report.find("SUMMARY") - 40 :])  # shown with pytest -s (the longer run)
         self.assertEqual(code, 0, report[-20000:])
         self.assertIn("No issues found", report)
-        self.assertIn("API Links:    6 covered / 6 selected", report)
+        self.assertIn("API Links:    9 covered / 9 selected", report)

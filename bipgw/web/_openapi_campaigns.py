@@ -201,6 +201,10 @@ _LINKS = {
     }
     for name, operation, what in (
         ("GetCampaign", "getCampaign", "the status of"),
+        ("AddCampaignTargets", "addCampaignTargets", "add cards to"),
+        ("StartCampaign", "startCampaign", "start"),
+        ("PauseCampaign", "pauseCampaign", "pause"),
+        ("ResumeCampaign", "resumeCampaign", "resume"),
         ("CampaignCards", "getCampaignCards", "the cards of"),
         ("CancelCampaign", "cancelCampaign", "cancel"),
     )

@@ -95,3 +95,37 @@ class DemoTests(TestCase):
         self.assertIn("CPLC of an NXP chip?", trace)
         self.assertIn("^^ byte 3", trace)
         self.assertIn("not run (an earlier command failed)", trace)
+
+
+class DemoCampaignTests(TestCase):
+    """C{bipgw demo --campaign}: one campaign over the fleet, faulty cards included."""
+
+    timeout = 120
+
+    async def test_campaign(self) -> None:
+        """Every card ends as expected: the healthy ones succeed (their IIN
+        column checked by the script), the faulty ones fail with their reason;
+        the summary says so and the run counts as a success."""
+        from twisted.internet import reactor
+
+        from bipgw.demo import CampaignSummary
+
+        base = Path(self.mktemp())
+        out = io.StringIO()
+        options = DemoOptions(directory=base, cards=30, concurrency=10, seed=5, campaign=True)
+        summary = await run_demo(reactor, options, out)
+        text = out.getvalue()
+        self.assertIsInstance(summary, CampaignSummary)
+        assert isinstance(summary, CampaignSummary)
+        self.assertTrue(summary.all_ok, text)
+        self.assertEqual(summary.counts["succeeded"] + summary.counts["failed"], 30)
+        self.assertGreaterEqual(summary.counts["failed"], 1)
+        self.assertEqual(set(summary.reasons), {"card-timeout"})
+        for step in (
+            "cards made faulty in",
+            "$ bipgw campaign create campaign.apdu --service isd --targets",
+            "30/30 cards ended",
+            "every card ended as expected",
+        ):
+            self.assertIn(step, text)
+        self.assertTrue((base / "campaign-targets.csv").is_file())

@@ -8,12 +8,10 @@ versions, verify the packet (minimum security level, deciphering, CC, and
 the SPI's counter rule against the stored counter), store the new counter,
 run the secured data, and answer with a Proof of Receipt as SPI2 asks.
 
-The secured data is either a TS 102 226 compact script, whose C-APDUs run
-one by one through an L{ApduExecutor} until one fails (a PUSH
-C{80 EC 01 01}/C{03} among them is handled here: it yields an
-L{AdminSessionRequest}), or the GP Amd B triggering parameters C{81 ...},
-which yield one directly.  Either way the session parameters the trigger
-leaves out come from the card's personalised L{AdminDefaults}.
+The secured data (a TS 102 226 script, compact or expanded, or GP Amd B
+triggering parameters) is run by L{simcard.ota_scripts.ScriptRunner}
+through an L{ApduExecutor}; the session parameters a trigger leaves out
+come from the card's personalised L{AdminDefaults}.
 
 Failures in the command's security (bad CC, replayed counter, unknown TAR,
 undecipherable data...) are answered, as real cards answer them, with a
@@ -61,14 +59,6 @@ from bipgw.codec.ota import (
     secure_response,
     verify_command,
 )
-from bipgw.codec.ram import (
-    AdminSessionTrigger,
-    PushBipOpening,
-    PushTcpConnection,
-    RamError,
-    decode_push,
-    split_compact,
-)
 from bipgw.codec.sms import (
     DCS_CLASS2_8BIT,
     MAX_UD_OCTETS,
@@ -83,8 +73,9 @@ from bipgw.codec.sms import (
     classify_dcs,
     split_response_packet,
 )
-from simcard.agent import ApduExecutor, script_continues
+from simcard.agent import ApduExecutor
 from simcard.model import AdminDefaults
+from simcard.ota_scripts import ScriptRunner
 from simcard.session_request import AdminSessionRequest
 
 __all__ = [
@@ -99,12 +90,6 @@ __all__ = [
 ISD_TAR: Final = b"\x00\x00\x00"
 """The TAR of the Issuer Security Domain (TS 101 220), where pushes go."""
 
-_SW_OK: Final = b"\x90\x00"
-_SW_INCORRECT_DATA: Final = b"\x6a\x80"
-_SW_NOT_SUPPORTED: Final = b"\x6a\x81"
-_SW_WRONG_LENGTH: Final = 0x6700
-_TRIGGER_TAG: Final = 0x81
-_PUSH_HEADER: Final = b"\x80\xec"
 
 KeysForKvn = Callable[[int], OtaKeys | None]
 """The card's OTA key set with a key version (1..15), or C{None} if it has none."""
@@ -218,9 +203,7 @@ class OtaReceiver:
     ) -> None:
         self._keys_for_kvn = keys_for_kvn
         self._counters = counters
-        self._executor = executor
-        self._admin = admin
-        self._agent_id = agent_id
+        self._runner = ScriptRunner(executor, admin, agent_id)
         self._tars = dict(tars) if tars is not None else {ISD_TAR: None}
         self._replay_status = PorStatus(replay_status)
         self._reassembler = Reassembler(
@@ -297,7 +280,7 @@ class OtaReceiver:
             return self._refused(e, e.por_status, tar, spi, origin)
         if checks_counter:
             self._counters.record(kvn, packet.counter)
-        compact, request, reason, por_data = self._execute(packet.data)
+        compact, request, reason, por_data = self._runner.run(packet.data)
         outcome = OtaOutcome(
             result=OtaResult.EXECUTED,
             reason=reason,
@@ -411,61 +394,3 @@ class OtaReceiver:
             )
             tpdus.append(submit.encode())
         return tuple(tpdus)
-
-    # -- execution ------------------------------------------------------
-
-    def _execute(
-        self, data: bytes
-    ) -> tuple[CompactResult | None, AdminSessionRequest | None, str, bytes]:
-        """Run the secured data; return the script result, session, reason and PoR data."""
-        if data[:1] == bytes((_TRIGGER_TAG,)):
-            try:
-                trigger = AdminSessionTrigger.decode(data)
-                triggered = AdminSessionRequest.from_trigger(trigger, self._admin, self._agent_id)
-            except (RamError, ValueError) as e:
-                refused = CompactResult(0, int.from_bytes(_SW_INCORRECT_DATA, "big"))
-                return refused, None, f"bad triggering parameters: {e}", refused.to_bytes()
-            return None, triggered, "", b""
-        try:
-            commands = split_compact(data)
-        except RamError as e:
-            result = CompactResult(0, _SW_WRONG_LENGTH)
-            return result, None, f"bad compact script: {e}", result.to_bytes()
-        request: AdminSessionRequest | None = None
-        reason = ""
-        rapdu = _SW_OK
-        for index, capdu in enumerate(commands):
-            if capdu[:2] == _PUSH_HEADER:
-                rapdu, pushed = self._push(capdu)
-                request = pushed or request
-            else:
-                rapdu = self._transmit(capdu)
-            sw = int.from_bytes(rapdu[-2:], "big")
-            if not script_continues(sw):
-                reason = f"script stopped at command {index + 1} of {len(commands)}: SW {sw:04X}"
-                commands = commands[: index + 1]
-                break
-        result = CompactResult(len(commands), int.from_bytes(rapdu[-2:], "big"), rapdu[:-2])
-        return result, request, reason, result.to_bytes()
-
-    def _transmit(self, capdu: bytes) -> bytes:
-        try:
-            rapdu = self._executor.transmit(capdu)
-        except Exception:
-            self.log.failure("APDU executor raised; answering 6F00")
-            return b"\x6f\x00"
-        return rapdu if isinstance(rapdu, bytes) and len(rapdu) >= 2 else b"\x6f\x00"
-
-    def _push(self, capdu: bytes) -> tuple[bytes, AdminSessionRequest | None]:
-        """The security domain's answer to a PUSH, and the session it asks for."""
-        try:
-            push = decode_push(capdu)
-        except RamError:
-            return _SW_INCORRECT_DATA, None
-        if not isinstance(push, PushBipOpening | PushTcpConnection):
-            return _SW_NOT_SUPPORTED, None  # CAT_TP and identification: no such stack here
-        try:
-            request = AdminSessionRequest.from_push(push, self._admin, self._agent_id)
-        except ValueError:
-            return _SW_INCORRECT_DATA, None
-        return _SW_OK, request

@@ -207,15 +207,17 @@ class Gateway(OrderedService):
             esme_settings(config.smpp),
             jitter=jitter,
         )
+        sender = PushSender(self.builder, self.smpp)
         self.engine = SessionEngine(
             reactor,
-            PushSender(self.builder, self.smpp),
+            sender,
             StoreCardDirectory(store),
             self.recorder,
             config.sessions.policy(),
             uri_prefix=config.admin.uri_prefix,
             services={name: service.rules() for name, service in config.services.items()},
             scp03_keys=_scp03_source(store, root, keystore),
+            sms_sender=sender,
         )
         # The one wiring call after construction: the engine is built on a
         # push sender that submits through the SMPP client, which reports

@@ -40,9 +40,9 @@ from bipgw.config._schema import (
     shown,
 )
 from bipgw.config._sections import AdminSection, SmppSection
-from bipgw.config._services import ServiceSection, SessionsSection
+from bipgw.config._services import Fallback, ServiceSection, SessionsSection
 from bipgw.config._tables import NOT_BUILT, NOT_BUILT_ADVICE, OPTIONAL_SECTIONS, SECTIONS
-from bipgw.core import PolicyError
+from bipgw.core import PolicyError, Transport
 from bipgw.tls import PskServerOptions, TlsConfigError
 
 #: A configuration file larger than this is refused unread.
@@ -297,6 +297,12 @@ def _check_sessions(reader: _Reader, sessions: SessionsSection, prefix: str) -> 
 
 
 def _check_service(reader: _Reader, service: ServiceSection, prefix: str) -> ServiceSection:
+    if service.transport is Transport.SMS and service.fallback is Fallback.SMS:
+        raise reader.error(
+            f'{prefix}.fallback = "sms" only applies to transport = "bip"; this service'
+            " already sends its scripts over SMS",
+            key=f"{prefix}.fallback",
+        )
     spi = service.spi
     checksums = {spi.checksum, spi.por_checksum} - {ChecksumKind.NONE}
     if ChecksumKind.DS in checksums:

@@ -15,6 +15,7 @@ from typing import Any
 import attrs
 
 from bipgw.codec.ota import ChecksumKind, Kic, Kid, Spi
+from bipgw.codec.ram import RemoteFormat
 from bipgw.config._kinds import (
     SECONDS,
     Boolean,
@@ -35,6 +36,7 @@ from bipgw.core import (
     BusyPolicy,
     ServiceRules,
     SessionPolicy,
+    Transport,
     isd_command_names,
     parse_isd_commands,
 )
@@ -47,6 +49,15 @@ class Trigger(enum.Enum):
     """ETSI TS 102 226 PUSH "request for BIP channel opening"."""
     AMDB = "amdb"
     """GlobalPlatform Amendment B triggering parameters (HTTP admin session)."""
+
+
+class Fallback(enum.Enum):
+    """What a BIP service does when the card never opens its channel."""
+
+    NONE = "none"
+    """The session fails with card-timeout."""
+    SMS = "sms"
+    """The session goes on over SMS-PP (secured command packets, PoRs)."""
 
 
 def _policy_default(name: str) -> object:
@@ -229,9 +240,46 @@ class ServiceSection:
         )
     )
 
+    transport: Transport = attrs.field(
+        metadata=setting(
+            Choice(Transport),
+            "bip",
+            "bip: a push, then scripts over the card's BIP channel (SCP81); sms: scripts as"
+            " secured SMS-PP command packets, answers in the PoR (no push, no channel).",
+        )
+    )
+    fallback: Fallback = attrs.field(
+        metadata=setting(
+            Choice(Fallback),
+            "none",
+            "With transport bip: sms reaches a card that has not connected after the last push"
+            " over SMS-PP instead of failing the session with card-timeout.",
+        )
+    )
+    sms_format: RemoteFormat = attrs.field(
+        metadata=setting(
+            Choice(RemoteFormat),
+            "expanded",
+            "TS 102 226 format of scripts sent over SMS: expanded (every R-APDU comes back) or"
+            " compact (only the last command's R-APDU comes back).",
+        )
+    )
+    por_timeout: float = attrs.field(
+        metadata=setting(
+            SECONDS,
+            60,
+            "How long a script sent over SMS may wait for its PoR; then the session fails"
+            " with por-timeout.",
+        )
+    )
+
     def rules(self) -> ServiceRules:
         """What the session engine enforces for this service's sessions."""
         return ServiceRules(
+            transport=self.transport,
+            sms_fallback=self.fallback is Fallback.SMS,
+            sms_format=self.sms_format,
+            por_timeout=self.por_timeout,
             secure_apdus=self.secure_apdus,
             definite_scripts=self.definite_scripts,
             max_concurrent_sessions=self.max_concurrent_sessions,

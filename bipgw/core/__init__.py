@@ -56,6 +56,7 @@ from bipgw.core._interfaces import (
     ICardDirectory,
     ICounterAllocator,
     IPushSender,
+    IScriptSender,
     ISessionHistory,
     ISessionRecorder,
     ISmsEvents,
@@ -67,7 +68,7 @@ from bipgw.core._policy import BusyPolicy, PolicyError, SessionPolicy
 from bipgw.core._pushes import normalise_msisdn
 from bipgw.core._ratelog import RateLimitedLog
 from bipgw.core._relay import RelayHost, SessionRelay, Tracked
-from bipgw.core._rules import ServiceRules
+from bipgw.core._rules import ServiceRules, Transport
 from bipgw.core._scp03 import (
     DEFAULT_LEVEL,
     GP_ISD_AID,
@@ -146,6 +147,7 @@ __all__ = [
     "ICounterAllocator",
     "IPushSender",
     "IScp03KeySource",
+    "IScriptSender",
     "ISessionHistory",
     "ISessionRecorder",
     "ISmsEvents",
@@ -187,6 +189,7 @@ __all__ = [
     "TenantGrant",
     "TenantUsage",
     "Tracked",
+    "Transport",
     "Window",
     "check_variables",
     "host_session_factory",

@@ -30,13 +30,16 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from bipgw.core._handles import CardLink, Session
-from bipgw.core._interfaces import ICardDirectory, IPushSender, ISessionRecorder
+from bipgw.core._interfaces import ICardDirectory, IPushSender, IScriptSender, ISessionRecorder
 from bipgw.core._policy import BusyPolicy, SessionPolicy
 from bipgw.core._pushes import PushTracker
+from bipgw.core._ratelog import RateLimitedLog
 from bipgw.core._rules import ServiceRules
 from bipgw.core._scp03 import IScp03KeySource
 from bipgw.core._secured import SecuredSession
 from bipgw.core._session import SessionMachine
+from bipgw.core._sms_router import SmsPorRouter
+from bipgw.core._sms_session import SmsTransport
 from bipgw.core._types import (
     ApduTrace,
     CardRecord,
@@ -69,6 +72,9 @@ class SessionEngine:
         service name is taken, with the default (permissive) rules.
     @param scp03_keys: where the cards' SCP03 keys come from, for the
         sessions of services with C{secure_apdus}.
+    @param sms_sender: secures and submits the scripts of sessions that
+        run over SMS (services with C{transport = "sms"} or an SMS
+        fallback: L{bipgw.core._sms_session}); usually the push sender.
     @param new_id: makes session ids (random by default).
     @param keep_finished: how many ended sessions stay queryable with
         L{status} (the recorder keeps them all).
@@ -87,6 +93,7 @@ class SessionEngine:
         uri_prefix: str = "/admin",
         services: Mapping[str, ServiceRules] | None = None,
         scp03_keys: IScp03KeySource | None = None,
+        sms_sender: IScriptSender | None = None,
         new_id: Callable[[], SessionId] = SessionId.new,
         keep_finished: int = 1000,
     ) -> None:
@@ -100,6 +107,15 @@ class SessionEngine:
                 f"service(s) {', '.join(secured)} secure APDUs with SCP03:"
                 " the engine needs an SCP03 key source"
             )
+        by_sms = sorted(n for n, r in (services or {}).items() if r.uses_sms)
+        if by_sms and sms_sender is None:
+            raise ValueError(
+                f"service(s) {', '.join(by_sms)} run scripts over SMS:"
+                " the engine needs an SMS script sender"
+            )
+        self._sms_sender = sms_sender
+        self._sms_router = SmsPorRouter()
+        self._sms_ratelog = RateLimitedLog(self._log, clock)
         self._clock = clock
         self._pushes = PushTracker(push_sender, self._push_delivered, self._por_received)
         self._services = None if services is None else dict(services)
@@ -152,6 +168,7 @@ class SessionEngine:
             push_sender=self._pushes,
             host=self,
             uri_prefix=self._uri_prefix,
+            sms=self._sms_transport(rules),
         )
         handle: Session | SecuredSession
         if rules is not None and rules.secure_apdus:
@@ -261,6 +278,7 @@ class SessionEngine:
         Sessions waiting for a busy card go first, so that ending a card's
         current session does not start (and push for) the next one.
         """
+        self._sms_ratelog.flush()
         owners = set(map(id, self._card_owner.values()))
         for machine in sorted(self._live.values(), key=lambda m: id(m) in owners):
             machine.fail(FailureReason.SHUTDOWN, detail)
@@ -275,9 +293,10 @@ class SessionEngine:
         The push it belongs to counts as delivered once every part is, and
         as failed at its first part that is not (sent again while attempts
         remain); a PoR carried in the receipt is verified as in
-        L{sms_received}.
+        L{sms_received}.  The parts of a script sent over SMS are its session's.
         """
-        self._pushes.delivery_receipt(message_id, delivered, detail, user_data)
+        if not self._sms_router.receipt(message_id, delivered, detail, user_data):
+            self._pushes.delivery_receipt(message_id, delivered, detail, user_data)
 
     def sms_received(self, msisdn: str, user_data: bytes) -> Deferred[None]:
         """An SMS from a card: its PoR for the latest push sent to C{msisdn}.
@@ -285,7 +304,12 @@ class SessionEngine:
         The push sender verifies it with the card's keys; a PoR that does
         not verify is logged and ignored.  An error status fails the
         session waiting for that card with C{POR_ERROR}, naming the status.
+        A session running a script over SMS for that MSISDN takes it first
+        (its PoR carries the script's answer).
         """
+        taken = self._sms_router.deliver(msisdn, user_data)
+        if taken is not None:
+            return taken
         return self._pushes.sms_received(msisdn, user_data)
 
     def _push_delivered(
@@ -402,6 +426,12 @@ class SessionEngine:
         if self._services is None:
             return ServiceRules()
         return self._services.get(service)
+
+    def _sms_transport(self, rules: ServiceRules | None) -> SmsTransport | None:
+        """What a session of a service with C{rules} needs to run over SMS, if it may."""
+        if rules is None or not rules.uses_sms or self._sms_sender is None:
+            return None
+        return SmsTransport(self._sms_sender, self._sms_router, rules, self._sms_ratelog)
 
     def _refusal(
         self, service: str, rules: ServiceRules | None

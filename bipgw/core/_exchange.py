@@ -32,7 +32,31 @@ from bipgw.core._types import (
     SessionId,
 )
 
-__all__ = ["CardExchange", "ExchangeHost"]
+__all__ = ["CardExchange", "ExchangeHost", "ScriptExchange"]
+
+
+class ScriptExchange(Protocol):
+    """What a session machine asks of whichever exchange runs its scripts: this
+    one (held POSTs) or L{bipgw.core._sms_session.SmsExchange} (SMS-PP)."""
+
+    scripts: int
+    close_sent: bool
+
+    @property
+    def running(self) -> Command | None:
+        """The script with the card, if one is."""
+
+    def queued(self) -> int | None:
+        """How many scripts wait behind the running one; C{None} when none runs."""
+
+    def submit(self, command: Command) -> None:
+        """Send C{command} now, or after those before it."""
+
+    def close(self) -> None:
+        """End once the scripts sent or queued are done."""
+
+    def abort(self, error: SessionError, answer: AdminResponse) -> bool:
+        """The session ended: fail what is running and queued; whether a POST was held."""
 
 
 class ExchangeHost(Protocol):

@@ -79,6 +79,26 @@ class IPushSender(Protocol):
 
 
 @runtime_checkable
+class IScriptSender(Protocol):
+    """Sends a command script as secured SMS-PP command packets, and checks its PoR.
+
+    The SMS transport's sender (L{bipgw.push.PushSender} again: same keys,
+    same counters, same SMS link as the pushes).  The order's C{attempt} is
+    the script's number in its session.
+    """
+
+    def send_script(self, order: PushOrder, data: bytes) -> Deferred[PushReceipt]:
+        """Secure C{data} (a TS 102 226 script) with the card's next counter and submit it.
+
+        @return: fires with the SMSC's message ids and the counter once every
+            part is accepted; fails with L{bipgw.core.PushError}.
+        """
+
+    def verify_por(self, iccid: str, user_data: bytes) -> Deferred[PorReport]:
+        """As L{IPushSender.verify_por}: the PoR of the last packet sent to the card."""
+
+
+@runtime_checkable
 class ICounterAllocator(Protocol):
     """Hands out a card's OTA counters, each persisted before it is returned (the store)."""
 

@@ -65,6 +65,10 @@ class PushHost(Protocol):
     def end(self, reason: FailureReason, detail: str) -> None:
         """Fail the session with C{reason}; what it owes fires at the next L{flush}."""
 
+    def no_connection(self, detail: str) -> None:
+        """The card did not connect after the last push: fail with C{card-timeout},
+        or reach the card another way (an SMS fallback)."""
+
     def set_timer(self, delay: float, action: Callable[[], None]) -> None:
         """Run C{action} in C{delay} seconds unless the state's timer is set again."""
 
@@ -229,7 +233,6 @@ class PushAttempts:
             self._host.note(f"no connection within {waited:g} s of push {attempt}")
             self._push()
         else:
-            self._host.end(
-                FailureReason.CARD_TIMEOUT,
-                f"no connection within {waited:g} s of push {attempt}, the last allowed",
+            self._host.no_connection(
+                f"no connection within {waited:g} s of push {attempt}, the last allowed"
             )

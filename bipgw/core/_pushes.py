@@ -36,7 +36,7 @@ from bipgw.codec.ota import PorStatus
 from bipgw.core._interfaces import IPushSender, PorReport
 from bipgw.core._types import PushOrder, PushReceipt, SessionId
 
-__all__ = ["PushTracker", "TrackedPush", "normalise_msisdn"]
+__all__ = ["PushTracker", "TrackedPush", "message_id_keys", "normalise_msisdn"]
 
 DeliveredCallback = Callable[[SessionId, int, bool, str], object]
 """C{(session_id, attempt, delivered, detail)}: a push's delivery outcome."""
@@ -49,7 +49,7 @@ def normalise_msisdn(msisdn: str) -> str:
     return "".join(c for c in msisdn if c.isdigit())
 
 
-def _id_keys(message_id: str) -> list[str]:
+def message_id_keys(message_id: str) -> list[str]:
     """The exact id, then the numbers it may stand for.
 
     SMSCs are known to answer submit_sm with a hexadecimal id and write the
@@ -169,7 +169,7 @@ class PushTracker:
 
     def for_message(self, message_id: str) -> tuple[TrackedPush, int] | None:
         """The push and part index a message id names, if remembered."""
-        for key in _id_keys(message_id):
+        for key in message_id_keys(message_id):
             found = self._by_id.get(key)
             if found is not None:
                 return found
@@ -196,7 +196,7 @@ class PushTracker:
                 message_id=message_id,
             )
             receipt = _Receipt(message_id, delivered, detail, user_data)
-            for key in _id_keys(message_id):
+            for key in message_id_keys(message_id):
                 self._early[key] = receipt
             while len(self._early) > self._limit:
                 self._early.popitem(last=False)
@@ -247,16 +247,16 @@ class PushTracker:
             push.counter = receipt.counter
             push.message_ids = tuple(receipt.message_ids)
             for index, message_id in enumerate(push.message_ids):
-                for key in _id_keys(message_id) if message_id else ():
+                for key in message_id_keys(message_id) if message_id else ():
                     self._by_id[key] = (push, index)
 
     def _replay(self, message_id: str) -> None:
         early = None
-        for key in _id_keys(message_id) if message_id else ():
+        for key in message_id_keys(message_id) if message_id else ():
             found = self._early.pop(key, None)
             early = early or found
         if early is not None:
-            for key in _id_keys(early.message_id):
+            for key in message_id_keys(early.message_id):
                 self._early.pop(key, None)
             self.delivery_receipt(*attrs.astuple(early, recurse=False))
 
@@ -265,7 +265,7 @@ class PushTracker:
         if push is None:
             return
         for message_id in push.message_ids:
-            for k in _id_keys(message_id):
+            for k in message_id_keys(message_id):
                 if self._by_id.get(k, (None, 0))[0] is push:
                     del self._by_id[k]
         msisdn = push.order.msisdn

@@ -13,13 +13,32 @@ the applets it may select, the instructions that may reach the ISD).
 
 from __future__ import annotations
 
+import enum
+import math
 from collections.abc import Iterable
 
 import attrs
 
+from bipgw.codec.ram import RemoteFormat
 from bipgw.core._access import ALL_INSTRUCTIONS, CommandAccess, instructions
 
-__all__ = ["ServiceRules"]
+__all__ = ["ServiceRules", "Transport"]
+
+
+class Transport(enum.Enum):
+    """How a service's scripts reach the card."""
+
+    BIP = "bip"
+    """A push SMS, then GP Amendment B over the card's BIP channel (SCP81)."""
+    SMS = "sms"
+    """Secured command packets over SMS-PP, answers in the PoR (TS 102 225/226)."""
+
+
+def _positive(_: object, attribute: attrs.Attribute[float], value: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{attribute.name} must be a number of seconds, not {value!r}")
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{attribute.name} must be more than 0 seconds, not {value!r}")
 
 
 def _aids(value: Iterable[bytes]) -> frozenset[bytes]:
@@ -54,6 +73,15 @@ class ServiceRules:
     @ivar isd_commands: the instructions (INS) that may reach the ISD, the
         ceiling of every tenant's grant; all by default (a configured
         service's table says which, L{bipgw.core.parse_isd_commands}).
+    @ivar transport: L{Transport.SMS}: the scripts go as secured SMS-PP
+        command packets and no push is sent (L{bipgw.core._sms_session}).
+    @ivar sms_fallback: with the BIP transport, a card that has not
+        connected after the last push is reached over SMS instead of the
+        session failing with C{card-timeout}.
+    @ivar sms_format: the TS 102 226 format of scripts sent over SMS.
+    @ivar por_timeout: seconds a script sent over SMS may wait for its PoR
+        (from the submission on); past it the session fails with
+        C{por-timeout}.
     """
 
     secure_apdus: bool = False
@@ -61,10 +89,30 @@ class ServiceRules:
     max_concurrent_sessions: int | None = attrs.field(default=None, validator=_limit)
     allowed_aids: frozenset[bytes] = attrs.field(default=frozenset(), converter=_aids)
     isd_commands: frozenset[int] = attrs.field(default=ALL_INSTRUCTIONS, converter=instructions)
+    transport: Transport = attrs.field(
+        default=Transport.BIP, validator=attrs.validators.instance_of(Transport)
+    )
+    sms_fallback: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
+    sms_format: RemoteFormat = attrs.field(
+        default=RemoteFormat.EXPANDED, validator=attrs.validators.instance_of(RemoteFormat)
+    )
+    por_timeout: float = attrs.field(default=60.0, validator=_positive)
+
+    def __attrs_post_init__(self) -> None:
+        if self.sms_fallback and self.transport is Transport.SMS:
+            raise ValueError("an SMS fallback only applies to the BIP transport")
+
+    @property
+    def uses_sms(self) -> bool:
+        """Whether the service's sessions may run scripts over SMS."""
+        return self.transport is Transport.SMS or self.sms_fallback
 
     def definite(self, asked: bool | None) -> bool:
-        """The script form to send: what the caller C{asked}, else the service's."""
-        return self.definite_scripts if asked is None else asked
+        """The script form to send: what the caller C{asked}, else the service's
+        (always definite for the SMS transport, whose packet length is known)."""
+        if asked is not None:
+            return asked
+        return self.definite_scripts or self.transport is Transport.SMS
 
     def access(self, service: str) -> CommandAccess:
         """The ceiling of what C{service}'s commands may reach, whichever tenant sends them."""

@@ -33,11 +33,13 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from bipgw.codec.admin_http import AdminRequest, AdminResponse
-from bipgw.core._exchange import CardExchange
+from bipgw.core._exchange import CardExchange, ScriptExchange
 from bipgw.core._interfaces import IPushSender
 from bipgw.core._policy import SessionPolicy
 from bipgw.core._push import PushAttempts
+from bipgw.core._rules import Transport
 from bipgw.core._scripts import BAD, END, build_command
+from bipgw.core._sms_session import SmsExchange, SmsTransport
 from bipgw.core._types import (
     ApduTrace,
     CardRecord,
@@ -57,6 +59,7 @@ _LIVE: Final = tuple(s for s in SessionState if not s.terminal)
 TRANSITIONS: Final[frozenset[tuple[SessionState, SessionState]]] = frozenset(
     {
         (_S.REQUESTED, _S.PUSHING),
+        (_S.REQUESTED, _S.CONNECTED),
         (_S.PUSHING, _S.PUSHING),
         (_S.PUSHING, _S.AWAITING_CARD),
         (_S.AWAITING_CARD, _S.PUSHING),
@@ -107,6 +110,7 @@ class SessionMachine:
         push_sender: IPushSender,
         host: SessionHost,
         uri_prefix: str,
+        sms: SmsTransport | None = None,
     ) -> None:
         self.id = session_id
         self.target = target
@@ -125,6 +129,10 @@ class SessionMachine:
         self.card: CardRecord | None = None
         self._push = PushAttempts(self, session_id, service, policy, push_sender)
         self._exchange = CardExchange(self, session_id, clock, policy)
+        # Whichever exchange runs the scripts: the card's held POSTs, or
+        # SMS-PP once the session uses SMS (bipgw.core._sms_session).
+        self._active: ScriptExchange = self._exchange
+        self._sms = sms
         self._timer: Any = None  # IDelayedCall
         self._link: Any = None  # CardLink; Any avoids an import cycle
         self._link_up = False
@@ -156,7 +164,7 @@ class SessionMachine:
             msisdn=None if card is None else card.msisdn,
             agent_id=self._agent_id,
             push_attempts=self._push.attempt,
-            scripts=self._exchange.scripts,
+            scripts=self._active.scripts,
             ended_at=self._ended_at,
             reason=self._reason,
             detail=self._detail,
@@ -183,10 +191,40 @@ class SessionMachine:
             self._event(self.state, self.state, None, detail, transition=False)
 
     def start(self, card: CardRecord) -> None:
-        """The card is known and free: send the first push."""
+        """The card is known and free: send the first push (or, for the SMS
+        transport, be ready to send scripts over SMS at once)."""
         self.card = card
-        self._push.start(card)
+        sms = self._sms
+        if sms is not None and sms.rules.transport is Transport.SMS:
+            self._use_sms(card, "the service's transport is SMS: scripts go as SMS-PP packets")
+        else:
+            self._push.start(card)
         self.flush()
+
+    def no_connection(self, detail: str) -> None:
+        """The last push went unanswered (C{PushHost}): fall back to SMS, or fail."""
+        sms, card = self._sms, self.card
+        if sms is not None and sms.rules.sms_fallback and card is not None:
+            self.note(f"{detail}; falling back to SMS (fallback = sms)")
+            self._use_sms(card, "the card never opened its BIP channel: reached over SMS-PP")
+        else:
+            self.end(FailureReason.CARD_TIMEOUT, detail)
+
+    def _use_sms(self, card: CardRecord, detail: str) -> None:
+        """Run this session's scripts over SMS from now on; the session is ready."""
+        assert self._sms is not None
+        if card.msisdn is None:
+            self._finish(_S.FAILED, FailureReason.PUSH_FAILED, "the card has no MSISDN for SMS")
+            return
+        self._active = SmsExchange(self, self.id, self.service, card, self._clock, self._sms)
+        self.move(_S.CONNECTED, detail)
+        self.idle()
+        self._ready_settled = True
+        self._outbox.append(functools.partial(self.ready.callback, self.status()))
+
+    def sms_closed(self, detail: str) -> None:
+        """The SMS exchange is done after a close (C{SmsHost}): the session is closed."""
+        self._finish(_S.CLOSED, None, detail)
 
     def fail(self, reason: FailureReason, detail: str) -> None:
         """End the session with C{reason}, whatever it was doing."""
@@ -258,14 +296,14 @@ class SessionMachine:
                 return self._refuse(FailureReason.SESSION_ENDED, f"state {self.state.value}")
             if self.state not in (_S.CONNECTED, _S.RELAYING):
                 return self._refuse(FailureReason.NOT_CONNECTED, f"state {self.state.value}")
-            queued = self._exchange.queued()
+            queued = self._active.queued()
             if queued is not None and queued >= self._policy.max_queued_commands:
                 return self._refuse(FailureReason.QUEUE_FULL, f"{queued} commands already queued")
             try:
                 command = build_command(commands, definite)
             except SessionError as e:
                 return self._refuse(e.reason, e.detail)
-            self._exchange.submit(command)
+            self._active.submit(command)
             return command.result
         finally:
             self.flush()
@@ -284,7 +322,7 @@ class SessionMachine:
             else:
                 self.move(_S.CLOSING, "close requested by the platform")
                 self.set_timer(self._policy.close_timeout, self._close_timed_out)
-                self._exchange.close()
+                self._active.close()
         self.flush()
         return waiter
 
@@ -332,7 +370,7 @@ class SessionMachine:
     def _close_timed_out(self) -> None:
         self._timer = None
         wait = self._policy.close_timeout
-        if self._exchange.close_sent:
+        if self._active.close_sent:
             self._finish(_S.CLOSED, None, f"connection still open {wait:g} s after 204; dropped")
         else:
             self._finish(
@@ -408,7 +446,7 @@ class SessionMachine:
         self._event(previous, state, reason, detail)
         error = SessionError(reason or FailureReason.SESSION_ENDED, detail, self.id)
         link = self._link
-        if not self._exchange.abort(error, answer) and link is not None and self._link_up:
+        if not self._active.abort(error, answer) and link is not None and self._link_up:
             self._outbox.append(lambda: link.disconnect(detail))
         if not self._ready_settled:
             self._ready_settled = True

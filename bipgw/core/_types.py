@@ -180,6 +180,8 @@ class FailureReason(enum.Enum):
     PUSH_FAILED = "push-failed"
     PUSH_TIMEOUT = "push-timeout"
     POR_ERROR = "por-error"
+    POR_TIMEOUT = "por-timeout"
+    COUNTER_REJECTED = "counter-rejected"
     CARD_TIMEOUT = "card-timeout"
     IDLE_TIMEOUT = "idle-timeout"
     COMMAND_TIMEOUT = "command-timeout"
@@ -215,7 +217,13 @@ _TEXTS: Final = {
     FailureReason.QUEUE_TIMEOUT: "waited too long for the card's previous session to end",
     FailureReason.PUSH_FAILED: "the push SMS could not be delivered",
     FailureReason.PUSH_TIMEOUT: "the push SMS was not accepted in time",
-    FailureReason.POR_ERROR: "the card refused the push (proof of receipt with an error status)",
+    FailureReason.POR_ERROR: (
+        "the card refused the push or an SMS script (proof of receipt with an error status)"
+    ),
+    FailureReason.POR_TIMEOUT: "no proof of receipt came back for a script sent over SMS",
+    FailureReason.COUNTER_REJECTED: (
+        "the card refused the OTA counter of a script sent over SMS (PoR status 02, 03 or 04)"
+    ),
     FailureReason.CARD_TIMEOUT: "the card did not connect after every push attempt",
     FailureReason.IDLE_TIMEOUT: "the platform sent no command in time",
     FailureReason.COMMAND_TIMEOUT: "the card did not answer a command script in time",

@@ -195,8 +195,12 @@ class PushBuilder:
             script = self._scripts[key] = push_script(profile, self.callback)
         return script
 
-    def build(self, order: PushOrder) -> Deferred[BuiltPush]:
+    def build(self, order: PushOrder, data: bytes | None = None) -> Deferred[BuiltPush]:
         """Secure and split the push for C{order} (module docstring, steps 1-5).
+
+        @param data: secured data to send instead of the push (a command
+            script for the SMS transport); secured and split the same way,
+            with the same profile, keys and counters.
 
         @return: fires with the L{BuiltPush}; fails with L{PushError}
             (C{permanent} when retrying cannot help: no MSISDN, unknown
@@ -211,7 +215,8 @@ class PushBuilder:
                 iccid = normalise_iccid(order.iccid)
             except KeyManagementError as e:
                 raise PushError(str(e), permanent=True) from None
-            data = self.secured_data(iccid, profile)
+            if data is None:
+                data = self.secured_data(iccid, profile)
         except (PushError, RamError) as e:
             error = e if isinstance(e, PushError) else PushError(str(e), permanent=True)
             return fail(error)
@@ -221,7 +226,8 @@ class PushBuilder:
                 self._checked_counter, iccid, k
             )
         )
-        return counter.addCallback(lambda pair: self._secure(order, iccid, profile, data, *pair))
+        secured = data
+        return counter.addCallback(lambda pair: self._secure(order, iccid, profile, secured, *pair))
 
     def verify_por(self, iccid: str, ud: bytes) -> Deferred[ResponsePacket]:
         """Open and check a PoR user data (C{02 71 00 ...}) from card C{iccid}.

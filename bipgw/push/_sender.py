@@ -73,6 +73,10 @@ class ISmsLink(Protocol):
 class PushSender:
     """An L{bipgw.core.IPushSender}: builds, secures and submits pushes; verifies PoRs.
 
+    Also the L{bipgw.core.IScriptSender} of the SMS transport: a script is
+    secured and submitted as a push is (same profile, keys, counters and
+    link), and its PoR verified the same way.
+
     @param builder: secures the pushes and opens their PoRs.
     @param link: sends the SMS parts.
     """
@@ -93,6 +97,19 @@ class PushSender:
             return fail(refused)
         return self.builder.build(order).addCallback(self._submit, label)
 
+    def send_script(self, order: PushOrder, data: bytes) -> Deferred[PushReceipt]:
+        """Secure C{data} (a TS 102 226 script) as a command packet and submit it.
+
+        C{order.attempt} is the script's number in its session.
+
+        @return: as L{send_push}.
+        """
+        label = f"script {order.attempt} of session {order.session_id}"
+        refused = self._link.refusal(label)
+        if refused is not None:
+            return fail(refused)
+        return self.builder.build(order, data).addCallback(self._submit, label, False)
+
     def verify_por(self, iccid: str, user_data: bytes) -> Deferred[PorReport]:
         """Open and check the card's PoR for the last push built for it.
 
@@ -102,11 +119,16 @@ class PushSender:
             lambda packet: PorReport(int(packet.status), packet.counter, packet.data)
         )
 
-    def _submit(self, built: BuiltPush, label: str) -> Deferred[PushReceipt]:
+    def _submit(self, built: BuiltPush, label: str, push: bool = True) -> Deferred[PushReceipt]:
         order = built.order
         assert order.msisdn is not None  # the builder refuses orders without one
+        # A newer push supersedes a waiting older one; scripts never do.
         sms = SmsSubmission(
-            order.msisdn, built.parts, label, thread=order.session_id, sequence=order.attempt
+            order.msisdn,
+            built.parts,
+            label,
+            thread=order.session_id if push else None,
+            sequence=order.attempt,
         )
         return self._link.submit(sms).addCallback(
             lambda ids: PushReceipt(tuple(ids), counter=built.counter)

@@ -51,6 +51,7 @@ STATUS_OF: Final[dict[str, int]] = {
     "ready-timeout": 504,
     "command-timeout": 504,
     "card-timeout": 504,
+    "por-timeout": 504,
     "push-timeout": 504,
     "queue-timeout": 504,
     "close-timeout": 504,

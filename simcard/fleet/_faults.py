@@ -9,6 +9,14 @@ run time (L{FaultBook.set_card}, the control port).  What each fault does:
 
   - C{ignore_push}: the handset takes the SMS (the SMSC sees it delivered)
     but the card does nothing with it: no PoR, no admin session.
+  - C{no_bearer}: the handset has no data bearer, so the card never opens
+    its BIP channel: a push is verified and answered (PoR) like any
+    packet, but the admin session it asks for never starts.  Scripts sent
+    over SMS-PP (RAM over SMS) run as usual: the gateway's SMS fallback
+    reaches such a card.
+  - C{lose_por}: the card runs every packet but its PoR is lost on the way
+    (neither SMS-SUBMIT nor delivery report carries it): the gateway's PoR
+    wait runs out.
   - C{replay = "por"}: the card treats every packet's counter as already
     used, as if the gateway had replayed one: the OTA receiver refuses it
     with the PoR status of a replay (C{02}, or C{06} with
@@ -91,6 +99,8 @@ class CardFaults:
     """
 
     ignore_push: bool = field(default=False, validator=attrs.validators.instance_of(bool))
+    no_bearer: bool = field(default=False, validator=attrs.validators.instance_of(bool))
+    lose_por: bool = field(default=False, validator=attrs.validators.instance_of(bool))
     replay: ReplayMode = field(
         default=ReplayMode.OFF, validator=attrs.validators.instance_of(ReplayMode)
     )
@@ -132,6 +142,8 @@ FAULT_KEYS: Final = tuple(a.name for a in attrs.fields(CardFaults))
 
 _EXPECTED: Final = {
     "ignore_push": "true or false",
+    "no_bearer": "true or false",
+    "lose_por": "true or false",
     "replay": '"off", "por" or "ignore"',
     "wrong_psk": "true or false",
     "drop_after_scripts": "an integer >= 0 (scripts run before the drop)",
@@ -139,6 +151,11 @@ _EXPECTED: Final = {
     "malformed_http": "true or false",
     "duplicate_sms": "a fraction from 0 to 1",
 }
+
+
+_BOOLEANS: Final = frozenset(
+    {"ignore_push", "no_bearer", "lose_por", "wrong_psk", "malformed_http"}
+)
 
 
 def _show(value: object) -> str:
@@ -165,7 +182,7 @@ def check_iccid(iccid: object, where: str) -> str:
 
 def _typed(key: str, value: object) -> object:
     """C{value} as the fault's type; C{ValueError} when it is not one."""
-    if key in ("ignore_push", "wrong_psk", "malformed_http"):
+    if key in _BOOLEANS:
         if type(value) is not bool:
             raise ValueError
         return value
@@ -225,7 +242,7 @@ def parse_fault_text(key: str, text: str, where: str) -> object:
     """
     value: object = text
     lowered = text.strip().lower()
-    if key in ("ignore_push", "wrong_psk", "malformed_http"):
+    if key in _BOOLEANS:
         value = {"true": True, "yes": True, "on": True, "1": True}.get(
             lowered, False if lowered in ("false", "no", "off", "0") else text
         )

@@ -76,6 +76,9 @@ class FleetStats:
     @ivar pors_in_report: PoRs returned in the delivery report.
     @ivar pors_by_sms: PoR SMS-SUBMITs sent through the SMSC.
     @ivar mo_failed: those the SMSC could not deliver to the gateway.
+    @ivar pors_lost: PoRs dropped by the C{lose_por} fault.
+    @ivar sessions_no_bearer: admin sessions a push asked for that a card
+        without a data bearer (C{no_bearer} fault) never started.
     @ivar sessions_requested: admin sessions asked for by a push or trigger.
     @ivar sessions_busy: requests ignored because the card had one already.
     @ivar sessions_dropped: requests dropped because the queue was full.
@@ -93,6 +96,8 @@ class FleetStats:
     pors_in_report: int = 0
     pors_by_sms: int = 0
     mo_failed: int = 0
+    pors_lost: int = 0
+    sessions_no_bearer: int = 0
     sessions_requested: int = 0
     sessions_busy: int = 0
     sessions_dropped: int = 0
@@ -283,13 +288,23 @@ class FleetRouter:
                 return DeliveryOutcome.delivered()
         else:
             self.stats.sms_other += 1
-        if outcome.mo_tpdus:
+        faults = self._faults.for_card(iccid)
+        report = outcome.report_ud
+        if faults.lose_por and (outcome.mo_tpdus or report is not None):
+            self.stats.pors_lost += 1
+            self.log.info("card {iccid}: its PoR is lost (fault)", iccid=iccid)
+            report = None
+        elif outcome.mo_tpdus:
             self._later(self._mo_delay, self._send_mo, msisdn, outcome.originator, outcome.mo_tpdus)
-        elif outcome.report_ud is not None:
+        elif report is not None:
             self.stats.pors_in_report += 1
         if outcome.admin_request is not None:
-            self._request_session(live, outcome.admin_request)
-        return DeliveryOutcome.delivered(outcome.report_ud)
+            if faults.no_bearer:
+                self.stats.sessions_no_bearer += 1
+                self.log.info("card {iccid}: no data bearer, no BIP channel (fault)", iccid=iccid)
+            else:
+                self._request_session(live, outcome.admin_request)
+        return DeliveryOutcome.delivered(report)
 
     # -- PoRs out --------------------------------------------------------
 

@@ -5,6 +5,8 @@ What the gateway sends a card to manage it, and what comes back:
   - expanded command/response scripts (L{CommandScript}, L{ResponseScript}),
     the bodies of every SCP81 exchange;
   - compact scripts (L{encode_compact}, L{split_compact}) for SMS;
+  - the secured data of a script sent over SMS and its PoR's answer, in
+    either format (L{RemoteScript}, L{RemoteResult}, L{RemoteFormat});
   - the PUSH command that makes a card open its channel (L{PushBipOpening}
     and friends, L{decode_push});
   - the typed OPEN CHANNEL values PUSH and Amd B carry (L{BearerDescription},
@@ -38,6 +40,7 @@ from bipgw.codec.ram._push import (
     PushTcpConnection,
     decode_push,
 )
+from bipgw.codec.ram._remote import RemoteFormat, RemoteResult, RemoteScript
 from bipgw.codec.ram._responses import BadFormat, ResponseScript, ScriptChainingResult
 from bipgw.codec.ram._scripts import CommandScript, ScriptChaining
 from bipgw.codec.ram._template import MAX_APDU
@@ -69,6 +72,9 @@ __all__ = [
     "PushRequest",
     "PushTcpConnection",
     "RamError",
+    "RemoteFormat",
+    "RemoteResult",
+    "RemoteScript",
     "ResponseScript",
     "RetryPolicy",
     "ScriptChaining",

@@ -20,6 +20,7 @@ from bipgw.codec.ota import (
     PorMode,
     Spi,
 )
+from bipgw.codec.ram import RemoteFormat
 from bipgw.config import (
     BindMode,
     Config,
@@ -27,7 +28,7 @@ from bipgw.config import (
     LogFormat,
     Trigger,
 )
-from bipgw.core import BusyPolicy, ServiceRules, SessionPolicy
+from bipgw.core import BusyPolicy, ServiceRules, SessionPolicy, Transport
 from bipgw.keys import ROOT_KEY_ENV, KeyStore, RootKey, RootKeyError, Secret
 from bipgw.tls import DEFAULT_CIPHERS
 from tests.unit.config import MINIMAL, ROOT, private_directory, with_keys, write
@@ -114,7 +115,8 @@ class ExampleFileTests(SynchronousTestCase):
     def test_serviceRules(self) -> None:
         """Each service table gives the session engine its rules."""
         self.assertEqual(
-            self.config.services["isd"].rules(), ServiceRules(max_concurrent_sessions=100)
+            self.config.services["isd"].rules(),
+            ServiceRules(max_concurrent_sessions=100, sms_fallback=True),
         )
         self.assertEqual(
             self.config.services["legacy-3des"].rules(),
@@ -128,8 +130,28 @@ class ExampleFileTests(SynchronousTestCase):
                     }
                 ),
                 isd_commands=frozenset(),
+                transport=Transport.SMS,
+                sms_format=RemoteFormat.COMPACT,
+                por_timeout=120.0,
             ),
         )
+
+    def test_smsTransportKeys(self) -> None:
+        """transport, fallback, sms_format and por_timeout reach the rules; an SMS
+        fallback on the SMS transport and an unknown transport are refused, named."""
+        text = with_keys(MINIMAL, "services.isd", transport='"sms"', por_timeout="5")
+        rules = Config.from_string(text, base_dir=ROOT).services["isd"].rules()
+        self.assertEqual((rules.transport, rules.por_timeout), (Transport.SMS, 5.0))
+        self.assertFalse(rules.sms_fallback)
+        for keys, words in (
+            ({"transport": '"sms"', "fallback": '"sms"'}, "only applies to transport"),
+            ({"transport": '"ussd"'}, "transport"),
+            ({"sms_format": '"short"'}, "sms_format"),
+            ({"por_timeout": "0"}, "por_timeout"),
+        ):
+            with self.subTest(keys=keys), self.assertRaises(ConfigError) as ctx:
+                Config.from_string(with_keys(MINIMAL, "services.isd", **keys), base_dir=ROOT)
+            self.assertIn(words, str(ctx.exception))
 
     def test_isdCommands(self) -> None:
         """isd_commands reads names, "all" and hex INS into the ceiling's instructions;

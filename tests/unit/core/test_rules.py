@@ -307,3 +307,25 @@ class ServiceRulesTests(SynchronousTestCase):
         """Limits below 1 and AIDs of the wrong length are refused."""
         self.assertRaises(ValueError, ServiceRules, max_concurrent_sessions=0)
         self.assertRaises(ValueError, ServiceRules, allowed_aids=[b"\xa0\x00"])
+
+
+class TransportRuleTests(SynchronousTestCase):
+    """The SMS transport's rules."""
+
+    def test_smsScriptsAreDefinite(self) -> None:
+        """Over SMS the default form is definite (AA); the caller may still ask."""
+        from bipgw.core import Transport
+
+        rules = ServiceRules(transport=Transport.SMS)
+        self.assertTrue(rules.definite(None))
+        self.assertFalse(rules.definite(False))
+        self.assertFalse(ServiceRules(sms_fallback=True).definite(None))
+
+    def test_fallbackNeedsBip(self) -> None:
+        """An SMS fallback on the SMS transport, or a PoR timeout of 0, is refused."""
+        from bipgw.core import Transport
+
+        self.assertRaises(ValueError, ServiceRules, transport=Transport.SMS, sms_fallback=True)
+        self.assertRaises(ValueError, ServiceRules, por_timeout=0)
+        self.assertTrue(ServiceRules(sms_fallback=True).uses_sms)
+        self.assertFalse(ServiceRules().uses_sms)

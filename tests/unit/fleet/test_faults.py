@@ -58,6 +58,8 @@ class CardFaultsTests(SynchronousTestCase):
             FAULT_KEYS,
             (
                 "ignore_push",
+                "no_bearer",
+                "lose_por",
                 "replay",
                 "wrong_psk",
                 "drop_after_scripts",

@@ -34,6 +34,9 @@ from bipgw.codec.ram import (
     OtherAddress,
     PushBipOpening,
     PushCatTpLink,
+    RemoteFormat,
+    RemoteResult,
+    RemoteScript,
     TransportLevel,
     TransportProtocol,
 )
@@ -433,6 +436,57 @@ class ExecutionTests(_Case):
         script = first + second + bytes.fromhex("80ca006600")
         outcome = receiver.receive_sms_deliver(_tpdus(_packet(script))[0], 0.0)
         self.assertEqual(outcome.compact, CompactResult(3, 0x9000))
+
+    def test_expandedScript(self) -> None:
+        """RAM over SMS in the expanded format: a multi-SM AA script runs whole and
+        the PoR (by SMS-SUBMIT) carries every R-APDU in an AB template."""
+        select = bytes.fromhex("00a4040008a000000151000000")
+        status = bytes.fromhex("80f28000024f0000")
+        data = bytes.fromhex("80ca006600")
+        long_apdu = bytes.fromhex("80e29000") + bytes((150,)) + bytes(range(150))
+        executor = _Executor({select: b"\x6f\x00\x90\x00", status: b"\xe3\x02\x90\x00"})
+        receiver = self.receiver(executor=executor)
+        script = RemoteScript((select, status, long_apdu, data), RemoteFormat.EXPANDED)
+        tpdus = _tpdus(_packet(script.encode()))
+        self.assertGreater(len(tpdus), 1)
+        outcomes = [receiver.receive_sms_deliver(t, 0.0) for t in tpdus]
+        outcome = outcomes[-1]
+        self.assertEqual(outcome.result, OtaResult.EXECUTED)
+        self.assertEqual(executor.seen, list(script.commands))
+        self.assertIsNone(outcome.compact)
+        kic, kid, keys = _algorithms(True)
+        assert outcome.por_ud is not None
+        por = verify_response(outcome.por_ud, Spi.from_bytes(b"\x16\x39"), keys, kic=kic, kid=kid)
+        result = RemoteResult.decode(por.data, RemoteFormat.EXPANDED, sent=4)
+        self.assertEqual(
+            result.responses, (b"\x6f\x00\x90\x00", b"\xe3\x02\x90\x00", b"\x90\x00", b"\x90\x00")
+        )
+
+    def test_expandedStopsAtFirstError(self) -> None:
+        """An expanded script stops at the first error too; the PoR holds the R-APDUs so far."""
+        select = bytes.fromhex("00a4040007a0000000871002")
+        receiver = self.receiver(executor=_Executor({select: b"\x6a\x82"}))
+        script = RemoteScript((select, bytes.fromhex("80ca006600")), RemoteFormat.EXPANDED)
+        outcome = receiver.receive_sms_deliver(_tpdus(_packet(script.encode()))[0], 0.0)
+        kic, kid, keys = _algorithms(True)
+        assert outcome.por_ud is not None
+        por = verify_response(outcome.por_ud, Spi.from_bytes(b"\x16\x39"), keys, kic=kic, kid=kid)
+        self.assertEqual(
+            RemoteResult.decode(por.data, RemoteFormat.EXPANDED),
+            RemoteResult(RemoteFormat.EXPANDED, 1, (b"\x6a\x82",)),
+        )
+        self.assertIn("command 1 of 2: SW 6A82", outcome.reason)
+
+    def test_expandedBadFormat(self) -> None:
+        """An AA template the card cannot parse runs nothing; the PoR says bad format."""
+        receiver = self.receiver()
+        outcome = receiver.receive_sms_deliver(_tpdus(_packet(b"\xaa\x05\x22\x09\x80"))[0], 0.0)
+        kic, kid, keys = _algorithms(True)
+        assert outcome.por_ud is not None
+        por = verify_response(outcome.por_ud, Spi.from_bytes(b"\x16\x39"), keys, kic=kic, kid=kid)
+        result = RemoteResult.decode(por.data, RemoteFormat.EXPANDED)
+        self.assertEqual((result.executed, result.rejected is not None), (0, True))
+        self.assertEqual(self.executor.seen, [])
 
     def test_truncatedScript(self) -> None:
         """Compact data that ends inside a command runs nothing and reports 6700."""

@@ -44,10 +44,13 @@ step "IIN (tag 42): the card's own, from the target file"
 80 CA 00 42 00 => 9000 data: 42 04 ${IIN}
 """
 
-#: The fault each faulty card gets, in turn, and how its card must end.
-FAULTS: Final[tuple[tuple[str, str, str, str], ...]] = (
-    ("wrong_psk", "true", "failed", "card-timeout"),
-    ("ignore_push", "true", "failed", "card-timeout"),
+#: The fault each faulty card gets, in turn, and how its card must end.  The
+#: demo's service falls back to SMS (C{fallback = "sms"}): a card with no data
+#: bearer never opens its BIP channel, and is reached over SMS-PP instead.
+FAULTS: Final[tuple[tuple[str, str, str, str | None], ...]] = (
+    ("no_bearer", "true", "succeeded", None),
+    ("ignore_push", "true", "failed", "por-timeout"),
+    ("replay", '"por"', "failed", "por-error"),
 )
 #: One card in this many is faulty.
 FAULTY_EVERY: Final = 20

@@ -166,6 +166,49 @@ class FleetCampaignTests(TestCase):
         self.assertEqual(len(lines), 201)
         self.assertEqual(sum("card-timeout" in line for line in lines), 7)
 
+    async def test_noBearerReachedOverSms(self) -> None:
+        """With the service's SMS fallback, cards with no data bearer run the
+        campaign's script over SMS-PP and succeed; a card that answers nothing
+        fails with por-timeout, tried once (its script was sent)."""
+        extra = 'fallback = "sms"\npor_timeout = 3\n' + fronts_toml()  # into [services.isd]
+        loop = await start_loop(
+            Path(self.mktemp()), cards=20, sessions=SESSIONS, extra_config=extra
+        )
+        self.addCleanup(stop_loop, loop)
+        store = loop.gateway.store
+        token = await add_tenant(store, "acme", max_sessions=50)
+        await grant_service(store, "acme", "isd", isd_commands=["all"])
+        seen = commands_per_card(loop.fleet)
+        iccids = [c.iccid for c in await store.list_cards(limit=100)]
+        no_bearer, silent = iccids[3:5], iccids[12]
+        for i in no_bearer:
+            loop.fleet.faults.set_card(i, {"no_bearer": True})
+        loop.fleet.faults.set_card(silent, {"ignore_push": True})
+        client = CampaignClient(f"http://127.0.0.1:{loop.gateway.http_api_port}", token)
+        self.addCleanup(client.close)
+        made = await client.campaign(
+            name="sms",
+            service="isd",
+            script=SCRIPT,
+            targets=[{"iccid": i, "variables": {"IIN": i[:8]}} for i in iccids],
+            rate=50,
+            concurrency=10,
+            attempts=2,
+            backoff=0.2,
+            start=True,
+        )
+        final = await client.wait(made["campaign"], every=0.5)
+        cards = {c["iccid"]: c for c in await client.all_cards(made["campaign"])}
+        self.assertEqual((final["counts"]["succeeded"], final["counts"]["failed"]), (19, 1))
+        for i in no_bearer:
+            self.assertEqual((cards[i]["state"], cards[i]["attempts"]), ("succeeded", 1))
+            self.assertEqual(cards[i]["rapdus"][1], f"4204{i[:8]}9000")
+            self.assertEqual(seen[i], 0)  # no BIP admin session: SMS only
+        self.assertEqual(
+            (cards[silent]["state"], cards[silent]["reason"], cards[silent]["attempts"]),
+            ("failed", "por-timeout", 1),
+        )
+
     async def test_grantsAndLimits(self) -> None:
         """A tenant may target only its services, within its max-sessions;
         another tenant does not see its campaign."""

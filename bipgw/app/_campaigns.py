@@ -28,7 +28,7 @@ import attrs
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredList, fail, succeed
 from twisted.internet.interfaces import IReactorTime
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 
 from bipgw.app._campaign_cards import check_script
@@ -43,6 +43,7 @@ from bipgw.core import (
     CampaignTarget,
     CardState,
     ICardRunner,
+    RateLimitedLog,
     TenantGrant,
     check_variables,
     normalise_iccid,
@@ -117,6 +118,7 @@ class CampaignService(Service):
         self._outcome: Failure | bool | None = None
         self._waiting: list[Deferred[None]] = []
         self._stopping = False
+        self._ratelog = RateLimitedLog(Logger(namespace="bipgw.campaigns"), clock)
 
     # -- life ------------------------------------------------------------------------
 
@@ -166,6 +168,7 @@ class CampaignService(Service):
         self._stopping = True
         for run in self._runs.values():
             run.stop()
+        self._ratelog.flush()
         return succeed(None)
 
     def flushed(self) -> Deferred[Any]:
@@ -235,7 +238,10 @@ class CampaignService(Service):
         check_script(spec.script, cards)
         record = CampaignRecord(campaign_id, spec, CampaignState.CREATED, now, now, len(cards))
         await self.records.create_campaign(record, cards)
-        self._log.info(
+        # A tenant may create campaigns at will: logged at a bounded rate.
+        self._ratelog.emit(
+            "campaign-created",
+            LogLevel.info,
             "campaign {id} ({name}) created by tenant {tenant}: {n} cards, service {service}",
             id=campaign_id,
             name=spec.name,

@@ -10,10 +10,12 @@ second at most, ``--concurrency`` at once, two tries per card.
 
 ``--faulty`` of the cards (5 % by default) are made faulty in the fleet's
 ``fleet.toml`` before it starts, in turn: a wrong PSK (the TLS handshake
-fails), no answer to the push, and (``--no-bearer``, with the SMS
-transport of the gateway) no data bearer, reached by the service's SMS
-fallback.  The run checks that every healthy card succeeded with one try
-and that every faulty one ended as expected, and prints the wall time, the
+fails) and no answer to the push; with ``--no-bearer`` the service falls
+back to SMS (``fallback = "sms"``) and the faults are no data bearer
+(reached over SMS-PP: it must succeed), no answer at all (``por-timeout``)
+and a card that refuses the push's counter (``por-error``).  The run checks
+that every healthy card succeeded with one try and that every faulty one ended
+as expected, and prints the wall time, the
 cards per second and the CPU used by the gateway and the fleet.  Results
 go, by hand, into bench/RESULTS.md.
 """
@@ -58,12 +60,16 @@ set ISD = A0 00 00 01 51 00 00 00
 """
 
 
-def _faults(kinds: Sequence[str]) -> dict[str, tuple[str, str]]:
-    """Each fault kind: the fleet.toml line, and the reason its card must end with."""
+def _faults(kinds: Sequence[str], sms: bool) -> dict[str, tuple[str, str]]:
+    """Each fault kind: the fleet.toml line, and how its card must end (with the
+    SMS fallback, a card that never connects is tried over SMS: one that
+    ignores everything then ends por-timeout)."""
+    silent = "por-timeout" if sms else "card-timeout"
     table = {
         "wrong_psk": ("wrong_psk = true", "card-timeout"),
-        "ignore_push": ("ignore_push = true", "card-timeout"),
+        "ignore_push": ("ignore_push = true", silent),
         "no_bearer": ("no_bearer = true", "succeeded"),
+        "replay": ('replay = "por"', "por-error"),
     }
     return {k: table[k] for k in kinds}
 
@@ -91,8 +97,11 @@ class Bench:
             fields = line.split(",")
             if len(fields) > 1 and fields[1].isdigit():
                 iccids.append(fields[1])
-        kinds = ["wrong_psk", "ignore_push"] + (["no_bearer"] if args.no_bearer else [])
-        faults = _faults(kinds)
+        if args.no_bearer:
+            kinds = ["no_bearer", "ignore_push", "replay"]
+        else:
+            kinds = ["wrong_psk", "ignore_push"]
+        faults = _faults(kinds, args.no_bearer)
         every = max(1, round(100 / args.faulty)) if args.faulty > 0 else 0
         self.expected: dict[str, str] = {}
         lines = []
@@ -142,7 +151,8 @@ class Bench:
         for table, key, value in tuning:
             text = _set(text, table, key, value)
         if args.no_bearer:
-            text = text.replace("[services.isd]\n", '[services.isd]\nfallback = "sms"\n', 1)
+            text = _set(text, "services.isd", "fallback", '"sms"')
+            text = _set(text, "services.isd", "por_timeout", "5")
         config_file.write_text(text)
         config = Config.from_file(config_file)
 

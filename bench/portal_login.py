@@ -71,22 +71,29 @@ async def main(reactor: Any, args: argparse.Namespace) -> None:
     operators = SqlOperators(store)
     await operators.add("ada", Role.ADMIN, PASSWORD, at=time.time())
     settings = PortalSettings(
-        login_free_failures=args.free, login_backoff=args.backoff,
+        login_free_failures=args.free,
+        login_backoff=args.backoff,
         login_backoff_max=args.backoff_max,
     )
     portal = Portal(
-        store=store, operators=operators, browse=SqlBrowse(store),
+        store=store,
+        operators=operators,
+        browse=SqlBrowse(store),
         requests=SqlServiceRequests(store),
-        sampler=DashboardSampler(CollectorRegistry(), reactor), clock=reactor,
-        settings=settings, run_slow=in_threads(reactor),
+        sampler=DashboardSampler(CollectorRegistry(), reactor),
+        clock=reactor,
+        settings=settings,
+        run_slow=in_threads(reactor),
     )
     service = PortalService(portal, "tcp:0:interface=127.0.0.1", reactor)
     service.startService()
     port = await service.when_listening()
     base = f"http://127.0.0.1:{port.getHost().port}"  # type: ignore[attr-defined]
     pool = HTTPConnectionPool(reactor, persistent=False)
-    print(f"load average {os.getloadavg()[0]:.1f}; settings: free {args.free},"
-          f" backoff {args.backoff} s doubling to {args.backoff_max} s; scrypt N=2**14")
+    print(
+        f"load average {os.getloadavg()[0]:.1f}; settings: free {args.free},"
+        f" backoff {args.backoff} s doubling to {args.backoff_max} s; scrypt N=2**14"
+    )
 
     times = []
     for _ in range(20):
@@ -94,20 +101,27 @@ async def main(reactor: Any, args: argparse.Namespace) -> None:
         assert await _attempt(base, pool, "ada", PASSWORD) == 303
         times.append(time.perf_counter() - started)
     times.sort()
-    print(f"correct login (GET form + POST): median {times[10] * 1000:.1f} ms,"
-          f" max {times[-1] * 1000:.1f} ms")
+    print(
+        f"correct login (GET form + POST): median {times[10] * 1000:.1f} ms,"
+        f" max {times[-1] * 1000:.1f} ms"
+    )
 
     checked, refused, total = await _attack(base, pool, args.seconds, iter(lambda: "ada", None))
-    print(f"one account, one address, {args.seconds:.0f} s: {total} attempts, {checked} checked,"
-          f" {refused} refused unchecked (429): {checked / args.seconds * 60:.1f} guesses/min")
-    portal.backoff = type(portal.backoff)(reactor.seconds, free_failures=args.free,
-                                          backoff=args.backoff, backoff_max=args.backoff_max)
+    print(
+        f"one account, one address, {args.seconds:.0f} s: {total} attempts, {checked} checked,"
+        f" {refused} refused unchecked (429): {checked / args.seconds * 60:.1f} guesses/min"
+    )
+    portal.backoff = type(portal.backoff)(
+        reactor.seconds, free_failures=args.free, backoff=args.backoff, backoff_max=args.backoff_max
+    )
     counter = iter(range(10**9))
     checked, refused, total = await _attack(
         base, pool, args.seconds, (f"user{next(counter)}" for _ in iter(int, 1))
     )
-    print(f"new name each try, one address, {args.seconds:.0f} s: {total} attempts, {checked}"
-          f" checked, {refused} refused: {checked / args.seconds * 60:.1f} guesses/min")
+    print(
+        f"new name each try, one address, {args.seconds:.0f} s: {total} attempts, {checked}"
+        f" checked, {refused} refused: {checked / args.seconds * 60:.1f} guesses/min"
+    )
     await service.stopService()
     await store.close()
 

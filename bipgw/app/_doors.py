@@ -35,13 +35,14 @@ from bipgw.store import (
     StoreTenantDirectory,
     in_threads,
 )
-from bipgw.web import HTTP_API_SERVICE, ApiSettings, HttpApi, HttpApiService
+from bipgw.web import HTTP_API_SERVICE, ApiSettings, HttpApi, HttpApiService, ICampaigns
 
 __all__ = [
     "HTTP_API_SERVICE",
     "PLATFORM_SERVICE",
     "api_settings",
     "channel_settings",
+    "door_tenancy",
     "front_doors",
 ]
 
@@ -76,6 +77,26 @@ def api_settings(section: HttpApiSection) -> ApiSettings:
     return ApiSettings(**values)
 
 
+def door_tenancy(
+    engine: SessionEngine,
+    store: IStore,
+    reactor: Any,
+    *,
+    owners: Callable[[str, str], None] | None = None,
+) -> Tenancy:
+    """The tenancy of a gateway's doors: tenants from the store, history too.
+
+    @param owners: told which tenant opens each session (the portal's list).
+    """
+    return Tenancy(
+        engine,
+        StoreTenantDirectory(store, run_slow=in_threads(reactor)),
+        reactor,
+        history=StoreSessionHistory(store),
+        owners=owners,
+    )
+
+
 def front_doors(
     config: Config,
     engine: SessionEngine,
@@ -86,6 +107,8 @@ def front_doors(
     owners: Callable[[str, str], None] | None = None,
     requests: IServiceRequests | None = None,
     rotator: CardKeyRotator | None = None,
+    tenancy: Tenancy | None = None,
+    campaigns: ICampaigns | None = None,
 ) -> list[IService]:
     """The front doors C{config} opens, as listening services, not started.
 
@@ -101,14 +124,12 @@ def front_doors(
         C{[platform]} is given, then the HTTP API's named
         L{HTTP_API_SERVICE} if C{[http_api]} is; both over one tenancy.
         Empty when neither is given.
+    @param tenancy: the tenancy the doors share (L{door_tenancy} when
+        C{None}); the gateway passes its own, which its campaigns share.
+    @param campaigns: the gateway's campaigns, for the API's C{/v1/campaigns}.
     """
-    tenancy = Tenancy(
-        engine,
-        StoreTenantDirectory(store, run_slow=in_threads(reactor)),
-        reactor,
-        history=StoreSessionHistory(store),
-        owners=owners,
-    )
+    if tenancy is None:
+        tenancy = door_tenancy(engine, store, reactor, owners=owners)
     doors: list[IService] = []
     if config.platform is not None:
         factory = PlatformServerFactory(
@@ -124,6 +145,7 @@ def front_doors(
             requests=requests,
             rotator=rotator,
             audit=store.add_audit,
+            campaigns=campaigns,
         )
         doors.append(HttpApiService(api, config.http_api.endpoint, reactor))
     return doors

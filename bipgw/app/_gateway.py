@@ -36,7 +36,11 @@ ready (L{OrderedService}), and stops them the other way round:
   7. C{admin}: the SCP81 TLS-PSK listener (on the way down: connected cards
      get the grace period); the start waits for its port, which a push
      names;
-  8. the front doors C{[platform]} and C{[http_api]} open
+  8. C{campaigns} (L{bipgw.app.CampaignService}): the campaigns left running
+     go on (the cards a killed run left running end as C{interrupted}, or
+     run again for an idempotent script); on the way down no new card
+     starts, and the tries under way end with the engine's sessions;
+  9. the front doors C{[platform]} and C{[http_api]} open
      (L{bipgw.app.front_doors}); on the way down they close first, so no
      platform gets in while the rest stops, and every session a platform
      holds is closed cleanly.
@@ -57,8 +61,10 @@ from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from bipgw.app._campaign_cards import EngineCardRunner
+from bipgw.app._campaigns import CampaignService
 from bipgw.app._card_keys import card_key_source
-from bipgw.app._doors import HTTP_API_SERVICE, PLATFORM_SERVICE, front_doors
+from bipgw.app._doors import HTTP_API_SERVICE, PLATFORM_SERVICE, door_tenancy, front_doors
 from bipgw.app._feeds import ingest_settings
 from bipgw.app._metrics import GatewayMetrics
 from bipgw.app._observers import ObservedPushSender, ObservedRecorder, ObservedSmsEvents
@@ -91,6 +97,7 @@ from bipgw.store import (
     SqlStore,
     StoreCardDirectory,
     StoreKeyRotationPlanner,
+    campaign_store,
     create_store,
     end_sessions_left_open,
     probe_store,
@@ -193,6 +200,9 @@ class Gateway(OrderedService):
         C{open}.
     @ivar admin: the SCP81 TLS-PSK admin server.
     @ivar rotator: card key rotations over the air (PUT KEY through SCP03).
+    @ivar tenancy: the tenants' usage and grants, shared by the front doors
+        and the campaigns.
+    @ivar campaigns: the campaigns (L{CampaignService}).
     @ivar doors: the front doors C{[platform]} and C{[http_api]} open.
     @ivar ingest: the partners' file feeds, with an C{[ingest]} table.
     @ivar metrics: the gateway's Prometheus metrics; C{metrics.registry} is
@@ -285,6 +295,13 @@ class Gateway(OrderedService):
             SqlServiceRequests(sql) if sql is not None else MemoryServiceRequests()
         )
         self.session_owners = SessionOwners(SqlBrowse(sql), reactor) if sql is not None else None
+        self.tenancy = door_tenancy(self.engine, store, reactor, owners=self.session_owners)
+        self.campaigns = CampaignService(
+            store,
+            campaign_store(store),
+            EngineCardRunner(self.engine, self.tenancy, self.tenancy.tenants, reactor),  # type: ignore[arg-type]
+            reactor,
+        )
         self.doors = front_doors(
             config,
             self.engine,
@@ -294,6 +311,8 @@ class Gateway(OrderedService):
             owners=self.session_owners,
             requests=self.service_requests,
             rotator=self.rotator,
+            tenancy=self.tenancy,
+            campaigns=self.campaigns,
         )
         self.portal: PortalService | None = None
         if config.portal is not None:
@@ -349,6 +368,7 @@ class Gateway(OrderedService):
         self.add(self.smpp, "smpp")
         self.add(Step(stop=self._stop_engine), "engine")
         self.add(self.admin, "admin", self._admin_listening)
+        self.add(self.campaigns, "campaigns", self.campaigns.when_ready)
         for door in self.doors:
             self.add(door, ready=getattr(door, "when_listening"))  # noqa: B009
         if self.portal is not None:

@@ -52,6 +52,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     demo.add_argument(
         "--serve", action="store_true", help="keep the gateway and the fleet running (Ctrl-C stops)"
     )
+    demo.add_argument(
+        "--campaign",
+        action="store_true",
+        help="run one campaign over the fleet (one card in 20 faulty) and print its summary;"
+        " exit 0 only if every card ended as expected",
+    )
     return demo
 
 
@@ -92,6 +98,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
         seed=args.seed,
         serve=args.serve,
         derived_keys=args.derived_keys,
+        campaign=args.campaign,
     )
     status = [1]
 

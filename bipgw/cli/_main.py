@@ -10,6 +10,8 @@
   - C{bipgw tenant|service ...}: business platforms and what they may reach;
   - C{bipgw partner|imports ...}: the file feeds' partners, and import reports;
   - C{bipgw operator ...}: the operator portal's operators;
+  - C{bipgw campaign ...}: one script on many cards, through the running
+    gateway's HTTP API (docs/campaigns.md);
   - C{bipgw demo [DIR]}: the whole loop against a generated simulated fleet.
 
 The gateway itself runs under twistd (C{twistd -n bipgw --config FILE}).
@@ -32,6 +34,7 @@ from twisted.internet.defer import Deferred, ensureDeferred
 
 import bipgw
 import bipgw.cli._audit as _audit
+import bipgw.cli._campaigns as _campaigns
 
 # Each sub-command's module by its own name, not through the package, which
 # imports this module for main.
@@ -193,6 +196,7 @@ def _parser() -> argparse.ArgumentParser:
     _partners.add_parser(commands)
     _operators.add_parser(commands)
     _audit.add_parser(commands)
+    _campaigns.add_parser(commands)
     _demo.add_parser(commands)
     return parser
 
@@ -518,5 +522,6 @@ _COMMANDS: dict[str, _Command] = {
     "imports": _partners.run,
     "operator": _operators.run,
     "audit": _audit.run,
+    "campaign": _campaigns.run,
     "demo": lambda args, out, err, env: _demo.run(args, out, err),
 }

@@ -9,12 +9,24 @@ the SDK suits callback code and C{async def} code alike.
 The message values the SDK hands back (L{Result}, L{Notification}, ...) are
 those of L{bipgw.codec.platform}, re-exported here for convenience.
 
+L{CampaignClient} runs one script on many cards through the gateway's
+HTTP API (C{docs/campaigns.md}): define, start, pause, resume, cancel,
+follow, and export every card's result.
+
 The APDU-script tools live here too: L{parse_script}/L{load_script} read the
 format of C{docs/apdu-scripts.md} and L{run_script} replays a script against
 an L{IReplayTarget} (the gateway through this SDK, or a simulated card
 provided by simcard's C{direct} plugin) and checks every answer.
 """
 
+from bipgw.client._campaign import (
+    CampaignApiError,
+    CampaignClient,
+    campaign_client,
+    read_targets,
+    write_csv,
+    write_json,
+)
 from bipgw.client._channel import PlatformClient
 from bipgw.client._connect import connect
 from bipgw.client._errors import ChannelClosedError, PlatformError, SessionFailedError
@@ -66,6 +78,8 @@ from bipgw.codec.platform import (
 )
 
 __all__ = [
+    "CampaignApiError",
+    "CampaignClient",
     "CardSession",
     "ChannelClosedError",
     "Closed",
@@ -99,6 +113,7 @@ __all__ = [
     "Timeouts",
     "TraceWriter",
     "Verdict",
+    "campaign_client",
     "connect",
     "find_target_factory",
     "format_capdu",
@@ -107,8 +122,11 @@ __all__ = [
     "open_gateway_target",
     "parse_script",
     "parse_variable",
+    "read_targets",
     "report_json",
     "request_key_rotation",
     "run_script",
     "target_factories",
+    "write_csv",
+    "write_json",
 ]

@@ -202,6 +202,10 @@ class MemoryTenantDirectory:
         owner = self._names.get(common_name)
         return succeed(None if owner is None else self._tenants.get(owner))
 
+    def by_id(self, tenant_id: str) -> Deferred[TenantGrant | None]:
+        """The grant of tenant C{tenant_id} (a campaign's tenant), or C{None}."""
+        return succeed(self._tenants.get(tenant_id))
+
 
 class TenantUsage:
     """What each tenant has open now, over all its connections.

@@ -46,9 +46,12 @@ package installed, as it is in a checkout, but the gateway does not.
 The demo never runs the C{bipgw} command's code: L{bipgw.cli} calls the
 demo, not the other way round.  Its modules: L{bipgw.demo._setup} (fleet and
 gateway), L{bipgw.demo._sessions} (the platform's sessions),
-L{bipgw.demo._summary} (progress and figures), L{bipgw.demo._run} (the run).
+L{bipgw.demo._summary} (progress and figures), L{bipgw.demo._campaign}
+(C{--campaign}: one campaign over the fleet instead of the sessions),
+L{bipgw.demo._run} (the run).
 """
 
+from bipgw.demo._campaign import CampaignSummary
 from bipgw.demo._options import DEMO_SERVICE, DEMO_TENANT, TOKEN_NAME, DemoError, DemoOptions
 from bipgw.demo._run import (
     EXAMPLES,
@@ -69,6 +72,7 @@ __all__ = [
     "ISD_SCRIPT",
     "LOG_NAME",
     "TOKEN_NAME",
+    "CampaignSummary",
     "DemoError",
     "DemoOptions",
     "DemoProgress",

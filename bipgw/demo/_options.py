@@ -53,6 +53,8 @@ class DemoOptions:
         gateway derives every card key from master keys (C{bipgw keys
         add-master}), and the run ends by rotating the first card's PSK and
         SCP03 keys over the air (C{bipgw keys rotate-card}).
+    @ivar campaign: run one campaign over the fleet (some cards faulty)
+        instead of the platform's sessions (L{bipgw.demo._campaign}).
     @ivar scripts: the APDU scripts each session replays; C{None} means
         L{EXAMPLES<bipgw.demo.EXAMPLES>} from the checkout
         (L{examples_directory<bipgw.demo.examples_directory>}).
@@ -64,6 +66,7 @@ class DemoOptions:
     seed: int | None = None
     serve: bool = False
     derived_keys: bool = False
+    campaign: bool = False
     scripts: tuple[Path, ...] | None = None
 
 

@@ -19,6 +19,13 @@ from twisted.internet.defer import Deferred
 
 import bipgw
 from bipgw.client import Script, ScriptError, load_script
+from bipgw.demo._campaign import (
+    CampaignSummary,
+    expected_outcome,
+    fault_tables,
+    fleet_iccids,
+    run_campaign,
+)
 from bipgw.demo._options import DemoError, DemoOptions
 from bipgw.demo._sessions import PlatformRun
 from bipgw.demo._setup import DemoSetup
@@ -112,7 +119,7 @@ async def run_demo(
     out: TextIO,
     *,
     serving: Deferred[None] | None = None,
-) -> DemoSummary:
+) -> DemoSummary | CampaignSummary:
     """Run the demo (module docstring); fires with the sessions' summary.
 
     @param serving: with C{options.serve}, awaited after the summary (fire
@@ -138,8 +145,29 @@ async def run_demo(
     started = time.monotonic()
     try:
         config = await setup.prepare(base)
+        if options.campaign:
+            iccids = fleet_iccids(setup.fleet_dir)
+            expected = expected_outcome(iccids)
+            faulty = sum(1 for e in expected.values() if e[2])
+            fleet_toml = setup.fleet_dir / "fleet.toml"
+            with open(fleet_toml, "a", encoding="utf-8") as f:
+                f.write(fault_tables(expected))
+            say(
+                f"  ({faulty} of {len(iccids)} cards made faulty in {fleet_toml}: [faults.cards.*])"
+            )
         gateway = await setup.start(config)
-        summary = await platform.sessions(gateway, setup.token_file, scripts)
+        summary: DemoSummary | CampaignSummary
+        if options.campaign:
+            summary = await run_campaign(
+                gateway,
+                iccids,
+                expected,
+                say,
+                concurrency=options.concurrency,
+                target_file=base / "campaign-targets.csv",
+            )
+        else:
+            summary = await platform.sessions(gateway, setup.token_file, scripts)
         for line in summary.lines():
             say(line)
         if options.derived_keys:

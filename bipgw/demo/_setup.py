@@ -85,12 +85,26 @@ def serve_tables(portal_port: int, metrics_port: int) -> str:
     )
 
 
-def tune(config_text: str, concurrency: int = 0) -> str:
+#: What C{--campaign} changes: shorter waits, so that its faulty cards fail in
+#: seconds, and the C{isd} service falls back to SMS (a card with no data
+#: bearer is reached over SMS-PP after the last push).
+_CAMPAIGN_TUNING = {
+    "card_timeout": "4",
+    "push_retries": "1",
+    "fallback": '"sms"',
+    "por_timeout": "10",
+}
+
+
+def tune(config_text: str, concurrency: int = 0, *, campaign: bool = False) -> str:
     """C{bipgw init}'s configuration with the loopback tuning of L{_TUNING},
     and the C{isd} service's C{max_concurrent_sessions} raised to the
     demo's C{concurrency} when that is higher (the service's ceiling would
-    otherwise refuse the demo's own sessions with C{limit-reached})."""
+    otherwise refuse the demo's own sessions with C{limit-reached}); with
+    C{campaign}, also L{_CAMPAIGN_TUNING}."""
     tuning = dict(_TUNING)
+    if campaign:
+        tuning.update(_CAMPAIGN_TUNING)
     if concurrency > 100:
         tuning["max_concurrent_sessions"] = str(concurrency)
     for key, value in tuning.items():
@@ -210,7 +224,9 @@ class DemoSetup:
             self.add_masters(made.config, fleet_dir, config_file)
         self.platform_port = _free_port()
         text = tune(
-            config_file.read_text(encoding="utf-8"), self.options.concurrency
+            config_file.read_text(encoding="utf-8"),
+            self.options.concurrency,
+            campaign=self.options.campaign,
         ) + platform_table(self.platform_port)
         if self.options.serve:
             text += serve_tables(_free_port(), _free_port())
@@ -218,7 +234,8 @@ class DemoSetup:
             self.http_port = _free_port()
             text += secure_table() + http_api_table(self.http_port)
         config_file.write_text(text, encoding="utf-8")
-        self.say(f"  (tuned for loopback: {', '.join(f'{k} = {v}' for k, v in _TUNING.items())})")
+        tuned = {**_TUNING, **(_CAMPAIGN_TUNING if self.options.campaign else {})}
+        self.say(f"  (tuned for loopback: {', '.join(f'{k} = {v}' for k, v in tuned.items())})")
         self.say(f"  (platform channel: [platform] listen = tcp:{self.platform_port} on 127.0.0.1)")
         self.fleet_dir = fleet_dir
         self.install = install

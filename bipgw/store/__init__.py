@@ -42,6 +42,8 @@ from bipgw.store._browse import (
     SessionOwners,
     SqlBrowse,
 )
+from bipgw.store._campaigns import ICampaignRecords, SqlCampaignStore
+from bipgw.store._campaigns_memory import MemoryCampaignStore
 from bipgw.store._card_key_rotation import StoreKeyRotationPlanner
 from bipgw.store._card_key_source import (
     CardKeySource,
@@ -168,6 +170,14 @@ def create_store(url: str, *, reactor: Any = None, threads: int | None = None) -
     return SqlStore.create(url, reactor=reactor, threads=threads)
 
 
+def campaign_store(store: IStore) -> SqlCampaignStore | MemoryCampaignStore:
+    """The campaigns' store beside C{store}: on its database, or in memory
+    for a memory store."""
+    if isinstance(store, SqlStore):
+        return SqlCampaignStore(store)
+    return MemoryCampaignStore()
+
+
 def open_store(url: str, *, reactor: Any = None, threads: int | None = None) -> Deferred[IStore]:
     """Open the store a configuration names; fires once it is ready to use.
 
@@ -213,6 +223,7 @@ __all__ = [
     "DerivedKeySpec",
     "DuplicateRecordError",
     "FeedFile",
+    "ICampaignRecords",
     "ICardKeyReader",
     "IOperators",
     "IServiceRequests",
@@ -225,6 +236,7 @@ __all__ = [
     "KeyState",
     "KeyVersion",
     "LineError",
+    "MemoryCampaignStore",
     "MemoryServiceRequests",
     "MemoryStore",
     "Migration",
@@ -250,6 +262,7 @@ __all__ = [
     "SessionOwners",
     "SessionRecord",
     "SqlBrowse",
+    "SqlCampaignStore",
     "SqlCardKeyVersions",
     "SqlOperators",
     "SqlServiceRequests",
@@ -270,6 +283,7 @@ __all__ = [
     "add_partner",
     "add_tenant",
     "bulk_card_upsert",
+    "campaign_store",
     "card_key_fingerprint",
     "card_key_label",
     "card_key_versions_for",

@@ -97,6 +97,11 @@ def _audit_origin(connection: Connection) -> None:
         connection.execute(text("CREATE INDEX ix_audit_log_at ON audit_log (at)"))
 
 
+def _campaigns(connection: Connection) -> None:
+    tables = [_schema.campaigns, _schema.campaign_cards]
+    _schema.metadata.create_all(connection, tables=tables, checkfirst=True)
+
+
 #: Every step, in order.  Append only.
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
@@ -112,14 +117,15 @@ MIGRATIONS: tuple[Migration, ...] = (
         "portal operators, tenants' service requests, and which tenant opened each session",
         _portal,
     ),
-    # Reserved number 4 (issue 12): 4 now that step 3 (issue 10, the portal) is merged.
+    # Issue 12, card key lifecycle.
     Migration(
         4, "card key versions: pending, active, retired, imported or derived", _card_key_versions
     ),
-    # Reserved number 9 (issue 10); 5 here until the steps numbered 5-8 are merged.
+    # Issue 10, the audit trail's origin.
     Migration(
         5, "audit log: where each action came from (origin), and an index by time", _audit_origin
     ),
+    Migration(6, "campaigns, and each campaign card's state and result", _campaigns),
 )
 
 #: The schema version this code writes and expects.

@@ -282,6 +282,42 @@ session_owners = Table(
 )
 
 
+campaigns = Table(
+    "campaigns",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("tenant_id", String(64), nullable=False),
+    Column("service", String(64), nullable=False),
+    Column("name", String(255), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("spec", Text, nullable=False),
+    Column("cards", Integer, nullable=False),
+    Column("created_at", Double, nullable=False),
+    Column("updated_at", Double, nullable=False),
+    Index("ix_campaigns_tenant", "tenant_id"),
+    Index("ix_campaigns_state", "state"),
+)
+
+campaign_cards = Table(
+    "campaign_cards",
+    metadata,
+    Column("campaign_id", String(64), primary_key=True),
+    Column("idx", Integer, primary_key=True, autoincrement=False),
+    Column("iccid", String(20)),
+    Column("msisdn", String(20)),
+    Column("variables", Text, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("next_at", Double, nullable=False),
+    Column("reason", String(64)),
+    Column("detail", Text),
+    Column("rapdus", Text, nullable=False),
+    Column("session", String(64)),
+    Column("updated_at", Double, nullable=False),
+    Index("ix_campaign_cards_due", "campaign_id", "state", "next_at"),
+)
+
+
 def to_json(value: Any) -> str:
     """Canonical JSON text for a mapping or list column."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"))

@@ -265,6 +265,15 @@ class StoreTenantDirectory:
         """See L{ITenantDirectory.by_certificate}."""
         return Deferred.fromCoroutine(self._by_certificate(common_name))
 
+    def by_id(self, tenant_id: str) -> Deferred[TenantGrant | None]:
+        """The current grant of tenant C{tenant_id} (C{None}: unknown or
+        disabled): what a campaign runs under, read afresh."""
+
+        async def find() -> TenantGrant | None:
+            return await self._grant(tenant_id, await self._settings(tenant_id))
+
+        return Deferred.fromCoroutine(find())
+
     async def _by_token(self, token: str) -> TenantGrant | None:
         if not isinstance(token, str) or not token or len(token) > _MAX_TOKEN:
             return None

@@ -27,6 +27,7 @@ its reactor) imports this package; the configuration does not.
 from __future__ import annotations
 
 from bipgw.web._api import ApiSettings, HttpApi, status_json
+from bipgw.web._campaigns import CampaignApi, CampaignStreams, ICampaigns
 from bipgw.web._events import EventStreams, event_json, sse_frame
 from bipgw.web._json import STATUS_OF, ApiError, Reply
 from bipgw.web._metrics import (
@@ -53,9 +54,12 @@ __all__ = [
     "ApiError",
     "ApiRoutes",
     "ApiSettings",
+    "CampaignApi",
+    "CampaignStreams",
     "EventStreams",
     "HttpApi",
     "HttpApiService",
+    "ICampaigns",
     "IReadiness",
     "LimitedRequest",
     "MetricsService",

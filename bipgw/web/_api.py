@@ -53,6 +53,7 @@ from bipgw.core import (
 )
 from bipgw.errors import BipGwError
 from bipgw.store import AuditRecord, IServiceRequests, MemoryServiceRequests
+from bipgw.web._campaigns import CampaignApi, CampaignStreams, ICampaigns
 from bipgw.web._events import EventStreams
 from bipgw.web._grants import GrantCache
 from bipgw.web._guard import ConnectionLimits
@@ -127,18 +128,30 @@ class HttpApi:
         requests: IServiceRequests | None = None,
         rotator: CardKeyRotator | None = None,
         audit: Callable[[AuditRecord], Deferred[int]] | None = None,
+        campaigns: ICampaigns | None = None,
     ) -> None:
         """
         @param requests: where the tenants' service requests are kept
             (C{POST /v1/service-requests}); in memory if C{None}.
         @param audit: where the administrative requests of platforms (a
             service request) are written to the audit log; C{None}: nowhere.
+        @param campaigns: the gateway's campaigns (C{/v1/campaigns}); C{None}
+            answers those routes C{unavailable}.
         """
         self.hub = hub
         self.audit = audit
         self.rotator = rotator
         self.settings = settings or ApiSettings()
         self.requests: IServiceRequests = requests or MemoryServiceRequests()
+        self.campaigns: CampaignApi | None = None
+        if campaigns is not None:
+            streams = CampaignStreams(
+                campaigns.subscribe,
+                hub.clock,
+                self.settings.keepalive,
+                self.settings.stream_buffer,
+            )
+            self.campaigns = CampaignApi(campaigns, streams)
         self._relays: dict[str, TenantRelay] = {}
         self._owners: OrderedDict[str, str] = OrderedDict()
         self.grants = GrantCache(hub.clock, self.settings.grant_cache_seconds)
@@ -171,6 +184,8 @@ class HttpApi:
         """End every event stream and close every session; fires when closed."""
         self._stop_offers()
         self.streams.stop()
+        if self.campaigns is not None:
+            self.campaigns.streams.stop()
         self.ratelog.flush()
         closes = [d for relay in self._relays.values() for d in relay.close_all()]
         return DeferredList(closes, consumeErrors=True)

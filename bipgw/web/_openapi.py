@@ -17,6 +17,7 @@ import json
 from typing import Any, Final
 
 import bipgw
+from bipgw.web._openapi_campaigns import CAMPAIGN_SCHEMAS, campaign_paths
 
 ERROR_STATUSES: Final[dict[int, str]] = {
     400: "malformed JSON, or a field that is missing, unknown or wrong (the message names it)",
@@ -25,9 +26,12 @@ ERROR_STATUSES: Final[dict[int, str]] = {
         " ASCII; checked before anything else in the request, its body included"
     ),
     403: "the tenant may not use that service, or the service not that application or AID",
-    404: "no such session for this tenant (or no card under that ICCID/MSISDN)",
+    404: "no such session (or campaign) for this tenant, or no card under that ICCID/MSISDN",
     405: "the path does not take that method",
-    409: "the card is busy with another session, or the session is closing or has ended",
+    409: (
+        "the card is busy with another session, or the session is closing or has ended;"
+        " a campaign not in a state that allows the action"
+    ),
     413: "the request body is over the limit",
     415: "the body is not application/json",
     429: (
@@ -564,9 +568,9 @@ def openapi_document() -> dict[str, Any]:
             },
             "servers": [{"url": "/"}],
             "security": [{"bearer": []}],
-            "paths": _PATHS,
+            "paths": {**_PATHS, **campaign_paths(_errors)},
             "components": {
-                "schemas": _SCHEMAS,
+                "schemas": {**_SCHEMAS, **CAMPAIGN_SCHEMAS},
                 "securitySchemes": {
                     "bearer": {
                         "type": "http",

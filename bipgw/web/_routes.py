@@ -8,6 +8,7 @@
   - C{DELETE /v1/sessions/{id}} closes it;
   - C{GET /v1/events[?session=ID]}, the engine's events for the tenant's
     sessions as Server-Sent Events (L{bipgw.web._events});
+  - C{/v1/campaigns...}: a tenant's campaigns (L{bipgw.web._campaigns});
   - C{GET /v1/openapi.json}, the document itself (no authentication).
 
 Every answer is JSON, errors included: L{ApiRoutes}' error handlers turn
@@ -42,6 +43,7 @@ from werkzeug.routing import BaseConverter
 
 from bipgw.store import AuditRecord
 from bipgw.web._api import HttpApi
+from bipgw.web._campaigns import CampaignApi
 from bipgw.web._json import ApiError, Reply, json_body
 from bipgw.web._openapi import openapi_document
 from bipgw.web._relay import TenantRelay
@@ -220,6 +222,68 @@ class ApiRoutes:
         relay = await self._tenant(request)
         reply = await request_status(self._api.requests, relay.grant.tenant_id, number)
         return _answer(request, reply)
+
+    # -- campaigns (bipgw.web._campaigns) ------------------------------------------
+
+    def _campaigns(self) -> CampaignApi:
+        if self._api.campaigns is None:
+            raise ApiError("unavailable", "campaigns are not available on this gateway")
+        return self._api.campaigns
+
+    @app.route("/v1/campaigns", methods=["POST"])
+    async def campaign_create(self, request: Request) -> bytes:
+        """Create a campaign (the token first, then the body)."""
+        relay = await self._tenant(request)
+        body = json_body(request, self._api.settings.max_body)
+        return _answer(request, await self._campaigns().create(relay.grant, body))
+
+    @app.route("/v1/campaigns", methods=["GET"])
+    async def campaign_list(self, request: Request) -> bytes:
+        """The tenant's campaigns."""
+        _refuse_head(request)
+        relay = await self._tenant(request)
+        return _answer(request, await self._campaigns().list(relay.grant))
+
+    @app.route("/v1/campaigns/<session_id:campaign>", methods=["GET"])
+    async def campaign_status(self, request: Request, campaign: str) -> bytes:
+        """A campaign, its cards counted per state."""
+        _refuse_head(request)
+        relay = await self._tenant(request)
+        return _answer(request, await self._campaigns().status(relay.grant, campaign))
+
+    @app.route("/v1/campaigns/<session_id:campaign>/targets", methods=["POST"])
+    async def campaign_targets(self, request: Request, campaign: str) -> bytes:
+        """Add cards to a campaign not started yet."""
+        relay = await self._tenant(request)
+        body = json_body(request, self._api.settings.max_body)
+        api = self._campaigns()
+        return _answer(request, await api.add_targets(relay.grant, campaign, body))
+
+    @app.route(
+        "/v1/campaigns/<session_id:campaign>/<any(start,pause,resume,cancel):action>",
+        methods=["POST"],
+    )
+    async def campaign_action(self, request: Request, campaign: str, action: str) -> bytes:
+        """Start, pause, resume or cancel a campaign."""
+        relay = await self._tenant(request)
+        return _answer(request, await self._campaigns().act(relay.grant, campaign, action))
+
+    @app.route("/v1/campaigns/<session_id:campaign>/cards", methods=["GET"])
+    async def campaign_cards(self, request: Request, campaign: str) -> bytes:
+        """A page of the campaign's cards and their results."""
+        _refuse_head(request)
+        relay = await self._tenant(request)
+        offset, limit = _query(request, "offset"), _query(request, "limit")
+        api = self._campaigns()
+        return _answer(request, await api.cards(relay.grant, campaign, offset, limit))
+
+    @app.route("/v1/campaigns/<session_id:campaign>/events", methods=["GET"])
+    async def campaign_events(self, request: Request, campaign: str) -> None:
+        """The campaign's events as Server-Sent Events, until either side ends them."""
+        _refuse_head(request)
+        relay = await self._tenant(request)
+        await self._campaigns().events(relay.grant, campaign, request)
+        await _finished(request)
 
     # -- errors (Klein tries them in this order) ----------------------------------
 

@@ -1,4 +1,4 @@
-"""schemathesis hooks for docs/openapi.json: generators for its two string formats.
+"""schemathesis hooks for docs/openapi.json: generators for its string formats.
 
 JSON Schema cannot say that a C-APDU's Lc agrees with the bytes after it, or
 that an expanded script's TLV lengths agree with its bytes; the document
@@ -52,5 +52,13 @@ def _script(draw: Any) -> str:
     return CommandScript(tuple(commands), definite).encode().hex().upper()
 
 
+@st.composite
+def _apdu_script(draw: Any) -> str:
+    """An APDU script (docs/apdu-scripts.md): C-APDUs one a line, hex with spaces."""
+    commands = draw(st.lists(_capdu(), min_size=1, max_size=3))
+    return "\n".join(" ".join(f"{b:02X}" for b in c) + " => *" for c in commands) + "\n"
+
+
 schemathesis.openapi.format("c-apdu", _capdu().map(lambda b: b.hex().upper()))
+schemathesis.openapi.format("apdu-script", _apdu_script())
 schemathesis.openapi.format("expanded-script", _script())

@@ -156,3 +156,38 @@ async def deferLater(reactor, seconds: float) -> None:  # type: ignore[no-untype
     from twisted.internet.task import deferLater as later
 
     await later(reactor, seconds, lambda: None)
+
+
+class DemoCampaignTests(TestCase):
+    """C{bipgw demo --campaign}: one campaign over the fleet, faulty cards included."""
+
+    timeout = 120
+
+    async def test_campaign(self) -> None:
+        """Every card ends as expected: the healthy ones succeed (their IIN
+        column checked by the script), the one with no data bearer too (over
+        SMS, the service's fallback), the one that ignores every SMS fails with
+        por-timeout; the summary says so and the run counts as a success."""
+        from twisted.internet import reactor
+
+        from bipgw.demo import CampaignSummary
+
+        base = Path(self.mktemp())
+        out = io.StringIO()
+        options = DemoOptions(directory=base, cards=40, concurrency=10, seed=5, campaign=True)
+        summary = await run_demo(reactor, options, out)
+        text = out.getvalue()
+        self.assertIsInstance(summary, CampaignSummary)
+        assert isinstance(summary, CampaignSummary)
+        self.assertTrue(summary.all_ok, text)
+        self.assertEqual((summary.counts["succeeded"], summary.counts["failed"]), (39, 1))
+        self.assertEqual(summary.reasons, {"por-timeout": 1})
+        for step in (
+            "cards made faulty in",
+            "$ bipgw campaign create campaign.apdu --service isd --targets",
+            "2 of 40 cards made faulty",
+            "40/40 cards ended",
+            "every card ended as expected",
+        ):
+            self.assertIn(step, text)
+        self.assertTrue((base / "campaign-targets.csv").is_file())

@@ -30,6 +30,7 @@ from tests.unit.ingest.test_import_batches import BatchImportMixin
 from tests.unit.ingest.test_import_cards import CardImportMixin
 from tests.unit.ingest.test_import_msisdn import MsisdnImportMixin
 from tests.unit.store import InlineReactor, InlineThreadPool, test_audit
+from tests.unit.store.test_campaigns import CampaignStoreMixin
 from tests.unit.store.test_card_key_source import LifecycleMixin
 from tests.unit.store.test_contract import ICCID_A, StoreContractMixin, card
 from tests.unit.store.test_feeds import FeedsContractMixin
@@ -114,6 +115,15 @@ class PostgresContractTests(_PostgresMixin, StoreContractMixin, SynchronousTestC
 
 class PostgresCardKeyLifecycleTests(_PostgresMixin, LifecycleMixin, SynchronousTestCase):
     """Card key versions (pending, active, retired) on PostgreSQL."""
+
+
+class PostgresCampaignStoreTests(_PostgresMixin, CampaignStoreMixin, SynchronousTestCase):
+    """The campaign store on PostgreSQL passes the campaign store contract."""
+
+    def make(self) -> Any:
+        from bipgw.store import SqlCampaignStore
+
+        return SqlCampaignStore(self.make_store())  # type: ignore[arg-type]
 
 
 class PostgresFeedsTests(_PostgresMixin, FeedsContractMixin, SynchronousTestCase):

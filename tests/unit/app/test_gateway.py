@@ -175,7 +175,7 @@ class GatewayTests(SynchronousTestCase):
         gateway = self._build()
         self.assertEqual(
             [s.name for s in gateway],
-            ["store", "recovery", "keys", "recorder", "smpp", "engine", "admin"],
+            ["store", "recovery", "keys", "recorder", "smpp", "engine", "admin", "campaigns"],
         )
         self.assertIs(gateway.getServiceNamed("smpp"), gateway.smpp)
         self.assertIs(gateway.getServiceNamed("admin"), gateway.admin)
@@ -426,7 +426,17 @@ class GatewayTests(SynchronousTestCase):
         gateway = self._build(Config.from_file(path))
         self.assertEqual(
             [s.name for s in gateway],
-            ["store", "recovery", "keys", "ingest", "recorder", "smpp", "engine", "admin"],
+            [
+                "store",
+                "recovery",
+                "keys",
+                "ingest",
+                "recorder",
+                "smpp",
+                "engine",
+                "admin",
+                "campaigns",
+            ],
         )
         gateway.startService()
         self.successResultOf(gateway.when_ready())

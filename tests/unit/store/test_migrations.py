@@ -45,8 +45,9 @@ class MigrationTests(SynchronousTestCase):
                 return migrate(c, now=42.0)
 
     def test_stepsNumberedInOrder(self) -> None:
-        """Steps are numbered 1, 2, 3... and the latest is the last one."""
-        self.assertEqual([m.version for m in MIGRATIONS], list(range(1, len(MIGRATIONS) + 1)))
+        """Steps are numbered 1, 2, 3 ... in order, and the latest is the last one."""
+        versions = [m.version for m in MIGRATIONS]
+        self.assertEqual(versions, list(range(1, len(versions) + 1)))
         self.assertEqual(LATEST_VERSION, MIGRATIONS[-1].version)
 
     def test_emptyDatabaseIsVersionZero(self) -> None:

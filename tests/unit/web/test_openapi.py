@@ -78,6 +78,16 @@ class DocumentTests(SynchronousTestCase):
                 ("/v1/openapi.json", "GET"),
                 ("/v1/service-requests", "POST"),
                 ("/v1/service-requests/{id}", "GET"),
+                ("/v1/campaigns", "POST"),
+                ("/v1/campaigns", "GET"),
+                ("/v1/campaigns/{id}", "GET"),
+                ("/v1/campaigns/{id}/targets", "POST"),
+                ("/v1/campaigns/{id}/start", "POST"),
+                ("/v1/campaigns/{id}/pause", "POST"),
+                ("/v1/campaigns/{id}/resume", "POST"),
+                ("/v1/campaigns/{id}/cancel", "POST"),
+                ("/v1/campaigns/{id}/cards", "GET"),
+                ("/v1/campaigns/{id}/events", "GET"),
             },
         )
 

@@ -110,9 +110,14 @@ class CardInitiatedTests(TestCase):
         await until(lambda: loop.fleet.router.stats.sessions_completed == 1, "the 204", wait=10)
         (record,) = loop.fleet.router.recent
         self.assertEqual((record.failure, record.scripts), (None, 0))
-        status = loop.gateway.engine.status(offers[0].session)
-        assert status is not None
-        self.assertEqual(status.state.value, "closed")
+        # The card has its 204; the gateway sees the connection close just after.
+        sid = offers[0].session
+
+        def closed() -> bool:
+            status = loop.gateway.engine.status(sid)
+            return status is not None and status.state.value == "closed"
+
+        await until(closed, "the session closed")
 
     async def test_httpApi(self) -> None:
         """GET /v1/offers lists it; POST /v1/offers/{id} takes it (201); the

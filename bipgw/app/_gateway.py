@@ -15,13 +15,14 @@ ready (L{OrderedService}), and stops them the other way round:
      then C{recovery}: the sessions a previous run left open (a crash,
      C{kill -9}) are ended with C{gateway-restart}
      (L{bipgw.store.end_sessions_left_open});
-  2. C{keys}: every card's keys are read into the L{CardKeyCache} (the SCP81
-     PSK lookup runs inside the TLS handshake and cannot wait for the
-     database);
+  2. no card key is read at start-up: the L{CardKeyCache} reads a card's
+     keys when its push is sent (before the card connects in answer), and
+     an unsolicited card's in the background after its first handshake
+     is refused, so start-up does not grow with the cards in the database;
   3. C{ingest} (with an C{[ingest]} table): the partners' file feeds
      (L{bipgw.ingest.IngestService}): the FTP/SFTP doors and the watcher;
      files waiting since the last run are imported first.  Each import
-     reloads the key cache, so new cards are reachable at once; on the way
+     re-reads the cards the key cache holds, so changed keys apply at once; on the way
      down the file being imported is finished before the store closes;
   4. C{recorder}: the session history, written behind the sessions in
      batches (on the way down: what waits is written);
@@ -183,7 +184,7 @@ class Gateway(OrderedService):
         self.store = store
         self._reactor = reactor
         self._exit_on_failure = exit_on_failure
-        self.keys = CardKeyCache(store, root, reactor)
+        self.keys = CardKeyCache(store, root, reactor, capacity=config.admin.key_cache_cards)
         self.recorder = BatchingRecorder(store, reactor)
         self.builder = PushBuilder(
             self.keys.ota_keys,
@@ -240,8 +241,6 @@ class Gateway(OrderedService):
         # Before any session of this run: end those a crash left open.
         recovery = Step(start=lambda: end_sessions_left_open(store, reactor))
         self.add(recovery, "recovery", recovery.ready)
-        loading = Step(start=self._load_keys)
-        self.add(loading, "keys", loading.ready)
         if self.ingest is not None:
             self.add(self.ingest, "ingest", self.ingest.when_ready)
         self.add(Step(stop=self.recorder.stop), "recorder")
@@ -289,7 +288,7 @@ class Gateway(OrderedService):
 
     def when_ready(self) -> Deferred[Gateway]:  # type: ignore[override]
         """Fire with the gateway once every part has started: database open,
-        keys loaded, admin server and front doors listening (the SMPP bind
+        admin server and front doors listening (the SMPP bind
         may still be coming: pushes wait for it).  Fails if the gateway
         could not start."""
         return super().when_ready().addCallback(lambda _: self)
@@ -305,8 +304,9 @@ class Gateway(OrderedService):
     ) -> Deferred[ImportReport]:
         """Import a card-vendor output file into the running gateway.
 
-        The card keys it brings are loaded into the key cache before the
-        Deferred fires, so the new cards can be reached at once.
+        The cards the key cache holds are read again before the Deferred
+        fires, so keys the file changed apply at once (new cards' keys are
+        read with their first push).
         """
         from bipgw.ingest import import_cards
 
@@ -331,7 +331,7 @@ class Gateway(OrderedService):
     def _imported(self, report: ImportReport) -> Deferred[ImportReport] | ImportReport:
         if not (report.added or report.updated):
             return report
-        return self.keys.load().addCallback(lambda _: report)
+        return self.keys.refresh().addCallback(lambda _: report)
 
     # -- the steps of the tree -------------------------------------------
 
@@ -342,9 +342,6 @@ class Gateway(OrderedService):
             url=redacted_url(self.config.database.url),
         )
         return self.store.start()
-
-    def _load_keys(self) -> Deferred[Any]:
-        return self.keys.load()
 
     def _stop_engine(self) -> None:
         left = len(self.engine.sessions())
@@ -379,10 +376,10 @@ class Gateway(OrderedService):
     def _started(self, _: object) -> None:
         callback = self.builder.callback
         self._log.info(
-            "gateway {node} ready: {cards} cards with keys, admin server on port {port},"
+            "gateway {node} ready: key cache for {cards} cards, admin server on port {port},"
             " cards connect to {host}:{public}; platform channel {channel}, HTTP API {http}",
             node=self.config.gateway.node_id,
-            cards=len(self.keys),
+            cards=self.keys.capacity,
             port=self.admin_port,
             host=str(callback.host),
             public=callback.port,

@@ -175,7 +175,7 @@ class GatewayTests(SynchronousTestCase):
         gateway = self._build()
         self.assertEqual(
             [s.name for s in gateway],
-            ["store", "recovery", "keys", "recorder", "smpp", "engine", "admin"],
+            ["store", "recovery", "recorder", "smpp", "engine", "admin"],
         )
         self.assertIs(gateway.getServiceNamed("smpp"), gateway.smpp)
         self.assertIs(gateway.getServiceNamed("admin"), gateway.admin)
@@ -195,7 +195,6 @@ class GatewayTests(SynchronousTestCase):
         self.assertEqual((self.reactor.tcpServers, self.reactor.tcpClients), ([], []))
         self.store.opening.callback(None)
         self.successResultOf(gateway.when_ready())
-        self.assertEqual(len(gateway.keys), 2)
         self.assertEqual(self.reactor.tcpServers[0][0], 8443)
 
     def test_startEndsSessionsLeftOpen(self) -> None:
@@ -221,11 +220,14 @@ class GatewayTests(SynchronousTestCase):
         self.assertEqual(gateway.engine.sessions(), [])
 
     def test_startWiresEverything(self) -> None:
-        """Starting opens the store, loads the keys, listens for cards on the
-        configured endpoint and connects to the SMSC."""
+        """Starting opens the store, listens for cards on the configured
+        endpoint and connects to the SMSC; it reads no card key (a card's
+        keys are read with its push, or after an unsolicited handshake)."""
         gateway = self._start()
         self.assertIs(gateway.store, self.store)
-        self.assertEqual(len(gateway.keys), 2)
+        self.assertEqual(len(gateway.keys), 0)
+        self.assertEqual(gateway.keys.capacity, 100_000)
+        self.assertIsNone(gateway.keys.psk_for(b"card-1"))
         self.assertEqual(gateway.keys.iccid_for(b"card-1"), iccid_of(1))
         self.assertEqual(self.reactor.tcpServers[0][0], 8443)
         self.assertEqual(self.reactor.tcpServers[0][2], 1024, "admin.backlog not applied")
@@ -381,8 +383,9 @@ class GatewayTests(SynchronousTestCase):
         self.assertEqual(gateway.builder.callback, CallbackAddress("192.0.2.10", 443))
 
     def test_importCardsLoadsTheirKeys(self) -> None:
-        """Cards imported through the running gateway can connect at once: the
-        PSK the gateway now holds is the one the card itself has."""
+        """Cards imported through the running gateway can be reached at once:
+        a push reads the card's keys, and the PSK the gateway then holds is
+        the one the card itself has."""
         from simcard.fleet import generate_fleet
         from simcard.state import FleetState
 
@@ -393,9 +396,10 @@ class GatewayTests(SynchronousTestCase):
         gateway = self._start()
         report = self.successResultOf(gateway.import_cards(fleet.vendor_file))
         self.assertTrue(report.ok)
-        self.assertEqual(len(gateway.keys), 4)
+        self.assertEqual(len(gateway.keys), 0)
         with FleetState.open(fleet.cards_db) as state:
             for iccid in state.iccids():
+                self.assertIsNotNone(self.successResultOf(gateway.keys.ota_keys(iccid, 1)))
                 psk = state.load_card(iccid).profile.psk
                 assert psk is not None
                 self.assertEqual(gateway.keys.iccid_for(psk.identity), iccid)
@@ -406,7 +410,7 @@ class GatewayTests(SynchronousTestCase):
     def test_feedsInTheTree(self) -> None:
         """With [ingest], the feeds start after the keys (before everything
         else) and stop before them; a vendor file waiting in a partner's
-        incoming/ is imported at start, and its cards' keys are loaded."""
+        incoming/ is imported at start."""
         from bipgw.store import ImportKind, add_partner
         from simcard.fleet import generate_fleet
 
@@ -424,12 +428,12 @@ class GatewayTests(SynchronousTestCase):
         gateway = self._build(Config.from_file(path))
         self.assertEqual(
             [s.name for s in gateway],
-            ["store", "recovery", "keys", "ingest", "recorder", "smpp", "engine", "admin"],
+            ["store", "recovery", "ingest", "recorder", "smpp", "engine", "admin"],
         )
         gateway.startService()
         self.successResultOf(gateway.when_ready())
         self.assertEqual([p[0] for p in self.reactor.tcpServers], [2121, 8443])
-        self.assertEqual(len(gateway.keys), 4)
+        self.assertEqual(self.successResultOf(self.store.count_cards()), 4)
         report = (self.directory / "feeds" / "vendor" / "reports" / "batch.out.report").read_text()
         self.assertIn("added 2", report)
         self.successResultOf(gateway.stopService())

@@ -146,9 +146,8 @@ def _fill(name: str, cards: int, root: Any) -> float:
                             (KeyPurpose.PSK, "psk", b"\x03"),
                         ):
                             key = sealer.seal(iccid, purpose, 1, algorithm, Secret(seed + tag * 8))
-                            copy.write_row(
-                                (iccid, key.purpose.value, 1, algorithm, key.sealed, key.fingerprint)
-                            )
+                            row = (iccid, key.purpose.value, 1, algorithm)
+                            copy.write_row((*row, key.sealed, key.fingerprint))
             c.commit()
             done = min(cards, first + chunk)
             rate = done / (time.perf_counter() - started)

@@ -14,6 +14,7 @@ C{bipgw init} and the demo both call it.
 """
 
 from bipgw.config._fronts import HttpApiSection, PlatformSection
+from bipgw.config._cluster import ClusterSection
 from bipgw.config._ingest import IngestSection
 from bipgw.config._install import PASSWORD_FILE_NAME, InitError, InitResult, init_install
 from bipgw.config._log import LogFormat, LogSection
@@ -44,6 +45,7 @@ __all__ = [
     "DatabaseSection",
     "GatewaySection",
     "HttpApiSection",
+    "ClusterSection",
     "IngestSection",
     "InitError",
     "InitResult",

@@ -39,6 +39,7 @@ _ABSENT = {
     "platform": "no platform channel (docs/configuration.md, [platform]).",
     "http_api": "no HTTP API (docs/configuration.md, [http_api]).",
     "ingest": "no partner file feeds (docs/configuration.md, [ingest]; docs/feeds.md).",
+    "cluster": "one node alone, no Redis (docs/configuration.md, [cluster]; docs/cluster.md).",
 }
 
 # Secret keys that are not written because their value was read from a file.

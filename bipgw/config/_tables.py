@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from bipgw.config._cluster import ClusterSection
 from bipgw.config._fronts import HttpApiSection, PlatformSection
 from bipgw.config._ingest import IngestSection
 from bipgw.config._log import LogSection
@@ -47,6 +48,7 @@ OPTIONAL_SECTIONS: Mapping[str, type] = {
     "platform": PlatformSection,
     "http_api": HttpApiSection,
     "ingest": IngestSection,
+    "cluster": ClusterSection,
 }
 
 #: Tables of capabilities that are not built yet: each key that an earlier

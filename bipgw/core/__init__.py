@@ -38,11 +38,13 @@ from bipgw.core._engine import SessionEngine, Subscriber
 from bipgw.core._handles import CardLink, Session
 from bipgw.core._interfaces import (
     ICardDirectory,
+    ICardLocks,
     ICounterAllocator,
     IPushSender,
     ISessionHistory,
     ISessionRecorder,
     ISmsEvents,
+    LocalCardLocks,
     MemorySessionRecorder,
     PorReport,
 )
@@ -113,6 +115,7 @@ __all__ = [
     "FailureReason",
     "HostSessionFactory",
     "ICardDirectory",
+    "ICardLocks",
     "ICounterAllocator",
     "IPushSender",
     "IScp03KeySource",
@@ -120,6 +123,7 @@ __all__ = [
     "ISessionRecorder",
     "ISmsEvents",
     "ITenantDirectory",
+    "LocalCardLocks",
     "MemorySessionRecorder",
     "MemoryTenantDirectory",
     "PolicyError",

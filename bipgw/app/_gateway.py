@@ -46,7 +46,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import clientFromString
@@ -73,6 +73,9 @@ from bipgw.store import (
     create_store,
     end_sessions_left_open,
 )
+
+if TYPE_CHECKING:
+    from bipgw.cluster import ClusterNode
 
 __all__ = ["Gateway", "build_gateway", "push_profiles"]
 
@@ -189,9 +192,17 @@ class Gateway(OrderedService):
         self.builder = PushBuilder(
             self.keys.ota_keys,
             store,
-            CallbackAddress(config.admin.public_host, config.admin.public_port),
+            _callback_address(config),
             push_profiles(config),
         )
+        self.cluster: ClusterNode | None = None
+        if config.cluster is not None:
+            # Imported only for a cluster: one node alone loads no Redis client.
+            from bipgw.cluster import ClusterNode
+
+            self.cluster = ClusterNode(
+                config.cluster.redis, config.cluster.node, reactor, self._admin_address
+            )
         self.smpp = SmppClientService(
             reactor,
             clientFromString(reactor, config.smpp.endpoint),
@@ -207,7 +218,10 @@ class Gateway(OrderedService):
             uri_prefix=config.admin.uri_prefix,
             services={name: service.rules() for name, service in config.services.items()},
             scp03_keys=_scp03_source(store, root, keystore),
+            card_locks=None if self.cluster is None else self.cluster.locks,
         )
+        if self.cluster is not None:
+            self.cluster.wire(self.engine, self.keys)
         # The one wiring call after construction: the engine is built on a
         # push sender that submits through the SMPP client, which reports
         # receipts and SMS from cards back to the engine.
@@ -238,8 +252,10 @@ class Gateway(OrderedService):
 
         opening = Step(start=self._open_store, stop=store.close)
         self.add(opening, "store", opening.ready)
+        if self.cluster is not None:
+            self.add(self.cluster, "cluster", self.cluster.when_ready)
         # Before any session of this run: end those a crash left open.
-        recovery = Step(start=lambda: end_sessions_left_open(store, reactor))
+        recovery = Step(start=self._recover)
         self.add(recovery, "recovery", recovery.ready)
         if self.ingest is not None:
             self.add(self.ingest, "ingest", self.ingest.when_ready)
@@ -331,6 +347,8 @@ class Gateway(OrderedService):
     def _imported(self, report: ImportReport) -> Deferred[ImportReport] | ImportReport:
         if not (report.added or report.updated):
             return report
+        if self.cluster is not None:
+            self.cluster.keys_changed()
         return self.keys.refresh().addCallback(lambda _: report)
 
     # -- the steps of the tree -------------------------------------------
@@ -342,6 +360,20 @@ class Gateway(OrderedService):
             url=redacted_url(self.config.database.url),
         )
         return self.store.start()
+
+    def _recover(self) -> Deferred[int]:
+        if self.cluster is None:
+            return end_sessions_left_open(self.store, self._reactor)
+        # The other nodes' sessions share the database: only this node's.
+        from bipgw.cluster import end_node_sessions_left_open
+
+        return end_node_sessions_left_open(
+            self.cluster.redis, self.cluster.node, self.store, self._reactor
+        )
+
+    def _admin_address(self) -> str:
+        callback = self.builder.callback
+        return f"{callback.host}:{callback.port}"
 
     def _stop_engine(self) -> None:
         left = len(self.engine.sessions())
@@ -355,6 +387,9 @@ class Gateway(OrderedService):
     def _tell_cards(self, port: IListeningPort) -> None:
         bound = int(port.getHost().port)  # type: ignore[attr-defined]
         admin = self.config.admin
+        cluster = self.config.cluster
+        if cluster is not None and cluster.admin_port is not None:
+            return
         if server_endpoint_port(admin.listen) == 0 and bound != admin.public_port:
             # An ephemeral port can only be reached by telling it: the
             # configured public_port cannot be a NAT mapping of a port
@@ -363,7 +398,7 @@ class Gateway(OrderedService):
                 "admin.listen asked for any free port: cards are told port {port}",
                 port=bound,
             )
-            self.builder.callback = CallbackAddress(admin.public_host, bound)
+            self.builder.callback = CallbackAddress(_callback_address(self.config).host, bound)
 
     # -- the whole tree ----------------------------------------------------
 
@@ -402,6 +437,15 @@ class Gateway(OrderedService):
             self._log.info("gateway {node} stopped", node=self.config.gateway.node_id)
 
         return stopping.addCallback(stopped)
+
+
+def _callback_address(config: Config) -> CallbackAddress:
+    """Where this node's pushes tell cards to connect: C{[cluster]}'s
+    admin address when given, else C{[admin]}'s public one."""
+    admin, cluster = config.admin, config.cluster
+    host = admin.public_host if cluster is None else cluster.admin_host or admin.public_host
+    port = admin.public_port if cluster is None else cluster.admin_port or admin.public_port
+    return CallbackAddress(host, port)
 
 
 def _port_number(port: object) -> int | None:

@@ -13,8 +13,8 @@ L{init_install} makes a new install (configuration, root key, keystore);
 C{bipgw init} and the demo both call it.
 """
 
-from bipgw.config._fronts import HttpApiSection, PlatformSection
 from bipgw.config._cluster import ClusterSection
+from bipgw.config._fronts import HttpApiSection, PlatformSection
 from bipgw.config._ingest import IngestSection
 from bipgw.config._install import PASSWORD_FILE_NAME, InitError, InitResult, init_install
 from bipgw.config._log import LogFormat, LogSection
@@ -40,12 +40,12 @@ __all__ = [
     "SECTIONS",
     "AdminSection",
     "BindMode",
+    "ClusterSection",
     "Config",
     "ConfigError",
     "DatabaseSection",
     "GatewaySection",
     "HttpApiSection",
-    "ClusterSection",
     "IngestSection",
     "InitError",
     "InitResult",

@@ -456,3 +456,52 @@ class GatewayTests(SynchronousTestCase):
         session = self._open(gateway, iccid_of(1), "certs")
         self.assertEqual(session.service, "certs")
         self.assertEqual(session.target.iccid, iccid_of(1))
+
+
+class ClusterWiringTests(SynchronousTestCase):
+    """With [cluster], the tree has a cluster node before recovery, the engine
+    claims cards from its Redis locks, and pushes name this node's address."""
+
+    setUp = GatewayTests.setUp
+    tearDown = GatewayTests.tearDown
+    _config = GatewayTests._config
+    _build = GatewayTests._build
+
+    def _cluster_config(self, extra: str = "") -> Config:
+        path = self.directory / "bipgw.toml"
+        path.write_text(
+            _toml()
+            + '[database]\nurl = "postgresql+psycopg://bipgw@db.example/bipgw"\n'
+            + '[cluster]\nredis = "redis://127.0.0.1:1/0"\nnode = "gw-b"\n'
+            + extra
+        )
+        return Config.from_file(path)
+
+    def test_clusterInTheTree(self) -> None:
+        """The cluster node starts after the store and before recovery (which
+        then ends only this node's sessions); nothing connects at build."""
+        gateway = self._build(self._cluster_config())
+        self.assertEqual(
+            [s.name for s in gateway],
+            ["store", "cluster", "recovery", "recorder", "smpp", "engine", "admin"],
+        )
+        assert gateway.cluster is not None
+        self.assertEqual(gateway.cluster.node, "gw-b")
+        self.assertIs(gateway.engine._claims._locks, gateway.cluster.locks)
+        self.assertEqual(gateway.builder.callback, CallbackAddress("192.0.2.10", 8443))
+
+    def test_nodeAdminAddress(self) -> None:
+        """[cluster] admin_host and admin_port are what this node's pushes name."""
+        config = self._cluster_config('admin_host = "192.0.2.77"\nadmin_port = 9443\n')
+        gateway = self._build(config)
+        self.assertEqual(gateway.builder.callback, CallbackAddress("192.0.2.77", 9443))
+        self.assertEqual(gateway._admin_address(), "192.0.2.77:9443")
+
+    def test_aloneNoRedisClient(self) -> None:
+        """Without [cluster] there is no cluster node, and the engine's locks are
+        the local ones."""
+        from bipgw.core import LocalCardLocks
+
+        gateway = self._build()
+        self.assertIsNone(gateway.cluster)
+        self.assertIsInstance(gateway.engine._claims._locks, LocalCardLocks)

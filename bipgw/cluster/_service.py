@@ -1,0 +1,92 @@
+# -*- test-case-name: tests.integration.test_cluster_redis -*-
+"""One node's part in the cluster, as one service of the gateway's tree.
+
+Built with the gateway (nothing connects until it starts): the card locks
+the engine claims cards from, the session registry, the heartbeat and the
+key invalidations.  Starting connects to Redis (the start fails, naming
+the server, if Redis cannot be reached) and starts them; stopping leaves the
+cluster cleanly (locks released, the node removed) and disconnects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+
+from bipgw.cluster._invalidation import KeyCache, KeyInvalidation
+from bipgw.cluster._locks import RedisCardLocks
+from bipgw.cluster._nodes import NodeHeartbeat
+from bipgw.cluster._redis import ClusterRedis, RedisAddress
+from bipgw.cluster._registry import SessionRegistry
+from bipgw.core import SessionEngine
+
+__all__ = ["ClusterNode"]
+
+
+class ClusterNode(Service):
+    """This gateway as a node of a cluster on Redis.
+
+    @param redis_url: C{[cluster] redis}.
+    @param node: C{[cluster] node}.
+    @param clock: the reactor.
+    @param admin: this node's public admin address (C{host:port}), when asked.
+    @ivar locks: the engine's L{bipgw.core.ICardLocks}.
+    """
+
+    _log = Logger()
+
+    def __init__(
+        self, redis_url: str, node: str, clock: IReactorTime, admin: Callable[[], str]
+    ) -> None:
+        self.name = "cluster"
+        self.node = node
+        self.redis = ClusterRedis(RedisAddress.from_url(redis_url), clock)
+        self.locks = RedisCardLocks(self.redis, node, clock)
+        self.heartbeat = NodeHeartbeat(self.redis, node, clock, admin, lambda: len(self.locks.held))
+        self.registry: SessionRegistry | None = None
+        self.invalidation: KeyInvalidation | None = None
+
+    def wire(self, engine: SessionEngine, keys: KeyCache) -> None:
+        """Follow C{engine}'s sessions and keep C{keys} current (once, at build)."""
+        self.registry = SessionRegistry(self.redis, self.node, engine)
+        self.invalidation = KeyInvalidation(self.redis, self.node, keys)
+
+    def when_ready(self) -> Deferred[None]:
+        """Connect; fires once Redis answers, fails naming it if it does not."""
+        d = self.redis.connect()
+        d.addCallback(lambda _: self._started())
+        return d
+
+    def _started(self) -> None:
+        self.locks.start()
+        self.heartbeat.start()
+        if self.registry is not None:
+            self.registry.start()
+        if self.invalidation is not None:
+            self.invalidation.start()
+        self._log.info(
+            "node {node} joined the cluster on {redis}", node=self.node, redis=self.redis.address
+        )
+
+    def keys_changed(self, iccid: str | None = None) -> Deferred[Any]:
+        """Tell the other nodes card keys changed (see L{KeyInvalidation.changed})."""
+        if self.invalidation is None:
+            from twisted.internet.defer import succeed
+
+            return succeed(None)
+        return self.invalidation.changed(iccid)
+
+    def stopService(self) -> Deferred[None]:
+        """Leave the cluster: release the locks, remove the node, disconnect."""
+        Service.stopService(self)
+        if self.registry is not None:
+            self.registry.stop()
+        self.locks.stop()
+        d = self.heartbeat.stop()
+        d.addBoth(lambda _: self.redis.disconnect())
+        return d.addBoth(lambda _: None)

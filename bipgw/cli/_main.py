@@ -32,6 +32,7 @@ import bipgw
 
 # Each sub-command's module by its own name, not through the package, which
 # imports this module for main.
+import bipgw.cli._cluster as _cluster
 import bipgw.cli._demo as _demo
 import bipgw.cli._init as _init
 import bipgw.cli._keys as _keys
@@ -145,6 +146,7 @@ def _parser() -> argparse.ArgumentParser:
     _tenants.add_parser(commands)
     _partners.add_parser(commands)
     _demo.add_parser(commands)
+    _cluster.add_parser(commands)
     return parser
 
 
@@ -364,4 +366,5 @@ _COMMANDS: dict[str, _Command] = {
     "partner": _partners.run,
     "imports": _partners.run,
     "demo": lambda args, out, err, env: _demo.run(args, out, err),
+    "cluster": _cluster.run,
 }

@@ -116,7 +116,12 @@ class ClusterRedis:
             self._open_pool()
 
         def unreachable(failure: Any) -> None:
-            why = failure.getErrorMessage() or type(failure.value).__name__
+            from twisted.internet.defer import TimeoutError as DeferredTimeout
+
+            if failure.check(DeferredTimeout):
+                why = f"no answer in {self._timeout:g} s"
+            else:
+                why = failure.getErrorMessage() or type(failure.value).__name__
             raise RedisUnreachableError(
                 f"Redis at {self.address} cannot be reached ({why}): is redis-server running there?"
             )

@@ -220,15 +220,17 @@ class Gateway(OrderedService):
             scp03_keys=_scp03_source(store, root, keystore),
             card_locks=None if self.cluster is None else self.cluster.locks,
         )
+        cards: Any = self.engine
         if self.cluster is not None:
-            self.cluster.wire(self.engine, self.keys)
+            # A card of another node's session is relayed to that node.
+            cards = self.cluster.wire(self.engine, self.keys)
         # The one wiring call after construction: the engine is built on a
         # push sender that submits through the SMPP client, which reports
         # receipts and SMS from cards back to the engine.
         self.smpp.report_to(self.engine)
         self.admin = AdminServer(
             reactor,
-            self.engine,
+            cards,
             psk_lookup=self.keys.psk_for,
             identity_to_iccid=self.keys.iccid_for,
             listen=config.admin.endpoint,

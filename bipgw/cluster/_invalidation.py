@@ -3,6 +3,8 @@
 
 A node that imports cards (or rotates a card's keys) publishes on the
 channel C{bipgw:keys} its name and either one ICCID or C{*} (every card).
+A node sending a push publishes C{+ICCID}: every node reads that card's
+keys, so the card may answer the push on any node.
 Every other node then re-reads that card's keys, or every card it holds
 (L{bipgw.scp81.CardKeyCache.refresh}), so a handshake or a push never uses
 a key the database no longer has.  A node that was cut off from Redis
@@ -32,6 +34,12 @@ class KeyCache(Protocol):
     def forget(self, iccid: str) -> None:
         """Drop one card's keys."""
 
+    def load_cards(self, iccids: list[str]) -> Deferred[Any]:
+        """Read these cards' keys."""
+
+    def __contains__(self, iccid: object) -> bool:
+        """Whether the card's keys are held."""
+
 
 class KeyInvalidation:
     """Publishes this node's key changes and applies the others'.
@@ -57,12 +65,20 @@ class KeyInvalidation:
         """Tell the other nodes card C{iccid}'s keys changed (C{None}: any card's)."""
         return self._redis.publish(CHANNEL, f"{self.node} {iccid or '*'}")
 
+    def prefetch(self, iccid: str) -> Deferred[Any]:
+        """Ask the other nodes to read card C{iccid}'s keys now (its push is
+        going out, and the card may connect to any node)."""
+        return self._redis.publish(CHANNEL, f"{self.node} +{iccid}")
+
     def _message(self, text: str) -> None:
         origin, _, what = text.partition(" ")
         if origin == self.node or not what:
             return
         self.received += 1
-        if what == "*":
+        if what.startswith("+"):
+            if what[1:] not in self._cache:
+                self._cache.load_cards([what[1:]])
+        elif what == "*":
             self._cache.refresh()
         else:
             self._cache.forget(what)

@@ -23,7 +23,8 @@ from bipgw.cluster._locks import RedisCardLocks
 from bipgw.cluster._nodes import NodeHeartbeat
 from bipgw.cluster._redis import ClusterRedis, RedisAddress
 from bipgw.cluster._registry import SessionRegistry
-from bipgw.core import SessionEngine
+from bipgw.cluster._relay import RelayedCards
+from bipgw.core import SessionEngine, SessionEvent, SessionState
 
 __all__ = ["ClusterNode"]
 
@@ -48,13 +49,23 @@ class ClusterNode(Service):
         self.redis = ClusterRedis(RedisAddress.from_url(redis_url), clock)
         self.locks = RedisCardLocks(self.redis, node, clock)
         self.heartbeat = NodeHeartbeat(self.redis, node, clock, admin, lambda: len(self.locks.held))
+        self._clock = clock
         self.registry: SessionRegistry | None = None
         self.invalidation: KeyInvalidation | None = None
+        self.cards: RelayedCards | None = None
+        self._engine: SessionEngine | None = None
 
-    def wire(self, engine: SessionEngine, keys: KeyCache) -> None:
-        """Follow C{engine}'s sessions and keep C{keys} current (once, at build)."""
+    def wire(self, engine: SessionEngine, keys: KeyCache) -> RelayedCards:
+        """Follow C{engine}'s sessions and keep C{keys} current (once, at build).
+
+        @return: what the admin server must find a card's session with: this
+            node's engine, and a relay to the other nodes' sessions.
+        """
+        self._engine = engine
         self.registry = SessionRegistry(self.redis, self.node, engine)
         self.invalidation = KeyInvalidation(self.redis, self.node, keys)
+        self.cards = RelayedCards(engine, self.redis, self.node, self._clock)
+        return self.cards
 
     def when_ready(self) -> Deferred[None]:
         """Connect; fires once Redis answers, fails naming it if it does not."""
@@ -69,9 +80,26 @@ class ClusterNode(Service):
             self.registry.start()
         if self.invalidation is not None:
             self.invalidation.start()
+        if self.cards is not None:
+            self.cards.start()
+        if self._engine is not None:
+            self._unsubscribe = self._engine.subscribe(self._pushing)
         self._log.info(
             "node {node} joined the cluster on {redis}", node=self.node, redis=self.redis.address
         )
+
+    def _pushing(self, event: SessionEvent) -> None:
+        # A push is going out: the card may answer it on any node (a load
+        # balancer), so every node reads its keys now, before it connects.
+        if (
+            event.state is SessionState.PUSHING
+            and event.previous is not SessionState.PUSHING
+            and self._engine is not None
+            and self.invalidation is not None
+        ):
+            status = self._engine.status(event.session_id)
+            if status is not None and status.iccid is not None:
+                self.invalidation.prefetch(status.iccid)
 
     def keys_changed(self, iccid: str | None = None) -> Deferred[Any]:
         """Tell the other nodes card keys changed (see L{KeyInvalidation.changed})."""
@@ -84,6 +112,9 @@ class ClusterNode(Service):
     def stopService(self) -> Deferred[None]:
         """Leave the cluster: release the locks, remove the node, disconnect."""
         Service.stopService(self)
+        unsubscribe = getattr(self, "_unsubscribe", None)
+        if unsubscribe is not None:
+            unsubscribe()
         if self.registry is not None:
             self.registry.stop()
         self.locks.stop()

@@ -323,7 +323,7 @@ class Bench:
             if not report.ok:
                 raise SystemExit(f"import of {file} failed")
         self.say(
-            f"imported {cards} cards into {config.database.url.split(':')[0]} in"
+            f"imported {cards} cards into {(store_url or config.database.url).split(':')[0]} in"
             f" {time.perf_counter() - t0:.1f} s"
         )
         await gateway.when_bound()

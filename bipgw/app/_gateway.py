@@ -201,7 +201,7 @@ class Gateway(OrderedService):
             from bipgw.cluster import ClusterNode
 
             self.cluster = ClusterNode(
-                config.cluster.redis, config.cluster.node, reactor, self._admin_address
+                config.cluster.redis, config.cluster.node, reactor, self._admin_address, store
             )
         self.smpp = SmppClientService(
             reactor,

@@ -15,6 +15,7 @@ C{[cluster]} table, L{ClusterNode} shares through Redis:
 from bipgw.cluster._invalidation import KeyInvalidation
 from bipgw.cluster._locks import LOCK_TTL, RedisCardLocks
 from bipgw.cluster._nodes import BEAT_EVERY, NODE_TIMEOUT, NodeHeartbeat, NodeInfo, list_nodes
+from bipgw.cluster._reaper import NodeReaper
 from bipgw.cluster._recovery import end_node_sessions_left_open
 from bipgw.cluster._redis import ClusterRedis, RedisAddress, RedisUnreachableError
 from bipgw.cluster._registry import SessionRegistry
@@ -29,6 +30,7 @@ __all__ = [
     "KeyInvalidation",
     "NodeHeartbeat",
     "NodeInfo",
+    "NodeReaper",
     "RedisAddress",
     "RedisCardLocks",
     "RedisUnreachableError",

@@ -29,12 +29,11 @@ _log = Logger()
 RESTART_DETAIL = "node {node} stopped before the session ended; ended at its next start"
 
 
-def end_node_sessions_left_open(
-    redis: ClusterRedis, node: str, store: IStore, clock: IReactorTime
+def end_sessions(
+    store: IStore, session_ids: list[str], reason: FailureReason, detail: str, now: float
 ) -> Deferred[int]:
-    """End the sessions the registry lists under C{node}; fires with how many."""
-    now = clock.seconds()
-    detail = RESTART_DETAIL.format(node=node)
+    """End the sessions C{session_ids} not yet ended in C{store} with
+    C{reason}; fires with how many were ended."""
 
     def end_one(session_id: str) -> Deferred[bool]:
         def ended(record: SessionRecord | None) -> Deferred[bool] | bool:
@@ -43,7 +42,7 @@ def end_node_sessions_left_open(
             final = attrs.evolve(
                 record,
                 state="failed",
-                reason=FailureReason.GATEWAY_RESTART.value,
+                reason=reason.value,
                 detail=detail,
                 updated_at=now,
                 ended_at=now,
@@ -52,15 +51,28 @@ def end_node_sessions_left_open(
 
         return store.get_session(session_id).addCallback(ended)
 
-    def listed(members: Any) -> Deferred[Any]:
-        ids = [m.decode() if isinstance(m, bytes) else str(m) for m in members or ()]
-        return DeferredList([end_one(i) for i in ids], consumeErrors=True)
-
-    def counted(results: list[tuple[bool, Any]]) -> Deferred[int]:
-        count = sum(1 for ok, value in results if ok and value)
+    def counted(results: list[tuple[bool, Any]]) -> int:
         for ok, value in results:
             if not ok:
-                _log.failure("ending a session left open failed", value)
+                _log.failure("ending session failed", value)
+        return sum(1 for ok, value in results if ok and value)
+
+    done: Deferred[Any] = DeferredList([end_one(i) for i in session_ids], consumeErrors=True)
+    return done.addCallback(counted)
+
+
+def end_node_sessions_left_open(
+    redis: ClusterRedis, node: str, store: IStore, clock: IReactorTime
+) -> Deferred[int]:
+    """End the sessions the registry lists under C{node}; fires with how many."""
+    now = clock.seconds()
+    detail = RESTART_DETAIL.format(node=node)
+
+    def listed(members: Any) -> Deferred[int]:
+        ids = [m.decode() if isinstance(m, bytes) else str(m) for m in members or ()]
+        return end_sessions(store, ids, FailureReason.GATEWAY_RESTART, detail, now)
+
+    def counted(count: int) -> Deferred[int]:
         if count:
             _log.warn(
                 "{count} session(s) node {node} left open ended: gateway-restart",

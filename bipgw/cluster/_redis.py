@@ -13,6 +13,7 @@ reconnects; a session must fail with a reason instead of waiting for ever).
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Sequence
 from typing import Any, Final
 from urllib.parse import unquote, urlsplit
@@ -104,6 +105,7 @@ class ClusterRedis:
         self._poolsize = poolsize
         self._pool: Any = None
         self._closed = False
+        self._shas: dict[str, str] = {}
         self._subscriber_factory: Any = None
         self._subscribed: Any = None
         self._handlers: dict[str, Callable[[str], object]] = {}
@@ -161,8 +163,22 @@ class ClusterRedis:
         return d.addTimeout(self._timeout, self._clock)
 
     def script(self, body: str, keys: Sequence[str], args: Sequence[object]) -> Deferred[Any]:
-        """Run a Lua script atomically (C{EVAL}); fails after L{CALL_TIMEOUT} seconds."""
-        return self.call("EVAL", body, len(keys), *keys, *args)
+        """Run a Lua script atomically; fails after L{CALL_TIMEOUT} seconds.
+
+        Sent by its SHA-1 (C{EVALSHA}); the first time, or after a Redis
+        restart emptied its script cache, by its text (C{EVAL}, which caches it).
+        """
+        sha = self._shas.get(body)
+        if sha is None:
+            sha = self._shas[body] = hashlib.sha1(body.encode()).hexdigest()
+        d = self.call("EVALSHA", sha, len(keys), *keys, *args)
+
+        def unknown(failure: Any) -> Any:
+            if "NOSCRIPT" in (failure.getErrorMessage() or ""):
+                return self.call("EVAL", body, len(keys), *keys, *args)
+            return failure
+
+        return d.addErrback(unknown)
 
     def publish(self, channel: str, message: str) -> Deferred[Any]:
         """Publish C{message} on C{channel} (prefixed)."""

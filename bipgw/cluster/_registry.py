@@ -1,11 +1,12 @@
 # -*- test-case-name: tests.integration.test_cluster_redis -*-
 """The cluster's session registry: which node owns each session, its card and state.
 
-Every transition of a session of this node is written to the hash
-C{bipgw:session:ID} (C{node}, C{iccid}, C{service}, C{state}) and the
+A session of this node is written to the hash C{bipgw:session:ID}
+(C{node}, C{iccid}, C{service}, C{state}) when it is opened, pushed,
+reached by its card and ended (not at each script), and the
 session's id kept in the set C{bipgw:node:NAME:sessions} until it ends;
 an ended session's hash stays a day (L{KEEP_ENDED}), so any node can tell
-where a session ran.  One Lua call per transition: the hash, the set and
+where a session ran.  One Lua call per write: the hash, the set and
 the expiry change at once; the calls go over one connection, in order.
 """
 
@@ -17,7 +18,7 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from bipgw.cluster._redis import PREFIX, ClusterRedis
-from bipgw.core import SessionEngine, SessionEvent
+from bipgw.core import SessionEngine, SessionEvent, SessionState
 
 __all__ = ["KEEP_ENDED", "SessionRegistry", "node_sessions_key", "session_key"]
 
@@ -36,6 +37,17 @@ else
 end
 return 1
 """
+
+
+_RECORDED: Final = frozenset(
+    {
+        SessionState.REQUESTED,
+        SessionState.PUSHING,
+        SessionState.CONNECTED,
+        SessionState.CLOSED,
+        SessionState.FAILED,
+    }
+)
 
 
 def session_key(session_id: str) -> str:
@@ -89,7 +101,12 @@ class SessionRegistry:
         return self._redis.call("HGETALL", session_key(session_id)).addCallback(read)
 
     def _event(self, event: SessionEvent) -> None:
-        if not event.transition:
+        # What routing and recovery need: opened, pushed, reached its card,
+        # ended.  Not each script's CONNECTED <-> RELAYING (nor notes).
+        state = event.state
+        if not event.transition or state not in _RECORDED or state is event.previous:
+            return
+        if state is SessionState.CONNECTED and event.previous is not SessionState.AWAITING_CARD:
             return
         status = self._engine.status(event.session_id)
         iccid = "" if status is None or status.iccid is None else status.iccid

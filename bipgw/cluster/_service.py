@@ -16,15 +16,18 @@ from typing import Any
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from bipgw.cluster._invalidation import KeyCache, KeyInvalidation
 from bipgw.cluster._locks import RedisCardLocks
-from bipgw.cluster._nodes import NodeHeartbeat
+from bipgw.cluster._nodes import BEAT_EVERY, NodeHeartbeat
+from bipgw.cluster._reaper import NodeReaper
 from bipgw.cluster._redis import ClusterRedis, RedisAddress
 from bipgw.cluster._registry import SessionRegistry
 from bipgw.cluster._relay import RelayedCards
 from bipgw.core import SessionEngine, SessionEvent, SessionState
+from bipgw.store import IStore
 
 __all__ = ["ClusterNode"]
 
@@ -36,13 +39,19 @@ class ClusterNode(Service):
     @param node: C{[cluster] node}.
     @param clock: the reactor.
     @param admin: this node's public admin address (C{host:port}), when asked.
+    @param store: the shared database (a dead node's sessions are ended there).
     @ivar locks: the engine's L{bipgw.core.ICardLocks}.
     """
 
     _log = Logger()
 
     def __init__(
-        self, redis_url: str, node: str, clock: IReactorTime, admin: Callable[[], str]
+        self,
+        redis_url: str,
+        node: str,
+        clock: IReactorTime,
+        admin: Callable[[], str],
+        store: IStore,
     ) -> None:
         self.name = "cluster"
         self.node = node
@@ -50,6 +59,9 @@ class ClusterNode(Service):
         self.locks = RedisCardLocks(self.redis, node, clock)
         self.heartbeat = NodeHeartbeat(self.redis, node, clock, admin, lambda: len(self.locks.held))
         self._clock = clock
+        self.reaper = NodeReaper(self.redis, node, store, clock)
+        self._reaping = LoopingCall(self.reaper.reap)
+        self._reaping.clock = clock
         self.registry: SessionRegistry | None = None
         self.invalidation: KeyInvalidation | None = None
         self.cards: RelayedCards | None = None
@@ -76,6 +88,7 @@ class ClusterNode(Service):
     def _started(self) -> None:
         self.locks.start()
         self.heartbeat.start()
+        self._reaping.start(BEAT_EVERY, now=False)
         if self.registry is not None:
             self.registry.start()
         if self.invalidation is not None:
@@ -115,6 +128,8 @@ class ClusterNode(Service):
         unsubscribe = getattr(self, "_unsubscribe", None)
         if unsubscribe is not None:
             unsubscribe()
+        if self._reaping.running:
+            self._reaping.stop()
         if self.registry is not None:
             self.registry.stop()
         self.locks.stop()

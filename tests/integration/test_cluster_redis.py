@@ -288,3 +288,65 @@ class ClusterRedisTests(TestCase):
         error = yield redis.connect().addCallbacks(lambda _: None, lambda f: f.value)
         self.assertIsInstance(error, RedisUnreachableError)
         self.assertIn(f"127.0.0.1:{self.server.port}", str(error))
+
+
+class NodeLostTests(TestCase):
+    """A node that stops beating is noticed, and its sessions end with node-lost."""
+
+    timeout = 60
+
+    def setUp(self) -> None:
+        self.server = RedisServer()
+        self.addCleanup(self.server.stop)
+        self.server.start()
+
+    @inlineCallbacks
+    def test_deadNodesSessionsEnded(self) -> Any:
+        """Node b (a session open in the shared store and the registry) stops
+        beating as if killed: within the node timeout plus one beat, one live
+        node (of two looking at once) ends b's session with node-lost in the
+        store and the registry; the other live node and finished sessions are
+        left alone."""
+        from bipgw.cluster import NodeReaper
+        from bipgw.store import MemoryStore, SessionRecord
+
+        store = MemoryStore()
+        redises = [ClusterRedis(RedisAddress.from_url(self.server.url), reactor) for _ in "abc"]
+        for redis in redises:
+            self.addCleanup(redis.disconnect)
+            yield redis.connect()
+        ra, rb, rc = redises
+        open_row = SessionRecord("s-open", "isd", "connected", 1.0, 2.0, iccid=ICCID)
+        done_row = SessionRecord("s-done", "isd", "closed", 1.0, 3.0, ended_at=3.0)
+        for row in (open_row, done_row):
+            yield store.save_session(row)
+        yield rb.call("SADD", "bipgw:node:b:sessions", "s-open", "s-done")
+        yield rb.call("HSET", "bipgw:session:s-open", "node", "b", "state", "connected")
+        beats = [
+            NodeHeartbeat(r, n, reactor, lambda: "127.0.0.1:1", lambda: 0, every=0.2)
+            for r, n in ((ra, "a"), (rb, "b"), (rc, "c"))
+        ]
+        for beat in beats:
+            beat.start()
+        reapers = [
+            NodeReaper(r, n, store, reactor, node_timeout=1.0) for r, n in ((ra, "a"), (rc, "c"))
+        ]
+        yield sleep(0.5)
+        yield gatherResults([r.reap() for r in reapers])
+        self.assertEqual([r.reaped for r in reapers], [[], []], "a live node was reaped")
+        beats[1]._loop.stop()  # b is killed: no more beats, no clean leave
+        for _ in range(15):
+            yield sleep(0.2)
+            yield gatherResults([r.reap() for r in reapers])
+        self.assertEqual(sorted(x for r in reapers for x in r.reaped), [("b", 1)])
+        row = yield store.get_session("s-open")
+        self.assertEqual((row.state, row.reason), ("failed", "node-lost"))
+        self.assertIn("node b stopped answering", row.detail)
+        self.assertEqual((yield store.get_session("s-done")).reason, None)
+        self.assertIn(
+            (yield ra.call("HGET", "bipgw:session:s-open", "state")), ("failed", b"failed")
+        )
+        nodes = yield list_nodes(ra, node_timeout=1.0)
+        self.assertEqual([n.name for n in nodes], ["a", "c"])
+        for beat in (beats[0], beats[2]):
+            yield beat.stop()

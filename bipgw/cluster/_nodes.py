@@ -39,7 +39,7 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('HSET', KEYS[1], 'admin', ARGV[2], 'cards', ARGV[3], 'beat', now)
 redis.call('HSETNX', KEYS[1], 'started', now)
 redis.call('ZADD', KEYS[2], now, ARGV[1])
-return now
+return redis.call('ZCARD', KEYS[2])
 """
 
 _LIST = """
@@ -115,6 +115,7 @@ class NodeHeartbeat:
     @param admin: its public admin address, C{host:port} (a callable: the
         port may be known only once the admin server listens).
     @param cards: how many card locks it holds now.
+    @ivar nodes: the nodes registered at the last beat (this one included).
     """
 
     _log = Logger()
@@ -136,6 +137,7 @@ class NodeHeartbeat:
         self._loop = LoopingCall(self.beat)
         self._loop.clock = clock
         self._down = False
+        self.nodes = 1
 
     def beat(self) -> Deferred[None]:
         """One heartbeat now."""
@@ -143,7 +145,8 @@ class NodeHeartbeat:
             _BEAT, [node_key(self.node), NODES], [self.node, self._admin(), self._cards()]
         )
 
-        def beaten(_: object) -> None:
+        def beaten(count: object) -> None:
+            self.nodes = int(count)  # type: ignore[call-overload]
             if self._down:
                 self._log.info("heartbeat of node {node} written again", node=self.node)
             self._down = False

@@ -2,8 +2,9 @@
 """The cluster's session registry: which node owns each session, its card and state.
 
 A session of this node is written to the hash C{bipgw:session:ID}
-(C{node}, C{iccid}, C{service}, C{state}) when it is opened, pushed,
-reached by its card and ended (not at each script), and the
+(C{node}, C{iccid}, C{service}, C{state}) when it is opened, reached by
+its card and ended (not at each push or script: each write costs the
+gateway CPU, bench/RESULTS.md), and the
 session's id kept in the set C{bipgw:node:NAME:sessions} until it ends;
 an ended session's hash stays a day (L{KEEP_ENDED}), so any node can tell
 where a session ran.  One Lua call per write: the hash, the set and
@@ -42,7 +43,6 @@ return 1
 _RECORDED: Final = frozenset(
     {
         SessionState.REQUESTED,
-        SessionState.PUSHING,
         SessionState.CONNECTED,
         SessionState.CLOSED,
         SessionState.FAILED,
@@ -101,8 +101,8 @@ class SessionRegistry:
         return self._redis.call("HGETALL", session_key(session_id)).addCallback(read)
 
     def _event(self, event: SessionEvent) -> None:
-        # What routing and recovery need: opened, pushed, reached its card,
-        # ended.  Not each script's CONNECTED <-> RELAYING (nor notes).
+        # What routing and recovery need: opened, reached its card, ended.
+        # Not each push, nor each script's CONNECTED <-> RELAYING.
         state = event.state
         if not event.transition or state not in _RECORDED or state is event.previous:
             return

@@ -103,10 +103,12 @@ class ClusterNode(Service):
 
     def _pushing(self, event: SessionEvent) -> None:
         # A push is going out: the card may answer it on any node (a load
-        # balancer), so every node reads its keys now, before it connects.
+        # balancer), so every other node reads its keys now, before it
+        # connects (not sent while this node is alone).
         if (
             event.state is SessionState.PUSHING
             and event.previous is not SessionState.PUSHING
+            and self.heartbeat.nodes > 1
             and self._engine is not None
             and self.invalidation is not None
         ):

@@ -206,7 +206,7 @@ class ClusterRedisTests(TestCase):
         session = engine.open(CardTarget.by_iccid(ICCID), "isd")
         yield sleep(0.3)
         entry = yield registry.owner(str(session.id))
-        self.assertEqual(entry, {"node": "a", "state": "pushing", "iccid": ICCID, "service": "isd"})
+        self.assertEqual(entry, {"node": "a", "state": "requested"})
         beats = [
             NodeHeartbeat(r, name, reactor, lambda n=name: f"192.0.2.1:{n}", lambda: 3, every=0.2)
             for r, name in ((ra, "a"), (rb, "b"))

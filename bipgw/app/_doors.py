@@ -19,7 +19,7 @@ import attrs
 from twisted.application.service import IService
 
 from bipgw.config import Config, HttpApiSection, PlatformSection
-from bipgw.core import SessionEngine, Tenancy
+from bipgw.core import ISharedLimits, SessionEngine, Tenancy
 from bipgw.platform import (
     PLATFORM_SERVICE,
     ChannelSettings,
@@ -76,8 +76,12 @@ def front_doors(
     reactor: Any,
     *,
     platform_tls: Any = None,
+    shared_limits: ISharedLimits | None = None,
 ) -> list[IService]:
     """The front doors C{config} opens, as listening services, not started.
+
+    @param shared_limits: the tenants' session limits over a cluster's
+        nodes (L{bipgw.cluster.RedisTenantLimits}); C{None} alone.
 
     @param platform_tls: the TLS server options of C{[platform]}
         (L{bipgw.config.PlatformSection.tls_options}, read when the gateway
@@ -92,6 +96,7 @@ def front_doors(
         StoreTenantDirectory(store, run_slow=in_threads(reactor)),
         reactor,
         history=StoreSessionHistory(store),
+        shared_limits=shared_limits,
     )
     doors: list[IService] = []
     if config.platform is not None:

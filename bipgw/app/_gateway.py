@@ -240,7 +240,14 @@ class Gateway(OrderedService):
             grace_period=config.sessions.grace_period,
             max_connections=config.admin.max_connections,
         )
-        self.doors = front_doors(config, self.engine, store, reactor, platform_tls=platform_tls)
+        self.doors = front_doors(
+            config,
+            self.engine,
+            store,
+            reactor,
+            platform_tls=platform_tls,
+            shared_limits=None if self.cluster is None else self.cluster.limits,
+        )
         self.ingest: IngestService | None = None
         if config.ingest is not None:
             self.ingest = IngestService(

@@ -13,6 +13,7 @@ C{[cluster]} table, L{ClusterNode} shares through Redis:
 """
 
 from bipgw.cluster._invalidation import KeyInvalidation
+from bipgw.cluster._limits import TOKEN_TTL, RedisTenantLimits
 from bipgw.cluster._locks import LOCK_TTL, RedisCardLocks
 from bipgw.cluster._nodes import BEAT_EVERY, NODE_TIMEOUT, NodeHeartbeat, NodeInfo, list_nodes
 from bipgw.cluster._reaper import NodeReaper
@@ -25,6 +26,7 @@ __all__ = [
     "BEAT_EVERY",
     "LOCK_TTL",
     "NODE_TIMEOUT",
+    "TOKEN_TTL",
     "ClusterNode",
     "ClusterRedis",
     "KeyInvalidation",
@@ -33,6 +35,7 @@ __all__ = [
     "NodeReaper",
     "RedisAddress",
     "RedisCardLocks",
+    "RedisTenantLimits",
     "RedisUnreachableError",
     "SessionRegistry",
     "end_node_sessions_left_open",

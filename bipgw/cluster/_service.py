@@ -20,6 +20,7 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from bipgw.cluster._invalidation import KeyCache, KeyInvalidation
+from bipgw.cluster._limits import RedisTenantLimits
 from bipgw.cluster._locks import RedisCardLocks
 from bipgw.cluster._nodes import BEAT_EVERY, NodeHeartbeat
 from bipgw.cluster._reaper import NodeReaper
@@ -41,6 +42,7 @@ class ClusterNode(Service):
     @param admin: this node's public admin address (C{host:port}), when asked.
     @param store: the shared database (a dead node's sessions are ended there).
     @ivar locks: the engine's L{bipgw.core.ICardLocks}.
+    @ivar limits: the front doors' L{bipgw.core.ISharedLimits}.
     """
 
     _log = Logger()
@@ -60,6 +62,7 @@ class ClusterNode(Service):
         self.heartbeat = NodeHeartbeat(self.redis, node, clock, admin, lambda: len(self.locks.held))
         self._clock = clock
         self.reaper = NodeReaper(self.redis, node, store, clock)
+        self.limits = RedisTenantLimits(self.redis, clock)
         self._reaping = LoopingCall(self.reaper.reap)
         self._reaping.clock = clock
         self.registry: SessionRegistry | None = None
@@ -87,6 +90,7 @@ class ClusterNode(Service):
 
     def _started(self) -> None:
         self.locks.start()
+        self.limits.start()
         self.heartbeat.start()
         self._reaping.start(BEAT_EVERY, now=False)
         if self.registry is not None:
@@ -135,6 +139,7 @@ class ClusterNode(Service):
         if self.registry is not None:
             self.registry.stop()
         self.locks.stop()
+        self.limits.stop()
         d = self.heartbeat.stop()
         d.addBoth(lambda _: self.redis.disconnect())
         return d.addBoth(lambda _: None)

@@ -70,6 +70,7 @@ from bipgw.core._secured import SecuredSession
 from bipgw.core._session import TRANSITIONS
 from bipgw.core._tenancy import (
     CommandRates,
+    ISharedLimits,
     ITenantDirectory,
     MemoryTenantDirectory,
     ServiceGrant,
@@ -121,6 +122,7 @@ __all__ = [
     "IScp03KeySource",
     "ISessionHistory",
     "ISessionRecorder",
+    "ISharedLimits",
     "ISmsEvents",
     "ITenantDirectory",
     "LocalCardLocks",

@@ -347,6 +347,29 @@ class CommandRates:
         return _Bucket(min(burst, bucket.tokens + elapsed * rate), now)
 
 
+class ISharedLimits(Protocol):
+    """Tenant limits counted beyond this gateway: over every node of a cluster.
+
+    Alone, a gateway has none (L{Tenancy.shared_limits} is C{None}) and its
+    L{TenantUsage} is the whole count.  In a cluster the relay also reserves
+    each new session here (L{bipgw.cluster.RedisTenantLimits}), after the
+    local check passed, and releases it when the session ends.
+    """
+
+    def reserve(
+        self, tenant: TenantGrant, service: ServiceGrant
+    ) -> Deferred[tuple[str | None, str | None]]:
+        """Count one more session of C{service} for C{tenant}, cluster-wide.
+
+        @return: fires with C{(token, None)} once counted (give the token
+            to L{release}), or C{(None, why)} when a limit refuses it; fails
+            when the count cannot be reached.
+        """
+
+    def release(self, token: str) -> None:
+        """The session counted with C{token} ended."""
+
+
 class SessionEnds(Protocol):
     """What L{Tenancy} routes a session's end to (a L{bipgw.core.SessionRelay})."""
 
@@ -372,6 +395,8 @@ class Tenancy:
     @ivar rates: the command rate of each tenant's services.
     @ivar history: the recorded sessions, for a session the engine no longer
         holds (ended long ago, or before a restart); C{None}: none.
+    @ivar shared_limits: the tenants' session limits counted over a
+        cluster's nodes; C{None} (one node alone): L{usage} only.
     """
 
     def __init__(
@@ -380,8 +405,10 @@ class Tenancy:
         tenants: ITenantDirectory,
         clock: IReactorTime,
         history: ISessionHistory | None = None,
+        shared_limits: ISharedLimits | None = None,
     ) -> None:
         self.engine = engine
+        self.shared_limits = shared_limits
         self.tenants = tenants
         self.clock = clock
         self.history = history

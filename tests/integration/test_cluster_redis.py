@@ -350,3 +350,69 @@ class NodeLostTests(TestCase):
         self.assertEqual([n.name for n in nodes], ["a", "c"])
         for beat in (beats[0], beats[2]):
             yield beat.stop()
+
+
+class SharedLimitsTests(TestCase):
+    """Tenant session limits counted over the nodes, under concurrent opens."""
+
+    timeout = 60
+
+    def setUp(self) -> None:
+        self.server = RedisServer()
+        self.addCleanup(self.server.stop)
+        self.server.start()
+
+    @inlineCallbacks
+    def _nodes(self, count: int, **kwargs: Any) -> Any:
+        from bipgw.cluster import RedisTenantLimits
+
+        limits = []
+        for _ in range(count):
+            redis = ClusterRedis(RedisAddress.from_url(self.server.url), reactor)
+            self.addCleanup(redis.disconnect)
+            yield redis.connect()
+            limits.append(RedisTenantLimits(redis, reactor, **kwargs))
+        return limits
+
+    @inlineCallbacks
+    def test_tenantAndServiceLimitsAcrossNodes(self) -> Any:
+        """Twenty opens at once from three nodes for a tenant allowed 5
+        sessions, 3 of them of one service: exactly 3 of that service are
+        counted, the rest refused naming the service; then the tenant's own
+        limit refuses past 5; a release makes room again."""
+        from bipgw.core import ServiceGrant, TenantGrant
+
+        isd = ServiceGrant("isd", max_sessions=3)
+        other = ServiceGrant("other")
+        tenant = TenantGrant("acme", services={"isd": isd, "other": other}, max_sessions=5)
+        nodes = yield self._nodes(3)
+        outcomes = yield gatherResults([nodes[i % 3].reserve(tenant, isd) for i in range(20)])
+        granted = [token for token, _ in outcomes if token is not None]
+        self.assertEqual(len(granted), 3)
+        self.assertTrue(all("service isd" in why for token, why in outcomes if token is None))
+        outcomes = yield gatherResults([nodes[i % 3].reserve(tenant, other) for i in range(6)])
+        self.assertEqual(sum(token is not None for token, _ in outcomes), 2)
+        self.assertTrue(all("tenant acme" in why for token, why in outcomes if token is None))
+        owner = next(n for n in nodes if granted[0] in n._held)
+        owner.release(granted[0])
+        yield sleep(0.2)
+        token, why = yield nodes[2].reserve(tenant, isd)
+        self.assertIsNotNone(token, why)
+
+    @inlineCallbacks
+    def test_deadNodesCountsExpire(self) -> Any:
+        """The sessions of a node that stops renewing stop counting after the
+        expiry; a node that renews keeps its count."""
+        from bipgw.core import ServiceGrant, TenantGrant
+
+        isd = ServiceGrant("isd")
+        tenant = TenantGrant("acme", services={"isd": isd}, max_sessions=2)
+        live, dead = yield self._nodes(2, ttl=1.0, renew_every=0.3)
+        live.start()
+        self.assertIsNotNone((yield live.reserve(tenant, isd))[0])
+        self.assertIsNotNone((yield dead.reserve(tenant, isd))[0])
+        self.assertIsNone((yield live.reserve(tenant, isd))[0])
+        yield sleep(1.5)  # dead never renews
+        self.assertIsNotNone((yield live.reserve(tenant, isd))[0])
+        self.assertIsNone((yield dead.reserve(tenant, isd))[0])
+        live.stop()

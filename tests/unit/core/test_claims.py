@@ -77,6 +77,7 @@ class CardClaimsTests(SynchronousTestCase):
         """A granted card is pushed at once; the session's end releases it."""
         engine = self._engine()
         session = engine.open(CardTarget.by_iccid(ICCID), "isd")
+        session.ready.addErrback(lambda _: None)  # cancelled by the close
         self.assertEqual(len(self.pushes.orders), 1)
         engine.close(session.id)
         self.assertEqual(self.locks.calls, [("acquire", ICCID), ("release", ICCID)])
@@ -105,6 +106,7 @@ class CardClaimsTests(SynchronousTestCase):
         self.clock.advance(1)
         self.assertEqual(len(self.pushes.orders), 1)
         self.assertEqual(session.status().state, SessionState.PUSHING)
+        session.ready.addErrback(lambda _: None)  # failed by the stop
         engine.stop()
 
     def test_heldElsewhereTimesOut(self) -> None:

@@ -7,15 +7,17 @@ its card and ended (not at each push or script: each write costs the
 gateway CPU, bench/RESULTS.md), and the
 session's id kept in the set C{bipgw:node:NAME:sessions} until it ends;
 an ended session's hash stays a day (L{KEEP_ENDED}), so any node can tell
-where a session ran.  One Lua call per write: the hash, the set and
-the expiry change at once; the calls go over one connection, in order.
+where a session ran.  The writes of a burst go together, every
+L{FLUSH_EVERY} seconds, as one Lua call (the hashes, the set and the
+expiries change at once), over one connection, in order.
 """
 
 from __future__ import annotations
 
 from typing import Any, Final
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
 from bipgw.cluster._redis import PREFIX, ClusterRedis
@@ -26,18 +28,27 @@ __all__ = ["KEEP_ENDED", "SessionRegistry", "node_sessions_key", "session_key"]
 KEEP_ENDED: Final = 86_400
 """Seconds an ended session's registry entry is kept."""
 
+# KEYS[1]: the node's set; then per write KEYS[i+1] the session's hash and
+# ARGV (after the node and the expiry) 5 values: id, state, iccid, service, ended.
 _RECORD = """
-redis.call('HSET', KEYS[1], 'node', ARGV[1], 'state', ARGV[2])
-if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'iccid', ARGV[3]) end
-if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'service', ARGV[4]) end
-if ARGV[5] == '1' then
-  redis.call('SREM', KEYS[2], ARGV[6])
-  redis.call('EXPIRE', KEYS[1], ARGV[7])
-else
-  redis.call('SADD', KEYS[2], ARGV[6])
+for i = 2, #KEYS do
+  local a = 3 + (i - 2) * 5
+  local key, sid = KEYS[i], ARGV[a]
+  redis.call('HSET', key, 'node', ARGV[1], 'state', ARGV[a + 1])
+  if ARGV[a + 2] ~= '' then redis.call('HSET', key, 'iccid', ARGV[a + 2]) end
+  if ARGV[a + 3] ~= '' then redis.call('HSET', key, 'service', ARGV[a + 3]) end
+  if ARGV[a + 4] == '1' then
+    redis.call('SREM', KEYS[1], sid)
+    redis.call('EXPIRE', key, ARGV[2])
+  else
+    redis.call('SADD', KEYS[1], sid)
+  end
 end
 return 1
 """
+
+FLUSH_EVERY: Final = 0.02
+"""Seconds the writes of a burst of sessions wait, to go as one Lua call."""
 
 
 _RECORDED: Final = frozenset(
@@ -70,12 +81,17 @@ class SessionRegistry:
 
     _log = Logger()
 
-    def __init__(self, redis: ClusterRedis, node: str, engine: SessionEngine) -> None:
+    def __init__(
+        self, redis: ClusterRedis, node: str, engine: SessionEngine, clock: IReactorTime
+    ) -> None:
         self._redis = redis
         self.node = node
         self._engine = engine
+        self._clock = clock
         self._unsubscribe: Any = None
         self._failures = 0
+        self._waiting: list[tuple[str, str, str, str, str]] = []
+        self._flush: IDelayedCall | None = None
 
     def start(self) -> None:
         """Follow the engine's sessions from now on."""
@@ -83,10 +99,25 @@ class SessionRegistry:
             self._unsubscribe = self._engine.subscribe(self._event)
 
     def stop(self) -> None:
-        """Stop following."""
+        """Stop following (what waits is written now)."""
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
+        if self._flush is not None and self._flush.active():
+            self._flush.cancel()
+            self.flush()
+
+    def flush(self) -> Deferred[Any]:
+        """Write what waits now, as one call."""
+        self._flush = None
+        writes, self._waiting = self._waiting, []
+        if not writes:
+            return succeed(None)
+        keys = [node_sessions_key(self.node), *(session_key(w[0]) for w in writes)]
+        args: list[object] = [self.node, KEEP_ENDED]
+        for write in writes:
+            args.extend(write)
+        return self._redis.script(_RECORD, keys, args).addErrback(self._failed)
 
     def owner(self, session_id: str) -> Deferred[dict[str, str] | None]:
         """The registry entry of a session (C{node}, C{iccid}, C{service},
@@ -111,21 +142,10 @@ class SessionRegistry:
         status = self._engine.status(event.session_id)
         iccid = "" if status is None or status.iccid is None else status.iccid
         service = "" if status is None else status.service
-        sid = str(event.session_id)
-        d = self._redis.script(
-            _RECORD,
-            [session_key(sid), node_sessions_key(self.node)],
-            [
-                self.node,
-                event.state.value,
-                iccid,
-                service,
-                "1" if event.state.terminal else "0",
-                sid,
-                KEEP_ENDED,
-            ],
-        )
-        d.addErrback(self._failed)
+        ended = "1" if event.state.terminal else "0"
+        self._waiting.append((str(event.session_id), state.value, iccid, service, ended))
+        if self._flush is None:
+            self._flush = self._clock.callLater(FLUSH_EVERY, self.flush)
 
     def _failed(self, failure: Any) -> None:
         # Redis down: every transition would log; say it once per outage.

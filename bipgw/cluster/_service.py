@@ -77,7 +77,7 @@ class ClusterNode(Service):
             node's engine, and a relay to the other nodes' sessions.
         """
         self._engine = engine
-        self.registry = SessionRegistry(self.redis, self.node, engine)
+        self.registry = SessionRegistry(self.redis, self.node, engine, self._clock)
         self.invalidation = KeyInvalidation(self.redis, self.node, keys)
         self.cards = RelayedCards(engine, self.redis, self.node, self._clock)
         return self.cards

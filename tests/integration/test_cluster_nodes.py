@@ -75,7 +75,10 @@ class ThreeNodesTests(TestCase):
                 extra += (
                     f'admin_host = "127.0.0.1"\nadmin_port = {self.gateways[NODES[0]].admin_port}\n'
                 )
-            (install / "bipgw.toml").write_text(gateway_toml(smsc_port, FAST_SESSIONS, extra))
+            # A session waiting for a card another node holds may wait while
+            # that node's session runs (slow on a loaded machine).
+            sessions = dict(FAST_SESSIONS, queue_timeout=60)
+            (install / "bipgw.toml").write_text(gateway_toml(smsc_port, sessions, extra))
             config = Config.from_file(install / "bipgw.toml")
             if name == NODES[0]:
                 keystore = config.keys.open_keystore(config.keys.load_root_key({}))

@@ -201,7 +201,7 @@ class ClusterRedisTests(TestCase):
         beating is reported dead."""
         ra, rb = yield self._connected(2)
         engine = SessionEngine(reactor, _Pushes(), _Directory())
-        registry = SessionRegistry(ra, "a", engine)
+        registry = SessionRegistry(ra, "a", engine, reactor)
         registry.start()
         session = engine.open(CardTarget.by_iccid(ICCID), "isd")
         yield sleep(0.3)

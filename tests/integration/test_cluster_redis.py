@@ -160,6 +160,8 @@ class ClusterRedisTests(TestCase):
         ]
         target = CardTarget.by_iccid(ICCID)
         sessions = [engines[i % 2].open(target, "isd") for i in range(6)]
+        for s in sessions:
+            s.ready.addErrback(lambda _: None)  # ended by the refusals and the stop
         yield sleep(0.5)
         self.assertEqual(len(pushes.orders), 1)
         busy = [s for s in sessions if s.status().reason is FailureReason.CARD_BUSY]
@@ -182,6 +184,7 @@ class ClusterRedisTests(TestCase):
             claim_retry=0.2,
         )
         first = a.open(target, "isd")
+        first.ready.addErrback(lambda _: None)  # cancelled by its close
         yield sleep(0.2)
         second = b.open(target, "isd")
         yield sleep(0.5)
@@ -204,6 +207,7 @@ class ClusterRedisTests(TestCase):
         registry = SessionRegistry(ra, "a", engine, reactor)
         registry.start()
         session = engine.open(CardTarget.by_iccid(ICCID), "isd")
+        session.ready.addErrback(lambda _: None)  # cancelled by its close
         yield sleep(0.3)
         entry = yield registry.owner(str(session.id))
         self.assertEqual(entry, {"node": "a", "state": "requested"})

@@ -8,6 +8,8 @@ status, key invalidations over pub/sub, and a Redis restart survived.
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -420,3 +422,79 @@ class SharedLimitsTests(TestCase):
         self.assertIsNotNone((yield live.reserve(tenant, isd))[0])
         self.assertIsNone((yield dead.reserve(tenant, isd))[0])
         live.stop()
+
+
+class StatusCommandTests(TestCase):
+    """C{bipgw cluster status} lists the nodes of the configured cluster."""
+
+    timeout = 60
+
+    def setUp(self) -> None:
+        self.server = RedisServer()
+        self.addCleanup(self.server.stop)
+        self.server.start()
+
+    def _config(self, redis_url: str) -> str:
+        path = self.mktemp() + ".toml"
+        with open(path, "w") as f:
+            f.write(
+                "[smpp]\n"
+                'endpoint = "tcp:host=127.0.0.1:port=2775"\n'
+                'system_id = "bipgw"\n'
+                'password = "pw"\n'
+                'source_address = "12345"\n'
+                "[admin]\n"
+                'listen = "tcp:8443"\n'
+                'public_host = "192.0.2.10"\n'
+                "[database]\n"
+                'url = "postgresql+psycopg://bipgw@db.example/bipgw"\n'
+                f'[cluster]\nredis = "{redis_url}"\nnode = "gw-a"\n'
+                "[services.isd]\n"
+            )
+        return path
+
+    def _status(self, path: str) -> tuple[int, str, str]:
+        import subprocess
+
+        out = subprocess.run(
+            [str(Path(sys.executable).parent / "bipgw"), "cluster", "status", "-c", path],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        return out.returncode, out.stdout, out.stderr
+
+    @inlineCallbacks
+    def test_listsNodes(self) -> Any:
+        """Two nodes beating: both listed alive with their admin address and
+        session counts; exit status 0."""
+        redis = ClusterRedis(RedisAddress.from_url(self.server.url), reactor)
+        self.addCleanup(redis.disconnect)
+        yield redis.connect()
+        yield redis.call("SADD", "bipgw:node:gw-b:sessions", "s1", "s2")
+        beats = [
+            NodeHeartbeat(redis, n, reactor, lambda n=n: f"192.0.2.{len(n)}:8443", lambda: 1)
+            for n in ("gw-a", "gw-b")
+        ]
+        for beat in beats:
+            yield beat.beat()
+        from twisted.internet.threads import deferToThread
+
+        code, out, err = yield deferToThread(self._status, self._config(self.server.url))
+        self.assertEqual(code, 0, err)
+        self.assertIn("2 node(s)", out)
+        lines = {line.split()[0]: line.split() for line in out.splitlines()[2:]}
+        self.assertEqual(lines["gw-a"][1], "alive")
+        self.assertEqual(lines["gw-b"][4:6], ["2", "1"])
+
+    @inlineCallbacks
+    def test_redisUnreachableNamed(self) -> Any:
+        """Redis down: exit status 1, one line naming the server."""
+        from twisted.internet.threads import deferToThread
+
+        self.server.kill()
+        code, _, err = yield deferToThread(self._status, self._config(self.server.url))
+        self.assertEqual(code, 1)
+        self.assertIn(f"127.0.0.1:{self.server.port}", err)
+        self.assertIn("cannot be reached", err)

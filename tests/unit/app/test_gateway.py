@@ -497,6 +497,20 @@ class ClusterWiringTests(SynchronousTestCase):
         self.assertEqual(gateway.builder.callback, CallbackAddress("192.0.2.77", 9443))
         self.assertEqual(gateway._admin_address(), "192.0.2.77:9443")
 
+    def test_keyCacheSize(self) -> None:
+        """[admin] key_cache_cards bounds the key cache: past it, the card used
+        least recently is dropped."""
+        path = self.directory / "bipgw.toml"
+        path.write_text(
+            _toml().replace('uri_prefix = "/ota"\n', 'uri_prefix = "/ota"\nkey_cache_cards = 1\n')
+        )
+        gateway = self._build(Config.from_file(path))
+        self.assertEqual(gateway.keys.capacity, 1)
+        for n in (1, 2):
+            self.assertIsNotNone(self.successResultOf(gateway.keys.ota_keys(iccid_of(n), 1)))
+        self.assertEqual(len(gateway.keys), 1)
+        self.assertIn(iccid_of(2), gateway.keys)
+
     def test_aloneNoRedisClient(self) -> None:
         """Without [cluster] there is no cluster node, and the engine's locks are
         the local ones."""

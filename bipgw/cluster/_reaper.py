@@ -14,6 +14,7 @@ themselves, so its cards are free for the other nodes' sessions.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Final
 
 from twisted.internet.defer import Deferred, DeferredList, succeed
@@ -63,6 +64,8 @@ class NodeReaper:
     @param node: this node's name (never reaped by itself).
     @param store: the shared database.
     @param node_timeout: seconds without a beat after which a node is dead.
+    @ivar on_dead: called with the name of each dead node this node wins
+        (the relay fails the POSTs waiting for it).
     """
 
     _log = Logger()
@@ -81,6 +84,7 @@ class NodeReaper:
         self._clock = clock
         self._timeout_ms = int(node_timeout * 1000)
         self.reaped: list[tuple[str, int]] = []
+        self.on_dead: Callable[[str], object] | None = None
 
     def reap(self) -> Deferred[Any]:
         """Look for dead nodes once; end the sessions of those this node wins."""
@@ -98,6 +102,8 @@ class NodeReaper:
         work = []
         for i in range(0, len(values), 2):
             dead, ids = values[i], values[i + 1].split()
+            if self.on_dead is not None:
+                self.on_dead(dead)
             work.append(self._end(dead, ids))
         if not work:
             return succeed(None)

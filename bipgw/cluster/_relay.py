@@ -90,6 +90,7 @@ class RelayedCards:
         self.node = node
         self._clock = clock
         self._pending: dict[str, Deferred[Any]] = {}
+        self._asked: dict[str, str] = {}  # request id -> the node asked
         self._served: dict[str, _Link] = {}
         self._relaying: dict[str, RelayLink] = {}
         self.relayed_in = 0
@@ -141,8 +142,11 @@ class RelayedCards:
         self._pending[rid] = answer
         answer.addTimeout(RELAY_TIMEOUT, self._clock)
 
+        self._asked[rid] = node
+
         def done(result: Any) -> Any:
             self._pending.pop(rid, None)
+            self._asked.pop(rid, None)
             return result
 
         answer.addBoth(done)
@@ -162,6 +166,17 @@ class RelayedCards:
         )
         sent.addErrback(not_sent)
         return answer
+
+    def node_lost(self, node: str) -> None:
+        """Node C{node} died: the POSTs waiting for its answers fail now (the
+        cards' connections then close) instead of at L{RELAY_TIMEOUT}."""
+        for rid, asked in list(self._asked.items()):
+            waiting = self._pending.get(rid)
+            if asked == node and waiting is not None and not waiting.called:
+                waiting.errback(ConnectionError(f"node {node}, which owned the session, was lost"))
+        for link in list(self._relaying.values()):
+            if link.owner == node:
+                link.disconnected(f"node {node}, which owned the session, was lost")
 
     def _send(self, node: str, message: dict[str, Any]) -> Deferred[Any]:
         return self._redis.publish(_channel(node), json.dumps(message))

@@ -80,6 +80,7 @@ class ClusterNode(Service):
         self.registry = SessionRegistry(self.redis, self.node, engine, self._clock)
         self.invalidation = KeyInvalidation(self.redis, self.node, keys)
         self.cards = RelayedCards(engine, self.redis, self.node, self._clock)
+        self.reaper.on_dead = self.cards.node_lost
         return self.cards
 
     def when_ready(self) -> Deferred[None]:

@@ -132,3 +132,21 @@ class CardRelayTests(TestCase):
         yield sleep(0.3)
         self.assertTrue(session.status().state.terminal)
         self.assertIn("connection reset", session.status().detail)
+
+    @inlineCallbacks
+    def test_ownerLostFailsWaitingPost(self) -> Any:
+        """The owner node dies while the relaying node waits for its answer:
+        the waiting POST fails at once (the card's connection then closes)."""
+        engine_a, _ = self.nodes["a"]
+        _, cards_b = self.nodes["b"]
+        session = engine_a.open(CardTarget.by_iccid(ICCID), "isd")
+        session.ready.addErrback(lambda _: None)
+        yield sleep(0.2)
+        link = cards_b.card_arrived(ICCID, "agent-1")
+        assert link is not None
+        held = link.post(first_post())  # a waits for a command: held
+        yield session.ready
+        cards_b.node_lost("a")
+        error = yield held.addCallbacks(lambda _: None, lambda f: f.value)
+        self.assertIsInstance(error, ConnectionError)
+        self.assertIn("node a", str(error))

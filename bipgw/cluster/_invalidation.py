@@ -56,10 +56,15 @@ class KeyInvalidation:
         self.node = node
         self._cache = cache
         self.received = 0
+        self._stopped = False
 
     def start(self) -> None:
         """Apply the other nodes' changes from now on."""
         self._redis.subscribe(CHANNEL, self._message)
+
+    def stop(self) -> None:
+        """Apply no more messages (the node is stopping: its store closes next)."""
+        self._stopped = True
 
     def changed(self, iccid: str | None = None) -> Deferred[Any]:
         """Tell the other nodes card C{iccid}'s keys changed (C{None}: any card's)."""
@@ -72,7 +77,7 @@ class KeyInvalidation:
 
     def _message(self, text: str) -> None:
         origin, _, what = text.partition(" ")
-        if origin == self.node or not what:
+        if origin == self.node or not what or self._stopped:
             return
         self.received += 1
         if what.startswith("+"):

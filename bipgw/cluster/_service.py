@@ -132,6 +132,8 @@ class ClusterNode(Service):
     def stopService(self) -> Deferred[None]:
         """Leave the cluster: release the locks, remove the node, disconnect."""
         Service.stopService(self)
+        if self.invalidation is not None:
+            self.invalidation.stop()
         unsubscribe = getattr(self, "_unsubscribe", None)
         if unsubscribe is not None:
             unsubscribe()

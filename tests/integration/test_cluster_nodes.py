@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from twisted.internet import reactor
+from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
 from bipgw.app import Gateway, build_gateway
@@ -68,6 +69,7 @@ class ThreeNodesTests(TestCase):
                 shutil.copytree(first, install)
             extra = (
                 f'[database]\nurl = "{schema.url}"\n'
+                '[http_api]\nlisten = "tcp:0:interface=127.0.0.1"\n'
                 f'[cluster]\nredis = "{self.redis.url}"\nnode = "{name}"\n'
             )
             if name == NODES[2]:
@@ -136,3 +138,58 @@ class ThreeNodesTests(TestCase):
         await second.execute(ISD_SCRIPT)
         final = await second.close()
         self.assertEqual(final.state, SessionState.CLOSED)
+
+    async def test_httpApiAndSharedLimitsAcrossNodes(self) -> None:
+        """A tenant allowed one session opens one through node A's HTTP API;
+        a second through node B's is refused by the cluster-wide limit; A
+        runs a command and closes; node B's HTTP API then answers for the
+        session (its recorded outcome), and B may open one again."""
+        import json
+
+        import treq
+
+        from bipgw.store import add_tenant, grant_service
+
+        await self._start(cards=2)
+        a, b = self.gateways[NODES[0]], self.gateways[NODES[1]]
+        token = await add_tenant(a.store, "acme", max_sessions=1)
+        await grant_service(a.store, "acme", "isd", isd_commands=["all"])
+        headers = {"Authorization": [f"Bearer {token}"], "Content-Type": ["application/json"]}
+        from twisted.web.client import HTTPConnectionPool
+
+        pool = HTTPConnectionPool(reactor, persistent=False)
+
+        def url(gateway: Gateway, path: str) -> str:
+            return f"http://127.0.0.1:{gateway.http_api_port}/v1/{path}"
+
+        async def call(method: str, gateway: Gateway, path: str, body: Any = None) -> Any:
+            data = None if body is None else json.dumps(body).encode()
+            response = await treq.request(
+                method, url(gateway, path), data=data, headers=headers, pool=pool
+            )
+            return response.code, json.loads(await response.content() or b"null")
+
+        opened = {"iccid": self.iccids[0], "service": "isd"}
+        code, created = await call("POST", a, "sessions", opened)
+        self.assertEqual(code, 201, created)
+        sid = created["session"]
+        code, refused = await call("POST", b, "sessions", {**opened, "iccid": self.iccids[1]})
+        self.assertEqual(code, 429, refused)
+        self.assertIn("cluster", json.dumps(refused))
+        code, result = await call("POST", a, f"sessions/{sid}/commands", {"apdus": ["80CA9F7F00"]})
+        self.assertEqual(code, 200, result)
+        code, final = await call("DELETE", a, f"sessions/{sid}")
+        self.assertEqual(code, 200, final)
+        for _ in range(40):  # the history is written behind (every 0.1 s)
+            code, seen = await call("GET", b, f"sessions/{sid}")
+            if code == 200 and seen.get("state") == "closed":
+                break
+            await deferLater(reactor, 0.25, lambda: None)
+        self.assertEqual(code, 200, seen)
+        self.assertEqual((seen["session"], seen["state"]), (sid, "closed"))
+        code, again = await call("POST", b, "sessions", {**opened, "iccid": self.iccids[1]})
+        self.assertEqual(code, 201, again)
+        await call("DELETE", b, f"sessions/{again['session']}")
+        # The other nodes read the card's keys when its push went out: let
+        # those reads end before the stores close.
+        await deferLater(reactor, 1.0, lambda: None)

@@ -123,12 +123,20 @@ class ThreeNodesTests(TestCase):
     async def test_oneSessionPerCardAcrossNodes(self) -> None:
         """Two nodes open a session for one card at once: one reaches the card,
         the other waits for it, and reaches it once the first is closed."""
+        from twisted.internet.defer import DeferredList
+
         await self._start(cards=2)
         iccid = self.iccids[0]
-        first = self.gateways[NODES[0]].open_session(CardTarget.by_iccid(iccid), "isd")
-        second = self.gateways[NODES[1]].open_session(CardTarget.by_iccid(iccid), "isd")
-        ready = await first.ready
-        self.assertEqual(ready.state, SessionState.CONNECTED)
+        sessions = [
+            self.gateways[name].open_session(CardTarget.by_iccid(iccid), "isd")
+            for name in NODES[:2]
+        ]
+        # Whichever node took the card's lock first gets it.
+        _, index = await DeferredList(
+            [s.ready for s in sessions], fireOnOneCallback=True, fireOnOneErrback=True
+        )
+        first, second = sessions[index], sessions[1 - index]
+        self.assertEqual(first.status().state, SessionState.CONNECTED)
         self.assertFalse(second.ready.called)
         self.assertNotEqual(second.status().state, SessionState.CONNECTED)
         await first.execute(ISD_SCRIPT)

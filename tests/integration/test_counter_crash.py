@@ -17,9 +17,11 @@ contract tests' (C{test_otaCounterManyCallers}, C{test_otaCounterOutcomesEachThe
 from __future__ import annotations
 
 import os
+import select
 import signal
 import subprocess
 import sys
+import time
 from collections import defaultdict
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -176,14 +178,22 @@ class PostgresCounterAcrossNodesTests(_StoreAccess, SynchronousTestCase):
         try:
             first = children[0]
             assert first.stdout is not None
-            count = 0
-            for raw in first.stdout:
-                line = raw.decode().split()
-                if len(line) == 2:
-                    seen[line[0]].append(int(line[1]))
-                    count += 1
-                if count >= SEEN_BEFORE_KILL:
+            count, pending, deadline = 0, b"", time.monotonic() + 120
+            fd = first.stdout.fileno()
+            while count < SEEN_BEFORE_KILL and time.monotonic() < deadline:
+                ready, _, _ = select.select([fd], [], [], 1.0)
+                if not ready:
+                    continue
+                chunk = os.read(fd, 65536)
+                if not chunk:
                     break
+                *lines, pending = (pending + chunk).split(b"\n")
+                for raw in lines:
+                    line = raw.decode().split()
+                    if len(line) == 2:
+                        seen[line[0]].append(int(line[1]))
+                        count += 1
+            self.assertGreaterEqual(count, SEEN_BEFORE_KILL, "the first node stopped allocating")
             first.send_signal(signal.SIGKILL)  # mid-allocation: others go on
             for child in children[1:]:
                 child.send_signal(signal.SIGKILL)

@@ -291,7 +291,17 @@ class Bench:
             ("services.isd", "max_concurrent_sessions", "1000000"),
         ):
             text = _set(text, table, key, value)
-        if database is not None:
+        store_url = database
+        if getattr(args, "redis", None):
+            # A cluster node (issue 9): its card locks, registry, heartbeats
+            # and key prefetches go through Redis.  A cluster's config names
+            # PostgreSQL; the store itself stays what --database says, so the
+            # comparison with a run without --redis is the cluster's cost only.
+            if store_url is None:
+                store_url = Config.from_file(config_file).database.url
+            text = _set(text, "database", "url", '"postgresql+psycopg://bench@127.0.0.1/unused"')
+            text += f'\n[cluster]\nredis = "{args.redis}"\nnode = "bench-node"\n'
+        elif database is not None:
             text = _set(text, "database", "url", f'"{database}"')
         config_file.write_text(text)
         config = Config.from_file(config_file)
@@ -305,7 +315,14 @@ class Bench:
             command = [sys.executable, "-m", "cProfile", "-o", str(self.fleet_profile)]
             command += ["-m", "simcard.cli", *run]
         self.reactor.spawnProcess(self.fleet, command[0], command, env=dict(os.environ))
-        self.gateway = gateway = build_gateway(config, self.reactor, exit_on_failure=False)
+        store = None
+        if store_url is not None and getattr(args, "redis", None):
+            from bipgw.store import create_store
+
+            store = create_store(store_url, reactor=self.reactor)
+        self.gateway = gateway = build_gateway(
+            config, self.reactor, exit_on_failure=False, store=store
+        )
         gateway.startService()
         await gateway.when_ready()
         t0 = time.perf_counter()
@@ -316,7 +333,7 @@ class Bench:
             if not report.ok:
                 raise SystemExit(f"import of {file} failed")
         self.say(
-            f"imported {cards} cards into {config.database.url.split(':')[0]} in"
+            f"imported {cards} cards into {(store_url or config.database.url).split(':')[0]} in"
             f" {time.perf_counter() - t0:.1f} s"
         )
         await gateway.when_bound()
@@ -528,6 +545,9 @@ def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
         help="copy this fleet (simfleet generate --cards >= held + 10) instead of generating one",
     )
     parser.add_argument("--dir", help="work directory (default: a temporary one, removed)")
+    parser.add_argument(
+        "--redis", help="run the gateway as a cluster node on this Redis URL ([cluster])"
+    )
     parser.add_argument("--profile", action="store_true", help="cProfile setup + relay")
     parser.add_argument("--profile-fleet", action="store_true", help="cProfile the fleet process")
     parser.add_argument(

@@ -18,3 +18,7 @@ fi
 .venv/bin/python -c 'from twisted.plugin import IPlugin, getPlugins; list(getPlugins(IPlugin))' || true
 # The browser the portal's browser tests drive (Debian packages; root only, when missing).
 . scripts/_browser.sh
+# The cluster tests run a redis-server of their own (tests/integration/_redis_server.py).
+if ! command -v redis-server >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server) >/dev/null 2>&1 || true
+fi

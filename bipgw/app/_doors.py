@@ -20,7 +20,7 @@ import attrs
 from twisted.application.service import IService
 
 from bipgw.config import Config, HttpApiSection, PlatformSection
-from bipgw.core import CardKeyRotator, SessionEngine, Tenancy
+from bipgw.core import CardKeyRotator, ISharedLimits, SessionEngine, Tenancy
 from bipgw.platform import (
     PLATFORM_SERVICE,
     ChannelSettings,
@@ -83,10 +83,12 @@ def door_tenancy(
     reactor: Any,
     *,
     owners: Callable[[str, str], None] | None = None,
+    shared_limits: ISharedLimits | None = None,
 ) -> Tenancy:
     """The tenancy of a gateway's doors: tenants from the store, history too.
 
     @param owners: told which tenant opens each session (the portal's list).
+    @param shared_limits: the tenants' session limits over a cluster's nodes.
     """
     return Tenancy(
         engine,
@@ -94,6 +96,7 @@ def door_tenancy(
         reactor,
         history=StoreSessionHistory(store),
         owners=owners,
+        shared_limits=shared_limits,
     )
 
 
@@ -109,11 +112,15 @@ def front_doors(
     rotator: CardKeyRotator | None = None,
     tenancy: Tenancy | None = None,
     campaigns: ICampaigns | None = None,
+    shared_limits: ISharedLimits | None = None,
 ) -> list[IService]:
     """The front doors C{config} opens, as listening services, not started.
 
     @param rotator: card key rotations, offered by the HTTP API
         (C{POST /v1/cards/{iccid}/key-rotations}); C{None}: not offered.
+    @param shared_limits: the tenants' session limits over a cluster's
+        nodes (L{bipgw.cluster.RedisTenantLimits}); C{None} alone (used
+        when C{tenancy} is not given).
     @param platform_tls: the TLS server options of C{[platform]}
         (L{bipgw.config.PlatformSection.tls_options}, read when the gateway
         was built so that a bad file stops it early); C{None} for none.
@@ -129,7 +136,7 @@ def front_doors(
     @param campaigns: the gateway's campaigns, for the API's C{/v1/campaigns}.
     """
     if tenancy is None:
-        tenancy = door_tenancy(engine, store, reactor, owners=owners)
+        tenancy = door_tenancy(engine, store, reactor, owners=owners, shared_limits=shared_limits)
     doors: list[IService] = []
     if config.platform is not None:
         factory = PlatformServerFactory(

@@ -19,13 +19,14 @@ ready (L{OrderedService}), and stops them the other way round:
      then C{recovery}: the sessions a previous run left open (a crash,
      C{kill -9}) are ended with C{gateway-restart}
      (L{bipgw.store.end_sessions_left_open});
-  2. C{keys}: every card's keys are read into the L{CardKeyCache} (the SCP81
-     PSK lookup runs inside the TLS handshake and cannot wait for the
-     database);
+  2. no card key is read at start-up: the L{CardKeyCache} reads a card's
+     keys when its push is sent (before the card connects in answer), and
+     an unsolicited card's in the background after its first handshake
+     is refused, so start-up does not grow with the cards in the database;
   3. C{ingest} (with an C{[ingest]} table): the partners' file feeds
      (L{bipgw.ingest.IngestService}): the FTP/SFTP doors and the watcher;
      files waiting since the last run are imported first.  Each import
-     reloads the key cache, so new cards are reachable at once; on the way
+     re-reads the cards the key cache holds, so changed keys apply at once; on the way
      down the file being imported is finished before the store closes;
   4. C{recorder}: the session history, written behind the sessions in
      batches (on the way down: what waits is written);
@@ -53,7 +54,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from twisted.internet.defer import CancelledError, Deferred, TimeoutError
 from twisted.internet.endpoints import clientFromString
@@ -105,6 +106,9 @@ from bipgw.store import (
 )
 from bipgw.web import METRICS_SERVICE, MetricsService
 from bipgw.web.portal import PortalService
+
+if TYPE_CHECKING:
+    from bipgw.cluster import ClusterNode
 
 __all__ = ["READY_STORE_TIMEOUT", "Gateway", "build_gateway", "push_profiles", "rotation_services"]
 
@@ -237,14 +241,24 @@ class Gateway(OrderedService):
         # One source of card keys for the cache, the SCP03 relay and key
         # rotations: stored keys by lifecycle, and keys derived from masters.
         self.key_source = card_key_source(config, store, root, keystore)
-        self.keys = CardKeyCache(store, root, reactor, keys=self.key_source)
+        self.keys = CardKeyCache(
+            store, root, reactor, capacity=config.admin.key_cache_cards, keys=self.key_source
+        )
         self.recorder = BatchingRecorder(store, reactor)
         self.builder = PushBuilder(
             self.keys.ota_keys,
             store,
-            CallbackAddress(config.admin.public_host, config.admin.public_port),
+            _callback_address(config),
             push_profiles(config),
         )
+        self.cluster: ClusterNode | None = None
+        if config.cluster is not None:
+            # Imported only for a cluster: one node alone loads no Redis client.
+            from bipgw.cluster import ClusterNode
+
+            self.cluster = ClusterNode(
+                config.cluster.redis, config.cluster.node, reactor, self._admin_address, store
+            )
         self.smpp = SmppClientService(
             reactor,
             clientFromString(reactor, config.smpp.endpoint),
@@ -262,14 +276,19 @@ class Gateway(OrderedService):
             services={name: service.rules() for name, service in config.services.items()},
             scp03_keys=self.key_source,
             sms_sender=sender,
+            card_locks=None if self.cluster is None else self.cluster.locks,
         )
+        cards: Any = self.engine
+        if self.cluster is not None:
+            # A card of another node's session is relayed to that node.
+            cards = self.cluster.wire(self.engine, self.keys)
         # The one wiring call after construction: the engine is built on a
         # push sender that submits through the SMPP client, which reports
         # receipts and SMS from cards back to the engine.
         self.smpp.report_to(ObservedSmsEvents(self.engine, metrics))
         self.admin = AdminServer(
             reactor,
-            self.engine,
+            cards,
             psk_lookup=self.keys.psk_for,
             identity_to_iccid=self.keys.iccid_for,
             listen=config.admin.endpoint,
@@ -295,7 +314,13 @@ class Gateway(OrderedService):
             SqlServiceRequests(sql) if sql is not None else MemoryServiceRequests()
         )
         self.session_owners = SessionOwners(SqlBrowse(sql), reactor) if sql is not None else None
-        self.tenancy = door_tenancy(self.engine, store, reactor, owners=self.session_owners)
+        self.tenancy = door_tenancy(
+            self.engine,
+            store,
+            reactor,
+            owners=self.session_owners,
+            shared_limits=None if self.cluster is None else self.cluster.limits,
+        )
         self.campaigns = CampaignService(
             store,
             campaign_store(store),
@@ -355,11 +380,11 @@ class Gateway(OrderedService):
             self.add(self.metrics_door, METRICS_SERVICE, self.metrics_door.when_listening)
         opening = Step(start=self._open_store, stop=store.close)
         self.add(opening, "store", opening.ready)
+        if self.cluster is not None:
+            self.add(self.cluster, "cluster", self.cluster.when_ready)
         # Before any session of this run: end those a crash left open.
-        recovery = Step(start=lambda: end_sessions_left_open(store, reactor))
+        recovery = Step(start=self._recover)
         self.add(recovery, "recovery", recovery.ready)
-        loading = Step(start=self._load_keys)
-        self.add(loading, "keys", loading.ready)
         if self.ingest is not None:
             self.add(self.ingest, "ingest", self.ingest.when_ready)
         self.add(Step(stop=self.recorder.stop), "recorder")
@@ -459,7 +484,7 @@ class Gateway(OrderedService):
 
     def when_ready(self) -> Deferred[Gateway]:  # type: ignore[override]
         """Fire with the gateway once every part has started: database open,
-        keys loaded, admin server and front doors listening (the SMPP bind
+        admin server and front doors listening (the SMPP bind
         may still be coming: pushes wait for it).  Fails if the gateway
         could not start."""
         return super().when_ready().addCallback(lambda _: self)
@@ -475,8 +500,9 @@ class Gateway(OrderedService):
     ) -> Deferred[ImportReport]:
         """Import a card-vendor output file into the running gateway.
 
-        The card keys it brings are loaded into the key cache before the
-        Deferred fires, so the new cards can be reached at once.
+        The cards the key cache holds are read again before the Deferred
+        fires, so keys the file changed apply at once (new cards' keys are
+        read with their first push).
         """
         from bipgw.ingest import import_cards
 
@@ -544,7 +570,9 @@ class Gateway(OrderedService):
         self._count_import(report)
         if not (report.added or report.updated):
             return report
-        return self.keys.load().addCallback(lambda _: report)
+        if self.cluster is not None:
+            self.cluster.keys_changed()
+        return self.keys.refresh().addCallback(lambda _: report)
 
     # -- the steps of the tree -------------------------------------------
 
@@ -556,8 +584,19 @@ class Gateway(OrderedService):
         )
         return self.store.start()
 
-    def _load_keys(self) -> Deferred[Any]:
-        return self.keys.load()
+    def _recover(self) -> Deferred[int]:
+        if self.cluster is None:
+            return end_sessions_left_open(self.store, self._reactor)
+        # The other nodes' sessions share the database: only this node's.
+        from bipgw.cluster import end_node_sessions_left_open
+
+        return end_node_sessions_left_open(
+            self.cluster.redis, self.cluster.node, self.store, self._reactor
+        )
+
+    def _admin_address(self) -> str:
+        callback = self.builder.callback
+        return f"{callback.host}:{callback.port}"
 
     def _stop_engine(self) -> None:
         left = len(self.engine.sessions())
@@ -571,6 +610,9 @@ class Gateway(OrderedService):
     def _tell_cards(self, port: IListeningPort) -> None:
         bound = int(port.getHost().port)  # type: ignore[attr-defined]
         admin = self.config.admin
+        cluster = self.config.cluster
+        if cluster is not None and cluster.admin_port is not None:
+            return
         if server_endpoint_port(admin.listen) == 0 and bound != admin.public_port:
             # An ephemeral port can only be reached by telling it: the
             # configured public_port cannot be a NAT mapping of a port
@@ -579,7 +621,7 @@ class Gateway(OrderedService):
                 "admin.listen asked for any free port: cards are told port {port}",
                 port=bound,
             )
-            self.builder.callback = CallbackAddress(admin.public_host, bound)
+            self.builder.callback = CallbackAddress(_callback_address(self.config).host, bound)
 
     # -- the whole tree ----------------------------------------------------
 
@@ -592,11 +634,11 @@ class Gateway(OrderedService):
     def _started(self, _: object) -> None:
         callback = self.builder.callback
         self._log.info(
-            "gateway {node} ready: {cards} cards with keys, admin server on port {port},"
+            "gateway {node} ready: key cache for {cards} cards, admin server on port {port},"
             " cards connect to {host}:{public}; platform channel {channel}, HTTP API {http},"
             " metrics {metrics}",
             node=self.config.gateway.node_id,
-            cards=len(self.keys),
+            cards=self.keys.capacity,
             port=self.admin_port,
             host=str(callback.host),
             public=callback.port,
@@ -622,6 +664,15 @@ class Gateway(OrderedService):
             self._log.info("gateway {node} stopped", node=self.config.gateway.node_id)
 
         return stopping.addCallback(stopped)
+
+
+def _callback_address(config: Config) -> CallbackAddress:
+    """Where this node's pushes tell cards to connect: C{[cluster]}'s
+    admin address when given, else C{[admin]}'s public one."""
+    admin, cluster = config.admin, config.cluster
+    host = admin.public_host if cluster is None else cluster.admin_host or admin.public_host
+    port = admin.public_port if cluster is None else cluster.admin_port or admin.public_port
+    return CallbackAddress(host, port)
 
 
 def _port_number(port: object) -> int | None:

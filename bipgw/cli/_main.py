@@ -39,6 +39,7 @@ import bipgw.cli._campaigns as _campaigns
 # Each sub-command's module by its own name, not through the package, which
 # imports this module for main.
 import bipgw.cli._card_keys as _card_keys
+import bipgw.cli._cluster as _cluster
 import bipgw.cli._demo as _demo
 import bipgw.cli._init as _init
 import bipgw.cli._keys as _keys
@@ -198,6 +199,7 @@ def _parser() -> argparse.ArgumentParser:
     _audit.add_parser(commands)
     _campaigns.add_parser(commands)
     _demo.add_parser(commands)
+    _cluster.add_parser(commands)
     return parser
 
 
@@ -524,4 +526,5 @@ _COMMANDS: dict[str, _Command] = {
     "audit": _audit.run,
     "campaign": _campaigns.run,
     "demo": lambda args, out, err, env: _demo.run(args, out, err),
+    "cluster": _cluster.run,
 }

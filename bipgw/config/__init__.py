@@ -13,6 +13,7 @@ L{init_install} makes a new install (configuration, root key, keystore);
 C{bipgw init} and the demo both call it.
 """
 
+from bipgw.config._cluster import ClusterSection
 from bipgw.config._fronts import HttpApiSection, PlatformSection
 from bipgw.config._ingest import IngestSection
 from bipgw.config._install import PASSWORD_FILE_NAME, InitError, InitResult, init_install
@@ -42,6 +43,7 @@ __all__ = [
     "SECTIONS",
     "AdminSection",
     "BindMode",
+    "ClusterSection",
     "Config",
     "ConfigError",
     "DatabaseSection",

@@ -145,6 +145,14 @@ class _Reader:
         for name, cls in OPTIONAL_SECTIONS.items():
             if name in document:
                 sections[name] = self.section(cls, self.table(document, name, name), name)
+        cluster = sections.get("cluster")
+        url = sections["database"].url
+        if cluster is not None and not url.startswith("postgresql"):
+            raise self.error(
+                "cluster: the nodes of a cluster share one PostgreSQL database; database.url"
+                f' names {url.partition(":")[0]} (set database.url = "postgresql+psycopg://...")',
+                key="database.url",
+            )
         sections["base_dir"] = self._ctx.base_dir
         return sections
 

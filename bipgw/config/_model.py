@@ -18,6 +18,7 @@ from typing import Any
 
 import attrs
 
+from bipgw.config._cluster import ClusterSection
 from bipgw.config._fronts import HttpApiSection, PlatformSection
 from bipgw.config._ingest import IngestSection
 from bipgw.config._load import load_file, load_mapping, load_string
@@ -75,6 +76,7 @@ class Config:
     ingest: IngestSection | None = None
     portal: PortalSection | None = None
     metrics: MetricsSection | None = None
+    cluster: ClusterSection | None = None
     source: Path | None = attrs.field(default=None, eq=False)
 
     @classmethod

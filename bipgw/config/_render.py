@@ -41,6 +41,7 @@ _ABSENT = {
     "portal": "no operator portal (docs/portal.md, [portal]).",
     "ingest": "no partner file feeds (docs/configuration.md, [ingest]; docs/feeds.md).",
     "metrics": "no /metrics, /healthz, /readyz listener (docs/observability.md).",
+    "cluster": "one node alone, no Redis (docs/configuration.md, [cluster]; docs/cluster.md).",
 }
 
 # Secret keys that are not written because their value was read from a file.

@@ -414,6 +414,14 @@ class AdminSection:
             "The path cards POST to; session URIs live under it.",
         )
     )
+    key_cache_cards: int = attrs.field(
+        metadata=setting(
+            Integer(1, 10_000_000),
+            100_000,
+            "Cards whose opened keys are held in memory at once (least recently used"
+            " first out); keys are read when a card's push is sent, never all at start-up.",
+        )
+    )
 
     @property
     def endpoint(self) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from bipgw.config._cluster import ClusterSection
 from bipgw.config._fronts import HttpApiSection, PlatformSection
 from bipgw.config._ingest import IngestSection
 from bipgw.config._log import LogSection
@@ -51,6 +52,7 @@ OPTIONAL_SECTIONS: Mapping[str, type] = {
     "ingest": IngestSection,
     "portal": PortalSection,
     "metrics": MetricsSection,
+    "cluster": ClusterSection,
 }
 
 #: Tables of capabilities that are not built yet: each key that an earlier

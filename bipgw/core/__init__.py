@@ -54,12 +54,14 @@ from bipgw.core._engine import SessionEngine, Subscriber
 from bipgw.core._handles import CardLink, Session
 from bipgw.core._interfaces import (
     ICardDirectory,
+    ICardLocks,
     ICounterAllocator,
     IPushSender,
     IScriptSender,
     ISessionHistory,
     ISessionRecorder,
     ISmsEvents,
+    LocalCardLocks,
     MemorySessionRecorder,
     PorReport,
 )
@@ -92,6 +94,7 @@ from bipgw.core._secured import SecuredSession
 from bipgw.core._session import TRANSITIONS
 from bipgw.core._tenancy import (
     CommandRates,
+    ISharedLimits,
     ITenantDirectory,
     MemoryTenantDirectory,
     ServiceGrant,
@@ -153,6 +156,7 @@ __all__ = [
     "HostSessionFactory",
     "ICampaignStore",
     "ICardDirectory",
+    "ICardLocks",
     "ICardRunner",
     "ICounterAllocator",
     "IKeyRotationPlanner",
@@ -161,8 +165,10 @@ __all__ = [
     "IScriptSender",
     "ISessionHistory",
     "ISessionRecorder",
+    "ISharedLimits",
     "ISmsEvents",
     "ITenantDirectory",
+    "LocalCardLocks",
     "MemorySessionRecorder",
     "MemoryTenantDirectory",
     "OfferDesk",

@@ -30,8 +30,16 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from bipgw.core._claims import CardClaims
 from bipgw.core._handles import CardLink, Session
-from bipgw.core._interfaces import ICardDirectory, IPushSender, IScriptSender, ISessionRecorder
+from bipgw.core._interfaces import (
+    ICardDirectory,
+    ICardLocks,
+    IPushSender,
+    IScriptSender,
+    ISessionRecorder,
+    LocalCardLocks,
+)
 from bipgw.core._offers import OfferDesk
 from bipgw.core._policy import BusyPolicy, SessionPolicy
 from bipgw.core._pushes import PushTracker
@@ -85,6 +93,10 @@ class SessionEngine:
     @param new_id: makes session ids (random by default).
     @param keep_finished: how many ended sessions stay queryable with
         L{status} (the recorder keeps them all).
+    @param card_locks: the one-session-per-card rule beyond this engine
+        (the other nodes of a cluster); C{None}: this engine alone.
+    @param claim_retry: seconds between two tries of a card another node
+        holds, while a session waits for it.
     """
 
     _log = Logger()
@@ -103,6 +115,8 @@ class SessionEngine:
         sms_sender: IScriptSender | None = None,
         new_id: Callable[[], SessionId] = SessionId.new,
         keep_finished: int = 1000,
+        card_locks: ICardLocks | None = None,
+        claim_retry: float = 1.0,
     ) -> None:
         from bipgw.core._interfaces import MemorySessionRecorder
 
@@ -144,6 +158,7 @@ class SessionEngine:
         self._subscribers: list[Subscriber] = []
         taking = [n for n, r in (services or {}).items() if r.card_initiated]
         self.offers = OfferDesk(clock, self.policy.offer_timeout, taking, self._not_taken)
+        self._claims = CardClaims(card_locks or LocalCardLocks(), clock, self, claim_retry)
 
     # -- the platform's door -------------------------------------------
 
@@ -447,13 +462,16 @@ class SessionEngine:
         queue = self._waiting.get(card.iccid)
         if queue is not None and machine in queue:
             queue.remove(machine)
+        self._claims.forget(machine)
         if self._card_owner.get(card.iccid) is machine:
             del self._card_owner[card.iccid]
             if queue:
                 successor = queue.popleft()
                 self._card_owner[card.iccid] = successor
                 successor.note(f"card free: session {machine.id} ended")
-                successor.start(card)
+                self._claims.claim(card, successor)
+            else:
+                self._claims.release(card.iccid)
         if queue is not None and not queue:
             del self._waiting[card.iccid]
 
@@ -568,7 +586,7 @@ class SessionEngine:
         owner = self._card_owner.get(card.iccid)
         if owner is None:
             self._card_owner[card.iccid] = machine
-            machine.start(card)
+            self._claims.claim(card, machine)
             return
         busy = f"card {card.iccid} has session {owner.id} ({owner.state.value})"
         waiting = len(self._waiting.get(card.iccid, ()))

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
 import attrs
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 
 from bipgw.core._types import (
     ApduTrace,
@@ -194,6 +194,42 @@ class ISessionHistory(Protocol):
 
     def session_status(self, session_id: str) -> Deferred[SessionStatus | None]:
         """The session's last recorded status, or C{None} if none was recorded."""
+
+
+@runtime_checkable
+class ICardLocks(Protocol):
+    """The one-session-per-card rule beyond this engine: which node holds a card.
+
+    The engine keeps its own cards' owners and queues; before a session
+    starts on a card no session of this engine holds, it takes the card's
+    lock here.  One node alone needs nothing more (L{LocalCardLocks}); the
+    nodes of a cluster share their locks in Redis
+    (L{bipgw.cluster.RedisCardLocks}), each held by a node, with an expiry
+    its holder keeps renewing, so a dead node cannot hold a card for ever.
+    """
+
+    def acquire(self, iccid: str) -> Deferred[bool]:
+        """Take card C{iccid} for this node: C{True} if taken (or already held
+        by this node), C{False} if another node holds it; fails when the
+        locks cannot be reached."""
+
+    def release(self, iccid: str) -> None:
+        """This node no longer needs card C{iccid} (a no-op if it does not hold it)."""
+
+
+class LocalCardLocks:
+    """The L{ICardLocks} of a gateway alone: every card is free for it.
+
+    The engine's own table is the whole rule, so taking a lock costs one
+    already-fired Deferred.
+    """
+
+    def acquire(self, iccid: str) -> Deferred[bool]:
+        """See L{ICardLocks.acquire}: always taken."""
+        return succeed(True)
+
+    def release(self, iccid: str) -> None:
+        """See L{ICardLocks.release}: nothing to do."""
 
 
 class MemorySessionRecorder:

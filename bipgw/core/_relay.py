@@ -171,6 +171,50 @@ class SessionRelay:
             self._reply(ErrorCode.LIMIT_REACHED, refused, request.id)
             done_now(None)
             return
+        shared = self._tenancy.shared_limits
+        if shared is None:
+            self._start(request, tenant, service, done, None)
+            return
+        reserved = shared.reserve(tenant, service)
+        reserved.addCallback(self._reserved, request, tenant, service, done)
+        reserved.addErrback(self._not_reserved, request, done)
+
+    def _reserved(
+        self,
+        outcome: tuple[str | None, str | None],
+        request: Open,
+        tenant: TenantGrant,
+        service: ServiceGrant,
+        done: Deferred[None],
+    ) -> None:
+        token, refused = outcome
+        if token is None or self._closed:
+            if token is not None and self._tenancy.shared_limits is not None:
+                self._tenancy.shared_limits.release(token)
+            if refused is not None:
+                self._reply(ErrorCode.LIMIT_REACHED, refused, request.id)
+            done.callback(None)
+            return
+        self._start(request, tenant, service, done, token)
+
+    def _not_reserved(self, failure: Failure, request: Open, done: Deferred[None]) -> None:
+        why = failure.getErrorMessage() or type(failure.value).__name__
+        self._reply(
+            ErrorCode.UNAVAILABLE,
+            f"the cluster's session limits cannot be reached ({why}); try again later",
+            request.id,
+        )
+        done.callback(None)
+
+    def _start(
+        self,
+        request: Open,
+        tenant: TenantGrant,
+        service: ServiceGrant,
+        done: Deferred[None],
+        reservation: str | None,
+    ) -> None:
+        done_now = done.callback
         if request.iccid is not None:
             target = CardTarget.by_iccid(request.iccid)
         else:
@@ -180,9 +224,13 @@ class SessionRelay:
         except Exception:
             self._log.failure("opening a session for {target} failed", target=target)
             self._reply(ErrorCode.INTERNAL_ERROR, "the gateway could not open it", request.id)
+            if reservation is not None and self._tenancy.shared_limits is not None:
+                self._tenancy.shared_limits.release(reservation)
             done_now(None)
             return
-        self._track(session, tenant, service, request, app).addBoth(done_now)
+        self._track(session, tenant, service, request, request.application, reservation).addBoth(
+            done_now
+        )
 
     def _track(
         self,
@@ -191,11 +239,16 @@ class SessionRelay:
         service: ServiceGrant,
         request: Open | Take,
         app: bytes | None,
+        reservation: str | None = None,
     ) -> Deferred[None]:
-        """Relay C{session} from now on; C{accepted} once its row is durable."""
+        """Relay C{session} from now on; C{accepted} once its row is durable.
+
+        @param reservation: its count in the cluster's shared limits, if any.
+        """
         tracked = Tracked(
             session, tenant.tenant_id, service, app, request.timeouts, target=request.target
         )
+        tracked.reservation = reservation
         self._sessions[tracked.id] = tracked
         self._tenancy.usage.opened(tenant.tenant_id, service.name)
         self._tenancy.opened(tracked.id, tenant.tenant_id)
@@ -407,6 +460,9 @@ class SessionRelay:
         tracked.cancel_timers()
         self._tenancy.unroute(tracked.id)
         self._tenancy.usage.ended(tracked.tenant_id, tracked.service.name)
+        shared = self._tenancy.shared_limits
+        if tracked.reservation is not None and shared is not None:
+            shared.release(tracked.reservation)
 
     def _forget_quietly(self, _: object, tracked: Tracked) -> None:
         """L{_forget}, as a callback that swallows the close's outcome."""

@@ -351,6 +351,29 @@ class CommandRates:
         return _Bucket(min(burst, bucket.tokens + elapsed * rate), now)
 
 
+class ISharedLimits(Protocol):
+    """Tenant limits counted beyond this gateway: over every node of a cluster.
+
+    Alone, a gateway has none (L{Tenancy.shared_limits} is C{None}) and its
+    L{TenantUsage} is the whole count.  In a cluster the relay also reserves
+    each new session here (L{bipgw.cluster.RedisTenantLimits}), after the
+    local check passed, and releases it when the session ends.
+    """
+
+    def reserve(
+        self, tenant: TenantGrant, service: ServiceGrant
+    ) -> Deferred[tuple[str | None, str | None]]:
+        """Count one more session of C{service} for C{tenant}, cluster-wide.
+
+        @return: fires with C{(token, None)} once counted (give the token
+            to L{release}), or C{(None, why)} when a limit refuses it; fails
+            when the count cannot be reached.
+        """
+
+    def release(self, token: str) -> None:
+        """The session counted with C{token} ended."""
+
+
 class SessionEnds(Protocol):
     """What L{Tenancy} routes a session's end to (a L{bipgw.core.SessionRelay})."""
 
@@ -379,6 +402,8 @@ class Tenancy:
     @param owners: told C{(session_id, tenant_id)} of every session a
         tenant opens, to keep durably (the portal filters sessions by
         tenant: L{bipgw.store.SessionOwners}); C{None}: not kept.
+    @ivar shared_limits: the tenants' session limits counted over a
+        cluster's nodes; C{None} (one node alone): L{usage} only.
     """
 
     def __init__(
@@ -388,9 +413,11 @@ class Tenancy:
         clock: IReactorTime,
         history: ISessionHistory | None = None,
         owners: Callable[[str, str], None] | None = None,
+        shared_limits: ISharedLimits | None = None,
     ) -> None:
         self.engine = engine
         self._record_owner = owners
+        self.shared_limits = shared_limits
         self.tenants = tenants
         self.clock = clock
         self.history = history

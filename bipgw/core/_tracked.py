@@ -56,6 +56,7 @@ class Tracked:
     timed_out: tuple[str, str] | None = None  # (code, message) of a platform timeout
     timer: IDelayedCall | None = None
     commands: dict[str, IDelayedCall | None] = attrs.Factory(dict)
+    reservation: str | None = None  # its count in the cluster's shared limits
 
     @property
     def id(self) -> str:

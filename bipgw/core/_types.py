@@ -195,6 +195,7 @@ class FailureReason(enum.Enum):
     CANCELLED = "cancelled"
     SHUTDOWN = "shutdown"
     GATEWAY_RESTART = "gateway-restart"
+    NODE_LOST = "node-lost"
     UNKNOWN_SESSION = "unknown-session"
     NOT_CONNECTED = "not-connected"
     SESSION_ENDED = "session-ended"
@@ -240,6 +241,10 @@ _TEXTS: Final = {
     FailureReason.SHUTDOWN: "the gateway is shutting down",
     FailureReason.GATEWAY_RESTART: (
         "the gateway stopped (a crash, kill -9) before the session ended; ended at its next start"
+    ),
+    FailureReason.NODE_LOST: (
+        "the cluster node that owned the session stopped answering (killed, or cut off);"
+        " ended by another node"
     ),
     FailureReason.UNKNOWN_SESSION: "no such session",
     FailureReason.NOT_CONNECTED: "the card is not connected yet",

@@ -328,8 +328,9 @@ class DemoSetup:
                 raise DemoError(f"importing {file} failed: {report.fatal or 'rejected lines'}")
         await self.add_tenant(gateway, config)
         await within(self.reactor, gateway.when_bound(), 30.0, "binding to the SMSC")
+        cards = await gateway.store.count_cards()
         self.say(
-            f"gateway ready: {len(gateway.keys)} cards, admin server on 127.0.0.1:"
+            f"gateway ready: {cards} cards, admin server on 127.0.0.1:"
             f"{gateway.admin_port}, bound to the SMSC on 127.0.0.1:{self.smsc_port}"
         )
         return gateway

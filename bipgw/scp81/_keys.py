@@ -9,22 +9,31 @@ Two hot paths need a card's keys and cannot wait for the database:
   - every push secures its SMS with the card's OTA keys
     (L{CardKeyCache.ota_keys}, the push builder's C{keys_for}).
 
-The store keeps these keys only sealed under the root key.  The cache
-reads every card's sealed keys once at start-up (L{CardKeyCache.load}),
-opens them with the root key and keeps them as L{bipgw.keys.Secret}s, whose
-text forms never show the bytes, so no log line, repr or error can leak one.
+The store keeps these keys only sealed under the root key.  The cache holds
+the keys of the cards in use, opened, as L{bipgw.keys.Secret}s (whose text
+forms never show the bytes, so no log line, repr or error can leak one), in
+a bounded least-recently-used table: start-up reads no key at all, and
+memory does not grow with the number of cards in the database.
 
-Cards imported while the gateway runs reach the cache three ways: the
-gateway's own import methods refresh the imported cards
-(L{CardKeyCache.load_cards}); a push for a card the cache does not know
-loads it from the store first (L{ota_keys}); and an unknown PSK identity in
-a handshake (which must be refused at once) starts a background lookup, so
-the card's next connection succeeds (L{psk_for}).  L{refresh} reloads
-everything, e.g. after keys were rotated.
+Keys are read on demand:
+
+  - a push reads its card's keys before it is sent (L{ota_keys}), so the
+    card's PSK is held when the card connects in answer;
+  - an identity the cache does not hold (an unsolicited card, or a card
+    whose keys were evicted or forgotten) is refused in this handshake (the
+    callback cannot wait) and looked up in the background, so the card's
+    next connection succeeds (L{psk_for}); an identity the store does not
+    know is not looked up again for L{_MISS_RETRY} seconds (a bounded
+    negative cache, so a handshake flood costs at most one query per
+    identity and interval);
+  - the gateway's own imports, and a cluster's invalidation messages,
+    re-read the cards they name (L{load_cards}) or every card held
+    (L{refresh}).
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from typing import Any, Final
 
@@ -38,24 +47,15 @@ from twisted.internet.defer import (
 )
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
-from twisted.python.failure import Failure
 
 from bipgw.codec.ota import OtaKeys
 from bipgw.keys import IRootKeys, KeyManagementError, Secret, psk_identity_for
-from bipgw.store import (
-    Card,
-    CardKey,
-    CardKeys,
-    ICardKeyReader,
-    IStore,
-    KeyPurpose,
-    open_card_key,
-)
+from bipgw.store import Card, CardKey, CardKeys, ICardKeyReader, IStore, KeyPurpose, open_card_key
 
 __all__ = ["CacheStats", "CardKeyCache"]
 
-_PAGE: Final = 500
-"""Cards read per C{list_cards} page during a full load."""
+DEFAULT_CAPACITY: Final = 100_000
+"""Cards whose keys are held at once by default (a few hundred bytes each)."""
 _MISS_RETRY: Final = 30.0
 """Seconds before an identity the store did not know is looked up again."""
 _MAX_LOOKUPS: Final = 4096
@@ -92,13 +92,17 @@ class _Entry:
 
 
 class CardKeyCache:
-    """Every card's PSK identity, PSK and OTA key sets, opened, by identity and ICCID.
+    """The opened PSK identity, PSK and OTA key sets of the cards in use,
+    by identity and ICCID, at most C{capacity} cards (least recently used
+    first out).
 
     @param store: where the sealed keys are.
     @param root: the gateway root key that opens them.
     @param clock: times the background lookups of unknown identities.
-    @param concurrency: store reads in flight at once while loading.
-    @param page_size: cards read per C{list_cards} page while loading.
+    @param concurrency: store reads in flight at once while refreshing.
+    @param capacity: cards held at once; past it, the card used least
+        recently is dropped (its next push, or its next handshake after a
+        refused one, reads it again).
     @param keys: where a card's keys are read (C{get_card_keys}), e.g. a
         L{bipgw.store.CardKeySource} that filters them by lifecycle and
         derives missing ones; C{None}: the store itself.
@@ -113,23 +117,22 @@ class CardKeyCache:
         clock: IReactorTime,
         *,
         concurrency: int = 8,
-        page_size: int = _PAGE,
+        capacity: int = DEFAULT_CAPACITY,
         keys: ICardKeyReader | None = None,
     ) -> None:
-        if page_size < 1:
-            raise ValueError(f"page_size must be at least 1, not {page_size!r}")
-        self._page = page_size
+        if capacity < 1:
+            raise ValueError(f"capacity must be at least 1, not {capacity!r}")
+        self.capacity = capacity
         self._store = store
-        reader: ICardKeyReader = keys if keys is not None else store
-        self._keys_of = reader.get_card_keys
+        # Where a card's keys are read: a CardKeySource filters them by
+        # lifecycle and derives the missing ones; else the store itself.
+        self._keys_of = (keys if keys is not None else store).get_card_keys
         self._root = root
         self._clock = clock
         self._limit = DeferredSemaphore(concurrency)
         self._by_identity: dict[bytes, _Entry] = {}
-        self._by_iccid: dict[str, _Entry] = {}
+        self._by_iccid: OrderedDict[str, _Entry] = OrderedDict()
         self._unopened = 0
-        self._waiters: list[Deferred[CacheStats]] | None = None
-        self._touched: set[str] = set()
         self._lookups: dict[bytes, float] = {}
 
     # -- the hot paths -------------------------------------------------------
@@ -137,15 +140,15 @@ class CardKeyCache:
     def psk_for(self, identity: bytes) -> bytes | None:
         """The PSK of the card presenting C{identity}, or C{None} (synchronous).
 
-        An unknown identity is looked up in the store in the background, so
-        a card imported after the last load can connect on its next try.
+        An identity not held is looked up in the store in the background,
+        so that card's next handshake succeeds.
         """
         entry = self._by_identity.get(identity)
-        if entry is None or entry.psk is None:
-            if entry is None:
-                self._look_up(identity)
+        if entry is None:
+            self._look_up(identity)
             return None
-        return entry.psk.reveal()
+        self._by_iccid.move_to_end(entry.iccid)
+        return None if entry.psk is None else entry.psk.reveal()
 
     def iccid_for(self, identity: bytes) -> str | None:
         """The ICCID of the card whose PSK identity is C{identity}, or C{None}."""
@@ -155,10 +158,12 @@ class CardKeyCache:
     def ota_keys(self, iccid: str, kvn: int) -> Deferred[OtaKeys | None]:
         """The card's OTA key set C{kvn} (KIc and KID), C{None} if it has none.
 
-        A card the cache does not know is read from the store first.
+        A card not held is read from the store first, with its PSK: this is
+        how a card's keys arrive before the card answers its push.
         """
         entry = self._by_iccid.get(iccid)
         if entry is not None:
+            self._by_iccid.move_to_end(iccid)
             return succeed(entry.ota.get(kvn))
 
         def loaded(_: object) -> OtaKeys | None:
@@ -184,22 +189,17 @@ class CardKeyCache:
         psks = sum(1 for e in self._by_iccid.values() if e.psk is not None)
         return CacheStats(len(self._by_iccid), psks, self._unopened)
 
-    def load(self) -> Deferred[CacheStats]:
-        """Read every card's keys from the store, replacing what is held.
+    def refresh(self) -> Deferred[CacheStats]:
+        """Re-read every card held (keys imported again or rotated), and let
+        identities the store did not know be looked up again at once.
 
-        Lookups keep answering from the previous contents until the new ones
-        are complete, then switch at once.  Concurrent calls share one load.
+        Lookups keep answering from the old keys of each card until its new
+        ones are read.
         """
-        waiter: Deferred[CacheStats] = Deferred()
-        if self._waiters is not None:
-            self._waiters.append(waiter)
-            return waiter
-        self._waiters = [waiter]
-        self._touched = set()
-        self._load_all().addBoth(self._loaded)
-        return waiter
+        self._lookups.clear()
+        return self.load_cards(list(self._by_iccid)).addCallback(lambda _: self.stats)
 
-    refresh = load
+    load = refresh
 
     def load_cards(self, iccids: Iterable[str]) -> Deferred[int]:
         """(Re)read these cards' keys, e.g. after an import; fires with how many
@@ -219,73 +219,21 @@ class CardKeyCache:
         ).addCallback(lambda _: sum(1 for i in wanted if i in self._by_iccid))
 
     def forget(self, iccid: str) -> None:
-        """Drop a card's keys (it was deleted, or its keys revoked)."""
+        """Drop a card's keys (it was deleted, or its keys revoked or changed
+        on another node: its next use reads them again)."""
         entry = self._by_iccid.pop(iccid, None)
         if entry is not None and self._by_identity.get(entry.identity) is entry:
             del self._by_identity[entry.identity]
 
+    def forget_all(self) -> None:
+        """Drop every card's keys, and every identity remembered as unknown."""
+        self._by_iccid.clear()
+        self._by_identity.clear()
+        self._lookups.clear()
+
     # -- internals -----------------------------------------------------------
 
-    def _load_all(self) -> Deferred[CacheStats]:
-        by_iccid: dict[str, _Entry] = {}
-        counts = {"unopened": 0}
-
-        def page(after: str | None) -> Deferred[CacheStats]:
-            d: Deferred[Any] = maybeDeferred(self._store.list_cards, after=after, limit=self._page)
-            d.addCallback(read_page)
-            return d
-
-        def read_page(cards: list[Card]) -> Deferred[CacheStats] | CacheStats:
-            if not cards:
-                return switch()
-            reads = [self._limit.run(self._keys_of, c.iccid) for c in cards]
-            d: Deferred[Any] = DeferredList(reads, consumeErrors=True)
-
-            def opened(results: Sequence[tuple[bool, Any]]) -> Deferred[CacheStats] | CacheStats:
-                for card, (ok, value) in zip(cards, results, strict=True):
-                    if not ok:
-                        self._log.failure(
-                            "reading the keys of card {iccid} failed", value, iccid=card.iccid
-                        )
-                        continue
-                    entry, bad = self._entry(card, value)
-                    counts["unopened"] += bad
-                    if entry is not None:
-                        by_iccid[card.iccid] = entry
-                if len(cards) < self._page:
-                    return switch()
-                return page(cards[-1].iccid)
-
-            return d.addCallback(opened)
-
-        def switch() -> CacheStats:
-            # Cards (re)read one by one while this load ran are newer than
-            # what the pages said about them.
-            for iccid in self._touched:
-                current = self._by_iccid.get(iccid)
-                if current is None:
-                    by_iccid.pop(iccid, None)
-                else:
-                    by_iccid[iccid] = current
-            self._touched = set()
-            self._by_iccid = by_iccid
-            self._by_identity = {e.identity: e for e in by_iccid.values()}
-            self._unopened = counts["unopened"]
-            stats = self.stats
-            self._log.info(
-                "card key cache loaded: {cards} cards, {psks} with an SCP81 PSK,"
-                " {unopened} keys that did not open",
-                cards=stats.cards,
-                psks=stats.psks,
-                unopened=stats.unopened,
-            )
-            return stats
-
-        return page(None)
-
     def _card_read(self, card: Card | None, iccid: str) -> Deferred[None] | None:
-        if self._waiters is not None:
-            self._touched.add(iccid)
         if card is None:
             self.forget(iccid)
             return None
@@ -301,6 +249,10 @@ class CardKeyCache:
 
     def _put(self, entry: _Entry) -> None:
         self._by_iccid[entry.iccid] = entry
+        while len(self._by_iccid) > self.capacity:
+            _, evicted = self._by_iccid.popitem(last=False)
+            if self._by_identity.get(evicted.identity) is evicted:
+                del self._by_identity[evicted.identity]
         old = self._by_identity.get(entry.identity)
         if old is not None and old.iccid != entry.iccid:
             self._log.warn(
@@ -370,14 +322,6 @@ class CardKeyCache:
         d: Deferred[Any] = maybeDeferred(self._store.card_by_psk_identity, identity)
         d.addCallback(found)
         d.addErrback(lambda f: self._log.failure("looking up a PSK identity failed", f))
-
-    def _loaded(self, result: CacheStats | Failure) -> None:
-        waiters, self._waiters = self._waiters or [], None
-        for waiter in waiters:
-            if isinstance(result, Failure):
-                waiter.errback(result)
-            else:
-                waiter.callback(result)
 
     def _log_failures(self, results: Sequence[tuple[bool, Any]], what: str) -> None:
         for ok, value in results:

@@ -61,15 +61,20 @@ def counter_batch(c: Connection, requests: Sequence[CounterRequest]) -> list[int
     nothing, so it is returned as its exception rather than raised: the
     others of the batch still commit (L{bipgw.store._group}).
     """
-    outcomes: list[int | Exception] = []
-    for iccid, at_least in requests:
+    outcomes: list[int | Exception] = [0] * len(requests)
+    # Rows are locked in ICCID order (a card's own requests keep theirs):
+    # two nodes committing batches at once on one PostgreSQL then wait for
+    # each other instead of deadlocking.
+    order = sorted(range(len(requests)), key=lambda i: requests[i][0])
+    for i in order:
+        iccid, at_least = requests[i]
         try:
             if at_least is None:
-                outcomes.append(next_ota_counter(c, iccid))
+                outcomes[i] = next_ota_counter(c, iccid)
             else:
-                outcomes.append(raise_ota_counter(c, iccid, at_least))
+                outcomes[i] = raise_ota_counter(c, iccid, at_least)
         except (UnknownRecordError, CounterExhaustedError) as e:
-            outcomes.append(e)
+            outcomes[i] = e
     return outcomes
 
 

@@ -17,9 +17,11 @@ contract tests' (C{test_otaCounterManyCallers}, C{test_otaCounterOutcomesEachThe
 from __future__ import annotations
 
 import os
+import select
 import signal
 import subprocess
 import sys
+import time
 from collections import defaultdict
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -47,8 +49,8 @@ else:
     _Base = object
 
 
-class _CrashMixin(_Base):
-    """Kill the allocating child mid-stream, reopen, check nothing was reused."""
+class _StoreAccess(_Base):
+    """The database under test, opened inline."""
 
     _url: str
 
@@ -59,6 +61,10 @@ class _CrashMixin(_Base):
         opening = SqlStore.open(self.url(), reactor=InlineReactor(), threadpool=InlineThreadPool())
         store: SqlStore = self.successResultOf(opening)
         return store
+
+
+class _CrashMixin(_StoreAccess):
+    """Kill the allocating child mid-stream, reopen, check nothing was reused."""
 
     def _run_and_kill(self) -> dict[str, list[int]]:
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -135,3 +141,82 @@ class PostgresCounterCrashTests(_CrashMixin, SynchronousTestCase):
         self.schema = _Schema(self)
         self.addCleanup(self.schema.drop)
         self._url = self.schema.url
+
+
+class PostgresCounterAcrossNodesTests(_StoreAccess, SynchronousTestCase):
+    """Issue 9: the nodes of a cluster share one PostgreSQL database, and each
+    allocation is one C{UPDATE ... RETURNING} committed before its value is
+    used, so nodes never hand out one counter twice, even when one of them is
+    killed mid-allocation while the others go on."""
+
+    skip = POSTGRES_SKIP
+
+    def setUp(self) -> None:
+        self.schema = _Schema(self)
+        self.addCleanup(self.schema.drop)
+        self._url = self.schema.url
+
+    def test_neverReusedAcrossNodes(self) -> None:
+        """Three allocating processes on one database, one killed with SIGKILL
+        mid-stream and the others after: no value was handed out twice, by
+        one node or by two, and the next values are above all of them."""
+        store = self._store()
+        self.successResultOf(store.upsert_cards([card(i, psk_identity=i.encode()) for i in ICCIDS]))
+        self.successResultOf(store.close())
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        children = [
+            subprocess.Popen(
+                [sys.executable, "-m", "tests.integration._counter_child", self.url(), *ICCIDS],
+                cwd=ROOT,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+            )
+            for _ in range(3)
+        ]
+        seen: dict[str, list[int]] = defaultdict(list)
+        try:
+            first = children[0]
+            assert first.stdout is not None
+            count, pending, deadline = 0, b"", time.monotonic() + 120
+            fd = first.stdout.fileno()
+            while count < SEEN_BEFORE_KILL and time.monotonic() < deadline:
+                ready, _, _ = select.select([fd], [], [], 1.0)
+                if not ready:
+                    continue
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    break
+                *lines, pending = (pending + chunk).split(b"\n")
+                for raw in lines:
+                    line = raw.decode().split()
+                    if len(line) == 2:
+                        seen[line[0]].append(int(line[1]))
+                        count += 1
+            self.assertGreaterEqual(count, SEEN_BEFORE_KILL, "the first node stopped allocating")
+            first.send_signal(signal.SIGKILL)  # mid-allocation: others go on
+            for child in children[1:]:
+                child.send_signal(signal.SIGKILL)
+            for child in children:
+                rest, _ = child.communicate(timeout=60)
+                for raw in rest.decode().splitlines():
+                    line = raw.split()
+                    if len(line) == 2:
+                        seen[line[0]].append(int(line[1]))
+        finally:
+            for child in children:
+                if child.poll() is None:
+                    child.kill()
+                    child.wait()
+        self.assertGreater(sum(map(len, seen.values())), SEEN_BEFORE_KILL)
+        store = self._store()
+        try:
+            for iccid in ICCIDS:
+                values = seen[iccid]
+                self.assertEqual(len(values), len(set(values)), f"{iccid}: a value twice")
+                stored = self.successResultOf(store.get_card(iccid)).ota_counter
+                self.assertGreaterEqual(stored, max(values))
+                after = self.successResultOf(store.next_ota_counter(iccid))
+                self.assertGreater(after, max(values), f"{iccid}: reused after the kill")
+        finally:
+            self.successResultOf(store.close())

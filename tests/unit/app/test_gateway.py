@@ -175,7 +175,7 @@ class GatewayTests(SynchronousTestCase):
         gateway = self._build()
         self.assertEqual(
             [s.name for s in gateway],
-            ["store", "recovery", "keys", "recorder", "smpp", "engine", "admin", "campaigns"],
+            ["store", "recovery", "recorder", "smpp", "engine", "admin", "campaigns"],
         )
         self.assertIs(gateway.getServiceNamed("smpp"), gateway.smpp)
         self.assertIs(gateway.getServiceNamed("admin"), gateway.admin)
@@ -197,7 +197,6 @@ class GatewayTests(SynchronousTestCase):
         self.assertEqual((self.reactor.tcpServers, self.reactor.tcpClients), ([], []))
         self.store.opening.callback(None)
         self.successResultOf(gateway.when_ready())
-        self.assertEqual(len(gateway.keys), 2)
         self.assertEqual(self.reactor.tcpServers[0][0], 8443)
 
     def test_startEndsSessionsLeftOpen(self) -> None:
@@ -223,11 +222,14 @@ class GatewayTests(SynchronousTestCase):
         self.assertEqual(gateway.engine.sessions(), [])
 
     def test_startWiresEverything(self) -> None:
-        """Starting opens the store, loads the keys, listens for cards on the
-        configured endpoint and connects to the SMSC."""
+        """Starting opens the store, listens for cards on the configured
+        endpoint and connects to the SMSC; it reads no card key (a card's
+        keys are read with its push, or after an unsolicited handshake)."""
         gateway = self._start()
         self.assertIs(gateway.store, self.store)
-        self.assertEqual(len(gateway.keys), 2)
+        self.assertEqual(len(gateway.keys), 0)
+        self.assertEqual(gateway.keys.capacity, 100_000)
+        self.assertIsNone(gateway.keys.psk_for(b"card-1"))
         self.assertEqual(gateway.keys.iccid_for(b"card-1"), iccid_of(1))
         self.assertEqual(self.reactor.tcpServers[0][0], 8443)
         self.assertEqual(self.reactor.tcpServers[0][2], 1024, "admin.backlog not applied")
@@ -383,8 +385,9 @@ class GatewayTests(SynchronousTestCase):
         self.assertEqual(gateway.builder.callback, CallbackAddress("192.0.2.10", 443))
 
     def test_importCardsLoadsTheirKeys(self) -> None:
-        """Cards imported through the running gateway can connect at once: the
-        PSK the gateway now holds is the one the card itself has."""
+        """Cards imported through the running gateway can be reached at once:
+        a push reads the card's keys, and the PSK the gateway then holds is
+        the one the card itself has."""
         from simcard.fleet import generate_fleet
         from simcard.state import FleetState
 
@@ -395,9 +398,10 @@ class GatewayTests(SynchronousTestCase):
         gateway = self._start()
         report = self.successResultOf(gateway.import_cards(fleet.vendor_file))
         self.assertTrue(report.ok)
-        self.assertEqual(len(gateway.keys), 4)
+        self.assertEqual(len(gateway.keys), 0)
         with FleetState.open(fleet.cards_db) as state:
             for iccid in state.iccids():
+                self.assertIsNotNone(self.successResultOf(gateway.keys.ota_keys(iccid, 1)))
                 psk = state.load_card(iccid).profile.psk
                 assert psk is not None
                 self.assertEqual(gateway.keys.iccid_for(psk.identity), iccid)
@@ -408,7 +412,7 @@ class GatewayTests(SynchronousTestCase):
     def test_feedsInTheTree(self) -> None:
         """With [ingest], the feeds start after the keys (before everything
         else) and stop before them; a vendor file waiting in a partner's
-        incoming/ is imported at start, and its cards' keys are loaded."""
+        incoming/ is imported at start."""
         from bipgw.store import ImportKind, add_partner
         from simcard.fleet import generate_fleet
 
@@ -426,22 +430,12 @@ class GatewayTests(SynchronousTestCase):
         gateway = self._build(Config.from_file(path))
         self.assertEqual(
             [s.name for s in gateway],
-            [
-                "store",
-                "recovery",
-                "keys",
-                "ingest",
-                "recorder",
-                "smpp",
-                "engine",
-                "admin",
-                "campaigns",
-            ],
+            ["store", "recovery", "ingest", "recorder", "smpp", "engine", "admin", "campaigns"],
         )
         gateway.startService()
         self.successResultOf(gateway.when_ready())
         self.assertEqual([p[0] for p in self.reactor.tcpServers], [2121, 8443])
-        self.assertEqual(len(gateway.keys), 4)
+        self.assertEqual(self.successResultOf(self.store.count_cards()), 4)
         report = (self.directory / "feeds" / "vendor" / "reports" / "batch.out.report").read_text()
         self.assertIn("added 2", report)
         self.successResultOf(gateway.stopService())
@@ -464,3 +458,66 @@ class GatewayTests(SynchronousTestCase):
         session = self._open(gateway, iccid_of(1), "certs")
         self.assertEqual(session.service, "certs")
         self.assertEqual(session.target.iccid, iccid_of(1))
+
+
+class ClusterWiringTests(SynchronousTestCase):
+    """With [cluster], the tree has a cluster node before recovery, the engine
+    claims cards from its Redis locks, and pushes name this node's address."""
+
+    setUp = GatewayTests.setUp
+    tearDown = GatewayTests.tearDown
+    _config = GatewayTests._config
+    _build = GatewayTests._build
+
+    def _cluster_config(self, extra: str = "") -> Config:
+        path = self.directory / "bipgw.toml"
+        path.write_text(
+            _toml()
+            + '[database]\nurl = "postgresql+psycopg://bipgw@db.example/bipgw"\n'
+            + '[cluster]\nredis = "redis://127.0.0.1:1/0"\nnode = "gw-b"\n'
+            + extra
+        )
+        return Config.from_file(path)
+
+    def test_clusterInTheTree(self) -> None:
+        """The cluster node starts after the store and before recovery (which
+        then ends only this node's sessions); nothing connects at build."""
+        gateway = self._build(self._cluster_config())
+        self.assertEqual(
+            [s.name for s in gateway],
+            ["store", "cluster", "recovery", "recorder", "smpp", "engine", "admin", "campaigns"],
+        )
+        assert gateway.cluster is not None
+        self.assertEqual(gateway.cluster.node, "gw-b")
+        self.assertIs(gateway.engine._claims._locks, gateway.cluster.locks)
+        self.assertEqual(gateway.builder.callback, CallbackAddress("192.0.2.10", 8443))
+
+    def test_nodeAdminAddress(self) -> None:
+        """[cluster] admin_host and admin_port are what this node's pushes name."""
+        config = self._cluster_config('admin_host = "192.0.2.77"\nadmin_port = 9443\n')
+        gateway = self._build(config)
+        self.assertEqual(gateway.builder.callback, CallbackAddress("192.0.2.77", 9443))
+        self.assertEqual(gateway._admin_address(), "192.0.2.77:9443")
+
+    def test_keyCacheSize(self) -> None:
+        """[admin] key_cache_cards bounds the key cache: past it, the card used
+        least recently is dropped."""
+        path = self.directory / "bipgw.toml"
+        path.write_text(
+            _toml().replace('uri_prefix = "/ota"\n', 'uri_prefix = "/ota"\nkey_cache_cards = 1\n')
+        )
+        gateway = self._build(Config.from_file(path))
+        self.assertEqual(gateway.keys.capacity, 1)
+        for n in (1, 2):
+            self.assertIsNotNone(self.successResultOf(gateway.keys.ota_keys(iccid_of(n), 1)))
+        self.assertEqual(len(gateway.keys), 1)
+        self.assertIn(iccid_of(2), gateway.keys)
+
+    def test_aloneNoRedisClient(self) -> None:
+        """Without [cluster] there is no cluster node, and the engine's locks are
+        the local ones."""
+        from bipgw.core import LocalCardLocks
+
+        gateway = self._build()
+        self.assertIsNone(gateway.cluster)
+        self.assertIsInstance(gateway.engine._claims._locks, LocalCardLocks)

@@ -250,3 +250,66 @@ class DurableOpenTests(SynchronousTestCase):
         self.assertEqual(self.tenancy.usage.sessions("acme", "demo"), 0)
         self.assertEqual(self.engine.sessions(), [])
         self.assertEqual(self.host.take(), [])
+
+
+class _SharedLimits:
+    """An L{ISharedLimits} whose answers the test decides."""
+
+    def __init__(self) -> None:
+        from twisted.internet.defer import Deferred
+
+        self.pending: list[Deferred[tuple[str | None, str | None]]] = []
+        self.released: list[str] = []
+
+    def reserve(self, tenant: TenantGrant, service: ServiceGrant) -> object:
+        from twisted.internet.defer import Deferred
+
+        d: Deferred[tuple[str | None, str | None]] = Deferred()
+        self.pending.append(d)
+        return d
+
+    def release(self, token: str) -> None:
+        self.released.append(token)
+
+
+class SharedLimitsRelayTests(SynchronousTestCase):
+    """With a cluster's shared limits, an open waits for the cluster's count."""
+
+    tearDown = RelayTests.tearDown
+
+    def setUp(self) -> None:
+        RelayTests.setUp(self)  # type: ignore[arg-type]
+        self.shared = _SharedLimits()
+        self.tenancy = Tenancy(
+            self.engine, MemoryTenantDirectory(), self.clock, shared_limits=self.shared
+        )
+        self.relay = SessionRelay(self.tenancy, self.host)
+
+    def test_reservedOpensAndEndReleases(self) -> None:
+        """An open reserved by the cluster goes on; its end releases the token."""
+        self.relay.open(Open(id="o", service="demo", iccid=iccid(1)), GRANT)
+        self.assertEqual(self.engine.sessions(), [])
+        self.shared.pending[0].callback(("t1", None))
+        (accepted,) = self.host.take()
+        assert isinstance(accepted, Accepted)
+        self.relay.close(Close(session=accepted.session, id="x"))
+        self.clock.advance(1)
+        self.assertEqual(self.shared.released, ["t1"])
+
+    def test_refusedByTheCluster(self) -> None:
+        """A cluster-wide limit refuses with limit-reached, saying why; no session."""
+        self.relay.open(Open(id="o", service="demo", iccid=iccid(1)), GRANT)
+        self.shared.pending[0].callback((None, "tenant acme already has 2 sessions open"))
+        (error,) = self.host.take()
+        self.assertEqual((error.code, error.id), ("limit-reached", "o"))
+        self.assertIn("already has 2", error.message)
+        self.assertEqual(self.engine.sessions(), [])
+
+    def test_countUnreachable(self) -> None:
+        """When the cluster's count cannot be reached the open is refused as
+        unavailable, saying why."""
+        self.relay.open(Open(id="o", service="demo", iccid=iccid(1)), GRANT)
+        self.shared.pending[0].errback(ConnectionError("redis gone"))
+        (error,) = self.host.take()
+        self.assertEqual(error.code, "unavailable")
+        self.assertIn("redis gone", error.message)

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
 
-from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.internet.testing import EventLoggingObserver
 from twisted.logger import formatEvent, globalLogPublisher
@@ -62,39 +60,69 @@ def hold(cache: CardKeyCache) -> Callable[[], None]:
     return release
 
 
+def warm(cache: CardKeyCache, numbers: Sequence[int]) -> None:
+    """Read cards C{numbers} into C{cache}, as their pushes would."""
+    cache.load_cards([iccid_of(n) for n in numbers])
+
+
 class CardKeyCacheTests(SynchronousTestCase):
-    """L{CardKeyCache} opens sealed keys once and answers from memory."""
+    """L{CardKeyCache} reads a card's keys on demand, opens them once and
+    answers from memory, holding a bounded number of cards."""
 
     def setUp(self) -> None:
         self.clock = Clock()
         self.store = MemoryStore()
-        self.cache = CardKeyCache(self.store, ROOT, self.clock, page_size=3)
+        self.cache = CardKeyCache(self.store, ROOT, self.clock, capacity=5)
 
     def tearDown(self) -> None:
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
-    def test_loadReadsEveryPage(self) -> None:
-        """A load reads every card, page after page, and opens its keys."""
+    def test_nothingReadUntilNeeded(self) -> None:
+        """A new cache holds nothing and reads nothing: the store is never
+        listed, whatever it holds."""
         add_cards(self.store, range(8))
-        stats = self.successResultOf(self.cache.load())
-        self.assertEqual(stats, CacheStats(cards=8, psks=8, unopened=0))
-        self.assertEqual(len(self.cache), 8)
-        for n in range(8):
-            self.assertEqual(self.cache.psk_for(f"card-{n}".encode()), bytes([n, 3]) * 8)
-            self.assertEqual(self.cache.iccid_for(f"card-{n}".encode()), iccid_of(n))
 
-    def test_otaKeysByVersion(self) -> None:
-        """The OTA key set of a version pairs the card's KIc and KID of that version."""
+        def never(**kwargs: object) -> object:
+            raise AssertionError("the cache listed every card")
+
+        self.store.list_cards = never  # type: ignore[method-assign]
+        cache = CardKeyCache(self.store, ROOT, self.clock)
+        self.assertEqual(len(cache), 0)
+        self.assertEqual(cache.stats, CacheStats(cards=0, psks=0, unopened=0))
+        self.assertEqual(self.successResultOf(cache.refresh()), CacheStats(0, 0, 0))
+
+    def test_pushLoadsThePsk(self) -> None:
+        """The OTA keys a push asks for bring the card's PSK with them, so the
+        card's handshake in answer to the push succeeds at once."""
         add_cards(self.store, [5])
-        self.successResultOf(self.cache.load())
         keys = self.successResultOf(self.cache.ota_keys(iccid_of(5), 1))
         self.assertEqual(keys, OtaKeys(bytes([5, 1]) * 8, bytes([5, 2]) * 8))
         self.assertIsNone(self.successResultOf(self.cache.ota_keys(iccid_of(5), 2)))
+        self.assertEqual(self.cache.psk_for(b"card-5"), bytes([5, 3]) * 8)
+        self.assertEqual(self.cache.iccid_for(b"card-5"), iccid_of(5))
+        self.assertIsNone(self.successResultOf(self.cache.ota_keys(iccid_of(6), 1)))
+
+    def test_boundedLeastRecentlyUsedFirstOut(self) -> None:
+        """Past its capacity the cache drops the card used least recently; a
+        handshake counts as a use."""
+        add_cards(self.store, range(7))
+        warm(self.cache, range(5))
+        self.assertEqual(self.cache.psk_for(b"card-0"), bytes([0, 3]) * 8)
+        warm(self.cache, [5, 6])
+        self.assertEqual(len(self.cache), 5)
+        self.assertIn(iccid_of(0), self.cache)
+        self.assertNotIn(iccid_of(1), self.cache)
+        self.assertNotIn(iccid_of(2), self.cache)
+        self.assertIsNone(self.cache.iccid_for(b"card-1"))
+        # The evicted card is read again by its next push.
+        self.successResultOf(self.cache.ota_keys(iccid_of(1), 1))
+        self.assertEqual(self.cache.psk_for(b"card-1"), bytes([1, 3]) * 8)
+        self.assertEqual(len(self.cache), 5)
 
     def test_defaultIdentity(self) -> None:
         """A card imported without a PSK identity is known by the default one."""
         add_cards(self.store, [4], identities=False)
-        self.successResultOf(self.cache.load())
+        warm(self.cache, [4])
         identity = psk_identity_for(iccid_of(4))
         self.assertEqual(self.cache.iccid_for(identity), iccid_of(4))
         self.assertEqual(self.cache.psk_for(identity), bytes([4, 3]) * 8)
@@ -102,14 +130,15 @@ class CardKeyCacheTests(SynchronousTestCase):
     def test_unknownIdentity(self) -> None:
         """An identity no card has gets no key (the handshake is refused)."""
         add_cards(self.store, [1])
-        self.successResultOf(self.cache.load())
+        warm(self.cache, [1])
         self.assertIsNone(self.cache.psk_for(b"nobody"))
         self.assertIsNone(self.cache.iccid_for(b"nobody"))
 
-    def test_unknownIdentityLookedUpInBackground(self) -> None:
-        """A card imported after the load is found on its first handshake, so
-        its next handshake succeeds; lookups of one identity are spaced out."""
-        self.successResultOf(self.cache.load())
+    def test_unsolicitedCardServedOnItsRetry(self) -> None:
+        """A card connecting with no push (its keys not held) is refused in
+        that handshake and looked up in the background, so its next
+        handshake succeeds; an identity the store does not know is not looked
+        up again for a while (the negative cache)."""
         add_cards(self.store, [7])
         self.assertIsNone(self.cache.psk_for(b"card-7"))
         self.assertEqual(self.cache.psk_for(b"card-7"), bytes([7, 3]) * 8)
@@ -121,19 +150,39 @@ class CardKeyCacheTests(SynchronousTestCase):
         self.assertIsNone(self.cache.psk_for(b"card-99"))
         self.assertEqual(self.cache.psk_for(b"card-99"), bytes([99, 3]) * 8)
 
-    def test_otaKeysOfCardNotYetCached(self) -> None:
-        """A push for a card imported after the load reads its keys first."""
-        self.successResultOf(self.cache.load())
+    def test_refreshForgetsUnknownIdentities(self) -> None:
+        """After a refresh (an import), an identity the store did not know is
+        looked up again at once."""
+        self.assertIsNone(self.cache.psk_for(b"card-3"))
         add_cards(self.store, [3])
-        keys = self.successResultOf(self.cache.ota_keys(iccid_of(3), 1))
-        self.assertEqual(keys, OtaKeys(bytes([3, 1]) * 8, bytes([3, 2]) * 8))
+        self.assertIsNone(self.cache.psk_for(b"card-3"))
+        self.successResultOf(self.cache.refresh())
+        self.assertIsNone(self.cache.psk_for(b"card-3"))
         self.assertEqual(self.cache.psk_for(b"card-3"), bytes([3, 3]) * 8)
-        self.assertIsNone(self.successResultOf(self.cache.ota_keys(iccid_of(6), 1)))
+
+    def test_refreshRereadsHeldCards(self) -> None:
+        """A refresh re-reads every card held, and only those."""
+        add_cards(self.store, [1, 2, 3])
+        warm(self.cache, [1, 2])
+        for n in (1, 2, 3):
+            self.store.upsert_cards(
+                [
+                    CardUpsert(
+                        iccid=iccid_of(n),
+                        psk_identity=f"card-{n}".encode(),
+                        keys=card_keys(iccid_of(n), 9),
+                    )
+                ]
+            )
+        self.assertEqual(self.successResultOf(self.cache.refresh()), CacheStats(2, 2, 0))
+        self.assertEqual(self.cache.psk_for(b"card-1"), bytes([9, 3]) * 8)
+        self.assertEqual(self.cache.psk_for(b"card-2"), bytes([9, 3]) * 8)
+        self.assertNotIn(iccid_of(3), self.cache)
 
     def test_loadCardsRefreshesChangedKeys(self) -> None:
         """Re-reading a card after its keys changed replaces them."""
         add_cards(self.store, [2])
-        self.successResultOf(self.cache.load())
+        warm(self.cache, [2])
         self.store.upsert_cards(
             [CardUpsert(iccid=iccid_of(2), psk_identity=b"card-2", keys=card_keys(iccid_of(2), 9))]
         )
@@ -148,8 +197,8 @@ class CardKeyCacheTests(SynchronousTestCase):
         other = RootKey(Secret(bytes(range(1, 33))))
         add_cards(self.store, [1])
         add_cards(self.store, [2], root=other)
-        stats = self.successResultOf(self.cache.load())
-        self.assertEqual(stats, CacheStats(cards=1, psks=1, unopened=3))
+        warm(self.cache, [1, 2])
+        self.assertEqual(self.cache.stats, CacheStats(cards=1, psks=1, unopened=3))
         self.assertIsNone(self.cache.psk_for(b"card-2"))
         text = "\n".join(formatEvent(e) for e in logged)
         self.assertIn(f"card:{iccid_of(2)}:PSK1", text)
@@ -164,80 +213,49 @@ class CardKeyCacheTests(SynchronousTestCase):
             seal_card_key(ROOT, iccid, KeyPurpose.PSK, 1, "psk", Secret(b"\x11" * 16)),
         )
         self.store.upsert_cards([CardUpsert(iccid=iccid, psk_identity=b"id", keys=keys)])
-        self.successResultOf(self.cache.load())
+        self.successResultOf(self.cache.load_cards([iccid]))
         self.assertEqual(self.cache.psk_for(b"id"), b"\x11" * 16)
 
-    def test_concurrentLoadsShareOne(self) -> None:
-        """Two loads at once read the store once and both get the result."""
-        add_cards(self.store, range(4))
-        reads: list[str | None] = []
-        list_cards = self.store.list_cards
-
-        def counting(**kwargs: object) -> object:
-            reads.append(kwargs.get("after"))  # type: ignore[arg-type]
-            return list_cards(**kwargs)  # type: ignore[arg-type]
-
-        self.store.list_cards = counting  # type: ignore[method-assign]
+    def test_readsBounded(self) -> None:
+        """Store reads in flight are bounded: the rest wait for a slot."""
+        add_cards(self.store, range(3))
         release = hold(self.cache)
-        first, second = self.cache.load(), self.cache.load()
-        self.assertNoResult(first)
-        release()
-        self.assertEqual(self.successResultOf(first), self.successResultOf(second))
-        self.assertEqual(reads, [None, iccid_of(2)])
-
-    def test_cardReadDuringLoadSurvives(self) -> None:
-        """A card re-read while a full load runs keeps its newer keys, although
-        the load read its older ones."""
-        add_cards(self.store, range(4))
-        self.successResultOf(self.cache.load())
-        list_cards = self.store.list_cards
-        later: Deferred[Any] = Deferred()
-
-        def second_page_later(**kwargs: Any) -> Deferred[Any]:
-            if kwargs.get("after") is None:
-                return list_cards(**kwargs)
-            return later.addCallback(lambda _: list_cards(**kwargs))
-
-        self.store.list_cards = second_page_later  # type: ignore[method-assign]
-        loading = self.cache.load()
-        # The first page (cards 0 to 2) is read; now card 1's keys change.
-        new_keys = card_keys(iccid_of(1), 7)
-        self.store.upsert_cards(
-            [CardUpsert(iccid=iccid_of(1), psk_identity=b"card-1", keys=new_keys)]
-        )
-        self.successResultOf(self.cache.load_cards([iccid_of(1)]))
+        loading = self.cache.load_cards([iccid_of(n) for n in range(3)])
         self.assertNoResult(loading)
-        later.callback(None)
-        self.successResultOf(loading)
-        self.assertEqual(self.cache.psk_for(b"card-1"), bytes([7, 3]) * 8)
-        self.assertEqual(self.cache.psk_for(b"card-3"), bytes([3, 3]) * 8)
+        self.assertEqual(len(self.cache), 0)
+        release()
+        self.assertEqual(self.successResultOf(loading), 3)
 
     def test_forget(self) -> None:
-        """A forgotten card can no longer connect."""
-        add_cards(self.store, [1])
-        self.successResultOf(self.cache.load())
+        """A forgotten card can no longer connect until it is read again."""
+        add_cards(self.store, [1, 2])
+        warm(self.cache, [1, 2])
         self.cache.forget(iccid_of(1))
         self.assertNotIn(iccid_of(1), self.cache)
         self.assertIsNone(self.cache.iccid_for(b"card-1"))
+        self.cache.forget_all()
+        self.assertEqual(len(self.cache), 0)
+        self.assertIsNone(self.cache.iccid_for(b"card-2"))
 
     def test_reprHidesKeys(self) -> None:
         """The cache's text form shows a count, never a key."""
         add_cards(self.store, [1])
-        self.successResultOf(self.cache.load())
+        warm(self.cache, [1])
         self.assertEqual(repr(self.cache), "<CardKeyCache 1 cards>")
 
-    def test_failedLoadReported(self) -> None:
-        """A store that fails the load fails every waiter, and keeps the old keys."""
+    def test_failedReadKeepsOldKeys(self) -> None:
+        """A store that fails a re-read is logged, and the old keys stay."""
         add_cards(self.store, [1])
-        self.successResultOf(self.cache.load())
+        warm(self.cache, [1])
 
-        def broken(**kwargs: object) -> object:
+        def broken(iccid: str) -> object:
             raise RuntimeError("database gone")
 
-        self.store.list_cards = broken  # type: ignore[method-assign]
-        self.failureResultOf(self.cache.load(), RuntimeError)
+        self.store.get_card = broken  # type: ignore[method-assign]
+        self.successResultOf(self.cache.refresh())
         self.assertEqual(self.cache.psk_for(b"card-1"), bytes([1, 3]) * 8)
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
 
-    def test_badPageSize(self) -> None:
-        """A page size below one is refused."""
-        self.assertRaises(ValueError, CardKeyCache, self.store, ROOT, self.clock, page_size=0)
+    def test_badCapacity(self) -> None:
+        """A capacity below one is refused."""
+        self.assertRaises(ValueError, CardKeyCache, self.store, ROOT, self.clock, capacity=0)

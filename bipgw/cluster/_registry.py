@@ -1,0 +1,158 @@
+# -*- test-case-name: tests.integration.test_cluster_redis -*-
+"""The cluster's session registry: which node owns each session, its card and state.
+
+A session of this node is written to the hash C{bipgw:session:ID}
+(C{node}, C{iccid}, C{service}, C{state}) when it is opened, reached by
+its card and ended (not at each push or script: each write costs the
+gateway CPU, bench/RESULTS.md), and the
+session's id kept in the set C{bipgw:node:NAME:sessions} until it ends;
+an ended session's hash stays a day (L{KEEP_ENDED}), so any node can tell
+where a session ran.  The writes of a burst go together, every
+L{FLUSH_EVERY} seconds, as one Lua call (the hashes, the set and the
+expiries change at once), over one connection, in order.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
+
+from bipgw.cluster._redis import PREFIX, ClusterRedis
+from bipgw.core import SessionEngine, SessionEvent, SessionState
+
+__all__ = ["KEEP_ENDED", "SessionRegistry", "node_sessions_key", "session_key"]
+
+KEEP_ENDED: Final = 86_400
+"""Seconds an ended session's registry entry is kept."""
+
+# KEYS[1]: the node's set; then per write KEYS[i+1] the session's hash and
+# ARGV (after the node and the expiry) 5 values: id, state, iccid, service, ended.
+_RECORD = """
+for i = 2, #KEYS do
+  local a = 3 + (i - 2) * 5
+  local key, sid = KEYS[i], ARGV[a]
+  redis.call('HSET', key, 'node', ARGV[1], 'state', ARGV[a + 1])
+  if ARGV[a + 2] ~= '' then redis.call('HSET', key, 'iccid', ARGV[a + 2]) end
+  if ARGV[a + 3] ~= '' then redis.call('HSET', key, 'service', ARGV[a + 3]) end
+  if ARGV[a + 4] == '1' then
+    redis.call('SREM', KEYS[1], sid)
+    redis.call('EXPIRE', key, ARGV[2])
+  else
+    redis.call('SADD', KEYS[1], sid)
+  end
+end
+return 1
+"""
+
+FLUSH_EVERY: Final = 0.02
+"""Seconds the writes of a burst of sessions wait, to go as one Lua call."""
+
+
+_RECORDED: Final = frozenset(
+    {
+        SessionState.REQUESTED,
+        SessionState.CONNECTED,
+        SessionState.CLOSED,
+        SessionState.FAILED,
+    }
+)
+
+
+def session_key(session_id: str) -> str:
+    """The registry hash of a session."""
+    return f"{PREFIX}session:{session_id}"
+
+
+def node_sessions_key(node: str) -> str:
+    """The set of the sessions a node owns and has not ended."""
+    return f"{PREFIX}node:{node}:sessions"
+
+
+class SessionRegistry:
+    """Writes this node's sessions to the cluster registry, and reads anyone's.
+
+    @param redis: the node's Redis connections.
+    @param node: this node's name.
+    @param engine: the node's session engine (its events are followed).
+    """
+
+    _log = Logger()
+
+    def __init__(
+        self, redis: ClusterRedis, node: str, engine: SessionEngine, clock: IReactorTime
+    ) -> None:
+        self._redis = redis
+        self.node = node
+        self._engine = engine
+        self._clock = clock
+        self._unsubscribe: Any = None
+        self._failures = 0
+        self._waiting: list[tuple[str, str, str, str, str]] = []
+        self._flush: IDelayedCall | None = None
+
+    def start(self) -> None:
+        """Follow the engine's sessions from now on."""
+        if self._unsubscribe is None:
+            self._unsubscribe = self._engine.subscribe(self._event)
+
+    def stop(self) -> None:
+        """Stop following (what waits is written now)."""
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        if self._flush is not None and self._flush.active():
+            self._flush.cancel()
+            self.flush()
+
+    def flush(self) -> Deferred[Any]:
+        """Write what waits now, as one call."""
+        self._flush = None
+        writes, self._waiting = self._waiting, []
+        if not writes:
+            return succeed(None)
+        keys = [node_sessions_key(self.node), *(session_key(w[0]) for w in writes)]
+        args: list[object] = [self.node, KEEP_ENDED]
+        for write in writes:
+            args.extend(write)
+        return self._redis.script(_RECORD, keys, args).addErrback(self._failed)
+
+    def owner(self, session_id: str) -> Deferred[dict[str, str] | None]:
+        """The registry entry of a session (C{node}, C{iccid}, C{service},
+        C{state}), or C{None}."""
+
+        def read(values: Any) -> dict[str, str] | None:
+            if not values:
+                return None
+            items = [v.decode() if isinstance(v, bytes) else str(v) for v in values]
+            return dict(zip(items[::2], items[1::2], strict=True))
+
+        return self._redis.call("HGETALL", session_key(session_id)).addCallback(read)
+
+    def _event(self, event: SessionEvent) -> None:
+        # What routing and recovery need: opened, reached its card, ended.
+        # Not each push, nor each script's CONNECTED <-> RELAYING.
+        state = event.state
+        if not event.transition or state not in _RECORDED or state is event.previous:
+            return
+        if state is SessionState.CONNECTED and event.previous is not SessionState.AWAITING_CARD:
+            return
+        status = self._engine.status(event.session_id)
+        iccid = "" if status is None or status.iccid is None else status.iccid
+        service = "" if status is None else status.service
+        ended = "1" if event.state.terminal else "0"
+        self._waiting.append((str(event.session_id), state.value, iccid, service, ended))
+        if self._flush is None:
+            self._flush = self._clock.callLater(FLUSH_EVERY, self.flush)
+
+    def _failed(self, failure: Any) -> None:
+        # Redis down: every transition would log; say it once per outage.
+        self._failures += 1
+        if self._failures == 1 or self._failures % 1000 == 0:
+            self._log.warn(
+                "session registry not written ({n} so far): {why}",
+                n=self._failures,
+                why=failure.getErrorMessage() or type(failure.value).__name__,
+            )

@@ -1,0 +1,148 @@
+# -*- test-case-name: tests.integration.test_cluster_redis -*-
+"""One node's part in the cluster, as one service of the gateway's tree.
+
+Built with the gateway (nothing connects until it starts): the card locks
+the engine claims cards from, the session registry, the heartbeat and the
+key invalidations.  Starting connects to Redis (the start fails, naming
+the server, if Redis cannot be reached) and starts them; stopping leaves the
+cluster cleanly (locks released, the node removed) and disconnects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+
+from bipgw.cluster._invalidation import KeyCache, KeyInvalidation
+from bipgw.cluster._limits import RedisTenantLimits
+from bipgw.cluster._locks import RedisCardLocks
+from bipgw.cluster._nodes import BEAT_EVERY, NodeHeartbeat
+from bipgw.cluster._reaper import NodeReaper
+from bipgw.cluster._redis import ClusterRedis, RedisAddress
+from bipgw.cluster._registry import SessionRegistry
+from bipgw.cluster._relay import RelayedCards
+from bipgw.core import SessionEngine, SessionEvent, SessionState
+from bipgw.store import IStore
+
+__all__ = ["ClusterNode"]
+
+
+class ClusterNode(Service):
+    """This gateway as a node of a cluster on Redis.
+
+    @param redis_url: C{[cluster] redis}.
+    @param node: C{[cluster] node}.
+    @param clock: the reactor.
+    @param admin: this node's public admin address (C{host:port}), when asked.
+    @param store: the shared database (a dead node's sessions are ended there).
+    @ivar locks: the engine's L{bipgw.core.ICardLocks}.
+    @ivar limits: the front doors' L{bipgw.core.ISharedLimits}.
+    """
+
+    _log = Logger()
+
+    def __init__(
+        self,
+        redis_url: str,
+        node: str,
+        clock: IReactorTime,
+        admin: Callable[[], str],
+        store: IStore,
+    ) -> None:
+        self.name = "cluster"
+        self.node = node
+        self.redis = ClusterRedis(RedisAddress.from_url(redis_url), clock)
+        self.locks = RedisCardLocks(self.redis, node, clock)
+        self.heartbeat = NodeHeartbeat(self.redis, node, clock, admin, lambda: len(self.locks.held))
+        self._clock = clock
+        self.reaper = NodeReaper(self.redis, node, store, clock)
+        self.limits = RedisTenantLimits(self.redis, clock)
+        self._reaping = LoopingCall(self.reaper.reap)
+        self._reaping.clock = clock
+        self.registry: SessionRegistry | None = None
+        self.invalidation: KeyInvalidation | None = None
+        self.cards: RelayedCards | None = None
+        self._engine: SessionEngine | None = None
+
+    def wire(self, engine: SessionEngine, keys: KeyCache) -> RelayedCards:
+        """Follow C{engine}'s sessions and keep C{keys} current (once, at build).
+
+        @return: what the admin server must find a card's session with: this
+            node's engine, and a relay to the other nodes' sessions.
+        """
+        self._engine = engine
+        self.registry = SessionRegistry(self.redis, self.node, engine, self._clock)
+        self.invalidation = KeyInvalidation(self.redis, self.node, keys)
+        self.cards = RelayedCards(engine, self.redis, self.node, self._clock)
+        self.reaper.on_dead = self.cards.node_lost
+        return self.cards
+
+    def when_ready(self) -> Deferred[None]:
+        """Connect; fires once Redis answers, fails naming it if it does not."""
+        d = self.redis.connect()
+        d.addCallback(lambda _: self._started())
+        return d
+
+    def _started(self) -> None:
+        self.locks.start()
+        self.limits.start()
+        self.heartbeat.start()
+        self._reaping.start(BEAT_EVERY, now=False)
+        if self.registry is not None:
+            self.registry.start()
+        if self.invalidation is not None:
+            self.invalidation.start()
+        if self.cards is not None:
+            self.cards.start()
+        if self._engine is not None:
+            self._unsubscribe = self._engine.subscribe(self._pushing)
+        self._log.info(
+            "node {node} joined the cluster on {redis}", node=self.node, redis=self.redis.address
+        )
+
+    def _pushing(self, event: SessionEvent) -> None:
+        # A push is going out: the card may answer it on any node (a load
+        # balancer), so every other node reads its keys now, before it
+        # connects (not sent while this node is alone).
+        if (
+            event.state is SessionState.PUSHING
+            and event.previous is not SessionState.PUSHING
+            and self.heartbeat.nodes > 1
+            and self._engine is not None
+            and self.invalidation is not None
+        ):
+            status = self._engine.status(event.session_id)
+            if status is not None and status.iccid is not None:
+                self.invalidation.prefetch(status.iccid)
+
+    def keys_changed(self, iccid: str | None = None) -> Deferred[Any]:
+        """Tell the other nodes card keys changed (see L{KeyInvalidation.changed})."""
+        if self.invalidation is None:
+            from twisted.internet.defer import succeed
+
+            return succeed(None)
+        return self.invalidation.changed(iccid)
+
+    def stopService(self) -> Deferred[None]:
+        """Leave the cluster: release the locks, remove the node, disconnect."""
+        Service.stopService(self)
+        if self.invalidation is not None:
+            self.invalidation.stop()
+        unsubscribe = getattr(self, "_unsubscribe", None)
+        if unsubscribe is not None:
+            unsubscribe()
+        if self._reaping.running:
+            self._reaping.stop()
+        if self.registry is not None:
+            self.registry.stop()
+        self.locks.stop()
+        self.limits.stop()
+        d = self.heartbeat.stop()
+        d.addBoth(lambda _: self.redis.disconnect())
+        return d.addBoth(lambda _: None)

@@ -1,0 +1,203 @@
+"""Three gateway nodes on one Redis and one PostgreSQL, against one simulated fleet.
+
+The whole loop, as in C{test_gateway_e2e}, with three gateways in one
+process sharing a PostgreSQL schema of the test's own and a redis-server of
+the test's own: sessions opened on every node reach their cards and run
+their scripts; a node whose pushes name another node's admin address has its
+cards arrive at the wrong node, which relays them; two nodes opening a
+session for one card at once take turns; C{bipgw cluster status}'s view
+lists the three nodes alive.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+from twisted.internet import reactor
+from twisted.internet.task import deferLater
+from twisted.trial.unittest import TestCase
+
+from bipgw.app import Gateway, build_gateway
+from bipgw.cluster import list_nodes
+from bipgw.config import Config, init_install
+from bipgw.core import CardTarget, SessionState
+from bipgw.keys import add_transport_key
+from simcard.fleet import FleetConfig, FleetService, generate_fleet
+from tests.integration._redis_server import RedisServer
+from tests.integration.gateway_loop import FAST_SESSIONS, ISD_SCRIPT, gateway_toml
+from tests.integration.test_store_postgres import SKIP as POSTGRES_SKIP
+from tests.integration.test_store_postgres import _Schema
+
+pytestmark = pytest.mark.integration
+
+NODES = ("gw-a", "gw-b", "gw-c")
+
+
+class ThreeNodesTests(TestCase):
+    """Three nodes, one fleet (module docstring)."""
+
+    timeout = 120
+    skip = POSTGRES_SKIP
+
+    async def _start(self, cards: int = 6) -> None:
+        directory = Path(self.mktemp())
+        self.redis = RedisServer()
+        self.addCleanup(self.redis.stop)
+        self.redis.start()
+        schema = _Schema(self)
+        self.addCleanup(schema.drop)
+        generated = generate_fleet(directory / "fleet", cards=cards, seed=20261207)
+        self.fleet = FleetService(
+            FleetConfig.from_file(generated.fleet_toml),
+            reactor,
+            smsc_listen="tcp:0:interface=127.0.0.1",
+        )
+        self.fleet.startService()
+        self.addCleanup(self.fleet.stopService)
+        port: Any = await self.fleet.smsc_listener.when_listening()
+        smsc_port = int(port.getHost().port)
+        first = directory / NODES[0]
+        init_install(first, password_source=generated.directory / "gateway" / "smpp.password")
+        self.gateways: dict[str, Gateway] = {}
+        for name in NODES:
+            install = directory / name
+            if name != NODES[0]:
+                # One database, one root key: every node opens the same sealed keys.
+                shutil.copytree(first, install)
+            extra = (
+                f'[database]\nurl = "{schema.url}"\n'
+                '[http_api]\nlisten = "tcp:0:interface=127.0.0.1"\n'
+                f'[cluster]\nredis = "{self.redis.url}"\nnode = "{name}"\n'
+            )
+            if name == NODES[2]:
+                # gw-c's pushes name gw-a's admin address: its cards reach gw-a.
+                extra += (
+                    f'admin_host = "127.0.0.1"\nadmin_port = {self.gateways[NODES[0]].admin_port}\n'
+                )
+            # A session waiting for a card another node holds may wait while
+            # that node's session runs (slow on a loaded machine).
+            sessions = dict(FAST_SESSIONS, queue_timeout=60)
+            (install / "bipgw.toml").write_text(gateway_toml(smsc_port, sessions, extra))
+            config = Config.from_file(install / "bipgw.toml")
+            if name == NODES[0]:
+                keystore = config.keys.open_keystore(config.keys.load_root_key({}))
+                key_file = generated.directory / "gateway" / f"{generated.transport_label}.key"
+                add_transport_key(keystore, generated.transport_label, key_file)
+            gateway = build_gateway(config, reactor, environ={}, exit_on_failure=False)
+            gateway.startService()
+            self.addCleanup(gateway.stopService)
+            await gateway.when_ready()
+            self.gateways[name] = gateway
+        a = self.gateways[NODES[0]]
+        assert (await a.import_cards(generated.vendor_file)).ok
+        assert (await a.import_msisdn(generated.msisdn_file)).ok
+        self.iccids = [card.iccid for card in await a.store.list_cards()]
+        for gateway in self.gateways.values():
+            await gateway.when_bound()
+
+    async def test_sessionsOnEveryNodeAndWrongNodeRelayed(self) -> None:
+        """A session opened on each node runs its script with its card's own
+        answers and closes; gw-c's card, told gw-a's address, arrives at gw-a
+        and is relayed to gw-c; the nodes are listed alive."""
+        await self._start()
+        results = {}
+        for index, name in enumerate(NODES):
+            session = self.gateways[name].open_session(self.iccids[index], "isd")
+            ready = await session.ready
+            self.assertEqual(ready.state, SessionState.CONNECTED)
+            result = await session.execute(ISD_SCRIPT)
+            self.assertEqual(result.status_words, (0x9000, 0x9000, 0x9000))
+            final = await session.close()
+            self.assertEqual(final.state, SessionState.CLOSED)
+            results[name] = result
+        a, c = self.gateways[NODES[0]].cluster, self.gateways[NODES[2]].cluster
+        assert a is not None and a.cards is not None and c is not None and c.cards is not None
+        self.assertEqual((a.cards.relayed_out, c.cards.relayed_in), (1, 1))
+        self.assertEqual(self.fleet.router.stats.sessions_completed, 3)
+        nodes = await list_nodes(a.redis)
+        self.assertEqual([(n.name, n.alive) for n in nodes], [(n, True) for n in NODES])
+
+    async def test_oneSessionPerCardAcrossNodes(self) -> None:
+        """Two nodes open a session for one card at once: one reaches the card,
+        the other waits for it, and reaches it once the first is closed."""
+        from twisted.internet.defer import DeferredList
+
+        await self._start(cards=2)
+        iccid = self.iccids[0]
+        sessions = [
+            self.gateways[name].open_session(CardTarget.by_iccid(iccid), "isd")
+            for name in NODES[:2]
+        ]
+        # Whichever node took the card's lock first gets it.
+        _, index = await DeferredList(
+            [s.ready for s in sessions], fireOnOneCallback=True, fireOnOneErrback=True
+        )
+        first, second = sessions[index], sessions[1 - index]
+        self.assertEqual(first.status().state, SessionState.CONNECTED)
+        self.assertFalse(second.ready.called)
+        self.assertNotEqual(second.status().state, SessionState.CONNECTED)
+        await first.execute(ISD_SCRIPT)
+        await first.close()
+        ready = await second.ready
+        self.assertEqual(ready.state, SessionState.CONNECTED)
+        await second.execute(ISD_SCRIPT)
+        final = await second.close()
+        self.assertEqual(final.state, SessionState.CLOSED)
+
+    async def test_httpApiAndSharedLimitsAcrossNodes(self) -> None:
+        """A tenant allowed one session opens one through node A's HTTP API;
+        a second through node B's is refused by the cluster-wide limit; A
+        runs a command and closes; node B's HTTP API then answers for the
+        session (its recorded outcome), and B may open one again."""
+        import json
+
+        import treq
+
+        from bipgw.store import add_tenant, grant_service
+
+        await self._start(cards=2)
+        a, b = self.gateways[NODES[0]], self.gateways[NODES[1]]
+        token = await add_tenant(a.store, "acme", max_sessions=1)
+        await grant_service(a.store, "acme", "isd", isd_commands=["all"])
+        headers = {"Authorization": [f"Bearer {token}"], "Content-Type": ["application/json"]}
+        from twisted.web.client import HTTPConnectionPool
+
+        pool = HTTPConnectionPool(reactor, persistent=False)
+
+        def url(gateway: Gateway, path: str) -> str:
+            return f"http://127.0.0.1:{gateway.http_api_port}/v1/{path}"
+
+        async def call(method: str, gateway: Gateway, path: str, body: Any = None) -> Any:
+            data = None if body is None else json.dumps(body).encode()
+            response = await treq.request(
+                method, url(gateway, path), data=data, headers=headers, pool=pool
+            )
+            return response.code, json.loads(await response.content() or b"null")
+
+        opened = {"iccid": self.iccids[0], "service": "isd"}
+        code, created = await call("POST", a, "sessions", opened)
+        self.assertEqual(code, 201, created)
+        sid = created["session"]
+        code, refused = await call("POST", b, "sessions", {**opened, "iccid": self.iccids[1]})
+        self.assertEqual(code, 429, refused)
+        self.assertIn("cluster", json.dumps(refused))
+        code, result = await call("POST", a, f"sessions/{sid}/commands", {"apdus": ["80CA9F7F00"]})
+        self.assertEqual(code, 200, result)
+        code, final = await call("DELETE", a, f"sessions/{sid}")
+        self.assertEqual(code, 200, final)
+        for _ in range(40):  # the history is written behind (every 0.1 s)
+            code, seen = await call("GET", b, f"sessions/{sid}")
+            if code == 200 and seen.get("state") == "closed":
+                break
+            await deferLater(reactor, 0.25, lambda: None)
+        self.assertEqual(code, 200, seen)
+        self.assertEqual((seen["session"], seen["state"]), (sid, "closed"))
+        code, again = await call("POST", b, "sessions", {**opened, "iccid": self.iccids[1]})
+        self.assertEqual(code, 201, again)
+        await call("DELETE", b, f"sessions/{again['session']}")
+        # The other nodes read the card's keys when its push went out: let
+        # those reads end before the stores close.
+        await deferLater(reactor, 1.0, lambda: None)

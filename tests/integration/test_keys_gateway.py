@@ -201,7 +201,8 @@ class HsmGatewayTests(TestCase):
         root = loop.gateway.root
         self.assertIsInstance(root, Pkcs11RootKeys)
         assert isinstance(root, Pkcs11RootKeys)
-        self.assertEqual(len(loop.gateway.keys), 2)
+        # Keys are read on demand (none at start); both cards' open in the token.
+        self.assertEqual(await loop.gateway.keys.load_cards(loop.iccids), 2)
         await _session(loop, loop.iccids[0])
         # The card keys in the database were sealed in the token.
         engine = create_sql_engine(loop.gateway.config.database.url)
@@ -252,7 +253,7 @@ class HsmGatewayTests(TestCase):
         for iccid in loop.iccids:
             keys = await gateway.store.get_card_keys(iccid)
             self.assertEqual(keys.keys, ())  # nothing stored: derived when needed
-        self.assertEqual(len(gateway.keys), 2)
+        self.assertEqual(await gateway.keys.load_cards(loop.iccids), 2)
         # The token's derivation is the documented one (the fleet's).
         psk_master = read_key_file(masters_dir / "psk.key")
         self.assertEqual(

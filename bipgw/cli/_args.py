@@ -8,9 +8,14 @@ and reads counts the same way; kept here once so they cannot drift.
 from __future__ import annotations
 
 import argparse
-from typing import Final
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Final, TextIO
 
-from bipgw.config import DEFAULT_CONFIG_NAME
+from bipgw.config import DEFAULT_CONFIG_NAME, Config
+from bipgw.errors import BipGwError
+
+if TYPE_CHECKING:
+    from bipgw.store import IStore
 
 __all__ = ["CONFIG_ENV", "config_parent", "positive"]
 
@@ -39,3 +44,45 @@ def positive(value: str) -> int:
     if n < 1:
         raise argparse.ArgumentTypeError(f"{value!r} is not >= 1")
     return n
+
+
+def run_on_store(
+    args: argparse.Namespace,
+    stderr: TextIO,
+    environ: Mapping[str, str],
+    work: Callable[[IStore, Config], Awaitable[int]],
+) -> int:
+    """Open the configured store, run C{work} on it under a reactor, close it.
+
+    What the store commands (C{tenant}, C{service}, C{partner}, C{imports},
+    C{operator}, C{audit}) share: C{work}'s status is the exit status; a
+    L{BipGwError} or C{ValueError} it raises is one C{bipgw: error:} line
+    and status 1.
+    """
+    from twisted.internet.defer import Deferred, ensureDeferred
+    from twisted.internet.task import react
+
+    from bipgw.store import open_store
+
+    path = getattr(args, "config", None) or environ.get(CONFIG_ENV) or DEFAULT_CONFIG_NAME
+    config = Config.from_file(path)
+    status = 1
+
+    def main(reactor: Any) -> Deferred[None]:
+        async def go() -> None:
+            nonlocal status
+            store = await open_store(config.database.url, reactor=reactor)
+            try:
+                status = await work(store, config)
+            except (BipGwError, ValueError) as e:
+                stderr.write(f"bipgw: error: {e}\n")
+            finally:
+                await store.close()
+
+        return ensureDeferred(go())
+
+    try:
+        react(main)
+    except SystemExit:
+        pass  # react always exits; the status is the command's own
+    return status

@@ -29,11 +29,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Final, TextIO
 
-from twisted.internet.defer import Deferred, ensureDeferred
-
-from bipgw.cli._args import CONFIG_ENV, config_parent, positive
-from bipgw.config import DEFAULT_CONFIG_NAME, Config
-from bipgw.errors import BipGwError
+from bipgw.cli._args import config_parent, positive, run_on_store
+from bipgw.config import Config
 from bipgw.store import (
     MAX_AUDIT_LIMIT,
     AuditFilter,
@@ -191,29 +188,4 @@ def run(
     environ: Mapping[str, str],
 ) -> int:
     """Run a parsed C{bipgw audit} command on the configured store."""
-    from twisted.internet.task import react
-
-    from bipgw.store import open_store
-
-    path = getattr(args, "config", None) or environ.get(CONFIG_ENV) or DEFAULT_CONFIG_NAME
-    config = Config.from_file(path)
-    status = 1
-
-    def main(reactor: Any) -> Deferred[None]:
-        async def go() -> None:
-            nonlocal status
-            store = await open_store(config.database.url, reactor=reactor)
-            try:
-                status = await execute(store, args, stdout)
-            except BipGwError as e:
-                stderr.write(f"bipgw: error: {e}\n")
-            finally:
-                await store.close()
-
-        return ensureDeferred(go())
-
-    try:
-        react(main)
-    except SystemExit:
-        pass
-    return status
+    return run_on_store(args, stderr, environ, lambda store, _: execute(store, args, stdout))

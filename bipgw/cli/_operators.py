@@ -22,13 +22,12 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, TextIO
 
-from twisted.internet.defer import Deferred, ensureDeferred
-
-from bipgw.cli._args import CONFIG_ENV, config_parent
+from bipgw.cli._args import config_parent, run_on_store
 from bipgw.cli._audit import audit
-from bipgw.config import DEFAULT_CONFIG_NAME, Config
+from bipgw.config import Config
 from bipgw.errors import BipGwError
 from bipgw.store import (
+    IStore,
     Role,
     SqlOperators,
     SqlStore,
@@ -161,33 +160,12 @@ def run(
     environ: Mapping[str, str],
 ) -> int:
     """Run a parsed C{bipgw operator} command on the configured database."""
-    from twisted.internet.task import react
 
-    from bipgw.store import open_store
+    async def work(store: IStore, _: Config) -> int:
+        if not isinstance(store, SqlStore):
+            raise OperatorCommandError(
+                "operators are kept in the database: [database] url is memory:"
+            )
+        return await execute(store, args, stdout)
 
-    path = getattr(args, "config", None) or environ.get(CONFIG_ENV) or DEFAULT_CONFIG_NAME
-    config = Config.from_file(path)
-    status = 1
-
-    def main(reactor: Any) -> Deferred[None]:
-        async def go() -> None:
-            nonlocal status
-            store = await open_store(config.database.url, reactor=reactor)
-            try:
-                if not isinstance(store, SqlStore):
-                    raise OperatorCommandError(
-                        "operators are kept in the database: [database] url is memory:"
-                    )
-                status = await execute(store, args, stdout)
-            except (BipGwError, ValueError) as e:
-                stderr.write(f"bipgw: error: {e}\n")
-            finally:
-                await store.close()
-
-        return ensureDeferred(go())
-
-    try:
-        react(main)
-    except SystemExit:
-        pass
-    return status
+    return run_on_store(args, stderr, environ, work)

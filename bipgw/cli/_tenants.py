@@ -27,11 +27,9 @@ import re
 from collections.abc import Mapping
 from typing import Any, Final, TextIO
 
-from twisted.internet.defer import Deferred, ensureDeferred
-
-from bipgw.cli._args import CONFIG_ENV, config_parent, positive
+from bipgw.cli._args import CONFIG_ENV, config_parent, positive, run_on_store
 from bipgw.cli._audit import audit
-from bipgw.config import DEFAULT_CONFIG_NAME, Config
+from bipgw.config import Config
 from bipgw.core import parse_isd_commands
 from bipgw.errors import BipGwError
 from bipgw.store import (
@@ -149,32 +147,12 @@ def run(
     environ: Mapping[str, str],
 ) -> int:
     """Run a parsed C{bipgw tenant|service} command on the configured store."""
-    from twisted.internet.task import react
-
-    from bipgw.store import open_store
-
-    path = getattr(args, "config", None) or environ.get(CONFIG_ENV) or DEFAULT_CONFIG_NAME
-    config = Config.from_file(path)
-    status = 1
-
-    def main(reactor: Any) -> Deferred[None]:
-        async def go() -> None:
-            nonlocal status
-            store = await open_store(config.database.url, reactor=reactor)
-            try:
-                status = await execute(store, args, stdout, stderr, config=config)
-            except BipGwError as e:
-                stderr.write(f"bipgw: error: {e}\n")
-            finally:
-                await store.close()
-
-        return ensureDeferred(go())
-
-    try:
-        react(main)
-    except SystemExit:
-        pass  # react always exits; the status is the command's own
-    return status
+    return run_on_store(
+        args,
+        stderr,
+        environ,
+        lambda store, config: execute(store, args, stdout, stderr, config=config),
+    )
 
 
 async def execute(

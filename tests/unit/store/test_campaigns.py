@@ -58,7 +58,7 @@ class CampaignStoreMixin:
     """Tests every campaign store passes; C{make()} gives a fresh one."""
 
     def make(self) -> Any:
-        raise NotImplementedError  # noqa: stub in a test mixin
+        raise NotImplementedError("each store's test case says how to make its campaign store")
 
     def done(self, d: Deferred[Any]) -> Any:
         return self.successResultOf(d)  # type: ignore[attr-defined]

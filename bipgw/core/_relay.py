@@ -156,13 +156,9 @@ class SessionRelay:
             )
             done_now(None)
             return
-        if request.target is not None and not service.allows_application(request.target):
-            self._reply(
-                ErrorCode.APPLICATION_NOT_ALLOWED,
-                f"target application {request.target.hex().upper()} is not allowed for"
-                f" service {service.name}",
-                request.id,
-            )
+        why = _target_refused(request, service)
+        if why is not None:
+            self._reply(ErrorCode.APPLICATION_NOT_ALLOWED, why, request.id)
             done_now(None)
             return
         usage = self._tenancy.usage
@@ -310,12 +306,9 @@ class SessionRelay:
             text = f"tenant {tenant.tenant_id} has no service {request.service!r}"
             self._reply(ErrorCode.SERVICE_NOT_ALLOWED, text, rid, request.session)
             return succeed(None)
-        if request.target is not None and not service.allows_application(request.target):
-            text = (
-                f"target application {request.target.hex().upper()} is not allowed for"
-                f" service {service.name}"
-            )
-            self._reply(ErrorCode.APPLICATION_NOT_ALLOWED, text, rid, request.session)
+        why = _target_refused(request, service)
+        if why is not None:
+            self._reply(ErrorCode.APPLICATION_NOT_ALLOWED, why, rid, request.session)
             return succeed(None)
         refused = self._tenancy.usage.check_open(tenant, service)
         if refused is not None:
@@ -584,3 +577,11 @@ class SessionRelay:
         text = f"no answer within {wait:g} s (timeouts.command); the session is closed"
         self._reply(ErrorCode.COMMAND_TIMEOUT, text, request_id, tracked.id)
         self._close_for_timeout(tracked, ErrorCode.COMMAND_TIMEOUT, text)
+
+
+def _target_refused(request: Open | Take, service: ServiceGrant) -> str | None:
+    """Why the session's C{target} application is refused, if it is (an open's or a take's)."""
+    target = request.target
+    if target is None or service.allows_application(target):
+        return None
+    return f"target application {target.hex().upper()} is not allowed for service {service.name}"

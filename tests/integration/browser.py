@@ -73,6 +73,23 @@ def require_browser() -> None:
     raise SkipTest(reason)
 
 
+def _gone(element: Any) -> bool:
+    """Whether C{element} left the page: selenium's C{staleness_of} knows only the stale-element
+    error, while chromium also answers "Node with given id does not belong to the document" when
+    the page was replaced twice (a form answered by a redirect)."""
+    from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
+
+    try:
+        element.is_enabled()
+    except StaleElementReferenceException:
+        return True
+    except WebDriverException as e:
+        if "does not belong to the document" in str(e):
+            return True
+        raise
+    return False
+
+
 class Browser:
     """One headless chromium (see the module docstring)."""
 
@@ -121,12 +138,14 @@ class Browser:
 
         def work(d: Any) -> None:
             from selenium.webdriver.common.by import By
-            from selenium.webdriver.support import expected_conditions
             from selenium.webdriver.support.ui import WebDriverWait
 
             old = d.find_element(By.TAG_NAME, "html")
             _find(d, css).click()
-            WebDriverWait(d, WAIT).until(expected_conditions.staleness_of(old))
+            WebDriverWait(d, WAIT).until(lambda _: _gone(old))
+            WebDriverWait(d, WAIT).until(
+                lambda d: d.execute_script("return document.readyState") == "complete"
+            )
 
         await self.run(work)
 

@@ -15,6 +15,8 @@ main pages are written to C{docs/portal/} for the README.
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from pathlib import Path
 
 import treq
@@ -28,7 +30,9 @@ from tests.integration.browser import Browser, require_browser
 from tests.integration.gateway_loop import ISD_SCRIPT, WAIT, start_loop, stop_loop
 from tests.integration.test_platform_e2e import OTHER_TOKEN, TOKEN, add_tenants, fronts_toml
 
-SHOTS = Path(__file__).resolve().parents[2] / "docs" / "portal"
+# The screenshots go to a scratch folder unless BIPGW_SCREENSHOTS names one (docs/portal/ to
+# refresh the README's pictures): a test run never changes the checkout.
+SHOTS = Path(os.environ.get("BIPGW_SCREENSHOTS") or tempfile.mkdtemp(prefix="bipgw-portal-"))
 PASSWORD = "portal-test-password"
 EVIL = "<script>alert(1)</script>"
 

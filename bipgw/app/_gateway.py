@@ -321,6 +321,8 @@ class Gateway(OrderedService):
             owners=self.session_owners,
             shared_limits=None if self.cluster is None else self.cluster.limits,
         )
+        if self.cluster is not None:
+            self.cluster.serve(self.tenancy)
         self.campaigns = CampaignService(
             store,
             campaign_store(store),

@@ -19,6 +19,8 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
+from bipgw.cluster._commands import RedisCommandLimits
+from bipgw.cluster._forwarding import SessionForwarding
 from bipgw.cluster._invalidation import KeyCache, KeyInvalidation
 from bipgw.cluster._limits import RedisTenantLimits
 from bipgw.cluster._locks import RedisCardLocks
@@ -27,7 +29,7 @@ from bipgw.cluster._reaper import NodeReaper
 from bipgw.cluster._redis import ClusterRedis, RedisAddress
 from bipgw.cluster._registry import SessionRegistry
 from bipgw.cluster._relay import RelayedCards
-from bipgw.core import SessionEngine, SessionEvent, SessionState
+from bipgw.core import OwnedSessions, SessionEngine, SessionEvent, SessionState, Tenancy
 from bipgw.store import IStore
 
 __all__ = ["ClusterNode"]
@@ -63,6 +65,8 @@ class ClusterNode(Service):
         self._clock = clock
         self.reaper = NodeReaper(self.redis, node, store, clock)
         self.limits = RedisTenantLimits(self.redis, clock)
+        self.commands = RedisCommandLimits(self.redis, clock)
+        self.forwarding: SessionForwarding | None = None
         self._reaping = LoopingCall(self.reaper.reap)
         self._reaping.clock = clock
         self.registry: SessionRegistry | None = None
@@ -83,6 +87,18 @@ class ClusterNode(Service):
         self.reaper.on_dead = self.cards.node_lost
         return self.cards
 
+    def serve(self, tenancy: Tenancy) -> None:
+        """Let the front doors of C{tenancy} drive any node's sessions, and the
+        other nodes' doors drive this node's; count its tenants' command
+        rates and commands in flight over the cluster (once, at build)."""
+        if self._engine is None:
+            raise RuntimeError("wire() the engine before serve()")
+        self.forwarding = SessionForwarding(
+            self.redis, self.node, OwnedSessions(tenancy), self._engine, self._clock
+        )
+        tenancy.remote = self.forwarding
+        tenancy.shared_commands = self.commands
+
     def when_ready(self) -> Deferred[None]:
         """Connect; fires once Redis answers, fails naming it if it does not."""
         d = self.redis.connect()
@@ -92,6 +108,7 @@ class ClusterNode(Service):
     def _started(self) -> None:
         self.locks.start()
         self.limits.start()
+        self.commands.start()
         self.heartbeat.start()
         self._reaping.start(BEAT_EVERY, now=False)
         if self.registry is not None:
@@ -100,6 +117,8 @@ class ClusterNode(Service):
             self.invalidation.start()
         if self.cards is not None:
             self.cards.start()
+        if self.forwarding is not None:
+            self.forwarding.start()
         if self._engine is not None:
             self._unsubscribe = self._engine.subscribe(self._pushing)
         self._log.info(
@@ -141,8 +160,11 @@ class ClusterNode(Service):
             self._reaping.stop()
         if self.registry is not None:
             self.registry.stop()
+        if self.forwarding is not None:
+            self.forwarding.stop()
         self.locks.stop()
         self.limits.stop()
+        self.commands.stop()
         d = self.heartbeat.stop()
         d.addBoth(lambda _: self.redis.disconnect())
         return d.addBoth(lambda _: None)

@@ -77,6 +77,17 @@ from bipgw.core._policy import BusyPolicy, PolicyError, SessionPolicy
 from bipgw.core._pushes import normalise_msisdn
 from bipgw.core._ratelog import RateLimitedLog
 from bipgw.core._relay import SessionRelay
+from bipgw.core._remote import (
+    Forwarded,
+    IRemoteSessions,
+    ISharedCommands,
+    OwnedSessions,
+    RemoteDoor,
+    RemoteUnavailableError,
+    grant_from_json,
+    grant_to_json,
+    notification_for,
+)
 from bipgw.core._rules import ServiceRules, Transport
 from bipgw.core._scp03 import (
     DEFAULT_LEVEL,
@@ -153,6 +164,7 @@ __all__ = [
     "CommandError",
     "CommandRates",
     "FailureReason",
+    "Forwarded",
     "HostSessionFactory",
     "ICampaignStore",
     "ICardDirectory",
@@ -161,10 +173,12 @@ __all__ = [
     "ICounterAllocator",
     "IKeyRotationPlanner",
     "IPushSender",
+    "IRemoteSessions",
     "IScp03KeySource",
     "IScriptSender",
     "ISessionHistory",
     "ISessionRecorder",
+    "ISharedCommands",
     "ISharedLimits",
     "ISmsEvents",
     "ITenantDirectory",
@@ -173,6 +187,7 @@ __all__ = [
     "MemoryTenantDirectory",
     "OfferDesk",
     "OfferListener",
+    "OwnedSessions",
     "Pace",
     "PolicyError",
     "PorReport",
@@ -183,6 +198,8 @@ __all__ = [
     "Reach",
     "ReachRefusedError",
     "RelayHost",
+    "RemoteDoor",
+    "RemoteUnavailableError",
     "RetryPolicy",
     "RotationOutcome",
     "RotationPlan",
@@ -213,10 +230,13 @@ __all__ = [
     "Transport",
     "Window",
     "check_variables",
+    "grant_from_json",
+    "grant_to_json",
     "host_session_factory",
     "isd_command_names",
     "look_up",
     "normalise_iccid",
     "normalise_msisdn",
+    "notification_for",
     "parse_isd_commands",
 ]

@@ -41,6 +41,7 @@ from bipgw.codec.platform import (
     ErrorCode,
     ErrorMessage,
     Failed,
+    Message,
     Notification,
     NotificationEvent,
     Offer,
@@ -50,9 +51,11 @@ from bipgw.codec.platform import (
     Status,
     Take,
 )
+from bipgw.core._access import CommandAccess
 from bipgw.core._engine import Session
 from bipgw.core._lookup import SessionLookup, look_up, state_message
 from bipgw.core._offers import CardOffer
+from bipgw.core._remote import RemoteDoor
 from bipgw.core._secured import SecuredSession
 from bipgw.core._tenancy import ServiceGrant, Tenancy, TenantGrant
 from bipgw.core._tracked import RelayHost, Tracked, accesses
@@ -98,6 +101,8 @@ class SessionRelay:
         self._sessions: dict[str, Tracked] = {}
         self._closed = False
         self._stop_offers: Callable[[], None] | None = None
+        self._remote: RemoteDoor | None = None
+        self._tokens: dict[tuple[str, str], str] = {}  # (session, id) -> shared-count token
 
     @property
     def sessions(self) -> list[str]:
@@ -109,11 +114,25 @@ class SessionRelay:
         return self._sessions.get(session)
 
     def _reply(
-        self, code: str, text: str, request_id: str | None = None, session: str | None = None
+        self,
+        code: str,
+        text: str,
+        request_id: str | None = None,
+        session: str | None = None,
+        emit: Callable[[Message], object] | None = None,
     ) -> None:
-        self._host.emit(
+        (emit or self._host.emit)(
             ErrorMessage(code=code, message=text[:MAX_TEXT], id=request_id, session=session)
         )
+
+    def _remote_door(self) -> RemoteDoor | None:
+        """The door to other nodes' sessions, in a cluster (L{bipgw.core._remote})."""
+        remote = self._tenancy.remote
+        if remote is None or self._closed:
+            return None
+        if self._remote is None:
+            self._remote = RemoteDoor(remote, self._host)
+        return self._remote
 
     # -- sessions -------------------------------------------------------------
 
@@ -397,8 +416,21 @@ class SessionRelay:
             )
         self._forget(tracked)
 
-    def close(self, request: Close) -> None:
-        """End a session as C{request} asks, after the commands already sent."""
+    def close(self, request: Close, tenant: TenantGrant | None = None) -> None:
+        """End a session as C{request} asks, after the commands already sent.
+
+        In a cluster, a session this relay does not hold is closed on the
+        node holding it, if it is C{tenant}'s (L{bipgw.core._remote}).
+        """
+        remote = None if request.session in self._sessions else self._remote_door()
+        if remote is not None and tenant is not None:
+            remote.forward(tenant, request, lambda: self.run_close(request))
+            return
+        self.run_close(request)
+
+    def run_close(self, request: Close, emit: Callable[[Message], object] | None = None) -> None:
+        """L{close} on this relay's own session, answering through C{emit}
+        (the door's by default; a forwarded request's answer on its owner)."""
         tracked = self._sessions.get(request.session)
         if tracked is None:
             self._reply(
@@ -406,6 +438,7 @@ class SessionRelay:
                 "no such session on this connection",
                 request.id,
                 request.session,
+                emit,
             )
             return
         tracked.closing = True
@@ -413,8 +446,8 @@ class SessionRelay:
         done.addCallbacks(
             self._closed_ok,
             self._close_failed,
-            callbackArgs=(tracked, request.id),
-            errbackArgs=(tracked, request.id),
+            callbackArgs=(tracked, request.id, emit),
+            errbackArgs=(tracked, request.id, emit),
         )
 
     def close_all(self) -> list[Deferred[None]]:
@@ -425,6 +458,8 @@ class SessionRelay:
         @return: the engine's closes, each firing once its session is released.
         """
         self._closed = True
+        if self._remote is not None:
+            self._remote.close()
         if self._stop_offers is not None:
             self._stop_offers()
             self._stop_offers = None
@@ -437,14 +472,26 @@ class SessionRelay:
                 closing.append(done.addBoth(self._forget_quietly, tracked))
         return closing
 
-    def _closed_ok(self, status: SessionStatus, tracked: Tracked, request_id: str) -> None:
+    def _closed_ok(
+        self,
+        status: SessionStatus,
+        tracked: Tracked,
+        request_id: str,
+        emit: Callable[[Message], object] | None,
+    ) -> None:
         self._forget(tracked)
-        self._host.emit(Closed(session=tracked.id, id=request_id))
+        (emit or self._host.emit)(Closed(session=tracked.id, id=request_id))
 
-    def _close_failed(self, failure: Failure, tracked: Tracked, request_id: str) -> None:
+    def _close_failed(
+        self,
+        failure: Failure,
+        tracked: Tracked,
+        request_id: str,
+        emit: Callable[[Message], object] | None,
+    ) -> None:
         self._forget(tracked)
         code, text = self._host.describe(failure)
-        self._reply(code, text, request_id, tracked.id)
+        self._reply(code, text, request_id, tracked.id, emit)
 
     def _forget(self, tracked: Tracked) -> None:
         """The session ended: release what it held, once."""
@@ -466,7 +513,20 @@ class SessionRelay:
     def status(self, request: Status, tenant: TenantGrant) -> None:
         """Answer what became of a session C{tenant} may see (L{bipgw.core._lookup}):
         C{state}, or C{error} C{unknown-session} (or C{unavailable} when the
-        recorded history cannot be read)."""
+        recorded history cannot be read).
+
+        In a cluster, a session this node's engine does not hold is answered
+        by the node holding it (in full if it is the tenant's), else from
+        the recorded history.
+        """
+        held = self._tenancy.engine.status(request.session) is not None
+        remote = None if held else self._remote_door()
+        if remote is not None:
+            remote.forward(tenant, request, lambda: self._look_up(request, tenant))
+            return
+        self._look_up(request, tenant)
+
+    def _look_up(self, request: Status, tenant: TenantGrant) -> None:
         found = look_up(self._tenancy, tenant, request.session)
         found.addCallbacks(
             self._state, self._status_failed, callbackArgs=(request,), errbackArgs=(request,)
@@ -488,51 +548,131 @@ class SessionRelay:
 
     # -- commands -------------------------------------------------------------
 
-    def command(self, request: Command, tenant: TenantGrant) -> None:
-        """Run C{request} on its session, within C{tenant}'s (current) grant."""
+    def command(self, request: Command, tenant: TenantGrant, ready_wait: float = 0.0) -> None:
+        """Run C{request} on its session, within C{tenant}'s (current) grant.
+
+        In a cluster, a session this relay does not hold is run on the node
+        holding it, if it is the tenant's (L{bipgw.core._remote}), waiting
+        there up to C{ready_wait} seconds for its card to connect.
+        """
+        remote = None if request.session in self._sessions else self._remote_door()
+        if remote is not None:
+            remote.forward(tenant, request, lambda: self.run_command(request, tenant), ready_wait)
+            return
+        self.run_command(request, tenant)
+
+    def run_command(
+        self,
+        request: Command,
+        tenant: TenantGrant,
+        emit: Callable[[Message], object] | None = None,
+    ) -> None:
+        """L{command} on this relay's own session, answering through C{emit}
+        (the door's by default; a forwarded request's answer on its owner)."""
         rid, sid = request.id, request.session
         tracked = self._sessions.get(sid)
         if tracked is None:
-            self._reply(ErrorCode.UNKNOWN_SESSION, "no such session on this connection", rid, sid)
+            text = "no such session on this connection"
+            self._reply(ErrorCode.UNKNOWN_SESSION, text, rid, sid, emit)
             return
         if tracked.closing:
-            self._reply(ErrorCode.SESSION_CLOSING, "the session is closing", rid, sid)
+            self._reply(ErrorCode.SESSION_CLOSING, "the session is closing", rid, sid, emit)
             return
         if rid in tracked.commands:
-            self._reply(ErrorCode.DUPLICATE_ID, f"command {rid!r} is still in flight", rid, sid)
+            text = f"command {rid!r} is still in flight"
+            self._reply(ErrorCode.DUPLICATE_ID, text, rid, sid, emit)
             return
         usage = self._tenancy.usage
         refused = usage.check_command(tenant)
         if refused is not None:
-            self._reply(ErrorCode.LIMIT_REACHED, refused, rid, sid)
+            self._reply(ErrorCode.LIMIT_REACHED, refused, rid, sid, emit)
             return
-        capdus = request.capdus
         # The tenant's current grant rules (the HTTP API renews it per request).
         service = tenant.services.get(tracked.service.name, tracked.service)
         access = accesses(tracked, service, tenant.tenant_id)
         target = request.target if request.target is not None else tracked.target
-        why = tracked.session.refusal(capdus, access, target)
+        why = tracked.session.refusal(request.capdus, access, target)
         if why is not None:
-            self._reply(ErrorCode.APPLICATION_NOT_ALLOWED, why.detail, rid, sid)
+            self._reply(ErrorCode.APPLICATION_NOT_ALLOWED, why.detail, rid, sid, emit)
             return
-        # Last, so that only a command that will run spends a token.
-        refused = self._tenancy.rates.take(tenant.tenant_id, service)
-        if refused is not None:
-            self._reply(ErrorCode.RATE_LIMITED, refused, rid, sid)
+        shared = self._tenancy.shared_commands
+        if shared is None:
+            # Last, so that only a command that will run spends a token.
+            refused = self._tenancy.rates.take(tenant.tenant_id, service)
+            if refused is not None:
+                self._reply(ErrorCode.RATE_LIMITED, refused, rid, sid, emit)
+                return
+            usage.command_sent(tenant.tenant_id)
+            self._execute(tracked, request, access, target, emit)
             return
+        # Counted over the cluster (L{bipgw.core.ISharedCommands}): held in
+        # flight here (no duplicate id, counted locally) while it is decided.
         usage.command_sent(tenant.tenant_id)
+        tracked.commands[rid] = None
+        admitted = shared.admit(tenant, service)
+        admitted.addCallbacks(
+            self._admitted,
+            self._not_admitted,
+            callbackArgs=(tracked, request, access, target, emit),
+            errbackArgs=(tracked, request, emit),
+        )
+
+    def _admitted(
+        self,
+        outcome: tuple[str | None, str | None, str | None],
+        tracked: Tracked,
+        request: Command,
+        access: CommandAccess,
+        target: bytes | None,
+        emit: Callable[[Message], object] | None,
+    ) -> None:
+        token, code, why = outcome
+        rid, shared = request.id, self._tenancy.shared_commands
+        if token is not None and shared is not None:
+            if rid in tracked.commands and not tracked.closing and tracked.id in self._sessions:
+                self._tokens[(tracked.id, rid)] = token
+                self._execute(tracked, request, access, target, emit)
+                return
+            shared.done(token)
+        self._settle(tracked, rid)
+        if why is not None:
+            self._reply(code or ErrorCode.LIMIT_REACHED, why, rid, tracked.id, emit)
+        elif token is not None:
+            self._reply(ErrorCode.SESSION_CLOSING, "the session is closing", rid, tracked.id, emit)
+
+    def _not_admitted(
+        self,
+        failure: Failure,
+        tracked: Tracked,
+        request: Command,
+        emit: Callable[[Message], object] | None,
+    ) -> None:
+        self._settle(tracked, request.id)
+        why = failure.getErrorMessage() or type(failure.value).__name__
+        text = f"the cluster's command limits cannot be reached ({why}); try again later"
+        self._reply(ErrorCode.UNAVAILABLE, text, request.id, tracked.id, emit)
+
+    def _execute(
+        self,
+        tracked: Tracked,
+        request: Command,
+        access: CommandAccess,
+        target: bytes | None,
+        emit: Callable[[Message], object] | None,
+    ) -> None:
+        rid = request.id
         wait = tracked.timeouts.command if tracked.timeouts else None
         timer = (
             None
             if wait is None
-            else self._clock.callLater(wait, self._command_timed_out, tracked, rid, wait)
+            else self._clock.callLater(wait, self._command_timed_out, tracked, rid, wait, emit)
         )
         tracked.commands[rid] = timer
         # Through the session object, not the engine: a secured service's
         # session wraps every command in the card's SCP03 channel.
         done = maybeDeferred(
             tracked.session.execute,
-            capdus,
+            request.capdus,
             definite=request.definite_length,
             access=access,
             target=target,
@@ -540,13 +680,16 @@ class SessionRelay:
         done.addCallbacks(
             self._result,
             self._command_failed,
-            callbackArgs=(tracked, rid),
-            errbackArgs=(tracked, rid),
+            callbackArgs=(tracked, rid, emit),
+            errbackArgs=(tracked, rid, emit),
         )
 
     def _settle(self, tracked: Tracked, request_id: str) -> bool:
         """The engine answered a command: stop counting it; C{True} if it is still owed."""
         self._tenancy.usage.command_done(tracked.tenant_id)
+        token = self._tokens.pop((tracked.id, request_id), None)
+        if token is not None and self._tenancy.shared_commands is not None:
+            self._tenancy.shared_commands.done(token)
         if request_id not in tracked.commands:
             return False  # timed out: the platform has had its error
         timer = tracked.commands.pop(request_id)
@@ -554,9 +697,15 @@ class SessionRelay:
             timer.cancel()
         return True
 
-    def _result(self, result: ScriptResult, tracked: Tracked, request_id: str) -> None:
+    def _result(
+        self,
+        result: ScriptResult,
+        tracked: Tracked,
+        request_id: str,
+        emit: Callable[[Message], object] | None,
+    ) -> None:
         if self._settle(tracked, request_id):
-            self._host.emit(
+            (emit or self._host.emit)(
                 Result(
                     session=tracked.id,
                     id=request_id,
@@ -567,15 +716,27 @@ class SessionRelay:
                 )
             )
 
-    def _command_failed(self, failure: Failure, tracked: Tracked, request_id: str) -> None:
+    def _command_failed(
+        self,
+        failure: Failure,
+        tracked: Tracked,
+        request_id: str,
+        emit: Callable[[Message], object] | None,
+    ) -> None:
         if self._settle(tracked, request_id):
             code, text = self._host.describe(failure)
-            self._reply(code, text, request_id, tracked.id)
+            self._reply(code, text, request_id, tracked.id, emit)
 
-    def _command_timed_out(self, tracked: Tracked, request_id: str, wait: float) -> None:
+    def _command_timed_out(
+        self,
+        tracked: Tracked,
+        request_id: str,
+        wait: float,
+        emit: Callable[[Message], object] | None,
+    ) -> None:
         tracked.commands.pop(request_id, None)
         text = f"no answer within {wait:g} s (timeouts.command); the session is closed"
-        self._reply(ErrorCode.COMMAND_TIMEOUT, text, request_id, tracked.id)
+        self._reply(ErrorCode.COMMAND_TIMEOUT, text, request_id, tracked.id, emit)
         self._close_for_timeout(tracked, ErrorCode.COMMAND_TIMEOUT, text)
 
 

@@ -28,7 +28,7 @@ import math
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
-from typing import Any, Final, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Final, Protocol, runtime_checkable
 
 import attrs
 from twisted.internet.defer import Deferred, succeed
@@ -39,6 +39,9 @@ from bipgw.core._access import CommandAccess, instructions
 from bipgw.core._engine import SessionEngine
 from bipgw.core._interfaces import ISessionHistory
 from bipgw.core._types import SessionEvent
+
+if TYPE_CHECKING:
+    from bipgw.core._remote import IRemoteSessions, ISharedCommands
 
 
 def _frozen_bytes(values: Iterable[bytes]) -> frozenset[bytes]:
@@ -404,6 +407,12 @@ class Tenancy:
         tenant: L{bipgw.store.SessionOwners}); C{None}: not kept.
     @ivar shared_limits: the tenants' session limits counted over a
         cluster's nodes; C{None} (one node alone): L{usage} only.
+    @ivar remote: the other nodes' sessions, which the doors forward their
+        requests to (L{bipgw.core._remote}); C{None} (one node alone): a
+        door drives only its own sessions.
+    @ivar shared_commands: the tenants' command rates and commands in
+        flight counted over a cluster's nodes; C{None}: L{rates} and
+        L{usage} only.
     """
 
     def __init__(
@@ -418,6 +427,8 @@ class Tenancy:
         self.engine = engine
         self._record_owner = owners
         self.shared_limits = shared_limits
+        self.remote: IRemoteSessions | None = None
+        self.shared_commands: ISharedCommands | None = None
         self.tenants = tenants
         self.clock = clock
         self.history = history
@@ -455,6 +466,10 @@ class Tenancy:
     def owner(self, session_id: str) -> str | None:
         """The tenant that opened C{session_id} in this run, if known."""
         return self._owners.get(session_id)
+
+    def relay_of(self, session_id: str) -> SessionEnds | None:
+        """The relay (door) holding live session C{session_id}, if any."""
+        return self._routes.get(session_id)
 
     def unroute(self, session_id: str) -> None:
         """Session C{session_id} is released: stop routing it."""

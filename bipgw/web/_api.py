@@ -40,6 +40,8 @@ from bipgw.codec.platform import (
     Message,
     Open,
     Result,
+    State,
+    Status,
     Take,
 )
 from bipgw.core import (
@@ -345,6 +347,8 @@ class HttpApi:
         """
         if self.hub.engine.status(session) is not None or self.hub.history is None:
             return Reply(200, status_json(self._status(relay, session)))
+        if self.hub.remote is not None:
+            return await self._forwarded_status(relay, session)
         try:
             recorded = await self.hub.history.session_status(session)
         except Exception as e:
@@ -358,6 +362,8 @@ class HttpApi:
 
     async def command(self, relay: TenantRelay, session: str, body: dict[str, Any]) -> Reply:
         """C{POST /v1/sessions/{id}/commands}."""
+        if self._elsewhere(relay, session):
+            return await self._forwarded_command(relay, session, body)
         status = self._status(relay, session)
         only_fields(body, _COMMAND_FIELDS)
         rid = relay.next_id()
@@ -387,6 +393,14 @@ class HttpApi:
 
     async def close(self, relay: TenantRelay, session: str) -> Reply:
         """C{DELETE /v1/sessions/{id}}."""
+        if self._elsewhere(relay, session):
+            rid = relay.next_id()
+            answer = relay.expect(rid)
+            relay.close(Close(session=session, id=rid))
+            reply = await answer
+            if isinstance(reply, ErrorMessage):
+                raise ApiError(reply.code, reply.message, session)
+            return await self._forwarded_status(relay, session)
         status = self._status(relay, session)
         if relay.tracked(session) is not None:
             rid = relay.next_id()
@@ -398,6 +412,43 @@ class HttpApi:
             assert isinstance(reply, Closed)
             status = self.hub.engine.status(session) or status
         return Reply(200, status_json(status))
+
+    # -- another node's sessions (a cluster: bipgw.core._remote) ----------------
+
+    def _elsewhere(self, relay: TenantRelay, session: str) -> bool:
+        """Whether C{session} is to be found through the cluster: this API does
+        not hold it, and this gateway is a node of a cluster."""
+        if self.hub.remote is None or relay.tracked(session) is not None:
+            return False
+        return not self.owns(relay.grant.tenant_id, session)
+
+    async def _forwarded_command(
+        self, relay: TenantRelay, session: str, body: dict[str, Any]
+    ) -> Reply:
+        only_fields(body, _COMMAND_FIELDS)
+        rid = relay.next_id()
+        message = parse_message(Command, {**body, "session": session, "id": rid}, "command.")
+        answer = relay.expect(rid)
+        relay.command(message, self.settings.ready_wait)
+        reply = await answer
+        if isinstance(reply, ErrorMessage):
+            raise ApiError(reply.code, reply.message, session)
+        assert isinstance(reply, Result)
+        out = reply.to_json()
+        del out["type"], out["id"]
+        return Reply(200, out)
+
+    async def _forwarded_status(self, relay: TenantRelay, session: str) -> Reply:
+        rid = relay.next_id()
+        answer = relay.expect(rid)
+        relay.status(Status(id=rid, session=session))
+        reply = await answer
+        if isinstance(reply, ErrorMessage):
+            raise ApiError(reply.code, reply.message, session)
+        assert isinstance(reply, State)
+        out = reply.to_json()
+        del out["type"], out["id"]
+        return Reply(200, out)
 
     def _status(self, relay: TenantRelay, session: str) -> SessionStatus:
         status = self.hub.engine.status(session)

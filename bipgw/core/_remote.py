@@ -38,7 +38,6 @@ from twisted.python.failure import Failure
 from bipgw.codec.platform import (
     MAX_TEXT,
     Close,
-    Closed,
     Command,
     ErrorCode,
     ErrorMessage,
@@ -172,6 +171,10 @@ class RemoteDoor:
         ready_wait: float = 0.0,
     ) -> None:
         """Forward C{request}; C{otherwise} is called when no node holds its session."""
+        if isinstance(request, Close):
+            # Its answer (closed, or an error) reports the end, as for a
+            # door's own session: no notification besides.
+            self._unwatch(request.session)
         d = self._remote.forward(tenant, request, ready_wait)
         d.addCallbacks(
             self._answered,
@@ -190,8 +193,6 @@ class RemoteDoor:
             return
         if isinstance(request, Command) and not isinstance(answer, ErrorMessage):
             self._watch(request.session)
-        if isinstance(answer, Closed):
-            self._unwatch(request.session)
         self._host.emit(answer)
 
     def _failed(self, failure: Failure, request: Forwarded) -> None:

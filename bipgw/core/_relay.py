@@ -17,6 +17,12 @@ door's L{RelayHost} with C{accepted}/C{ready}/C{failed},
 C{result}/C{error} and C{closed}, or a C{notification} when a ready
 session ends on its own.
 
+A command's checks, limits and answer are the relay's L{RelayCommands}
+(L{bipgw.core._relay_commands}).  In a cluster, a command, close or status
+for a session this relay does not hold goes to the node holding it
+(L{bipgw.core._remote}: the tenancy's C{remote}); alone, it is answered
+C{unknown-session} as before.
+
 Every session is released exactly once (L{SessionRelay._forget}), whichever
 way it ends: its usage count, its timers and its route in the tenancy.
 Time comes from the tenancy's clock only.
@@ -27,7 +33,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Final
 
-from twisted.internet.defer import Deferred, maybeDeferred, succeed
+from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -47,22 +53,20 @@ from bipgw.codec.platform import (
     Offer,
     Open,
     Ready,
-    Result,
     Status,
     Take,
 )
-from bipgw.core._access import CommandAccess
 from bipgw.core._engine import Session
 from bipgw.core._lookup import SessionLookup, look_up, state_message
 from bipgw.core._offers import CardOffer
+from bipgw.core._relay_commands import RelayCommands
 from bipgw.core._remote import RemoteDoor
 from bipgw.core._secured import SecuredSession
 from bipgw.core._tenancy import ServiceGrant, Tenancy, TenantGrant
-from bipgw.core._tracked import RelayHost, Tracked, accesses
+from bipgw.core._tracked import RelayHost, Tracked
 from bipgw.core._types import (
     CardTarget,
     FailureReason,
-    ScriptResult,
     SessionError,
     SessionEvent,
     SessionStatus,
@@ -102,7 +106,7 @@ class SessionRelay:
         self._closed = False
         self._stop_offers: Callable[[], None] | None = None
         self._remote: RemoteDoor | None = None
-        self._tokens: dict[tuple[str, str], str] = {}  # (session, id) -> shared-count token
+        self._commands = RelayCommands(tenancy, host, self._sessions, self._close_for_timeout)
 
     @property
     def sessions(self) -> list[str]:
@@ -569,175 +573,7 @@ class SessionRelay:
     ) -> None:
         """L{command} on this relay's own session, answering through C{emit}
         (the door's by default; a forwarded request's answer on its owner)."""
-        rid, sid = request.id, request.session
-        tracked = self._sessions.get(sid)
-        if tracked is None:
-            text = "no such session on this connection"
-            self._reply(ErrorCode.UNKNOWN_SESSION, text, rid, sid, emit)
-            return
-        if tracked.closing:
-            self._reply(ErrorCode.SESSION_CLOSING, "the session is closing", rid, sid, emit)
-            return
-        if rid in tracked.commands:
-            text = f"command {rid!r} is still in flight"
-            self._reply(ErrorCode.DUPLICATE_ID, text, rid, sid, emit)
-            return
-        usage = self._tenancy.usage
-        refused = usage.check_command(tenant)
-        if refused is not None:
-            self._reply(ErrorCode.LIMIT_REACHED, refused, rid, sid, emit)
-            return
-        # The tenant's current grant rules (the HTTP API renews it per request).
-        service = tenant.services.get(tracked.service.name, tracked.service)
-        access = accesses(tracked, service, tenant.tenant_id)
-        target = request.target if request.target is not None else tracked.target
-        why = tracked.session.refusal(request.capdus, access, target)
-        if why is not None:
-            self._reply(ErrorCode.APPLICATION_NOT_ALLOWED, why.detail, rid, sid, emit)
-            return
-        shared = self._tenancy.shared_commands
-        if shared is None:
-            # Last, so that only a command that will run spends a token.
-            refused = self._tenancy.rates.take(tenant.tenant_id, service)
-            if refused is not None:
-                self._reply(ErrorCode.RATE_LIMITED, refused, rid, sid, emit)
-                return
-            usage.command_sent(tenant.tenant_id)
-            self._execute(tracked, request, access, target, emit)
-            return
-        # Counted over the cluster (L{bipgw.core.ISharedCommands}): held in
-        # flight here (no duplicate id, counted locally) while it is decided.
-        usage.command_sent(tenant.tenant_id)
-        tracked.commands[rid] = None
-        admitted = shared.admit(tenant, service)
-        admitted.addCallbacks(
-            self._admitted,
-            self._not_admitted,
-            callbackArgs=(tracked, request, access, target, emit),
-            errbackArgs=(tracked, request, emit),
-        )
-
-    def _admitted(
-        self,
-        outcome: tuple[str | None, str | None, str | None],
-        tracked: Tracked,
-        request: Command,
-        access: CommandAccess,
-        target: bytes | None,
-        emit: Callable[[Message], object] | None,
-    ) -> None:
-        token, code, why = outcome
-        rid, shared = request.id, self._tenancy.shared_commands
-        if token is not None and shared is not None:
-            if rid in tracked.commands and not tracked.closing and tracked.id in self._sessions:
-                self._tokens[(tracked.id, rid)] = token
-                self._execute(tracked, request, access, target, emit)
-                return
-            shared.done(token)
-        self._settle(tracked, rid)
-        if why is not None:
-            self._reply(code or ErrorCode.LIMIT_REACHED, why, rid, tracked.id, emit)
-        elif token is not None:
-            self._reply(ErrorCode.SESSION_CLOSING, "the session is closing", rid, tracked.id, emit)
-
-    def _not_admitted(
-        self,
-        failure: Failure,
-        tracked: Tracked,
-        request: Command,
-        emit: Callable[[Message], object] | None,
-    ) -> None:
-        self._settle(tracked, request.id)
-        why = failure.getErrorMessage() or type(failure.value).__name__
-        text = f"the cluster's command limits cannot be reached ({why}); try again later"
-        self._reply(ErrorCode.UNAVAILABLE, text, request.id, tracked.id, emit)
-
-    def _execute(
-        self,
-        tracked: Tracked,
-        request: Command,
-        access: CommandAccess,
-        target: bytes | None,
-        emit: Callable[[Message], object] | None,
-    ) -> None:
-        rid = request.id
-        wait = tracked.timeouts.command if tracked.timeouts else None
-        timer = (
-            None
-            if wait is None
-            else self._clock.callLater(wait, self._command_timed_out, tracked, rid, wait, emit)
-        )
-        tracked.commands[rid] = timer
-        # Through the session object, not the engine: a secured service's
-        # session wraps every command in the card's SCP03 channel.
-        done = maybeDeferred(
-            tracked.session.execute,
-            request.capdus,
-            definite=request.definite_length,
-            access=access,
-            target=target,
-        )
-        done.addCallbacks(
-            self._result,
-            self._command_failed,
-            callbackArgs=(tracked, rid, emit),
-            errbackArgs=(tracked, rid, emit),
-        )
-
-    def _settle(self, tracked: Tracked, request_id: str) -> bool:
-        """The engine answered a command: stop counting it; C{True} if it is still owed."""
-        self._tenancy.usage.command_done(tracked.tenant_id)
-        token = self._tokens.pop((tracked.id, request_id), None)
-        if token is not None and self._tenancy.shared_commands is not None:
-            self._tenancy.shared_commands.done(token)
-        if request_id not in tracked.commands:
-            return False  # timed out: the platform has had its error
-        timer = tracked.commands.pop(request_id)
-        if timer is not None and timer.active():
-            timer.cancel()
-        return True
-
-    def _result(
-        self,
-        result: ScriptResult,
-        tracked: Tracked,
-        request_id: str,
-        emit: Callable[[Message], object] | None,
-    ) -> None:
-        if self._settle(tracked, request_id):
-            (emit or self._host.emit)(
-                Result(
-                    session=tracked.id,
-                    id=request_id,
-                    rapdus=result.responses,
-                    executed=result.executed,
-                    elapsed_ms=max(0, round(result.duration * 1000)),
-                    complete=result.complete,
-                )
-            )
-
-    def _command_failed(
-        self,
-        failure: Failure,
-        tracked: Tracked,
-        request_id: str,
-        emit: Callable[[Message], object] | None,
-    ) -> None:
-        if self._settle(tracked, request_id):
-            code, text = self._host.describe(failure)
-            self._reply(code, text, request_id, tracked.id, emit)
-
-    def _command_timed_out(
-        self,
-        tracked: Tracked,
-        request_id: str,
-        wait: float,
-        emit: Callable[[Message], object] | None,
-    ) -> None:
-        tracked.commands.pop(request_id, None)
-        text = f"no answer within {wait:g} s (timeouts.command); the session is closed"
-        self._reply(ErrorCode.COMMAND_TIMEOUT, text, request_id, tracked.id, emit)
-        self._close_for_timeout(tracked, ErrorCode.COMMAND_TIMEOUT, text)
+        self._commands.run(request, tenant, emit)
 
 
 def _target_refused(request: Open | Take, service: ServiceGrant) -> str | None:

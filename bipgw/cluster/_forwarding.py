@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import itertools
 import json
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -129,7 +130,8 @@ class SessionForwarding:
         self._ids = (f"{n:x}" for n in itertools.count(1))
         self._pending: dict[str, tuple[str, Deferred[Message | None]]] = {}
         self._listeners: dict[str, list[Callable[[Notification], object]]] = {}
-        self._watched_on: dict[str, str] = {}  # session -> the node holding it
+        self._watched_on: dict[str, str] = {}  # watched session -> the node holding it
+        self._seen: OrderedDict[str, str] = OrderedDict()  # session -> its node, lately
         self._watchers: dict[str, set[str]] = {}  # this node's session -> nodes
         self._unsubscribe: Callable[[], None] | None = None
         self._checking = LoopingCall(self.check_nodes)
@@ -213,8 +215,10 @@ class SessionForwarding:
         answer: Deferred[Message | None] = Deferred()
         self._pending[rid] = (node, answer)
         self.forwarded += 1
-        if isinstance(request, Command):
-            self._watched_on[request.session] = node
+        self._seen[request.session] = node
+        self._seen.move_to_end(request.session)
+        while len(self._seen) > self._max_pending:
+            self._seen.popitem(last=False)
         timer = self._clock.callLater(
             self._timeout + ready_wait,
             self._fail,
@@ -271,6 +275,9 @@ class SessionForwarding:
         """See L{bipgw.core.IRemoteSessions.watch}."""
         listeners = self._listeners.setdefault(session, [])
         listeners.append(listener)
+        node = self._seen.get(session)
+        if node is not None:
+            self._watched_on[session] = node
         if not self._checking.running:
             self._checking.start(CHECK_EVERY, now=False)
 
@@ -315,9 +322,6 @@ class SessionForwarding:
     def node_lost(self, node: str) -> None:
         """Node C{node} died: what waits for it fails now, its sessions end."""
         why = f"node {node}, which held the session, was lost"
-        for rid, (asked, _) in list(self._pending.items()):
-            if asked == node:
-                self._fail(rid, why)
         for session, on in list(self._watched_on.items()):
             if on == node:
                 self._ended_there(
@@ -328,6 +332,9 @@ class SessionForwarding:
                         message=why,
                     )
                 )
+        for rid, (asked, _) in list(self._pending.items()):
+            if asked == node:
+                self._fail(rid, why)
 
     # -- answering -----------------------------------------------------------------
 

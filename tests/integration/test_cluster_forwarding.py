@@ -289,3 +289,90 @@ class CommandCountExpiryTests(TestCase):
         self.assertIn("over the cluster's nodes", str(outcomes[2][2]))
         await deferLater(reactor, 0.55, lambda: None)
         self.assertIsNone((await nodes[1].admit(tenant, service))[1])
+
+
+class _Engine:
+    """What L{SessionForwarding} needs of an engine here: no session ever ends."""
+
+    def subscribe(self, subscriber: object) -> Any:
+        return lambda: None
+
+
+class ForwardingBoundsTests(TestCase):
+    """A forwarded request never waits unbounded (real Redis; the owners are
+    stand-ins: a subscriber that never answers, or nobody)."""
+
+    timeout = 30
+
+    async def _forwarding(self, **kwargs: Any) -> Any:
+        from bipgw.cluster._forwarding import SessionForwarding
+        from bipgw.cluster._registry import session_key
+
+        server = RedisServer()
+        self.addCleanup(server.stop)
+        server.start()
+        self.redis = ClusterRedis(RedisAddress.from_url(server.url), reactor)
+        self.addCleanup(self.redis.disconnect)
+        await self.redis.connect()
+        self.heard: list[str] = []
+        self.redis.subscribe("fwd:gw-x", self.heard.append)  # gw-x listens, never answers
+        for sid, node in (("s1", "gw-x"), ("s2", "gw-y"), ("s3", "gw-x")):
+            await self.redis.call("HSET", session_key(sid), "node", node, "state", "connected")
+        forwarding = SessionForwarding(
+            self.redis,
+            "gw-b",
+            None,
+            _Engine(),
+            reactor,
+            **kwargs,  # type: ignore[arg-type]
+        )
+        forwarding.start()
+        self.addCleanup(forwarding.stop)
+        await deferLater(reactor, 0.2, lambda: None)  # subscribed
+        return forwarding
+
+    async def test_deadOwner(self) -> None:
+        """A request waiting for a node found dead (no heartbeat) fails within
+        the next check, C{unavailable} naming it; a session watched there ends
+        with reason C{node-lost}; an owner that does not listen fails at once."""
+        from bipgw.core import RemoteUnavailableError
+
+        forwarding = await self._forwarding()
+        tenant = TenantGrant("acme", services=[ServiceGrant("isd")])
+        from bipgw.codec.platform import Command
+
+        waiting = forwarding.forward(tenant, Command(session="s1", id="c", apdus=(b"\0" * 4,)))
+        await deferLater(reactor, 0.2, lambda: None)  # sent: gw-x holds s1
+        ended: list[Any] = []
+        forwarding.watch("s1", ended.append)
+        failed = await self.assertFailure(
+            forwarding.forward(tenant, Command(session="s2", id="d", apdus=(b"\0" * 4,))),
+            RemoteUnavailableError,
+        )
+        self.assertIn("node gw-y, which holds the session, is not reachable", str(failed))
+        error = await self.assertFailure(waiting, RemoteUnavailableError)
+        self.assertIn("node gw-x, which held the session, was lost", str(error))
+        self.assertEqual(len(self.heard), 1)  # the request reached gw-x
+        self.assertEqual([(n.session, n.reason) for n in ended], [("s1", "node-lost")])
+        self.assertEqual(forwarding.pending, 0)
+
+    async def test_timeoutAndPendingLimit(self) -> None:
+        """A live owner that does not answer fails the request after the
+        timeout; beyond the pending limit a request fails at once."""
+        from bipgw.cluster._nodes import NODES
+        from bipgw.codec.platform import Command
+        from bipgw.core import RemoteUnavailableError
+
+        forwarding = await self._forwarding(timeout=0.5, max_pending=1)
+        now = int(reactor.seconds() * 1000)
+        await self.redis.call("ZADD", NODES, now + 60_000, "gw-x")  # beats (for a minute)
+        tenant = TenantGrant("acme", services=[ServiceGrant("isd")])
+        first = forwarding.forward(tenant, Command(session="s1", id="c", apdus=(b"\0" * 4,)))
+        await deferLater(reactor, 0.1, lambda: None)
+        over = await self.assertFailure(
+            forwarding.forward(tenant, Command(session="s3", id="d", apdus=(b"\0" * 4,))),
+            RemoteUnavailableError,
+        )
+        self.assertIn("(the limit)", str(over))
+        error = await self.assertFailure(first, RemoteUnavailableError)
+        self.assertIn("did not answer within 0.5 s", str(error))

@@ -93,6 +93,10 @@ return out
 """
 
 
+class _NotListeningError(RemoteUnavailableError):
+    """No node listens on the owner's channel (it died, or is restarting)."""
+
+
 def _channel(node: str) -> str:
     return f"fwd:{node}"
 
@@ -166,10 +170,30 @@ class SessionForwarding:
     def forward(
         self, tenant: TenantGrant, request: Forwarded, ready_wait: float = 0.0
     ) -> Deferred[Message | None]:
-        """See L{bipgw.core.IRemoteSessions.forward}."""
-        return self._owner(request.session).addCallback(
-            self._forward_to, tenant, request, ready_wait
-        )
+        """See L{bipgw.core.IRemoteSessions.forward}.
+
+        A command for a session this node forwarded to lately goes to the same
+        node without reading the registry again; if that node no longer listens
+        (it died, its session was taken over) or no longer holds the session,
+        the registry is read (now, or for the next request).
+        """
+        sid = request.session
+        node = self._seen.get(sid) if isinstance(request, Command) else None
+        if node is None or node == self.node:
+            return self._owner(sid).addCallback(self._forward_to, tenant, request, ready_wait)
+
+        def again(failure: Failure) -> Deferred[Message | None]:
+            failure.trap(_NotListeningError)
+            self._seen.pop(sid, None)
+            return self._owner(sid).addCallback(self._forward_to, tenant, request, ready_wait)
+
+        def checked(answer: Message | None) -> Message | None:
+            if isinstance(answer, ErrorMessage) and answer.code == "unknown-session":
+                self._seen.pop(sid, None)
+            return answer
+
+        d = self._forward_to((node, ""), tenant, request, ready_wait)
+        return d.addErrback(again).addCallback(checked)
 
     def _owner(self, session: str, again: bool = True) -> Deferred[tuple[str, str] | None]:
         """The session's C{(node, state)} in the registry; looked for twice, since
@@ -250,7 +274,8 @@ class SessionForwarding:
                 elif state in _TERMINAL:
                     self._settle(rid, _ended(request, state))
                 else:
-                    self._fail(rid, f"node {node}, which holds the session, is not reachable")
+                    why = f"node {node}, which holds the session, is not reachable"
+                    self._fail(rid, why, _NotListeningError)
 
         def not_sent(failure: Failure) -> None:
             why = failure.getErrorMessage() or type(failure.value).__name__
@@ -266,10 +291,12 @@ class SessionForwarding:
         if pending is not None and not pending[1].called:
             pending[1].callback(message)
 
-    def _fail(self, rid: str, why: str) -> None:
+    def _fail(
+        self, rid: str, why: str, kind: type[RemoteUnavailableError] = RemoteUnavailableError
+    ) -> None:
         pending = self._pending.get(rid)
         if pending is not None and not pending[1].called:
-            pending[1].errback(RemoteUnavailableError(why))
+            pending[1].errback(kind(why))
 
     def watch(self, session: str, listener: Callable[[Notification], object]) -> Callable[[], None]:
         """See L{bipgw.core.IRemoteSessions.watch}."""
@@ -322,6 +349,9 @@ class SessionForwarding:
     def node_lost(self, node: str) -> None:
         """Node C{node} died: what waits for it fails now, its sessions end."""
         why = f"node {node}, which held the session, was lost"
+        for session, on in list(self._seen.items()):
+            if on == node:
+                del self._seen[session]
         for session, on in list(self._watched_on.items()):
             if on == node:
                 self._ended_there(

@@ -73,21 +73,12 @@ from bipgw.core._key_rotation import (
 )
 from bipgw.core._lookup import OUTCOME_FIELDS, SessionLookup, look_up
 from bipgw.core._offers import CardOffer, OfferDesk, OfferListener
+from bipgw.core._owned import OwnedSessions
 from bipgw.core._policy import BusyPolicy, PolicyError, SessionPolicy
 from bipgw.core._pushes import normalise_msisdn
 from bipgw.core._ratelog import RateLimitedLog
 from bipgw.core._relay import SessionRelay
-from bipgw.core._remote import (
-    Forwarded,
-    IRemoteSessions,
-    ISharedCommands,
-    OwnedSessions,
-    RemoteDoor,
-    RemoteUnavailableError,
-    grant_from_json,
-    grant_to_json,
-    notification_for,
-)
+from bipgw.core._remote import RemoteDoor, grant_from_json, grant_to_json, notification_for
 from bipgw.core._rules import ServiceRules, Transport
 from bipgw.core._scp03 import (
     DEFAULT_LEVEL,
@@ -105,9 +96,13 @@ from bipgw.core._secured import SecuredSession
 from bipgw.core._session import TRANSITIONS
 from bipgw.core._tenancy import (
     CommandRates,
+    Forwarded,
+    IRemoteSessions,
+    ISharedCommands,
     ISharedLimits,
     ITenantDirectory,
     MemoryTenantDirectory,
+    RemoteUnavailableError,
     ServiceGrant,
     SessionEnds,
     Tenancy,

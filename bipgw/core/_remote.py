@@ -5,9 +5,10 @@ A session lives on the node that opened it (its machine, its timers, its
 card's connection, its SCP03 channel).  In a cluster, a command, a close
 or a status for a session this node's door does not hold is I{forwarded}
 (docs/cluster.md): the door's L{bipgw.core.SessionRelay} hands the request
-to the tenancy's L{IRemoteSessions} (on Redis: L{bipgw.cluster.SessionForwarding}),
-which finds the session's owner in the cluster's registry and has it run
-there by L{OwnedSessions}; the answer (C{result}, C{closed}, C{state} or
+to the tenancy's L{bipgw.core.IRemoteSessions} (on Redis:
+L{bipgw.cluster.SessionForwarding}), which finds the session's owner in the
+cluster's registry and has it run there by L{bipgw.core.OwnedSessions}
+(L{bipgw.core._owned}); the answer (C{result}, C{closed}, C{state} or
 C{error}) comes back to the asking door, and when the session ends on its
 owner a C{notification} reaches every door that drove it (L{RemoteDoor}).
 
@@ -17,21 +18,18 @@ tenant's, and the tenant's grant, its limits and what the command reaches
 are checked there, on the node that holds the session.
 
 Command limits counted over every node (each service's C{rate}, the
-tenant's C{max_commands} in flight) are the tenancy's L{ISharedCommands}.
+tenant's C{max_commands} in flight) are the tenancy's
+L{bipgw.core.ISharedCommands}.  Both interfaces are in L{bipgw.core._tenancy}.
 
 Alone, a gateway has neither (both C{None}): nothing here runs.
 """
 
 from __future__ import annotations
 
-import itertools
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from typing import Any, Final
 
-import attrs
-from twisted.internet.defer import Deferred, succeed
-from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -44,32 +42,24 @@ from bipgw.codec.platform import (
     Message,
     Notification,
     NotificationEvent,
-    Status,
 )
-from bipgw.core._lookup import look_up, state_message
-from bipgw.core._tenancy import ServiceGrant, TenantGrant
+from bipgw.core._tenancy import (
+    Forwarded,
+    IRemoteSessions,
+    RemoteUnavailableError,
+    ServiceGrant,
+    TenantGrant,
+)
+from bipgw.core._tracked import RelayHost
 from bipgw.core._types import FailureReason, SessionEvent
-
-if TYPE_CHECKING:
-    from bipgw.core._relay import SessionRelay
-    from bipgw.core._tenancy import Tenancy
-    from bipgw.core._tracked import RelayHost
 
 __all__ = [
     "MAX_WATCHED",
-    "Forwarded",
-    "IRemoteSessions",
-    "ISharedCommands",
-    "OwnedSessions",
     "RemoteDoor",
-    "RemoteUnavailableError",
     "grant_from_json",
     "grant_to_json",
     "notification_for",
 ]
-
-Forwarded = Command | Close | Status
-"""The requests a door forwards to the node holding their session."""
 
 MAX_WATCHED: Final = 1024
 """Other nodes' sessions one door follows for their end (the oldest are dropped)."""
@@ -81,55 +71,6 @@ _EVENTS: Final = {
     FailureReason.CLOSE_TIMEOUT: NotificationEvent.TIMEOUT,
     FailureReason.SHUTDOWN: NotificationEvent.SHUTDOWN,
 }
-
-
-class RemoteUnavailableError(Exception):
-    """The node holding a session could not be asked, or did not answer in time
-    (it died, Redis is down): answered C{unavailable}, saying so."""
-
-
-class IRemoteSessions(Protocol):
-    """The other nodes' sessions, as a door sees them (C{Tenancy.remote})."""
-
-    def forward(
-        self, tenant: TenantGrant, request: Forwarded, ready_wait: float = 0.0
-    ) -> Deferred[Message | None]:
-        """Run C{request} for C{tenant} on the node holding its session.
-
-        @param ready_wait: seconds a command may wait there for a session
-            whose card is still connecting (the HTTP API's C{ready_wait});
-            C{0}: answered C{not-connected} at once, as the channel does.
-        @return: fires with the owner's answer (C{result}, C{closed},
-            C{state} or C{error}, its C{id} the request's), or C{None} when
-            no node holds the session (the door answers as one node alone
-            would); fails with L{RemoteUnavailableError} when the owner
-            cannot be asked or does not answer in time.
-        """
-
-    def watch(self, session: str, listener: Callable[[Notification], object]) -> Callable[[], None]:
-        """Call C{listener} once with the C{notification} of C{session}'s end on
-        its owner (after a request for it was forwarded); returns the function
-        that stops watching."""
-
-
-class ISharedCommands(Protocol):
-    """Command limits counted over every node (C{Tenancy.shared_commands}):
-    each service's C{rate} and the tenant's C{max_commands} in flight."""
-
-    def admit(
-        self, tenant: TenantGrant, service: ServiceGrant
-    ) -> Deferred[tuple[str | None, str | None, str | None]]:
-        """Count one more command of C{service} in flight for C{tenant} and spend
-        a token of the service's rate, both over the cluster, at once.
-
-        @return: fires with C{(token, None, None)} once admitted (give the
-            token to L{done} when the command is answered), or C{(None,
-            code, why)} when a limit refuses it (C{code}: C{limit-reached}
-            or C{rate-limited}); fails when the count cannot be reached.
-        """
-
-    def done(self, token: str) -> None:
-        """The command admitted with C{token} was answered."""
 
 
 def notification_for(event: SessionEvent) -> Notification:
@@ -242,143 +183,6 @@ class RemoteDoor:
         while self._watched:
             _, stop = self._watched.popitem(last=False)
             stop()
-
-
-# -- the owner's side ---------------------------------------------------------
-
-
-class OwnedSessions:
-    """Runs other nodes' forwarded requests on this node's sessions.
-
-    @param tenancy: this node's tenancy (its relays hold the sessions).
-    """
-
-    def __init__(self, tenancy: Tenancy) -> None:
-        self._tenancy = tenancy
-        self._clock = tenancy.clock
-
-    def holds(self, session: str) -> bool:
-        """Whether a door of this node has C{session} live."""
-        return self._relay(session) is not None
-
-    def _relay(self, session: str) -> SessionRelay | None:
-        from bipgw.core._relay import SessionRelay
-
-        relay = self._tenancy.relay_of(session)
-        if isinstance(relay, SessionRelay) and relay.tracked(session) is not None:
-            return relay
-        return None
-
-    def handle(
-        self, tenant: TenantGrant, request: Forwarded, ready_wait: float = 0.0
-    ) -> Deferred[Message]:
-        """Run C{request} for C{tenant} here; fires with the answer (never fails)."""
-        if isinstance(request, Status):
-            return self._status(tenant, request)
-        relay = self._relay(request.session)
-        tracked = None if relay is None else relay.tracked(request.session)
-        if relay is None or tracked is None or tracked.tenant_id != tenant.tenant_id:
-            return succeed(self._not_held(tenant, request))
-        answer = _Answer(request.id)
-        request = attrs.evolve(request, id=answer.local)
-        if isinstance(request, Close):
-            relay.run_close(request, answer.emit)
-        elif not tracked.ready and not tracked.closing and ready_wait > 0:
-            self._when_ready(tracked.session.ready, ready_wait).addCallback(
-                self._then_command, tenant, request, answer
-            )
-        else:
-            relay.run_command(request, tenant, answer.emit)
-        return answer.done
-
-    def _then_command(
-        self, connected: bool, tenant: TenantGrant, request: Command, answer: _Answer
-    ) -> None:
-        relay = self._relay(request.session)
-        if relay is None:
-            answer.emit(self._not_held(tenant, request))
-        elif not connected:
-            text = "the card did not connect in time"
-            answer.emit(
-                ErrorMessage(
-                    code=FailureReason.NOT_CONNECTED.value,
-                    message=text,
-                    id=request.id,
-                    session=request.session,
-                )
-            )
-        else:
-            relay.run_command(request, tenant, answer.emit)
-
-    def _when_ready(self, ready: Deferred[Any], wait: float) -> Deferred[bool]:
-        """Fires C{True} once C{ready} fired with the session connected, C{False}
-        if it failed or C{wait} seconds passed; C{ready}'s result is untouched."""
-        out: Deferred[bool] = Deferred()
-        timer: IDelayedCall = self._clock.callLater(
-            wait, lambda: None if out.called else out.callback(False)
-        )
-
-        def fired(result: object) -> object:
-            if timer.active():
-                timer.cancel()
-            if not out.called:
-                out.callback(not isinstance(result, Failure))
-            return result
-
-        ready.addBoth(fired)
-        return out
-
-    def _not_held(self, tenant: TenantGrant, request: Command | Close) -> ErrorMessage:
-        sid = request.session
-        status = self._tenancy.engine.status(sid)
-        mine = self._tenancy.owner(sid) == tenant.tenant_id
-        if status is not None and mine and status.state.terminal:
-            reason = status.reason.value if status.reason else None
-            why = f" ({reason})" if reason else ""
-            code = FailureReason.SESSION_ENDED.value
-            text = f"the session has ended{why}: {status.state.value}"
-        else:
-            code, text = ErrorCode.UNKNOWN_SESSION, f"no session {sid} for this tenant"
-        return ErrorMessage(code=code, message=text, id=request.id, session=sid)
-
-    def _status(self, tenant: TenantGrant, request: Status) -> Deferred[Message]:
-        def found(lookup: Any) -> Message:
-            if lookup is None:
-                text = f"no session {request.session} for this tenant"
-                return ErrorMessage(
-                    code=ErrorCode.UNKNOWN_SESSION,
-                    message=text,
-                    id=request.id,
-                    session=request.session,
-                )
-            return state_message(lookup, request.id)
-
-        def failed(_: Failure) -> Message:
-            text = "the session history cannot be read now"
-            return ErrorMessage(
-                code=ErrorCode.UNAVAILABLE, message=text, id=request.id, session=request.session
-            )
-
-        return look_up(self._tenancy, tenant, request.session).addCallbacks(found, failed)
-
-
-class _Answer:
-    """The first message a relay emits for one forwarded request.
-
-    The request runs under an id of its own (L{local}): two doors may use the
-    same request ids on one session; the answer gets the asker's back.
-    """
-
-    _ids = itertools.count(1)
-
-    def __init__(self, request_id: str) -> None:
-        self._id = request_id
-        self.local = f"fwd-{next(self._ids)}"
-        self.done: Deferred[Message] = Deferred()
-
-    def emit(self, message: Message) -> None:
-        if not self.done.called and getattr(message, "id", None) == self.local:
-            self.done.callback(attrs.evolve(message, id=self._id))  # type: ignore[arg-type]
 
 
 # -- grants on the wire -------------------------------------------------------

@@ -345,10 +345,11 @@ class HttpApi:
         after a restart the random session id is what proves the asker
         opened it.
         """
-        if self.hub.engine.status(session) is not None or self.hub.history is None:
-            return Reply(200, status_json(self._status(relay, session)))
-        if self.hub.remote is not None:
+        held = self.hub.engine.status(session) is not None
+        if not held and self.hub.remote is not None:
             return await self._forwarded_status(relay, session)
+        if held or self.hub.history is None:
+            return Reply(200, status_json(self._status(relay, session)))
         try:
             recorded = await self.hub.history.session_status(session)
         except Exception as e:

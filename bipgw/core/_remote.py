@@ -103,6 +103,9 @@ class RemoteDoor:
         self._host = host
         self._watched: OrderedDict[str, Callable[[], None]] = OrderedDict()
         self._closed = False
+        # A door that sends no notifications (the HTTP API's: a client reads
+        # a session's end in its status) need not follow other nodes' sessions.
+        self._follow = bool(getattr(host, "notifies", True))
 
     def forward(
         self,
@@ -132,7 +135,7 @@ class RemoteDoor:
         if answer is None:
             otherwise()
             return
-        if isinstance(request, Command) and not isinstance(answer, ErrorMessage):
+        if self._follow and isinstance(request, Command) and not isinstance(answer, ErrorMessage):
             self._watch(request.session)
         self._host.emit(answer)
 

@@ -54,6 +54,10 @@ class TenantRelay:
 
     _log = Logger()
 
+    notifies = False
+    """Notifications are not sent to HTTP clients (they read a session's end
+    in its status): other nodes' sessions are not followed for them."""
+
     def __init__(self, tenancy: Tenancy, grant: TenantGrant) -> None:
         self._clock: IReactorTime = tenancy.clock
         self.grant = grant

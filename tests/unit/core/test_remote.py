@@ -105,6 +105,11 @@ class LoopbackSessions:
                 return node.owned.handle(grant, request, ready_wait).addCallback(_maybe)
         return succeed(None)
 
+    @property
+    def watched(self) -> dict[str, int]:
+        """The sessions followed now, with their listeners' count."""
+        return {s: len(ls) for s, ls in self._listeners.items() if ls}
+
     def watch(self, session: str, listener: Callable[[Notification], object]) -> Callable[[], None]:
         listeners = self._listeners.setdefault(session, [])
         listeners.append(listener)
@@ -242,6 +247,7 @@ class ForwardingTests(_TwoNodes):
         self.b.relay.command(Command(session=sid, id="c1", apdus=(CAPDU,)), GRANT)
         self.clock.advance(self.a.fleet.answer_delay)
         self.b.host.take()
+        self.assertEqual(self.remote.watched, {sid: 1})
         self.a.fleet.card(1).drop()
         self.clock.advance(1)
         notes = [m for m in self.b.host.take() if isinstance(m, Notification)]

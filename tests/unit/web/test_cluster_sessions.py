@@ -122,3 +122,11 @@ class ClusterSessionsTests(WebTestCase):
         """A session no node holds is C{unknown-session}."""
         answer = self.on_b("POST", "/v1/sessions/nope/commands", {"apdus": [CAPDU]})
         self.assertError(answer, 404, "unknown-session")
+
+    def test_notFollowed(self) -> None:
+        """The HTTP API sends no notifications, so it does not follow the other
+        node's session for its end (nothing to keep, nothing to check)."""
+        sid = self.ready(1)
+        answer = self.on_b("POST", f"/v1/sessions/{sid}/commands", {"apdus": [CAPDU]})
+        self.assertEqual(answer.status, 200, answer.body)
+        self.assertEqual(self.remote.watched, {})

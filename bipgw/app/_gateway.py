@@ -340,6 +340,7 @@ class Gateway(OrderedService):
             rotator=self.rotator,
             tenancy=self.tenancy,
             campaigns=self.campaigns,
+            event_feed=None if self.cluster is None else self.cluster.events,
         )
         self.portal: PortalService | None = None
         if config.portal is not None:

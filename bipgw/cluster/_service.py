@@ -20,6 +20,7 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from bipgw.cluster._commands import RedisCommandLimits
+from bipgw.cluster._events import ClusterEventFeed
 from bipgw.cluster._forwarding import SessionForwarding
 from bipgw.cluster._invalidation import KeyCache, KeyInvalidation
 from bipgw.cluster._limits import RedisTenantLimits
@@ -66,6 +67,7 @@ class ClusterNode(Service):
         self.reaper = NodeReaper(self.redis, node, store, clock)
         self.limits = RedisTenantLimits(self.redis, clock)
         self.commands = RedisCommandLimits(self.redis, clock)
+        self.events = ClusterEventFeed(self.redis, node, clock)
         self.forwarding: SessionForwarding | None = None
         self._reaping = LoopingCall(self.reaper.reap)
         self._reaping.clock = clock
@@ -109,6 +111,7 @@ class ClusterNode(Service):
         self.locks.start()
         self.limits.start()
         self.commands.start()
+        self.events.start()
         self.heartbeat.start()
         self._reaping.start(BEAT_EVERY, now=False)
         if self.registry is not None:
@@ -165,6 +168,7 @@ class ClusterNode(Service):
         self.locks.stop()
         self.limits.stop()
         self.commands.stop()
+        self.events.stop()
         d = self.heartbeat.stop()
         d.addBoth(lambda _: self.redis.disconnect())
         return d.addBoth(lambda _: None)

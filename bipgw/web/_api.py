@@ -56,7 +56,7 @@ from bipgw.core import (
 from bipgw.errors import BipGwError
 from bipgw.store import AuditRecord, IServiceRequests, MemoryServiceRequests
 from bipgw.web._campaigns import CampaignApi, CampaignStreams, ICampaigns
-from bipgw.web._events import EventStreams
+from bipgw.web._events import EventStreams, IEventFeed
 from bipgw.web._grants import GrantCache
 from bipgw.web._guard import ConnectionLimits
 from bipgw.web._json import ApiError, Reply, only_fields, parse_message
@@ -131,6 +131,7 @@ class HttpApi:
         rotator: CardKeyRotator | None = None,
         audit: Callable[[AuditRecord], Deferred[int]] | None = None,
         campaigns: ICampaigns | None = None,
+        events: IEventFeed | None = None,
     ) -> None:
         """
         @param requests: where the tenants' service requests are kept
@@ -139,6 +140,8 @@ class HttpApi:
             service request) are written to the audit log; C{None}: nowhere.
         @param campaigns: the gateway's campaigns (C{/v1/campaigns}); C{None}
             answers those routes C{unavailable}.
+        @param events: the other nodes' session events for the event
+            streams, in a cluster (L{bipgw.cluster.ClusterEventFeed}).
         """
         self.hub = hub
         self.audit = audit
@@ -158,7 +161,12 @@ class HttpApi:
         self._owners: OrderedDict[str, str] = OrderedDict()
         self.grants = GrantCache(hub.clock, self.settings.grant_cache_seconds)
         self.streams = EventStreams(
-            hub.engine, hub.clock, self._owner, self.settings.keepalive, self.settings.stream_buffer
+            hub.engine,
+            hub.clock,
+            self._owner,
+            self.settings.keepalive,
+            self.settings.stream_buffer,
+            feed=events,
         )
         # Whatever a client can make fail is logged at a bounded rate.
         self.ratelog = RateLimitedLog(Logger(namespace="bipgw.web"), hub.clock)
@@ -178,6 +186,19 @@ class HttpApi:
     def owns(self, tenant_id: str, session: str) -> bool:
         """Whether C{session} was opened by C{tenant_id} through this API."""
         return self._owners.get(session) == tenant_id
+
+    async def may_follow(self, relay: TenantRelay, session: str) -> bool:
+        """Whether the tenant may follow C{session}'s events: it opened it through
+        this API, or (in a cluster) another node shows it the session in full."""
+        if self.owns(relay.grant.tenant_id, session):
+            return True
+        if self.hub.remote is None or self.hub.engine.status(session) is not None:
+            return False
+        try:
+            reply = await self._forwarded_status(relay, session)
+        except ApiError:
+            return False
+        return "service" in reply.body
 
     def _owner(self, session: str) -> str | None:
         return self._owners.get(session)

@@ -196,6 +196,48 @@ class TwoNodesTests(TestCase):
         self.assertEqual((ended.TYPE, ended.session), ("notification", sid))
         await self._settle()
 
+    async def test_eventStreamOnB(self) -> None:
+        """A tenant's event stream on B shows the events of a session it opened
+        through A's HTTP API, from its first to its close."""
+        await self._tenant()
+        url = f"http://127.0.0.1:{self.b.http_api_port}/v1/events"
+        response = await treq.get(url, headers=self.headers, pool=self.pool, unbuffered=True)
+        self.assertEqual(response.code, 200)
+        chunks: list[bytes] = []
+        collecting = treq.collect(response, chunks.append)
+        collecting.addErrback(lambda _: None)
+        self.addCleanup(lambda: response.original._transport.stopProducing())
+        await deferLater(reactor, 1.5, lambda: None)  # A learns that B listens (every 1 s)
+        code, created = await self.call("POST", self.a, "sessions", {
+            "iccid": self.iccids[0], "service": "isd"
+        })  # fmt: skip
+        self.assertEqual(code, 201, created)
+        sid = created["session"]
+
+        def states() -> list[str]:
+            frames = b"".join(chunks).decode().split("\n\n")
+            data = [
+                json.loads(line[6:])
+                for frame in frames
+                for line in frame.splitlines()
+                if line.startswith("data: ")
+            ]
+            return [d["state"] for d in data if d["session"] == sid and d["transition"]]
+
+        for _ in range(80):
+            if "connected" in states():
+                break
+            await deferLater(reactor, 0.25, lambda: None)
+        self.assertEqual(states()[0], "requested")
+        self.assertIn("connected", states())
+        code, _ = await self.call("DELETE", self.a, f"sessions/{sid}")
+        for _ in range(40):
+            if "closed" in states():
+                break
+            await deferLater(reactor, 0.25, lambda: None)
+        self.assertEqual(states()[-1], "closed")
+        await self._settle()
+
     async def test_commandLimitsOverBothNodes(self) -> None:
         """A tenant allowed one command per second and one in flight, with a
         session on each node: commands sent at once through A and B are

@@ -9,9 +9,11 @@ C{tests.integration.test_cluster_forwarding}).  Deterministic: one clock.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from typing import Any
 
 import attrs
+from treq import collect
 from treq.testing import StubTreq
 
 from bipgw.core import (
@@ -23,8 +25,9 @@ from bipgw.core import (
 )
 from bipgw.web import HttpApi, api_resource
 from tests.unit.core.test_remote import LoopbackSessions
-from tests.unit.platform import OTHER_TOKEN, Fleet, echo
-from tests.unit.web import Answer, WebTestCase
+from tests.unit.platform import OTHER_TOKEN, TOKEN, Fleet, echo
+from tests.unit.web import BASE, Answer, WebTestCase
+from tests.unit.web.test_events import parse_sse
 
 CAPDU = echo(b"\x42")
 
@@ -130,3 +133,88 @@ class ClusterSessionsTests(WebTestCase):
         answer = self.on_b("POST", f"/v1/sessions/{sid}/commands", {"apdus": [CAPDU]})
         self.assertEqual(answer.status, 200, answer.body)
         self.assertEqual(self.remote.watched, {})
+
+
+class MemoryEventBus:
+    """L{bipgw.web.IEventFeed}s of several nodes joined in memory (Redis's part in a cluster)."""
+
+    def __init__(self) -> None:
+        self.followers: dict[tuple[str, str], list[Callable[[dict[str, Any]], object]]] = {}
+        self.published: list[tuple[str, str, dict[str, Any]]] = []
+
+    def feed(self, node: str) -> Any:
+        bus = self
+
+        class Feed:
+            def follow(
+                self, tenant_id: str, deliver: Callable[[dict[str, Any]], object]
+            ) -> Callable[[], None]:
+                listeners = bus.followers.setdefault((node, tenant_id), [])
+                listeners.append(deliver)
+                return lambda: listeners.remove(deliver)
+
+            def publish(self, tenant_id: str, event: dict[str, Any]) -> None:
+                bus.published.append((node, tenant_id, event))
+                for (other, tenant), listeners in bus.followers.items():
+                    if other != node and tenant == tenant_id:
+                        for deliver in list(listeners):
+                            deliver(event)
+
+        return Feed()
+
+
+class ClusterEventStreamTests(ClusterSessionsTests):
+    """Node B's event streams show the events of the sessions the tenant opened
+    through node A's HTTP API."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.bus = MemoryEventBus()
+        for name in ("api", "api_b"):
+            old: HttpApi = getattr(self, name)
+            self.successResultOf(old.stop())
+            hub = self.hub if name == "api" else self.hub_b
+            setattr(self, name, HttpApi(hub, self.settings, events=self.bus.feed(name)))
+        self.stub = StubTreq(api_resource(self.api))
+        self.stub_b = StubTreq(api_resource(self.api_b))
+
+    def stream_on_b(self, query: str = "") -> list[bytes]:
+        d = self.stub_b.get(
+            BASE + "/v1/events" + query,
+            headers={"Authorization": f"Bearer {TOKEN}"},
+            unbuffered=True,
+        )
+        self.stub_b.flush()
+        response = self.successResultOf(d)
+        self.assertEqual(response.code, 200)
+        chunks: list[bytes] = []
+        collect(response, chunks.append)
+        self.stub_b.flush()
+        return chunks
+
+    def test_otherNodesSessionEvents(self) -> None:
+        """A stream on B gets every event of a session opened through A, in
+        order, as A's own stream would; B follows the tenant only while it
+        has a stream."""
+        chunks = self.stream_on_b()
+        self.assertEqual(list(self.bus.followers), [("api_b", "acme")])
+        sid = self.ready(1)
+        self.stub_b.flush()
+        frames = parse_sse(b"".join(chunks))
+        states = [f["data"]["state"] for f in frames if f["data"]["transition"]]
+        self.assertEqual(states[0], "requested")
+        self.assertEqual(states[-2:], ["awaiting-card", "connected"])
+        self.assertEqual({f["data"]["session"] for f in frames}, {sid})
+        self.assertEqual([f["id"] for f in frames], [f"{sid}:{f['data']['seq']}" for f in frames])
+
+    def test_oneSessionOfAnotherNode(self) -> None:
+        """C{?session=ID} follows another node's session the tenant opened; an
+        unknown one is refused as on one node."""
+        sid = self.ready(1)
+        chunks = self.stream_on_b(f"?session={sid}")
+        self.call("DELETE", f"/v1/sessions/{sid}")
+        self.stub_b.flush()
+        last = parse_sse(b"".join(chunks))[-1]["data"]
+        self.assertEqual((last["session"], last["state"]), (sid, "closed"))
+        answer = self.on_b("GET", "/v1/events?session=nope")
+        self.assertError(answer, 404, "unknown-session")

@@ -104,6 +104,10 @@ class ClusterEventFeed:
 
         return stop
 
+    def wants(self, tenant_id: str) -> bool:
+        """Whether another node listens for C{tenant_id}'s events (as last read)."""
+        return tenant_id in self.wanted
+
     def publish(self, tenant_id: str, event: dict[str, Any]) -> None:
         """Send C{event} of a session of C{tenant_id} to the nodes listening for it."""
         if tenant_id not in self.wanted:

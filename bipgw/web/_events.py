@@ -74,6 +74,10 @@ class IEventFeed(Protocol):
         sessions C{tenant_id} opened through their HTTP API, until the returned
         function is called."""
 
+    def wants(self, tenant_id: str) -> bool:
+        """Whether another node has a stream open for C{tenant_id} (only then
+        are its events turned into JSON and published)."""
+
     def publish(self, tenant_id: str, event: dict[str, Any]) -> None:
         """An event (L{event_json}) of a session C{tenant_id} opened here, for
         the other nodes' streams."""
@@ -232,8 +236,9 @@ class EventStreams:
 
     def _deliver(self, event: SessionEvent, session: str) -> None:
         owner = self._owner_of(session)
-        if self._feed is not None and owner is not None:
-            self._feed.publish(owner, event_json(event))
+        feed = self._feed
+        if feed is not None and owner is not None and feed.wants(owner):
+            feed.publish(owner, event_json(event))
         frame = None
         for stream in list(self._streams):
             if stream.tenant_id != owner or stream.session not in (None, session):

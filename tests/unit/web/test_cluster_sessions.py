@@ -153,6 +153,12 @@ class MemoryEventBus:
                 listeners.append(deliver)
                 return lambda: listeners.remove(deliver)
 
+            def wants(self, tenant_id: str) -> bool:
+                return any(
+                    other != node and tenant == tenant_id and listeners
+                    for (other, tenant), listeners in bus.followers.items()
+                )
+
             def publish(self, tenant_id: str, event: dict[str, Any]) -> None:
                 bus.published.append((node, tenant_id, event))
                 for (other, tenant), listeners in bus.followers.items():
@@ -218,3 +224,9 @@ class ClusterEventStreamTests(ClusterSessionsTests):
         self.assertEqual((last["session"], last["state"]), (sid, "closed"))
         answer = self.on_b("GET", "/v1/events?session=nope")
         self.assertError(answer, 404, "unknown-session")
+
+    def test_nothingPublishedUnheard(self) -> None:
+        """While no other node has a stream for the tenant, its sessions' events
+        are not published at all."""
+        self.ready(1)
+        self.assertEqual(self.bus.published, [])

@@ -27,7 +27,8 @@ from bipgw.cluster._reaper import NodeReaper
 from bipgw.cluster._redis import ClusterRedis, RedisAddress
 from bipgw.cluster._registry import SessionRegistry
 from bipgw.cluster._relay import RelayedCards
-from bipgw.core import SessionEngine, SessionEvent, SessionState
+from bipgw.cluster._takeover import Adopter, ClusterEvents
+from bipgw.core import SessionEngine, SessionEvent, SessionState, Tenancy
 from bipgw.store import IStore
 
 __all__ = ["ClusterNode"]
@@ -62,6 +63,8 @@ class ClusterNode(Service):
         self.heartbeat = NodeHeartbeat(self.redis, node, clock, admin, lambda: len(self.locks.held))
         self._clock = clock
         self.reaper = NodeReaper(self.redis, node, store, clock)
+        self.events = ClusterEvents(self.redis)
+        self.reaper.takeover.events = self.events
         self.limits = RedisTenantLimits(self.redis, clock)
         self._reaping = LoopingCall(self.reaper.reap)
         self._reaping.clock = clock
@@ -81,7 +84,21 @@ class ClusterNode(Service):
         self.invalidation = KeyInvalidation(self.redis, self.node, keys)
         self.cards = RelayedCards(engine, self.redis, self.node, self._clock)
         self.reaper.on_dead = self.cards.node_lost
+        self.heartbeat.on_forgotten = self.registry.rewrite
         return self.cards
+
+    def wire_doors(self, tenancy: Tenancy, adopter: Adopter | None) -> None:
+        """Keep the context of every session a tenant opens (its tenant,
+        applications) in the registry, and take over a dead node's queued
+        sessions through C{adopter} (the HTTP API's; C{None}: this node
+        takes none over, they end C{node-lost}).  Once, at build, after L{wire}."""
+        assert self.registry is not None, "wire() first"
+        tenancy.contexts = self.registry.context
+        takeover = self.reaper.takeover
+        takeover.adopter = adopter
+        by_id = getattr(tenancy.tenants, "by_id", None)
+        takeover.tenants = by_id
+        takeover.limits = tenancy.shared_limits
 
     def when_ready(self) -> Deferred[None]:
         """Connect; fires once Redis answers, fails naming it if it does not."""
@@ -100,6 +117,7 @@ class ClusterNode(Service):
             self.invalidation.start()
         if self.cards is not None:
             self.cards.start()
+        self.events.start()
         if self._engine is not None:
             self._unsubscribe = self._engine.subscribe(self._pushing)
         self._log.info(

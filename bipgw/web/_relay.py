@@ -39,7 +39,17 @@ from bipgw.codec.platform import (
     Ready,
     Take,
 )
-from bipgw.core import SessionError, SessionRelay, Tenancy, TenantGrant, Tracked
+from bipgw.core import (
+    Handover,
+    SecuredSession,
+    Session,
+    SessionError,
+    SessionRelay,
+    Tenancy,
+    TenantGrant,
+    Tracked,
+    reopen,
+)
 
 _KEEP_FAILED = 256
 
@@ -115,6 +125,13 @@ class TenantRelay:
     def take(self, request: Take) -> Deferred[None]:
         """Relay a C{take} message (the answer goes to L{expect}); fires once answered."""
         return self._relay.take(request, self.grant)
+
+    def adopt(
+        self, tenancy: Tenancy, handover: Handover, reservation: str | None
+    ) -> Session | SecuredSession:
+        """Run a lost node's queued session here under its id, as this
+        tenant's (L{bipgw.core.reopen}); raises L{SessionError} if it cannot."""
+        return reopen(tenancy, self._relay, handover, self.grant, reservation)
 
     def command(self, request: Command) -> None:
         """Relay a C{command} message."""

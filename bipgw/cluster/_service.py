@@ -63,11 +63,11 @@ class ClusterNode(Service):
         self.heartbeat = NodeHeartbeat(self.redis, node, clock, admin, lambda: len(self.locks.held))
         self._clock = clock
         self.reaper = NodeReaper(self.redis, node, store, clock)
-        self.events = ClusterEvents(self.redis)
-        self.reaper.takeover.events = self.events
         self.limits = RedisTenantLimits(self.redis, clock)
         self._reaping = LoopingCall(self.reaper.reap)
         self._reaping.clock = clock
+        self.events = ClusterEvents(self.redis)
+        self.reaper.takeover.events = self.events
         self.registry: SessionRegistry | None = None
         self.invalidation: KeyInvalidation | None = None
         self.cards: RelayedCards | None = None
@@ -87,19 +87,6 @@ class ClusterNode(Service):
         self.heartbeat.on_forgotten = self.registry.rewrite
         return self.cards
 
-    def wire_doors(self, tenancy: Tenancy, adopter: Adopter | None) -> None:
-        """Keep the context of every session a tenant opens (its tenant,
-        applications) in the registry, and take over a dead node's queued
-        sessions through C{adopter} (the HTTP API's; C{None}: this node
-        takes none over, they end C{node-lost}).  Once, at build, after L{wire}."""
-        assert self.registry is not None, "wire() first"
-        tenancy.contexts = self.registry.context
-        takeover = self.reaper.takeover
-        takeover.adopter = adopter
-        by_id = getattr(tenancy.tenants, "by_id", None)
-        takeover.tenants = by_id
-        takeover.limits = tenancy.shared_limits
-
     def when_ready(self) -> Deferred[None]:
         """Connect; fires once Redis answers, fails naming it if it does not."""
         d = self.redis.connect()
@@ -111,13 +98,13 @@ class ClusterNode(Service):
         self.limits.start()
         self.heartbeat.start()
         self._reaping.start(BEAT_EVERY, now=False)
+        self.events.start()
         if self.registry is not None:
             self.registry.start()
         if self.invalidation is not None:
             self.invalidation.start()
         if self.cards is not None:
             self.cards.start()
-        self.events.start()
         if self._engine is not None:
             self._unsubscribe = self._engine.subscribe(self._pushing)
         self._log.info(
@@ -146,6 +133,19 @@ class ClusterNode(Service):
 
             return succeed(None)
         return self.invalidation.changed(iccid)
+
+    def wire_doors(self, tenancy: Tenancy, adopter: Adopter | None) -> None:
+        """Keep the context of every session a tenant opens (its tenant,
+        applications) in the registry, and take over a dead node's queued
+        sessions through C{adopter} (the HTTP API's; C{None}: this node
+        takes none over, they end C{node-lost}).  Once, at build, after L{wire}."""
+        assert self.registry is not None, "wire() first"
+        tenancy.contexts = self.registry.context
+        takeover = self.reaper.takeover
+        takeover.adopter = adopter
+        by_id = getattr(tenancy.tenants, "by_id", None)
+        takeover.tenants = by_id
+        takeover.limits = tenancy.shared_limits
 
     def stopService(self) -> Deferred[None]:
         """Leave the cluster: release the locks, remove the node, disconnect."""

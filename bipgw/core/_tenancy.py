@@ -399,15 +399,15 @@ class Tenancy:
     @ivar rates: the command rate of each tenant's services.
     @ivar history: the recorded sessions, for a session the engine no longer
         holds (ended long ago, or before a restart); C{None}: none.
+    @ivar contexts: told C{(session_id, tenant_id, application, target)}
+        of every session a tenant opens: what a cluster keeps so that
+        another node can take the session over (L{bipgw.core.Handover});
+        C{None}: not kept.
     @param owners: told C{(session_id, tenant_id)} of every session a
         tenant opens, to keep durably (the portal filters sessions by
         tenant: L{bipgw.store.SessionOwners}); C{None}: not kept.
     @ivar shared_limits: the tenants' session limits counted over a
         cluster's nodes; C{None} (one node alone): L{usage} only.
-    @ivar contexts: told C{(session_id, tenant_id, application, target)}
-        of every session a tenant opens: what a cluster keeps so that
-        another node can take the session over (L{bipgw.core.Handover});
-        C{None}: not kept.
     """
 
     def __init__(

@@ -183,6 +183,25 @@ class HttpApi:
     def _owner(self, session: str) -> str | None:
         return self._owners.get(session)
 
+    def adopt(
+        self, handover: Handover, grant: TenantGrant, reservation: str | None
+    ) -> Session | SecuredSession:
+        """Run a lost cluster node's queued session here, under its id, as if
+        C{grant}'s tenant had opened it through this API: it drives it with
+        C{/v1/sessions/{id}} on this node (L{bipgw.core.reopen}).
+
+        @raise SessionError: it cannot run again (see L{bipgw.core.reopen}).
+        """
+        relay = self._relays.get(grant.tenant_id)
+        if relay is None:
+            relay = self._relays[grant.tenant_id] = TenantRelay(self.hub, grant)
+        relay.grant = grant
+        with self.streams.opening() as adopt:
+            session = relay.adopt(self.hub, handover, reservation)
+            self._adopt(grant.tenant_id, str(session.id))
+            adopt(str(session.id))
+        return session
+
     def stop(self) -> Deferred[Any]:
         """End every event stream and close every session; fires when closed."""
         self._stop_offers()
@@ -401,25 +420,6 @@ class HttpApi:
             assert isinstance(reply, Closed)
             status = self.hub.engine.status(session) or status
         return Reply(200, status_json(status))
-
-    def adopt(
-        self, handover: Handover, grant: TenantGrant, reservation: str | None
-    ) -> Session | SecuredSession:
-        """Run a lost cluster node's queued session here, under its id, as if
-        C{grant}'s tenant had opened it through this API: it drives it with
-        C{/v1/sessions/{id}} on this node (L{bipgw.core.reopen}).
-
-        @raise SessionError: it cannot run again (see L{bipgw.core.reopen}).
-        """
-        relay = self._relays.get(grant.tenant_id)
-        if relay is None:
-            relay = self._relays[grant.tenant_id] = TenantRelay(self.hub, grant)
-        relay.grant = grant
-        with self.streams.opening() as adopt:
-            session = relay.adopt(self.hub, handover, reservation)
-            self._adopt(grant.tenant_id, str(session.id))
-            adopt(str(session.id))
-        return session
 
     def _status(self, relay: TenantRelay, session: str) -> SessionStatus:
         status = self.hub.engine.status(session)

@@ -89,6 +89,13 @@ class TenantRelay:
         """The ids of the sessions still open."""
         return self._relay.sessions
 
+    def adopt(
+        self, tenancy: Tenancy, handover: Handover, reservation: str | None
+    ) -> Session | SecuredSession:
+        """Run a lost node's queued session here under its id, as this
+        tenant's (L{bipgw.core.reopen}); raises L{SessionError} if it cannot."""
+        return reopen(tenancy, self._relay, handover, self.grant, reservation)
+
     # -- requests -------------------------------------------------------------
 
     def expect(self, request_id: str) -> Deferred[Message]:
@@ -125,13 +132,6 @@ class TenantRelay:
     def take(self, request: Take) -> Deferred[None]:
         """Relay a C{take} message (the answer goes to L{expect}); fires once answered."""
         return self._relay.take(request, self.grant)
-
-    def adopt(
-        self, tenancy: Tenancy, handover: Handover, reservation: str | None
-    ) -> Session | SecuredSession:
-        """Run a lost node's queued session here under its id, as this
-        tenant's (L{bipgw.core.reopen}); raises L{SessionError} if it cannot."""
-        return reopen(tenancy, self._relay, handover, self.grant, reservation)
 
     def command(self, request: Command) -> None:
         """Relay a C{command} message."""

@@ -141,6 +141,8 @@ class NodeHeartbeat:
         self._loop.clock = clock
         self._down = False
         self._beaten = False
+        self._clock = clock
+        self._up_since: float | None = None
         self.nodes = 1
         self.on_forgotten: Callable[[], object] | None = None
 
@@ -156,6 +158,8 @@ class NodeHeartbeat:
             if self._down:
                 self._log.info("heartbeat of node {node} written again", node=self.node)
             self._down = False
+            if self._up_since is None:
+                self._up_since = self._clock.seconds()
             if int(fresh) and self._beaten:
                 self._log.warn(
                     "Redis no longer knew node {node} (restarted without its data, or the"
@@ -174,8 +178,16 @@ class NodeHeartbeat:
                     why=failure.getErrorMessage() or type(failure.value).__name__,
                 )
             self._down = True
+            self._up_since = None
 
         return d.addCallbacks(beaten, missed)
+
+    def up_for(self) -> float:
+        """Seconds this node's beats have been written without a miss (0 when
+        the last was missed, or none was written yet)."""
+        if self._up_since is None:
+            return 0.0
+        return max(0.0, self._clock.seconds() - self._up_since)
 
     def start(self) -> None:
         """Beat now and every L{BEAT_EVERY} seconds."""

@@ -57,6 +57,7 @@ class NodeReaper:
     @ivar on_dead: called with the name of each dead node this node wins
         (the relay fails the POSTs waiting for it).
     @ivar takeover: what becomes of a dead node's sessions.
+    @ivar ready: whether this node may judge the others now; C{None}: always.
     """
 
     _log = Logger()
@@ -77,9 +78,17 @@ class NodeReaper:
         self.reaped: list[tuple[str, int]] = []
         self.on_dead: Callable[[str], object] | None = None
         self.takeover = SessionTakeover(redis, node, store, clock)
+        self.ready: Callable[[], bool] | None = None
 
     def reap(self) -> Deferred[Any]:
-        """Look for dead nodes once; end the sessions of those this node wins."""
+        """Look for dead nodes once; end the sessions of those this node wins.
+
+        Not while L{ready} says no: a node that has just (re)joined has not
+        seen the others beat yet (after an outage of Redis, every node's
+        last beat is old until it beats again).
+        """
+        if self.ready is not None and not self.ready():
+            return succeed(None)
         d = self._redis.script(_REAP, [NODES], [self._timeout_ms, f"{PREFIX}node:", self.node])
         d.addCallback(self._won)
         d.addErrback(

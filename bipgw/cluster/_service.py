@@ -22,7 +22,7 @@ from twisted.logger import Logger
 from bipgw.cluster._invalidation import KeyCache, KeyInvalidation
 from bipgw.cluster._limits import RedisTenantLimits
 from bipgw.cluster._locks import RedisCardLocks
-from bipgw.cluster._nodes import BEAT_EVERY, NodeHeartbeat
+from bipgw.cluster._nodes import BEAT_EVERY, NODE_TIMEOUT, NodeHeartbeat
 from bipgw.cluster._reaper import NodeReaper
 from bipgw.cluster._redis import ClusterRedis, RedisAddress
 from bipgw.cluster._registry import SessionRegistry
@@ -68,6 +68,9 @@ class ClusterNode(Service):
         self._reaping.clock = clock
         self.events = ClusterEvents(self.redis)
         self.reaper.takeover.events = self.events
+        # Only a node whose own beats have gone through for a node timeout
+        # judges the others: after a Redis outage every last beat is old.
+        self.reaper.ready = lambda: self.heartbeat.up_for() >= NODE_TIMEOUT
         self.registry: SessionRegistry | None = None
         self.invalidation: KeyInvalidation | None = None
         self.cards: RelayedCards | None = None

@@ -7,7 +7,9 @@ node); without an HTTP API it takes none over.  What became of each such
 session (C{node-lost}, or taken over) is heard from every node on
 C{bipgw:cluster}, and told to the session's tenant here: its event streams
 (C{GET /v1/events}) get an C{event: session} frame, its platform
-connections a C{notification} (for C{node-lost}: the session ended).
+connections a C{notification} (for C{node-lost}: the session ended).  The
+API's C{GET /v1/sessions/{id}} names the node running the session (C{node},
+from the registry).
 """
 
 from __future__ import annotations
@@ -39,6 +41,13 @@ def wire_takeover(cluster: Any, tenancy: Any, doors: Iterable[IService]) -> None
         if isinstance(factory, PlatformServerFactory):
             platform = factory
     cluster.wire_doors(tenancy, None if api is None else api.adopt)
+    if api is not None:
+        registry = cluster.registry
+
+        def locate(session: str) -> Any:
+            return registry.owner(session).addCallback(lambda found: (found or {}).get("node"))
+
+        api.locate = locate
 
     def heard(event: Any) -> None:
         if not event.tenant:

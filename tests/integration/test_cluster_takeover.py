@@ -283,6 +283,9 @@ class TakeoverTests(TestCase):
 
             node = await self.until(owner, 10)
             self.assertIn(node, NODES[:2], sid)
+            for asked in NODES[:2]:  # status from any node names the new owner
+                code, seen = await self.call("GET", asked, f"sessions/{sid}")
+                self.assertEqual((code, seen.get("node")), (200, node), (asked, seen))
             code, result = await self.call(
                 "POST", node, f"sessions/{sid}/commands", {"apdus": ["80CA9F7F00"]}
             )

@@ -9,6 +9,8 @@ node does not run reaches the tenant's streams (L{EventStreams.elsewhere}).
 
 from __future__ import annotations
 
+from twisted.internet.defer import fail, succeed
+
 from bipgw.core import FailureReason, Handover, SessionError
 from tests.unit.platform import OTHER_TOKEN, echo
 from tests.unit.web import WebTestCase, test_events
@@ -65,6 +67,25 @@ class AdoptTests(WebTestCase):
             self.api.adopt(self.handover(service="gone"), self.grant(), None)  # type: ignore[arg-type]
         self.assertIs(raised.exception.reason, FailureReason.SERVICE_NOT_ALLOWED)
         self.assertEqual(self.engine.sessions(), [])
+
+
+class LocateTests(WebTestCase):
+    """In a cluster the status names the node running the session."""
+
+    def test_node(self) -> None:
+        """The registry's node is added; a registry that fails, or knows no
+        node, leaves it out; an error answer is untouched."""
+        session = self.ready(1)
+        self.api.locate = lambda sid: succeed("gw-b" if sid == session else None)
+        self.assertEqual(self.call("GET", f"/v1/sessions/{session}").body["node"], "gw-b")
+        self.api.locate = lambda sid: fail(ConnectionError("redis down"))
+        self.assertNotIn("node", self.call("GET", f"/v1/sessions/{session}").body)
+        self.api.locate = lambda sid: succeed(None)
+        self.assertNotIn("node", self.call("GET", f"/v1/sessions/{session}").body)
+        self.api.locate = lambda sid: succeed("gw-b")
+        self.assertError(self.call("GET", f"/v1/sessions/{'f' * 32}"), 404, "unknown-session")
+        self.call("DELETE", f"/v1/sessions/{session}")
+        self.advance(1)
 
 
 class ElsewhereTests(WebTestCase):

@@ -64,6 +64,30 @@ _QUEUED: Final = frozenset(
 )
 """States of a session that has not reached its card (another node may take it over)."""
 
+# KEYS[1]: the node's set; then per session KEYS[i+1] its hash and ARGV
+# (after the node) 7 values: id, state, iccid, service, tenant, app, target.
+# A hash naming another node is left alone: its id and node are returned.
+_REWRITE = """
+local out = {}
+for i = 2, #KEYS do
+  local a = 2 + (i - 2) * 7
+  local key, sid = KEYS[i], ARGV[a]
+  local owner = redis.call('HGET', key, 'node')
+  if owner and owner ~= ARGV[1] then
+    table.insert(out, sid)
+    table.insert(out, owner)
+  else
+    redis.call('HSET', key, 'node', ARGV[1], 'state', ARGV[a + 1], 'service', ARGV[a + 3])
+    if ARGV[a + 2] ~= '' then redis.call('HSET', key, 'iccid', ARGV[a + 2]) end
+    if ARGV[a + 4] ~= '' then
+      redis.call('HSET', key, 'tenant', ARGV[a + 4], 'app', ARGV[a + 5], 'target', ARGV[a + 6])
+    end
+    redis.call('SADD', KEYS[1], sid)
+  end
+end
+return out
+"""
+
 FLUSH_EVERY: Final = 0.02
 """Seconds the writes of a burst of sessions wait, to go as one Lua call."""
 
@@ -150,7 +174,13 @@ class SessionRegistry:
 
     def rewrite(self) -> Deferred[Any]:
         """Write every live session of this node again (Redis lost them: it
-        restarted without its data), and send it now."""
+        restarted without its data, or a node took this one for dead).
+
+        A session another node runs now (it took it over while this node was
+        cut off) is left to that node's entry, and logged.
+        """
+        keys = [node_sessions_key(self.node)]
+        args: list[object] = [self.node]
         for status in self._engine.sessions():
             if status.state.terminal or status.service == OFFERED:
                 continue
@@ -160,17 +190,28 @@ class SessionRegistry:
                 if status.state in _QUEUED
                 else SessionState.CONNECTED.value
             )
-            iccid = status.iccid or ""
-            context = self._contexts.get(sid, ("", "", ""))
-            self._waiting.append((sid, state, iccid, status.service, "0", *context))
-        self._log.info(
-            "node {node}'s {n} live session(s) written to the registry again",
-            node=self.node,
-            n=len(self._waiting),
-        )
-        if self._flush is not None and self._flush.active():
-            self._flush.cancel()
-        return self.flush()
+            keys.append(session_key(sid))
+            args.extend((sid, state, status.iccid or "", status.service))
+            args.extend(self._contexts.get(sid, ("", "", "")))
+
+        def written(raw: Any) -> None:
+            taken = [v.decode() if isinstance(v, bytes) else str(v) for v in raw or ()]
+            self._log.info(
+                "node {node}'s {n} live session(s) written to the registry again",
+                node=self.node,
+                n=len(keys) - 1 - len(taken) // 2,
+            )
+            for i in range(0, len(taken), 2):
+                self._log.warn(
+                    "session {session} runs on node {other} now (taken over while node {node}"
+                    " was cut off from Redis); this node's copy is not registered",
+                    session=taken[i],
+                    other=taken[i + 1],
+                    node=self.node,
+                )
+
+        d = self._redis.script(_REWRITE, keys, args)
+        return d.addCallbacks(written, self._failed)
 
     def owner(self, session_id: str) -> Deferred[dict[str, str] | None]:
         """The registry entry of a session (C{node}, C{iccid}, C{service},

@@ -203,6 +203,51 @@ class DecisionTests(TestCase):
         limits.stop()
         await sleep(0.3)
 
+    async def test_rewriteAfterForgotten(self) -> None:
+        """A node Redis forgot writes its live sessions again, with their
+        context; a session another node runs now keeps that node's entry."""
+        from bipgw.cluster import SessionRegistry
+
+        redis = await self._redis()
+        fleet = Fleet(reactor, 3)
+        fleet.connect_delay = 0.1
+        engine = SessionEngine(reactor, fleet, fleet, policy=POLICY)
+        fleet.engine = engine
+        tenancy = Tenancy(engine, MemoryTenantDirectory(), reactor)
+        registry = SessionRegistry(redis, "here", engine, reactor)
+        registry.start()
+        tenancy.contexts = registry.context
+        relay = SessionRelay(tenancy, RecordingHost())
+        first = reopen(
+            tenancy, relay, Handover(sid(1), "demo", "acme", iccid(1), application=TAR), ACME
+        )
+        second = reopen(tenancy, relay, Handover(sid(2), "demo", "acme", iccid(2)), ACME)
+        await first.ready
+        await second.ready
+        await registry.flush()
+        await redis.call("FLUSHALL")  # Redis restarted without its data
+        await redis.call("HSET", f"bipgw:session:{sid(2)}", "node", "there")
+        await registry.rewrite()
+        members = await redis.call("SMEMBERS", "bipgw:node:here:sessions")
+        self.assertEqual(sorted(members), [sid(1)])
+        entry = await registry.owner(sid(1))
+        assert entry is not None
+        self.assertEqual(
+            {k: entry[k] for k in ("node", "state", "iccid", "service", "tenant", "app")},
+            {
+                "node": "here",
+                "state": "connected",
+                "iccid": iccid(1),
+                "service": "demo",
+                "tenant": "acme",
+                "app": TAR.hex(),
+            },
+        )
+        self.assertEqual(await redis.call("HGET", f"bipgw:session:{sid(2)}", "node"), "there")
+        registry.stop()
+        relay.close_all()
+        await sleep(0.3)
+
     async def test_notReadyJudgesNobody(self) -> None:
         """A reaper told it is not ready (its node just rejoined) reaps nobody."""
         live = await self._redis()

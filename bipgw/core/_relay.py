@@ -278,6 +278,9 @@ class SessionRelay:
         self._tenancy.usage.opened(tenant.tenant_id, service.name)
         self._tenancy.opened(tracked.id, tenant.tenant_id, application, target)
         self._tenancy.route(tracked.id, self)
+        # Its row exists (the lost node wrote it); a failed rewrite is logged
+        # by the engine, and the session goes on.
+        session.recorded.addErrback(lambda _: None)
         session.ready.addCallbacks(
             self._ready, self._not_ready, callbackArgs=(tracked,), errbackArgs=(tracked,)
         )

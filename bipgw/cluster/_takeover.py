@@ -333,10 +333,15 @@ class SessionTakeover:
             assert self.adopter is not None
             try:
                 self.adopter(handover, tenant, token)  # type: ignore[arg-type]
-            except SessionError as e:
+            except Exception as e:
                 if token is not None and self.limits is not None:
                     self.limits.release(token)
-                return self._lose([(item, f"taking it over: {e.detail or e.reason.value}")], dead)
+                if isinstance(e, SessionError):
+                    why = e.detail or e.reason.value
+                else:
+                    self._log.failure("taking over session {s} failed", s=item.session_id)
+                    why = f"this node failed to re-open it ({type(e).__name__})"
+                return self._lose([(item, f"taking it over: {why}")], dead)
             self.taken.append(item.session_id)
             self._log.info(
                 "session {session} of lost node {dead} taken over by node {node}",

@@ -339,6 +339,10 @@ class Gateway(OrderedService):
             tenancy=self.tenancy,
             campaigns=self.campaigns,
         )
+        if self.cluster is not None:
+            from bipgw.app._takeover import wire_takeover
+
+            wire_takeover(self.cluster, self.tenancy, self.doors)
         self.portal: PortalService | None = None
         if config.portal is not None:
             self.portal = build_portal(

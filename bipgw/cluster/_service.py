@@ -22,12 +22,13 @@ from twisted.logger import Logger
 from bipgw.cluster._invalidation import KeyCache, KeyInvalidation
 from bipgw.cluster._limits import RedisTenantLimits
 from bipgw.cluster._locks import RedisCardLocks
-from bipgw.cluster._nodes import BEAT_EVERY, NodeHeartbeat
+from bipgw.cluster._nodes import BEAT_EVERY, NODE_TIMEOUT, NodeHeartbeat
 from bipgw.cluster._reaper import NodeReaper
 from bipgw.cluster._redis import ClusterRedis, RedisAddress
 from bipgw.cluster._registry import SessionRegistry
 from bipgw.cluster._relay import RelayedCards
-from bipgw.core import SessionEngine, SessionEvent, SessionState
+from bipgw.cluster._takeover import Adopter, ClusterEvents
+from bipgw.core import SessionEngine, SessionEvent, SessionState, Tenancy
 from bipgw.store import IStore
 
 __all__ = ["ClusterNode"]
@@ -65,6 +66,11 @@ class ClusterNode(Service):
         self.limits = RedisTenantLimits(self.redis, clock)
         self._reaping = LoopingCall(self.reaper.reap)
         self._reaping.clock = clock
+        self.events = ClusterEvents(self.redis)
+        self.reaper.takeover.events = self.events
+        # Only a node whose own beats have gone through for a node timeout
+        # judges the others: after a Redis outage every last beat is old.
+        self.reaper.ready = lambda: self.heartbeat.up_for() >= NODE_TIMEOUT
         self.registry: SessionRegistry | None = None
         self.invalidation: KeyInvalidation | None = None
         self.cards: RelayedCards | None = None
@@ -81,6 +87,7 @@ class ClusterNode(Service):
         self.invalidation = KeyInvalidation(self.redis, self.node, keys)
         self.cards = RelayedCards(engine, self.redis, self.node, self._clock)
         self.reaper.on_dead = self.cards.node_lost
+        self.heartbeat.on_forgotten = self.registry.rewrite
         return self.cards
 
     def when_ready(self) -> Deferred[None]:
@@ -94,6 +101,7 @@ class ClusterNode(Service):
         self.limits.start()
         self.heartbeat.start()
         self._reaping.start(BEAT_EVERY, now=False)
+        self.events.start()
         if self.registry is not None:
             self.registry.start()
         if self.invalidation is not None:
@@ -128,6 +136,19 @@ class ClusterNode(Service):
 
             return succeed(None)
         return self.invalidation.changed(iccid)
+
+    def wire_doors(self, tenancy: Tenancy, adopter: Adopter | None) -> None:
+        """Keep the context of every session a tenant opens (its tenant,
+        applications) in the registry, and take over a dead node's queued
+        sessions through C{adopter} (the HTTP API's; C{None}: this node
+        takes none over, they end C{node-lost}).  Once, at build, after L{wire}."""
+        assert self.registry is not None, "wire() first"
+        tenancy.contexts = self.registry.context
+        takeover = self.reaper.takeover
+        takeover.adopter = adopter
+        by_id = getattr(tenancy.tenants, "by_id", None)
+        takeover.tenants = by_id
+        takeover.limits = tenancy.shared_limits
 
     def stopService(self) -> Deferred[None]:
         """Leave the cluster: release the locks, remove the node, disconnect."""

@@ -92,6 +92,7 @@ from bipgw.core._scp03 import (
 from bipgw.core._secure_relay import SecuredRelay
 from bipgw.core._secured import SecuredSession
 from bipgw.core._session import TRANSITIONS
+from bipgw.core._takeover import Handover, reopen
 from bipgw.core._tenancy import (
     CommandRates,
     ISharedLimits,
@@ -153,6 +154,7 @@ __all__ = [
     "CommandError",
     "CommandRates",
     "FailureReason",
+    "Handover",
     "HostSessionFactory",
     "ICampaignStore",
     "ICardDirectory",
@@ -219,4 +221,5 @@ __all__ = [
     "normalise_iccid",
     "normalise_msisdn",
     "parse_isd_commands",
+    "reopen",
 ]

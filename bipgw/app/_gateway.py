@@ -340,8 +340,12 @@ class Gateway(OrderedService):
             rotator=self.rotator,
             tenancy=self.tenancy,
             campaigns=self.campaigns,
-            event_feed=None if self.cluster is None else self.cluster.events,
+            event_feed=None if self.cluster is None else self.cluster.event_feed,
         )
+        if self.cluster is not None:
+            from bipgw.app._takeover import wire_takeover
+
+            wire_takeover(self.cluster, self.tenancy, self.doors)
         self.portal: PortalService | None = None
         if config.portal is not None:
             self.portal = build_portal(

@@ -94,6 +94,7 @@ from bipgw.core._scp03 import (
 from bipgw.core._secure_relay import SecuredRelay
 from bipgw.core._secured import SecuredSession
 from bipgw.core._session import TRANSITIONS
+from bipgw.core._takeover import Handover, reopen
 from bipgw.core._tenancy import (
     CommandRates,
     Forwarded,
@@ -160,6 +161,7 @@ __all__ = [
     "CommandRates",
     "FailureReason",
     "Forwarded",
+    "Handover",
     "HostSessionFactory",
     "ICampaignStore",
     "ICardDirectory",
@@ -234,4 +236,5 @@ __all__ = [
     "normalise_msisdn",
     "notification_for",
     "parse_isd_commands",
+    "reopen",
 ]

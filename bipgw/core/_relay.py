@@ -270,13 +270,42 @@ class SessionRelay:
         tracked.reservation = reservation
         self._sessions[tracked.id] = tracked
         self._tenancy.usage.opened(tenant.tenant_id, service.name)
-        self._tenancy.opened(tracked.id, tenant.tenant_id)
+        self._tenancy.opened(tracked.id, tenant.tenant_id, app, tracked.target)
         self._tenancy.route(tracked.id, self)
         return session.recorded.addCallbacks(
             self._recorded,
             self._not_recorded,
             callbackArgs=(tracked, request),
             errbackArgs=(tracked, request),
+        )
+
+    def adopt(
+        self,
+        session: Session | SecuredSession,
+        tenant: TenantGrant,
+        service: ServiceGrant,
+        application: bytes | None,
+        target: bytes | None,
+        reservation: str | None = None,
+    ) -> None:
+        """Relay C{session}, which this door did not open: a session another
+        node of a cluster opened and lost, re-opened here under its id
+        (L{bipgw.core.reopen}).
+
+        The platform has its id already: no C{accepted} is emitted; C{ready}
+        or C{failed}, then notifications, as for a session it opened here.
+        """
+        tracked = Tracked(session, tenant.tenant_id, service, application, None, target=target)
+        tracked.reservation = reservation
+        self._sessions[tracked.id] = tracked
+        self._tenancy.usage.opened(tenant.tenant_id, service.name)
+        self._tenancy.opened(tracked.id, tenant.tenant_id, application, target)
+        self._tenancy.route(tracked.id, self)
+        # Its row exists (the lost node wrote it); a failed rewrite is logged
+        # by the engine, and the session goes on.
+        session.recorded.addErrback(lambda _: None)
+        session.ready.addCallbacks(
+            self._ready, self._not_ready, callbackArgs=(tracked,), errbackArgs=(tracked,)
         )
 
     # -- card-initiated sessions ----------------------------------------------

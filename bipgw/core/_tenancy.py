@@ -452,6 +452,10 @@ class Tenancy:
     @ivar rates: the command rate of each tenant's services.
     @ivar history: the recorded sessions, for a session the engine no longer
         holds (ended long ago, or before a restart); C{None}: none.
+    @ivar contexts: told C{(session_id, tenant_id, application, target)}
+        of every session a tenant opens: what a cluster keeps so that
+        another node can take the session over (L{bipgw.core.Handover});
+        C{None}: not kept.
     @param owners: told C{(session_id, tenant_id)} of every session a
         tenant opens, to keep durably (the portal filters sessions by
         tenant: L{bipgw.store.SessionOwners}); C{None}: not kept.
@@ -487,6 +491,7 @@ class Tenancy:
         self._routes: dict[str, SessionEnds] = {}
         self._unsubscribe: Callable[[], None] | None = None
         self._owners: OrderedDict[str, str] = OrderedDict()
+        self.contexts: Callable[[str, str, bytes | None, bytes | None], object] | None = None
 
     @property
     def routed(self) -> int:
@@ -499,7 +504,13 @@ class Tenancy:
         if self._unsubscribe is None:
             self._unsubscribe = self.engine.subscribe(self._event)
 
-    def opened(self, session_id: str, tenant_id: str) -> None:
+    def opened(
+        self,
+        session_id: str,
+        tenant_id: str,
+        application: bytes | None = None,
+        target: bytes | None = None,
+    ) -> None:
         """Tenant C{tenant_id} opened C{session_id} (through any door, in this run).
 
         Kept so that a tenant asking about its own session later (from
@@ -510,6 +521,8 @@ class Tenancy:
         self._owners[session_id] = tenant_id
         if self._record_owner is not None:
             self._record_owner(session_id, tenant_id)
+        if self.contexts is not None:
+            self.contexts(session_id, tenant_id, application, target)
         while len(self._owners) > KEEP_OWNERS:
             self._owners.popitem(last=False)
 

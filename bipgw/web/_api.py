@@ -48,7 +48,10 @@ from bipgw.core import (
     OUTCOME_FIELDS,
     CardKeyRotator,
     CardOffer,
+    Handover,
     RateLimitedLog,
+    SecuredSession,
+    Session,
     SessionStatus,
     Tenancy,
     TenantGrant,
@@ -159,6 +162,8 @@ class HttpApi:
             self.campaigns = CampaignApi(campaigns, streams)
         self._relays: dict[str, TenantRelay] = {}
         self._owners: OrderedDict[str, str] = OrderedDict()
+        # In a cluster: the node running a session (the registry), for its status.
+        self.locate: Callable[[str], Deferred[str | None]] | None = None
         self.grants = GrantCache(hub.clock, self.settings.grant_cache_seconds)
         self.streams = EventStreams(
             hub.engine,
@@ -202,6 +207,39 @@ class HttpApi:
 
     def _owner(self, session: str) -> str | None:
         return self._owners.get(session)
+
+    async def located(self, reply: Reply, session: str) -> Reply:
+        """C{reply} (a session's status) with the C{node} running the session,
+        in a cluster (L{locate}); as it is when the node is not known (Redis
+        cannot be reached: the status is answered without it)."""
+        if self.locate is None or reply.status != 200 or not isinstance(reply.body, dict):
+            return reply
+        try:
+            node = await self.locate(session)
+        except Exception:
+            return reply
+        if not node:
+            return reply
+        return attrs.evolve(reply, body={**reply.body, "node": node})
+
+    def adopt(
+        self, handover: Handover, grant: TenantGrant, reservation: str | None
+    ) -> Session | SecuredSession:
+        """Run a lost cluster node's queued session here, under its id, as if
+        C{grant}'s tenant had opened it through this API: it drives it with
+        C{/v1/sessions/{id}} on this node (L{bipgw.core.reopen}).
+
+        @raise SessionError: it cannot run again (see L{bipgw.core.reopen}).
+        """
+        relay = self._relays.get(grant.tenant_id)
+        if relay is None:
+            relay = self._relays[grant.tenant_id] = TenantRelay(self.hub, grant)
+        relay.grant = grant
+        with self.streams.opening() as adopt:
+            session = relay.adopt(self.hub, handover, reservation)
+            self._adopt(grant.tenant_id, str(session.id))
+            adopt(str(session.id))
+        return session
 
     def stop(self) -> Deferred[Any]:
         """End every event stream and close every session; fires when closed."""

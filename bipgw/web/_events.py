@@ -259,6 +259,23 @@ class EventStreams:
             if stream.timer is not None and stream.timer.active():
                 stream.timer.reset(self._keepalive)
 
+    def elsewhere(self, tenant_id: str, session: str, data: dict[str, Any]) -> int:
+        """Tell C{tenant_id}'s streams (all, or those of C{session}) an event of
+        one of its sessions this node does not run: a session of a cluster
+        node that was lost (C{docs/cluster.md}), as an C{event: session}
+        frame whose C{data} is C{data}.
+
+        @return: how many streams were sent it.
+        """
+        body = json.dumps({"session": session, **data}, separators=(",", ":"))
+        frame = f"event: session\ndata: {body}\n\n".encode()
+        sent = 0
+        for stream in list(self._streams):
+            if stream.tenant_id == tenant_id and stream.session in (None, session):
+                stream.send(frame)
+                sent += 1
+        return sent
+
     def offer(self, offer: CardOffer, tenants: Collection[str]) -> None:
         """Tell the tenants' streams (those not narrowed to one session) of
         a card-initiated session they may take: an C{event: offer} frame."""

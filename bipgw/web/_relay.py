@@ -40,7 +40,17 @@ from bipgw.codec.platform import (
     Status,
     Take,
 )
-from bipgw.core import SessionError, SessionRelay, Tenancy, TenantGrant, Tracked
+from bipgw.core import (
+    Handover,
+    SecuredSession,
+    Session,
+    SessionError,
+    SessionRelay,
+    Tenancy,
+    TenantGrant,
+    Tracked,
+    reopen,
+)
 
 _KEEP_FAILED = 256
 
@@ -83,6 +93,13 @@ class TenantRelay:
     def live(self) -> list[str]:
         """The ids of the sessions still open."""
         return self._relay.sessions
+
+    def adopt(
+        self, tenancy: Tenancy, handover: Handover, reservation: str | None
+    ) -> Session | SecuredSession:
+        """Run a lost node's queued session here under its id, as this
+        tenant's (L{bipgw.core.reopen}); raises L{SessionError} if it cannot."""
+        return reopen(tenancy, self._relay, handover, self.grant, reservation)
 
     # -- requests -------------------------------------------------------------
 

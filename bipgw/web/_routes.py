@@ -132,7 +132,8 @@ class ApiRoutes:
         """A session's status."""
         _refuse_head(request)
         relay = await self._tenant(request)
-        return _answer(request, await self._api.status(relay, session))
+        reply = await self._api.status(relay, session)
+        return _answer(request, await self._api.located(reply, session))
 
     @app.route("/v1/sessions/<session_id:session>", methods=["DELETE"])
     async def close(self, request: Request, session: str) -> bytes:

@@ -321,6 +321,8 @@ class Gateway(OrderedService):
             owners=self.session_owners,
             shared_limits=None if self.cluster is None else self.cluster.limits,
         )
+        if self.cluster is not None:
+            self.cluster.serve(self.tenancy)
         self.campaigns = CampaignService(
             store,
             campaign_store(store),
@@ -338,6 +340,7 @@ class Gateway(OrderedService):
             rotator=self.rotator,
             tenancy=self.tenancy,
             campaigns=self.campaigns,
+            event_feed=None if self.cluster is None else self.cluster.event_feed,
         )
         if self.cluster is not None:
             from bipgw.app._takeover import wire_takeover

@@ -19,6 +19,9 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
+from bipgw.cluster._commands import RedisCommandLimits
+from bipgw.cluster._events import ClusterEventFeed
+from bipgw.cluster._forwarding import SessionForwarding
 from bipgw.cluster._invalidation import KeyCache, KeyInvalidation
 from bipgw.cluster._limits import RedisTenantLimits
 from bipgw.cluster._locks import RedisCardLocks
@@ -28,7 +31,7 @@ from bipgw.cluster._redis import ClusterRedis, RedisAddress
 from bipgw.cluster._registry import SessionRegistry
 from bipgw.cluster._relay import RelayedCards
 from bipgw.cluster._takeover import Adopter, ClusterEvents
-from bipgw.core import SessionEngine, SessionEvent, SessionState, Tenancy
+from bipgw.core import OwnedSessions, SessionEngine, SessionEvent, SessionState, Tenancy
 from bipgw.store import IStore
 
 __all__ = ["ClusterNode"]
@@ -64,6 +67,9 @@ class ClusterNode(Service):
         self._clock = clock
         self.reaper = NodeReaper(self.redis, node, store, clock)
         self.limits = RedisTenantLimits(self.redis, clock)
+        self.commands = RedisCommandLimits(self.redis, clock)
+        self.event_feed = ClusterEventFeed(self.redis, node, clock)
+        self.forwarding: SessionForwarding | None = None
         self._reaping = LoopingCall(self.reaper.reap)
         self._reaping.clock = clock
         self.events = ClusterEvents(self.redis)
@@ -90,6 +96,18 @@ class ClusterNode(Service):
         self.heartbeat.on_forgotten = self.registry.rewrite
         return self.cards
 
+    def serve(self, tenancy: Tenancy) -> None:
+        """Let the front doors of C{tenancy} drive any node's sessions, and the
+        other nodes' doors drive this node's; count its tenants' command
+        rates and commands in flight over the cluster (once, at build)."""
+        if self._engine is None:
+            raise RuntimeError("wire() the engine before serve()")
+        self.forwarding = SessionForwarding(
+            self.redis, self.node, OwnedSessions(tenancy), self._engine, self._clock
+        )
+        tenancy.remote = self.forwarding
+        tenancy.shared_commands = self.commands
+
     def when_ready(self) -> Deferred[None]:
         """Connect; fires once Redis answers, fails naming it if it does not."""
         d = self.redis.connect()
@@ -99,6 +117,8 @@ class ClusterNode(Service):
     def _started(self) -> None:
         self.locks.start()
         self.limits.start()
+        self.commands.start()
+        self.event_feed.start()
         self.heartbeat.start()
         self._reaping.start(BEAT_EVERY, now=False)
         self.events.start()
@@ -108,6 +128,8 @@ class ClusterNode(Service):
             self.invalidation.start()
         if self.cards is not None:
             self.cards.start()
+        if self.forwarding is not None:
+            self.forwarding.start()
         if self._engine is not None:
             self._unsubscribe = self._engine.subscribe(self._pushing)
         self._log.info(
@@ -162,8 +184,12 @@ class ClusterNode(Service):
             self._reaping.stop()
         if self.registry is not None:
             self.registry.stop()
+        if self.forwarding is not None:
+            self.forwarding.stop()
         self.locks.stop()
         self.limits.stop()
+        self.commands.stop()
+        self.event_feed.stop()
         d = self.heartbeat.stop()
         d.addBoth(lambda _: self.redis.disconnect())
         return d.addBoth(lambda _: None)

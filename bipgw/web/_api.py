@@ -40,6 +40,8 @@ from bipgw.codec.platform import (
     Message,
     Open,
     Result,
+    State,
+    Status,
     Take,
 )
 from bipgw.core import (
@@ -57,7 +59,7 @@ from bipgw.core import (
 from bipgw.errors import BipGwError
 from bipgw.store import AuditRecord, IServiceRequests, MemoryServiceRequests
 from bipgw.web._campaigns import CampaignApi, CampaignStreams, ICampaigns
-from bipgw.web._events import EventStreams
+from bipgw.web._events import EventStreams, IEventFeed
 from bipgw.web._grants import GrantCache
 from bipgw.web._guard import ConnectionLimits
 from bipgw.web._json import ApiError, Reply, only_fields, parse_message
@@ -132,6 +134,7 @@ class HttpApi:
         rotator: CardKeyRotator | None = None,
         audit: Callable[[AuditRecord], Deferred[int]] | None = None,
         campaigns: ICampaigns | None = None,
+        events: IEventFeed | None = None,
     ) -> None:
         """
         @param requests: where the tenants' service requests are kept
@@ -140,6 +143,8 @@ class HttpApi:
             service request) are written to the audit log; C{None}: nowhere.
         @param campaigns: the gateway's campaigns (C{/v1/campaigns}); C{None}
             answers those routes C{unavailable}.
+        @param events: the other nodes' session events for the event
+            streams, in a cluster (L{bipgw.cluster.ClusterEventFeed}).
         """
         self.hub = hub
         self.audit = audit
@@ -161,7 +166,12 @@ class HttpApi:
         self.locate: Callable[[str], Deferred[str | None]] | None = None
         self.grants = GrantCache(hub.clock, self.settings.grant_cache_seconds)
         self.streams = EventStreams(
-            hub.engine, hub.clock, self._owner, self.settings.keepalive, self.settings.stream_buffer
+            hub.engine,
+            hub.clock,
+            self._owner,
+            self.settings.keepalive,
+            self.settings.stream_buffer,
+            feed=events,
         )
         # Whatever a client can make fail is logged at a bounded rate.
         self.ratelog = RateLimitedLog(Logger(namespace="bipgw.web"), hub.clock)
@@ -181,6 +191,19 @@ class HttpApi:
     def owns(self, tenant_id: str, session: str) -> bool:
         """Whether C{session} was opened by C{tenant_id} through this API."""
         return self._owners.get(session) == tenant_id
+
+    async def may_follow(self, relay: TenantRelay, session: str) -> bool:
+        """Whether the tenant may follow C{session}'s events: it opened it through
+        this API, or (in a cluster) another node shows it the session in full."""
+        if self.owns(relay.grant.tenant_id, session):
+            return True
+        if self.hub.remote is None or self.hub.engine.status(session) is not None:
+            return False
+        try:
+            reply = await self._forwarded_status(relay, session)
+        except ApiError:
+            return False
+        return "service" in reply.body
 
     def _owner(self, session: str) -> str | None:
         return self._owners.get(session)
@@ -381,7 +404,10 @@ class HttpApi:
         after a restart the random session id is what proves the asker
         opened it.
         """
-        if self.hub.engine.status(session) is not None or self.hub.history is None:
+        held = self.hub.engine.status(session) is not None
+        if not held and self.hub.remote is not None:
+            return await self._forwarded_status(relay, session)
+        if held or self.hub.history is None:
             return Reply(200, status_json(self._status(relay, session)))
         try:
             recorded = await self.hub.history.session_status(session)
@@ -396,6 +422,8 @@ class HttpApi:
 
     async def command(self, relay: TenantRelay, session: str, body: dict[str, Any]) -> Reply:
         """C{POST /v1/sessions/{id}/commands}."""
+        if self._elsewhere(relay, session):
+            return await self._forwarded_command(relay, session, body)
         status = self._status(relay, session)
         only_fields(body, _COMMAND_FIELDS)
         rid = relay.next_id()
@@ -425,6 +453,14 @@ class HttpApi:
 
     async def close(self, relay: TenantRelay, session: str) -> Reply:
         """C{DELETE /v1/sessions/{id}}."""
+        if self._elsewhere(relay, session):
+            rid = relay.next_id()
+            answer = relay.expect(rid)
+            relay.close(Close(session=session, id=rid))
+            reply = await answer
+            if isinstance(reply, ErrorMessage):
+                raise ApiError(reply.code, reply.message, session)
+            return await self._forwarded_status(relay, session)
         status = self._status(relay, session)
         if relay.tracked(session) is not None:
             rid = relay.next_id()
@@ -436,6 +472,43 @@ class HttpApi:
             assert isinstance(reply, Closed)
             status = self.hub.engine.status(session) or status
         return Reply(200, status_json(status))
+
+    # -- another node's sessions (a cluster: bipgw.core._remote) ----------------
+
+    def _elsewhere(self, relay: TenantRelay, session: str) -> bool:
+        """Whether C{session} is to be found through the cluster: this API does
+        not hold it, and this gateway is a node of a cluster."""
+        if self.hub.remote is None or relay.tracked(session) is not None:
+            return False
+        return not self.owns(relay.grant.tenant_id, session)
+
+    async def _forwarded_command(
+        self, relay: TenantRelay, session: str, body: dict[str, Any]
+    ) -> Reply:
+        only_fields(body, _COMMAND_FIELDS)
+        rid = relay.next_id()
+        message = parse_message(Command, {**body, "session": session, "id": rid}, "command.")
+        answer = relay.expect(rid)
+        relay.command(message, self.settings.ready_wait)
+        reply = await answer
+        if isinstance(reply, ErrorMessage):
+            raise ApiError(reply.code, reply.message, session)
+        assert isinstance(reply, Result)
+        out = reply.to_json()
+        del out["type"], out["id"]
+        return Reply(200, out)
+
+    async def _forwarded_status(self, relay: TenantRelay, session: str) -> Reply:
+        rid = relay.next_id()
+        answer = relay.expect(rid)
+        relay.status(Status(id=rid, session=session))
+        reply = await answer
+        if isinstance(reply, ErrorMessage):
+            raise ApiError(reply.code, reply.message, session)
+        assert isinstance(reply, State)
+        out = reply.to_json()
+        del out["type"], out["id"]
+        return Reply(200, out)
 
     def _status(self, relay: TenantRelay, session: str) -> SessionStatus:
         status = self.hub.engine.status(session)

@@ -37,6 +37,7 @@ from bipgw.codec.platform import (
     Message,
     Open,
     Ready,
+    Status,
     Take,
 )
 from bipgw.core import (
@@ -62,6 +63,10 @@ class TenantRelay:
     """
 
     _log = Logger()
+
+    notifies = False
+    """Notifications are not sent to HTTP clients (they read a session's end
+    in its status): other nodes' sessions are not followed for them."""
 
     def __init__(self, tenancy: Tenancy, grant: TenantGrant) -> None:
         self._clock: IReactorTime = tenancy.clock
@@ -133,13 +138,18 @@ class TenantRelay:
         """Relay a C{take} message (the answer goes to L{expect}); fires once answered."""
         return self._relay.take(request, self.grant)
 
-    def command(self, request: Command) -> None:
-        """Relay a C{command} message."""
-        self._relay.command(request, self.grant)
+    def command(self, request: Command, ready_wait: float = 0.0) -> None:
+        """Relay a C{command} message (in a cluster, forwarded to the node holding
+        its session if another does, waiting there up to C{ready_wait} s for its card)."""
+        self._relay.command(request, self.grant, ready_wait)
 
     def close(self, request: Close) -> None:
-        """Relay a C{close} message."""
-        self._relay.close(request)
+        """Relay a C{close} message (in a cluster, to any node's session)."""
+        self._relay.close(request, self.grant)
+
+    def status(self, request: Status) -> None:
+        """Relay a C{status} message (the answer goes to L{expect})."""
+        self._relay.status(request, self.grant)
 
     def close_all(self) -> list[Deferred[Any]]:
         """Close every session (the API is stopping); the engine's Deferreds."""

@@ -184,7 +184,7 @@ class ApiRoutes:
         api = self._api
         relay = await self._tenant(request)
         session = _query(request, "session")
-        if session is not None and not api.owns(relay.grant.tenant_id, session):
+        if session is not None and not await api.may_follow(relay, session):
             raise ApiError("unknown-session", f"no session {session} for this tenant")
         api.streams.start(request, relay.grant.tenant_id, session)
         await _finished(request)

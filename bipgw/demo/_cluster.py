@@ -246,12 +246,8 @@ async def run_cluster_demo(
             [Deferred.fromCoroutine(p.stop()) for p in processes], consumeErrors=True
         )
         if processes:
-            say(
-                "nodes stopped: "
-                + ", ".join(
-                    f"{p.name} (exit {code})" for p, code in zip(processes, stopped, strict=True)
-                )
-            )
+            ends = zip(processes, stopped, strict=True)
+            say("nodes stopped: " + ", ".join(f"{p.name} ({how})" for p, how in ends))
         await setup.stop()
         await database.drop()
         say(f"$ dropdb {database.name}")

@@ -273,7 +273,9 @@ async def _run_cluster(
     )
     log = io.StringIO()
     try:
-        summary = await run_cluster_demo(reactor, options, log, load_scripts(scripts), base)
+        summary = await run_cluster_demo(
+            reactor, options, log, load_scripts(scripts), base, idle_probe=args.idle
+        )
     except DemoError as e:
         raise SystemExit(f"the {nodes}-node run failed: {e}\n{log.getvalue()}") from None
     if args.verbose:
@@ -285,25 +287,37 @@ def _report(label: str, summary: Any) -> dict[str, float]:
     s = summary.sessions
     per_session = s.apdus / max(1, s.ok)
     cpu = sum(n.cpu or 0.0 for n in summary.nodes)
+    idle = sum((n.idle or 0.0) * s.elapsed for n in summary.nodes)
+    net = cpu - idle
     print(
         f"  {label}: {s.ok} sessions ok, {s.failed} failed, {s.apdus} APDUs in {s.elapsed:.1f} s"
         f" ({(s.ok + s.failed) / s.elapsed:.1f} sessions/s, {s.apdus / s.elapsed:.0f} APDU/s"
-        f" wall clock); nodes' CPU {cpu:.2f} s"
+        f" wall clock); nodes' CPU {cpu:.2f} s, of which idle work {idle:.2f} s"
+        f" (setup p50 {_p(s.setup, 50)}, p99 {_p(s.setup, 99)}, max {_p(s.setup, 100)})"
     )
     for n in summary.nodes:
         node_cpu = n.cpu or float("nan")
+        node_net = node_cpu - (n.idle or 0.0) * s.elapsed
         print(
-            f"    {n.name}: {n.ok} sessions, {n.handshakes} card handshakes, CPU {node_cpu:.2f} s:"
-            f" {n.ok / node_cpu:.0f} sessions and {n.ok * per_session / node_cpu:.0f} APDUs"
-            " per node CPU second"
+            f"    {n.name}: {n.ok} sessions, {n.handshakes} card handshakes, CPU {node_cpu:.2f} s"
+            f" (idle {1000 * (n.idle or 0.0):.1f} ms/s): {n.ok / node_cpu:.0f} sessions and"
+            f" {n.ok * per_session / node_cpu:.0f} APDUs per node CPU second;"
+            f" without idle work {n.ok / node_net:.0f} and {n.ok * per_session / node_net:.0f}"
         )
     print(
         f"    all nodes: {s.ok / cpu:.0f} sessions and {s.apdus / cpu:.0f} APDUs per node CPU"
-        f" second; {cpu / max(1, s.ok) * 1000:.2f} ms of node CPU per session"
+        f" second ({cpu / max(1, s.ok) * 1000:.2f} ms of node CPU per session); without idle"
+        f" work {s.ok / net:.0f} and {s.apdus / net:.0f} ({net / max(1, s.ok) * 1000:.2f} ms)"
     )
     if summary.problems or not summary.all_ok:
         print(f"    NOT ALL OK: {summary.problems} {s.reasons}")
-    return {"sessions": s.ok, "apdus": s.apdus, "cpu": cpu}
+    return {"sessions": s.ok, "apdus": s.apdus, "cpu": net}
+
+
+def _p(values: Any, p: float) -> str:
+    from bipgw.demo import percentile
+
+    return f"{percentile(values, p) * 1000:.0f} ms" if values else "-"
 
 
 def scaling(args: argparse.Namespace) -> None:
@@ -352,7 +366,7 @@ def scaling(args: argparse.Namespace) -> None:
         except SystemExit as e:
             if e.code:
                 raise
-        print("best run of each (least node CPU per session):")
+        print("best run of each (least node CPU per session, idle work taken off):")
         for nodes in (1, args.nodes):
             setup, apdu = results[("setup", nodes)], results[("apdu", nodes)]
             per_setup = setup["cpu"] / setup["sessions"]
@@ -387,6 +401,9 @@ def main(argv: list[str] | None = None) -> None:
     scale.add_argument("--runs", type=int, default=1)
     scale.add_argument("--redis", default="redis://127.0.0.1:6379/14")
     scale.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/test")
+    scale.add_argument(
+        "--idle", type=float, default=10.0, help="seconds to measure the nodes' idle CPU"
+    )
     scale.add_argument("--verbose", action="store_true", help="print each run's demo output")
     args = parser.parse_args(argv)
     if args.what == "startup":

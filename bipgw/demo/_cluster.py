@@ -34,6 +34,7 @@ from typing import Any, TextIO
 
 import attrs
 from twisted.internet.defer import Deferred, gatherResults
+from twisted.internet.task import deferLater
 
 from bipgw.client import PlatformClient, connect
 from bipgw.demo._backends import PrivateDatabase, check_redis
@@ -80,6 +81,8 @@ class NodeCounts:
     @ivar advertises: the node whose admin address its pushes name.
     @ivar cpu: seconds of CPU the process used during the sessions, or
         C{None} when unknown.
+    @ivar idle: CPU seconds a second it used idle, before the sessions
+        (C{None} unless measured).
     """
 
     name: str
@@ -89,6 +92,7 @@ class NodeCounts:
     handshakes: int
     advertises: str
     cpu: float | None
+    idle: float | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -163,9 +167,19 @@ def check_counts(nodes: list[NodeCounts]) -> list[str]:
 
 
 async def run_cluster_demo(
-    reactor: Any, options: DemoOptions, out: TextIO, scripts: Any, base: Path
+    reactor: Any,
+    options: DemoOptions,
+    out: TextIO,
+    scripts: Any,
+    base: Path,
+    *,
+    idle_probe: float = 0.0,
 ) -> ClusterSummary:
     """Run the cluster demo (module docstring) in C{base}; its summary.
+
+    @param idle_probe: seconds to measure each node's CPU while idle, once
+        every node is ready and before the sessions (the benchmarks subtract
+        it: heartbeats and lock renewals go on whatever the load).
 
     @param scripts: the parsed scripts each session replays.
     @raise DemoError: a step failed, or Redis or PostgreSQL is missing.
@@ -234,7 +248,8 @@ async def run_cluster_demo(
                 30.0,
                 f"connecting to {p.name}'s platform channel",
             )
-        summary = await _sessions(reactor, options, say, setup, processes, clients, scripts)
+        idle = await _idle_cpu(reactor, processes, idle_probe)
+        summary = await _sessions(reactor, options, say, setup, processes, clients, scripts, idle)
         for line in summary.lines():
             say(line)
         await _status(reactor, options, processes[0], say)
@@ -296,6 +311,7 @@ async def _sessions(
     processes: list[NodeProcess],
     clients: dict[str, PlatformClient],
     scripts: Any,
+    idle: list[float | None],
 ) -> ClusterSummary:
     """Every card's session, through the nodes in turn; the summary."""
     from bipgw.demo._campaign import fleet_iccids
@@ -326,7 +342,7 @@ async def _sessions(
         await d
     counts = []
     first = names[0]
-    for p, before, after in zip(processes, cpu_before, cpu_after, strict=True):
+    for p, before, after, rate in zip(processes, cpu_before, cpu_after, idle, strict=True):
         metrics = await p.metrics()
         counts.append(
             NodeCounts(
@@ -337,11 +353,28 @@ async def _sessions(
                 handshakes=int(_metric(metrics, "bipgw_tls_handshakes_total", result="ok")),
                 advertises=first if p is processes[-1] and len(processes) > 1 else p.name,
                 cpu=None if before is None or after is None else after - before,
+                idle=rate,
             )
         )
     return ClusterSummary(
         sessions=result, nodes=tuple(counts), problems=tuple(check_counts(counts))
     )
+
+
+async def _idle_cpu(
+    reactor: Any, processes: list[NodeProcess], seconds: float
+) -> list[float | None]:
+    """Each node's CPU seconds per second over C{seconds} of doing nothing
+    (C{None} when not measured)."""
+    if seconds <= 0:
+        return [None for _ in processes]
+    before = [p.cpu_seconds() for p in processes]
+    await deferLater(reactor, seconds, lambda: None)
+    after = [p.cpu_seconds() for p in processes]
+    return [
+        None if b is None or a is None else (a - b) / seconds
+        for b, a in zip(before, after, strict=True)
+    ]
 
 
 async def _status(

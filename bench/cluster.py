@@ -253,9 +253,16 @@ _ONE_APDU = 'step "select the ISD"\n00 A4 04 00 08 A0 00 00 01 51 00 00 00 00 =>
 
 
 async def _run_cluster(
-    reactor: Any, nodes: int, cards: int, concurrency: int, scripts: tuple[Path, ...], args: Any
+    reactor: Any,
+    nodes: int,
+    cards: int,
+    concurrency: int,
+    scripts: tuple[Path, ...],
+    args: Any,
+    label: str,
 ) -> Any:
-    """One cluster demo run of C{nodes} nodes; its summary."""
+    """One cluster demo run of C{nodes} nodes; its summary (the nodes'
+    profiles, with C{--profile}, in a directory named C{label} there)."""
     from bipgw.demo import DemoError, DemoOptions
     from bipgw.demo._cluster import run_cluster_demo
     from bipgw.demo._run import load_scripts
@@ -272,9 +279,19 @@ async def _run_cluster(
         scripts=scripts,
     )
     log = io.StringIO()
+    profile = None
+    if args.profile is not None:
+        profile = args.profile / label
+        profile.mkdir(parents=True, exist_ok=True)
     try:
         summary = await run_cluster_demo(
-            reactor, options, log, load_scripts(scripts), base, idle_probe=args.idle
+            reactor,
+            options,
+            log,
+            load_scripts(scripts),
+            base,
+            idle_probe=args.idle,
+            profile=profile,
         )
     except DemoError as e:
         raise SystemExit(f"the {nodes}-node run failed: {e}\n{log.getvalue()}") from None
@@ -346,7 +363,13 @@ def scaling(args: argparse.Namespace) -> None:
                         print(f"run {rep + 1}, {work} workload, {nodes} node(s), load {load:.2f}:")
                         t0 = time.process_time()
                         summary = await _run_cluster(
-                            reactor, nodes, args.cards, args.concurrency, scripts, args
+                            reactor,
+                            nodes,
+                            args.cards,
+                            args.concurrency,
+                            scripts,
+                            args,
+                            f"run{rep + 1}-{work}-{nodes}",
                         )
                         own = time.process_time() - t0
                         figures = _report(f"{nodes} node(s)", summary)
@@ -403,6 +426,11 @@ def main(argv: list[str] | None = None) -> None:
     scale.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/test")
     scale.add_argument(
         "--idle", type=float, default=10.0, help="seconds to measure the nodes' idle CPU"
+    )
+    scale.add_argument(
+        "--profile",
+        type=Path,
+        help="a directory for each node's cProfile statistics (NAME.prof, twistd --profile)",
     )
     scale.add_argument("--verbose", action="store_true", help="print each run's demo output")
     args = parser.parse_args(argv)

@@ -174,12 +174,15 @@ async def run_cluster_demo(
     base: Path,
     *,
     idle_probe: float = 0.0,
+    profile: Path | None = None,
 ) -> ClusterSummary:
     """Run the cluster demo (module docstring) in C{base}; its summary.
 
     @param idle_probe: seconds to measure each node's CPU while idle, once
         every node is ready and before the sessions (the benchmarks subtract
         it: heartbeats and lock renewals go on whatever the load).
+    @param profile: a directory where each node writes its cProfile
+        statistics (C{NAME.prof}, twistd's C{--profile}) when it stops.
 
     @param scripts: the parsed scripts each session replays.
     @raise DemoError: a step failed, or Redis or PostgreSQL is missing.
@@ -222,7 +225,11 @@ async def run_cluster_demo(
                 redis=options.redis,
                 advertised_port=first_admin if wrong else ports["admin"],
             )
-            process = NodeProcess(reactor, name, path, ports)
+            profiling: tuple[str, ...] = ()
+            if profile is not None:
+                profiling = ("--profile", str(profile / f"{name}.prof"), "--profiler", "cprofile")
+                profiling += ("--savestats",)
+            process = NodeProcess(reactor, name, path, ports, twistd_options=profiling)
             processes.append(process)
             say(f"$ {process.command}")
             if wrong:

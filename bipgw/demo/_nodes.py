@@ -131,10 +131,20 @@ class NodeProcess:
     @ivar name: the node's name.
     @ivar config: its configuration file.
     @ivar ports: its C{admin}, C{platform} and C{metrics} ports.
+    @ivar twistd_options: more options for twistd (the benchmarks' C{--profile}).
     """
 
-    def __init__(self, reactor: Any, name: str, config: Path, ports: dict[str, int]) -> None:
+    def __init__(
+        self,
+        reactor: Any,
+        name: str,
+        config: Path,
+        ports: dict[str, int],
+        *,
+        twistd_options: tuple[str, ...] = (),
+    ) -> None:
         self.reactor = reactor
+        self.twistd_options = twistd_options
         self.name = name
         self.config = config
         self.ports = ports
@@ -152,6 +162,7 @@ class NodeProcess:
         argv = [
             *_twistd(),
             "-n",
+            *self.twistd_options,
             "--logfile",
             str(self.log),
             "--pidfile",

@@ -353,12 +353,15 @@ def scaling(args: argparse.Namespace) -> None:
             "setup": (one,),
             "apdu": tuple(examples / name for name in EXAMPLES),
         }
+        if args.workload != "both":
+            workloads = {args.workload: workloads[args.workload]}
+        counts = (1, args.nodes) if args.compare else (args.nodes,)
         results: dict[tuple[str, int], dict[str, float]] = {}
 
         async def runs(reactor: Any) -> None:
             for rep in range(args.runs):
                 for work, scripts in workloads.items():
-                    for nodes in (1, args.nodes):
+                    for nodes in counts:
                         load = os.getloadavg()[0]
                         print(f"run {rep + 1}, {work} workload, {nodes} node(s), load {load:.2f}:")
                         t0 = time.process_time()
@@ -389,6 +392,8 @@ def scaling(args: argparse.Namespace) -> None:
         except SystemExit as e:
             if e.code:
                 raise
+        if set(results) != {(w, n) for w in ("setup", "apdu") for n in (1, args.nodes)}:
+            return
         print("best run of each (least node CPU per session, idle work taken off):")
         for nodes in (1, args.nodes):
             setup, apdu = results[("setup", nodes)], results[("apdu", nodes)]
@@ -431,6 +436,13 @@ def main(argv: list[str] | None = None) -> None:
         "--profile",
         type=Path,
         help="a directory for each node's cProfile statistics (NAME.prof, twistd --profile)",
+    )
+    scale.add_argument("--workload", choices=("setup", "apdu", "both"), default="both")
+    scale.add_argument(
+        "--no-compare",
+        dest="compare",
+        action="store_false",
+        help="run --nodes nodes only, not one node too",
     )
     scale.add_argument("--verbose", action="store_true", help="print each run's demo output")
     args = parser.parse_args(argv)

@@ -159,6 +159,10 @@ class NodeHeartbeat:
         self._down = False
         self.nodes = 1
 
+    def address(self) -> str:
+        """This node's public admin address (C{host:port}), as it beats it."""
+        return self._admin()
+
     def beat(self) -> Deferred[None]:
         """One heartbeat now."""
         d = self._redis.script(

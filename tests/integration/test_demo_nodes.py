@@ -32,7 +32,7 @@ def _databases() -> set[str]:
 class DemoNodesTests(TestCase):
     """The cluster demo runs three nodes, or says what is missing."""
 
-    timeout = 240
+    timeout = 360
     skip = POSTGRES_SKIP
 
     def _redis(self) -> RedisServer:

@@ -1,4 +1,4 @@
-"""Cluster benchmarks: ``python -m bench.cluster startup``.
+"""Cluster benchmarks: ``python -m bench.cluster startup|scaling``.
 
 ``startup``: a gateway node's start-up with a large card database.  A
 fresh PostgreSQL database (``bipgw_cluster_bench`` by default, dropped and
@@ -13,6 +13,18 @@ listening (target <= 5 s), and its RSS then, over the empty database's
 
 Each gateway runs in its own process (``bench.cluster _node CONFIG``), built
 exactly as ``twistd bipgw`` builds it (L{bipgw.app.build_gateway}).
+
+``scaling``: one node vs ``--nodes`` nodes (3 by default), each a ``twistd
+-n bipgw`` process on one Redis and one PostgreSQL database, driven by the
+machinery of ``bipgw demo --nodes N`` (L{bipgw.demo._cluster}): the fleet
+and the platform clients in this process, the cards spread over the nodes'
+platform channels in turn, the last node's cards relayed by the first.
+Two workloads each: *setup*, sessions of one APDU (SELECT ISD), giving
+sessions per node CPU second; *apdu*, sessions replaying the demo's four
+example scripts (26 APDUs), giving APDUs per node CPU second; the CPU of
+each node process is read from ``/proc`` over the sessions only.  The
+marginal cost of one APDU is the difference of the two workloads' CPU per
+session divided by the 25 APDUs more.
 """
 
 from __future__ import annotations
@@ -234,6 +246,170 @@ def _drop(name: str) -> None:
         c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+# -- one node vs several ------------------------------------------------------
+
+#: The setup workload's script: one APDU.
+_ONE_APDU = 'step "select the ISD"\n00 A4 04 00 08 A0 00 00 01 51 00 00 00 00 => 9000 data: 6F *\n'
+
+
+async def _run_cluster(
+    reactor: Any,
+    nodes: int,
+    cards: int,
+    concurrency: int,
+    scripts: tuple[Path, ...],
+    args: Any,
+    label: str,
+) -> Any:
+    """One cluster demo run of C{nodes} nodes; its summary (the nodes'
+    profiles, with C{--profile}, in a directory named C{label} there)."""
+    from bipgw.demo import DemoError, DemoOptions
+    from bipgw.demo._cluster import run_cluster_demo
+    from bipgw.demo._run import load_scripts
+
+    base = Path(tempfile.mkdtemp(prefix="bipgw-scaling-"))
+    options = DemoOptions(
+        directory=base,
+        cards=cards,
+        concurrency=concurrency,
+        seed=7,
+        nodes=nodes,
+        redis=args.redis,
+        postgres=args.postgres,
+        scripts=scripts,
+    )
+    log = io.StringIO()
+    profile = None
+    if args.profile is not None:
+        profile = args.profile / label
+        profile.mkdir(parents=True, exist_ok=True)
+    try:
+        summary = await run_cluster_demo(
+            reactor,
+            options,
+            log,
+            load_scripts(scripts),
+            base,
+            idle_probe=args.idle,
+            profile=profile,
+        )
+    except DemoError as e:
+        raise SystemExit(f"the {nodes}-node run failed: {e}\n{log.getvalue()}") from None
+    if args.verbose:
+        print(log.getvalue())
+    return summary
+
+
+def _report(label: str, summary: Any) -> dict[str, float]:
+    s = summary.sessions
+    per_session = s.apdus / max(1, s.ok)
+    cpu = sum(n.cpu or 0.0 for n in summary.nodes)
+    idle = sum((n.idle or 0.0) * s.elapsed for n in summary.nodes)
+    net = cpu - idle
+    print(
+        f"  {label}: {s.ok} sessions ok, {s.failed} failed, {s.apdus} APDUs in {s.elapsed:.1f} s"
+        f" ({(s.ok + s.failed) / s.elapsed:.1f} sessions/s, {s.apdus / s.elapsed:.0f} APDU/s"
+        f" wall clock); nodes' CPU {cpu:.2f} s, of which idle work {idle:.2f} s"
+        f" (setup p50 {_p(s.setup, 50)}, p99 {_p(s.setup, 99)}, max {_p(s.setup, 100)})"
+    )
+    for n in summary.nodes:
+        node_cpu = n.cpu or float("nan")
+        node_net = node_cpu - (n.idle or 0.0) * s.elapsed
+        print(
+            f"    {n.name}: {n.ok} sessions, {n.handshakes} card handshakes, CPU {node_cpu:.2f} s"
+            f" (idle {1000 * (n.idle or 0.0):.1f} ms/s): {n.ok / node_cpu:.0f} sessions and"
+            f" {n.ok * per_session / node_cpu:.0f} APDUs per node CPU second;"
+            f" without idle work {n.ok / node_net:.0f} and {n.ok * per_session / node_net:.0f}"
+        )
+    print(
+        f"    all nodes: {s.ok / cpu:.0f} sessions and {s.apdus / cpu:.0f} APDUs per node CPU"
+        f" second ({cpu / max(1, s.ok) * 1000:.2f} ms of node CPU per session); without idle"
+        f" work {s.ok / net:.0f} and {s.apdus / net:.0f} ({net / max(1, s.ok) * 1000:.2f} ms)"
+    )
+    if summary.problems or not summary.all_ok:
+        print(f"    NOT ALL OK: {summary.problems} {s.reasons}")
+    return {"sessions": s.ok, "apdus": s.apdus, "cpu": net}
+
+
+def _p(values: Any, p: float) -> str:
+    from bipgw.demo import percentile
+
+    return f"{percentile(values, p) * 1000:.0f} ms" if values else "-"
+
+
+def scaling(args: argparse.Namespace) -> None:
+    from bipgw.demo import EXAMPLES, examples_directory
+
+    print(
+        f"bench.cluster scaling, {time.strftime('%Y-%m-%d %H:%M')},"
+        f" {platform.processor() or 'cpu'}, {os.cpu_count()} cores,"
+        f" load average {os.getloadavg()[0]:.2f}"
+    )
+    examples = examples_directory()
+    with tempfile.TemporaryDirectory(prefix="bipgw-scaling-script-") as tmp:
+        one = Path(tmp) / "select-isd.apdu"
+        one.write_text(_ONE_APDU)
+        workloads = {
+            "setup": (one,),
+            "apdu": tuple(examples / name for name in EXAMPLES),
+        }
+        if args.workload != "both":
+            workloads = {args.workload: workloads[args.workload]}
+        counts = (1, args.nodes) if args.compare else (args.nodes,)
+        results: dict[tuple[str, int], dict[str, float]] = {}
+
+        async def runs(reactor: Any) -> None:
+            for rep in range(args.runs):
+                for work, scripts in workloads.items():
+                    for nodes in counts:
+                        load = os.getloadavg()[0]
+                        print(f"run {rep + 1}, {work} workload, {nodes} node(s), load {load:.2f}:")
+                        t0 = time.process_time()
+                        summary = await _run_cluster(
+                            reactor,
+                            nodes,
+                            args.cards,
+                            args.concurrency,
+                            scripts,
+                            args,
+                            f"run{rep + 1}-{work}-{nodes}",
+                        )
+                        own = time.process_time() - t0
+                        figures = _report(f"{nodes} node(s)", summary)
+                        print(f"    this process (fleet + platform clients): CPU {own:.2f} s")
+                        key = (work, nodes)
+                        best = results.get(key)
+                        if best is None or figures["cpu"] / figures["sessions"] < (
+                            best["cpu"] / best["sessions"]
+                        ):
+                            results[key] = figures
+
+        from twisted.internet.defer import Deferred
+        from twisted.internet.task import react
+
+        try:
+            react(lambda reactor: Deferred.fromCoroutine(runs(reactor)))
+        except SystemExit as e:
+            if e.code:
+                raise
+        if set(results) != {(w, n) for w in ("setup", "apdu") for n in (1, args.nodes)}:
+            return
+        print("best run of each (least node CPU per session, idle work taken off):")
+        for nodes in (1, args.nodes):
+            setup, apdu = results[("setup", nodes)], results[("apdu", nodes)]
+            per_setup = setup["cpu"] / setup["sessions"]
+            per_apdu_session = apdu["cpu"] / apdu["sessions"]
+            extra = apdu["apdus"] / apdu["sessions"] - setup["apdus"] / setup["sessions"]
+            marginal = (per_apdu_session - per_setup) / extra
+            print(
+                f"  {nodes} node(s): {1 / per_setup:.0f} sessions per node CPU second"
+                f" ({per_setup * 1000:.2f} ms a session of one APDU);"
+                f" {apdu['apdus'] / apdu['cpu']:.0f} APDUs per node CPU second in 26-APDU"
+                f" sessions; one more APDU costs {marginal * 1000:.3f} ms"
+                f" ({1 / marginal:.0f} APDUs per node CPU second)"
+            )
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["_node"]:
@@ -246,9 +422,34 @@ def main(argv: list[str] | None = None) -> None:
     start.add_argument("--runs", type=int, default=3)
     start.add_argument("--database", default=DATABASE)
     start.add_argument("--keep", action="store_true", help="keep the database afterwards")
+    scale = sub.add_parser("scaling", help="one node vs several: per node CPU second")
+    scale.add_argument("--nodes", type=int, default=3)
+    scale.add_argument("--cards", type=int, default=200)
+    scale.add_argument("--concurrency", type=int, default=30)
+    scale.add_argument("--runs", type=int, default=1)
+    scale.add_argument("--redis", default="redis://127.0.0.1:6379/14")
+    scale.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/test")
+    scale.add_argument(
+        "--idle", type=float, default=10.0, help="seconds to measure the nodes' idle CPU"
+    )
+    scale.add_argument(
+        "--profile",
+        type=Path,
+        help="a directory for each node's cProfile statistics (NAME.prof, twistd --profile)",
+    )
+    scale.add_argument("--workload", choices=("setup", "apdu", "both"), default="both")
+    scale.add_argument(
+        "--no-compare",
+        dest="compare",
+        action="store_false",
+        help="run --nodes nodes only, not one node too",
+    )
+    scale.add_argument("--verbose", action="store_true", help="print each run's demo output")
     args = parser.parse_args(argv)
     if args.what == "startup":
         startup(args)
+    elif args.what == "scaling":
+        scaling(args)
 
 
 if __name__ == "__main__":

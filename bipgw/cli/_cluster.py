@@ -39,7 +39,7 @@ def run(
     """Run a parsed C{bipgw cluster} command."""
     from twisted.internet.task import react
 
-    from bipgw.cluster import ClusterRedis, RedisAddress, list_nodes
+    from bipgw.cluster import ClusterRedis, RedisAddress, list_nodes, status_lines
 
     path = getattr(args, "config", None) or environ.get(CONFIG_ENV) or DEFAULT_CONFIG_NAME
     config = Config.from_file(path)
@@ -61,13 +61,8 @@ def run(
                 return
             finally:
                 await redis.disconnect()
-            stdout.write(f"cluster on {address}: {len(nodes)} node(s)\n")
-            stdout.write(f"{'node':16} {'state':6} {'beat':>8} {'admin':22} sessions cards\n")
-            for n in nodes:
-                state = "alive" if n.alive else "DEAD"
-                stdout.write(
-                    f"{n.name:16} {state:6} {n.age:7.1f}s {n.admin:22} {n.sessions:8} {n.cards:5}\n"
-                )
+            for line in status_lines(address, nodes):
+                stdout.write(line + "\n")
             status = 0
 
         return ensureDeferred(go())

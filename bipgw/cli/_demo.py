@@ -19,6 +19,8 @@ from typing import Any, TextIO
 
 from twisted.internet.defer import Deferred
 
+from bipgw.demo._options import DEFAULT_POSTGRES, DEFAULT_REDIS
+
 __all__ = ["add_parser", "run"]
 
 
@@ -58,6 +60,28 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="run one campaign over the fleet (one card in 20 faulty) and print its summary;"
         " exit 0 only if every card ended as expected",
     )
+    nodes = demo.add_argument_group(
+        "several nodes",
+        "With --nodes N (2 or more), N gateway processes run as one cluster on Redis and"
+        " PostgreSQL (docs/cluster.md); the demo creates a database of its own on the"
+        " PostgreSQL server and drops it at the end.",
+    )
+    nodes.add_argument(
+        "--nodes",
+        type=int,
+        default=1,
+        metavar="N",
+        help="gateway nodes, each its own process (default 1: one gateway, SQLite, no Redis)",
+    )
+    nodes.add_argument(
+        "--redis", metavar="URL", help=f"the Redis the nodes share (default {DEFAULT_REDIS})"
+    )
+    nodes.add_argument(
+        "--postgres",
+        metavar="URL",
+        help="a PostgreSQL server the demo may create a database on, and the database to"
+        f" connect to for that (default {DEFAULT_POSTGRES})",
+    )
     return demo
 
 
@@ -76,6 +100,9 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
 
     stdout = sys.stdout if out is None else out
     stderr = sys.stderr if err is None else err
+    if args.nodes < 2 and (args.redis or args.postgres):
+        stderr.write("bipgw: error: --redis and --postgres are for --nodes 2 or more\n")
+        return 1
     try:
         base = demo_directory(Path(args.directory) if args.directory else None)
     except DemoError as e:
@@ -99,6 +126,9 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
         serve=args.serve,
         derived_keys=args.derived_keys,
         campaign=args.campaign,
+        nodes=args.nodes,
+        redis=args.redis or DEFAULT_REDIS,
+        postgres=args.postgres or DEFAULT_POSTGRES,
     )
     status = [1]
 

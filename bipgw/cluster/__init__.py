@@ -22,7 +22,14 @@ from bipgw.cluster._forwarding import FORWARD_TIMEOUT, SessionForwarding
 from bipgw.cluster._invalidation import KeyInvalidation
 from bipgw.cluster._limits import TOKEN_TTL, RedisTenantLimits
 from bipgw.cluster._locks import LOCK_TTL, RedisCardLocks
-from bipgw.cluster._nodes import BEAT_EVERY, NODE_TIMEOUT, NodeHeartbeat, NodeInfo, list_nodes
+from bipgw.cluster._nodes import (
+    BEAT_EVERY,
+    NODE_TIMEOUT,
+    NodeHeartbeat,
+    NodeInfo,
+    list_nodes,
+    status_lines,
+)
 from bipgw.cluster._reaper import NodeReaper
 from bipgw.cluster._recovery import end_node_sessions_left_open
 from bipgw.cluster._redis import ClusterRedis, RedisAddress, RedisUnreachableError
@@ -51,4 +58,5 @@ __all__ = [
     "SessionRegistry",
     "end_node_sessions_left_open",
     "list_nodes",
+    "status_lines",
 ]

@@ -3,8 +3,13 @@
 
 A node that imports cards (or rotates a card's keys) publishes on the
 channel C{bipgw:keys} its name and either one ICCID or C{*} (every card).
-A node sending a push publishes C{+ICCID}: every node reads that card's
-keys, so the card may answer the push on any node.
+A node sending a push publishes C{+ICCID ADDRESS}, the admin address the push
+names: the nodes that name the same address in their own pushes (a load
+balancer's, or a NAT's, in front of them all) read that card's keys, so the
+card may answer the push on any of them.  A node whose own address is
+another does not: the card is not sent to it (the usual case, each node
+naming its own address, costs no other node anything).  A message without
+an address (an older node) makes every node read the keys.
 Every other node then re-reads that card's keys, or every card it holds
 (L{bipgw.scp81.CardKeyCache.refresh}), so a handshake or a push never uses
 a key the database no longer has.  A node that was cut off from Redis
@@ -13,6 +18,7 @@ a key the database no longer has.  A node that was cut off from Redis
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from twisted.internet.defer import Deferred
@@ -47,15 +53,25 @@ class KeyInvalidation:
     @param redis: the node's Redis connections.
     @param node: this node's name (its own messages are skipped).
     @param cache: the node's key cache.
+    @param advertised: this node's public admin address, the one its pushes
+        name (C{host:port}); C{None}: every other node's push is prefetched.
     """
 
     _log = Logger()
 
-    def __init__(self, redis: ClusterRedis, node: str, cache: KeyCache) -> None:
+    def __init__(
+        self,
+        redis: ClusterRedis,
+        node: str,
+        cache: KeyCache,
+        advertised: Callable[[], str] | None = None,
+    ) -> None:
         self._redis = redis
+        self._advertised = advertised
         self.node = node
         self._cache = cache
         self.received = 0
+        self.skipped = 0
         self._stopped = False
 
     def start(self) -> None:
@@ -72,8 +88,10 @@ class KeyInvalidation:
 
     def prefetch(self, iccid: str) -> Deferred[Any]:
         """Ask the other nodes to read card C{iccid}'s keys now (its push is
-        going out, and the card may connect to any node)."""
-        return self._redis.publish(CHANNEL, f"{self.node} +{iccid}")
+        going out, and the card may connect to any node naming the same
+        admin address as this one)."""
+        where = "" if self._advertised is None else f" {self._advertised()}"
+        return self._redis.publish(CHANNEL, f"{self.node} +{iccid}{where}")
 
     def _message(self, text: str) -> None:
         origin, _, what = text.partition(" ")
@@ -81,8 +99,12 @@ class KeyInvalidation:
             return
         self.received += 1
         if what.startswith("+"):
-            if what[1:] not in self._cache:
-                self._cache.load_cards([what[1:]])
+            iccid, _, address = what[1:].partition(" ")
+            if address and self._advertised is not None and address != self._advertised():
+                self.skipped += 1
+                return  # the card is told another address than this node's
+            if iccid not in self._cache:
+                self._cache.load_cards([iccid])
         elif what == "*":
             self._cache.refresh()
         else:

@@ -24,7 +24,14 @@ from twisted.logger import Logger
 from bipgw.cluster._redis import PREFIX, ClusterRedis
 from bipgw.cluster._registry import node_sessions_key
 
-__all__ = ["BEAT_EVERY", "NODE_TIMEOUT", "NodeHeartbeat", "NodeInfo", "list_nodes"]
+__all__ = [
+    "BEAT_EVERY",
+    "NODE_TIMEOUT",
+    "NodeHeartbeat",
+    "NodeInfo",
+    "list_nodes",
+    "status_lines",
+]
 
 BEAT_EVERY: Final = 2.0
 """Seconds between two heartbeats of a node."""
@@ -107,6 +114,19 @@ def list_nodes(redis: ClusterRedis, node_timeout: float = NODE_TIMEOUT) -> Defer
     return redis.script(_LIST, [NODES], [f"{PREFIX}node:"]).addCallback(parse)
 
 
+def status_lines(where: object, nodes: list[NodeInfo]) -> list[str]:
+    """C{bipgw cluster status}'s table of C{nodes} (of the Redis at C{where}):
+    a header, then one line a node."""
+    lines = [
+        f"cluster on {where}: {len(nodes)} node(s)",
+        f"{'node':16} {'state':6} {'beat':>8} {'admin':22} sessions cards",
+    ]
+    for n in nodes:
+        state = "alive" if n.alive else "DEAD"
+        lines.append(f"{n.name:16} {state:6} {n.age:7.1f}s {n.admin:22} {n.sessions:8} {n.cards:5}")
+    return lines
+
+
 class NodeHeartbeat:
     """Beats for one node every L{BEAT_EVERY} seconds.
 
@@ -145,6 +165,10 @@ class NodeHeartbeat:
         self._up_since: float | None = None
         self.nodes = 1
         self.on_forgotten: Callable[[], object] | None = None
+
+    def address(self) -> str:
+        """This node's public admin address (C{host:port}), as it beats it."""
+        return self._admin()
 
     def beat(self) -> Deferred[None]:
         """One heartbeat now."""

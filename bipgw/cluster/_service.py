@@ -90,7 +90,9 @@ class ClusterNode(Service):
         """
         self._engine = engine
         self.registry = SessionRegistry(self.redis, self.node, engine, self._clock)
-        self.invalidation = KeyInvalidation(self.redis, self.node, keys)
+        self.invalidation = KeyInvalidation(
+            self.redis, self.node, keys, advertised=self.heartbeat.address
+        )
         self.cards = RelayedCards(engine, self.redis, self.node, self._clock)
         self.reaper.on_dead = self.cards.node_lost
         self.heartbeat.on_forgotten = self.registry.rewrite

@@ -48,15 +48,27 @@ demo, not the other way round.  Its modules: L{bipgw.demo._setup} (fleet and
 gateway), L{bipgw.demo._sessions} (the platform's sessions),
 L{bipgw.demo._summary} (progress and figures), L{bipgw.demo._campaign}
 (C{--campaign}: one campaign over the fleet instead of the sessions),
-L{bipgw.demo._run} (the run).
+L{bipgw.demo._run} (the run); with C{--nodes N}, L{bipgw.demo._cluster} runs
+the sessions over N gateway processes (L{bipgw.demo._nodes}) on Redis and a
+PostgreSQL database of the run's own (L{bipgw.demo._backends}).
 """
 
 from bipgw.demo._campaign import CampaignSummary
-from bipgw.demo._options import DEMO_SERVICE, DEMO_TENANT, TOKEN_NAME, DemoError, DemoOptions
+from bipgw.demo._cluster import ClusterSummary, NodeCounts
+from bipgw.demo._options import (
+    DEFAULT_POSTGRES,
+    DEFAULT_REDIS,
+    DEMO_SERVICE,
+    DEMO_TENANT,
+    TOKEN_NAME,
+    DemoError,
+    DemoOptions,
+)
 from bipgw.demo._run import (
     EXAMPLES,
     ISD_SCRIPT,
     LOG_NAME,
+    MAX_NODES,
     demo_directory,
     examples_directory,
     load_scripts,
@@ -66,17 +78,22 @@ from bipgw.demo._setup import platform_table, tune
 from bipgw.demo._summary import DemoProgress, DemoSummary, percentile
 
 __all__ = [
+    "DEFAULT_POSTGRES",
+    "DEFAULT_REDIS",
     "DEMO_SERVICE",
     "DEMO_TENANT",
     "EXAMPLES",
     "ISD_SCRIPT",
     "LOG_NAME",
+    "MAX_NODES",
     "TOKEN_NAME",
     "CampaignSummary",
+    "ClusterSummary",
     "DemoError",
     "DemoOptions",
     "DemoProgress",
     "DemoSummary",
+    "NodeCounts",
     "demo_directory",
     "examples_directory",
     "load_scripts",

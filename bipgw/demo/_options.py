@@ -17,6 +17,8 @@ from twisted.internet.defer import Deferred
 from bipgw.errors import BipGwError
 
 __all__ = [
+    "DEFAULT_POSTGRES",
+    "DEFAULT_REDIS",
     "DEMO_SERVICE",
     "DEMO_TENANT",
     "SECURE_SERVICE",
@@ -33,6 +35,13 @@ DEMO_SERVICE = "isd"
 #: The service with secure_apdus the derived-keys demo rotates card keys through.
 SECURE_SERVICE = "secure"
 TOKEN_NAME = "platform.token"
+
+DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
+"""The Redis the nodes of C{demo --nodes N} share unless C{--redis} names another."""
+DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
+"""The PostgreSQL server of C{demo --nodes N} (and the database connected to,
+to create the run's own) unless C{--postgres} names another: the local
+server's superuser."""
 
 
 class DemoError(BipGwError):
@@ -55,6 +64,11 @@ class DemoOptions:
         SCP03 keys over the air (C{bipgw keys rotate-card}).
     @ivar campaign: run one campaign over the fleet (some cards faulty)
         instead of the platform's sessions (L{bipgw.demo._campaign}).
+    @ivar nodes: gateway nodes; more than one runs them as separate
+        processes of a cluster on Redis and PostgreSQL (L{bipgw.demo._cluster}).
+    @ivar redis: the Redis URL the nodes share (with C{nodes} > 1).
+    @ivar postgres: a PostgreSQL server URL the demo may create its own
+        database on (with C{nodes} > 1).
     @ivar scripts: the APDU scripts each session replays; C{None} means
         L{EXAMPLES<bipgw.demo.EXAMPLES>} from the checkout
         (L{examples_directory<bipgw.demo.examples_directory>}).
@@ -67,6 +81,9 @@ class DemoOptions:
     serve: bool = False
     derived_keys: bool = False
     campaign: bool = False
+    nodes: int = 1
+    redis: str = DEFAULT_REDIS
+    postgres: str = DEFAULT_POSTGRES
     scripts: tuple[Path, ...] | None = None
 
 

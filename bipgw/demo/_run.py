@@ -26,6 +26,7 @@ from bipgw.demo._campaign import (
     fleet_iccids,
     run_campaign,
 )
+from bipgw.demo._cluster import ClusterSummary, run_cluster_demo
 from bipgw.demo._options import DemoError, DemoOptions
 from bipgw.demo._sessions import PlatformRun
 from bipgw.demo._setup import DemoSetup
@@ -35,6 +36,7 @@ __all__ = [
     "EXAMPLES",
     "ISD_SCRIPT",
     "LOG_NAME",
+    "MAX_NODES",
     "demo_directory",
     "examples_directory",
     "load_scripts",
@@ -94,6 +96,10 @@ def load_scripts(paths: Sequence[Path]) -> tuple[Script, ...]:
         raise DemoError(f"cannot use the APDU script: {e}") from None
 
 
+#: The most gateway processes C{--nodes} starts (each is a Python process of
+#: its own; the machine running the demo runs them all).
+MAX_NODES = 9
+
 #: The demo's log file, in its directory (the terminal shows only progress).
 LOG_NAME = "demo.log"
 
@@ -119,8 +125,9 @@ async def run_demo(
     out: TextIO,
     *,
     serving: Deferred[None] | None = None,
-) -> DemoSummary | CampaignSummary:
-    """Run the demo (module docstring); fires with the sessions' summary.
+) -> DemoSummary | CampaignSummary | ClusterSummary:
+    """Run the demo (module docstring); fires with the sessions' summary
+    (with C{options.nodes} > 1, the cluster's: L{bipgw.demo._cluster}).
 
     @param serving: with C{options.serve}, awaited after the summary (fire
         it to stop); without one the demo serves until the reactor stops.
@@ -128,6 +135,13 @@ async def run_demo(
     """
     if options.cards < 1 or options.concurrency < 1:
         raise DemoError("--cards and --concurrency must be at least 1")
+    if not 1 <= options.nodes <= MAX_NODES:
+        raise DemoError(f"--nodes must be from 1 to {MAX_NODES}")
+    if options.nodes > 1 and (options.campaign or options.derived_keys or options.serve):
+        raise DemoError(
+            "--nodes runs the platform's sessions over a cluster: not with --campaign,"
+            " --derived-keys or --serve (those run on one node)"
+        )
     paths = options.scripts
     if paths is None:
         examples = examples_directory()
@@ -139,6 +153,9 @@ async def run_demo(
         out.write(text + "\n")
         out.flush()
 
+    if options.nodes > 1:
+        say(f"demo directory: {base}")
+        return await run_cluster_demo(reactor, options, out, scripts, base)
     setup = DemoSetup(reactor, options, say)
     platform = PlatformRun(reactor, say, cards=options.cards, concurrency=options.concurrency)
     say(f"demo directory: {base}")

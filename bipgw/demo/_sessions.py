@@ -78,6 +78,18 @@ class PlatformRun:
         """Per card, N at once: open a session, replay every script (a mismatch
         does not stop the others; a channel failure ends the session), close."""
         cards = [c.iccid for c in await gateway.store.list_cards(limit=self.cards)]
+        return await self.replay(cards, lambda _: client, scripts)
+
+    async def replay(
+        self,
+        cards: Sequence[str],
+        client_of: Callable[[str], PlatformClient],
+        scripts: Sequence[Script],
+        ended: Callable[[str, bool], None] | None = None,
+    ) -> DemoSummary:
+        """L{replay_all} with the cards given, each card's session opened
+        through the client C{client_of(iccid)}; C{ended(iccid, ok)} is called
+        as each session ends (before the progress line)."""
         n = len(cards)
         names = ", ".join(Path(s.name).name for s in scripts)
         self.say(
@@ -108,7 +120,7 @@ class PlatformRun:
             session: CardSession | None = None
             ok = False
             try:
-                session = await client.open_session(service=DEMO_SERVICE, iccid=iccid)
+                session = await client_of(iccid).open_session(service=DEMO_SERVICE, iccid=iccid)
                 setup.append(clock() - opened)
                 target = SessionTarget(session, iccid)
                 for script in scripts:
@@ -126,6 +138,8 @@ class PlatformRun:
                 failed(iccid, code, f"session failed: {e}")
                 if session is not None and not session.ended:
                     session.close().addErrback(lambda _: None)
+            if ended is not None:
+                ended(iccid, ok)
             line = progress.session(ok)
             if line is not None:
                 self.say(line)

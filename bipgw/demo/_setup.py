@@ -52,7 +52,7 @@ from bipgw.demo._options import (
 )
 from bipgw.errors import BipGwError
 from bipgw.keys import add_master_key, add_transport_key
-from bipgw.store import Role, SqlOperators, add_tenant, grant_service
+from bipgw.store import IStore, Role, SqlOperators, add_tenant, grant_service
 
 __all__ = ["DEMO_OPERATOR", "DemoSetup", "platform_table", "serve_tables", "tune"]
 
@@ -300,14 +300,7 @@ class DemoSetup:
     async def start(self, config: Config) -> Gateway:
         """Start the fleet and the gateway, import the fleet's files, add the
         platform tenant; fires once the gateway is bound to the fleet's SMSC."""
-        self.step(f"twistd -n simfleet --fleet {self.fleet_dir} --smsc tcp:{self.smsc_port}")
-        maker = _fleet_maker()
-        options = maker.options()
-        options.parseOptions(
-            ["--fleet", str(self.fleet_dir), "--smsc", f"tcp:{self.smsc_port}:interface=127.0.0.1"]
-        )
-        self.fleet = fleet = maker.makeService(options)
-        fleet.startService()
+        self.start_fleet()
         self.step(f"twistd -n bipgw --config {config.source}")
         self.gateway = gateway = build_gateway(config, self.reactor, exit_on_failure=False)
         gateway.startService()
@@ -326,7 +319,7 @@ class DemoSetup:
             )
             if not report.ok:
                 raise DemoError(f"importing {file} failed: {report.fatal or 'rejected lines'}")
-        await self.add_tenant(gateway, config)
+        await self.add_tenant(gateway.store, config)
         await within(self.reactor, gateway.when_bound(), 30.0, "binding to the SMSC")
         cards = await gateway.store.count_cards()
         self.say(
@@ -335,8 +328,20 @@ class DemoSetup:
         )
         return gateway
 
-    async def add_tenant(self, gateway: Gateway, config: Config) -> None:
-        """Add the platform tenant (its token in a file) and grant it L{DEMO_SERVICE}."""
+    def start_fleet(self) -> None:
+        """Start the simulated fleet (its SMSC and cards) in this process."""
+        self.step(f"twistd -n simfleet --fleet {self.fleet_dir} --smsc tcp:{self.smsc_port}")
+        maker = _fleet_maker()
+        options = maker.options()
+        options.parseOptions(
+            ["--fleet", str(self.fleet_dir), "--smsc", f"tcp:{self.smsc_port}:interface=127.0.0.1"]
+        )
+        self.fleet = fleet = maker.makeService(options)
+        fleet.startService()
+
+    async def add_tenant(self, store: IStore, config: Config) -> None:
+        """Add the platform tenant (its token in a file) and grant it L{DEMO_SERVICE}
+        (in C{store}: the running gateway's, or the cluster's database)."""
         self.token_file = token_file = self.install / TOKEN_NAME
         # The sessions of the run all belong to this tenant: let them all be open.
         most = max(100, self.options.concurrency)
@@ -345,9 +350,7 @@ class DemoSetup:
             f" --max-sessions {most} --max-commands {most} -c {config.source}"
         )
         try:
-            token = await add_tenant(
-                gateway.store, DEMO_TENANT, max_sessions=most, max_commands=most
-            )
+            token = await add_tenant(store, DEMO_TENANT, max_sessions=most, max_commands=most)
         except BipGwError as e:
             raise DemoError(f"bipgw tenant add failed: {e}") from None
         token_file.touch(mode=0o600)
@@ -359,7 +362,7 @@ class DemoSetup:
             f" -c {config.source}"
         )
         try:
-            await grant_service(gateway.store, DEMO_TENANT, DEMO_SERVICE, isd_commands=["all"])
+            await grant_service(store, DEMO_TENANT, DEMO_SERVICE, isd_commands=["all"])
         except BipGwError as e:
             raise DemoError(f"bipgw service add failed: {e}") from None
         if self.options.derived_keys:
@@ -369,9 +372,7 @@ class DemoSetup:
                 f" --isd-commands put-key -c {config.source}"
             )
             try:
-                await grant_service(
-                    gateway.store, DEMO_TENANT, SECURE_SERVICE, isd_commands=["put-key"]
-                )
+                await grant_service(store, DEMO_TENANT, SECURE_SERVICE, isd_commands=["put-key"])
             except BipGwError as e:
                 raise DemoError(f"bipgw service add failed: {e}") from None
 

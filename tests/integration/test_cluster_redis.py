@@ -479,6 +479,9 @@ class StatusCommandTests(TestCase):
         ]
         for beat in beats:
             yield beat.beat()
+            # Beating on while the command starts (seconds on a loaded machine).
+            beat.start()
+            self.addCleanup(beat.stop)
         from twisted.internet.threads import deferToThread
 
         code, out, err = yield deferToThread(self._status, self._config(self.server.url))

@@ -13,6 +13,14 @@ taken up again: the cards a dead gateway left C{running} end as
 C{interrupted} (or, with an idempotent script, run again; see
 C{docs/campaigns.md}), and the running ones go on where they stopped.
 
+A campaign runs in one process at a time: the one holding its lease
+(L{ICampaignLeases}; one gateway alone holds them all).  In a cluster,
+every node looks every L{WATCH_EVERY} seconds for campaigns C{running} or
+C{paused} that no node holds (their node died: its leases expired) and
+takes them over as after a restart; and a pause, resume or cancel asked of
+a node that does not run the campaign is written in the database, where
+the node running it finds it at its next look.
+
 A tenant sees and acts on its own campaigns only; a campaign may use only
 the tenant's services, at most the tenant's (and the service's)
 C{max_sessions} at once.
@@ -20,6 +28,7 @@ C{max_sessions} at once.
 
 from __future__ import annotations
 
+import math
 import secrets
 from collections.abc import Callable, Sequence
 from typing import Any, Final
@@ -28,10 +37,12 @@ import attrs
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredList, fail, succeed
 from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import LoopingCall
 from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 
 from bipgw.app._campaign_cards import check_script
+from bipgw.app._campaign_leases import ICampaignEventBus, ICampaignLeases, LocalCampaignLeases
 from bipgw.core import (
     CampaignCard,
     CampaignError,
@@ -51,10 +62,16 @@ from bipgw.core import (
 )
 from bipgw.store import IStore, MemoryCampaignStore, SqlCampaignStore
 
-__all__ = ["MAX_CARDS", "CampaignService"]
+__all__ = ["MAX_CARDS", "WATCH_EVERY", "CampaignService"]
 
 MAX_CARDS: Final = 1_000_000
 """The most cards one campaign may target."""
+WATCH_EVERY: Final = 3.0
+"""Seconds between two looks (in a cluster) for campaigns to take over and
+for state changes other nodes wrote for this node's campaigns."""
+_QUIET: Final = 2 * WATCH_EVERY
+"""A campaign whose state this node changed this recently is not changed
+after what the database says (the database may not show the change yet)."""
 
 Listener = Callable[[CampaignEvent], object]
 
@@ -94,6 +111,8 @@ class CampaignService(Service):
     @param runner: tries one card.
     @param clock: the campaigns' time.
     @param new_id: makes campaign ids.
+    @param leases: which campaigns this process runs (default: all of them).
+    @param bus: the other processes' campaign events, and this one's to them.
     """
 
     name = "campaigns"
@@ -107,6 +126,8 @@ class CampaignService(Service):
         clock: IReactorTime,
         *,
         new_id: Callable[[], str] = lambda: "c-" + secrets.token_urlsafe(12),
+        leases: ICampaignLeases | None = None,
+        bus: ICampaignEventBus | None = None,
     ) -> None:
         self._store = store
         self.records = campaigns
@@ -119,6 +140,11 @@ class CampaignService(Service):
         self._waiting: list[Deferred[None]] = []
         self._stopping = False
         self._ratelog = RateLimitedLog(Logger(namespace="bipgw.campaigns"), clock)
+        self._leases: ICampaignLeases = leases or LocalCampaignLeases()
+        self._bus = bus
+        self._changed_at: dict[str, float] = {}
+        self._watch = LoopingCall(self._look)
+        self._watch.clock = clock
 
     # -- life ------------------------------------------------------------------------
 
@@ -126,10 +152,15 @@ class CampaignService(Service):
         super().startService()
         self._stopping = False
         self._outcome = None
+        self._leases.start(self._lease_lost)
+        if self._bus is not None:
+            self._bus.start(self._deliver)
         Deferred.fromCoroutine(self._take_up()).addBoth(self._taken_up)
 
     def _taken_up(self, outcome: Failure | None) -> None:
         self._outcome = outcome if isinstance(outcome, Failure) else True
+        if self._leases.shared and not self._stopping and not self._watch.running:
+            self._watch.start(WATCH_EVERY, now=False)
         waiting, self._waiting = self._waiting, []
         for d in waiting:
             if isinstance(outcome, Failure):
@@ -153,12 +184,76 @@ class CampaignService(Service):
             states=[CampaignState.RUNNING, CampaignState.PAUSED]
         )
         for record in found:
-            run = self._run_for(record)
-            await run.recover()
-            if record.state is CampaignState.RUNNING:
-                self._log.info(
-                    "campaign {id} ({name}): resuming", id=record.id, name=record.spec.name
-                )
+            await self._adopt(record)
+
+    async def _adopt(self, record: CampaignRecord, *, start: bool = True) -> CampaignRun | None:
+        """Run a campaign found C{running} or C{paused} that this process
+        does not run, if it gets its lease: its cards left C{running} are
+        recovered first (and, unless C{start} is false, a running one goes
+        on).  C{None} if another process holds it."""
+        run = self._runs.get(record.id)
+        if run is not None:
+            return run
+        if not await self._leases.acquire(record.id):
+            return None
+        if self._leases.shared:  # it may have changed while another node held it
+            record = await self.records.get_campaign(record.id) or record
+        if record.state.terminal or record.id in self._runs:
+            if record.state.terminal:
+                self._leases.release(record.id)
+            return self._runs.get(record.id)
+        run = self._run_for(record)
+        await run.recover()
+        if start and record.state is CampaignState.RUNNING:
+            self._log.info("campaign {id} ({name}): resuming", id=record.id, name=record.spec.name)
+            await run.start()
+        return run
+
+    def _lease_lost(self, campaign_id: str) -> None:
+        run = self._runs.pop(campaign_id, None)
+        if run is not None:
+            run.stop()
+
+    def _look(self) -> Deferred[None]:
+        d = Deferred.fromCoroutine(self._follow_others())
+        d.addErrback(
+            lambda f: self._log.warn(
+                "looking for campaigns to take over failed: {why}", why=f.getErrorMessage()
+            )
+        )
+        return d
+
+    async def _follow_others(self) -> None:
+        """One look (a cluster): take over the campaigns no node runs, and
+        follow the state changes other nodes wrote for this node's."""
+        found = await self.records.list_campaigns(
+            states=[CampaignState.RUNNING, CampaignState.PAUSED]
+        )
+        listed = {record.id: record.state for record in found}
+        mine = dict(self._runs)  # a lost lease's campaign is no longer there
+        for cid, run in list(mine.items()):
+            if cid not in listed and not run.state.terminal:
+                record = await self.records.get_campaign(cid)
+                if record is not None and record.state is CampaignState.CANCELLED:
+                    listed[cid] = CampaignState.CANCELLED
+        now = self._clock.seconds()  # after the reads: a change of ours since is quiet
+        for record in found:
+            if self._stopping:
+                return
+            if record.id not in self._runs:
+                await self._adopt(record)
+        for cid, run in mine.items():
+            want = listed.get(cid)
+            if self._stopping or want is None or want is run.state:
+                continue
+            if now - self._changed_at.get(cid, -math.inf) < _QUIET:
+                continue
+            self._log.info("campaign {id}: {state} on another node", id=cid, state=want.value)
+            if want is CampaignState.CANCELLED:
+                await run.cancel()
+            elif want is CampaignState.PAUSED:
+                await run.pause()
+            elif want is CampaignState.RUNNING:
                 await run.start()
 
     def stopService(self) -> Deferred[None]:
@@ -166,6 +261,11 @@ class CampaignService(Service):
         sessions (C{shutdown}) and are written before the store closes."""
         super().stopService()
         self._stopping = True
+        if self._watch.running:
+            self._watch.stop()
+        self._leases.stop()
+        if self._bus is not None:
+            self._bus.stop()
         for run in self._runs.values():
             run.stop()
         self._ratelog.flush()
@@ -185,16 +285,29 @@ class CampaignService(Service):
 
         return unsubscribe
 
-    def _event(self, event: CampaignEvent) -> None:
+    def _deliver(self, event: CampaignEvent) -> None:
         for listener in list(self._listeners):
             try:
                 listener(event)
             except Exception:
                 self._log.failure("a campaign event listener failed")
+
+    def _event(self, event: CampaignEvent) -> None:
+        """An event of a campaign this process runs."""
+        self._deliver(event)
+        if self._bus is not None:
+            self._bus.publish(event)
+        if event.card is None:
+            self._changed_at[event.campaign_id] = self._clock.seconds()
         if event.card is None and event.state.terminal:
             run = self._runs.get(event.campaign_id)
             if run is not None:
-                run.when_done().addCallback(lambda _: self._runs.pop(event.campaign_id, None))
+                run.when_done().addCallback(lambda _: self._ended(event.campaign_id))
+
+    def _ended(self, campaign_id: str) -> None:
+        self._runs.pop(campaign_id, None)
+        self._changed_at.pop(campaign_id, None)
+        self._leases.release(campaign_id)
 
     def _run_for(self, record: CampaignRecord) -> CampaignRun:
         run = self._runs.get(record.id)
@@ -328,7 +441,11 @@ class CampaignService(Service):
         self._check_grant(tenant, record.spec)
         if self._stopping:
             raise CampaignError("the gateway is stopping", code="unavailable")
-        run = self._run_for(record)
+        run = await self._local_run(record)
+        if run is None:
+            raise CampaignError(
+                f"campaign {campaign_id} is being started on another node", code="campaign-state"
+            )
         await run.start()
         return run.campaign
 
@@ -340,7 +457,9 @@ class CampaignService(Service):
                 f"campaign {campaign_id} is {record.state.value}: only a running one pauses",
                 code="campaign-state",
             )
-        run = self._run_for(record)
+        run = await self._local_run(record)
+        if run is None:
+            return await self._elsewhere(record, CampaignState.PAUSED)
         await run.pause()
         return run.campaign
 
@@ -352,7 +471,9 @@ class CampaignService(Service):
                 f"campaign {campaign_id} is {record.state.value}: only a paused one resumes",
                 code="campaign-state",
             )
-        run = self._run_for(record)
+        run = await self._local_run(record)
+        if run is None:
+            return await self._elsewhere(record, CampaignState.RUNNING)
         await run.resume()
         return run.campaign
 
@@ -363,9 +484,33 @@ class CampaignService(Service):
             raise CampaignError(
                 f"campaign {campaign_id} is already {record.state.value}", code="campaign-state"
             )
-        run = self._run_for(record)
+        run = await self._local_run(record)
+        if run is None:
+            return await self._elsewhere(record, CampaignState.CANCELLED)
         await run.cancel()
         return run.campaign
+
+    async def _local_run(self, record: CampaignRecord) -> CampaignRun | None:
+        """This process's scheduler for a campaign, taking its lease (a
+        running or paused one no node runs is recovered first, not
+        started); C{None} when another node runs it."""
+        run = self._runs.get(record.id)
+        if run is not None:
+            return run
+        if record.state in (CampaignState.RUNNING, CampaignState.PAUSED):
+            return await self._adopt(record, start=False)
+        if not await self._leases.acquire(record.id):
+            return None
+        return self._run_for(record)
+
+    async def _elsewhere(self, record: CampaignRecord, state: CampaignState) -> CampaignRecord:
+        """A campaign another node runs: the new state is written in the
+        database, where that node finds it within L{WATCH_EVERY} seconds."""
+        now = self._clock.seconds()
+        await self.records.set_state(record.id, state, now)
+        if state is CampaignState.CANCELLED:
+            await self.records.cancel_pending(record.id, now)
+        return attrs.evolve(record, state=state, updated_at=now)
 
     async def status(
         self, tenant: TenantGrant, campaign_id: str

@@ -69,7 +69,7 @@ MAX_CARDS: Final = 1_000_000
 WATCH_EVERY: Final = 3.0
 """Seconds between two looks (in a cluster) for campaigns to take over and
 for state changes other nodes wrote for this node's campaigns."""
-_QUIET: Final = 2 * WATCH_EVERY
+_QUIET: Final = WATCH_EVERY
 """A campaign whose state this node changed this recently is not changed
 after what the database says (the database may not show the change yet)."""
 

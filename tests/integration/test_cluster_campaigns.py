@@ -27,12 +27,16 @@ from typing import Any
 
 import pytest
 from twisted.internet import reactor
+from twisted.internet.defer import gatherResults
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
 from bipgw.app import build_gateway
 from bipgw.client import CampaignClient
+from bipgw.cluster import ClusterRedis, RedisAddress
+from bipgw.cluster._campaign_lease import CampaignEventBus, RedisCampaignLeases
 from bipgw.config import Config, init_install
+from bipgw.core import CampaignEvent, CampaignState
 from bipgw.keys import add_transport_key
 from bipgw.store import add_tenant, grant_service
 from simcard.fleet import FleetConfig, FleetService, generate_fleet
@@ -202,3 +206,72 @@ class CampaignTakeoverTests(TestCase):
         after = collections.Counter({i: n - before.get(i, 0) for i, n in seen.items()})
         self.assertGreater(sum(after.values()), 0)
         self.assertIn(("campaign", {"campaign": cid, "state": "completed"}), events)
+
+
+async def sleep(seconds: float) -> None:
+    await deferLater(reactor, seconds, lambda: None)
+
+
+class RedisLeaseTests(TestCase):
+    """The campaign leases and events on a real redis-server."""
+
+    timeout = 60
+
+    async def _nodes(self, count: int) -> list[ClusterRedis]:
+        server = RedisServer()
+        self.addCleanup(server.stop)
+        server.start()
+        nodes = []
+        for _ in range(count):
+            redis = ClusterRedis(RedisAddress.from_url(server.url), reactor)
+            self.addCleanup(redis.disconnect)
+            nodes.append(redis)
+        await gatherResults([n.connect() for n in nodes])
+        return nodes
+
+    async def test_oneHolderRenewedThenTakenOver(self) -> None:
+        """A lease has one holder at a time (it may take it again); renewed it
+        outlives its expiry; once its node stops renewing, another node takes
+        it, and the first one's next renewal reports it lost."""
+        ra, rb = await self._nodes(2)
+        a = RedisCampaignLeases(ra, "a", reactor, ttl=1.0, renew_every=0.3)
+        b = RedisCampaignLeases(rb, "b", reactor, ttl=1.0, renew_every=0.3)
+        lost: list[str] = []
+        a.start(lost.append)
+        self.addCleanup(a.stop)
+        self.assertTrue(await a.acquire("c-1"))
+        self.assertFalse(await b.acquire("c-1"))
+        self.assertTrue(await a.acquire("c-1"))
+        await sleep(1.6)
+        self.assertFalse(await b.acquire("c-1"))
+        self.assertEqual(a.held, {"c-1"})
+        a.stop()  # as if node a were killed
+        await sleep(1.3)
+        self.assertTrue(await b.acquire("c-1"))
+        await a.renew()
+        self.assertEqual((a.held, lost), (frozenset(), ["c-1"]))
+        b.release("c-1")
+        await sleep(0.1)
+        self.assertEqual(await rb.call("EXISTS", "bipgw:campaign:c-1"), 0)
+
+    async def test_concurrentAcquiresOneWinner(self) -> None:
+        redises = await self._nodes(4)
+        leases = [RedisCampaignLeases(r, f"n{i}", reactor) for i, r in enumerate(redises)]
+        results = await gatherResults([lease.acquire("c-2") for lease in leases for _ in range(5)])
+        self.assertEqual(len({leases[i // 5].node for i, ok in enumerate(results) if ok}), 1)
+
+    async def test_eventsReachTheOtherNodes(self) -> None:
+        """An event one node publishes reaches the others, not itself; a
+        message that is not an event is dropped."""
+        ra, rb, rc = await self._nodes(3)
+        heard: dict[str, list[CampaignEvent]] = {"a": [], "b": [], "c": []}
+        buses = [CampaignEventBus(r, n) for r, n in ((ra, "a"), (rb, "b"), (rc, "c"))]
+        for bus in buses:
+            bus.start(heard[bus.node].append)
+            self.addCleanup(bus.stop)
+        await sleep(0.5)
+        event = CampaignEvent("c-3", CampaignState.COMPLETED)
+        buses[0].publish(event)
+        await ra.publish("campaigns", "not json")
+        await sleep(0.3)
+        self.assertEqual(heard, {"a": [], "b": [event], "c": [event]})

@@ -15,6 +15,7 @@ of a node that does not run the campaign is written in the database
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Final
 
 import attrs
@@ -46,9 +47,8 @@ class CampaignTakeover:
     _runs: dict[str, CampaignRun]
     _changed_at: dict[str, float]
     _stopping: bool
-
-    def _run_for(self, record: CampaignRecord) -> CampaignRun:
-        raise NotImplementedError
+    #: The scheduler of a campaign in this process (made if needed).
+    _run_for: Callable[[CampaignRecord], CampaignRun]
 
     async def _adopt(self, record: CampaignRecord, *, start: bool = True) -> CampaignRun | None:
         """Run a campaign found C{running} or C{paused} that this process

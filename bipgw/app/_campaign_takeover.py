@@ -141,3 +141,14 @@ class CampaignTakeover:
         if state is CampaignState.CANCELLED:
             await self.records.cancel_pending(record.id, now)
         return attrs.evolve(record, state=state, updated_at=now)
+
+    async def _settled(self, run: CampaignRun) -> CampaignRecord:
+        """After a command on a campaign this process runs: in a cluster, its
+        state is written again even if the command changed nothing here (a
+        resume of a campaign another node just paused in the database would
+        otherwise be undone at the next look)."""
+        if self._leases.shared:
+            now = self._clock.seconds()
+            self._changed_at[run.campaign.id] = now
+            await self.records.set_state(run.campaign.id, run.state, now)
+        return run.campaign

@@ -385,7 +385,7 @@ class CampaignService(CampaignTakeover, Service):
         if run is None:
             return await self._elsewhere(record, CampaignState.PAUSED)
         await run.pause()
-        return run.campaign
+        return await self._settled(run)
 
     async def resume(self, tenant: TenantGrant, campaign_id: str) -> CampaignRecord:
         """Start new cards again."""
@@ -399,7 +399,7 @@ class CampaignService(CampaignTakeover, Service):
         if run is None:
             return await self._elsewhere(record, CampaignState.RUNNING)
         await run.resume()
-        return run.campaign
+        return await self._settled(run)
 
     async def cancel(self, tenant: TenantGrant, campaign_id: str) -> CampaignRecord:
         """Stop for good: cards not started end as C{cancelled}."""
@@ -412,7 +412,7 @@ class CampaignService(CampaignTakeover, Service):
         if run is None:
             return await self._elsewhere(record, CampaignState.CANCELLED)
         await run.cancel()
-        return run.campaign
+        return await self._settled(run)
 
     async def status(
         self, tenant: TenantGrant, campaign_id: str

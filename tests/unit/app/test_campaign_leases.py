@@ -211,6 +211,22 @@ class TwoNodesTests(SynchronousTestCase):
         self.assertEqual(self.states(cid), {"succeeded": 4, "cancelled": 2})
         self.assertEqual(self.runners["b"].tries, [])
 
+    def test_laterCommandOnTheHolderWins(self) -> None:
+        """Paused through B, then resumed on A before A looked: the resume
+        stands (A writes its state again), it is not undone by B's pause."""
+        cid = self.started_on_a()
+        self.look(2)
+        self.done(self.nodes["b"].pause(ACME, cid))
+        self.clock.advance(0.5)
+        resumed = self.done(self.nodes["a"].resume(ACME, cid))
+        self.assertIs(resumed.state, CampaignState.RUNNING)
+        self.look(3)
+        run = self.nodes["a"].run(cid)
+        assert run is not None
+        self.assertIs(run.state, CampaignState.RUNNING)
+        record = self.done(self.campaigns.get_campaign(cid))
+        self.assertIs(record.state, CampaignState.RUNNING)
+
     def test_lostLeaseStopsStarting(self) -> None:
         """A's lease taken from it (expired while it could not renew, and taken
         by B): A starts no more of its cards."""

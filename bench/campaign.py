@@ -8,12 +8,15 @@ script (SELECT the ISD, GET DATA IIN checked against the card's own
 target-file column, GET DATA CPLC) on every card, ``--rate`` sessions a
 second at most, ``--concurrency`` at once, two tries per card.
 
-``--faulty`` of the cards (5 % by default) are made faulty in the fleet's
-``fleet.toml`` before it starts, in turn: a wrong PSK (the TLS handshake
-fails) and no answer to the push; with ``--no-bearer`` the service falls
-back to SMS (``fallback = "sms"``) and the faults are no data bearer
-(reached over SMS-PP: it must succeed), no answer at all (``por-timeout``)
-and a card that refuses the push's counter (``por-error``).  The run checks
+``--faulty`` of the cards (5 % by default) are made faulty before the fleet
+starts, in turn: a wrong PSK (the TLS handshake fails), a wrong OTA key (the
+card holds another KID than the gateway got from the vendor file: it
+refuses the push's checksum with PoR ``01``, ``por-error``) and no answer to
+the push; with ``--no-bearer`` the service falls back to SMS (``fallback =
+"sms"``) and the faults are no data bearer (reached over SMS-PP: it must
+succeed), a wrong OTA key (``por-error``), no answer at all
+(``por-timeout``) and a card that refuses the push's counter
+(``por-error``).  The run checks
 that every healthy card succeeded with one try and that every faulty one ended
 as expected, and prints the wall time, the
 cards per second and the CPU used by the gateway and the fleet.  Results
@@ -70,6 +73,8 @@ def _faults(kinds: Sequence[str], sms: bool) -> dict[str, tuple[str, str]]:
         "ignore_push": ("ignore_push = true", silent),
         "no_bearer": ("no_bearer = true", "succeeded"),
         "replay": ('replay = "por"', "por-error"),
+        # Not a fleet.toml fault: the card's own keys are changed (_wrong_keys).
+        "wrong_key": ("", "por-error"),
     }
     return {k: table[k] for k in kinds}
 
@@ -98,22 +103,30 @@ class Bench:
             if len(fields) > 1 and fields[1].isdigit():
                 iccids.append(fields[1])
         if args.no_bearer:
-            kinds = ["no_bearer", "ignore_push", "replay"]
+            kinds = ["no_bearer", "wrong_key", "ignore_push", "replay"]
         else:
-            kinds = ["wrong_psk", "ignore_push"]
+            kinds = ["wrong_psk", "wrong_key", "ignore_push"]
         faults = _faults(kinds, args.no_bearer)
         every = max(1, round(100 / args.faulty)) if args.faulty > 0 else 0
         self.expected: dict[str, str] = {}
+        #: What the failure's detail must name, per card (the PoR status).
+        self.detail: dict[str, str] = {}
         lines = []
         turn = 0
+        wrong_keys = []
         for n, iccid in enumerate(iccids):
             if every and n % every == every // 2:
                 kind = kinds[turn % len(kinds)]
                 turn += 1
-                lines += ["", f"[faults.cards.{iccid}]", faults[kind][0]]
+                if kind == "wrong_key":
+                    wrong_keys.append(iccid)
+                    self.detail[iccid] = "RC_CC_DS_FAILED"
+                else:
+                    lines += ["", f"[faults.cards.{iccid}]", faults[kind][0]]
                 self.expected[iccid] = faults[kind][1]
             else:
                 self.expected[iccid] = "succeeded"
+        _wrong_keys(fleet_dir / "cards.db", wrong_keys)
         self.faulty = collections.Counter(kinds[i % len(kinds)] for i in range(turn))
         toml = fleet_dir / "fleet.toml"
         text = toml.read_text()
@@ -152,7 +165,7 @@ class Bench:
             text = _set(text, table, key, value)
         if args.no_bearer:
             text = _set(text, "services.isd", "fallback", '"sms"')
-            text = _set(text, "services.isd", "por_timeout", "5")
+            text = _set(text, "services.isd", "por_timeout", str(args.por_timeout))
         config_file.write_text(text)
         config = Config.from_file(config_file)
 
@@ -225,8 +238,13 @@ class Bench:
             got = "succeeded" if card.state.value == "succeeded" else str(card.reason)
             outcome[f"{card.state.value} {card.reason or ''}".strip()] += 1
             want = self.expected[card.iccid or ""]
-            if got != want or (want == "succeeded" and card.attempts != 1):
-                got_text = f"{card.state.value} {card.reason} x{card.attempts}"
+            named = self.detail.get(card.iccid or "", "")
+            if (
+                got != want
+                or (want == "succeeded" and card.attempts != 1)
+                or named not in (card.detail or "")
+            ):
+                got_text = f"{card.state.value} {card.reason} x{card.attempts} ({card.detail})"
                 wrong.append(f"{card.iccid}: {got_text}, expected {want}")
         return {
             "cards": len(cards),
@@ -249,6 +267,27 @@ class Bench:
             await self.fleet.ended
 
 
+def _wrong_keys(cards_db: Path, iccids: Sequence[str]) -> None:
+    """Give these cards another KID than the vendor file says: they refuse
+    the gateway's packets (a wrong checksum, PoR C{01})."""
+    import json
+    import sqlite3
+
+    if not iccids:
+        return
+    db = sqlite3.connect(str(cards_db))
+    try:
+        for iccid in iccids:
+            (text,) = db.execute("SELECT profile FROM cards WHERE iccid = ?", (iccid,)).fetchone()
+            profile = json.loads(text)
+            for keys in profile["ota"]:
+                keys["kid"] = bytes(b ^ 0x5A for b in bytes.fromhex(keys["kid"])).hex()
+            db.execute("UPDATE cards SET profile = ? WHERE iccid = ?", (json.dumps(profile), iccid))
+        db.commit()
+    finally:
+        db.close()
+
+
 def _own_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
@@ -261,6 +300,13 @@ def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--rate", type=float, default=200.0, help="sessions started per second")
     parser.add_argument("--concurrency", type=int, default=100, help="sessions at once")
     parser.add_argument("--card-timeout", type=float, default=5.0)
+    parser.add_argument(
+        "--por-timeout",
+        type=float,
+        default=15.0,
+        help="seconds an SMS script waits for its PoR (with --no-bearer; 5 was too short"
+        " for three round trips through the SMSC on a machine at load 13)",
+    )
     parser.add_argument(
         "--no-bearer", action="store_true", help="also no-bearer cards (SMS fallback)"
     )

@@ -23,11 +23,14 @@ dialling number hold them, F-padded) and the card's own columns.
 
 from __future__ import annotations
 
+import re
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
+import attrs
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
@@ -88,13 +91,37 @@ def _no_include(path: Path) -> str:
     raise ValueError("a campaign script cannot include files: put their lines in the script")
 
 
+#: A variable reference in a script (C{${NAME}}, C{${NAME[a:b]}}): its name.
+_REFERENCE = re.compile(r"\$\{([^}\[]*)")
+#: Scripts parsed lately, by text, name and the values of the variables they
+#: reference: the cards of a campaign whose referenced variables are equal
+#: (none, or a column shared by many cards) share one parse.
+_PARSED: OrderedDict[tuple[str, str, tuple[tuple[str, bytes | None], ...]], Script] = OrderedDict()
+_PARSED_MOST = 64
+
+
 def compile_script(text: str, name: str, variables: Mapping[str, bytes]) -> Script:
     """Parse a campaign script for one card.
+
+    The commands depend only on the values of the variables the script
+    references, so a parse is reused for the next card with the same ones
+    (the script is then read once rather than once per card; what the
+    result's C{variables} lists is this card's own).
 
     @raise ScriptError: anything wrong (an unknown variable, a bad APDU,
         an C{include}), named by line and column.
     """
-    return parse_script(text, name=name, variables=variables, read=_no_include)
+    used = sorted(set(_REFERENCE.findall(text)))
+    key = (text, name, tuple((n, variables.get(n)) for n in used))
+    script = _PARSED.get(key)
+    if script is None:
+        script = parse_script(text, name=name, variables=variables, read=_no_include)
+        _PARSED[key] = script
+        if len(_PARSED) > _PARSED_MOST:
+            _PARSED.popitem(last=False)
+        return script
+    _PARSED.move_to_end(key)
+    return attrs.evolve(script, variables={**script.variables, **variables})
 
 
 def check_script(text: str, cards: Sequence[CampaignCard]) -> None:

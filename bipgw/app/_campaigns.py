@@ -13,6 +13,14 @@ taken up again: the cards a dead gateway left C{running} end as
 C{interrupted} (or, with an idempotent script, run again; see
 C{docs/campaigns.md}), and the running ones go on where they stopped.
 
+A campaign runs in one process at a time: the one holding its lease
+(L{ICampaignLeases}; one gateway alone holds them all).  In a cluster,
+every node looks every L{WATCH_EVERY} seconds for campaigns C{running} or
+C{paused} that no node holds (their node died: its leases expired) and
+takes them over as after a restart; and a pause, resume or cancel asked of
+a node that does not run the campaign is written in the database, where
+the node running it finds it at its next look.
+
 A tenant sees and acts on its own campaigns only; a campaign may use only
 the tenant's services, at most the tenant's (and the service's)
 C{max_sessions} at once.
@@ -28,10 +36,13 @@ import attrs
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredList, fail, succeed
 from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import LoopingCall
 from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 
 from bipgw.app._campaign_cards import check_script
+from bipgw.app._campaign_leases import ICampaignEventBus, ICampaignLeases, LocalCampaignLeases
+from bipgw.app._campaign_takeover import WATCH_EVERY, CampaignTakeover
 from bipgw.core import (
     CampaignCard,
     CampaignError,
@@ -51,7 +62,7 @@ from bipgw.core import (
 )
 from bipgw.store import IStore, MemoryCampaignStore, SqlCampaignStore
 
-__all__ = ["MAX_CARDS", "CampaignService"]
+__all__ = ["MAX_CARDS", "WATCH_EVERY", "CampaignService"]
 
 MAX_CARDS: Final = 1_000_000
 """The most cards one campaign may target."""
@@ -85,7 +96,7 @@ def _cards(
     return cards
 
 
-class CampaignService(Service):
+class CampaignService(CampaignTakeover, Service):
     """The campaigns of the gateway (module docstring).
 
     @param store: the application database (cards of a vendor batch are
@@ -94,6 +105,8 @@ class CampaignService(Service):
     @param runner: tries one card.
     @param clock: the campaigns' time.
     @param new_id: makes campaign ids.
+    @param leases: which campaigns this process runs (default: all of them).
+    @param bus: the other processes' campaign events, and this one's to them.
     """
 
     name = "campaigns"
@@ -107,6 +120,8 @@ class CampaignService(Service):
         clock: IReactorTime,
         *,
         new_id: Callable[[], str] = lambda: "c-" + secrets.token_urlsafe(12),
+        leases: ICampaignLeases | None = None,
+        bus: ICampaignEventBus | None = None,
     ) -> None:
         self._store = store
         self.records = campaigns
@@ -119,6 +134,11 @@ class CampaignService(Service):
         self._waiting: list[Deferred[None]] = []
         self._stopping = False
         self._ratelog = RateLimitedLog(Logger(namespace="bipgw.campaigns"), clock)
+        self._leases: ICampaignLeases = leases or LocalCampaignLeases()
+        self._bus = bus
+        self._changed_at: dict[str, float] = {}
+        self._watch = LoopingCall(self._look)
+        self._watch.clock = clock
 
     # -- life ------------------------------------------------------------------------
 
@@ -126,10 +146,15 @@ class CampaignService(Service):
         super().startService()
         self._stopping = False
         self._outcome = None
+        self._leases.start(self._lease_lost)
+        if self._bus is not None:
+            self._bus.start(self._deliver)
         Deferred.fromCoroutine(self._take_up()).addBoth(self._taken_up)
 
     def _taken_up(self, outcome: Failure | None) -> None:
         self._outcome = outcome if isinstance(outcome, Failure) else True
+        if self._leases.shared and not self._stopping and not self._watch.running:
+            self._watch.start(WATCH_EVERY, now=False)
         waiting, self._waiting = self._waiting, []
         for d in waiting:
             if isinstance(outcome, Failure):
@@ -153,19 +178,18 @@ class CampaignService(Service):
             states=[CampaignState.RUNNING, CampaignState.PAUSED]
         )
         for record in found:
-            run = self._run_for(record)
-            await run.recover()
-            if record.state is CampaignState.RUNNING:
-                self._log.info(
-                    "campaign {id} ({name}): resuming", id=record.id, name=record.spec.name
-                )
-                await run.start()
+            await self._adopt(record)
 
     def stopService(self) -> Deferred[None]:
         """Start no new card; the tries under way end with the engine's
         sessions (C{shutdown}) and are written before the store closes."""
         super().stopService()
         self._stopping = True
+        if self._watch.running:
+            self._watch.stop()
+        self._leases.stop()
+        if self._bus is not None:
+            self._bus.stop()
         for run in self._runs.values():
             run.stop()
         self._ratelog.flush()
@@ -185,16 +209,29 @@ class CampaignService(Service):
 
         return unsubscribe
 
-    def _event(self, event: CampaignEvent) -> None:
+    def _deliver(self, event: CampaignEvent) -> None:
         for listener in list(self._listeners):
             try:
                 listener(event)
             except Exception:
                 self._log.failure("a campaign event listener failed")
+
+    def _event(self, event: CampaignEvent) -> None:
+        """An event of a campaign this process runs."""
+        self._deliver(event)
+        if self._bus is not None:
+            self._bus.publish(event)
+        if event.card is None:
+            self._changed_at[event.campaign_id] = self._clock.seconds()
         if event.card is None and event.state.terminal:
             run = self._runs.get(event.campaign_id)
             if run is not None:
-                run.when_done().addCallback(lambda _: self._runs.pop(event.campaign_id, None))
+                run.when_done().addCallback(lambda _: self._ended(event.campaign_id))
+
+    def _ended(self, campaign_id: str) -> None:
+        self._runs.pop(campaign_id, None)
+        self._changed_at.pop(campaign_id, None)
+        self._leases.release(campaign_id)
 
     def _run_for(self, record: CampaignRecord) -> CampaignRun:
         run = self._runs.get(record.id)
@@ -328,7 +365,11 @@ class CampaignService(Service):
         self._check_grant(tenant, record.spec)
         if self._stopping:
             raise CampaignError("the gateway is stopping", code="unavailable")
-        run = self._run_for(record)
+        run = await self._local_run(record)
+        if run is None:
+            raise CampaignError(
+                f"campaign {campaign_id} is being started on another node", code="campaign-state"
+            )
         await run.start()
         return run.campaign
 
@@ -340,9 +381,11 @@ class CampaignService(Service):
                 f"campaign {campaign_id} is {record.state.value}: only a running one pauses",
                 code="campaign-state",
             )
-        run = self._run_for(record)
+        run = await self._local_run(record)
+        if run is None:
+            return await self._elsewhere(record, CampaignState.PAUSED)
         await run.pause()
-        return run.campaign
+        return await self._settled(run)
 
     async def resume(self, tenant: TenantGrant, campaign_id: str) -> CampaignRecord:
         """Start new cards again."""
@@ -352,9 +395,11 @@ class CampaignService(Service):
                 f"campaign {campaign_id} is {record.state.value}: only a paused one resumes",
                 code="campaign-state",
             )
-        run = self._run_for(record)
+        run = await self._local_run(record)
+        if run is None:
+            return await self._elsewhere(record, CampaignState.RUNNING)
         await run.resume()
-        return run.campaign
+        return await self._settled(run)
 
     async def cancel(self, tenant: TenantGrant, campaign_id: str) -> CampaignRecord:
         """Stop for good: cards not started end as C{cancelled}."""
@@ -363,9 +408,11 @@ class CampaignService(Service):
             raise CampaignError(
                 f"campaign {campaign_id} is already {record.state.value}", code="campaign-state"
             )
-        run = self._run_for(record)
+        run = await self._local_run(record)
+        if run is None:
+            return await self._elsewhere(record, CampaignState.CANCELLED)
         await run.cancel()
-        return run.campaign
+        return await self._settled(run)
 
     async def status(
         self, tenant: TenantGrant, campaign_id: str

@@ -321,13 +321,22 @@ class Gateway(OrderedService):
             owners=self.session_owners,
             shared_limits=None if self.cluster is None else self.cluster.limits,
         )
+        leases: Any = None
+        bus: Any = None
         if self.cluster is not None:
+            # One node runs each campaign; a dead node's are taken over.
+            from bipgw.cluster._campaign_lease import CampaignEventBus, RedisCampaignLeases
+
+            leases = RedisCampaignLeases(self.cluster.redis, self.cluster.node, reactor)
+            bus = CampaignEventBus(self.cluster.redis, self.cluster.node)
             self.cluster.serve(self.tenancy)
         self.campaigns = CampaignService(
             store,
             campaign_store(store),
             EngineCardRunner(self.engine, self.tenancy, self.tenancy.tenants, reactor),  # type: ignore[arg-type]
             reactor,
+            leases=leases,
+            bus=bus,
         )
         self.doors = front_doors(
             config,

@@ -400,3 +400,98 @@ class RestartTests(TestCase):
         self.assertEqual((code, len(out.decode().splitlines())), (0, 81))
         child.send_signal(signal.SIGTERM)
         child.wait(timeout=60)
+
+
+class CliTests(TestCase):
+    """Every C{bipgw campaign} command against a running gateway, as the
+    command line parses it (in this process: C{_act}, what C{run} runs
+    under its own reactor)."""
+
+    timeout = 180
+
+    async def test_everyCommand(self) -> None:
+        import json
+
+        from bipgw.cli._campaigns import _act, _client
+        from bipgw.cli._main import _parser
+
+        loop = await start_loop(
+            Path(self.mktemp()), cards=6, sessions=SESSIONS, extra_config=fronts_toml()
+        )
+        self.addCleanup(stop_loop, loop)
+        store = loop.gateway.store
+        token = await add_tenant(store, "acme", max_sessions=10)
+        await grant_service(store, "acme", "isd", isd_commands=["all"])
+        base = Path(self.mktemp())
+        base.mkdir()
+        (base / "token").write_text(token + "\n")
+        (base / "script.apdu").write_text(SCRIPT)
+        iccids = loop.iccids
+        (base / "cards.csv").write_text(targets_csv(iccids[:4]))
+        msisdn = (await store.get_card(iccids[5])).msisdn
+        where = [
+            "--api",
+            f"http://127.0.0.1:{loop.gateway.http_api_port}",
+            "--token-file",
+            str(base / "token"),
+        ]
+
+        async def bipgw(*argv: str) -> str:
+            args = _parser().parse_args(["campaign", *argv, *where])
+            client = _client(args, {}, reactor)
+            out = io.StringIO()
+            try:
+                self.assertEqual(await _act(args, client, out, reactor), 0, argv)
+            finally:
+                await client.close()
+            return out.getvalue()
+
+        made = await bipgw(
+            "create",
+            str(base / "script.apdu"),
+            "--service",
+            "isd",
+            "--targets",
+            str(base / "cards.csv"),
+            "--iccid",
+            iccids[4],
+            "--rate",
+            "0.5",
+            "--concurrency",
+            "1",
+            "--attempts",
+            "2",
+            "--name",
+            "cli",
+        )
+        cid = made.split()[0]
+        self.assertIn("5 cards, service isd, created", made)
+        self.assertIn(f"{cid}  created", await bipgw("list"))
+        self.assertEqual(await bipgw("start", cid), f"{cid}: running\n")
+        self.assertEqual(await bipgw("pause", cid), f"{cid}: paused\n")
+        self.assertIn("paused", await bipgw("status", cid))
+        self.assertEqual(await bipgw("resume", cid), f"{cid}: running\n")
+        self.assertEqual(await bipgw("cancel", cid), f"{cid}: cancelled\n")
+        exported = json.loads(await bipgw("export", cid, "--format", "json"))
+        self.assertEqual([c["iccid"] for c in exported], [*iccids[:5]])
+        states = collections.Counter(c["state"] for c in exported)
+        self.assertEqual(sum(states.values()), 5)
+        self.assertGreater(states["cancelled"], 0)  # 0.5 cards/s: most never started
+        for card in exported:
+            if card["state"] == "succeeded":
+                self.assertEqual(card["rapdus"][1], f"4204{card['iccid'][:8]}9000")
+
+        # An MSISDN target, and the export written to a file.
+        (base / "msisdn.apdu").write_text("80 CA 00 42 00 => 9000 data: 42 04 *\n")
+        made = await bipgw(
+            "create", str(base / "msisdn.apdu"), "--service", "isd", "--msisdn", msisdn, "--start"
+        )
+        second = made.split()[0]
+        followed = await bipgw("status", second, "--follow", "--every", "0.2")
+        self.assertIn("1/1 completed: succeeded 1", followed.splitlines()[-1])
+        written = await bipgw("export", second, "--format", "csv", "-o", str(base / "out.csv"))
+        self.assertEqual(written, f"1 cards written to {base / 'out.csv'}\n")
+        rows = (base / "out.csv").read_text().splitlines()
+        self.assertEqual(len(rows), 2)
+        self.assertIn(iccids[5], rows[1])
+        self.assertIn("succeeded", rows[1])

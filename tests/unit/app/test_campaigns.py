@@ -177,3 +177,23 @@ class VariableTests(SynchronousTestCase):
 
     def test_checkScriptWithoutCards(self) -> None:
         check_script("00 A4 04 00 (${ICCID}) 00", [])
+
+    def test_parseSharedWhenReferencedValuesAreEqual(self) -> None:
+        """Cards whose referenced variables are equal share one parse (their
+        other variables may differ); a card with other values gets its own;
+        an error is raised for every card that has it."""
+        from bipgw.app._campaign_cards import compile_script
+        from bipgw.client import ScriptError
+
+        text = "set X = 01\n80 CA 00 42 00 => 9000 data: 42 04 ${IIN}\n00 B0 00 00 ${X[0:1]} 00\n"
+        first = compile_script(text, "c", {"IIN": b"\x89\x88\x21\x10", "ICCID": b"\x01"})
+        second = compile_script(text, "c", {"IIN": b"\x89\x88\x21\x10", "ICCID": b"\x02"})
+        self.assertIs(second.commands, first.commands)
+        self.assertEqual(second.variables["ICCID"], b"\x02")
+        other = compile_script(text, "c", {"IIN": b"\x89\x88\x21\x11", "ICCID": b"\x02"})
+        self.assertIsNot(other.commands, first.commands)
+        self.assertEqual(other.commands[0].apdu, first.commands[0].apdu)
+        self.assertNotEqual(other.commands[0].data, first.commands[0].data)
+        for _ in range(2):
+            with self.assertRaises(ScriptError):
+                compile_script(text, "c", {"ICCID": b"\x01"})

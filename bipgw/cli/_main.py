@@ -135,7 +135,7 @@ def _parser() -> argparse.ArgumentParser:
     master.add_argument("kind", metavar="KIND", help=", ".join(MASTER_KINDS))
     master.add_argument("label")
     master.add_argument("--length", type=int, default=16, choices=(16, 24, 32))
-    master.add_argument("--kvn", type=int, default=1, help="key version it serves (--kdf 1)")
+    master.add_argument("--kvn", type=int, help="key version it serves (--kdf 1 only; default 1)")
     master.add_argument(
         "--kdf", type=int, default=2, choices=(1, 2), help="derivation (docs/keys.md section 5)"
     )
@@ -146,7 +146,7 @@ def _parser() -> argparse.ArgumentParser:
     imported.add_argument("kind", metavar="KIND", help=", ".join(MASTER_KINDS))
     imported.add_argument("label")
     imported.add_argument("--from-file", required=True, metavar="FILE", help="hex key file")
-    imported.add_argument("--kvn", type=int, default=1, help="key version it serves (--kdf 1)")
+    imported.add_argument("--kvn", type=int, help="key version it serves (--kdf 1 only; default 1)")
     imported.add_argument("--kdf", type=int, default=2, choices=(1, 2), help="derivation")
     imported.add_argument("--replace", action="store_true", help="replace a key of that label")
     listing = key_commands.add_parser(
@@ -332,9 +332,11 @@ def _keys_command(
     if args.keys_command == "rotate-root":
         return _rotate.rotate_root(config, args, out, env)
     if args.keys_command == "init-hsm":
-        return _rotate.init_hsm(config, out)
+        target, detail = _rotate.init_hsm(config, out)
+        return _audited(config, err, env, "keys.init-hsm", target, detail)
     if args.keys_command == "generate-master" and args.backend == "pkcs11":
-        return _rotate.generate_token_master(config, args, out)
+        target, detail = _rotate.generate_token_master(config, args, out)
+        return _audited(config, err, env, "keys.generate-master", target, detail)
     keys = _keys.Keys.open(config, env)
     try:
         changed = _keystore_command(args, out, keys)
@@ -346,8 +348,15 @@ def _keys_command(
     detail = f"{info.kind.value}, {info.length} bytes, KCV {check}, {what}"
     if args.replace:
         detail += ", replacing the key of that label"
+    return _audited(config, err, env, f"keys.{args.keys_command}", info.label, detail)
+
+
+def _audited(
+    config: Config, err: TextIO, env: Mapping[str, str], action: str, target: str, detail: str
+) -> int:
+    """Write a key command's audit record; the exit status (1 if it could not be written)."""
     try:
-        _audit.record_now(config, f"keys.{args.keys_command}", info.label, detail, environ=env)
+        _audit.record_now(config, action, target, detail, environ=env)
     except StoreError as e:
         err.write(f"bipgw: error: the key is stored, but its audit record was not written: {e}\n")
         return 1
@@ -359,6 +368,9 @@ def _keystore_command(
 ) -> tuple[KeyInfo, str, str] | None:
     """Run a keystore command; what it stored (key, check value, words for the
     audit record), or C{None} for C{keys list}."""
+    if args.keys_command in ("generate-master", "add-master"):
+        kvn = _master_kvn(args)
+        version = f"KVN {kvn}" if args.kdf == 1 else "every key version (kdf 2)"
     if args.keys_command == "add-transport":
         info, check = add_transport_key(
             keys.store, args.label, args.from_file, scheme=args.scheme, replace=args.replace
@@ -370,27 +382,38 @@ def _keystore_command(
             args.kind,
             args.label,
             length=args.length,
-            kvn=args.kvn,
+            kvn=kvn,
             kdf=args.kdf,
             replace=args.replace,
         )
-        what = f"KVN {args.kvn}, generated"
+        what = f"{version}, generated"
     elif args.keys_command == "add-master":
         info, check = add_master_key(
             keys.store,
             args.kind,
             args.label,
             args.from_file,
-            kvn=args.kvn,
+            kvn=kvn,
             kdf=args.kdf,
             replace=args.replace,
         )
-        what = f"KVN {args.kvn}, from a file"
+        what = f"{version}, from a file"
     else:
         _keys.list_keys(keys, out)
         return None
     out.write(f"stored in {keys.store.path}:\n{_keys.describe(info, check)}\n")
     return info, check, what
+
+
+def _master_kvn(args: argparse.Namespace) -> int:
+    """The key version a keystore master serves: C{--kvn} (default 1) for a
+    v1 master; a v2 master serves every version, so C{--kvn} is refused."""
+    if args.kdf == 2 and args.kvn is not None:
+        raise KeyManagementError(
+            f"--kvn {args.kvn}: a --kdf 2 master (the default) serves every key version,"
+            " the version being part of the derivation; --kvn is for a --kdf 1 master"
+        )
+    return 1 if args.kvn is None else int(args.kvn)
 
 
 def _card_keys_command(config: Config, args: argparse.Namespace, out: TextIO) -> int:

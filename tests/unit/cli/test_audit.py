@@ -201,3 +201,33 @@ class KeysAuditTests(SynchronousTestCase):
         keystore = config.keys.open_keystore(config.keys.load_root_key({}))
         master = keystore.get("M1").reveal().hex()
         self.assertNotIn(master, repr(records).lower())
+        self.assertIn("every key version (kdf 2), generated", records[1].detail)
+
+    def test_addMaster(self) -> None:
+        """add-master is audited like generate-master; a v1 master's record names its version."""
+        key_file = write(self.base, "m.hex", TK_HEX + "\n")
+        argv = ["add-master", "psk", "P1", "--from-file", str(key_file), "--kdf", "1"]
+        status, out, err = run(["keys", *argv, "--kvn", "64", "-c", self.config_path])
+        self.assertEqual((status, err), (0, ""), out)
+        (record,) = self.records()
+        self.assertEqual((record.action, record.target), ("keys.add-master", "P1"))
+        self.assertIn("master-psk, 16 bytes, KCV ", record.detail)
+        self.assertIn("KVN 64, from a file", record.detail)
+        self.assertNotIn(TK_HEX, repr(record).upper())
+
+    def test_kvnOfV2MasterRefused(self) -> None:
+        """--kvn with a v2 master (which serves every version) is refused, nothing stored."""
+        key_file = write(self.base, "m.hex", TK_HEX + "\n")
+        for argv in (
+            ["generate-master", "psk", "G1", "--kvn", "65"],
+            ["add-master", "psk", "A1", "--from-file", str(key_file), "--kvn", "65"],
+            ["add-master", "psk", "A1", "--from-file", str(key_file), "--kdf", "2", "--kvn", "1"],
+        ):
+            with self.subTest(argv=argv):
+                status, out, err = run(["keys", *argv, "-c", self.config_path])
+                self.assertEqual(status, 1, out)
+                self.assertIn("a --kdf 2 master (the default) serves every key version", err)
+        self.assertEqual(self.records(), [])
+        status, out, _ = run(["keys", "list", "-c", self.config_path])
+        self.assertNotIn("G1", out)
+        self.assertNotIn("A1", out)

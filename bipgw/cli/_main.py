@@ -3,7 +3,7 @@
 
   - C{bipgw init DIR}: a new install (configuration, root key, keystore);
   - C{bipgw check-config FILE}: check a configuration and the keys it names;
-  - C{bipgw keys add-transport|generate-master|list}: the keystore;
+  - C{bipgw keys add-transport|retire-transport|generate-master|add-master|list}: the keystore;
   - C{bipgw keys rotate-root}: a new root key, the database and keystore re-sealed;
   - C{bipgw import cards|msisdn FILE}: load a card-vendor or MSISDN file;
   - C{bipgw replay SCRIPT ...}: run an APDU script against a card (docs/apdu-scripts.md);
@@ -26,6 +26,7 @@ import argparse
 import contextlib
 import os
 import sys
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
@@ -60,6 +61,7 @@ from bipgw.keys import (
     add_master_key,
     add_transport_key,
     generate_master_key,
+    retire_transport_key,
 )
 from bipgw.store import StoreError
 
@@ -129,6 +131,12 @@ def _parser() -> argparse.ArgumentParser:
         help="how the vendor wraps secret columns",
     )
     transport.add_argument("--replace", action="store_true", help="replace a key of that label")
+    retire = key_commands.add_parser(
+        "retire-transport",
+        help="retire a vendor transport key: files wrapped under it are refused",
+        parents=[config_option],
+    )
+    retire.add_argument("label")
     master = key_commands.add_parser(
         "generate-master", help="generate a random master key", parents=[config_option]
     )
@@ -346,7 +354,7 @@ def _keys_command(
         return 0
     info, check, what = changed
     detail = f"{info.kind.value}, {info.length} bytes, KCV {check}, {what}"
-    if args.replace:
+    if getattr(args, "replace", False):
         detail += ", replacing the key of that label"
     return _audited(config, err, env, f"keys.{args.keys_command}", info.label, detail)
 
@@ -376,6 +384,9 @@ def _keystore_command(
             keys.store, args.label, args.from_file, scheme=args.scheme, replace=args.replace
         )
         what = f"scheme {args.scheme}"
+    elif args.keys_command == "retire-transport":
+        info, check = retire_transport_key(keys.store, args.label, at=time.time())
+        what = "retired: vendor files wrapped under it are refused from now on"
     elif args.keys_command == "generate-master":
         info, check = generate_master_key(
             keys.store,

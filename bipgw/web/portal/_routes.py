@@ -328,11 +328,17 @@ def portal_app(portal: Portal) -> Klein:
         request.setHeader(b"X-Content-Type-Options", b"nosniff")
         return data
 
-    if portal.metrics is not None:
+    def observe(name: str) -> None:
+        @app.route(f"/{name}", methods=["GET"], endpoint=f"observe_{name}")
+        async def serve(request: IRequest) -> Any:
+            await portal.require_scraper(request)
+            resource = portal.observability.get(name)
+            if resource is None:
+                raise RefusedError(404, f"this portal does not serve /{name}")
+            return resource
 
-        @app.route("/metrics", methods=["GET"], branch=False)
-        def metrics(request: IRequest) -> Any:
-            return portal.metrics
+    for name in ("metrics", "healthz", "readyz"):
+        observe(name)
 
     # -- errors ------------------------------------------------------------------
 

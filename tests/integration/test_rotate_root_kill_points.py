@@ -124,3 +124,99 @@ class KillAtEveryStepTests(SynchronousTestCase):
             self.assertFalse((directory / "root.key.next").exists(), where)
             shutil.rmtree(directory)
         print(f"\n{len(steps)} kill points, each resumed: {', '.join(sorted(set(steps)))}")
+
+
+class TokenKillAtEveryStepTests(SynchronousTestCase):
+    """The same in a PKCS#11 token (SoftHSM2): each token write of the rotation
+    (the next key pair generated, the old pair destroyed, the next key
+    relabelled current), the first batch and the keystore's rewrite, killed
+    in turn; each copy of the install and token in processes of its own
+    (a process reads the token's configuration once)."""
+
+    def setUp(self) -> None:
+        from bipgw.keys import Pkcs11RootKeys, Pkcs11Token
+        from tests.softhsm import SoftHsm
+
+        self.hsm = SoftHsm(self)
+        self.base = Path(self.mktemp()).resolve()
+        self.base.mkdir(mode=0o700)
+        self.template = self.base / "template"
+        self.template.mkdir(mode=0o700)
+        token = Pkcs11Token(self.hsm.module, self.hsm.pin, token_label=self.hsm.label)
+        try:
+            root = Pkcs11RootKeys.initialise(token)
+            fx.make_keystore(self.template, root)
+            self.rows = fx.populate(fx.sqlite_url(self.template), root, CARDS)
+        finally:
+            token.close()
+
+    def _install(self, name: str) -> tuple[Path, Path]:
+        directory = self.base / name
+        shutil.copytree(self.template, directory)
+        shutil.copytree(self.hsm.dir / "tokens", directory / "tokens")
+        conf = directory / "softhsm2.conf"
+        conf.write_text(
+            f"directories.tokendir = {directory / 'tokens'}\n"
+            "objectstore.backend = file\nlog.level = ERROR\n"
+        )
+        return directory, conf
+
+    def _child(self, mode: str, directory: Path, conf: Path, kill_at: int):  # type: ignore[no-untyped-def]
+        return subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "tests.integration._rotate_token_child",
+                mode,
+                fx.sqlite_url(directory),
+                self.hsm.module,
+                self.hsm.label,
+                self.hsm.pin,
+                str(directory / "keystore.json"),
+                str(BATCH),
+                str(kill_at),
+            ],
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT), "SOFTHSM2_CONF": str(conf)},
+            capture_output=True,
+            timeout=300,
+        )
+
+    def test_killedAtEveryTokenStep(self) -> None:
+        dry = self._child("rotate", *self._install("dry"), 0)
+        self.assertEqual(dry.returncode, 0, dry.stderr.decode()[-3000:])
+        steps = dry.stdout.decode().splitlines()
+        self.assertEqual(steps[-1], "done")
+        steps = steps[:-1]
+        for what in (
+            "token generate bipgw-root-mac",
+            "token generate bipgw-root-next",
+            "token destroy bipgw-root",
+            "token destroy bipgw-root-mac",
+            "token relabel bipgw-root",
+            "replace keystore.json",
+        ):
+            self.assertIn(what, steps)
+        # Every token write, the first uncommitted batch and its commit, the keystore.
+        chosen = [
+            n
+            for n, step in enumerate(steps, start=1)
+            if step.startswith(("token ", "replace "))
+            or n
+            in (steps.index("update (uncommitted)") + 1, steps.index("update (uncommitted)") + 2)
+        ]
+        for n in chosen:
+            directory, conf = self._install(f"kill-{n}")
+            where = f"killed at step {n} ({steps[n - 1]})"
+            killed = self._child("rotate", directory, conf, n)
+            self.assertEqual(
+                killed.returncode, -signal.SIGKILL, f"{where}: {killed.stderr.decode()[-2000:]}"
+            )
+            resumed = self._child("resume", directory, conf, 0)
+            self.assertEqual(
+                (resumed.returncode, resumed.stdout.decode().strip()),
+                (0, "ok"),
+                f"{where}: {resumed.stderr.decode()[-3000:]}",
+            )
+            shutil.rmtree(directory)
+        print(f"\n{len(chosen)} kill points in the token rotation, each resumed")

@@ -148,6 +148,28 @@ class CardByMsisdnTests(PortalTestCase):
         self.assertIn("no card matches", browser.get("/cards", q="491510000078").text)
 
 
+class CardVersionsTests(PortalTestCase):
+    """A card's key versions, states and sources are on its row; never a key."""
+
+    def test_versions(self) -> None:
+        from bipgw.store import KeyFamily, KeyVersion, card_key_versions_for
+
+        iccid = "8988211000000000011"
+        result_of(self.store.upsert_cards([CardUpsert(iccid, imsi="262011234567890")]))
+        lifecycle = card_key_versions_for(self.store)
+        assert lifecycle is not None
+        pending = KeyVersion(iccid, "PSK", 0x41, "pending", "derived", "aes-128", 5.0, 5.0)
+        result_of(lifecycle.begin([pending]))
+        result_of(lifecycle.activate(iccid, KeyFamily.PSK, 0x41, 6.0))
+        page = self.browser("vic").get("/cards", q=iccid)
+        self.assertIn("PSK / 41 / active / derived", page.text)
+        bare = "8988211000000000029"
+        result_of(self.store.upsert_cards([CardUpsert(bare)]))
+        self.assertIn(
+            "derived from master keys, or none", self.browser("vic").get("/cards", q=bare).text
+        )
+
+
 class VendorUploadTests(PortalTestCase):
     """A card-vendor output file uploaded through the portal is imported by
     the vendor-file importer (the gateway's: keys unwrapped with the

@@ -160,8 +160,9 @@ def _parser() -> argparse.ArgumentParser:
     listing = key_commands.add_parser(
         "list", help="list keys (never their values)", parents=[config_option]
     )
-    listing.add_argument("--iccid", help="list this card's key versions instead")
-    listing.add_argument(
+    which = listing.add_mutually_exclusive_group()
+    which.add_argument("--iccid", help="list this card's key versions instead")
+    which.add_argument(
         "--cards", action="store_true", help="list every card's key versions instead"
     )
     _card_keys.add_parsers(key_commands, config_option)

@@ -169,6 +169,25 @@ class HsmCommandTests(_Install):
         self.assertEqual(status, 1)
         self.assertIn("--kvn: a master key in the token has no key version", err)
 
+    def test_missingMechanism(self) -> None:
+        """A token without a mechanism bipgw needs: the commands fail with one
+        line naming it (SoftHSM2 has them all, so the list asks for one it lacks)."""
+        from bipgw.keys import _pkcs11
+
+        self.assertEqual(self.keys("init-hsm")[0], 0)
+        self.patch(
+            _pkcs11, "ROOT_MECHANISMS", (*_pkcs11.ROOT_MECHANISMS, "SP800_108_COUNTER_KDF")
+        )
+        for argv in (("list",), ("rotate-root",)):
+            with self.subTest(argv=argv):
+                status, _, err = self.keys(*argv)
+                self.assertEqual(status, 1)
+                self.assertEqual(
+                    err,
+                    f"bipgw: error: the PKCS#11 token {self.hsm.label!r} does not offer"
+                    " CKM_SP800_108_COUNTER_KDF, which bipgw needs\n",
+                )
+
     def test_wrongPin(self) -> None:
         self.hsm.pin_file.write_text("0000\n")
         status, _, err = self.keys("init-hsm")

@@ -175,9 +175,7 @@ class HsmCommandTests(_Install):
         from bipgw.keys import _pkcs11
 
         self.assertEqual(self.keys("init-hsm")[0], 0)
-        self.patch(
-            _pkcs11, "ROOT_MECHANISMS", (*_pkcs11.ROOT_MECHANISMS, "SP800_108_COUNTER_KDF")
-        )
+        self.patch(_pkcs11, "ROOT_MECHANISMS", (*_pkcs11.ROOT_MECHANISMS, "SP800_108_COUNTER_KDF"))
         for argv in (("list",), ("rotate-root",)):
             with self.subTest(argv=argv):
                 status, _, err = self.keys(*argv)

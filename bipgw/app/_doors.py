@@ -35,7 +35,14 @@ from bipgw.store import (
     StoreTenantDirectory,
     in_threads,
 )
-from bipgw.web import HTTP_API_SERVICE, ApiSettings, HttpApi, HttpApiService, ICampaigns
+from bipgw.web import (
+    HTTP_API_SERVICE,
+    ApiSettings,
+    HttpApi,
+    HttpApiService,
+    ICampaigns,
+    IEventFeed,
+)
 
 __all__ = [
     "HTTP_API_SERVICE",
@@ -113,6 +120,7 @@ def front_doors(
     tenancy: Tenancy | None = None,
     campaigns: ICampaigns | None = None,
     shared_limits: ISharedLimits | None = None,
+    event_feed: IEventFeed | None = None,
 ) -> list[IService]:
     """The front doors C{config} opens, as listening services, not started.
 
@@ -134,6 +142,8 @@ def front_doors(
     @param tenancy: the tenancy the doors share (L{door_tenancy} when
         C{None}); the gateway passes its own, which its campaigns share.
     @param campaigns: the gateway's campaigns, for the API's C{/v1/campaigns}.
+    @param event_feed: the other nodes' session events for the API's event
+        streams, in a cluster (L{bipgw.cluster.ClusterEventFeed}).
     """
     if tenancy is None:
         tenancy = door_tenancy(engine, store, reactor, owners=owners, shared_limits=shared_limits)
@@ -153,6 +163,7 @@ def front_doors(
             rotator=rotator,
             audit=store.add_audit,
             campaigns=campaigns,
+            events=event_feed,
         )
         doors.append(HttpApiService(api, config.http_api.endpoint, reactor))
     return doors

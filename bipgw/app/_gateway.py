@@ -321,6 +321,8 @@ class Gateway(OrderedService):
             owners=self.session_owners,
             shared_limits=None if self.cluster is None else self.cluster.limits,
         )
+        if self.cluster is not None:
+            self.cluster.serve(self.tenancy)
         self.campaigns = CampaignService(
             store,
             campaign_store(store),
@@ -338,7 +340,12 @@ class Gateway(OrderedService):
             rotator=self.rotator,
             tenancy=self.tenancy,
             campaigns=self.campaigns,
+            event_feed=None if self.cluster is None else self.cluster.event_feed,
         )
+        if self.cluster is not None:
+            from bipgw.app._takeover import wire_takeover
+
+            wire_takeover(self.cluster, self.tenancy, self.doors)
         self.portal: PortalService | None = None
         if config.portal is not None:
             self.portal = build_portal(

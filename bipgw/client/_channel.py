@@ -193,6 +193,25 @@ class PlatformClient:
             return fail(refused)
         return opening.deferred
 
+    def attach(self, session_id: str, *, service: str = "") -> CardSession:
+        """A handle on session C{session_id}, opened elsewhere: by this tenant on
+        another connection, through the HTTP API, or on another node of a
+        cluster (docs/cluster.md), whichever node this connection reached.
+
+        Its commands and close go to the gateway as for a session this
+        connection opened; the gateway answers C{unknown-session} if the
+        session is not this tenant's (or, on one node alone, not this
+        connection's).  Its end reaches L{CardSession.when_ended} once a
+        command of it was answered.
+
+        @param service: the service it was opened for, if known (kept on the
+            handle only).
+        """
+        session = self._sessions.get(session_id)
+        if session is None:
+            session = self._sessions[session_id] = CardSession(self._command, session_id, service)
+        return session
+
     def status(self, session_id: str) -> Deferred[State]:
         """What became of session C{session_id}: any session this tenant may see,
         also one opened on an earlier connection or before a gateway restart.

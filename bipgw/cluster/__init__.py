@@ -9,9 +9,16 @@ C{[cluster]} table, L{ClusterNode} shares through Redis:
   - the session registry (C{_registry}): which node owns each session;
   - the heartbeats (C{_nodes}): the live nodes, C{bipgw cluster status};
   - the key invalidations (C{_invalidation}): card keys changed on one
-    node reach every node's key cache.
+    node reach every node's key cache;
+  - the front doors' requests for other nodes' sessions (C{_forwarding},
+    L{SessionForwarding}, the core's L{bipgw.core.IRemoteSessions}): any
+    node drives any session;
+  - the tenants' command rates and commands in flight (C{_commands},
+    L{RedisCommandLimits}, the core's L{bipgw.core.ISharedCommands}).
 """
 
+from bipgw.cluster._commands import COMMAND_TTL, RedisCommandLimits
+from bipgw.cluster._forwarding import FORWARD_TIMEOUT, SessionForwarding
 from bipgw.cluster._invalidation import KeyInvalidation
 from bipgw.cluster._limits import TOKEN_TTL, RedisTenantLimits
 from bipgw.cluster._locks import LOCK_TTL, RedisCardLocks
@@ -24,6 +31,8 @@ from bipgw.cluster._service import ClusterNode
 
 __all__ = [
     "BEAT_EVERY",
+    "COMMAND_TTL",
+    "FORWARD_TIMEOUT",
     "LOCK_TTL",
     "NODE_TIMEOUT",
     "TOKEN_TTL",
@@ -35,8 +44,10 @@ __all__ = [
     "NodeReaper",
     "RedisAddress",
     "RedisCardLocks",
+    "RedisCommandLimits",
     "RedisTenantLimits",
     "RedisUnreachableError",
+    "SessionForwarding",
     "SessionRegistry",
     "end_node_sessions_left_open",
     "list_nodes",

@@ -37,9 +37,9 @@ _BEAT = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('HSET', KEYS[1], 'admin', ARGV[2], 'cards', ARGV[3], 'beat', now)
-redis.call('HSETNX', KEYS[1], 'started', now)
+local fresh = redis.call('HSETNX', KEYS[1], 'started', now)
 redis.call('ZADD', KEYS[2], now, ARGV[1])
-return redis.call('ZCARD', KEYS[2])
+return {redis.call('ZCARD', KEYS[2]), fresh}
 """
 
 _LIST = """
@@ -116,6 +116,9 @@ class NodeHeartbeat:
         port may be known only once the admin server listens).
     @param cards: how many card locks it holds now.
     @ivar nodes: the nodes registered at the last beat (this one included).
+    @ivar on_forgotten: called when a beat finds Redis no longer knew this
+        node (it restarted without its data, or a node took this one for
+        dead): what the node keeps there must be written again.
     """
 
     _log = Logger()
@@ -137,7 +140,11 @@ class NodeHeartbeat:
         self._loop = LoopingCall(self.beat)
         self._loop.clock = clock
         self._down = False
+        self._beaten = False
+        self._clock = clock
+        self._up_since: float | None = None
         self.nodes = 1
+        self.on_forgotten: Callable[[], object] | None = None
 
     def beat(self) -> Deferred[None]:
         """One heartbeat now."""
@@ -145,11 +152,23 @@ class NodeHeartbeat:
             _BEAT, [node_key(self.node), NODES], [self.node, self._admin(), self._cards()]
         )
 
-        def beaten(count: object) -> None:
-            self.nodes = int(count)  # type: ignore[call-overload]
+        def beaten(answer: Any) -> None:
+            count, fresh = answer
+            self.nodes = int(count)
             if self._down:
                 self._log.info("heartbeat of node {node} written again", node=self.node)
             self._down = False
+            if self._up_since is None:
+                self._up_since = self._clock.seconds()
+            if int(fresh) and self._beaten:
+                self._log.warn(
+                    "Redis no longer knew node {node} (restarted without its data, or the"
+                    " node was taken for dead): its sessions are written again",
+                    node=self.node,
+                )
+                if self.on_forgotten is not None:
+                    self.on_forgotten()
+            self._beaten = True
 
         def missed(failure: Any) -> None:
             if not self._down:
@@ -159,8 +178,16 @@ class NodeHeartbeat:
                     why=failure.getErrorMessage() or type(failure.value).__name__,
                 )
             self._down = True
+            self._up_since = None
 
         return d.addCallbacks(beaten, missed)
+
+    def up_for(self) -> float:
+        """Seconds this node's beats have been written without a miss (0 when
+        the last was missed, or none was written yet)."""
+        if self._up_since is None:
+            return 0.0
+        return max(0.0, self._clock.seconds() - self._up_since)
 
     def start(self) -> None:
         """Beat now and every L{BEAT_EVERY} seconds."""

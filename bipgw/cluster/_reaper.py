@@ -6,10 +6,12 @@ older than L{bipgw.cluster.NODE_TIMEOUT} (so a node killed with C{kill -9}
 is noticed at most C{NODE_TIMEOUT + BEAT_EVERY} = 10 s after its last
 beat).  One Lua script removes each such node from C{bipgw:nodes} and
 takes its list of open sessions: only one live node wins each dead node.
-The winner ends those sessions in the shared database with C{node-lost}
-(their platforms, whatever node they reconnect to, read that outcome) and
-marks them failed in the registry.  The dead node's card locks expire by
-themselves, so its cards are free for the other nodes' sessions.
+The winner takes over those still queued and ends the others in the
+shared database with C{node-lost}, marking them failed in the registry
+(L{bipgw.cluster._takeover.SessionTakeover}); every node hears what
+became of each (C{bipgw:cluster}) and tells the session's platform.
+The dead node's card locks expire by themselves, so its cards are free
+for the other nodes' sessions (a taken-over session waits for its card's).
 """
 
 from __future__ import annotations
@@ -22,10 +24,8 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from bipgw.cluster._nodes import NODE_TIMEOUT, NODES
-from bipgw.cluster._recovery import end_sessions
 from bipgw.cluster._redis import PREFIX, ClusterRedis
-from bipgw.cluster._registry import session_key
-from bipgw.core import FailureReason
+from bipgw.cluster._takeover import SessionTakeover
 from bipgw.store import IStore
 
 __all__ = ["NodeReaper"]
@@ -46,16 +46,6 @@ end
 return out
 """
 
-_FAILED: Final = """
-for i, key in ipairs(KEYS) do
-  if redis.call('EXISTS', key) == 1 then
-    redis.call('HSET', key, 'state', 'failed')
-    redis.call('EXPIRE', key, ARGV[1])
-  end
-end
-return 1
-"""
-
 
 class NodeReaper:
     """Ends the sessions of dead nodes (module docstring).
@@ -66,6 +56,8 @@ class NodeReaper:
     @param node_timeout: seconds without a beat after which a node is dead.
     @ivar on_dead: called with the name of each dead node this node wins
         (the relay fails the POSTs waiting for it).
+    @ivar takeover: what becomes of a dead node's sessions.
+    @ivar ready: whether this node may judge the others now; C{None}: always.
     """
 
     _log = Logger()
@@ -85,9 +77,18 @@ class NodeReaper:
         self._timeout_ms = int(node_timeout * 1000)
         self.reaped: list[tuple[str, int]] = []
         self.on_dead: Callable[[str], object] | None = None
+        self.takeover = SessionTakeover(redis, node, store, clock)
+        self.ready: Callable[[], bool] | None = None
 
     def reap(self) -> Deferred[Any]:
-        """Look for dead nodes once; end the sessions of those this node wins."""
+        """Look for dead nodes once; end the sessions of those this node wins.
+
+        Not while L{ready} says no: a node that has just (re)joined has not
+        seen the others beat yet (after an outage of Redis, every node's
+        last beat is old until it beats again).
+        """
+        if self.ready is not None and not self.ready():
+            return succeed(None)
         d = self._redis.script(_REAP, [NODES], [self._timeout_ms, f"{PREFIX}node:", self.node])
         d.addCallback(self._won)
         d.addErrback(
@@ -111,19 +112,13 @@ class NodeReaper:
 
     def _end(self, dead: str, ids: list[str]) -> Deferred[None]:
         self._log.warn(
-            "node {dead} stopped answering: node {node} ends its {n} session(s): node-lost",
+            "node {dead} stopped answering: node {node} takes over or ends its {n} session(s)",
             dead=dead,
             node=self.node,
             n=len(ids),
         )
-        detail = f"node {dead} stopped answering (no heartbeat); ended by node {self.node}"
-        now = self._clock.seconds()
-        d = end_sessions(self._store, ids, FailureReason.NODE_LOST, detail, now)
 
-        def ended(count: int) -> Deferred[Any]:
+        def ended(count: int) -> None:
             self.reaped.append((dead, count))
-            if not ids:
-                return succeed(None)
-            return self._redis.script(_FAILED, [session_key(i) for i in ids], [86_400])
 
-        return d.addCallback(ended)
+        return self.takeover.handle(dead, ids).addCallback(ended)

@@ -22,6 +22,7 @@ from twisted.logger import Logger
 
 from bipgw.cluster._redis import PREFIX, ClusterRedis
 from bipgw.core import SessionEngine, SessionEvent, SessionState
+from bipgw.core._engine import OFFERED
 
 __all__ = ["KEEP_ENDED", "SessionRegistry", "node_sessions_key", "session_key"]
 
@@ -29,22 +30,62 @@ KEEP_ENDED: Final = 86_400
 """Seconds an ended session's registry entry is kept."""
 
 # KEYS[1]: the node's set; then per write KEYS[i+1] the session's hash and
-# ARGV (after the node and the expiry) 5 values: id, state, iccid, service, ended.
+# ARGV (after the node and the expiry) 8 values: id, state, iccid, service,
+# ended, and the open's context: tenant, application, target (hex).  A
+# write with no state only adds the context.
 _RECORD = """
 for i = 2, #KEYS do
-  local a = 3 + (i - 2) * 5
+  local a = 3 + (i - 2) * 8
   local key, sid = KEYS[i], ARGV[a]
-  redis.call('HSET', key, 'node', ARGV[1], 'state', ARGV[a + 1])
+  if ARGV[a + 1] ~= '' then
+    redis.call('HSET', key, 'node', ARGV[1], 'state', ARGV[a + 1])
+  end
   if ARGV[a + 2] ~= '' then redis.call('HSET', key, 'iccid', ARGV[a + 2]) end
   if ARGV[a + 3] ~= '' then redis.call('HSET', key, 'service', ARGV[a + 3]) end
+  if ARGV[a + 5] ~= '' then
+    redis.call('HSET', key, 'tenant', ARGV[a + 5], 'app', ARGV[a + 6], 'target', ARGV[a + 7])
+  end
   if ARGV[a + 4] == '1' then
     redis.call('SREM', KEYS[1], sid)
     redis.call('EXPIRE', key, ARGV[2])
-  else
+  elseif ARGV[a + 1] ~= '' then
     redis.call('SADD', KEYS[1], sid)
   end
 end
 return 1
+"""
+
+_QUEUED: Final = frozenset(
+    {
+        SessionState.REQUESTED,
+        SessionState.PUSHING,
+        SessionState.AWAITING_CARD,
+    }
+)
+"""States of a session that has not reached its card (another node may take it over)."""
+
+# KEYS[1]: the node's set; then per session KEYS[i+1] its hash and ARGV
+# (after the node) 7 values: id, state, iccid, service, tenant, app, target.
+# A hash naming another node is left alone: its id and node are returned.
+_REWRITE = """
+local out = {}
+for i = 2, #KEYS do
+  local a = 2 + (i - 2) * 7
+  local key, sid = KEYS[i], ARGV[a]
+  local owner = redis.call('HGET', key, 'node')
+  if owner and owner ~= ARGV[1] then
+    table.insert(out, sid)
+    table.insert(out, owner)
+  else
+    redis.call('HSET', key, 'node', ARGV[1], 'state', ARGV[a + 1], 'service', ARGV[a + 3])
+    if ARGV[a + 2] ~= '' then redis.call('HSET', key, 'iccid', ARGV[a + 2]) end
+    if ARGV[a + 4] ~= '' then
+      redis.call('HSET', key, 'tenant', ARGV[a + 4], 'app', ARGV[a + 5], 'target', ARGV[a + 6])
+    end
+    redis.call('SADD', KEYS[1], sid)
+  end
+end
+return out
 """
 
 FLUSH_EVERY: Final = 0.02
@@ -90,7 +131,10 @@ class SessionRegistry:
         self._clock = clock
         self._unsubscribe: Any = None
         self._failures = 0
-        self._waiting: list[tuple[str, str, str, str, str]] = []
+        self._waiting: list[tuple[str, ...]] = []
+        # The open's context (tenant, application, target) of each live
+        # session a tenant opened: written again after Redis lost it.
+        self._contexts: dict[str, tuple[str, str, str]] = {}
         self._flush: IDelayedCall | None = None
 
     def start(self) -> None:
@@ -119,6 +163,56 @@ class SessionRegistry:
             args.extend(write)
         return self._redis.script(_RECORD, keys, args).addErrback(self._failed)
 
+    def context(
+        self, session_id: str, tenant_id: str, application: bytes | None, target: bytes | None
+    ) -> None:
+        """Keep who opened C{session_id}, and for what, so that another node
+        can take it over if this one dies (L{bipgw.core.Tenancy.contexts})."""
+        context = (tenant_id, (application or b"").hex(), (target or b"").hex())
+        self._contexts[session_id] = context
+        self._queue((session_id, "", "", "", "0", *context))
+
+    def rewrite(self) -> Deferred[Any]:
+        """Write every live session of this node again (Redis lost them: it
+        restarted without its data, or a node took this one for dead).
+
+        A session another node runs now (it took it over while this node was
+        cut off) is left to that node's entry, and logged.
+        """
+        keys = [node_sessions_key(self.node)]
+        args: list[object] = [self.node]
+        for status in self._engine.sessions():
+            if status.state.terminal or status.service == OFFERED:
+                continue
+            sid = str(status.session_id)
+            state = (
+                SessionState.REQUESTED.value
+                if status.state in _QUEUED
+                else SessionState.CONNECTED.value
+            )
+            keys.append(session_key(sid))
+            args.extend((sid, state, status.iccid or "", status.service))
+            args.extend(self._contexts.get(sid, ("", "", "")))
+
+        def written(raw: Any) -> None:
+            taken = [v.decode() if isinstance(v, bytes) else str(v) for v in raw or ()]
+            self._log.info(
+                "node {node}'s {n} live session(s) written to the registry again",
+                node=self.node,
+                n=len(keys) - 1 - len(taken) // 2,
+            )
+            for i in range(0, len(taken), 2):
+                self._log.warn(
+                    "session {session} runs on node {other} now (taken over while node {node}"
+                    " was cut off from Redis); this node's copy is not registered",
+                    session=taken[i],
+                    other=taken[i + 1],
+                    node=self.node,
+                )
+
+        d = self._redis.script(_REWRITE, keys, args)
+        return d.addCallbacks(written, self._failed)
+
     def owner(self, session_id: str) -> Deferred[dict[str, str] | None]:
         """The registry entry of a session (C{node}, C{iccid}, C{service},
         C{state}), or C{None}."""
@@ -143,7 +237,13 @@ class SessionRegistry:
         iccid = "" if status is None or status.iccid is None else status.iccid
         service = "" if status is None else status.service
         ended = "1" if event.state.terminal else "0"
-        self._waiting.append((str(event.session_id), state.value, iccid, service, ended))
+        sid = str(event.session_id)
+        if event.state.terminal:
+            self._contexts.pop(sid, None)
+        self._queue((sid, state.value, iccid, service, ended, "", "", ""))
+
+    def _queue(self, write: tuple[str, ...]) -> None:
+        self._waiting.append(write)
         if self._flush is None:
             self._flush = self._clock.callLater(FLUSH_EVERY, self.flush)
 

@@ -19,15 +19,19 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
+from bipgw.cluster._commands import RedisCommandLimits
+from bipgw.cluster._events import ClusterEventFeed
+from bipgw.cluster._forwarding import SessionForwarding
 from bipgw.cluster._invalidation import KeyCache, KeyInvalidation
 from bipgw.cluster._limits import RedisTenantLimits
 from bipgw.cluster._locks import RedisCardLocks
-from bipgw.cluster._nodes import BEAT_EVERY, NodeHeartbeat
+from bipgw.cluster._nodes import BEAT_EVERY, NODE_TIMEOUT, NodeHeartbeat
 from bipgw.cluster._reaper import NodeReaper
 from bipgw.cluster._redis import ClusterRedis, RedisAddress
 from bipgw.cluster._registry import SessionRegistry
 from bipgw.cluster._relay import RelayedCards
-from bipgw.core import SessionEngine, SessionEvent, SessionState
+from bipgw.cluster._takeover import Adopter, ClusterEvents
+from bipgw.core import OwnedSessions, SessionEngine, SessionEvent, SessionState, Tenancy
 from bipgw.store import IStore
 
 __all__ = ["ClusterNode"]
@@ -63,8 +67,16 @@ class ClusterNode(Service):
         self._clock = clock
         self.reaper = NodeReaper(self.redis, node, store, clock)
         self.limits = RedisTenantLimits(self.redis, clock)
+        self.commands = RedisCommandLimits(self.redis, clock)
+        self.event_feed = ClusterEventFeed(self.redis, node, clock)
+        self.forwarding: SessionForwarding | None = None
         self._reaping = LoopingCall(self.reaper.reap)
         self._reaping.clock = clock
+        self.events = ClusterEvents(self.redis)
+        self.reaper.takeover.events = self.events
+        # Only a node whose own beats have gone through for a node timeout
+        # judges the others: after a Redis outage every last beat is old.
+        self.reaper.ready = lambda: self.heartbeat.up_for() >= NODE_TIMEOUT
         self.registry: SessionRegistry | None = None
         self.invalidation: KeyInvalidation | None = None
         self.cards: RelayedCards | None = None
@@ -81,7 +93,20 @@ class ClusterNode(Service):
         self.invalidation = KeyInvalidation(self.redis, self.node, keys)
         self.cards = RelayedCards(engine, self.redis, self.node, self._clock)
         self.reaper.on_dead = self.cards.node_lost
+        self.heartbeat.on_forgotten = self.registry.rewrite
         return self.cards
+
+    def serve(self, tenancy: Tenancy) -> None:
+        """Let the front doors of C{tenancy} drive any node's sessions, and the
+        other nodes' doors drive this node's; count its tenants' command
+        rates and commands in flight over the cluster (once, at build)."""
+        if self._engine is None:
+            raise RuntimeError("wire() the engine before serve()")
+        self.forwarding = SessionForwarding(
+            self.redis, self.node, OwnedSessions(tenancy), self._engine, self._clock
+        )
+        tenancy.remote = self.forwarding
+        tenancy.shared_commands = self.commands
 
     def when_ready(self) -> Deferred[None]:
         """Connect; fires once Redis answers, fails naming it if it does not."""
@@ -92,14 +117,19 @@ class ClusterNode(Service):
     def _started(self) -> None:
         self.locks.start()
         self.limits.start()
+        self.commands.start()
+        self.event_feed.start()
         self.heartbeat.start()
         self._reaping.start(BEAT_EVERY, now=False)
+        self.events.start()
         if self.registry is not None:
             self.registry.start()
         if self.invalidation is not None:
             self.invalidation.start()
         if self.cards is not None:
             self.cards.start()
+        if self.forwarding is not None:
+            self.forwarding.start()
         if self._engine is not None:
             self._unsubscribe = self._engine.subscribe(self._pushing)
         self._log.info(
@@ -129,6 +159,19 @@ class ClusterNode(Service):
             return succeed(None)
         return self.invalidation.changed(iccid)
 
+    def wire_doors(self, tenancy: Tenancy, adopter: Adopter | None) -> None:
+        """Keep the context of every session a tenant opens (its tenant,
+        applications) in the registry, and take over a dead node's queued
+        sessions through C{adopter} (the HTTP API's; C{None}: this node
+        takes none over, they end C{node-lost}).  Once, at build, after L{wire}."""
+        assert self.registry is not None, "wire() first"
+        tenancy.contexts = self.registry.context
+        takeover = self.reaper.takeover
+        takeover.adopter = adopter
+        by_id = getattr(tenancy.tenants, "by_id", None)
+        takeover.tenants = by_id
+        takeover.limits = tenancy.shared_limits
+
     def stopService(self) -> Deferred[None]:
         """Leave the cluster: release the locks, remove the node, disconnect."""
         Service.stopService(self)
@@ -141,8 +184,12 @@ class ClusterNode(Service):
             self._reaping.stop()
         if self.registry is not None:
             self.registry.stop()
+        if self.forwarding is not None:
+            self.forwarding.stop()
         self.locks.stop()
         self.limits.stop()
+        self.commands.stop()
+        self.event_feed.stop()
         d = self.heartbeat.stop()
         d.addBoth(lambda _: self.redis.disconnect())
         return d.addBoth(lambda _: None)

@@ -73,10 +73,12 @@ from bipgw.core._key_rotation import (
 )
 from bipgw.core._lookup import OUTCOME_FIELDS, SessionLookup, look_up
 from bipgw.core._offers import CardOffer, OfferDesk, OfferListener
+from bipgw.core._owned import OwnedSessions
 from bipgw.core._policy import BusyPolicy, PolicyError, SessionPolicy
 from bipgw.core._pushes import normalise_msisdn
 from bipgw.core._ratelog import RateLimitedLog
 from bipgw.core._relay import SessionRelay
+from bipgw.core._remote import RemoteDoor, grant_from_json, grant_to_json, notification_for
 from bipgw.core._rules import ServiceRules, Transport
 from bipgw.core._scp03 import (
     DEFAULT_LEVEL,
@@ -92,11 +94,16 @@ from bipgw.core._scp03 import (
 from bipgw.core._secure_relay import SecuredRelay
 from bipgw.core._secured import SecuredSession
 from bipgw.core._session import TRANSITIONS
+from bipgw.core._takeover import Handover, reopen
 from bipgw.core._tenancy import (
     CommandRates,
+    Forwarded,
+    IRemoteSessions,
+    ISharedCommands,
     ISharedLimits,
     ITenantDirectory,
     MemoryTenantDirectory,
+    RemoteUnavailableError,
     ServiceGrant,
     SessionEnds,
     Tenancy,
@@ -153,6 +160,8 @@ __all__ = [
     "CommandError",
     "CommandRates",
     "FailureReason",
+    "Forwarded",
+    "Handover",
     "HostSessionFactory",
     "ICampaignStore",
     "ICardDirectory",
@@ -161,10 +170,12 @@ __all__ = [
     "ICounterAllocator",
     "IKeyRotationPlanner",
     "IPushSender",
+    "IRemoteSessions",
     "IScp03KeySource",
     "IScriptSender",
     "ISessionHistory",
     "ISessionRecorder",
+    "ISharedCommands",
     "ISharedLimits",
     "ISmsEvents",
     "ITenantDirectory",
@@ -173,6 +184,7 @@ __all__ = [
     "MemoryTenantDirectory",
     "OfferDesk",
     "OfferListener",
+    "OwnedSessions",
     "Pace",
     "PolicyError",
     "PorReport",
@@ -183,6 +195,8 @@ __all__ = [
     "Reach",
     "ReachRefusedError",
     "RelayHost",
+    "RemoteDoor",
+    "RemoteUnavailableError",
     "RetryPolicy",
     "RotationOutcome",
     "RotationPlan",
@@ -213,10 +227,14 @@ __all__ = [
     "Transport",
     "Window",
     "check_variables",
+    "grant_from_json",
+    "grant_to_json",
     "host_session_factory",
     "isd_command_names",
     "look_up",
     "normalise_iccid",
     "normalise_msisdn",
+    "notification_for",
     "parse_isd_commands",
+    "reopen",
 ]

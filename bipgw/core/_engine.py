@@ -162,7 +162,9 @@ class SessionEngine:
 
     # -- the platform's door -------------------------------------------
 
-    def open(self, target: CardTarget, service: str) -> Session | SecuredSession:
+    def open(
+        self, target: CardTarget, service: str, *, session_id: SessionId | None = None
+    ) -> Session | SecuredSession:
         """Start a session with the card C{target} names, for C{service}.
 
         Returns at once; watch L{Session.ready}.  The card is looked up,
@@ -174,12 +176,14 @@ class SessionEngine:
             channel.  Its C{ready} fails with C{SERVICE_NOT_ALLOWED} for a
             service the engine has no rules for, and with C{LIMIT_REACHED}
             when the service has C{max_concurrent_sessions} open already.
+        @param session_id: the id of a session another node of a cluster
+            opened and lost (L{bipgw.core.reopen}); a new id by default.
         """
         if not isinstance(target, CardTarget):
             raise TypeError(f"target must be a CardTarget, not {type(target).__name__}")
         if not isinstance(service, str) or not service:
             raise ValueError("service must be a non-empty name")
-        session_id = self._new_id()
+        session_id = self._new_id() if session_id is None else session_id
         if session_id in self._live or session_id in self._finished:
             raise RuntimeError(f"session id {session_id} was issued twice")
         rules = self._rules(service)

@@ -17,6 +17,12 @@ door's L{RelayHost} with C{accepted}/C{ready}/C{failed},
 C{result}/C{error} and C{closed}, or a C{notification} when a ready
 session ends on its own.
 
+A command's checks, limits and answer are the relay's L{RelayCommands}
+(L{bipgw.core._relay_commands}).  In a cluster, a command, close or status
+for a session this relay does not hold goes to the node holding it
+(L{bipgw.core._remote}: the tenancy's C{remote}); alone, it is answered
+C{unknown-session} as before.
+
 Every session is released exactly once (L{SessionRelay._forget}), whichever
 way it ends: its usage count, its timers and its route in the tenancy.
 Time comes from the tenancy's clock only.
@@ -27,7 +33,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Final
 
-from twisted.internet.defer import Deferred, maybeDeferred, succeed
+from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -41,25 +47,26 @@ from bipgw.codec.platform import (
     ErrorCode,
     ErrorMessage,
     Failed,
+    Message,
     Notification,
     NotificationEvent,
     Offer,
     Open,
     Ready,
-    Result,
     Status,
     Take,
 )
 from bipgw.core._engine import Session
 from bipgw.core._lookup import SessionLookup, look_up, state_message
 from bipgw.core._offers import CardOffer
+from bipgw.core._relay_commands import RelayCommands
+from bipgw.core._remote import RemoteDoor
 from bipgw.core._secured import SecuredSession
 from bipgw.core._tenancy import ServiceGrant, Tenancy, TenantGrant
-from bipgw.core._tracked import RelayHost, Tracked, accesses
+from bipgw.core._tracked import RelayHost, Tracked
 from bipgw.core._types import (
     CardTarget,
     FailureReason,
-    ScriptResult,
     SessionError,
     SessionEvent,
     SessionStatus,
@@ -98,6 +105,8 @@ class SessionRelay:
         self._sessions: dict[str, Tracked] = {}
         self._closed = False
         self._stop_offers: Callable[[], None] | None = None
+        self._remote: RemoteDoor | None = None
+        self._commands = RelayCommands(tenancy, host, self._sessions, self._close_for_timeout)
 
     @property
     def sessions(self) -> list[str]:
@@ -109,11 +118,25 @@ class SessionRelay:
         return self._sessions.get(session)
 
     def _reply(
-        self, code: str, text: str, request_id: str | None = None, session: str | None = None
+        self,
+        code: str,
+        text: str,
+        request_id: str | None = None,
+        session: str | None = None,
+        emit: Callable[[Message], object] | None = None,
     ) -> None:
-        self._host.emit(
+        (emit or self._host.emit)(
             ErrorMessage(code=code, message=text[:MAX_TEXT], id=request_id, session=session)
         )
+
+    def _remote_door(self) -> RemoteDoor | None:
+        """The door to other nodes' sessions, in a cluster (L{bipgw.core._remote})."""
+        remote = self._tenancy.remote
+        if remote is None or self._closed:
+            return None
+        if self._remote is None:
+            self._remote = RemoteDoor(remote, self._host)
+        return self._remote
 
     # -- sessions -------------------------------------------------------------
 
@@ -247,13 +270,42 @@ class SessionRelay:
         tracked.reservation = reservation
         self._sessions[tracked.id] = tracked
         self._tenancy.usage.opened(tenant.tenant_id, service.name)
-        self._tenancy.opened(tracked.id, tenant.tenant_id)
+        self._tenancy.opened(tracked.id, tenant.tenant_id, app, tracked.target)
         self._tenancy.route(tracked.id, self)
         return session.recorded.addCallbacks(
             self._recorded,
             self._not_recorded,
             callbackArgs=(tracked, request),
             errbackArgs=(tracked, request),
+        )
+
+    def adopt(
+        self,
+        session: Session | SecuredSession,
+        tenant: TenantGrant,
+        service: ServiceGrant,
+        application: bytes | None,
+        target: bytes | None,
+        reservation: str | None = None,
+    ) -> None:
+        """Relay C{session}, which this door did not open: a session another
+        node of a cluster opened and lost, re-opened here under its id
+        (L{bipgw.core.reopen}).
+
+        The platform has its id already: no C{accepted} is emitted; C{ready}
+        or C{failed}, then notifications, as for a session it opened here.
+        """
+        tracked = Tracked(session, tenant.tenant_id, service, application, None, target=target)
+        tracked.reservation = reservation
+        self._sessions[tracked.id] = tracked
+        self._tenancy.usage.opened(tenant.tenant_id, service.name)
+        self._tenancy.opened(tracked.id, tenant.tenant_id, application, target)
+        self._tenancy.route(tracked.id, self)
+        # Its row exists (the lost node wrote it); a failed rewrite is logged
+        # by the engine, and the session goes on.
+        session.recorded.addErrback(lambda _: None)
+        session.ready.addCallbacks(
+            self._ready, self._not_ready, callbackArgs=(tracked,), errbackArgs=(tracked,)
         )
 
     # -- card-initiated sessions ----------------------------------------------
@@ -397,8 +449,21 @@ class SessionRelay:
             )
         self._forget(tracked)
 
-    def close(self, request: Close) -> None:
-        """End a session as C{request} asks, after the commands already sent."""
+    def close(self, request: Close, tenant: TenantGrant | None = None) -> None:
+        """End a session as C{request} asks, after the commands already sent.
+
+        In a cluster, a session this relay does not hold is closed on the
+        node holding it, if it is C{tenant}'s (L{bipgw.core._remote}).
+        """
+        remote = None if request.session in self._sessions else self._remote_door()
+        if remote is not None and tenant is not None:
+            remote.forward(tenant, request, lambda: self.run_close(request))
+            return
+        self.run_close(request)
+
+    def run_close(self, request: Close, emit: Callable[[Message], object] | None = None) -> None:
+        """L{close} on this relay's own session, answering through C{emit}
+        (the door's by default; a forwarded request's answer on its owner)."""
         tracked = self._sessions.get(request.session)
         if tracked is None:
             self._reply(
@@ -406,6 +471,7 @@ class SessionRelay:
                 "no such session on this connection",
                 request.id,
                 request.session,
+                emit,
             )
             return
         tracked.closing = True
@@ -413,8 +479,8 @@ class SessionRelay:
         done.addCallbacks(
             self._closed_ok,
             self._close_failed,
-            callbackArgs=(tracked, request.id),
-            errbackArgs=(tracked, request.id),
+            callbackArgs=(tracked, request.id, emit),
+            errbackArgs=(tracked, request.id, emit),
         )
 
     def close_all(self) -> list[Deferred[None]]:
@@ -425,6 +491,8 @@ class SessionRelay:
         @return: the engine's closes, each firing once its session is released.
         """
         self._closed = True
+        if self._remote is not None:
+            self._remote.close()
         if self._stop_offers is not None:
             self._stop_offers()
             self._stop_offers = None
@@ -437,14 +505,26 @@ class SessionRelay:
                 closing.append(done.addBoth(self._forget_quietly, tracked))
         return closing
 
-    def _closed_ok(self, status: SessionStatus, tracked: Tracked, request_id: str) -> None:
+    def _closed_ok(
+        self,
+        status: SessionStatus,
+        tracked: Tracked,
+        request_id: str,
+        emit: Callable[[Message], object] | None,
+    ) -> None:
         self._forget(tracked)
-        self._host.emit(Closed(session=tracked.id, id=request_id))
+        (emit or self._host.emit)(Closed(session=tracked.id, id=request_id))
 
-    def _close_failed(self, failure: Failure, tracked: Tracked, request_id: str) -> None:
+    def _close_failed(
+        self,
+        failure: Failure,
+        tracked: Tracked,
+        request_id: str,
+        emit: Callable[[Message], object] | None,
+    ) -> None:
         self._forget(tracked)
         code, text = self._host.describe(failure)
-        self._reply(code, text, request_id, tracked.id)
+        self._reply(code, text, request_id, tracked.id, emit)
 
     def _forget(self, tracked: Tracked) -> None:
         """The session ended: release what it held, once."""
@@ -466,7 +546,20 @@ class SessionRelay:
     def status(self, request: Status, tenant: TenantGrant) -> None:
         """Answer what became of a session C{tenant} may see (L{bipgw.core._lookup}):
         C{state}, or C{error} C{unknown-session} (or C{unavailable} when the
-        recorded history cannot be read)."""
+        recorded history cannot be read).
+
+        In a cluster, a session this node's engine does not hold is answered
+        by the node holding it (in full if it is the tenant's), else from
+        the recorded history.
+        """
+        held = self._tenancy.engine.status(request.session) is not None
+        remote = None if held else self._remote_door()
+        if remote is not None:
+            remote.forward(tenant, request, lambda: self._look_up(request, tenant))
+            return
+        self._look_up(request, tenant)
+
+    def _look_up(self, request: Status, tenant: TenantGrant) -> None:
         found = look_up(self._tenancy, tenant, request.session)
         found.addCallbacks(
             self._state, self._status_failed, callbackArgs=(request,), errbackArgs=(request,)
@@ -488,95 +581,28 @@ class SessionRelay:
 
     # -- commands -------------------------------------------------------------
 
-    def command(self, request: Command, tenant: TenantGrant) -> None:
-        """Run C{request} on its session, within C{tenant}'s (current) grant."""
-        rid, sid = request.id, request.session
-        tracked = self._sessions.get(sid)
-        if tracked is None:
-            self._reply(ErrorCode.UNKNOWN_SESSION, "no such session on this connection", rid, sid)
-            return
-        if tracked.closing:
-            self._reply(ErrorCode.SESSION_CLOSING, "the session is closing", rid, sid)
-            return
-        if rid in tracked.commands:
-            self._reply(ErrorCode.DUPLICATE_ID, f"command {rid!r} is still in flight", rid, sid)
-            return
-        usage = self._tenancy.usage
-        refused = usage.check_command(tenant)
-        if refused is not None:
-            self._reply(ErrorCode.LIMIT_REACHED, refused, rid, sid)
-            return
-        capdus = request.capdus
-        # The tenant's current grant rules (the HTTP API renews it per request).
-        service = tenant.services.get(tracked.service.name, tracked.service)
-        access = accesses(tracked, service, tenant.tenant_id)
-        target = request.target if request.target is not None else tracked.target
-        why = tracked.session.refusal(capdus, access, target)
-        if why is not None:
-            self._reply(ErrorCode.APPLICATION_NOT_ALLOWED, why.detail, rid, sid)
-            return
-        # Last, so that only a command that will run spends a token.
-        refused = self._tenancy.rates.take(tenant.tenant_id, service)
-        if refused is not None:
-            self._reply(ErrorCode.RATE_LIMITED, refused, rid, sid)
-            return
-        usage.command_sent(tenant.tenant_id)
-        wait = tracked.timeouts.command if tracked.timeouts else None
-        timer = (
-            None
-            if wait is None
-            else self._clock.callLater(wait, self._command_timed_out, tracked, rid, wait)
-        )
-        tracked.commands[rid] = timer
-        # Through the session object, not the engine: a secured service's
-        # session wraps every command in the card's SCP03 channel.
-        done = maybeDeferred(
-            tracked.session.execute,
-            capdus,
-            definite=request.definite_length,
-            access=access,
-            target=target,
-        )
-        done.addCallbacks(
-            self._result,
-            self._command_failed,
-            callbackArgs=(tracked, rid),
-            errbackArgs=(tracked, rid),
-        )
+    def command(self, request: Command, tenant: TenantGrant, ready_wait: float = 0.0) -> None:
+        """Run C{request} on its session, within C{tenant}'s (current) grant.
 
-    def _settle(self, tracked: Tracked, request_id: str) -> bool:
-        """The engine answered a command: stop counting it; C{True} if it is still owed."""
-        self._tenancy.usage.command_done(tracked.tenant_id)
-        if request_id not in tracked.commands:
-            return False  # timed out: the platform has had its error
-        timer = tracked.commands.pop(request_id)
-        if timer is not None and timer.active():
-            timer.cancel()
-        return True
+        In a cluster, a session this relay does not hold is run on the node
+        holding it, if it is the tenant's (L{bipgw.core._remote}), waiting
+        there up to C{ready_wait} seconds for its card to connect.
+        """
+        remote = None if request.session in self._sessions else self._remote_door()
+        if remote is not None:
+            remote.forward(tenant, request, lambda: self.run_command(request, tenant), ready_wait)
+            return
+        self.run_command(request, tenant)
 
-    def _result(self, result: ScriptResult, tracked: Tracked, request_id: str) -> None:
-        if self._settle(tracked, request_id):
-            self._host.emit(
-                Result(
-                    session=tracked.id,
-                    id=request_id,
-                    rapdus=result.responses,
-                    executed=result.executed,
-                    elapsed_ms=max(0, round(result.duration * 1000)),
-                    complete=result.complete,
-                )
-            )
-
-    def _command_failed(self, failure: Failure, tracked: Tracked, request_id: str) -> None:
-        if self._settle(tracked, request_id):
-            code, text = self._host.describe(failure)
-            self._reply(code, text, request_id, tracked.id)
-
-    def _command_timed_out(self, tracked: Tracked, request_id: str, wait: float) -> None:
-        tracked.commands.pop(request_id, None)
-        text = f"no answer within {wait:g} s (timeouts.command); the session is closed"
-        self._reply(ErrorCode.COMMAND_TIMEOUT, text, request_id, tracked.id)
-        self._close_for_timeout(tracked, ErrorCode.COMMAND_TIMEOUT, text)
+    def run_command(
+        self,
+        request: Command,
+        tenant: TenantGrant,
+        emit: Callable[[Message], object] | None = None,
+    ) -> None:
+        """L{command} on this relay's own session, answering through C{emit}
+        (the door's by default; a forwarded request's answer on its owner)."""
+        self._commands.run(request, tenant, emit)
 
 
 def _target_refused(request: Open | Take, service: ServiceGrant) -> str | None:

@@ -34,7 +34,7 @@ import attrs
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
 
-from bipgw.codec.platform import LABEL
+from bipgw.codec.platform import LABEL, Close, Command, Message, Notification, Status
 from bipgw.core._access import CommandAccess, instructions
 from bipgw.core._engine import SessionEngine
 from bipgw.core._interfaces import ISessionHistory
@@ -374,6 +374,59 @@ class ISharedLimits(Protocol):
         """The session counted with C{token} ended."""
 
 
+Forwarded = Command | Close | Status
+"""The requests a door forwards to the node holding their session."""
+
+
+class RemoteUnavailableError(Exception):
+    """The node holding a session could not be asked, or did not answer in time
+    (it died, Redis is down): answered C{unavailable}, saying so."""
+
+
+class IRemoteSessions(Protocol):
+    """The other nodes' sessions, as a door sees them (C{Tenancy.remote})."""
+
+    def forward(
+        self, tenant: TenantGrant, request: Forwarded, ready_wait: float = 0.0
+    ) -> Deferred[Message | None]:
+        """Run C{request} for C{tenant} on the node holding its session.
+
+        @param ready_wait: seconds a command may wait there for a session
+            whose card is still connecting (the HTTP API's C{ready_wait});
+            C{0}: answered C{not-connected} at once, as the channel does.
+        @return: fires with the owner's answer (C{result}, C{closed},
+            C{state} or C{error}, its C{id} the request's), or C{None} when
+            no node holds the session (the door answers as one node alone
+            would); fails with L{RemoteUnavailableError} when the owner
+            cannot be asked or does not answer in time.
+        """
+
+    def watch(self, session: str, listener: Callable[[Notification], object]) -> Callable[[], None]:
+        """Call C{listener} once with the C{notification} of C{session}'s end on
+        its owner (after a request for it was forwarded); returns the function
+        that stops watching."""
+
+
+class ISharedCommands(Protocol):
+    """Command limits counted over every node (C{Tenancy.shared_commands}):
+    each service's C{rate} and the tenant's C{max_commands} in flight."""
+
+    def admit(
+        self, tenant: TenantGrant, service: ServiceGrant
+    ) -> Deferred[tuple[str | None, str | None, str | None]]:
+        """Count one more command of C{service} in flight for C{tenant} and spend
+        a token of the service's rate, both over the cluster, at once.
+
+        @return: fires with C{(token, None, None)} once admitted (give the
+            token to L{done} when the command is answered), or C{(None,
+            code, why)} when a limit refuses it (C{code}: C{limit-reached}
+            or C{rate-limited}); fails when the count cannot be reached.
+        """
+
+    def done(self, token: str) -> None:
+        """The command admitted with C{token} was answered."""
+
+
 class SessionEnds(Protocol):
     """What L{Tenancy} routes a session's end to (a L{bipgw.core.SessionRelay})."""
 
@@ -399,11 +452,21 @@ class Tenancy:
     @ivar rates: the command rate of each tenant's services.
     @ivar history: the recorded sessions, for a session the engine no longer
         holds (ended long ago, or before a restart); C{None}: none.
+    @ivar contexts: told C{(session_id, tenant_id, application, target)}
+        of every session a tenant opens: what a cluster keeps so that
+        another node can take the session over (L{bipgw.core.Handover});
+        C{None}: not kept.
     @param owners: told C{(session_id, tenant_id)} of every session a
         tenant opens, to keep durably (the portal filters sessions by
         tenant: L{bipgw.store.SessionOwners}); C{None}: not kept.
     @ivar shared_limits: the tenants' session limits counted over a
         cluster's nodes; C{None} (one node alone): L{usage} only.
+    @ivar remote: the other nodes' sessions, which the doors forward their
+        requests to (L{bipgw.core._remote}); C{None} (one node alone): a
+        door drives only its own sessions.
+    @ivar shared_commands: the tenants' command rates and commands in
+        flight counted over a cluster's nodes; C{None}: L{rates} and
+        L{usage} only.
     """
 
     def __init__(
@@ -418,6 +481,8 @@ class Tenancy:
         self.engine = engine
         self._record_owner = owners
         self.shared_limits = shared_limits
+        self.remote: IRemoteSessions | None = None
+        self.shared_commands: ISharedCommands | None = None
         self.tenants = tenants
         self.clock = clock
         self.history = history
@@ -426,6 +491,7 @@ class Tenancy:
         self._routes: dict[str, SessionEnds] = {}
         self._unsubscribe: Callable[[], None] | None = None
         self._owners: OrderedDict[str, str] = OrderedDict()
+        self.contexts: Callable[[str, str, bytes | None, bytes | None], object] | None = None
 
     @property
     def routed(self) -> int:
@@ -438,7 +504,13 @@ class Tenancy:
         if self._unsubscribe is None:
             self._unsubscribe = self.engine.subscribe(self._event)
 
-    def opened(self, session_id: str, tenant_id: str) -> None:
+    def opened(
+        self,
+        session_id: str,
+        tenant_id: str,
+        application: bytes | None = None,
+        target: bytes | None = None,
+    ) -> None:
         """Tenant C{tenant_id} opened C{session_id} (through any door, in this run).
 
         Kept so that a tenant asking about its own session later (from
@@ -449,12 +521,18 @@ class Tenancy:
         self._owners[session_id] = tenant_id
         if self._record_owner is not None:
             self._record_owner(session_id, tenant_id)
+        if self.contexts is not None:
+            self.contexts(session_id, tenant_id, application, target)
         while len(self._owners) > KEEP_OWNERS:
             self._owners.popitem(last=False)
 
     def owner(self, session_id: str) -> str | None:
         """The tenant that opened C{session_id} in this run, if known."""
         return self._owners.get(session_id)
+
+    def relay_of(self, session_id: str) -> SessionEnds | None:
+        """The relay (door) holding live session C{session_id}, if any."""
+        return self._routes.get(session_id)
 
     def unroute(self, session_id: str) -> None:
         """Session C{session_id} is released: stop routing it."""

@@ -356,6 +356,18 @@ class PlatformServerFactory(Factory["PlatformServerProtocol"]):
         protocol.factory = self
         return protocol
 
+    def notify(self, tenant_id: str, message: Message) -> int:
+        """Send C{message} to every authenticated connection of C{tenant_id}
+        (what became of its session on a lost cluster node); how many."""
+        sent = 0
+        for protocol in list(self.connections):
+            channel = protocol.channel
+            tenant = None if channel is None else channel.tenant
+            if channel is not None and tenant is not None and tenant.tenant_id == tenant_id:
+                channel.emit(message)
+                sent += 1
+        return sent
+
     def when_empty(self) -> Deferred[None]:
         """Fires once no connection is open (at once if none is)."""
         if not self.connections:

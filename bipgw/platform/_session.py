@@ -280,7 +280,7 @@ class PlatformChannel:
         elif isinstance(message, Command):
             self._relay.command(message, self._tenant)
         elif isinstance(message, Close):
-            self._relay.close(message)
+            self._relay.close(message, self._tenant)
         elif isinstance(message, Status):
             self._relay.status(message, self._tenant)
         elif isinstance(message, Take):

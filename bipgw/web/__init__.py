@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from bipgw.web._api import ApiSettings, HttpApi, status_json
 from bipgw.web._campaigns import CampaignApi, CampaignStreams, ICampaigns
-from bipgw.web._events import EventStreams, event_json, sse_frame
+from bipgw.web._events import EventStreams, IEventFeed, event_json, sse_frame
 from bipgw.web._json import STATUS_OF, ApiError, Reply
 from bipgw.web._metrics import (
     METRICS_SERVICE,
@@ -60,6 +60,7 @@ __all__ = [
     "HttpApi",
     "HttpApiService",
     "ICampaigns",
+    "IEventFeed",
     "IReadiness",
     "LimitedRequest",
     "MetricsService",

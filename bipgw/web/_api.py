@@ -40,13 +40,18 @@ from bipgw.codec.platform import (
     Message,
     Open,
     Result,
+    State,
+    Status,
     Take,
 )
 from bipgw.core import (
     OUTCOME_FIELDS,
     CardKeyRotator,
     CardOffer,
+    Handover,
     RateLimitedLog,
+    SecuredSession,
+    Session,
     SessionStatus,
     Tenancy,
     TenantGrant,
@@ -54,7 +59,7 @@ from bipgw.core import (
 from bipgw.errors import BipGwError
 from bipgw.store import AuditRecord, IServiceRequests, MemoryServiceRequests
 from bipgw.web._campaigns import CampaignApi, CampaignStreams, ICampaigns
-from bipgw.web._events import EventStreams
+from bipgw.web._events import EventStreams, IEventFeed
 from bipgw.web._grants import GrantCache
 from bipgw.web._guard import ConnectionLimits
 from bipgw.web._json import ApiError, Reply, only_fields, parse_message
@@ -129,6 +134,7 @@ class HttpApi:
         rotator: CardKeyRotator | None = None,
         audit: Callable[[AuditRecord], Deferred[int]] | None = None,
         campaigns: ICampaigns | None = None,
+        events: IEventFeed | None = None,
     ) -> None:
         """
         @param requests: where the tenants' service requests are kept
@@ -138,6 +144,8 @@ class HttpApi:
             C{None}: nowhere.
         @param campaigns: the gateway's campaigns (C{/v1/campaigns}); C{None}
             answers those routes C{unavailable}.
+        @param events: the other nodes' session events for the event
+            streams, in a cluster (L{bipgw.cluster.ClusterEventFeed}).
         """
         self.hub = hub
         self.audit = audit
@@ -155,9 +163,16 @@ class HttpApi:
             self.campaigns = CampaignApi(campaigns, streams)
         self._relays: dict[str, TenantRelay] = {}
         self._owners: OrderedDict[str, str] = OrderedDict()
+        # In a cluster: the node running a session (the registry), for its status.
+        self.locate: Callable[[str], Deferred[str | None]] | None = None
         self.grants = GrantCache(hub.clock, self.settings.grant_cache_seconds)
         self.streams = EventStreams(
-            hub.engine, hub.clock, self._owner, self.settings.keepalive, self.settings.stream_buffer
+            hub.engine,
+            hub.clock,
+            self._owner,
+            self.settings.keepalive,
+            self.settings.stream_buffer,
+            feed=events,
         )
         # Whatever a client can make fail is logged at a bounded rate.
         self.ratelog = RateLimitedLog(Logger(namespace="bipgw.web"), hub.clock)
@@ -178,8 +193,54 @@ class HttpApi:
         """Whether C{session} was opened by C{tenant_id} through this API."""
         return self._owners.get(session) == tenant_id
 
+    async def may_follow(self, relay: TenantRelay, session: str) -> bool:
+        """Whether the tenant may follow C{session}'s events: it opened it through
+        this API, or (in a cluster) another node shows it the session in full."""
+        if self.owns(relay.grant.tenant_id, session):
+            return True
+        if self.hub.remote is None or self.hub.engine.status(session) is not None:
+            return False
+        try:
+            reply = await self._forwarded_status(relay, session)
+        except ApiError:
+            return False
+        return "service" in reply.body
+
     def _owner(self, session: str) -> str | None:
         return self._owners.get(session)
+
+    async def located(self, reply: Reply, session: str) -> Reply:
+        """C{reply} (a session's status) with the C{node} running the session,
+        in a cluster (L{locate}); as it is when the node is not known (Redis
+        cannot be reached: the status is answered without it)."""
+        if self.locate is None or reply.status != 200 or not isinstance(reply.body, dict):
+            return reply
+        try:
+            node = await self.locate(session)
+        except Exception:
+            return reply
+        if not node:
+            return reply
+        return attrs.evolve(reply, body={**reply.body, "node": node})
+
+    def adopt(
+        self, handover: Handover, grant: TenantGrant, reservation: str | None
+    ) -> Session | SecuredSession:
+        """Run a lost cluster node's queued session here, under its id, as if
+        C{grant}'s tenant had opened it through this API: it drives it with
+        C{/v1/sessions/{id}} on this node (L{bipgw.core.reopen}).
+
+        @raise SessionError: it cannot run again (see L{bipgw.core.reopen}).
+        """
+        relay = self._relays.get(grant.tenant_id)
+        if relay is None:
+            relay = self._relays[grant.tenant_id] = TenantRelay(self.hub, grant)
+        relay.grant = grant
+        with self.streams.opening() as adopt:
+            session = relay.adopt(self.hub, handover, reservation)
+            self._adopt(grant.tenant_id, str(session.id))
+            adopt(str(session.id))
+        return session
 
     def stop(self) -> Deferred[Any]:
         """End every event stream and close every session; fires when closed."""
@@ -361,7 +422,10 @@ class HttpApi:
         after a restart the random session id is what proves the asker
         opened it.
         """
-        if self.hub.engine.status(session) is not None or self.hub.history is None:
+        held = self.hub.engine.status(session) is not None
+        if not held and self.hub.remote is not None:
+            return await self._forwarded_status(relay, session)
+        if held or self.hub.history is None:
             return Reply(200, status_json(self._status(relay, session)))
         try:
             recorded = await self.hub.history.session_status(session)
@@ -376,6 +440,8 @@ class HttpApi:
 
     async def command(self, relay: TenantRelay, session: str, body: dict[str, Any]) -> Reply:
         """C{POST /v1/sessions/{id}/commands}."""
+        if self._elsewhere(relay, session):
+            return await self._forwarded_command(relay, session, body)
         status = self._status(relay, session)
         only_fields(body, _COMMAND_FIELDS)
         rid = relay.next_id()
@@ -405,6 +471,14 @@ class HttpApi:
 
     async def close(self, relay: TenantRelay, session: str) -> Reply:
         """C{DELETE /v1/sessions/{id}}."""
+        if self._elsewhere(relay, session):
+            rid = relay.next_id()
+            answer = relay.expect(rid)
+            relay.close(Close(session=session, id=rid))
+            reply = await answer
+            if isinstance(reply, ErrorMessage):
+                raise ApiError(reply.code, reply.message, session)
+            return await self._forwarded_status(relay, session)
         status = self._status(relay, session)
         if relay.tracked(session) is not None:
             rid = relay.next_id()
@@ -416,6 +490,43 @@ class HttpApi:
             assert isinstance(reply, Closed)
             status = self.hub.engine.status(session) or status
         return Reply(200, status_json(status))
+
+    # -- another node's sessions (a cluster: bipgw.core._remote) ----------------
+
+    def _elsewhere(self, relay: TenantRelay, session: str) -> bool:
+        """Whether C{session} is to be found through the cluster: this API does
+        not hold it, and this gateway is a node of a cluster."""
+        if self.hub.remote is None or relay.tracked(session) is not None:
+            return False
+        return not self.owns(relay.grant.tenant_id, session)
+
+    async def _forwarded_command(
+        self, relay: TenantRelay, session: str, body: dict[str, Any]
+    ) -> Reply:
+        only_fields(body, _COMMAND_FIELDS)
+        rid = relay.next_id()
+        message = parse_message(Command, {**body, "session": session, "id": rid}, "command.")
+        answer = relay.expect(rid)
+        relay.command(message, self.settings.ready_wait)
+        reply = await answer
+        if isinstance(reply, ErrorMessage):
+            raise ApiError(reply.code, reply.message, session)
+        assert isinstance(reply, Result)
+        out = reply.to_json()
+        del out["type"], out["id"]
+        return Reply(200, out)
+
+    async def _forwarded_status(self, relay: TenantRelay, session: str) -> Reply:
+        rid = relay.next_id()
+        answer = relay.expect(rid)
+        relay.status(Status(id=rid, session=session))
+        reply = await answer
+        if isinstance(reply, ErrorMessage):
+            raise ApiError(reply.code, reply.message, session)
+        assert isinstance(reply, State)
+        out = reply.to_json()
+        del out["type"], out["id"]
+        return Reply(200, out)
 
     def _status(self, relay: TenantRelay, session: str) -> SessionStatus:
         status = self.hub.engine.status(session)

@@ -13,6 +13,10 @@ paused when the connection's buffer is full, and queues at most
 C{buffer} bytes of frames while paused; past that the connection is
 aborted (the client reconnects and reads the status of its sessions).
 
+In a cluster (docs/cluster.md), an L{IEventFeed} carries the events of the
+sessions a tenant opened through the HTTP API of the other nodes to its
+streams here, and this node's to the others' (L{bipgw.cluster.ClusterEventFeed}).
+
 The engine announces a session's first events while C{open} is still
 running, before the API knows the session's id, so L{EventStreams.opening}
 holds events of sessions without an owner until the open says whose they are.
@@ -23,7 +27,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Callable, Collection, Iterator
-from typing import Any
+from typing import Any, Protocol
 
 import attrs
 from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
@@ -51,8 +55,32 @@ def event_json(event: SessionEvent) -> dict[str, Any]:
 
 def sse_frame(event: SessionEvent) -> bytes:
     """The SSE frame of one event: C{id}, C{event: session} and the JSON C{data}."""
-    data = json.dumps(event_json(event), separators=(",", ":"))
-    return f"id: {event.session_id}:{event.seq}\nevent: session\ndata: {data}\n\n".encode()
+    return json_frame(event_json(event))
+
+
+def json_frame(event: dict[str, Any]) -> bytes:
+    """The SSE frame of one event as L{event_json} wrote it."""
+    data = json.dumps(event, separators=(",", ":"))
+    return f"id: {event['session']}:{event['seq']}\nevent: session\ndata: {data}\n\n".encode()
+
+
+class IEventFeed(Protocol):
+    """The other nodes' session events, in a cluster (L{bipgw.cluster.ClusterEventFeed})."""
+
+    def follow(
+        self, tenant_id: str, deliver: Callable[[dict[str, Any]], object]
+    ) -> Callable[[], None]:
+        """Call C{deliver} with the other nodes' events (L{event_json}) of the
+        sessions C{tenant_id} opened through their HTTP API, until the returned
+        function is called."""
+
+    def wants(self, tenant_id: str) -> bool:
+        """Whether another node has a stream open for C{tenant_id} (only then
+        are its events turned into JSON and published)."""
+
+    def publish(self, tenant_id: str, event: dict[str, Any]) -> None:
+        """An event (L{event_json}) of a session C{tenant_id} opened here, for
+        the other nodes' streams."""
 
 
 @implementer(IPushProducer)
@@ -113,6 +141,9 @@ class EventStreams:
     """The open event streams, fed from one engine subscription.
 
     @param owner_of: the tenant that owns a session id, if any.
+    @param feed: the other nodes' events, in a cluster; then the engine is
+        followed as long as the streams serve (this node's events go to the
+        other nodes' streams).
     """
 
     _log = Logger()
@@ -124,8 +155,11 @@ class EventStreams:
         owner_of: Callable[[str], str | None],
         keepalive: float,
         buffer: int = 262144,
+        feed: IEventFeed | None = None,
     ) -> None:
         self._engine = engine
+        self._feed = feed
+        self._following: dict[str, Callable[[], None]] = {}
         self._clock = clock
         self._owner_of = owner_of
         self._keepalive = keepalive
@@ -135,6 +169,8 @@ class EventStreams:
         # One list per open under way (an open waits for its session's row
         # to be committed, so several can overlap).
         self._held: list[list[SessionEvent]] = []
+        if feed is not None:
+            self._unsubscribe = engine.subscribe(self._event)
 
     @property
     def count(self) -> int:
@@ -150,6 +186,10 @@ class EventStreams:
         stream = _Stream(request, tenant_id, session, self._buffer)
         request.registerProducer(stream, True)
         self._streams.append(stream)
+        if self._feed is not None and tenant_id not in self._following:
+            self._following[tenant_id] = self._feed.follow(
+                tenant_id, lambda event: self._remote(tenant_id, event)
+            )
         if self._unsubscribe is None:
             self._unsubscribe = self._engine.subscribe(self._event)
         request.write(b"retry: 5000\n: events of your sessions follow\n\n")
@@ -163,6 +203,9 @@ class EventStreams:
             if not stream.dropped:
                 stream.request.unregisterProducer()
                 stream.request.finish()
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
 
     @contextlib.contextmanager
     def opening(self) -> Iterator[Callable[[str], None]]:
@@ -193,6 +236,9 @@ class EventStreams:
 
     def _deliver(self, event: SessionEvent, session: str) -> None:
         owner = self._owner_of(session)
+        feed = self._feed
+        if feed is not None and owner is not None and feed.wants(owner):
+            feed.publish(owner, event_json(event))
         frame = None
         for stream in list(self._streams):
             if stream.tenant_id != owner or stream.session not in (None, session):
@@ -201,6 +247,34 @@ class EventStreams:
             stream.send(frame)
             if stream.timer is not None and stream.timer.active():
                 stream.timer.reset(self._keepalive)
+
+    def _remote(self, tenant_id: str, event: dict[str, Any]) -> None:
+        """Another node's event of a session C{tenant_id} opened there."""
+        session, frame = event.get("session"), None
+        for stream in list(self._streams):
+            if stream.tenant_id != tenant_id or stream.session not in (None, session):
+                continue
+            frame = frame or json_frame(event)
+            stream.send(frame)
+            if stream.timer is not None and stream.timer.active():
+                stream.timer.reset(self._keepalive)
+
+    def elsewhere(self, tenant_id: str, session: str, data: dict[str, Any]) -> int:
+        """Tell C{tenant_id}'s streams (all, or those of C{session}) an event of
+        one of its sessions this node does not run: a session of a cluster
+        node that was lost (C{docs/cluster.md}), as an C{event: session}
+        frame whose C{data} is C{data}.
+
+        @return: how many streams were sent it.
+        """
+        body = json.dumps({"session": session, **data}, separators=(",", ":"))
+        frame = f"event: session\ndata: {body}\n\n".encode()
+        sent = 0
+        for stream in list(self._streams):
+            if stream.tenant_id == tenant_id and stream.session in (None, session):
+                stream.send(frame)
+                sent += 1
+        return sent
 
     def offer(self, offer: CardOffer, tenants: Collection[str]) -> None:
         """Tell the tenants' streams (those not narrowed to one session) of
@@ -234,6 +308,10 @@ class EventStreams:
         if stream.timer is not None and stream.timer.active():
             stream.timer.cancel()
         stream.timer = None
-        if not self._streams and self._unsubscribe is not None:
+        if not any(s.tenant_id == stream.tenant_id for s in self._streams):
+            stop = self._following.pop(stream.tenant_id, None)
+            if stop is not None:
+                stop()
+        if not self._streams and self._unsubscribe is not None and self._feed is None:
             self._unsubscribe()
             self._unsubscribe = None

@@ -41,7 +41,10 @@ ERROR_STATUSES: Final[dict[int, str]] = {
     ),
     500: "a bug in the gateway (logged)",
     502: "the card or the push failed (card-dropped, script-status, push-failed, ...)",
-    503: "the tenant directory is unavailable, or the gateway is shutting down",
+    503: (
+        "the tenant directory is unavailable, or the gateway is shutting down; in a cluster,"
+        " the node holding the session or the cluster's command limits cannot be reached"
+    ),
     504: "the card did not connect or answer in time",
 }
 

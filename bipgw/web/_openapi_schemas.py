@@ -143,6 +143,10 @@ SCHEMAS: Final[dict[str, Any]] = {
             "push_attempts": {"type": "integer", "minimum": 0},
             "reason": {"type": "string", "description": "why it failed"},
             "detail": {"type": "string"},
+            "node": {
+                "type": "string",
+                "description": "in a cluster: the node running the session (docs/cluster.md)",
+            },
         },
     },
     "KeyRotationRequest": {

@@ -37,9 +37,20 @@ from bipgw.codec.platform import (
     Message,
     Open,
     Ready,
+    Status,
     Take,
 )
-from bipgw.core import SessionError, SessionRelay, Tenancy, TenantGrant, Tracked
+from bipgw.core import (
+    Handover,
+    SecuredSession,
+    Session,
+    SessionError,
+    SessionRelay,
+    Tenancy,
+    TenantGrant,
+    Tracked,
+    reopen,
+)
 
 _KEEP_FAILED = 256
 
@@ -52,6 +63,10 @@ class TenantRelay:
     """
 
     _log = Logger()
+
+    notifies = False
+    """Notifications are not sent to HTTP clients (they read a session's end
+    in its status): other nodes' sessions are not followed for them."""
 
     def __init__(self, tenancy: Tenancy, grant: TenantGrant) -> None:
         self._clock: IReactorTime = tenancy.clock
@@ -78,6 +93,13 @@ class TenantRelay:
     def live(self) -> list[str]:
         """The ids of the sessions still open."""
         return self._relay.sessions
+
+    def adopt(
+        self, tenancy: Tenancy, handover: Handover, reservation: str | None
+    ) -> Session | SecuredSession:
+        """Run a lost node's queued session here under its id, as this
+        tenant's (L{bipgw.core.reopen}); raises L{SessionError} if it cannot."""
+        return reopen(tenancy, self._relay, handover, self.grant, reservation)
 
     # -- requests -------------------------------------------------------------
 
@@ -116,13 +138,18 @@ class TenantRelay:
         """Relay a C{take} message (the answer goes to L{expect}); fires once answered."""
         return self._relay.take(request, self.grant)
 
-    def command(self, request: Command) -> None:
-        """Relay a C{command} message."""
-        self._relay.command(request, self.grant)
+    def command(self, request: Command, ready_wait: float = 0.0) -> None:
+        """Relay a C{command} message (in a cluster, forwarded to the node holding
+        its session if another does, waiting there up to C{ready_wait} s for its card)."""
+        self._relay.command(request, self.grant, ready_wait)
 
     def close(self, request: Close) -> None:
-        """Relay a C{close} message."""
-        self._relay.close(request)
+        """Relay a C{close} message (in a cluster, to any node's session)."""
+        self._relay.close(request, self.grant)
+
+    def status(self, request: Status) -> None:
+        """Relay a C{status} message (the answer goes to L{expect})."""
+        self._relay.status(request, self.grant)
 
     def close_all(self) -> list[Deferred[Any]]:
         """Close every session (the API is stopping); the engine's Deferreds."""

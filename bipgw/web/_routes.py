@@ -132,7 +132,8 @@ class ApiRoutes:
         """A session's status."""
         _refuse_head(request)
         relay = await self._tenant(request)
-        return _answer(request, await self._api.status(relay, session))
+        reply = await self._api.status(relay, session)
+        return _answer(request, await self._api.located(reply, session))
 
     @app.route("/v1/sessions/<session_id:session>", methods=["DELETE"])
     async def close(self, request: Request, session: str) -> bytes:
@@ -183,7 +184,7 @@ class ApiRoutes:
         api = self._api
         relay = await self._tenant(request)
         session = _query(request, "session")
-        if session is not None and not api.owns(relay.grant.tenant_id, session):
+        if session is not None and not await api.may_follow(relay, session):
             raise ApiError("unknown-session", f"no session {session} for this tenant")
         api.streams.start(request, relay.grant.tenant_id, session)
         await _finished(request)

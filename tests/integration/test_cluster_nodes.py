@@ -151,7 +151,7 @@ class ThreeNodesTests(TestCase):
         """A tenant allowed one session opens one through node A's HTTP API;
         a second through node B's is refused by the cluster-wide limit; A
         runs a command and closes; node B's HTTP API then answers for the
-        session (its recorded outcome), and B may open one again."""
+        session (asking A, which held it), and B may open one again."""
         import json
 
         import treq

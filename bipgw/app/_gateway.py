@@ -366,6 +366,8 @@ class Gateway(OrderedService):
                 importer=self.import_data,
                 services=list(config.services),
                 close_session=self._close_session,
+                readiness=self,
+                scrape_token=config.metrics.read_token() if config.metrics is not None else None,
             )
         metrics.watch(self.smpp, self.admin.tls_stats, self.keys)
         store_seconds = {op: metrics.store_seconds.labels(op) for op in STORE_OPERATIONS}

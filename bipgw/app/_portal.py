@@ -22,6 +22,7 @@ from bipgw.store import (
     SqlStore,
     in_threads,
 )
+from bipgw.web import IReadiness, health_resource, metrics_resource, ready_resource
 from bipgw.web.portal import (
     PORTAL_SERVICE,
     DashboardSampler,
@@ -57,7 +58,8 @@ def build_portal(
     importer: Importer | None,
     services: Sequence[str],
     close_session: Callable[[str], Any] | None,
-    metrics: Any = None,
+    readiness: IReadiness | None = None,
+    scrape_token: str | None = None,
 ) -> PortalService:
     """The portal's listening service, not started.
 
@@ -80,7 +82,12 @@ def build_portal(
         importer=importer,
         services=services,
         close_session=close_session,
-        metrics=metrics,
+        observability={
+            "metrics": metrics_resource(registry),
+            "healthz": health_resource(),
+            **({"readyz": ready_resource(readiness)} if readiness is not None else {}),
+        },
+        scrape_token=scrape_token,
         run_slow=in_threads(reactor),
     )
     return PortalService(portal, section.endpoint, reactor)

@@ -10,6 +10,7 @@ logs or echoes key bytes.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from typing import TextIO
 
@@ -25,6 +26,7 @@ from bipgw.keys import (
     Pkcs11RootKeys,
     TokenMaster,
     key_check_value,
+    retired_since,
 )
 
 __all__ = ["Keys", "describe", "describe_token_master", "list_keys"]
@@ -57,7 +59,11 @@ class Keys:
 def describe(info: KeyInfo, check: str) -> str:
     """One line about a key: label, kind, size, KCV and metadata; never the key."""
     meta = " ".join(f"{k}={v}" for k, v in sorted(info.meta.items()))
-    return f"{info.label}\t{info.kind.value}\t{info.length} bytes\tKCV {check}\t{meta}".rstrip()
+    line = f"{info.label}\t{info.kind.value}\t{info.length} bytes\tKCV {check}\t{meta}".rstrip()
+    retired = retired_since(info)
+    if retired is not None:
+        line += "\tRETIRED " + time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(retired))
+    return line
 
 
 def describe_token_master(entry: TokenMaster) -> str:

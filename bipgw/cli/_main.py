@@ -3,7 +3,7 @@
 
   - C{bipgw init DIR}: a new install (configuration, root key, keystore);
   - C{bipgw check-config FILE}: check a configuration and the keys it names;
-  - C{bipgw keys add-transport|generate-master|list}: the keystore;
+  - C{bipgw keys add-transport|retire-transport|generate-master|add-master|list}: the keystore;
   - C{bipgw keys rotate-root}: a new root key, the database and keystore re-sealed;
   - C{bipgw import cards|msisdn FILE}: load a card-vendor or MSISDN file;
   - C{bipgw replay SCRIPT ...}: run an APDU script against a card (docs/apdu-scripts.md);
@@ -26,6 +26,7 @@ import argparse
 import contextlib
 import os
 import sys
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
@@ -60,6 +61,7 @@ from bipgw.keys import (
     add_master_key,
     add_transport_key,
     generate_master_key,
+    retire_transport_key,
 )
 from bipgw.store import StoreError
 
@@ -129,13 +131,19 @@ def _parser() -> argparse.ArgumentParser:
         help="how the vendor wraps secret columns",
     )
     transport.add_argument("--replace", action="store_true", help="replace a key of that label")
+    retire = key_commands.add_parser(
+        "retire-transport",
+        help="retire a vendor transport key: files wrapped under it are refused",
+        parents=[config_option],
+    )
+    retire.add_argument("label")
     master = key_commands.add_parser(
         "generate-master", help="generate a random master key", parents=[config_option]
     )
     master.add_argument("kind", metavar="KIND", help=", ".join(MASTER_KINDS))
     master.add_argument("label")
     master.add_argument("--length", type=int, default=16, choices=(16, 24, 32))
-    master.add_argument("--kvn", type=int, default=1, help="key version it serves (--kdf 1)")
+    master.add_argument("--kvn", type=int, help="key version it serves (--kdf 1 only; default 1)")
     master.add_argument(
         "--kdf", type=int, default=2, choices=(1, 2), help="derivation (docs/keys.md section 5)"
     )
@@ -146,14 +154,15 @@ def _parser() -> argparse.ArgumentParser:
     imported.add_argument("kind", metavar="KIND", help=", ".join(MASTER_KINDS))
     imported.add_argument("label")
     imported.add_argument("--from-file", required=True, metavar="FILE", help="hex key file")
-    imported.add_argument("--kvn", type=int, default=1, help="key version it serves (--kdf 1)")
+    imported.add_argument("--kvn", type=int, help="key version it serves (--kdf 1 only; default 1)")
     imported.add_argument("--kdf", type=int, default=2, choices=(1, 2), help="derivation")
     imported.add_argument("--replace", action="store_true", help="replace a key of that label")
     listing = key_commands.add_parser(
         "list", help="list keys (never their values)", parents=[config_option]
     )
-    listing.add_argument("--iccid", help="list this card's key versions instead")
-    listing.add_argument(
+    which = listing.add_mutually_exclusive_group()
+    which.add_argument("--iccid", help="list this card's key versions instead")
+    which.add_argument(
         "--cards", action="store_true", help="list every card's key versions instead"
     )
     _card_keys.add_parsers(key_commands, config_option)
@@ -332,9 +341,11 @@ def _keys_command(
     if args.keys_command == "rotate-root":
         return _rotate.rotate_root(config, args, out, env)
     if args.keys_command == "init-hsm":
-        return _rotate.init_hsm(config, out)
+        target, detail = _rotate.init_hsm(config, out)
+        return _audited(config, err, env, "keys.init-hsm", target, detail)
     if args.keys_command == "generate-master" and args.backend == "pkcs11":
-        return _rotate.generate_token_master(config, args, out)
+        target, detail = _rotate.generate_token_master(config, args, out)
+        return _audited(config, err, env, "keys.generate-master", target, detail)
     keys = _keys.Keys.open(config, env)
     try:
         changed = _keystore_command(args, out, keys)
@@ -344,10 +355,17 @@ def _keys_command(
         return 0
     info, check, what = changed
     detail = f"{info.kind.value}, {info.length} bytes, KCV {check}, {what}"
-    if args.replace:
+    if getattr(args, "replace", False):
         detail += ", replacing the key of that label"
+    return _audited(config, err, env, f"keys.{args.keys_command}", info.label, detail)
+
+
+def _audited(
+    config: Config, err: TextIO, env: Mapping[str, str], action: str, target: str, detail: str
+) -> int:
+    """Write a key command's audit record; the exit status (1 if it could not be written)."""
     try:
-        _audit.record_now(config, f"keys.{args.keys_command}", info.label, detail, environ=env)
+        _audit.record_now(config, action, target, detail, environ=env)
     except StoreError as e:
         err.write(f"bipgw: error: the key is stored, but its audit record was not written: {e}\n")
         return 1
@@ -359,38 +377,55 @@ def _keystore_command(
 ) -> tuple[KeyInfo, str, str] | None:
     """Run a keystore command; what it stored (key, check value, words for the
     audit record), or C{None} for C{keys list}."""
+    if args.keys_command in ("generate-master", "add-master"):
+        kvn = _master_kvn(args)
+        version = f"KVN {kvn}" if args.kdf == 1 else "every key version (kdf 2)"
     if args.keys_command == "add-transport":
         info, check = add_transport_key(
             keys.store, args.label, args.from_file, scheme=args.scheme, replace=args.replace
         )
         what = f"scheme {args.scheme}"
+    elif args.keys_command == "retire-transport":
+        info, check = retire_transport_key(keys.store, args.label, at=time.time())
+        what = "retired: vendor files wrapped under it are refused from now on"
     elif args.keys_command == "generate-master":
         info, check = generate_master_key(
             keys.store,
             args.kind,
             args.label,
             length=args.length,
-            kvn=args.kvn,
+            kvn=kvn,
             kdf=args.kdf,
             replace=args.replace,
         )
-        what = f"KVN {args.kvn}, generated"
+        what = f"{version}, generated"
     elif args.keys_command == "add-master":
         info, check = add_master_key(
             keys.store,
             args.kind,
             args.label,
             args.from_file,
-            kvn=args.kvn,
+            kvn=kvn,
             kdf=args.kdf,
             replace=args.replace,
         )
-        what = f"KVN {args.kvn}, from a file"
+        what = f"{version}, from a file"
     else:
         _keys.list_keys(keys, out)
         return None
     out.write(f"stored in {keys.store.path}:\n{_keys.describe(info, check)}\n")
     return info, check, what
+
+
+def _master_kvn(args: argparse.Namespace) -> int:
+    """The key version a keystore master serves: C{--kvn} (default 1) for a
+    v1 master; a v2 master serves every version, so C{--kvn} is refused."""
+    if args.kdf == 2 and args.kvn is not None:
+        raise KeyManagementError(
+            f"--kvn {args.kvn}: a --kdf 2 master (the default) serves every key version,"
+            " the version being part of the derivation; --kvn is for a --kdf 1 master"
+        )
+    return 1 if args.kvn is None else int(args.kvn)
 
 
 def _card_keys_command(config: Config, args: argparse.Namespace, out: TextIO) -> int:

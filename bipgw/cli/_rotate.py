@@ -43,27 +43,31 @@ def _token_backend(config: Config, command: str) -> None:
         )
 
 
-def init_hsm(config: Config, out: TextIO) -> int:
-    """Create the root key in the configured token, and the keystore if there is none."""
+def init_hsm(config: Config, out: TextIO) -> tuple[str, str]:
+    """Create the root key in the configured token, and the keystore if there
+    is none; the audit record's target and detail (ids, never a key)."""
     _token_backend(config, "bipgw keys init-hsm")
     token = config.keys.open_token()
     try:
         root = Pkcs11RootKeys.initialise(token)
-        out.write(f"root key {root.key_id} created in the {root.describe()}\n")
+        detail = f"root key {root.key_id} created in the {root.describe()}"
+        out.write(detail + "\n")
         if not config.keys.keystore.exists():
             KeyStore.create(config.keys.keystore, root)
             out.write(f"empty keystore {config.keys.keystore} created\n")
+            detail += f"; empty keystore {config.keys.keystore} created"
     finally:
         token.close()
-    return 0
+    return "root-key", detail
 
 
-def generate_token_master(config: Config, args: argparse.Namespace, out: TextIO) -> int:
-    """C{generate-master --backend pkcs11}: a master key made inside the token."""
+def generate_token_master(config: Config, args: argparse.Namespace, out: TextIO) -> tuple[str, str]:
+    """C{generate-master --backend pkcs11}: a master key made inside the token;
+    the audit record's target and detail (never a key)."""
     _token_backend(config, "generate-master --backend pkcs11")
     if args.replace:
         raise KeyManagementError("--replace: a master key in the token is never replaced")
-    if args.kvn != 1:
+    if args.kvn is not None:
         raise KeyManagementError(
             "--kvn: a master key in the token has no key version (a v1 token master serves every"
             " version as the only v1 master of its kind)"
@@ -81,7 +85,10 @@ def generate_token_master(config: Config, args: argparse.Namespace, out: TextIO)
         f"{args.label}\t{kind.value}\t{args.length} bytes\tkdf={args.kdf}\tgenerated in the"
         " token, non-extractable\n"
     )
-    return 0
+    return args.label, (
+        f"{kind.value}, {args.length} bytes, kdf {args.kdf}, generated in the PKCS#11 token"
+        f" as {name!r}, non-extractable"
+    )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -226,7 +226,12 @@ class KeysSection:
                 )
             from bipgw.keys import Pkcs11RootKeys
 
-            return Pkcs11RootKeys(self.open_token())
+            token = self.open_token()
+            try:
+                return Pkcs11RootKeys(token)
+            except BaseException:
+                token.close()  # e.g. a missing mechanism: no session left open
+                raise
         if env.get(ROOT_KEY_ENV) is not None:
             return RootKey.from_environment(env)
         return FileRootKeyRing(self.root_key_file)

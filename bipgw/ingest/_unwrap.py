@@ -11,6 +11,7 @@ since 3DES-ECB cannot tell.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Sequence
 
 from bipgw.ingest._errors import TransportKeyError
@@ -35,6 +36,7 @@ from bipgw.keys import (
     UnknownKeyError,
     check_value,
     psk_identity_for,
+    retired_since,
 )
 from bipgw.store import BulkSealer, CardUpsert, KeyPurpose, LineError, bulk_card_upsert
 
@@ -68,6 +70,14 @@ def transport_key(keystore: KeyStore, label: str) -> tuple[Secret, TransportSche
     if info.kind is not KeyKind.TRANSPORT:
         raise TransportKeyError(
             f"keystore entry {label!r} is a {info.kind.value} key, not a transport key",
+            field="Transport_key",
+        )
+    retired = retired_since(info)
+    if retired is not None:
+        when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(retired))
+        raise TransportKeyError(
+            f"the transport key {label!r} named by the header was retired on {when}: the"
+            " vendor must wrap the file under a transport key in use",
             field="Transport_key",
         )
     scheme_name = info.meta.get("scheme", TransportScheme.AES_KWP.value)

@@ -43,6 +43,8 @@ from bipgw.keys._operator_keys import (
     key_check_value,
     master_kind,
     read_key_file,
+    retire_transport_key,
+    retired_since,
 )
 from bipgw.keys._pkcs11 import (
     HsmError,
@@ -154,6 +156,8 @@ __all__ = [
     "psk_identity_for",
     "read_key_file",
     "read_pin_file",
+    "retire_transport_key",
+    "retired_since",
     "seal",
     "sealed_key_id",
     "set_des_parity",

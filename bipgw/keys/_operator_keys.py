@@ -33,6 +33,8 @@ __all__ = [
     "key_check_value",
     "master_kind",
     "read_key_file",
+    "retire_transport_key",
+    "retired_since",
 ]
 
 _MAX_KEY_FILE = 4096
@@ -109,6 +111,39 @@ def add_transport_key(
         )
     info = keystore.put(label, KeyKind.TRANSPORT, secret, {"scheme": wrap.value}, replace=replace)
     return info, key_check_value(info, secret)
+
+
+#: The metadata entry that marks a retired transport key (epoch seconds).
+RETIRED_AT = "retired_at"
+
+
+def retired_since(info: KeyInfo) -> int | None:
+    """When the key was retired (epoch seconds), or C{None} if it is in use."""
+    value = info.meta.get(RETIRED_AT)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def retire_transport_key(keystore: KeyStore, label: str, *, at: float) -> tuple[KeyInfo, str]:
+    """Retire the transport key C{label}: from now on a vendor file naming it
+    is refused as a whole, the report saying it was retired (a vendor moved
+    to a new key).  The entry stays, marked (metadata C{retired_at}), so the
+    refusal can name it; C{add-transport --replace} puts a new key under the
+    label.  Return its info and KCV.
+
+    @raise KeyInputError: not a transport key, or already retired.
+    """
+    info = keystore.info(label)
+    if info.kind is not KeyKind.TRANSPORT:
+        raise KeyInputError(
+            f"{label!r} is a {info.kind.value} key: only transport keys are retired this way"
+            " (a master key still derives the keys of the cards personalised with it)"
+        )
+    if retired_since(info) is not None:
+        raise KeyInputError(f"the transport key {label!r} is already retired")
+    secret = keystore.get(label)
+    meta: dict[str, MetaValue] = {**info.meta, RETIRED_AT: int(at)}
+    retired = keystore.put(label, KeyKind.TRANSPORT, secret, meta, replace=True)
+    return retired, key_check_value(retired, secret)
 
 
 def master_kind(name: str) -> KeyKind:

@@ -462,6 +462,13 @@ class Pkcs11RootKeys:
                     if label in objects:
                         objects[label].destroy()
             objects[_NEXT + new][Attribute.LABEL] = _ROOT + new
+            # A MAC key with no root key of its id is garbage, left by a crash
+            # between the two keys of _generate_pair, or between destroying
+            # the old root key and its MAC key: nothing is sealed or MACed
+            # under it now (the rotation re-MACed everything), so it goes too.
+            for label, obj in objects.items():
+                if label.startswith(_MAC) and label not in (_MAC + new, _MAC + (old or "")):
+                    obj.destroy()
         self.refresh()
         self._keys.pop(old or "", None)
         self._macs.pop(old or "", None)

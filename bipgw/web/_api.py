@@ -140,7 +140,8 @@ class HttpApi:
         @param requests: where the tenants' service requests are kept
             (C{POST /v1/service-requests}); in memory if C{None}.
         @param audit: where the administrative requests of platforms (a
-            service request) are written to the audit log; C{None}: nowhere.
+            service request, a card key rotation) are written to the audit log;
+            C{None}: nowhere.
         @param campaigns: the gateway's campaigns (C{/v1/campaigns}); C{None}
             answers those routes C{unavailable}.
         @param events: the other nodes' session events for the event
@@ -293,7 +294,9 @@ class HttpApi:
         state = status.state.value if status is not None else "requested"
         return Reply(201, {"session": sid, "state": state}, (("Location", f"/v1/sessions/{sid}"),))
 
-    async def rotate_keys(self, relay: TenantRelay, iccid: str, body: dict[str, Any]) -> Reply:
+    async def rotate_keys(
+        self, relay: TenantRelay, iccid: str, body: dict[str, Any], origin: str = ""
+    ) -> Reply:
         """C{POST /v1/cards/{iccid}/key-rotations}: one card key rotation, answered
         once the card confirmed it (C{201}) or it failed (C{502}, the old keys
         stay active).
@@ -301,6 +304,10 @@ class HttpApi:
         Who may: a tenant whose grant for the service carrying the rotation
         lets C{put-key} (INS D8) reach the ISD, the service having
         C{secure_apdus} (C{docs/keys.md} section 9).
+
+        An accepted request is audited first (C{card-key-rotation-requested}:
+        the tenant, C{origin} (the client's address), the card, the family
+        and the service), then the rotation writes its own records.
         """
         only_fields(body, _ROTATION_FIELDS)
         purpose = body.get("purpose")
@@ -331,6 +338,17 @@ class HttpApi:
                 "service-not-allowed",
                 f"service {service!r} cannot rotate card keys for this tenant"
                 " (it needs secure_apdus and a put-key grant)",
+            )
+        if self.audit is not None:
+            await self.audit(
+                AuditRecord(
+                    float(self.hub.clock.seconds()),
+                    f"tenant:{relay.grant.tenant_id}",
+                    "card-key-rotation-requested",
+                    f"card:{iccid}",
+                    f"{purpose} keys, through service {service!r}, over the HTTP API",
+                    origin=origin,
+                )
             )
         try:
             outcome = await rotator.rotate(iccid, purpose, service)

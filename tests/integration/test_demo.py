@@ -150,6 +150,20 @@ class DemoServeTests(TestCase):
         )
         self.assertEqual(answer.code, 303)
         self.assertIn("bipgw_portal", {c.name for c in answer.cookies()})
+        # The portal serves the same metrics, health and readiness to its operators.
+        session = {c.name: c.value for c in answer.cookies()}
+        for path, expected in (
+            ("metrics", b"bipgw_session_setups_total 2.0"),
+            ("healthz", b'"alive"'),
+            ("readyz", b'"ready": true'),
+        ):
+            page = await treq.get(
+                portal.group(1) + path, cookies=session, allow_redirects=False, pool=pool
+            )
+            self.assertEqual(page.code, 200, path)
+            self.assertIn(expected, await page.content())
+        anonymous = await treq.get(portal.group(1) + "metrics", allow_redirects=False, pool=pool)
+        self.assertEqual(anonymous.code, 303)
 
 
 async def deferLater(reactor, seconds: float) -> None:  # type: ignore[no-untyped-def]

@@ -207,6 +207,21 @@ class HttpApiRotationTests(TestCase):
         self.assertNotIn("\t40\t", text.replace(f"{iccid}\tPSK\t40", ""))
         await secured_round(self, loop, iccid)
 
+        # Audited: who asked (the tenant), from where, then the rotation's own
+        # steps; the refused tenant's attempt changed nothing, so is not there.
+        listed = await loop.gateway.store.list_audit(limit=100)
+        records = [r for r in listed if r.target == f"card:{iccid}"]
+        self.assertEqual(
+            [(r.actor, r.action) for r in reversed(records)],
+            [
+                ("tenant:acme", "card-key-rotation-requested"),
+                (f"gateway {loop.gateway.config.gateway.node_id}", "card-key-rotation-started"),
+                (f"gateway {loop.gateway.config.gateway.node_id}", "card-key-rotated"),
+            ],
+        )
+        self.assertEqual(records[-1].origin, "127.0.0.1")
+        self.assertIn("psk keys, through service 'secure'", records[-1].detail)
+
 
 class OtaRotationTests(TestCase):
     timeout = WAIT

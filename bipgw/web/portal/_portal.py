@@ -18,6 +18,7 @@ operator's name as actor and the request's source address as origin.
 
 from __future__ import annotations
 
+import hmac
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -107,7 +108,8 @@ class Portal:
         importer: Importer | None = None,
         services: Sequence[str] = (),
         close_session: Callable[[str], Any] | None = None,
-        metrics: Any = None,
+        observability: Mapping[str, Any] | None = None,
+        scrape_token: str | None = None,
         run_slow: Callable[[Callable[[], Any]], Deferred[Any]] | None = None,
         wall: Callable[[], float] = time.time,
     ) -> None:
@@ -117,7 +119,12 @@ class Portal:
         @param importer: imports an uploaded file (C{None}: uploads refused).
         @param services: the gateway's services (C{[services.NAME]}), for grants.
         @param close_session: closes a live session by id (C{None}: not offered).
-        @param metrics: a resource serving C{/metrics} under the portal, or C{None}.
+        @param observability: the resources the portal serves as C{/metrics},
+            C{/healthz} and C{/readyz} (keys C{metrics}, C{healthz},
+            C{readyz}; L{bipgw.web.metrics_resource} ...), to a logged-in
+            operator or a scraper with C{scrape_token}; a missing one is 404.
+        @param scrape_token: the bearer token that opens those three paths
+            without a login (C{[metrics] token_file}); C{None}: logins only.
         @param run_slow: runs a password check off the reactor (inline if C{None}).
         @param wall: the wall clock, for audit records and times shown.
         """
@@ -131,7 +138,8 @@ class Portal:
         self.importer = importer
         self.services = tuple(services)
         self.close_session = close_session
-        self.metrics = metrics
+        self.observability = dict(observability or {})
+        self._scrape = None if scrape_token is None else b"Bearer " + scrape_token.encode("ascii")
         self.wall = wall
         self._run_slow = run_slow or (lambda check: maybeDeferred(check))
         now = clock.seconds
@@ -192,6 +200,21 @@ class Portal:
                 f" it needs the {role.value} role",
             )
         return login
+
+    async def require_scraper(self, request: IRequest) -> None:
+        """C{/metrics}, C{/healthz}, C{/readyz}: a request bearing the scrape
+        token (Prometheus), else a logged-in operator of any role.
+
+        @raise RefusedError: a bearer token that is not the scrape token (C{401}).
+        @raise SeeOtherError: no token and not logged in (to the login page).
+        """
+        given = request.getHeader(b"authorization")
+        if given is not None and given[:7].lower() == b"bearer ":
+            if self._scrape is None or not hmac.compare_digest(given, self._scrape):
+                request.setHeader(b"www-authenticate", b'Bearer realm="bipgw-metrics"')
+                raise RefusedError(401, "wrong bearer token for the metrics")
+            return
+        await self.require(request)
 
     async def check_password(self, name: str, password: str) -> Role | None:
         """The role of operator C{name} if C{password} is theirs and they are enabled.

@@ -23,7 +23,7 @@ from twisted.web.server import Request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.routing import BaseConverter
 
-from bipgw.store import AuditSearch, SessionFilter
+from bipgw.store import AuditSearch, SessionFilter, card_key_versions_for
 from bipgw.web.portal._auth import longest
 from bipgw.web.portal._charts import line_chart
 from bipgw.web.portal._dashboard import chart_keys
@@ -280,11 +280,14 @@ def portal_app(portal: Portal) -> Klein:
         login = await portal.require(request)
         text = (field(request, "q", 64) or "").strip()
         found: list[Any] = []
+        lifecycle = card_key_versions_for(portal.store)
         if text:
             for card in await portal.browse.cards(text, limit=PAGE):
                 keys = await portal.browse.card_keys(card.iccid)
                 last = await portal.browse.last_session(card.iccid)
-                found.append((card, keys, last))
+                # Metadata only: versions, states, sources (docs/keys.md section 8).
+                versions = [] if lifecycle is None else await lifecycle.versions(card.iccid)
+                found.append((card, keys, last, versions))
         return portal.page(request, "cards.html", login, q=text, cards=found)
 
     # -- audit -----------------------------------------------------------------
@@ -328,11 +331,17 @@ def portal_app(portal: Portal) -> Klein:
         request.setHeader(b"X-Content-Type-Options", b"nosniff")
         return data
 
-    if portal.metrics is not None:
+    def observe(name: str) -> None:
+        @app.route(f"/{name}", methods=["GET"], endpoint=f"observe_{name}")
+        async def serve(request: IRequest) -> Any:
+            await portal.require_scraper(request)
+            resource = portal.observability.get(name)
+            if resource is None:
+                raise RefusedError(404, f"this portal does not serve /{name}")
+            return resource
 
-        @app.route("/metrics", methods=["GET"], branch=False)
-        def metrics(request: IRequest) -> Any:
-            return portal.metrics
+    for name in ("metrics", "healthz", "readyz"):
+        observe(name)
 
     # -- errors ------------------------------------------------------------------
 

@@ -90,6 +90,20 @@ class GatewayMetricsTests(_GatewayCase):
             checks, {"store": None, "smpp": "not bound to the SMSC", "listeners": None}
         )
 
+    def test_listenerDown(self) -> None:
+        """A running gateway one of whose listeners stopped is not ready, the
+        listener named; started again, the check passes."""
+        gateway = self._build()
+        gateway.startService()
+        self.successResultOf(gateway.when_ready())
+        self.assertIsNone(self.successResultOf(gateway.readiness())["listeners"])
+        self.successResultOf(gateway.admin.stopService())
+        checks = self.successResultOf(gateway.readiness())
+        self.assertEqual(checks["listeners"], "not listening: admin")
+        self.assertIsNone(checks["store"])
+        gateway.admin.startService()
+        self.assertIsNone(self.successResultOf(gateway.readiness())["listeners"])
+
     def test_storeUnreachable(self) -> None:
         """A store that does not answer within the wait is named, with why."""
         from twisted.internet.defer import Deferred

@@ -201,3 +201,74 @@ class KeysAuditTests(SynchronousTestCase):
         keystore = config.keys.open_keystore(config.keys.load_root_key({}))
         master = keystore.get("M1").reveal().hex()
         self.assertNotIn(master, repr(records).lower())
+        self.assertIn("every key version (kdf 2), generated", records[1].detail)
+
+    def test_addMaster(self) -> None:
+        """add-master is audited like generate-master; a v1 master's record names its version."""
+        key_file = write(self.base, "m.hex", TK_HEX + "\n")
+        argv = ["add-master", "psk", "P1", "--from-file", str(key_file), "--kdf", "1"]
+        status, out, err = run(["keys", *argv, "--kvn", "64", "-c", self.config_path])
+        self.assertEqual((status, err), (0, ""), out)
+        (record,) = self.records()
+        self.assertEqual((record.action, record.target), ("keys.add-master", "P1"))
+        self.assertIn("master-psk, 16 bytes, KCV ", record.detail)
+        self.assertIn("KVN 64, from a file", record.detail)
+        self.assertNotIn(TK_HEX, repr(record).upper())
+
+    def test_retireTransport(self) -> None:
+        """keys retire-transport: audited, listed RETIRED, and a vendor file
+        wrapped under the key is refused by the importer, naming it."""
+        from bipgw.ingest import import_card_data
+        from tests.unit.ingest import vendor_file
+
+        def imported() -> object:
+            config = Config.from_file(self.config_path)
+            root = config.keys.load_root_key({})
+            keystore = config.keys.open_keystore(root)
+            store = MemoryStore()
+            report = self.successResultOf(
+                import_card_data(store, keystore, root, vendor_file(), file_name="b.out")
+            )
+            return report
+
+        key_file = write(self.base, "tk.hex", TK_HEX + "\n")
+        config = ["-c", self.config_path]
+        run(["keys", "add-transport", "TK1", "--from-file", str(key_file), *config])
+        self.assertEqual(imported().added, 3)  # type: ignore[attr-defined]
+        status, out, err = run(["keys", "retire-transport", "TK1", *config])
+        self.assertEqual((status, err), (0, ""), out)
+        status, out, err = run(["keys", "list", *config])
+        self.assertIn("RETIRED ", out)
+        record = self.records()[-1]
+        self.assertEqual((record.action, record.target), ("keys.retire-transport", "TK1"))
+        self.assertIn("retired: vendor files wrapped under it are refused", record.detail)
+        self.assertNotIn(TK_HEX, repr(record).upper())
+        report = imported()
+        self.assertEqual(report.added, 0)  # type: ignore[attr-defined]
+        self.assertIn(
+            "the transport key 'TK1' named by the header was retired on",
+            report.fatal,  # type: ignore[attr-defined]
+        )
+        status, _, err = run(["keys", "retire-transport", "TK1", *config])
+        self.assertEqual(status, 1)
+        self.assertIn("already retired", err)
+        status, _, err = run(["keys", "retire-transport", "nope", *config])
+        self.assertEqual(status, 1)
+        self.assertIn("nope", err)
+
+    def test_kvnOfV2MasterRefused(self) -> None:
+        """--kvn with a v2 master (which serves every version) is refused, nothing stored."""
+        key_file = write(self.base, "m.hex", TK_HEX + "\n")
+        for argv in (
+            ["generate-master", "psk", "G1", "--kvn", "65"],
+            ["add-master", "psk", "A1", "--from-file", str(key_file), "--kvn", "65"],
+            ["add-master", "psk", "A1", "--from-file", str(key_file), "--kdf", "2", "--kvn", "1"],
+        ):
+            with self.subTest(argv=argv):
+                status, out, err = run(["keys", *argv, "-c", self.config_path])
+                self.assertEqual(status, 1, out)
+                self.assertIn("a --kdf 2 master (the default) serves every key version", err)
+        self.assertEqual(self.records(), [])
+        status, out, _ = run(["keys", "list", "-c", self.config_path])
+        self.assertNotIn("G1", out)
+        self.assertNotIn("A1", out)

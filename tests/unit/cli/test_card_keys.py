@@ -13,6 +13,7 @@ from bipgw.cli._main import _parser
 from bipgw.config import Config, init_install
 from bipgw.store import KeyPurpose, KeySource, KeyState, KeyVersion, MemoryStore
 from tests.unit.app.test_gateway import _toml
+from tests.unit.cli import run
 
 
 class CardKeyCommandTests(SynchronousTestCase):
@@ -70,3 +71,7 @@ class CardKeyCommandTests(SynchronousTestCase):
         self.assertEqual(args.iccid, "8988211000000000018")
         args = _parser().parse_args(["keys", "show", "8988211000000000018"])
         self.assertEqual(args.keys_command, "show")
+        # One card or every card, not both (neither is silently dropped).
+        status, _, err = run(["keys", "list", "--iccid", "8988211000000000018", "--cards"])
+        self.assertEqual(status, 2)
+        self.assertIn("not allowed with argument", err)

@@ -136,11 +136,13 @@ class GenerateMasterTests(KeysTestCase):
 
     def test_generated(self) -> None:
         """A random AES key of the kind, with its key version and algorithm recorded."""
-        status, out, err = self.keys("generate-master", "ota-kic", "KIC-V1", "--kvn", "1")
+        status, out, err = self.keys(
+            "generate-master", "ota-kic", "KIC-V1", "--kdf", "1", "--kvn", "3"
+        )
         self.assertEqual((status, err), (0, ""))
         info = self.keystore().info("KIC-V1")
         self.assertEqual(info.kind, KeyKind.MASTER_OTA_KIC)
-        self.assertEqual(dict(info.meta), {"kvn": 1, "algorithm": "aes-128", "kdf": 2})
+        self.assertEqual(dict(info.meta), {"kvn": 3, "algorithm": "aes-128", "kdf": 1})
         self.assertEqual(info.length, 16)
         kcv = check_value(self.keystore().get("KIC-V1"), KeyAlgorithm.AES_128)
         self.assertIn(f"KCV {kcv}", out)

@@ -140,6 +140,51 @@ class HsmCommandTests(_Install):
         self.assertIn(f"{old} retired ({rows} rows and 0 keystore entries", out)
         root.refresh()
         self.assertNotEqual(root.key_id, old)
+        # Every key change is in the audit log, by the OS user, never a key.
+        engine = create_sql_engine(self.config().database.url)
+        self.addCleanup(engine.dispose)
+        with engine.connect() as c:
+            query = "SELECT actor, action, target, detail FROM audit_log ORDER BY audit_id"
+            records = list(c.exec_driver_sql(query))
+        self.assertEqual(
+            [(r[1], r[2]) for r in records],
+            [
+                ("keys.init-hsm", "root-key"),
+                ("keys.generate-master", "M1"),
+                ("keys.generate-master", "K1"),
+                ("root-key.rotate.begin", "root-key"),
+                ("root-key.rotate.finish", "root-key"),
+            ],
+        )
+        self.assertEqual({r[0] for r in records}, {cli_actor()})
+        self.assertIn(f"root key {old} created in the PKCS#11 token", records[0][3])
+        self.assertIn("master-psk, 16 bytes, kdf 2, generated in the PKCS#11 token", records[1][3])
+
+    def test_tokenMasterHasNoVersion(self) -> None:
+        """--kvn is refused for a token master (it has no key version)."""
+        self.assertEqual(self.keys("init-hsm")[0], 0)
+        status, _, err = self.keys(
+            "generate-master", "psk", "M1", "--backend", "pkcs11", "--kdf", "1", "--kvn", "1"
+        )
+        self.assertEqual(status, 1)
+        self.assertIn("--kvn: a master key in the token has no key version", err)
+
+    def test_missingMechanism(self) -> None:
+        """A token without a mechanism bipgw needs: the commands fail with one
+        line naming it (SoftHSM2 has them all, so the list asks for one it lacks)."""
+        from bipgw.keys import _pkcs11
+
+        self.assertEqual(self.keys("init-hsm")[0], 0)
+        self.patch(_pkcs11, "ROOT_MECHANISMS", (*_pkcs11.ROOT_MECHANISMS, "SP800_108_COUNTER_KDF"))
+        for argv in (("list",), ("rotate-root",)):
+            with self.subTest(argv=argv):
+                status, _, err = self.keys(*argv)
+                self.assertEqual(status, 1)
+                self.assertEqual(
+                    err,
+                    f"bipgw: error: the PKCS#11 token {self.hsm.label!r} does not offer"
+                    " CKM_SP800_108_COUNTER_KDF, which bipgw needs\n",
+                )
 
     def test_wrongPin(self) -> None:
         self.hsm.pin_file.write_text("0000\n")

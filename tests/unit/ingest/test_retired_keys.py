@@ -18,7 +18,16 @@ from pathlib import Path
 from twisted.trial.unittest import SynchronousTestCase
 
 from bipgw.ingest import import_card_data
-from bipgw.keys import FileRootKeyRing, KeyStore, RootKey, Secret, WrongRootKeyError
+from bipgw.keys import (
+    FileRootKeyRing,
+    KeyInputError,
+    KeyStore,
+    RootKey,
+    Secret,
+    WrongRootKeyError,
+    retire_transport_key,
+    retired_since,
+)
 from bipgw.store import MemoryStore, RootRotation, create_sql_engine
 from tests.unit.ingest import COLUMNS, ICCIDS, TRANSPORT_KEY, card_line, vendor_file
 from tests.unit.store import rotation_fixture as fx
@@ -49,6 +58,29 @@ class RetiredTransportKeyTests(SynchronousTestCase):
             "the transport key 'TK1' named by the header is not in the keystore", report.fatal
         )
         self.assertEqual(self.successResultOf(self.store.list_cards()), [])
+
+    def test_fileNamingKeyMarkedRetired(self) -> None:
+        """A key retired with retire_transport_key (bipgw keys retire-transport)
+        stays in the keystore, marked; a file naming it is refused as a whole,
+        the report saying it was retired and when; nothing is imported."""
+        self.keystore.put("TK1", "transport", TRANSPORT_KEY, {"scheme": "aes-kwp"})
+        self.assertEqual(self.imported(vendor_file()).added, 3)
+        self.store = MemoryStore()
+        info, _ = retire_transport_key(self.keystore, "TK1", at=1_800_000_000)
+        self.assertEqual(retired_since(info), 1_800_000_000)
+        report = self.imported(vendor_file())
+        self.assertIn(
+            "the transport key 'TK1' named by the header was retired on 2027-01-15 08:00 UTC",
+            report.fatal,
+        )
+        self.assertEqual(self.successResultOf(self.store.list_cards()), [])
+        error = self.assertRaises(
+            KeyInputError, retire_transport_key, self.keystore, "TK1", at=1_800_000_001
+        )
+        self.assertIn("already retired", str(error))
+        self.keystore.put("M", "master-psk", NEW_TRANSPORT)
+        error = self.assertRaises(KeyInputError, retire_transport_key, self.keystore, "M", at=1)
+        self.assertIn("only transport keys are retired", str(error))
 
     def test_fileWrappedUnderRetiredKeyNamingNewOne(self) -> None:
         lines = [card_line(i, f"00101000000000{n + 1}", COLUMNS) for n, i in enumerate(ICCIDS)]

@@ -56,6 +56,9 @@ PATHS = [
     "/static/portal.css",
     "/static/x",
     "/charts",
+    "/metrics",
+    "/healthz",
+    "/readyz",
     "/nowhere",
     "//",
     "/sessions/%00",
@@ -96,6 +99,17 @@ class FuzzTests(PortalTestCase):
 
     def setUp(self) -> None:
         super().setUp()
+        from prometheus_client import generate_latest
+        from twisted.web.static import Data
+
+        from bipgw.web import health_resource, ready_resource
+        from tests.unit.web.test_metrics_site import FakeReadiness
+
+        self.portal.observability = {
+            "metrics": Data(generate_latest(self.registry), "text/plain; version=0.0.4"),
+            "healthz": health_resource(),
+            "readyz": ready_resource(FakeReadiness()),
+        }
         self.site = portal_site(self.portal, self.clock)
         browser = self.browser("ada")
         self.cookie = "bipgw_portal=" + browser.cookies["bipgw_portal"]

@@ -152,6 +152,7 @@ from bipgw.store._types import (
     Tenant,
     UnknownRecordError,
     WriteResult,
+    bulk_card_key,
     bulk_card_upsert,
     card_key_label,
 )
@@ -282,6 +283,7 @@ __all__ = [
     "add_audit_now",
     "add_partner",
     "add_tenant",
+    "bulk_card_key",
     "bulk_card_upsert",
     "campaign_store",
     "card_key_fingerprint",

@@ -23,6 +23,7 @@ import io
 import os
 import pstats
 import random
+import resource
 import sys
 import tempfile
 import threading
@@ -166,6 +167,13 @@ async def _run(reactor: Any, args: argparse.Namespace) -> None:
             f" {report.updated}, unchanged {report.unchanged}, rejected {report.rejected};"
             f" RSS {peak.base / 2**20:.0f} MiB before, growth {growth:.0f} MiB"
             f" (file {path.stat().st_size / 2**20:.0f} MiB)"
+        )
+        children = [t - b for t, b in zip(after[2:4], times[2:4], strict=True)]
+        print(
+            f"  this process: CPU {cpu:.1f} s (user+sys); worker process(es): CPU"
+            f" {sum(children):.1f} s, peak RSS of the largest"
+            f" {resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024:.0f} MiB;"
+            " on an idle 2-core machine the wall time is about the larger of the two CPUs"
         )
         if report.fatal:
             print("FATAL:", report.fatal)

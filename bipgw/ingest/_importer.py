@@ -285,10 +285,17 @@ async def _apply_msisdn(
     committed = True
     refused_here = 0
     size = max(scan.valid, 1) if all_or_nothing else BATCH_SIZE
-    for batch in scan.in_effective_order(size):
-        result = await store.apply_msisdn_changes(
+    batches = scan.in_effective_order(size)
+    following = next(batches, None)
+    while following is not None:
+        batch = following
+        applied = store.apply_msisdn_changes(
             [change for _, change in batch], atomic=all_or_nothing, applied_at=at
         )
+        # The next batch is parsed here while the store's thread applies this
+        # one (SQLite releases the GIL while it works): a two-stage pipeline.
+        following = next(batches, None)
+        result = await applied
         for item in result.results:
             counts.by_outcome[item.outcome] += 1
             if item.outcome is Outcome.REJECTED:

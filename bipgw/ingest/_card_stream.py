@@ -19,14 +19,14 @@ from __future__ import annotations
 import gc
 import hashlib
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import BinaryIO
 
 from bipgw.ingest._errors import IngestError, VendorFileError
 from bipgw.ingest._lines import numbered_lines
 from bipgw.ingest._report import Counts
-from bipgw.ingest._unwrap import CardOpener, upsert_from_row
+from bipgw.ingest._unwrap import CardOpener
 from bipgw.ingest._vendor_file import (
     MAX_CARDS,
     MAX_LINE,
@@ -38,7 +38,7 @@ from bipgw.ingest._vendor_file import (
     read_header,
 )
 from bipgw.keys import IRootKeys, Secret, TransportScheme
-from bipgw.store import BatchResult, CardUpsert, LineError, Outcome
+from bipgw.store import BatchResult, CardRowBatch, CardUpsert, LineError, Outcome
 
 Opener = Callable[[], BinaryIO]
 
@@ -222,13 +222,19 @@ class CardStream:
         cards = CardOpener(self._transport, self._scheme, self._root)
         return produce(self._opener, cards, self._batch_size)
 
-    def batches(self) -> Iterator[list[CardUpsert]]:
+    def batches(self) -> Iterator[Sequence[CardUpsert]]:
         """The card upserts, a batch at a time (run in the store's thread).
 
         @raise VendorFileError: the file cannot be imported at all (found
             before the first batch).
         @raise RefusedError: all-or-nothing, and a line was refused (at the end).
         """
+        with fewer_collections():
+            yield from self._batches()
+        if self._all_or_nothing and self.rejected:
+            raise RefusedError(f"{self.rejected} records refused")
+
+    def _batches(self) -> Iterator[Sequence[CardUpsert]]:
         header = self._header
         for event in self._events():
             kind = event[0]
@@ -244,15 +250,13 @@ class CardStream:
                 if refusing or not rows:
                     continue
                 self._lines = {row[1]: row[0] for row in rows}  # type: ignore[attr-defined]
-                yield [upsert_from_row(row, header) for row in rows]  # type: ignore[attr-defined]
+                yield CardRowBatch(rows, header.batch, header.customer, header.card_type)  # type: ignore[arg-type]
             elif kind == "end":
                 _, records, parser_rejected, parser_errors, failed, verified = event
                 self.records = records  # type: ignore[assignment]
                 self.rejected += parser_rejected  # type: ignore[operator]
                 self.errors[:0] = parser_errors  # type: ignore[call-overload]
                 self.failed, self.verified = failed, verified  # type: ignore[assignment]
-        if self._all_or_nothing and self.rejected:
-            raise RefusedError(f"{self.rejected} records refused")
 
     def count(self, result: BatchResult) -> None:
         """Count a written batch's outcomes (called by the store after each batch)."""

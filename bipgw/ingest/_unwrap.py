@@ -36,14 +36,7 @@ from bipgw.keys import (
     check_value,
     psk_identity_for,
 )
-from bipgw.store import (
-    BulkSealer,
-    CardUpsert,
-    KeyPurpose,
-    LineError,
-    bulk_card_key,
-    bulk_card_upsert,
-)
+from bipgw.store import BulkSealer, CardRow, CardRowBatch, CardUpsert, KeyPurpose, LineError
 
 _OTA = (KeyPurpose.KIC, KeyPurpose.KID, KeyPurpose.KIK)
 _AES = {16: KeyAlgorithm.AES_128, 24: KeyAlgorithm.AES_192, 32: KeyAlgorithm.AES_256}
@@ -116,16 +109,6 @@ def open_cards(
     opened = opener.open(parsed.cards, parsed.header, parsed.secrets)
     opened.failed, opened.verified = opener.failed, opener.verified
     return opened
-
-
-#: A sealed key as the bulk import carries it: purpose (its value), key
-#: version, algorithm, sealed blob, fingerprint.
-KeyRow = tuple[str, int, str, bytes, bytes]
-#: A card as the bulk import carries it (plain values, cheap to pickle from
-#: a worker process): line, ICCID, IMSI, PSK identity, extras, sealed keys.
-CardRow = tuple[int, str, "str | None", bytes, dict[str, str], tuple[KeyRow, ...]]
-
-_PURPOSES = {purpose.value: purpose for purpose in KeyPurpose}
 
 
 class OpenedRows:
@@ -238,21 +221,7 @@ class CardOpener:
 
 def upsert_from_row(row: CardRow, header: VendorHeader) -> CardUpsert:
     """The L{CardUpsert} of a L{CardRow} (values already checked: no validators re-run)."""
-    _, iccid, imsi, identity, extras, keys = row
-    purposes = _PURPOSES
-    return bulk_card_upsert(
-        iccid,
-        imsi,
-        identity,
-        header.batch,
-        header.customer,
-        header.card_type,
-        extras,
-        tuple(
-            bulk_card_key(iccid, purposes[purpose], kvn, algorithm, sealed, fingerprint)
-            for purpose, kvn, algorithm, sealed, fingerprint in keys
-        ),
-    )
+    return CardRowBatch([row], header.batch, header.customer, header.card_type)[0]
 
 
 _MISMATCH = "the transport key does not open this value (integrity check failed)"

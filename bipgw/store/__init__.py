@@ -42,6 +42,7 @@ from bipgw.store._browse import (
     SessionOwners,
     SqlBrowse,
 )
+from bipgw.store._bulk import CardRow, CardRowBatch, KeyRow
 from bipgw.store._campaigns import ICampaignRecords, SqlCampaignStore
 from bipgw.store._campaigns_memory import MemoryCampaignStore
 from bipgw.store._card_key_rotation import StoreKeyRotationPlanner
@@ -219,6 +220,8 @@ __all__ = [
     "CardKeySealer",
     "CardKeySource",
     "CardKeys",
+    "CardRow",
+    "CardRowBatch",
     "CardUpsert",
     "CounterExhaustedError",
     "DerivedKeySpec",
@@ -233,6 +236,7 @@ __all__ = [
     "ImportReport",
     "KeyFamily",
     "KeyPurpose",
+    "KeyRow",
     "KeySource",
     "KeyState",
     "KeyVersion",

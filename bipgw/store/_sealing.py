@@ -98,6 +98,12 @@ class BulkSealer:
     """
 
     def __init__(self, root: IRootKeys, *, nonces: int = 1024) -> None:
+        keys = self.derived_keys(root)
+        if keys is not None:
+            # A file root key: HMAC with the derived key straight away, not
+            # through root.mac's per-call key id check (2 us a key).
+            self._from_derived(keys, nonces)
+            return
         self._sealer: ISealer = root.batch_sealer(nonces)
         self._key_id = self._sealer.key_id
         self._mac: Callable[[bytes], bytes] = functools.partial(
@@ -113,13 +119,16 @@ class BulkSealer:
 
         Same output as C{BulkSealer(root)} for the root key they came from.
         """
-        key_id, seal_key, fingerprint_key = keys
         sealer = cls.__new__(cls)
-        sealer._fast = Sealer.from_seal_key(key_id, seal_key, nonces=nonces)
-        sealer._sealer = sealer._fast
-        sealer._key_id = key_id
-        sealer._mac = functools.partial(hmac.digest, fingerprint_key, digest="sha256")
+        sealer._from_derived(keys, nonces)
         return sealer
+
+    def _from_derived(self, keys: DerivedKeys, nonces: int) -> None:
+        key_id, seal_key, fingerprint_key = keys
+        self._fast = Sealer.from_seal_key(key_id, seal_key, nonces=nonces)
+        self._sealer = self._fast
+        self._key_id = key_id
+        self._mac = functools.partial(hmac.digest, fingerprint_key, digest="sha256")
 
     @staticmethod
     def derived_keys(root: IRootKeys) -> DerivedKeys | None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import gc
 import hashlib
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import BinaryIO
 
@@ -33,11 +33,12 @@ from bipgw.ingest._vendor_file import (
     MAX_LINE_ERRORS,
     CardParser,
     VendorCard,
+    VendorHeader,
     count_card_lines,
     read_header,
 )
 from bipgw.keys import IRootKeys, Secret, TransportScheme
-from bipgw.store import BatchResult, CardUpsert, LineError, Outcome
+from bipgw.store import BatchResult, CardRowBatch, CardUpsert, LineError, Outcome
 
 Opener = Callable[[], BinaryIO]
 
@@ -101,8 +102,66 @@ class _HashingReader:
         return self.digest.hexdigest()
 
 
+#: What L{produce} yields: C{("sha256", digest)} once the first pass is
+#: done, C{("batch", rows, errors, rejected, parser_rejected)} for each
+#: batch, then C{("end", records, parser_rejected, parser_errors, failed,
+#: verified)}.  Plain values: a worker process pickles them as they are.
+Event = tuple[object, ...]
+
+
+def produce(opener: Opener, cards: CardOpener, batch_size: int) -> Iterator[Event]:
+    """A vendor file's cards parsed, unwrapped and sealed, a batch of rows at a time.
+
+    Runs in the store's thread, or in a worker process (L{bipgw.ingest._card_worker}).
+
+    @raise VendorFileError: the file cannot be imported at all (before the first batch).
+    """
+    with opener() as stream:
+        reader = _HashingReader(stream)
+        lines = numbered_lines(reader, MAX_LINE)  # type: ignore[arg-type]
+        header, *_ = read_header(lines)
+        records, over = count_card_lines(lines)
+        yield ("sha256", reader.finish())
+    if over is not None:
+        raise VendorFileError(f"more than {MAX_CARDS} card lines", line=over)
+    with opener() as stream, fewer_collections():
+        lines = numbered_lines(stream, MAX_LINE)
+        header, columns, secrets, dropped = read_header(lines)
+        parser = CardParser(columns, secrets, dropped, header.quantity)
+        parser.records = 0
+        if records != header.quantity:
+            parser.records = records
+            parser.check_quantity(header)
+        pending: list[VendorCard] = []
+        for number, raw in lines:
+            card = parser.feed(number, raw)
+            if card is None:
+                continue
+            pending.append(card)
+            if len(pending) >= batch_size:
+                opened = cards.open_rows(pending, header, secrets)
+                yield ("batch", opened.rows, opened.errors, opened.rejected, parser.rejected)
+                pending = []
+        if pending:
+            opened = cards.open_rows(pending, header, secrets)
+            yield ("batch", opened.rows, opened.errors, opened.rejected, parser.rejected)
+        yield (
+            "end",
+            parser.records,
+            parser.rejected,
+            parser.errors,
+            cards.failed,
+            cards.verified,
+        )
+
+
 class CardStream:
     """One vendor file's import: its batches out, its outcome counted.
+
+    The parsing, unwrapping and sealing (L{produce}) run in the store's
+    thread, or for a large file from a path in a worker process
+    (L{bipgw.ingest._card_worker}) while the store's thread writes: the
+    second core does the crypto, this process the database.
 
     @ivar sha256: the file's digest, known once the first pass is done.
     @ivar failed: secret values whose integrity or check value failed.
@@ -118,82 +177,86 @@ class CardStream:
         *,
         batch_size: int,
         all_or_nothing: bool,
+        header: VendorHeader,
+        columns: tuple[str, ...],
+        path: str | None = None,
+        workers: bool = False,
     ) -> None:
+        """
+        @param header: the file's header (the batch facts every card gets).
+        @param columns: its columns.
+        @param path: the file's path, if it has one (a worker process reads it).
+        @param workers: parse and seal in a worker process, if C{path} and
+            the root key allow it (L{bipgw.ingest._card_worker.usable}).
+        """
         self._opener = opener
-        self._opener_keys = CardOpener(transport, scheme, root)
+        self._transport = transport
+        self._scheme = scheme
+        self._root = root
+        self._header = header
+        self._path = path
+        self._workers = workers
         self._batch_size = batch_size
         self._all_or_nothing = all_or_nothing
         self.sha256 = ""
         self.records = 0
         self.rejected = 0
+        self.failed = 0
+        self.verified = 0
         self.errors: list[LineError] = []
         self.counts = Counts()
         self._lines: dict[str, int] = {}
-        self._psk_column: str | None = None
+        self._psk_column = "PSK_ID1" if "PSK_ID1" in columns else None
+        #: Whether the last L{batches} ran in a worker process.
+        self.in_worker = False
 
-    @property
-    def failed(self) -> int:
-        return self._opener_keys.failed
+    def _events(self) -> Iterator[Event]:
+        from bipgw.ingest import _card_worker
 
-    @property
-    def verified(self) -> int:
-        return self._opener_keys.verified
+        keys = _card_worker.usable(self._root) if self._workers and self._path else None
+        if keys is not None and self._path is not None:
+            self.in_worker = True
+            return _card_worker.run(
+                self._path, self._transport, self._scheme, keys, self._batch_size
+            )
+        cards = CardOpener(self._transport, self._scheme, self._root)
+        return produce(self._opener, cards, self._batch_size)
 
-    def batches(self) -> Iterator[list[CardUpsert]]:
+    def batches(self) -> Iterator[Sequence[CardUpsert]]:
         """The card upserts, a batch at a time (run in the store's thread).
 
         @raise VendorFileError: the file cannot be imported at all (found
             before the first batch).
         @raise RefusedError: all-or-nothing, and a line was refused (at the end).
         """
-        with self._opener() as stream:
-            reader = _HashingReader(stream)
-            lines = numbered_lines(reader, MAX_LINE)  # type: ignore[arg-type]
-            header, *_ = read_header(lines)
-            records, over = count_card_lines(lines)
-            self.sha256 = reader.finish()
-        if over is not None:
-            raise VendorFileError(f"more than {MAX_CARDS} card lines", line=over)
-        with self._opener() as stream, fewer_collections():
-            lines = numbered_lines(stream, MAX_LINE)
-            header, columns, secrets, dropped = read_header(lines)
-            parser = CardParser(columns, secrets, dropped, header.quantity)
-            parser.records = 0
-            if records != header.quantity:
-                parser.records = records
-                parser.check_quantity(header)
-            self._psk_column = "PSK_ID1" if "PSK_ID1" in columns else None
-            pending: list[VendorCard] = []
-            for number, raw in lines:
-                card = parser.feed(number, raw)
-                if card is None:
-                    continue
-                pending.append(card)
-                if len(pending) >= self._batch_size:
-                    yield from self._open(pending, parser, header, secrets)
-                    pending = []
-            yield from self._open(pending, parser, header, secrets)
-            self.records = parser.records
-            self.rejected += parser.rejected
-            self.errors[:0] = parser.errors
+        with fewer_collections():
+            yield from self._batches()
         if self._all_or_nothing and self.rejected:
             raise RefusedError(f"{self.rejected} records refused")
 
-    def _open(
-        self, cards: list[VendorCard], parser: CardParser, header: object, secrets: object
-    ) -> Iterator[list[CardUpsert]]:
-        if not cards:
-            return
-        opened = self._opener_keys.open(cards, header, secrets)  # type: ignore[arg-type]
-        self.rejected += opened.rejected
-        room = MAX_LINE_ERRORS - len(self.errors)
-        if room > 0:
-            self.errors.extend(opened.errors[:room])
-        refusing = self._all_or_nothing and (self.rejected or parser.rejected)
-        if refusing or not opened.cards:
-            return
-        self._lines = {upsert.iccid: line for line, upsert in opened.cards}
-        yield [upsert for _, upsert in opened.cards]
+    def _batches(self) -> Iterator[Sequence[CardUpsert]]:
+        header = self._header
+        for event in self._events():
+            kind = event[0]
+            if kind == "sha256":
+                self.sha256 = event[1]  # type: ignore[assignment]
+            elif kind == "batch":
+                _, rows, errors, rejected, parser_rejected = event
+                self.rejected += rejected  # type: ignore[operator]
+                room = MAX_LINE_ERRORS - len(self.errors)
+                if room > 0:
+                    self.errors.extend(errors[:room])  # type: ignore[index]
+                refusing = self._all_or_nothing and (self.rejected or parser_rejected)
+                if refusing or not rows:
+                    continue
+                self._lines = {row[1]: row[0] for row in rows}  # type: ignore[attr-defined]
+                yield CardRowBatch(rows, header.batch, header.customer, header.card_type)  # type: ignore[arg-type]
+            elif kind == "end":
+                _, records, parser_rejected, parser_errors, failed, verified = event
+                self.records = records  # type: ignore[assignment]
+                self.rejected += parser_rejected  # type: ignore[operator]
+                self.errors[:0] = parser_errors  # type: ignore[call-overload]
+                self.failed, self.verified = failed, verified  # type: ignore[assignment]
 
     def count(self, result: BatchResult) -> None:
         """Count a written batch's outcomes (called by the store after each batch)."""

@@ -26,6 +26,7 @@ from collections.abc import Callable
 from attrs import evolve
 from twisted.internet.defer import Deferred, fail
 
+from bipgw.ingest import _card_worker
 from bipgw.ingest._card_stream import CardStream, Opener, RefusedError, fewer_collections
 from bipgw.ingest._errors import IngestError, TransportKeyError
 from bipgw.ingest._lines import numbered_lines, sha256_of
@@ -112,6 +113,7 @@ def import_cards(
             all_or_nothing,
             actor,
             now(),
+            path=name,
         )
     )
 
@@ -157,11 +159,13 @@ async def _import_cards(
     all_or_nothing: bool,
     actor: str,
     at: float,
+    *,
+    path: str | None = None,
 ) -> ImportReport:
     # The header is small: read it here, to find the transport key.
     try:
         with opener() as head:
-            header, _, secrets, dropped = read_header(numbered_lines(head, MAX_LINE))
+            header, columns, secrets, dropped = read_header(numbered_lines(head, MAX_LINE))
         transport, scheme = transport_key(keystore, header.transport_key)
     except (VendorFileError, TransportKeyError) as e:
         with opener() as whole:
@@ -176,6 +180,10 @@ async def _import_cards(
         root,
         batch_size=CARD_BATCH_SIZE,
         all_or_nothing=all_or_nothing,
+        header=header,
+        columns=columns,
+        path=path,
+        workers=header.quantity >= _card_worker.WORKER_MIN_CARDS,
     )
     fatal: str | None = None
     committed = False
@@ -277,10 +285,17 @@ async def _apply_msisdn(
     committed = True
     refused_here = 0
     size = max(scan.valid, 1) if all_or_nothing else BATCH_SIZE
-    for batch in scan.in_effective_order(size):
-        result = await store.apply_msisdn_changes(
+    batches = scan.in_effective_order(size)
+    following = next(batches, None)
+    while following is not None:
+        batch = following
+        applied = store.apply_msisdn_changes(
             [change for _, change in batch], atomic=all_or_nothing, applied_at=at
         )
+        # The next batch is parsed here while the store's thread applies this
+        # one (SQLite releases the GIL while it works): a two-stage pipeline.
+        following = next(batches, None)
+        result = await applied
         for item in result.results:
             counts.by_outcome[item.outcome] += 1
             if item.outcome is Outcome.REJECTED:

@@ -153,9 +153,7 @@ class MsisdnScan:
         stop = self._data.find(b"\n", offset)
         raw = self._data[offset : stop if stop >= 0 else len(self._data)]
         raw = raw[:-1] if raw.endswith(b"\r") else raw
-        _, change = _record(self._lines[index], raw, self._default, self._source)
-        assert change is not None  # it was valid in the first pass
-        return change
+        return MsisdnChange(*_valid_fields(raw, self._default), self._source)
 
     def in_file_order(self, size: int) -> Iterator[list[tuple[int, MsisdnChange]]]:
         """The valid changes, C{size} at a time, as (line number, change), in file order."""
@@ -181,15 +179,6 @@ class MsisdnScan:
 
 
 _TITLE = ",".join(FIELDS).encode()
-
-
-def _record(
-    number: int, raw: bytes, default_time: int, source: str | None
-) -> tuple[list[LineError], MsisdnChange | None]:
-    errors, fields = _fields(number, raw, default_time)
-    if fields is None:
-        return errors, None
-    return [], MsisdnChange(*fields, source)
 
 
 _Fields = tuple[MsisdnOperation, str | None, str | None, str | None, int]
@@ -239,6 +228,26 @@ def _fields(number: int, raw: bytes, default_time: int) -> tuple[list[LineError]
     if errors or operation is None or effective is None:
         return errors, None
     return [], (operation, msisdn, iccid, imsi or None, effective)
+
+
+def _valid_fields(raw: bytes, default_time: int) -> _Fields:
+    """L{_fields} of a line it found valid (the second pass), without checking it again."""
+    msisdn, iccid, imsi, operation, at = [v.strip() for v in raw.decode("ascii").split(",")]
+    effective = _TIMES.get(at) if at else default_time
+    if effective is None:
+        effective = _time(at, default_time, _valid)
+        assert effective is not None
+    return (
+        _OPERATIONS[operation.upper()],
+        (msisdn[1:] if msisdn.startswith("+") else msisdn) or None,
+        iccid.rstrip("Ff") or None,
+        imsi or None,
+        effective,
+    )
+
+
+def _valid(name: str, message: str) -> None:
+    raise AssertionError(f"a line checked valid is not: {name}: {message}")
 
 
 def _msisdn(text: str, bad: _Reporter) -> str | None:

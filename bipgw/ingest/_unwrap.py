@@ -38,7 +38,7 @@ from bipgw.keys import (
     psk_identity_for,
     retired_since,
 )
-from bipgw.store import BulkSealer, CardUpsert, KeyPurpose, LineError, bulk_card_upsert
+from bipgw.store import BulkSealer, CardRow, CardRowBatch, CardUpsert, KeyPurpose, LineError
 
 _OTA = (KeyPurpose.KIC, KeyPurpose.KID, KeyPurpose.KIK)
 _AES = {16: KeyAlgorithm.AES_128, 24: KeyAlgorithm.AES_192, 32: KeyAlgorithm.AES_256}
@@ -121,6 +121,15 @@ def open_cards(
     return opened
 
 
+class OpenedRows:
+    """A batch's cards as L{CardRow}s, and the lines refused."""
+
+    def __init__(self) -> None:
+        self.rows: list[CardRow] = []
+        self.errors: list[LineError] = []
+        self.rejected = 0
+
+
 class CardOpener:
     """Unwraps and re-seals cards batch after batch, the key derivations done once.
 
@@ -133,9 +142,20 @@ class CardOpener:
     once per file.
     """
 
-    def __init__(self, transport: Secret, scheme: TransportScheme, root: IRootKeys) -> None:
+    def __init__(
+        self,
+        transport: Secret,
+        scheme: TransportScheme,
+        root: IRootKeys | None,
+        *,
+        sealer: BulkSealer | None = None,
+    ) -> None:
+        """@param sealer: seals instead of C{BulkSealer(root)} (a worker process's)."""
         self._unwrapper = TransportUnwrapper(transport, scheme)
-        self._sealer = BulkSealer(root, nonces=1024)
+        if sealer is None:
+            assert root is not None
+            sealer = BulkSealer(root, nonces=1024)
+        self._sealer = sealer
         self._scheme = scheme
         self._plans: dict[tuple[SecretColumn, str], _ColumnPlan] = {}
         self.failed = 0
@@ -154,13 +174,25 @@ class CardOpener:
         secrets: Sequence[SecretColumn],
     ) -> Opened:
         """The cards with their keys sealed, and the lines refused."""
+        rows = self.open_rows(cards, header, secrets)
         opened = Opened()
+        opened.errors, opened.rejected = rows.errors, rows.rejected
+        opened.cards = [(row[0], upsert_from_row(row, header)) for row in rows.rows]
+        return opened
+
+    def open_rows(
+        self,
+        cards: Iterable[VendorCard],
+        header: VendorHeader,
+        secrets: Sequence[SecretColumn],
+    ) -> OpenedRows:
+        """L{open}'s cards as L{CardRow}s (what a worker process sends)."""
+        opened = OpenedRows()
         plans = [self._plan(column, header.ota_algorithm) for column in secrets]
         unwrap = self._unwrapper.unwrap_data
-        seal = self._sealer.seal
+        seal = self._sealer.seal_parts
         kwp = self._scheme is TransportScheme.AES_KWP
-        append = opened.cards.append
-        batch, customer, card_type = header.batch, header.customer, header.card_type
+        append = opened.rows.append
         for card in cards:
             keys = []
             problems: list[LineError] = []
@@ -186,27 +218,20 @@ class CardOpener:
                     algorithm = checked
                 elif kwp:
                     self.verified += 1
-                keys.append(seal(iccid, plan.purpose, plan.kvn, algorithm, plan.stem, key))
+                sealed, fingerprint = seal(iccid, plan.stem, key)
+                keys.append((plan.value, plan.kvn, algorithm, sealed, fingerprint))
             if problems:
                 opened.rejected += 1
                 opened.errors.extend(problems)
                 continue
-            append(
-                (
-                    card.line,
-                    bulk_card_upsert(
-                        iccid,
-                        card.imsi,
-                        card.psk_identity or psk_identity_for(iccid),
-                        batch,
-                        customer,
-                        card_type,
-                        card.extras,
-                        tuple(keys),
-                    ),
-                )
-            )
+            identity = card.psk_identity or psk_identity_for(iccid)
+            append((card.line, iccid, card.imsi, identity, dict(card.extras), tuple(keys)))
         return opened
+
+
+def upsert_from_row(row: CardRow, header: VendorHeader) -> CardUpsert:
+    """The L{CardUpsert} of a L{CardRow} (values already checked: no validators re-run)."""
+    return CardRowBatch([row], header.batch, header.customer, header.card_type)[0]
 
 
 _MISMATCH = "the transport key does not open this value (integrity check failed)"
@@ -224,6 +249,7 @@ class _ColumnPlan:
         self.column = column
         self.name = column.name
         self.purpose = column.purpose
+        self.value = column.purpose.value
         self.kvn = column.kvn
         self.ota = ota_algorithm
         self.stem = f"{column.purpose.value}{column.kvn}"

@@ -89,12 +89,12 @@ def normalise_iccid(iccid: str) -> str:
     if not isinstance(iccid, str):
         raise InvalidIccidError(f"an ICCID is text, not {type(iccid).__name__}")
     digits = iccid.strip().rstrip("Ff")
+    if digits.isascii() and digits.isdigit() and len(digits) in ICCID_DIGITS:
+        return digits
     shown = repr(iccid) if len(iccid) <= 32 else repr(iccid[:32]) + "..."
     if not (digits.isascii() and digits.isdigit()):
         raise InvalidIccidError(f"ICCID {shown} must contain only decimal digits (and F filler)")
-    if len(digits) not in ICCID_DIGITS:
-        raise InvalidIccidError(f"ICCID {shown} has {len(digits)} digits; an ICCID has 18 to 20")
-    return digits
+    raise InvalidIccidError(f"ICCID {shown} has {len(digits)} digits; an ICCID has 18 to 20")
 
 
 def psk_identity_for(iccid: str) -> bytes:

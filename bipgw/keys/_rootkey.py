@@ -122,6 +122,10 @@ class RootKey:
             raise TypeError("a subkey purpose is non-empty bytes")
         return Secret(_hkdf(self._secret, info, 32))
 
+    def seal_key(self) -> Secret:
+        """The derived key L{Sealer} seals under (for L{Sealer.from_seal_key})."""
+        return self.subkey(_INFO_SEAL)
+
     def __repr__(self) -> str:
         return f"<RootKey id={self.key_id}>"
 
@@ -380,12 +384,29 @@ class Sealer:
             sealer is for one thread at a time: two threads sharing one
             could seal with the same nonce.
         """
-        self._key_id = root.key_id
-        self._header = bytes([SEAL_VERSION]) + root._key_id_bytes()
-        self._aead = AESGCM(root.subkey(_INFO_SEAL).reveal())
+        self._setup(root.key_id, root.subkey(_INFO_SEAL).reveal(), nonces)
+
+    def _setup(self, key_id: str, seal_key: bytes, nonces: int) -> None:
+        self._key_id = key_id
+        self._header = bytes([SEAL_VERSION]) + bytes.fromhex(key_id)
+        self._aead = AESGCM(seal_key)
         self._draw = NONCE_LENGTH * max(nonces, 1)
         self._nonces = b""
         self._next = 0
+
+    @classmethod
+    def from_seal_key(cls, key_id: str, seal_key: bytes, *, nonces: int = 1) -> Sealer:
+        """A sealer from the root key's id and its derived sealing key only.
+
+        For a worker process that seals (the bulk import's): it is given
+        L{RootKey.seal_key}, never the root key itself.  Same output as
+        C{Sealer(root)}.
+        """
+        if len(seal_key) != 32 or len(bytes.fromhex(key_id)) != _KEY_ID_LENGTH:
+            raise RootKeyError("a sealing key is 32 bytes and a root key id 4 hex bytes")
+        sealer = cls.__new__(cls)
+        sealer._setup(key_id, seal_key, nonces)
+        return sealer
 
     @property
     def key_id(self) -> str:

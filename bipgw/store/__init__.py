@@ -42,6 +42,7 @@ from bipgw.store._browse import (
     SessionOwners,
     SqlBrowse,
 )
+from bipgw.store._bulk import CardRow, CardRowBatch, KeyRow
 from bipgw.store._campaigns import ICampaignRecords, SqlCampaignStore
 from bipgw.store._campaigns_memory import MemoryCampaignStore
 from bipgw.store._card_key_rotation import StoreKeyRotationPlanner
@@ -152,6 +153,7 @@ from bipgw.store._types import (
     Tenant,
     UnknownRecordError,
     WriteResult,
+    bulk_card_key,
     bulk_card_upsert,
     card_key_label,
 )
@@ -218,6 +220,8 @@ __all__ = [
     "CardKeySealer",
     "CardKeySource",
     "CardKeys",
+    "CardRow",
+    "CardRowBatch",
     "CardUpsert",
     "CounterExhaustedError",
     "DerivedKeySpec",
@@ -232,6 +236,7 @@ __all__ = [
     "ImportReport",
     "KeyFamily",
     "KeyPurpose",
+    "KeyRow",
     "KeySource",
     "KeyState",
     "KeyVersion",
@@ -282,6 +287,7 @@ __all__ = [
     "add_audit_now",
     "add_partner",
     "add_tenant",
+    "bulk_card_key",
     "bulk_card_upsert",
     "campaign_store",
     "card_key_fingerprint",

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 from sqlalchemy import Connection, Engine
 
@@ -28,6 +28,8 @@ from bipgw.store._types import (
     Outcome,
     StoreError,
     WriteResult,
+    bulk_card_key,
+    bulk_card_upsert,
 )
 
 _T = TypeVar("_T")
@@ -39,6 +41,99 @@ _PURPOSE = {purpose: purpose.value for purpose in KeyPurpose}
 
 #: Most values in one SQL C{IN} list (SQLite allows 32,766 variables).
 IN_LIMIT = 5000
+
+
+_PURPOSES = {purpose.value: purpose for purpose in KeyPurpose}
+
+#: A sealed key as a bulk import carries it: purpose (its value), key
+#: version, algorithm, sealed blob, fingerprint.
+KeyRow = tuple[str, int, str, bytes, bytes]
+#: A card as a bulk import carries it: source line, ICCID, IMSI, PSK
+#: identity, extras, sealed keys.
+CardRow = tuple[int, str, "str | None", bytes, dict[str, str], tuple[KeyRow, ...]]
+# What upsert_cards decides on: iccid, imsi, identity, batch, customer, type, extras, keys.
+_Item = tuple[
+    str,
+    "str | None",
+    "bytes | None",
+    "str | None",
+    "str | None",
+    "str | None",
+    dict[str, str],
+    tuple[KeyRow, ...],
+]
+
+
+class CardRowBatch(Sequence[CardUpsert]):
+    """A batch of card upserts as plain rows (the bulk import's), L{CardUpsert}s only on demand.
+
+    The SQL store writes the rows as they are (L{upsert_cards}): a million
+    cards are five million objects fewer.  Any other reader sees
+    L{CardUpsert}s, built with the validators skipped (the importer checked
+    the values; the keys come from L{bipgw.store.BulkSealer}).
+    """
+
+    def __init__(
+        self,
+        rows: Sequence[CardRow],
+        batch: str | None,
+        customer: str | None,
+        card_type: str | None,
+    ) -> None:
+        self.rows = rows
+        self.facts = (batch, customer, card_type)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @overload
+    def __getitem__(self, index: int) -> CardUpsert: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[CardUpsert]: ...
+
+    def __getitem__(self, index: int | slice) -> CardUpsert | Sequence[CardUpsert]:
+        if isinstance(index, slice):
+            return [self._upsert(row) for row in self.rows[index]]
+        return self._upsert(self.rows[index])
+
+    def __iter__(self) -> Iterator[CardUpsert]:
+        return (self._upsert(row) for row in self.rows)
+
+    def _upsert(self, row: CardRow) -> CardUpsert:
+        _, iccid, imsi, identity, extras, keys = row
+        return bulk_card_upsert(
+            iccid,
+            imsi,
+            identity,
+            *self.facts,
+            extras,
+            tuple(
+                bulk_card_key(iccid, _PURPOSES[purpose], kvn, algorithm, sealed, fingerprint)
+                for purpose, kvn, algorithm, sealed, fingerprint in keys
+            ),
+        )
+
+
+def _items(items: Sequence[CardUpsert]) -> list[_Item]:
+    if isinstance(items, CardRowBatch):
+        batch, customer, card_type = items.facts
+        return [(r[1], r[2], r[3], batch, customer, card_type, r[4], r[5]) for r in items.rows]
+    return [
+        (
+            i.iccid,
+            i.imsi,
+            i.psk_identity,
+            i.batch,
+            i.customer,
+            i.card_type,
+            dict(i.extras),
+            tuple(
+                (_PURPOSE[k.purpose], k.kvn, k.algorithm, k.sealed, k.fingerprint) for k in i.keys
+            ),
+        )
+        for i in items
+    ]
 
 
 class Rollback(Exception):  # noqa: N818 - a control-flow signal, not an error
@@ -116,8 +211,12 @@ def _sql(c: Connection, text: str) -> str:
 
 
 def upsert_cards(c: Connection, items: Sequence[CardUpsert], *, atomic: bool) -> BatchResult:
-    """Insert or update C{items}; see L{IStore.upsert_cards}."""
-    iccids = list(dict.fromkeys(i.iccid for i in items))
+    """Insert or update C{items}; see L{IStore.upsert_cards}.
+
+    A L{CardRowBatch} is read as its rows, never as objects.
+    """
+    rows = _items(items)
+    iccids = list(dict.fromkeys(row[0] for row in rows))
     # The card's own fields as the upsert compares them, by ICCID.
     existing: dict[str, tuple[Any, ...]] = {}
     fingerprints: dict[tuple[str, str, int], bytes] = {}
@@ -133,7 +232,7 @@ def upsert_cards(c: Connection, items: Sequence[CardUpsert], *, atomic: bool) ->
     query = f"SELECT iccid, purpose, kvn, fingerprint FROM {keys} WHERE iccid IN ({{marks}})"
     for row in in_rows(c, query, iccids):
         fingerprints[(row[0], row[1], row[2])] = bytes(row[3])
-    identities = list(dict.fromkeys(i.psk_identity for i in items if i.psk_identity is not None))
+    identities = list(dict.fromkeys(row[2] for row in rows if row[2] is not None))
     query = f"SELECT psk_identity, iccid FROM {cards} WHERE psk_identity IN ({{marks}})"
     for row in in_rows(c, query, identities):
         owners[bytes(row[0])] = row[1]
@@ -142,50 +241,40 @@ def upsert_cards(c: Connection, items: Sequence[CardUpsert], *, atomic: bool) ->
     updated: dict[str, tuple[Any, ...]] = {}
     stale: list[tuple[str, str, int]] = []
     new_keys: dict[tuple[str, str, int], tuple[Any, ...]] = {}
-    for item in items:
-        owner = owners.get(item.psk_identity) if item.psk_identity else None
-        if owner is not None and owner != item.iccid:
+    unchanged, outcome_added, outcome_updated = Outcome.UNCHANGED, Outcome.ADDED, Outcome.UPDATED
+    for iccid, imsi, identity, batch, customer, card_type, extras, card_keys in rows:
+        owner = owners.get(identity) if identity else None
+        if owner is not None and owner != iccid:
             reason = f"PSK identity already belongs to card {owner}"
-            results.append(WriteResult(item.iccid, Outcome.REJECTED, reason, "psk_identity"))
+            results.append(WriteResult(iccid, Outcome.REJECTED, reason, "psk_identity"))
             continue
-        changed = [
-            key
-            for key in item.keys
-            if fingerprints.get((item.iccid, _PURPOSE[key.purpose], key.kvn)) != key.fingerprint
-        ]
-        current = existing.get(item.iccid)
-        fields = (
-            item.imsi,
-            item.psk_identity,
-            item.batch,
-            item.customer,
-            item.card_type,
-            dict(item.extras),
-        )
-        values = (*fields[:5], _json(fields[5]) if fields[5] else "{}")
+        changed = [key for key in card_keys if fingerprints.get((iccid, key[0], key[1])) != key[4]]
+        current = existing.get(iccid)
+        fields = (imsi, identity, batch, customer, card_type, extras)
+        values = (imsi, identity, batch, customer, card_type, _json(extras) if extras else "{}")
         if current is None:
-            added[item.iccid] = (item.iccid, *values, 0)
-            outcome = Outcome.ADDED
+            added[iccid] = (iccid, *values, 0)
+            outcome = outcome_added
         elif fields != current or changed:
-            if item.iccid in added:  # named twice in one batch: insert the later values
-                added[item.iccid] = (item.iccid, *values, 0)
+            if iccid in added:  # named twice in one batch: insert the later values
+                added[iccid] = (iccid, *values, 0)
             else:
-                updated[item.iccid] = (*values, item.iccid)
-            outcome = Outcome.UPDATED
+                updated[iccid] = (*values, iccid)
+            outcome = outcome_updated
         else:
-            results.append(WriteResult(item.iccid, Outcome.UNCHANGED))
+            results.append(WriteResult(iccid, unchanged))
             continue
-        for key in changed:
-            where = (item.iccid, _PURPOSE[key.purpose], key.kvn)
+        for purpose, kvn, algorithm, sealed, fingerprint in changed:
+            where = (iccid, purpose, kvn)
             if where in fingerprints and where not in new_keys:
                 stale.append(where)
-            fingerprints[where] = key.fingerprint
-            new_keys[where] = (*where, key.algorithm, key.sealed, key.fingerprint)
-        results.append(WriteResult(item.iccid, outcome))
+            fingerprints[where] = fingerprint
+            new_keys[where] = (iccid, purpose, kvn, algorithm, sealed, fingerprint)
+        results.append(WriteResult(iccid, outcome))
         # Later items of the same batch see this one (a file may name a card twice).
-        existing[item.iccid] = fields
-        if item.psk_identity is not None:
-            owners[item.psk_identity] = item.iccid
+        existing[iccid] = fields
+        if identity is not None:
+            owners[identity] = iccid
     if atomic and any(x.outcome is Outcome.REJECTED for x in results):
         raise Rollback(BatchResult(tuple(results), committed=False))
     _write(c, added, updated, stale, new_keys)

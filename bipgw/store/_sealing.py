@@ -17,8 +17,15 @@ root key means recomputing fingerprints along with re-sealing.
 
 from __future__ import annotations
 
-from bipgw.keys import IRootKeys, Sealer, Secret, unseal
+import functools
+import hmac
+from collections.abc import Callable
+
+from bipgw.keys import FileRootKeyRing, IRootKeys, ISealer, RootKey, Sealer, Secret, unseal
 from bipgw.store._types import CardKey, KeyPurpose, bulk_card_key
+
+#: A root key's id, its sealing key and its fingerprint key (L{BulkSealer.derived_keys}).
+DerivedKeys = tuple[str, bytes, bytes]
 
 #: The HKDF info string of the fingerprint key (docs/file-formats.md).
 FINGERPRINT_INFO = b"bipgw card key fingerprint v1"
@@ -91,25 +98,68 @@ class BulkSealer:
     """
 
     def __init__(self, root: IRootKeys, *, nonces: int = 1024) -> None:
-        self._root = root
-        self._sealer = root.batch_sealer(nonces)
+        keys = self.derived_keys(root)
+        if keys is not None:
+            # A file root key: HMAC with the derived key straight away, not
+            # through root.mac's per-call key id check (2 us a key).
+            self._from_derived(keys, nonces)
+            return
+        self._sealer: ISealer = root.batch_sealer(nonces)
         self._key_id = self._sealer.key_id
+        self._mac: Callable[[bytes], bytes] = functools.partial(
+            root.mac, FINGERPRINT_INFO, key_id=self._key_id
+        )
         # A file root key's sealer takes labels it need not check again; a
         # token's seals through the token, label checks and all.
         self._fast = self._sealer if isinstance(self._sealer, Sealer) else None
+
+    @classmethod
+    def from_derived(cls, keys: DerivedKeys, *, nonces: int = 1024) -> BulkSealer:
+        """A sealer from the two derived keys alone (L{derived_keys}): a worker process's.
+
+        Same output as C{BulkSealer(root)} for the root key they came from.
+        """
+        sealer = cls.__new__(cls)
+        sealer._from_derived(keys, nonces)
+        return sealer
+
+    def _from_derived(self, keys: DerivedKeys, nonces: int) -> None:
+        key_id, seal_key, fingerprint_key = keys
+        self._fast = Sealer.from_seal_key(key_id, seal_key, nonces=nonces)
+        self._sealer = self._fast
+        self._key_id = key_id
+        self._mac = functools.partial(hmac.digest, fingerprint_key, digest="sha256")
+
+    @staticmethod
+    def derived_keys(root: IRootKeys) -> DerivedKeys | None:
+        """What L{from_derived} needs to seal as C{BulkSealer(root)} does, if C{root} is a file key.
+
+        The sealing key and the fingerprint key (HKDF outputs), never the
+        root key itself; C{None} for a root key in a token (it never leaves it).
+        """
+        if isinstance(root, FileRootKeyRing):
+            root.refresh()
+            root = root._sealing()  # the key batch_sealer seals under
+        if not isinstance(root, RootKey):
+            return None
+        fingerprint_key = root.subkey(FINGERPRINT_INFO).reveal()
+        return root.key_id, root.seal_key().reveal(), fingerprint_key
 
     def seal(
         self, iccid: str, purpose: KeyPurpose, kvn: int, algorithm: str, stem: str, key: bytes
     ) -> CardKey:
         """C{key} sealed for card C{iccid}; C{stem} is C{purpose.value + str(kvn)}."""
+        sealed, fingerprint = self.seal_parts(iccid, stem, key)
+        return bulk_card_key(iccid, purpose, kvn, algorithm, sealed, fingerprint)
+
+    def seal_parts(self, iccid: str, stem: str, key: bytes) -> tuple[bytes, bytes]:
+        """L{seal}'s sealed blob and fingerprint, without the L{CardKey} around them."""
         label = f"card:{iccid}:{stem}"
         ad_label = label.encode("ascii")
-        fingerprint = self._root.mac(FINGERPRINT_INFO, ad_label + b"\x00" + key, self._key_id)
+        fingerprint = self._mac(ad_label + b"\x00" + key)
         if self._fast is not None:
-            sealed = self._fast.seal_checked(ad_label, key)
-        else:
-            sealed = self._sealer.seal(label, key)
-        return bulk_card_key(iccid, purpose, kvn, algorithm, sealed, fingerprint)
+            return self._fast.seal_checked(ad_label, key), fingerprint
+        return self._sealer.seal(label, key), fingerprint
 
 
 def open_card_key(root: IRootKeys, key: CardKey) -> Secret:

@@ -145,7 +145,8 @@ def _row(v: KeyVersion) -> dict[str, Any]:
     }
 
 
-def _version(row: Any) -> KeyVersion:
+def version_from_row(row: Any) -> KeyVersion:
+    """A L{KeyVersion} from a C{card_key_versions} row."""
     m = row._mapping
     return KeyVersion(
         m["iccid"],
@@ -203,7 +204,7 @@ class SqlCardKeyVersions:
                 cards = [r[0] for r in c.execute(first)]
                 keys = keys.where(k.iccid.in_(cards))
                 rows = rows.where(v.iccid.in_(cards))
-            return merged_versions(c.execute(keys), [_version(r) for r in c.execute(rows)])
+            return merged_versions(c.execute(keys), [version_from_row(r) for r in c.execute(rows)])
 
         return self._store._read(work)
 
@@ -289,7 +290,7 @@ class SqlCardKeyVersions:
                 )
             ).all()
             rows = [
-                _version(r)
+                version_from_row(r)
                 for r in c.execute(
                     select(s.card_key_versions).where(
                         and_(v.iccid == iccid, v.purpose.in_(purposes))

@@ -22,7 +22,7 @@ import bipgw.store._schema as s
 from bipgw.store._card_key_versions import KeyVersion, merged_versions, version_from_row
 from bipgw.store._types import Card, CardKey
 
-__all__ = ["MAX_CARDS", "CardRead", "read_cards"]
+__all__ = ["MAX_CARDS", "CardRead", "find_cards", "read_cards"]
 
 MAX_CARDS: Final = 500
 """Cards in one read at most (bound parameters per statement stay well
@@ -38,6 +38,7 @@ _KEYS = (
     .where(s.card_keys.c.iccid.in_(_ICCIDS))
     .order_by(s.card_keys.c.iccid, s.card_keys.c.purpose, s.card_keys.c.kvn)
 )
+_BY_MSISDN = select(s.cards).where(s.cards.c.msisdn.in_(bindparam("msisdns", expanding=True)))
 _VERSIONS = select(s.card_key_versions).where(s.card_key_versions.c.iccid.in_(_ICCIDS))
 
 
@@ -64,3 +65,28 @@ def read_cards(c: Connection, iccids: Sequence[str]) -> dict[str, CardRead]:
         iccid: (card, tuple(keys[iccid]), merged_versions(keys[iccid], rows[iccid]))
         for iccid, card in cards.items()
     }
+
+
+CardName = tuple[str, str]
+"""How a card is named: C{("iccid", ICCID)} or C{("msisdn", MSISDN digits)}."""
+
+
+def find_cards(c: Connection, names: Sequence[CardName]) -> list[Card | None]:
+    """The card each of C{names} names, or C{None} (in C{names}' order).
+
+    @param names: at most L{MAX_CARDS}.
+    """
+    if len(names) > MAX_CARDS:
+        raise ValueError(f"at most {MAX_CARDS} cards in one read, not {len(names)}")
+    iccids = [value for kind, value in names if kind == "iccid"]
+    msisdns = [value for kind, value in names if kind == "msisdn"]
+    by_iccid: dict[str, Card] = {}
+    by_msisdn: dict[str, Card] = {}
+    if iccids:
+        for card in map(r.card_from_row, c.execute(_CARDS, {"iccids": iccids})):
+            by_iccid[card.iccid] = card
+    if msisdns:
+        for card in map(r.card_from_row, c.execute(_BY_MSISDN, {"msisdns": msisdns})):
+            if card.msisdn is not None:
+                by_msisdn[card.msisdn] = card
+    return [(by_iccid if kind == "iccid" else by_msisdn).get(value) for kind, value in names]

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import collections
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, overload
 
 import attrs
 from twisted.internet.defer import Deferred, fail, succeed
@@ -120,14 +120,6 @@ class MemoryCounters:
             return fail(PushError(f"the OTA counter of card {iccid} is exhausted", permanent=True))
         self.last[iccid] = value
         return succeed(value)
-
-
-def _maybe(call: Callable[[], Any]) -> Deferred[Any]:
-    try:
-        result = call()
-    except Exception:
-        return fail()
-    return result if isinstance(result, Deferred) else succeed(result)
 
 
 class PushBuilder:
@@ -220,14 +212,12 @@ class PushBuilder:
         except (PushError, RamError) as e:
             error = e if isinstance(e, PushError) else PushError(str(e), permanent=True)
             return fail(error)
-        keys = self._keys(iccid, profile)
-        counter: Deferred[Any] = keys.addCallback(
-            lambda k: _maybe(lambda: self._counters.next_ota_counter(iccid)).addCallback(
-                self._checked_counter, iccid, k
-            )
-        )
-        secured = data
-        return counter.addCallback(lambda pair: self._secure(order, iccid, profile, secured, *pair))
+        # Keys in memory and a counter committed in a batch: one callback
+        # per push, not a chain of them (issue 14, Deferred overhead).
+        keys = self._keys(iccid, profile, at_once=True)
+        if isinstance(keys, OtaKeys):
+            return self._counted(keys, order, iccid, profile, data)
+        return keys.addCallback(self._counted, order, iccid, profile, data)
 
     def verify_por(self, iccid: str, ud: bytes) -> Deferred[ResponsePacket]:
         """Open and check a PoR user data (C{02 71 00 ...}) from card C{iccid}.
@@ -266,7 +256,19 @@ class PushBuilder:
 
     # -- internals ----------------------------------------------------------
 
-    def _keys(self, iccid: str, profile: PushProfile) -> Deferred[OtaKeys]:
+    @overload
+    def _keys(self, iccid: str, profile: PushProfile) -> Deferred[OtaKeys]: ...
+
+    @overload
+    def _keys(
+        self, iccid: str, profile: PushProfile, *, at_once: bool
+    ) -> OtaKeys | Deferred[OtaKeys]: ...
+
+    def _keys(
+        self, iccid: str, profile: PushProfile, *, at_once: bool = False
+    ) -> OtaKeys | Deferred[OtaKeys]:
+        """The push's keys; with C{at_once}, the keys themselves when every
+        key version was answered at once."""
         spi = profile.spi
         need_kic = spi.ciphered or spi.por_ciphered
         need_kid = ChecksumKind.CC in (spi.checksum, spi.por_checksum)
@@ -276,7 +278,7 @@ class PushBuilder:
         if need_kid:
             versions.add(profile.kid.key_index)
         if not versions:
-            return succeed(OtaKeys())
+            return OtaKeys() if at_once else succeed(OtaKeys())
         found: dict[int, OtaKeys] = {}
 
         def combine(_: object) -> OtaKeys:
@@ -300,7 +302,8 @@ class PushBuilder:
                         )
                     )
                 found[version] = keys
-            return succeed(combine(None))
+            combined = combine(None)
+            return combined if at_once else succeed(combined)
 
         def fetch(_: object, version: int) -> Deferred[None]:
             def keep(keys: OtaKeys | None) -> None:
@@ -319,6 +322,24 @@ class PushBuilder:
         for version in sorted(versions):
             chain.addCallback(fetch, version)
         return chain.addCallback(combine)
+
+    def _counted(
+        self, keys: OtaKeys, order: PushOrder, iccid: str, profile: PushProfile, data: bytes
+    ) -> Deferred[BuiltPush]:
+        """Take the card's next counter, then secure the push."""
+
+        def secure(counter: object) -> BuiltPush:
+            return self._secure(
+                order, iccid, profile, data, *self._checked_counter(counter, iccid, keys)
+            )
+
+        try:
+            counter = self._counters.next_ota_counter(iccid)
+            if not isinstance(counter, Deferred):
+                return succeed(secure(counter))
+        except Exception:
+            return fail()
+        return counter.addCallback(secure)
 
     def _checked_counter(self, counter: object, iccid: str, keys: OtaKeys) -> tuple[int, OtaKeys]:
         if not isinstance(counter, int) or isinstance(counter, bool):

@@ -189,6 +189,15 @@ class CardKeyCache:
 
         return self.load_cards([iccid]).addCallback(loaded)
 
+    def ota_keys_for(self, iccid: str, kvn: int) -> OtaKeys | Deferred[OtaKeys | None] | None:
+        """As L{ota_keys}, but the answer itself when the card is held (the
+        push builder's C{keys_for}: no Deferred per push for keys in memory)."""
+        entry = self._by_iccid.get(iccid)
+        if entry is not None:
+            self._by_iccid.move_to_end(iccid)
+            return entry.ota.get(kvn)
+        return self.ota_keys(iccid, kvn)
+
     # -- filling -------------------------------------------------------------
 
     def __len__(self) -> int:

@@ -149,6 +149,12 @@ class EsmeProtocol(Protocol):
             return
         self.transport.write(encode(pdu))
 
+    def send_encoded(self, data: bytes) -> None:
+        """Write a PDU already encoded (dropped once the connection is closing)."""
+        if self.transport is None:
+            return
+        self.transport.write(data)
+
     def close(self, abort: bool = False) -> None:
         """Close the connection; C{abort} drops it without flushing."""
         if self.transport is None:

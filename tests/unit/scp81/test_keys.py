@@ -113,6 +113,17 @@ class CardKeyCacheTests(SynchronousTestCase):
         self.assertEqual(self.cache.iccid_for(b"card-5"), iccid_of(5))
         self.assertIsNone(self.successResultOf(self.cache.ota_keys(iccid_of(6), 1)))
 
+    def test_otaKeysForAnswersAtOnce(self) -> None:
+        """C{ota_keys_for} gives a held card's keys themselves, and a Deferred
+        for a card it has to read first."""
+        add_cards(self.store, [5])
+        first = self.cache.ota_keys_for(iccid_of(5), 1)
+        self.assertIsInstance(first, Deferred)
+        keys = OtaKeys(bytes([5, 1]) * 8, bytes([5, 2]) * 8)
+        self.assertEqual(self.successResultOf(first), keys)  # type: ignore[arg-type]
+        self.assertEqual(self.cache.ota_keys_for(iccid_of(5), 1), keys)
+        self.assertIsNone(self.cache.ota_keys_for(iccid_of(5), 2))
+
     def test_boundedLeastRecentlyUsedFirstOut(self) -> None:
         """Past its capacity the cache drops the card used least recently; a
         handshake counts as a use."""

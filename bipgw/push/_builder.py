@@ -164,6 +164,7 @@ class PushBuilder:
         )
         self._reference = 0
         self._scripts: dict[tuple[PushProfile, CallbackAddress], bytes] = {}
+        self._script_of: dict[int, tuple[PushProfile, CallbackAddress, bytes]] = {}
 
     def profile_for(self, service: str) -> PushProfile:
         """The profile of C{service}.
@@ -181,10 +182,19 @@ class PushBuilder:
             return trigger_tlv(profile, iccid, self.callback, self._psk_identity)
         # The PUSH script is the same for every card of a service: encoded once
         # (it was a third of the client path's CPU per push, issue 14).
+        # Looked up by identity first: hashing the profile and the address
+        # (attrs hashes every field, recursively) on every push cost more
+        # than the lookup saves; equal objects still share the entry.
+        known = self._script_of.get(id(profile))
+        if known is not None and known[0] is profile and known[1] is self.callback:
+            return known[2]
         key = (profile, self.callback)
         script = self._scripts.get(key)
         if script is None:
             script = self._scripts[key] = push_script(profile, self.callback)
+        if len(self._script_of) >= 64:  # profiles come from the configuration: a few
+            self._script_of.clear()
+        self._script_of[id(profile)] = (profile, self.callback, script)
         return script
 
     def build(self, order: PushOrder, data: bytes | None = None) -> Deferred[BuiltPush]:

@@ -83,7 +83,7 @@ class KeyFamily(enum.StrEnum):
     @classmethod
     def of(cls, purpose: KeyPurpose) -> KeyFamily:
         """The family of a purpose."""
-        return next(f for f, ps in _PURPOSES.items() if purpose in ps)
+        return _FAMILY_OF[purpose]
 
 
 _PURPOSES: Final = {
@@ -91,6 +91,7 @@ _PURPOSES: Final = {
     KeyFamily.OTA: (KeyPurpose.KIC, KeyPurpose.KID, KeyPurpose.KIK),
     KeyFamily.SCP03: (KeyPurpose.SCP03_ENC, KeyPurpose.SCP03_MAC, KeyPurpose.SCP03_DEK),
 }
+_FAMILY_OF: Final = {p: f for f, ps in _PURPOSES.items() for p in ps}
 _RANGES: Final = {
     KeyFamily.PSK: range(0x40, 0x50),
     KeyFamily.OTA: range(0x01, 0x10),

@@ -246,7 +246,7 @@ class Gateway(OrderedService):
         )
         self.recorder = BatchingRecorder(store, reactor)
         self.builder = PushBuilder(
-            self.keys.ota_keys,
+            self.keys.ota_keys_for,
             store,
             _callback_address(config),
             push_profiles(config),

@@ -645,10 +645,19 @@ class SessionEngine:
         return recorded.addCallbacks(lambda _: None, failed)
 
     def _record(self, method: Callable[..., object], value: object) -> None:
-        """Hand C{value} to the recorder; log, never raise, if it fails."""
-        done = maybeDeferred(method, value)
-        done.addErrback(
-            lambda failure: self._log.failure(
-                "session recorder failed to record {what}", failure, what=type(value).__name__
+        """Hand C{value} to the recorder; log, never raise, if it fails.
+
+        Called for every event and snapshot: no Deferred is made for a
+        recorder that keeps the value and answers at once (issue 14).
+        """
+        try:
+            done = method(value)
+        except Exception:
+            self._log.failure("session recorder failed to record {what}", what=type(value).__name__)
+            return
+        if isinstance(done, Deferred):
+            done.addErrback(
+                lambda failure: self._log.failure(
+                    "session recorder failed to record {what}", failure, what=type(value).__name__
+                )
             )
-        )

@@ -46,6 +46,8 @@ PorCallback = Callable[[str, int, str], object]
 
 def normalise_msisdn(msisdn: str) -> str:
     """An MSISDN as the SMSC writes it: digits only (no C{+}, no spaces)."""
+    if msisdn.isdigit():
+        return msisdn  # the usual case, without a generator per character
     return "".join(c for c in msisdn if c.isdigit())
 
 

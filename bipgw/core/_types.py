@@ -47,7 +47,7 @@ def _check_session_id(_: object, __: object, value: str) -> None:
         raise ValueError(f"session id {str(value)[:80]!r} is not 1 to 64 of [A-Za-z0-9_-]")
 
 
-@attrs.frozen(order=True)
+@attrs.frozen(order=True, cache_hash=True)
 class SessionId:
     """The name of one admin session, unique for the gateway's lifetime.
 

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import collections
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, overload
 
 import attrs
 from twisted.internet.defer import Deferred, fail, succeed
@@ -122,14 +122,6 @@ class MemoryCounters:
         return succeed(value)
 
 
-def _maybe(call: Callable[[], Any]) -> Deferred[Any]:
-    try:
-        result = call()
-    except Exception:
-        return fail()
-    return result if isinstance(result, Deferred) else succeed(result)
-
-
 class PushBuilder:
     """Builds secured, split pushes and verifies the PoRs they bring back.
 
@@ -172,6 +164,7 @@ class PushBuilder:
         )
         self._reference = 0
         self._scripts: dict[tuple[PushProfile, CallbackAddress], bytes] = {}
+        self._script_of: dict[int, tuple[PushProfile, CallbackAddress, bytes]] = {}
 
     def profile_for(self, service: str) -> PushProfile:
         """The profile of C{service}.
@@ -189,10 +182,19 @@ class PushBuilder:
             return trigger_tlv(profile, iccid, self.callback, self._psk_identity)
         # The PUSH script is the same for every card of a service: encoded once
         # (it was a third of the client path's CPU per push, issue 14).
+        # Looked up by identity first: hashing the profile and the address
+        # (attrs hashes every field, recursively) on every push cost more
+        # than the lookup saves; equal objects still share the entry.
+        known = self._script_of.get(id(profile))
+        if known is not None and known[0] is profile and known[1] is self.callback:
+            return known[2]
         key = (profile, self.callback)
         script = self._scripts.get(key)
         if script is None:
             script = self._scripts[key] = push_script(profile, self.callback)
+        if len(self._script_of) >= 64:  # profiles come from the configuration: a few
+            self._script_of.clear()
+        self._script_of[id(profile)] = (profile, self.callback, script)
         return script
 
     def build(self, order: PushOrder, data: bytes | None = None) -> Deferred[BuiltPush]:
@@ -220,14 +222,12 @@ class PushBuilder:
         except (PushError, RamError) as e:
             error = e if isinstance(e, PushError) else PushError(str(e), permanent=True)
             return fail(error)
-        keys = self._keys(iccid, profile)
-        counter: Deferred[Any] = keys.addCallback(
-            lambda k: _maybe(lambda: self._counters.next_ota_counter(iccid)).addCallback(
-                self._checked_counter, iccid, k
-            )
-        )
-        secured = data
-        return counter.addCallback(lambda pair: self._secure(order, iccid, profile, secured, *pair))
+        # Keys in memory and a counter committed in a batch: one callback
+        # per push, not a chain of them (issue 14, Deferred overhead).
+        keys = self._keys(iccid, profile, at_once=True)
+        if isinstance(keys, OtaKeys):
+            return self._counted(keys, order, iccid, profile, data)
+        return keys.addCallback(self._counted, order, iccid, profile, data)
 
     def verify_por(self, iccid: str, ud: bytes) -> Deferred[ResponsePacket]:
         """Open and check a PoR user data (C{02 71 00 ...}) from card C{iccid}.
@@ -266,7 +266,19 @@ class PushBuilder:
 
     # -- internals ----------------------------------------------------------
 
-    def _keys(self, iccid: str, profile: PushProfile) -> Deferred[OtaKeys]:
+    @overload
+    def _keys(self, iccid: str, profile: PushProfile) -> Deferred[OtaKeys]: ...
+
+    @overload
+    def _keys(
+        self, iccid: str, profile: PushProfile, *, at_once: bool
+    ) -> OtaKeys | Deferred[OtaKeys]: ...
+
+    def _keys(
+        self, iccid: str, profile: PushProfile, *, at_once: bool = False
+    ) -> OtaKeys | Deferred[OtaKeys]:
+        """The push's keys; with C{at_once}, the keys themselves when every
+        key version was answered at once."""
         spi = profile.spi
         need_kic = spi.ciphered or spi.por_ciphered
         need_kid = ChecksumKind.CC in (spi.checksum, spi.por_checksum)
@@ -276,7 +288,7 @@ class PushBuilder:
         if need_kid:
             versions.add(profile.kid.key_index)
         if not versions:
-            return succeed(OtaKeys())
+            return OtaKeys() if at_once else succeed(OtaKeys())
         found: dict[int, OtaKeys] = {}
 
         def combine(_: object) -> OtaKeys:
@@ -300,7 +312,8 @@ class PushBuilder:
                         )
                     )
                 found[version] = keys
-            return succeed(combine(None))
+            combined = combine(None)
+            return combined if at_once else succeed(combined)
 
         def fetch(_: object, version: int) -> Deferred[None]:
             def keep(keys: OtaKeys | None) -> None:
@@ -319,6 +332,24 @@ class PushBuilder:
         for version in sorted(versions):
             chain.addCallback(fetch, version)
         return chain.addCallback(combine)
+
+    def _counted(
+        self, keys: OtaKeys, order: PushOrder, iccid: str, profile: PushProfile, data: bytes
+    ) -> Deferred[BuiltPush]:
+        """Take the card's next counter, then secure the push."""
+
+        def secure(counter: object) -> BuiltPush:
+            return self._secure(
+                order, iccid, profile, data, *self._checked_counter(counter, iccid, keys)
+            )
+
+        try:
+            counter = self._counters.next_ota_counter(iccid)
+            if not isinstance(counter, Deferred):
+                return succeed(secure(counter))
+        except Exception:
+            return fail()
+        return counter.addCallback(secure)
 
     def _checked_counter(self, counter: object, iccid: str, keys: OtaKeys) -> tuple[int, OtaKeys]:
         if not isinstance(counter, int) or isinstance(counter, bool):

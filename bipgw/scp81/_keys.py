@@ -34,7 +34,7 @@ Keys are read on demand:
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Final
 
 import attrs
@@ -50,7 +50,16 @@ from twisted.logger import Logger
 
 from bipgw.codec.ota import OtaKeys
 from bipgw.keys import IRootKeys, KeyManagementError, Secret, psk_identity_for
-from bipgw.store import Card, CardKey, CardKeys, ICardKeyReader, IStore, KeyPurpose, open_card_key
+from bipgw.store import (
+    Card,
+    CardKey,
+    CardKeys,
+    GroupCommit,
+    ICardKeyReader,
+    IStore,
+    KeyPurpose,
+    open_card_key,
+)
 
 __all__ = ["CacheStats", "CardKeyCache"]
 
@@ -58,6 +67,8 @@ DEFAULT_CAPACITY: Final = 100_000
 """Cards whose keys are held at once by default (a few hundred bytes each)."""
 _MISS_RETRY: Final = 30.0
 """Seconds before an identity the store did not know is looked up again."""
+_BATCH: Final = 500
+"""Cards read at once at most (one store transaction, L{bipgw.store.CardKeySource.read_cards})."""
 _MAX_LOOKUPS: Final = 4096
 """Background identity lookups remembered at once (a handshake flood cannot grow it)."""
 
@@ -127,6 +138,12 @@ class CardKeyCache:
         # Where a card's keys are read: a CardKeySource filters them by
         # lifecycle and derives the missing ones; else the store itself.
         self._keys_of = (keys if keys is not None else store).get_card_keys
+        # A reader that reads many cards at once (a CardKeySource): cards
+        # are read in batches, at most one batch in flight.
+        self._read_many: Callable[[Sequence[str]], Any] | None = getattr(keys, "read_cards", None)
+        self._batches: GroupCommit[str, None] | None = None
+        if self._read_many is not None:
+            self._batches = GroupCommit(self._read_batch, limit=_BATCH)
         self._root = root
         self._clock = clock
         self._limit = DeferredSemaphore(concurrency)
@@ -172,6 +189,15 @@ class CardKeyCache:
 
         return self.load_cards([iccid]).addCallback(loaded)
 
+    def ota_keys_for(self, iccid: str, kvn: int) -> OtaKeys | Deferred[OtaKeys | None] | None:
+        """As L{ota_keys}, but the answer itself when the card is held (the
+        push builder's C{keys_for}: no Deferred per push for keys in memory)."""
+        entry = self._by_iccid.get(iccid)
+        if entry is not None:
+            self._by_iccid.move_to_end(iccid)
+            return entry.ota.get(kvn)
+        return self.ota_keys(iccid, kvn)
+
     # -- filling -------------------------------------------------------------
 
     def __len__(self) -> int:
@@ -206,13 +232,19 @@ class CardKeyCache:
         cards are held afterwards among them.  A card the store does not have
         is dropped from the cache."""
         wanted = list(dict.fromkeys(iccids))
+        reads: list[Deferred[Any]]
+        if self._batches is not None:
+            # One read for the whole burst (issue 14): cards asked for
+            # while a read runs go together in the next.
+            reads = self._batches.submit_many(wanted)
+        else:
 
-        def one(iccid: str) -> Deferred[None]:
-            d: Deferred[Any] = maybeDeferred(self._store.get_card, iccid)
-            d.addCallback(self._card_read, iccid)
-            return d
+            def one(iccid: str) -> Deferred[None]:
+                d: Deferred[Any] = maybeDeferred(self._store.get_card, iccid)
+                d.addCallback(self._card_read, iccid)
+                return d
 
-        reads = [self._limit.run(one, iccid) for iccid in wanted]
+            reads = [self._limit.run(one, iccid) for iccid in wanted]
         done: Deferred[Any] = DeferredList(reads, consumeErrors=True)
         return done.addCallback(
             lambda results: self._log_failures(results, "reading card keys")
@@ -238,14 +270,32 @@ class CardKeyCache:
             self.forget(iccid)
             return None
 
-        def keys_read(keys: CardKeys) -> None:
-            entry, bad = self._entry(card, keys)
-            self._unopened += bad
-            self.forget(card.iccid)
-            if entry is not None:
-                self._put(entry)
+        return self._keys_of(card.iccid).addCallback(lambda keys: self._keys_read(card, keys))
 
-        return self._keys_of(card.iccid).addCallback(keys_read)
+    def _read_batch(self, iccids: Sequence[str]) -> Deferred[list[Exception | None]]:
+        read_many = self._read_many
+        assert read_many is not None
+        d: Deferred[dict[str, tuple[Card, CardKeys]]] = maybeDeferred(read_many, iccids)
+
+        def read(found: dict[str, tuple[Card, CardKeys]]) -> list[Exception | None]:
+            outcomes: list[Exception | None] = []
+            for iccid in iccids:
+                both = found.get(iccid)
+                if both is None:
+                    self.forget(iccid)
+                else:
+                    self._keys_read(*both)
+                outcomes.append(None)
+            return outcomes
+
+        return d.addCallback(read)
+
+    def _keys_read(self, card: Card, keys: CardKeys) -> None:
+        entry, bad = self._entry(card, keys)
+        self._unopened += bad
+        self.forget(card.iccid)
+        if entry is not None:
+            self._put(entry)
 
     def _put(self, entry: _Entry) -> None:
         self._by_iccid[entry.iccid] = entry

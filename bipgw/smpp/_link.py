@@ -47,6 +47,7 @@ from bipgw.codec.smpp import (
     Unbind,
     UnbindResp,
     describe_status,
+    with_sequence_number,
 )
 from bipgw.core import RateLimitedLog
 from bipgw.smpp._queue import OutgoingPart
@@ -95,6 +96,9 @@ class ILinkTransport(Protocol):
 
     def send_pdu(self, pdu: Pdu) -> None:
         """Encode and write one PDU."""
+
+    def send_encoded(self, data: bytes) -> None:
+        """Write one PDU already encoded."""
 
     def close(self, abort: bool = False) -> None:
         """Close the connection (C{abort}: at once, without flushing)."""
@@ -207,7 +211,11 @@ class EsmeLink:
         seq = self._seq.allocate()
         self._window.add(seq, part)
         part.sends += 1
-        self._transport.send_pdu(attrs.evolve(part.pdu, sequence_number=seq))
+        encoded = part.encoded
+        if encoded is None:
+            self._transport.send_pdu(attrs.evolve(part.pdu, sequence_number=seq))
+        else:
+            self._transport.send_encoded(with_sequence_number(encoded, seq))
         return seq
 
     def when_drained(self) -> Deferred[None]:

@@ -85,6 +85,18 @@ class EsmeProtocol(Protocol):
         self._broken = False
         self.link = make_link(self)
 
+    def connectionMade(self) -> None:
+        """Send each write at once (no Nagle delay).
+
+        Submits are pipelined up to the window: with Nagle's algorithm a
+        submit_sm written while an earlier one is unacknowledged waits for
+        that ACK, which the SMSC may delay (40 ms on Linux) -- the window
+        then moves at the pace of delayed ACKs, not of the SMSC's answers.
+        """
+        no_delay = getattr(self.transport, "setTcpNoDelay", None)
+        if no_delay is not None:
+            no_delay(True)
+
     def dataReceived(self, data: bytes) -> None:
         """Decode what arrived; pass each PDU on, answer each malformed one."""
         if self._broken:
@@ -148,6 +160,12 @@ class EsmeProtocol(Protocol):
         if self.transport is None:
             return
         self.transport.write(encode(pdu))
+
+    def send_encoded(self, data: bytes) -> None:
+        """Write a PDU already encoded (dropped once the connection is closing)."""
+        if self.transport is None:
+            return
+        self.transport.write(data)
 
     def close(self, abort: bool = False) -> None:
         """Close the connection; C{abort} drops it without flushing."""

@@ -56,11 +56,23 @@ class PushJob:
     @ivar on_cancel: called with the job when L{deferred} is cancelled.
     """
 
-    def __init__(self, sms: SmsSubmission, parts: Sequence[SubmitSm]) -> None:
+    def __init__(
+        self,
+        sms: SmsSubmission,
+        parts: Sequence[SubmitSm],
+        encoded: Sequence[bytes] | None = None,
+    ) -> None:
         if not parts:
             raise ValueError("a push has at least one SMS part")
+        if encoded is not None and len(encoded) != len(parts):
+            raise ValueError(f"{len(encoded)} encoded parts for {len(parts)} submit_sm")
         self.sms = sms
         self.parts = tuple(parts)
+        #: Each part's submit_sm encoded (sequence_number 0), or C{None}:
+        #: encoded once when the push is accepted, then sent as bytes with
+        #: the sequence_number written in (issue 14: encoding it again, and
+        #: copying the PDU for its sequence_number, on every send).
+        self.encoded = None if encoded is None else tuple(encoded)
         self.message_ids: list[str | None] = [None] * len(self.parts)
         self.on_cancel: Callable[[PushJob], object] | None = None
         self.deferred: Deferred[tuple[str, ...]] = Deferred(self._cancelled)
@@ -135,6 +147,12 @@ class OutgoingPart:
     def pdu(self) -> SubmitSm:
         """The part's submit_sm, sequence_number still to be set."""
         return self.job.parts[self.index]
+
+    @property
+    def encoded(self) -> bytes | None:
+        """The part's submit_sm encoded with sequence_number 0, if the job has it."""
+        encoded = self.job.encoded
+        return None if encoded is None else encoded[self.index]
 
     def __lt__(self, other: OutgoingPart) -> bool:
         return self.ticket < other.ticket

@@ -198,11 +198,10 @@ class SmppClientService(Service):
         destination = normalise_msisdn(sms.msisdn)
         pdus = [self._submit_sm(destination, ud) for ud in sms.parts]
         try:
-            for pdu in pdus:
-                encode(pdu)
+            encoded = [encode(pdu) for pdu in pdus]
         except SmppError as e:
             return fail(PushError(f"the push cannot be put in a submit_sm: {e}", permanent=True))
-        job = PushJob(sms, pdus)
+        job = PushJob(sms, pdus, encoded)
         try:
             self.pump.offer(job)
         except PushError as e:

@@ -63,6 +63,7 @@ from bipgw.store._card_key_versions import (
 )
 from bipgw.store._engine import create_sql_engine
 from bipgw.store._feed_types import FeedFile, Partner
+from bipgw.store._group import GroupCommit
 from bipgw.store._interfaces import IStore, MsisdnPlan, plan_msisdn_change
 from bipgw.store._memory import MemoryStore
 from bipgw.store._migrations import (
@@ -227,6 +228,7 @@ __all__ = [
     "DerivedKeySpec",
     "DuplicateRecordError",
     "FeedFile",
+    "GroupCommit",
     "ICampaignRecords",
     "ICardKeyReader",
     "IOperators",

@@ -11,6 +11,7 @@ the store keeps no dependency on the engine's classes in its tables.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from twisted.internet.defer import Deferred
 
@@ -22,7 +23,10 @@ from bipgw.core import (
     SessionStatus,
 )
 from bipgw.keys import psk_identity_for
+from bipgw.store._card_reads import MAX_CARDS, CardName, find_cards
+from bipgw.store._group import GroupCommit
 from bipgw.store._interfaces import IStore
+from bipgw.store._sql import SqlStore
 from bipgw.store._types import ApduTraceRecord, Card, SessionRecord
 from bipgw.store._types import SessionEvent as StoredEvent
 
@@ -107,14 +111,34 @@ class StoreCardDirectory:
 
     def __init__(self, store: IStore) -> None:
         self._store = store
+        self._batches: GroupCommit[CardName, Card | None] | None = None
+        if isinstance(store, SqlStore):
+            # Sessions opened in a burst: the cards asked for while one read
+            # runs are read together in the next (issue 14: one transaction
+            # per open was most of the SQLite thread's work).
+            self._batches = GroupCommit(self._read, limit=MAX_CARDS)
 
     def resolve(self, target: CardTarget) -> Deferred[CardRecord | None]:
         """The card C{target} names, or C{None}."""
-        if target.iccid is not None:
-            found = self._store.get_card(target.iccid)
+        name: CardName = (
+            ("iccid", target.iccid)
+            if target.iccid is not None
+            else ("msisdn", (target.msisdn or "").lstrip("+"))
+        )
+        if self._batches is not None:
+            found = self._batches.submit(name)
+        elif name[0] == "iccid":
+            found = self._store.get_card(name[1])
         else:
-            found = self._store.card_by_msisdn((target.msisdn or "").lstrip("+"))
+            found = self._store.card_by_msisdn(name[1])
         return found.addCallback(_card_record)
+
+    def _read(self, names: Sequence[CardName]) -> Deferred[list[Card | Exception | None]]:
+        assert isinstance(self._store, SqlStore)
+        d: Deferred[list[Any]] = self._store.transaction(
+            lambda c: find_cards(c, names), write=False
+        )
+        return d
 
 
 def _card_record(card: Card | None) -> CardRecord | None:

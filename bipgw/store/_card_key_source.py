@@ -25,7 +25,8 @@ rotation or an import is seen at the next read.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any, Final, Protocol
+from functools import partial
+from typing import Any, Final, Protocol, TypeVar
 
 import attrs
 from twisted.internet.defer import Deferred, gatherResults, succeed
@@ -50,9 +51,10 @@ from bipgw.store._card_key_versions import (
     SqlCardKeyVersions,
     card_kvn,
 )
+from bipgw.store._card_reads import MAX_CARDS, CardRead, read_cards
 from bipgw.store._interfaces import IStore
 from bipgw.store._sealing import CardKeySealer, open_card_key
-from bipgw.store._types import CardKey, CardKeys, KeyPurpose, UnknownRecordError
+from bipgw.store._types import Card, CardKey, CardKeys, KeyPurpose, UnknownRecordError
 
 __all__ = ["KDF_PURPOSE", "CardKeySource", "DerivedKeySpec", "ICardKeyReader", "kdf_algorithm"]
 
@@ -76,6 +78,7 @@ KDF_PURPOSE: Final = {
 """The diversification purpose of each stored key purpose."""
 
 _SCP03: Final = KeyFamily.SCP03.purposes
+_T = TypeVar("_T")
 
 
 def kdf_algorithm(algorithm: str) -> KeyAlgorithm:
@@ -156,6 +159,29 @@ class CardKeySource:
     def get_card_keys(self, iccid: str) -> Deferred[CardKeys]:
         """Fire with the card's usable keys, sealed (derived ones in memory only)."""
         return self._read(iccid).addCallback(lambda both: self.resolve(iccid, *both))
+
+    def read_cards(self, iccids: Sequence[str]) -> Deferred[dict[str, tuple[Card, CardKeys]]]:
+        """Fire with the cards of C{iccids} the store has, each with its usable keys.
+
+        On an SQL store the whole batch is one transaction (L{read_cards});
+        on another store, each card is read as L{get_card_keys} reads it.
+        """
+        if self.versions is None:
+            return self._read_each(iccids)
+        batches = [iccids[i : i + MAX_CARDS] for i in range(0, len(iccids), MAX_CARDS)]
+        reads: list[Deferred[dict[str, CardRead]]] = [
+            self._store.transaction(partial(read_cards, iccids=batch), write=False)  # type: ignore[attr-defined]
+            for batch in batches
+        ]
+
+        def resolved(found: list[dict[str, CardRead]]) -> dict[str, tuple[Card, CardKeys]]:
+            out: dict[str, tuple[Card, CardKeys]] = {}
+            for part in found:
+                for iccid, (card, keys, rows) in part.items():
+                    out[iccid] = (card, self.resolve(iccid, CardKeys(iccid, keys), rows))
+            return out
+
+        return _gathered(reads).addCallback(resolved)
 
     def card_versions(self, iccid: str) -> Deferred[list[KeyVersion]]:
         """Fire with the card's lifecycle rows and imported keys (metadata)."""
@@ -256,6 +282,23 @@ class CardKeySource:
 
         return d.addErrback(unknown)
 
+    def _read_each(self, iccids: Sequence[str]) -> Deferred[dict[str, tuple[Card, CardKeys]]]:
+        out: dict[str, tuple[Card, CardKeys]] = {}
+
+        def one(iccid: str) -> Deferred[None]:
+            def card_read(card: Card | None) -> Deferred[None] | None:
+                if card is None:
+                    return None
+
+                def keys_read(keys: CardKeys) -> None:
+                    out[iccid] = (card, keys)
+
+                return self.get_card_keys(iccid).addCallback(keys_read)
+
+            return self._store.get_card(iccid).addCallback(card_read)
+
+        return _gathered([one(i) for i in iccids]).addCallback(lambda _: out)
+
     def _read(self, iccid: str) -> Deferred[tuple[CardKeys, list[KeyVersion]]]:
         rows: Deferred[Any] = (
             succeed([]) if self.versions is None else self.versions.versions(iccid)
@@ -284,6 +327,17 @@ class CardKeySource:
         raise UnknownKeyError(
             f"card {iccid} has no complete SCP03 key set, stored or derived from master keys"
         )
+
+
+def _gathered(reads: list[Deferred[_T]]) -> Deferred[list[_T]]:
+    """C{gatherResults} that fails with the first read's own failure."""
+
+    def unwrap(failure: Failure) -> Failure:
+        inner = getattr(failure.value, "subFailure", None)
+        return inner if isinstance(inner, Failure) else failure
+
+    both: Deferred[list[_T]] = gatherResults(reads, consumeErrors=True)
+    return both.addErrback(unwrap)
 
 
 async def _raise(error: Exception) -> Any:

@@ -83,7 +83,7 @@ class KeyFamily(enum.StrEnum):
     @classmethod
     def of(cls, purpose: KeyPurpose) -> KeyFamily:
         """The family of a purpose."""
-        return next(f for f, ps in _PURPOSES.items() if purpose in ps)
+        return _FAMILY_OF[purpose]
 
 
 _PURPOSES: Final = {
@@ -91,6 +91,7 @@ _PURPOSES: Final = {
     KeyFamily.OTA: (KeyPurpose.KIC, KeyPurpose.KID, KeyPurpose.KIK),
     KeyFamily.SCP03: (KeyPurpose.SCP03_ENC, KeyPurpose.SCP03_MAC, KeyPurpose.SCP03_DEK),
 }
+_FAMILY_OF: Final = {p: f for f, ps in _PURPOSES.items() for p in ps}
 _RANGES: Final = {
     KeyFamily.PSK: range(0x40, 0x50),
     KeyFamily.OTA: range(0x01, 0x10),
@@ -145,7 +146,8 @@ def _row(v: KeyVersion) -> dict[str, Any]:
     }
 
 
-def _version(row: Any) -> KeyVersion:
+def version_from_row(row: Any) -> KeyVersion:
+    """A L{KeyVersion} from a C{card_key_versions} row."""
     m = row._mapping
     return KeyVersion(
         m["iccid"],
@@ -203,7 +205,7 @@ class SqlCardKeyVersions:
                 cards = [r[0] for r in c.execute(first)]
                 keys = keys.where(k.iccid.in_(cards))
                 rows = rows.where(v.iccid.in_(cards))
-            return merged_versions(c.execute(keys), [_version(r) for r in c.execute(rows)])
+            return merged_versions(c.execute(keys), [version_from_row(r) for r in c.execute(rows)])
 
         return self._store._read(work)
 
@@ -289,7 +291,7 @@ class SqlCardKeyVersions:
                 )
             ).all()
             rows = [
-                _version(r)
+                version_from_row(r)
                 for r in c.execute(
                     select(s.card_key_versions).where(
                         and_(v.iccid == iccid, v.purpose.in_(purposes))

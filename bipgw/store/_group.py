@@ -69,6 +69,17 @@ class GroupCommit(Generic[_I, _R]):
             self._next()
         return d
 
+    def submit_many(self, items: Sequence[_I]) -> list[Deferred[_R]]:
+        """L{submit} each of C{items}, all queued before any batch runs."""
+        ds: list[Deferred[_R]] = []
+        for item in items:
+            d: Deferred[_R] = Deferred()
+            self._waiting.append((item, d))
+            ds.append(d)
+        if not self._busy:
+            self._next()
+        return ds
+
     def _next(self) -> None:
         if not self._waiting:
             self._busy = False

@@ -70,6 +70,10 @@ class LimitedRequest(Request):
             # raises out of dataReceived on a control byte such as 0x1c (found by
             # the fuzzer): such a type is no media type, the API answers 415.
             self.requestHeaders.setRawHeaders(b"content-type", [b"invalid"])
+        elif kinds and kinds[0].split(b";", 1)[0].strip().lower() == b"application/json":
+            # A JSON body is never form arguments: skip twisted's parse of the
+            # type with the email package (≈ 0.4 ms per API request, issue 14).
+            self._parsePOSTFormSubmission = False
         super().gotLength(length if length is None or length <= self.max_body else None)
         gate = type(self).gate
         if gate is None:
@@ -187,16 +191,23 @@ def _serving(resource: IResource) -> Any:
     return serve
 
 
+_ACCESS = Logger(namespace="bipgw.web.access")
+"""The access log of answered requests (refused ones go through the site's rate limit)."""
+
+
 class _Site(GuardedSite):
     """A guarded site whose access-log lines for refused requests are rate-limited."""
 
     ratelog: RateLimitedLog
 
     def log(self, request: Any) -> None:
-        if getattr(request, "code", 200) < 400:
-            super().log(request)
-            return
         line = self._logFormatter(self._logDateTime, request)
+        if getattr(request, "code", 200) < 400:
+            # One event per answered request, emitted directly (Site.log's
+            # write to the legacy log file split and re-emitted each line:
+            # a third of the line's cost, issue 14).
+            _ACCESS.info("{line}", line=line)
+            return
         self.ratelog.info("web-refused-request", "{line}", line=line)
 
 

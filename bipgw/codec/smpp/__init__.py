@@ -27,6 +27,7 @@ from bipgw.codec.smpp._codec import (
     decode,
     encode,
     response_for_error,
+    with_sequence_number,
 )
 from bipgw.codec.smpp._constants import (
     RESPONSE_BIT,
@@ -132,4 +133,5 @@ __all__ = [
     "describe_status",
     "encode",
     "response_for_error",
+    "with_sequence_number",
 ]

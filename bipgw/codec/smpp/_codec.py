@@ -101,6 +101,21 @@ _CMDLEN = CommandStatus.ESME_RINVCMDLEN
 _UNANSWERED: Final = frozenset({CommandId.OUTBIND, CommandId.ALERT_NOTIFICATION})
 
 
+def with_sequence_number(data: bytes, sequence_number: int) -> bytes:
+    """The encoded PDU C{data} with its header's sequence_number set.
+
+    For a PDU encoded once and sent several times (a submit_sm sent again
+    after a reconnection): only the header's last four octets change.
+
+    @raise SmppError: C{data} is not a whole PDU, or the number is not 32-bit.
+    """
+    if len(data) < HEADER_SIZE or int.from_bytes(data[:4], "big") != len(data):
+        raise SmppError("not one encoded PDU", field="sequence_number")
+    if not 0 <= sequence_number <= 0xFFFFFFFF:
+        raise SmppError("needs a 32-bit integer", field="sequence_number")
+    return data[:12] + sequence_number.to_bytes(4, "big") + data[16:]
+
+
 def encode(pdu: Pdu) -> bytes:
     """The wire octets of one PDU, header included.
 

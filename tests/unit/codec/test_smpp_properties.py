@@ -22,6 +22,7 @@ from bipgw.codec.smpp import (
     decode,
     encode,
     response_for_error,
+    with_sequence_number,
 )
 from bipgw.codec.smpp._body import read_mandatory, write_mandatory
 from bipgw.codec.smpp._codec import _BY_ID, _LAYOUTS, _fast_mandatory, _fast_read
@@ -113,6 +114,22 @@ class RoundTripTests(SynchronousTestCase):
             back, message_payload=None, extra_tlvs=(*back.extra_tlvs, Tlv(0x1400, b"x"))
         )
         self.assertEqual(decode(encode(changed)), changed)
+
+
+class SequenceNumberTests(SynchronousTestCase):
+    """A PDU encoded once gets its sequence_number written in its header."""
+
+    @given(any_pdu, st.integers(0, 0xFFFFFFFF))
+    def test_sameAsEncodingAgain(self, pdu: Pdu, seq: int) -> None:
+        """Patching the number gives the octets of the PDU encoded with it."""
+        again = encode(attrs.evolve(pdu, sequence_number=seq))
+        self.assertEqual(with_sequence_number(encode(pdu), seq), again)
+
+    def test_refused(self) -> None:
+        """Not one whole PDU, or a number that is not 32-bit, is refused."""
+        raw = encode(SubmitSm(1, 0, destination_addr="1"))
+        for data, seq in ((raw[:10], 1), (raw + b"x", 1), (raw, -1), (raw, 1 << 32)):
+            self.assertRaises(SmppError, with_sequence_number, data, seq)
 
 
 class FastPathTests(SynchronousTestCase):

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
+from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.internet.testing import EventLoggingObserver
 from twisted.logger import formatEvent, globalLogPublisher
@@ -12,7 +14,16 @@ from twisted.trial.unittest import SynchronousTestCase
 from bipgw.codec.ota import OtaKeys
 from bipgw.keys import RootKey, Secret, psk_identity_for
 from bipgw.scp81 import CacheStats, CardKeyCache
-from bipgw.store import CardKey, CardUpsert, KeyPurpose, MemoryStore, seal_card_key
+from bipgw.store import (
+    CardKey,
+    CardKeySource,
+    CardUpsert,
+    KeyPurpose,
+    MemoryStore,
+    card_key_versions_for,
+    seal_card_key,
+)
+from tests.unit.store.test_sqlite import open_inline
 
 ROOT = RootKey(Secret(bytes(range(32))))
 
@@ -101,6 +112,17 @@ class CardKeyCacheTests(SynchronousTestCase):
         self.assertEqual(self.cache.psk_for(b"card-5"), bytes([5, 3]) * 8)
         self.assertEqual(self.cache.iccid_for(b"card-5"), iccid_of(5))
         self.assertIsNone(self.successResultOf(self.cache.ota_keys(iccid_of(6), 1)))
+
+    def test_otaKeysForAnswersAtOnce(self) -> None:
+        """C{ota_keys_for} gives a held card's keys themselves, and a Deferred
+        for a card it has to read first."""
+        add_cards(self.store, [5])
+        first = self.cache.ota_keys_for(iccid_of(5), 1)
+        self.assertIsInstance(first, Deferred)
+        keys = OtaKeys(bytes([5, 1]) * 8, bytes([5, 2]) * 8)
+        self.assertEqual(self.successResultOf(first), keys)  # type: ignore[arg-type]
+        self.assertEqual(self.cache.ota_keys_for(iccid_of(5), 1), keys)
+        self.assertIsNone(self.cache.ota_keys_for(iccid_of(5), 2))
 
     def test_boundedLeastRecentlyUsedFirstOut(self) -> None:
         """Past its capacity the cache drops the card used least recently; a
@@ -259,3 +281,69 @@ class CardKeyCacheTests(SynchronousTestCase):
     def test_badCapacity(self) -> None:
         """A capacity below one is refused."""
         self.assertRaises(ValueError, CardKeyCache, self.store, ROOT, self.clock, capacity=0)
+
+
+class BatchedCardKeyCacheTests(CardKeyCacheTests):
+    """The same cache over a L{CardKeySource} on SQLite, which reads many
+    cards in one transaction: every behaviour above holds, and a burst of
+    cards is read in one transaction, at most one read in flight."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.store = open_inline("sqlite://", self)  # type: ignore[assignment]
+        self.cache = self.cached(capacity=5)
+
+    def cached(self, **kwargs: Any) -> CardKeyCache:
+        source = CardKeySource(self.store, ROOT, versions=card_key_versions_for(self.store))
+        return CardKeyCache(self.store, ROOT, self.clock, keys=source, **kwargs)
+
+    def counted(self) -> list[int]:
+        """Count the store's transactions (one entry per transaction, its size unknown)."""
+        calls: list[int] = []
+        real = self.store.transaction  # type: ignore[attr-defined]
+
+        def transaction(work: Any, *, write: bool) -> Any:
+            calls.append(1)
+            return real(work, write=write)
+
+        self.store.transaction = transaction  # type: ignore[attr-defined]
+        return calls
+
+    def test_readsBounded(self) -> None:
+        """Cards asked for while a read runs wait and are read together in the
+        next one: one read in flight, one transaction per batch."""
+        add_cards(self.store, range(20))
+        self.cache = self.cached(capacity=100)
+        transactions = self.counted()
+        first = self.cache.load_cards([iccid_of(n) for n in range(10)])
+        self.assertEqual(self.successResultOf(first), 10)
+        self.assertEqual(len(transactions), 1)
+        gate: Deferred[None] = Deferred()
+        real = self.store.transaction  # type: ignore[attr-defined]
+
+        def slow(work: Any, *, write: bool) -> Any:
+            return gate.addCallback(lambda _: real(work, write=write))
+
+        self.store.transaction = slow  # type: ignore[attr-defined]
+        waiting = [self.cache.ota_keys(iccid_of(n), 1) for n in range(10, 20)]
+        self.assertNoResult(waiting[-1])
+        self.store.transaction = real  # type: ignore[attr-defined]
+        transactions = self.counted()
+        gate.callback(None)
+        for n, d in zip(range(10, 20), waiting, strict=True):
+            self.assertEqual(self.successResultOf(d), OtaKeys(bytes([n, 1]) * 8, bytes([n, 2]) * 8))
+        # The first card's read ran alone; the nine asked for meanwhile, together.
+        self.assertEqual(len(transactions), 1)
+
+    def test_failedReadKeepsOldKeys(self) -> None:
+        """A store that fails a re-read is logged, and the old keys stay."""
+        add_cards(self.store, [1])
+        warm(self.cache, [1])
+
+        def broken(work: Any, *, write: bool) -> object:
+            raise RuntimeError("database gone")
+
+        self.store.transaction = broken  # type: ignore[attr-defined]
+        self.successResultOf(self.cache.refresh())
+        self.assertEqual(self.cache.psk_for(b"card-1"), bytes([1, 3]) * 8)
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)

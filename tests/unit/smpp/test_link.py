@@ -27,6 +27,8 @@ from bipgw.codec.smpp import (
     SubmitSmResp,
     Unbind,
     UnbindResp,
+    decode,
+    encode,
 )
 from bipgw.core import PushError
 from bipgw.smpp import BindResult, EsmeLink, LinkState, OutgoingPart, PushJob
@@ -44,6 +46,9 @@ class ListTransport:
 
     def send_pdu(self, pdu: Pdu) -> None:
         self.sent.append(pdu)
+
+    def send_encoded(self, data: bytes) -> None:
+        self.sent.append(decode(data))
 
     def close(self, abort: bool = False) -> None:
         self.closed = abort
@@ -67,8 +72,10 @@ class Owner:
         self.lost.append(unanswered)
 
 
-def _parts(n: int) -> list[OutgoingPart]:
-    job = PushJob(sms(), [SubmitSm(0, 0, destination_addr=str(i)) for i in range(n)])
+def _parts(n: int, *, encoded: bool = True) -> list[OutgoingPart]:
+    """C{n} parts of one job, encoded once (as the service makes them) or not."""
+    pdus = [SubmitSm(0, 0, destination_addr=str(i)) for i in range(n)]
+    job = PushJob(sms(), pdus, [encode(p) for p in pdus] if encoded else None)
     return [OutgoingPart(job, i, i) for i in range(n)]
 
 
@@ -203,6 +210,20 @@ class SubmitTests(LinkTestCase):
         self.assertEqual(self.owner.opened, 2)
         self.assertEqual(self.transport.sent[-1].destination_addr, "1")  # type: ignore[attr-defined]
         self.assertEqual(a.sends, 1)
+        self.lose()
+
+    def test_sentAsEncodedOnce(self) -> None:
+        """A part encoded once is written as those bytes with the link's
+        sequence_number in its header: the PDU the link would have encoded;
+        a part without its bytes is encoded when sent."""
+        self.bound()
+        a, b = _parts(2)
+        (plain,) = _parts(1, encoded=False)
+        for part in (a, plain):
+            seq = self.link.submit(part)
+            self.assertEqual(self.transport.sent[-1], attrs.evolve(part.pdu, sequence_number=seq))
+            self.link.pdu_received(SubmitSmResp(seq, 0, "A"))
+        self.assertEqual(b.encoded, encode(b.pdu))
         self.lose()
 
     def test_genericNackAnswersSubmit(self) -> None:

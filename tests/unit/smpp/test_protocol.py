@@ -126,6 +126,27 @@ class ProtocolTests(SynchronousTestCase):
         protocol.close(abort=True)
         self.assertTrue(transport.aborted)
 
+    def test_noNagleDelay(self) -> None:
+        """On a TCP connection Nagle's algorithm is off (pipelined submits are not
+        held for delayed ACKs); a transport without the option is left alone."""
+
+        class TcpTransport(AbortableTransport):
+            no_delay: bool | None = None
+
+            def setTcpNoDelay(self, enabled: bool) -> None:
+                self.no_delay = enabled
+
+        tcp = TcpTransport()
+        EsmeProtocol(RecordingLink).makeConnection(tcp)  # type: ignore[arg-type]
+        self.assertIs(tcp.no_delay, True)
+        _connected()
+
+    def test_sentEncoded(self) -> None:
+        """send_encoded writes the bytes as they are."""
+        protocol, transport, _ = _connected()
+        protocol.send_encoded(b"\x00\x00\x00\x10" + bytes(12))
+        self.assertEqual(transport.value(), b"\x00\x00\x00\x10" + bytes(12))
+
     def test_connectionLostReachesLink(self) -> None:
         """connectionLost hands the reason to the link."""
         protocol, _, link = _connected()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SynchronousTestCase
 
 from bipgw.core import (
@@ -24,6 +27,7 @@ from bipgw.store import (
     StoreSessionRecorder,
 )
 from tests.unit.store.test_contract import ICCID_A, ICCID_B, card
+from tests.unit.store.test_sqlite import open_inline
 
 SID = SessionId("s-1")
 
@@ -61,6 +65,48 @@ class DirectoryTests(SynchronousTestCase):
         )
         record = self.successResultOf(self.directory.resolve(CardTarget.by_iccid(ICCID_B)))
         self.assertEqual(record.psk_identity, psk_identity_for(ICCID_B))
+
+
+class SqliteDirectoryTests(DirectoryTests):
+    """The same on SQLite, where targets asked for while a read runs are
+    read together in the next transaction."""
+
+    def setUp(self) -> None:
+        self.store = open_inline("sqlite://", self)  # type: ignore[assignment]
+        self.successResultOf(
+            self.store.upsert_cards([card(ICCID_A), card(ICCID_B, psk_identity=None)])
+        )
+        change = MsisdnChange("ADD", "33600000001", ICCID_A, None, 1)
+        self.successResultOf(self.store.apply_msisdn_changes([change], applied_at=1.0))
+        self.directory = StoreCardDirectory(self.store)
+
+    def test_burstInOneRead(self) -> None:
+        """Targets asked for while one read runs go in one transaction, each
+        answered with its own card (or C{None})."""
+        real = self.store.transaction  # type: ignore[attr-defined]
+        gate: Deferred[None] = Deferred()
+        calls: list[int] = []
+
+        def transaction(work: Any, *, write: bool) -> Any:
+            calls.append(1)
+            return gate.addCallback(lambda _: real(work, write=write))
+
+        self.store.transaction = transaction  # type: ignore[attr-defined]
+        targets = [
+            CardTarget.by_iccid(ICCID_B),
+            CardTarget.by_iccid(ICCID_A),
+            CardTarget.by_msisdn("+33600000001"),
+            CardTarget.by_msisdn("33699999999"),
+            CardTarget.by_iccid("8988211000000000034"),
+        ]
+        found = [self.directory.resolve(t) for t in targets]
+        self.assertEqual(len(calls), 1)
+        gate.callback(None)
+        records = [self.successResultOf(d) for d in found]
+        self.assertEqual(len(calls), 2)
+        expected = CardRecord(ICCID_A, "33600000001", ICCID_A.encode())
+        self.assertEqual(records[0], CardRecord(ICCID_B, None, psk_identity_for(ICCID_B)))
+        self.assertEqual(records[1:], [expected, expected, None, None])
 
 
 class RecorderTests(SynchronousTestCase):

@@ -70,6 +70,11 @@ def psk_of(source: CardKeySource, keys: CardKeys) -> list[tuple[int, bytes]]:
     ]
 
 
+def opened(keys: CardKeys) -> list[tuple[KeyPurpose, int, bytes]]:
+    """What C{keys} hold (derived keys are sealed anew each time they are read)."""
+    return [(k.purpose, k.kvn, open_card_key(ROOT, k).reveal()) for k in keys.keys]
+
+
 class SourceTests(SynchronousTestCase):
     def store(self, *keys: tuple[KeyPurpose, int, Secret]) -> MemoryStore:
         store = MemoryStore()
@@ -150,6 +155,14 @@ class SourceTests(SynchronousTestCase):
         self.assertEqual(card_kvn(KeyPurpose.SCP03_MAC, 2), 0x31)
         self.assertEqual(card_kvn(KeyPurpose.KIC, 3), 3)
 
+    def test_readCardsMemoryStore(self) -> None:
+        """On a store without a lifecycle, C{read_cards} reads each card as C{get_card_keys}."""
+        store = self.store((KeyPurpose.PSK, 1, STORED_PSK))
+        source = CardKeySource(store, ROOT)
+        found = self.successResultOf(source.read_cards([ICCID, "8988211000000000034"]))
+        self.assertEqual(list(found), [ICCID])
+        self.assertEqual(psk_of(source, found[ICCID][1]), [(1, STORED_PSK.reveal())])
+
     def test_memoryStoreHasNoLifecycle(self) -> None:
         self.assertIsNone(card_key_versions_for(MemoryStore()))
 
@@ -223,6 +236,24 @@ class LifecycleMixin:
         other = KeyVersion(ICCID, KeyPurpose.PSK, 0x42, "pending", "derived", "aes-128")
         failure = self.failureResultOf(self.versions.begin([other]), StoreConflictError)
         self.assertIn("pending already", str(failure.value))
+
+    def test_readCardsAsOneByOne(self) -> None:
+        """C{read_cards} gives each card the keys C{get_card_keys} gives it
+        (lifecycle applied), and leaves out cards the store does not have."""
+        other = "8988211000000000026"
+        sealed = (seal_card_key(ROOT, other, KeyPurpose.PSK, 1, "psk", Secret(b"\x22" * 16)),)
+        self.successResultOf(self.store.upsert_cards([CardUpsert(iccid=other, keys=sealed)]))
+        self.successResultOf(self.versions.begin([self.new]))
+        self.successResultOf(self.versions.activate(ICCID, KeyFamily.PSK, 0x41, 9.0))
+        found = self.successResultOf(self.source.read_cards([ICCID, "8988211000000000034", other]))
+        self.assertEqual(sorted(found), sorted([ICCID, other]))
+        for iccid in (ICCID, other):
+            card, keys = found[iccid]
+            self.assertEqual(card.iccid, iccid)
+            alone = self.successResultOf(self.source.get_card_keys(iccid))
+            self.assertEqual(opened(keys), opened(alone))
+        self.assertEqual(psk_of(self.source, found[other][1]), [(1, b"\x22" * 16)])
+        self.assertEqual(len(psk_of(self.source, found[ICCID][1])), 1)
 
     def test_listAll(self) -> None:
         listed = self.successResultOf(self.versions.list_versions())

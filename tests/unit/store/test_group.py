@@ -45,6 +45,16 @@ class GroupCommitTests(SynchronousTestCase):
         self.assertEqual((self.group.batches, self.group.requests), (3, 5))
         self.assertEqual(self.running, [])
 
+    def test_submitMany(self) -> None:
+        """Requests submitted together are all queued before the first batch runs."""
+        first = self.group.submit_many([1, 2, 3, 4])
+        self.assertEqual(self.batches, [[1, 2, 3]])
+        self.finish()
+        self.assertEqual([self.successResultOf(d) for d in first[:3]], [10, 20, 30])
+        self.assertEqual(self.batches, [[1, 2, 3], [4]])
+        self.finish()
+        self.assertEqual(self.successResultOf(first[3]), 40)
+
     def test_ownFailureOnly(self) -> None:
         """A request that failed on its own fails its caller only."""
         self.group.submit(0)

@@ -38,3 +38,16 @@ class AccessLogTests(SynchronousTestCase):
         self.assertLessEqual(len(ours), 6)
         self.assertEqual(sum(e.get("rate_suppressed", 0) for e in ours), 10_000 - 5)
         self.assertIn('"GET /v1/sessions HTTP/1.1" 401', ours[0]["line"])
+
+    def test_answeredRequestsEachLogged(self) -> None:
+        """Every answered request gives one access-log event with its line."""
+        events: list[dict[str, Any]] = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        site = web_site(Resource(), max_body=1024, reactor=Clock())
+        site._logDateTime = "07/Dec/2026:00:00:00 +0000"
+        for code in (200, 201, 204):
+            site.log(_request(code))
+        ours = [e for e in events if e.get("log_namespace") == "bipgw.web.access"]
+        self.assertEqual(len(ours), 3)
+        self.assertIn('"GET /v1/sessions HTTP/1.1" 201', ours[1]["line"])

@@ -132,6 +132,41 @@ class SiteTests(WebTestCase):
         self.assertFalse(site.displayTracebacks)
 
 
+class _Args:
+    """Answers with the form arguments twisted parsed from the request."""
+
+    app = Klein()
+
+    @app.route("/", methods=["POST"])
+    def echo(self, request: Any) -> bytes:
+        return repr(sorted(request.args.items())).encode()
+
+
+class FormBodyTests(SynchronousTestCase):
+    """A form body is parsed into arguments (the portal's forms); a JSON body
+    is not looked at as a form (twisted's parse of its type is skipped)."""
+
+    def post(self, kind: bytes) -> bytes:
+        protocol = web_site(_Args().app.resource(), max_body=100).buildProtocol(None)
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        protocol.dataReceived(
+            b"POST / HTTP/1.1\r\nHost: gw\r\nContent-Type: " + kind + b"\r\n"
+            b"Content-Length: 3\r\nConnection: close\r\n\r\na=b"
+        )
+        out = transport.value()
+        protocol.connectionLost(None)
+        return out.split(b"\r\n\r\n", 1)[1]
+
+    def test_formParsed(self) -> None:
+        """A form-encoded body becomes the request's arguments."""
+        self.assertIn(b"[(b'a', [b'b'])]", self.post(b"application/x-www-form-urlencoded"))
+
+    def test_jsonNotParsedAsForm(self) -> None:
+        """A JSON body that reads like a form gives no arguments, and no type parse."""
+        self.assertIn(b"[]", self.post(b"application/json; charset=utf-8"))
+
+
 class _Portal:
     """Another concern's Klein app, as the operator portal will be."""
 

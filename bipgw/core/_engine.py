@@ -641,10 +641,20 @@ class SessionEngine:
         return recorded.addCallbacks(lambda _: None, failed)
 
     def _record(self, method: Callable[..., object], value: object) -> None:
-        """Hand C{value} to the recorder; log, never raise, if it fails."""
-        done = maybeDeferred(method, value)
-        done.addErrback(
-            lambda failure: self._log.failure(
-                "session recorder failed to record {what}", failure, what=type(value).__name__
+        """Hand C{value} to the recorder; log, never raise, if it fails.
+
+        Called for every event and every script's trace (three times per
+        relayed APDU): a recorder that answers at once (the batching one
+        does) costs a plain call, not a Deferred and its errback each.
+        """
+        try:
+            done = method(value)
+        except Exception:
+            self._log.failure("session recorder failed to record {what}", what=type(value).__name__)
+            return
+        if isinstance(done, Deferred):
+            done.addErrback(
+                lambda failure: self._log.failure(
+                    "session recorder failed to record {what}", failure, what=type(value).__name__
+                )
             )
-        )

@@ -18,7 +18,7 @@ import attrs
 from twisted.internet.defer import Deferred
 
 from bipgw.codec.admin_http import GP_COMMAND, AdminRequest, AdminResponse, ScriptStatus
-from bipgw.codec.apdu import ApduError, CommandApdu
+from bipgw.codec.apdu import ApduError, decode_command
 from bipgw.codec.ram import CommandScript, RamError, ResponseScript
 from bipgw.core._access import ISD_AIDS
 from bipgw.core._types import CommandError, FailureReason, ScriptResult, SessionError, SessionId
@@ -80,7 +80,7 @@ def build_command(
                 FailureReason.INVALID_COMMAND, f"C-APDU {i} is {type(capdu).__name__}, not bytes"
             )
         try:
-            CommandApdu.decode(capdu)
+            decode_command(capdu)
         except ApduError as e:
             raise SessionError(FailureReason.INVALID_COMMAND, f"C-APDU {i}: {e}") from None
     try:

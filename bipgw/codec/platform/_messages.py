@@ -281,8 +281,23 @@ class Result(_Message):
         return self.rapdus[index][:-2]
 
     def to_json(self) -> dict[str, object]:
-        """The result as JSON, with C{sw} added."""
-        return {**super().to_json(), "sw": [f"{sw:04X}" for sw in self.status_words]}
+        """The result as JSON, with C{sw} added.
+
+        Written out rather than through the generic loop: one per relayed
+        command; the same keys in the same order (no field can be C{None}).
+        """
+        rapdus = self.rapdus
+        return {
+            "type": "result",
+            "session": self.session,
+            "id": self.id,
+            "rapdus": [r.hex().upper() for r in rapdus],
+            "executed": self.executed,
+            "elapsed_ms": self.elapsed_ms,
+            "complete": self.complete,
+            "meanings": list(self.meanings),
+            "sw": [r[-2:].hex().upper() for r in rapdus],
+        }
 
     @classmethod
     def from_json(cls, obj: Mapping[str, object]) -> Result:

@@ -46,6 +46,7 @@ from bipgw.codec.platform import (
     encode_frame,
     parse_message,
 )
+from bipgw.codec.platform._base import _Message
 from tests import vectors
 
 ALL = (*CLIENT_MESSAGES, *SERVER_MESSAGES)
@@ -235,6 +236,26 @@ class PropertyTests(SynchronousTestCase):
         self.assertEqual(
             obj["meanings"], [describe_sw(int.from_bytes(r[-2:], "big")) for r in rapdus]
         )
+
+    @given(_SESSION, _ID, st.lists(_RAPDU, max_size=5), st.integers(0, 300), st.booleans())
+    def test_resultWrittenOut(
+        self, session: str, rid: str, rapdus: list[bytes], executed: int, complete: bool
+    ) -> None:
+        """Result's own to_json (written out for speed) gives what the generic
+        one gives plus C{sw}, key for key and in the same order."""
+        message = Result(
+            session=session,
+            id=rid,
+            rapdus=tuple(rapdus),
+            executed=executed,
+            elapsed_ms=7,
+            complete=complete,
+        )
+        generic = {
+            **_Message.to_json(message),
+            "sw": [f"{sw:04X}" for sw in message.status_words],
+        }
+        self.assertEqual(list(message.to_json().items()), list(generic.items()))
 
     @given(
         st.recursive(

@@ -557,7 +557,7 @@ class SessionRelay:
     def _result(self, result: ScriptResult, tracked: Tracked, request_id: str) -> None:
         if self._settle(tracked, request_id):
             self._host.emit(
-                Result(
+                Result.relayed(
                     session=tracked.id,
                     id=request_id,
                     rapdus=result.responses,

@@ -257,6 +257,49 @@ class PropertyTests(SynchronousTestCase):
         }
         self.assertEqual(list(message.to_json().items()), list(generic.items()))
 
+    @given(_SESSION, _ID, st.lists(_RAPDU, max_size=5), st.integers(0, 300), st.booleans())
+    def test_relayedSameAsTheClass(
+        self, session: str, rid: str, rapdus: list[bytes], executed: int, complete: bool
+    ) -> None:
+        """Result.relayed (the relay's fast constructor) gives the class's value."""
+        fields: dict[str, Any] = {
+            "session": session,
+            "id": rid,
+            "rapdus": tuple(rapdus),
+            "executed": executed,
+            "elapsed_ms": 12,
+            "complete": complete,
+        }
+        made = Result.relayed(**fields)
+        self.assertEqual(made, Result(**fields))
+        self.assertEqual(made.to_json(), Result(**fields).to_json())
+
+    def test_relayedRefusesAsTheClass(self) -> None:
+        """Whatever the class refuses, Result.relayed refuses with the same error."""
+        good: dict[str, Any] = {
+            "session": "s1",
+            "id": "c1",
+            "rapdus": (b"\x90\x00",),
+            "executed": 1,
+            "elapsed_ms": 3,
+            "complete": True,
+        }
+        for key, bad in (
+            ("session", "no spaces"),
+            ("id", ""),
+            ("rapdus", (b"\x90",)),
+            ("rapdus", [b"\x90\x00"]),
+            ("executed", -1),
+            ("elapsed_ms", True),
+            ("complete", 1),
+        ):
+            fields = {**good, key: bad}
+            with self.assertRaises(Exception) as expected:
+                Result(**fields)
+            with self.assertRaises(type(expected.exception)) as raised:
+                Result.relayed(**fields)
+            self.assertEqual(str(raised.exception), str(expected.exception))
+
     @given(
         st.recursive(
             st.none()

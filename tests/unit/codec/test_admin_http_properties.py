@@ -408,6 +408,27 @@ class WholeHeadTests(SynchronousTestCase):
                 data[at : at + (len(new) if replace else 0)] = new
             self._same(bytes(data))
 
+    @given(
+        requests,
+        st.lists(
+            st.tuples(
+                st.integers(min_value=0, max_value=2000), st.binary(max_size=3), st.booleans()
+            ),
+            max_size=3,
+        ),
+    )
+    def test_mutatedChunked(
+        self, request: AdminRequest, edits: list[tuple[int, bytes, bool]]
+    ) -> None:
+        """Chunked bodies (one chunk, read at once when whole) and mutations of
+        them: the same messages or the same error either way."""
+        wire = encode_request(attrs.evolve(request, keep_alive=True), chunked=True)
+        data = bytearray(wire + wire)
+        for where, new, replace in edits:
+            at = where % (len(data) + 1)
+            data[at : at + (len(new) if replace else 0)] = new
+        self._same(bytes(data))
+
     @given(_hostile(_REQUEST_STARTS))
     def test_requestNoise(self, data: bytes) -> None:
         """Request-shaped noise: the same outcome either way."""

@@ -29,10 +29,11 @@ from typing import Any, ClassVar, Final, TypeAlias, cast
 
 import attrs
 
-from bipgw.codec.apdu import describe_sw
+from bipgw.codec.apdu import ApduError, decode_command, describe_sw
 from bipgw.codec.platform._base import Timeouts, _Message, read_timeouts
 from bipgw.codec.platform._fields import (
     CODE,
+    HEX,
     ICCID,
     LABEL,
     MAX_APDUS,
@@ -214,6 +215,18 @@ class Command(_Message):
         if self.script is not None and self.definite is not None:
             raise MessageError("a script's own form (AA or AE) decides", field="command.definite")
 
+    @classmethod
+    def from_json(cls, obj: Mapping[str, object]) -> Command:
+        """Read a command; the usual form (C{session}, C{id}, C{apdus}) with its
+        checks written inline (one per relayed command, issue 14), anything
+        else (and anything they refuse) the generic way, which names the
+        field that is wrong."""
+        fast = _plain_command(obj)
+        if fast is not None:
+            return fast
+        command: Command = super().from_json(obj)
+        return command
+
     @property
     def capdus(self) -> tuple[bytes, ...]:
         """The C-APDUs to run, from C{apdus} or out of C{script}."""
@@ -227,6 +240,51 @@ class Command(_Message):
         """Whether the card gets a definite-length (C{AA}) script; C{None}
         when the platform did not say (the service's C{definite_scripts} decides)."""
         return self.script[0] == 0xAA if self.script is not None else self.definite
+
+
+_PLAIN_COMMAND: Final = frozenset({"session", "id", "apdus"})
+
+
+def _plain_command(obj: Mapping[str, object]) -> Command | None:
+    """C{obj} as a L{Command} if it is exactly C{{type?, session, id, apdus}}
+    and every check the class makes passes; else C{None}."""
+    keys = obj.keys()
+    if len(keys) == 4:
+        if obj.get("type") != "command":
+            return None
+    elif len(keys) != 3:
+        return None
+    if not keys >= _PLAIN_COMMAND:
+        return None
+    session, rid, hexes = obj["session"], obj["id"], obj["apdus"]
+    if not (
+        type(session) is str
+        and SESSION.match(session) is not None
+        and type(rid) is str
+        and REQUEST_ID.match(rid) is not None
+        and type(hexes) is list
+        and 1 <= len(hexes) <= MAX_APDUS
+    ):
+        return None
+    apdus = []
+    for text in hexes:
+        if type(text) is not str or HEX.match(text) is None:
+            return None
+        raw = bytes.fromhex(text)
+        try:
+            decode_command(raw)
+        except ApduError:
+            return None
+        apdus.append(raw)
+    command: Command = object.__new__(Command)
+    put = object.__setattr__
+    put(command, "session", session)
+    put(command, "id", rid)
+    put(command, "apdus", tuple(apdus))
+    put(command, "script", None)
+    put(command, "definite", None)
+    put(command, "target", None)
+    return command
 
 
 def _meanings(result: Result) -> tuple[str, ...]:

@@ -257,6 +257,45 @@ class PropertyTests(SynchronousTestCase):
         }
         self.assertEqual(list(message.to_json().items()), list(generic.items()))
 
+    @given(
+        _SESSION,
+        _ID,
+        st.lists(_CAPDU, min_size=1, max_size=5),
+        st.booleans(),
+        st.dictionaries(
+            st.sampled_from(["type", "session", "id", "apdus", "definite", "extra"]),
+            st.one_of(
+                st.none(),
+                st.booleans(),
+                st.integers(),
+                st.text(max_size=6),
+                st.lists(st.text(alphabet="0123456789ABCDEFabcdef ", max_size=12), max_size=3),
+            ),
+            max_size=2,
+        ),
+    )
+    def test_commandReadInline(
+        self,
+        session: str,
+        rid: str,
+        capdus: list[bytes],
+        with_type: bool,
+        changes: dict[str, Any],
+    ) -> None:
+        """Command.from_json (the usual form read inline) gives what the generic
+        reading gives, or the same error, for valid and altered objects alike."""
+        obj: dict[str, Any] = {"session": session, "id": rid, "apdus": [c.hex() for c in capdus]}
+        if with_type:
+            obj = {"type": "command", **obj}
+        obj.update(changes)
+        outcomes = []
+        for read in (Command.from_json, lambda o: _Message.from_json.__func__(Command, o)):
+            try:
+                outcomes.append(read(obj))
+            except Exception as e:
+                outcomes.append((type(e), str(e)))
+        self.assertEqual(outcomes[0], outcomes[1])
+
     @given(_SESSION, _ID, st.lists(_RAPDU, max_size=5), st.integers(0, 300), st.booleans())
     def test_relayedSameAsTheClass(
         self, session: str, rid: str, rapdus: list[bytes], executed: int, complete: bool

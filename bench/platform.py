@@ -255,6 +255,9 @@ async def _run_driver(
             profile.disable()
             print(f"profile of the gateway process, {run.door} (own time, top 20):")
             pstats.Stats(profile, stream=sys.stdout).sort_stats("tottime").print_stats(20)
+            where = base / f"{run.door}-{run.sessions}x{run.apdus}.prof"
+            profile.dump_stats(where)
+            print(f"profile written to {where}", flush=True)
     figures["gateway_cpu"] = time.process_time() - cpu0
     figures["fleet_cpu"] = bench.fleet.cpu() - fleet0
     return figures

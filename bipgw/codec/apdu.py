@@ -83,6 +83,7 @@ __all__ = [
     "ApduError",
     "CommandApdu",
     "ResponseApdu",
+    "decode_command",
     "describe_sw",
     "sw_is_success",
 ]
@@ -295,6 +296,34 @@ class CommandApdu:
             or a malformed APDU.
         """
         return cls.decode(_from_hex(text, "hex"))
+
+
+_DECODED: Final[dict[bytes, CommandApdu]] = {}
+_DECODED_MAX: Final = 256
+_DECODED_LENGTH: Final = 4 + 1 + MAX_SHORT_DATA + 1
+
+
+def decode_command(raw: bytes) -> CommandApdu:
+    """L{CommandApdu.decode}, remembering the last short C-APDUs decoded.
+
+    A platform's C-APDU is read by the codec, checked against what the
+    service may reach (twice: before a rate token is spent, then as it is
+    sent) and encoded into a script: the same bytes decoded four times per
+    command.  The values are frozen, so one decoding serves them all.  Only
+    short APDUs (at most 261 bytes) are kept, at most 256 of them, so the
+    memory is bounded whatever a peer sends; errors are never kept.
+
+    @raise ApduError: as L{CommandApdu.decode}.
+    """
+    if type(raw) is not bytes or len(raw) > _DECODED_LENGTH:
+        return CommandApdu.decode(raw)
+    apdu = _DECODED.get(raw)
+    if apdu is None:
+        apdu = CommandApdu.decode(raw)
+        if len(_DECODED) >= _DECODED_MAX:
+            del _DECODED[next(iter(_DECODED))]
+        _DECODED[raw] = apdu
+    return apdu
 
 
 def _check_response_data(_: object, __: object, value: bytes) -> None:

@@ -34,7 +34,7 @@ from typing import Final
 
 import attrs
 
-from bipgw.codec.apdu import ApduError, CommandApdu
+from bipgw.codec.apdu import ApduError, CommandApdu, decode_command
 
 __all__ = [
     "ALL_INSTRUCTIONS",
@@ -312,7 +312,7 @@ class Reach:
             if not isinstance(raw, bytes):
                 continue
             try:
-                apdu = CommandApdu.decode(raw)
+                apdu = decode_command(raw)
             except ApduError:
                 continue
             channel = _channel(apdu.cla)

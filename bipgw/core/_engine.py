@@ -647,8 +647,9 @@ class SessionEngine:
     def _record(self, method: Callable[..., object], value: object) -> None:
         """Hand C{value} to the recorder; log, never raise, if it fails.
 
-        Called for every event and snapshot: no Deferred is made for a
-        recorder that keeps the value and answers at once (issue 14).
+        Called for every event and every script's trace (three times per
+        relayed APDU): a recorder that answers at once (the batching one
+        does) costs a plain call, not a Deferred and its errback each.
         """
         try:
             done = method(value)

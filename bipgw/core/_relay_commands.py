@@ -213,7 +213,7 @@ class RelayCommands:
     ) -> None:
         if self._settle(tracked, request_id):
             (emit or self._host.emit)(
-                Result(
+                Result.relayed(
                     session=tracked.id,
                     id=request_id,
                     rapdus=result.responses,

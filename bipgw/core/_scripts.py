@@ -17,8 +17,14 @@ from urllib.parse import urlsplit
 import attrs
 from twisted.internet.defer import Deferred
 
-from bipgw.codec.admin_http import GP_COMMAND, AdminRequest, AdminResponse, ScriptStatus
-from bipgw.codec.apdu import ApduError, CommandApdu
+from bipgw.codec.admin_http import (
+    GP_COMMAND,
+    AdminRequest,
+    AdminResponse,
+    ScriptStatus,
+    script_response,
+)
+from bipgw.codec.apdu import ApduError, decode_command
 from bipgw.codec.ram import CommandScript, RamError, ResponseScript
 from bipgw.core._access import ISD_AIDS
 from bipgw.core._types import CommandError, FailureReason, ScriptResult, SessionError, SessionId
@@ -80,7 +86,7 @@ def build_command(
                 FailureReason.INVALID_COMMAND, f"C-APDU {i} is {type(capdu).__name__}, not bytes"
             )
         try:
-            CommandApdu.decode(capdu)
+            decode_command(capdu)
         except ApduError as e:
             raise SessionError(FailureReason.INVALID_COMMAND, f"C-APDU {i}: {e}") from None
     try:
@@ -92,13 +98,7 @@ def build_command(
 
 def command_response(command: Command, next_uri: str) -> AdminResponse:
     """The C{200} that hands C{command} to the card, answered at C{next_uri}."""
-    return AdminResponse(
-        status=200,
-        next_uri=next_uri,
-        content_type=GP_COMMAND,
-        body=command.script,
-        targeted_application=command.target,
-    )
+    return script_response(next_uri, command.script, GP_COMMAND, command.target)
 
 
 def same_target(target: str, expected: str) -> bool:

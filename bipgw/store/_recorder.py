@@ -154,12 +154,19 @@ class BatchingRecorder:
         return self.flush().addBoth(lambda _: self._ratelog.flush())
 
     def _added(self) -> None:
-        waiting = self.waiting
+        waiting = len(self._sessions) + len(self._events) + len(self._traces)
         if waiting > self._limit:
             self._shed(waiting - self._limit)
         if self._writing is None:
             # Otherwise the write under way schedules the next when it ends:
             # one pending write at most, however far behind the store is.
+            if (
+                self._timer is not None
+                and waiting < self._batch
+                and not self._opened
+                and not self._stopped
+            ):
+                return  # the write is already timed (what _schedule would conclude)
             self._schedule()
 
     def _schedule(self) -> None:

@@ -30,6 +30,7 @@ from bipgw.codec.admin_http._messages import (
     AdminResponse,
     encode_request,
     encode_response,
+    script_response,
 )
 from bipgw.codec.admin_http._parser import DEFAULT_MAX_BODY, RequestParser, ResponseParser
 
@@ -52,4 +53,5 @@ __all__ = [
     "format_aid_uri",
     "parse_aid_uri",
     "parse_script_status",
+    "script_response",
 ]

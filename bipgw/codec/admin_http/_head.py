@@ -29,6 +29,7 @@ from bipgw.codec.admin_http._messages import (
     RESPONSE_TYPED,
     AdminRequest,
     AdminResponse,
+    checked_request,
     has_body,
 )
 
@@ -341,21 +342,34 @@ def request_head(
     )
     keep_alive = _keep_alive(lowered)
     try:
-        request = AdminRequest(
-            method=method,
-            target=target,
-            host=_value(typed, "host"),
-            admin_protocol=_value(typed, "x-admin-protocol"),
-            admin_from=_value(typed, "x-admin-from"),
-            content_type=_convert(typed, "content-type", ContentType.parse),
-            script_status=_convert(typed, "x-admin-script-status", parse_script_status),
-            resume=bool(_convert(typed, "x-admin-resume", _resume)),
-            headers=extra,
-            keep_alive=keep_alive,
-        )
+        content_type = _convert(typed, "content-type", ContentType.parse)
+        script_status = _convert(typed, "x-admin-script-status", parse_script_status)
+        resume = bool(_convert(typed, "x-admin-resume", _resume))
     except AdminHttpError as e:
         raise (e if e.offset is not None else e.at(offset)) from None
-    return Head(chunked, length, keep_alive, _builder(request))
+    host = _value(typed, "host")
+    admin_protocol = _value(typed, "x-admin-protocol")
+    admin_from = _value(typed, "x-admin-from")
+    headers = tuple(extra)
+
+    def build(body: bytes) -> AdminRequest:
+        # Every value was checked above and by the line parser: the request
+        # is made once, with its body, without running the validators again.
+        return checked_request(
+            method=method,
+            target=target,
+            host=host,
+            admin_protocol=admin_protocol,
+            admin_from=admin_from,
+            content_type=content_type,
+            script_status=script_status,
+            resume=resume,
+            body=body,
+            headers=headers,
+            keep_alive=keep_alive,
+        )
+
+    return Head(chunked, length, keep_alive, build)
 
 
 def response_head(

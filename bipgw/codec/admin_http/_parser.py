@@ -37,6 +37,9 @@ _M = TypeVar("_M", AdminRequest, AdminResponse)
 _CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]+)[ \t]*(?:;.*)?\Z", re.DOTALL)
 # More hex digits than this cannot be a chunk we accept; refused unconverted.
 _MAX_CHUNK_DIGITS: Final = 16
+# A body of one chunk, as cards send their response scripts: a bare size line.
+_ONE_CHUNK = re.compile(rb"([0-9A-Fa-f]{1,8})\r\n")
+_LAST_CHUNK: Final = b"\r\n0\r\n\r\n"
 
 _HEAD, _BODY, _CHUNK_LINE, _CHUNK_DATA, _CHUNK_END, _TRAILER, _CLOSED = range(7)
 
@@ -200,6 +203,9 @@ class _Parser(Generic[_M]):
         if state in (_BODY, _CHUNK_DATA):
             return self._body_bytes(pos, out)
         if state == _CHUNK_LINE:
+            whole = self._whole_chunked(pos, out)
+            if whole is not None:
+                return whole
             return self._chunk_line(pos)
         if state == _CHUNK_END:
             return self._chunk_end(pos)
@@ -324,6 +330,34 @@ class _Parser(Generic[_M]):
             else:
                 self._state = _CHUNK_END
         return pos + take
+
+    def _whole_chunked(self, pos: int, out: list[_M]) -> int | None:
+        """Read a chunked body of one chunk that is all in the buffer; C{None}
+        to go step by step.
+
+        Cards send a response script as one chunk, then the last chunk and
+        no trailer: C{<hex size> CRLF <data> CRLF 0 CRLF CRLF}.  That exact
+        form, within the body limit, is read at once; it is what the steps
+        would read from it (a size line without extensions, the data, its
+        CRLF, the last chunk, an empty trailer section), so anything else
+        (extensions, bare LFs, trailers, a size over the limit, a body not
+        all here) takes the steps and their errors.
+        """
+        if self._body:
+            return None
+        buf = self._buf
+        match = _ONE_CHUNK.match(buf, pos)
+        if match is None or match.end() - pos > self._max_head:
+            return None
+        size = int(match.group(1), 16)
+        start = match.end()
+        end = start + size
+        if not 0 < size <= self._max_body or buf[end : end + len(_LAST_CHUNK)] != _LAST_CHUNK:
+            return None
+        self._scanned = 0
+        self._body += buf[start:end]
+        self._complete(out)
+        return end + len(_LAST_CHUNK)
 
     def _chunk_line_too_long(self, offset: int) -> AdminHttpError:
         return AdminHttpError(

@@ -28,6 +28,36 @@ __all__ = ["Timeouts", "_Message", "read_timeouts"]
 _M = TypeVar("_M", bound="_Message")
 
 
+@attrs.frozen
+class _Layout:
+    """A message class's fields as JSON sees them, worked out once per class:
+    every message in and out of the gateway used to ask attrs for them."""
+
+    names: tuple[str, ...]
+    readers: dict[str, tuple[Any, str]]  # field -> (reader, "type.field")
+    required: tuple[str, ...]
+
+
+_LAYOUTS: dict[type, _Layout] = {}
+
+
+def _layout(cls: type) -> _Layout:
+    layout = _LAYOUTS.get(cls)
+    if layout is None:
+        fields = attrs.fields(cast(Any, cls))
+        type_name = cast(Any, cls).TYPE
+        layout = _LAYOUTS[cls] = _Layout(
+            names=tuple(a.name for a in fields),
+            readers={
+                a.name: (a.metadata["json"], f"{type_name}.{a.name}")
+                for a in fields
+                if "json" in a.metadata
+            },
+            required=tuple(a.name for a in fields if a.default is attrs.NOTHING),
+        )
+    return layout
+
+
 class _Message:
     """JSON conversion shared by every message (its fields are attrs fields)."""
 
@@ -36,10 +66,10 @@ class _Message:
     def to_json(self) -> dict[str, object]:
         """The message as a JSON object, C{type} first, absent fields left out."""
         out: dict[str, object] = {"type": self.TYPE}
-        for a in attrs.fields(cast(Any, type(self))):
-            value = getattr(self, a.name)
+        for name in _layout(type(self)).names:
+            value = getattr(self, name)
             if value is not None:
-                out[a.name] = _to_json(value)
+                out[name] = _to_json(value)
         return out
 
     @classmethod
@@ -49,20 +79,21 @@ class _Message:
         @raise MessageError: naming the first field that is missing,
             unknown, of the wrong JSON type or out of range.
         """
-        fields = {a.name: a for a in attrs.fields(cast(Any, cls))}
+        layout = _layout(cls)
+        readers = layout.readers
         values: dict[str, object] = {}
         for key, value in obj.items():
             if key == "type":
                 if value != cls.TYPE:
                     raise MessageError(f"{value!r} is not {cls.TYPE!r}", field="type")
                 continue
-            a = fields.get(key)
-            if a is None or "json" not in a.metadata:
+            reader = readers.get(key)
+            if reader is None:
                 raise MessageError("unknown field", field=f"{cls.TYPE}.{key}")
             if value is not None:
-                values[key] = a.metadata["json"](value, f"{cls.TYPE}.{key}")
-        for name, a in fields.items():
-            if a.default is attrs.NOTHING and name not in values:
+                values[key] = reader[0](value, reader[1])
+        for name in layout.required:
+            if name not in values:
                 raise MessageError("missing", field=f"{cls.TYPE}.{name}")
         return cls(**values)
 

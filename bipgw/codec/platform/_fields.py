@@ -20,7 +20,7 @@ from typing import Any, Final, TypeAlias
 import attrs
 
 from bipgw.codec._errors import CodecError
-from bipgw.codec.apdu import ApduError, CommandApdu
+from bipgw.codec.apdu import ApduError, decode_command
 from bipgw.codec.ram import CommandScript, RamError
 
 MAX_APDUS: Final = 255
@@ -253,7 +253,7 @@ def check_capdus(instance: object, attribute: attrs.Attribute[Any], value: objec
     capdus: tuple[bytes, ...] = value  # type: ignore[assignment]
     for i, capdu in enumerate(capdus):
         try:
-            CommandApdu.decode(capdu)
+            decode_command(capdu)
         except ApduError as e:
             raise MessageError(
                 f"not a C-APDU: {e}", field=f"{_name(instance, attribute)}[{i}]"

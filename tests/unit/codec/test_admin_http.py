@@ -28,6 +28,7 @@ from bipgw.codec.admin_http import (
     format_aid_uri,
     parse_aid_uri,
     parse_script_status,
+    script_response,
 )
 from tests import vectors
 
@@ -405,6 +406,35 @@ class EncoderTests(SynchronousTestCase):
     def test_evolveRevalidates(self) -> None:
         """Changing a value with attrs.evolve runs the same checks."""
         self.assertRaises(AdminHttpError, attrs.evolve, AdminResponse(status=204), body=b"x")
+
+
+class ScriptResponseTests(SynchronousTestCase):
+    """L{script_response}: the 200 carrying a script, without attrs' validator round."""
+
+    def test_sameAsTheClass(self) -> None:
+        """It equals the response built through the class, and encodes the same."""
+        for target in (None, bytes.fromhex("A0000000871002")):
+            made = script_response("/s/abc/1", b"\xae\x80\x22\x00\x00", GP_COMMAND, target)
+            expected = AdminResponse(
+                status=200,
+                next_uri="/s/abc/1",
+                content_type=GP_COMMAND,
+                body=b"\xae\x80\x22\x00\x00",
+                targeted_application=target,
+            )
+            self.assertEqual(made, expected)
+            self.assertEqual(encode_response(made), encode_response(expected))
+
+    def test_refusesWhatTheClassRefuses(self) -> None:
+        """A next URI that is no header value, a body that is not bytes, a target
+        that is not an AID: refused as the class refuses them."""
+        for args in (
+            ("/s/a\r\nX: y", b"", GP_COMMAND, None),
+            ("/s/a/1", "text", GP_COMMAND, None),
+            ("/s/a/1", b"", GP_COMMAND, b"\xa0\x00"),
+            ("/s/a/1", b"", "application/json", None),
+        ):
+            self.assertRaises(AdminHttpError, script_response, *args)
 
 
 class ErrorTests(SynchronousTestCase):

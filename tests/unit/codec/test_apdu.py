@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from bipgw.codec import CodecError
+from bipgw.codec import CodecError, apdu
 from bipgw.codec.apdu import (
     SW_DATA_TRUNCATED,
     SW_GP_MORE_DATA,
@@ -18,6 +18,7 @@ from bipgw.codec.apdu import (
     ApduError,
     CommandApdu,
     ResponseApdu,
+    decode_command,
     describe_sw,
 )
 from tests import vectors
@@ -591,3 +592,28 @@ class DescribeSwTests(SynchronousTestCase):
     def test_meaningMatchesResponse(self, sw: int) -> None:
         """ResponseApdu.meaning is describe_sw of its status word."""
         self.assertEqual(ResponseApdu(b"", sw).meaning, describe_sw(sw))
+
+
+class DecodeCommandTests(SynchronousTestCase):
+    """L{decode_command}: L{CommandApdu.decode}, remembering short C-APDUs, bounded."""
+
+    def test_sameValue(self) -> None:
+        """It gives what decode gives, the same object for the same bytes again."""
+        raw = bytes.fromhex("80F28000024F00")
+        first = decode_command(raw)
+        self.assertEqual(first, CommandApdu.decode(raw))
+        self.assertIs(decode_command(bytes(raw)), first)
+
+    def test_errorsNotKept(self) -> None:
+        """A malformed APDU raises every time, as decode does."""
+        for _ in range(2):
+            self.assertRaises(ApduError, decode_command, b"\x00\xa4\x04\x00\x05\x01")
+
+    def test_bounded(self) -> None:
+        """However many distinct APDUs pass, at most 256 are kept; long ones never."""
+        for i in range(1000):
+            decode_command(b"\x80\xca" + i.to_bytes(2, "big"))
+        long = b"\x80\xe2\x00\x00\x00\x01\x2c" + bytes(300)
+        self.assertEqual(decode_command(long), CommandApdu.decode(long))
+        self.assertLessEqual(len(apdu._DECODED), 256)
+        self.assertNotIn(long, apdu._DECODED)

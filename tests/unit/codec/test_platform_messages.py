@@ -46,6 +46,7 @@ from bipgw.codec.platform import (
     encode_frame,
     parse_message,
 )
+from bipgw.codec.platform._base import _Message
 from tests import vectors
 
 ALL = (*CLIENT_MESSAGES, *SERVER_MESSAGES)
@@ -235,6 +236,108 @@ class PropertyTests(SynchronousTestCase):
         self.assertEqual(
             obj["meanings"], [describe_sw(int.from_bytes(r[-2:], "big")) for r in rapdus]
         )
+
+    @given(_SESSION, _ID, st.lists(_RAPDU, max_size=5), st.integers(0, 300), st.booleans())
+    def test_resultWrittenOut(
+        self, session: str, rid: str, rapdus: list[bytes], executed: int, complete: bool
+    ) -> None:
+        """Result's own to_json (written out for speed) gives what the generic
+        one gives plus C{sw}, key for key and in the same order."""
+        message = Result(
+            session=session,
+            id=rid,
+            rapdus=tuple(rapdus),
+            executed=executed,
+            elapsed_ms=7,
+            complete=complete,
+        )
+        generic = {
+            **_Message.to_json(message),
+            "sw": [f"{sw:04X}" for sw in message.status_words],
+        }
+        self.assertEqual(list(message.to_json().items()), list(generic.items()))
+
+    @given(
+        _SESSION,
+        _ID,
+        st.lists(_CAPDU, min_size=1, max_size=5),
+        st.booleans(),
+        st.dictionaries(
+            st.sampled_from(["type", "session", "id", "apdus", "definite", "extra"]),
+            st.one_of(
+                st.none(),
+                st.booleans(),
+                st.integers(),
+                st.text(max_size=6),
+                st.lists(st.text(alphabet="0123456789ABCDEFabcdef ", max_size=12), max_size=3),
+            ),
+            max_size=2,
+        ),
+    )
+    def test_commandReadInline(
+        self,
+        session: str,
+        rid: str,
+        capdus: list[bytes],
+        with_type: bool,
+        changes: dict[str, Any],
+    ) -> None:
+        """Command.from_json (the usual form read inline) gives what the generic
+        reading gives, or the same error, for valid and altered objects alike."""
+        obj: dict[str, Any] = {"session": session, "id": rid, "apdus": [c.hex() for c in capdus]}
+        if with_type:
+            obj = {"type": "command", **obj}
+        obj.update(changes)
+        outcomes = []
+        for read in (Command.from_json, lambda o: _Message.from_json.__func__(Command, o)):
+            try:
+                outcomes.append(read(obj))
+            except Exception as e:
+                outcomes.append((type(e), str(e)))
+        self.assertEqual(outcomes[0], outcomes[1])
+
+    @given(_SESSION, _ID, st.lists(_RAPDU, max_size=5), st.integers(0, 300), st.booleans())
+    def test_relayedSameAsTheClass(
+        self, session: str, rid: str, rapdus: list[bytes], executed: int, complete: bool
+    ) -> None:
+        """Result.relayed (the relay's fast constructor) gives the class's value."""
+        fields: dict[str, Any] = {
+            "session": session,
+            "id": rid,
+            "rapdus": tuple(rapdus),
+            "executed": executed,
+            "elapsed_ms": 12,
+            "complete": complete,
+        }
+        made = Result.relayed(**fields)
+        self.assertEqual(made, Result(**fields))
+        self.assertEqual(made.to_json(), Result(**fields).to_json())
+
+    def test_relayedRefusesAsTheClass(self) -> None:
+        """Whatever the class refuses, Result.relayed refuses with the same error."""
+        good: dict[str, Any] = {
+            "session": "s1",
+            "id": "c1",
+            "rapdus": (b"\x90\x00",),
+            "executed": 1,
+            "elapsed_ms": 3,
+            "complete": True,
+        }
+        for key, bad in (
+            ("session", "no spaces"),
+            ("id", ""),
+            ("rapdus", (b"\x90",)),
+            ("rapdus", [b"\x90\x00"]),
+            ("executed", -1),
+            ("elapsed_ms", True),
+            ("complete", 1),
+        ):
+            fields = {**good, key: bad}
+            with self.assertRaises(Exception) as expected:
+                Result(**fields)
+            with self.assertRaises(type(expected.exception)) as raised:
+                Result.relayed(**fields)
+            self.assertEqual(str(raised.exception), str(expected.exception))
 
     @given(
         st.recursive(

@@ -16,143 +16,23 @@ the transaction back.
 
 from __future__ import annotations
 
-import gc
-import hashlib
-import threading
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from typing import BinaryIO
+from collections.abc import Iterator, Sequence
 
-from bipgw.ingest._errors import IngestError, VendorFileError
-from bipgw.ingest._lines import numbered_lines
+import bipgw.ingest._card_worker as _card_worker
+from bipgw.ingest._card_produce import Event, Opener, fewer_collections, produce
+from bipgw.ingest._errors import IngestError
 from bipgw.ingest._report import Counts
 from bipgw.ingest._unwrap import CardOpener
 from bipgw.ingest._vendor_file import (
-    MAX_CARDS,
-    MAX_LINE,
     MAX_LINE_ERRORS,
-    CardParser,
-    VendorCard,
     VendorHeader,
-    count_card_lines,
-    read_header,
 )
 from bipgw.keys import IRootKeys, Secret, TransportScheme
 from bipgw.store import BatchResult, CardRowBatch, CardUpsert, LineError, Outcome
 
-Opener = Callable[[], BinaryIO]
-
-
-#: Allocations between two young-generation collections during an import
-#: (Python's default is 700): see L{fewer_collections}.
-IMPORT_GC_THRESHOLD = 100_000
-
-
-@contextmanager
-def fewer_collections() -> Iterator[None]:
-    """Run the cyclic garbage collector less often while a file is imported.
-
-    A batch of 10,000 cards is some 200,000 live objects, and every young
-    collection that finds them surviving promotes them, so the full
-    collections that follow walk them all: measured, a fifth of an
-    import's CPU.  The import creates no cycles (its objects are freed by
-    reference counting); other code running meanwhile is only collected
-    less often, never not at all.  The thresholds are process-wide and are
-    put back when the last import running at once ends.
-    """
-    with _gc_lock:
-        _gc_users[0] += 1
-        if _gc_users[0] == 1:
-            _gc_saved[:] = gc.get_threshold()
-            gc.set_threshold(IMPORT_GC_THRESHOLD, _gc_saved[1], _gc_saved[2])
-    try:
-        yield
-    finally:
-        with _gc_lock:
-            _gc_users[0] -= 1
-            if _gc_users[0] == 0:
-                gc.set_threshold(*_gc_saved)
-
-
-# Imports running at once (the outermost one sets and restores the thresholds).
-_gc_lock = threading.Lock()
-_gc_users = [0]
-_gc_saved: list[int] = []
-
 
 class RefusedError(IngestError):
     """An all-or-nothing import met a refused line: roll everything back."""
-
-
-class _HashingReader:
-    """C{readline} over a binary file, hashing every byte read."""
-
-    def __init__(self, stream: BinaryIO) -> None:
-        self._stream = stream
-        self.digest = hashlib.sha256()
-
-    def readline(self, limit: int = -1) -> bytes:
-        data = self._stream.readline(limit)
-        self.digest.update(data)
-        return data
-
-    def finish(self) -> str:
-        while chunk := self._stream.read(1 << 20):
-            self.digest.update(chunk)
-        return self.digest.hexdigest()
-
-
-#: What L{produce} yields: C{("sha256", digest)} once the first pass is
-#: done, C{("batch", rows, errors, rejected, parser_rejected)} for each
-#: batch, then C{("end", records, parser_rejected, parser_errors, failed,
-#: verified)}.  Plain values: a worker process pickles them as they are.
-Event = tuple[object, ...]
-
-
-def produce(opener: Opener, cards: CardOpener, batch_size: int) -> Iterator[Event]:
-    """A vendor file's cards parsed, unwrapped and sealed, a batch of rows at a time.
-
-    Runs in the store's thread, or in a worker process (L{bipgw.ingest._card_worker}).
-
-    @raise VendorFileError: the file cannot be imported at all (before the first batch).
-    """
-    with opener() as stream:
-        reader = _HashingReader(stream)
-        lines = numbered_lines(reader, MAX_LINE)  # type: ignore[arg-type]
-        header, *_ = read_header(lines)
-        records, over = count_card_lines(lines)
-        yield ("sha256", reader.finish())
-    if over is not None:
-        raise VendorFileError(f"more than {MAX_CARDS} card lines", line=over)
-    with opener() as stream, fewer_collections():
-        lines = numbered_lines(stream, MAX_LINE)
-        header, columns, secrets, dropped = read_header(lines)
-        parser = CardParser(columns, secrets, dropped, header.quantity)
-        parser.records = 0
-        if records != header.quantity:
-            parser.records = records
-            parser.check_quantity(header)
-        pending: list[VendorCard] = []
-        for number, raw in lines:
-            card = parser.feed(number, raw)
-            if card is None:
-                continue
-            pending.append(card)
-            if len(pending) >= batch_size:
-                opened = cards.open_rows(pending, header, secrets)
-                yield ("batch", opened.rows, opened.errors, opened.rejected, parser.rejected)
-                pending = []
-        if pending:
-            opened = cards.open_rows(pending, header, secrets)
-            yield ("batch", opened.rows, opened.errors, opened.rejected, parser.rejected)
-        yield (
-            "end",
-            parser.records,
-            parser.rejected,
-            parser.errors,
-            cards.failed,
-            cards.verified,
-        )
 
 
 class CardStream:
@@ -211,8 +91,6 @@ class CardStream:
         self.in_worker = False
 
     def _events(self) -> Iterator[Event]:
-        from bipgw.ingest import _card_worker
-
         keys = _card_worker.usable(self._root) if self._workers and self._path else None
         if keys is not None and self._path is not None:
             self.in_worker = True

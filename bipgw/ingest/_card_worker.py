@@ -4,7 +4,7 @@
 A large import spends some three fifths of its CPU parsing lines,
 unwrapping keys and sealing them again, and the rest reading and writing
 the database.  L{run} starts C{python -m bipgw.ingest._card_worker}, which
-runs L{bipgw.ingest._card_stream.produce} on the file and sends its events
+runs L{bipgw.ingest._card_produce.produce} on the file and sends its events
 (plain tuples, pickled, a length before each) down its standard output,
 while this process's store thread writes the previous batch: the two halves
 run on two cores at once.  The pipe holds at most a batch or so, so the
@@ -152,7 +152,7 @@ def _open(path: str) -> BinaryIO:
 
 
 def _main() -> None:
-    from bipgw.ingest._card_stream import produce
+    from bipgw.ingest._card_produce import produce
     from bipgw.ingest._unwrap import CardOpener
 
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from attrs import evolve
 from twisted.internet.defer import Deferred, fail
 
-from bipgw.ingest import _card_worker
+import bipgw.ingest._card_worker as _card_worker
 from bipgw.ingest._card_stream import CardStream, Opener, RefusedError, fewer_collections
 from bipgw.ingest._errors import IngestError, TransportKeyError
 from bipgw.ingest._lines import numbered_lines, sha256_of

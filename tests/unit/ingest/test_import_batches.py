@@ -180,7 +180,7 @@ class FewerCollectionsTests(SynchronousTestCase):
         """Nested (two imports at once): the outermost restores the thresholds it found."""
         import gc
 
-        from bipgw.ingest._card_stream import IMPORT_GC_THRESHOLD, fewer_collections
+        from bipgw.ingest._card_produce import IMPORT_GC_THRESHOLD, fewer_collections
 
         before = gc.get_threshold()
         with fewer_collections():

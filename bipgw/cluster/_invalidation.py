@@ -263,8 +263,9 @@ class KeyWaits:
         if self._told is None or now - self._told >= _TELL_EVERY:
             self._log.warn(
                 "{count} push(es) sent without every node holding the card's keys after"
-                " {timeout:g} s (card {iccid}: {nodes} did not answer)",
+                " {timeout:g} s (card {iccid}: {nodes} did not answer; {total} since start)",
                 count=self._untold,
+                total=self.timeouts,
                 timeout=self.timeout,
                 iccid=iccid,
                 nodes=", ".join(sorted(wait.missing)),

@@ -80,7 +80,7 @@ class KeyWaitsTests(SynchronousTestCase):
         self.clock.advance(60)
         self.waits.wait(ICCID, ["b"])
         self.clock.advance(KEYS_WAIT)
-        self.assertEqual([w["count"] for w in self._warned()], [1, 5])
+        self.assertEqual([(w["count"], w["total"]) for w in self._warned()], [(1, 1), (5, 6)])
 
     def test_secondWaitJoinsFirst(self) -> None:
         """A second wait for the same card ends with the first."""

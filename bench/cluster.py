@@ -34,6 +34,7 @@ import io
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -297,6 +298,7 @@ async def _run_cluster(
         raise SystemExit(f"the {nodes}-node run failed: {e}\n{log.getvalue()}") from None
     if args.verbose:
         print(log.getvalue())
+    shutil.rmtree(base, ignore_errors=True)
     return summary
 
 

@@ -19,9 +19,14 @@ from typing import Any, TextIO
 
 from twisted.internet.defer import Deferred
 
-from bipgw.demo._options import DEFAULT_POSTGRES, DEFAULT_REDIS
-
 __all__ = ["add_parser", "run"]
+
+#: L{bipgw.demo.DEFAULT_REDIS} and L{bipgw.demo.DEFAULT_POSTGRES}, for the
+#: help: importing L{bipgw.demo} here would install a reactor before twistd
+#: chooses one (C{tests/unit/cli/test_console_script.py}); a test checks
+#: they are the same.
+DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
+DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:

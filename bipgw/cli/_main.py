@@ -272,7 +272,15 @@ def _init_command(
     except ConfigError as e:
         raise _init.with_option(e) from None
     out.write(_init.describe(result))
-    return 0
+    # The install's first audit record: the root key it made (or took from
+    # the environment), by id; kept keys were audited when they were made.
+    if result.root_key_from_environment:
+        detail = f"root key taken from ${ROOT_KEY_ENV}"
+    elif result.config.keys.root_key_file in result.kept:
+        return 0
+    else:
+        detail = f"root key created in {result.config.keys.root_key_file}"
+    return _audited(result.config, err, env, "keys.init", result.root_key_id, detail)
 
 
 def _check_command(

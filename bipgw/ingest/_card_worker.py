@@ -24,6 +24,7 @@ errors in the same order, same counts (the tests run both ways).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import pickle
@@ -35,7 +36,7 @@ from collections.abc import Iterator
 from typing import IO, Any, BinaryIO
 
 from bipgw.ingest._errors import IngestError
-from bipgw.keys import IRootKeys, Secret, TransportScheme
+from bipgw.keys import ROOT_KEY_ENV, IRootKeys, Secret, TransportScheme
 from bipgw.store import BulkSealer
 from bipgw.store._sealing import DerivedKeys
 
@@ -93,15 +94,15 @@ def run(
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=errors,
-            env={**os.environ, "PYTHONPATH": _import_path()},
+            env=_environment(),
         )
         assert worker.stdin is not None and worker.stdout is not None
         try:
-            _send(
-                worker.stdin,
-                (path, transport.reveal(), scheme.value, keys, batch_size),
-            )
-            worker.stdin.close()
+            try:
+                _send(worker.stdin, (path, transport.reveal(), scheme.value, keys, batch_size))
+                worker.stdin.close()
+            except BrokenPipeError:
+                raise _failed(worker, errors, "it did not take its instructions") from None
             while True:
                 try:
                     event = _receive(worker.stdout)
@@ -117,8 +118,17 @@ def run(
         finally:
             if worker.poll() is None:
                 worker.kill()
+            with contextlib.suppress(OSError):  # unsent bytes to a worker that died
+                worker.stdin.close()
             worker.stdout.close()
             worker.wait()
+
+
+def _environment() -> dict[str, str]:
+    """The worker's environment: this one without the root key, this bipgw first on the path."""
+    env = {name: value for name, value in os.environ.items() if name != ROOT_KEY_ENV}
+    env["PYTHONPATH"] = _import_path()
+    return env
 
 
 def _import_path() -> str:

@@ -262,7 +262,13 @@ class PushBuilder:
             error = PorError(f"cannot check the PoR of card {iccid}: {failure.getErrorMessage()}")
             return Failure(error)
 
-        return self._keys(iccid, profile).addCallbacks(check, no_keys)
+        keys = self._keys(iccid, profile, at_once=True)
+        if isinstance(keys, OtaKeys):  # held in memory: no Deferred chain per PoR
+            try:
+                return succeed(check(keys))
+            except Exception:
+                return fail()
+        return keys.addCallbacks(check, no_keys)
 
     # -- internals ----------------------------------------------------------
 

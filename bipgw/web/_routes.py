@@ -236,7 +236,9 @@ class ApiRoutes:
         """Create a campaign (the token first, then the body)."""
         relay = await self._tenant(request)
         body = json_body(request, self._api.settings.max_body)
-        return _answer(request, await self._campaigns().create(relay.grant, body))
+        reply = await self._campaigns().create(relay.grant, body)
+        await self._audit_campaign(request, relay.grant.tenant_id, "create", reply)
+        return _answer(request, reply)
 
     @app.route("/v1/campaigns", methods=["GET"])
     async def campaign_list(self, request: Request) -> bytes:
@@ -258,7 +260,9 @@ class ApiRoutes:
         relay = await self._tenant(request)
         body = json_body(request, self._api.settings.max_body)
         api = self._campaigns()
-        return _answer(request, await api.add_targets(relay.grant, campaign, body))
+        reply = await api.add_targets(relay.grant, campaign, body)
+        await self._audit_campaign(request, relay.grant.tenant_id, "add-targets", reply)
+        return _answer(request, reply)
 
     @app.route(
         "/v1/campaigns/<session_id:campaign>/<any(start,pause,resume,cancel):action>",
@@ -267,7 +271,32 @@ class ApiRoutes:
     async def campaign_action(self, request: Request, campaign: str, action: str) -> bytes:
         """Start, pause, resume or cancel a campaign."""
         relay = await self._tenant(request)
-        return _answer(request, await self._campaigns().act(relay.grant, campaign, action))
+        reply = await self._campaigns().act(relay.grant, campaign, action)
+        await self._audit_campaign(request, relay.grant.tenant_id, action, reply)
+        return _answer(request, reply)
+
+    async def _audit_campaign(
+        self, request: Request, tenant_id: str, action: str, reply: Reply
+    ) -> None:
+        """A tenant changed a campaign: who, from where, what it is now (never its script)."""
+        api = self._api
+        if api.audit is None:
+            return
+        kept = reply.body
+        detail = (
+            f"{kept['name']!r}, service {kept['service']!r}, {kept['cards']} cards,"
+            f" now {kept['state']}"
+        )
+        await api.audit(
+            AuditRecord(
+                _wall(api.hub.clock),
+                f"tenant:{tenant_id}",
+                f"campaign.{action}",
+                f"campaign:{kept['campaign']}",
+                detail[:1000],
+                origin=_peer(request),
+            )
+        )
 
     @app.route("/v1/campaigns/<session_id:campaign>/cards", methods=["GET"])
     async def campaign_cards(self, request: Request, campaign: str) -> bytes:

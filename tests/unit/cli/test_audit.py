@@ -203,6 +203,25 @@ class KeysAuditTests(SynchronousTestCase):
         self.assertNotIn(master, repr(records).lower())
         self.assertIn("every key version (kdf 2), generated", records[1].detail)
 
+    def test_init(self) -> None:
+        """bipgw init's root key is the install's first audit record, by id, never by value;
+        a --force run that keeps the key writes none."""
+        install = self.base / "gw2"
+        status, out, err = run(["init", str(install)])
+        self.assertEqual((status, err), (0, ""), out)
+        self.config_path = str(install / "bipgw.toml")
+        (record,) = self.records()
+        config = Config.from_file(self.config_path)
+        root = config.keys.load_root_key({})
+        self.assertEqual((record.action, record.target), ("keys.init", root.key_id))
+        self.assertIn("root key created in ", record.detail)
+        self.assertEqual(record.actor, f"cli:{USER}")
+        key_text = (install / "root.key").read_text().strip()
+        self.assertNotIn(key_text, repr(record))
+        status, out, err = run(["init", str(install), "--force"])
+        self.assertEqual((status, err), (0, ""), out)
+        self.assertEqual(len(self.records()), 1)
+
     def test_addMaster(self) -> None:
         """add-master is audited like generate-master; a v1 master's record names its version."""
         key_file = write(self.base, "m.hex", TK_HEX + "\n")

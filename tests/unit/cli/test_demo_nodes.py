@@ -47,6 +47,9 @@ class NodesOptionsTests(SynchronousTestCase):
             (DemoOptions().redis, DemoOptions().postgres), (DEFAULT_REDIS, DEFAULT_POSTGRES)
         )
         self.assertEqual(DEFAULT_REDIS, "redis://127.0.0.1:6379/0")
+        self.assertEqual(
+            (_demo.DEFAULT_REDIS, _demo.DEFAULT_POSTGRES), (DEFAULT_REDIS, DEFAULT_POSTGRES)
+        )
 
     def test_options(self) -> None:
         """--nodes, --redis and --postgres are read."""

@@ -147,6 +147,14 @@ class WorkerTests(_ThroughWorker, SynchronousTestCase):
         opened = ROOT.unseal(f"card:{ICCIDS[0]}:KIC1", there[0])
         self.assertEqual(opened.reveal(), bytes(16))
 
+    def test_noRootKeyInEnvironment(self) -> None:
+        """A root key given in the environment (BIPGW_ROOT_KEY) is not passed on to the worker."""
+        self.patch(os, "environ", {**os.environ, "BIPGW_ROOT_KEY": "secret", "OTHER": "kept"})
+        env = _card_worker._environment()
+        self.assertNotIn("BIPGW_ROOT_KEY", env)
+        self.assertEqual(env["OTHER"], "kept")
+        self.assertTrue(env["PYTHONPATH"].startswith(str(Path(__file__).resolve().parents[3])))
+
     def test_keyRing(self) -> None:
         """A root key ring lends its sealing key's derivations; a token would lend none."""
         path = os.path.abspath(self.mktemp())

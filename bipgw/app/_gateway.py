@@ -75,6 +75,7 @@ from bipgw.config import Config, redacted_url, server_endpoint_port
 from bipgw.core import (
     CardKeyRotator,
     CardTarget,
+    IPushSender,
     RotationOutcome,
     SecuredSession,
     Session,
@@ -266,9 +267,13 @@ class Gateway(OrderedService):
             jitter=jitter,
         )
         sender = PushSender(self.builder, self.smpp)
+        pushes: IPushSender = ObservedPushSender(sender, metrics)
+        if self.cluster is not None:
+            # A push waits (bounded) for the nodes its card may answer on.
+            pushes = self.cluster.pushes(pushes)
         self.engine = SessionEngine(
             reactor,
-            ObservedPushSender(sender, metrics),
+            pushes,
             StoreCardDirectory(store),
             ObservedRecorder(self.recorder, metrics),
             config.sessions.policy(),

@@ -19,7 +19,7 @@ C{[cluster]} table, L{ClusterNode} shares through Redis:
 
 from bipgw.cluster._commands import COMMAND_TTL, RedisCommandLimits
 from bipgw.cluster._forwarding import FORWARD_TIMEOUT, SessionForwarding
-from bipgw.cluster._invalidation import KeyInvalidation
+from bipgw.cluster._invalidation import KEYS_WAIT, KeyInvalidation, KeysReadyPushes, KeyWaits
 from bipgw.cluster._limits import TOKEN_TTL, RedisTenantLimits
 from bipgw.cluster._locks import LOCK_TTL, RedisCardLocks
 from bipgw.cluster._nodes import (
@@ -40,12 +40,15 @@ __all__ = [
     "BEAT_EVERY",
     "COMMAND_TTL",
     "FORWARD_TIMEOUT",
+    "KEYS_WAIT",
     "LOCK_TTL",
     "NODE_TIMEOUT",
     "TOKEN_TTL",
     "ClusterNode",
     "ClusterRedis",
     "KeyInvalidation",
+    "KeyWaits",
+    "KeysReadyPushes",
     "NodeHeartbeat",
     "NodeInfo",
     "NodeReaper",

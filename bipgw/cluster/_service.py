@@ -22,7 +22,7 @@ from twisted.logger import Logger
 from bipgw.cluster._commands import RedisCommandLimits
 from bipgw.cluster._events import ClusterEventFeed
 from bipgw.cluster._forwarding import SessionForwarding
-from bipgw.cluster._invalidation import KeyCache, KeyInvalidation
+from bipgw.cluster._invalidation import KeyCache, KeyInvalidation, KeysReadyPushes
 from bipgw.cluster._limits import RedisTenantLimits
 from bipgw.cluster._locks import RedisCardLocks
 from bipgw.cluster._nodes import BEAT_EVERY, NODE_TIMEOUT, NodeHeartbeat
@@ -31,7 +31,7 @@ from bipgw.cluster._redis import ClusterRedis, RedisAddress
 from bipgw.cluster._registry import SessionRegistry
 from bipgw.cluster._relay import RelayedCards
 from bipgw.cluster._takeover import Adopter, ClusterEvents
-from bipgw.core import OwnedSessions, SessionEngine, SessionEvent, SessionState, Tenancy
+from bipgw.core import IPushSender, OwnedSessions, SessionEngine, Tenancy
 from bipgw.store import IStore
 
 __all__ = ["ClusterNode"]
@@ -91,7 +91,7 @@ class ClusterNode(Service):
         self._engine = engine
         self.registry = SessionRegistry(self.redis, self.node, engine, self._clock)
         self.invalidation = KeyInvalidation(
-            self.redis, self.node, keys, advertised=self.heartbeat.address
+            self.redis, self.node, keys, advertised=self.heartbeat.address, clock=self._clock
         )
         self.cards = RelayedCards(engine, self.redis, self.node, self._clock)
         self.reaper.on_dead = self.cards.node_lost
@@ -132,26 +132,23 @@ class ClusterNode(Service):
             self.cards.start()
         if self.forwarding is not None:
             self.forwarding.start()
-        if self._engine is not None:
-            self._unsubscribe = self._engine.subscribe(self._pushing)
         self._log.info(
             "node {node} joined the cluster on {redis}", node=self.node, redis=self.redis.address
         )
 
-    def _pushing(self, event: SessionEvent) -> None:
-        # A push is going out: the card may answer it on any node (a load
-        # balancer), so every other node reads its keys now, before it
-        # connects (not sent while this node is alone).
-        if (
-            event.state is SessionState.PUSHING
-            and event.previous is not SessionState.PUSHING
-            and self.heartbeat.nodes > 1
-            and self._engine is not None
-            and self.invalidation is not None
-        ):
-            status = self._engine.status(event.session_id)
-            if status is not None and status.iccid is not None:
-                self.invalidation.prefetch(status.iccid)
+    def pushes(self, sender: IPushSender) -> IPushSender:
+        """C{sender}, its pushes held (at most L{bipgw.cluster.KEYS_WAIT}
+        seconds) until the other nodes the card may answer on (naming this
+        node's admin address) hold its keys (once, at build)."""
+        return KeysReadyPushes(sender, self._keys_ready)
+
+    def _keys_ready(self, iccid: str) -> Deferred[bool] | None:
+        # A push is going out: the card may answer it on any node naming the
+        # same address (a load balancer), so they read its keys now, before
+        # it connects (nothing sent while this node is alone).
+        if self.invalidation is None or self.heartbeat.nodes <= 1:
+            return None
+        return self.invalidation.ready(iccid)
 
     def keys_changed(self, iccid: str | None = None) -> Deferred[Any]:
         """Tell the other nodes card keys changed (see L{KeyInvalidation.changed})."""
@@ -179,9 +176,6 @@ class ClusterNode(Service):
         Service.stopService(self)
         if self.invalidation is not None:
             self.invalidation.stop()
-        unsubscribe = getattr(self, "_unsubscribe", None)
-        if unsubscribe is not None:
-            unsubscribe()
         if self._reaping.running:
             self._reaping.stop()
         if self.registry is not None:

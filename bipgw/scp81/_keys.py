@@ -117,6 +117,8 @@ class CardKeyCache:
     @param keys: where a card's keys are read (C{get_card_keys}), e.g. a
         L{bipgw.store.CardKeySource} that filters them by lifecycle and
         derives missing ones; C{None}: the store itself.
+    @ivar misses: handshakes whose identity was not held (refused, and
+        looked up in the background).
     """
 
     _log = Logger()
@@ -151,6 +153,7 @@ class CardKeyCache:
         self._by_iccid: OrderedDict[str, _Entry] = OrderedDict()
         self._unopened = 0
         self._lookups: dict[bytes, float] = {}
+        self.misses = 0
 
     # -- the hot paths -------------------------------------------------------
 
@@ -162,6 +165,7 @@ class CardKeyCache:
         """
         entry = self._by_identity.get(identity)
         if entry is None:
+            self.misses += 1
             self._look_up(identity)
             return None
         self._by_iccid.move_to_end(entry.iccid)

@@ -120,6 +120,52 @@ class ThreeNodesTests(TestCase):
         nodes = await list_nodes(a.redis)
         self.assertEqual([(n.name, n.alive) for n in nodes], [(n, True) for n in NODES])
 
+    async def test_wrongNodeCardServedOnFirstPush(self) -> None:
+        """gw-c's push names gw-a's address, and gw-a reads keys slowly (0.3 s
+        a read): gw-c holds the SMS until gw-a says it holds the card's keys,
+        so the card's first handshake on gw-a succeeds (no PSK miss, one push
+        run by the card) and is relayed to gw-c (issue 9: it used to wait
+        for the next push)."""
+        await self._start(cards=2)
+        a, c = self.gateways[NODES[0]], self.gateways[NODES[2]]
+        assert c.cluster is not None and c.cluster.invalidation is not None
+        waits = c.cluster.invalidation.waits
+        assert waits is not None
+        waits.timeout = 10.0  # a loaded machine may be slow; the bound is tested in unit tests
+        for _ in range(20):  # gw-c learns gw-a names its address at its next watch
+            if NODES[0] in c.cluster.invalidation.peers:
+                break
+            await deferLater(reactor, 0.25, lambda: None)
+        self.assertEqual(c.cluster.invalidation.peers, frozenset({NODES[0]}))
+        b = self.gateways[NODES[1]].cluster
+        assert b is not None and b.invalidation is not None
+        self.assertEqual(b.invalidation.peers, frozenset())  # its own address: never waits
+        read_many = a.keys._read_many
+        assert read_many is not None
+
+        def slow(iccids: Any) -> Any:
+            return deferLater(reactor, 0.3, read_many, iccids)
+
+        a.keys._read_many = slow
+        iccid = self.iccids[1]
+        self.assertNotIn(iccid, a.keys)
+        misses, executed = a.keys.misses, self.fleet.router.stats.sms_executed
+        session = c.open_session(iccid, "isd")
+        ready = await session.ready
+        self.assertEqual(ready.state, SessionState.CONNECTED)
+        await session.execute(ISD_SCRIPT)
+        await session.close()
+        self.assertEqual(
+            (
+                a.keys.misses - misses,
+                self.fleet.router.stats.sms_executed - executed,
+                waits.timeouts,
+            ),
+            (0, 1, 0),
+        )
+        assert a.cluster is not None and a.cluster.cards is not None
+        self.assertEqual(a.cluster.cards.relayed_out, 1)
+
     async def test_oneSessionPerCardAcrossNodes(self) -> None:
         """Two nodes open a session for one card at once: one reaches the card,
         the other waits for it, and reaches it once the first is closed."""

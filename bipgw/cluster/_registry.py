@@ -24,6 +24,7 @@ from __future__ import annotations
 from typing import Any, Final
 
 from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import TimeoutError as DeferredTimeout
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -205,7 +206,10 @@ class SessionRegistry:
 
     def _written(self, result: Any, openings: list[Deferred[None]]) -> Any:
         if isinstance(result, Failure):
-            why = result.getErrorMessage() or type(result.value).__name__
+            if result.check(DeferredTimeout):
+                why = "no answer in time"
+            else:
+                why = result.getErrorMessage() or type(result.value).__name__
             error = RegistryNotWrittenError(
                 f"the cluster's session registry (Redis) is unreachable: {why}"
             )

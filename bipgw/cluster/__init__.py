@@ -33,7 +33,7 @@ from bipgw.cluster._nodes import (
 from bipgw.cluster._reaper import NodeReaper
 from bipgw.cluster._recovery import end_node_sessions_left_open
 from bipgw.cluster._redis import ClusterRedis, RedisAddress, RedisUnreachableError
-from bipgw.cluster._registry import SessionRegistry
+from bipgw.cluster._registry import RegistryNotWrittenError, SessionRegistry
 from bipgw.cluster._service import ClusterNode
 
 __all__ = [
@@ -57,6 +57,7 @@ __all__ = [
     "RedisCommandLimits",
     "RedisTenantLimits",
     "RedisUnreachableError",
+    "RegistryNotWrittenError",
     "SessionForwarding",
     "SessionRegistry",
     "end_node_sessions_left_open",

@@ -10,6 +10,13 @@ an ended session's hash stays a day (L{KEEP_ENDED}), so any node can tell
 where a session ran.  The writes of a burst go together, every
 L{FLUSH_EVERY} seconds, as one Lua call (the hashes, the set and the
 expiries change at once), over one connection, in order.
+
+A session opened here counts as recorded (the doors answer C{accepted} /
+C{201}) only once the call carrying its opening write has returned
+(L{SessionRegistry.written}, held through
+L{bipgw.core.SessionEngine.hold_openings}): a node that dies after that has
+the session in its set, for the node that takes it over.  The wait is at
+most L{FLUSH_EVERY} plus one Redis call, shared by a whole burst.
 """
 
 from __future__ import annotations
@@ -17,14 +24,22 @@ from __future__ import annotations
 from typing import Any, Final
 
 from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import TimeoutError as DeferredTimeout
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from bipgw.cluster._redis import PREFIX, ClusterRedis
 from bipgw.core import SessionEngine, SessionEvent, SessionState
 from bipgw.core._engine import OFFERED
 
-__all__ = ["KEEP_ENDED", "SessionRegistry", "node_sessions_key", "session_key"]
+__all__ = [
+    "KEEP_ENDED",
+    "RegistryNotWrittenError",
+    "SessionRegistry",
+    "node_sessions_key",
+    "session_key",
+]
 
 KEEP_ENDED: Final = 86_400
 """Seconds an ended session's registry entry is kept."""
@@ -102,6 +117,10 @@ _RECORDED: Final = frozenset(
 )
 
 
+class RegistryNotWrittenError(Exception):
+    """The registry write of a session's opening did not go through (Redis)."""
+
+
 def session_key(session_id: str) -> str:
     """The registry hash of a session."""
     return f"{PREFIX}session:{session_id}"
@@ -136,17 +155,22 @@ class SessionRegistry:
         # session a tenant opened: written again after Redis lost it.
         self._contexts: dict[str, tuple[str, str, str]] = {}
         self._flush: IDelayedCall | None = None
+        # Openings waiting for the call that carries the writes now waiting.
+        self._openings: list[Deferred[None]] = []
+        self._release: Any = None
 
     def start(self) -> None:
         """Follow the engine's sessions from now on."""
         if self._unsubscribe is None:
             self._unsubscribe = self._engine.subscribe(self._event)
+            self._release = self._engine.hold_openings(self.written)
 
     def stop(self) -> None:
         """Stop following (what waits is written now)."""
         if self._unsubscribe is not None:
             self._unsubscribe()
-            self._unsubscribe = None
+            self._release()
+            self._unsubscribe = self._release = None
         if self._flush is not None and self._flush.active():
             self._flush.cancel()
             self.flush()
@@ -155,13 +179,46 @@ class SessionRegistry:
         """Write what waits now, as one call."""
         self._flush = None
         writes, self._waiting = self._waiting, []
+        openings, self._openings = self._openings, []
         if not writes:
+            for opening in openings:
+                opening.callback(None)
             return succeed(None)
         keys = [node_sessions_key(self.node), *(session_key(w[0]) for w in writes)]
         args: list[object] = [self.node, KEEP_ENDED]
         for write in writes:
             args.extend(write)
-        return self._redis.script(_RECORD, keys, args).addErrback(self._failed)
+        d = self._redis.script(_RECORD, keys, args)
+        if openings:
+            d.addBoth(self._written, openings)
+        return d.addErrback(self._failed)
+
+    def written(self, session_id: object = None) -> Deferred[None]:
+        """Fires once the writes waiting now (the opening of C{session_id},
+        just queued) have been written; fails with L{RegistryNotWrittenError} if
+        Redis could not be written."""
+        opening: Deferred[None] = Deferred()
+        if not self._waiting:
+            opening.callback(None)
+        else:
+            self._openings.append(opening)
+        return opening
+
+    def _written(self, result: Any, openings: list[Deferred[None]]) -> Any:
+        if isinstance(result, Failure):
+            if result.check(DeferredTimeout):
+                why = "no answer in time"
+            else:
+                why = result.getErrorMessage() or type(result.value).__name__
+            error = RegistryNotWrittenError(
+                f"the cluster's session registry (Redis) is unreachable: {why}"
+            )
+            for opening in openings:
+                opening.errback(error)
+        else:
+            for opening in openings:
+                opening.callback(None)
+        return result
 
     def context(
         self, session_id: str, tenant_id: str, application: bytes | None, target: bytes | None

@@ -23,9 +23,16 @@ from __future__ import annotations
 
 import collections
 from collections.abc import Callable, Mapping, Sequence
-from typing import Final
+from typing import Any, Final
 
-from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
+from twisted.internet.defer import (
+    Deferred,
+    FirstError,
+    fail,
+    gatherResults,
+    maybeDeferred,
+    succeed,
+)
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -156,6 +163,7 @@ class SessionEngine:
         self._card_owner: dict[str, SessionMachine] = {}
         self._waiting: dict[str, collections.deque[SessionMachine]] = {}
         self._subscribers: list[Subscriber] = []
+        self._opening_holds: list[Callable[[SessionId], Deferred[None]]] = []
         taking = [n for n, r in (services or {}).items() if r.card_initiated]
         self.offers = OfferDesk(clock, self.policy.offer_timeout, taking, self._not_taken)
         self._claims = CardClaims(card_locks or LocalCardLocks(), clock, self, claim_retry)
@@ -285,6 +293,25 @@ class SessionEngine:
     def sessions(self) -> list[SessionStatus]:
         """Every session not yet ended, oldest first."""
         return [machine.status() for machine in self._live.values()]
+
+    def hold_openings(self, hold: Callable[[SessionId], Deferred[None]]) -> Callable[[], None]:
+        """Make every session opened from now on wait for C{hold(session_id)}
+        too before it counts as recorded (L{Session.recorded}: the doors
+        answer C{accepted} / C{201} after it), and fail as not recorded if
+        that fails.  A cluster's node holds them until their registry entry
+        is written, so that a session it was given is never unknown to the
+        other nodes if it dies (C{bipgw.cluster.SessionRegistry.written}).
+
+        C{hold} is called once the session's opening event has gone to the
+        subscribers.  @return: a function that removes the hold.
+        """
+        self._opening_holds.append(hold)
+
+        def release() -> None:
+            if hold in self._opening_holds:
+                self._opening_holds.remove(hold)
+
+        return release
 
     def subscribe(self, subscriber: Subscriber) -> Callable[[], None]:
         """Call C{subscriber} with every L{SessionEvent} from now on.
@@ -633,6 +660,11 @@ class SessionEngine:
             self.recorder.record_opened,
             machine.status(),
         )
+        if self._opening_holds:
+            waits: list[Deferred[object]] = [recorded]
+            waits.extend(maybeDeferred(h, machine.id) for h in self._opening_holds)
+            together: Deferred[Any] = gatherResults(waits, consumeErrors=True)
+            recorded = together.addErrback(_first_failure)
 
         def failed(failure: Failure) -> Failure:
             self._log.failure(
@@ -662,3 +694,12 @@ class SessionEngine:
                     "session recorder failed to record {what}", failure, what=type(value).__name__
                 )
             )
+
+
+def _first_failure(failure: Failure) -> Failure:
+    """The failure itself, not the L{FirstError} that gatherResults wraps it in."""
+    error = failure.value
+    if isinstance(error, FirstError):
+        sub: Failure = error.subFailure
+        return sub
+    return failure

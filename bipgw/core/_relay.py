@@ -385,12 +385,13 @@ class SessionRelay:
         )
 
     def _not_recorded(self, failure: Failure, tracked: Tracked, request: Open | Take) -> None:
-        """The store could not record the session: refuse the open, cancel the session."""
+        """The store (or a cluster's registry) could not record the session:
+        refuse the open, cancel the session."""
         if not self._closed:
             why = failure.getErrorMessage() or type(failure.value).__name__
             self._reply(
                 ErrorCode.UNAVAILABLE,
-                f"the session could not be recorded in the store ({why}); try again later",
+                f"the session could not be recorded ({why}); try again later",
                 request.id,
             )
         tracked.closing = True

@@ -245,7 +245,7 @@ class DurableOpenTests(SynchronousTestCase):
         (error,) = self.host.take()
         assert isinstance(error, ErrorMessage)
         self.assertEqual((error.code, error.id), ("unavailable", "o"))
-        self.assertIn("could not be recorded in the store (disk full)", error.message)
+        self.assertIn("could not be recorded (disk full)", error.message)
         self.assertEqual(self.relay.sessions, [])
         self.assertEqual(self.tenancy.usage.sessions("acme", "demo"), 0)
         self.assertEqual(self.engine.sessions(), [])

@@ -22,13 +22,11 @@ import io
 import os
 import time
 from collections.abc import Callable
-from typing import cast
 
 from attrs import evolve
 from twisted.internet.defer import Deferred, fail
 
 import bipgw.ingest._card_worker as _card_worker
-import bipgw.ingest._msisdn_worker as _msisdn_worker
 from bipgw.ingest._card_stream import CardStream, Opener, RefusedError, fewer_collections
 from bipgw.ingest._errors import IngestError, TransportKeyError
 from bipgw.ingest._lines import numbered_lines, sha256_of
@@ -275,28 +273,10 @@ async def _apply_msisdn(
     at: float,
     report: ImportReport,
 ) -> ImportReport:
-    # A large file is checked in a worker process, on the second core.
-    worker = len(data) >= _msisdn_worker.WORKER_MIN_BYTES
-    scanner = _msisdn_worker.WorkerScan if worker else MsisdnScan
     try:
-        scan = scanner(data, default_time=int(at), source=file_name)
+        scan = MsisdnScan(data, default_time=int(at), source=file_name)
     except MsisdnFileError as e:
         return await finish(store, evolve(report, fatal=str(e)), actor)
-    try:
-        return await _apply_scan(store, scan, all_or_nothing, actor, at, report)
-    finally:
-        if worker:
-            cast(_msisdn_worker.WorkerScan, scan).close()
-
-
-async def _apply_scan(
-    store: IStore,
-    scan: MsisdnScan | _msisdn_worker.WorkerScan,
-    all_or_nothing: bool,
-    actor: str,
-    at: float,
-    report: ImportReport,
-) -> ImportReport:
     report = evolve(report, records=scan.records)
     errors = list(scan.errors)
     if all_or_nothing and scan.rejected:

@@ -66,9 +66,12 @@ class CampaignTakeover:
             if record.state.terminal:
                 self._leases.release(record.id)
             return self._runs.get(record.id)
+        if self._stopping:  # the gateway began stopping while the lease was taken
+            self._leases.release(record.id)
+            return None
         run = self._run_for(record)
         await run.recover()
-        if start and record.state is CampaignState.RUNNING:
+        if start and record.state is CampaignState.RUNNING and not self._stopping:
             self._log.info("campaign {id} ({name}): resuming", id=record.id, name=record.spec.name)
             await run.start()
         return run

@@ -262,6 +262,8 @@ class CampaignRun:
 
     def _wake_in(self, delay: float) -> None:
         self._cancel_timer()
+        if self._stopped:  # a write that ends after stop() wakes nothing
+            return
         self._timer = self._clock.callLater(max(0.0, delay), self._wake)
 
     def _wake(self) -> None:

@@ -459,34 +459,22 @@ class HttpApi:
                 ) from None
             if isinstance(ready, Failed):
                 raise ApiError(ready.reason, ready.message, session)
-        answer = relay.expect(rid)
-        relay.command(message)
-        reply = await answer
-        if isinstance(reply, ErrorMessage):
-            raise ApiError(reply.code, reply.message, session)
+        reply = await _ask(relay, session, rid, lambda: relay.command(message))
         assert isinstance(reply, Result)
-        out = reply.to_json()
-        del out["type"], out["id"]
-        return Reply(200, out)
+        return _answer_reply(reply)
 
     async def close(self, relay: TenantRelay, session: str) -> Reply:
         """C{DELETE /v1/sessions/{id}}."""
         if self._elsewhere(relay, session):
             rid = relay.next_id()
-            answer = relay.expect(rid)
-            relay.close(Close(session=session, id=rid))
-            reply = await answer
-            if isinstance(reply, ErrorMessage):
-                raise ApiError(reply.code, reply.message, session)
+            await _ask(relay, session, rid, lambda: relay.close(Close(session=session, id=rid)))
             return await self._forwarded_status(relay, session)
         status = self._status(relay, session)
         if relay.tracked(session) is not None:
             rid = relay.next_id()
-            answer = relay.expect(rid)
-            relay.close(Close(session=session, id=rid))
-            reply = await answer
-            if isinstance(reply, ErrorMessage):
-                raise ApiError(reply.code, reply.message, session)
+            reply = await _ask(
+                relay, session, rid, lambda: relay.close(Close(session=session, id=rid))
+            )
             assert isinstance(reply, Closed)
             status = self.hub.engine.status(session) or status
         return Reply(200, status_json(status))
@@ -506,27 +494,18 @@ class HttpApi:
         only_fields(body, _COMMAND_FIELDS)
         rid = relay.next_id()
         message = parse_message(Command, {**body, "session": session, "id": rid}, "command.")
-        answer = relay.expect(rid)
-        relay.command(message, self.settings.ready_wait)
-        reply = await answer
-        if isinstance(reply, ErrorMessage):
-            raise ApiError(reply.code, reply.message, session)
+        wait = self.settings.ready_wait
+        reply = await _ask(relay, session, rid, lambda: relay.command(message, wait))
         assert isinstance(reply, Result)
-        out = reply.to_json()
-        del out["type"], out["id"]
-        return Reply(200, out)
+        return _answer_reply(reply)
 
     async def _forwarded_status(self, relay: TenantRelay, session: str) -> Reply:
         rid = relay.next_id()
-        answer = relay.expect(rid)
-        relay.status(Status(id=rid, session=session))
-        reply = await answer
-        if isinstance(reply, ErrorMessage):
-            raise ApiError(reply.code, reply.message, session)
+        reply = await _ask(
+            relay, session, rid, lambda: relay.status(Status(id=rid, session=session))
+        )
         assert isinstance(reply, State)
-        out = reply.to_json()
-        del out["type"], out["id"]
-        return Reply(200, out)
+        return _answer_reply(reply)
 
     def _status(self, relay: TenantRelay, session: str) -> SessionStatus:
         status = self.hub.engine.status(session)
@@ -604,3 +583,22 @@ def _ended(status: SessionStatus) -> ApiError:
     return ApiError(
         "session-ended", f"the session has ended{why}: {status.state.value}", str(status.session_id)
     )
+
+
+async def _ask(relay: TenantRelay, session: str, rid: str, send: Callable[[], object]) -> Any:
+    """Send a request (C{send}) whose answer comes back as C{rid}: the answer,
+    or the C{ApiError} of an error answer."""
+    answer = relay.expect(rid)
+    send()
+    reply = await answer
+    if isinstance(reply, ErrorMessage):
+        raise ApiError(reply.code, reply.message, session)
+    return reply
+
+
+def _answer_reply(reply: Result | State) -> Reply:
+    """A channel answer as the HTTP API's body: the same fields, without the
+    channel's C{type} and request C{id}."""
+    out = reply.to_json()
+    del out["type"], out["id"]
+    return Reply(200, out)

@@ -35,7 +35,8 @@ class AuditCommandTests(SynchronousTestCase):
         return done.stdout
 
     def test_trail(self) -> None:
-        """Three commands, three records, by cli:<user>; filters narrow them; no token shown."""
+        """Four commands, four records (init's root key first), by cli:<user>; filters narrow
+        them; no token shown."""
         if not _SCRIPT.exists():
             raise SkipTest(f"{_SCRIPT} is not installed (pip install -e .)")
         install = private_directory(self) / "gw"
@@ -51,10 +52,12 @@ class AuditCommandTests(SynchronousTestCase):
         self.bipgw("-c", config, "keys", "generate-master", "master-psk", "PSK1")
         trail = self.bipgw("-c", config, "audit", "list")
         lines = trail.splitlines()
-        self.assertEqual(len(lines), 3, trail)
+        self.assertEqual(len(lines), 4, trail)
         self.assertIn("keys.generate-master\tPSK1", lines[0])
         self.assertIn("service.grant\tacme/isd", lines[1])
         self.assertIn("tenant.add\tacme", lines[2])
+        self.assertIn("keys.init\t", lines[3])
+        self.assertIn("root key created in ", lines[3])
         for line in lines:
             self.assertIn(f"\tcli:{USER}\t", line)
             self.assertIn("ssh 203.0.113.5", line)

@@ -11,6 +11,7 @@ decision, made in effective-time order by the importer.
 
 from __future__ import annotations
 
+import re
 from array import array
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
@@ -112,7 +113,10 @@ class MsisdnScan:
             self.records += 1
             if self.records > MAX_RECORDS:
                 raise MsisdnFileError(f"more than {MAX_RECORDS} records", line=number)
-            problems, fields = _fields(number, raw, default_time)
+            fields = _quick(raw, default_time)
+            problems: list[LineError] = []
+            if fields is None:
+                problems, fields = _fields(number, raw, default_time)
             if problems:
                 self.rejected += 1
                 if len(errors) < MAX_LINE_ERRORS:
@@ -153,7 +157,10 @@ class MsisdnScan:
         stop = self._data.find(b"\n", offset)
         raw = self._data[offset : stop if stop >= 0 else len(self._data)]
         raw = raw[:-1] if raw.endswith(b"\r") else raw
-        return MsisdnChange(*_valid_fields(raw, self._default), self._source)
+        fields = _quick(raw, self._default)
+        if fields is None:
+            fields = _valid_fields(raw, self._default)
+        return MsisdnChange(*fields, self._source)
 
     def in_file_order(self, size: int) -> Iterator[list[tuple[int, MsisdnChange]]]:
         """The valid changes, C{size} at a time, as (line number, change), in file order."""
@@ -183,6 +190,45 @@ _TITLE = ",".join(FIELDS).encode()
 
 _Fields = tuple[MsisdnOperation, str | None, str | None, str | None, int]
 _OPERATIONS = {operation.value: operation for operation in MsisdnOperation}
+
+
+#: A line in its plainest form (no white space, upper-case operation, an ICCID
+#: given): every line it matches, L{_fields} finds valid with the same fields.
+_PLAIN = re.compile(
+    rb"(?:\+?([0-9]{5,15}))?,([0-9]{18,20})[Ff]*,([0-9]{6,15})?,(ADD|DEL|CHG),([0-9]{14})?"
+).fullmatch
+_PLAIN_OPERATIONS = {operation.value.encode(): operation for operation in MsisdnOperation}
+
+
+def _quick(raw: bytes, default_time: int) -> _Fields | None:
+    """L{_fields} of a plain valid line, in a fraction of its time; C{None} for any other line.
+
+    Most lines of a file are plain: this is the import's fast path.  A line
+    it does not vouch for is left to L{_fields} (and its error messages).
+    """
+    match = _PLAIN(raw)
+    if match is None:
+        return None
+    msisdn, iccid, imsi, operation_text, at = match.groups()
+    operation = _PLAIN_OPERATIONS[operation_text]
+    if msisdn is None and operation is not MsisdnOperation.DEL:
+        return None  # ADD and CHG need the MSISDN: _fields says so
+    effective = default_time if at is None else _TIMES.get(at.decode())
+    if effective is None:
+        effective = _time(at.decode(), default_time, _ignore)
+        if effective is None:
+            return None  # not a valid date: _fields says so
+    return (
+        operation,
+        msisdn.decode() if msisdn is not None else None,
+        iccid.decode(),
+        imsi.decode() if imsi is not None else None,
+        effective,
+    )
+
+
+def _ignore(name: str, message: str) -> None:
+    pass
 
 
 def _fields(number: int, raw: bytes, default_time: int) -> tuple[list[LineError], _Fields | None]:

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from bipgw.ingest import MsisdnFile, MsisdnFileError, parse_msisdn_file
+from bipgw.ingest._msisdn_file import _fields, _quick
 from bipgw.store import MsisdnChange
 
 SAMPLE = Path(__file__).resolve().parents[3] / "examples" / "fleet" / "sample-msisdn.csv"
@@ -164,3 +165,60 @@ class ScanTests(SynchronousTestCase):
         scan = MsisdnScan(text.encode(), default_time=NOW)
         lines = [line for batch in scan.in_effective_order(2) for line, _ in batch]
         self.assertEqual(lines, [3, 4, 5, 6, 7])
+
+
+class PlainLineTests(SynchronousTestCase):
+    """The fast path for plain lines agrees with the full check, and declines the rest."""
+
+    def test_sameFields(self) -> None:
+        """Every line the fast path reads, the full check reads the same way."""
+        plain = [
+            f"33600000001,{ICCID},001010000000001,ADD,20250101120000",
+            f"+33600000001,{ICCID}F,,CHG,20250101120000",
+            f"33600000001,{ICCID}ff,,DEL,",
+            f",{ICCID},,DEL,20250101120000",
+            f"33600000001,{ICCID},,ADD,20240229235959",
+        ]
+        for line in plain:
+            raw = line.encode()
+            self.assertEqual(_quick(raw, NOW), _fields(1, raw, NOW)[1], line)
+            self.assertIsNotNone(_quick(raw, NOW), line)
+
+    @given(
+        st.lists(
+            st.sampled_from(
+                [
+                    "",
+                    "+",
+                    "3360000000",
+                    "1234",
+                    "1" * 16,
+                    ICCID,
+                    ICCID + "F",
+                    ICCID + "1F1",
+                    "1" * 21,
+                    "00101000000",
+                    "12345",
+                    "ADD",
+                    "add",
+                    "DEL",
+                    "CHG",
+                    "XXX",
+                    "20250101120000",
+                    "20250230120000",
+                    "2025010112000",
+                    " 1",
+                    "F",
+                    "\u00b2",
+                ]
+            ),
+            min_size=3,
+            max_size=6,
+        )
+    )
+    def test_neverDisagrees(self, fields: list[str]) -> None:
+        """Any line: the fast path reads it as the full check does, or leaves it to it."""
+        raw = ",".join(fields).encode()
+        quick = _quick(raw, NOW)
+        if quick is not None:
+            self.assertEqual(quick, _fields(1, raw, NOW)[1])

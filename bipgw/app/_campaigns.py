@@ -237,6 +237,8 @@ class CampaignService(CampaignTakeover, Service):
         run = self._runs.get(record.id)
         if run is None:
             run = CampaignRun(self._clock, self.records, self._runner, record, self._event)
+            if self._stopping:  # made while the gateway stops: it starts nothing
+                run.stop()
             self._runs[record.id] = run
         return run
 

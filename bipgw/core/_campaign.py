@@ -246,7 +246,20 @@ class CampaignRun:
         now = self._clock.seconds()
         self.campaign = attrs.evolve(self.campaign, state=state, updated_at=now)
         self._emit(CampaignEvent(self.campaign.id, state))
-        return self._store.set_state(self.campaign.id, state, now)
+        # The state write counts as a write: the run is done (and its lease
+        # may go to another node) only once a terminal state is stored, so
+        # no node can read the campaign as still running and start it again.
+        written = maybeDeferred(self._store.set_state, self.campaign.id, state, now)
+        self._writes.add(written)
+
+        def stored(result: object) -> object:
+            self._writes.discard(written)
+            if self.state.terminal:
+                self._check_done()
+            return result
+
+        written.addBoth(stored)
+        return written
 
     def _emit(self, event: CampaignEvent) -> None:
         if self._on_event is not None:

@@ -50,7 +50,7 @@ from bipgw.core._campaign_types import (
     Window,
     check_variables,
 )
-from bipgw.core._engine import SessionEngine, Subscriber
+from bipgw.core._engine import SessionEngine
 from bipgw.core._handles import CardLink, Session
 from bipgw.core._interfaces import (
     ICardDirectory,
@@ -75,6 +75,7 @@ from bipgw.core._lookup import OUTCOME_FIELDS, SessionLookup, look_up
 from bipgw.core._offers import CardOffer, OfferDesk, OfferListener
 from bipgw.core._owned import OwnedSessions
 from bipgw.core._policy import BusyPolicy, PolicyError, SessionPolicy
+from bipgw.core._publishing import Subscriber
 from bipgw.core._pushes import normalise_msisdn
 from bipgw.core._ratelog import RateLimitedLog
 from bipgw.core._relay import SessionRelay

@@ -56,7 +56,7 @@ from bipgw.codec.platform import (
     Status,
     Take,
 )
-from bipgw.core._engine import Session
+from bipgw.core._handles import Session
 from bipgw.core._lookup import SessionLookup, look_up, state_message
 from bipgw.core._offers import CardOffer
 from bipgw.core._relay_commands import RelayCommands

@@ -16,7 +16,7 @@ from twisted.python.failure import Failure
 
 from bipgw.codec.platform import Message, Timeouts
 from bipgw.core._access import CommandAccess
-from bipgw.core._engine import Session
+from bipgw.core._handles import Session
 from bipgw.core._secured import SecuredSession
 from bipgw.core._tenancy import ServiceGrant
 

@@ -51,6 +51,7 @@ from bipgw.core._campaign_types import (
     check_variables,
 )
 from bipgw.core._engine import SessionEngine
+from bipgw.core._grants import ITenantDirectory, MemoryTenantDirectory, ServiceGrant, TenantGrant
 from bipgw.core._handles import CardLink, Session
 from bipgw.core._interfaces import (
     ICardDirectory,
@@ -97,19 +98,13 @@ from bipgw.core._secured import SecuredSession
 from bipgw.core._session import TRANSITIONS
 from bipgw.core._takeover import Handover, reopen
 from bipgw.core._tenancy import (
-    CommandRates,
     Forwarded,
     IRemoteSessions,
     ISharedCommands,
     ISharedLimits,
-    ITenantDirectory,
-    MemoryTenantDirectory,
     RemoteUnavailableError,
-    ServiceGrant,
     SessionEnds,
     Tenancy,
-    TenantGrant,
-    TenantUsage,
 )
 from bipgw.core._tracked import RelayHost, Tracked
 from bipgw.core._types import (
@@ -129,6 +124,7 @@ from bipgw.core._types import (
     SessionStatus,
     normalise_iccid,
 )
+from bipgw.core._usage import CommandRates, TenantUsage
 
 __all__ = [
     "ALL_INSTRUCTIONS",

@@ -56,6 +56,7 @@ from bipgw.codec.platform import (
     Status,
     Take,
 )
+from bipgw.core._grants import ServiceGrant, TenantGrant
 from bipgw.core._handles import Session
 from bipgw.core._lookup import SessionLookup, look_up, state_message
 from bipgw.core._offers import CardOffer
@@ -63,7 +64,7 @@ from bipgw.core._relay_commands import RelayCommands
 from bipgw.core._relay_opens import RelayOpens
 from bipgw.core._remote import RemoteDoor
 from bipgw.core._secured import SecuredSession
-from bipgw.core._tenancy import ServiceGrant, Tenancy, TenantGrant
+from bipgw.core._tenancy import Tenancy
 from bipgw.core._tracked import RelayHost, Tracked, reply_error
 from bipgw.core._types import (
     FailureReason,

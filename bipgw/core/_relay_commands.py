@@ -24,7 +24,8 @@ from twisted.python.failure import Failure
 
 from bipgw.codec.platform import Command, ErrorCode, Message, Result
 from bipgw.core._access import CommandAccess
-from bipgw.core._tenancy import Tenancy, TenantGrant
+from bipgw.core._grants import TenantGrant
+from bipgw.core._tenancy import Tenancy
 from bipgw.core._tracked import RelayHost, Tracked, accesses, reply_error
 from bipgw.core._types import ScriptResult
 

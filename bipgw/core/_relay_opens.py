@@ -19,9 +19,10 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from bipgw.codec.platform import ErrorCode, Open, Take
+from bipgw.core._grants import ServiceGrant, TenantGrant
 from bipgw.core._handles import Session
 from bipgw.core._secured import SecuredSession
-from bipgw.core._tenancy import ServiceGrant, Tenancy, TenantGrant
+from bipgw.core._tenancy import Tenancy
 from bipgw.core._tracked import RelayHost, reply_error
 from bipgw.core._types import CardTarget, FailureReason, SessionError
 

@@ -17,9 +17,9 @@ from twisted.python.failure import Failure
 
 from bipgw.codec.platform import MAX_TEXT, ErrorMessage, Message, Timeouts
 from bipgw.core._access import CommandAccess
+from bipgw.core._grants import ServiceGrant
 from bipgw.core._handles import Session
 from bipgw.core._secured import SecuredSession
-from bipgw.core._tenancy import ServiceGrant
 
 __all__ = ["RelayHost", "Tracked", "accesses", "reply_error"]
 

@@ -277,6 +277,13 @@ class SessionEngine:
             return succeed(status)
         return fail(SessionError(status.reason, status.detail, status.session_id))
 
+    def abandon(self, session_id: SessionId | str, reason: FailureReason, detail: str) -> None:
+        """End the session at once with C{reason} (not the platform's close:
+        a door refused the open after it started, say); nothing if it ended."""
+        machine = self._find(session_id)
+        if machine is not None:
+            machine.fail(reason, detail)
+
     def status(self, session_id: SessionId | str) -> SessionStatus | None:
         """The session's current status, or C{None} if it is not known."""
         try:

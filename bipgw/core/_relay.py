@@ -257,8 +257,8 @@ class SessionRelay:
     def _not_recorded(self, failure: Failure, tracked: Tracked, request: Open | Take) -> None:
         """The store (or a cluster's registry) could not record the session:
         refuse the open, cancel the session."""
+        why = failure.getErrorMessage() or type(failure.value).__name__
         if not self._closed:
-            why = failure.getErrorMessage() or type(failure.value).__name__
             self._reply(
                 ErrorCode.UNAVAILABLE,
                 f"the session could not be recorded ({why}); try again later",
@@ -266,7 +266,10 @@ class SessionRelay:
             )
         tracked.closing = True
         tracked.session.ready.addErrback(lambda _: None)
-        self._tenancy.engine.close(tracked.id).addBoth(self._forget_quietly, tracked)
+        # Not the platform's close: it was never told the session existed.
+        detail = f"the open was refused (unavailable): the session could not be recorded ({why})"
+        self._tenancy.engine.abandon(tracked.id, FailureReason.DIRECTORY_ERROR, detail)
+        self._forget(tracked)
 
     def _ready(self, status: SessionStatus, tracked: Tracked) -> None:
         tracked.cancel_ready_timer()

@@ -34,7 +34,7 @@ import attrs
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
 
-from bipgw.codec.platform import LABEL, Close, Command, Message, Notification, Status
+from bipgw.codec.platform import LABEL, Close, Command, Message, Notification, Status, Timeouts
 from bipgw.core._access import CommandAccess, instructions
 from bipgw.core._engine import SessionEngine
 from bipgw.core._interfaces import ISessionHistory
@@ -452,7 +452,7 @@ class Tenancy:
     @ivar rates: the command rate of each tenant's services.
     @ivar history: the recorded sessions, for a session the engine no longer
         holds (ended long ago, or before a restart); C{None}: none.
-    @ivar contexts: told C{(session_id, tenant_id, application, target)}
+    @ivar contexts: told C{(session_id, tenant_id, application, target, timeouts)}
         of every session a tenant opens: what a cluster keeps so that
         another node can take the session over (L{bipgw.core.Handover});
         C{None}: not kept.
@@ -491,7 +491,9 @@ class Tenancy:
         self._routes: dict[str, SessionEnds] = {}
         self._unsubscribe: Callable[[], None] | None = None
         self._owners: OrderedDict[str, str] = OrderedDict()
-        self.contexts: Callable[[str, str, bytes | None, bytes | None], object] | None = None
+        self.contexts: (
+            Callable[[str, str, bytes | None, bytes | None, Timeouts | None], object] | None
+        ) = None
 
     @property
     def routed(self) -> int:
@@ -510,6 +512,7 @@ class Tenancy:
         tenant_id: str,
         application: bytes | None = None,
         target: bytes | None = None,
+        timeouts: Timeouts | None = None,
     ) -> None:
         """Tenant C{tenant_id} opened C{session_id} (through any door, in this run).
 
@@ -522,7 +525,7 @@ class Tenancy:
         if self._record_owner is not None:
             self._record_owner(session_id, tenant_id)
         if self.contexts is not None:
-            self.contexts(session_id, tenant_id, application, target)
+            self.contexts(session_id, tenant_id, application, target, timeouts)
         while len(self._owners) > KEEP_OWNERS:
             self._owners.popitem(last=False)
 

@@ -21,6 +21,7 @@ most L{FLUSH_EVERY} plus one Redis call, shared by a whole burst.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Final
 
 from twisted.internet.defer import Deferred, succeed
@@ -81,16 +82,20 @@ _QUEUED: Final = frozenset(
 
 # KEYS[1]: the node's set; then per session KEYS[i+1] its hash and ARGV
 # (after the node) 7 values: id, state, iccid, service, tenant, app, target.
-# A hash naming another node is left alone: its id and node are returned.
+# A hash naming another node (it took the session over), or marked failed
+# (a node that took this one for dead ended it), is left alone: its id,
+# node and state are returned.
 _REWRITE = """
 local out = {}
 for i = 2, #KEYS do
   local a = 2 + (i - 2) * 7
   local key, sid = KEYS[i], ARGV[a]
   local owner = redis.call('HGET', key, 'node')
-  if owner and owner ~= ARGV[1] then
+  local state = redis.call('HGET', key, 'state')
+  if owner and (owner ~= ARGV[1] or state == 'failed') then
     table.insert(out, sid)
     table.insert(out, owner)
+    table.insert(out, state or '')
   else
     redis.call('HSET', key, 'node', ARGV[1], 'state', ARGV[a + 1], 'service', ARGV[a + 3])
     if ARGV[a + 2] ~= '' then redis.call('HSET', key, 'iccid', ARGV[a + 2]) end
@@ -155,6 +160,11 @@ class SessionRegistry:
         # session a tenant opened: written again after Redis lost it.
         self._contexts: dict[str, tuple[str, str, str]] = {}
         self._flush: IDelayedCall | None = None
+        # Told of each live session of this node the cluster gave away or
+        # ended while the node was cut off (L{rewrite}): id, node, state.
+        self.on_disowned: Callable[[str, str, str], object] | None = None
+        # Whether a session's entry is another node's now (not written here).
+        self.disowned: Callable[[str], bool] = lambda _: False
         # Openings waiting for the call that carries the writes now waiting.
         self._openings: list[Deferred[None]] = []
         self._release: Any = None
@@ -234,7 +244,8 @@ class SessionRegistry:
         restarted without its data, or a node took this one for dead).
 
         A session another node runs now (it took it over while this node was
-        cut off) is left to that node's entry, and logged.
+        cut off), or that such a node ended (C{failed}), is left to that
+        entry, logged, and handed to L{on_disowned}.
         """
         keys = [node_sessions_key(self.node)]
         args: list[object] = [self.node]
@@ -256,16 +267,27 @@ class SessionRegistry:
             self._log.info(
                 "node {node}'s {n} live session(s) written to the registry again",
                 node=self.node,
-                n=len(keys) - 1 - len(taken) // 2,
+                n=len(keys) - 1 - len(taken) // 3,
             )
-            for i in range(0, len(taken), 2):
-                self._log.warn(
-                    "session {session} runs on node {other} now (taken over while node {node}"
-                    " was cut off from Redis); this node's copy is not registered",
-                    session=taken[i],
-                    other=taken[i + 1],
-                    node=self.node,
-                )
+            for i in range(0, len(taken), 3):
+                session, other, state = taken[i : i + 3]
+                if other != self.node:
+                    self._log.warn(
+                        "session {session} runs on node {other} now (taken over while node"
+                        " {node} was cut off from Redis); this node's copy is not registered",
+                        session=session,
+                        other=other,
+                        node=self.node,
+                    )
+                else:
+                    self._log.warn(
+                        "session {session} was ended by the cluster (node {node} was taken"
+                        " for dead while cut off from Redis); this node's copy is not registered",
+                        session=session,
+                        node=self.node,
+                    )
+                if self.on_disowned is not None:
+                    self.on_disowned(session, other, state)
 
         d = self._redis.script(_REWRITE, keys, args)
         return d.addCallbacks(written, self._failed)
@@ -295,6 +317,10 @@ class SessionRegistry:
         service = "" if status is None else status.service
         ended = "1" if event.state.terminal else "0"
         sid = str(event.session_id)
+        if self.disowned(sid):
+            # Its entry names the node that took it over, or says how it ended.
+            self._contexts.pop(sid, None)
+            return
         if event.state.terminal:
             self._contexts.pop(sid, None)
         self._queue((sid, state.value, iccid, service, ended, "", "", ""))

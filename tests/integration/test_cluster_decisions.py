@@ -154,7 +154,7 @@ class DecisionTests(TestCase):
                 Handover(sid(2), "demo", "acme", iccid(2), None, None, AID, "gone"),
             ],
         )
-        self.assertEqual(len(limits._held), 2)  # counted again, cluster-wide
+        self.assertEqual(len(limits.renewal), 2)  # counted again, cluster-wide
         # The taken-over sessions reach their cards here, under their ids.
         for _ in range(20):
             if len([m for m in host.messages if isinstance(m, Ready)]) == 2:

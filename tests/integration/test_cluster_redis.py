@@ -141,7 +141,7 @@ class ClusterRedisTests(TestCase):
         a.start()
         yield sleep(1.6)
         self.assertFalse((yield b.acquire(ICCID)))
-        a._renewal.stop()  # as if node a were killed: no more renewals
+        a.renewal.stop()  # as if node a were killed: no more renewals
         yield sleep(1.3)
         self.assertTrue((yield b.acquire(ICCID)))
         yield a.renew()
@@ -399,7 +399,7 @@ class SharedLimitsTests(TestCase):
         outcomes = yield gatherResults([nodes[i % 3].reserve(tenant, other) for i in range(6)])
         self.assertEqual(sum(token is not None for token, _ in outcomes), 2)
         self.assertTrue(all("tenant acme" in why for token, why in outcomes if token is None))
-        owner = next(n for n in nodes if granted[0] in n._held)
+        owner = next(n for n in nodes if granted[0] in n.renewal)
         owner.release(granted[0])
         yield sleep(0.2)
         token, why = yield nodes[2].reserve(tenant, isd)

@@ -20,7 +20,14 @@ from twisted.trial.unittest import SynchronousTestCase
 from bipgw.cluster import SessionRegistry
 from bipgw.cluster._registry import FLUSH_EVERY
 from bipgw.codec.platform import Accepted, ErrorMessage, Open
-from bipgw.core import MemoryTenantDirectory, SessionEngine, SessionId, SessionRelay, Tenancy
+from bipgw.core import (
+    FailureReason,
+    MemoryTenantDirectory,
+    SessionEngine,
+    SessionId,
+    SessionRelay,
+    Tenancy,
+)
 from tests.unit.core.test_relay import GRANT, RecordingHost
 from tests.unit.platform import POLICY, Fleet, iccid
 
@@ -101,6 +108,11 @@ class RegisteredOpenTests(SynchronousTestCase):
         status = self.engine.status("s1")
         assert status is not None
         self.assertTrue(status.state.terminal)
+        # Not "cancelled" / "closed by the platform": the platform never held it.
+        self.assertIs(status.reason, FailureReason.DIRECTORY_ERROR)
+        self.assertIn("the open was refused (unavailable)", status.detail)
+        self.assertIn("registry (Redis) is unreachable: connection refused", status.detail)
+        self.assertNotIn("platform closed", " ".join(e.detail for e in self.engine.recorder.events))
         self.flushLoggedErrors()
 
     def test_stoppedRegistryHoldsNothing(self) -> None:

@@ -21,10 +21,11 @@ from __future__ import annotations
 import attrs
 
 from bipgw.codec.platform import Timeouts
+from bipgw.core._grants import ServiceGrant, TenantGrant
 from bipgw.core._handles import Session
 from bipgw.core._relay import SessionRelay
 from bipgw.core._secured import SecuredSession
-from bipgw.core._tenancy import ServiceGrant, Tenancy, TenantGrant
+from bipgw.core._tenancy import Tenancy
 from bipgw.core._types import CardTarget, FailureReason, SessionError, SessionId
 
 __all__ = ["Handover", "reopen"]

@@ -47,7 +47,7 @@ from bipgw.core import (
     reopen,
 )
 from bipgw.store import MemoryStore, SessionRecord
-from tests.integration._redis_server import RedisServer
+from tests.integration._redis_server import start_redis
 from tests.unit.core.test_relay import RecordingHost
 from tests.unit.platform import POLICY, Fleet, iccid
 
@@ -73,9 +73,7 @@ class DecisionTests(TestCase):
     timeout = 60
 
     def setUp(self) -> None:
-        self.server = RedisServer()
-        self.addCleanup(self.server.stop)
-        self.server.start()
+        self.server = start_redis(self)
 
     async def _redis(self) -> ClusterRedis:
         redis = ClusterRedis(RedisAddress.from_url(self.server.url), reactor)

@@ -322,9 +322,7 @@ class SpreadTests(TestCase):
     timeout = 60
 
     def setUp(self) -> None:
-        self.server = RedisServer()
-        self.addCleanup(self.server.stop)
-        self.server.start()
+        self.server = start_redis(self)
 
     async def test_twoLiveNodesShareTheDeadNodesSessions(self) -> None:
         """Three nodes: "gone" dies with twelve queued sessions.  Both live

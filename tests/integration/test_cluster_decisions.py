@@ -47,6 +47,7 @@ from bipgw.core import (
     reopen,
 )
 from bipgw.store import MemoryStore, SessionRecord
+from bipgw.store import SessionEvent as StoredEvent
 from tests.integration._redis_server import start_redis
 from tests.unit.core.test_relay import RecordingHost
 from tests.unit.platform import POLICY, Fleet, iccid
@@ -121,6 +122,10 @@ class DecisionTests(TestCase):
         for n, (session, (state, tenant, row_state, ended)) in enumerate(cases.items(), 1):
             card = iccid(n)
             opened = reactor.seconds() if n == 1 else 1.0
+            if n == 1:  # its history on the dead node: events 1 to 4
+                await store.add_session_events(
+                    [StoredEvent(session, seq, 1.0, "requested") for seq in range(1, 5)]
+                )
             await store.save_session(
                 SessionRecord(session, "demo", row_state, opened, 2.0, iccid=card, ended_at=ended)
             )
@@ -157,8 +162,11 @@ class DecisionTests(TestCase):
         by_id = {h.session_id: h for h in adopted}
         self.assertEqual(sorted(by_id), [sid(1), sid(2), sid(5)])
         self.assertLess(by_id[sid(1)].waited, 10.0)
+        self.assertEqual((by_id[sid(1)].seq, by_id[sid(2)].seq), (4, 0))
+        numbers = [e.seq for e in engine.recorder.events if str(e.session_id) == sid(1)]  # type: ignore[attr-defined]
+        self.assertEqual(numbers[0], 5)
         self.assertEqual(
-            [attrs.evolve(by_id[sid(1)], waited=0.0), attrs.evolve(by_id[sid(2)], waited=0.0)],
+            [attrs.evolve(by_id[s], waited=0.0, seq=0) for s in (sid(1), sid(2))],
             [
                 Handover(
                     sid(1),

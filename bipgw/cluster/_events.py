@@ -136,6 +136,7 @@ class _Tail:
     tenant_id: str
     after: str  # '' until the log's end is read
     deliver: Deliver
+    placing: bool = False  # its start (the log's end) is being read
 
 
 class ClusterEventFeed:
@@ -233,6 +234,22 @@ class ClusterEventFeed:
         self._tails.append(tail)
         if not known and self._refreshing.running:
             self.refresh()
+        if not tail.after:
+            # From now: the log's last id, read at once (not at the next
+            # poll); if that fails, the next polls read it.
+            tail.placing = True
+            d = self._redis.script(_READ, [log_key(tenant_id)], [READ_COUNT, ""])
+
+            def placed(raw: Any) -> None:
+                tail.placing = False
+                values = [_text(v) for v in raw[0] or ()]
+                if values[:1] == ["c"] and not tail.after:
+                    tail.after = values[1]
+
+            def unplaced(_: Any) -> None:
+                tail.placing = False
+
+            d.addCallbacks(placed, unplaced)
         if not self._polling.running:
             self._polling.start(POLL_EVERY, now=True)
 
@@ -251,7 +268,10 @@ class ClusterEventFeed:
             return succeed(None)
         groups: dict[tuple[str, str], list[_Tail]] = {}
         for tail in self._tails:
-            groups.setdefault((tail.tenant_id, tail.after), []).append(tail)
+            if not tail.placing:
+                groups.setdefault((tail.tenant_id, tail.after), []).append(tail)
+        if not groups:
+            return succeed(None)
         order = list(groups)
         keys = [log_key(tenant) for tenant, _ in order]
         self._reading = True

@@ -87,6 +87,13 @@ class FeedTests(TestCase):
         self.assertEqual(again[-1], got[-1])
         self.assertEqual(got[-1][1]["seq"], 99)
         self.assertEqual(len(again), len(got) - 21)
+        late: list[tuple[str, dict[str, Any]]] = []
+        b.follow("acme", None, lambda i, e: late.append((i, e)))  # from now: nothing old
+        await sleep(0.3)
+        self.assertEqual(late, [])
+        a.publish("acme", {"session": "s9", "seq": 100})
+        await sleep(0.4)
+        self.assertEqual([e["seq"] for _, e in late], [100])
         stop()
         with self.assertRaises(ValueError):
             a.follow("acme", "not-an-id", lambda i, e: None)

@@ -81,6 +81,32 @@ _CLAIM: Final = """
 return redis.call('SPOP', KEYS[1], ARGV[1])
 """
 
+# KEYS[1]: the nodes.  ARGV: the node timeout (ms), the nodes' key prefix,
+# this node's name, the sessions' key prefix.  This node leaves: the dead
+# nodes' sessions it was dealt and has not claimed are dealt to the other
+# live nodes (none: they stay, for this node's next start).  Returns how many.
+_HAND_BACK: Final = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local live = {}
+local since = '(' .. (now - tonumber(ARGV[1]))
+for _, name in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], since, '+inf')) do
+  if name ~= ARGV[3] then table.insert(live, name) end
+end
+if #live == 0 then return 0 end
+local mine = ARGV[2] .. ARGV[3] .. ':adopt'
+local work = redis.call('SMEMBERS', mine)
+local turn = tonumber(t[2]) % #live
+for _, entry in ipairs(work) do
+  turn = turn % #live + 1
+  redis.call('SADD', ARGV[2] .. live[turn] .. ':adopt', entry)
+  local key = ARGV[4] .. string.sub(entry, string.find(entry, ' ', 1, true) + 1)
+  if redis.call('EXISTS', key) == 1 then redis.call('HSET', key, 'dealt', live[turn]) end
+end
+redis.call('DEL', mine)
+return #work
+"""
+
 CLAIM_BATCH: Final = 500
 """Dead nodes' sessions a node takes over (or ends) per round, at most."""
 
@@ -151,6 +177,23 @@ class NodeReaper:
                 )
             )
         return judged.addCallback(lambda _: self.claim())
+
+    def hand_back(self) -> Deferred[int]:
+        """This node leaves: deal the dead nodes' sessions it has not claimed
+        yet to the other live nodes; fires with how many (never fails)."""
+        d = self._redis.script(
+            _HAND_BACK,
+            [NODES],
+            [self._timeout_ms, f"{PREFIX}node:", self.node, f"{PREFIX}session:"],
+        )
+
+        def failed(failure: Any) -> int:
+            self._log.warn(
+                "dead nodes' sessions not handed back: {why}", why=failure.getErrorMessage()
+            )
+            return 0
+
+        return d.addCallbacks(int, failed)
 
     def claim(self) -> Deferred[Any]:
         """Take over or end the dead nodes' sessions dealt to this node (at

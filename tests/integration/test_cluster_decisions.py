@@ -390,3 +390,27 @@ class SpreadTests(TestCase):
         for node in nodes:
             node.stop()
         await sleep(0.3)
+
+    async def test_leavingNodeHandsBackItsShare(self) -> None:
+        """A node that leaves before it claimed its share of a dead node's
+        sessions deals it to the other live nodes (marked in their entries);
+        with no other live node, it keeps it for its next start."""
+        redis = ClusterRedis(RedisAddress.from_url(self.server.url), reactor)
+        self.addCleanup(redis.disconnect)
+        await redis.connect()
+        store = MemoryStore()
+        leaving = NodeReaper(redis, "a", store, reactor, node_timeout=5.0)
+        await redis.call("SADD", "bipgw:node:a:adopt", f"gone {sid(1)}", f"gone {sid(2)}")
+        await redis.call("HSET", f"bipgw:session:{sid(1)}", "node", "gone")
+        self.assertEqual(await leaving.hand_back(), 0)  # nobody else: kept
+        self.assertEqual(await redis.call("SCARD", "bipgw:node:a:adopt"), 2)
+        beat = NodeHeartbeat(redis, "b", reactor, lambda: "127.0.0.1:1", lambda: 0, every=0.2)
+        await beat.beat()
+        self.assertEqual(await leaving.hand_back(), 2)
+        self.assertEqual(await redis.call("SCARD", "bipgw:node:a:adopt"), 0)
+        self.assertEqual(
+            sorted(await redis.call("SMEMBERS", "bipgw:node:b:adopt")),
+            [f"gone {sid(1)}", f"gone {sid(2)}"],
+        )
+        self.assertEqual(await redis.call("HGET", f"bipgw:session:{sid(1)}", "dealt"), "b")
+        self.assertEqual(await redis.call("EXISTS", f"bipgw:session:{sid(2)}"), 0)

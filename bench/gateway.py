@@ -48,7 +48,6 @@ import socket
 import ssl
 import subprocess
 import sys
-import tempfile
 import time
 import tracemalloc
 from collections.abc import Sequence
@@ -58,15 +57,9 @@ from typing import Any
 from twisted.internet.defer import Deferred, DeferredSemaphore, gatherResults
 from twisted.internet.protocol import ProcessProtocol
 from twisted.internet.task import deferLater, react
-from twisted.logger import (
-    FilteringLogObserver,
-    LogLevel,
-    LogLevelFilterPredicate,
-    globalLogBeginner,
-    textFileLogObserver,
-)
 
 import bipgw.scp81 as admin_protocol
+from bench._run import work_directory
 from bipgw.app import Gateway, build_gateway
 from bipgw.cli import main as bipgw_main
 from bipgw.config import Config
@@ -567,17 +560,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    base = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="bench-gateway-"))
-    base.mkdir(parents=True, exist_ok=True)
-    log = open(base / "gateway.log", "a")  # noqa: SIM115 (open for the run)
-    globalLogBeginner.beginLoggingTo(
-        [FilteringLogObserver(textFileLogObserver(log), [LogLevelFilterPredicate(LogLevel.warn)])],
-        redirectStandardIO=False,
-    )
-    print(_machine(), flush=True)
-    print(f"work directory {base} (gateway.log, fleet.log)", flush=True)
 
-    async def run(reactor: Any) -> None:
+    async def run(reactor: Any, base: Path) -> None:
         bench = Bench(reactor, args)
         try:
             await bench.setup(base)
@@ -593,12 +577,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             stats = pstats.Stats(str(bench.fleet_profile), stream=sys.stdout)
             stats.sort_stats("tottime").print_stats(30)
 
-    try:
-        react(lambda reactor: Deferred.fromCoroutine(run(reactor)))
-    finally:
-        log.close()
-        if not args.dir:
-            shutil.rmtree(base, ignore_errors=True)
+    with work_directory(args.dir, "bench-gateway-") as base:
+        react(lambda reactor: Deferred.fromCoroutine(run(reactor, base)))
 
 
 if __name__ == "__main__":

@@ -41,7 +41,7 @@ from twisted.python.failure import Failure
 
 from bipgw.cluster._recovery import end_sessions
 from bipgw.cluster._redis import ClusterRedis
-from bipgw.cluster._registry import KEEP_ENDED, session_key
+from bipgw.cluster._registry import KEEP_ENDED, decode_timeouts, session_key
 from bipgw.core import FailureReason, Handover, ISharedLimits, SessionError, TenantGrant
 from bipgw.store import IStore, SessionRecord
 
@@ -53,7 +53,7 @@ CHANNEL: Final = "cluster"
 NODE_LOST: Final = "node-lost"
 TAKEN_OVER: Final = "taken-over"
 
-_FIELDS: Final = ("state", "iccid", "service", "tenant", "app", "target")
+_FIELDS: Final = ("state", "iccid", "service", "tenant", "app", "target", "timeouts")
 
 # Per session: its registry fields, in _FIELDS' order ('' when absent).
 _READ: Final = """
@@ -312,6 +312,8 @@ class SessionTakeover:
             application=_unhex(fields.get("app", "")),
             target=_unhex(fields.get("target", "")),
             node=dead,
+            timeouts=decode_timeouts(fields.get("timeouts", "")),
+            waited=max(0.0, self._clock.seconds() - row.opened_at),
         )
 
     def _take(self, item: _Found, dead: str) -> Deferred[int]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import attrs
 import pytest
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
@@ -25,7 +26,7 @@ from twisted.trial.unittest import TestCase
 
 from bipgw.cluster import ClusterRedis, NodeHeartbeat, NodeReaper, RedisAddress, RedisTenantLimits
 from bipgw.cluster._takeover import ClusterEvent, ClusterEvents
-from bipgw.codec.platform import Ready
+from bipgw.codec.platform import Ready, Timeouts
 from bipgw.core import (
     ALL_INSTRUCTIONS,
     Handover,
@@ -39,7 +40,7 @@ from bipgw.core import (
     reopen,
 )
 from bipgw.store import MemoryStore, SessionRecord
-from tests.integration._redis_server import RedisServer
+from tests.integration._redis_server import start_redis
 from tests.unit.core.test_relay import RecordingHost
 from tests.unit.platform import POLICY, Fleet, iccid
 
@@ -65,9 +66,7 @@ class DecisionTests(TestCase):
     timeout = 60
 
     def setUp(self) -> None:
-        self.server = RedisServer()
-        self.addCleanup(self.server.stop)
-        self.server.start()
+        self.server = start_redis(self)
 
     async def _redis(self) -> ClusterRedis:
         redis = ClusterRedis(RedisAddress.from_url(self.server.url), reactor)
@@ -114,13 +113,16 @@ class DecisionTests(TestCase):
         }
         for n, (session, (state, tenant, row_state, ended)) in enumerate(cases.items(), 1):
             card = iccid(n)
+            opened = reactor.seconds() if n == 1 else 1.0
             await store.save_session(
-                SessionRecord(session, "demo", row_state, 1.0, 2.0, iccid=card, ended_at=ended)
+                SessionRecord(session, "demo", row_state, opened, 2.0, iccid=card, ended_at=ended)
             )
             fields = ["node", "gone", "state", state, "iccid", card, "service", "demo"]
             fields += ["tenant", tenant, "app", TAR.hex() if n == 1 else "", "target", ""]
+            if n == 1:  # the platform's own timeouts of its open
+                fields += ["timeouts", "60.0:30.0"]
             if n == 2:
-                fields[-1] = AID.hex()
+                fields[fields.index("target") + 1] = AID.hex()
             await dead.call("HSET", f"bipgw:session:{session}", *fields)
             await dead.call("SADD", "bipgw:node:gone:sessions", session)
         beats = [
@@ -147,10 +149,21 @@ class DecisionTests(TestCase):
         # The relay refused globex's: its grant no longer has the service.
         by_id = {h.session_id: h for h in adopted}
         self.assertEqual(sorted(by_id), [sid(1), sid(2), sid(5)])
+        self.assertLess(by_id[sid(1)].waited, 10.0)
         self.assertEqual(
-            [by_id[sid(1)], by_id[sid(2)]],
+            [attrs.evolve(by_id[sid(1)], waited=0.0), attrs.evolve(by_id[sid(2)], waited=0.0)],
             [
-                Handover(sid(1), "demo", "acme", iccid(1), None, TAR, None, "gone"),
+                Handover(
+                    sid(1),
+                    "demo",
+                    "acme",
+                    iccid(1),
+                    None,
+                    TAR,
+                    None,
+                    "gone",
+                    timeouts=Timeouts(ready=60.0, command=30.0),
+                ),
                 Handover(sid(2), "demo", "acme", iccid(2), None, None, AID, "gone"),
             ],
         )

@@ -37,7 +37,7 @@ from bipgw.core import (
     SessionEngine,
     SessionPolicy,
 )
-from tests.integration._redis_server import RedisServer
+from tests.integration._redis_server import start_redis
 
 pytestmark = pytest.mark.integration
 
@@ -85,9 +85,7 @@ class ClusterRedisTests(TestCase):
     timeout = 60
 
     def setUp(self) -> None:
-        self.server = RedisServer()
-        self.addCleanup(self.server.stop)
-        self.server.start()
+        self.server = start_redis(self)
 
     def _redis(self, **kwargs: Any) -> ClusterRedis:
         redis = ClusterRedis(RedisAddress.from_url(self.server.url), reactor, **kwargs)
@@ -302,9 +300,7 @@ class NodeLostTests(TestCase):
     timeout = 60
 
     def setUp(self) -> None:
-        self.server = RedisServer()
-        self.addCleanup(self.server.stop)
-        self.server.start()
+        self.server = start_redis(self)
 
     @inlineCallbacks
     def test_deadNodesSessionsEnded(self) -> Any:
@@ -364,9 +360,7 @@ class SharedLimitsTests(TestCase):
     timeout = 60
 
     def setUp(self) -> None:
-        self.server = RedisServer()
-        self.addCleanup(self.server.stop)
-        self.server.start()
+        self.server = start_redis(self)
 
     @inlineCallbacks
     def _nodes(self, count: int, **kwargs: Any) -> Any:
@@ -430,9 +424,7 @@ class StatusCommandTests(TestCase):
     timeout = 60
 
     def setUp(self) -> None:
-        self.server = RedisServer()
-        self.addCleanup(self.server.stop)
-        self.server.start()
+        self.server = start_redis(self)
 
     def _config(self, redis_url: str) -> str:
         path = self.mktemp() + ".toml"

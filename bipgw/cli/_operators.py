@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, TextIO
 
-from bipgw.cli._args import config_parent, run_on_store
+from bipgw.cli._args import config_parent, read_small_file, run_on_store
 from bipgw.cli._audit import audit
 from bipgw.config import Config
 from bipgw.errors import BipGwError
@@ -92,13 +92,7 @@ def read_password(path: str | None, prompt: Callable[[str], str] = getpass.getpa
             raise OperatorCommandError("the two passwords differ")
         password = first
     else:
-        try:
-            with open(path, "rb") as f:
-                data = f.read(_MAX_FILE + 1)
-        except OSError as e:
-            raise OperatorCommandError(f"cannot read password file {path}: {e.strerror}") from None
-        if len(data) > _MAX_FILE:
-            raise OperatorCommandError(f"password file {path} is larger than {_MAX_FILE} bytes")
+        data = read_small_file(path, _MAX_FILE, f"password file {path}", OperatorCommandError)
         lines = data.decode("utf-8", errors="replace").splitlines()
         password = lines[0].strip() if lines else ""
     try:

@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Final, TextIO
 
-from bipgw.cli._args import config_parent, positive, run_on_store
+from bipgw.cli._args import config_parent, positive, read_small_file, run_on_store
 from bipgw.cli._audit import audit
 from bipgw.config import Config
 from bipgw.errors import BipGwError
@@ -120,13 +120,7 @@ async def execute(
 
 
 def _read_first_line(path: str, what: str) -> str:
-    try:
-        with open(path, "rb") as f:
-            data = f.read(_MAX_FILE + 1)
-    except OSError as e:
-        raise PartnerCommandError(f"cannot read {what} {path}: {e.strerror}") from None
-    if len(data) > _MAX_FILE:
-        raise PartnerCommandError(f"{what} {path} is larger than {_MAX_FILE} bytes")
+    data = read_small_file(path, _MAX_FILE, f"{what} {path}", PartnerCommandError)
     return data.decode("ascii", errors="replace")
 
 

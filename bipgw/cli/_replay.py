@@ -17,6 +17,7 @@ when the arguments or the script are wrong or the target cannot be opened
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -27,6 +28,7 @@ from typing import Any, Final, TextIO
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.python.failure import Failure
 
+from bipgw.cli._args import read_small_file
 from bipgw.client._replay import (
     IReplayTarget,
     ReplayReport,
@@ -107,6 +109,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     return p
 
 
+def _prefixed(prefix: str, message: str) -> _UsageError:
+    return _UsageError(prefix + message)
+
+
 def _variables(args: argparse.Namespace) -> dict[str, bytes]:
     variables: dict[str, bytes] = {}
     for item in args.var:
@@ -116,15 +122,9 @@ def _variables(args: argparse.Namespace) -> dict[str, bytes]:
         name, sep, path = item.partition("=")
         if not sep or not path:
             raise _UsageError(f"--var-file {item!r} is not NAME=FILE")
-        try:
-            name, _ = parse_variable(f"{name}=")
-            with open(path, "rb") as f:
-                data = f.read(_MAX_VAR_FILE + 1)
-        except OSError as e:
-            raise _UsageError(f"--var-file {name}: cannot read {path}: {e.strerror}") from None
-        if len(data) > _MAX_VAR_FILE:
-            raise _UsageError(f"--var-file {name}: {path} is larger than {_MAX_VAR_FILE} bytes")
-        variables[name] = data
+        name, _ = parse_variable(f"{name}=")
+        refused = functools.partial(_prefixed, f"--var-file {name}: ")
+        variables[name] = read_small_file(path, _MAX_VAR_FILE, path, refused)
     return variables
 
 

@@ -17,7 +17,7 @@ from bipgw.errors import BipGwError
 if TYPE_CHECKING:
     from bipgw.store import IStore
 
-__all__ = ["CONFIG_ENV", "config_parent", "config_path", "positive", "read_small_file"]
+__all__ = ["CONFIG_ENV", "config_parent", "config_path", "positive"]
 
 CONFIG_ENV: Final = "BIPGW_CONFIG"
 """The environment variable naming the configuration file when C{-c} is not given."""
@@ -91,20 +91,3 @@ def run_on_store(
     except SystemExit:
         pass  # react always exits; the status is the command's own
     return status
-
-
-def read_small_file(path: str, limit: int, what: str, error: Callable[[str], Exception]) -> bytes:
-    """The bytes of a file the operator named, refused above C{limit} bytes.
-
-    @param what: the file, as the messages name it (C{"password file p.txt"}).
-    @param error: makes the exception to raise from a message: C{"cannot
-        read WHAT: REASON"} or C{"WHAT is larger than LIMIT bytes"}.
-    """
-    try:
-        with open(path, "rb") as f:
-            data = f.read(limit + 1)
-    except OSError as e:
-        raise error(f"cannot read {what}: {e.strerror}") from None
-    if len(data) > limit:
-        raise error(f"{what} is larger than {limit} bytes")
-    return data

@@ -34,7 +34,6 @@ from typing import Any, Final, TextIO
 
 from twisted.internet.defer import ensureDeferred
 
-from bipgw.cli._args import read_small_file
 from bipgw.client._campaign import (
     CampaignApiError,
     CampaignClient,
@@ -42,6 +41,7 @@ from bipgw.client._campaign import (
     write_csv,
     write_json,
 )
+from bipgw.keys import read_operator_file
 
 __all__ = ["API_ENV", "add_parser", "progress_line", "run"]
 
@@ -173,7 +173,7 @@ def progress_line(status: Mapping[str, Any], width: int = 30) -> str:
 
 
 def _create_body(args: argparse.Namespace) -> dict[str, Any]:
-    data = read_small_file(args.script, _MAX_SCRIPT, f"the script {args.script}", _UsageError)
+    data = read_operator_file(args.script, _MAX_SCRIPT, f"the script {args.script}", _UsageError)
     try:
         script = data.decode("utf-8")
     except UnicodeDecodeError:

@@ -22,10 +22,11 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, TextIO
 
-from bipgw.cli._args import config_parent, read_small_file, run_on_store
+from bipgw.cli._args import config_parent, run_on_store
 from bipgw.cli._audit import audit
 from bipgw.config import Config
 from bipgw.errors import BipGwError
+from bipgw.keys import read_operator_file
 from bipgw.store import (
     IStore,
     Role,
@@ -92,7 +93,7 @@ def read_password(path: str | None, prompt: Callable[[str], str] = getpass.getpa
             raise OperatorCommandError("the two passwords differ")
         password = first
     else:
-        data = read_small_file(path, _MAX_FILE, f"password file {path}", OperatorCommandError)
+        data = read_operator_file(path, _MAX_FILE, f"password file {path}", OperatorCommandError)
         lines = data.decode("utf-8", errors="replace").splitlines()
         password = lines[0].strip() if lines else ""
     try:

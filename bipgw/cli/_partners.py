@@ -25,10 +25,11 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Final, TextIO
 
-from bipgw.cli._args import config_parent, positive, read_small_file, run_on_store
+from bipgw.cli._args import config_parent, positive, run_on_store
 from bipgw.cli._audit import audit
 from bipgw.config import Config
 from bipgw.errors import BipGwError
+from bipgw.keys import read_operator_file
 from bipgw.store import (
     ImportKind,
     IStore,
@@ -120,7 +121,7 @@ async def execute(
 
 
 def _read_first_line(path: str, what: str) -> str:
-    data = read_small_file(path, _MAX_FILE, f"{what} {path}", PartnerCommandError)
+    data = read_operator_file(path, _MAX_FILE, f"{what} {path}", PartnerCommandError)
     return data.decode("ascii", errors="replace")
 
 

@@ -28,7 +28,6 @@ from typing import Any, Final, TextIO
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.python.failure import Failure
 
-from bipgw.cli._args import read_small_file
 from bipgw.client._replay import (
     IReplayTarget,
     ReplayReport,
@@ -42,6 +41,7 @@ from bipgw.client._script import load_script, parse_variable
 from bipgw.client._script_lines import ScriptError
 from bipgw.client._script_model import Script
 from bipgw.errors import BipGwError
+from bipgw.keys import read_operator_file
 
 __all__ = ["GATEWAY_ENV", "TOKEN_ENV", "add_parser", "run"]
 
@@ -124,7 +124,7 @@ def _variables(args: argparse.Namespace) -> dict[str, bytes]:
             raise _UsageError(f"--var-file {item!r} is not NAME=FILE")
         name, _ = parse_variable(f"{name}=")
         refused = functools.partial(_prefixed, f"--var-file {name}: ")
-        variables[name] = read_small_file(path, _MAX_VAR_FILE, path, refused)
+        variables[name] = read_operator_file(path, _MAX_VAR_FILE, path, refused)
     return variables
 
 

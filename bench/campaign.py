@@ -40,9 +40,8 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import react
 
 from bench._run import work_directory
-from bench.gateway import _Fleet, _free_port, _set, _simfleet
+from bench.gateway import _Fleet, _free_port, _install_gateway, _set, _simfleet
 from bipgw.app import Gateway, build_gateway
-from bipgw.cli import main as bipgw_main
 from bipgw.config import Config
 from bipgw.core import CampaignSpec, CampaignTarget, Pace, RetryPolicy
 from bipgw.store import add_tenant, grant_service
@@ -133,16 +132,7 @@ class Bench:
         toml.write_text(text + "\n".join(lines) + "\n")
 
         smsc_port, admin_port = _free_port(), _free_port()
-        config_file = install / "bipgw.toml"
-        transport = next((fleet_dir / "gateway").glob("*.key"))
-        init = ["init", str(install), "--listen", f"tcp:{admin_port}:interface=127.0.0.1"]
-        init += ["--smpp", f"tcp:host=127.0.0.1:port={smsc_port}"]
-        init += ["--smpp-password-file", str(fleet_dir / "gateway" / "smpp.password")]
-        add = ["keys", "add-transport", transport.stem, "--from-file", str(transport)]
-        add += ["-c", str(config_file)]
-        for argv in (init, add):
-            if bipgw_main(argv, stdout=open(os.devnull, "w")) != 0:  # noqa: SIM115
-                raise SystemExit(f"bipgw {argv[0]} failed")
+        config_file = _install_gateway(install, fleet_dir, admin_port, smsc_port)
         text = config_file.read_text()
         tuning = [
             ("smpp", "rate", "5000"),

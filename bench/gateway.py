@@ -89,6 +89,24 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _install_gateway(install: Path, fleet_dir: Path, admin_port: int, smsc_port: int) -> Path:
+    """C{bipgw init} an install for the fleet in C{fleet_dir}, with its transport key added.
+
+    @return: the install's configuration file.
+    """
+    config_file = install / "bipgw.toml"
+    transport = next((fleet_dir / "gateway").glob("*.key"))
+    init = ["init", str(install), "--listen", f"tcp:{admin_port}:interface=127.0.0.1"]
+    init += ["--smpp", f"tcp:host=127.0.0.1:port={smsc_port}"]
+    init += ["--smpp-password-file", str(fleet_dir / "gateway" / "smpp.password")]
+    add = ["keys", "add-transport", transport.stem, "--from-file", str(transport)]
+    add += ["-c", str(config_file)]
+    for argv in (init, add):
+        if bipgw_main(argv, stdout=open(os.devnull, "w")) != 0:  # noqa: SIM115
+            raise SystemExit(f"bipgw {argv[0]} failed")
+    return config_file
+
+
 def _machine() -> str:
     cpu = platform.processor() or "?"
     try:
@@ -251,24 +269,9 @@ class Bench:
         toml.write_text(text)
 
         smsc_port, admin_port = _free_port(), _free_port()
-        init = [
-            "init",
-            str(install),
-            "--listen",
-            f"tcp:{admin_port}:interface=127.0.0.1",
-            "--smpp",
-            # bench.push points the gateway at an SMSC of its own (one that only answers).
-            f"tcp:host=127.0.0.1:port={getattr(args, 'smsc_port', None) or smsc_port}",
-            "--smpp-password-file",
-            str(fleet_dir / "gateway" / "smpp.password"),
-        ]
-        transport = next((fleet_dir / "gateway").glob("*.key"))
-        config_file = install / "bipgw.toml"
-        add = ["keys", "add-transport", transport.stem, "--from-file", str(transport)]
-        add += ["-c", str(config_file)]
-        for argv in (init, add):
-            if bipgw_main(argv, stdout=open(os.devnull, "w")) != 0:  # noqa: SIM115
-                raise SystemExit(f"bipgw {argv[0]} failed")
+        # bench.push points the gateway at an SMSC of its own (one that only answers).
+        smsc = getattr(args, "smsc_port", None) or smsc_port
+        config_file = _install_gateway(install, fleet_dir, admin_port, smsc)
         text = config_file.read_text()
         database = "memory:" if args.database == "memory" else None
         for table, key, value in (

@@ -55,6 +55,7 @@ from bipgw.codec.platform import (
     Ready,
     Status,
     Take,
+    Timeouts,
 )
 from bipgw.core._grants import ServiceGrant, TenantGrant
 from bipgw.core._handles import Session
@@ -166,7 +167,7 @@ class SessionRelay:
         tracked.reservation = reservation
         self._sessions[tracked.id] = tracked
         self._tenancy.usage.opened(tenant.tenant_id, service.name)
-        self._tenancy.opened(tracked.id, tenant.tenant_id, app, tracked.target)
+        self._tenancy.opened(tracked.id, tenant.tenant_id, app, tracked.target, request.timeouts)
         self._tenancy.route(tracked.id, self)
         return session.recorded.addCallbacks(
             self._recorded,
@@ -183,6 +184,8 @@ class SessionRelay:
         application: bytes | None,
         target: bytes | None,
         reservation: str | None = None,
+        timeouts: Timeouts | None = None,
+        waited: float = 0.0,
     ) -> None:
         """Relay C{session}, which this door did not open: a session another
         node of a cluster opened and lost, re-opened here under its id
@@ -190,13 +193,21 @@ class SessionRelay:
 
         The platform has its id already: no C{accepted} is emitted; C{ready}
         or C{failed}, then notifications, as for a session it opened here.
+
+        @param timeouts: the platform's own, from its open: C{command} applies
+            as on the node it opened on; C{ready} counts from the open, so
+            what is left after C{waited} seconds (at once when nothing is).
         """
-        tracked = Tracked(session, tenant.tenant_id, service, application, None, target=target)
+        tracked = Tracked(session, tenant.tenant_id, service, application, timeouts, target=target)
         tracked.reservation = reservation
         self._sessions[tracked.id] = tracked
         self._tenancy.usage.opened(tenant.tenant_id, service.name)
-        self._tenancy.opened(tracked.id, tenant.tenant_id, application, target)
+        self._tenancy.opened(tracked.id, tenant.tenant_id, application, target, timeouts)
         self._tenancy.route(tracked.id, self)
+        ready = timeouts.ready if timeouts else None
+        if ready is not None:
+            left = max(0.0, ready - max(0.0, waited))
+            tracked.timer = self._clock.callLater(left, self._ready_timed_out, tracked, ready)
         # Its row exists (the lost node wrote it); a failed rewrite is logged
         # by the engine, and the session goes on.
         session.recorded.addErrback(lambda _: None)

@@ -95,6 +95,19 @@ class RelayTests(SynchronousTestCase):
         host: RelayHost = self.host
         self.assertIsNotNone(host)
 
+    def test_contextCarriesTimeouts(self) -> None:
+        """What a cluster keeps of an open (for a take-over) includes the
+        platform's own timeouts."""
+        from bipgw.codec.platform import Timeouts
+
+        kept: list[tuple[object, ...]] = []
+        self.tenancy.contexts = lambda *context: kept.append(context)
+        timeouts = Timeouts(ready=30.0, command=5.0)
+        self.relay.open(Open(id="o", service="demo", iccid=iccid(1), timeouts=timeouts), GRANT)
+        self.clock.advance(0)
+        self.assertEqual([(c[1], c[4]) for c in kept], [("acme", timeouts)])
+        self.relay.close_all()
+
     def test_opensThroughEngine(self) -> None:
         """Sessions are opened by the engine's open, answered accepted then ready."""
         self.relay.open(Open(id="o", service="demo", iccid=iccid(1)), GRANT)

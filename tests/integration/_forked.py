@@ -75,7 +75,8 @@ class ForkedChild:
         writer.close()
         self.stdout: BinaryIO = os.fdopen(os.dup(reader.fileno()), "rb")
         reader.close()
-        self.pid = self._process.pid
+        assert self._process.pid is not None
+        self.pid: int = self._process.pid
 
     @property
     def returncode(self) -> int | None:
@@ -87,7 +88,7 @@ class ForkedChild:
 
     def send_signal(self, sig: int) -> None:
         if self._process.exitcode is None:
-            os.kill(self._process.pid, sig)
+            os.kill(self.pid, sig)
 
     def kill(self) -> None:
         self.send_signal(signal.SIGKILL)

@@ -248,7 +248,7 @@ class CommandCountExpiryTests(TestCase):
         await redis.connect()
         tenant = TenantGrant("acme", services=[ServiceGrant("isd")], max_commands=1)
         service = tenant.services["isd"]
-        dead = RedisCommandLimits(redis, reactor, ttl=0.6)
+        dead = RedisCommandLimits(redis, reactor, ttl=0.6, renew_every=0.2)  # never started
         live = RedisCommandLimits(redis, reactor, ttl=0.6, renew_every=0.2)
         token, _, _ = await dead.admit(tenant, service)
         self.assertIsNotNone(token)

@@ -239,39 +239,48 @@ class MsisdnLines:
         @raise MsisdnRowsRefused: at the end, if all-or-nothing and a line was refused.
         """
         data = self._data
-        # Latin-1: one character a byte, so offsets agree with the bytes'.
-        text = data.decode("latin-1")
         self._title = _title_line(data)
         times, default, limit = _TIMES, self._default, MAX_RECORDS
         records = valid = 0
         line = 1
-        position = 0
-        for match in _PLAIN_LINES(text):
-            start = match.start()
-            if start != position:
-                # The lines between two plain ones, checked one by one.
+        # A piece of the file at a time, cut after a newline, as text (Latin-1:
+        # a character a byte, offsets as in the bytes): never a copy of the whole.
+        piece = 0
+        while piece < len(data):
+            stop = data.find(b"\n", piece + _PIECE)
+            stop = len(data) if stop < 0 else stop + 1
+            text = data[piece:stop].decode("latin-1")
+            position = 0
+            for match in _PLAIN_LINES(text):
+                start = match.start()
+                if start != position:
+                    # The lines between two plain ones, checked one by one.
+                    self.records = records
+                    yield from self._other_lines(piece + position, piece + start, line)
+                    records = self.records
+                    line += text.count("\n", position, start)
+                msisdn, iccid, imsi, operation, at = match.groups()
+                effective = default if at is None else times.get(at) or _plain_time(at)
+                if effective is None or (msisdn is None and operation != "DEL"):
+                    # Not a date, or ADD/CHG without a number: the full check says why.
+                    self.records = records
+                    yield from self._other_lines(piece + start, piece + match.end(), line)
+                    records = self.records
+                else:
+                    records += 1
+                    if records > limit:
+                        raise MsisdnFileError(f"more than {limit} records", line=line)
+                    valid += 1
+                    yield (line, operation, msisdn, iccid, imsi, effective)
+                position = match.end() + 1
+                line += 1
+            if position < len(text):
                 self.records = records
-                yield from self._other_lines(position, start, line)
+                yield from self._other_lines(piece + position, stop, line)
                 records = self.records
-                line += text.count("\n", position, start)
-            msisdn, iccid, imsi, operation, at = match.groups()
-            effective = default if at is None else times.get(at)
-            if effective is None or (msisdn is None and operation != "DEL"):
-                # A date not converted yet (or no date), or ADD/CHG without a number.
-                self.records = records
-                yield from self._other_lines(start, match.end(), line)
-                records = self.records
-            else:
-                records += 1
-                if records > limit:
-                    raise MsisdnFileError(f"more than {limit} records", line=line)
-                valid += 1
-                yield (line, operation, msisdn, iccid, imsi, effective)
-            position = match.end() + 1
-            line += 1
+                line += text.count("\n", position)
+            piece = stop
         self.records = records
-        if position < len(data):
-            yield from self._other_lines(position, len(data), line)
         self.valid += valid
         if self._refuse and self.rejected:
             raise MsisdnRowsRefused(f"{self.rejected} invalid line(s)")
@@ -312,6 +321,30 @@ def _title_line(data: bytes) -> int:
         if stop < 0:
             return 0
         start, number = stop + 1, number + 1
+
+
+#: Bytes of the file decoded to text at a time by L{MsisdnLines} (then cut after a newline).
+_PIECE = 1 << 20
+
+
+def _plain_time(text: str) -> int | None:
+    """L{_time} of fourteen digits, by arithmetic on the day's start; C{None} if no date.
+
+    The import's files name many seconds (more than L{_TIMES} keeps), few days.
+    """
+    day = _DAYS.get(text[:8], -1)
+    if day == -1:
+        day = _time(text[:8] + "000000", 0, _ignore)
+        if len(_DAYS) < 100_000:
+            _DAYS[text[:8]] = day
+    hours, minutes, seconds = int(text[8:10]), int(text[10:12]), int(text[12:14])
+    if day is None or hours > 23 or minutes > 59 or seconds > 59:
+        return None
+    return day + hours * 3600 + minutes * 60 + seconds
+
+
+#: The start (epoch seconds) of the days named as YYYYMMDD, C{None} for no date.
+_DAYS: dict[str, int | None] = {}
 
 
 #: L{_PLAIN} over a whole text, a line at a time (the line's C{\r} left out).

@@ -175,7 +175,7 @@ class _Apply:
         self.applied_at = applied_at
         self.source = source
         self.max_errors = max_errors
-        #: ICCID -> [IMSI, MSISDN now] of every card the file touches.
+        #: ICCID -> [IMSI, MSISDN now, MSISDN before the file] of every card the file touches.
         self.cards: dict[str, list[Any]] = {}
         #: MSISDN -> ICCID of the card holding it now (the numbers the file names).
         self.holders: dict[str, str] = {}
@@ -184,8 +184,6 @@ class _Apply:
         self.latest_number: dict[str, int] = {}
         #: Lines (their seq) that repeat a history row from before the file.
         self.repeats: set[int] = set()
-        #: ICCID -> MSISDN before the file, of every card a line changed.
-        self.original: dict[str, str | None] = {}
 
     def run(self, atomic: bool) -> MsisdnRowsResult:
         c = self.raw.cursor()
@@ -212,7 +210,7 @@ class _Apply:
                 f" WHERE {column} IN (SELECT {column} FROM temp.{_TEMP})"
             )
             for iccid, imsi, msisdn in c.execute(query):
-                cards[iccid] = [imsi, msisdn]
+                cards[iccid] = [imsi, msisdn, msisdn]
                 if msisdn is not None:
                     holders[msisdn] = iccid
         if c.execute(f"SELECT EXISTS (SELECT 1 FROM {history})").fetchone()[0]:
@@ -271,11 +269,10 @@ class _Apply:
 
     def _decide(self, c: sqlite3.Cursor, atomic: bool) -> MsisdnRowsResult:
         cards, holders = self.cards, self.holders
-        latest_card, latest_number = self.latest_card, self.latest_number
-        repeats, history_known = self.repeats, bool(latest_card or latest_number)
+        repeats, history_known = self.repeats, bool(self.latest_card or self.latest_number)
         applied_at, source, max_errors = self.applied_at, self.source, self.max_errors
         flush = self.flush
-        original = self.original
+        added_, updated_, rejected_ = Outcome.ADDED, Outcome.UPDATED, Outcome.REJECTED
         added = updated = unchanged = rejected = 0
         errors: list[LineError] = []
         pending: list[tuple[Any, ...]] = []
@@ -284,11 +281,11 @@ class _Apply:
             " previous_msisdn, effective_at, applied_at, source) VALUES (?,?,?,?,?,?,?,?)"
         )
         writing = True
-        # The changes applied at the current effective time, by operation:
-        # the cards changed, and number -> card(s) (a line can only repeat these).
+        # The changes applied at the current effective time (a line can only
+        # repeat these): by operation, number -> card(s); the cards a DEL unmapped.
         group_at: int | None = None
-        by_card: dict[str, set[str]] = {}
         by_number: dict[str, dict[str, Any]] = {}
+        deleted: set[str] = set()
         (ordered,) = c.execute(
             "SELECT NOT EXISTS (SELECT 1 FROM (SELECT at < LAG(at) OVER (ORDER BY seq) AS back"
             f" FROM temp.{_TEMP}) WHERE back)"
@@ -296,23 +293,28 @@ class _Apply:
         order = "seq" if ordered else "at, seq"
         reader = self.raw.cursor()
         query = f"SELECT seq, line, op, msisdn, iccid, imsi, at FROM temp.{_TEMP} ORDER BY {order}"
+        number: Any
+        target: list[Any]
         for seq, line, op, msisdn, iccid, imsi, at in reader.execute(query):
             if at != group_at:
-                group_at, by_card, by_number = at, {}, {}
+                group_at, deleted, by_number = at, set(), {}
             # Does the line repeat a change already made (before the file, or now)?
-            if seq in repeats:
+            if repeats and seq in repeats:
                 duplicate = True
             elif msisdn is None:
-                duplicate = iccid in by_card.get(op, ())
+                if op == "DEL":
+                    duplicate = iccid in deleted
+                else:
+                    raise ValueError(f"line {line}: {op} needs the MSISDN (a valid line's rows)")
             else:
                 targets = by_number.get(op)
-                target = targets.get(msisdn) if targets is not None else None
-                if target is None:
+                made = targets.get(msisdn) if targets is not None else None
+                if made is None:
                     duplicate = False
                 elif iccid is None:
                     duplicate = True
                 else:
-                    duplicate = target == iccid or (type(target) is set and iccid in target)
+                    duplicate = made == iccid or (type(made) is set and iccid in made)
             card = cards.get(iccid) if iccid is not None else None
             holder_iccid = holders.get(msisdn) if msisdn is not None else None
             outcome = None
@@ -320,54 +322,48 @@ class _Apply:
                 card is not None
                 and not duplicate
                 and (imsi is None or card[0] is None or imsi == card[0])
-                and not (history_known and self._later(card, iccid, holder_iccid, msisdn, at))
+                and not (history_known and self._later(iccid, holder_iccid, msisdn, at))
             ):
                 # The common cases, decided as plan_msisdn_change decides them.
-                current = card[1]
+                previous = card[1]
                 if op == "ADD":
-                    if holder_iccid is None and current is None:
-                        outcome, new = Outcome.ADDED, msisdn
+                    if holder_iccid is None and previous is None:
+                        outcome, new = added_, msisdn
                 elif op == "CHG":
-                    if holder_iccid is None and current != msisdn:
-                        outcome, new = Outcome.UPDATED, msisdn
-                elif msisdn is None and current is not None:
-                    outcome, new = Outcome.UPDATED, None
-                previous, target_iccid = current, iccid
+                    if holder_iccid is None and previous != msisdn:
+                        outcome, new = updated_, msisdn
+                elif msisdn is None and previous is not None:
+                    outcome, new = updated_, None
+                target_iccid, target = iccid, card
             if outcome is None:
                 plan = self._plan(op, msisdn, iccid, imsi, at, card, holder_iccid, duplicate)
                 outcome = plan.outcome
-                if outcome is Outcome.REJECTED:
+                if outcome is rejected_:
                     rejected += 1
                     writing = writing and not atomic
                     if len(errors) < max_errors:
                         errors.append(LineError(line, plan.field, plan.reason or "rejected"))
                     continue
-                if outcome is Outcome.UNCHANGED:
+                if outcome is not added_ and outcome is not updated_:
                     unchanged += 1
                     continue
                 new, previous, target_iccid = plan.new_msisdn, plan.previous_msisdn, plan.iccid
-                assert target_iccid is not None
-            if outcome is Outcome.ADDED:
+                target = cards[target_iccid]
+            if outcome is added_:
                 added += 1
             else:
                 updated += 1
-            # Apply it to the state.
-            target = cards[target_iccid]
-            old = target[1]
-            if old is not None and holders.get(old) == target_iccid:
-                del holders[old]
+            # Apply it to the state: the card's number, the numbers' holders.
+            if previous is not None and holders.get(previous) == target_iccid:
+                del holders[previous]
             target[1] = new
             if new is not None:
                 holders[new] = target_iccid
-            if target_iccid not in original:
-                original[target_iccid] = old
             # (An applied DEL had a number: msisdn or the card's.)
-            number = cast(str, msisdn if msisdn is not None else previous)
+            number = msisdn if msisdn is not None else previous
             # Remember it for the repeats of this effective time.
-            cards_now = by_card.get(op)
-            if cards_now is None:
-                cards_now = by_card[op] = set()
-            cards_now.add(target_iccid)
+            if op == "DEL":
+                deleted.add(target_iccid)
             numbers_now = by_number.get(op)
             if numbers_now is None:
                 numbers_now = by_number[op] = {}
@@ -390,9 +386,7 @@ class _Apply:
             added, updated, unchanged, rejected, tuple(errors), committed=writing or not atomic
         )
 
-    def _later(
-        self, card: list[Any], iccid: str, holder: str | None, msisdn: str | None, at: int
-    ) -> bool:
+    def _later(self, iccid: str, holder: str | None, msisdn: str | None, at: int) -> bool:
         """Whether the history from before the file holds a later change for the line."""
         return any(
             t is not None and t > at
@@ -441,22 +435,20 @@ class _Apply:
 
     def _write_cards(self, c: sqlite3.Cursor) -> None:
         """Each changed card once, its final number, in ICCID order (see the module's text)."""
-        cards, original = self.cards, self.original
         changed: list[tuple[str | None, str]] = []
         finals: dict[str, str] = {}
-        for iccid, old in original.items():
-            new = cards[iccid][1]
+        for iccid, (_, new, old) in self.cards.items():
             if new != old:
                 changed.append((new, iccid))
                 if new is not None:
                     finals[new] = iccid
-        table = s.cards.name
         first = sorted(
             (None, iccid)
-            for iccid, old in original.items()
-            if old is not None and cards[iccid][1] != old and finals.get(old, iccid) != iccid
+            for _, iccid in changed
+            if (old := self.cards[iccid][2]) is not None and finals.get(old, iccid) != iccid
         )
+        update = f"UPDATE {s.cards.name} SET msisdn = ? WHERE iccid = ?"
         if first:
-            c.executemany(f"UPDATE {table} SET msisdn = ? WHERE iccid = ?", first)
+            c.executemany(update, first)
         changed.sort(key=lambda item: item[1])
-        c.executemany(f"UPDATE {table} SET msisdn = ? WHERE iccid = ?", changed)
+        c.executemany(update, changed)

@@ -265,6 +265,17 @@ class SetBasedSqliteTests(SynchronousTestCase):
         self.assertEqual(self.successResultOf(self.store.msisdn_history()), [])
         self.assertEqual(self.indexes(), before)
 
+    def test_invalidRowRefused(self) -> None:
+        """A row no valid line gives (ADD without a number) fails the whole file."""
+        rows = [
+            (1, "ADD", "33600000001", ICCIDS[0], None, 10),
+            (2, "ADD", None, ICCIDS[1], None, 10),
+        ]
+        d = self.store.apply_msisdn_rows(rows, applied_at=1.0, source=None, max_errors=10)
+        failure = self.failureResultOf(d, ValueError)
+        self.assertIn("line 2: ADD needs the MSISDN", str(failure.value))
+        self.assertEqual(self.numbers(ICCIDS[0]), [None])
+
     def test_atomicRejectionWritesNothing(self) -> None:
         """All-or-nothing: one unknown card, nothing written, the rejection reported."""
         result = self.successResultOf(

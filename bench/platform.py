@@ -28,11 +28,8 @@ import argparse
 import cProfile
 import io
 import json
-import os
 import pstats
-import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -40,16 +37,9 @@ from typing import Any
 
 import attrs
 from twisted.internet.defer import Deferred, gatherResults
-from twisted.internet.protocol import ProcessProtocol
 from twisted.internet.task import react
-from twisted.logger import (
-    FilteringLogObserver,
-    LogLevel,
-    LogLevelFilterPredicate,
-    globalLogBeginner,
-    textFileLogObserver,
-)
 
+from bench._run import spawn_json_child, work_directory
 from bipgw.demo import ISD_SCRIPT, percentile
 
 TARGET_CHANNEL = 2000
@@ -189,28 +179,6 @@ def driver(args: argparse.Namespace) -> None:
 # -- the gateway side (this process) ---------------------------------------------
 
 
-class _Driver(ProcessProtocol):
-    """A driver process; its last stdout line is its figures."""
-
-    def __init__(self) -> None:
-        self.out = io.BytesIO()
-        self.err = io.BytesIO()
-        self.ended: Deferred[dict[str, Any]] = Deferred()
-
-    def outReceived(self, data: bytes) -> None:
-        self.out.write(data)
-
-    def errReceived(self, data: bytes) -> None:
-        self.err.write(data)
-
-    def processEnded(self, reason: Any) -> None:
-        lines = self.out.getvalue().decode().strip().splitlines()
-        try:
-            self.ended.callback(json.loads(lines[-1]))
-        except (IndexError, ValueError):
-            self.ended.errback(RuntimeError(f"driver failed:\n{self.err.getvalue().decode()}"))
-
-
 @attrs.define
 class _Run:
     door: str
@@ -239,15 +207,13 @@ async def _run_driver(
         "--apdus",
         str(run.apdus),
     ]
-    child = _Driver()
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
     assert bench.fleet is not None
     cpu0, fleet0 = time.process_time(), bench.fleet.cpu()
     # The reactor thread's CPU time (a wall-clock profile charges time spent descheduled).
     profile = cProfile.Profile(time.thread_time) if profiled else None
     if profile is not None:
         profile.enable()
-    reactor.spawnProcess(child, argv[0], argv, env=env, path=os.getcwd())
+    child = spawn_json_child(reactor, "driver", argv)
     try:
         figures = await child.ended
     finally:
@@ -409,23 +375,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.mode == "driver":
         driver(args)
         return
-    from bench.gateway import _machine
-
-    base = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="bench-platform-"))
-    base.mkdir(parents=True, exist_ok=True)
-    log = open(base / "gateway.log", "a")  # noqa: SIM115 (open for the run)
-    globalLogBeginner.beginLoggingTo(
-        [FilteringLogObserver(textFileLogObserver(log), [LogLevelFilterPredicate(LogLevel.warn)])],
-        redirectStandardIO=False,
-    )
-    print(_machine(), flush=True)
-    print(f"work directory {base} (gateway.log, fleet.log)", flush=True)
-    try:
+    with work_directory(args.dir, "bench-platform-") as base:
         react(lambda reactor: Deferred.fromCoroutine(_bench(reactor, args, base)))
-    finally:
-        log.close()
-        if not args.dir:
-            shutil.rmtree(base, ignore_errors=True)
 
 
 if __name__ == "__main__":

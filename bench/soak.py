@@ -44,9 +44,7 @@ import io
 import json
 import os
 import re
-import shutil
 import sys
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -55,17 +53,12 @@ from typing import Any
 
 import attrs
 from twisted.internet.defer import Deferred, gatherResults
-from twisted.internet.protocol import ClientFactory, ProcessProtocol, Protocol
+from twisted.internet.protocol import ClientFactory, Protocol
 from twisted.internet.task import LoopingCall, deferLater, react
-from twisted.logger import (
-    FilteringLogObserver,
-    LogLevel,
-    LogLevelFilterPredicate,
-    globalLogBeginner,
-    textFileLogObserver,
-)
+from twisted.logger import LogLevel
 
 from bench._fleet_common import rss_bytes
+from bench._run import JsonLineChild, spawn_json_child, work_directory
 from bipgw.demo import ISD_SCRIPT, percentile
 
 ATTACKS = ("junk", "bad_token", "slow", "http_bad_token", "admin")
@@ -310,34 +303,8 @@ def child(args: argparse.Namespace) -> None:
 # -- the gateway side (this process) ---------------------------------------------
 
 
-class _Child(ProcessProtocol):
-    """A child process; its last stdout line is its figures."""
-
-    def __init__(self) -> None:
-        self.out = io.BytesIO()
-        self.err = io.BytesIO()
-        self.ended: Deferred[dict[str, Any]] = Deferred()
-
-    def outReceived(self, data: bytes) -> None:
-        self.out.write(data)
-
-    def errReceived(self, data: bytes) -> None:
-        self.err.write(data)
-
-    def processEnded(self, reason: Any) -> None:
-        lines = self.out.getvalue().decode().strip().splitlines()
-        try:
-            self.ended.callback(json.loads(lines[-1]))
-        except (IndexError, ValueError):
-            self.ended.errback(RuntimeError(f"child failed:\n{self.err.getvalue().decode()}"))
-
-
-def _spawn(reactor: Any, argv: list[str]) -> _Child:
-    child = _Child()
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
-    command = [sys.executable, "-m", "bench.soak", *argv]
-    reactor.spawnProcess(child, command[0], command, env=env, path=os.getcwd())
-    return child
+def _spawn(reactor: Any, argv: list[str]) -> JsonLineChild:
+    return spawn_json_child(reactor, "child", [sys.executable, "-m", "bench.soak", *argv])
 
 
 def _log_volume(path: Path) -> tuple[int, int]:
@@ -562,24 +529,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.mode in ("legit", "hostile"):
         child(args)
         return
-    from bench.gateway import _machine
-
-    base = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="bench-soak-"))
-    base.mkdir(parents=True, exist_ok=True)
-    log_path = base / "gateway.log"
-    log = open(log_path, "a", buffering=1)  # noqa: SIM115 (open for the run; line-buffered)
-    globalLogBeginner.beginLoggingTo(
-        [FilteringLogObserver(textFileLogObserver(log), [LogLevelFilterPredicate(LogLevel.info)])],
-        redirectStandardIO=False,
-    )
-    print(_machine(), flush=True)
-    print(f"work directory {base} (gateway.log, fleet.log)", flush=True)
-    try:
+    with work_directory(args.dir, "bench-soak-", level=LogLevel.info, line_buffered=True) as base:
+        log_path = base / "gateway.log"
         react(lambda reactor: Deferred.fromCoroutine(_soak(reactor, args, base, log_path)))
-    finally:
-        log.close()
-        if not args.dir:
-            shutil.rmtree(base, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -56,7 +56,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from twisted.internet.defer import CancelledError, Deferred, TimeoutError
+from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import clientFromString
 from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
@@ -67,9 +67,11 @@ from bipgw.app._campaigns import CampaignService
 from bipgw.app._card_keys import card_key_source
 from bipgw.app._doors import HTTP_API_SERVICE, PLATFORM_SERVICE, door_tenancy, front_doors
 from bipgw.app._feeds import ingest_settings
+from bipgw.app._imports import GatewayImports
 from bipgw.app._metrics import GatewayMetrics
 from bipgw.app._observers import ObservedPushSender, ObservedRecorder, ObservedSmsEvents
 from bipgw.app._portal import build_portal
+from bipgw.app._readiness import GatewayReadiness
 from bipgw.app._tree import OrderedService, Step
 from bipgw.config import Config, redacted_url, server_endpoint_port
 from bipgw.core import (
@@ -102,7 +104,6 @@ from bipgw.store import (
     campaign_store,
     create_store,
     end_sessions_left_open,
-    probe_store,
     time_statements,
 )
 from bipgw.web import METRICS_SERVICE, MetricsService
@@ -111,10 +112,7 @@ from bipgw.web.portal import PortalService
 if TYPE_CHECKING:
     from bipgw.cluster import ClusterNode
 
-__all__ = ["READY_STORE_TIMEOUT", "Gateway", "build_gateway", "push_profiles", "rotation_services"]
-
-#: Seconds C{/readyz} waits for the database's answer.
-READY_STORE_TIMEOUT = 2.0
+__all__ = ["Gateway", "build_gateway", "push_profiles", "rotation_services"]
 
 
 def push_profiles(config: Config) -> dict[str, PushProfile]:
@@ -210,6 +208,8 @@ class Gateway(OrderedService):
     @ivar campaigns: the campaigns (L{CampaignService}).
     @ivar doors: the front doors C{[platform]} and C{[http_api]} open.
     @ivar ingest: the partners' file feeds, with an C{[ingest]} table.
+    @ivar imports: the files imported into the running gateway (the
+        portal's uploads, the feeds', L{import_cards}, L{import_msisdn}).
     @ivar metrics: the gateway's Prometheus metrics; C{metrics.registry} is
         the one C{CollectorRegistry} C{/metrics} serves and the portal reads
         (L{bipgw.app.GatewayMetrics}; names in C{docs/observability.md}).
@@ -246,6 +246,7 @@ class Gateway(OrderedService):
             store, root, reactor, capacity=config.admin.key_cache_cards, keys=self.key_source
         )
         self.recorder = BatchingRecorder(store, reactor)
+        actor = f"gateway {config.gateway.node_id}"
         self.builder = PushBuilder(
             self.keys.ota_keys_for,
             store,
@@ -275,7 +276,10 @@ class Gateway(OrderedService):
             reactor,
             pushes,
             StoreCardDirectory(store),
-            ObservedRecorder(self.recorder, metrics),
+            ObservedRecorder(
+                self.recorder if self.cluster is None else self.cluster.recorder(self.recorder),
+                metrics,
+            ),
             config.sessions.policy(),
             uri_prefix=config.admin.uri_prefix,
             services={name: service.rules() for name, service in config.services.items()},
@@ -309,7 +313,7 @@ class Gateway(OrderedService):
                 self.key_source,
                 store,
                 reactor,
-                actor=f"gateway {config.gateway.node_id}",
+                actor=actor,
                 changed=lambda iccid: self.keys.load_cards([iccid]),
             ),
             rotation_services(config),
@@ -360,6 +364,10 @@ class Gateway(OrderedService):
             from bipgw.app._takeover import wire_takeover
 
             wire_takeover(self.cluster, self.tenancy, self.doors)
+        self.imports = GatewayImports(
+            store, keystore, root, self.keys, metrics, self.cluster, actor
+        )
+        self._readiness = GatewayReadiness(self, self.smpp, store, reactor, self._listeners)
         self.portal: PortalService | None = None
         if config.portal is not None:
             self.portal = build_portal(
@@ -368,7 +376,7 @@ class Gateway(OrderedService):
                 requests=self.service_requests,
                 registry=metrics.registry,
                 reactor=reactor,
-                importer=self.import_data,
+                importer=self.imports.data,
                 services=list(config.services),
                 close_session=self._close_session,
                 readiness=self,
@@ -394,7 +402,7 @@ class Gateway(OrderedService):
                 keystore=keystore,
                 root=root,
                 reactor=reactor,
-                imported=self._imported,
+                imported=self.imports.imported,
             )
 
         if self.metrics_door is not None:
@@ -465,33 +473,8 @@ class Gateway(OrderedService):
         return self.engine.open(target, service)
 
     def readiness(self) -> Deferred[Mapping[str, str | None]]:
-        """What C{/readyz} reports (L{bipgw.web.IReadiness}): each check,
-        C{None} when it passes, else why not.
-
-          - C{store}: the database answers C{SELECT 1} within
-            L{READY_STORE_TIMEOUT} seconds;
-          - C{smpp}: the SMPP client is bound to the SMSC;
-          - C{listeners}: every part has started, and the admin server and
-            the front doors listen.
-        """
-        checks: dict[str, str | None] = {"store": None, "smpp": None, "listeners": None}
-        if not self.smpp.bound:
-            checks["smpp"] = "not bound to the SMSC"
-        down = [name for name, port in self._listeners() if port is None]
-        if not self.running:
-            checks["listeners"] = "the gateway is not running"
-        elif not self.started:
-            checks["listeners"] = "the gateway is still starting"
-        elif down:
-            checks["listeners"] = "not listening: " + ", ".join(down)
-        probe = probe_store(self.store).addTimeout(READY_STORE_TIMEOUT, self._reactor)
-
-        def unreachable(failure: Failure) -> None:
-            why = "" if failure.check(CancelledError, TimeoutError) else failure.getErrorMessage()
-            checks["store"] = f"unreachable: {why or f'no answer in {READY_STORE_TIMEOUT:g} s'}"
-
-        probe.addErrback(unreachable)
-        return probe.addCallback(lambda _: checks)
+        """What C{/readyz} reports (L{bipgw.web.IReadiness}; L{GatewayReadiness})."""
+        return self._readiness.readiness()
 
     def _listeners(self) -> list[tuple[str, int | None]]:
         ports = [("admin", self.admin_port)]
@@ -521,42 +504,9 @@ class Gateway(OrderedService):
     def import_cards(
         self, path: str | Path, *, all_or_nothing: bool = False
     ) -> Deferred[ImportReport]:
-        """Import a card-vendor output file into the running gateway.
-
-        The cards the key cache holds are read again before the Deferred
-        fires, so keys the file changed apply at once (new cards' keys are
-        read with their first push).
-        """
-        from bipgw.ingest import import_cards
-
-        d = import_cards(
-            self.store,
-            self.keystore,
-            self.root,
-            path,
-            all_or_nothing=all_or_nothing,
-            actor=f"gateway {self.config.gateway.node_id}",
-        )
-        return d.addCallback(self._imported)
-
-    def import_data(
-        self, kind: str, data: bytes, file_name: str, actor: str
-    ) -> Deferred[ImportReport]:
-        """Import an uploaded file (the portal): C{kind} C{"cards"} or C{"msisdn"}.
-
-        Card keys it brings are loaded into the key cache before the
-        Deferred fires, as for L{import_cards}.
-        """
-        from bipgw.ingest import import_card_data, import_msisdn_data
-
-        if kind == "cards":
-            d = import_card_data(
-                self.store, self.keystore, self.root, data, file_name=file_name, actor=actor
-            )
-            return d.addCallback(self._imported)
-        if kind == "msisdn":
-            return import_msisdn_data(self.store, data, file_name=file_name, actor=actor)
-        raise ValueError(f"import kind {kind!r}: cards or msisdn")
+        """Import a card-vendor output file into the running gateway
+        (L{GatewayImports.cards})."""
+        return self.imports.cards(path, all_or_nothing=all_or_nothing)
 
     def _close_session(self, session_id: str) -> None:
         """Close a live session (the portal's operators); L{LookupError} if none."""
@@ -574,28 +524,7 @@ class Gateway(OrderedService):
         self, path: str | Path, *, all_or_nothing: bool = False
     ) -> Deferred[ImportReport]:
         """Import an MSISDN mapping file into the running gateway's database."""
-        from bipgw.ingest import import_msisdn
-
-        d = import_msisdn(self.store, path, all_or_nothing=all_or_nothing)
-        return d.addCallback(self._count_import)
-
-    def _count_import(self, report: ImportReport) -> ImportReport:
-        if report.fatal is not None or not report.applied:
-            outcome = "refused"
-        elif report.rejected:
-            outcome = "partial"
-        else:
-            outcome = "ok"
-        self.metrics.imports.labels(report.kind.value, outcome).inc()
-        return report
-
-    def _imported(self, report: ImportReport) -> Deferred[ImportReport] | ImportReport:
-        self._count_import(report)
-        if not (report.added or report.updated):
-            return report
-        if self.cluster is not None:
-            self.cluster.keys_changed()
-        return self.keys.refresh().addCallback(lambda _: report)
+        return self.imports.msisdn(path, all_or_nothing=all_or_nothing)
 
     # -- the steps of the tree -------------------------------------------
 

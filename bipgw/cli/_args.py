@@ -17,7 +17,7 @@ from bipgw.errors import BipGwError
 if TYPE_CHECKING:
     from bipgw.store import IStore
 
-__all__ = ["CONFIG_ENV", "config_parent", "positive"]
+__all__ = ["CONFIG_ENV", "config_parent", "config_path", "positive"]
 
 CONFIG_ENV: Final = "BIPGW_CONFIG"
 """The environment variable naming the configuration file when C{-c} is not given."""
@@ -33,6 +33,12 @@ def config_parent() -> argparse.ArgumentParser:
         help=f"configuration file (default: ${CONFIG_ENV}, else ./{DEFAULT_CONFIG_NAME})",
     )
     return config
+
+
+def config_path(args: argparse.Namespace, environ: Mapping[str, str]) -> str:
+    """The configuration file a command reads: C{-c}, else C{$BIPGW_CONFIG},
+    else C{./bipgw.toml}."""
+    return getattr(args, "config", None) or environ.get(CONFIG_ENV) or DEFAULT_CONFIG_NAME
 
 
 def positive(value: str) -> int:
@@ -64,8 +70,7 @@ def run_on_store(
 
     from bipgw.store import open_store
 
-    path = getattr(args, "config", None) or environ.get(CONFIG_ENV) or DEFAULT_CONFIG_NAME
-    config = Config.from_file(path)
+    config = Config.from_file(config_path(args, environ))
     status = 1
 
     def main(reactor: Any) -> Deferred[None]:

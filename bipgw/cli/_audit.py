@@ -36,6 +36,7 @@ from bipgw.store import (
     AuditFilter,
     AuditRecord,
     IStore,
+    StoreError,
     add_audit_now,
     find_audit,
 )
@@ -43,6 +44,7 @@ from bipgw.store import (
 __all__ = [
     "add_parser",
     "audit",
+    "audited",
     "cli_actor",
     "cli_origin",
     "execute",
@@ -116,6 +118,18 @@ def record_now(
     @raise bipgw.store.StoreError: the database cannot be opened or written.
     """
     add_audit_now(config.database.url, _record(action, target, detail, environ))
+
+
+def audited(
+    config: Config, err: TextIO, env: Mapping[str, str], action: str, target: str, detail: str
+) -> int:
+    """Write a key command's audit record; the exit status (1 if it could not be written)."""
+    try:
+        record_now(config, action, target, detail, environ=env)
+    except StoreError as e:
+        err.write(f"bipgw: error: the key is stored, but its audit record was not written: {e}\n")
+        return 1
+    return 0
 
 
 def parse_since(value: str, *, now: float | None = None) -> float:

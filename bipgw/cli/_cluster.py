@@ -17,8 +17,8 @@ from typing import Any, TextIO
 
 from twisted.internet.defer import Deferred, ensureDeferred
 
-from bipgw.cli._args import CONFIG_ENV, config_parent
-from bipgw.config import DEFAULT_CONFIG_NAME, Config
+from bipgw.cli._args import config_parent, config_path
+from bipgw.config import Config
 
 __all__ = ["add_parser", "run"]
 
@@ -41,7 +41,7 @@ def run(
 
     from bipgw.cluster import ClusterRedis, RedisAddress, list_nodes, status_lines
 
-    path = getattr(args, "config", None) or environ.get(CONFIG_ENV) or DEFAULT_CONFIG_NAME
+    path = config_path(args, environ)
     config = Config.from_file(path)
     if config.cluster is None:
         stderr.write(f"bipgw: error: {path} has no [cluster] table: this gateway is one node\n")

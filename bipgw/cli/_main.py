@@ -26,12 +26,8 @@ import argparse
 import contextlib
 import os
 import sys
-import time
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
-from typing import Any, TextIO
-
-from twisted.internet.defer import Deferred, ensureDeferred
+from typing import TextIO
 
 import bipgw
 import bipgw.cli._audit as _audit
@@ -39,34 +35,23 @@ import bipgw.cli._campaigns as _campaigns
 
 # Each sub-command's module by its own name, not through the package, which
 # imports this module for main.
-import bipgw.cli._card_keys as _card_keys
 import bipgw.cli._cluster as _cluster
 import bipgw.cli._demo as _demo
+import bipgw.cli._import as _import
 import bipgw.cli._init as _init
 import bipgw.cli._keys as _keys
 import bipgw.cli._operators as _operators
 import bipgw.cli._partners as _partners
 import bipgw.cli._replay as _replay
-import bipgw.cli._rotate as _rotate
 import bipgw.cli._tenants as _tenants
+from bipgw.cli._args import CONFIG_ENV
 from bipgw.config import DEFAULT_CONFIG_NAME, Config, ConfigError, init_install, redacted_url
 from bipgw.errors import BipGwError
 from bipgw.keys import (
-    MASTER_KINDS,
     ROOT_KEY_ENV,
-    KeyInfo,
     KeyManagementError,
     Pkcs11RootKeys,
-    TransportScheme,
-    add_master_key,
-    add_transport_key,
-    generate_master_key,
-    retire_transport_key,
 )
-from bipgw.store import StoreError
-
-#: The environment variable naming the configuration file when C{-c} is not given.
-CONFIG_ENV = "BIPGW_CONFIG"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -108,99 +93,8 @@ def _parser() -> argparse.ArgumentParser:
         "--no-keys", action="store_true", help="do not open the root key and keystore"
     )
 
-    # -c is accepted before or after the subcommand.
-    config_option = argparse.ArgumentParser(add_help=False)
-    config_option.add_argument(
-        "-c",
-        "--config",
-        default=argparse.SUPPRESS,
-        help=f"configuration file (default: ${CONFIG_ENV}, else ./{DEFAULT_CONFIG_NAME})",
-    )
-
-    keys = commands.add_parser("keys", help="manage the keystore", parents=[config_option])
-    key_commands = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
-    transport = key_commands.add_parser(
-        "add-transport", help="add a vendor transport key", parents=[config_option]
-    )
-    transport.add_argument("label")
-    transport.add_argument("--from-file", required=True, metavar="FILE", help="hex key file")
-    transport.add_argument(
-        "--scheme",
-        default=TransportScheme.AES_KWP.value,
-        choices=[s.value for s in TransportScheme],
-        help="how the vendor wraps secret columns",
-    )
-    transport.add_argument("--replace", action="store_true", help="replace a key of that label")
-    retire = key_commands.add_parser(
-        "retire-transport",
-        help="retire a vendor transport key: files wrapped under it are refused",
-        parents=[config_option],
-    )
-    retire.add_argument("label")
-    master = key_commands.add_parser(
-        "generate-master", help="generate a random master key", parents=[config_option]
-    )
-    master.add_argument("kind", metavar="KIND", help=", ".join(MASTER_KINDS))
-    master.add_argument("label")
-    master.add_argument("--length", type=int, default=16, choices=(16, 24, 32))
-    master.add_argument("--kvn", type=int, help="key version it serves (--kdf 1 only; default 1)")
-    master.add_argument(
-        "--kdf", type=int, default=2, choices=(1, 2), help="derivation (docs/keys.md section 5)"
-    )
-    master.add_argument("--replace", action="store_true", help="replace a key of that label")
-    imported = key_commands.add_parser(
-        "add-master", help="add a master key from a hex file", parents=[config_option]
-    )
-    imported.add_argument("kind", metavar="KIND", help=", ".join(MASTER_KINDS))
-    imported.add_argument("label")
-    imported.add_argument("--from-file", required=True, metavar="FILE", help="hex key file")
-    imported.add_argument("--kvn", type=int, help="key version it serves (--kdf 1 only; default 1)")
-    imported.add_argument("--kdf", type=int, default=2, choices=(1, 2), help="derivation")
-    imported.add_argument("--replace", action="store_true", help="replace a key of that label")
-    listing = key_commands.add_parser(
-        "list", help="list keys (never their values)", parents=[config_option]
-    )
-    which = listing.add_mutually_exclusive_group()
-    which.add_argument("--iccid", help="list this card's key versions instead")
-    which.add_argument(
-        "--cards", action="store_true", help="list every card's key versions instead"
-    )
-    _card_keys.add_parsers(key_commands, config_option)
-    master.add_argument(
-        "--backend",
-        choices=("keystore", "pkcs11"),
-        default="keystore",
-        help="pkcs11: generate it inside the [keys] token, non-extractable",
-    )
-    key_commands.add_parser(
-        "init-hsm",
-        help='create the root key in the PKCS#11 token (backend = "pkcs11")',
-        parents=[config_option],
-    )
-    _rotate.add_arguments(
-        key_commands.add_parser(
-            "rotate-root",
-            help="new root key; re-seal the database and keystore (resumable)",
-            parents=[config_option],
-        )
-    )
-
-    load = commands.add_parser("import", help="import a data file", parents=[config_option])
-    load_commands = load.add_subparsers(dest="import_kind", required=True, metavar="KIND")
-    cards = load_commands.add_parser(
-        "cards", help="a card-vendor output file", parents=[config_option]
-    )
-    cards.add_argument("file", metavar="FILE")
-    cards.add_argument(
-        "--all-or-nothing", action="store_true", help="apply nothing if any line is bad"
-    )
-    msisdn = load_commands.add_parser(
-        "msisdn", help="an MSISDN mapping file", parents=[config_option]
-    )
-    msisdn.add_argument("file", metavar="FILE")
-    msisdn.add_argument(
-        "--all-or-nothing", action="store_true", help="apply nothing if any line is bad"
-    )
+    _keys.add_parser(commands)
+    _import.add_parser(commands)
     _replay.add_parser(commands)
     _tenants.add_parser(commands)
     _partners.add_parser(commands)
@@ -210,10 +104,6 @@ def _parser() -> argparse.ArgumentParser:
     _demo.add_parser(commands)
     _cluster.add_parser(commands)
     return parser
-
-
-def _config_path(args: argparse.Namespace, environ: Mapping[str, str]) -> str:
-    return getattr(args, "config", None) or environ.get(CONFIG_ENV) or DEFAULT_CONFIG_NAME
 
 
 def main(
@@ -280,7 +170,7 @@ def _init_command(
         return 0
     else:
         detail = f"root key created in {result.config.keys.root_key_file}"
-    return _audited(result.config, err, env, "keys.init", result.root_key_id, detail)
+    return _audit.audited(result.config, err, env, "keys.init", result.root_key_id, detail)
 
 
 def _check_command(
@@ -337,229 +227,13 @@ def summary(config: Config) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _keys_command(
-    args: argparse.Namespace, out: TextIO, err: TextIO, env: Mapping[str, str]
-) -> int:
-    config = Config.from_file(_config_path(args, env))
-    card_keys = args.keys_command in ("show", "rotate-card") or (
-        args.keys_command == "list" and (args.iccid or args.cards)
-    )
-    if card_keys:
-        return _card_keys_command(config, args, out)
-    if args.keys_command == "rotate-root":
-        return _rotate.rotate_root(config, args, out, env)
-    if args.keys_command == "init-hsm":
-        target, detail = _rotate.init_hsm(config, out)
-        return _audited(config, err, env, "keys.init-hsm", target, detail)
-    if args.keys_command == "generate-master" and args.backend == "pkcs11":
-        target, detail = _rotate.generate_token_master(config, args, out)
-        return _audited(config, err, env, "keys.generate-master", target, detail)
-    keys = _keys.Keys.open(config, env)
-    try:
-        changed = _keystore_command(args, out, keys)
-    finally:
-        keys.close()
-    if changed is None:
-        return 0
-    info, check, what = changed
-    detail = f"{info.kind.value}, {info.length} bytes, KCV {check}, {what}"
-    if getattr(args, "replace", False):
-        detail += ", replacing the key of that label"
-    return _audited(config, err, env, f"keys.{args.keys_command}", info.label, detail)
-
-
-def _audited(
-    config: Config, err: TextIO, env: Mapping[str, str], action: str, target: str, detail: str
-) -> int:
-    """Write a key command's audit record; the exit status (1 if it could not be written)."""
-    try:
-        _audit.record_now(config, action, target, detail, environ=env)
-    except StoreError as e:
-        err.write(f"bipgw: error: the key is stored, but its audit record was not written: {e}\n")
-        return 1
-    return 0
-
-
-def _keystore_command(
-    args: argparse.Namespace, out: TextIO, keys: _keys.Keys
-) -> tuple[KeyInfo, str, str] | None:
-    """Run a keystore command; what it stored (key, check value, words for the
-    audit record), or C{None} for C{keys list}."""
-    if args.keys_command in ("generate-master", "add-master"):
-        kvn = _master_kvn(args)
-        version = f"KVN {kvn}" if args.kdf == 1 else "every key version (kdf 2)"
-    if args.keys_command == "add-transport":
-        info, check = add_transport_key(
-            keys.store, args.label, args.from_file, scheme=args.scheme, replace=args.replace
-        )
-        what = f"scheme {args.scheme}"
-    elif args.keys_command == "retire-transport":
-        info, check = retire_transport_key(keys.store, args.label, at=time.time())
-        what = "retired: vendor files wrapped under it are refused from now on"
-    elif args.keys_command == "generate-master":
-        info, check = generate_master_key(
-            keys.store,
-            args.kind,
-            args.label,
-            length=args.length,
-            kvn=kvn,
-            kdf=args.kdf,
-            replace=args.replace,
-        )
-        what = f"{version}, generated"
-    elif args.keys_command == "add-master":
-        info, check = add_master_key(
-            keys.store,
-            args.kind,
-            args.label,
-            args.from_file,
-            kvn=kvn,
-            kdf=args.kdf,
-            replace=args.replace,
-        )
-        what = f"{version}, from a file"
-    else:
-        _keys.list_keys(keys, out)
-        return None
-    out.write(f"stored in {keys.store.path}:\n{_keys.describe(info, check)}\n")
-    return info, check, what
-
-
-def _master_kvn(args: argparse.Namespace) -> int:
-    """The key version a keystore master serves: C{--kvn} (default 1) for a
-    v1 master; a v2 master serves every version, so C{--kvn} is refused."""
-    if args.kdf == 2 and args.kvn is not None:
-        raise KeyManagementError(
-            f"--kvn {args.kvn}: a --kdf 2 master (the default) serves every key version,"
-            " the version being part of the derivation; --kvn is for a --kdf 1 master"
-        )
-    return 1 if args.kvn is None else int(args.kvn)
-
-
-def _card_keys_command(config: Config, args: argparse.Namespace, out: TextIO) -> int:
-    """C{keys show}, C{keys list --iccid|--cards} (the database), C{keys
-    rotate-card} (the running gateway's HTTP API)."""
-    from twisted.internet.task import react
-
-    from bipgw.store import open_store
-
-    status = 1
-
-    def run(reactor: Any) -> Deferred[None]:
-        async def go() -> None:
-            nonlocal status
-            if args.keys_command == "rotate-card":
-                url = _card_keys.api_url(config, args.api)
-                status = await _card_keys.rotate_card(
-                    reactor, url, args.token_file, args.iccid, args.purpose, args.service, out
-                )
-                return
-            store = await open_store(config.database.url, reactor=reactor)
-            try:
-                status = await _card_keys.show_card(store, args.iccid, out)
-            finally:
-                await store.close()
-
-        return ensureDeferred(go())
-
-    failure: list[BaseException] = []
-
-    def main(reactor: Any) -> Deferred[None]:
-        d = run(reactor)
-
-        def caught(f: Any) -> None:
-            failure.append(f.value)
-
-        return d.addErrback(caught)
-
-    try:
-        react(main)
-    except SystemExit:
-        pass
-    if failure:
-        raise failure[0]
-    return status
-
-
-def _import_command(
-    args: argparse.Namespace, out: TextIO, err: TextIO, env: Mapping[str, str]
-) -> int:
-    from twisted.internet.task import react
-
-    config = Config.from_file(_config_path(args, env))
-    status = 1
-
-    def run(reactor: Any) -> Deferred[None]:
-        async def go() -> None:
-            nonlocal status
-            try:
-                status = await run_import(
-                    reactor,
-                    config,
-                    args.import_kind,
-                    Path(args.file),
-                    all_or_nothing=args.all_or_nothing,
-                    out=out,
-                    environ=env,
-                )
-            except (BipGwError, OSError) as e:
-                err.write(f"bipgw: error: {e}\n")
-
-        return ensureDeferred(go())
-
-    try:
-        react(run)
-    except SystemExit:
-        pass  # react always exits; the status is the import's own
-    return status
-
-
-async def run_import(
-    reactor: Any,
-    config: Config,
-    kind: str,
-    path: Path,
-    *,
-    all_or_nothing: bool,
-    out: TextIO,
-    environ: Mapping[str, str] | None = None,
-) -> int:
-    """Import one file into the configured database; return the exit status.
-
-    0 when every line was accepted and applied, 1 otherwise (the report
-    printed says which lines and why).
-
-    @param kind: C{"cards"} (a card-vendor output file, whose secret columns
-        are unwrapped with the keystore's transport key and sealed under the
-        root key) or C{"msisdn"} (an MSISDN mapping file).
-    """
-    from bipgw.ingest import import_cards, import_msisdn, render_report
-    from bipgw.store import open_store
-
-    root = config.keys.load_root_key(environ)
-    keystore = config.keys.open_keystore(root)
-    store = await open_store(config.database.url, reactor=reactor)
-    try:
-        actor = _audit.cli_actor()
-        if kind == "cards":
-            report = await import_cards(
-                store, keystore, root, path, all_or_nothing=all_or_nothing, actor=actor
-            )
-        else:
-            report = await import_msisdn(store, path, all_or_nothing=all_or_nothing, actor=actor)
-    finally:
-        await store.close()
-    out.write(render_report(report))
-    return 0 if report.ok else 1
-
-
 _Command = Callable[[argparse.Namespace, TextIO, TextIO, Mapping[str, str]], int]
 
 _COMMANDS: dict[str, _Command] = {
     "init": _init_command,
     "check-config": _check_command,
-    "keys": _keys_command,
-    "import": _import_command,
+    "keys": _keys.run,
+    "import": _import.run,
     "replay": _replay.run,
     "tenant": _tenants.run,
     "service": _tenants.run,

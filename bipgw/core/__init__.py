@@ -50,7 +50,8 @@ from bipgw.core._campaign_types import (
     Window,
     check_variables,
 )
-from bipgw.core._engine import SessionEngine, Subscriber
+from bipgw.core._engine import SessionEngine
+from bipgw.core._grants import ITenantDirectory, MemoryTenantDirectory, ServiceGrant, TenantGrant
 from bipgw.core._handles import CardLink, Session
 from bipgw.core._interfaces import (
     ICardDirectory,
@@ -75,6 +76,7 @@ from bipgw.core._lookup import OUTCOME_FIELDS, SessionLookup, look_up
 from bipgw.core._offers import CardOffer, OfferDesk, OfferListener
 from bipgw.core._owned import OwnedSessions
 from bipgw.core._policy import BusyPolicy, PolicyError, SessionPolicy
+from bipgw.core._publishing import Subscriber
 from bipgw.core._pushes import normalise_msisdn
 from bipgw.core._ratelog import RateLimitedLog
 from bipgw.core._relay import SessionRelay
@@ -96,19 +98,13 @@ from bipgw.core._secured import SecuredSession
 from bipgw.core._session import TRANSITIONS
 from bipgw.core._takeover import Handover, reopen
 from bipgw.core._tenancy import (
-    CommandRates,
     Forwarded,
     IRemoteSessions,
     ISharedCommands,
     ISharedLimits,
-    ITenantDirectory,
-    MemoryTenantDirectory,
     RemoteUnavailableError,
-    ServiceGrant,
     SessionEnds,
     Tenancy,
-    TenantGrant,
-    TenantUsage,
 )
 from bipgw.core._tracked import RelayHost, Tracked
 from bipgw.core._types import (
@@ -128,6 +124,7 @@ from bipgw.core._types import (
     SessionStatus,
     normalise_iccid,
 )
+from bipgw.core._usage import CommandRates, TenantUsage
 
 __all__ = [
     "ALL_INSTRUCTIONS",

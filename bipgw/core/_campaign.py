@@ -167,7 +167,7 @@ class CampaignRun:
     def when_done(self) -> Deferred[CampaignRecord]:
         """Fires once the campaign is completed or cancelled and no try runs."""
         d: Deferred[CampaignRecord] = Deferred()
-        if self.state.terminal and not self._running:
+        if self.state.terminal and not self._running and not self._writes:
             d.callback(self.campaign)
         else:
             self._done.append(d)
@@ -245,12 +245,13 @@ class CampaignRun:
     def _set_state(self, state: CampaignState) -> Deferred[None]:
         now = self._clock.seconds()
         self.campaign = attrs.evolve(self.campaign, state=state, updated_at=now)
-        self._emit(CampaignEvent(self.campaign.id, state))
-        # The state write counts as a write: the run is done (and its lease
-        # may go to another node) only once a terminal state is stored, so
-        # no node can read the campaign as still running and start it again.
+        # The state write counts as a write, held before the event goes out:
+        # the run is done (and its lease may go to another node) only once a
+        # terminal state is stored, so no node can read the campaign as still
+        # running and start it again.
         written = maybeDeferred(self._store.set_state, self.campaign.id, state, now)
         self._writes.add(written)
+        self._emit(CampaignEvent(self.campaign.id, state))
 
         def stored(result: object) -> object:
             self._writes.discard(written)

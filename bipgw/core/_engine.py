@@ -23,21 +23,14 @@ from __future__ import annotations
 
 import collections
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Final
+from typing import Final
 
-from twisted.internet.defer import (
-    Deferred,
-    FirstError,
-    fail,
-    gatherResults,
-    maybeDeferred,
-    succeed,
-)
+from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from bipgw.core._claims import CardClaims
+from bipgw.core._card_queues import CardQueues
 from bipgw.core._handles import CardLink, Session
 from bipgw.core._interfaces import (
     ICardDirectory,
@@ -48,7 +41,8 @@ from bipgw.core._interfaces import (
     LocalCardLocks,
 )
 from bipgw.core._offers import OfferDesk
-from bipgw.core._policy import BusyPolicy, SessionPolicy
+from bipgw.core._policy import SessionPolicy
+from bipgw.core._publishing import SessionPublisher, Subscriber
 from bipgw.core._pushes import PushTracker
 from bipgw.core._ratelog import RateLimitedLog
 from bipgw.core._rules import ServiceRules
@@ -67,12 +61,9 @@ from bipgw.core._types import (
     SessionEvent,
     SessionId,
     SessionStatus,
-    normalise_iccid,
 )
 
-Subscriber = Callable[[SessionEvent], object]
-"""Receives every L{SessionEvent} of every session."""
-
+__all__ = ["OFFERED", "SessionEngine"]
 
 OFFERED: Final = "(offered)"
 """The service of a card-initiated session until a platform takes it (no
@@ -149,7 +140,7 @@ class SessionEngine:
         self._services = None if services is None else dict(services)
         self._scp03_keys = scp03_keys
         self._directory = directory
-        self.recorder: ISessionRecorder = recorder or MemorySessionRecorder()
+        self._publisher = SessionPublisher(recorder or MemorySessionRecorder())
         self.policy = policy or SessionPolicy()
         self._uri_prefix = uri_prefix.rstrip("/")
         self._new_id = new_id
@@ -160,18 +151,28 @@ class SessionEngine:
         self._finished: collections.OrderedDict[SessionId, SessionStatus] = (
             collections.OrderedDict()
         )
-        self._card_owner: dict[str, SessionMachine] = {}
-        self._waiting: dict[str, collections.deque[SessionMachine]] = {}
-        self._subscribers: list[Subscriber] = []
-        self._opening_holds: list[Callable[[SessionId], Deferred[None]]] = []
         taking = [n for n, r in (services or {}).items() if r.card_initiated]
         self.offers = OfferDesk(clock, self.policy.offer_timeout, taking, self._not_taken)
-        self._claims = CardClaims(card_locks or LocalCardLocks(), clock, self, claim_retry)
+        self._cards = CardQueues(card_locks or LocalCardLocks(), clock, self, claim_retry)
+
+    @property
+    def recorder(self) -> ISessionRecorder:
+        """Keeps every session's history and traces."""
+        return self._publisher.recorder
+
+    @recorder.setter
+    def recorder(self, recorder: ISessionRecorder) -> None:
+        self._publisher.recorder = recorder
 
     # -- the platform's door -------------------------------------------
 
     def open(
-        self, target: CardTarget, service: str, *, session_id: SessionId | None = None
+        self,
+        target: CardTarget,
+        service: str,
+        *,
+        session_id: SessionId | None = None,
+        seq: int = 0,
     ) -> Session | SecuredSession:
         """Start a session with the card C{target} names, for C{service}.
 
@@ -186,6 +187,8 @@ class SessionEngine:
             when the service has C{max_concurrent_sessions} open already.
         @param session_id: the id of a session another node of a cluster
             opened and lost (L{bipgw.core.reopen}); a new id by default.
+        @param seq: the last event number that session's history had: its
+            events here go on from the next.
         """
         if not isinstance(target, CardTarget):
             raise TypeError(f"target must be a CardTarget, not {type(target).__name__}")
@@ -205,6 +208,7 @@ class SessionEngine:
             host=self,
             uri_prefix=self._uri_prefix,
             sms=self._sms_transport(rules),
+            seq=seq,
         )
         handle = self._handle(machine, rules)
         refused = self._refusal(service, rules)
@@ -281,6 +285,13 @@ class SessionEngine:
             return succeed(status)
         return fail(SessionError(status.reason, status.detail, status.session_id))
 
+    def abandon(self, session_id: SessionId | str, reason: FailureReason, detail: str) -> None:
+        """End the session at once with C{reason} (not the platform's close:
+        a door refused the open after it started, say); nothing if it ended."""
+        machine = self._find(session_id)
+        if machine is not None:
+            machine.fail(reason, detail)
+
     def status(self, session_id: SessionId | str) -> SessionStatus | None:
         """The session's current status, or C{None} if it is not known."""
         try:
@@ -305,13 +316,7 @@ class SessionEngine:
         C{hold} is called once the session's opening event has gone to the
         subscribers.  @return: a function that removes the hold.
         """
-        self._opening_holds.append(hold)
-
-        def release() -> None:
-            if hold in self._opening_holds:
-                self._opening_holds.remove(hold)
-
-        return release
+        return self._publisher.hold_openings(hold)
 
     def subscribe(self, subscriber: Subscriber) -> Callable[[], None]:
         """Call C{subscriber} with every L{SessionEvent} from now on.
@@ -321,13 +326,7 @@ class SessionEngine:
 
         @return: a function that unsubscribes.
         """
-        self._subscribers.append(subscriber)
-
-        def unsubscribe() -> None:
-            if subscriber in self._subscribers:
-                self._subscribers.remove(subscriber)
-
-        return unsubscribe
+        return self._publisher.subscribe(subscriber)
 
     def stop(self, detail: str = "the gateway is stopping") -> None:
         """Fail every session not yet ended with C{SHUTDOWN}.
@@ -336,7 +335,7 @@ class SessionEngine:
         current session does not start (and push for) the next one.
         """
         self._sms_ratelog.flush()
-        owners = set(map(id, self._card_owner.values()))
+        owners = set(map(id, self._cards.owners()))
         for machine in sorted(self._live.values(), key=lambda m: id(m) in owners):
             machine.fail(FailureReason.SHUTDOWN, detail)
 
@@ -464,12 +463,7 @@ class SessionEngine:
     # -- SessionHost: called by the machines ------------------------------
 
     def _on_event(self, event: SessionEvent) -> None:
-        self._record(self.recorder.record_event, event)
-        for subscriber in list(self._subscribers):
-            try:
-                subscriber(event)
-            except Exception:
-                self._log.failure("session event subscriber {s!r} failed", s=subscriber)
+        self._publisher.publish(event)
 
     def _on_snapshot(self, status: SessionStatus) -> None:
         self._record(self.recorder.record_session, status)
@@ -487,24 +481,7 @@ class SessionEngine:
         self._finished[machine.id] = machine.status()
         while len(self._finished) > self._keep_finished:
             self._finished.popitem(last=False)
-        card = machine.card
-        if card is None:
-            return
-        queue = self._waiting.get(card.iccid)
-        if queue is not None and machine in queue:
-            queue.remove(machine)
-        self._claims.forget(machine)
-        if self._card_owner.get(card.iccid) is machine:
-            del self._card_owner[card.iccid]
-            if queue:
-                successor = queue.popleft()
-                self._card_owner[card.iccid] = successor
-                successor.note(f"card free: session {machine.id} ended")
-                self._claims.claim(card, successor)
-            else:
-                self._claims.release(card.iccid)
-        if queue is not None and not queue:
-            del self._waiting[card.iccid]
+        self._cards.leave(machine)
 
     # -- internals --------------------------------------------------------
 
@@ -542,7 +519,7 @@ class SessionEngine:
             uri_prefix=self._uri_prefix,
         )
         self._live[machine.id] = machine
-        self._card_owner[card.iccid] = machine
+        self._cards.hold(card.iccid, machine)
         machine.recorded = self._record_opened(machine)
         machine.arrived_on_its_own(card)
         link = CardLink(machine, disconnect)
@@ -614,27 +591,7 @@ class SessionEngine:
             return
         machine.card = card
         self._record(self.recorder.record_session, machine.status())
-        owner = self._card_owner.get(card.iccid)
-        if owner is None:
-            self._card_owner[card.iccid] = machine
-            self._claims.claim(card, machine)
-            return
-        busy = f"card {card.iccid} has session {owner.id} ({owner.state.value})"
-        waiting = len(self._waiting.get(card.iccid, ()))
-        if self.policy.busy_policy is BusyPolicy.REFUSE:
-            machine.fail(FailureReason.CARD_BUSY, busy)
-        elif waiting >= self.policy.queue_limit_per_card:
-            machine.fail(
-                FailureReason.CARD_BUSY,
-                f"{busy}, and {waiting} sessions already wait for it (the limit)",
-            )
-        else:
-            self._waiting.setdefault(card.iccid, collections.deque()).append(machine)
-            wait = self.policy.queue_timeout
-            machine.note(f"{busy}; queued at position {waiting + 1}")
-            machine.set_deadline(
-                wait, FailureReason.QUEUE_TIMEOUT, f"{busy}; still busy after {wait:g} s"
-            )
+        self._cards.join(card, machine)
 
     def _not_resolved(self, failure: Failure, machine: SessionMachine) -> None:
         self._log.failure(
@@ -649,57 +606,12 @@ class SessionEngine:
             return None
 
     def _owner(self, iccid: str) -> SessionMachine | None:
-        try:
-            return self._card_owner.get(normalise_iccid(iccid))
-        except ValueError:
-            return None
+        return self._cards.owner(iccid)
 
     def _record_opened(self, machine: SessionMachine) -> Deferred[None]:
         """Hand the opening snapshot to the recorder, durably (L{Session.recorded})."""
-        recorded: Deferred[object] = maybeDeferred(
-            self.recorder.record_opened,
-            machine.status(),
-        )
-        if self._opening_holds:
-            waits: list[Deferred[object]] = [recorded]
-            waits.extend(maybeDeferred(h, machine.id) for h in self._opening_holds)
-            together: Deferred[Any] = gatherResults(waits, consumeErrors=True)
-            recorded = together.addErrback(_first_failure)
-
-        def failed(failure: Failure) -> Failure:
-            self._log.failure(
-                "recording the opening of session {session_id} failed",
-                failure,
-                session_id=machine.id,
-            )
-            return failure
-
-        return recorded.addCallbacks(lambda _: None, failed)
+        return self._publisher.record_opened(machine.status())
 
     def _record(self, method: Callable[..., object], value: object) -> None:
-        """Hand C{value} to the recorder; log, never raise, if it fails.
-
-        Called for every event and every script's trace (three times per
-        relayed APDU): a recorder that answers at once (the batching one
-        does) costs a plain call, not a Deferred and its errback each.
-        """
-        try:
-            done = method(value)
-        except Exception:
-            self._log.failure("session recorder failed to record {what}", what=type(value).__name__)
-            return
-        if isinstance(done, Deferred):
-            done.addErrback(
-                lambda failure: self._log.failure(
-                    "session recorder failed to record {what}", failure, what=type(value).__name__
-                )
-            )
-
-
-def _first_failure(failure: Failure) -> Failure:
-    """The failure itself, not the L{FirstError} that gatherResults wraps it in."""
-    error = failure.value
-    if isinstance(error, FirstError):
-        sub: Failure = error.subFailure
-        return sub
-    return failure
+        """Hand C{value} to the recorder; log, never raise, if it fails."""
+        self._publisher.record(method, value)

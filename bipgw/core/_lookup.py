@@ -27,7 +27,8 @@ from twisted.internet.defer import Deferred, succeed
 
 from bipgw.codec.platform import MAX_TEXT, MSISDN, State
 from bipgw.codec.platform._fields import ICCID, NAME
-from bipgw.core._tenancy import Tenancy, TenantGrant
+from bipgw.core._grants import TenantGrant
+from bipgw.core._tenancy import Tenancy
 from bipgw.core._types import SessionStatus
 
 __all__ = ["OUTCOME_FIELDS", "SessionLookup", "look_up", "state_message"]

@@ -19,9 +19,10 @@ from twisted.internet.interfaces import IDelayedCall
 from twisted.python.failure import Failure
 
 from bipgw.codec.platform import Close, Command, ErrorCode, ErrorMessage, Message, Status
+from bipgw.core._grants import TenantGrant
 from bipgw.core._lookup import look_up, state_message
 from bipgw.core._relay import SessionRelay
-from bipgw.core._tenancy import Forwarded, Tenancy, TenantGrant
+from bipgw.core._tenancy import Forwarded, Tenancy
 from bipgw.core._types import FailureReason
 
 __all__ = ["OwnedSessions"]

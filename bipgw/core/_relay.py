@@ -17,8 +17,9 @@ door's L{RelayHost} with C{accepted}/C{ready}/C{failed},
 C{result}/C{error} and C{closed}, or a C{notification} when a ready
 session ends on its own.
 
-A command's checks, limits and answer are the relay's L{RelayCommands}
-(L{bipgw.core._relay_commands}).  In a cluster, a command, close or status
+An open's or a take's checks and admission are the relay's L{RelayOpens}
+(L{bipgw.core._relay_opens}); a command's checks, limits and answer its
+L{RelayCommands} (L{bipgw.core._relay_commands}).  In a cluster, a command, close or status
 for a session this relay does not hold goes to the node holding it
 (L{bipgw.core._remote}: the tenancy's C{remote}); alone, it is answered
 C{unknown-session} as before.
@@ -33,7 +34,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Final
 
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -45,7 +46,6 @@ from bipgw.codec.platform import (
     Closed,
     Command,
     ErrorCode,
-    ErrorMessage,
     Failed,
     Message,
     Notification,
@@ -55,19 +55,20 @@ from bipgw.codec.platform import (
     Ready,
     Status,
     Take,
+    Timeouts,
 )
-from bipgw.core._engine import Session
+from bipgw.core._grants import ServiceGrant, TenantGrant
+from bipgw.core._handles import Session
 from bipgw.core._lookup import SessionLookup, look_up, state_message
 from bipgw.core._offers import CardOffer
 from bipgw.core._relay_commands import RelayCommands
+from bipgw.core._relay_opens import RelayOpens
 from bipgw.core._remote import RemoteDoor
 from bipgw.core._secured import SecuredSession
-from bipgw.core._tenancy import ServiceGrant, Tenancy, TenantGrant
-from bipgw.core._tracked import RelayHost, Tracked
+from bipgw.core._tenancy import Tenancy
+from bipgw.core._tracked import RelayHost, Tracked, reply_error
 from bipgw.core._types import (
-    CardTarget,
     FailureReason,
-    SessionError,
     SessionEvent,
     SessionStatus,
 )
@@ -107,6 +108,7 @@ class SessionRelay:
         self._stop_offers: Callable[[], None] | None = None
         self._remote: RemoteDoor | None = None
         self._commands = RelayCommands(tenancy, host, self._sessions, self._close_for_timeout)
+        self._opens = RelayOpens(tenancy, host, self._track, lambda: self._closed)
 
     @property
     def sessions(self) -> list[str]:
@@ -125,9 +127,7 @@ class SessionRelay:
         session: str | None = None,
         emit: Callable[[Message], object] | None = None,
     ) -> None:
-        (emit or self._host.emit)(
-            ErrorMessage(code=code, message=text[:MAX_TEXT], id=request_id, session=session)
-        )
+        reply_error(self._host, code, text, request_id, session, emit)
 
     def _remote_door(self) -> RemoteDoor | None:
         """The door to other nodes' sessions, in a cluster (L{bipgw.core._remote})."""
@@ -141,115 +141,12 @@ class SessionRelay:
     # -- sessions -------------------------------------------------------------
 
     def open(self, request: Open, tenant: TenantGrant) -> Deferred[None]:
-        """Open a session as C{request} asks, within C{tenant}'s grant.
+        """Open a session as C{request} asks, within C{tenant}'s grant
+        (L{RelayOpens.open}).
 
-        C{accepted} is emitted only once the session's opening row is
-        durable in the store (L{bipgw.core.Session.recorded}), so that a
-        session the platform was told about survives a crash as a row that
-        start-up recovery ends with C{gateway-restart}.  If the row cannot
-        be written, the request is answered C{unavailable} and the session
-        is cancelled: the platform never holds its id.
-
-        @return: fires once the request is answered (C{accepted}, and
-            C{failed} too for a session refused at once; or an error);
-            never fails.
+        @return: fires once the request is answered; never fails.
         """
-        done: Deferred[None] = Deferred()
-        self._open(request, tenant, done)
-        return done
-
-    def _open(self, request: Open, tenant: TenantGrant, done: Deferred[None]) -> None:
-        done_now = done.callback
-        service = tenant.services.get(request.service)
-        if service is None:
-            self._reply(
-                ErrorCode.SERVICE_NOT_ALLOWED,
-                f"tenant {tenant.tenant_id} has no service {request.service!r}",
-                request.id,
-            )
-            done_now(None)
-            return
-        app = request.application
-        if app is not None and not service.allows_application(app):
-            kind = "TAR" if len(app) == 3 else "AID"
-            self._reply(
-                ErrorCode.APPLICATION_NOT_ALLOWED,
-                f"{kind} {app.hex().upper()} is not allowed for service {service.name}",
-                request.id,
-            )
-            done_now(None)
-            return
-        why = _target_refused(request, service)
-        if why is not None:
-            self._reply(ErrorCode.APPLICATION_NOT_ALLOWED, why, request.id)
-            done_now(None)
-            return
-        usage = self._tenancy.usage
-        refused = usage.check_open(tenant, service)
-        if refused is not None:
-            self._reply(ErrorCode.LIMIT_REACHED, refused, request.id)
-            done_now(None)
-            return
-        shared = self._tenancy.shared_limits
-        if shared is None:
-            self._start(request, tenant, service, done, None)
-            return
-        reserved = shared.reserve(tenant, service)
-        reserved.addCallback(self._reserved, request, tenant, service, done)
-        reserved.addErrback(self._not_reserved, request, done)
-
-    def _reserved(
-        self,
-        outcome: tuple[str | None, str | None],
-        request: Open,
-        tenant: TenantGrant,
-        service: ServiceGrant,
-        done: Deferred[None],
-    ) -> None:
-        token, refused = outcome
-        if token is None or self._closed:
-            if token is not None and self._tenancy.shared_limits is not None:
-                self._tenancy.shared_limits.release(token)
-            if refused is not None:
-                self._reply(ErrorCode.LIMIT_REACHED, refused, request.id)
-            done.callback(None)
-            return
-        self._start(request, tenant, service, done, token)
-
-    def _not_reserved(self, failure: Failure, request: Open, done: Deferred[None]) -> None:
-        why = failure.getErrorMessage() or type(failure.value).__name__
-        self._reply(
-            ErrorCode.UNAVAILABLE,
-            f"the cluster's session limits cannot be reached ({why}); try again later",
-            request.id,
-        )
-        done.callback(None)
-
-    def _start(
-        self,
-        request: Open,
-        tenant: TenantGrant,
-        service: ServiceGrant,
-        done: Deferred[None],
-        reservation: str | None,
-    ) -> None:
-        done_now = done.callback
-        if request.iccid is not None:
-            target = CardTarget.by_iccid(request.iccid)
-        else:
-            target = CardTarget.by_msisdn(str(request.msisdn))
-        try:
-            session = self._tenancy.engine.open(target, service.name)
-        except Exception:
-            self._log.failure("opening a session for {target} failed", target=target)
-            self._reply(ErrorCode.INTERNAL_ERROR, "the gateway could not open it", request.id)
-            if reservation is not None and self._tenancy.shared_limits is not None:
-                self._tenancy.shared_limits.release(reservation)
-            done_now(None)
-            return
-        self._track(session, tenant, service, request, request.application, reservation).addBoth(
-            done_now
-        )
+        return self._opens.open(request, tenant)
 
     def _track(
         self,
@@ -270,7 +167,7 @@ class SessionRelay:
         tracked.reservation = reservation
         self._sessions[tracked.id] = tracked
         self._tenancy.usage.opened(tenant.tenant_id, service.name)
-        self._tenancy.opened(tracked.id, tenant.tenant_id, app, tracked.target)
+        self._tenancy.opened(tracked.id, tenant.tenant_id, app, tracked.target, request.timeouts)
         self._tenancy.route(tracked.id, self)
         return session.recorded.addCallbacks(
             self._recorded,
@@ -287,6 +184,8 @@ class SessionRelay:
         application: bytes | None,
         target: bytes | None,
         reservation: str | None = None,
+        timeouts: Timeouts | None = None,
+        waited: float = 0.0,
     ) -> None:
         """Relay C{session}, which this door did not open: a session another
         node of a cluster opened and lost, re-opened here under its id
@@ -294,13 +193,21 @@ class SessionRelay:
 
         The platform has its id already: no C{accepted} is emitted; C{ready}
         or C{failed}, then notifications, as for a session it opened here.
+
+        @param timeouts: the platform's own, from its open: C{command} applies
+            as on the node it opened on; C{ready} counts from the open, so
+            what is left after C{waited} seconds (at once when nothing is).
         """
-        tracked = Tracked(session, tenant.tenant_id, service, application, None, target=target)
+        tracked = Tracked(session, tenant.tenant_id, service, application, timeouts, target=target)
         tracked.reservation = reservation
         self._sessions[tracked.id] = tracked
         self._tenancy.usage.opened(tenant.tenant_id, service.name)
-        self._tenancy.opened(tracked.id, tenant.tenant_id, application, target)
+        self._tenancy.opened(tracked.id, tenant.tenant_id, application, target, timeouts)
         self._tenancy.route(tracked.id, self)
+        ready = timeouts.ready if timeouts else None
+        if ready is not None:
+            left = max(0.0, ready - max(0.0, waited))
+            tracked.timer = self._clock.callLater(left, self._ready_timed_out, tracked, ready)
         # Its row exists (the lost node wrote it); a failed rewrite is logged
         # by the engine, and the session goes on.
         session.recorded.addErrback(lambda _: None)
@@ -340,38 +247,12 @@ class SessionRelay:
             self._stop_offers = desk.listen(offered)
 
     def take(self, request: Take, tenant: TenantGrant) -> Deferred[None]:
-        """Take the card-initiated session C{request} names, within C{tenant}'s grant.
-
-        Answered as L{open} is: C{accepted}, then C{ready} at once (the card
-        is connected); or an error naming why (not on offer, service not
-        granted or not taking such sessions, a limit).
+        """Take the card-initiated session C{request} names, within C{tenant}'s
+        grant (L{RelayOpens.take}).
 
         @return: fires once the request is answered; never fails.
         """
-        rid = request.id
-        if self._tenancy.engine.offers.offered(request.session) is None:
-            text = f"no card-initiated session {request.session} is on offer"
-            self._reply(FailureReason.UNKNOWN_SESSION.value, text, rid, request.session)
-            return succeed(None)
-        service = tenant.services.get(request.service)
-        if service is None:
-            text = f"tenant {tenant.tenant_id} has no service {request.service!r}"
-            self._reply(ErrorCode.SERVICE_NOT_ALLOWED, text, rid, request.session)
-            return succeed(None)
-        why = _target_refused(request, service)
-        if why is not None:
-            self._reply(ErrorCode.APPLICATION_NOT_ALLOWED, why, rid, request.session)
-            return succeed(None)
-        refused = self._tenancy.usage.check_open(tenant, service)
-        if refused is not None:
-            self._reply(ErrorCode.LIMIT_REACHED, refused, rid, request.session)
-            return succeed(None)
-        try:
-            session = self._tenancy.engine.take(request.session, service.name)
-        except SessionError as e:
-            self._reply(e.reason.value, e.detail, rid, request.session)
-            return succeed(None)
-        return self._track(session, tenant, service, request, None)
+        return self._opens.take(request, tenant)
 
     def _recorded(self, _: object, tracked: Tracked, request: Open | Take) -> None:
         """The opening row is durable: tell the platform, then watch for ready."""
@@ -387,8 +268,8 @@ class SessionRelay:
     def _not_recorded(self, failure: Failure, tracked: Tracked, request: Open | Take) -> None:
         """The store (or a cluster's registry) could not record the session:
         refuse the open, cancel the session."""
+        why = failure.getErrorMessage() or type(failure.value).__name__
         if not self._closed:
-            why = failure.getErrorMessage() or type(failure.value).__name__
             self._reply(
                 ErrorCode.UNAVAILABLE,
                 f"the session could not be recorded ({why}); try again later",
@@ -396,7 +277,10 @@ class SessionRelay:
             )
         tracked.closing = True
         tracked.session.ready.addErrback(lambda _: None)
-        self._tenancy.engine.close(tracked.id).addBoth(self._forget_quietly, tracked)
+        # Not the platform's close: it was never told the session existed.
+        detail = f"the open was refused (unavailable): the session could not be recorded ({why})"
+        self._tenancy.engine.abandon(tracked.id, FailureReason.DIRECTORY_ERROR, detail)
+        self._forget(tracked)
 
     def _ready(self, status: SessionStatus, tracked: Tracked) -> None:
         tracked.cancel_ready_timer()
@@ -604,11 +488,3 @@ class SessionRelay:
         """L{command} on this relay's own session, answering through C{emit}
         (the door's by default; a forwarded request's answer on its owner)."""
         self._commands.run(request, tenant, emit)
-
-
-def _target_refused(request: Open | Take, service: ServiceGrant) -> str | None:
-    """Why the session's C{target} application is refused, if it is (an open's or a take's)."""
-    target = request.target
-    if target is None or service.allows_application(target):
-        return None
-    return f"target application {target.hex().upper()} is not allowed for service {service.name}"

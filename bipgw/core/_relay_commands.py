@@ -22,10 +22,11 @@ from twisted.internet.defer import maybeDeferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from bipgw.codec.platform import MAX_TEXT, Command, ErrorCode, ErrorMessage, Message, Result
+from bipgw.codec.platform import Command, ErrorCode, Message, Result
 from bipgw.core._access import CommandAccess
-from bipgw.core._tenancy import Tenancy, TenantGrant
-from bipgw.core._tracked import RelayHost, Tracked, accesses
+from bipgw.core._grants import TenantGrant
+from bipgw.core._tenancy import Tenancy
+from bipgw.core._tracked import RelayHost, Tracked, accesses, reply_error
 from bipgw.core._types import ScriptResult
 
 __all__ = ["RelayCommands"]
@@ -64,9 +65,7 @@ class RelayCommands:
         session: str | None,
         emit: Callable[[Message], object] | None,
     ) -> None:
-        (emit or self._host.emit)(
-            ErrorMessage(code=code, message=text[:MAX_TEXT], id=request_id, session=session)
-        )
+        reply_error(self._host, code, text, request_id, session, emit)
 
     def run(
         self,

@@ -43,13 +43,8 @@ from bipgw.codec.platform import (
     Notification,
     NotificationEvent,
 )
-from bipgw.core._tenancy import (
-    Forwarded,
-    IRemoteSessions,
-    RemoteUnavailableError,
-    ServiceGrant,
-    TenantGrant,
-)
+from bipgw.core._grants import ServiceGrant, TenantGrant
+from bipgw.core._tenancy import Forwarded, IRemoteSessions, RemoteUnavailableError
 from bipgw.core._tracked import RelayHost
 from bipgw.core._types import FailureReason, SessionEvent
 

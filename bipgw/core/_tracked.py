@@ -8,19 +8,20 @@ in it may reach; L{RelayHost} is the door's side of the relay.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 import attrs
 from twisted.internet.interfaces import IDelayedCall
 from twisted.python.failure import Failure
 
-from bipgw.codec.platform import Message, Timeouts
+from bipgw.codec.platform import MAX_TEXT, ErrorMessage, Message, Timeouts
 from bipgw.core._access import CommandAccess
-from bipgw.core._engine import Session
+from bipgw.core._grants import ServiceGrant
+from bipgw.core._handles import Session
 from bipgw.core._secured import SecuredSession
-from bipgw.core._tenancy import ServiceGrant
 
-__all__ = ["RelayHost", "Tracked", "accesses"]
+__all__ = ["RelayHost", "Tracked", "accesses", "reply_error"]
 
 
 class RelayHost(Protocol):
@@ -39,6 +40,21 @@ class RelayHost(Protocol):
         A L{bipgw.core.SessionError} gives its reason; anything else is a
         bug, which the door logs and answers C{internal-error}.
         """
+
+
+def reply_error(
+    host: RelayHost,
+    code: str,
+    text: str,
+    request_id: str | None = None,
+    session: str | None = None,
+    emit: Callable[[Message], object] | None = None,
+) -> None:
+    """Answer a request with an C{error} (its text bounded) through C{emit},
+    or the door's when C{None}."""
+    (emit or host.emit)(
+        ErrorMessage(code=code, message=text[:MAX_TEXT], id=request_id, session=session)
+    )
 
 
 @attrs.define(eq=False)

@@ -26,7 +26,7 @@ its reactor) imports this package; the configuration does not.
 
 from __future__ import annotations
 
-from bipgw.web._api import ApiSettings, HttpApi, status_json
+from bipgw.web._api import HttpApi, status_json
 from bipgw.web._campaigns import CampaignApi, CampaignStreams, ICampaigns
 from bipgw.web._events import EventStreams, IEventFeed, event_json, sse_frame
 from bipgw.web._json import STATUS_OF, ApiError, Reply
@@ -44,6 +44,7 @@ from bipgw.web._openapi import ERROR_STATUSES, openapi_document
 from bipgw.web._relay import TenantRelay
 from bipgw.web._routes import ApiRoutes
 from bipgw.web._service import HTTP_API_SERVICE, HttpApiService, api_resource, api_site
+from bipgw.web._settings import ApiSettings
 from bipgw.web._site import LimitedRequest, mount, web_site
 
 __all__ = [

@@ -56,64 +56,20 @@ from bipgw.core import (
     Tenancy,
     TenantGrant,
 )
-from bipgw.errors import BipGwError
 from bipgw.store import AuditRecord, IServiceRequests, MemoryServiceRequests
 from bipgw.web._campaigns import CampaignApi, CampaignStreams, ICampaigns
 from bipgw.web._events import EventStreams, IEventFeed
 from bipgw.web._grants import GrantCache
-from bipgw.web._guard import ConnectionLimits
 from bipgw.web._json import ApiError, Reply, only_fields, parse_message
 from bipgw.web._relay import TenantRelay
+from bipgw.web._rotations import KeyRotationRequests
+from bipgw.web._settings import ApiSettings
 
 _TOKEN: Final = re.compile(r"[\x21-\x7e]{1,512}\Z")
 """A token as the platform channel's C{hello} takes it: printable ASCII, bounded."""
 _OPEN_FIELDS: Final = frozenset({"iccid", "msisdn", "service", "application", "timeouts", "target"})
 _COMMAND_FIELDS: Final = frozenset({"apdus", "script", "definite", "target"})
 _TAKE_FIELDS: Final = frozenset({"service", "timeouts", "target"})
-_ROTATION_FIELDS: Final = frozenset({"purpose", "service"})
-_ICCID: Final = re.compile(r"[0-9]{18,20}[Ff]?\Z")
-
-
-@attrs.frozen(kw_only=True)
-class ApiSettings:
-    """How the HTTP API behaves.
-
-    @ivar max_body: the largest request body accepted, in bytes (C{413} above).
-    @ivar ready_wait: how long a command waits for a session whose card is
-        still connecting before it is answered C{504 not-connected}.
-    @ivar keepalive: seconds between comment lines on an idle event stream,
-        so proxies keep it open.
-    @ivar keep_sessions: ended sessions whose status stays visible to their tenant.
-    @ivar header_timeout: seconds for a request's headers (then the
-        connection is aborted); C{body_timeout} for its body,
-        C{idle_timeout} between requests (L{bipgw.web._guard}).
-    @ivar max_connections_per_peer: connections one peer address may hold.
-    @ivar stream_buffer: bytes an event stream may queue for a client that
-        does not read before the stream is dropped.
-    @ivar grant_cache_seconds: how long a token's grant is used without
-        asking the tenant directory again (L{bipgw.web._grants}), so the
-        longest a tenant or service change takes to apply; C{0}: every request.
-    """
-
-    max_body: int = attrs.field(default=65536, validator=attrs.validators.ge(256))
-    ready_wait: float = attrs.field(default=120.0, validator=attrs.validators.gt(0))
-    keepalive: float = attrs.field(default=15.0, validator=attrs.validators.gt(0))
-    keep_sessions: int = attrs.field(default=10000, validator=attrs.validators.ge(1))
-    header_timeout: float = attrs.field(default=10.0, validator=attrs.validators.gt(0))
-    body_timeout: float = attrs.field(default=30.0, validator=attrs.validators.gt(0))
-    idle_timeout: float = attrs.field(default=60.0, validator=attrs.validators.gt(0))
-    max_connections_per_peer: int = attrs.field(default=64, validator=attrs.validators.ge(1))
-    stream_buffer: int = attrs.field(default=262144, validator=attrs.validators.ge(4096))
-    grant_cache_seconds: float = attrs.field(default=1.0, validator=attrs.validators.ge(0))
-
-    def limits(self) -> ConnectionLimits:
-        """The connections' timeouts and per-peer limit (L{bipgw.web._guard})."""
-        return ConnectionLimits(
-            header_timeout=self.header_timeout,
-            body_timeout=self.body_timeout,
-            idle_timeout=self.idle_timeout,
-            max_per_peer=self.max_connections_per_peer,
-        )
 
 
 class HttpApi:
@@ -149,8 +105,8 @@ class HttpApi:
         """
         self.hub = hub
         self.audit = audit
-        self.rotator = rotator
         self.settings = settings or ApiSettings()
+        self.rotations = KeyRotationRequests(rotator, audit, hub.clock)
         self.requests: IServiceRequests = requests or MemoryServiceRequests()
         self.campaigns: CampaignApi | None = None
         if campaigns is not None:
@@ -293,82 +249,6 @@ class HttpApi:
         status = self.hub.engine.status(sid)
         state = status.state.value if status is not None else "requested"
         return Reply(201, {"session": sid, "state": state}, (("Location", f"/v1/sessions/{sid}"),))
-
-    async def rotate_keys(
-        self, relay: TenantRelay, iccid: str, body: dict[str, Any], origin: str = ""
-    ) -> Reply:
-        """C{POST /v1/cards/{iccid}/key-rotations}: one card key rotation, answered
-        once the card confirmed it (C{201}) or it failed (C{502}, the old keys
-        stay active).
-
-        Who may: a tenant whose grant for the service carrying the rotation
-        lets C{put-key} (INS D8) reach the ISD, the service having
-        C{secure_apdus} (C{docs/keys.md} section 9).
-
-        An accepted request is audited first (C{card-key-rotation-requested}:
-        the tenant, C{origin} (the client's address), the card, the family
-        and the service), then the rotation writes its own records.
-        """
-        only_fields(body, _ROTATION_FIELDS)
-        purpose = body.get("purpose")
-        if purpose not in ("psk", "ota", "scp03"):
-            raise ApiError("invalid-message", "purpose must be one of psk, ota, scp03")
-        service = body.get("service")
-        if service is not None and not isinstance(service, str):
-            raise ApiError("invalid-message", "service must be a string")
-        if not _ICCID.match(iccid):
-            raise ApiError("invalid-message", "the path's ICCID must be 18 to 20 digits")
-        rotator = self.rotator
-        if rotator is None:
-            raise ApiError("unavailable", "card key rotation is not available on this gateway")
-        allowed = [
-            name
-            for name in rotator.services
-            if (grant := relay.grant.services.get(name)) is not None and 0xD8 in grant.isd_commands
-        ]
-        if service is None:
-            if not allowed:
-                raise ApiError(
-                    "service-not-allowed",
-                    "no service that can rotate card keys grants this tenant put-key",
-                )
-            service = allowed[0]
-        elif service not in allowed:
-            raise ApiError(
-                "service-not-allowed",
-                f"service {service!r} cannot rotate card keys for this tenant"
-                " (it needs secure_apdus and a put-key grant)",
-            )
-        if self.audit is not None:
-            await self.audit(
-                AuditRecord(
-                    float(self.hub.clock.seconds()),
-                    f"tenant:{relay.grant.tenant_id}",
-                    "card-key-rotation-requested",
-                    f"card:{iccid}",
-                    f"{purpose} keys, through service {service!r}, over the HTTP API",
-                    origin=origin,
-                )
-            )
-        try:
-            outcome = await rotator.rotate(iccid, purpose, service)
-        except ValueError as e:
-            raise ApiError("invalid-message", str(e)) from None
-        except BipGwError as e:
-            code = "unknown-card" if "not in the store" in str(e) else "card-busy"
-            raise ApiError(code, str(e)) from None
-        answer = {
-            "iccid": outcome.iccid,
-            "purpose": outcome.family,
-            "old_kvn": outcome.old_kvn,
-            "new_kvn": outcome.new_kvn,
-            "state": "active" if outcome.ok else "failed",
-            "session": outcome.session_id,
-            "reason": outcome.reason,
-        }
-        if not outcome.ok:
-            raise ApiError("key-rotation-failed", f"the card did not confirm: {outcome.reason}")
-        return Reply(201, answer)
 
     def offers(self, relay: TenantRelay) -> Reply:
         """C{GET /v1/offers}: the card-initiated sessions the tenant's services may take."""

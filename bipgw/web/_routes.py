@@ -170,7 +170,7 @@ class ApiRoutes:
         api = self._api
         relay = await self._tenant(request)
         body = json_body(request, api.settings.max_body)
-        return _answer(request, await api.rotate_keys(relay, iccid, body, _peer(request)))
+        return _answer(request, await api.rotations.rotate(relay, iccid, body, _peer(request)))
 
     @app.route("/v1/events", methods=["GET"])
     async def events(self, request: Request) -> None:

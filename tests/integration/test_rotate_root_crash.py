@@ -30,8 +30,8 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from bipgw.keys import FileRootKeyRing, sealed_key_id
 from bipgw.store import create_sql_engine
-from tests.integration.test_store_postgres import SKIP as POSTGRES_SKIP
-from tests.integration.test_store_postgres import _Schema
+from tests.integration._postgres import SKIP as POSTGRES_SKIP
+from tests.integration._postgres import Schema
 from tests.unit.store import rotation_fixture as fx
 
 pytestmark = pytest.mark.integration
@@ -149,7 +149,7 @@ class PostgresRotateCrashTests(_CrashMixin, SynchronousTestCase):
     skip = POSTGRES_SKIP
 
     def setUp(self) -> None:
-        self.schema = _Schema(self)
+        self.schema = Schema(self)
         self.addCleanup(self.schema.drop)
         self.url = self.schema.url
         super().setUp()

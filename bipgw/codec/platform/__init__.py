@@ -18,6 +18,8 @@ the channel with these, so the two ends cannot disagree about the format.
 The message set, with a worked exchange, is in C{docs/platform-channel.md}.
 """
 
+from bipgw.codec.platform._base import Timeouts
+from bipgw.codec.platform._commands import Command, Result
 from bipgw.codec.platform._fields import (
     LABEL,
     MAX_APDUS,
@@ -47,24 +49,20 @@ from bipgw.codec.platform._messages import (
     AuthOk,
     Close,
     Closed,
-    Command,
     ErrorMessage,
     Failed,
     Hello,
     Message,
     Notification,
-    Offer,
     Open,
     Ping,
     Pong,
     Ready,
-    Result,
     State,
     Status,
-    Take,
-    Timeouts,
     parse_message,
 )
+from bipgw.codec.platform._offers import Offer, Take
 
 __all__ = [
     "CLIENT_MESSAGES",

@@ -489,7 +489,7 @@ class ClusterWiringTests(SynchronousTestCase):
         )
         assert gateway.cluster is not None
         self.assertEqual(gateway.cluster.node, "gw-b")
-        self.assertIs(gateway.engine._claims._locks, gateway.cluster.locks)
+        self.assertIs(gateway.engine._cards._claims._locks, gateway.cluster.locks)
         self.assertEqual(gateway.builder.callback, CallbackAddress("192.0.2.10", 8443))
 
     def test_nodeAdminAddress(self) -> None:
@@ -520,4 +520,4 @@ class ClusterWiringTests(SynchronousTestCase):
 
         gateway = self._build()
         self.assertIsNone(gateway.cluster)
-        self.assertIsInstance(gateway.engine._claims._locks, LocalCardLocks)
+        self.assertIsInstance(gateway.engine._cards._claims._locks, LocalCardLocks)

@@ -108,13 +108,13 @@ class GatewayMetricsTests(_GatewayCase):
         """A store that does not answer within the wait is named, with why."""
         from twisted.internet.defer import Deferred
 
-        from bipgw.app import _gateway
+        from bipgw.app import _readiness
 
         gateway = self._build()
         held: Deferred[None] = Deferred()
-        self.patch(_gateway, "probe_store", lambda store: held)
+        self.patch(_readiness, "probe_store", lambda store: held)
         checks = gateway.readiness()
-        self.reactor.advance(_gateway.READY_STORE_TIMEOUT)
+        self.reactor.advance(_readiness.READY_STORE_TIMEOUT)
         self.assertEqual(self.successResultOf(checks)["store"], "unreachable: no answer in 2 s")
 
     def test_importsCounted(self) -> None:

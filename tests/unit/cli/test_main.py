@@ -11,7 +11,7 @@ from twisted.internet.testing import MemoryReactor
 from twisted.trial.unittest import SynchronousTestCase
 
 import bipgw
-from bipgw.cli._main import run_import
+from bipgw.cli._import import run_import
 from bipgw.config import Config, init_install
 from bipgw.keys import ROOT_KEY_ENV, KeyKind
 from tests.unit.cli import run

@@ -326,6 +326,36 @@ class CampaignRunTests(SynchronousTestCase):
         self.assertEqual(self.states(), ["succeeded"])
         self.assertEqual(len(self.flushLoggedErrors(OSError)), 1)
 
+    def test_doneWaitsForTheCompletedStateWrite(self) -> None:
+        """The run is done only once its terminal state is stored: until then
+        its lease must stay held, or another node reads the campaign as
+        running and starts it again (CI saw exactly that in a take-over test)."""
+        held: list[Deferred[None]] = []
+        real = self.store.set_state
+
+        def slow_set_state(cid: str, state: CampaignState, now: float) -> Deferred[None]:
+            if not state.terminal:
+                return real(cid, state, now)
+            d: Deferred[None] = Deferred()
+            held.append(d)
+            d.addCallback(lambda _: real(cid, state, now))
+            return d
+
+        self.store.set_state = slow_set_state  # type: ignore[method-assign]
+        run = self.make(2, pace=Pace(rate=1000, concurrency=10, burst=10))
+        self.runner.auto = OK
+        self.successResultOf(run.start())
+        done = run.when_done()
+        self.assertEqual(run.state, CampaignState.COMPLETED)  # decided in memory
+        self.assertEqual(len(held), 1)
+        self.assertNoResult(done)  # but not stored: not done
+        self.assertNoResult(run.flushed())
+        held[0].callback(None)
+        self.assertEqual(self.successResultOf(done).state, CampaignState.COMPLETED)
+        stored = self.successResultOf(self.store.get_campaign(CID))
+        assert stored is not None
+        self.assertEqual(stored.state, CampaignState.COMPLETED)
+
 
 class ValueTests(SynchronousTestCase):
     """The campaign's values refuse what is wrong, naming it."""

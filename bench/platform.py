@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import io
 import json
 import pstats
 import sys
@@ -39,7 +38,7 @@ import attrs
 from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.task import react
 
-from bench._run import spawn_json_child, work_directory
+from bench._run import add_isd_tenant, open_front_doors, spawn_json_child, work_directory
 from bipgw.demo import ISD_SCRIPT, percentile
 
 TARGET_CHANNEL = 2000
@@ -252,8 +251,6 @@ def _report(run: _Run, figures: dict[str, Any]) -> float:
 
 async def _bench(reactor: Any, args: argparse.Namespace, base: Path) -> int:
     from bench.gateway import Bench
-    from bipgw.app import front_doors
-    from bipgw.cli._tenants import add_parser, execute
     from bipgw.config import HttpApiSection, PlatformSection
 
     sessions = max(args.sessions)
@@ -292,30 +289,10 @@ async def _bench(reactor: Any, args: argparse.Namespace, base: Path) -> int:
                 stream_buffer=262144,
             ),
         )
-        fronts.extend(front_doors(config, gateway.engine, gateway.store, reactor))
-        for front in fronts:
-            front.startService()
-        ports = [int((await f.when_listening()).getHost().port) for f in fronts]
-        token = base / "token"
-        token.write_text(_TOKEN + "\n")
-        parser = argparse.ArgumentParser()
-        add_parser(parser.add_subparsers(dest="command"))
+        ports = await open_front_doors(reactor, gateway, config, fronts)
         limit = str(max(sessions, 100) * 10)
-        for argv in (
-            [
-                "tenant",
-                "add",
-                "bench",
-                "--token-file",
-                str(token),
-                "--max-sessions",
-                limit,
-                "--max-commands",
-                limit,
-            ],
-            ["service", "add", "isd", "--tenant", "bench", "--isd-commands", "all"],
-        ):
-            await execute(gateway.store, parser.parse_args(argv), io.StringIO(), sys.stderr)
+        limits = ["--max-sessions", limit, "--max-commands", limit]
+        await add_isd_tenant(gateway.store, base, "bench", _TOKEN, limits)
         rates: dict[str, float] = {}
         for n in args.sessions:
             for apdus in args.apdus:

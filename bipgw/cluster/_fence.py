@@ -131,7 +131,7 @@ class NodeFence:
         self._disowned[session_id] = None
         while len(self._disowned) > MAX_DISOWNED:
             self._disowned.popitem(last=False)
-        if owner != self.node:
+        if owner != self.node and state != "failed":
             detail = (
                 f"node {owner} took the session over while node {self.node} was cut off from"
                 " Redis (taken for dead); this node's copy ended"

@@ -87,8 +87,9 @@ _QUEUED: Final = frozenset(
 # (after the node) 8 values: id, state, iccid, service, tenant, app, target,
 # timeouts.
 # A hash naming another node (it took the session over), or marked failed
-# (a node that took this one for dead ended it), is left alone: its id,
-# node and state are returned.
+# (a node that took this one for dead ended it), or dealt to another node
+# (to take over or end), is left alone: its id, that node and its state
+# are returned.
 _REWRITE = """
 local out = {}
 for i = 2, #KEYS do
@@ -96,6 +97,8 @@ for i = 2, #KEYS do
   local key, sid = KEYS[i], ARGV[a]
   local owner = redis.call('HGET', key, 'node')
   local state = redis.call('HGET', key, 'state')
+  local dealt = redis.call('HGET', key, 'dealt')
+  if dealt and dealt ~= ARGV[1] and owner == ARGV[1] then owner = dealt end
   if owner and (owner ~= ARGV[1] or state == 'failed') then
     table.insert(out, sid)
     table.insert(out, owner)

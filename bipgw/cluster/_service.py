@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
@@ -203,6 +203,10 @@ class ClusterNode(Service):
         self.limits.stop()
         self.commands.stop()
         self.event_feed.stop()
-        d = self.heartbeat.stop()
+        # What it was dealt of dead nodes and has not claimed goes to the
+        # others (the two calls go together: Redis down, they fail together).
+        d: Deferred[Any] = gatherResults(
+            [self.reaper.hand_back(), self.heartbeat.stop()], consumeErrors=True
+        )
         d.addBoth(lambda _: self.redis.disconnect())
         return d.addBoth(lambda _: None)

@@ -167,7 +167,12 @@ class SessionEngine:
     # -- the platform's door -------------------------------------------
 
     def open(
-        self, target: CardTarget, service: str, *, session_id: SessionId | None = None
+        self,
+        target: CardTarget,
+        service: str,
+        *,
+        session_id: SessionId | None = None,
+        seq: int = 0,
     ) -> Session | SecuredSession:
         """Start a session with the card C{target} names, for C{service}.
 
@@ -182,6 +187,8 @@ class SessionEngine:
             when the service has C{max_concurrent_sessions} open already.
         @param session_id: the id of a session another node of a cluster
             opened and lost (L{bipgw.core.reopen}); a new id by default.
+        @param seq: the last event number that session's history had: its
+            events here go on from the next.
         """
         if not isinstance(target, CardTarget):
             raise TypeError(f"target must be a CardTarget, not {type(target).__name__}")
@@ -201,6 +208,7 @@ class SessionEngine:
             host=self,
             uri_prefix=self._uri_prefix,
             sms=self._sms_transport(rules),
+            seq=seq,
         )
         handle = self._handle(machine, rules)
         refused = self._refusal(service, rules)

@@ -46,6 +46,8 @@ class Handover:
     @ivar timeouts: the platform's own C{timeouts} of its open, if any.
     @ivar waited: seconds since it was opened (the platform's C{ready}
         timeout counts from the open).
+    @ivar seq: the last event number its recorded history has: its events
+        here are numbered on from the next (C{GET /v1/events}, the history).
     """
 
     session_id: str
@@ -58,6 +60,7 @@ class Handover:
     node: str = ""
     timeouts: Timeouts | None = None
     waited: float = 0.0
+    seq: int = 0
 
     def card(self) -> CardTarget:
         """The card to open the session for.
@@ -130,7 +133,7 @@ def reopen(
         raise SessionError(
             FailureReason.UNKNOWN_SESSION, "this node already holds a session with that id"
         )
-    session = engine.open(card, service.name, session_id=session_id)
+    session = engine.open(card, service.name, session_id=session_id, seq=max(0, handover.seq))
     relay.adopt(
         session,
         tenant,

@@ -188,6 +188,139 @@ class MsisdnScan:
 _TITLE = ",".join(FIELDS).encode()
 
 
+#: A valid line as the set-based apply takes it (L{bipgw.store.MsisdnRow}):
+#: line number, operation, MSISDN, ICCID, IMSI, effective time.
+Row = tuple[int, str, "str | None", "str | None", "str | None", int]
+
+
+class MsisdnRowsRefused(Exception):  # noqa: N818 - the file's own verdict, raised to stop a store
+    """An all-or-nothing file held invalid lines: raised at the end of L{MsisdnLines.rows}.
+
+    The store applying the rows rolls back (nothing of the file is written);
+    the lines' errors are in the L{MsisdnLines}.
+    """
+
+
+class MsisdnLines:
+    """An MSISDN file read in one pass: its valid lines as compact rows, in file order.
+
+    L{MsisdnScan} checks every line, then parses the valid ones a second
+    time, in time order, into L{MsisdnChange}s; the set-based apply
+    (L{bipgw.store.IStore.apply_msisdn_rows}) sorts by time itself, so here
+    each line is read once: one regular expression over the whole text
+    finds the plain lines (L{_PLAIN}'s form), and each other line is
+    checked by L{_quick} and L{_fields}, as L{MsisdnScan} does, with the
+    same errors.  Memory is the file's text (a second copy of its bytes)
+    and the rows in flight.
+
+    @ivar records: lines holding a record, valid or not (final once
+        L{rows} is exhausted).
+    @ivar rejected: records refused.
+    @ivar valid: rows given.
+    @ivar errors: the first L{MAX_LINE_ERRORS} errors, in file order.
+    """
+
+    def __init__(self, data: bytes, *, default_time: int, all_or_nothing: bool = False) -> None:
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise TypeError("an MSISDN file is bytes")
+        if len(data) > MAX_FILE_BYTES:
+            raise MsisdnFileError(f"the file has {len(data)} bytes; at most {MAX_FILE_BYTES}")
+        self._data = bytes(data)
+        self._default = default_time
+        self._refuse = all_or_nothing
+        self.records = self.rejected = self.valid = 0
+        self.errors: list[LineError] = []
+        self._title = 0
+
+    def rows(self) -> Iterator[Row]:
+        """Every valid line's row, in file order (each line read once).
+
+        @raise MsisdnFileError: past L{MAX_RECORDS} records.
+        @raise MsisdnRowsRefused: at the end, if all-or-nothing and a line was refused.
+        """
+        data = self._data
+        # Latin-1: one character a byte, so offsets agree with the bytes'.
+        text = data.decode("latin-1")
+        self._title = _title_line(data)
+        times, default, limit = _TIMES, self._default, MAX_RECORDS
+        records = valid = 0
+        line = 1
+        position = 0
+        for match in _PLAIN_LINES(text):
+            start = match.start()
+            if start != position:
+                # The lines between two plain ones, checked one by one.
+                self.records = records
+                yield from self._other_lines(position, start, line)
+                records = self.records
+                line += text.count("\n", position, start)
+            msisdn, iccid, imsi, operation, at = match.groups()
+            effective = default if at is None else times.get(at)
+            if effective is None or (msisdn is None and operation != "DEL"):
+                # A date not converted yet (or no date), or ADD/CHG without a number.
+                self.records = records
+                yield from self._other_lines(start, match.end(), line)
+                records = self.records
+            else:
+                records += 1
+                if records > limit:
+                    raise MsisdnFileError(f"more than {limit} records", line=line)
+                valid += 1
+                yield (line, operation, msisdn, iccid, imsi, effective)
+            position = match.end() + 1
+            line += 1
+        self.records = records
+        if position < len(data):
+            yield from self._other_lines(position, len(data), line)
+        self.valid += valid
+        if self._refuse and self.rejected:
+            raise MsisdnRowsRefused(f"{self.rejected} invalid line(s)")
+
+    def _other_lines(self, start: int, stop: int, line: int) -> Iterator[Row]:
+        """The rows of the lines in C{data[start:stop]} (line C{line} first), checked one by one."""
+        for raw in self._data[start:stop].split(b"\n"):
+            number, line = line, line + 1
+            raw = raw[:-1] if raw.endswith(b"\r") else raw
+            if number == self._title or not raw.strip():
+                continue
+            self.records += 1
+            if self.records > MAX_RECORDS:
+                raise MsisdnFileError(f"more than {MAX_RECORDS} records", line=number)
+            fields = _quick(raw, self._default)
+            problems: list[LineError] = []
+            if fields is None:
+                problems, fields = _fields(number, raw, self._default)
+            if problems:
+                self.rejected += 1
+                if len(self.errors) < MAX_LINE_ERRORS:
+                    self.errors.extend(problems)
+            elif fields is not None:
+                operation, msisdn, iccid, imsi, effective = fields
+                self.valid += 1
+                yield (number, operation.value, msisdn, iccid, imsi, effective)
+
+
+def _title_line(data: bytes) -> int:
+    """The number of the title line (the first non-blank one, if it is the title), or 0."""
+    start, number = 0, 1
+    while True:
+        stop = data.find(b"\n", start)
+        raw = data[start : stop if stop >= 0 else len(data)]
+        raw = raw[:-1] if raw.endswith(b"\r") else raw
+        if raw.strip():
+            return number if raw.replace(b" ", b"").upper() == _TITLE else 0
+        if stop < 0:
+            return 0
+        start, number = stop + 1, number + 1
+
+
+#: L{_PLAIN} over a whole text, a line at a time (the line's C{\r} left out).
+_PLAIN_LINES = re.compile(
+    r"^(?:\+?([0-9]{5,15}))?,([0-9]{18,20})[Ff]*,([0-9]{6,15})?,(ADD|DEL|CHG),([0-9]{14})?\r?$",
+    re.MULTILINE,
+).finditer
+
+
 _Fields = tuple[MsisdnOperation, str | None, str | None, str | None, int]
 _OPERATIONS = {operation.value: operation for operation in MsisdnOperation}
 

@@ -40,7 +40,7 @@ from bipgw.core import (
     SessionState,
 )
 from bipgw.store import MemoryStore, SessionRecord
-from tests.integration._redis_server import RedisServer
+from tests.integration._redis_server import start_redis
 from tests.unit.platform import POLICY, Fleet, echo, iccid
 
 pytestmark = pytest.mark.integration
@@ -135,9 +135,7 @@ class CutOffTests(TestCase):
     timeout = 60
 
     def setUp(self) -> None:
-        self.server = RedisServer()
-        self.addCleanup(self.server.stop)
-        self.server.start()
+        self.server = start_redis(self)
 
     def _pause_redis(self) -> None:
         assert self.server.process is not None

@@ -335,12 +335,15 @@ class NodeLostTests(TestCase):
         ]
         yield sleep(0.5)
         yield gatherResults([r.reap() for r in reapers])
-        self.assertEqual([r.reaped for r in reapers], [[], []], "a live node was reaped")
+        self.assertEqual([r.judged for r in reapers], [[], []], "a live node was reaped")
         beats[1]._loop.stop()  # b is killed: no more beats, no clean leave
         for _ in range(15):
             yield sleep(0.2)
             yield gatherResults([r.reap() for r in reapers])
-        self.assertEqual(sorted(x for r in reapers for x in r.reaped), [("b", 1)])
+        self.assertEqual([d for r in reapers for d in r.judged], ["b"])
+        # Its two sessions were dealt one to each live node: one ended node-lost.
+        self.assertEqual(sorted(len(r.reaped) for r in reapers), [1, 1])
+        self.assertEqual(sum(n for r in reapers for _, n in r.reaped), 1)
         row = yield store.get_session("s-open")
         self.assertEqual((row.state, row.reason), ("failed", "node-lost"))
         self.assertIn("node b stopped answering", row.detail)

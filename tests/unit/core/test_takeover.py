@@ -25,6 +25,7 @@ from bipgw.core import (
     ALL_INSTRUCTIONS,
     FailureReason,
     Handover,
+    MemorySessionRecorder,
     MemoryTenantDirectory,
     ServiceGrant,
     SessionEngine,
@@ -207,3 +208,16 @@ class ReopenTests(SynchronousTestCase):
         (error, *_) = self.host.take()
         assert isinstance(error, ErrorMessage)
         self.assertEqual((error.code, error.id), ("command-timeout", "c"))
+
+    def test_eventsNumberedOnFromTheHistory(self) -> None:
+        """A session whose history had reached event 7 on the dead node numbers
+        its events here from 8: its history and its event streams go on
+        instead of starting again at 1."""
+        reopen(self.tenancy, self.relay, self.handover(seq=7), GRANT)
+        self.clock.advance(self.fleet.connect_delay)
+        recorder = self.engine.recorder
+        assert isinstance(recorder, MemorySessionRecorder)
+        numbers = [e.seq for e in recorder.events if str(e.session_id) == SID]
+        self.assertEqual(numbers[0], 8)
+        self.assertEqual(numbers, list(range(8, 8 + len(numbers))))
+        self.relay.close_all()

@@ -30,9 +30,9 @@ import json
 import pstats
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 from twisted.internet.defer import Deferred, gatherResults
@@ -44,6 +44,7 @@ from bipgw.demo import ISD_SCRIPT, percentile
 TARGET_CHANNEL = 2000
 """APDU round trips per second through the platform channel (issue 5)."""
 _TOKEN = "bench-platform-token-0123456789"
+_S = TypeVar("_S")
 _APDUS = ISD_SCRIPT + ISD_SCRIPT[:2]
 
 
@@ -63,6 +64,31 @@ def _ms(values: Sequence[float]) -> str:
 # -- the platform (child process) ------------------------------------------------
 
 
+async def _timed(
+    sessions: Sequence[_S], command: Callable[[_S], Awaitable[int]], scripts: int
+) -> dict[str, Any]:
+    """Run C{scripts} commands on every session at once, each session's in turn.
+
+    @param command: sends one command on a session; returns the R-APDUs it got.
+    @return: the R-APDUs (C{apdus}), wall and CPU seconds, and each command's latency.
+    """
+    latencies: list[float] = []
+
+    async def run(session: _S) -> int:
+        answered = 0
+        for _ in range(scripts):
+            sent = time.perf_counter()
+            got = await command(session)
+            latencies.append(time.perf_counter() - sent)
+            answered += got
+        return answered
+
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    counts = await gatherResults([Deferred.fromCoroutine(run(s)) for s in sessions])
+    elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    return {"apdus": sum(counts), "elapsed": elapsed, "cpu": cpu, "lat": latencies}
+
+
 async def _drive_channel(
     reactor: Any, args: argparse.Namespace, iccids: list[str]
 ) -> dict[str, Any]:
@@ -75,29 +101,14 @@ async def _drive_channel(
     )
     opened = time.perf_counter() - t0
     script = _script(args.apdus)
-    latencies: list[float] = []
 
-    async def run(session: Any) -> int:
-        answered = 0
-        for _ in range(args.scripts):
-            sent = time.perf_counter()
-            result = await session.send(script)
-            latencies.append(time.perf_counter() - sent)
-            answered += len(result.rapdus)
-        return answered
+    async def command(session: Any) -> int:
+        return len((await session.send(script)).rapdus)
 
-    cpu0, t0 = time.process_time(), time.perf_counter()
-    counts = await gatherResults([Deferred.fromCoroutine(run(s)) for s in sessions])
-    elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    figures = await _timed(sessions, command, args.scripts)
     await gatherResults([s.close() for s in sessions])
     await client.disconnect()
-    return {
-        "opened": opened,
-        "apdus": sum(counts),
-        "elapsed": elapsed,
-        "cpu": cpu,
-        "lat": latencies,
-    }
+    return {"opened": opened, **figures}
 
 
 async def _drive_http(reactor: Any, args: argparse.Namespace, iccids: list[str]) -> dict[str, Any]:
@@ -138,29 +149,14 @@ async def _drive_http(reactor: Any, args: argparse.Namespace, iccids: list[str])
     )
     opened = time.perf_counter() - t0
     body = {"apdus": [c.hex() for c in _script(args.apdus)]}
-    latencies: list[float] = []
 
-    async def run(sid: str) -> int:
-        answered = 0
-        for _ in range(args.scripts):
-            sent = time.perf_counter()
-            result = await call("POST", f"/sessions/{sid}/commands", body)
-            latencies.append(time.perf_counter() - sent)
-            answered += len(result["rapdus"])
-        return answered
+    async def command(sid: str) -> int:
+        return len((await call("POST", f"/sessions/{sid}/commands", body))["rapdus"])
 
-    cpu0, t0 = time.process_time(), time.perf_counter()
-    counts = await gatherResults([Deferred.fromCoroutine(run(s)) for s in sids])
-    elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    figures = await _timed(sids, command, args.scripts)
     await gatherResults([Deferred.fromCoroutine(call("DELETE", f"/sessions/{s}")) for s in sids])
     await pool.closeCachedConnections()
-    return {
-        "opened": opened,
-        "apdus": sum(counts),
-        "elapsed": elapsed,
-        "cpu": cpu,
-        "lat": latencies,
-    }
+    return {"opened": opened, **figures}
 
 
 def driver(args: argparse.Namespace) -> None:

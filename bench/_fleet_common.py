@@ -21,41 +21,15 @@ from pathlib import Path
 
 import attrs
 
-from bipgw.codec.ota import (
-    ChecksumKind,
-    CommandPacket,
-    CounterMode,
-    Kic,
-    KicAlgorithm,
-    Kid,
-    KidAlgorithm,
-    OtaKeys,
-    PorMode,
-    Spi,
-    secure_command,
-)
-from bipgw.codec.ram import (
-    BearerDescription,
-    BufferSize,
-    OtherAddress,
-    PushBipOpening,
-    TransportLevel,
-    TransportProtocol,
-    encode_compact,
-)
+from bipgw.codec.ota import CommandPacket, OtaKeys, secure_command
 from bipgw.codec.sms import Address, SmsDeliver, UserDataHeader, split_command_packet
 from bipgw.keys import Secret, unwrap_from_transport
+from bipgw.push import CallbackAddress, PushProfile, push_script
 from simcard.smsc import scts_at
 
-SPI_1639 = Spi(
-    checksum=ChecksumKind.CC,
-    ciphered=True,
-    counter=CounterMode.HIGHER,
-    por=PorMode.ALWAYS,
-    por_checksum=ChecksumKind.CC,
-    por_ciphered=True,
-    por_via_submit=True,
-)
+#: The gateway's own default push (SPI 16 39, KIc/KID 12, the ISD's TAR), with the
+#: fleet's buffer size.
+_PUSH = PushProfile(buffer_size=1400)
 
 
 @attrs.frozen
@@ -109,19 +83,13 @@ def read_cards(directory: Path, *, limit: int | None = None) -> Iterator[BenchCa
 
 def push_tpdus(keys: OtaKeys, counter: int, address: str, port: int) -> list[bytes]:
     """The SMS-DELIVER TPDUs of a secured PUSH asking the card to open a channel to us."""
-    push = PushBipOpening(
-        bearer=BearerDescription.default(),
-        buffer_size=BufferSize(1400),
-        transport=TransportLevel(TransportProtocol.TCP_CLIENT_REMOTE, port),
-        address=OtherAddress(ip_address(address)),
-    ).encode()
     packet = CommandPacket(
-        spi=SPI_1639,
-        kic=Kic(1, KicAlgorithm.AES_CBC),
-        kid=Kid(1, KidAlgorithm.AES_CMAC),
-        tar=b"\x00\x00\x00",
+        spi=_PUSH.spi,
+        kic=_PUSH.kic,
+        kid=_PUSH.kid,
+        tar=_PUSH.tar,
         counter=counter,
-        data=encode_compact([push]),
+        data=push_script(_PUSH, CallbackAddress(ip_address(address), port)),
     )
     tpdus = []
     for ud in split_command_packet(secure_command(packet, keys), 1):

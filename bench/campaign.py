@@ -29,10 +29,8 @@ import argparse
 import collections
 import os
 import resource
-import shutil
 import signal
 import subprocess
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -40,17 +38,10 @@ from typing import Any
 
 from twisted.internet.defer import Deferred
 from twisted.internet.task import react
-from twisted.logger import (
-    FilteringLogObserver,
-    LogLevel,
-    LogLevelFilterPredicate,
-    globalLogBeginner,
-    textFileLogObserver,
-)
 
-from bench.gateway import _Fleet, _free_port, _machine, _set, _simfleet
+from bench._run import work_directory
+from bench.gateway import _Fleet, _free_port, _import_fleet, _install_gateway, _set, _simfleet
 from bipgw.app import Gateway, build_gateway
-from bipgw.cli import main as bipgw_main
 from bipgw.config import Config
 from bipgw.core import CampaignSpec, CampaignTarget, Pace, RetryPolicy
 from bipgw.store import add_tenant, grant_service
@@ -141,16 +132,7 @@ class Bench:
         toml.write_text(text + "\n".join(lines) + "\n")
 
         smsc_port, admin_port = _free_port(), _free_port()
-        config_file = install / "bipgw.toml"
-        transport = next((fleet_dir / "gateway").glob("*.key"))
-        init = ["init", str(install), "--listen", f"tcp:{admin_port}:interface=127.0.0.1"]
-        init += ["--smpp", f"tcp:host=127.0.0.1:port={smsc_port}"]
-        init += ["--smpp-password-file", str(fleet_dir / "gateway" / "smpp.password")]
-        add = ["keys", "add-transport", transport.stem, "--from-file", str(transport)]
-        add += ["-c", str(config_file)]
-        for argv in (init, add):
-            if bipgw_main(argv, stdout=open(os.devnull, "w")) != 0:  # noqa: SIM115
-                raise SystemExit(f"bipgw {argv[0]} failed")
+        config_file = _install_gateway(install, fleet_dir, admin_port, smsc_port)
         text = config_file.read_text()
         tuning = [
             ("smpp", "rate", "5000"),
@@ -175,12 +157,7 @@ class Bench:
         self.gateway = gateway = build_gateway(config, self.reactor, exit_on_failure=False)
         gateway.startService()
         await gateway.when_ready()
-        vendor = next((fleet_dir / "vendor").glob("*.out"))
-        msisdn = next((fleet_dir / "msisdn").glob("*.csv"))
-        for load, file in ((gateway.import_cards, vendor), (gateway.import_msisdn, msisdn)):
-            report = await load(file)
-            if not report.ok:
-                raise SystemExit(f"import of {file} failed")
+        await _import_fleet(gateway, fleet_dir)
         await add_tenant(gateway.store, "bench", max_sessions=max(100, args.concurrency))
         await grant_service(gateway.store, "bench", "isd", isd_commands=["all"])
         await gateway.when_bound()
@@ -316,18 +293,8 @@ def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = _arguments(argv)
-    keep = args.dir is not None
-    base = Path(args.dir) if keep else Path(tempfile.mkdtemp(prefix="bench-campaign-"))
-    base.mkdir(parents=True, exist_ok=True)
-    log = open(base / "gateway.log", "a")  # noqa: SIM115 (open for the run)
-    globalLogBeginner.beginLoggingTo(
-        [FilteringLogObserver(textFileLogObserver(log), [LogLevelFilterPredicate(LogLevel.warn)])],
-        redirectStandardIO=False,
-    )
-    print(_machine(), flush=True)
-    print(f"work directory {base} (gateway.log, fleet.log)", flush=True)
 
-    async def go(reactor: Any) -> None:
+    async def go(reactor: Any, base: Path) -> None:
         bench = Bench(reactor, args)
         try:
             await bench.setup(base)
@@ -349,12 +316,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             raise SystemExit(1)
         print("every healthy card succeeded with one try; every faulty one ended with its reason")
 
-    try:
-        react(lambda reactor: Deferred.fromCoroutine(go(reactor)))
-    finally:
-        log.close()
-        if not keep:
-            shutil.rmtree(base, ignore_errors=True)
+    with work_directory(args.dir, "bench-campaign-") as base:
+        react(lambda reactor: Deferred.fromCoroutine(go(reactor, base)))
 
 
 if __name__ == "__main__":

@@ -48,7 +48,6 @@ import socket
 import ssl
 import subprocess
 import sys
-import tempfile
 import time
 import tracemalloc
 from collections.abc import Sequence
@@ -58,15 +57,9 @@ from typing import Any
 from twisted.internet.defer import Deferred, DeferredSemaphore, gatherResults
 from twisted.internet.protocol import ProcessProtocol
 from twisted.internet.task import deferLater, react
-from twisted.logger import (
-    FilteringLogObserver,
-    LogLevel,
-    LogLevelFilterPredicate,
-    globalLogBeginner,
-    textFileLogObserver,
-)
 
 import bipgw.scp81 as admin_protocol
+from bench._run import work_directory
 from bipgw.app import Gateway, build_gateway
 from bipgw.cli import main as bipgw_main
 from bipgw.config import Config
@@ -94,6 +87,34 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def _install_gateway(install: Path, fleet_dir: Path, admin_port: int, smsc_port: int) -> Path:
+    """C{bipgw init} an install for the fleet in C{fleet_dir}, with its transport key added.
+
+    @return: the install's configuration file.
+    """
+    config_file = install / "bipgw.toml"
+    transport = next((fleet_dir / "gateway").glob("*.key"))
+    init = ["init", str(install), "--listen", f"tcp:{admin_port}:interface=127.0.0.1"]
+    init += ["--smpp", f"tcp:host=127.0.0.1:port={smsc_port}"]
+    init += ["--smpp-password-file", str(fleet_dir / "gateway" / "smpp.password")]
+    add = ["keys", "add-transport", transport.stem, "--from-file", str(transport)]
+    add += ["-c", str(config_file)]
+    for argv in (init, add):
+        if bipgw_main(argv, stdout=open(os.devnull, "w")) != 0:  # noqa: SIM115
+            raise SystemExit(f"bipgw {argv[0]} failed")
+    return config_file
+
+
+async def _import_fleet(gateway: Gateway, fleet_dir: Path) -> None:
+    """Import the fleet's vendor file, then its MSISDN file, as an operator would."""
+    vendor = next((fleet_dir / "vendor").glob("*.out"))
+    msisdn = next((fleet_dir / "msisdn").glob("*.csv"))
+    for load, file in ((gateway.import_cards, vendor), (gateway.import_msisdn, msisdn)):
+        report = await load(file)
+        if not report.ok:
+            raise SystemExit(f"import of {file} failed")
 
 
 def _machine() -> str:
@@ -258,24 +279,9 @@ class Bench:
         toml.write_text(text)
 
         smsc_port, admin_port = _free_port(), _free_port()
-        init = [
-            "init",
-            str(install),
-            "--listen",
-            f"tcp:{admin_port}:interface=127.0.0.1",
-            "--smpp",
-            # bench.push points the gateway at an SMSC of its own (one that only answers).
-            f"tcp:host=127.0.0.1:port={getattr(args, 'smsc_port', None) or smsc_port}",
-            "--smpp-password-file",
-            str(fleet_dir / "gateway" / "smpp.password"),
-        ]
-        transport = next((fleet_dir / "gateway").glob("*.key"))
-        config_file = install / "bipgw.toml"
-        add = ["keys", "add-transport", transport.stem, "--from-file", str(transport)]
-        add += ["-c", str(config_file)]
-        for argv in (init, add):
-            if bipgw_main(argv, stdout=open(os.devnull, "w")) != 0:  # noqa: SIM115
-                raise SystemExit(f"bipgw {argv[0]} failed")
+        # bench.push points the gateway at an SMSC of its own (one that only answers).
+        smsc = getattr(args, "smsc_port", None) or smsc_port
+        config_file = _install_gateway(install, fleet_dir, admin_port, smsc)
         text = config_file.read_text()
         database = "memory:" if args.database == "memory" else None
         for table, key, value in (
@@ -326,12 +332,7 @@ class Bench:
         gateway.startService()
         await gateway.when_ready()
         t0 = time.perf_counter()
-        vendor = next((fleet_dir / "vendor").glob("*.out"))
-        msisdn = next((fleet_dir / "msisdn").glob("*.csv"))
-        for load, file in ((gateway.import_cards, vendor), (gateway.import_msisdn, msisdn)):
-            report = await load(file)
-            if not report.ok:
-                raise SystemExit(f"import of {file} failed")
+        await _import_fleet(gateway, fleet_dir)
         self.say(
             f"imported {cards} cards into {(store_url or config.database.url).split(':')[0]} in"
             f" {time.perf_counter() - t0:.1f} s"
@@ -567,17 +568,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    base = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="bench-gateway-"))
-    base.mkdir(parents=True, exist_ok=True)
-    log = open(base / "gateway.log", "a")  # noqa: SIM115 (open for the run)
-    globalLogBeginner.beginLoggingTo(
-        [FilteringLogObserver(textFileLogObserver(log), [LogLevelFilterPredicate(LogLevel.warn)])],
-        redirectStandardIO=False,
-    )
-    print(_machine(), flush=True)
-    print(f"work directory {base} (gateway.log, fleet.log)", flush=True)
 
-    async def run(reactor: Any) -> None:
+    async def run(reactor: Any, base: Path) -> None:
         bench = Bench(reactor, args)
         try:
             await bench.setup(base)
@@ -593,12 +585,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             stats = pstats.Stats(str(bench.fleet_profile), stream=sys.stdout)
             stats.sort_stats("tottime").print_stats(30)
 
-    try:
-        react(lambda reactor: Deferred.fromCoroutine(run(reactor)))
-    finally:
-        log.close()
-        if not args.dir:
-            shutil.rmtree(base, ignore_errors=True)
+    with work_directory(args.dir, "bench-gateway-") as base:
+        react(lambda reactor: Deferred.fromCoroutine(run(reactor, base)))
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ import pstats
 import random
 import resource
 import shutil
+import subprocess
 import sys
 import tempfile
 import threading
@@ -56,17 +57,61 @@ def _rss() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
+def _children() -> list[int]:
+    """The process ids of this process's children (the import's worker)."""
+    pids = []
+    for task in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{task}/children") as f:
+                pids += [int(pid) for pid in f.read().split()]
+        except OSError:
+            pass
+    return pids
+
+
+def _rss_of(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, IndexError):
+        return 0
+
+
 class _Peak(threading.Thread):
+    """The peak RSS of this process and of each child, sampled every 20 ms."""
+
     def __init__(self) -> None:
         super().__init__(daemon=True)
         self.base = _rss()
         self.peak = self.base
+        self.children: dict[int, int] = {}
         self.running = True
 
     def run(self) -> None:
         while self.running:
             self.peak = max(self.peak, _rss())
+            for pid in _children():
+                self.children[pid] = max(self.children.get(pid, 0), _rss_of(pid))
             time.sleep(0.02)
+
+
+def _idle_worker_rss() -> int:
+    """The peak RSS of a card worker that starts and is given nothing: interpreter and imports.
+
+    What a worker weighs before it reads a line; the sampled peak of the
+    import's worker over this is what it grew while streaming the file.
+    """
+    import bipgw.ingest._card_worker as worker
+
+    child = subprocess.Popen(
+        [sys.executable, "-m", "bipgw.ingest._card_worker"],
+        stdin=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,  # runpy's warning: the package imports the module first
+        env=worker._environment(),
+    )
+    _, _, usage = os.wait4(child.pid, 0)
+    child.returncode = 0
+    return usage.ru_maxrss * 1024
 
 
 def _fleet(cards: int, directory: Path) -> Path:
@@ -187,6 +232,15 @@ async def _run(reactor: Any, args: argparse.Namespace) -> None:
             f" {resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024:.0f} MiB;"
             " on an idle 2-core machine the wall time is about the larger of the two CPUs"
         )
+        if peak.children:
+            idle = _idle_worker_rss()
+            worker_peak = max(peak.children.values())
+            worker_growth = (worker_peak - idle) / 2**20
+            print(
+                f"  worker RSS: peak {worker_peak / 2**20:.0f} MiB (sampled), an idle worker"
+                f" {idle / 2**20:.0f} MiB: grew {worker_growth:.0f} MiB; both processes grew"
+                f" {growth + worker_growth:.0f} MiB ({(growth + worker_growth) * 1.048576:.0f} MB)"
+            )
         if report.fatal:
             print("FATAL:", report.fatal)
         if args.again and not args.msisdn:

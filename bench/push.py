@@ -29,14 +29,11 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import io
 import json
 import os
 import pstats
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -46,13 +43,9 @@ from twisted.internet.defer import Deferred, DeferredSemaphore, gatherResults
 from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.internet.task import deferLater, react
 from twisted.internet.utils import getProcessOutput
-from twisted.logger import (
-    FilteringLogObserver,
-    LogLevel,
-    LogLevelFilterPredicate,
-    globalLogBeginner,
-    textFileLogObserver,
-)
+from twisted.logger import LogLevel
+
+from bench._run import add_isd_tenant, open_front_doors, work_directory
 
 _HTTP_CONNECTIONS = 64
 _TOKEN = "bench-push-token-0123456789abcdef"
@@ -253,8 +246,6 @@ async def phase_sessions(
     import attrs
 
     from bench.gateway import Bench
-    from bipgw.app import front_doors
-    from bipgw.cli._tenants import add_parser, execute
     from bipgw.config import HttpApiSection
 
     n = args.sessions
@@ -281,20 +272,8 @@ async def phase_sessions(
                 grant_cache_seconds=args.grant_cache_seconds,
             ),
         )
-        fronts.extend(front_doors(config, gateway.engine, gateway.store, reactor))
-        for front in fronts:
-            front.startService()
-        ports = [int((await f.when_listening()).getHost().port) for f in fronts]
-        token = base / "token"
-        token.write_text(_TOKEN + "\n")
-        parser = argparse.ArgumentParser()
-        add_parser(parser.add_subparsers(dest="command"))
-        limit = str(n * 10)
-        for argv in (
-            ["tenant", "add", "bench", "--token-file", str(token), "--max-sessions", limit],
-            ["service", "add", "isd", "--tenant", "bench", "--isd-commands", "all"],
-        ):
-            await execute(gateway.store, parser.parse_args(argv), io.StringIO(), sys.stderr)
+        ports = await open_front_doors(reactor, gateway, config, fronts)
+        await add_isd_tenant(gateway.store, base, "bench", _TOKEN, ["--max-sessions", str(n * 10)])
         iccids = bench.iccids[:n]
         pump = gateway.smpp.pump  # type: ignore[attr-defined]
         accepted0 = pump.accepted
@@ -381,18 +360,6 @@ def main(argv: Sequence[str] | None = None) -> None:
         _http_driver(int(argv[1]), Path(argv[2]).read_text().split(), int(argv[3]))
         return
     args = _arguments(argv)
-    from bench.gateway import _machine
-
-    base = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="bench-push-"))
-    base.mkdir(parents=True, exist_ok=True)
-    log = open(base / "gateway.log", "a")  # noqa: SIM115 (open for the run)
-    globalLogBeginner.beginLoggingTo(
-        [FilteringLogObserver(textFileLogObserver(log), [LogLevelFilterPredicate(LogLevel.info)])],
-        redirectStandardIO=False,
-    )
-    print(_machine(), flush=True)
-    print(f"work directory {base} (gateway.log: the gateway's log at level info)", flush=True)
-    smsc = _Smsc()
     profiles: dict[str, cProfile.Profile] = {}
 
     def profiler(name: str) -> cProfile.Profile | None:
@@ -405,7 +372,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     results: dict[str, dict[str, float]] = {}
 
-    async def run(reactor: Any) -> None:
+    async def run(reactor: Any, base: Path, smsc: _Smsc) -> None:
         results["smpplib"] = phase_smpplib(smsc, args.pushes)
         results["client"] = await phase_client_path(
             reactor, smsc, args.pushes, args.window, profiler("client path")
@@ -415,16 +382,20 @@ def main(argv: Sequence[str] | None = None) -> None:
                 reactor, args, base, smsc, profiler("sessions")
             )
 
-    try:
-        react(lambda reactor: Deferred.fromCoroutine(run(reactor)))
-    except SystemExit as e:
-        if e.code:
-            raise
-    finally:
-        smsc.stop()
-        log.close()
-        if not args.dir:
-            shutil.rmtree(base, ignore_errors=True)
+    with work_directory(
+        args.dir,
+        "bench-push-",
+        level=LogLevel.info,
+        contents="gateway.log: the gateway's log at level info",
+    ) as base:
+        smsc = _Smsc()
+        try:
+            react(lambda reactor: Deferred.fromCoroutine(run(reactor, base, smsc)))
+        except SystemExit as e:
+            if e.code:
+                raise
+        finally:
+            smsc.stop()
     ratio = results["client"]["rate"] / results["smpplib"]["rate"]
     print("summary (target):")
     print(f"  client path / smpplib stop-and-wait: {ratio:.2f}x (>= 2x)")

@@ -40,13 +40,10 @@ hand, into bench/RESULTS.md.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import re
-import shutil
 import sys
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -55,17 +52,18 @@ from typing import Any
 
 import attrs
 from twisted.internet.defer import Deferred, gatherResults
-from twisted.internet.protocol import ClientFactory, ProcessProtocol, Protocol
+from twisted.internet.protocol import ClientFactory, Protocol
 from twisted.internet.task import LoopingCall, deferLater, react
-from twisted.logger import (
-    FilteringLogObserver,
-    LogLevel,
-    LogLevelFilterPredicate,
-    globalLogBeginner,
-    textFileLogObserver,
-)
+from twisted.logger import LogLevel
 
 from bench._fleet_common import rss_bytes
+from bench._run import (
+    JsonLineChild,
+    add_isd_tenant,
+    open_front_doors,
+    spawn_json_child,
+    work_directory,
+)
 from bipgw.demo import ISD_SCRIPT, percentile
 
 ATTACKS = ("junk", "bad_token", "slow", "http_bad_token", "admin")
@@ -310,34 +308,8 @@ def child(args: argparse.Namespace) -> None:
 # -- the gateway side (this process) ---------------------------------------------
 
 
-class _Child(ProcessProtocol):
-    """A child process; its last stdout line is its figures."""
-
-    def __init__(self) -> None:
-        self.out = io.BytesIO()
-        self.err = io.BytesIO()
-        self.ended: Deferred[dict[str, Any]] = Deferred()
-
-    def outReceived(self, data: bytes) -> None:
-        self.out.write(data)
-
-    def errReceived(self, data: bytes) -> None:
-        self.err.write(data)
-
-    def processEnded(self, reason: Any) -> None:
-        lines = self.out.getvalue().decode().strip().splitlines()
-        try:
-            self.ended.callback(json.loads(lines[-1]))
-        except (IndexError, ValueError):
-            self.ended.errback(RuntimeError(f"child failed:\n{self.err.getvalue().decode()}"))
-
-
-def _spawn(reactor: Any, argv: list[str]) -> _Child:
-    child = _Child()
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
-    command = [sys.executable, "-m", "bench.soak", *argv]
-    reactor.spawnProcess(child, command[0], command, env=env, path=os.getcwd())
-    return child
+def _spawn(reactor: Any, argv: list[str]) -> JsonLineChild:
+    return spawn_json_child(reactor, "child", [sys.executable, "-m", "bench.soak", *argv])
 
 
 def _log_volume(path: Path) -> tuple[int, int]:
@@ -347,8 +319,6 @@ def _log_volume(path: Path) -> tuple[int, int]:
 
 async def _soak(reactor: Any, args: argparse.Namespace, base: Path, log_path: Path) -> int:
     from bench.gateway import Bench
-    from bipgw.app import front_doors
-    from bipgw.cli._tenants import add_parser, execute
     from bipgw.config import HttpApiSection, PlatformSection
     from bipgw.platform import ChannelSettings
     from bipgw.web import ApiSettings
@@ -387,21 +357,10 @@ async def _soak(reactor: Any, args: argparse.Namespace, base: Path, log_path: Pa
                 stream_buffer=api.stream_buffer,
             ),
         )
-        fronts.extend(front_doors(config, gateway.engine, gateway.store, reactor))
-        for front in fronts:
-            front.startService()
-        platform_port, http_port = [int((await f.when_listening()).getHost().port) for f in fronts]
+        platform_port, http_port = await open_front_doors(reactor, gateway, config, fronts)
         admin = re.search(r"tcp:(\d+)", config.admin.listen)
         assert admin is not None
-        token = base / "token"
-        token.write_text(_TOKEN + "\n")
-        parser = argparse.ArgumentParser()
-        add_parser(parser.add_subparsers(dest="command"))
-        for argv in (
-            ["tenant", "add", "soak", "--token-file", str(token)],
-            ["service", "add", "isd", "--tenant", "soak", "--isd-commands", "all"],
-        ):
-            await execute(gateway.store, parser.parse_args(argv), io.StringIO(), sys.stderr)
+        await add_isd_tenant(gateway.store, base, "soak", _TOKEN)
         iccids = base / "iccids.txt"
         iccids.write_text("\n".join(bench.iccids))
 
@@ -562,24 +521,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.mode in ("legit", "hostile"):
         child(args)
         return
-    from bench.gateway import _machine
-
-    base = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="bench-soak-"))
-    base.mkdir(parents=True, exist_ok=True)
-    log_path = base / "gateway.log"
-    log = open(log_path, "a", buffering=1)  # noqa: SIM115 (open for the run; line-buffered)
-    globalLogBeginner.beginLoggingTo(
-        [FilteringLogObserver(textFileLogObserver(log), [LogLevelFilterPredicate(LogLevel.info)])],
-        redirectStandardIO=False,
-    )
-    print(_machine(), flush=True)
-    print(f"work directory {base} (gateway.log, fleet.log)", flush=True)
-    try:
+    with work_directory(args.dir, "bench-soak-", level=LogLevel.info, line_buffered=True) as base:
+        log_path = base / "gateway.log"
         react(lambda reactor: Deferred.fromCoroutine(_soak(reactor, args, base, log_path)))
-    finally:
-        log.close()
-        if not args.dir:
-            shutil.rmtree(base, ignore_errors=True)
 
 
 if __name__ == "__main__":

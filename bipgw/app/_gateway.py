@@ -276,7 +276,10 @@ class Gateway(OrderedService):
             reactor,
             pushes,
             StoreCardDirectory(store),
-            ObservedRecorder(self.recorder, metrics),
+            ObservedRecorder(
+                self.recorder if self.cluster is None else self.cluster.recorder(self.recorder),
+                metrics,
+            ),
             config.sessions.policy(),
             uri_prefix=config.admin.uri_prefix,
             services={name: service.rules() for name, service in config.services.items()},

@@ -41,6 +41,7 @@ from bipgw.client._campaign import (
     write_csv,
     write_json,
 )
+from bipgw.keys import read_operator_file
 
 __all__ = ["API_ENV", "add_parser", "progress_line", "run"]
 
@@ -172,13 +173,7 @@ def progress_line(status: Mapping[str, Any], width: int = 30) -> str:
 
 
 def _create_body(args: argparse.Namespace) -> dict[str, Any]:
-    try:
-        with open(args.script, "rb") as f:
-            data = f.read(_MAX_SCRIPT + 1)
-    except OSError as e:
-        raise _UsageError(f"cannot read the script {args.script}: {e.strerror}") from None
-    if len(data) > _MAX_SCRIPT:
-        raise _UsageError(f"the script {args.script} is larger than {_MAX_SCRIPT} bytes")
+    data = read_operator_file(args.script, _MAX_SCRIPT, f"the script {args.script}", _UsageError)
     try:
         script = data.decode("utf-8")
     except UnicodeDecodeError:

@@ -26,6 +26,7 @@ from bipgw.cli._args import config_parent, run_on_store
 from bipgw.cli._audit import audit
 from bipgw.config import Config
 from bipgw.errors import BipGwError
+from bipgw.keys import read_operator_file
 from bipgw.store import (
     IStore,
     Role,
@@ -92,13 +93,7 @@ def read_password(path: str | None, prompt: Callable[[str], str] = getpass.getpa
             raise OperatorCommandError("the two passwords differ")
         password = first
     else:
-        try:
-            with open(path, "rb") as f:
-                data = f.read(_MAX_FILE + 1)
-        except OSError as e:
-            raise OperatorCommandError(f"cannot read password file {path}: {e.strerror}") from None
-        if len(data) > _MAX_FILE:
-            raise OperatorCommandError(f"password file {path} is larger than {_MAX_FILE} bytes")
+        data = read_operator_file(path, _MAX_FILE, f"password file {path}", OperatorCommandError)
         lines = data.decode("utf-8", errors="replace").splitlines()
         password = lines[0].strip() if lines else ""
     try:

@@ -29,6 +29,7 @@ from bipgw.cli._args import config_parent, positive, run_on_store
 from bipgw.cli._audit import audit
 from bipgw.config import Config
 from bipgw.errors import BipGwError
+from bipgw.keys import read_operator_file
 from bipgw.store import (
     ImportKind,
     IStore,
@@ -120,13 +121,7 @@ async def execute(
 
 
 def _read_first_line(path: str, what: str) -> str:
-    try:
-        with open(path, "rb") as f:
-            data = f.read(_MAX_FILE + 1)
-    except OSError as e:
-        raise PartnerCommandError(f"cannot read {what} {path}: {e.strerror}") from None
-    if len(data) > _MAX_FILE:
-        raise PartnerCommandError(f"{what} {path} is larger than {_MAX_FILE} bytes")
+    data = read_operator_file(path, _MAX_FILE, f"{what} {path}", PartnerCommandError)
     return data.decode("ascii", errors="replace")
 
 

@@ -17,6 +17,7 @@ when the arguments or the script are wrong or the target cannot be opened
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -40,6 +41,7 @@ from bipgw.client._script import load_script, parse_variable
 from bipgw.client._script_lines import ScriptError
 from bipgw.client._script_model import Script
 from bipgw.errors import BipGwError
+from bipgw.keys import read_operator_file
 
 __all__ = ["GATEWAY_ENV", "TOKEN_ENV", "add_parser", "run"]
 
@@ -107,6 +109,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     return p
 
 
+def _prefixed(prefix: str, message: str) -> _UsageError:
+    return _UsageError(prefix + message)
+
+
 def _variables(args: argparse.Namespace) -> dict[str, bytes]:
     variables: dict[str, bytes] = {}
     for item in args.var:
@@ -116,15 +122,9 @@ def _variables(args: argparse.Namespace) -> dict[str, bytes]:
         name, sep, path = item.partition("=")
         if not sep or not path:
             raise _UsageError(f"--var-file {item!r} is not NAME=FILE")
-        try:
-            name, _ = parse_variable(f"{name}=")
-            with open(path, "rb") as f:
-                data = f.read(_MAX_VAR_FILE + 1)
-        except OSError as e:
-            raise _UsageError(f"--var-file {name}: cannot read {path}: {e.strerror}") from None
-        if len(data) > _MAX_VAR_FILE:
-            raise _UsageError(f"--var-file {name}: {path} is larger than {_MAX_VAR_FILE} bytes")
-        variables[name] = data
+        name, _ = parse_variable(f"{name}=")
+        refused = functools.partial(_prefixed, f"--var-file {name}: ")
+        variables[name] = read_operator_file(path, _MAX_VAR_FILE, path, refused)
     return variables
 
 

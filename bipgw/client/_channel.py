@@ -140,6 +140,10 @@ class PlatformClient:
             )
         except (MessageError, ValueError) as e:
             return fail(e)
+        return self._opening(rid, service, request)
+
+    def _opening(self, rid: str, service: str, request: Open | Take) -> Deferred[CardSession]:
+        """Send C{request} (an L{Open} or a L{Take}); fires when its session is ready."""
         opening = _Opening(rid, service, Deferred(lambda _: self._cancel_open(opening)))
         self._openings[rid] = opening
         refused = self._send(request)
@@ -185,13 +189,7 @@ class PlatformClient:
             )
         except (MessageError, ValueError) as e:
             return fail(e)
-        opening = _Opening(rid, service, Deferred(lambda _: self._cancel_open(opening)))
-        self._openings[rid] = opening
-        refused = self._send(request)
-        if refused is not None:
-            del self._openings[rid]
-            return fail(refused)
-        return opening.deferred
+        return self._opening(rid, service, request)
 
     def attach(self, session_id: str, *, service: str = "") -> CardSession:
         """A handle on session C{session_id}, opened elsewhere: by this tenant on

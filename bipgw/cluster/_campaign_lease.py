@@ -20,16 +20,16 @@ C{bipgw:campaigns} so that a platform following a campaign on any node
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, Final
 
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
-from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from bipgw.cluster._locks import _ACQUIRE, _RELEASE, _RENEW
 from bipgw.cluster._redis import PREFIX, ClusterRedis
+from bipgw.cluster._renewal import Renewal
 from bipgw.core import CampaignCard, CampaignEvent, CampaignState, CardState
 
 __all__ = [
@@ -75,35 +75,33 @@ class RedisCampaignLeases:
         ttl: float = LEASE_TTL,
         renew_every: float = RENEW_EVERY,
     ) -> None:
-        if not 0 < renew_every < ttl:
-            raise ValueError(f"renew_every ({renew_every}) must be between 0 and ttl ({ttl})")
         self._ttl = int(ttl * 1000)
         self._redis = redis
         self.node = node
-        self._every = renew_every
-        self._held: set[str] = set()
         self._on_lost: Callable[[str], object] = lambda _: None
-        self._renewal = LoopingCall(self.renew)
-        self._renewal.clock = clock
+        self.renewal: Renewal[None] = Renewal(
+            clock, self._renew, every=renew_every, ttl=ttl, what="campaign leases"
+        )
+        self.renewal.on_lost = self._lost
 
     @property
     def held(self) -> frozenset[str]:
         """The campaigns this node holds."""
-        return frozenset(self._held)
+        return frozenset(self.renewal.held)
 
     def acquire(self, campaign_id: str) -> Deferred[bool]:
         d = self._redis.script(_ACQUIRE, [lease_key(campaign_id)], [self.node, self._ttl])
 
         def taken(result: Any) -> bool:
             if int(result) == 1:
-                self._held.add(campaign_id)
+                self.renewal.add(campaign_id, None)
                 return True
             return False
 
         return d.addCallback(taken)
 
     def release(self, campaign_id: str) -> None:
-        self._held.discard(campaign_id)
+        self.renewal.discard(campaign_id)
         d = self._redis.script(_RELEASE, [lease_key(campaign_id)], [self.node])
         d.addErrback(
             lambda f: self._log.warn(
@@ -115,40 +113,29 @@ class RedisCampaignLeases:
 
     def renew(self) -> Deferred[None]:
         """Renew every lease held; those lost are forgotten and reported."""
-        held = sorted(self._held)
-        if not held:
-            return succeed(None)
-        d = self._redis.script(_RENEW, [lease_key(c) for c in held], [self.node, self._ttl])
+        return self.renewal.renew()
 
-        def renewed(lost: Any) -> None:
-            for index in lost or ():
-                campaign_id = held[int(index) - 1]
-                self._held.discard(campaign_id)
-                self._log.warn(
-                    "campaign {id}'s lease was lost (expired): this node stops running it",
-                    id=campaign_id,
-                )
-                self._on_lost(campaign_id)
+    def _renew(self, held: list[tuple[str, None]]) -> Deferred[Iterable[str] | None]:
+        ids = [campaign_id for campaign_id, _ in held]
+        d = self._redis.script(_RENEW, [lease_key(c) for c in ids], [self.node, self._ttl])
+        return d.addCallback(lambda lost: [ids[int(i) - 1] for i in lost or ()])
 
-        d.addCallback(renewed)
-        d.addErrback(
-            lambda f: self._log.warn(
-                "renewing campaign leases failed: {why}", why=f.getErrorMessage()
-            )
+    def _lost(self, campaign_id: str, _: None) -> None:
+        self._log.warn(
+            "campaign {id}'s lease was lost (expired): this node stops running it",
+            id=campaign_id,
         )
-        return d
+        self._on_lost(campaign_id)
 
     def start(self, on_lost: Callable[[str], object]) -> None:
         self._on_lost = on_lost
-        if not self._renewal.running:
-            self._renewal.start(self._every, now=False)
+        self.renewal.start()
 
     def stop(self) -> None:
         # Not released: the tries under way are written after the campaign
         # service stops; another node takes the campaigns over once the
         # leases expire, and this node, restarted under its name, at once.
-        if self._renewal.running:
-            self._renewal.stop()
+        self.renewal.stop()
 
 
 def encode_event(event: CampaignEvent, node: str) -> str:

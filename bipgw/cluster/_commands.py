@@ -18,14 +18,15 @@ once it would be full again.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Iterable
 from typing import Any, Final
 
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
-from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from bipgw.cluster._redis import PREFIX, ClusterRedis
+from bipgw.cluster._renewal import Renewal
 from bipgw.codec.platform import ErrorCode
 from bipgw.core import RateLimitedLog, ServiceGrant, TenantGrant
 
@@ -104,16 +105,16 @@ class RedisCommandLimits:
     ) -> None:
         self._redis = redis
         self._ttl = int(ttl * 1000)
-        self._held: dict[str, str] = {}  # token -> the tenant's key
-        self._renewal = LoopingCall(self.renew)
-        self._renewal.clock = clock
-        self._every = renew_every
+        # token -> the tenant's sorted set
+        self.renewal: Renewal[str] = Renewal(
+            clock, self._renew, every=renew_every, ttl=ttl, what="command counts"
+        )
         self._ratelog = RateLimitedLog(self._log, clock)
 
     @property
     def held(self) -> int:
         """Commands in flight this node counts now."""
-        return len(self._held)
+        return len(self.renewal)
 
     def admit(
         self, tenant: TenantGrant, service: ServiceGrant
@@ -128,7 +129,7 @@ class RedisCommandLimits:
         def decided(result: Any) -> tuple[str | None, str | None, str | None]:
             code, wait = (int(v) for v in result)
             if code == 0:
-                self._held[token] = keys[0]
+                self.renewal.add(token, keys[0])
                 return token, None, None
             if code == 1:
                 return (
@@ -148,7 +149,7 @@ class RedisCommandLimits:
 
     def done(self, token: str) -> None:
         """See L{bipgw.core.ISharedCommands.done}."""
-        key = self._held.pop(token, None)
+        key = self.renewal.discard(token)
         if key is None:
             return
         self._redis.call("ZREM", key, token).addErrback(
@@ -159,25 +160,19 @@ class RedisCommandLimits:
             )
         )
 
-    def renew(self) -> Deferred[Any]:
-        """Renew the counts of this node's commands in flight."""
-        if not self._held:
-            return succeed(None)
-        tokens = list(self._held)
-        d = self._redis.script(_RENEW, [self._held[t] for t in tokens], [self._ttl, *tokens])
-        d.addErrback(
-            lambda f: self._ratelog.warn(
-                "command-renew", "renewing command counts failed: {w}", w=f.getErrorMessage()
-            )
-        )
-        return d
+    def renew(self) -> Deferred[None]:
+        """Renew the counts of this node's commands in flight now."""
+        return self.renewal.renew()
+
+    def _renew(self, held: list[tuple[str, str]]) -> Deferred[Iterable[str] | None]:
+        tokens = [token for token, _ in held]
+        keys = [key for _, key in held]
+        return self._redis.script(_RENEW, keys, [self._ttl, *tokens]).addCallback(lambda _: None)
 
     def start(self) -> None:
         """Renew every few seconds from now on."""
-        if not self._renewal.running:
-            self._renewal.start(self._every, now=False)
+        self.renewal.start()
 
     def stop(self) -> None:
         """Stop renewing (the counts expire by themselves)."""
-        if self._renewal.running:
-            self._renewal.stop()
+        self.renewal.stop()

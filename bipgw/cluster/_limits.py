@@ -15,14 +15,15 @@ within L{TOKEN_TTL} seconds.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Iterable
 from typing import Any, Final
 
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
-from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from bipgw.cluster._redis import PREFIX, ClusterRedis
+from bipgw.cluster._renewal import Renewal
 from bipgw.core import ServiceGrant, TenantGrant
 
 __all__ = ["TOKEN_TTL", "RedisTenantLimits"]
@@ -83,15 +84,15 @@ class RedisTenantLimits:
     ) -> None:
         self._redis = redis
         self._ttl = int(ttl * 1000)
-        self._held: dict[str, list[str]] = {}
-        self._renewal = LoopingCall(self.renew)
-        self._renewal.clock = clock
-        self._every = renew_every
+        # token -> the tenant's and the service's sorted sets
+        self.renewal: Renewal[list[str]] = Renewal(
+            clock, self._renew, every=renew_every, ttl=ttl, what="session counts"
+        )
 
     @property
     def held(self) -> int:
         """Sessions this node counts now."""
-        return len(self._held)
+        return len(self.renewal)
 
     def reserve(
         self, tenant: TenantGrant, service: ServiceGrant
@@ -105,7 +106,7 @@ class RedisTenantLimits:
         def decided(result: Any) -> tuple[str | None, str | None]:
             code = int(result)
             if code == 0:
-                self._held[token] = keys
+                self.renewal.add(token, keys)
                 return token, None
             if code == 1:
                 return None, (
@@ -121,7 +122,7 @@ class RedisTenantLimits:
 
     def release(self, token: str) -> None:
         """See L{bipgw.core.ISharedLimits.release}."""
-        keys = self._held.pop(token, None)
+        keys = self.renewal.discard(token)
         if keys is None:
             return
         d = self._redis.call("ZREM", keys[0], token)
@@ -133,24 +134,19 @@ class RedisTenantLimits:
             )
         )
 
-    def renew(self) -> Deferred[Any]:
-        """Renew the counts of this node's sessions."""
-        if not self._held:
-            return succeed(None)
-        tokens = list(self._held)
-        keys = [k for t in tokens for k in self._held[t]]
-        d = self._redis.script(_RENEW, keys, [self._ttl, *tokens])
-        d.addErrback(
-            lambda f: self._log.warn("renewing session counts failed: {w}", w=f.getErrorMessage())
-        )
-        return d
+    def renew(self) -> Deferred[None]:
+        """Renew the counts of this node's sessions now."""
+        return self.renewal.renew()
+
+    def _renew(self, held: list[tuple[str, list[str]]]) -> Deferred[Iterable[str] | None]:
+        tokens = [token for token, _ in held]
+        keys = [k for _, pair in held for k in pair]
+        return self._redis.script(_RENEW, keys, [self._ttl, *tokens]).addCallback(lambda _: None)
 
     def start(self) -> None:
         """Renew every few seconds from now on."""
-        if not self._renewal.running:
-            self._renewal.start(self._every, now=False)
+        self.renewal.start()
 
     def stop(self) -> None:
         """Stop renewing (the counts expire by themselves)."""
-        if self._renewal.running:
-            self._renewal.stop()
+        self.renewal.stop()

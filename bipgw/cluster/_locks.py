@@ -12,14 +12,15 @@ L{LOCK_TTL} seconds.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, Final
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
-from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from bipgw.cluster._redis import PREFIX, ClusterRedis
+from bipgw.cluster._renewal import Renewal
 
 __all__ = ["LOCK_TTL", "RENEW_EVERY", "RedisCardLocks"]
 
@@ -74,6 +75,7 @@ class RedisCardLocks:
     @param clock: times the renewals.
     @param ttl: seconds a lock lives unless renewed.
     @param renew_every: seconds between two renewals.
+    @ivar renewal: the cards held, renewed together (L{Renewal}).
     """
 
     _log = Logger()
@@ -87,20 +89,18 @@ class RedisCardLocks:
         ttl: float = LOCK_TTL,
         renew_every: float = RENEW_EVERY,
     ) -> None:
-        if not 0 < renew_every < ttl:
-            raise ValueError(f"renew_every ({renew_every}) must be between 0 and ttl ({ttl})")
         self._ttl = int(ttl * 1000)
-        self._every = renew_every
         self._redis = redis
         self.node = node
-        self._held: set[str] = set()
-        self._renewal = LoopingCall(self.renew)
-        self._renewal.clock = clock
+        self.renewal: Renewal[None] = Renewal(
+            clock, self._renew, every=renew_every, ttl=ttl, what="card locks"
+        )
+        self.renewal.on_lost = self._lost
 
     @property
     def held(self) -> frozenset[str]:
         """The cards this node holds."""
-        return frozenset(self._held)
+        return frozenset(self.renewal.held)
 
     def acquire(self, iccid: str) -> Deferred[bool]:
         """See L{bipgw.core.ICardLocks.acquire}."""
@@ -109,7 +109,7 @@ class RedisCardLocks:
         def taken(result: Any) -> bool:
             granted = int(result) == 1
             if granted:
-                self._held.add(iccid)
+                self.renewal.add(iccid, None)
             return granted
 
         return d.addCallback(taken)
@@ -117,7 +117,7 @@ class RedisCardLocks:
     def release(self, iccid: str) -> None:
         """See L{bipgw.core.ICardLocks.release}; a failure is logged (the lock
         then expires by itself)."""
-        self._held.discard(iccid)
+        self.renewal.discard(iccid)
         d = self._redis.script(_RELEASE, [card_key(iccid)], [self.node])
         d.addErrback(
             lambda f: self._log.warn(
@@ -129,38 +129,25 @@ class RedisCardLocks:
         )
 
     def renew(self) -> Deferred[None]:
-        """Renew every lock this node holds; forget those it lost (expired
+        """Renew every lock this node holds now; forget those it lost (expired
         while Redis was unreachable, and taken by another node)."""
-        cards = sorted(self._held)
-        if not cards:
-            from twisted.internet.defer import succeed
+        return self.renewal.renew()
 
-            return succeed(None)
+    def _renew(self, held: list[tuple[str, None]]) -> Deferred[Iterable[str] | None]:
+        cards = [iccid for iccid, _ in held]
         d = self._redis.script(_RENEW, [card_key(i) for i in cards], [self.node, self._ttl])
+        return d.addCallback(lambda lost: [cards[int(i) - 1] for i in lost or ()])
 
-        def renewed(lost: Any) -> None:
-            for index in lost or ():
-                iccid = cards[int(index) - 1]
-                self._log.warn("card {iccid}'s lock was lost (expired)", iccid=iccid)
-                self._held.discard(iccid)
-
-        d.addCallback(renewed)
-        d.addErrback(
-            lambda f: self._log.warn("renewing card locks failed: {why}", why=f.getErrorMessage())
-        )
-        return d
+    def _lost(self, iccid: str, _: None) -> None:
+        self._log.warn("card {iccid}'s lock was lost (expired)", iccid=iccid)
 
     def start(self) -> None:
         """Renew the held locks every L{RENEW_EVERY} seconds from now on."""
-        if not self._renewal.running:
-            self._renewal.start(self._every, now=False)
+        self.renewal.start()
 
     def stop(self) -> Deferred[None]:
         """Stop renewing and release every lock held (a clean shutdown)."""
-        if self._renewal.running:
-            self._renewal.stop()
-        for iccid in sorted(self._held):
+        self.renewal.stop()
+        for iccid in sorted(self.renewal.held):
             self.release(iccid)
-        from twisted.internet.defer import succeed
-
         return succeed(None)

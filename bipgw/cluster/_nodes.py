@@ -163,6 +163,7 @@ class NodeHeartbeat:
         self._beaten = False
         self._clock = clock
         self._up_since: float | None = None
+        self._ok_sent: float | None = None
         self.nodes = 1
         self.on_forgotten: Callable[[], object] | None = None
 
@@ -172,6 +173,7 @@ class NodeHeartbeat:
 
     def beat(self) -> Deferred[None]:
         """One heartbeat now."""
+        sent = self._clock.seconds()
         d = self._redis.script(
             _BEAT, [node_key(self.node), NODES], [self.node, self._admin(), self._cards()]
         )
@@ -179,6 +181,7 @@ class NodeHeartbeat:
         def beaten(answer: Any) -> None:
             count, fresh = answer
             self.nodes = int(count)
+            self._ok_sent = max(sent, self._ok_sent or sent)
             if self._down:
                 self._log.info("heartbeat of node {node} written again", node=self.node)
             self._down = False
@@ -212,6 +215,14 @@ class NodeHeartbeat:
         if self._up_since is None:
             return 0.0
         return max(0.0, self._clock.seconds() - self._up_since)
+
+    def silent_for(self) -> float:
+        """Seconds since the last beat that went through was sent (0 before
+        the first): at least how old the other nodes find this node's last
+        beat, so a node silent for L{NODE_TIMEOUT} may have been taken for dead."""
+        if self._ok_sent is None or not self._loop.running:
+            return 0.0
+        return max(0.0, self._clock.seconds() - self._ok_sent)
 
     def start(self) -> None:
         """Beat now and every L{BEAT_EVERY} seconds."""

@@ -21,6 +21,7 @@ most L{FLUSH_EVERY} plus one Redis call, shared by a whole burst.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Final
 
 from twisted.internet.defer import Deferred, succeed
@@ -30,6 +31,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from bipgw.cluster._redis import PREFIX, ClusterRedis
+from bipgw.codec.platform import MAX_TIMEOUT, Timeouts
 from bipgw.core import SessionEngine, SessionEvent, SessionState
 from bipgw.core._engine import OFFERED
 
@@ -45,12 +47,13 @@ KEEP_ENDED: Final = 86_400
 """Seconds an ended session's registry entry is kept."""
 
 # KEYS[1]: the node's set; then per write KEYS[i+1] the session's hash and
-# ARGV (after the node and the expiry) 8 values: id, state, iccid, service,
-# ended, and the open's context: tenant, application, target (hex).  A
-# write with no state only adds the context.
+# ARGV (after the node and the expiry) 9 values: id, state, iccid, service,
+# ended, and the open's context: tenant, application, target (hex), the
+# platform's timeouts (L{encode_timeouts}).  A write with no state only adds
+# the context.
 _RECORD = """
 for i = 2, #KEYS do
-  local a = 3 + (i - 2) * 8
+  local a = 3 + (i - 2) * 9
   local key, sid = KEYS[i], ARGV[a]
   if ARGV[a + 1] ~= '' then
     redis.call('HSET', key, 'node', ARGV[1], 'state', ARGV[a + 1])
@@ -58,7 +61,8 @@ for i = 2, #KEYS do
   if ARGV[a + 2] ~= '' then redis.call('HSET', key, 'iccid', ARGV[a + 2]) end
   if ARGV[a + 3] ~= '' then redis.call('HSET', key, 'service', ARGV[a + 3]) end
   if ARGV[a + 5] ~= '' then
-    redis.call('HSET', key, 'tenant', ARGV[a + 5], 'app', ARGV[a + 6], 'target', ARGV[a + 7])
+    redis.call('HSET', key, 'tenant', ARGV[a + 5], 'app', ARGV[a + 6], 'target', ARGV[a + 7],
+      'timeouts', ARGV[a + 8])
   end
   if ARGV[a + 4] == '1' then
     redis.call('SREM', KEYS[1], sid)
@@ -80,22 +84,31 @@ _QUEUED: Final = frozenset(
 """States of a session that has not reached its card (another node may take it over)."""
 
 # KEYS[1]: the node's set; then per session KEYS[i+1] its hash and ARGV
-# (after the node) 7 values: id, state, iccid, service, tenant, app, target.
-# A hash naming another node is left alone: its id and node are returned.
+# (after the node) 8 values: id, state, iccid, service, tenant, app, target,
+# timeouts.
+# A hash naming another node (it took the session over), or marked failed
+# (a node that took this one for dead ended it), or dealt to another node
+# (to take over or end), is left alone: its id, that node and its state
+# are returned.
 _REWRITE = """
 local out = {}
 for i = 2, #KEYS do
-  local a = 2 + (i - 2) * 7
+  local a = 2 + (i - 2) * 8
   local key, sid = KEYS[i], ARGV[a]
   local owner = redis.call('HGET', key, 'node')
-  if owner and owner ~= ARGV[1] then
+  local state = redis.call('HGET', key, 'state')
+  local dealt = redis.call('HGET', key, 'dealt')
+  if dealt and dealt ~= ARGV[1] and owner == ARGV[1] then owner = dealt end
+  if owner and (owner ~= ARGV[1] or state == 'failed') then
     table.insert(out, sid)
     table.insert(out, owner)
+    table.insert(out, state or '')
   else
     redis.call('HSET', key, 'node', ARGV[1], 'state', ARGV[a + 1], 'service', ARGV[a + 3])
     if ARGV[a + 2] ~= '' then redis.call('HSET', key, 'iccid', ARGV[a + 2]) end
     if ARGV[a + 4] ~= '' then
-      redis.call('HSET', key, 'tenant', ARGV[a + 4], 'app', ARGV[a + 5], 'target', ARGV[a + 6])
+      redis.call('HSET', key, 'tenant', ARGV[a + 4], 'app', ARGV[a + 5], 'target', ARGV[a + 6],
+        'timeouts', ARGV[a + 7])
     end
     redis.call('SADD', KEYS[1], sid)
   end
@@ -115,6 +128,34 @@ _RECORDED: Final = frozenset(
         SessionState.FAILED,
     }
 )
+
+
+def encode_timeouts(timeouts: Timeouts | None) -> str:
+    """The platform's C{timeouts} of an open as the registry keeps them:
+    C{READY:COMMAND} in seconds, either empty when absent (C{""}: none)."""
+    if timeouts is None or (timeouts.ready is None and timeouts.command is None):
+        return ""
+    return ":".join("" if v is None else repr(float(v)) for v in (timeouts.ready, timeouts.command))
+
+
+def decode_timeouts(text: str) -> Timeouts | None:
+    """The timeouts L{encode_timeouts} wrote; C{None} for none, or for
+    anything else (a value out of the platform's bounds is dropped)."""
+    parts = text.split(":")
+    if len(parts) != 2 or len(text) > 64:
+        return None
+    values: list[float | None] = []
+    for part in parts:
+        try:
+            value = float(part) if part else None
+        except ValueError:
+            return None
+        if value is not None and not 0 < value <= MAX_TIMEOUT:
+            value = None
+        values.append(value)
+    if values == [None, None]:
+        return None
+    return Timeouts(ready=values[0], command=values[1])
 
 
 class RegistryNotWrittenError(Exception):
@@ -153,8 +194,13 @@ class SessionRegistry:
         self._waiting: list[tuple[str, ...]] = []
         # The open's context (tenant, application, target) of each live
         # session a tenant opened: written again after Redis lost it.
-        self._contexts: dict[str, tuple[str, str, str]] = {}
+        self._contexts: dict[str, tuple[str, str, str, str]] = {}
         self._flush: IDelayedCall | None = None
+        # Told of each live session of this node the cluster gave away or
+        # ended while the node was cut off (L{rewrite}): id, node, state.
+        self.on_disowned: Callable[[str, str, str], object] | None = None
+        # Whether a session's entry is another node's now (not written here).
+        self.disowned: Callable[[str], bool] = lambda _: False
         # Openings waiting for the call that carries the writes now waiting.
         self._openings: list[Deferred[None]] = []
         self._release: Any = None
@@ -221,11 +267,22 @@ class SessionRegistry:
         return result
 
     def context(
-        self, session_id: str, tenant_id: str, application: bytes | None, target: bytes | None
+        self,
+        session_id: str,
+        tenant_id: str,
+        application: bytes | None,
+        target: bytes | None,
+        timeouts: Timeouts | None = None,
     ) -> None:
-        """Keep who opened C{session_id}, and for what, so that another node
-        can take it over if this one dies (L{bipgw.core.Tenancy.contexts})."""
-        context = (tenant_id, (application or b"").hex(), (target or b"").hex())
+        """Keep who opened C{session_id}, for what and with which timeouts,
+        so that another node can take it over if this one dies
+        (L{bipgw.core.Tenancy.contexts})."""
+        context = (
+            tenant_id,
+            (application or b"").hex(),
+            (target or b"").hex(),
+            encode_timeouts(timeouts),
+        )
         self._contexts[session_id] = context
         self._queue((session_id, "", "", "", "0", *context))
 
@@ -234,7 +291,8 @@ class SessionRegistry:
         restarted without its data, or a node took this one for dead).
 
         A session another node runs now (it took it over while this node was
-        cut off) is left to that node's entry, and logged.
+        cut off), or that such a node ended (C{failed}), is left to that
+        entry, logged, and handed to L{on_disowned}.
         """
         keys = [node_sessions_key(self.node)]
         args: list[object] = [self.node]
@@ -249,23 +307,34 @@ class SessionRegistry:
             )
             keys.append(session_key(sid))
             args.extend((sid, state, status.iccid or "", status.service))
-            args.extend(self._contexts.get(sid, ("", "", "")))
+            args.extend(self._contexts.get(sid, ("", "", "", "")))
 
         def written(raw: Any) -> None:
             taken = [v.decode() if isinstance(v, bytes) else str(v) for v in raw or ()]
             self._log.info(
                 "node {node}'s {n} live session(s) written to the registry again",
                 node=self.node,
-                n=len(keys) - 1 - len(taken) // 2,
+                n=len(keys) - 1 - len(taken) // 3,
             )
-            for i in range(0, len(taken), 2):
-                self._log.warn(
-                    "session {session} runs on node {other} now (taken over while node {node}"
-                    " was cut off from Redis); this node's copy is not registered",
-                    session=taken[i],
-                    other=taken[i + 1],
-                    node=self.node,
-                )
+            for i in range(0, len(taken), 3):
+                session, other, state = taken[i : i + 3]
+                if other != self.node:
+                    self._log.warn(
+                        "session {session} runs on node {other} now (taken over while node"
+                        " {node} was cut off from Redis); this node's copy is not registered",
+                        session=session,
+                        other=other,
+                        node=self.node,
+                    )
+                else:
+                    self._log.warn(
+                        "session {session} was ended by the cluster (node {node} was taken"
+                        " for dead while cut off from Redis); this node's copy is not registered",
+                        session=session,
+                        node=self.node,
+                    )
+                if self.on_disowned is not None:
+                    self.on_disowned(session, other, state)
 
         d = self._redis.script(_REWRITE, keys, args)
         return d.addCallbacks(written, self._failed)
@@ -295,9 +364,13 @@ class SessionRegistry:
         service = "" if status is None else status.service
         ended = "1" if event.state.terminal else "0"
         sid = str(event.session_id)
+        if self.disowned(sid):
+            # Its entry names the node that took it over, or says how it ended.
+            self._contexts.pop(sid, None)
+            return
         if event.state.terminal:
             self._contexts.pop(sid, None)
-        self._queue((sid, state.value, iccid, service, ended, "", "", ""))
+        self._queue((sid, state.value, iccid, service, ended, "", "", "", ""))
 
     def _queue(self, write: tuple[str, ...]) -> None:
         self._waiting.append(write)

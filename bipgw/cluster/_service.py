@@ -14,13 +14,14 @@ from collections.abc import Callable
 from typing import Any
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from bipgw.cluster._commands import RedisCommandLimits
 from bipgw.cluster._events import ClusterEventFeed
+from bipgw.cluster._fence import FencedRecorder, NodeFence
 from bipgw.cluster._forwarding import SessionForwarding
 from bipgw.cluster._invalidation import KeyCache, KeyInvalidation, KeysReadyPushes
 from bipgw.cluster._limits import RedisTenantLimits
@@ -31,7 +32,7 @@ from bipgw.cluster._redis import ClusterRedis, RedisAddress
 from bipgw.cluster._registry import SessionRegistry
 from bipgw.cluster._relay import RelayedCards
 from bipgw.cluster._takeover import Adopter, ClusterEvents
-from bipgw.core import IPushSender, OwnedSessions, SessionEngine, Tenancy
+from bipgw.core import IPushSender, ISessionRecorder, OwnedSessions, SessionEngine, Tenancy
 from bipgw.store import IStore
 
 __all__ = ["ClusterNode"]
@@ -80,7 +81,16 @@ class ClusterNode(Service):
         self.registry: SessionRegistry | None = None
         self.invalidation: KeyInvalidation | None = None
         self.cards: RelayedCards | None = None
+        self.fence: NodeFence | None = None
         self._engine: SessionEngine | None = None
+
+    def recorder(self, recorder: ISessionRecorder) -> ISessionRecorder:
+        """C{recorder}, without the writes of the sessions this node's copies
+        of were given away while it was cut off (L{NodeFence}): the engine's
+        recorder (once, at build, before L{wire})."""
+        return FencedRecorder(
+            recorder, lambda sid: self.fence is not None and self.fence.disowned(sid)
+        )
 
     def wire(self, engine: SessionEngine, keys: KeyCache) -> RelayedCards:
         """Follow C{engine}'s sessions and keep C{keys} current (once, at build).
@@ -96,6 +106,9 @@ class ClusterNode(Service):
         self.cards = RelayedCards(engine, self.redis, self.node, self._clock)
         self.reaper.on_dead = self.cards.node_lost
         self.heartbeat.on_forgotten = self.registry.rewrite
+        self.fence = NodeFence(engine, self.heartbeat, self._clock)
+        self.registry.on_disowned = self.fence.given_away
+        self.registry.disowned = self.fence.disowned
         return self.cards
 
     def serve(self, tenancy: Tenancy) -> None:
@@ -122,6 +135,8 @@ class ClusterNode(Service):
         self.commands.start()
         self.event_feed.start()
         self.heartbeat.start()
+        if self.fence is not None:
+            self.fence.start()
         self._reaping.start(BEAT_EVERY, now=False)
         self.events.start()
         if self.registry is not None:
@@ -178,6 +193,8 @@ class ClusterNode(Service):
             self.invalidation.stop()
         if self._reaping.running:
             self._reaping.stop()
+        if self.fence is not None:
+            self.fence.stop()
         if self.registry is not None:
             self.registry.stop()
         if self.forwarding is not None:
@@ -186,6 +203,10 @@ class ClusterNode(Service):
         self.limits.stop()
         self.commands.stop()
         self.event_feed.stop()
-        d = self.heartbeat.stop()
+        # What it was dealt of dead nodes and has not claimed goes to the
+        # others (the two calls go together: Redis down, they fail together).
+        d: Deferred[Any] = gatherResults(
+            [self.reaper.hand_back(), self.heartbeat.stop()], consumeErrors=True
+        )
         d.addBoth(lambda _: self.redis.disconnect())
         return d.addBoth(lambda _: None)

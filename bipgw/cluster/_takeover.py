@@ -41,7 +41,7 @@ from twisted.python.failure import Failure
 
 from bipgw.cluster._recovery import end_sessions
 from bipgw.cluster._redis import ClusterRedis
-from bipgw.cluster._registry import KEEP_ENDED, session_key
+from bipgw.cluster._registry import KEEP_ENDED, decode_timeouts, session_key
 from bipgw.core import FailureReason, Handover, ISharedLimits, SessionError, TenantGrant
 from bipgw.store import IStore, SessionRecord
 
@@ -53,7 +53,7 @@ CHANNEL: Final = "cluster"
 NODE_LOST: Final = "node-lost"
 TAKEN_OVER: Final = "taken-over"
 
-_FIELDS: Final = ("state", "iccid", "service", "tenant", "app", "target")
+_FIELDS: Final = ("state", "iccid", "service", "tenant", "app", "target", "timeouts")
 
 # Per session: its registry fields, in _FIELDS' order ('' when absent).
 _READ: Final = """
@@ -187,6 +187,7 @@ class _Found:
     session_id: str
     fields: dict[str, str]
     row: SessionRecord | None = None
+    seq: int = 0
 
 
 class SessionTakeover:
@@ -253,8 +254,16 @@ class SessionTakeover:
 
     def _rows(self, found: list[_Found]) -> Deferred[list[_Found]]:
         def one(item: _Found) -> Deferred[None]:
-            def got(row: SessionRecord | None) -> None:
+            def got(row: SessionRecord | None) -> Deferred[None] | None:
                 item.row = row
+                if row is None or row.ended_at is not None:
+                    return None
+                # Its events here go on from the last its history recorded.
+                events = self._store.session_events(item.session_id)
+                return events.addCallbacks(numbered, lambda _: None)
+
+            def numbered(events: list[Any]) -> None:
+                item.seq = max((int(e.seq) for e in events), default=0)
 
             return self._store.get_session(item.session_id).addCallbacks(got, lambda _: None)
 
@@ -312,6 +321,9 @@ class SessionTakeover:
             application=_unhex(fields.get("app", "")),
             target=_unhex(fields.get("target", "")),
             node=dead,
+            timeouts=decode_timeouts(fields.get("timeouts", "")),
+            waited=max(0.0, self._clock.seconds() - row.opened_at),
+            seq=item.seq,
         )
 
     def _take(self, item: _Found, dead: str) -> Deferred[int]:

@@ -23,14 +23,12 @@ import attrs
 
 from bipgw.codec.platform import DEFAULT_MAX_FRAME
 from bipgw.config._kinds import SECONDS, FilePath, Integer, Number
-from bipgw.config._netkinds import DEFAULT_BACKLOG, ServerEndpoint, with_backlog
-from bipgw.config._schema import REQUIRED, ConfigError, setting
+from bipgw.config._listen import PemFile, backlog_field, listen_field, server_tls_options
+from bipgw.config._netkinds import brings_tls, with_backlog
+from bipgw.config._schema import keyword_setting, setting
 
 #: The largest frame or request body a configuration may allow (16 MiB).
 MAX_PAYLOAD = 16 * 1024 * 1024
-
-#: The server endpoint types that bring their own TLS.
-TLS_ENDPOINT_TYPES = ("ssl", "tls")
 
 
 # The doors' own defaults, written here so that reading a configuration
@@ -66,7 +64,7 @@ _API_DEFAULTS = {
 }
 
 
-@attrs.frozen
+@attrs.frozen(kw_only=True)
 class PlatformSection:
     """C{[platform]}: the framed channel business platforms connect to.
 
@@ -76,24 +74,11 @@ class PlatformSection:
     (L{tls_ca}), which lets tenants authenticate by their certificate's CN.
     """
 
-    listen: str = attrs.field(
-        metadata=setting(
-            ServerEndpoint(),
-            REQUIRED,
-            "Where the platform channel listens, as a Twisted server endpoint string"
-            " (ssl:... brings its own TLS).",
-        )
+    listen: str = listen_field(
+        "Where the platform channel listens, as a Twisted server endpoint string"
+        " (ssl:... brings its own TLS).",
     )
-    backlog: int = attrs.field(
-        kw_only=True,
-        default=DEFAULT_BACKLOG,
-        metadata=setting(
-            Integer(1, 65535),
-            DEFAULT_BACKLOG,
-            "The listen backlog: connections the kernel queues before they are accepted"
-            " (tcp, tcp6, ssl and unix endpoints; capped by net.core.somaxconn).",
-        ),
-    )
+    backlog: int = backlog_field()
     tls_certificate: Path | None = attrs.field(
         metadata=setting(
             FilePath(),
@@ -145,96 +130,60 @@ class PlatformSection:
             Integer(1, 1_000_000), 1000, "Platform connections served at once; more are refused."
         )
     )
-    max_connections_per_peer: int = attrs.field(
-        kw_only=True,
-        default=_PEER_DEFAULTS["max_connections_per_peer"],
-        metadata=setting(
-            Integer(1, 1_000_000),
-            _PEER_DEFAULTS["max_connections_per_peer"],
-            "Connections one source address may have open at once; more are aborted.",
-        ),
+    max_connections_per_peer: int = keyword_setting(
+        Integer(1, 1_000_000),
+        _PEER_DEFAULTS["max_connections_per_peer"],
+        "Connections one source address may have open at once; more are aborted.",
     )
-    preauth_rate: float = attrs.field(
-        kw_only=True,
-        default=_PEER_DEFAULTS["preauth_rate"],
-        metadata=setting(
-            Number(0.0, unit="frames per second"),
-            _PEER_DEFAULTS["preauth_rate"],
-            "Frames per second one source address may send before its connections"
-            " authenticate (a successful hello is refunded); past it they are aborted.",
-        ),
+    preauth_rate: float = keyword_setting(
+        Number(0.0, unit="frames per second"),
+        _PEER_DEFAULTS["preauth_rate"],
+        "Frames per second one source address may send before its connections"
+        " authenticate (a successful hello is refunded); past it they are aborted.",
     )
-    preauth_burst: int = attrs.field(
-        kw_only=True,
-        default=_PEER_DEFAULTS["preauth_burst"],
-        metadata=setting(
-            Integer(1, 1_000_000),
-            _PEER_DEFAULTS["preauth_burst"],
-            "Frames one source address may send at once before authenticating.",
-        ),
+    preauth_burst: int = keyword_setting(
+        Integer(1, 1_000_000),
+        _PEER_DEFAULTS["preauth_burst"],
+        "Frames one source address may send at once before authenticating.",
     )
-    auth_free_failures: int = attrs.field(
-        kw_only=True,
-        default=_PEER_DEFAULTS["auth_free_failures"],
-        metadata=setting(
-            Integer(1, 1_000_000),
-            _PEER_DEFAULTS["auth_free_failures"],
-            "Failed authentications in a row from one address before it must back off.",
-        ),
+    auth_free_failures: int = keyword_setting(
+        Integer(1, 1_000_000),
+        _PEER_DEFAULTS["auth_free_failures"],
+        "Failed authentications in a row from one address before it must back off.",
     )
-    auth_backoff: float = attrs.field(
-        kw_only=True,
-        default=_PEER_DEFAULTS["auth_backoff"],
-        metadata=setting(
-            SECONDS,
-            _PEER_DEFAULTS["auth_backoff"],
-            "The first back-off after too many failed authentications; it doubles per"
-            " further failure (hellos are refused unchecked meanwhile).",
-        ),
+    auth_backoff: float = keyword_setting(
+        SECONDS,
+        _PEER_DEFAULTS["auth_backoff"],
+        "The first back-off after too many failed authentications; it doubles per"
+        " further failure (hellos are refused unchecked meanwhile).",
     )
-    auth_backoff_max: float = attrs.field(
-        kw_only=True,
-        default=_PEER_DEFAULTS["auth_backoff_max"],
-        metadata=setting(
-            SECONDS,
-            _PEER_DEFAULTS["auth_backoff_max"],
-            "The longest back-off; an address quiet this long starts afresh.",
-        ),
+    auth_backoff_max: float = keyword_setting(
+        SECONDS,
+        _PEER_DEFAULTS["auth_backoff_max"],
+        "The longest back-off; an address quiet this long starts afresh.",
     )
-    max_send_buffer: int = attrs.field(
-        kw_only=True,
-        default=_CHANNEL_DEFAULTS["max_send_buffer"],
-        metadata=setting(
-            Integer(1024, 1 << 30),
-            _CHANNEL_DEFAULTS["max_send_buffer"],
-            "Bytes still to send to a peer that stopped reading, after which its connection"
-            " is aborted (before authentication it is aborted as soon as it stops reading).",
-        ),
+    max_send_buffer: int = keyword_setting(
+        Integer(1024, 1 << 30),
+        _CHANNEL_DEFAULTS["max_send_buffer"],
+        "Bytes still to send to a peer that stopped reading, after which its connection"
+        " is aborted (before authentication it is aborted as soon as it stops reading).",
     )
-    stall_timeout: float = attrs.field(
-        kw_only=True,
-        default=_CHANNEL_DEFAULTS["stall_timeout"],
-        metadata=setting(
-            SECONDS,
-            _CHANNEL_DEFAULTS["stall_timeout"],
-            "How long an authenticated peer may read nothing (its requests are not read"
-            " meanwhile) before its connection is aborted.",
-        ),
+    stall_timeout: float = keyword_setting(
+        SECONDS,
+        _CHANNEL_DEFAULTS["stall_timeout"],
+        "How long an authenticated peer may read nothing (its requests are not read"
+        " meanwhile) before its connection is aborted.",
     )
-    close_timeout: float = attrs.field(
-        kw_only=True,
-        default=_CHANNEL_DEFAULTS["close_timeout"],
-        metadata=setting(
-            SECONDS,
-            _CHANNEL_DEFAULTS["close_timeout"],
-            "How long a connection being closed has to take what was sent before it is aborted.",
-        ),
+    close_timeout: float = keyword_setting(
+        SECONDS,
+        _CHANNEL_DEFAULTS["close_timeout"],
+        "How long a connection being closed has to take what was sent before it is aborted.",
     )
 
     @property
     def endpoint_tls(self) -> bool:
         """Whether L{listen} is an endpoint type that brings its own TLS."""
-        return self.listen.split(":", 1)[0].strip().lower() in TLS_ENDPOINT_TYPES
+        return brings_tls(self.listen)
 
     @property
     def encrypted(self) -> bool:
@@ -249,10 +198,8 @@ class PlatformSection:
     def tls_options(self) -> Any:
         """TLS server options from the certificate files, or C{None} for none.
 
-        The files are read here, when the gateway is built (not when the
-        configuration is checked, which reads no key), so a missing file, a
-        file that is not PEM or a key that does not match the certificate
-        stops the gateway before it listens.
+        Read when the gateway is built (L{server_tls_options}), so an
+        unusable file stops the gateway before it listens.
 
         @return: a L{twisted.internet.ssl.CertificateOptions} (TLS 1.2 or
             later; verifying client certificates against L{tls_ca} when set),
@@ -261,76 +208,14 @@ class PlatformSection:
         """
         if self.tls_certificate is None or self.tls_key is None:
             return None
-        from OpenSSL import SSL, crypto
-        from twisted.internet import ssl
-
-        chain = _pem_certificates(self.tls_certificate, "platform.tls_certificate")
-        data = _read(self.tls_key, "platform.tls_key")
-        try:
-            key = ssl.KeyPair.load(data, crypto.FILETYPE_PEM)
-        except (crypto.Error, ValueError):
-            raise ConfigError(
-                f"{self.tls_key} holds no PEM private key", key="platform.tls_key"
-            ) from None
-        options: dict[str, Any] = {}
-        if self.tls_ca is not None:
-            options = {
-                "verify": True,
-                "caCerts": _pem_certificates(self.tls_ca, "platform.tls_ca"),
-                "requireCertificate": True,
-            }
-        made = ssl.CertificateOptions(
-            privateKey=key.original,
-            certificate=chain[0],
-            extraCertChain=chain[1:],
-            raiseMinimumTo=ssl.TLSVersion.TLSv1_2,
-            **options,
+        return server_tls_options(
+            PemFile(self.tls_certificate, "platform.tls_certificate"),
+            PemFile(self.tls_key, "platform.tls_key"),
+            None if self.tls_ca is None else PemFile(self.tls_ca, "platform.tls_ca"),
         )
-        try:
-            made.getContext()  # checks the key against the certificate
-        except SSL.Error:
-            raise ConfigError(
-                f"the key in {self.tls_key} does not match the certificate in"
-                f" {self.tls_certificate}",
-                key="platform.tls_key",
-            ) from None
-        return made
 
 
-_PEM_BEGIN = b"-----BEGIN CERTIFICATE-----"
-_MAX_PEM = 1024 * 1024
-
-
-def _read(path: Path, key: str) -> bytes:
-    try:
-        with open(path, "rb") as f:
-            data = f.read(_MAX_PEM + 1)
-    except OSError as e:
-        raise ConfigError(f"cannot read {path}: {e.strerror or e}", key=key) from None
-    if len(data) > _MAX_PEM:
-        raise ConfigError(f"{path} is larger than {_MAX_PEM} bytes", key=key)
-    return data
-
-
-def _pem_certificates(path: Path, key: str) -> list[Any]:
-    """The certificates of a PEM file, in order (pyOpenSSL X509 objects).
-
-    @raise ConfigError: naming C{key}, if there is none or one does not parse.
-    """
-    from OpenSSL import crypto
-    from twisted.internet import ssl
-
-    blocks = _read(path, key).split(_PEM_BEGIN)[1:]
-    try:
-        certificates = [ssl.Certificate.loadPEM(_PEM_BEGIN + b).original for b in blocks]
-    except (crypto.Error, ValueError):
-        certificates = []
-    if not certificates:
-        raise ConfigError(f"{path} holds no readable PEM certificate", key=key)
-    return certificates
-
-
-@attrs.frozen
+@attrs.frozen(kw_only=True)
 class HttpApiSection:
     """C{[http_api]}: the HTTP JSON API, for platforms without a socket.
 
@@ -339,23 +224,10 @@ class HttpApiSection:
     listener belongs on a loopback interface or behind a TLS proxy.
     """
 
-    listen: str = attrs.field(
-        metadata=setting(
-            ServerEndpoint(),
-            REQUIRED,
-            "Where the HTTP API listens, as a Twisted server endpoint string (ssl:... for TLS).",
-        )
+    listen: str = listen_field(
+        "Where the HTTP API listens, as a Twisted server endpoint string (ssl:... for TLS).",
     )
-    backlog: int = attrs.field(
-        kw_only=True,
-        default=DEFAULT_BACKLOG,
-        metadata=setting(
-            Integer(1, 65535),
-            DEFAULT_BACKLOG,
-            "The listen backlog: connections the kernel queues before they are accepted"
-            " (tcp, tcp6, ssl and unix endpoints; capped by net.core.somaxconn).",
-        ),
-    )
+    backlog: int = backlog_field()
     max_body: int = attrs.field(
         metadata=setting(
             Integer(256, MAX_PAYLOAD),
@@ -419,16 +291,12 @@ class HttpApiSection:
             "Bytes an event stream may queue for a client that does not read; then it is dropped.",
         )
     )
-    grant_cache_seconds: float = attrs.field(
-        kw_only=True,
-        default=_API_DEFAULTS["grant_cache_seconds"],
-        metadata=setting(
-            Number(0.0, inclusive=True, maximum=3600.0, unit="seconds"),
-            _API_DEFAULTS["grant_cache_seconds"],
-            "How long a token's tenant and services, once read, are used without reading them"
-            " again: the longest a disabled tenant or a revoked service keeps working through"
-            " the HTTP API (0: read on every request).",
-        ),
+    grant_cache_seconds: float = keyword_setting(
+        Number(0.0, inclusive=True, maximum=3600.0, unit="seconds"),
+        _API_DEFAULTS["grant_cache_seconds"],
+        "How long a token's tenant and services, once read, are used without reading them"
+        " again: the longest a disabled tenant or a revoked service keeps working through"
+        " the HTTP API (0: read on every request).",
     )
 
     @property

@@ -14,10 +14,10 @@ from typing import Any
 
 import attrs
 
-from bipgw.config._fronts import _pem_certificates, _read
 from bipgw.config._kinds import Boolean, FilePath, Integer, Number
+from bipgw.config._listen import PemFile, server_tls_options
 from bipgw.config._netkinds import ServerEndpoint
-from bipgw.config._schema import REQUIRED, ConfigError, setting
+from bipgw.config._schema import REQUIRED, setting
 
 #: The default and largest file limit (the parsers' own, 256 MiB; a test
 #: holds it equal to L{bipgw.ingest.MAX_FILE_BYTES}, which this module may
@@ -116,29 +116,8 @@ class IngestSection:
         """
         if self.ftp_tls_certificate is None or self.ftp_tls_key is None:
             return None
-        from OpenSSL import SSL, crypto
-        from twisted.internet import ssl
-
-        chain = _pem_certificates(self.ftp_tls_certificate, "ingest.ftp_tls_certificate")
-        data = _read(self.ftp_tls_key, "ingest.ftp_tls_key")
-        try:
-            key = ssl.KeyPair.load(data, crypto.FILETYPE_PEM)
-        except (crypto.Error, ValueError):
-            raise ConfigError(
-                f"{self.ftp_tls_key} holds no PEM private key", key="ingest.ftp_tls_key"
-            ) from None
-        made = ssl.CertificateOptions(
-            privateKey=key.original,
-            certificate=chain[0],
-            extraCertChain=chain[1:],
-            raiseMinimumTo=ssl.TLSVersion.TLSv1_2,
+        return server_tls_options(
+            PemFile(self.ftp_tls_certificate, "ingest.ftp_tls_certificate"),
+            PemFile(self.ftp_tls_key, "ingest.ftp_tls_key"),
+            None,
         )
-        try:
-            made.getContext()  # checks the key against the certificate
-        except SSL.Error:
-            raise ConfigError(
-                f"the key in {self.ftp_tls_key} does not match the certificate in"
-                f" {self.ftp_tls_certificate}",
-                key="ingest.ftp_tls_key",
-            ) from None
-        return made

@@ -256,6 +256,16 @@ class _Reader:
             ) from None
 
 
+def _at_least(reader: _Reader, section: object, prefix: str, high: str, low: str) -> None:
+    """Refuse C{section} if its key C{high} is below its key C{low} (a longest below a first)."""
+    top, bottom = getattr(section, high), getattr(section, low)
+    if top < bottom:
+        raise reader.error(
+            f"{prefix}.{high} = {shown(top)}: expected at least {low} ({shown(bottom)})",
+            key=f"{prefix}.{high}",
+        )
+
+
 def _check_smpp(reader: _Reader, smpp: SmppSection, prefix: str) -> SmppSection:
     if smpp.password is not None and smpp.password_file is not None:
         raise reader.error(
@@ -266,12 +276,7 @@ def _check_smpp(reader: _Reader, smpp: SmppSection, prefix: str) -> SmppSection:
             f"{prefix}.password: missing; give password or password_file",
             key=f"{prefix}.password",
         )
-    if smpp.reconnect_max_delay < smpp.reconnect_initial_delay:
-        raise reader.error(
-            f"{prefix}.reconnect_max_delay = {shown(smpp.reconnect_max_delay)}: expected at least"
-            f" reconnect_initial_delay ({shown(smpp.reconnect_initial_delay)})",
-            key=f"{prefix}.reconnect_max_delay",
-        )
+    _at_least(reader, smpp, prefix, "reconnect_max_delay", "reconnect_initial_delay")
     if smpp.password_file is not None:
         password = reader.read_password(smpp, f"{prefix}.password_file")
         return attrs.evolve(smpp, password=password)
@@ -394,12 +399,7 @@ def _check_platform(reader: _Reader, platform: PlatformSection, prefix: str) -> 
             " and tls_key",
             key=f"{prefix}.listen",
         )
-    if platform.auth_backoff_max < platform.auth_backoff:
-        raise reader.error(
-            f"{prefix}.auth_backoff_max = {shown(platform.auth_backoff_max)}: expected at least"
-            f" auth_backoff ({shown(platform.auth_backoff)})",
-            key=f"{prefix}.auth_backoff_max",
-        )
+    _at_least(reader, platform, prefix, "auth_backoff_max", "auth_backoff")
     return platform
 
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import ipaddress
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import attrs
 from constantly import NamedConstant
@@ -32,12 +33,23 @@ from bipgw.config._schema import (
 # guarantees that nothing listens or connects, and avoids importing (and so
 # installing) the global reactor before twistd has chosen one.
 _PARSING_REACTOR = MemoryReactor()
-_TLS_TYPES = ("ssl", "tls")
+#: The server endpoint types that bring their own TLS.
+TLS_ENDPOINT_TYPES = ("ssl", "tls")
 
 #: The server endpoint types whose listen backlog the gateway sets.
 BACKLOG_TYPES = ("tcp", "tcp6", "ssl", "unix")
 #: The listen backlog of every listener unless its table says otherwise.
 DEFAULT_BACKLOG = 1024
+
+
+def endpoint_type(description: str) -> str:
+    """The type of an endpoint string (C{tcp}, C{ssl}, C{unix}...), in lower case."""
+    return description.split(":", 1)[0].strip().lower()
+
+
+def brings_tls(description: str) -> bool:
+    """Whether a server endpoint string's type brings its own TLS (C{ssl:}, C{tls:})."""
+    return endpoint_type(description) in TLS_ENDPOINT_TYPES
 
 
 def with_backlog(description: str, backlog: int) -> str:
@@ -48,8 +60,7 @@ def with_backlog(description: str, backlog: int) -> str:
     the kernel then drops SYNs.  Other types (C{systemd:}...) are returned
     as they are: their socket is made elsewhere.
     """
-    kind = description.split(":", 1)[0].strip().lower()
-    if kind not in BACKLOG_TYPES:
+    if endpoint_type(description) not in BACKLOG_TYPES:
         return description
     return f"{description}:backlog={backlog}"
 
@@ -64,6 +75,26 @@ def _endpoint_port(endpoint: object) -> int | None:
     # TCP endpoints keep the port privately; there is no public accessor.
     port = getattr(endpoint, "_port", None)
     return port if type(port) is int else None
+
+
+def _endpoint_text(raw: object) -> str:
+    if not isinstance(raw, str) or not raw.strip():
+        raise InvalidValueError()
+    return raw
+
+
+def _parsed_endpoint(
+    text: str, from_string: Callable[[Any, str], object], *, lowest_port: int
+) -> str:
+    """C{text}, once Twisted's C{from_string} parses it and any port it names is in range."""
+    try:
+        endpoint = from_string(_PARSING_REACTOR, text)
+    except Exception as e:
+        raise InvalidValueError(f"{type(e).__name__}: {e}") from None
+    port = _endpoint_port(endpoint)
+    if port is not None and not lowest_port <= port <= 65535:
+        raise InvalidValueError(f"port {port} is not {lowest_port} to 65535")
+    return text
 
 
 @attrs.frozen
@@ -82,20 +113,12 @@ class ServerEndpoint:
         return f"a Twisted server endpoint string such as {toml_literal('tcp:8443')}{extra}"
 
     def parse(self, raw: object, ctx: Context) -> str:
-        if not isinstance(raw, str) or not raw.strip():
-            raise InvalidValueError()
-        if self.plain and raw.split(":", 1)[0].strip().lower() in _TLS_TYPES:
+        text = _endpoint_text(raw)
+        if self.plain and brings_tls(text):
             raise InvalidValueError("TLS endpoint types are not allowed here")
-        if _has_backlog(raw):
+        if _has_backlog(text):
             raise InvalidValueError("set the listen backlog with this table's backlog key")
-        try:
-            endpoint = serverFromString(_PARSING_REACTOR, raw)
-        except Exception as e:
-            raise InvalidValueError(f"{type(e).__name__}: {e}") from None
-        port = _endpoint_port(endpoint)
-        if port is not None and not 0 <= port <= 65535:
-            raise InvalidValueError(f"port {port} is not 0 to 65535")
-        return raw
+        return _parsed_endpoint(text, serverFromString, lowest_port=0)
 
     def dump(self, value: str, ctx: Context) -> object:
         return value
@@ -118,16 +141,7 @@ class ClientEndpoint:
     )
 
     def parse(self, raw: object, ctx: Context) -> str:
-        if not isinstance(raw, str) or not raw.strip():
-            raise InvalidValueError()
-        try:
-            endpoint = clientFromString(_PARSING_REACTOR, raw)
-        except Exception as e:
-            raise InvalidValueError(f"{type(e).__name__}: {e}") from None
-        port = _endpoint_port(endpoint)
-        if port is not None and not 1 <= port <= 65535:
-            raise InvalidValueError(f"port {port} is not 1 to 65535")
-        return raw
+        return _parsed_endpoint(_endpoint_text(raw), clientFromString, lowest_port=1)
 
     def dump(self, value: str, ctx: Context) -> object:
         return value

@@ -13,10 +13,10 @@ from typing import Any
 
 import attrs
 
-from bipgw.config._fronts import TLS_ENDPOINT_TYPES
 from bipgw.config._kinds import SECONDS, Integer
-from bipgw.config._netkinds import DEFAULT_BACKLOG, ServerEndpoint, with_backlog
-from bipgw.config._schema import REQUIRED, setting
+from bipgw.config._listen import backlog_field, listen_field
+from bipgw.config._netkinds import brings_tls, with_backlog
+from bipgw.config._schema import keyword_setting
 
 #: The portal's own defaults (bipgw.web.portal.PortalSettings has the same).
 PORTAL_DEFAULTS: dict[str, Any] = {
@@ -29,88 +29,52 @@ PORTAL_DEFAULTS: dict[str, Any] = {
 }
 
 
-@attrs.frozen
+@attrs.frozen(kw_only=True)
 class PortalSection:
     """C{[portal]}: the operator portal (docs/portal.md)."""
 
-    listen: str = attrs.field(
-        metadata=setting(
-            ServerEndpoint(),
-            REQUIRED,
-            "Where the operator portal listens, as a Twisted server endpoint string"
-            " (ssl:... for TLS, which also marks the session cookie Secure).",
-        )
+    listen: str = listen_field(
+        "Where the operator portal listens, as a Twisted server endpoint string"
+        " (ssl:... for TLS, which also marks the session cookie Secure).",
     )
-    backlog: int = attrs.field(
-        kw_only=True,
-        default=DEFAULT_BACKLOG,
-        metadata=setting(
-            Integer(1, 65535),
-            DEFAULT_BACKLOG,
-            "The listen backlog: connections the kernel queues before they are accepted.",
-        ),
+    backlog: int = backlog_field()
+    idle_timeout: float = keyword_setting(
+        SECONDS,
+        PORTAL_DEFAULTS["idle_timeout"],
+        "Seconds an operator's login lasts without a request; then it must log in again.",
     )
-    idle_timeout: float = attrs.field(
-        kw_only=True,
-        default=PORTAL_DEFAULTS["idle_timeout"],
-        metadata=setting(
-            SECONDS,
-            PORTAL_DEFAULTS["idle_timeout"],
-            "Seconds an operator's login lasts without a request; then it must log in again.",
-        ),
+    max_event_clients: int = keyword_setting(
+        Integer(1, 10_000),
+        PORTAL_DEFAULTS["max_event_clients"],
+        "Live dashboard streams (Server-Sent Events) served at once; more get 503.",
     )
-    max_event_clients: int = attrs.field(
-        kw_only=True,
-        default=PORTAL_DEFAULTS["max_event_clients"],
-        metadata=setting(
-            Integer(1, 10_000),
-            PORTAL_DEFAULTS["max_event_clients"],
-            "Live dashboard streams (Server-Sent Events) served at once; more get 503.",
-        ),
+    max_upload: int = keyword_setting(
+        Integer(1024, 1 << 30),
+        PORTAL_DEFAULTS["max_upload"],
+        "The largest file an operator may upload for import, in bytes (larger: refused,"
+        " nothing imported).",
     )
-    max_upload: int = attrs.field(
-        kw_only=True,
-        default=PORTAL_DEFAULTS["max_upload"],
-        metadata=setting(
-            Integer(1024, 1 << 30),
-            PORTAL_DEFAULTS["max_upload"],
-            "The largest file an operator may upload for import, in bytes (larger: refused,"
-            " nothing imported).",
-        ),
+    login_free_failures: int = keyword_setting(
+        Integer(1, 1000),
+        PORTAL_DEFAULTS["login_free_failures"],
+        "Failed logins in a row (per operator name and per source address) before"
+        " logins from it must wait.",
     )
-    login_free_failures: int = attrs.field(
-        kw_only=True,
-        default=PORTAL_DEFAULTS["login_free_failures"],
-        metadata=setting(
-            Integer(1, 1000),
-            PORTAL_DEFAULTS["login_free_failures"],
-            "Failed logins in a row (per operator name and per source address) before"
-            " logins from it must wait.",
-        ),
+    login_backoff: float = keyword_setting(
+        SECONDS,
+        PORTAL_DEFAULTS["login_backoff"],
+        "The first wait after too many failed logins; it doubles with every further failure.",
     )
-    login_backoff: float = attrs.field(
-        kw_only=True,
-        default=PORTAL_DEFAULTS["login_backoff"],
-        metadata=setting(
-            SECONDS,
-            PORTAL_DEFAULTS["login_backoff"],
-            "The first wait after too many failed logins; it doubles with every further failure.",
-        ),
-    )
-    login_backoff_max: float = attrs.field(
-        kw_only=True,
-        default=PORTAL_DEFAULTS["login_backoff_max"],
-        metadata=setting(
-            SECONDS,
-            PORTAL_DEFAULTS["login_backoff_max"],
-            "The longest wait; a name or address quiet this long starts afresh.",
-        ),
+    login_backoff_max: float = keyword_setting(
+        SECONDS,
+        PORTAL_DEFAULTS["login_backoff_max"],
+        "The longest wait; a name or address quiet this long starts afresh.",
     )
 
     @property
     def encrypted(self) -> bool:
         """Whether the portal is served over TLS (its cookie is then C{Secure})."""
-        return self.listen.split(":", 1)[0].strip().lower() in TLS_ENDPOINT_TYPES
+        return brings_tls(self.listen)
 
     @property
     def endpoint(self) -> str:

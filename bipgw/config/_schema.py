@@ -188,6 +188,26 @@ def setting(
     return {SETTING: Setting(kind, default, doc, secret, example)}
 
 
+def keyword_setting(
+    kind: Kind,
+    default: object,
+    doc: str,
+    *,
+    example: object = None,
+) -> Any:
+    """A keyword-only model field that is a configuration key with a default.
+
+    The one C{default} is both the raw TOML default of the key and the
+    field's own default (for sections built in code), so it must be a value
+    the kind parses to itself: a number, a string or a boolean.  mypy's attrs
+    plugin sees only a default here, not C{kw_only}: a class using this is
+    declared C{@attrs.frozen(kw_only=True)}, all its keys given by name.
+    """
+    return attrs.field(
+        kw_only=True, default=default, metadata=setting(kind, default, doc, example=example)
+    )
+
+
 def resolve(base_dir: Path, text: str) -> Path:
     """C{text} as an absolute path, relative ones taken from C{base_dir}.
 

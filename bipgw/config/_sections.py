@@ -28,12 +28,11 @@ from bipgw.config._kinds import (
     Number,
     Text,
 )
+from bipgw.config._listen import backlog_field, listen_field
 from bipgw.config._netkinds import (
-    DEFAULT_BACKLOG,
     ClientEndpoint,
     DatabaseUrl,
     PublicIPv4,
-    ServerEndpoint,
     TlsVersionKind,
     hide_url_password,
     server_endpoint_port,
@@ -354,26 +353,18 @@ def _default_public_port(ctx: Context) -> object:
     return port
 
 
-@attrs.frozen
+@attrs.frozen(kw_only=True)
 class AdminSection:
     """C{[admin]}: the SCP81 (GP Amendment B) TLS-PSK listener the cards connect to."""
 
-    listen: str = attrs.field(
-        metadata=setting(
-            ServerEndpoint(plain=True),
-            "tcp:8443",
-            "Where the TLS-PSK admin server listens, as a Twisted server endpoint string.",
-        )
+    listen: str = listen_field(
+        "Where the TLS-PSK admin server listens, as a Twisted server endpoint string.",
+        "tcp:8443",
+        plain=True,
     )
-    backlog: int = attrs.field(
-        kw_only=True,
-        default=DEFAULT_BACKLOG,
-        metadata=setting(
-            Integer(1, 65535),
-            DEFAULT_BACKLOG,
-            "The listen backlog: connections the kernel queues before they are accepted"
-            " (tcp, tcp6 and unix endpoints; capped by net.core.somaxconn).",
-        ),
+    backlog: int = backlog_field(
+        "The listen backlog: connections the kernel queues before they are accepted"
+        " (tcp, tcp6 and unix endpoints; capped by net.core.somaxconn).",
     )
     public_host: str = attrs.field(
         metadata=setting(

@@ -269,6 +269,29 @@ class CampaignSpec:
     retry: RetryPolicy = RetryPolicy()
     windows: tuple[Window, ...] = field(default=(), converter=_windows)
 
+    def policy_json(self) -> dict[str, Any]:
+        """How it runs, as JSON values: C{idempotent}, C{pace}, C{retry}, C{windows}.
+
+        What the store keeps beside the script and what the HTTP API shows
+        of a campaign, in one spelling.
+        """
+        return {
+            "idempotent": self.idempotent,
+            "pace": {
+                "rate": self.pace.rate,
+                "concurrency": self.pace.concurrency,
+                "burst": self.pace.burst,
+            },
+            "retry": {
+                "attempts": self.retry.attempts,
+                "backoff": self.retry.backoff,
+                "factor": self.retry.factor,
+                "max_backoff": self.retry.max_backoff,
+                "give_up": sorted(self.retry.give_up),
+            },
+            "windows": [str(w) for w in self.windows],
+        }
+
     def in_window(self, now: float) -> bool:
         """Whether a new card may start at C{now}."""
         return not self.windows or any(w.contains(now) for w in self.windows)

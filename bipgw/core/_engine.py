@@ -167,7 +167,12 @@ class SessionEngine:
     # -- the platform's door -------------------------------------------
 
     def open(
-        self, target: CardTarget, service: str, *, session_id: SessionId | None = None
+        self,
+        target: CardTarget,
+        service: str,
+        *,
+        session_id: SessionId | None = None,
+        seq: int = 0,
     ) -> Session | SecuredSession:
         """Start a session with the card C{target} names, for C{service}.
 
@@ -182,6 +187,8 @@ class SessionEngine:
             when the service has C{max_concurrent_sessions} open already.
         @param session_id: the id of a session another node of a cluster
             opened and lost (L{bipgw.core.reopen}); a new id by default.
+        @param seq: the last event number that session's history had: its
+            events here go on from the next.
         """
         if not isinstance(target, CardTarget):
             raise TypeError(f"target must be a CardTarget, not {type(target).__name__}")
@@ -201,6 +208,7 @@ class SessionEngine:
             host=self,
             uri_prefix=self._uri_prefix,
             sms=self._sms_transport(rules),
+            seq=seq,
         )
         handle = self._handle(machine, rules)
         refused = self._refusal(service, rules)
@@ -276,6 +284,13 @@ class SessionEngine:
         if status.reason is None or status.reason is FailureReason.CANCELLED:
             return succeed(status)
         return fail(SessionError(status.reason, status.detail, status.session_id))
+
+    def abandon(self, session_id: SessionId | str, reason: FailureReason, detail: str) -> None:
+        """End the session at once with C{reason} (not the platform's close:
+        a door refused the open after it started, say); nothing if it ended."""
+        machine = self._find(session_id)
+        if machine is not None:
+            machine.fail(reason, detail)
 
     def status(self, session_id: SessionId | str) -> SessionStatus | None:
         """The session's current status, or C{None} if it is not known."""

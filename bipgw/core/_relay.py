@@ -55,6 +55,7 @@ from bipgw.codec.platform import (
     Ready,
     Status,
     Take,
+    Timeouts,
 )
 from bipgw.core._grants import ServiceGrant, TenantGrant
 from bipgw.core._handles import Session
@@ -166,7 +167,7 @@ class SessionRelay:
         tracked.reservation = reservation
         self._sessions[tracked.id] = tracked
         self._tenancy.usage.opened(tenant.tenant_id, service.name)
-        self._tenancy.opened(tracked.id, tenant.tenant_id, app, tracked.target)
+        self._tenancy.opened(tracked.id, tenant.tenant_id, app, tracked.target, request.timeouts)
         self._tenancy.route(tracked.id, self)
         return session.recorded.addCallbacks(
             self._recorded,
@@ -183,6 +184,8 @@ class SessionRelay:
         application: bytes | None,
         target: bytes | None,
         reservation: str | None = None,
+        timeouts: Timeouts | None = None,
+        waited: float = 0.0,
     ) -> None:
         """Relay C{session}, which this door did not open: a session another
         node of a cluster opened and lost, re-opened here under its id
@@ -190,13 +193,21 @@ class SessionRelay:
 
         The platform has its id already: no C{accepted} is emitted; C{ready}
         or C{failed}, then notifications, as for a session it opened here.
+
+        @param timeouts: the platform's own, from its open: C{command} applies
+            as on the node it opened on; C{ready} counts from the open, so
+            what is left after C{waited} seconds (at once when nothing is).
         """
-        tracked = Tracked(session, tenant.tenant_id, service, application, None, target=target)
+        tracked = Tracked(session, tenant.tenant_id, service, application, timeouts, target=target)
         tracked.reservation = reservation
         self._sessions[tracked.id] = tracked
         self._tenancy.usage.opened(tenant.tenant_id, service.name)
-        self._tenancy.opened(tracked.id, tenant.tenant_id, application, target)
+        self._tenancy.opened(tracked.id, tenant.tenant_id, application, target, timeouts)
         self._tenancy.route(tracked.id, self)
+        ready = timeouts.ready if timeouts else None
+        if ready is not None:
+            left = max(0.0, ready - max(0.0, waited))
+            tracked.timer = self._clock.callLater(left, self._ready_timed_out, tracked, ready)
         # Its row exists (the lost node wrote it); a failed rewrite is logged
         # by the engine, and the session goes on.
         session.recorded.addErrback(lambda _: None)
@@ -257,8 +268,8 @@ class SessionRelay:
     def _not_recorded(self, failure: Failure, tracked: Tracked, request: Open | Take) -> None:
         """The store (or a cluster's registry) could not record the session:
         refuse the open, cancel the session."""
+        why = failure.getErrorMessage() or type(failure.value).__name__
         if not self._closed:
-            why = failure.getErrorMessage() or type(failure.value).__name__
             self._reply(
                 ErrorCode.UNAVAILABLE,
                 f"the session could not be recorded ({why}); try again later",
@@ -266,7 +277,10 @@ class SessionRelay:
             )
         tracked.closing = True
         tracked.session.ready.addErrback(lambda _: None)
-        self._tenancy.engine.close(tracked.id).addBoth(self._forget_quietly, tracked)
+        # Not the platform's close: it was never told the session existed.
+        detail = f"the open was refused (unavailable): the session could not be recorded ({why})"
+        self._tenancy.engine.abandon(tracked.id, FailureReason.DIRECTORY_ERROR, detail)
+        self._forget(tracked)
 
     def _ready(self, status: SessionStatus, tracked: Tracked) -> None:
         tracked.cancel_ready_timer()

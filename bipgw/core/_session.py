@@ -112,6 +112,7 @@ class SessionMachine:
         host: SessionHost,
         uri_prefix: str,
         sms: SmsTransport | None = None,
+        seq: int = 0,
     ) -> None:
         self.id = session_id
         self.target = target
@@ -126,7 +127,7 @@ class SessionMachine:
         self._ended_at: float | None = None
         self._reason: FailureReason | None = None
         self._detail = ""
-        self._seq = 0
+        self._seq = seq  # its events are numbered from seq + 1
         self.card: CardRecord | None = None
         self._push = PushAttempts(self, session_id, service, policy, push_sender)
         self._exchange = CardExchange(self, session_id, clock, policy)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import attrs
 
+from bipgw.codec.platform import Timeouts
 from bipgw.core._grants import ServiceGrant, TenantGrant
 from bipgw.core._handles import Session
 from bipgw.core._relay import SessionRelay
@@ -42,6 +43,11 @@ class Handover:
     @ivar application: the open's C{application} (TAR or AID), if any.
     @ivar target: the open's C{target} application (Amd B), if any.
     @ivar node: the dead node that opened it.
+    @ivar timeouts: the platform's own C{timeouts} of its open, if any.
+    @ivar waited: seconds since it was opened (the platform's C{ready}
+        timeout counts from the open).
+    @ivar seq: the last event number its recorded history has: its events
+        here are numbered on from the next (C{GET /v1/events}, the history).
     """
 
     session_id: str
@@ -52,6 +58,9 @@ class Handover:
     application: bytes | None = None
     target: bytes | None = None
     node: str = ""
+    timeouts: Timeouts | None = None
+    waited: float = 0.0
+    seq: int = 0
 
     def card(self) -> CardTarget:
         """The card to open the session for.
@@ -124,6 +133,15 @@ def reopen(
         raise SessionError(
             FailureReason.UNKNOWN_SESSION, "this node already holds a session with that id"
         )
-    session = engine.open(card, service.name, session_id=session_id)
-    relay.adopt(session, tenant, service, handover.application, handover.target, reservation)
+    session = engine.open(card, service.name, session_id=session_id, seq=max(0, handover.seq))
+    relay.adopt(
+        session,
+        tenant,
+        service,
+        handover.application,
+        handover.target,
+        reservation,
+        handover.timeouts,
+        handover.waited,
+    )
     return session

@@ -20,7 +20,7 @@ from typing import Final, Protocol
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 
-from bipgw.codec.platform import Close, Command, Message, Notification, Status
+from bipgw.codec.platform import Close, Command, Message, Notification, Status, Timeouts
 from bipgw.core._engine import SessionEngine
 from bipgw.core._grants import (
     ITenantDirectory,
@@ -133,7 +133,7 @@ class Tenancy:
     @ivar rates: the command rate of each tenant's services.
     @ivar history: the recorded sessions, for a session the engine no longer
         holds (ended long ago, or before a restart); C{None}: none.
-    @ivar contexts: told C{(session_id, tenant_id, application, target)}
+    @ivar contexts: told C{(session_id, tenant_id, application, target, timeouts)}
         of every session a tenant opens: what a cluster keeps so that
         another node can take the session over (L{bipgw.core.Handover});
         C{None}: not kept.
@@ -172,7 +172,9 @@ class Tenancy:
         self._routes: dict[str, SessionEnds] = {}
         self._unsubscribe: Callable[[], None] | None = None
         self._owners: OrderedDict[str, str] = OrderedDict()
-        self.contexts: Callable[[str, str, bytes | None, bytes | None], object] | None = None
+        self.contexts: (
+            Callable[[str, str, bytes | None, bytes | None, Timeouts | None], object] | None
+        ) = None
 
     @property
     def routed(self) -> int:
@@ -191,6 +193,7 @@ class Tenancy:
         tenant_id: str,
         application: bytes | None = None,
         target: bytes | None = None,
+        timeouts: Timeouts | None = None,
     ) -> None:
         """Tenant C{tenant_id} opened C{session_id} (through any door, in this run).
 
@@ -203,7 +206,7 @@ class Tenancy:
         if self._record_owner is not None:
             self._record_owner(session_id, tenant_id)
         if self.contexts is not None:
-            self.contexts(session_id, tenant_id, application, target)
+            self.contexts(session_id, tenant_id, application, target, timeouts)
         while len(self._owners) > KEEP_OWNERS:
             self._owners.popitem(last=False)
 

@@ -32,7 +32,7 @@ from bipgw.ingest._errors import IngestError, TransportKeyError
 from bipgw.ingest._lines import numbered_lines, sha256_of
 from bipgw.ingest._msisdn_file import MAX_FILE_BYTES as MAX_MSISDN_FILE
 from bipgw.ingest._msisdn_file import MAX_LINE_ERRORS as MAX_MSISDN_ERRORS
-from bipgw.ingest._msisdn_file import MsisdnFileError, MsisdnScan
+from bipgw.ingest._msisdn_file import MsisdnFileError, MsisdnLines, MsisdnRowsRefused
 from bipgw.ingest._report import Counts, counted, finish, refused, start
 from bipgw.ingest._unwrap import notices_for, transport_key
 from bipgw.ingest._vendor_file import MAX_FILE_BYTES as MAX_VENDOR_FILE
@@ -42,11 +42,11 @@ from bipgw.store import (
     ImportKind,
     ImportReport,
     IStore,
-    LineError,
     Outcome,
 )
 
-#: MSISDN changes written per transaction (unless all-or-nothing).
+#: MSISDN changes handled at a time within a file's one transaction (history
+#: rows written per statement on SQLite, changes per batch elsewhere).
 BATCH_SIZE = 10_000
 #: Cards parsed, unwrapped, sealed and written per transaction (unless
 #: all-or-nothing): large enough that a transaction's cost is spread, small
@@ -273,40 +273,31 @@ async def _apply_msisdn(
     at: float,
     report: ImportReport,
 ) -> ImportReport:
+    # One pass over the file, inside the store's write of the whole file
+    # (IStore.apply_msisdn_rows: one transaction, applied in effective-time order).
     try:
-        scan = MsisdnScan(data, default_time=int(at), source=file_name)
+        lines = MsisdnLines(data, default_time=int(at), all_or_nothing=all_or_nothing)
+        result = await store.apply_msisdn_rows(
+            lines.rows(),
+            atomic=all_or_nothing,
+            applied_at=at,
+            source=file_name,
+            max_errors=MAX_MSISDN_ERRORS,
+            batch_size=BATCH_SIZE,
+        )
     except MsisdnFileError as e:
         return await finish(store, evolve(report, fatal=str(e)), actor)
-    report = evolve(report, records=scan.records)
-    errors = list(scan.errors)
-    if all_or_nothing and scan.rejected:
-        return await finish(store, refused(report, errors, scan.rejected, []), actor)
-    counts = Counts()
-    committed = True
-    refused_here = 0
-    size = max(scan.valid, 1) if all_or_nothing else BATCH_SIZE
-    batches = scan.in_effective_order(size)
-    following = next(batches, None)
-    while following is not None:
-        batch = following
-        applied = store.apply_msisdn_changes(
-            [change for _, change in batch], atomic=all_or_nothing, applied_at=at
-        )
-        # The next batch is parsed here while the store's thread applies this
-        # one (SQLite releases the GIL while it works): a two-stage pipeline.
-        following = next(batches, None)
-        result = await applied
-        for item in result.results:
-            counts.by_outcome[item.outcome] += 1
-            if item.outcome is Outcome.REJECTED:
-                refused_here += 1
-                if len(errors) < MAX_MSISDN_ERRORS:
-                    line = batch[int(item.key)][0]
-                    errors.append(LineError(line, item.field, item.reason or "rejected"))
-        if not result.committed:
-            committed = False
-            break
-    rejected = scan.rejected + refused_here
-    if not committed:
+    except MsisdnRowsRefused:
+        report = evolve(report, records=lines.records)
+        return await finish(store, refused(report, lines.errors, lines.rejected, []), actor)
+    report = evolve(report, records=lines.records)
+    errors = list(lines.errors)
+    errors += result.errors[: max(MAX_MSISDN_ERRORS - len(errors), 0)]
+    rejected = lines.rejected + result.rejected
+    if not result.committed:
         return await finish(store, refused(report, errors, rejected, []), actor)
+    counts = Counts()
+    counts.by_outcome[Outcome.ADDED] += result.added
+    counts.by_outcome[Outcome.UPDATED] += result.updated
+    counts.by_outcome[Outcome.UNCHANGED] += result.unchanged
     return await finish(store, counted(report, counts, errors, rejected, []), actor)

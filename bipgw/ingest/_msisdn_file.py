@@ -188,6 +188,172 @@ class MsisdnScan:
 _TITLE = ",".join(FIELDS).encode()
 
 
+#: A valid line as the set-based apply takes it (L{bipgw.store.MsisdnRow}):
+#: line number, operation, MSISDN, ICCID, IMSI, effective time.
+Row = tuple[int, str, "str | None", "str | None", "str | None", int]
+
+
+class MsisdnRowsRefused(Exception):  # noqa: N818 - the file's own verdict, raised to stop a store
+    """An all-or-nothing file held invalid lines: raised at the end of L{MsisdnLines.rows}.
+
+    The store applying the rows rolls back (nothing of the file is written);
+    the lines' errors are in the L{MsisdnLines}.
+    """
+
+
+class MsisdnLines:
+    """An MSISDN file read in one pass: its valid lines as compact rows, in file order.
+
+    L{MsisdnScan} checks every line, then parses the valid ones a second
+    time, in time order, into L{MsisdnChange}s; the set-based apply
+    (L{bipgw.store.IStore.apply_msisdn_rows}) sorts by time itself, so here
+    each line is read once: one regular expression over the whole text
+    finds the plain lines (L{_PLAIN}'s form), and each other line is
+    checked by L{_quick} and L{_fields}, as L{MsisdnScan} does, with the
+    same errors.  Memory is the file's text (a second copy of its bytes)
+    and the rows in flight.
+
+    @ivar records: lines holding a record, valid or not (final once
+        L{rows} is exhausted).
+    @ivar rejected: records refused.
+    @ivar valid: rows given.
+    @ivar errors: the first L{MAX_LINE_ERRORS} errors, in file order.
+    """
+
+    def __init__(self, data: bytes, *, default_time: int, all_or_nothing: bool = False) -> None:
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise TypeError("an MSISDN file is bytes")
+        if len(data) > MAX_FILE_BYTES:
+            raise MsisdnFileError(f"the file has {len(data)} bytes; at most {MAX_FILE_BYTES}")
+        self._data = bytes(data)
+        self._default = default_time
+        self._refuse = all_or_nothing
+        self.records = self.rejected = self.valid = 0
+        self.errors: list[LineError] = []
+        self._title = 0
+
+    def rows(self) -> Iterator[Row]:
+        """Every valid line's row, in file order (each line read once).
+
+        @raise MsisdnFileError: past L{MAX_RECORDS} records.
+        @raise MsisdnRowsRefused: at the end, if all-or-nothing and a line was refused.
+        """
+        data = self._data
+        self._title = _title_line(data)
+        times, default, limit = _TIMES, self._default, MAX_RECORDS
+        records = valid = 0
+        line = 1
+        # A piece of the file at a time, cut after a newline, as text (Latin-1:
+        # a character a byte, offsets as in the bytes): never a copy of the whole.
+        piece = 0
+        while piece < len(data):
+            stop = data.find(b"\n", piece + _PIECE)
+            stop = len(data) if stop < 0 else stop + 1
+            text = data[piece:stop].decode("latin-1")
+            position = 0
+            for match in _PLAIN_LINES(text):
+                start = match.start()
+                if start != position:
+                    # The lines between two plain ones, checked one by one.
+                    self.records = records
+                    yield from self._other_lines(piece + position, piece + start, line)
+                    records = self.records
+                    line += text.count("\n", position, start)
+                msisdn, iccid, imsi, operation, at = match.groups()
+                effective = default if at is None else times.get(at) or _plain_time(at)
+                if effective is None or (msisdn is None and operation != "DEL"):
+                    # Not a date, or ADD/CHG without a number: the full check says why.
+                    self.records = records
+                    yield from self._other_lines(piece + start, piece + match.end(), line)
+                    records = self.records
+                else:
+                    records += 1
+                    if records > limit:
+                        raise MsisdnFileError(f"more than {limit} records", line=line)
+                    valid += 1
+                    yield (line, operation, msisdn, iccid, imsi, effective)
+                position = match.end() + 1
+                line += 1
+            if position < len(text):
+                self.records = records
+                yield from self._other_lines(piece + position, stop, line)
+                records = self.records
+                line += text.count("\n", position)
+            piece = stop
+        self.records = records
+        self.valid += valid
+        if self._refuse and self.rejected:
+            raise MsisdnRowsRefused(f"{self.rejected} invalid line(s)")
+
+    def _other_lines(self, start: int, stop: int, line: int) -> Iterator[Row]:
+        """The rows of the lines in C{data[start:stop]} (line C{line} first), checked one by one."""
+        for raw in self._data[start:stop].split(b"\n"):
+            number, line = line, line + 1
+            raw = raw[:-1] if raw.endswith(b"\r") else raw
+            if number == self._title or not raw.strip():
+                continue
+            self.records += 1
+            if self.records > MAX_RECORDS:
+                raise MsisdnFileError(f"more than {MAX_RECORDS} records", line=number)
+            fields = _quick(raw, self._default)
+            problems: list[LineError] = []
+            if fields is None:
+                problems, fields = _fields(number, raw, self._default)
+            if problems:
+                self.rejected += 1
+                if len(self.errors) < MAX_LINE_ERRORS:
+                    self.errors.extend(problems)
+            elif fields is not None:
+                operation, msisdn, iccid, imsi, effective = fields
+                self.valid += 1
+                yield (number, operation.value, msisdn, iccid, imsi, effective)
+
+
+def _title_line(data: bytes) -> int:
+    """The number of the title line (the first non-blank one, if it is the title), or 0."""
+    start, number = 0, 1
+    while True:
+        stop = data.find(b"\n", start)
+        raw = data[start : stop if stop >= 0 else len(data)]
+        raw = raw[:-1] if raw.endswith(b"\r") else raw
+        if raw.strip():
+            return number if raw.replace(b" ", b"").upper() == _TITLE else 0
+        if stop < 0:
+            return 0
+        start, number = stop + 1, number + 1
+
+
+#: Bytes of the file decoded to text at a time by L{MsisdnLines} (then cut after a newline).
+_PIECE = 1 << 20
+
+
+def _plain_time(text: str) -> int | None:
+    """L{_time} of fourteen digits, by arithmetic on the day's start; C{None} if no date.
+
+    The import's files name many seconds (more than L{_TIMES} keeps), few days.
+    """
+    day = _DAYS.get(text[:8], -1)
+    if day == -1:
+        day = _time(text[:8] + "000000", 0, _ignore)
+        if len(_DAYS) < 100_000:
+            _DAYS[text[:8]] = day
+    hours, minutes, seconds = int(text[8:10]), int(text[10:12]), int(text[12:14])
+    if day is None or hours > 23 or minutes > 59 or seconds > 59:
+        return None
+    return day + hours * 3600 + minutes * 60 + seconds
+
+
+#: The start (epoch seconds) of the days named as YYYYMMDD, C{None} for no date.
+_DAYS: dict[str, int | None] = {}
+
+
+#: L{_PLAIN} over a whole text, a line at a time (the line's C{\r} left out).
+_PLAIN_LINES = re.compile(
+    r"^(?:\+?([0-9]{5,15}))?,([0-9]{18,20})[Ff]*,([0-9]{6,15})?,(ADD|DEL|CHG),([0-9]{14})?\r?$",
+    re.MULTILINE,
+).finditer
+
+
 _Fields = tuple[MsisdnOperation, str | None, str | None, str | None, int]
 _OPERATIONS = {operation.value: operation for operation in MsisdnOperation}
 

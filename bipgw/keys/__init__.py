@@ -43,6 +43,7 @@ from bipgw.keys._operator_keys import (
     key_check_value,
     master_kind,
     read_key_file,
+    read_operator_file,
     retire_transport_key,
     retired_since,
 )
@@ -155,6 +156,7 @@ __all__ = [
     "normalise_iccid",
     "psk_identity_for",
     "read_key_file",
+    "read_operator_file",
     "read_pin_file",
     "retire_transport_key",
     "retired_since",

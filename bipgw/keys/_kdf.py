@@ -15,6 +15,7 @@ function, available in every crypto library and in card operating systems.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from enum import Enum
 from typing import Protocol
 
@@ -185,14 +186,22 @@ class ICardKeyDeriver(Protocol):
         """Derivation v2 (L{derive_card_key_v2})."""
 
 
-def fixed_input(label: bytes, iccid: str, algorithm: KeyAlgorithm) -> bytes:
-    """The SP 800-108 fixed input after the counter: C{Label || 00 || Context || [L]_32}."""
+def counter_mode_key(
+    prf: Callable[[bytes], bytes], label: bytes, iccid: str, algorithm: KeyAlgorithm
+) -> Secret:
+    """A card key by SP 800-108 counter mode over C{prf}, wherever the PRF runs.
+
+    C{K(i) = prf([i]_32 || Label || 00 || Context || [L]_32)} for i = 1, 2 ...
+    until there are enough bytes; the key is the first
+    C{algorithm.key_length} of them, with DES parity set for 3DES.
+    """
     context = normalise_iccid(iccid).encode("ascii")
-    return label + b"\x00" + context + (8 * algorithm.key_length).to_bytes(LENGTH_BYTES, "big")
-
-
-def finish_key(out: bytes, algorithm: KeyAlgorithm) -> Secret:
-    """The card key from the PRF output blocks: truncated, DES parity set for 3DES."""
+    fixed = label + b"\x00" + context + (8 * algorithm.key_length).to_bytes(LENGTH_BYTES, "big")
+    out = b""
+    counter = 1
+    while len(out) < algorithm.key_length:
+        out += prf(counter.to_bytes(COUNTER_BYTES, "big") + fixed)
+        counter += 1
     key = out[: algorithm.key_length]
     return Secret(set_des_parity(key) if algorithm.is_des else key)
 
@@ -225,12 +234,9 @@ class CardKeyDeriver:
         return self._derive(purpose.label_v2(algorithm, kvn), iccid, algorithm)
 
     def _derive(self, label: bytes, iccid: str, algorithm: KeyAlgorithm) -> Secret:
-        fixed = fixed_input(label, iccid, algorithm)
-        out = b""
-        counter = 1
-        while len(out) < algorithm.key_length:
-            block = self._cmac.copy()
-            block.update(counter.to_bytes(COUNTER_BYTES, "big") + fixed)
-            out += block.finalize()
-            counter += 1
-        return finish_key(out, algorithm)
+        return counter_mode_key(self._cmac_of, label, iccid, algorithm)
+
+    def _cmac_of(self, data: bytes) -> bytes:
+        block = self._cmac.copy()
+        block.update(data)
+        return block.finalize()

@@ -13,6 +13,7 @@ and the demo both call these.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 from bipgw.keys._keystore import KeyInfo, KeyKind, KeyStore, MetaValue
 from bipgw.keys._secret import (
@@ -33,6 +34,7 @@ __all__ = [
     "key_check_value",
     "master_kind",
     "read_key_file",
+    "read_operator_file",
     "retire_transport_key",
     "retired_since",
 ]
@@ -58,6 +60,26 @@ def key_check_value(info: KeyInfo, secret: Secret) -> str:
     return "-" if algorithm is None else check_value(secret, algorithm)
 
 
+def read_operator_file(
+    path: str | os.PathLike[str], limit: int, what: str, error: Callable[[str], Exception]
+) -> bytes:
+    """The bytes of a file an operator named (a key, a password, a script), at most C{limit}.
+
+    @param what: the file, as the messages name it (C{"key file k.hex"}).
+    @param error: makes the exception to raise from a message: C{"cannot
+        read WHAT: REASON"} or C{"WHAT is larger than LIMIT bytes"}; never
+        the file's text.
+    """
+    try:
+        with open(path, "rb") as f:
+            data = f.read(limit + 1)
+    except OSError as e:
+        raise error(f"cannot read {what}: {e.strerror}") from None
+    if len(data) > limit:
+        raise error(f"{what} is larger than {limit} bytes")
+    return data
+
+
 def read_key_file(path: str | os.PathLike[str]) -> Secret:
     """A key from a text file of hex digits (white space and C{#} comment lines ignored).
 
@@ -65,13 +87,7 @@ def read_key_file(path: str | os.PathLike[str]) -> Secret:
         message never contains the file's text.
     """
     name = os.fspath(path)
-    try:
-        with open(name, "rb") as f:
-            data = f.read(_MAX_KEY_FILE + 1)
-    except OSError as e:
-        raise KeyInputError(f"cannot read key file {name}: {e.strerror}") from None
-    if len(data) > _MAX_KEY_FILE:
-        raise KeyInputError(f"key file {name} is larger than {_MAX_KEY_FILE} bytes")
+    data = read_operator_file(name, _MAX_KEY_FILE, f"key file {name}", KeyInputError)
     try:
         text = data.decode("ascii")
     except UnicodeDecodeError:

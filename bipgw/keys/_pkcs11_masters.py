@@ -35,7 +35,7 @@ import attrs
 from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
 from pkcs11.exceptions import PKCS11Error
 
-from bipgw.keys._kdf import COUNTER_BYTES, KdfPurpose, finish_key, fixed_input
+from bipgw.keys._kdf import KdfPurpose, counter_mode_key
 from bipgw.keys._keystore import KeyKind
 from bipgw.keys._masters import KIND_OF_PURPOSE, MasterKey
 from bipgw.keys._pkcs11 import HsmError, Pkcs11Token, error_name, secret_template
@@ -119,22 +119,18 @@ class _TokenDeriver:
         return self._derive(purpose.label_v2(algorithm, kvn), iccid, algorithm)
 
     def _derive(self, label: bytes, iccid: str, algorithm: KeyAlgorithm) -> Secret:
-        fixed = fixed_input(label, iccid, algorithm)
-        out = b""
-        counter = 1
         try:
             with self._token.lock:
-                while len(out) < algorithm.key_length:
-                    block = counter.to_bytes(COUNTER_BYTES, "big") + fixed
-                    out += bytes(self._key.sign(block, mechanism=Mechanism.AES_CMAC))
-                    counter += 1
+                return counter_mode_key(self._cmac_of, label, iccid, algorithm)
         except PKCS11Error as e:
             raise HsmError(
                 f"the {self._token.describe()} could not derive with master key"
                 f" {self._name!r}: {error_name(e)}",
                 label=self._name,
             ) from None
-        return finish_key(out, algorithm)
+
+    def _cmac_of(self, data: bytes) -> bytes:
+        return bytes(self._key.sign(data, mechanism=Mechanism.AES_CMAC))
 
 
 class Pkcs11MasterKeys:

@@ -44,23 +44,7 @@ _k = s.campaigns.c
 
 def spec_json(spec: CampaignSpec) -> dict[str, Any]:
     """What a C{campaigns.spec} column holds (the tenant and service have their own)."""
-    return {
-        "script": spec.script,
-        "idempotent": spec.idempotent,
-        "pace": {
-            "rate": spec.pace.rate,
-            "concurrency": spec.pace.concurrency,
-            "burst": spec.pace.burst,
-        },
-        "retry": {
-            "attempts": spec.retry.attempts,
-            "backoff": spec.retry.backoff,
-            "factor": spec.retry.factor,
-            "max_backoff": spec.retry.max_backoff,
-            "give_up": sorted(spec.retry.give_up),
-        },
-        "windows": [str(w) for w in spec.windows],
-    }
+    return {"script": spec.script, **spec.policy_json()}
 
 
 def spec_from_json(

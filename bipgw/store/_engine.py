@@ -17,7 +17,7 @@ import os
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, make_url
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 from sqlalchemy.pool import StaticPool
 
 from bipgw.store._types import StoreError
@@ -94,7 +94,7 @@ def _create_private_file(path: str) -> None:
     os.close(fd)
 
 
-def describe_error(error: SQLAlchemyError) -> str:
+def describe_error(error: BaseException) -> str:
     """A database error in words, without the statement's parameters.
 
     C{str(error)} lists the bound parameters (sealed keys among them); the

@@ -36,6 +36,8 @@ from bipgw.store._types import (
     MsisdnChange,
     MsisdnMapping,
     MsisdnOperation,
+    MsisdnRow,
+    MsisdnRowsResult,
     Outcome,
     Service,
     SessionEvent,
@@ -136,6 +138,30 @@ class IStore(Protocol):
         Each result's key is the change's index in C{changes}.  The rules
         are L{plan_msisdn_change}'s.  With C{atomic}, one rejection rolls
         everything back.
+        """
+
+    def apply_msisdn_rows(
+        self,
+        rows: Iterable[MsisdnRow],
+        *,
+        atomic: bool = False,
+        applied_at: float,
+        source: str | None,
+        max_errors: int,
+        batch_size: int = 10_000,
+    ) -> Deferred[MsisdnRowsResult]:
+        """Apply a whole MSISDN file's valid lines, in one transaction.
+
+        The lines are applied in effective-time order (their order in
+        C{rows} for equal times) with exactly the rules and the results of
+        L{apply_msisdn_changes} given the same changes in that order, each
+        history row recording C{source}.  C{rows} is iterated in the
+        store's own thread, once (an importer parses there); an exception
+        it raises rolls everything back and fails the Deferred.  With
+        C{atomic}, one rejection rolls everything back (C{committed} is
+        then C{False}).  A crash leaves nothing of the file applied.
+        C{batch_size}: the changes handled (or history rows written) at a
+        time within it.
         """
 
     def msisdn_history(

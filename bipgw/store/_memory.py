@@ -24,6 +24,7 @@ from bipgw.store._memory_state import (
     end_unfinished,
     upsert_one,
 )
+from bipgw.store._msisdn_rows import apply_in_batches
 from bipgw.store._types import (
     MAX_OTA_COUNTER,
     ApduTraceRecord,
@@ -37,6 +38,8 @@ from bipgw.store._types import (
     ImportReport,
     MsisdnChange,
     MsisdnMapping,
+    MsisdnRow,
+    MsisdnRowsResult,
     Outcome,
     Service,
     SessionEvent,
@@ -116,11 +119,7 @@ class MemoryStore:
 
     def card_by_psk_identity(self, identity: bytes) -> Deferred[Card | None]:
         """See L{IStore.card_by_psk_identity}."""
-        return self._call(
-            lambda: next(
-                (c for c in self._state.cards.values() if c.psk_identity == identity), None
-            )
-        )
+        return self._call(lambda: self._state.cards.with_psk(identity))
 
     def list_cards(
         self, *, after: str | None = None, limit: int = 100, batch: str | None = None
@@ -201,6 +200,35 @@ class MemoryStore:
                 return BatchResult(results, committed=False)
             self._state = state
             return BatchResult(results, committed=True)
+
+        return self._call(run)
+
+    def apply_msisdn_rows(
+        self,
+        rows: Iterable[MsisdnRow],
+        *,
+        atomic: bool = False,
+        applied_at: float,
+        source: str | None,
+        max_errors: int,
+        batch_size: int = 10_000,
+    ) -> Deferred[MsisdnRowsResult]:
+        """See L{IStore.apply_msisdn_rows} (the rows all read before anything changes)."""
+
+        def run() -> MsisdnRowsResult:
+            state = self._state.copy()
+
+            def apply(changes: Sequence[MsisdnChange]) -> BatchResult:
+                results = (apply_one(state, i, c, applied_at) for i, c in enumerate(changes))
+                return BatchResult(tuple(results), committed=True)
+
+            result = apply_in_batches(
+                rows, apply, source=source, max_errors=max_errors, batch_size=batch_size
+            )
+            if atomic and result.rejected:
+                return evolve(result, committed=False)
+            self._state = state
+            return result
 
         return self._call(run)
 

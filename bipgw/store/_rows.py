@@ -7,9 +7,10 @@ transactions (L{bipgw.store._queries}) so each stays one concept.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, Generic, TypeVar
 
+import attrs
 from sqlalchemy import Row
 
 from bipgw.store._schema import from_json, to_json
@@ -27,21 +28,79 @@ from bipgw.store._types import (
     Tenant,
 )
 
+_R = TypeVar("_R", bound=attrs.AttrsInstance)
+_Convert = Callable[[Any], Any]
 
-def card_from_row(row: Row[Any]) -> Card:
-    """A L{Card} from a C{cards} row."""
-    m = row._mapping
-    return Card(
-        iccid=m["iccid"],
-        imsi=m["imsi"],
-        msisdn=m["msisdn"],
-        psk_identity=None if m["psk_identity"] is None else bytes(m["psk_identity"]),
-        batch=m["batch"],
-        customer=m["customer"],
-        card_type=m["card_type"],
-        extras=from_json(m["extras"]),
-        ota_counter=int(m["ota_counter"]),
-    )
+
+def _as_is(value: Any) -> Any:
+    return value
+
+
+def _optional(convert: _Convert) -> _Convert:
+    """C{convert}, passing C{None} (SQL NULL) through."""
+    return lambda value: None if value is None else convert(value)
+
+
+@attrs.frozen
+class RowMap(Generic[_R]):
+    """How an attrs record maps to a table's row and back, field by field.
+
+    Each field is the column of the same name unless C{columns} renames it,
+    and is stored and read as it is unless C{to_column} or C{from_column}
+    converts it; columns that are not fields (a table's own id) are not read.
+
+    @ivar row_id: the field the database sets (an auto-incremented id): read,
+        never written.
+    """
+
+    record: type[_R]
+    row_id: str | None
+    # (field, column, to_column, from_column) for each field, in order.
+    _plan: tuple[tuple[str, str, _Convert, _Convert], ...]
+
+    @classmethod
+    def of(
+        cls,
+        record: type[_R],
+        *,
+        columns: Mapping[str, str] | None = None,
+        to_column: Mapping[str, _Convert] | None = None,
+        from_column: Mapping[str, _Convert] | None = None,
+        row_id: str | None = None,
+    ) -> RowMap[_R]:
+        """The map of C{record}'s fields, renamed and converted where given."""
+        columns, to_column, from_column = columns or {}, to_column or {}, from_column or {}
+        plan = tuple(
+            (
+                f.name,
+                columns.get(f.name, f.name),
+                to_column.get(f.name, _as_is),
+                from_column.get(f.name, _as_is),
+            )
+            for f in attrs.fields(record)
+        )
+        return cls(record, row_id, plan)
+
+    def values(self, record: _R) -> dict[str, Any]:
+        """The row of C{record} (without C{row_id})."""
+        return {
+            column: store(getattr(record, name))
+            for name, column, store, _ in self._plan
+            if name != self.row_id
+        }
+
+    def from_row(self, row: Row[Any]) -> _R:
+        """The record of C{row}."""
+        m = row._mapping
+        return self.record(**{name: read(m[column]) for name, column, _, read in self._plan})
+
+
+_CARDS = RowMap.of(
+    Card,
+    from_column={"psk_identity": _optional(bytes), "extras": from_json, "ota_counter": int},
+)
+#: A L{Card} from a C{cards} row.
+card_from_row = _CARDS.from_row
 
 
 def card_key_from_row(row: Row[Any]) -> CardKey:
@@ -87,148 +146,58 @@ def service_from_row(row: Row[Any]) -> Service:
     )
 
 
-def session_values(record: SessionRecord) -> dict[str, Any]:
-    """The C{sessions} row of a L{SessionRecord}."""
-    return {
-        "session_id": record.session_id,
-        "service": record.service,
-        "state": record.state,
-        "opened_at": record.opened_at,
-        "updated_at": record.updated_at,
-        "iccid": record.iccid,
-        "msisdn": record.msisdn,
-        "agent_id": record.agent_id,
-        "push_attempts": record.push_attempts,
-        "scripts": record.scripts,
-        "ended_at": record.ended_at,
-        "reason": record.reason,
-        "detail": record.detail,
-    }
+_SESSIONS = RowMap.of(SessionRecord)
+#: The C{sessions} row of a L{SessionRecord}.
+session_values = _SESSIONS.values
+#: A L{SessionRecord} from a C{sessions} row.
+session_from_row = _SESSIONS.from_row
+
+_EVENTS = RowMap.of(SessionEvent, from_column={"transition": bool})
+#: The C{session_events} row of a L{SessionEvent} (without its id).
+event_values = _EVENTS.values
+#: A L{SessionEvent} from a C{session_events} row.
+event_from_row = _EVENTS.from_row
+
+_TRACES = RowMap.of(
+    ApduTraceRecord,
+    columns={"index": "apdu_index"},
+    from_column={"capdu": bytes, "rapdu": _optional(bytes)},
+)
+#: The C{apdu_traces} row of an L{ApduTraceRecord}.
+trace_values = _TRACES.values
+#: An L{ApduTraceRecord} from an C{apdu_traces} row.
+trace_from_row = _TRACES.from_row
+
+_AUDIT = RowMap.of(AuditRecord, row_id="audit_id", from_column={"audit_id": int})
+#: The C{audit_log} row of an L{AuditRecord} (without its id).
+audit_values = _AUDIT.values
+#: An L{AuditRecord} from an C{audit_log} row.
+audit_from_row = _AUDIT.from_row
 
 
-def session_from_row(row: Row[Any]) -> SessionRecord:
-    """A L{SessionRecord} from a C{sessions} row."""
-    return SessionRecord(**dict(row._mapping))
+def _errors_from_json(text: str) -> tuple[LineError, ...]:
+    errors: list[list[Any]] = from_json(text)
+    return tuple(LineError(line, column, message) for line, column, message in errors)
 
 
-def event_values(event: SessionEvent) -> dict[str, Any]:
-    """The C{session_events} row of a L{SessionEvent} (without its id)."""
-    return {
-        "session_id": event.session_id,
-        "seq": event.seq,
-        "at": event.at,
-        "state": event.state,
-        "previous": event.previous,
-        "reason": event.reason,
-        "detail": event.detail,
-        "transition": event.transition,
-    }
-
-
-def event_from_row(row: Row[Any]) -> SessionEvent:
-    """A L{SessionEvent} from a C{session_events} row."""
-    m = dict(row._mapping)
-    del m["event_id"]
-    m["transition"] = bool(m["transition"])
-    return SessionEvent(**m)
-
-
-def trace_values(trace: ApduTraceRecord) -> dict[str, Any]:
-    """The C{apdu_traces} row of an L{ApduTraceRecord}."""
-    return {
-        "session_id": trace.session_id,
-        "script": trace.script,
-        "apdu_index": trace.index,
-        "capdu": trace.capdu,
-        "rapdu": trace.rapdu,
-        "sent_at": trace.sent_at,
-        "answered_at": trace.answered_at,
-        "outcome": trace.outcome,
-    }
-
-
-def trace_from_row(row: Row[Any]) -> ApduTraceRecord:
-    """An L{ApduTraceRecord} from an C{apdu_traces} row."""
-    m = row._mapping
-    return ApduTraceRecord(
-        session_id=m["session_id"],
-        script=m["script"],
-        index=m["apdu_index"],
-        capdu=bytes(m["capdu"]),
-        rapdu=None if m["rapdu"] is None else bytes(m["rapdu"]),
-        sent_at=m["sent_at"],
-        answered_at=m["answered_at"],
-        outcome=m["outcome"],
-    )
-
-
-def audit_values(record: AuditRecord) -> dict[str, Any]:
-    """The C{audit_log} row of an L{AuditRecord} (without its id)."""
-    return {
-        "at": record.at,
-        "actor": record.actor,
-        "action": record.action,
-        "target": record.target,
-        "detail": record.detail,
-        "origin": record.origin,
-    }
-
-
-def audit_from_row(row: Row[Any]) -> AuditRecord:
-    """An L{AuditRecord} from an C{audit_log} row."""
-    m = row._mapping
-    return AuditRecord(
-        m["at"],
-        m["actor"],
-        m["action"],
-        m["target"],
-        m["detail"],
-        int(m["audit_id"]),
-        origin=m["origin"],
-    )
-
-
-def import_values(report: ImportReport) -> dict[str, Any]:
-    """The C{imports} row of an L{ImportReport} (without its id)."""
-    return {
-        "kind": report.kind.value,
-        "file_name": report.file_name,
-        "sha256": report.sha256,
-        "imported_at": report.imported_at,
-        "records": report.records,
-        "added": report.added,
-        "updated": report.updated,
-        "unchanged": report.unchanged,
-        "rejected": report.rejected,
-        "errors": to_json([[e.line, e.column, e.message] for e in report.errors]),
-        "fatal": report.fatal,
-        "applied": report.applied,
-        "header": to_json(dict(report.header)),
-        "notices": to_json(list(report.notices)),
-        "previous_import_id": report.previous_import_id,
-    }
-
-
-def import_from_row(row: Row[Any]) -> ImportReport:
-    """An L{ImportReport} from an C{imports} row."""
-    m = row._mapping
-    errors: list[list[Any]] = from_json(m["errors"])
-    header: Mapping[str, str] = from_json(m["header"])
-    return ImportReport(
-        kind=m["kind"],
-        file_name=m["file_name"],
-        sha256=m["sha256"],
-        imported_at=m["imported_at"],
-        records=m["records"],
-        added=m["added"],
-        updated=m["updated"],
-        unchanged=m["unchanged"],
-        rejected=m["rejected"],
-        errors=tuple(LineError(line, column, message) for line, column, message in errors),
-        fatal=m["fatal"],
-        applied=bool(m["applied"]),
-        header=header,
-        notices=tuple(from_json(m["notices"])),
-        previous_import_id=m["previous_import_id"],
-        import_id=int(m["import_id"]),
-    )
+_IMPORTS = RowMap.of(
+    ImportReport,
+    row_id="import_id",
+    to_column={
+        "kind": lambda kind: kind.value,
+        "errors": lambda errors: to_json([[e.line, e.column, e.message] for e in errors]),
+        "header": lambda header: to_json(dict(header)),
+        "notices": lambda notices: to_json(list(notices)),
+    },
+    from_column={
+        "errors": _errors_from_json,
+        "applied": bool,
+        "header": from_json,
+        "notices": lambda text: tuple(from_json(text)),
+        "import_id": int,
+    },
+)
+#: The C{imports} row of an L{ImportReport} (without its id).
+import_values = _IMPORTS.values
+#: An L{ImportReport} from an C{imports} row.
+import_from_row = _IMPORTS.from_row

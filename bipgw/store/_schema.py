@@ -61,17 +61,25 @@ cards = Table(
     Index("ix_cards_batch", "batch"),
 )
 
+
+def _card_key_version() -> list[Column[Any]]:
+    """The key of a card's key version: the card, the key's purpose, its version number."""
+    return [
+        Column(
+            "iccid",
+            String(20),
+            ForeignKey("cards.iccid", ondelete="CASCADE"),
+            primary_key=True,
+        ),
+        Column("purpose", String(16), primary_key=True),
+        Column("kvn", Integer, primary_key=True, autoincrement=False),
+    ]
+
+
 card_keys = Table(
     "card_keys",
     metadata,
-    Column(
-        "iccid",
-        String(20),
-        ForeignKey("cards.iccid", ondelete="CASCADE"),
-        primary_key=True,
-    ),
-    Column("purpose", String(16), primary_key=True),
-    Column("kvn", Integer, primary_key=True, autoincrement=False),
+    *_card_key_version(),
     Column("algorithm", String(16), nullable=False),
     Column("sealed", LargeBinary, nullable=False),
     Column("fingerprint", LargeBinary(64), nullable=False),
@@ -82,14 +90,7 @@ card_keys = Table(
 card_key_versions = Table(
     "card_key_versions",
     metadata,
-    Column(
-        "iccid",
-        String(20),
-        ForeignKey("cards.iccid", ondelete="CASCADE"),
-        primary_key=True,
-    ),
-    Column("purpose", String(16), primary_key=True),
-    Column("kvn", Integer, primary_key=True, autoincrement=False),
+    *_card_key_version(),
     Column("state", String(8), nullable=False),
     Column("source", String(10), nullable=False),
     Column("algorithm", String(16), nullable=False),

@@ -17,11 +17,12 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 import attrs
-from sqlalchemy import Connection, Row, func, select, update
+from sqlalchemy import Connection, func, select, update
 from twisted.internet.defer import Deferred, fail, succeed
 
 import bipgw.store._schema as s
 from bipgw.store._queries import insert_returning_id
+from bipgw.store._rows import RowMap
 from bipgw.store._types import StoreConflictError, UnknownRecordError
 
 __all__ = [
@@ -88,38 +89,19 @@ class IServiceRequests(Protocol):
         """
 
 
-def _values(request: ServiceRequest) -> dict[str, Any]:
-    return {
-        "tenant_id": request.tenant_id,
-        "service": request.service,
-        "aids": " ".join(request.aids),
-        "tars": " ".join(request.tars),
-        "expected_volume": request.expected_volume,
-        "note": request.note,
-        "state": request.state.value,
-        "submitted_at": request.submitted_at,
-        "decided_at": request.decided_at,
-        "decided_by": request.decided_by,
-        "decision_note": request.decision_note,
-    }
-
-
-def _from_row(row: Row[Any]) -> ServiceRequest:
-    m = row._mapping
-    return ServiceRequest(
-        tenant_id=m["tenant_id"],
-        service=m["service"],
-        aids=tuple(m["aids"].split()),
-        tars=tuple(m["tars"].split()),
-        expected_volume=int(m["expected_volume"]),
-        note=m["note"],
-        state=m["state"],
-        submitted_at=m["submitted_at"],
-        decided_at=m["decided_at"],
-        decided_by=m["decided_by"],
-        decision_note=m["decision_note"],
-        request_id=int(m["request_id"]),
-    )
+_ROWS = RowMap.of(
+    ServiceRequest,
+    row_id="request_id",
+    to_column={"aids": " ".join, "tars": " ".join, "state": lambda state: state.value},
+    from_column={
+        "aids": lambda text: tuple(text.split()),
+        "tars": lambda text: tuple(text.split()),
+        "expected_volume": int,
+        "request_id": int,
+    },
+)
+_values = _ROWS.values
+_from_row = _ROWS.from_row
 
 
 class _Transactions(Protocol):

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Sequence
 from functools import partial
 from typing import Any, TypeVar
 
+from attrs import evolve
 from sqlalchemy import Connection, Engine, Select, func, insert, select
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.logger import Logger
@@ -24,6 +25,7 @@ from twisted.python.threadpool import ThreadPool
 import bipgw.store._bulk as b
 import bipgw.store._bulk_msisdn as m
 import bipgw.store._feeds as f
+import bipgw.store._msisdn_rows as mr
 import bipgw.store._queries as q
 import bipgw.store._rows as r
 import bipgw.store._schema as s
@@ -44,6 +46,8 @@ from bipgw.store._types import (
     ImportReport,
     MsisdnChange,
     MsisdnMapping,
+    MsisdnRow,
+    MsisdnRowsResult,
     Service,
     SessionEvent,
     SessionRecord,
@@ -279,6 +283,49 @@ class SqlStore:
         return self._write(
             lambda c: m.apply_msisdn_changes(c, items, atomic=atomic, applied_at=applied_at)
         )
+
+    def apply_msisdn_rows(
+        self,
+        rows: Iterable[MsisdnRow],
+        *,
+        atomic: bool = False,
+        applied_at: float,
+        source: str | None,
+        max_errors: int,
+        batch_size: int = 10_000,
+    ) -> Deferred[MsisdnRowsResult]:
+        """See L{IStore.apply_msisdn_rows}: set-based on SQLite (L{mr.apply_rows_sqlite});
+        elsewhere the batch path, every batch in one transaction."""
+        if self._closed is not None:
+            return fail(StoreError("the store is closed"))
+        if self._engine.dialect.name == "sqlite":
+
+            def in_thread() -> MsisdnRowsResult:
+                return mr.apply_rows_sqlite(
+                    self._engine,
+                    rows,
+                    atomic=atomic,
+                    applied_at=applied_at,
+                    source=source,
+                    max_errors=max_errors,
+                    batch_size=batch_size,
+                )
+
+            self._pending += 1
+            return deferToThreadPool(self._reactor, self._pool, in_thread).addBoth(self._done)
+
+        def batches(c: Connection) -> MsisdnRowsResult:
+            def apply(changes: Sequence[MsisdnChange]) -> BatchResult:
+                return m.apply_msisdn_changes(c, changes, atomic=False, applied_at=applied_at)
+
+            result = mr.apply_in_batches(
+                rows, apply, source=source, max_errors=max_errors, batch_size=batch_size
+            )
+            if atomic and result.rejected:
+                raise b.Rollback(evolve(result, committed=False))
+            return result
+
+        return self._write(batches)
 
     def msisdn_history(
         self, *, iccid: str | None = None, msisdn: str | None = None

@@ -464,6 +464,31 @@ class LineError:
         return f"{where}: {self.message}"
 
 
+#: One valid line of an MSISDN file, as L{IStore.apply_msisdn_rows} takes it:
+#: its line number, operation (C{"ADD"}, C{"DEL"}, C{"CHG"}), MSISDN, ICCID,
+#: IMSI and effective time (epoch seconds); fields as in L{MsisdnChange}.
+MsisdnRow = tuple[int, str, "str | None", "str | None", "str | None", int]
+
+
+@frozen
+class MsisdnRowsResult:
+    """What L{IStore.apply_msisdn_rows} did with a file's lines.
+
+    @ivar errors: the rejected lines' errors (line, field, reason), in the
+        order the lines were applied; at most the C{max_errors} asked for,
+        while C{rejected} counts them all.
+    @ivar committed: C{False} when an atomic file was rolled back because a
+        line was rejected: then nothing of it was written.
+    """
+
+    added: int
+    updated: int
+    unchanged: int
+    rejected: int
+    errors: tuple[LineError, ...]
+    committed: bool
+
+
 @frozen
 class ImportReport:
     """What one import of a vendor or MSISDN file did, line by line.

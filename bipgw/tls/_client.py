@@ -89,8 +89,10 @@ class _SharedClient:
 
     def _on_info(self, connection: SSL.Connection, where: int, ret: int) -> None:
         """Publish the identity once the server has accepted our key."""
+        if not where & SSL.SSL_CB_HANDSHAKE_DONE:
+            return  # one of the ≈ 15 other state changes of every handshake
         state = state_of(connection)
-        if state is not None and where & SSL.SSL_CB_HANDSHAKE_DONE:
+        if state is not None:
             state.done = True
             state.identity = state.claimed
 

@@ -236,20 +236,7 @@ def campaign_json(
         "service": spec.service,
         "state": record.state.value,
         "cards": record.cards,
-        "idempotent": spec.idempotent,
-        "pace": {
-            "rate": spec.pace.rate,
-            "concurrency": spec.pace.concurrency,
-            "burst": spec.pace.burst,
-        },
-        "retry": {
-            "attempts": spec.retry.attempts,
-            "backoff": spec.retry.backoff,
-            "factor": spec.retry.factor,
-            "max_backoff": spec.retry.max_backoff,
-            "give_up": sorted(spec.retry.give_up),
-        },
-        "windows": [str(w) for w in spec.windows],
+        **spec.policy_json(),
         "created_at": record.created_at,
         "updated_at": record.updated_at,
     }

@@ -13,9 +13,14 @@ paused when the connection's buffer is full, and queues at most
 C{buffer} bytes of frames while paused; past that the connection is
 aborted (the client reconnects and reads the status of its sessions).
 
-In a cluster (docs/cluster.md), an L{IEventFeed} carries the events of the
-sessions a tenant opened through the HTTP API of the other nodes to its
-streams here, and this node's to the others' (L{bipgw.cluster.ClusterEventFeed}).
+In a cluster (docs/cluster.md), an L{IEventFeed} numbers a tenant's events
+once for every node (L{bipgw.cluster.ClusterEventFeed}: a log per tenant):
+this node's events go to the log, and every stream reads the log, so its
+events (this node's and the others') come in one order with ids that only
+grow (the SSE C{id:}), and a client that reconnects with the last id it
+read (C{Last-Event-ID}) gets the events after it, none missed, none twice.
+Alone, a node numbers the events per session (C{id: SESSION:SEQ}) and
+replays nothing.
 
 The engine announces a session's first events while C{open} is still
 running, before the API knows the session's id, so L{EventStreams.opening}
@@ -58,29 +63,36 @@ def sse_frame(event: SessionEvent) -> bytes:
     return json_frame(event_json(event))
 
 
-def json_frame(event: dict[str, Any]) -> bytes:
-    """The SSE frame of one event as L{event_json} wrote it."""
+def json_frame(event: dict[str, Any], event_id: str | None = None) -> bytes:
+    """The SSE frame of one event as L{event_json} wrote it; its C{id:} is
+    C{event_id} (a cluster's), else C{SESSION:SEQ}."""
     data = json.dumps(event, separators=(",", ":"))
-    return f"id: {event['session']}:{event['seq']}\nevent: session\ndata: {data}\n\n".encode()
+    ident = event_id if event_id is not None else f"{event['session']}:{event['seq']}"
+    return f"id: {ident}\nevent: session\ndata: {data}\n\n".encode()
 
 
 class IEventFeed(Protocol):
-    """The other nodes' session events, in a cluster (L{bipgw.cluster.ClusterEventFeed})."""
+    """A tenant's session events over every node of a cluster, in one
+    numbered order (L{bipgw.cluster.ClusterEventFeed})."""
 
     def follow(
-        self, tenant_id: str, deliver: Callable[[dict[str, Any]], object]
+        self, tenant_id: str, after: str | None, deliver: Callable[[str, dict[str, Any]], object]
     ) -> Callable[[], None]:
-        """Call C{deliver} with the other nodes' events (L{event_json}) of the
-        sessions C{tenant_id} opened through their HTTP API, until the returned
-        function is called."""
+        """Call C{deliver} with the id and the data (L{event_json}) of every
+        event of a session C{tenant_id} opened through the HTTP API of any
+        node, in order, from after the id C{after} (C{None}: from now), until
+        the returned function is called.
+
+        @raise ValueError: C{after} is not an event id.
+        """
 
     def wants(self, tenant_id: str) -> bool:
-        """Whether another node has a stream open for C{tenant_id} (only then
-        are its events turned into JSON and published)."""
+        """Whether some node has (or had lately) a stream for C{tenant_id}
+        (only then are its events turned into JSON and published)."""
 
     def publish(self, tenant_id: str, event: dict[str, Any]) -> None:
         """An event (L{event_json}) of a session C{tenant_id} opened here, for
-        the other nodes' streams."""
+        every node's streams (this node's too)."""
 
 
 @implementer(IPushProducer)
@@ -98,6 +110,7 @@ class _Stream:
     queued: list[bytes] = attrs.Factory(list)
     size: int = 0
     dropped: bool = False
+    unfollow: Callable[[], None] | None = None
 
     def send(self, frame: bytes) -> None:
         """Write C{frame}, or queue it while paused; drop the stream past the limit."""
@@ -159,7 +172,6 @@ class EventStreams:
     ) -> None:
         self._engine = engine
         self._feed = feed
-        self._following: dict[str, Callable[[], None]] = {}
         self._clock = clock
         self._owner_of = owner_of
         self._keepalive = keepalive
@@ -186,10 +198,17 @@ class EventStreams:
         stream = _Stream(request, tenant_id, session, self._buffer)
         request.registerProducer(stream, True)
         self._streams.append(stream)
-        if self._feed is not None and tenant_id not in self._following:
-            self._following[tenant_id] = self._feed.follow(
-                tenant_id, lambda event: self._remote(tenant_id, event)
-            )
+        if self._feed is not None:
+            raw = request.getHeader("last-event-id")
+            after = raw.strip()[:64] if raw else None
+            try:
+                stream.unfollow = self._feed.follow(
+                    tenant_id, after, lambda i, e: self._logged(stream, i, e)
+                )
+            except ValueError:  # not one of the cluster's ids: from now on
+                stream.unfollow = self._feed.follow(
+                    tenant_id, None, lambda i, e: self._logged(stream, i, e)
+                )
         if self._unsubscribe is None:
             self._unsubscribe = self._engine.subscribe(self._event)
         request.write(b"retry: 5000\n: events of your sessions follow\n\n")
@@ -237,8 +256,11 @@ class EventStreams:
     def _deliver(self, event: SessionEvent, session: str) -> None:
         owner = self._owner_of(session)
         feed = self._feed
-        if feed is not None and owner is not None and feed.wants(owner):
-            feed.publish(owner, event_json(event))
+        if feed is not None:
+            # Every stream reads it from the tenant's log, in the cluster's order.
+            if owner is not None and feed.wants(owner):
+                feed.publish(owner, event_json(event))
+            return
         frame = None
         for stream in list(self._streams):
             if stream.tenant_id != owner or stream.session not in (None, session):
@@ -248,16 +270,13 @@ class EventStreams:
             if stream.timer is not None and stream.timer.active():
                 stream.timer.reset(self._keepalive)
 
-    def _remote(self, tenant_id: str, event: dict[str, Any]) -> None:
-        """Another node's event of a session C{tenant_id} opened there."""
-        session, frame = event.get("session"), None
-        for stream in list(self._streams):
-            if stream.tenant_id != tenant_id or stream.session not in (None, session):
-                continue
-            frame = frame or json_frame(event)
-            stream.send(frame)
-            if stream.timer is not None and stream.timer.active():
-                stream.timer.reset(self._keepalive)
+    def _logged(self, stream: _Stream, event_id: str, event: dict[str, Any]) -> None:
+        """An event of C{stream}'s tenant's log (any node's), numbered C{event_id}."""
+        if stream.session not in (None, event.get("session")):
+            return
+        stream.send(json_frame(event, event_id))
+        if stream.timer is not None and stream.timer.active():
+            stream.timer.reset(self._keepalive)
 
     def elsewhere(self, tenant_id: str, session: str, data: dict[str, Any]) -> int:
         """Tell C{tenant_id}'s streams (all, or those of C{session}) an event of
@@ -308,10 +327,9 @@ class EventStreams:
         if stream.timer is not None and stream.timer.active():
             stream.timer.cancel()
         stream.timer = None
-        if not any(s.tenant_id == stream.tenant_id for s in self._streams):
-            stop = self._following.pop(stream.tenant_id, None)
-            if stop is not None:
-                stop()
+        if stream.unfollow is not None:
+            stream.unfollow()
+            stream.unfollow = None
         if not self._streams and self._unsubscribe is not None and self._feed is None:
             self._unsubscribe()
             self._unsubscribe = None

@@ -18,6 +18,7 @@ import attrs
 
 from bipgw.keys import DEFAULT_TRANSPORT_SCHEME, KeyAlgorithm, Secret, check_value
 from bipgw.tls import DEFAULT_CIPHERS
+from simcard.fleet._config import GeneratedInfo
 
 __all__ = [
     "DERIVED_VAR_OUT",
@@ -129,26 +130,17 @@ def _toml_str(value: str) -> str:
 
 @attrs.frozen(kw_only=True)
 class FleetTomlParams:
-    """What C{fleet.toml} records about a generated fleet."""
+    """What C{fleet.toml} records about a generated fleet: its C{[generated]}
+    table, and the ESME account of its SMSC."""
 
-    cards: int
-    batch: str
-    customer: str
-    algorithm: str
-    admin_host: str
-    admin_port: int
-    admin_uri: str
-    transport_key: str
-    vendor_file: str
-    msisdn_file: str
-    seed: int | None
-    created: str
+    generated: GeneratedInfo
     system_id: str
     password: str = attrs.field(repr=False)
 
     def render(self) -> str:
         """The whole file: every key, commented, with its default or generated value."""
-        seed = f"seed = {self.seed}\n" if self.seed is not None else "# seed: none (random keys)\n"
+        g = self.generated
+        seed = f"seed = {g.seed}\n" if g.seed is not None else "# seed: none (random keys)\n"
         ciphers = ", ".join(_toml_str(c) for c in DEFAULT_CIPHERS.split(":"))
         return f"""\
 # simfleet: a simulated SIM fleet.  Every key is described in docs/simfleet.md;
@@ -228,15 +220,15 @@ duplicate_sms = 0.0
 
 [generated]
 # What `simfleet generate` made; for `simfleet info`, changing it changes nothing.
-cards = {self.cards}
-batch = {_toml_str(self.batch)}
-customer = {_toml_str(self.customer)}
-algorithm = {_toml_str(self.algorithm)}
-admin_host = {_toml_str(self.admin_host)}
-admin_port = {self.admin_port}
-admin_uri = {_toml_str(self.admin_uri)}
-transport_key = {_toml_str(self.transport_key)}
-vendor_file = {_toml_str(self.vendor_file)}
-msisdn_file = {_toml_str(self.msisdn_file)}
-{seed}created = {_toml_str(self.created)}
+cards = {g.cards}
+batch = {_toml_str(g.batch)}
+customer = {_toml_str(g.customer)}
+algorithm = {_toml_str(g.algorithm)}
+admin_host = {_toml_str(g.admin_host)}
+admin_port = {g.admin_port}
+admin_uri = {_toml_str(g.admin_uri)}
+transport_key = {_toml_str(g.transport_key)}
+vendor_file = {_toml_str(g.vendor_file)}
+msisdn_file = {_toml_str(g.msisdn_file)}
+{seed}created = {_toml_str(g.created)}
 """

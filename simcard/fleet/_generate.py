@@ -38,6 +38,7 @@ from typing import Final
 from attrs import frozen
 
 from bipgw.keys import DEFAULT_TRANSPORT_SCHEME, Secret, wrap_for_transport
+from simcard.fleet._config import GeneratedInfo
 from simcard.fleet._errors import GenerateError
 from simcard.fleet._files import (
     DERIVED_VAR_OUT,
@@ -251,6 +252,7 @@ def _write(
         raise GenerateError(str(e)) from None
     try:
         with (
+            state.filling(),
             vendor_path.open("w", encoding="ascii", newline="\n") as vendor,
             msisdn_path.open("w", encoding="ascii", newline="\n") as mapping,
         ):
@@ -291,7 +293,7 @@ def _write(
                     )
                 if progress is not None:
                     progress(first - 1 + len(chunk), cards)
-        state.commit()
+            state.commit()
     finally:
         state.close()
     keys_path = out / "gateway" / "transport-keys.toml"
@@ -303,7 +305,7 @@ def _write(
         (out / "gateway" / "masters").mkdir(exist_ok=True)
         for kind, key in masters.kinds():
             _secret_file(out / "gateway" / "masters" / f"{kind}.key", master_key_file(kind, key))
-    params = FleetTomlParams(
+    generated = GeneratedInfo(
         cards=cards,
         batch=batch,
         customer=CUSTOMER,
@@ -316,9 +318,8 @@ def _write(
         msisdn_file=f"msisdn/{batch}.csv",
         seed=seed,
         created=when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        system_id=ESME_SYSTEM_ID,
-        password=password,
     )
+    params = FleetTomlParams(generated=generated, system_id=ESME_SYSTEM_ID, password=password)
     _secret_file(out / "fleet.toml", params.render())
     return GenerateResult(
         directory=out,

@@ -24,7 +24,7 @@ Conventions of this SMSC (SMPP leaves them to the implementation):
 from __future__ import annotations
 
 import datetime
-from typing import Final
+from typing import Any, Final
 
 from bipgw.codec.smpp import (
     CommandStatus,
@@ -249,6 +249,18 @@ def smpp_data_coding(tp_dcs: int) -> int:
     return 0x00
 
 
+def _back_to_submitter(submit: SubmitSm) -> dict[str, Any]:
+    """The address fields of a C{deliver_sm} that answers C{submit}: its ends swapped."""
+    return {
+        "source_addr_ton": submit.dest_addr_ton,
+        "source_addr_npi": submit.dest_addr_npi,
+        "source_addr": submit.destination_addr,
+        "dest_addr_ton": submit.source_addr_ton,
+        "dest_addr_npi": submit.source_addr_npi,
+        "destination_addr": submit.source_addr,
+    }
+
+
 def _short_or_payload(content: bytes) -> tuple[bytes, bytes | None]:
     if len(content) <= MAX_SHORT_MESSAGE:
         return content, None
@@ -295,12 +307,7 @@ def report_deliver_sm(submit: SubmitSm, user_data: bytes) -> DeliverSm:
     short, payload = _short_or_payload(user_data)
     return DeliverSm(
         0,
-        source_addr_ton=submit.dest_addr_ton,
-        source_addr_npi=submit.dest_addr_npi,
-        source_addr=submit.destination_addr,
-        dest_addr_ton=submit.source_addr_ton,
-        dest_addr_npi=submit.source_addr_npi,
-        destination_addr=submit.source_addr,
+        **_back_to_submitter(submit),
         esm_class=ESM_UDHI,
         protocol_id=0x7F,
         data_coding=0xF6,
@@ -349,12 +356,7 @@ def receipt_deliver_sm(
     short, payload = _short_or_payload(receipt.to_bytes())
     return DeliverSm(
         0,
-        source_addr_ton=submit.dest_addr_ton,
-        source_addr_npi=submit.dest_addr_npi,
-        source_addr=submit.destination_addr,
-        dest_addr_ton=submit.source_addr_ton,
-        dest_addr_npi=submit.source_addr_npi,
-        destination_addr=submit.source_addr,
+        **_back_to_submitter(submit),
         esm_class=ESM_RECEIPT,
         short_message=short,
         message_payload=payload,

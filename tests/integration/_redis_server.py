@@ -13,6 +13,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from typing import Any
 
 from twisted.trial.unittest import SkipTest
 
@@ -82,3 +83,11 @@ class RedisServer:
     def stop(self) -> None:
         self.kill()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def start_redis(case: Any) -> RedisServer:
+    """A redis-server of C{case}'s own, started, stopped after its cleanups."""
+    redis = RedisServer()
+    case.addCleanup(redis.stop)
+    redis.start()
+    return redis

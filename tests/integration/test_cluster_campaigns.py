@@ -17,8 +17,6 @@ no card run the script twice.
 from __future__ import annotations
 
 import collections
-import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -31,24 +29,19 @@ from twisted.internet.defer import gatherResults
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
-from bipgw.app import build_gateway
 from bipgw.client import CampaignClient
 from bipgw.cluster import ClusterRedis, RedisAddress
 from bipgw.cluster._campaign_lease import CampaignEventBus, RedisCampaignLeases
-from bipgw.config import Config, init_install
 from bipgw.core import CampaignEvent, CampaignState
-from bipgw.keys import add_transport_key
 from bipgw.store import add_tenant, grant_service
-from simcard.fleet import FleetConfig, FleetService, generate_fleet
-from tests.integration._redis_server import RedisServer, free_port
-from tests.integration.gateway_loop import FAST_SESSIONS, gateway_toml
+from tests.integration._cluster_setup import ANY_PORT, ClusterBed, spawn
+from tests.integration._postgres import SKIP as POSTGRES_SKIP
+from tests.integration._redis_server import free_port, start_redis
+from tests.integration.gateway_loop import FAST_SESSIONS
 from tests.integration.test_campaigns import SCRIPT, commands_per_card, until
-from tests.integration.test_store_postgres import SKIP as POSTGRES_SKIP
-from tests.integration.test_store_postgres import _Schema
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[2]
 CARDS = 40
 
 
@@ -61,76 +54,34 @@ class CampaignTakeoverTests(TestCase):
     def _node_a(self, config: Path, log: Path) -> subprocess.Popen[bytes]:
         command = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
         with open(log, "ab") as out:
-            child = subprocess.Popen(
+            child = spawn(
+                self,
                 [*command, "-n", "--pidfile=", "bipgw", "--config", str(config)],
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 cwd=config.parent,
-                env={**os.environ, "PYTHONPATH": str(ROOT)},
             )
-
-        def kill() -> None:
-            if child.poll() is None:
-                child.kill()
-            child.wait(timeout=30)
-
-        self.addCleanup(kill)
         return child
 
     async def test_deadNodesCampaignTakenOver(self) -> None:
-        directory = Path(self.mktemp()).resolve()
-        redis = RedisServer()
-        self.addCleanup(redis.stop)
-        redis.start()
-        schema = _Schema(self)
-        self.addCleanup(schema.drop)
-        generated = generate_fleet(directory / "fleet", cards=CARDS, seed=20261207)
-        fleet = FleetService(
-            FleetConfig.from_file(generated.fleet_toml),
-            reactor,
-            smsc_listen="tcp:0:interface=127.0.0.1",
-        )
-        fleet.startService()
-        self.addCleanup(fleet.stopService)
-        port: Any = await fleet.smsc_listener.when_listening()
-        seen = commands_per_card(fleet)
-        api = {"gw-a": free_port(), "gw-b": free_port()}
-        configs = {}
-        for name in ("gw-b", "gw-a"):
-            install = directory / name
-            if name == "gw-b":
-                init_install(
-                    install, password_source=generated.directory / "gateway" / "smpp.password"
-                )
-            else:  # one database, one root key
-                shutil.copytree(directory / "gw-b", install)
-            extra = (
-                f'[database]\nurl = "{schema.url}"\n'
-                f'[http_api]\nlisten = "tcp:{api[name]}:interface=127.0.0.1"\n'
-                f'[cluster]\nredis = "{redis.url}"\nnode = "{name}"\n'
-            )
-            sessions = dict(FAST_SESSIONS, queue_timeout=60)
-            (install / "bipgw.toml").write_text(
-                gateway_toml(int(port.getHost().port), sessions, extra)
-            )
-            configs[name] = install / "bipgw.toml"
-
-        config = Config.from_file(configs["gw-b"])
-        keystore = config.keys.open_keystore(config.keys.load_root_key({}))
-        key_file = generated.directory / "gateway" / f"{generated.transport_label}.key"
-        add_transport_key(keystore, generated.transport_label, key_file)
-        b = build_gateway(config, reactor, environ={}, exit_on_failure=False)
-        b.startService()
-        self.addCleanup(b.stopService)
-        await b.when_ready()
-        assert (await b.import_cards(generated.vendor_file)).ok
-        assert (await b.import_msisdn(generated.msisdn_file)).ok
-        iccids = [c.iccid for c in await b.store.list_cards(limit=1000)]
+        bed = await ClusterBed.create(self, cards=CARDS)
+        assert bed.fleet is not None
+        seen = commands_per_card(bed.fleet)
+        sessions = dict(FAST_SESSIONS, queue_timeout=60)
+        # Node A's port is chosen here, as its twistd process cannot tell it.
+        a_port = free_port()
+        configs = {
+            "gw-b": bed.install("gw-b", sessions, http_api=ANY_PORT),
+            "gw-a": bed.install("gw-a", sessions, http_api=f"tcp:{a_port}:interface=127.0.0.1"),
+        }
+        b = await bed.start_gateway(configs["gw-b"])
+        api = {"gw-a": a_port, "gw-b": b.http_api_port}
+        iccids = await bed.load_fleet(b)
         self.assertEqual(len(iccids), CARDS)
         token = await add_tenant(b.store, "acme", max_sessions=20)
         await grant_service(b.store, "acme", "isd", isd_commands=["all"])
 
-        child = self._node_a(configs["gw-a"], directory / "gw-a.log")
+        child = self._node_a(configs["gw-a"], bed.directory / "gw-a.log")
         on_a = CampaignClient(f"http://127.0.0.1:{api['gw-a']}", token)
         self.addCleanup(on_a.close)
         on_b = CampaignClient(f"http://127.0.0.1:{api['gw-b']}", token)
@@ -218,9 +169,7 @@ class RedisLeaseTests(TestCase):
     timeout = 60
 
     async def _nodes(self, count: int) -> list[ClusterRedis]:
-        server = RedisServer()
-        self.addCleanup(server.stop)
-        server.start()
+        server = start_redis(self)
         nodes = []
         for _ in range(count):
             redis = ClusterRedis(RedisAddress.from_url(server.url), reactor)

@@ -12,8 +12,6 @@ over both nodes (docs/cluster.md, "Any node drives any session").
 from __future__ import annotations
 
 import json
-import shutil
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,19 +22,14 @@ from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 from twisted.web.client import HTTPConnectionPool
 
-from bipgw.app import Gateway, build_gateway
+from bipgw.app import Gateway
 from bipgw.client import PlatformError, connect
 from bipgw.cluster import ClusterRedis, RedisAddress
 from bipgw.cluster._commands import RedisCommandLimits, commands_key
-from bipgw.config import Config, init_install
 from bipgw.core import ServiceGrant, TenantGrant
-from bipgw.keys import add_transport_key
 from bipgw.store import add_tenant, grant_service
-from simcard.fleet import FleetConfig, FleetService, generate_fleet
-from tests.integration._redis_server import RedisServer
-from tests.integration.gateway_loop import FAST_SESSIONS, gateway_toml
-from tests.integration.test_store_postgres import SKIP as POSTGRES_SKIP
-from tests.integration.test_store_postgres import _Schema
+from tests.integration._cluster_setup import ANY_PORT, ClusterBed, start_redis
+from tests.integration._postgres import SKIP as POSTGRES_SKIP
 
 pytestmark = pytest.mark.integration
 
@@ -51,52 +44,13 @@ class TwoNodesTests(TestCase):
     skip = POSTGRES_SKIP
 
     async def _start(self, cards: int = 3) -> None:
-        directory = Path(self.mktemp())
-        self.redis = RedisServer()
-        self.addCleanup(self.redis.stop)
-        self.redis.start()
-        schema = _Schema(self)
-        self.addCleanup(schema.drop)
-        generated = generate_fleet(directory / "fleet", cards=cards, seed=20261207)
-        self.fleet = FleetService(
-            FleetConfig.from_file(generated.fleet_toml),
-            reactor,
-            smsc_listen="tcp:0:interface=127.0.0.1",
+        bed = await ClusterBed.create(self, cards=cards)
+        assert bed.fleet is not None
+        self.fleet = bed.fleet
+        self.gateways, self.iccids = await bed.start_nodes(
+            NODES, http_api=ANY_PORT, platform=ANY_PORT
         )
-        self.fleet.startService()
-        self.addCleanup(self.fleet.stopService)
-        port: Any = await self.fleet.smsc_listener.when_listening()
-        smsc_port = int(port.getHost().port)
-        first = directory / NODES[0]
-        init_install(first, password_source=generated.directory / "gateway" / "smpp.password")
-        self.gateways: dict[str, Gateway] = {}
-        for name in NODES:
-            install = directory / name
-            if name != NODES[0]:
-                shutil.copytree(first, install)
-            extra = (
-                f'[database]\nurl = "{schema.url}"\n'
-                '[http_api]\nlisten = "tcp:0:interface=127.0.0.1"\n'
-                '[platform]\nlisten = "tcp:0:interface=127.0.0.1"\n'
-                f'[cluster]\nredis = "{self.redis.url}"\nnode = "{name}"\n'
-            )
-            (install / "bipgw.toml").write_text(gateway_toml(smsc_port, FAST_SESSIONS, extra))
-            config = Config.from_file(install / "bipgw.toml")
-            if name == NODES[0]:
-                keystore = config.keys.open_keystore(config.keys.load_root_key({}))
-                key_file = generated.directory / "gateway" / f"{generated.transport_label}.key"
-                add_transport_key(keystore, generated.transport_label, key_file)
-            gateway = build_gateway(config, reactor, environ={}, exit_on_failure=False)
-            gateway.startService()
-            self.addCleanup(gateway.stopService)
-            await gateway.when_ready()
-            self.gateways[name] = gateway
         self.a, self.b = (self.gateways[n] for n in NODES)
-        assert (await self.a.import_cards(generated.vendor_file)).ok
-        assert (await self.a.import_msisdn(generated.msisdn_file)).ok
-        self.iccids = [card.iccid for card in await self.a.store.list_cards()]
-        for gateway in self.gateways.values():
-            await gateway.when_bound()
         self.pool = HTTPConnectionPool(reactor, persistent=False)
 
     async def _tenant(self, **limits: Any) -> str:
@@ -288,15 +242,13 @@ class CommandCountExpiryTests(TestCase):
     async def test_deadNodesCountsExpire(self) -> None:
         """Commands admitted by a node that stops renewing (it died) stop counting
         once their time to live passes; a live node's renewals keep them."""
-        server = RedisServer()
-        self.addCleanup(server.stop)
-        server.start()
+        server = start_redis(self)
         redis = ClusterRedis(RedisAddress.from_url(server.url), reactor)
         self.addCleanup(redis.disconnect)
         await redis.connect()
         tenant = TenantGrant("acme", services=[ServiceGrant("isd")], max_commands=1)
         service = tenant.services["isd"]
-        dead = RedisCommandLimits(redis, reactor, ttl=0.6)
+        dead = RedisCommandLimits(redis, reactor, ttl=0.6, renew_every=0.2)  # never started
         live = RedisCommandLimits(redis, reactor, ttl=0.6, renew_every=0.2)
         token, _, _ = await dead.admit(tenant, service)
         self.assertIsNotNone(token)
@@ -317,9 +269,7 @@ class CommandCountExpiryTests(TestCase):
     async def test_rateOverNodes(self) -> None:
         """Two nodes share one bucket: a rate of 2 per second admits 2 at once
         over both, then one more after half a second."""
-        server = RedisServer()
-        self.addCleanup(server.stop)
-        server.start()
+        server = start_redis(self)
         redis = ClusterRedis(RedisAddress.from_url(server.url), reactor)
         self.addCleanup(redis.disconnect)
         await redis.connect()
@@ -350,9 +300,7 @@ class ForwardingBoundsTests(TestCase):
         from bipgw.cluster._forwarding import SessionForwarding
         from bipgw.cluster._registry import session_key
 
-        server = RedisServer()
-        self.addCleanup(server.stop)
-        server.start()
+        server = start_redis(self)
         self.redis = ClusterRedis(RedisAddress.from_url(server.url), reactor)
         self.addCleanup(self.redis.disconnect)
         await self.redis.connect()

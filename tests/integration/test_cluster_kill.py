@@ -11,33 +11,22 @@ card once the dead node's lock has expired.
 
 from __future__ import annotations
 
-import os
-import shutil
 import signal
-import subprocess
 import sys
 import time
-from pathlib import Path
-from typing import Any
+from subprocess import PIPE
 
 import pytest
 from twisted.internet import reactor
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
-from bipgw.app import build_gateway
-from bipgw.config import Config, init_install
 from bipgw.core import SessionState
-from bipgw.keys import add_transport_key
-from simcard.fleet import generate_fleet
-from tests.integration._redis_server import RedisServer, free_port
-from tests.integration.gateway_loop import FAST_SESSIONS, gateway_toml
-from tests.integration.test_store_postgres import SKIP as POSTGRES_SKIP
-from tests.integration.test_store_postgres import _Schema
+from tests.integration._cluster_setup import ClusterBed, read_line, spawn
+from tests.integration._postgres import SKIP as POSTGRES_SKIP
+from tests.integration.gateway_loop import FAST_SESSIONS
 
 pytestmark = pytest.mark.integration
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 class KillTests(TestCase):
@@ -49,61 +38,20 @@ class KillTests(TestCase):
     async def test_killedNodeNoticedAndItsSessionEnded(self) -> None:
         """The killed node's session ends with node-lost within 10 s of its
         last heartbeat (plus the time to notice), and its card is free."""
-        directory = Path(self.mktemp())
-        redis = RedisServer()
-        self.addCleanup(redis.stop)
-        redis.start()
-        schema = _Schema(self)
-        self.addCleanup(schema.drop)
-        generated = generate_fleet(directory / "fleet", cards=1, seed=9)
+        # No fleet: nobody listens on its SMSC port, so pushes wait for a bind.
+        bed = await ClusterBed.create(self, cards=1, seed=9, fleet=False)
         sessions = dict(FAST_SESSIONS, push_timeout=600, card_timeout=600, queue_timeout=60)
-        smsc = free_port()  # nobody listens: pushes wait for a bind
-        configs = {}
-        for name in ("gw-live", "gw-doomed"):
-            install = directory / name
-            if name == "gw-live":
-                init_install(
-                    install, password_source=generated.directory / "gateway" / "smpp.password"
-                )
-            else:
-                shutil.copytree(directory / "gw-live", install)
-            extra = (
-                f'[database]\nurl = "{schema.url}"\n'
-                f'[cluster]\nredis = "{redis.url}"\nnode = "{name}"\n'
-            )
-            (install / "bipgw.toml").write_text(gateway_toml(smsc, sessions, extra))
-            configs[name] = install / "bipgw.toml"
-        config = Config.from_file(configs["gw-live"])
-        keystore = config.keys.open_keystore(config.keys.load_root_key({}))
-        key_file = generated.directory / "gateway" / f"{generated.transport_label}.key"
-        add_transport_key(keystore, generated.transport_label, key_file)
-        live = build_gateway(config, reactor, environ={}, exit_on_failure=False)
-        live.startService()
-        self.addCleanup(live.stopService)
-        await live.when_ready()
-        assert (await live.import_cards(generated.vendor_file)).ok
-        assert (await live.import_msisdn(generated.msisdn_file)).ok
-        [card] = await live.store.list_cards()
-
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        child = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "tests.integration._cluster_child",
-                str(configs["gw-doomed"].resolve()),
-                card.iccid,
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
-        self.addCleanup(lambda: child.poll() is None and child.kill())
+        configs = {name: bed.install(name, sessions) for name in ("gw-live", "gw-doomed")}
+        live = await bed.start_gateway(configs["gw-live"])
+        [iccid] = await bed.load_fleet(live)
+        command = [sys.executable, "-m", "tests.integration._cluster_child"]
+        child = spawn(self, [*command, str(configs["gw-doomed"]), iccid], stdout=PIPE, stderr=PIPE)
         line = await deferLater(reactor, 0, lambda: b"")
         deadline = time.monotonic() + 60
         while not line.startswith(b"session ") and time.monotonic() < deadline:
-            line = await _read_line(child)
+            line = await read_line(child)
+            if not line and child.poll() is not None:
+                break
         self.assertTrue(
             line.startswith(b"session "),
             child.stderr.read().decode()[-2000:] if child.poll() is not None else "",
@@ -113,7 +61,7 @@ class KillTests(TestCase):
         self.assertIsNone(row.ended_at, (row.state, row.reason, row.detail))
 
         # The live node's session for the same card waits: the doomed node holds it.
-        waiting = live.open_session(card.iccid, "isd")
+        waiting = live.open_session(iccid, "isd")
         waiting.ready.addErrback(lambda _: None)
         await deferLater(reactor, 1.5, lambda: None)
         self.assertIs(waiting.status().state, SessionState.REQUESTED)
@@ -134,11 +82,3 @@ class KillTests(TestCase):
             await deferLater(reactor, 0.5, lambda: None)
         self.assertIs(waiting.status().state, SessionState.PUSHING)
         live.engine.stop()
-
-
-def _read_line(child: subprocess.Popen[bytes]) -> Any:
-    """The child's next line, read in a thread (the reactor keeps running)."""
-    from twisted.internet.threads import deferToThread
-
-    assert child.stdout is not None
-    return deferToThread(child.stdout.readline)

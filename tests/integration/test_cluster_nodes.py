@@ -11,8 +11,6 @@ lists the three nodes alive.
 
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,16 +18,12 @@ from twisted.internet import reactor
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
-from bipgw.app import Gateway, build_gateway
+from bipgw.app import Gateway
 from bipgw.cluster import list_nodes
-from bipgw.config import Config, init_install
 from bipgw.core import CardTarget, SessionState
-from bipgw.keys import add_transport_key
-from simcard.fleet import FleetConfig, FleetService, generate_fleet
-from tests.integration._redis_server import RedisServer
-from tests.integration.gateway_loop import FAST_SESSIONS, ISD_SCRIPT, gateway_toml
-from tests.integration.test_store_postgres import SKIP as POSTGRES_SKIP
-from tests.integration.test_store_postgres import _Schema
+from tests.integration._cluster_setup import ANY_PORT, ClusterBed
+from tests.integration._postgres import SKIP as POSTGRES_SKIP
+from tests.integration.gateway_loop import FAST_SESSIONS, ISD_SCRIPT
 
 pytestmark = pytest.mark.integration
 
@@ -43,58 +37,22 @@ class ThreeNodesTests(TestCase):
     skip = POSTGRES_SKIP
 
     async def _start(self, cards: int = 6) -> None:
-        directory = Path(self.mktemp())
-        self.redis = RedisServer()
-        self.addCleanup(self.redis.stop)
-        self.redis.start()
-        schema = _Schema(self)
-        self.addCleanup(schema.drop)
-        generated = generate_fleet(directory / "fleet", cards=cards, seed=20261207)
-        self.fleet = FleetService(
-            FleetConfig.from_file(generated.fleet_toml),
-            reactor,
-            smsc_listen="tcp:0:interface=127.0.0.1",
-        )
-        self.fleet.startService()
-        self.addCleanup(self.fleet.stopService)
-        port: Any = await self.fleet.smsc_listener.when_listening()
-        smsc_port = int(port.getHost().port)
-        first = directory / NODES[0]
-        init_install(first, password_source=generated.directory / "gateway" / "smpp.password")
+        bed = await ClusterBed.create(self, cards=cards)
+        assert bed.fleet is not None
+        self.fleet = bed.fleet
+        # A session waiting for a card another node holds may wait while
+        # that node's session runs (slow on a loaded machine).
+        sessions = dict(FAST_SESSIONS, queue_timeout=60)
         self.gateways: dict[str, Gateway] = {}
         for name in NODES:
-            install = directory / name
-            if name != NODES[0]:
-                # One database, one root key: every node opens the same sealed keys.
-                shutil.copytree(first, install)
-            extra = (
-                f'[database]\nurl = "{schema.url}"\n'
-                '[http_api]\nlisten = "tcp:0:interface=127.0.0.1"\n'
-                f'[cluster]\nredis = "{self.redis.url}"\nnode = "{name}"\n'
-            )
+            extra = ""
             if name == NODES[2]:
                 # gw-c's pushes name gw-a's admin address: its cards reach gw-a.
-                extra += (
-                    f'admin_host = "127.0.0.1"\nadmin_port = {self.gateways[NODES[0]].admin_port}\n'
-                )
-            # A session waiting for a card another node holds may wait while
-            # that node's session runs (slow on a loaded machine).
-            sessions = dict(FAST_SESSIONS, queue_timeout=60)
-            (install / "bipgw.toml").write_text(gateway_toml(smsc_port, sessions, extra))
-            config = Config.from_file(install / "bipgw.toml")
-            if name == NODES[0]:
-                keystore = config.keys.open_keystore(config.keys.load_root_key({}))
-                key_file = generated.directory / "gateway" / f"{generated.transport_label}.key"
-                add_transport_key(keystore, generated.transport_label, key_file)
-            gateway = build_gateway(config, reactor, environ={}, exit_on_failure=False)
-            gateway.startService()
-            self.addCleanup(gateway.stopService)
-            await gateway.when_ready()
-            self.gateways[name] = gateway
-        a = self.gateways[NODES[0]]
-        assert (await a.import_cards(generated.vendor_file)).ok
-        assert (await a.import_msisdn(generated.msisdn_file)).ok
-        self.iccids = [card.iccid for card in await a.store.list_cards()]
+                admin = self.gateways[NODES[0]].admin_port
+                extra = f'admin_host = "127.0.0.1"\nadmin_port = {admin}\n'
+            config = bed.install(name, sessions, extra, http_api=ANY_PORT)
+            self.gateways[name] = await bed.start_gateway(config)
+        self.iccids = await bed.load_fleet(self.gateways[NODES[0]])
         for gateway in self.gateways.values():
             await gateway.when_bound()
 

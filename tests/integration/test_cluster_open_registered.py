@@ -15,7 +15,7 @@ from twisted.trial.unittest import TestCase
 from bipgw.cluster import _registry
 from bipgw.cluster._registry import node_sessions_key, session_key
 from tests.integration import test_cluster_forwarding as two_nodes
-from tests.integration.test_store_postgres import SKIP as POSTGRES_SKIP
+from tests.integration._postgres import SKIP as POSTGRES_SKIP
 
 pytestmark = pytest.mark.integration
 

@@ -17,7 +17,7 @@ from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
 from bipgw.cluster import ClusterRedis, KeyInvalidation, RedisAddress
-from tests.integration._redis_server import RedisServer
+from tests.integration._redis_server import start_redis
 
 pytestmark = pytest.mark.integration
 
@@ -48,9 +48,7 @@ class PrefetchTests(TestCase):
     timeout = 60
 
     async def _nodes(self, advertised: list[str | None]) -> list[tuple[KeyInvalidation, _Cache]]:
-        server = RedisServer()
-        self.addCleanup(server.stop)
-        server.start()
+        server = start_redis(self)
         nodes = []
         for index, address in enumerate(advertised):
             redis = ClusterRedis(RedisAddress.from_url(server.url), reactor)

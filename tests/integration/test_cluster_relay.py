@@ -21,7 +21,7 @@ from twisted.trial.unittest import TestCase
 from bipgw.cluster import ClusterRedis, RedisAddress, RedisCardLocks
 from bipgw.cluster._relay import RelayedCards, RelayLink
 from bipgw.core import CardRecord, CardTarget, PushReceipt, SessionEngine, SessionState
-from tests.integration._redis_server import RedisServer
+from tests.integration._redis_server import start_redis
 from tests.unit.core import GET_DATA, SW_6A88_ANSWER, answer_post, first_post
 
 pytestmark = pytest.mark.integration
@@ -57,9 +57,7 @@ class CardRelayTests(TestCase):
 
     @inlineCallbacks
     def setUp(self) -> Any:
-        self.server = RedisServer()
-        self.addCleanup(self.server.stop)
-        self.server.start()
+        self.server = start_redis(self)
         self.nodes: dict[str, tuple[SessionEngine, RelayedCards]] = {}
         for name in ("a", "b"):
             redis = ClusterRedis(RedisAddress.from_url(self.server.url), reactor)

@@ -19,8 +19,6 @@ schema of the test's own, against the simulated fleet.
 
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -31,17 +29,14 @@ from twisted.internet.task import deferLater
 from twisted.protocols.portforward import ProxyFactory
 from twisted.trial.unittest import TestCase
 
-from bipgw.app import Gateway, build_gateway
+from bipgw.app import Gateway
 from bipgw.cluster import RegistryNotWrittenError, list_nodes
-from bipgw.config import Config, init_install
 from bipgw.core import SessionError, SessionState
-from bipgw.keys import add_transport_key
 from bipgw.store import StoreError
-from simcard.fleet import FleetConfig, FleetService, generate_fleet
-from tests.integration._redis_server import RedisServer, free_port
-from tests.integration.gateway_loop import FAST_SESSIONS, ISD_SCRIPT, gateway_toml
-from tests.integration.test_store_postgres import SKIP as POSTGRES_SKIP
-from tests.integration.test_store_postgres import _Schema
+from tests.integration._cluster_setup import ClusterBed
+from tests.integration._postgres import SKIP as POSTGRES_SKIP
+from tests.integration._redis_server import free_port
+from tests.integration.gateway_loop import FAST_SESSIONS, ISD_SCRIPT
 
 pytestmark = pytest.mark.integration
 
@@ -99,59 +94,19 @@ class RestartTests(TestCase):
     skip = POSTGRES_SKIP
 
     async def _start(self, *, proxy: bool = False) -> None:
-        directory = Path(self.mktemp())
-        self.redis = RedisServer()
-        self.addCleanup(self.redis.stop)
-        self.redis.start()
-        schema = _Schema(self)
-        self.addCleanup(schema.drop)
-        url = schema.url
+        bed = await ClusterBed.create(self, cards=4)
+        assert bed.fleet is not None
+        self.fleet, self.redis = bed.fleet, bed.redis
         self.proxy: _Proxy | None = None
         if proxy:
-            real = make_url(url)
+            real = make_url(bed.database_url)
             self.proxy = _Proxy(real.host or "127.0.0.1", real.port or 5432)
             self.proxy.start()
             self.addCleanup(self.proxy.stop)
-            url = real.set(port=self.proxy.port).render_as_string(hide_password=False)
-        generated = generate_fleet(directory / "fleet", cards=4, seed=20261207)
-        self.fleet = FleetService(
-            FleetConfig.from_file(generated.fleet_toml),
-            reactor,
-            smsc_listen="tcp:0:interface=127.0.0.1",
-        )
-        self.fleet.startService()
-        self.addCleanup(self.fleet.stopService)
-        port: Any = await self.fleet.smsc_listener.when_listening()
-        first = directory / NODES[0]
-        init_install(first, password_source=generated.directory / "gateway" / "smpp.password")
-        self.gateways: dict[str, Gateway] = {}
-        for name in NODES:
-            install = directory / name
-            if name != NODES[0]:
-                shutil.copytree(first, install)
-            extra = (
-                f'[database]\nurl = "{url}"\n'
-                f'[cluster]\nredis = "{self.redis.url}"\nnode = "{name}"\n'
-            )
-            sessions = dict(FAST_SESSIONS, idle_timeout=60, queue_timeout=3, retry_delay=1)
-            toml = gateway_toml(int(port.getHost().port), sessions, extra)
-            (install / "bipgw.toml").write_text(toml)
-            config = Config.from_file(install / "bipgw.toml")
-            if name == NODES[0]:
-                keystore = config.keys.open_keystore(config.keys.load_root_key({}))
-                key_file = generated.directory / "gateway" / f"{generated.transport_label}.key"
-                add_transport_key(keystore, generated.transport_label, key_file)
-            gateway = build_gateway(config, reactor, environ={}, exit_on_failure=False)
-            gateway.startService()
-            self.addCleanup(gateway.stopService)
-            await gateway.when_ready()
-            self.gateways[name] = gateway
-        a = self.gateways[NODES[0]]
-        assert (await a.import_cards(generated.vendor_file)).ok
-        assert (await a.import_msisdn(generated.msisdn_file)).ok
-        self.iccids = sorted(card.iccid for card in await a.store.list_cards())
-        for gateway in self.gateways.values():
-            await gateway.when_bound()
+            bed.database_url = real.set(port=self.proxy.port).render_as_string(hide_password=False)
+        sessions = dict(FAST_SESSIONS, idle_timeout=60, queue_timeout=3, retry_delay=1)
+        self.gateways, iccids = await bed.start_nodes(NODES, sessions)
+        self.iccids = sorted(iccids)
 
     async def _connected(self, gateway: Gateway, iccid: str) -> Any:
         session = gateway.open_session(iccid, "isd")

@@ -21,14 +21,12 @@ Every push the cards received is decoded: no OTA counter was used twice.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
+from subprocess import PIPE
 from typing import Any
 
 import pytest
@@ -37,25 +35,19 @@ from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.protocol import Protocol
 from twisted.internet.task import deferLater
-from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import TestCase
 from twisted.web.client import HTTPConnectionPool
 
-from bipgw.app import build_gateway
 from bipgw.cluster import ClusterRedis, RedisAddress
-from bipgw.config import Config, init_install
-from bipgw.keys import add_transport_key
 from bipgw.store import add_tenant, grant_service
-from simcard.fleet import FleetConfig, FleetService, generate_fleet
+from simcard.fleet import FleetService
 from simcard.ota_receiver import OtaReceiver
-from tests.integration._redis_server import RedisServer
-from tests.integration.gateway_loop import FAST_SESSIONS, gateway_toml
-from tests.integration.test_store_postgres import SKIP as POSTGRES_SKIP
-from tests.integration.test_store_postgres import _Schema
+from tests.integration._cluster_setup import ANY_PORT, ClusterBed, read_line, spawn
+from tests.integration._postgres import SKIP as POSTGRES_SKIP
+from tests.integration.gateway_loop import FAST_SESSIONS
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[2]
 NODES = ("gw-a", "gw-b", "gw-c")
 SESSIONS = dict(FAST_SESSIONS, push_timeout=60, card_timeout=60, queue_timeout=60, idle_timeout=60)
 
@@ -120,72 +112,30 @@ class TakeoverTests(TestCase):
     skip = POSTGRES_SKIP
 
     async def _start(self) -> None:
-        directory = Path(self.mktemp())
-        self.redis = RedisServer()
-        self.addCleanup(self.redis.stop)
-        self.redis.start()
-        schema = _Schema(self)
-        self.addCleanup(schema.drop)
-        generated = generate_fleet(directory / "fleet", cards=4, seed=20261207)
-        self.fleet = FleetService(
-            FleetConfig.from_file(generated.fleet_toml),
-            reactor,
-            smsc_listen="tcp:0:interface=127.0.0.1",
-        )
-        self.fleet.startService()
-        self.addCleanup(self.fleet.stopService)
-        port: Any = await self.fleet.smsc_listener.when_listening()
-        smsc_port = int(port.getHost().port)
+        bed = await ClusterBed.create(self, cards=4)
+        assert bed.fleet is not None
+        self.fleet, self.redis = bed.fleet, bed.redis
         self.pushes = spy_on_pushes(self.fleet)
-        first = directory / NODES[0]
-        init_install(first, password_source=generated.directory / "gateway" / "smpp.password")
-        configs = {}
-        for name in NODES:
-            install = directory / name
-            if name != NODES[0]:
-                shutil.copytree(first, install)
-            extra = (
-                f'[database]\nurl = "{schema.url}"\n'
-                '[http_api]\nlisten = "tcp:0:interface=127.0.0.1"\n'
-                f'[cluster]\nredis = "{self.redis.url}"\nnode = "{name}"\n'
-            )
-            (install / "bipgw.toml").write_text(gateway_toml(smsc_port, SESSIONS, extra))
-            configs[name] = install / "bipgw.toml"
+        configs = {name: bed.install(name, SESSIONS, http_api=ANY_PORT) for name in NODES}
         # The cards, their keys and the tenant, through a node of this process
         # that leaves before the three start.
-        config = Config.from_file(configs[NODES[0]])
-        keystore = config.keys.open_keystore(config.keys.load_root_key({}))
-        key_file = generated.directory / "gateway" / f"{generated.transport_label}.key"
-        add_transport_key(keystore, generated.transport_label, key_file)
-        setup = build_gateway(config, reactor, environ={}, exit_on_failure=False)
-        setup.startService()
-        await setup.when_ready()
-        assert (await setup.import_cards(generated.vendor_file)).ok
-        assert (await setup.import_msisdn(generated.msisdn_file)).ok
-        self.iccids = sorted(card.iccid for card in await setup.store.list_cards())
+        setup = await bed.start_gateway(configs[NODES[0]], stop_after=False)
+        self.iccids = sorted(await bed.load_fleet(setup))
         self.token = await add_tenant(setup.store, "acme", max_sessions=10)
         await grant_service(setup.store, "acme", "isd", isd_commands=["all"])
-        self.store_url = schema.url
+        self.store_url = bed.database_url
         await setup.stopService()
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
         self.children: dict[str, subprocess.Popen[bytes]] = {}
         self.ports: dict[str, int] = {}
         for name in NODES:
-            path = str(configs[name].absolute())
-            child = subprocess.Popen(
-                [sys.executable, "-m", "tests.integration._node_child", path],
-                cwd=ROOT,
-                env=env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-            )
-            self.addCleanup(_stop, child)
-            self.children[name] = child
+            path = str(configs[name])
+            command = [sys.executable, "-m", "tests.integration._node_child", path]
+            self.children[name] = spawn(self, command, stdout=PIPE, stderr=PIPE)
         for name, child in self.children.items():
             line = b""
             deadline = time.monotonic() + 90
             while not line.startswith(b"ready ") and time.monotonic() < deadline:
-                line = await _read_line(child)
+                line = await read_line(child)
                 if not line and child.poll() is not None:
                     break
             assert line.startswith(b"ready "), (name, child.stderr.read().decode()[-3000:])
@@ -336,19 +286,3 @@ class _Frames(Protocol):
     def connectionLost(self, reason: Any = None) -> None:
         if not self.done.called:
             self.done.callback(None)
-
-
-def _read_line(child: subprocess.Popen[bytes]) -> Deferred[bytes]:
-    """The child's next line, read in a thread (the reactor keeps running)."""
-    assert child.stdout is not None
-    return deferToThread(child.stdout.readline)
-
-
-def _stop(child: subprocess.Popen[bytes]) -> None:
-    if child.poll() is None:
-        child.send_signal(signal.SIGTERM)
-        try:
-            child.wait(15)
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait()

@@ -30,8 +30,8 @@ import pytest
 from twisted.trial.unittest import SynchronousTestCase
 
 from bipgw.store import SqlStore
-from tests.integration.test_store_postgres import SKIP as POSTGRES_SKIP
-from tests.integration.test_store_postgres import _Schema
+from tests.integration._postgres import SKIP as POSTGRES_SKIP
+from tests.integration._postgres import Schema
 from tests.unit.store import InlineReactor, InlineThreadPool
 from tests.unit.store.test_contract import card
 
@@ -138,7 +138,7 @@ class PostgresCounterCrashTests(_CrashMixin, SynchronousTestCase):
     skip = POSTGRES_SKIP
 
     def setUp(self) -> None:
-        self.schema = _Schema(self)
+        self.schema = Schema(self)
         self.addCleanup(self.schema.drop)
         self._url = self.schema.url
 
@@ -152,7 +152,7 @@ class PostgresCounterAcrossNodesTests(_StoreAccess, SynchronousTestCase):
     skip = POSTGRES_SKIP
 
     def setUp(self) -> None:
-        self.schema = _Schema(self)
+        self.schema = Schema(self)
         self.addCleanup(self.schema.drop)
         self._url = self.schema.url
 

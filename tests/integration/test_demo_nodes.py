@@ -11,9 +11,9 @@ from sqlalchemy import create_engine, text
 from twisted.trial.unittest import TestCase
 
 from bipgw.demo import ClusterSummary, DemoError, DemoOptions, run_demo
-from tests.integration._redis_server import RedisServer, free_port
-from tests.integration.test_store_postgres import SKIP as POSTGRES_SKIP
-from tests.integration.test_store_postgres import URL as POSTGRES_URL
+from tests.integration._postgres import SKIP as POSTGRES_SKIP
+from tests.integration._postgres import URL as POSTGRES_URL
+from tests.integration._redis_server import free_port, start_redis
 
 pytestmark = pytest.mark.integration
 
@@ -35,12 +35,6 @@ class DemoNodesTests(TestCase):
     timeout = 360
     skip = POSTGRES_SKIP
 
-    def _redis(self) -> RedisServer:
-        redis = RedisServer()
-        self.addCleanup(redis.stop)
-        redis.start()
-        return redis
-
     async def test_threeNodes(self) -> None:
         """Three node processes share one Redis and one database of the run's
         own: the sessions opened through each node's platform channel all run
@@ -49,7 +43,7 @@ class DemoNodesTests(TestCase):
         and at the end; the nodes stop and the database is dropped."""
         from twisted.internet import reactor
 
-        redis = self._redis()
+        redis = start_redis(self)
         before = _databases()
         out = io.StringIO()
         options = DemoOptions(
@@ -116,7 +110,7 @@ class DemoNodesTests(TestCase):
         server and the option, before anything is started."""
         from twisted.internet import reactor
 
-        redis = self._redis()
+        redis = start_redis(self)
         port = free_port()
         options = DemoOptions(
             directory=Path(self.mktemp()),
@@ -141,7 +135,7 @@ class DemoNodesTests(TestCase):
 
         from bipgw.cluster import ClusterRedis, NodeHeartbeat, RedisAddress
 
-        redis = self._redis()
+        redis = start_redis(self)
         client = ClusterRedis(RedisAddress.from_url(redis.url), reactor)
         await client.connect()
         self.addCleanup(client.disconnect)

@@ -1,31 +1,21 @@
 """SqlStore on a real PostgreSQL server: the contract, migrations, real concurrency.
 
-Each test gets a schema of its own (created, put first on the connection's
-C{search_path}, dropped afterwards), so runs never see each other's data.
-The server is C{BIPGW_TEST_POSTGRES_URL}, by default
-C{postgresql+psycopg://postgres@127.0.0.1:5432/test} (trust auth, as CI has).
-
-When the server is unreachable the tests are skipped, loudly.  A missing
-driver (C{psycopg}) is a skip on a developer machine but a failure under
-CI (C{CI} set), where PostgreSQL is part of the contract.
+Each test gets a schema of its own (L{tests.integration._postgres.Schema}),
+so runs never see each other's data; without a server the tests are
+skipped, loudly (a failure under CI when the driver is missing).
 """
 
 from __future__ import annotations
 
-import importlib.util
-import os
-import secrets
-import sys
-import warnings
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, make_url, text
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy import text
 from twisted.internet import defer, reactor
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from bipgw.store import MIGRATIONS, IStore, SqlStore
+from tests.integration._postgres import SKIP, Schema
 from tests.unit.ingest.test_import_batches import BatchImportMixin
 from tests.unit.ingest.test_import_cards import CardImportMixin
 from tests.unit.ingest.test_import_msisdn import MsisdnImportMixin
@@ -38,54 +28,6 @@ from tests.unit.store.test_migrations import declared, schema_of
 from tests.unit.store.test_token_index import IndexMixin
 
 pytestmark = pytest.mark.integration
-
-URL = os.environ.get("BIPGW_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-IN_CI = bool(os.environ.get("CI"))
-
-
-def _why_skip() -> str | None:
-    if importlib.util.find_spec("psycopg") is None:
-        if IN_CI:
-            return None  # fail in setUp instead: CI must test PostgreSQL
-        return "psycopg is not installed: pip install 'psycopg[binary]' to test PostgreSQL"
-    try:
-        engine = create_engine(URL, connect_args={"connect_timeout": 3})
-        with engine.connect() as c:
-            c.execute(text("SELECT 1"))
-        engine.dispose()
-    except SQLAlchemyError as e:
-        where = make_url(URL).render_as_string()
-        return f"PostgreSQL at {where} is unreachable: {e.__class__.__name__}"
-    return None
-
-
-SKIP = _why_skip()
-if SKIP:
-    # Loud on purpose: a skipped database suite must not pass unnoticed.
-    print(f"\n*** SKIPPING the PostgreSQL store tests: {SKIP} ***\n", file=sys.stderr)
-    warnings.warn(f"PostgreSQL store tests skipped: {SKIP}", stacklevel=1)
-
-
-class _Schema:
-    """A fresh schema on the server, and a store URL that uses it."""
-
-    def __init__(self, case: Any) -> None:
-        if importlib.util.find_spec("psycopg") is None:
-            case.fail("psycopg is not installed, and CI must test PostgreSQL: add psycopg[binary]")
-        self.name = f"bipgw_test_{os.getpid()}_{secrets.token_hex(4)}"
-        self.admin = create_engine(URL, isolation_level="AUTOCOMMIT")
-        with self.admin.connect() as c:
-            c.execute(text(f'CREATE SCHEMA "{self.name}"'))
-        self.url = (
-            make_url(URL)
-            .update_query_dict({"options": f"-csearch_path={self.name}"})
-            .render_as_string(hide_password=False)
-        )
-
-    def drop(self) -> None:
-        with self.admin.connect() as c:
-            c.execute(text(f'DROP SCHEMA "{self.name}" CASCADE'))
-        self.admin.dispose()
 
 
 def _inline_store(case: SynchronousTestCase, url: str) -> SqlStore:
@@ -101,7 +43,7 @@ class _PostgresMixin:
     skip = SKIP
 
     def setUp(self) -> None:
-        self.schema = _Schema(self)
+        self.schema = Schema(self)
         self.addCleanup(self.schema.drop)  # type: ignore[attr-defined]
         super().setUp()  # type: ignore[misc]
 
@@ -157,7 +99,7 @@ class PostgresMigrationTests(SynchronousTestCase):
 
     def test_declaredSchemaAndIdempotent(self) -> None:
         """A new schema gets exactly the declared tables; opening again migrates nothing."""
-        schema = _Schema(self)
+        schema = Schema(self)
         self.addCleanup(schema.drop)
         store = _inline_store(self, schema.url)
         self.assertEqual(schema_of(store.engine), declared())
@@ -176,7 +118,7 @@ class PostgresConcurrencyTests(TestCase):
     timeout = 120
 
     def setUp(self) -> None:
-        self.schema = _Schema(self)
+        self.schema = Schema(self)
         self.addCleanup(self.schema.drop)
 
     @defer.inlineCallbacks

@@ -190,17 +190,23 @@ def _check_blocks(data: bytes, size: int) -> None:
         )
 
 
-def encrypt(algorithm: KicAlgorithm, key: bytes, data: bytes) -> bytes:
-    """Cipher C{data} (already padded to the block size) with IV=0.
-
-    @raise SecurityError: the algorithm is not applicable or the key size is wrong.
-    """
+def _cipher_for(algorithm: KicAlgorithm, key: bytes, data: bytes) -> _Keyed:
+    """The keyed cipher for C{algorithm}, once the key and C{data}'s length are checked."""
     sizes = _CIPHER_KEYS.get(algorithm)
     if sizes is None:
         raise _refuse("ciphering algorithm", algorithm.name, "KIc")
     _check_key(key, sizes, algorithm, "KIc")
     keyed = _keyed(algorithm is KicAlgorithm.AES_CBC, key)
     _check_blocks(data, keyed.size)
+    return keyed
+
+
+def encrypt(algorithm: KicAlgorithm, key: bytes, data: bytes) -> bytes:
+    """Cipher C{data} (already padded to the block size) with IV=0.
+
+    @raise SecurityError: the algorithm is not applicable or the key size is wrong.
+    """
+    keyed = _cipher_for(algorithm, key, data)
     if algorithm is KicAlgorithm.DES_ECB:
         return keyed.encrypt_ecb(data)
     return keyed.encrypt_cbc(data)
@@ -211,12 +217,7 @@ def decrypt(algorithm: KicAlgorithm, key: bytes, data: bytes) -> bytes:
 
     @raise SecurityError: the algorithm is not applicable or the key size is wrong.
     """
-    sizes = _CIPHER_KEYS.get(algorithm)
-    if sizes is None:
-        raise _refuse("ciphering algorithm", algorithm.name, "KIc")
-    _check_key(key, sizes, algorithm, "KIc")
-    keyed = _keyed(algorithm is KicAlgorithm.AES_CBC, key)
-    _check_blocks(data, keyed.size)
+    keyed = _cipher_for(algorithm, key, data)
     if algorithm is KicAlgorithm.DES_ECB or not data:
         return keyed.decrypt_ecb(data)
     return keyed.decrypt_cbc(data)

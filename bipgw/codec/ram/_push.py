@@ -173,18 +173,13 @@ def _connection_fields(
 
 
 @attrs.frozen
-class PushBipOpening(_Push):
-    """PUSH P2 C{01}: "request for BIP channel opening".
-
-    pySim's C{80EC01010E 350103 390203E8 3E052101020304} is
-    C{PushBipOpening(bearer=BearerDescription.default(),
-    buffer_size=BufferSize(1000), address=OtherAddress(ip_address("1.2.3.4")))}.
+class _ConnectionPush(_Push):
+    """The two PUSH variants that carry OPEN CHANNEL parameters (P2 C{01} and C{03}).
 
     @ivar alpha: raw alpha identifier C{05} (SIM alphabet or UCS2 coded).
     @ivar extra: other OPEN CHANNEL TLVs (login/password C{0D} ...), verbatim.
     """
 
-    request: ClassVar[PushRequest] = PushRequest.BIP_CHANNEL
     bearer: BearerDescription | None = None
     buffer_size: BufferSize | None = None
     nan: NetworkAccessName | None = None
@@ -204,7 +199,19 @@ class PushBipOpening(_Push):
 
 
 @attrs.frozen
-class PushTcpConnection(_Push):
+class PushBipOpening(_ConnectionPush):
+    """PUSH P2 C{01}: "request for BIP channel opening".
+
+    pySim's C{80EC01010E 350103 390203E8 3E052101020304} is
+    C{PushBipOpening(bearer=BearerDescription.default(),
+    buffer_size=BufferSize(1000), address=OtherAddress(ip_address("1.2.3.4")))}.
+    """
+
+    request: ClassVar[PushRequest] = PushRequest.BIP_CHANNEL
+
+
+@attrs.frozen
+class PushTcpConnection(_ConnectionPush):
     """PUSH P2 C{03}: "request for TCP connection" (data fields UNVERIFIED).
 
     Same parameters as L{PushBipOpening}, typically C{35 01 03},
@@ -212,26 +219,10 @@ class PushTcpConnection(_Push):
     """
 
     request: ClassVar[PushRequest] = PushRequest.TCP_CONNECTION
-    bearer: BearerDescription | None = None
-    buffer_size: BufferSize | None = None
-    nan: NetworkAccessName | None = None
-    transport: TransportLevel | None = None
-    address: OtherAddress | None = None
-    alpha: bytes | None = attrs.field(default=None, validator=_check_bytes)
-    extra: tuple[CompTlv, ...] = attrs.field(default=(), validator=_check_extra)
-
-    def data(self) -> bytes:
-        alpha = b"" if self.alpha is None else encode_comprehension(TAG_ALPHA, self.alpha)
-        return alpha + ConnectionParams(*_connection_fields_of(self), self.extra).encode()
-
-    @classmethod
-    def from_data(cls, data: bytes) -> Self:
-        alpha, params = _split_alpha(_tlvs(data))
-        return cls(*_connection_fields(params), alpha, params.extra)
 
 
 def _connection_fields_of(
-    push: PushBipOpening | PushTcpConnection,
+    push: _ConnectionPush,
 ) -> tuple[
     BearerDescription | None,
     BufferSize | None,

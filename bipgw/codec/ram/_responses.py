@@ -19,7 +19,6 @@ import attrs
 
 from bipgw.codec.ram._common import RamError
 from bipgw.codec.ram._template import (
-    MAX_APDU,
     TAG_BAD_FORMAT,
     TAG_CHAINING,
     TAG_EXECUTED,
@@ -28,13 +27,17 @@ from bipgw.codec.ram._template import (
     TAG_RESPONSE_DEFINITE,
     TAG_RESPONSE_INDEFINITE,
     all_items,
+    apdu_value,
+    check_first,
     check_items,
+    check_once_before,
     fast_items,
-    one_byte,
+    one_byte_in,
     optional_bytes,
     read_header,
+    unknown_tag,
 )
-from bipgw.codec.tlv import MAX_SIZE, encode_ber, encode_length, hex_tag
+from bipgw.codec.tlv import MAX_SIZE, encode_ber, encode_length
 
 __all__ = ["BadFormat", "ResponseScript", "ScriptChainingResult"]
 
@@ -189,20 +192,10 @@ class ResponseScript:
         for index, span in enumerate(items):
             tag, where, start, end, _ = span
             if tag == TAG_R_APDU or tag == 0xA3:
-                if not 2 <= end - start <= MAX_APDU:
-                    raise RamError(
-                        f"an R-APDU needs 2..{MAX_APDU} bytes (data and SW), not {end - start}",
-                        field=f"{what}: R-APDU {len(responses)}",
-                        offset=where,
-                    )
-                append(data[start:end])
+                field = f"{what}: R-APDU {len(responses)}"
+                append(apdu_value(data, span, 2, field, noun="an R-APDU", note=" (data and SW)"))
             elif tag == TAG_EXECUTED:
-                if index:
-                    raise RamError(
-                        "the executed-count TLV must come first",
-                        field=f"{what}: tag 80",
-                        offset=where,
-                    )
+                check_first(index, "executed-count", tag, where, what)
                 if not 1 <= end - start <= 2:
                     raise RamError(
                         f"executed count must be 1 or 2 bytes, not {end - start}",
@@ -213,20 +206,15 @@ class ResponseScript:
             elif tag in (TAG_CHAINING, TAG_IMMEDIATE_ACTION):
                 name = "script chaining" if tag == TAG_CHAINING else "immediate action"
                 seen = chaining if tag == TAG_CHAINING else immediate
-                if responses or seen is not None:
-                    raise RamError(
-                        f"the {name} response TLV must appear once, before the first R-APDU",
-                        field=f"{what}: tag {tag:02X}",
-                        offset=where,
-                    )
+                check_once_before(responses, seen, f"{name} response", "R-APDU", tag, where, what)
                 if tag == TAG_CHAINING:
-                    chaining = one_byte(data, span, f"{what}: script chaining response")
-                    if chaining not in _CHAINING_RESULTS:
-                        raise RamError(
-                            f"unknown script chaining response {chaining:02X}",
-                            field=f"{what}: script chaining response",
-                            offset=where,
-                        )
+                    chaining = one_byte_in(
+                        data,
+                        span,
+                        f"{what}: script chaining response",
+                        _CHAINING_RESULTS,
+                        "script chaining response",
+                    )
                 else:
                     immediate = data[start:end]
             elif tag == TAG_BAD_FORMAT:
@@ -234,19 +222,11 @@ class ResponseScript:
                     raise RamError(
                         "the bad format TLV must come last", field=f"{what}: tag 90", offset=where
                     )
-                bad = one_byte(data, span, f"{what}: bad format")
-                if bad not in _BAD_FORMATS:
-                    raise RamError(
-                        f"unknown bad format value {bad:02X}",
-                        field=f"{what}: bad format",
-                        offset=where,
-                    )
-            else:
-                raise RamError(
-                    f"unknown tag {hex_tag(tag)} in a response script",
-                    field=f"{what}: tag {hex_tag(tag)}",
-                    offset=where,
+                bad = one_byte_in(
+                    data, span, f"{what}: bad format", _BAD_FORMATS, "bad format value"
                 )
+            else:
+                raise unknown_tag(tag, where, what)
         if definite and executed is None:
             raise RamError(
                 "a definite (AB) response script must start with the 80 executed-count TLV",

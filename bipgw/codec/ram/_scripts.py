@@ -38,7 +38,6 @@ import attrs
 
 from bipgw.codec.ram._common import RamError
 from bipgw.codec.ram._template import (
-    MAX_APDU,
     TAG_C_APDU,
     TAG_CHAINING,
     TAG_COMMAND_DEFINITE,
@@ -46,13 +45,17 @@ from bipgw.codec.ram._template import (
     TAG_ERROR_ACTION,
     TAG_IMMEDIATE_ACTION,
     all_items,
+    apdu_value,
+    check_first,
     check_items,
+    check_once_before,
     fast_items,
-    one_byte,
+    one_byte_in,
     optional_bytes,
     read_header,
+    unknown_tag,
 )
-from bipgw.codec.tlv import MAX_SIZE, encode_ber, encode_length, hex_tag
+from bipgw.codec.tlv import MAX_SIZE, encode_ber, encode_length
 
 __all__ = ["CommandScript", "ScriptChaining"]
 
@@ -148,44 +151,26 @@ class CommandScript:
         for index, span in enumerate(items):
             tag, where, start, end, _ = span
             if tag == TAG_C_APDU or tag == 0xA2:
-                if not 4 <= end - start <= MAX_APDU:
-                    raise RamError(
-                        f"a C-APDU needs 4..{MAX_APDU} bytes, not {end - start}",
-                        field=f"{what}: C-APDU {len(commands)}",
-                        offset=where,
-                    )
-                append(data[start:end])
+                append(
+                    apdu_value(data, span, 4, f"{what}: C-APDU {len(commands)}", noun="a C-APDU")
+                )
             elif tag == TAG_CHAINING:
-                if index:
-                    raise RamError(
-                        "the script chaining TLV must come first",
-                        field=f"{what}: tag 83",
-                        offset=where,
-                    )
-                chaining = one_byte(data, span, f"{what}: script chaining")
-                if chaining not in _CHAINING_VALUES:
-                    raise RamError(
-                        f"unknown script chaining value {chaining:02X}",
-                        field=f"{what}: script chaining",
-                        offset=where,
-                    )
+                check_first(index, "script chaining", tag, where, what)
+                chaining = one_byte_in(
+                    data,
+                    span,
+                    f"{what}: script chaining",
+                    _CHAINING_VALUES,
+                    "script chaining value",
+                )
             elif tag in (TAG_IMMEDIATE_ACTION, TAG_ERROR_ACTION):
                 name = "immediate action" if tag == TAG_IMMEDIATE_ACTION else "error action"
                 seen = immediate if tag == TAG_IMMEDIATE_ACTION else error
-                if commands or seen is not None:
-                    raise RamError(
-                        f"the {name} TLV must appear once, before the first C-APDU",
-                        field=f"{what}: tag {tag:02X}",
-                        offset=where,
-                    )
+                check_once_before(commands, seen, name, "C-APDU", tag, where, what)
                 if tag == TAG_IMMEDIATE_ACTION:
                     immediate = data[start:end]
                 else:
                     error = data[start:end]
             else:
-                raise RamError(
-                    f"unknown tag {hex_tag(tag)} in a command script",
-                    field=f"{what}: tag {hex_tag(tag)}",
-                    offset=where,
-                )
+                raise unknown_tag(tag, where, what)
         return cls(tuple(commands), definite, chaining, immediate, error)

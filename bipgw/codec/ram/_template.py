@@ -9,13 +9,13 @@ checking item tuples is the same for both, and lives here.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Container, Sized
 from typing import Final
 
 import attrs
 
 from bipgw.codec.ram._common import RamError, from_tlv_error
-from bipgw.codec.tlv import BerSpan, TlvError, scan_ber
+from bipgw.codec.tlv import BerSpan, TlvError, hex_tag, scan_ber
 
 __all__ = [
     "MAX_APDU",
@@ -189,3 +189,60 @@ def one_byte(data: bytes, span: BerSpan, what: str) -> int:
     if end - start != 1:
         raise RamError(f"value must be 1 byte, not {end - start}", field=what, offset=where)
     return data[start]
+
+
+def one_byte_in(data: bytes, span: BerSpan, what: str, known: Container[int], unknown: str) -> int:
+    """The value of a one-byte TLV that must be one of C{known}.
+
+    @param unknown: what the value is called in the error ("bad format value").
+    """
+    value = one_byte(data, span, what)
+    if value not in known:
+        raise RamError(f"unknown {unknown} {value:02X}", field=what, offset=span[1])
+    return value
+
+
+def apdu_value(
+    data: bytes, span: BerSpan, minimum: int, what: str, *, noun: str, note: str = ""
+) -> bytes:
+    """The APDU a C-APDU or R-APDU TLV holds, C{minimum}..L{MAX_APDU} bytes long.
+
+    @param what: the field named in the error ("command script: C-APDU 3").
+    @param noun: the APDU, as the error names it ("a C-APDU").
+    @param note: said after the sizes in the error (" (data and SW)").
+    """
+    _, where, start, end, _ = span
+    if not minimum <= end - start <= MAX_APDU:
+        raise RamError(
+            f"{noun} needs {minimum}..{MAX_APDU} bytes{note}, not {end - start}",
+            field=what,
+            offset=where,
+        )
+    return data[start:end]
+
+
+def unknown_tag(tag: int, where: int, what: str) -> RamError:
+    """The error for a tag script C{what} does not define (to be raised)."""
+    return RamError(
+        f"unknown tag {hex_tag(tag)} in a {what}", field=f"{what}: tag {hex_tag(tag)}", offset=where
+    )
+
+
+def check_first(index: int, name: str, tag: int, where: int, what: str) -> None:
+    """Refuse the C{name} TLV anywhere but first in script C{what}."""
+    if index:
+        raise RamError(
+            f"the {name} TLV must come first", field=f"{what}: tag {tag:02X}", offset=where
+        )
+
+
+def check_once_before(
+    apdus: Sized, seen: object, name: str, apdu: str, tag: int, where: int, what: str
+) -> None:
+    """Refuse the C{name} TLV after the first APDU (C{apdus} so far) or seen before."""
+    if apdus or seen is not None:
+        raise RamError(
+            f"the {name} TLV must appear once, before the first {apdu}",
+            field=f"{what}: tag {tag:02X}",
+            offset=where,
+        )

@@ -18,9 +18,16 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from bipgw.cluster import SessionRegistry
-from bipgw.cluster._registry import FLUSH_EVERY
-from bipgw.codec.platform import Accepted, ErrorMessage, Open
-from bipgw.core import MemoryTenantDirectory, SessionEngine, SessionId, SessionRelay, Tenancy
+from bipgw.cluster._registry import FLUSH_EVERY, decode_timeouts, encode_timeouts
+from bipgw.codec.platform import Accepted, ErrorMessage, Open, Timeouts
+from bipgw.core import (
+    FailureReason,
+    MemoryTenantDirectory,
+    SessionEngine,
+    SessionId,
+    SessionRelay,
+    Tenancy,
+)
 from tests.unit.core.test_relay import GRANT, RecordingHost
 from tests.unit.platform import POLICY, Fleet, iccid
 
@@ -30,10 +37,12 @@ class _Redis:
 
     def __init__(self) -> None:
         self.scripts: list[tuple[list[str], Deferred[Any]]] = []
+        self.args: list[list[object]] = []
 
     def script(self, body: str, keys: Sequence[str], args: Sequence[object]) -> Deferred[Any]:
         d: Deferred[Any] = Deferred()
         self.scripts.append((list(keys), d))
+        self.args.append(list(args))
         return d
 
 
@@ -101,6 +110,11 @@ class RegisteredOpenTests(SynchronousTestCase):
         status = self.engine.status("s1")
         assert status is not None
         self.assertTrue(status.state.terminal)
+        # Not "cancelled" / "closed by the platform": the platform never held it.
+        self.assertIs(status.reason, FailureReason.DIRECTORY_ERROR)
+        self.assertIn("the open was refused (unavailable)", status.detail)
+        self.assertIn("registry (Redis) is unreachable: connection refused", status.detail)
+        self.assertNotIn("platform closed", " ".join(e.detail for e in self.engine.recorder.events))
         self.flushLoggedErrors()
 
     def test_stoppedRegistryHoldsNothing(self) -> None:
@@ -109,3 +123,40 @@ class RegisteredOpenTests(SynchronousTestCase):
         done = self.relay.open(Open(id="o", service="demo", iccid=iccid(1)), GRANT)
         self.successResultOf(done)
         self.assertEqual([type(m) for m in self.host.take()], [Accepted])
+
+
+class TimeoutsEntryTests(SynchronousTestCase):
+    """The platform's timeouts of an open, as the registry keeps them for a take-over."""
+
+    def test_roundTrip(self) -> None:
+        """Either or both timeouts come back as written; none is written as nothing."""
+        for timeouts in (
+            Timeouts(ready=30.0),
+            Timeouts(command=2.5),
+            Timeouts(ready=1.0, command=300.0),
+        ):
+            self.assertEqual(decode_timeouts(encode_timeouts(timeouts)), timeouts)
+        self.assertEqual(encode_timeouts(None), "")
+        self.assertEqual(encode_timeouts(Timeouts()), "")
+        self.assertIsNone(decode_timeouts(""))
+
+    def test_hostileEntryDropped(self) -> None:
+        """An entry that is not two bounded numbers gives no timeouts, or
+        drops the value out of the platform's bounds."""
+        for text in ("x", "1:2:3", "a:b", ":", "9" * 70 + ":"):
+            self.assertIsNone(decode_timeouts(text), text)
+        self.assertEqual(decode_timeouts("nan:5"), Timeouts(command=5.0))
+        self.assertEqual(decode_timeouts("-1:1e9"), None)
+
+    def test_contextWritesTimeouts(self) -> None:
+        """The context write of a session carries its timeouts to Redis."""
+        clock = Clock()
+        engine = SessionEngine(clock, Fleet(clock, 1), Fleet(clock, 1), policy=POLICY)
+        redis = _Redis()
+        registry = SessionRegistry(redis, "gw-a", engine, clock)  # type: ignore[arg-type]
+        registry.context("s1", "acme", None, b"\xa0\x01", Timeouts(ready=30.0))
+        clock.advance(FLUSH_EVERY)
+        ((keys, call),) = redis.scripts
+        self.assertEqual(keys, ["bipgw:node:gw-a:sessions", "bipgw:session:s1"])
+        self.assertEqual(redis.args[0][2:], ["s1", "", "", "", "0", "acme", "", "a001", "30.0:"])
+        call.callback(1)

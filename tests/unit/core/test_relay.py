@@ -28,6 +28,7 @@ from bipgw.codec.platform import (
 from bipgw.core import (
     ALL_INSTRUCTIONS,
     CardTarget,
+    FailureReason,
     MemoryTenantDirectory,
     RelayHost,
     ServiceGrant,
@@ -93,6 +94,19 @@ class RelayTests(SynchronousTestCase):
         """The recording host satisfies the narrow interface the relay needs."""
         host: RelayHost = self.host
         self.assertIsNotNone(host)
+
+    def test_contextCarriesTimeouts(self) -> None:
+        """What a cluster keeps of an open (for a take-over) includes the
+        platform's own timeouts."""
+        from bipgw.codec.platform import Timeouts
+
+        kept: list[tuple[object, ...]] = []
+        self.tenancy.contexts = lambda *context: kept.append(context)
+        timeouts = Timeouts(ready=30.0, command=5.0)
+        self.relay.open(Open(id="o", service="demo", iccid=iccid(1), timeouts=timeouts), GRANT)
+        self.clock.advance(0)
+        self.assertEqual([(c[1], c[4]) for c in kept], [("acme", timeouts)])
+        self.relay.close_all()
 
     def test_opensThroughEngine(self) -> None:
         """Sessions are opened by the engine's open, answered accepted then ready."""
@@ -237,7 +251,8 @@ class DurableOpenTests(SynchronousTestCase):
         self.assertEqual([type(m) for m in self.host.take()], [Accepted] * 3)
 
     def test_failedWriteRefusesOpen(self) -> None:
-        """An unwritable row refuses the open with the reason; the session is cancelled."""
+        """An unwritable row refuses the open with the reason; the session ends
+        C{directory-error} saying so (not C{cancelled}: the platform never held it)."""
         self.store.failing = True
         done = self.relay.open(Open(id="o", service="demo", iccid=iccid(1)), GRANT)
         self.clock.advance(0)
@@ -250,6 +265,15 @@ class DurableOpenTests(SynchronousTestCase):
         self.assertEqual(self.tenancy.usage.sessions("acme", "demo"), 0)
         self.assertEqual(self.engine.sessions(), [])
         self.assertEqual(self.host.take(), [])
+        status = self.engine.status("s1")
+        assert status is not None
+        self.assertEqual(
+            (status.state.value, status.reason), ("failed", FailureReason.DIRECTORY_ERROR)
+        )
+        self.assertEqual(
+            status.detail,
+            "the open was refused (unavailable): the session could not be recorded (disk full)",
+        )
 
 
 class _SharedLimits:

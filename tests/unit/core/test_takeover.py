@@ -10,11 +10,22 @@ from __future__ import annotations
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from bipgw.codec.platform import Accepted, Close, Closed, Command, Failed, Ready, Result
+from bipgw.codec.platform import (
+    Accepted,
+    Close,
+    Closed,
+    Command,
+    ErrorMessage,
+    Failed,
+    Ready,
+    Result,
+    Timeouts,
+)
 from bipgw.core import (
     ALL_INSTRUCTIONS,
     FailureReason,
     Handover,
+    MemorySessionRecorder,
     MemoryTenantDirectory,
     ServiceGrant,
     SessionEngine,
@@ -46,7 +57,7 @@ class ReopenTests(SynchronousTestCase):
         self.engine = SessionEngine(self.clock, self.fleet, self.fleet, policy=POLICY)
         self.fleet.engine = self.engine
         self.tenancy = Tenancy(self.engine, MemoryTenantDirectory(), self.clock)
-        self.contexts: list[tuple[str, str, bytes | None, bytes | None]] = []
+        self.contexts: list[tuple[object, ...]] = []
         self.tenancy.contexts = lambda *context: self.contexts.append(context)
         self.host = RecordingHost()
         self.relay = SessionRelay(self.tenancy, self.host)
@@ -79,7 +90,7 @@ class ReopenTests(SynchronousTestCase):
         self.assertEqual(str(session.id), SID)
         self.assertEqual(len(self.fleet.pushes), 1)
         self.assertEqual(self.tenancy.owner(SID), "acme")
-        self.assertEqual(self.contexts, [(SID, "acme", TAR, None)])
+        self.assertEqual(self.contexts, [(SID, "acme", TAR, None, None)])
         self.assertEqual(self.tenancy.usage.sessions("acme", "demo"), 1)
         self.clock.advance(self.fleet.connect_delay)
         (ready,) = self.host.take()
@@ -153,4 +164,60 @@ class ReopenTests(SynchronousTestCase):
             reopen(self.tenancy, self.relay, self.handover(), GRANT)
         self.assertIn("already holds", str(raised.exception))
         self.assertEqual(len(self.engine.sessions()), 1)
+        self.relay.close_all()
+
+    def test_platformTimeoutsKept(self) -> None:
+        """The platform's own timeouts of its open apply on the node that took
+        the session over: C{ready} counts from the open (what is left of it),
+        C{command} as asked; the cluster is told them again."""
+        self.fleet.card(1).reachable = False
+        timeouts = Timeouts(ready=10.0, command=2.0)
+        reopen(self.tenancy, self.relay, self.handover(timeouts=timeouts, waited=4.0), GRANT)
+        self.assertEqual(self.contexts, [(SID, "acme", TAR, None, timeouts)])
+        self.clock.advance(5.9)
+        self.assertEqual(self.host.take(), [])
+        self.clock.advance(0.1)
+        (failed,) = self.host.take()
+        assert isinstance(failed, Failed)
+        self.assertEqual((failed.session, failed.reason), (SID, "ready-timeout"))
+        self.assertIn("within 10 s (timeouts.ready)", failed.message)
+        self.assertEqual(self.relay.sessions, [])
+
+    def test_readyTimeoutSpentEndsAtOnce(self) -> None:
+        """A session taken over after its ready timeout had passed fails at once."""
+        timeouts = Timeouts(ready=5.0)
+        self.fleet.card(1).reachable = False
+        reopen(self.tenancy, self.relay, self.handover(timeouts=timeouts, waited=9.0), GRANT)
+        self.clock.advance(0)
+        (failed,) = self.host.take()
+        assert isinstance(failed, Failed)
+        self.assertEqual(failed.reason, "ready-timeout")
+
+    def test_commandTimeoutKept(self) -> None:
+        """A command the card does not answer within the platform's
+        C{timeouts.command} gets C{command-timeout} on the new node too."""
+        self.fleet.card(1).hang = True
+        timeouts = Timeouts(command=2.0)
+        reopen(self.tenancy, self.relay, self.handover(timeouts=timeouts, waited=1.0), GRANT)
+        self.clock.advance(self.fleet.connect_delay)
+        (ready,) = self.host.take()
+        self.assertIsInstance(ready, Ready)
+        capdu = bytes.fromhex(echo(b"\x42"))
+        self.relay.command(Command(session=SID, id="c", apdus=(capdu,)), GRANT)
+        self.clock.advance(2.0)
+        (error, *_) = self.host.take()
+        assert isinstance(error, ErrorMessage)
+        self.assertEqual((error.code, error.id), ("command-timeout", "c"))
+
+    def test_eventsNumberedOnFromTheHistory(self) -> None:
+        """A session whose history had reached event 7 on the dead node numbers
+        its events here from 8: its history and its event streams go on
+        instead of starting again at 1."""
+        reopen(self.tenancy, self.relay, self.handover(seq=7), GRANT)
+        self.clock.advance(self.fleet.connect_delay)
+        recorder = self.engine.recorder
+        assert isinstance(recorder, MemorySessionRecorder)
+        numbers = [e.seq for e in recorder.events if str(e.session_id) == SID]
+        self.assertEqual(numbers[0], 8)
+        self.assertEqual(numbers, list(range(8, 8 + len(numbers))))
         self.relay.close_all()

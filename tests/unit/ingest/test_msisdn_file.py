@@ -222,3 +222,73 @@ class PlainLineTests(SynchronousTestCase):
         quick = _quick(raw, NOW)
         if quick is not None:
             self.assertEqual(quick, _fields(1, raw, NOW)[1])
+
+
+_FIELD = st.sampled_from(
+    [
+        *("", "+33600000001", "33600000001", "1234", ICCID, ICCID + "F", "12345678901234567890"),
+        *("001010000000001", "ADD", "add", "DEL", "CHG", "XXX", " ADD "),
+        *("20250101120000", "20250230120000", "20250101246000", "2025010112000", "\u00b2"),
+    ]
+)
+_TITLES = ["", "  ", "MSISDN,ICCID,IMSI,OPERATION,EFFECTIVE_TIME", "msisdn , iccid,imsi,"]
+_RAW_LINE = st.one_of(
+    st.lists(_FIELD, min_size=4, max_size=6).map(",".join),
+    st.sampled_from(
+        ["", "  ", "MSISDN,ICCID,IMSI,OPERATION,EFFECTIVE_TIME", "msisdn , iccid,imsi,"]
+    ),
+    st.text(alphabet=",\r x9\u00ff", max_size=8),
+)
+
+
+class OnePassReaderTests(SynchronousTestCase):
+    """MsisdnLines (one pass, for the set-based apply) reads a file as MsisdnScan does."""
+
+    @given(
+        lines=st.lists(st.tuples(_RAW_LINE, st.sampled_from(["\n", "\r\n"])), max_size=12),
+        end=st.booleans(),
+        piece=st.sampled_from([1, 7, 1 << 20]),
+    )
+    def test_sameRowsAndErrors(self, lines: list[tuple[str, str]], end: bool, piece: int) -> None:
+        """Same valid lines (in file order), same records, rejections and errors."""
+        from bipgw.ingest import _msisdn_file
+
+        text = "".join(line + newline for line, newline in lines)
+        if not end and text.endswith("\n"):
+            text = text[:-1]
+        data = text.encode("latin-1")
+        scan = _msisdn_file.MsisdnScan(data, default_time=NOW)
+        expected = [
+            (line, c.operation.value, c.msisdn, c.iccid, c.imsi, c.effective_at)
+            for batch in scan.in_file_order(1 << 30)
+            for line, c in batch
+        ]
+        self.patch(_msisdn_file, "_PIECE", piece)
+        one = _msisdn_file.MsisdnLines(data, default_time=NOW)
+        self.assertEqual(list(one.rows()), expected)
+        self.assertEqual(
+            (one.records, one.rejected, one.valid, one.errors),
+            (scan.records, scan.rejected, scan.valid, list(scan.errors)),
+        )
+
+    def test_tooManyRecords(self) -> None:
+        """Past MAX_RECORDS the reader stops with the line, as the scan does."""
+        from bipgw.ingest import _msisdn_file
+
+        self.patch(_msisdn_file, "MAX_RECORDS", 2)
+        data = b"".join(b"3360000000%d,%s,,ADD,\n" % (n, ICCID.encode()) for n in range(3))
+        with self.assertRaises(MsisdnFileError) as caught:
+            list(_msisdn_file.MsisdnLines(data, default_time=NOW).rows())
+        self.assertEqual(caught.exception.line, 3)
+
+    def test_allOrNothingRefusedAtTheEnd(self) -> None:
+        """All-or-nothing: every line read and checked, then MsisdnRowsRefused."""
+        from bipgw.ingest import _msisdn_file
+
+        data = f"x\n33600000001,{ICCID},,ADD,\nbad\n".encode()
+        lines = _msisdn_file.MsisdnLines(data, default_time=NOW, all_or_nothing=True)
+        rows = []
+        with self.assertRaises(_msisdn_file.MsisdnRowsRefused):
+            rows.extend(lines.rows())
+        self.assertEqual((lines.records, lines.rejected, len(rows)), (3, 2, 1))
+        self.assertEqual([e.line for e in lines.errors], [1, 3])

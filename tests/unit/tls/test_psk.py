@@ -15,16 +15,18 @@ from hypothesis import given
 from hypothesis import strategies as st
 from OpenSSL import SSL
 from OpenSSL._util import lib
+from twisted.internet import tcp
+from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IHandshakeListener
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.ssl import TLSVersion
-from twisted.internet.testing import EventLoggingObserver, MemoryReactorClock
+from twisted.internet.testing import EventLoggingObserver, MemoryReactorClock, StringTransport
 from twisted.logger import formatEvent, globalLogPublisher
-from twisted.protocols.tls import TLSMemoryBIOFactory
+from twisted.protocols.tls import BufferingTLSTransport, TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 from twisted.test.iosim import IOPump, connectedServerAndClient
 from twisted.trial.unittest import SynchronousTestCase
-from zope.interface import implementer
+from zope.interface import implementedBy, implementer, providedBy
 
 import bipgw.tls as tls
 from bipgw.tls import (
@@ -42,6 +44,7 @@ from bipgw.tls import (
     psk_server_endpoint,
 )
 from bipgw.tls._binding import _REQUIRED_SYMBOLS
+from bipgw.tls._endpoint import TlsServerFactory, TlsServerProtocol
 from tests import vectors
 
 KEY = bytes.fromhex("0123456789abcdeffedcba9876543210")
@@ -93,7 +96,8 @@ class _Link:
     """One in-memory TLS connection: the TLS transports, app protocols, pump."""
 
     def __init__(self, server: PskServerOptions, client: PskClientOptions, clock: object) -> None:
-        server_factory = TLSMemoryBIOFactory(server, False, Factory.forProtocol(_Echo), clock=clock)
+        # The server side as the gateway's listener builds it (PskServerEndpoint).
+        server_factory = TlsServerFactory(server, False, Factory.forProtocol(_Echo), clock=clock)
         client_factory = TLSMemoryBIOFactory(client, True, Factory.forProtocol(_Peer), clock=clock)
         self.client_tls, self.server_tls, self.pump = connectedServerAndClient(
             lambda: server_factory.buildProtocol(None),
@@ -716,3 +720,66 @@ class EndpointTests(_TestCase):
         self.assertTrue(client.handshook)
         self.assertEqual(psk_identity(server_tls), b"card-1")
         self.assertEqual(keys.asked, [b"card-1"])
+
+
+@implementer(*implementedBy(tcp.Server))
+class _TcpLikeTransport(StringTransport):
+    """A transport declaring what a TCP server connection declares."""
+
+
+class _Counting(Protocol):
+    made = 0
+
+    def makeConnection(self, transport: object) -> None:  # type: ignore[override]
+        self.made += 1
+        super().makeConnection(transport)  # type: ignore[arg-type]
+
+
+class ServerProtocolTests(_TestCase):
+    """L{TlsServerProtocol} connects as Twisted's TLS protocol does, one redundant step fewer."""
+
+    def connected(self, factory_class: type[TLSMemoryBIOFactory], wrap: bool = True) -> tuple:  # type: ignore[type-arg]
+        factory = factory_class(
+            PskServerOptions(_Keys({})), False, Factory.forProtocol(_Counting), self.clock
+        )
+        if wrap:
+            protocol = factory.buildProtocol(None)
+        else:
+            protocol = factory.protocol(factory, _Counting(), _connectWrapped=False)
+        transport = _TcpLikeTransport()
+        assert protocol is not None
+        protocol.makeConnection(transport)
+        return factory, protocol, transport
+
+    def test_asTwisteds(self) -> None:
+        """Same interfaces, transport, registration, wrapped protocol connected once, no output."""
+        for wrap in (True, False):
+            stock, ours = (
+                self.connected(TLSMemoryBIOFactory, wrap),
+                self.connected(TlsServerFactory, wrap),
+            )
+            (f1, p1, t1), (f2, p2, t2) = stock, ours
+            self.assertIsInstance(p2, TlsServerProtocol)
+            self.assertIsInstance(p2, BufferingTLSTransport)  # write aggregation kept
+            self.assertEqual(list(providedBy(p1)), list(providedBy(p2)))
+            if wrap:
+                self.assertGreater(len(list(providedBy(p2))), 5)
+            self.assertIs(p2.transport, t2)
+            self.assertEqual(list(f1.protocols), [p1])
+            self.assertEqual(list(f2.protocols), [p2])
+            self.assertEqual(p1.wrappedProtocol.made, p2.wrappedProtocol.made)
+            self.assertEqual(p2.wrappedProtocol.made, 1 if wrap else 0)
+            self.assertEqual(t1.value(), t2.value())  # a server waits for the ClientHello
+            for p, t in ((p1, t1), (p2, t2)):
+                t.loseConnection()
+                p.connectionLost(Failure(ConnectionDone()))
+
+    def test_endpointUsesIt(self) -> None:
+        """The gateway's listener (and the bench's reference server) make these protocols."""
+        inner = _FakeServerEndpoint()
+        PskServerEndpoint(inner, PskServerOptions(_Keys({})), self.clock).listen(  # type: ignore[arg-type]
+            Factory.forProtocol(_Echo)
+        )
+        (factory,) = inner.factories
+        self.assertIsInstance(factory, TlsServerFactory)
+        self.assertIs(factory.protocol, TlsServerProtocol)  # type: ignore[attr-defined]

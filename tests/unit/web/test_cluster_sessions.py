@@ -9,6 +9,7 @@ C{tests.integration.test_cluster_forwarding}).  Deterministic: one clock.
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -136,35 +137,49 @@ class ClusterSessionsTests(WebTestCase):
 
 
 class MemoryEventBus:
-    """L{bipgw.web.IEventFeed}s of several nodes joined in memory (Redis's part in a cluster)."""
+    """L{bipgw.web.IEventFeed}s of several nodes joined in memory (Redis's part
+    in a cluster): one numbered log per tenant, every node's streams read it."""
 
     def __init__(self) -> None:
-        self.followers: dict[tuple[str, str], list[Callable[[dict[str, Any]], object]]] = {}
+        self.followers: dict[tuple[str, str], list[Callable[[str, dict[str, Any]], object]]] = {}
         self.published: list[tuple[str, str, dict[str, Any]]] = []
+        self.logs: dict[str, list[tuple[str, dict[str, Any]]]] = {}
 
     def feed(self, node: str) -> Any:
         bus = self
 
         class Feed:
             def follow(
-                self, tenant_id: str, deliver: Callable[[dict[str, Any]], object]
+                self,
+                tenant_id: str,
+                after: str | None,
+                deliver: Callable[[str, dict[str, Any]], object],
             ) -> Callable[[], None]:
+                if after is not None and not re.fullmatch(r"[0-9]+-[0-9]+", after):
+                    raise ValueError("not an event id")
                 listeners = bus.followers.setdefault((node, tenant_id), [])
                 listeners.append(deliver)
+                if after is not None:
+                    for event_id, event in bus.logs.get(tenant_id, []):
+                        if int(event_id.split("-")[0]) > int(after.split("-")[0]):
+                            deliver(event_id, event)
                 return lambda: listeners.remove(deliver)
 
             def wants(self, tenant_id: str) -> bool:
                 return any(
-                    other != node and tenant == tenant_id and listeners
-                    for (other, tenant), listeners in bus.followers.items()
+                    tenant == tenant_id and listeners
+                    for (_, tenant), listeners in bus.followers.items()
                 )
 
             def publish(self, tenant_id: str, event: dict[str, Any]) -> None:
                 bus.published.append((node, tenant_id, event))
-                for (other, tenant), listeners in bus.followers.items():
-                    if other != node and tenant == tenant_id:
+                log = bus.logs.setdefault(tenant_id, [])
+                event_id = f"{len(log) + 1}-0"
+                log.append((event_id, event))
+                for (_, tenant), listeners in bus.followers.items():
+                    if tenant == tenant_id:
                         for deliver in list(listeners):
-                            deliver(event)
+                            deliver(event_id, event)
 
         return Feed()
 
@@ -184,12 +199,11 @@ class ClusterEventStreamTests(ClusterSessionsTests):
         self.stub = StubTreq(api_resource(self.api))
         self.stub_b = StubTreq(api_resource(self.api_b))
 
-    def stream_on_b(self, query: str = "") -> list[bytes]:
-        d = self.stub_b.get(
-            BASE + "/v1/events" + query,
-            headers={"Authorization": f"Bearer {TOKEN}"},
-            unbuffered=True,
-        )
+    def stream_on_b(self, query: str = "", last: str | None = None) -> list[bytes]:
+        headers = {"Authorization": f"Bearer {TOKEN}"}
+        if last is not None:
+            headers["Last-Event-ID"] = last
+        d = self.stub_b.get(BASE + "/v1/events" + query, headers=headers, unbuffered=True)
         self.stub_b.flush()
         response = self.successResultOf(d)
         self.assertEqual(response.code, 200)
@@ -211,7 +225,27 @@ class ClusterEventStreamTests(ClusterSessionsTests):
         self.assertEqual(states[0], "requested")
         self.assertEqual(states[-2:], ["awaiting-card", "connected"])
         self.assertEqual({f["data"]["session"] for f in frames}, {sid})
-        self.assertEqual([f["id"] for f in frames], [f"{sid}:{f['data']['seq']}" for f in frames])
+        # Numbered once for the cluster (the tenant's log), in order.
+        self.assertEqual([f["id"] for f in frames], [f"{n}-0" for n in range(1, len(frames) + 1)])
+
+    def test_resumeAfterLastEventId(self) -> None:
+        """A stream opened with the last id its client read gets exactly the
+        events after it (none missed, none twice), then the new ones; an id
+        that is not the cluster's starts from now."""
+        first = self.stream_on_b()
+        sid = self.ready(1)
+        self.stub_b.flush()
+        seen = parse_sse(b"".join(first))
+        resumed = self.stream_on_b(last=seen[1]["id"])
+        self.assertEqual(
+            [f["id"] for f in parse_sse(b"".join(resumed))], [f["id"] for f in seen[2:]]
+        )
+        bogus = self.stream_on_b(last="x")
+        self.call("DELETE", f"/v1/sessions/{sid}")
+        self.stub_b.flush()
+        after = parse_sse(b"".join(resumed))[len(seen) - 2 :]
+        self.assertEqual(after[-1]["data"]["state"], "closed")
+        self.assertEqual(parse_sse(b"".join(bogus)), after)
 
     def test_oneSessionOfAnotherNode(self) -> None:
         """C{?session=ID} follows another node's session the tenant opened; an

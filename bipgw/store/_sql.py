@@ -296,13 +296,12 @@ class SqlStore:
     ) -> Deferred[MsisdnRowsResult]:
         """See L{IStore.apply_msisdn_rows}: set-based on SQLite (L{mr.apply_rows_sqlite});
         elsewhere the batch path, every batch in one transaction."""
-        if self._closed is not None:
-            return fail(StoreError("the store is closed"))
-        if self._engine.dialect.name == "sqlite":
+        engine = self.engine
+        if engine.dialect.name == "sqlite":
 
             def in_thread() -> MsisdnRowsResult:
                 return mr.apply_rows_sqlite(
-                    self._engine,
+                    engine,
                     rows,
                     atomic=atomic,
                     applied_at=applied_at,
@@ -311,8 +310,7 @@ class SqlStore:
                     batch_size=batch_size,
                 )
 
-            self._pending += 1
-            return deferToThreadPool(self._reactor, self._pool, in_thread).addBoth(self._done)
+            return self._threads.call(in_thread)
 
         def batches(c: Connection) -> MsisdnRowsResult:
             def apply(changes: Sequence[MsisdnChange]) -> BatchResult:

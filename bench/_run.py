@@ -8,6 +8,7 @@ print their figures as one JSON line.
 
 from __future__ import annotations
 
+import argparse
 import io
 import json
 import os
@@ -100,3 +101,34 @@ def spawn_json_child(reactor: Any, name: str, argv: Sequence[str]) -> JsonLineCh
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
     reactor.spawnProcess(child, argv[0], list(argv), env=env, path=os.getcwd())
     return child
+
+
+async def open_front_doors(reactor: Any, gateway: Any, config: Any, fronts: list[Any]) -> list[int]:
+    """Start the front doors C{config} names on C{gateway}; their ports, in order.
+
+    The doors are appended to C{fronts} as they are built, so the caller
+    stops them even when one fails to listen.
+    """
+    from bipgw.app import front_doors
+
+    fronts.extend(front_doors(config, gateway.engine, gateway.store, reactor))
+    for front in fronts:
+        front.startService()
+    return [int((await f.when_listening()).getHost().port) for f in fronts]
+
+
+async def add_isd_tenant(
+    store: Any, base: Path, tenant: str, token: str, limits: Sequence[str] = ()
+) -> None:
+    """C{bipgw tenant add TENANT} with C{token} (and C{limits}), granted the ISD service."""
+    from bipgw.cli._tenants import add_parser, execute
+
+    token_file = base / "token"
+    token_file.write_text(token + "\n")
+    parser = argparse.ArgumentParser()
+    add_parser(parser.add_subparsers(dest="command"))
+    for argv in (
+        ["tenant", "add", tenant, "--token-file", str(token_file), *limits],
+        ["service", "add", "isd", "--tenant", tenant, "--isd-commands", "all"],
+    ):
+        await execute(store, parser.parse_args(argv), io.StringIO(), sys.stderr)

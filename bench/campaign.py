@@ -40,7 +40,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import react
 
 from bench._run import work_directory
-from bench.gateway import _Fleet, _free_port, _install_gateway, _set, _simfleet
+from bench.gateway import _Fleet, _free_port, _import_fleet, _install_gateway, _set, _simfleet
 from bipgw.app import Gateway, build_gateway
 from bipgw.config import Config
 from bipgw.core import CampaignSpec, CampaignTarget, Pace, RetryPolicy
@@ -157,12 +157,7 @@ class Bench:
         self.gateway = gateway = build_gateway(config, self.reactor, exit_on_failure=False)
         gateway.startService()
         await gateway.when_ready()
-        vendor = next((fleet_dir / "vendor").glob("*.out"))
-        msisdn = next((fleet_dir / "msisdn").glob("*.csv"))
-        for load, file in ((gateway.import_cards, vendor), (gateway.import_msisdn, msisdn)):
-            report = await load(file)
-            if not report.ok:
-                raise SystemExit(f"import of {file} failed")
+        await _import_fleet(gateway, fleet_dir)
         await add_tenant(gateway.store, "bench", max_sessions=max(100, args.concurrency))
         await grant_service(gateway.store, "bench", "isd", isd_commands=["all"])
         await gateway.when_bound()

@@ -107,6 +107,16 @@ def _install_gateway(install: Path, fleet_dir: Path, admin_port: int, smsc_port:
     return config_file
 
 
+async def _import_fleet(gateway: Gateway, fleet_dir: Path) -> None:
+    """Import the fleet's vendor file, then its MSISDN file, as an operator would."""
+    vendor = next((fleet_dir / "vendor").glob("*.out"))
+    msisdn = next((fleet_dir / "msisdn").glob("*.csv"))
+    for load, file in ((gateway.import_cards, vendor), (gateway.import_msisdn, msisdn)):
+        report = await load(file)
+        if not report.ok:
+            raise SystemExit(f"import of {file} failed")
+
+
 def _machine() -> str:
     cpu = platform.processor() or "?"
     try:
@@ -322,12 +332,7 @@ class Bench:
         gateway.startService()
         await gateway.when_ready()
         t0 = time.perf_counter()
-        vendor = next((fleet_dir / "vendor").glob("*.out"))
-        msisdn = next((fleet_dir / "msisdn").glob("*.csv"))
-        for load, file in ((gateway.import_cards, vendor), (gateway.import_msisdn, msisdn)):
-            report = await load(file)
-            if not report.ok:
-                raise SystemExit(f"import of {file} failed")
+        await _import_fleet(gateway, fleet_dir)
         self.say(
             f"imported {cards} cards into {(store_url or config.database.url).split(':')[0]} in"
             f" {time.perf_counter() - t0:.1f} s"

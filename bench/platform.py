@@ -26,25 +26,25 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import io
 import json
 import pstats
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.task import react
 
-from bench._run import spawn_json_child, work_directory
+from bench._run import add_isd_tenant, open_front_doors, spawn_json_child, work_directory
 from bipgw.demo import ISD_SCRIPT, percentile
 
 TARGET_CHANNEL = 2000
 """APDU round trips per second through the platform channel (issue 5)."""
 _TOKEN = "bench-platform-token-0123456789"
+_S = TypeVar("_S")
 _APDUS = ISD_SCRIPT + ISD_SCRIPT[:2]
 
 
@@ -64,6 +64,31 @@ def _ms(values: Sequence[float]) -> str:
 # -- the platform (child process) ------------------------------------------------
 
 
+async def _timed(
+    sessions: Sequence[_S], command: Callable[[_S], Awaitable[int]], scripts: int
+) -> dict[str, Any]:
+    """Run C{scripts} commands on every session at once, each session's in turn.
+
+    @param command: sends one command on a session; returns the R-APDUs it got.
+    @return: the R-APDUs (C{apdus}), wall and CPU seconds, and each command's latency.
+    """
+    latencies: list[float] = []
+
+    async def run(session: _S) -> int:
+        answered = 0
+        for _ in range(scripts):
+            sent = time.perf_counter()
+            got = await command(session)
+            latencies.append(time.perf_counter() - sent)
+            answered += got
+        return answered
+
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    counts = await gatherResults([Deferred.fromCoroutine(run(s)) for s in sessions])
+    elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    return {"apdus": sum(counts), "elapsed": elapsed, "cpu": cpu, "lat": latencies}
+
+
 async def _drive_channel(
     reactor: Any, args: argparse.Namespace, iccids: list[str]
 ) -> dict[str, Any]:
@@ -76,29 +101,14 @@ async def _drive_channel(
     )
     opened = time.perf_counter() - t0
     script = _script(args.apdus)
-    latencies: list[float] = []
 
-    async def run(session: Any) -> int:
-        answered = 0
-        for _ in range(args.scripts):
-            sent = time.perf_counter()
-            result = await session.send(script)
-            latencies.append(time.perf_counter() - sent)
-            answered += len(result.rapdus)
-        return answered
+    async def command(session: Any) -> int:
+        return len((await session.send(script)).rapdus)
 
-    cpu0, t0 = time.process_time(), time.perf_counter()
-    counts = await gatherResults([Deferred.fromCoroutine(run(s)) for s in sessions])
-    elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    figures = await _timed(sessions, command, args.scripts)
     await gatherResults([s.close() for s in sessions])
     await client.disconnect()
-    return {
-        "opened": opened,
-        "apdus": sum(counts),
-        "elapsed": elapsed,
-        "cpu": cpu,
-        "lat": latencies,
-    }
+    return {"opened": opened, **figures}
 
 
 async def _drive_http(reactor: Any, args: argparse.Namespace, iccids: list[str]) -> dict[str, Any]:
@@ -139,29 +149,14 @@ async def _drive_http(reactor: Any, args: argparse.Namespace, iccids: list[str])
     )
     opened = time.perf_counter() - t0
     body = {"apdus": [c.hex() for c in _script(args.apdus)]}
-    latencies: list[float] = []
 
-    async def run(sid: str) -> int:
-        answered = 0
-        for _ in range(args.scripts):
-            sent = time.perf_counter()
-            result = await call("POST", f"/sessions/{sid}/commands", body)
-            latencies.append(time.perf_counter() - sent)
-            answered += len(result["rapdus"])
-        return answered
+    async def command(sid: str) -> int:
+        return len((await call("POST", f"/sessions/{sid}/commands", body))["rapdus"])
 
-    cpu0, t0 = time.process_time(), time.perf_counter()
-    counts = await gatherResults([Deferred.fromCoroutine(run(s)) for s in sids])
-    elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    figures = await _timed(sids, command, args.scripts)
     await gatherResults([Deferred.fromCoroutine(call("DELETE", f"/sessions/{s}")) for s in sids])
     await pool.closeCachedConnections()
-    return {
-        "opened": opened,
-        "apdus": sum(counts),
-        "elapsed": elapsed,
-        "cpu": cpu,
-        "lat": latencies,
-    }
+    return {"opened": opened, **figures}
 
 
 def driver(args: argparse.Namespace) -> None:
@@ -252,8 +247,6 @@ def _report(run: _Run, figures: dict[str, Any]) -> float:
 
 async def _bench(reactor: Any, args: argparse.Namespace, base: Path) -> int:
     from bench.gateway import Bench
-    from bipgw.app import front_doors
-    from bipgw.cli._tenants import add_parser, execute
     from bipgw.config import HttpApiSection, PlatformSection
 
     sessions = max(args.sessions)
@@ -292,30 +285,10 @@ async def _bench(reactor: Any, args: argparse.Namespace, base: Path) -> int:
                 stream_buffer=262144,
             ),
         )
-        fronts.extend(front_doors(config, gateway.engine, gateway.store, reactor))
-        for front in fronts:
-            front.startService()
-        ports = [int((await f.when_listening()).getHost().port) for f in fronts]
-        token = base / "token"
-        token.write_text(_TOKEN + "\n")
-        parser = argparse.ArgumentParser()
-        add_parser(parser.add_subparsers(dest="command"))
+        ports = await open_front_doors(reactor, gateway, config, fronts)
         limit = str(max(sessions, 100) * 10)
-        for argv in (
-            [
-                "tenant",
-                "add",
-                "bench",
-                "--token-file",
-                str(token),
-                "--max-sessions",
-                limit,
-                "--max-commands",
-                limit,
-            ],
-            ["service", "add", "isd", "--tenant", "bench", "--isd-commands", "all"],
-        ):
-            await execute(gateway.store, parser.parse_args(argv), io.StringIO(), sys.stderr)
+        limits = ["--max-sessions", limit, "--max-commands", limit]
+        await add_isd_tenant(gateway.store, base, "bench", _TOKEN, limits)
         rates: dict[str, float] = {}
         for n in args.sessions:
             for apdus in args.apdus:

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import io
 import json
 import os
 import pstats
@@ -46,7 +45,7 @@ from twisted.internet.task import deferLater, react
 from twisted.internet.utils import getProcessOutput
 from twisted.logger import LogLevel
 
-from bench._run import work_directory
+from bench._run import add_isd_tenant, open_front_doors, work_directory
 
 _HTTP_CONNECTIONS = 64
 _TOKEN = "bench-push-token-0123456789abcdef"
@@ -247,8 +246,6 @@ async def phase_sessions(
     import attrs
 
     from bench.gateway import Bench
-    from bipgw.app import front_doors
-    from bipgw.cli._tenants import add_parser, execute
     from bipgw.config import HttpApiSection
 
     n = args.sessions
@@ -275,20 +272,8 @@ async def phase_sessions(
                 grant_cache_seconds=args.grant_cache_seconds,
             ),
         )
-        fronts.extend(front_doors(config, gateway.engine, gateway.store, reactor))
-        for front in fronts:
-            front.startService()
-        ports = [int((await f.when_listening()).getHost().port) for f in fronts]
-        token = base / "token"
-        token.write_text(_TOKEN + "\n")
-        parser = argparse.ArgumentParser()
-        add_parser(parser.add_subparsers(dest="command"))
-        limit = str(n * 10)
-        for argv in (
-            ["tenant", "add", "bench", "--token-file", str(token), "--max-sessions", limit],
-            ["service", "add", "isd", "--tenant", "bench", "--isd-commands", "all"],
-        ):
-            await execute(gateway.store, parser.parse_args(argv), io.StringIO(), sys.stderr)
+        ports = await open_front_doors(reactor, gateway, config, fronts)
+        await add_isd_tenant(gateway.store, base, "bench", _TOKEN, ["--max-sessions", str(n * 10)])
         iccids = bench.iccids[:n]
         pump = gateway.smpp.pump  # type: ignore[attr-defined]
         accepted0 = pump.accepted

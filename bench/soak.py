@@ -40,7 +40,6 @@ hand, into bench/RESULTS.md.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import re
@@ -58,7 +57,13 @@ from twisted.internet.task import LoopingCall, deferLater, react
 from twisted.logger import LogLevel
 
 from bench._fleet_common import rss_bytes
-from bench._run import JsonLineChild, spawn_json_child, work_directory
+from bench._run import (
+    JsonLineChild,
+    add_isd_tenant,
+    open_front_doors,
+    spawn_json_child,
+    work_directory,
+)
 from bipgw.demo import ISD_SCRIPT, percentile
 
 ATTACKS = ("junk", "bad_token", "slow", "http_bad_token", "admin")
@@ -314,8 +319,6 @@ def _log_volume(path: Path) -> tuple[int, int]:
 
 async def _soak(reactor: Any, args: argparse.Namespace, base: Path, log_path: Path) -> int:
     from bench.gateway import Bench
-    from bipgw.app import front_doors
-    from bipgw.cli._tenants import add_parser, execute
     from bipgw.config import HttpApiSection, PlatformSection
     from bipgw.platform import ChannelSettings
     from bipgw.web import ApiSettings
@@ -354,21 +357,10 @@ async def _soak(reactor: Any, args: argparse.Namespace, base: Path, log_path: Pa
                 stream_buffer=api.stream_buffer,
             ),
         )
-        fronts.extend(front_doors(config, gateway.engine, gateway.store, reactor))
-        for front in fronts:
-            front.startService()
-        platform_port, http_port = [int((await f.when_listening()).getHost().port) for f in fronts]
+        platform_port, http_port = await open_front_doors(reactor, gateway, config, fronts)
         admin = re.search(r"tcp:(\d+)", config.admin.listen)
         assert admin is not None
-        token = base / "token"
-        token.write_text(_TOKEN + "\n")
-        parser = argparse.ArgumentParser()
-        add_parser(parser.add_subparsers(dest="command"))
-        for argv in (
-            ["tenant", "add", "soak", "--token-file", str(token)],
-            ["service", "add", "isd", "--tenant", "soak", "--isd-commands", "all"],
-        ):
-            await execute(gateway.store, parser.parse_args(argv), io.StringIO(), sys.stderr)
+        await add_isd_tenant(gateway.store, base, "soak", _TOKEN)
         iccids = base / "iccids.txt"
         iccids.write_text("\n".join(bench.iccids))
 

@@ -91,9 +91,9 @@ class SoftHsm:
     def _no_session_left(self, case: Any) -> None:
         # The next test's token is read only when the module is initialised
         # again, which happens once every Pkcs11Token is closed.
-        from bipgw.keys import _pkcs11
+        from bipgw.keys import _pkcs11_token
 
-        left = _pkcs11._LIBS.pop(self.module, 0)
+        left = _pkcs11_token._LIBS.pop(self.module, 0)
         if left:
             import pkcs11
 

@@ -20,9 +20,10 @@ from bipgw.app._doors import (
     front_doors,
 )
 from bipgw.app._feeds import ingest_settings
-from bipgw.app._gateway import Gateway, build_gateway, push_profiles
+from bipgw.app._gateway import Gateway, build_gateway
 from bipgw.app._metrics import GatewayMetrics, PartsCollector
 from bipgw.app._observers import ObservedPushSender, ObservedRecorder, ObservedSmsEvents
+from bipgw.app._push_settings import push_profiles
 from bipgw.app._tree import OrderedService, Ready, Step
 
 __all__ = [

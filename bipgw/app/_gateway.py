@@ -71,9 +71,10 @@ from bipgw.app._imports import GatewayImports
 from bipgw.app._metrics import GatewayMetrics
 from bipgw.app._observers import ObservedPushSender, ObservedRecorder, ObservedSmsEvents
 from bipgw.app._portal import build_portal
+from bipgw.app._push_settings import callback_address, callback_once_listening, push_profiles
 from bipgw.app._readiness import GatewayReadiness
 from bipgw.app._tree import OrderedService, Step
-from bipgw.config import Config, redacted_url, server_endpoint_port
+from bipgw.config import Config, redacted_url
 from bipgw.core import (
     CardKeyRotator,
     CardTarget,
@@ -85,7 +86,7 @@ from bipgw.core import (
 )
 from bipgw.ingest import IngestService
 from bipgw.keys import IRootKeys, KeyStore, Pkcs11RootKeys
-from bipgw.push import CallbackAddress, PushBuilder, PushProfile, PushSender
+from bipgw.push import PushBuilder, PushSender
 from bipgw.scp81 import AdminServer, CardKeyCache
 from bipgw.smpp import SmppClientService, esme_settings
 from bipgw.store import (
@@ -112,19 +113,7 @@ from bipgw.web.portal import PortalService
 if TYPE_CHECKING:
     from bipgw.cluster import ClusterNode
 
-__all__ = ["Gateway", "build_gateway", "push_profiles", "rotation_services"]
-
-
-def push_profiles(config: Config) -> dict[str, PushProfile]:
-    """The push profile of each C{[services.NAME]} table.
-
-    Amendment B triggers name the admin server's C{uri_prefix} as the first
-    POST's URI, so a card triggered that way posts where the server listens.
-    """
-    return {
-        name: PushProfile.from_service(service, admin_uri=config.admin.uri_prefix)
-        for name, service in config.services.items()
-    }
+__all__ = ["Gateway", "build_gateway", "rotation_services"]
 
 
 def rotation_services(config: Config) -> tuple[str, ...]:
@@ -250,7 +239,7 @@ class Gateway(OrderedService):
         self.builder = PushBuilder(
             self.keys.ota_keys_for,
             store,
-            _callback_address(config),
+            callback_address(config),
             push_profiles(config),
         )
         self.cluster: ClusterNode | None = None
@@ -561,19 +550,13 @@ class Gateway(OrderedService):
 
     def _tell_cards(self, port: IListeningPort) -> None:
         bound = int(port.getHost().port)  # type: ignore[attr-defined]
-        admin = self.config.admin
-        cluster = self.config.cluster
-        if cluster is not None and cluster.admin_port is not None:
-            return
-        if server_endpoint_port(admin.listen) == 0 and bound != admin.public_port:
-            # An ephemeral port can only be reached by telling it: the
-            # configured public_port cannot be a NAT mapping of a port
-            # unknown until now.
+        told = callback_once_listening(self.config, bound)
+        if told is not None:
             self._log.info(
                 "admin.listen asked for any free port: cards are told port {port}",
                 port=bound,
             )
-            self.builder.callback = CallbackAddress(_callback_address(self.config).host, bound)
+            self.builder.callback = told
 
     # -- the whole tree ----------------------------------------------------
 
@@ -616,15 +599,6 @@ class Gateway(OrderedService):
             self._log.info("gateway {node} stopped", node=self.config.gateway.node_id)
 
         return stopping.addCallback(stopped)
-
-
-def _callback_address(config: Config) -> CallbackAddress:
-    """Where this node's pushes tell cards to connect: C{[cluster]}'s
-    admin address when given, else C{[admin]}'s public one."""
-    admin, cluster = config.admin, config.cluster
-    host = admin.public_host if cluster is None else cluster.admin_host or admin.public_host
-    port = admin.public_port if cluster is None else cluster.admin_port or admin.public_port
-    return CallbackAddress(host, port)
 
 
 def _port_number(port: object) -> int | None:

@@ -14,10 +14,18 @@ C{[cluster]} table, L{ClusterNode} shares through Redis:
     L{SessionForwarding}, the core's L{bipgw.core.IRemoteSessions}): any
     node drives any session;
   - the tenants' command rates and commands in flight (C{_commands},
-    L{RedisCommandLimits}, the core's L{bipgw.core.ISharedCommands}).
+    L{RedisCommandLimits}, the core's L{bipgw.core.ISharedCommands});
+  - what expires unless renewed, renewed by one L{Renewal} per holder
+    (C{_renewal});
+  - a dead node's sessions dealt over the live nodes (C{_reaper}) and taken
+    over or ended (C{_takeover});
+  - a node cut off from Redis ending what the cluster may give away
+    (C{_fence}, L{NodeFence});
+  - a tenant's session events numbered once for the cluster (C{_events}).
 """
 
 from bipgw.cluster._commands import COMMAND_TTL, RedisCommandLimits
+from bipgw.cluster._fence import FencedRecorder, NodeFence
 from bipgw.cluster._forwarding import FORWARD_TIMEOUT, SessionForwarding
 from bipgw.cluster._invalidation import KEYS_WAIT, KeyInvalidation, KeysReadyPushes, KeyWaits
 from bipgw.cluster._limits import TOKEN_TTL, RedisTenantLimits
@@ -34,6 +42,7 @@ from bipgw.cluster._reaper import NodeReaper
 from bipgw.cluster._recovery import end_node_sessions_left_open
 from bipgw.cluster._redis import ClusterRedis, RedisAddress, RedisUnreachableError
 from bipgw.cluster._registry import RegistryNotWrittenError, SessionRegistry
+from bipgw.cluster._renewal import Renewal
 from bipgw.cluster._service import ClusterNode
 
 __all__ = [
@@ -46,9 +55,11 @@ __all__ = [
     "TOKEN_TTL",
     "ClusterNode",
     "ClusterRedis",
+    "FencedRecorder",
     "KeyInvalidation",
     "KeyWaits",
     "KeysReadyPushes",
+    "NodeFence",
     "NodeHeartbeat",
     "NodeInfo",
     "NodeReaper",
@@ -58,6 +69,7 @@ __all__ = [
     "RedisTenantLimits",
     "RedisUnreachableError",
     "RegistryNotWrittenError",
+    "Renewal",
     "SessionForwarding",
     "SessionRegistry",
     "end_node_sessions_left_open",

@@ -31,6 +31,7 @@ from bipgw.codec.ota import BadFormat, ChecksumKind, KicAlgorithm, KidAlgorithm
 from bipgw.config._fronts import PlatformSection
 from bipgw.config._ingest import IngestSection
 from bipgw.config._metrics import MetricsSection, check_metrics
+from bipgw.config._portal import PortalSection
 from bipgw.config._schema import (
     REQUIRED,
     ConfigError,
@@ -471,7 +472,13 @@ def _check_keys(reader: _Reader, keys: KeysSection, prefix: str) -> KeysSection:
     return keys
 
 
+def _check_portal(reader: _Reader, portal: PortalSection, prefix: str) -> PortalSection:
+    _at_least(reader, portal, prefix, "login_backoff_max", "login_backoff")
+    return portal
+
+
 _CHECKS: dict[type, Any] = {
+    PortalSection: _check_portal,
     MetricsSection: _check_metrics,
     KeysSection: _check_keys,
     IngestSection: _check_ingest,

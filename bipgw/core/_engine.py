@@ -6,7 +6,7 @@ Three parties meet here, each through its own door:
   - the platform (L{SessionEngine.open}, L{Session.execute},
     L{Session.close}, L{SessionEngine.status}, L{SessionEngine.subscribe});
   - the SMS side (L{IPushSender} outwards, through the L{PushTracker} that
-    remembers every push; L{ISmsEvents} inwards:
+    remembers every push; L{ISmsEvents} inwards, routed by its L{SmsSide}:
     L{SessionEngine.delivery_receipt} and L{SessionEngine.sms_received});
   - the SCP81 server (L{SessionEngine.card_arrived}, then L{CardLink}).
 
@@ -43,14 +43,11 @@ from bipgw.core._interfaces import (
 from bipgw.core._offers import OfferDesk
 from bipgw.core._policy import SessionPolicy
 from bipgw.core._publishing import SessionPublisher, Subscriber
-from bipgw.core._pushes import PushTracker
-from bipgw.core._ratelog import RateLimitedLog
 from bipgw.core._rules import ServiceRules
 from bipgw.core._scp03 import IScp03KeySource
 from bipgw.core._secured import SecuredSession
 from bipgw.core._session import SessionMachine
-from bipgw.core._sms_router import SmsPorRouter
-from bipgw.core._sms_session import SmsTransport
+from bipgw.core._sms_side import SmsSide
 from bipgw.core._types import (
     ApduTrace,
     CardRecord,
@@ -132,11 +129,8 @@ class SessionEngine:
                 f"service(s) {', '.join(by_sms)} run scripts over SMS:"
                 " the engine needs an SMS script sender"
             )
-        self._sms_sender = sms_sender
-        self._sms_router = SmsPorRouter()
-        self._sms_ratelog = RateLimitedLog(self._log, clock)
         self._clock = clock
-        self._pushes = PushTracker(push_sender, self._push_delivered, self._por_received)
+        self._sms = SmsSide(push_sender, sms_sender, clock, self._find, self._owner)
         self._services = None if services is None else dict(services)
         self._scp03_keys = scp03_keys
         self._directory = directory
@@ -204,10 +198,10 @@ class SessionEngine:
             service,
             clock=self._clock,
             policy=self.policy,
-            push_sender=self._pushes,
+            push_sender=self._sms.pushes,
             host=self,
             uri_prefix=self._uri_prefix,
-            sms=self._sms_transport(rules),
+            sms=self._sms.transport(rules),
             seq=seq,
         )
         handle = self._handle(machine, rules)
@@ -334,7 +328,7 @@ class SessionEngine:
         Sessions waiting for a busy card go first, so that ending a card's
         current session does not start (and push for) the next one.
         """
-        self._sms_ratelog.flush()
+        self._sms.flush()
         owners = set(map(id, self._cards.owners()))
         for machine in sorted(self._live.values(), key=lambda m: id(m) in owners):
             machine.fail(FailureReason.SHUTDOWN, detail)
@@ -351,8 +345,7 @@ class SessionEngine:
         remain); a PoR carried in the receipt is verified as in
         L{sms_received}.  The parts of a script sent over SMS are its session's.
         """
-        if not self._sms_router.receipt(message_id, delivered, detail, user_data):
-            self._pushes.delivery_receipt(message_id, delivered, detail, user_data)
+        self._sms.delivery_receipt(message_id, delivered, detail, user_data)
 
     def sms_received(self, msisdn: str, user_data: bytes) -> Deferred[None]:
         """An SMS from a card: its PoR for the latest push sent to C{msisdn}.
@@ -363,40 +356,7 @@ class SessionEngine:
         A session running a script over SMS for that MSISDN takes it first
         (its PoR carries the script's answer).
         """
-        taken = self._sms_router.deliver(msisdn, user_data)
-        if taken is not None:
-            return taken
-        return self._pushes.sms_received(msisdn, user_data)
-
-    def _push_delivered(
-        self, session_id: SessionId | str, attempt: int, delivered: bool, detail: str = ""
-    ) -> None:
-        """A delivery receipt for push C{attempt} of a session arrived.
-
-        @param delivered: C{False} for a final non-delivery (undeliverable,
-            expired, rejected): the push counts as failed and is sent again
-            while attempts remain.
-        @param detail: the receipt's state and error, for the history.
-        """
-        machine = self._find(session_id)
-        if machine is None:
-            self._log.info(
-                "delivery receipt for unknown or ended session {session_id}", session_id=session_id
-            )
-            return
-        machine.push_delivered(attempt, delivered, detail)
-
-    def _por_received(self, iccid: str, status: int, detail: str = "") -> None:
-        """A verified proof of receipt from card C{iccid} (see L{sms_received})."""
-        machine = self._owner(iccid)
-        if machine is None:
-            self._log.info(
-                "PoR status {status:#04x} from card {iccid} with no session waiting",
-                status=status,
-                iccid=iccid,
-            )
-            return
-        machine.por(status, detail)
+        return self._sms.sms_received(msisdn, user_data)
 
     # -- the SCP81 server's door -----------------------------------------
 
@@ -514,7 +474,7 @@ class SessionEngine:
             OFFERED,
             clock=self._clock,
             policy=self.policy,
-            push_sender=self._pushes,
+            push_sender=self._sms.pushes,
             host=self,
             uri_prefix=self._uri_prefix,
         )
@@ -559,12 +519,6 @@ class SessionEngine:
         if self._services is None:
             return ServiceRules()
         return self._services.get(service)
-
-    def _sms_transport(self, rules: ServiceRules | None) -> SmsTransport | None:
-        """What a session of a service with C{rules} needs to run over SMS, if it may."""
-        if rules is None or not rules.uses_sms or self._sms_sender is None:
-            return None
-        return SmsTransport(self._sms_sender, self._sms_router, rules, self._sms_ratelog)
 
     def _refusal(
         self, service: str, rules: ServiceRules | None

@@ -23,7 +23,9 @@ from bipgw.ingest._vendor_file import (
     MAX_CARDS,
     MAX_LINE,
     CardParser,
+    SecretColumn,
     VendorCard,
+    VendorHeader,
     count_card_lines,
     read_header,
 )
@@ -80,12 +82,71 @@ class _HashingReader:
     def readline(self, limit: int = -1) -> bytes:
         data = self._stream.readline(limit)
         self.digest.update(data)
+        if data:
+            self.ended = data.endswith(b"\n")
         return data
+
+    #: Whether the last byte read was the end of a line (or nothing was read).
+    ended = True
 
     def finish(self) -> str:
         while chunk := self._stream.read(1 << 20):
             self.digest.update(chunk)
         return self.digest.hexdigest()
+
+
+def _remember_last(
+    lines: Iterator[tuple[int, bytes]], last: list[tuple[int, bytes]]
+) -> Iterator[tuple[int, bytes]]:
+    """C{lines}, the last one that is not empty kept in C{last}."""
+    for item in lines:
+        if item[1]:
+            last[:] = [item]
+        yield item
+
+
+def _check_cut(
+    number: int,
+    raw: bytes,
+    header: VendorHeader,
+    records: int,
+    columns: tuple[str, ...],
+    secrets: tuple[SecretColumn, ...],
+    dropped: tuple[str, ...],
+    cards: CardOpener,
+) -> None:
+    """Refuse a file that ends inside a card line it cannot use: an upload cut short.
+
+    Its last line has no end and is refused (it does not parse, or a value
+    does not unwrap): most likely the transfer stopped there (if not in
+    that line, C{Quantity} says so), and importing the lines before it
+    would half-apply a file the vendor never finished sending.  A last line
+    without its end that is a good card is imported as one.
+
+    @raise VendorFileError: naming the line, and the column if one is wrong.
+    """
+    parser = CardParser(columns, secrets, dropped, 1)
+    card = parser.feed(number, raw)
+    errors = parser.errors
+    if card is not None:
+        counters = cards.failed, cards.verified  # this trial is not the import's
+        errors = cards.open_rows([card], header, secrets).errors
+        cards.failed, cards.verified = counters
+    if not errors:
+        return
+    first = errors[0]
+    quantity = header.quantity
+    counted = (
+        f"; Quantity says {quantity} cards and the file has {records} card lines"
+        if records != quantity
+        else ""
+    )
+    raise VendorFileError(
+        f"the file ends inside this line, which is refused ({first.message}){counted}:"
+        " an upload cut short? Nothing imported",
+        line=number,
+        field=first.column,
+    )
 
 
 #: What L{produce} yields: C{("sha256", digest)} once the first pass is
@@ -102,14 +163,18 @@ def produce(opener: Opener, cards: CardOpener, batch_size: int) -> Iterator[Even
 
     @raise VendorFileError: the file cannot be imported at all (before the first batch).
     """
+    last: list[tuple[int, bytes]] = []
     with opener() as stream:
         reader = _HashingReader(stream)
         lines = numbered_lines(reader, MAX_LINE)  # type: ignore[arg-type]
-        header, *_ = read_header(lines)
-        records, over = count_card_lines(lines)
+        header, columns, secrets, dropped = read_header(lines)
+        records, over = count_card_lines(_remember_last(lines, last))
+        ended = reader.ended
         yield ("sha256", reader.finish())
     if over is not None:
         raise VendorFileError(f"more than {MAX_CARDS} card lines", line=over)
+    if not ended and last:
+        _check_cut(*last[0], header, records, columns, secrets, dropped, cards)
     with opener() as stream, fewer_collections():
         lines = numbered_lines(stream, MAX_LINE)
         header, columns, secrets, dropped = read_header(lines)

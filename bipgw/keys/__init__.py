@@ -47,14 +47,9 @@ from bipgw.keys._operator_keys import (
     retire_transport_key,
     retired_since,
 )
-from bipgw.keys._pkcs11 import (
-    HsmError,
-    HsmMechanismError,
-    Pkcs11RootKeys,
-    Pkcs11Token,
-    read_pin_file,
-)
+from bipgw.keys._pkcs11 import Pkcs11RootKeys
 from bipgw.keys._pkcs11_masters import Pkcs11MasterKeys, TokenMaster, token_master_label
+from bipgw.keys._pkcs11_token import HsmError, HsmMechanismError, Pkcs11Token, read_pin_file
 from bipgw.keys._rootkey import (
     ROOT_KEY_ENV,
     IRootKeys,

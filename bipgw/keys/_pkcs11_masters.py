@@ -38,7 +38,7 @@ from pkcs11.exceptions import PKCS11Error
 from bipgw.keys._kdf import KdfPurpose, counter_mode_key
 from bipgw.keys._keystore import KeyKind
 from bipgw.keys._masters import KIND_OF_PURPOSE, MasterKey
-from bipgw.keys._pkcs11 import HsmError, Pkcs11Token, error_name, secret_template
+from bipgw.keys._pkcs11_token import HsmError, Pkcs11Token, error_name, secret_template
 from bipgw.keys._rootkey import check_label
 from bipgw.keys._secret import (
     InvalidKeyError,

@@ -119,11 +119,7 @@ class MemoryStore:
 
     def card_by_psk_identity(self, identity: bytes) -> Deferred[Card | None]:
         """See L{IStore.card_by_psk_identity}."""
-        return self._call(
-            lambda: next(
-                (c for c in self._state.cards.values() if c.psk_identity == identity), None
-            )
-        )
+        return self._call(lambda: self._state.cards.with_psk(identity))
 
     def list_cards(
         self, *, after: str | None = None, limit: int = 100, batch: str | None = None

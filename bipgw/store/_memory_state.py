@@ -10,6 +10,7 @@ in C{_queries}.
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 
 from attrs import evolve
 
@@ -37,13 +38,86 @@ from bipgw.store._types import (
 __all__ = ["MemoryState", "apply_one", "card_holding", "end_unfinished", "upsert_one"]
 
 
+class CardTable(dict[str, Card]):
+    """The cards by ICCID, with the two lookups the store's rules make on
+    every write indexed as the SQL store's are (PSK identity, MSISDN): a
+    scan of every card there made an import of M{n} cards take M{n²}
+    (15,000 cards: 633 s).  Every write goes through C{[iccid] = card}."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.by_psk: dict[bytes, str] = {}
+        self.by_msisdn: dict[str, str] = {}
+
+    def __setitem__(self, iccid: str, card: Card) -> None:
+        old = self.get(iccid)
+        if old is not None:
+            self._forget(old)
+        super().__setitem__(iccid, card)
+        if card.psk_identity is not None:
+            self.by_psk.setdefault(card.psk_identity, iccid)
+        if card.msisdn is not None:
+            self.by_msisdn.setdefault(card.msisdn, iccid)
+
+    def __delitem__(self, iccid: str) -> None:
+        self._forget(self[iccid])
+        super().__delitem__(iccid)
+
+    def _forget(self, card: Card) -> None:
+        if card.psk_identity is not None and self.by_psk.get(card.psk_identity) == card.iccid:
+            del self.by_psk[card.psk_identity]
+        if card.msisdn is not None and self.by_msisdn.get(card.msisdn) == card.iccid:
+            del self.by_msisdn[card.msisdn]
+
+    def with_psk(self, identity: bytes) -> Card | None:
+        iccid = self.by_psk.get(identity)
+        return None if iccid is None else self[iccid]
+
+    def with_msisdn(self, msisdn: str) -> Card | None:
+        iccid = self.by_msisdn.get(msisdn)
+        return None if iccid is None else self[iccid]
+
+    def __copy__(self) -> CardTable:
+        new = CardTable()
+        dict.update(new, self)
+        new.by_psk = dict(self.by_psk)
+        new.by_msisdn = dict(self.by_msisdn)
+        return new
+
+
+class HistoryLog(list[MsisdnMapping]):
+    """The MSISDN history in order, indexed by ICCID and by number (its
+    C{msisdn} and C{previous_msisdn}): each change reads only its own
+    entries, not the whole history.  Only appended to."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.by_iccid: dict[str, list[MsisdnMapping]] = {}
+        self.by_number: dict[str, list[MsisdnMapping]] = {}
+
+    def append(self, entry: MsisdnMapping) -> None:
+        super().append(entry)
+        if entry.iccid is not None:
+            self.by_iccid.setdefault(entry.iccid, []).append(entry)
+        for number in {entry.msisdn, entry.previous_msisdn}:
+            if number is not None:
+                self.by_number.setdefault(number, []).append(entry)
+
+    def __copy__(self) -> HistoryLog:
+        new = HistoryLog()
+        list.extend(new, self)
+        new.by_iccid = {k: list(v) for k, v in self.by_iccid.items()}
+        new.by_number = {k: list(v) for k, v in self.by_number.items()}
+        return new
+
+
 class MemoryState:
     """Everything the store holds; copied whole for atomic batches."""
 
     def __init__(self) -> None:
-        self.cards: dict[str, Card] = {}
+        self.cards = CardTable()
         self.keys: dict[str, dict[tuple[KeyPurpose, int], CardKey]] = {}
-        self.history: list[MsisdnMapping] = []
+        self.history = HistoryLog()
         self.tenants: dict[str, Tenant] = {}
         self.services: dict[str, Service] = {}
         self.sessions: dict[str, SessionRecord] = {}
@@ -67,7 +141,7 @@ class MemoryState:
 
 def upsert_one(state: MemoryState, item: CardUpsert) -> WriteResult:
     if item.psk_identity is not None:
-        owner = next((c for c in state.cards.values() if c.psk_identity == item.psk_identity), None)
+        owner = state.cards.with_psk(item.psk_identity)
         if owner is not None and owner.iccid != item.iccid:
             reason = f"PSK identity already belongs to card {owner.iccid}"
             return WriteResult(item.iccid, Outcome.REJECTED, reason, "psk_identity")
@@ -103,7 +177,7 @@ def upsert_one(state: MemoryState, item: CardUpsert) -> WriteResult:
 def card_holding(state: MemoryState, msisdn: str | None) -> Card | None:
     if msisdn is None:
         return None
-    return next((c for c in state.cards.values() if c.msisdn == msisdn), None)
+    return state.cards.with_msisdn(msisdn)
 
 
 def apply_one(
@@ -112,18 +186,25 @@ def apply_one(
     card = state.cards.get(change.iccid) if change.iccid is not None else None
     holder = card_holding(state, change.msisdn)
     involved = {c.iccid for c in (card, holder) if c is not None}
-    times = [
-        h.effective_at
-        for h in state.history
-        if h.iccid in involved
-        or (change.msisdn is not None and change.msisdn in (h.msisdn, h.previous_msisdn))
-    ]
+    history = state.history
+    related = [e for iccid in involved for e in history.by_iccid.get(iccid, ())]
+    if change.msisdn is not None:
+        related += history.by_number.get(change.msisdn, ())
+    times = [h.effective_at for h in related]
+    # A duplicate names the change's ICCID or number: its entries are among
+    # those indexed under them (all of the history only when it names neither).
+    if change.iccid is not None:
+        candidates: Sequence[MsisdnMapping] = history.by_iccid.get(change.iccid, ())
+    elif change.msisdn is not None:
+        candidates = history.by_number.get(change.msisdn, ())
+    else:
+        candidates = history
     duplicate = any(
         h.operation is change.operation
         and h.effective_at == change.effective_at
         and (change.msisdn is None or h.msisdn == change.msisdn)
         and (change.iccid is None or h.iccid == change.iccid)
-        for h in state.history
+        for h in candidates
     )
     plan = plan_msisdn_change(
         change,

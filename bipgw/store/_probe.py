@@ -48,7 +48,7 @@ def time_statements(store: IStore, observe: Callable[[str, float], object]) -> b
     """
     if not isinstance(store, SqlStore):
         return False
-    engine = store._engine  # the store's own engine: its statements, not a copy's
+    engine = store.engine  # the store's own engine: its statements, not a copy's
 
     def before(conn: Connection, *args: Any) -> None:
         conn.info.setdefault(_STARTED, []).append(time.perf_counter())

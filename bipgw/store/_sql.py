@@ -1,9 +1,9 @@
 # -*- test-case-name: tests.unit.store.test_sqlite -*-
 """L{SqlStore}: the application database on SQLAlchemy Core (SQLite, PostgreSQL).
 
-Every query runs in a thread pool (C{deferToThreadPool}), so the reactor
-never blocks on disk or network.  Each method is one transaction that
-commits before its Deferred fires: that is what makes an allocated OTA
+Every query runs in a thread pool (L{bipgw.store._sql_threads}), so the
+reactor never blocks on disk or network.  Each method is one transaction
+that commits before its Deferred fires: that is what makes an allocated OTA
 counter durable before the push that uses it is sent.  Engines are set up
 by L{bipgw.store._engine}; write transactions live in
 L{bipgw.store._queries}, tables in L{bipgw.store._schema}.
@@ -17,9 +17,7 @@ from typing import Any, TypeVar
 
 from attrs import evolve
 from sqlalchemy import Connection, Engine, Select, func, insert, select
-from sqlalchemy.exc import SQLAlchemyError
 from twisted.internet.defer import Deferred, fail, succeed
-from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
@@ -31,10 +29,11 @@ import bipgw.store._msisdn_rows as mr
 import bipgw.store._queries as q
 import bipgw.store._rows as r
 import bipgw.store._schema as s
-from bipgw.store._engine import WRITE_OPTION, create_sql_engine, describe_error
+from bipgw.store._engine import create_sql_engine
 from bipgw.store._feed_types import FeedFile, Partner
 from bipgw.store._group import GroupCommit
 from bipgw.store._migrations import migrate
+from bipgw.store._sql_threads import SqlThreads
 from bipgw.store._types import (
     MAX_OTA_COUNTER,
     ApduTraceRecord,
@@ -73,24 +72,18 @@ class SqlStore:
         self, engine: Engine, *, reactor: Any, threadpool: ThreadPool, owns_pool: bool
     ) -> None:
         """Use L{create} or L{open}."""
-        self._engine = engine
         self._reactor = reactor
-        self._pool = threadpool
-        self._owns_pool = owns_pool
-        self._pending = 0
-        self._idle: list[Deferred[None]] = []
-        self._closed: Deferred[None] | None = None
-        self._trigger: Any = None
+        self._threads = SqlThreads(
+            engine, reactor=reactor, threadpool=threadpool, owns_pool=owns_pool
+        )
         self._counters: GroupCommit[q.CounterRequest, int] = GroupCommit(
             lambda batch: self._write(lambda c: q.counter_batch(c, batch))
         )
-        if owns_pool:
-            self._trigger = reactor.addSystemEventTrigger("during", "shutdown", self._stop_pool)
 
     @property
     def engine(self) -> Engine:
         """The SQLAlchemy engine (for tools and tests; never use it on the reactor thread)."""
-        return self._engine
+        return self._threads.engine
 
     @classmethod
     def create(
@@ -148,9 +141,8 @@ class SqlStore:
         On failure the store is closed (its threads released) and the
         Deferred fails with the reason.
         """
-        if self._owns_pool and not self._pool.started:
-            self._pool.start()
-        shown = self._engine.url.render_as_string(hide_password=True)
+        self._threads.start()
+        shown = self.engine.url.render_as_string(hide_password=True)
         now = self._reactor.seconds()
 
         def ready(applied: list[int]) -> None:
@@ -169,24 +161,7 @@ class SqlStore:
         return d.addCallbacks(ready, failed)
 
     def _run(self, work: Callable[[Connection], _T], *, write: bool) -> Deferred[_T]:
-        if self._closed is not None:
-            return fail(StoreError("the store is closed"))
-
-        def in_thread() -> _T:
-            try:
-                with self._engine.connect() as connection:
-                    connection.execution_options(**{WRITE_OPTION: write})
-                    try:
-                        with connection.begin():
-                            return work(connection)
-                    except b.Rollback as rollback:
-                        return rollback.value  # type: ignore[return-value]
-            except SQLAlchemyError as e:
-                raise StoreError(describe_error(e)) from None
-
-        self._pending += 1
-        d = deferToThreadPool(self._reactor, self._pool, in_thread)
-        return d.addBoth(self._done)
+        return self._threads.run(work, write=write)
 
     def transaction(self, work: Callable[[Connection], _T], *, write: bool) -> Deferred[_T]:
         """Run C{work(connection)} in one transaction in the store's threads
@@ -209,42 +184,9 @@ class SqlStore:
 
         return self._read(work)
 
-    def _done(self, result: _T) -> _T:
-        self._pending -= 1
-        if not self._pending:
-            idle, self._idle = self._idle, []
-            for waiter in idle:
-                waiter.callback(None)
-        return result
-
     def close(self) -> Deferred[None]:
         """Wait for running queries, then release connections and threads."""
-        if self._closed is not None:
-            return self._closed
-        idle: Deferred[None] = Deferred()
-        if self._pending:
-            self._idle.append(idle)
-        else:
-            idle.callback(None)
-
-        def dispose(_: object) -> Deferred[None]:
-            return deferToThreadPool(self._reactor, self._pool, self._engine.dispose)
-
-        def stop(result: object) -> object:
-            if self._trigger is not None:
-                self._reactor.removeSystemEventTrigger(self._trigger)
-                self._trigger = None
-            self._stop_pool()
-            return result
-
-        idle.addCallback(dispose)
-        idle.addBoth(stop)
-        self._closed = idle
-        return idle
-
-    def _stop_pool(self) -> None:
-        if self._owns_pool and self._pool.started:
-            self._pool.stop()
+        return self._threads.close()
 
     # -- cards -----------------------------------------------------------
 
@@ -265,18 +207,9 @@ class SqlStore:
         on_batch: Callable[[BatchResult], None],
     ) -> Deferred[bool]:
         """See L{IStore.upsert_card_batches} (the loop is L{b.write_batches})."""
-        if self._closed is not None:
-            return fail(StoreError("the store is closed"))
-
-        def in_thread() -> bool:
-            try:
-                write = partial(b.upsert_cards, atomic=atomic)
-                return b.write_batches(self._engine, batches, write, atomic, on_batch)
-            except SQLAlchemyError as e:
-                raise StoreError(describe_error(e)) from None
-
-        self._pending += 1
-        return deferToThreadPool(self._reactor, self._pool, in_thread).addBoth(self._done)
+        write = partial(b.upsert_cards, atomic=atomic)
+        engine = self.engine
+        return self._threads.call(lambda: b.write_batches(engine, batches, write, atomic, on_batch))
 
     def get_card(self, iccid: str) -> Deferred[Card | None]:
         """See L{IStore.get_card}."""
@@ -328,7 +261,7 @@ class SqlStore:
         L{bipgw.store._group}); each Deferred fires once its own value is
         committed.
         """
-        if self._closed is not None:
+        if self._threads.closed:
             return fail(StoreError("the store is closed"))
         return self._counters.submit((iccid, None))
 
@@ -336,7 +269,7 @@ class SqlStore:
         """See L{IStore.raise_ota_counter} (in the counters' group commit, in order)."""
         if not 0 <= at_least <= MAX_OTA_COUNTER:
             return fail(StoreError(f"an OTA counter is 0 to {MAX_OTA_COUNTER}, not {at_least}"))
-        if self._closed is not None:
+        if self._threads.closed:
             return fail(StoreError("the store is closed"))
         return self._counters.submit((iccid, at_least))
 
@@ -363,13 +296,12 @@ class SqlStore:
     ) -> Deferred[MsisdnRowsResult]:
         """See L{IStore.apply_msisdn_rows}: set-based on SQLite (L{mr.apply_rows_sqlite});
         elsewhere the batch path, every batch in one transaction."""
-        if self._closed is not None:
-            return fail(StoreError("the store is closed"))
-        if self._engine.dialect.name == "sqlite":
+        engine = self.engine
+        if engine.dialect.name == "sqlite":
 
             def in_thread() -> MsisdnRowsResult:
                 return mr.apply_rows_sqlite(
-                    self._engine,
+                    engine,
                     rows,
                     atomic=atomic,
                     applied_at=applied_at,
@@ -378,8 +310,7 @@ class SqlStore:
                     batch_size=batch_size,
                 )
 
-            self._pending += 1
-            return deferToThreadPool(self._reactor, self._pool, in_thread).addBoth(self._done)
+            return self._threads.call(in_thread)
 
         def batches(c: Connection) -> MsisdnRowsResult:
             def apply(changes: Sequence[MsisdnChange]) -> BatchResult:

@@ -252,6 +252,7 @@ def _write(
         raise GenerateError(str(e)) from None
     try:
         with (
+            state.filling(),
             vendor_path.open("w", encoding="ascii", newline="\n") as vendor,
             msisdn_path.open("w", encoding="ascii", newline="\n") as mapping,
         ):
@@ -292,7 +293,7 @@ def _write(
                     )
                 if progress is not None:
                     progress(first - 1 + len(chunk), cards)
-        state.commit()
+            state.commit()
     finally:
         state.close()
     keys_path = out / "gateway" / "transport-keys.toml"

@@ -40,13 +40,27 @@ class RedisServer:
         self.port = free_port()
         self.dir = tempfile.mkdtemp(prefix="bipgw-redis-")
         self.process: subprocess.Popen[bytes] | None = None
+        self._started = False
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
-        self.process = subprocess.Popen(
+        """Start the server; the first time, on another free port if its own
+        was taken meanwhile (a port is free when chosen, not when bound); once
+        started, always on the same port (the nodes were told it)."""
+        for _ in range(1 if self._started else 5):
+            if self._launch():
+                self._started = True
+                return
+            if self._started:
+                break
+            self.port = free_port()
+        raise RuntimeError(f"redis-server on port {self.port} did not start")
+
+    def _launch(self) -> bool:
+        process = self.process = subprocess.Popen(
             [
                 self.binary,
                 "--port",
@@ -64,15 +78,16 @@ class RedisServer:
             stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and process.poll() is None:
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as s:
                     s.sendall(b"PING\r\n")
                     if s.recv(16).startswith(b"+PONG"):
-                        return
+                        return True
             except OSError:
                 time.sleep(0.05)
-        raise RuntimeError(f"redis-server on port {self.port} did not start")
+        self.kill()  # it exited (its port was taken), or never answered
+        return False
 
     def kill(self) -> None:
         if self.process is not None and self.process.poll() is None:

@@ -19,8 +19,6 @@ from __future__ import annotations
 import os
 import random
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -30,6 +28,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from bipgw.keys import FileRootKeyRing, sealed_key_id
 from bipgw.store import create_sql_engine
+from tests.integration._forked import ForkedChild
 from tests.integration._postgres import SKIP as POSTGRES_SKIP
 from tests.integration._postgres import Schema
 from tests.unit.store import rotation_fixture as fx
@@ -62,22 +61,9 @@ class _CrashMixin(_Base):
         self.addCleanup(self.engine.dispose)
         self.rng = random.Random(int.from_bytes(os.urandom(4), "big"))
 
-    def _child(self) -> subprocess.Popen[bytes]:
-        return subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "tests.integration._rotate_child",
-                self.url,
-                str(self.root_path),
-                str(self.keystore),
-                str(BATCH),
-            ],
-            cwd=ROOT,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
+    def _child(self) -> ForkedChild:
+        args = [self.url, str(self.root_path), str(self.keystore), str(BATCH)]
+        return ForkedChild("tests.integration._rotate_child", args)
 
     def _run_until(self, batches: int, delay: float) -> bool:
         """Start a child; kill it after C{batches} batch lines and C{delay} s;

@@ -20,7 +20,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -28,6 +27,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from bipgw.keys import FileRootKeyRing, KeyStore
 from bipgw.store import RootRotation, create_sql_engine
+from tests.integration._forked import run_forked
 from tests.unit.store import rotation_fixture as fx
 
 pytestmark = pytest.mark.integration
@@ -55,22 +55,17 @@ class KillAtEveryStepTests(SynchronousTestCase):
         return directory
 
     def _child(self, directory: Path, kill_at: int) -> subprocess.CompletedProcess[bytes]:
-        return subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "tests.integration._rotate_kill_child",
-                fx.sqlite_url(directory),
-                str(directory / "root.key"),
-                str(directory / "keystore.json"),
-                str(BATCH),
-                str(kill_at),
-            ],
-            cwd=ROOT,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
-            capture_output=True,
-            timeout=300,
+        args = [
+            fx.sqlite_url(directory),
+            str(directory / "root.key"),
+            str(directory / "keystore.json"),
+            str(BATCH),
+            str(kill_at),
+        ]
+        result: subprocess.CompletedProcess[bytes] = run_forked(
+            "tests.integration._rotate_kill_child", args
         )
+        return result
 
     def _everything_opens(self, directory: Path, step: str) -> None:
         """Every row and keystore entry opens under the keys on disk now."""
@@ -162,25 +157,10 @@ class TokenKillAtEveryStepTests(SynchronousTestCase):
         return directory, conf
 
     def _child(self, mode: str, directory: Path, conf: Path, kill_at: int):  # type: ignore[no-untyped-def]
-        return subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "tests.integration._rotate_token_child",
-                mode,
-                fx.sqlite_url(directory),
-                self.hsm.module,
-                self.hsm.label,
-                self.hsm.pin,
-                str(directory / "keystore.json"),
-                str(BATCH),
-                str(kill_at),
-            ],
-            cwd=ROOT,
-            env={**os.environ, "PYTHONPATH": str(ROOT), "SOFTHSM2_CONF": str(conf)},
-            capture_output=True,
-            timeout=300,
-        )
+        args = [mode, fx.sqlite_url(directory), self.hsm.module, self.hsm.label, self.hsm.pin]
+        args += [str(directory / "keystore.json"), str(BATCH), str(kill_at)]
+        env = {**os.environ, "SOFTHSM2_CONF": str(conf)}
+        return run_forked("tests.integration._rotate_token_child", args, env)
 
     def test_killedAtEveryTokenStep(self) -> None:
         dry = self._child("rotate", *self._install("dry"), 0)

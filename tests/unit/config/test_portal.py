@@ -57,6 +57,10 @@ class PortalTableTests(SynchronousTestCase):
             ("idle_timeout = 5\n", "portal.listen"),
             ('listen = "tcp:1"\nmax_upload = 10\n', "portal.max_upload"),
             ('listen = "tcp:1"\nmax_event_clients = 0\n', "portal.max_event_clients"),
+            (
+                'listen = "tcp:1"\nlogin_backoff = 10\nlogin_backoff_max = 1\n',
+                "portal.login_backoff_max",
+            ),
         ):
             with self.subTest(key=key):
                 with self.assertRaises(ConfigError) as caught:

@@ -184,7 +184,7 @@ class PushTests(_Base):
             def send_push(self, order: PushOrder) -> Deferred[PushReceipt]:
                 raise ValueError("no keys loaded")
 
-        self.engine._pushes._sender = Broken()  # type: ignore[assignment]
+        self.engine._sms.pushes._sender = Broken()  # type: ignore[assignment]
         session = self.open()
         self.assertIn("no keys loaded", session.status().detail)
         self.assertEqual(len(self.flushLoggedErrors(ValueError)), 1)

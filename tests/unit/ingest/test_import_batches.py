@@ -130,6 +130,30 @@ class BatchImportMixin(_Base):
         self.assertIn("Quantity", report.fatal)
         self.assertEqual(self.done(self.store.count_cards()), 0)
 
+    def test_cutInsideLineWritesNothing(self) -> None:
+        """A file ending inside a line (an upload cut short) names the line; nothing is written."""
+        whole = vendor_file(lines(7), quantity=9)
+        report = self.cards(whole[: whole.index(iccid(5).encode()) + 30])
+        self.assertIn("line 13: the file ends inside this line", report.fatal)
+        self.assertIn("Quantity says 9 cards and the file has 5 card lines", report.fatal)
+        self.assertEqual(self.done(self.store.count_cards()), 0)
+
+    def test_cutInsideLastLineWritesNothing(self) -> None:
+        """Cut inside the last line (Quantity still right): refused, line and column named."""
+        whole = vendor_file(lines(7))
+        for cut, column in ((9, "PSK1"), (16, "PSK1"), (60, None)):
+            report = self.cards(whole[:-cut])
+            assert report.fatal is not None
+            where = "line 15, field PSK1: " if column else "line 15: "
+            self.assertTrue(report.fatal.startswith(where + "the file ends inside"), report.fatal)
+            self.assertEqual(self.done(self.store.count_cards()), 0)
+
+    def test_lastLineWithoutEndIsACard(self) -> None:
+        """A good last line without its newline is a card like the others."""
+        report = self.cards(vendor_file(lines(7)).rstrip(b"\n"))
+        self.assertIsNone(report.fatal)
+        self.assertEqual(self.counts(report), (7, 0, 0, 0))
+
     def test_wrongTransportKeyWritesNothing(self) -> None:
         """Every value failing its integrity check, over several batches: fatal, nothing written."""
         self.keystore.put(

@@ -120,6 +120,28 @@ class FleetStateTests(SynchronousTestCase):
         self.assertEqual(len(card.registry.load_files), 8)
         self.assertEqual(card.transmit(h("80CA004200"))[-2:], h("9000"))
 
+    def test_fillingWritesNoLog(self) -> None:
+        """While filling, a large transaction goes through no WAL; the file is WAL again after."""
+        fleet = self._open()
+        profiles = [make_profile(f"89882110000{i:08d}", f"316{i:08d}") for i in range(300)]
+        wal = Path(f"{self.path}-wal")
+        with fleet.filling():
+            fleet.insert_profiles(profiles)
+            fleet.commit()
+            self.assertFalse(wal.exists() and wal.stat().st_size > 0)
+        self.assertEqual(fleet._db.execute("PRAGMA journal_mode").fetchone()[0], "wal")
+        fleet.close()
+        self.assertEqual(len(self._open()), 300)
+
+    def test_fillingUncommittedIsLost(self) -> None:
+        """Filling without a commit adds nothing, and leaves the file in WAL mode."""
+        fleet = self._open()
+        with self.assertRaises(ZeroDivisionError), fleet.filling():
+            fleet.insert_profiles([make_profile()])
+            1 / 0  # noqa: B018
+        self.assertEqual(fleet._db.execute("PRAGMA journal_mode").fetchone()[0], "wal")
+        self.assertEqual(len(fleet), 0)
+
     def test_duplicateRefused(self) -> None:
         """Inserting an existing card fails and adds none of the batch."""
         fleet = self._open()

@@ -312,7 +312,7 @@ class SetBasedSqliteTests(SynchronousTestCase):
             (1, "ADD", "33600000001", ICCIDS[0], None, 10),
         ]
         result = apply_rows_sqlite(
-            self.store._engine,
+            self.store.engine,
             rows,
             atomic=False,
             applied_at=1.0,

@@ -214,11 +214,11 @@ class SqliteThreadedTests(TestCase):
     def test_ownPoolStoppedOnClose(self) -> Any:
         """A store's own pool runs while it is open and is stopped by close."""
         store = yield SqlStore.open(self.url(), reactor=reactor, threads=2)
-        pool = store._pool
+        pool = store._threads._pool
         self.assertTrue(pool.started)
-        self.assertIsNotNone(store._trigger)
+        self.assertIsNotNone(store._threads._trigger)
         pending = store.count_cards()
         yield store.close()
         self.assertEqual((yield pending), 0)
         self.assertFalse(pool.started)
-        self.assertIsNone(store._trigger)
+        self.assertIsNone(store._threads._trigger)

@@ -195,10 +195,17 @@ class _Apply:
         c = self.raw.cursor()
         try:
             self._load(c)
+            c.execute("SAVEPOINT bipgw_msisdn_indexes")
             indexes = self._drop_history_indexes(c)
             result = self._decide(c, atomic)
             if not result.committed:
                 return result  # rolled back: the indexes come back with the rest
+            if indexes and not (result.added or result.updated):
+                # Nothing written since the indexes were dropped: take them back
+                # as they were rather than build them again.
+                c.execute("ROLLBACK TO bipgw_msisdn_indexes")
+                indexes = []
+            c.execute("RELEASE bipgw_msisdn_indexes")
             self._write_cards(c)
             for sql in indexes:
                 c.execute(sql)
@@ -323,6 +330,9 @@ class _Apply:
                     duplicate = True
                 else:
                     duplicate = made == iccid or (type(made) is set and iccid in made)
+            if duplicate:
+                unchanged += 1  # plan_msisdn_change's first rule
+                continue
             card = cards.get(iccid) if iccid is not None else None
             holder_iccid = holders.get(msisdn) if msisdn is not None else None
             outcome = None

@@ -417,6 +417,7 @@ class CampaignRun:
             self._check_done()
 
     def _complete(self) -> None:
+        self._cancel_timer()  # a wake set while the last tries ran has nothing to start
         self._set_state(CampaignState.COMPLETED).addErrback(
             lambda f: self._log.failure("campaign {id}: state not written", f, id=self.campaign.id)
         )

@@ -326,6 +326,19 @@ class CampaignRunTests(SynchronousTestCase):
         self.assertEqual(self.states(), ["succeeded"])
         self.assertEqual(len(self.flushLoggedErrors(OSError)), 1)
 
+    def test_completedLeavesNoWake(self) -> None:
+        """A wake scheduled while the last tries ran is cancelled when the
+        campaign completes: a finished run holds no timer (CI saw a
+        completed campaign's C{_wake} left in the reactor)."""
+        run = self.make(2, pace=Pace(rate=1, concurrency=3, burst=2))
+        self.successResultOf(run.start())
+        self.assertEqual(len(self.runner.open()), 2)
+        self.assertEqual(len(self.clock.getDelayedCalls()), 1)  # waits for a token
+        self.clock.advance(0.1)
+        self.runner.end_all(OK)
+        self.assertEqual(run.state, CampaignState.COMPLETED)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
     def test_doneWaitsForTheCompletedStateWrite(self) -> None:
         """The run is done only once its terminal state is stored: until then
         its lease must stay held, or another node reads the campaign as

@@ -210,7 +210,7 @@ class SessionEngine:
             self._live[session_id] = machine
             self._handles[session_id] = handle
             self._open_per_service[service] += 1
-        machine.recorded = self._record_opened(machine)
+        machine.record_with(self._record_opened(machine))
         if refused is not None:
             machine.fail(*refused)
             return handle
@@ -480,7 +480,7 @@ class SessionEngine:
         )
         self._live[machine.id] = machine
         self._cards.hold(card.iccid, machine)
-        machine.recorded = self._record_opened(machine)
+        machine.record_with(self._record_opened(machine))
         machine.arrived_on_its_own(card)
         link = CardLink(machine, disconnect)
         machine.attach(link, agent_id)

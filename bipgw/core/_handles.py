@@ -159,9 +159,10 @@ class Session:
     @ivar ready: fires with the L{SessionStatus} once the card is connected
         and commands can be sent; fails with L{SessionError} if the session
         ends first (unknown card, card busy, push failures, timeout ...).
-    @ivar recorded: (a property) fires once the session's opening row is durable in the
-        store (fails if it could not be written); a door waits for it
-        before it tells the platform the session exists.
+    @ivar recorded: (a property, a new Deferred each time) fires once the
+        session's opening row is durable in the store (fails if it could not
+        be written); a door waits for it before it tells the platform the
+        session exists.  Nobody need ask: an unasked failure is only logged.
     """
 
     def __init__(self, machine: SessionMachine, rules: ServiceRules | None = None) -> None:

@@ -31,6 +31,7 @@ from typing import Any, Final, Protocol, cast
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from bipgw.codec.admin_http import AdminRequest, AdminResponse
 from bipgw.core._exchange import CardExchange, ScriptExchange
@@ -143,12 +144,42 @@ class SessionMachine:
         self._close_waiters: list[Deferred[SessionStatus]] = []
         self._outbox: list[Callable[[], object]] = []
         self.ready: Deferred[SessionStatus] = Deferred()
-        # Set by the engine when it opens the session: its opening row is
-        # durable (fails if the store could not write it).  One consumer:
-        # the door's relay, before it tells the platform the session exists.
-        self.recorded: Deferred[None] = succeed(None)
+        # Given by the engine when it opens the session (L{record_with}):
+        # whether its opening row is durable.  Kept as an outcome, each
+        # L{recorded} reader gets its own Deferred: a session nobody asks
+        # (a card-initiated one, a test's) leaves no unhandled failure.
+        self._recorded: Failure | None = None
+        self._recorded_settled = True
+        self._recorded_waiters: list[Deferred[None]] = []
         self._ready_settled = False
         self._event(None, SessionState.REQUESTED, None, f"opened for {target}, service {service!r}")
+
+    def record_with(self, recorded: Deferred[None]) -> None:
+        """Take C{recorded}, the opening row's write (its failure already
+        logged by whoever made it), as the outcome L{recorded} reports."""
+        self._recorded_settled = False
+        recorded.addBoth(self._recorded_outcome)
+
+    def _recorded_outcome(self, result: object) -> None:
+        self._recorded = result if isinstance(result, Failure) else None
+        self._recorded_settled = True
+        waiters, self._recorded_waiters = self._recorded_waiters, []
+        for waiter in waiters:
+            if self._recorded is None:
+                waiter.callback(None)
+            else:
+                waiter.errback(self._recorded)
+        return None  # consumed here: each reader has its own Deferred
+
+    @property
+    def recorded(self) -> Deferred[None]:
+        """A new Deferred: fires once the opening row is durable, fails if it
+        could not be written."""
+        if not self._recorded_settled:
+            waiter: Deferred[None] = Deferred()
+            self._recorded_waiters.append(waiter)
+            return waiter
+        return succeed(None) if self._recorded is None else fail(self._recorded)
 
     # -- queries -------------------------------------------------------
 

@@ -59,7 +59,7 @@ from typing import Any, cast
 from sqlalchemy import Engine
 
 import bipgw.store._schema as s
-from bipgw.store._bulk_msisdn import SQLITE_CACHE_KIB, _CardView
+from bipgw.store._bulk_msisdn import _CardView
 from bipgw.store._engine import describe_error
 from bipgw.store._interfaces import plan_msisdn_change
 from bipgw.store._types import (
@@ -74,6 +74,11 @@ from bipgw.store._types import (
 )
 
 _TEMP = "bipgw_msisdn_in"
+#: SQLite's page cache (KiB) on the connection applying a file.  The batch
+#: path's 64 MiB kept its random index pages; here the indexes are walked in
+#: key order or built by a sort: on 1,000,000 lines 16 MiB took no more CPU
+#: (26.0 s against 28.6 s) and 80 MB less memory.
+SQLITE_CACHE_KIB = 16384
 
 
 def sorted_rows(rows: Iterable[MsisdnRow]) -> list[MsisdnRow]:
@@ -175,7 +180,8 @@ class _Apply:
         self.applied_at = applied_at
         self.source = source
         self.max_errors = max_errors
-        #: ICCID -> [IMSI, MSISDN now, MSISDN before the file] of every card the file touches.
+        #: ICCID -> [IMSI, MSISDN now, MSISDN before the file, ICCID] of every card the
+        #: file touches (the ICCID: the key's own string, which the other maps share).
         self.cards: dict[str, list[Any]] = {}
         #: MSISDN -> ICCID of the card holding it now (the numbers the file names).
         self.holders: dict[str, str] = {}
@@ -189,10 +195,17 @@ class _Apply:
         c = self.raw.cursor()
         try:
             self._load(c)
+            c.execute("SAVEPOINT bipgw_msisdn_indexes")
             indexes = self._drop_history_indexes(c)
             result = self._decide(c, atomic)
             if not result.committed:
                 return result  # rolled back: the indexes come back with the rest
+            if indexes and not (result.added or result.updated):
+                # Nothing written since the indexes were dropped: take them back
+                # as they were rather than build them again.
+                c.execute("ROLLBACK TO bipgw_msisdn_indexes")
+                indexes = []
+            c.execute("RELEASE bipgw_msisdn_indexes")
             self._write_cards(c)
             for sql in indexes:
                 c.execute(sql)
@@ -210,7 +223,9 @@ class _Apply:
                 f" WHERE {column} IN (SELECT {column} FROM temp.{_TEMP})"
             )
             for iccid, imsi, msisdn in c.execute(query):
-                cards[iccid] = [imsi, msisdn, msisdn]
+                if iccid in cards:
+                    continue
+                cards[iccid] = [imsi, msisdn, msisdn, iccid]
                 if msisdn is not None:
                     holders[msisdn] = iccid
         if c.execute(f"SELECT EXISTS (SELECT 1 FROM {history})").fetchone()[0]:
@@ -315,6 +330,9 @@ class _Apply:
                     duplicate = True
                 else:
                     duplicate = made == iccid or (type(made) is set and iccid in made)
+            if duplicate:
+                unchanged += 1  # plan_msisdn_change's first rule
+                continue
             card = cards.get(iccid) if iccid is not None else None
             holder_iccid = holders.get(msisdn) if msisdn is not None else None
             outcome = None
@@ -334,7 +352,7 @@ class _Apply:
                         outcome, new = updated_, msisdn
                 elif msisdn is None and previous is not None:
                     outcome, new = updated_, None
-                target_iccid, target = iccid, card
+                target_iccid, target = card[3], card
             if outcome is None:
                 plan = self._plan(op, msisdn, iccid, imsi, at, card, holder_iccid, duplicate)
                 outcome = plan.outcome
@@ -347,8 +365,9 @@ class _Apply:
                 if outcome is not added_ and outcome is not updated_:
                     unchanged += 1
                     continue
-                new, previous, target_iccid = plan.new_msisdn, plan.previous_msisdn, plan.iccid
-                target = cards[target_iccid]
+                new, previous = plan.new_msisdn, plan.previous_msisdn
+                target = cards[plan.iccid]
+                target_iccid = target[3]
             if outcome is added_:
                 added += 1
             else:
@@ -437,7 +456,7 @@ class _Apply:
         """Each changed card once, its final number, in ICCID order (see the module's text)."""
         changed: list[tuple[str | None, str]] = []
         finals: dict[str, str] = {}
-        for iccid, (_, new, old) in self.cards.items():
+        for iccid, (_, new, old, _) in self.cards.items():
             if new != old:
                 changed.append((new, iccid))
                 if new is not None:

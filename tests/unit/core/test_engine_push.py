@@ -8,6 +8,8 @@ exactly.
 
 from __future__ import annotations
 
+from typing import Any
+
 import attrs
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.testing import EventLoggingObserver
@@ -26,6 +28,7 @@ from bipgw.core import (
     SessionId,
     SessionState,
 )
+from bipgw.store import BatchingRecorder, MemoryStore, StoreError
 from tests.unit.core import (
     CARD,
     ICCID,
@@ -460,6 +463,42 @@ class RecordingTests(_Base):
         self.engine.stop()
         self.failure(session)
         self.assertEqual(len(self.flushLoggedErrors(OSError)), 4)
+
+    def test_unwrittenOpeningLeavesNoUnhandledFailure(self) -> None:
+        """The store fails the opening row of a session nobody waits on (a
+        test's, a card-initiated one): the failure is logged once, each reader
+        of C{recorded}, before or after, gets it, and the Deferred the engine
+        made holds no failure (one left there is reported as an "Unhandled
+        error in Deferred" whenever it is collected, in some later test)."""
+        store = MemoryStore()
+        self.successResultOf(store.close())  # every write now fails
+        recorder = BatchingRecorder(store, self.clock)
+        self.engine.recorder = recorder
+        made: list[Deferred[None]] = []
+        record_opened = self.engine._record_opened
+
+        def keep(machine: Any) -> Deferred[None]:
+            made.append(record_opened(machine))
+            return made[-1]
+
+        self.patch(self.engine, "_record_opened", keep)
+        unread = self.open()
+        read = self.open(ICCID2)
+        early = read.recorded
+        self.clock.advance(1.0)  # the batch is written, and fails
+        self.assertEqual(recorder.failed, 6)  # two sessions, their four events
+        self.failureResultOf(early, StoreError)
+        self.assertEqual([self.successResultOf(d) for d in made], [None, None])
+        self.assertIs(unread.status().state, S.PUSHING)
+        self.engine.stop()
+        self.failure(unread)
+        self.failure(read)
+        self.clock.advance(1.0)
+        self.successResultOf(recorder.stop())
+        self.assertEqual(recorder.failed, 10)  # and the two sessions' ends, in a second batch
+        # One line per failed batch, one per session's opening.
+        self.assertEqual(len(self.flushLoggedErrors(StoreError)), 4)
+        self.failureResultOf(read.recorded, StoreError)  # a later reader is told too
 
     def test_statusQueries(self) -> None:
         """status() answers for live and recently ended sessions, None otherwise."""

@@ -249,6 +249,16 @@ class SetBasedSqliteTests(SynchronousTestCase):
         self.successResultOf(self.apply(text))
         self.assertEqual(self.indexes(), before)
 
+    def test_sameFileAgainKeepsIndexes(self) -> None:
+        """A file all repeats writes nothing: the indexes dropped for it are taken back."""
+        before = self.indexes()
+        text = "".join(f"3360000000{n},{ICCIDS[n]},,ADD,20250101000000\n" for n in range(3))
+        self.successResultOf(self.apply(text))
+        again = self.successResultOf(self.apply(text))
+        self.assertEqual((again.added, again.updated, again.unchanged), (0, 0, 3))
+        self.assertEqual(self.indexes(), before)
+        self.assertEqual(len(self.successResultOf(self.store.msisdn_history())), 3)
+
     def test_failureRollsBackEverything(self) -> None:
         """An error in the middle (here the reader's) leaves nothing written, the indexes too."""
         before = self.indexes()

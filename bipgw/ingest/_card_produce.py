@@ -39,6 +39,12 @@ Opener = Callable[[], BinaryIO]
 #: (Python's default is 700): see L{fewer_collections}.
 IMPORT_GC_THRESHOLD = 100_000
 
+#: Secret values that failed their integrity check, none opened, after which
+#: the file is taken as wrapped under another key and its remaining lines
+#: are not tried (checked at batch ends): a wrong key refuses a 1,000,000-card
+#: file after its first batch instead of after every value of it.
+WRONG_KEY_AFTER = 1_000
+
 
 @contextmanager
 def fewer_collections() -> Iterator[None]:
@@ -184,6 +190,7 @@ def produce(opener: Opener, cards: CardOpener, batch_size: int) -> Iterator[Even
             parser.records = records
             parser.check_quantity(header)
         pending: list[VendorCard] = []
+        wrong_key = False
         for number, raw in lines:
             card = parser.feed(number, raw)
             if card is None:
@@ -193,12 +200,15 @@ def produce(opener: Opener, cards: CardOpener, batch_size: int) -> Iterator[Even
                 opened = cards.open_rows(pending, header, secrets)
                 yield ("batch", opened.rows, opened.errors, opened.rejected, parser.rejected)
                 pending = []
+                if cards.failed >= WRONG_KEY_AFTER and not cards.verified:
+                    wrong_key = True  # the importer refuses the file: nothing was written
+                    break
         if pending:
             opened = cards.open_rows(pending, header, secrets)
             yield ("batch", opened.rows, opened.errors, opened.rejected, parser.rejected)
         yield (
             "end",
-            parser.records,
+            records if wrong_key else parser.records,
             parser.rejected,
             parser.errors,
             cards.failed,

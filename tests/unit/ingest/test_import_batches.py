@@ -163,6 +163,33 @@ class BatchImportMixin(_Base):
         self.assertIn("does not open", report.fatal)
         self.assertEqual(self.done(self.store.count_cards()), 0)
 
+    def test_wrongTransportKeyGivesUpEarly(self) -> None:
+        """Once a batch end finds enough values failed and none opened, the
+        rest of the file is not tried: the same refusal, nothing written,
+        the file's card lines counted, but only the first batches opened."""
+        from bipgw.ingest import _card_produce
+        from bipgw.ingest._unwrap import CardOpener
+
+        self.keystore.put(
+            "TK1", "transport", Secret(b"\x01" * 16), {"scheme": "aes-kwp"}, replace=True
+        )
+        self.patch(_card_produce, "WRONG_KEY_AFTER", 4)
+        tried: list[int] = []
+        real = CardOpener.open_rows
+
+        def counting(opener: CardOpener, cards: Any, *args: Any) -> Any:
+            cards = list(cards)
+            tried.append(len(cards))
+            return real(opener, cards, *args)
+
+        self.patch(CardOpener, "open_rows", counting)
+        report = self.cards(vendor_file(lines(30)))
+        self.assertIn("the transport key 'TK1' does not open this file", report.fatal)
+        self.assertEqual(report.records, 30)
+        self.assertEqual(self.done(self.store.count_cards()), 0)
+        self.assertLess(sum(tried), 30)
+        self.assertGreater(sum(tried), 0)
+
     def test_msisdnDelAndChgOrderWithinBatch(self) -> None:
         """ADD, CHG, DEL of one card in one batch apply in time order, not file order."""
         self.cards(vendor_file(lines(2)))

@@ -37,7 +37,7 @@ from bipgw.ingest._report import Counts, counted, finish, refused, start
 from bipgw.ingest._unwrap import notices_for, transport_key
 from bipgw.ingest._vendor_file import MAX_FILE_BYTES as MAX_VENDOR_FILE
 from bipgw.ingest._vendor_file import MAX_LINE, VendorFileError, read_header
-from bipgw.keys import IRootKeys, KeyStore
+from bipgw.keys import IRootKeys, KeyStore, read_operator_file
 from bipgw.store import (
     ImportKind,
     ImportReport,
@@ -61,15 +61,7 @@ def read_file(path: str | os.PathLike[str], limit: int) -> bytes:
 
     @raise IngestError: if it cannot be read or is too large.
     """
-    name = os.fspath(path)
-    try:
-        with open(name, "rb") as f:
-            data = f.read(limit + 1)
-    except OSError as e:
-        raise IngestError(f"cannot read {name}: {e.strerror or e}") from None
-    if len(data) > limit:
-        raise IngestError(f"{name} is larger than {limit} bytes")
-    return data
+    return read_operator_file(path, limit, os.fspath(path), IngestError)
 
 
 def import_cards(

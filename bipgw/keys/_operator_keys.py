@@ -74,7 +74,7 @@ def read_operator_file(
         with open(path, "rb") as f:
             data = f.read(limit + 1)
     except OSError as e:
-        raise error(f"cannot read {what}: {e.strerror}") from None
+        raise error(f"cannot read {what}: {e.strerror or e}") from None
     if len(data) > limit:
         raise error(f"{what} is larger than {limit} bytes")
     return data

@@ -18,7 +18,6 @@ listener serves the next card once descriptors are free again.
 from __future__ import annotations
 
 import errno
-import itertools
 import os
 import resource
 import shutil
@@ -31,10 +30,9 @@ from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
 from bipgw.codec.admin_http import AdminRequest, encode_request
-from bipgw.core import CardTarget, MemorySessionRecorder, SessionEngine, SessionId, SessionState
-from bipgw.scp81 import AdminServer
+from bipgw.core import CardTarget, SessionState
 from tests.integration._openssl import OpenSslProcess
-from tests.integration.test_admin_openssl import FIRST_POST, ICCID, KEY, WAIT, _Cards, _Pushes
+from tests.integration.test_admin_openssl import FIRST_POST, ICCID, KEY, WAIT, start_admin_server
 
 OPENSSL = shutil.which("openssl")
 _SPARE = 6
@@ -55,27 +53,7 @@ class AdminServerFileLimitTests(TestCase):
             raise self.skipTest("the openssl command line tool is not installed")
         if not os.path.isdir("/proc/self/fd"):
             raise self.skipTest("needs /proc/self/fd to count open files")
-        from twisted.internet import reactor
-
-        self.reactor = reactor
-        ids = (SessionId(f"s{n}") for n in itertools.count(1))
-        self.engine = SessionEngine(
-            reactor, _Pushes(), _Cards(), MemorySessionRecorder(), new_id=lambda: next(ids)
-        )
-        self.server = AdminServer(
-            reactor,
-            self.engine,
-            psk_lookup={ICCID.encode(): KEY}.get,
-            identity_to_iccid=lambda identity: identity.decode("ascii"),
-            listen="tcp:0:interface=127.0.0.1",
-            grace_period=2,
-        )
-        self.server.startService()
-        self.addCleanup(self.server.stopService)
-        return self.server.when_listening().addCallback(self._listening)
-
-    def _listening(self, port: Any) -> None:
-        self.port = port.getHost().port
+        return start_admin_server(self)
 
     def card(self) -> OpenSslProcess:
         tool = OpenSslProcess(self.reactor, wait=WAIT)

@@ -65,6 +65,34 @@ class _Cards:
         return succeed(card if target.iccid == ICCID else None)
 
 
+def start_admin_server(test: Any) -> Deferred[None]:
+    """Start an L{AdminServer} on a free loopback port for C{test}, over an
+    engine with the one card L{ICCID}/L{KEY}: sets C{test.reactor},
+    C{test.engine}, C{test.server} and, once listening, C{test.port}."""
+    from twisted.internet import reactor
+
+    test.reactor = reactor
+    ids = (SessionId(f"s{n}") for n in itertools.count(1))
+    test.engine = SessionEngine(
+        reactor, _Pushes(), _Cards(), MemorySessionRecorder(), new_id=lambda: next(ids)
+    )
+    test.server = AdminServer(
+        reactor,
+        test.engine,
+        psk_lookup={ICCID.encode(): KEY}.get,
+        identity_to_iccid=lambda identity: identity.decode("ascii"),
+        listen="tcp:0:interface=127.0.0.1",
+        grace_period=2,
+    )
+    test.server.startService()
+    test.addCleanup(test.server.stopService)
+
+    def listening(port: Any) -> None:
+        test.port = port.getHost().port
+
+    return test.server.when_listening().addCallback(listening)
+
+
 class AdminServerOpenSSLTests(TestCase):
     """openssl s_client, as the card, against the SCP81 admin service."""
 
@@ -73,27 +101,7 @@ class AdminServerOpenSSLTests(TestCase):
     def setUp(self) -> Deferred[Any]:
         if OPENSSL is None:
             raise self.skipTest("the openssl command line tool is not installed")
-        from twisted.internet import reactor
-
-        self.reactor = reactor
-        ids = (SessionId(f"s{n}") for n in itertools.count(1))
-        self.engine = SessionEngine(
-            reactor, _Pushes(), _Cards(), MemorySessionRecorder(), new_id=lambda: next(ids)
-        )
-        self.server = AdminServer(
-            reactor,
-            self.engine,
-            psk_lookup={ICCID.encode(): KEY}.get,
-            identity_to_iccid=lambda identity: identity.decode("ascii"),
-            listen="tcp:0:interface=127.0.0.1",
-            grace_period=2,
-        )
-        self.server.startService()
-        self.addCleanup(self.server.stopService)
-        return self.server.when_listening().addCallback(self._listening)
-
-    def _listening(self, port: Any) -> None:
-        self.port = port.getHost().port
+        return start_admin_server(self)
 
     def card(self, key: bytes) -> OpenSslProcess:
         tool = OpenSslProcess(self.reactor, wait=WAIT)
